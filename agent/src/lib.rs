@@ -1,0 +1,1 @@
+//! The Flotilla agent: applies, prunes and watches desired state in one cluster.

@@ -1,0 +1,1 @@
+//! Flotilla's domain model, shared by the hub and the CLI.

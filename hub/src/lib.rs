@@ -1,0 +1,1 @@
+//! The Flotilla hub: Raft-replicated state, controllers and services.

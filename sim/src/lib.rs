@@ -1,0 +1,1 @@
+//! A Kubernetes API simulator: many virtual clusters behind one process.

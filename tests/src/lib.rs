@@ -1,0 +1,1 @@
+//! Support for Flotilla's end-to-end tests and benchmarks.
