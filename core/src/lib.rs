@@ -1,1 +1,23 @@
-//! Flotilla's domain model, shared by the hub and the CLI.
+//! Flotilla's domain model, shared by the hub, the agent and the CLI: the repository spec
+//! (`flotilla.yaml`), label selectors, the cluster inventory, per-cluster rendering of
+//! bundles into content-addressed blobs, rollout wave planning and the health model.
+//!
+//! Nothing here talks to a cluster or a hub, so the CLI can lint and diff a repository
+//! offline.
+
+pub mod hash;
+pub mod health;
+pub mod labels;
+pub mod limits;
+pub mod location;
+pub mod selector;
+pub mod spec;
+mod yaml;
+
+pub use hash::ContentHash;
+pub use health::Health;
+pub use labels::Labels;
+pub use limits::Limits;
+pub use location::SourceLocation;
+pub use selector::LabelSelector;
+pub use spec::{Bundle, FleetSpec, SpecError, SpecErrors, Stage};

@@ -1,0 +1,107 @@
+//! The health of an object, a bundle or a cluster, shared by the agent (which computes it),
+//! the hub (which gates rollouts on it) and the CLI (which shows it).
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Health with Argo CD's names and severity order. Variants are declared from best to worst,
+/// so `Ord` (and [`Health::worst_of`]) rolls a set up to its most severe member.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Health {
+    /// Everything is as desired and ready.
+    Healthy,
+    /// Paused or suspended on purpose (a suspended CronJob, a paused Deployment).
+    Suspended,
+    /// Not yet healthy but still moving towards it (a rollout in progress).
+    Progressing,
+    /// The object is desired but absent from the cluster.
+    Missing,
+    /// Failed or stuck: it will not become healthy without a change.
+    Degraded,
+    /// Health cannot be assessed (no report yet, or an unknown state).
+    Unknown,
+}
+
+impl Health {
+    /// Every variant, best first.
+    pub const ALL: [Health; 6] = [
+        Health::Healthy,
+        Health::Suspended,
+        Health::Progressing,
+        Health::Missing,
+        Health::Degraded,
+        Health::Unknown,
+    ];
+
+    /// The more severe of two health values.
+    pub fn worse(self, other: Health) -> Health {
+        self.max(other)
+    }
+
+    /// The most severe health of a set; `Healthy` for an empty set (nothing is wrong).
+    pub fn worst_of(healths: impl IntoIterator<Item = Health>) -> Health {
+        healths.into_iter().fold(Health::Healthy, Health::worse)
+    }
+
+    /// The name as shown to users and written in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Healthy => "Healthy",
+            Health::Suspended => "Suspended",
+            Health::Progressing => "Progressing",
+            Health::Missing => "Missing",
+            Health::Degraded => "Degraded",
+            Health::Unknown => "Unknown",
+        }
+    }
+}
+
+impl fmt::Display for Health {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A string that names no health value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown health `{0}`: expected one of Healthy, Suspended, Progressing, Missing, Degraded, Unknown")]
+pub struct UnknownHealth(pub String);
+
+impl FromStr for Health {
+    type Err = UnknownHealth;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Health::ALL
+            .into_iter()
+            .find(|health| health.as_str().eq_ignore_ascii_case(text))
+            .ok_or_else(|| UnknownHealth(text.to_owned()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn worst_of_picks_the_most_severe() {
+        assert_eq!(Health::worst_of([]), Health::Healthy);
+        assert_eq!(
+            Health::worst_of([Health::Healthy, Health::Progressing, Health::Suspended]),
+            Health::Progressing
+        );
+        assert_eq!(Health::worst_of([Health::Degraded, Health::Missing]), Health::Degraded);
+        assert_eq!(Health::Healthy.worse(Health::Unknown), Health::Unknown);
+    }
+
+    #[test]
+    fn serde_and_parsing_use_the_display_names() {
+        for health in Health::ALL {
+            let json = serde_json::to_string(&health).unwrap();
+            assert_eq!(json, format!("\"{health}\""));
+            assert_eq!(health.to_string().parse::<Health>().unwrap(), health);
+        }
+        assert!("sick".parse::<Health>().is_err());
+    }
+}

@@ -1,0 +1,414 @@
+//! The `flotilla.yaml` model: stages (where revisions go and how they roll out) and bundles
+//! (what is rendered for which clusters).
+//!
+//! The file is parsed strictly into a private document model that keeps every node's line,
+//! then validated into the types below, which hold only valid, defaulted values.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::labels::Labels;
+use crate::limits::Limits;
+use crate::location::SourceLocation;
+use crate::selector::LabelSelector;
+
+mod document;
+mod quantity;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+pub use quantity::{Duration, IntOrPercent};
+
+/// The `apiVersion` every Flotilla file carries.
+pub const API_VERSION: &str = "flotilla.dev/v1";
+/// The `kind` of `flotilla.yaml`.
+pub const FLEET_KIND: &str = "Fleet";
+/// The file name of the spec at the repository root.
+pub const SPEC_FILE: &str = "flotilla.yaml";
+
+/// A validated `flotilla.yaml`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetSpec {
+    /// `metadata.name`, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Stages in declaration order.
+    pub stages: Vec<Stage>,
+    /// Bundles in declaration order.
+    pub bundles: Vec<Bundle>,
+}
+
+/// A set of clusters that receives revisions from one source with one rollout policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Stage {
+    /// Unique DNS-1123 label.
+    pub name: String,
+    /// The clusters of the stage; a cluster belongs to at most one stage.
+    pub cluster_selector: LabelSelector,
+    /// Where the stage's revisions come from.
+    pub source: StageSource,
+    /// How a revision rolls out across the stage's clusters.
+    pub rollout: RolloutPolicy,
+    /// Keys one of which must have signed a revision before it enters this stage; empty
+    /// means unsigned revisions are accepted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub require_signed_by: Vec<SigningKey>,
+    /// Where the stage is declared.
+    pub location: SourceLocation,
+}
+
+/// Where a stage takes its revisions from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum StageSource {
+    /// The head of a branch of the repository.
+    Track {
+        /// Branch name, e.g. `main`.
+        branch: String,
+    },
+    /// Revisions that completed their rollout in another stage.
+    PromoteFrom {
+        /// Name of the upstream stage.
+        stage: String,
+    },
+}
+
+/// A stage's rollout policy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutPolicy {
+    /// Waves in order; clusters no wave selects form a last, implicit wave.
+    pub waves: Vec<Wave>,
+    /// Most clusters of a wave updated (and so possibly unavailable) at once.
+    pub max_unavailable: IntOrPercent,
+    /// How long a wave may take to become healthy before the rollout fails.
+    pub health_timeout: Duration,
+    /// How long a healthy wave is watched before the next wave starts; after the last wave,
+    /// before the revision counts as rolled out (and downstream stages may take it).
+    pub soak: Duration,
+    /// Whether a candidate revision starts rolling out by itself.
+    pub approval: Approval,
+    /// What happens when a wave fails its health gate.
+    pub failure_action: FailureAction,
+    /// What a newer candidate does to a rollout in progress.
+    pub supersede: Supersede,
+}
+
+impl Default for RolloutPolicy {
+    fn default() -> Self {
+        Self {
+            waves: Vec::new(),
+            max_unavailable: IntOrPercent::Percent(100),
+            health_timeout: Duration::from_secs(300),
+            soak: Duration::default(),
+            approval: Approval::Auto,
+            failure_action: FailureAction::Pause,
+            supersede: Supersede::Immediate,
+        }
+    }
+}
+
+/// One wave of a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Wave {
+    /// Name shown in status (`wave-N` when not given).
+    pub name: String,
+    /// Which clusters the wave takes.
+    pub target: WaveTarget,
+    /// Soak for this wave, overriding the stage's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soak: Option<Duration>,
+}
+
+/// How a wave picks its clusters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum WaveTarget {
+    /// The stage's clusters matching a selector that no earlier wave took.
+    Selector(LabelSelector),
+    /// Enough clusters, in name order, that this percentage of the stage has been reached
+    /// (cumulative: `10` then `50` then `100`).
+    Percent(u32),
+}
+
+/// Whether rollouts into a stage start by themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Approval {
+    /// A candidate revision rolls out as soon as it is eligible.
+    Auto,
+    /// A candidate revision waits for `flotilla promote`.
+    Manual,
+}
+
+/// What a failed health gate does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FailureAction {
+    /// Stop the rollout where it is, for an operator to decide.
+    Pause,
+    /// Put every cluster the rollout touched back on the stage's previous revision.
+    Rollback,
+}
+
+/// What a newer candidate revision does to a rollout in progress.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Supersede {
+    /// Abandon the running rollout and start the newer revision from the first wave.
+    Immediate,
+    /// Let the running rollout finish, then roll out the newest candidate.
+    AfterRollout,
+}
+
+/// A public key whose signatures a stage accepts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SigningKey {
+    /// Name shown in status and audit (`release-team`).
+    pub name: String,
+    /// The key itself.
+    pub key: SigningKeyMaterial,
+}
+
+/// Public key material for commit signature verification.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum SigningKeyMaterial {
+    /// An OpenSSH public key line (`ssh-ed25519 AAAA... comment`).
+    Ssh(String),
+    /// An ASCII-armored OpenPGP public key block.
+    OpenPgp(String),
+}
+
+/// Whether the agent corrects drift or only reports it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum DriftMode {
+    /// Re-apply the desired state when an owned object drifts.
+    Correct,
+    /// Report drift without touching the object.
+    Report,
+}
+
+impl fmt::Display for DriftMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            DriftMode::Correct => "correct",
+            DriftMode::Report => "report",
+        })
+    }
+}
+
+/// A directory of manifests delivered to the clusters its selector matches.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Bundle {
+    /// Unique DNS-1123 label.
+    pub name: String,
+    /// Directory relative to the repository root, `/`-separated, normalized.
+    pub path: String,
+    /// The clusters that receive the bundle (every cluster when empty).
+    pub cluster_selector: LabelSelector,
+    /// Namespace given to namespaced objects that name none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Declared variables and their default values.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+    /// Overlays in priority order; a cluster gets the first whose selector matches.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlays: Vec<Overlay>,
+    /// Drift handling by the agent.
+    pub drift: DriftMode,
+    /// Bundles that must be healthy on a cluster before this one is applied there.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub depends_on: Vec<String>,
+    /// Where the bundle is declared.
+    pub location: SourceLocation,
+    /// Where `path` is written, for errors about the directory.
+    pub path_location: SourceLocation,
+}
+
+/// A per-cluster variation of a bundle.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Overlay {
+    /// Name, unique within the bundle.
+    pub name: String,
+    /// The clusters this overlay is for.
+    pub cluster_selector: LabelSelector,
+    /// Directory relative to the bundle's directory, normalized to be relative to the
+    /// repository root; a kustomization there replaces the bundle's build, plain manifests
+    /// there are merged over the bundle's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<String>,
+    /// Variable values overriding the bundle's.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, String>,
+    /// Where the overlay is declared.
+    pub location: SourceLocation,
+}
+
+impl FleetSpec {
+    /// Parses and validates the text of a `flotilla.yaml`. `file` names it in errors.
+    pub fn parse(text: &str, file: &str, limits: &Limits) -> Result<FleetSpec, SpecErrors> {
+        let document: document::FleetDocument = crate::yaml::parse_one(text, file, limits)
+            .map_err(|p| SpecErrors::one(SpecError::Syntax {
+                location: p.location,
+                message: p.message,
+            }))?;
+        validate::fleet(document, file)
+    }
+
+    /// The stage with this name.
+    pub fn stage(&self, name: &str) -> Option<&Stage> {
+        self.stages.iter().find(|stage| stage.name == name)
+    }
+
+    /// The bundle with this name.
+    pub fn bundle(&self, name: &str) -> Option<&Bundle> {
+        self.bundles.iter().find(|bundle| bundle.name == name)
+    }
+
+    /// The stage a cluster with these labels belongs to: `Ok(None)` when no stage selects
+    /// it, an error naming every matching stage when more than one does.
+    pub fn stage_for(&self, labels: &Labels) -> Result<Option<&Stage>, Vec<&Stage>> {
+        let matching: Vec<&Stage> = self
+            .stages
+            .iter()
+            .filter(|stage| stage.cluster_selector.matches(labels))
+            .collect();
+        match matching.as_slice() {
+            [] => Ok(None),
+            [stage] => Ok(Some(stage)),
+            _ => Err(matching),
+        }
+    }
+
+    /// Bundles ordered so that each comes after the bundles it depends on (declaration
+    /// order otherwise). Validation guarantees there is no cycle.
+    pub fn bundles_in_dependency_order(&self) -> Vec<&Bundle> {
+        let mut ordered: Vec<&Bundle> = Vec::with_capacity(self.bundles.len());
+        while ordered.len() < self.bundles.len() {
+            let before = ordered.len();
+            for bundle in &self.bundles {
+                let placed = |name: &str| ordered.iter().any(|b| b.name == name);
+                if !placed(&bundle.name) && bundle.depends_on.iter().all(|dep| placed(dep)) {
+                    ordered.push(bundle);
+                }
+            }
+            if ordered.len() == before {
+                break;
+            }
+        }
+        ordered
+    }
+}
+
+impl Bundle {
+    /// True when the bundle is delivered to a cluster with these labels.
+    pub fn targets(&self, labels: &Labels) -> bool {
+        self.cluster_selector.matches(labels)
+    }
+
+    /// The overlay a cluster with these labels gets: the first whose selector matches.
+    pub fn overlay_for(&self, labels: &Labels) -> Option<&Overlay> {
+        self.overlays
+            .iter()
+            .find(|overlay| overlay.cluster_selector.matches(labels))
+    }
+}
+
+/// A problem in a repository's spec or layout, with where it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    /// A file could not be read.
+    #[error("{location}: cannot read: {message}")]
+    Read {
+        /// The file.
+        location: SourceLocation,
+        /// The operating system's reason.
+        message: String,
+    },
+    /// A file is larger than the configured limit.
+    #[error("{location}: file is {size} bytes, over the limit of {limit} bytes; split it or raise the limit")]
+    TooLarge {
+        /// The file.
+        location: SourceLocation,
+        /// Its size.
+        size: u64,
+        /// The limit.
+        limit: u64,
+    },
+    /// YAML syntax, an unknown field, a missing field or a value of the wrong type.
+    #[error("{location}: {message}")]
+    Syntax {
+        /// Where the parser stopped.
+        location: SourceLocation,
+        /// What it expected.
+        message: String,
+    },
+    /// Well-formed YAML holding a value that is not allowed.
+    #[error("{location}: {field}: {message}")]
+    Invalid {
+        /// Where the value is written.
+        location: SourceLocation,
+        /// The field, as a path like `stages[2].promoteFrom`.
+        field: String,
+        /// What is wrong and what would be right.
+        message: String,
+    },
+    /// A path or symbolic link leads outside the repository.
+    #[error("{location}: `{path}` leads outside the repository; every path and link must stay inside it")]
+    Escape {
+        /// Where the path is written, or the link itself.
+        location: SourceLocation,
+        /// The offending path or link target.
+        path: String,
+    },
+    /// The repository has more entries than the configured limit.
+    #[error("{location}: the repository has more than {limit} files and directories; raise the limit or slim it down")]
+    TooManyEntries {
+        /// The repository root.
+        location: SourceLocation,
+        /// The limit.
+        limit: usize,
+    },
+}
+
+impl SpecError {
+    /// Where the problem is.
+    pub fn location(&self) -> &SourceLocation {
+        match self {
+            SpecError::Read { location, .. }
+            | SpecError::TooLarge { location, .. }
+            | SpecError::Syntax { location, .. }
+            | SpecError::Invalid { location, .. }
+            | SpecError::Escape { location, .. }
+            | SpecError::TooManyEntries { location, .. } => location,
+        }
+    }
+}
+
+/// Every problem found in a spec; validation does not stop at the first.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", .errors.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct SpecErrors {
+    /// The problems, in file order where known.
+    pub errors: Vec<SpecError>,
+}
+
+impl SpecErrors {
+    pub(crate) fn one(error: SpecError) -> Self {
+        Self {
+            errors: vec![error],
+        }
+    }
+}

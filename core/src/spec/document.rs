@@ -1,0 +1,206 @@
+//! `flotilla.yaml` as written: strict serde types that keep each node's location. The JSON
+//! schema in `docs/` is generated from these types, so the schema and the parser agree.
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use super::quantity::{Duration, IntOrPercent, VariableValue};
+use super::{Approval, DriftMode, FailureAction, Supersede};
+use crate::selector::LabelSelector;
+
+/// A Flotilla fleet: the stages revisions go through and the bundles delivered to clusters.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(title = "Flotilla Fleet (flotilla.yaml)")]
+pub(crate) struct FleetDocument {
+    /// Always `flotilla.dev/v1`.
+    #[schemars(with = "String", extend("const" = "flotilla.dev/v1"))]
+    pub(crate) api_version: Spanned<String>,
+    /// Always `Fleet`.
+    #[schemars(with = "String", extend("const" = "Fleet"))]
+    pub(crate) kind: Spanned<String>,
+    /// Optional metadata.
+    #[serde(default)]
+    pub(crate) metadata: Option<MetadataDocument>,
+    /// Stages, each a set of clusters with a revision source and a rollout policy.
+    #[schemars(with = "Vec<StageDocument>")]
+    pub(crate) stages: Vec<Spanned<StageDocument>>,
+    /// Bundles: directories of manifests and the clusters they go to.
+    #[serde(default)]
+    #[schemars(with = "Vec<BundleDocument>")]
+    pub(crate) bundles: Vec<Spanned<BundleDocument>>,
+}
+
+/// Metadata of the fleet.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct MetadataDocument {
+    /// A name for the fleet, shown in status.
+    #[serde(default)]
+    pub(crate) name: Option<String>,
+}
+
+/// A stage: a set of clusters, where its revisions come from, and how they roll out.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct StageDocument {
+    /// Unique name (DNS-1123 label), e.g. `prod`.
+    #[schemars(with = "String")]
+    pub(crate) name: Spanned<String>,
+    /// The stage's clusters; absent selects every cluster. A cluster may be in one stage only.
+    #[serde(default)]
+    #[schemars(with = "Option<LabelSelector>")]
+    pub(crate) cluster_selector: Option<Spanned<LabelSelector>>,
+    /// Follow the head of a branch. Exactly one of `track` and `promoteFrom` is required.
+    #[serde(default)]
+    #[schemars(with = "Option<TrackDocument>")]
+    pub(crate) track: Option<Spanned<TrackDocument>>,
+    /// Take revisions that completed their rollout in this other stage.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub(crate) promote_from: Option<Spanned<String>>,
+    /// Rollout policy; every field has a default.
+    #[serde(default)]
+    pub(crate) rollout: Option<RolloutDocument>,
+    /// Keys one of which must have signed a revision before it enters the stage.
+    #[serde(default)]
+    #[schemars(with = "Vec<SigningKeyDocument>")]
+    pub(crate) require_signed_by: Vec<Spanned<SigningKeyDocument>>,
+}
+
+/// The branch a stage follows.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct TrackDocument {
+    /// Branch name, e.g. `main`.
+    #[schemars(with = "String")]
+    pub(crate) branch: Spanned<String>,
+}
+
+/// How a revision rolls out across a stage.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct RolloutDocument {
+    /// Waves in order; clusters no wave takes form a last wave. Absent: one wave.
+    #[serde(default)]
+    #[schemars(with = "Vec<WaveDocument>")]
+    pub(crate) waves: Vec<Spanned<WaveDocument>>,
+    /// Most clusters of a wave updated at once: a count or a percentage. Default `100%`.
+    #[serde(default)]
+    #[schemars(with = "Option<IntOrPercent>")]
+    pub(crate) max_unavailable: Option<Spanned<IntOrPercent>>,
+    /// How long a wave may take to become healthy. Default `5m`.
+    #[serde(default)]
+    #[schemars(with = "Option<Duration>")]
+    pub(crate) health_timeout: Option<Spanned<Duration>>,
+    /// How long each healthy wave is watched before going on. Default `0s`.
+    #[serde(default)]
+    pub(crate) soak: Option<Duration>,
+    /// `auto` (default) or `manual` (wait for `flotilla promote`).
+    #[serde(default)]
+    pub(crate) approval: Option<Approval>,
+    /// `pause` (default) or `rollback` when a wave fails its health gate.
+    #[serde(default)]
+    pub(crate) failure_action: Option<FailureAction>,
+    /// `immediate` (default): a newer candidate replaces a running rollout;
+    /// `afterRollout`: it waits for the running rollout to end.
+    #[serde(default)]
+    pub(crate) supersede: Option<Supersede>,
+}
+
+/// A wave: clusters picked by a selector, or by a cumulative percentage of the stage.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct WaveDocument {
+    /// Name shown in status; default `wave-N`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub(crate) name: Option<Spanned<String>>,
+    /// Clusters of the stage matching this selector (and not taken by an earlier wave).
+    #[serde(default)]
+    #[schemars(with = "Option<LabelSelector>")]
+    pub(crate) cluster_selector: Option<Spanned<LabelSelector>>,
+    /// Cumulative percentage of the stage reached at the end of this wave (1-100).
+    #[serde(default)]
+    #[schemars(with = "Option<u32>", range(min = 1, max = 100))]
+    pub(crate) percent: Option<Spanned<u32>>,
+    /// Soak for this wave, overriding the stage's.
+    #[serde(default)]
+    pub(crate) soak: Option<Duration>,
+}
+
+/// A public key accepted for commit signatures. Exactly one of `ssh` and `openpgp`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct SigningKeyDocument {
+    /// Name shown in status and audit.
+    #[schemars(with = "String")]
+    pub(crate) name: Spanned<String>,
+    /// An OpenSSH public key line: `ssh-ed25519 AAAA... comment`.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub(crate) ssh: Option<Spanned<String>>,
+    /// An ASCII-armored OpenPGP public key block.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub(crate) openpgp: Option<Spanned<String>>,
+}
+
+/// A bundle: a directory of manifests, the clusters it goes to, and its per-cluster values.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct BundleDocument {
+    /// Unique name (DNS-1123 label).
+    #[schemars(with = "String")]
+    pub(crate) name: Spanned<String>,
+    /// Directory relative to the repository root.
+    #[schemars(with = "String")]
+    pub(crate) path: Spanned<String>,
+    /// The clusters that receive the bundle; absent selects every cluster.
+    #[serde(default)]
+    #[schemars(with = "Option<LabelSelector>")]
+    pub(crate) cluster_selector: Option<Spanned<LabelSelector>>,
+    /// Namespace for namespaced objects that name none.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub(crate) namespace: Option<Spanned<String>>,
+    /// Declared variables (`${name}` in manifests) with their default values.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, VariableValue>")]
+    pub(crate) variables: BTreeMap<String, Spanned<VariableValue>>,
+    /// Overlays in priority order: a cluster gets the first whose selector matches.
+    #[serde(default)]
+    #[schemars(with = "Vec<OverlayDocument>")]
+    pub(crate) overlays: Vec<Spanned<OverlayDocument>>,
+    /// `correct` (default): re-apply on drift; `report`: only report it.
+    #[serde(default)]
+    pub(crate) drift: Option<DriftMode>,
+    /// Bundles that must be healthy on a cluster before this one is applied there.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub(crate) depends_on: Vec<Spanned<String>>,
+}
+
+/// An overlay: values and manifests for the clusters its selector matches.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct OverlayDocument {
+    /// Name, unique within the bundle.
+    #[schemars(with = "String")]
+    pub(crate) name: Spanned<String>,
+    /// The clusters this overlay is for.
+    #[schemars(with = "LabelSelector")]
+    pub(crate) cluster_selector: Spanned<LabelSelector>,
+    /// Directory relative to the bundle's directory: a kustomization there is built instead
+    /// of the bundle's; plain manifests there are merged over the bundle's.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub(crate) path: Option<Spanned<String>>,
+    /// Variable values overriding the bundle's.
+    #[serde(default)]
+    #[schemars(with = "BTreeMap<String, VariableValue>")]
+    pub(crate) variables: BTreeMap<String, Spanned<VariableValue>>,
+}

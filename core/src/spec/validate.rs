@@ -1,0 +1,642 @@
+//! From the document as written to the validated model, collecting every problem.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use base64::Engine;
+use serde_saphyr::{Location, Spanned};
+
+use super::document::{
+    BundleDocument, FleetDocument, OverlayDocument, RolloutDocument, SigningKeyDocument,
+    StageDocument, WaveDocument,
+};
+use super::quantity::VariableValue;
+use super::{
+    API_VERSION, Bundle, DriftMode, FLEET_KIND, FleetSpec, IntOrPercent, Overlay, RolloutPolicy,
+    SigningKey, SigningKeyMaterial, SpecError, SpecErrors, Stage, StageSource, Wave, WaveTarget,
+};
+use crate::labels::validate_dns1123_label;
+use crate::location::SourceLocation;
+use crate::selector::LabelSelector;
+
+const SSH_KEY_TYPES: &[&str] = &[
+    "ssh-ed25519",
+    "ssh-rsa",
+    "ecdsa-sha2-nistp256",
+    "ecdsa-sha2-nistp384",
+    "ecdsa-sha2-nistp521",
+    "sk-ssh-ed25519@openssh.com",
+    "sk-ecdsa-sha2-nistp256@openssh.com",
+];
+
+pub(super) fn fleet(document: FleetDocument, file: &str) -> Result<FleetSpec, SpecErrors> {
+    let mut checker = Checker {
+        file,
+        errors: Vec::new(),
+    };
+    checker.header(&document);
+    if document.stages.is_empty() {
+        checker.errors.push(SpecError::Invalid {
+            location: SourceLocation::file(file),
+            field: "stages".to_owned(),
+            message: "declare at least one stage, e.g. one that tracks branch `main`".to_owned(),
+        });
+    }
+    let stages: Vec<Stage> = document
+        .stages
+        .into_iter()
+        .enumerate()
+        .map(|(index, stage)| checker.stage(index, stage))
+        .collect();
+    checker.stage_graph(&stages);
+    let bundles: Vec<Bundle> = document
+        .bundles
+        .into_iter()
+        .enumerate()
+        .map(|(index, bundle)| checker.bundle(index, bundle))
+        .collect();
+    checker.bundle_graph(&bundles);
+    if checker.errors.is_empty() {
+        Ok(FleetSpec {
+            name: document.metadata.and_then(|m| m.name),
+            stages,
+            bundles,
+        })
+    } else {
+        checker
+            .errors
+            .sort_by(|a, b| a.location().line.cmp(&b.location().line));
+        Err(SpecErrors {
+            errors: checker.errors,
+        })
+    }
+}
+
+struct Checker<'a> {
+    file: &'a str,
+    errors: Vec<SpecError>,
+}
+
+impl Checker<'_> {
+    fn at(&self, location: Location) -> SourceLocation {
+        SourceLocation::from_yaml(self.file, location)
+    }
+
+    fn invalid(&mut self, location: Location, field: impl Into<String>, message: impl Into<String>) {
+        self.errors.push(SpecError::Invalid {
+            location: self.at(location),
+            field: field.into(),
+            message: message.into(),
+        });
+    }
+
+    fn header(&mut self, document: &FleetDocument) {
+        if document.api_version.value != API_VERSION {
+            self.invalid(
+                document.api_version.referenced,
+                "apiVersion",
+                format!("`{}` is not supported; use `{API_VERSION}`", document.api_version.value),
+            );
+        }
+        if document.kind.value != FLEET_KIND {
+            self.invalid(
+                document.kind.referenced,
+                "kind",
+                format!("`{}` is not a fleet; use `{FLEET_KIND}`", document.kind.value),
+            );
+        }
+    }
+
+    fn name(&mut self, name: &Spanned<String>, field: &str) {
+        if let Err(why) = validate_dns1123_label(&name.value) {
+            self.invalid(name.referenced, field, format!("invalid name: {why}"));
+        }
+    }
+
+    fn selector(&mut self, selector: Option<Spanned<LabelSelector>>, field: &str) -> LabelSelector {
+        let Some(selector) = selector else {
+            return LabelSelector::everything();
+        };
+        for problem in selector.value.validate() {
+            self.invalid(selector.referenced, field, problem);
+        }
+        selector.value
+    }
+
+    fn stage(&mut self, index: usize, stage: Spanned<StageDocument>) -> Stage {
+        let location = self.at(stage.referenced);
+        let stage_location = stage.referenced;
+        let stage = stage.value;
+        let field = format!("stages[{index}]");
+        self.name(&stage.name, &format!("{field}.name"));
+        let cluster_selector =
+            self.selector(stage.cluster_selector, &format!("{field}.clusterSelector"));
+        let source = match (stage.track, stage.promote_from) {
+            (Some(track), None) => {
+                let branch = track.value.branch;
+                if let Err(why) = validate_branch(&branch.value) {
+                    self.invalid(branch.referenced, format!("{field}.track.branch"), why);
+                }
+                StageSource::Track {
+                    branch: branch.value,
+                }
+            }
+            (None, Some(upstream)) => StageSource::PromoteFrom {
+                stage: upstream.value,
+            },
+            (Some(_), Some(_)) | (None, None) => {
+                self.invalid(
+                    stage_location,
+                    &field,
+                    format!(
+                        "stage `{}` needs exactly one of `track: {{branch: NAME}}` and \
+                         `promoteFrom: STAGE`",
+                        stage.name.value
+                    ),
+                );
+                StageSource::Track {
+                    branch: String::new(),
+                }
+            }
+        };
+        let rollout = self.rollout(stage.rollout.unwrap_or_default(), &field);
+        let require_signed_by = self.signing_keys(stage.require_signed_by, &field);
+        Stage {
+            name: stage.name.value,
+            cluster_selector,
+            source,
+            rollout,
+            require_signed_by,
+            location,
+        }
+    }
+
+    fn rollout(&mut self, rollout: RolloutDocument, stage_field: &str) -> RolloutPolicy {
+        let defaults = RolloutPolicy::default();
+        let field = format!("{stage_field}.rollout");
+        let waves = self.waves(rollout.waves, &field);
+        let max_unavailable = match rollout.max_unavailable {
+            Some(value) => {
+                if matches!(value.value, IntOrPercent::Count(0) | IntOrPercent::Percent(0)) {
+                    self.invalid(
+                        value.referenced,
+                        format!("{field}.maxUnavailable"),
+                        "must allow at least one cluster, or no rollout could progress",
+                    );
+                }
+                value.value
+            }
+            None => defaults.max_unavailable,
+        };
+        let health_timeout = match rollout.health_timeout {
+            Some(value) => {
+                if value.value.as_std().is_zero() {
+                    self.invalid(
+                        value.referenced,
+                        format!("{field}.healthTimeout"),
+                        "must be longer than zero, e.g. `5m`",
+                    );
+                }
+                value.value
+            }
+            None => defaults.health_timeout,
+        };
+        RolloutPolicy {
+            waves,
+            max_unavailable,
+            health_timeout,
+            soak: rollout.soak.unwrap_or(defaults.soak),
+            approval: rollout.approval.unwrap_or(defaults.approval),
+            failure_action: rollout.failure_action.unwrap_or(defaults.failure_action),
+            supersede: rollout.supersede.unwrap_or(defaults.supersede),
+        }
+    }
+
+    fn waves(&mut self, waves: Vec<Spanned<WaveDocument>>, rollout_field: &str) -> Vec<Wave> {
+        let mut names: BTreeMap<String, u64> = BTreeMap::new();
+        let mut last_percent = 0;
+        let mut result = Vec::with_capacity(waves.len());
+        for (index, wave) in waves.into_iter().enumerate() {
+            let field = format!("{rollout_field}.waves[{index}]");
+            let at = wave.referenced;
+            let wave = wave.value;
+            let name = match &wave.name {
+                Some(name) => {
+                    self.name(name, &format!("{field}.name"));
+                    name.value.clone()
+                }
+                None => format!("wave-{}", index + 1),
+            };
+            if let Some(first) = names.insert(name.clone(), at.line()) {
+                self.invalid(at, &field, format!("wave name `{name}` is already used on line {first}"));
+            }
+            let target = match (wave.cluster_selector, wave.percent) {
+                (Some(selector), None) => {
+                    WaveTarget::Selector(self.selector(Some(selector), &format!("{field}.clusterSelector")))
+                }
+                (None, Some(percent)) => {
+                    if !(1..=100).contains(&percent.value) {
+                        self.invalid(percent.referenced, format!("{field}.percent"), "must be between 1 and 100");
+                    } else if percent.value <= last_percent {
+                        self.invalid(
+                            percent.referenced,
+                            format!("{field}.percent"),
+                            format!(
+                                "percentages are cumulative and must grow from wave to wave; \
+                                 {} follows {last_percent}",
+                                percent.value
+                            ),
+                        );
+                    }
+                    last_percent = last_percent.max(percent.value);
+                    WaveTarget::Percent(percent.value)
+                }
+                _ => {
+                    self.invalid(at, &field, "a wave needs exactly one of `clusterSelector` and `percent`");
+                    WaveTarget::Percent(100)
+                }
+            };
+            result.push(Wave {
+                name,
+                target,
+                soak: wave.soak,
+            });
+        }
+        result
+    }
+
+    fn signing_keys(
+        &mut self,
+        keys: Vec<Spanned<SigningKeyDocument>>,
+        stage_field: &str,
+    ) -> Vec<SigningKey> {
+        let mut names = BTreeSet::new();
+        let mut result = Vec::with_capacity(keys.len());
+        for (index, key) in keys.into_iter().enumerate() {
+            let field = format!("{stage_field}.requireSignedBy[{index}]");
+            let at = key.referenced;
+            let key = key.value;
+            if !names.insert(key.name.value.clone()) {
+                self.invalid(key.name.referenced, format!("{field}.name"), format!("key name `{}` is used twice", key.name.value));
+            }
+            let material = match (key.ssh, key.openpgp) {
+                (Some(ssh), None) => {
+                    if let Err(why) = validate_ssh_key(&ssh.value) {
+                        self.invalid(ssh.referenced, format!("{field}.ssh"), why);
+                    }
+                    SigningKeyMaterial::Ssh(ssh.value.trim().to_owned())
+                }
+                (None, Some(pgp)) => {
+                    if let Err(why) = validate_openpgp_key(&pgp.value) {
+                        self.invalid(pgp.referenced, format!("{field}.openpgp"), why);
+                    }
+                    SigningKeyMaterial::OpenPgp(pgp.value)
+                }
+                _ => {
+                    self.invalid(at, &field, "a key needs exactly one of `ssh` and `openpgp`");
+                    SigningKeyMaterial::Ssh(String::new())
+                }
+            };
+            result.push(SigningKey {
+                name: key.name.value,
+                key: material,
+            });
+        }
+        result
+    }
+
+    /// Names are unique; `promoteFrom` names another, existing stage and never loops.
+    fn stage_graph(&mut self, stages: &[Stage]) {
+        let mut seen: BTreeMap<&str, &SourceLocation> = BTreeMap::new();
+        for stage in stages {
+            if let Some(first) = seen.insert(&stage.name, &stage.location) {
+                let message = format!("stage `{}` is already declared at {first}", stage.name);
+                self.errors.push(SpecError::Invalid {
+                    location: stage.location.clone(),
+                    field: "stages".to_owned(),
+                    message,
+                });
+            }
+        }
+        let declared: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+        let upstream_of = |name: &str| {
+            stages.iter().find(|s| s.name == name).and_then(|s| match &s.source {
+                StageSource::PromoteFrom { stage } => Some(stage.as_str()),
+                StageSource::Track { .. } => None,
+            })
+        };
+        let mut reported_cycles = BTreeSet::new();
+        for stage in stages {
+            let StageSource::PromoteFrom { stage: upstream } = &stage.source else {
+                continue;
+            };
+            if !declared.contains(&upstream.as_str()) {
+                self.errors.push(SpecError::Invalid {
+                    location: stage.location.clone(),
+                    field: format!("stage `{}`.promoteFrom", stage.name),
+                    message: format!(
+                        "unknown stage `{upstream}`; declared stages: {}",
+                        declared.join(", ")
+                    ),
+                });
+                continue;
+            }
+            let mut path = vec![stage.name.as_str()];
+            let mut current = upstream.as_str();
+            while let Some(next) = upstream_of(current) {
+                if path.contains(&current) {
+                    break;
+                }
+                path.push(current);
+                current = next;
+            }
+            if path.contains(&current) {
+                let mut members = path.clone();
+                members.sort_unstable();
+                if reported_cycles.insert(members) {
+                    self.errors.push(SpecError::Invalid {
+                        location: stage.location.clone(),
+                        field: format!("stage `{}`.promoteFrom", stage.name),
+                        message: format!(
+                            "promotion loops: {} -> {current}; one stage of the chain must \
+                             `track` a branch",
+                            path.join(" -> ")
+                        ),
+                    });
+                }
+            }
+        }
+    }
+
+    fn bundle(&mut self, index: usize, bundle: Spanned<BundleDocument>) -> Bundle {
+        let location = self.at(bundle.referenced);
+        let bundle = bundle.value;
+        let field = format!("bundles[{index}]");
+        self.name(&bundle.name, &format!("{field}.name"));
+        let path = match normalize_path("", &bundle.path.value) {
+            Ok(path) if path.is_empty() => {
+                self.invalid(
+                    bundle.path.referenced,
+                    format!("{field}.path"),
+                    "a bundle cannot be the repository root; put its manifests in a directory",
+                );
+                path
+            }
+            Ok(path) => path,
+            Err(why) => {
+                self.path_error(bundle.path.referenced, &format!("{field}.path"), &bundle.path.value, why);
+                String::new()
+            }
+        };
+        let cluster_selector =
+            self.selector(bundle.cluster_selector, &format!("{field}.clusterSelector"));
+        if let Some(namespace) = &bundle.namespace {
+            self.name(namespace, &format!("{field}.namespace"));
+        }
+        let variables = self.variables(bundle.variables, &format!("{field}.variables"));
+        let overlays = self.overlays(bundle.overlays, &path, &field);
+        Bundle {
+            name: bundle.name.value,
+            path,
+            cluster_selector,
+            namespace: bundle.namespace.map(|n| n.value),
+            variables,
+            overlays,
+            drift: bundle.drift.unwrap_or(DriftMode::Correct),
+            depends_on: bundle.depends_on.iter().map(|d| d.value.clone()).collect(),
+            path_location: self.at(bundle.path.referenced),
+            location,
+        }
+    }
+
+    fn path_error(&mut self, at: Location, field: &str, path: &str, why: PathProblem) {
+        match why {
+            PathProblem::Escapes => self.errors.push(SpecError::Escape {
+                location: self.at(at),
+                path: path.to_owned(),
+            }),
+            PathProblem::Malformed(message) => self.invalid(at, field, message),
+        }
+    }
+
+    fn variables(
+        &mut self,
+        variables: BTreeMap<String, Spanned<VariableValue>>,
+        field: &str,
+    ) -> BTreeMap<String, String> {
+        variables
+            .into_iter()
+            .map(|(name, value)| {
+                if let Err(why) = validate_variable_name(&name) {
+                    self.invalid(value.referenced, format!("{field}.{name}"), why);
+                }
+                (name, value.value.0)
+            })
+            .collect()
+    }
+
+    fn overlays(
+        &mut self,
+        overlays: Vec<Spanned<OverlayDocument>>,
+        bundle_path: &str,
+        bundle_field: &str,
+    ) -> Vec<Overlay> {
+        let mut names = BTreeSet::new();
+        let mut result = Vec::with_capacity(overlays.len());
+        for (index, overlay) in overlays.into_iter().enumerate() {
+            let field = format!("{bundle_field}.overlays[{index}]");
+            let location = self.at(overlay.referenced);
+            let overlay = overlay.value;
+            if overlay.name.value.is_empty() {
+                self.invalid(overlay.name.referenced, format!("{field}.name"), "must not be empty");
+            }
+            if !names.insert(overlay.name.value.clone()) {
+                self.invalid(overlay.name.referenced, format!("{field}.name"), format!("overlay `{}` is declared twice in this bundle", overlay.name.value));
+            }
+            let cluster_selector = self.selector(Some(overlay.cluster_selector), &format!("{field}.clusterSelector"));
+            let path = overlay.path.and_then(|path| match normalize_path(bundle_path, &path.value) {
+                Ok(normalized) => Some(normalized),
+                Err(why) => {
+                    self.path_error(path.referenced, &format!("{field}.path"), &path.value, why);
+                    None
+                }
+            });
+            let variables = self.variables(overlay.variables, &format!("{field}.variables"));
+            result.push(Overlay {
+                name: overlay.name.value,
+                cluster_selector,
+                path,
+                variables,
+                location,
+            });
+        }
+        result
+    }
+
+    /// Names are unique; `dependsOn` names other, existing bundles and never loops.
+    fn bundle_graph(&mut self, bundles: &[Bundle]) {
+        let mut seen: BTreeMap<&str, &SourceLocation> = BTreeMap::new();
+        for bundle in bundles {
+            if let Some(first) = seen.insert(&bundle.name, &bundle.location) {
+                let message = format!("bundle `{}` is already declared at {first}", bundle.name);
+                self.errors.push(SpecError::Invalid {
+                    location: bundle.location.clone(),
+                    field: "bundles".to_owned(),
+                    message,
+                });
+            }
+        }
+        let mut dangling = false;
+        for bundle in bundles {
+            for dependency in &bundle.depends_on {
+                let problem = if dependency == &bundle.name {
+                    Some("a bundle cannot depend on itself".to_owned())
+                } else if !seen.contains_key(dependency.as_str()) {
+                    Some(format!("unknown bundle `{dependency}`"))
+                } else {
+                    None
+                };
+                if let Some(message) = problem {
+                    dangling = true;
+                    self.errors.push(SpecError::Invalid {
+                        location: bundle.location.clone(),
+                        field: format!("bundle `{}`.dependsOn", bundle.name),
+                        message,
+                    });
+                }
+            }
+        }
+        let spec = FleetSpec {
+            name: None,
+            stages: Vec::new(),
+            bundles: bundles.to_vec(),
+        };
+        let ordered = spec.bundles_in_dependency_order();
+        if ordered.len() < bundles.len() && !dangling {
+            let stuck: Vec<&str> = bundles
+                .iter()
+                .filter(|b| !ordered.iter().any(|o| o.name == b.name))
+                .map(|b| b.name.as_str())
+                .collect();
+            if let Some(first) = bundles.iter().find(|b| stuck.contains(&b.name.as_str())) {
+                self.errors.push(SpecError::Invalid {
+                    location: first.location.clone(),
+                    field: format!("bundle `{}`.dependsOn", first.name),
+                    message: format!("dependencies loop among bundles {}", stuck.join(", ")),
+                });
+            }
+        }
+    }
+}
+
+enum PathProblem {
+    Escapes,
+    Malformed(String),
+}
+
+/// Joins `path` to `base` (both relative to the repository root) and normalizes `.` and
+/// `..` lexically; the result never leaves the root. Links are checked on disk later.
+fn normalize_path(base: &str, path: &str) -> Result<String, PathProblem> {
+    if path.is_empty() {
+        return Err(PathProblem::Malformed("must not be empty".to_owned()));
+    }
+    if path.starts_with('/') || path.starts_with('\\') || path.contains(':') {
+        return Err(PathProblem::Malformed(format!(
+            "`{path}` must be relative to the repository, e.g. `bundles/web`"
+        )));
+    }
+    if path.contains('\\') || path.chars().any(char::is_control) {
+        return Err(PathProblem::Malformed(format!(
+            "`{path}` must use `/` separators and printable characters"
+        )));
+    }
+    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(PathProblem::Escapes);
+                }
+            }
+            part => parts.push(part),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+fn validate_variable_name(name: &str) -> Result<(), String> {
+    let mut chars = name.chars();
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "variable name `{name}` must be letters, digits and `_`, not starting with a digit"
+        ));
+    }
+    if name == "cluster" {
+        return Err("`cluster` is reserved for `${cluster.name}` and `${cluster.labels.KEY}`".to_owned());
+    }
+    Ok(())
+}
+
+/// Git's ref-name rules, as far as a branch name written by hand can break them.
+fn validate_branch(branch: &str) -> Result<(), String> {
+    let bad = branch.is_empty()
+        || branch.starts_with('-')
+        || branch.starts_with('/')
+        || branch.ends_with('/')
+        || branch.ends_with('.')
+        || branch.ends_with(".lock")
+        || branch.contains("..")
+        || branch.contains("//")
+        || branch.contains("@{")
+        || branch
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
+    if bad {
+        Err(format!("`{branch}` is not a valid branch name"))
+    } else {
+        Ok(())
+    }
+}
+
+/// An OpenSSH public key line whose blob decodes and names the same key type.
+fn validate_ssh_key(line: &str) -> Result<(), String> {
+    let mut parts = line.split_whitespace();
+    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
+        return Err("expected an OpenSSH public key line: `ssh-ed25519 AAAA... comment`".to_owned());
+    };
+    if !SSH_KEY_TYPES.contains(&kind) {
+        return Err(format!(
+            "unsupported key type `{kind}`; expected one of {}",
+            SSH_KEY_TYPES.join(", ")
+        ));
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(blob)
+        .map_err(|_| "the key's base64 part does not decode".to_owned())?;
+    let embedded_kind = bytes
+        .get(..4)
+        .and_then(|len| <[u8; 4]>::try_from(len).ok())
+        .map(|len| u32::from_be_bytes(len) as usize)
+        .and_then(|len| bytes.get(4..4 + len));
+    if embedded_kind != Some(kind.as_bytes()) {
+        return Err(format!("the key's data is not a `{kind}` key"));
+    }
+    Ok(())
+}
+
+fn validate_openpgp_key(armored: &str) -> Result<(), String> {
+    let text = armored.trim();
+    if text.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----")
+        && text.ends_with("-----END PGP PUBLIC KEY BLOCK-----")
+    {
+        Ok(())
+    } else {
+        Err("expected an ASCII-armored public key (`-----BEGIN PGP PUBLIC KEY BLOCK-----` ... \
+             `-----END PGP PUBLIC KEY BLOCK-----`), as `gpg --armor --export` prints"
+            .to_owned())
+    }
+}
