@@ -1,1 +1,3 @@
+//! `flotilla-agent`: applies bundles of Kubernetes objects to one cluster.
+
 fn main() {}

@@ -1,0 +1,54 @@
+//! Health of networking, storage and autoscaling objects.
+
+use serde_json::Value;
+
+use super::{Health, ObjectHealth, conditions, text};
+
+pub(super) fn persistent_volume_claim(live: &Value) -> ObjectHealth {
+    match text(live, "/status/phase") {
+        "Bound" => ObjectHealth::healthy(),
+        "Pending" => ObjectHealth::new(Health::Progressing, "waiting for the claim to be bound"),
+        "Lost" => ObjectHealth::new(Health::Degraded, "the claim lost its volume"),
+        phase => ObjectHealth::new(Health::Unknown, format!("claim phase {phase:?}")),
+    }
+}
+
+pub(super) fn service(live: &Value) -> ObjectHealth {
+    if text(live, "/spec/type") != "LoadBalancer" || has_ingress(live) {
+        return ObjectHealth::healthy();
+    }
+    ObjectHealth::new(Health::Progressing, "waiting for a load balancer address")
+}
+
+pub(super) fn ingress(live: &Value) -> ObjectHealth {
+    if has_ingress(live) {
+        return ObjectHealth::healthy();
+    }
+    ObjectHealth::new(Health::Progressing, "waiting for a load balancer address")
+}
+
+fn has_ingress(live: &Value) -> bool {
+    live.pointer("/status/loadBalancer/ingress")
+        .and_then(Value::as_array)
+        .is_some_and(|entries| !entries.is_empty())
+}
+
+/// Condition reasons with which the autoscaler says it cannot do its job.
+const HPA_FAILURES: [(&str, &str); 4] = [
+    ("AbleToScale", "FailedGetScale"),
+    ("AbleToScale", "FailedUpdateScale"),
+    ("ScalingActive", "FailedGetResourceMetric"),
+    ("ScalingActive", "InvalidSelector"),
+];
+
+pub(super) fn horizontal_pod_autoscaler(live: &Value) -> ObjectHealth {
+    for c in conditions(live) {
+        if HPA_FAILURES.contains(&(c.kind, c.reason)) {
+            return ObjectHealth::new(Health::Degraded, c.message);
+        }
+        if matches!(c.kind, "AbleToScale" | "ScalingLimited") && c.status == "True" {
+            return ObjectHealth::new(Health::Healthy, c.message);
+        }
+    }
+    ObjectHealth::new(Health::Progressing, "waiting to autoscale")
+}

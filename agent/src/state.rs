@@ -1,0 +1,231 @@
+//! The agent's local state directory: the last desired revision of every bundle, so a
+//! restarted agent goes on enforcing it without a hub.
+//!
+//! One JSON file per bundle, `bundles/<name>.json`, replaced atomically (written to a temporary
+//! file in the same directory, synced, renamed over the old one, and the directory synced), so
+//! a crash leaves either the old or the new file, never a torn one.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::bundle::{BundleRevision, is_dns_label};
+
+/// Version of the state file format.
+const FORMAT: u32 = 1;
+
+/// What the agent keeps about one bundle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleState {
+    /// The revision to enforce.
+    pub desired: BundleRevision,
+    /// The last revision applied successfully, when it is not `desired` (a newer revision failed
+    /// or is being applied); enforced after a restart if `desired` cannot be applied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_applied: Option<BundleRevision>,
+    /// The bundle is being removed: pruning everything it owned has not finished.
+    #[serde(default)]
+    pub removing: bool,
+}
+
+#[derive(Serialize, Deserialize)]
+struct StateFile {
+    format: u32,
+    #[serde(flatten)]
+    state: BundleState,
+}
+
+/// Errors reading or writing the state directory.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// A file or directory could not be read or written.
+    #[error("state directory: {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        source: std::io::Error,
+    },
+    /// A state file is not valid JSON of the expected shape.
+    #[error("state file {path}: {source}; move it away to start that bundle afresh")]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// A state file was written by a newer agent.
+    #[error("state file {path} has format {found}, this agent reads format {FORMAT}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// The format found.
+        found: u32,
+    },
+}
+
+/// The state directory.
+#[derive(Clone, Debug)]
+pub struct StateDir {
+    bundles: PathBuf,
+}
+
+impl StateDir {
+    /// Opens (creating if needed) a state directory.
+    pub fn open(root: &Path) -> Result<StateDir, StateError> {
+        let bundles = root.join("bundles");
+        std::fs::create_dir_all(&bundles).map_err(|source| StateError::Io {
+            path: bundles.clone(),
+            source,
+        })?;
+        Ok(StateDir { bundles })
+    }
+
+    /// Every bundle's state, sorted by name. Temporary files left by a crash are ignored.
+    pub fn load(&self) -> Result<Vec<BundleState>, StateError> {
+        let io = |source| StateError::Io {
+            path: self.bundles.clone(),
+            source,
+        };
+        let mut states = Vec::new();
+        for entry in std::fs::read_dir(&self.bundles).map_err(io)? {
+            let path = entry.map_err(io)?.path();
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+                continue;
+            };
+            let Some(bundle) = name.strip_suffix(".json") else {
+                continue;
+            };
+            if !is_dns_label(bundle) {
+                continue;
+            }
+            states.push(read(&path)?);
+        }
+        states.sort_by(|a, b| a.desired.name.cmp(&b.desired.name));
+        Ok(states)
+    }
+
+    /// Replaces a bundle's state atomically.
+    pub fn save(&self, state: &BundleState) -> Result<(), StateError> {
+        let path = self.path(&state.desired.name);
+        let io = |source| StateError::Io {
+            path: path.clone(),
+            source,
+        };
+        let file = StateFile {
+            format: FORMAT,
+            state: state.clone(),
+        };
+        let bytes = serde_json::to_vec(&file).map_err(|e| io(std::io::Error::other(e)))?;
+        let mut temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.bundles)
+            .map_err(io)?;
+        temp.write_all(&bytes).map_err(io)?;
+        temp.as_file().sync_all().map_err(io)?;
+        temp.persist(&path).map_err(|e| io(e.error))?;
+        self.sync_dir()
+    }
+
+    /// Forgets a bundle.
+    pub fn remove(&self, name: &str) -> Result<(), StateError> {
+        let path = self.path(name);
+        match std::fs::remove_file(&path) {
+            Ok(()) => self.sync_dir(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.bundles.join(format!("{name}.json"))
+    }
+
+    /// Makes a rename durable: the directory entry is data too.
+    fn sync_dir(&self) -> Result<(), StateError> {
+        let io = |source| StateError::Io {
+            path: self.bundles.clone(),
+            source,
+        };
+        std::fs::File::open(&self.bundles)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io)
+    }
+}
+
+fn read(path: &Path) -> Result<BundleState, StateError> {
+    let bytes = std::fs::read(path).map_err(|source| StateError::Io {
+        path: path.to_owned(),
+        source,
+    })?;
+    let file: StateFile = serde_json::from_slice(&bytes).map_err(|source| StateError::Corrupt {
+        path: path.to_owned(),
+        source,
+    })?;
+    if file.format != FORMAT {
+        return Err(StateError::Format {
+            path: path.to_owned(),
+            found: file.format,
+        });
+    }
+    Ok(file.state)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::bundle::DriftMode;
+
+    fn state(name: &str, hash: &str) -> BundleState {
+        BundleState {
+            desired: BundleRevision {
+                name: name.into(),
+                revision: "r".into(),
+                content_hash: hash.into(),
+                namespace: "default".into(),
+                drift: DriftMode::Report,
+                objects: vec![
+                    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}),
+                ],
+            },
+            last_applied: None,
+            removing: false,
+        }
+    }
+
+    #[test]
+    fn saved_states_load_back_sorted_and_replacements_win() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let states = StateDir::open(dir.path()).expect("open");
+        states.save(&state("web", "h1")).expect("save");
+        states.save(&state("db", "h1")).expect("save");
+        states.save(&state("web", "h2")).expect("save");
+        let reopened = StateDir::open(dir.path()).expect("reopen");
+        let loaded = reopened.load().expect("load");
+        assert_eq!(loaded, vec![state("db", "h1"), state("web", "h2")]);
+        reopened.remove("db").expect("remove");
+        reopened.remove("db").expect("removing twice is fine");
+        assert_eq!(reopened.load().expect("load"), vec![state("web", "h2")]);
+    }
+
+    #[test]
+    fn leftover_temporary_files_are_ignored() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let states = StateDir::open(dir.path()).expect("open");
+        std::fs::write(dir.path().join("bundles/.tmp-abc"), b"{torn").expect("write");
+        assert_eq!(states.load().expect("load"), vec![]);
+    }
+
+    #[test]
+    fn a_corrupt_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let states = StateDir::open(dir.path()).expect("open");
+        std::fs::write(dir.path().join("bundles/web.json"), b"{torn").expect("write");
+        let error = states.load().expect_err("corrupt").to_string();
+        assert!(error.contains("web.json"), "{error}");
+    }
+}
