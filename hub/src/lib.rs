@@ -1,1 +1,8 @@
-//! The Flotilla hub: Raft-replicated state, controllers and services.
+//! The Flotilla hub: a Raft-replicated state machine (raft-rs on a redb log), its peer
+//! transport, and the services built on them.
+//!
+//! Start a node with [`node::Node::start`]; everything else goes through the returned
+//! [`node::NodeHandle`].
+
+pub mod state;
+pub mod storage;

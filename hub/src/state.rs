@@ -1,0 +1,324 @@
+//! The replicated state machine: Flotilla's fleet, sources, stages, rollouts, health, access and
+//! audit, changed only by applying committed commands.
+//!
+//! `apply` is deterministic: it reads nothing but the state and the command (timestamps travel
+//! in commands), and every collection is ordered (`BTreeMap`), so the canonical encoding — and
+//! its blake3 `hash` — is identical on every replica that applied the same log.
+//!
+//! A rejected command (e.g. pinning a stage to a revision that failed to render) is still a
+//! committed log entry; it leaves the state untouched and its error is returned to the proposer.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+pub mod access;
+pub mod audit;
+pub mod command;
+pub mod fleet;
+pub mod health;
+pub mod rollout;
+pub mod source;
+pub mod stage;
+
+#[cfg(test)]
+mod tests;
+
+pub use command::{
+    COMMAND_VERSION, Command, DecodeError, EncodeError, RenderOutcome, RolloutAction,
+};
+
+use access::Access;
+use audit::AuditLog;
+use fleet::Cluster;
+use health::{HealthKey, HealthRecord};
+use rollout::Rollout;
+use source::{Blob, BlobHash, Revision, RevisionRef, Source};
+use stage::Stage;
+
+/// Raft id of a hub node.
+pub type NodeId = u64;
+
+/// Key/value labels of a cluster.
+pub type Labels = BTreeMap<String, String>;
+
+/// Milliseconds since the Unix epoch, as stamped by the proposer of a command.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Timestamp(pub u64);
+
+/// Version of the snapshot encoding this build writes and the newest it reads.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// The whole replicated state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct State {
+    /// Hub nodes in the raft group and their advertised addresses.
+    pub members: BTreeMap<NodeId, String>,
+    /// Registered clusters by name.
+    pub clusters: BTreeMap<String, Cluster>,
+    /// Git sources by name.
+    pub sources: BTreeMap<String, Source>,
+    /// Fetched revisions and their render results.
+    pub revisions: BTreeMap<RevisionRef, Revision>,
+    /// Rendered manifests, content-addressed and zstd-compressed.
+    pub blobs: BTreeMap<BlobHash, Blob>,
+    /// Stages by name: pinned revision and history.
+    pub stages: BTreeMap<String, Stage>,
+    /// Rollouts by id.
+    pub rollouts: BTreeMap<u64, Rollout>,
+    /// Id the next rollout gets.
+    pub next_rollout_id: u64,
+    /// Latest health per cluster and bundle.
+    pub health: BTreeMap<HealthKey, HealthRecord>,
+    /// Tokens, role bindings and bootstrap tokens.
+    pub access: Access,
+    /// Recent audit events.
+    pub audit: AuditLog,
+}
+
+/// Why a committed command was not applied. The state is unchanged when apply returns one.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    /// The cluster is not registered.
+    #[error("cluster '{0}' is not registered")]
+    UnknownCluster(String),
+    /// A cluster of that name is already registered.
+    #[error("cluster '{0}' is already registered")]
+    ClusterExists(String),
+    /// The revision was never fetched (or was forgotten).
+    #[error("revision {0} is unknown")]
+    UnknownRevision(RevisionRef),
+    /// The revision has not rendered successfully, so it cannot reach a cluster.
+    #[error("revision {0} is not rendered successfully")]
+    RevisionNotRendered(RevisionRef),
+    /// The revision was already rendered; a render result is recorded once.
+    #[error("revision {0} already has a render result")]
+    AlreadyRendered(RevisionRef),
+    /// The revision is still pinned, assigned or part of a rollout.
+    #[error("revision {revision} is still used by {user}")]
+    RevisionInUse {
+        /// The revision.
+        revision: RevisionRef,
+        /// What uses it.
+        user: String,
+    },
+    /// A render result names a blob that is neither stored nor carried.
+    #[error("blob {0} is referenced but neither stored nor included")]
+    MissingBlob(BlobHash),
+    /// A carried blob's content does not hash to its name or does not decompress.
+    #[error("blob {hash} is corrupt: {detail}")]
+    CorruptBlob {
+        /// The claimed hash.
+        hash: BlobHash,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The stage has never been pinned.
+    #[error("stage '{0}' is unknown")]
+    UnknownStage(String),
+    /// The rollout id is unknown.
+    #[error("rollout {0} is unknown")]
+    UnknownRollout(u64),
+    /// Another rollout of the stage is still active.
+    #[error("stage '{stage}' already has active rollout {rollout}")]
+    RolloutActive {
+        /// The stage.
+        stage: String,
+        /// The active rollout.
+        rollout: u64,
+    },
+    /// The rollout is not in a status that allows the request.
+    #[error("rollout {rollout} is {status}, cannot {action}")]
+    InvalidRolloutTransition {
+        /// The rollout.
+        rollout: u64,
+        /// Its status.
+        status: String,
+        /// What was asked.
+        action: String,
+    },
+    /// A token with that id exists.
+    #[error("token '{0}' already exists")]
+    TokenExists(String),
+    /// No token with that id.
+    #[error("token '{0}' is unknown")]
+    UnknownToken(String),
+    /// The bootstrap token is unknown, used or expired.
+    #[error("bootstrap token is {0}")]
+    BootstrapTokenRefused(&'static str),
+    /// The command is malformed in a way apply can tell (empty name, empty wave, ...).
+    #[error("invalid command: {0}")]
+    Invalid(String),
+}
+
+/// Why a snapshot image could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// Shorter than the version header.
+    #[error("state snapshot is {0} bytes, shorter than its version header")]
+    Truncated(usize),
+    /// Written by a newer hub.
+    #[error(
+        "state snapshot has version {0}, this hub understands up to {SNAPSHOT_VERSION}; upgrade this node"
+    )]
+    UnknownVersion(u32),
+    /// Encoding or decoding failed.
+    #[error("state snapshot codec: {0}")]
+    Codec(#[from] postcard::Error),
+}
+
+impl State {
+    /// A fresh state for a group whose first members are `members`.
+    pub fn bootstrap(members: BTreeMap<NodeId, String>) -> Self {
+        State {
+            members,
+            next_rollout_id: 1,
+            ..State::default()
+        }
+    }
+
+    /// Applies one committed command. On error the state is unchanged.
+    pub fn apply(&mut self, command: &Command) -> Result<(), CommandError> {
+        match command {
+            Command::RegisterCluster { name, labels, at } => {
+                fleet::register(self, name, labels, *at)
+            }
+            Command::RelabelCluster { name, labels, at } => fleet::relabel(self, name, labels, *at),
+            Command::RemoveCluster { name, at } => fleet::remove(self, name, *at),
+            Command::SetLiveness {
+                cluster,
+                online,
+                at,
+            } => fleet::set_liveness(self, cluster, *online, *at),
+            Command::RecordFetch {
+                source,
+                url,
+                commit,
+                at,
+            } => source::record_fetch(self, source, url, commit, *at),
+            Command::RecordFetchError {
+                source,
+                url,
+                error,
+                at,
+            } => source::record_fetch_error(self, source, url, error, *at),
+            Command::RecordRender {
+                revision,
+                outcome,
+                at,
+            } => source::record_render(self, revision, outcome, *at),
+            Command::ForgetRevision { revision, at: _ } => source::forget(self, revision),
+            Command::AssignRevision {
+                clusters,
+                revision,
+                at,
+            } => fleet::assign(self, clusters, revision, *at),
+            Command::PinStage {
+                stage,
+                revision,
+                change,
+                by,
+                reason,
+                at,
+            } => stage::pin(self, stage, revision, *change, by, reason, *at),
+            Command::StartRollout {
+                stage,
+                to,
+                waves,
+                supersede,
+                at,
+            } => rollout::start(self, stage, to, waves, *supersede, *at),
+            Command::StartWave { rollout, wave, at } => {
+                rollout::start_wave(self, *rollout, *wave, *at)
+            }
+            Command::SetRolloutStatus {
+                rollout,
+                action,
+                by,
+                reason,
+                at,
+            } => rollout::transition(self, *rollout, *action, by, reason, *at),
+            Command::RecordHealth { reports } => {
+                health::record(self, reports);
+                Ok(())
+            }
+            Command::CreateToken {
+                id,
+                secret_hash,
+                bindings,
+                expires,
+                by,
+                at,
+            } => access::create_token(self, id, secret_hash, bindings, *expires, by, *at),
+            Command::RevokeToken { id, at } => access::revoke_token(self, id, *at),
+            Command::IssueBootstrapToken {
+                cluster,
+                token_hash,
+                expires,
+                at,
+            } => access::issue_bootstrap(self, cluster, token_hash, *expires, *at),
+            Command::ConsumeBootstrapToken { token_hash, at } => {
+                access::consume_bootstrap(self, token_hash, *at)
+            }
+            Command::RecordAudit { event } => {
+                self.audit.push(event.clone());
+                Ok(())
+            }
+        }
+    }
+
+    /// Records a membership change applied by raft (not a command: conf changes are raft's own
+    /// entries, but the addresses they carry are replicated state).
+    pub fn apply_member_change(&mut self, id: NodeId, address: Option<String>) {
+        match address {
+            Some(address) => {
+                self.members.insert(id, address);
+            }
+            None => {
+                self.members.remove(&id);
+            }
+        }
+    }
+
+    /// The canonical encoding, the same bytes on every replica with the same state.
+    pub fn canonical_bytes(&self) -> Result<Vec<u8>, SnapshotError> {
+        Ok(postcard::to_stdvec(self)?)
+    }
+
+    /// blake3 of the canonical encoding, hex: equal on replicas exactly when their states are.
+    pub fn hash(&self) -> Result<String, SnapshotError> {
+        Ok(blake3::hash(&self.canonical_bytes()?).to_hex().to_string())
+    }
+
+    /// The snapshot image: version header and canonical encoding.
+    pub fn to_snapshot(&self) -> Result<Vec<u8>, SnapshotError> {
+        Ok(postcard::to_extend(
+            self,
+            SNAPSHOT_VERSION.to_le_bytes().to_vec(),
+        )?)
+    }
+
+    /// Restores a state from a snapshot image.
+    pub fn from_snapshot(bytes: &[u8]) -> Result<Self, SnapshotError> {
+        let (header, body) = bytes
+            .split_first_chunk::<4>()
+            .ok_or(SnapshotError::Truncated(bytes.len()))?;
+        match u32::from_le_bytes(*header) {
+            SNAPSHOT_VERSION => Ok(postcard::from_bytes(body)?),
+            other => Err(SnapshotError::UnknownVersion(other)),
+        }
+    }
+
+    /// The bundles a cluster must hold: bundle name → blob hash, from its assigned revision.
+    pub fn desired_bundles(&self, cluster: &str) -> BTreeMap<String, BlobHash> {
+        self.clusters
+            .get(cluster)
+            .and_then(|c| c.assigned.as_ref())
+            .and_then(|rev| self.revisions.get(rev))
+            .and_then(|rev| rev.bundles_for(cluster))
+            .cloned()
+            .unwrap_or_default()
+    }
+}

@@ -1,0 +1,152 @@
+//! API tokens with their role bindings, and one-time agent bootstrap tokens. Only hashes of
+//! secrets are replicated.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::{CommandError, State, Timestamp};
+
+/// Everything about who may do what.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Access {
+    /// API tokens by id.
+    pub tokens: BTreeMap<String, Token>,
+    /// Bootstrap tokens by hash.
+    pub bootstrap: BTreeMap<String, BootstrapToken>,
+}
+
+/// An API bearer token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Token {
+    /// Hash of the secret, hex.
+    pub secret_hash: String,
+    /// Roles granted.
+    pub bindings: Vec<RoleBinding>,
+    /// Expiry, if any.
+    pub expires: Option<Timestamp>,
+    /// Who created it.
+    pub created_by: String,
+    /// When.
+    pub created_at: Timestamp,
+    /// When it was revoked, if it was.
+    pub revoked_at: Option<Timestamp>,
+}
+
+/// A role, granted for some stages or all.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct RoleBinding {
+    /// The role.
+    pub role: Role,
+    /// Stages it applies to; empty means every stage.
+    pub stages: Vec<String>,
+}
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Role {
+    /// Read everything.
+    Viewer,
+    /// Promote, roll back, pause and resume.
+    Deployer,
+    /// Everything.
+    Admin,
+}
+
+/// A one-time token an agent registers with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BootstrapToken {
+    /// Cluster it registers.
+    pub cluster: String,
+    /// Expiry.
+    pub expires: Timestamp,
+    /// When it was used, if it was.
+    pub used_at: Option<Timestamp>,
+}
+
+pub(super) fn create_token(
+    state: &mut State,
+    id: &str,
+    secret_hash: &str,
+    bindings: &[RoleBinding],
+    expires: Option<Timestamp>,
+    by: &str,
+    at: Timestamp,
+) -> Result<(), CommandError> {
+    if id.is_empty() || secret_hash.is_empty() {
+        return Err(CommandError::Invalid(
+            "token id and secret hash are required".into(),
+        ));
+    }
+    if state.access.tokens.contains_key(id) {
+        return Err(CommandError::TokenExists(id.to_owned()));
+    }
+    state.access.tokens.insert(
+        id.to_owned(),
+        Token {
+            secret_hash: secret_hash.to_owned(),
+            bindings: bindings.to_vec(),
+            expires,
+            created_by: by.to_owned(),
+            created_at: at,
+            revoked_at: None,
+        },
+    );
+    Ok(())
+}
+
+pub(super) fn revoke_token(state: &mut State, id: &str, at: Timestamp) -> Result<(), CommandError> {
+    let token = state
+        .access
+        .tokens
+        .get_mut(id)
+        .ok_or_else(|| CommandError::UnknownToken(id.to_owned()))?;
+    token.revoked_at.get_or_insert(at);
+    Ok(())
+}
+
+pub(super) fn issue_bootstrap(
+    state: &mut State,
+    cluster: &str,
+    token_hash: &str,
+    expires: Timestamp,
+    _at: Timestamp,
+) -> Result<(), CommandError> {
+    if !state.clusters.contains_key(cluster) {
+        return Err(CommandError::UnknownCluster(cluster.to_owned()));
+    }
+    if token_hash.is_empty() {
+        return Err(CommandError::Invalid(
+            "bootstrap token hash is empty".into(),
+        ));
+    }
+    state.access.bootstrap.insert(
+        token_hash.to_owned(),
+        BootstrapToken {
+            cluster: cluster.to_owned(),
+            expires,
+            used_at: None,
+        },
+    );
+    Ok(())
+}
+
+pub(super) fn consume_bootstrap(
+    state: &mut State,
+    token_hash: &str,
+    at: Timestamp,
+) -> Result<(), CommandError> {
+    let token = state
+        .access
+        .bootstrap
+        .get_mut(token_hash)
+        .ok_or(CommandError::BootstrapTokenRefused("unknown"))?;
+    if token.used_at.is_some() {
+        return Err(CommandError::BootstrapTokenRefused("already used"));
+    }
+    if at >= token.expires {
+        return Err(CommandError::BootstrapTokenRefused("expired"));
+    }
+    token.used_at = Some(at);
+    Ok(())
+}

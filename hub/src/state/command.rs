@@ -1,0 +1,316 @@
+//! Commands: the only way the replicated state changes, and their versioned wire envelope.
+//!
+//! A command is encoded as a 4-byte little-endian version followed by the postcard encoding of
+//! that version's `Command`. A node that reads a version newer than it understands refuses to
+//! apply it (and stops applying, rather than skipping and diverging); see `DecodeError`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use super::access::RoleBinding;
+use super::audit::AuditEvent;
+use super::health::HealthReport;
+use super::source::{Blob, BlobHash, RenderError, RevisionRef};
+use super::stage::StageChange;
+use super::{Labels, Timestamp};
+
+/// The command encoding this build writes and the newest it reads.
+pub const COMMAND_VERSION: u32 = 1;
+
+/// A decision to record in the replicated state. Every timestamp travels in the command: apply
+/// never reads a clock, so every replica computes the same state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum Command {
+    /// A cluster joins the fleet with its labels.
+    RegisterCluster {
+        /// Cluster name, unique in the fleet.
+        name: String,
+        /// Labels stages and bundles select on.
+        labels: Labels,
+        /// When.
+        at: Timestamp,
+    },
+    /// A registered cluster's labels are replaced.
+    RelabelCluster {
+        /// Cluster name.
+        name: String,
+        /// The new labels (replacing all old ones).
+        labels: Labels,
+        /// When.
+        at: Timestamp,
+    },
+    /// A cluster leaves the fleet; its health records and bootstrap tokens go with it.
+    RemoveCluster {
+        /// Cluster name.
+        name: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// The source controller fetched a commit.
+    RecordFetch {
+        /// Source name (one per repository).
+        source: String,
+        /// Repository URL.
+        url: String,
+        /// Commit id fetched.
+        commit: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// Fetching a source failed.
+    RecordFetchError {
+        /// Source name.
+        source: String,
+        /// Repository URL.
+        url: String,
+        /// What went wrong.
+        error: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// A fetched revision was rendered for every cluster, or failed to render.
+    RecordRender {
+        /// The revision (source and commit), which must have been fetched.
+        revision: RevisionRef,
+        /// Result of rendering.
+        outcome: RenderOutcome,
+        /// When.
+        at: Timestamp,
+    },
+    /// An old revision is dropped, with every blob nothing else references.
+    ForgetRevision {
+        /// The revision.
+        revision: RevisionRef,
+        /// When.
+        at: Timestamp,
+    },
+    /// Clusters are told to hold a revision (a rollout wave, a rollback, a first deployment).
+    AssignRevision {
+        /// The clusters.
+        clusters: Vec<String>,
+        /// The rendered revision they must hold.
+        revision: RevisionRef,
+        /// When.
+        at: Timestamp,
+    },
+    /// A stage is pinned to a revision (promotion, rollback, tracking a branch head).
+    PinStage {
+        /// Stage name.
+        stage: String,
+        /// The rendered revision.
+        revision: RevisionRef,
+        /// Why the pin moved.
+        change: StageChange,
+        /// Who moved it (a user, or `controller:<name>`).
+        by: String,
+        /// The reason given.
+        reason: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// A rollout of a stage to a new revision begins, in waves.
+    StartRollout {
+        /// Stage name (must be pinned already; its pin is the rollout's starting point).
+        stage: String,
+        /// Target revision.
+        to: RevisionRef,
+        /// Waves of clusters, in order.
+        waves: Vec<Vec<String>>,
+        /// Replace a rollout still active for the stage instead of refusing.
+        supersede: bool,
+        /// When.
+        at: Timestamp,
+    },
+    /// The next wave of a rollout starts: its clusters are assigned the target revision.
+    StartWave {
+        /// Rollout id.
+        rollout: u64,
+        /// Wave number, which must be the next one.
+        wave: usize,
+        /// When.
+        at: Timestamp,
+    },
+    /// A rollout moves to a new status: paused, resumed, failed, completed or rolled back.
+    SetRolloutStatus {
+        /// Rollout id.
+        rollout: u64,
+        /// The transition.
+        action: RolloutAction,
+        /// Who asked (user or controller).
+        by: String,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// Health reports from agents, batched; only changes are proposed.
+    RecordHealth {
+        /// The reports.
+        reports: Vec<HealthReport>,
+    },
+    /// A cluster's agent came or went.
+    SetLiveness {
+        /// Cluster name.
+        cluster: String,
+        /// Whether its agent is connected.
+        online: bool,
+        /// When.
+        at: Timestamp,
+    },
+    /// An API token is created; only its hash is stored.
+    CreateToken {
+        /// Token id (public part).
+        id: String,
+        /// Hash of the secret part, hex.
+        secret_hash: String,
+        /// Roles it grants.
+        bindings: Vec<RoleBinding>,
+        /// When it stops working, if ever.
+        expires: Option<Timestamp>,
+        /// Who created it.
+        by: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// An API token is revoked.
+    RevokeToken {
+        /// Token id.
+        id: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// A one-time, expiring bootstrap token for a cluster's agent is issued (hash only).
+    IssueBootstrapToken {
+        /// Cluster the token registers.
+        cluster: String,
+        /// Hash of the token, hex.
+        token_hash: String,
+        /// Expiry.
+        expires: Timestamp,
+        /// When.
+        at: Timestamp,
+    },
+    /// A bootstrap token is used; refused when unknown, used or expired at `at`.
+    ConsumeBootstrapToken {
+        /// Hash of the token presented, hex.
+        token_hash: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// An audit event (who did what, when).
+    RecordAudit {
+        /// The event.
+        event: AuditEvent,
+    },
+}
+
+/// What rendering a revision produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RenderOutcome {
+    /// Rendered: per cluster, per bundle, the blob holding its manifests.
+    Rendered {
+        /// cluster → bundle → blob hash.
+        bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
+        /// Blobs not yet in the state (content-addressed, so re-sending one is harmless).
+        blobs: Vec<Blob>,
+    },
+    /// Rendering failed; the revision never reaches a cluster.
+    Failed {
+        /// Where and why.
+        error: RenderError,
+    },
+}
+
+/// A rollout status transition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RolloutAction {
+    /// Stop starting waves until resumed.
+    Pause,
+    /// Continue a paused rollout.
+    Resume,
+    /// Stop for good, leaving clusters where they are.
+    Fail,
+    /// Every wave is done: the stage is pinned to the target.
+    Complete,
+    /// Return every cluster that got the target to the start revision, pin the stage back and
+    /// mark the target failed for the stage.
+    RollBack,
+}
+
+/// Why a command's bytes could not be turned into a command.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Shorter than the version header.
+    #[error("command is {0} bytes, shorter than its 4-byte version header")]
+    Truncated(usize),
+    /// Written by a newer hub.
+    #[error(
+        "command has version {found}, this hub understands up to {COMMAND_VERSION}; upgrade this node"
+    )]
+    UnknownVersion {
+        /// The version found.
+        found: u32,
+    },
+    /// The body does not decode as this version's command.
+    #[error("command version {version} does not decode: {source}")]
+    Malformed {
+        /// The version in the header.
+        version: u32,
+        /// The decoder's error.
+        source: postcard::Error,
+    },
+}
+
+/// Why a command could not be encoded.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot encode command: {0}")]
+pub struct EncodeError(#[from] postcard::Error);
+
+impl Command {
+    /// Encodes the command with the current version header.
+    pub fn encode(&self) -> Result<Vec<u8>, EncodeError> {
+        Ok(postcard::to_extend(
+            self,
+            COMMAND_VERSION.to_le_bytes().to_vec(),
+        )?)
+    }
+
+    /// Decodes a command, refusing versions newer than this build understands.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let (header, body) = bytes
+            .split_first_chunk::<4>()
+            .ok_or(DecodeError::Truncated(bytes.len()))?;
+        let version = u32::from_le_bytes(*header);
+        match version {
+            COMMAND_VERSION => postcard::from_bytes(body)
+                .map_err(|source| DecodeError::Malformed { version, source }),
+            found => Err(DecodeError::UnknownVersion { found }),
+        }
+    }
+
+    /// A short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::RegisterCluster { .. } => "register_cluster",
+            Command::RelabelCluster { .. } => "relabel_cluster",
+            Command::RemoveCluster { .. } => "remove_cluster",
+            Command::RecordFetch { .. } => "record_fetch",
+            Command::RecordFetchError { .. } => "record_fetch_error",
+            Command::RecordRender { .. } => "record_render",
+            Command::ForgetRevision { .. } => "forget_revision",
+            Command::AssignRevision { .. } => "assign_revision",
+            Command::PinStage { .. } => "pin_stage",
+            Command::StartRollout { .. } => "start_rollout",
+            Command::StartWave { .. } => "start_wave",
+            Command::SetRolloutStatus { .. } => "set_rollout_status",
+            Command::RecordHealth { .. } => "record_health",
+            Command::SetLiveness { .. } => "set_liveness",
+            Command::CreateToken { .. } => "create_token",
+            Command::RevokeToken { .. } => "revoke_token",
+            Command::IssueBootstrapToken { .. } => "issue_bootstrap_token",
+            Command::ConsumeBootstrapToken { .. } => "consume_bootstrap_token",
+            Command::RecordAudit { .. } => "record_audit",
+        }
+    }
+}

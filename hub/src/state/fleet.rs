@@ -1,0 +1,123 @@
+//! Clusters: registration, labels, liveness and the revision each must hold.
+
+use serde::{Deserialize, Serialize};
+
+use super::source::RevisionRef;
+use super::{CommandError, Labels, State, Timestamp};
+
+/// A registered cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// Labels stages and bundles select on.
+    pub labels: Labels,
+    /// When it was registered.
+    pub registered_at: Timestamp,
+    /// Whether its agent is connected to some hub node.
+    pub online: bool,
+    /// When `online` last changed.
+    pub liveness_changed_at: Option<Timestamp>,
+    /// The revision it must hold, if any yet.
+    pub assigned: Option<RevisionRef>,
+    /// When `assigned` last changed.
+    pub assigned_at: Option<Timestamp>,
+}
+
+fn check_name(name: &str) -> Result<(), CommandError> {
+    if name.is_empty() {
+        return Err(CommandError::Invalid("cluster name is empty".into()));
+    }
+    Ok(())
+}
+
+pub(super) fn register(
+    state: &mut State,
+    name: &str,
+    labels: &Labels,
+    at: Timestamp,
+) -> Result<(), CommandError> {
+    check_name(name)?;
+    if state.clusters.contains_key(name) {
+        return Err(CommandError::ClusterExists(name.to_owned()));
+    }
+    state.clusters.insert(
+        name.to_owned(),
+        Cluster {
+            labels: labels.clone(),
+            registered_at: at,
+            online: false,
+            liveness_changed_at: None,
+            assigned: None,
+            assigned_at: None,
+        },
+    );
+    Ok(())
+}
+
+pub(super) fn relabel(
+    state: &mut State,
+    name: &str,
+    labels: &Labels,
+    _at: Timestamp,
+) -> Result<(), CommandError> {
+    let cluster = state
+        .clusters
+        .get_mut(name)
+        .ok_or_else(|| CommandError::UnknownCluster(name.to_owned()))?;
+    cluster.labels = labels.clone();
+    Ok(())
+}
+
+pub(super) fn remove(state: &mut State, name: &str, _at: Timestamp) -> Result<(), CommandError> {
+    if state.clusters.remove(name).is_none() {
+        return Err(CommandError::UnknownCluster(name.to_owned()));
+    }
+    state.health.retain(|key, _| key.cluster != name);
+    state.access.bootstrap.retain(|_, t| t.cluster != name);
+    Ok(())
+}
+
+pub(super) fn set_liveness(
+    state: &mut State,
+    name: &str,
+    online: bool,
+    at: Timestamp,
+) -> Result<(), CommandError> {
+    let cluster = state
+        .clusters
+        .get_mut(name)
+        .ok_or_else(|| CommandError::UnknownCluster(name.to_owned()))?;
+    if cluster.online != online {
+        cluster.online = online;
+        cluster.liveness_changed_at = Some(at);
+    }
+    Ok(())
+}
+
+pub(super) fn assign(
+    state: &mut State,
+    clusters: &[String],
+    revision: &RevisionRef,
+    at: Timestamp,
+) -> Result<(), CommandError> {
+    super::source::require_rendered(state, revision)?;
+    if let Some(unknown) = clusters.iter().find(|c| !state.clusters.contains_key(*c)) {
+        return Err(CommandError::UnknownCluster(unknown.clone()));
+    }
+    set_assigned(state, clusters, revision, at);
+    Ok(())
+}
+
+/// Assigns without validation; callers have checked the revision and clusters.
+pub(super) fn set_assigned(
+    state: &mut State,
+    clusters: &[String],
+    revision: &RevisionRef,
+    at: Timestamp,
+) {
+    for name in clusters {
+        if let Some(cluster) = state.clusters.get_mut(name) {
+            cluster.assigned = Some(revision.clone());
+            cluster.assigned_at = Some(at);
+        }
+    }
+}

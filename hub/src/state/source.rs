@@ -1,0 +1,329 @@
+//! Git sources, their revisions, render results and the content-addressed blobs they reference.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use super::command::RenderOutcome;
+use super::{CommandError, State, Timestamp};
+
+/// zstd level blobs are compressed with: a good ratio for YAML at a small CPU cost.
+const ZSTD_LEVEL: i32 = 3;
+
+/// A revision: one commit of one source.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct RevisionRef {
+    /// Source name.
+    pub source: String,
+    /// Commit id.
+    pub commit: String,
+}
+
+impl fmt::Display for RevisionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}@{}", self.source, self.commit)
+    }
+}
+
+/// A Git source the hub follows.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Source {
+    /// Repository URL.
+    pub url: String,
+    /// Commit most recently fetched.
+    pub head: Option<String>,
+    /// When the last successful fetch was recorded.
+    pub fetched_at: Option<Timestamp>,
+    /// The last fetch error, cleared by the next successful fetch.
+    pub last_error: Option<String>,
+}
+
+/// A fetched commit and what rendering it produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Revision {
+    /// When it was fetched.
+    pub fetched_at: Timestamp,
+    /// Render result.
+    pub status: RevisionStatus,
+}
+
+/// Where a revision is in its life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum RevisionStatus {
+    /// Fetched, not rendered yet.
+    Fetched,
+    /// Rendered: per cluster, per bundle, the blob of its manifests.
+    Rendered {
+        /// cluster → bundle → blob.
+        bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
+        /// When.
+        at: Timestamp,
+    },
+    /// Rendering failed; it never reaches a cluster.
+    Failed {
+        /// Where and why.
+        error: RenderError,
+        /// When.
+        at: Timestamp,
+    },
+}
+
+impl Revision {
+    /// The bundles rendered for one cluster, if the revision rendered.
+    pub fn bundles_for(&self, cluster: &str) -> Option<&BTreeMap<String, BlobHash>> {
+        match &self.status {
+            RevisionStatus::Rendered { bundles, .. } => bundles.get(cluster),
+            _ => None,
+        }
+    }
+}
+
+/// A render failure, located in the repository.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderError {
+    /// File, relative to the repository root.
+    pub file: String,
+    /// Line in that file, if known.
+    pub line: Option<u32>,
+    /// What is wrong and what to do.
+    pub message: String,
+}
+
+/// blake3 of a blob's uncompressed content, hex.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct BlobHash(pub String);
+
+impl fmt::Display for BlobHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Rendered manifests, zstd-compressed, named by the hash of their uncompressed content.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Blob {
+    /// Content hash.
+    pub hash: BlobHash,
+    /// Uncompressed size in bytes.
+    pub size: u64,
+    /// zstd frame.
+    pub compressed: Vec<u8>,
+}
+
+/// Why blob content could not be read back.
+#[derive(Debug, thiserror::Error)]
+pub enum BlobError {
+    /// zstd failed.
+    #[error("zstd: {0}")]
+    Zstd(#[from] std::io::Error),
+    /// The content does not hash to the blob's name.
+    #[error("content hashes to {actual}, not {expected}")]
+    HashMismatch {
+        /// The blob's name.
+        expected: BlobHash,
+        /// The content's hash.
+        actual: BlobHash,
+    },
+}
+
+impl Blob {
+    /// Compresses content and names it by its hash.
+    pub fn from_content(content: &[u8]) -> Result<Self, BlobError> {
+        Ok(Blob {
+            hash: BlobHash(blake3::hash(content).to_hex().to_string()),
+            size: content.len() as u64,
+            compressed: zstd::bulk::compress(content, ZSTD_LEVEL)?,
+        })
+    }
+
+    /// Decompresses the content and checks it against the hash.
+    pub fn content(&self) -> Result<Vec<u8>, BlobError> {
+        let content = zstd::bulk::decompress(&self.compressed, self.size as usize)?;
+        let actual = BlobHash(blake3::hash(&content).to_hex().to_string());
+        if actual != self.hash {
+            return Err(BlobError::HashMismatch {
+                expected: self.hash.clone(),
+                actual,
+            });
+        }
+        Ok(content)
+    }
+}
+
+/// Checks that a revision exists and rendered successfully.
+pub(super) fn require_rendered(state: &State, revision: &RevisionRef) -> Result<(), CommandError> {
+    match state.revisions.get(revision).map(|r| &r.status) {
+        None => Err(CommandError::UnknownRevision(revision.clone())),
+        Some(RevisionStatus::Rendered { .. }) => Ok(()),
+        Some(_) => Err(CommandError::RevisionNotRendered(revision.clone())),
+    }
+}
+
+pub(super) fn record_fetch(
+    state: &mut State,
+    name: &str,
+    url: &str,
+    commit: &str,
+    at: Timestamp,
+) -> Result<(), CommandError> {
+    if name.is_empty() || commit.is_empty() {
+        return Err(CommandError::Invalid(
+            "source name and commit are required".into(),
+        ));
+    }
+    let source = state
+        .sources
+        .entry(name.to_owned())
+        .or_insert_with(|| Source {
+            url: url.to_owned(),
+            head: None,
+            fetched_at: None,
+            last_error: None,
+        });
+    source.url = url.to_owned();
+    source.head = Some(commit.to_owned());
+    source.fetched_at = Some(at);
+    source.last_error = None;
+    let key = RevisionRef {
+        source: name.to_owned(),
+        commit: commit.to_owned(),
+    };
+    state.revisions.entry(key).or_insert(Revision {
+        fetched_at: at,
+        status: RevisionStatus::Fetched,
+    });
+    Ok(())
+}
+
+pub(super) fn record_fetch_error(
+    state: &mut State,
+    name: &str,
+    url: &str,
+    error: &str,
+    _at: Timestamp,
+) -> Result<(), CommandError> {
+    if name.is_empty() {
+        return Err(CommandError::Invalid("source name is required".into()));
+    }
+    let source = state
+        .sources
+        .entry(name.to_owned())
+        .or_insert_with(|| Source {
+            url: url.to_owned(),
+            head: None,
+            fetched_at: None,
+            last_error: None,
+        });
+    source.last_error = Some(error.to_owned());
+    Ok(())
+}
+
+pub(super) fn record_render(
+    state: &mut State,
+    revision: &RevisionRef,
+    outcome: &RenderOutcome,
+    at: Timestamp,
+) -> Result<(), CommandError> {
+    let current = state
+        .revisions
+        .get(revision)
+        .ok_or_else(|| CommandError::UnknownRevision(revision.clone()))?;
+    if current.status != RevisionStatus::Fetched {
+        return Err(CommandError::AlreadyRendered(revision.clone()));
+    }
+    let status = match outcome {
+        RenderOutcome::Failed { error } => RevisionStatus::Failed {
+            error: error.clone(),
+            at,
+        },
+        RenderOutcome::Rendered { bundles, blobs } => {
+            let carried = verify_blobs(blobs)?;
+            let referenced = bundles.values().flat_map(|b| b.values());
+            for hash in referenced {
+                if !state.blobs.contains_key(hash) && !carried.contains_key(hash) {
+                    return Err(CommandError::MissingBlob(hash.clone()));
+                }
+            }
+            for (hash, blob) in carried {
+                state.blobs.entry(hash).or_insert_with(|| blob.clone());
+            }
+            RevisionStatus::Rendered {
+                bundles: bundles.clone(),
+                at,
+            }
+        }
+    };
+    if let Some(rev) = state.revisions.get_mut(revision) {
+        rev.status = status;
+    }
+    Ok(())
+}
+
+/// Checks every carried blob decompresses to content with its hash.
+fn verify_blobs(blobs: &[Blob]) -> Result<BTreeMap<BlobHash, &Blob>, CommandError> {
+    let mut out = BTreeMap::new();
+    for blob in blobs {
+        blob.content().map_err(|e| CommandError::CorruptBlob {
+            hash: blob.hash.clone(),
+            detail: e.to_string(),
+        })?;
+        out.insert(blob.hash.clone(), blob);
+    }
+    Ok(out)
+}
+
+pub(super) fn forget(state: &mut State, revision: &RevisionRef) -> Result<(), CommandError> {
+    if !state.revisions.contains_key(revision) {
+        return Err(CommandError::UnknownRevision(revision.clone()));
+    }
+    if let Some(user) = user_of(state, revision) {
+        return Err(CommandError::RevisionInUse {
+            revision: revision.clone(),
+            user,
+        });
+    }
+    state.revisions.remove(revision);
+    let live: std::collections::BTreeSet<&BlobHash> = state
+        .revisions
+        .values()
+        .filter_map(|r| match &r.status {
+            RevisionStatus::Rendered { bundles, .. } => Some(bundles),
+            _ => None,
+        })
+        .flat_map(|b| b.values().flat_map(|m| m.values()))
+        .collect();
+    let dead: Vec<BlobHash> = state
+        .blobs
+        .keys()
+        .filter(|h| !live.contains(h))
+        .cloned()
+        .collect();
+    for hash in dead {
+        state.blobs.remove(&hash);
+    }
+    Ok(())
+}
+
+/// What still needs a revision: a stage pin, a cluster assignment or an active rollout.
+fn user_of(state: &State, revision: &RevisionRef) -> Option<String> {
+    if let Some((name, _)) = state
+        .stages
+        .iter()
+        .find(|(_, s)| s.pinned.as_ref() == Some(revision))
+    {
+        return Some(format!("stage '{name}'"));
+    }
+    if let Some((name, _)) = state
+        .clusters
+        .iter()
+        .find(|(_, c)| c.assigned.as_ref() == Some(revision))
+    {
+        return Some(format!("cluster '{name}'"));
+    }
+    state
+        .rollouts
+        .iter()
+        .find(|(_, r)| r.is_active() && (&r.to == revision || r.from.as_ref() == Some(revision)))
+        .map(|(id, _)| format!("rollout {id}"))
+}

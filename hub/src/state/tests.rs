@@ -1,0 +1,670 @@
+use std::collections::BTreeMap;
+
+use super::access::{Role, RoleBinding};
+use super::audit::{AUDIT_LIMIT, AuditEvent};
+use super::health::{Health, HealthKey, HealthReport};
+use super::rollout::RolloutStatus;
+use super::source::{Blob, RenderError, RevisionRef, RevisionStatus};
+use super::stage::StageChange;
+use super::*;
+
+fn t(ms: u64) -> Timestamp {
+    Timestamp(ms)
+}
+
+fn labels(pairs: &[(&str, &str)]) -> Labels {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+fn rev(commit: &str) -> RevisionRef {
+    RevisionRef {
+        source: "main".into(),
+        commit: commit.into(),
+    }
+}
+
+fn apply_ok(state: &mut State, command: Command) {
+    let kind = command.kind();
+    state
+        .apply(&command)
+        .unwrap_or_else(|e| panic!("{kind} rejected: {e}"));
+}
+
+/// Applies a command that must be rejected, and checks the state did not change.
+fn apply_err(state: &mut State, command: Command) -> CommandError {
+    let before = state.clone();
+    let err = state.apply(&command).expect_err("command was accepted");
+    assert_eq!(
+        *state,
+        before,
+        "a rejected {} changed the state",
+        command.kind()
+    );
+    err
+}
+
+fn register(state: &mut State, name: &str) {
+    apply_ok(
+        state,
+        Command::RegisterCluster {
+            name: name.into(),
+            labels: labels(&[("env", "dev")]),
+            at: t(1),
+        },
+    );
+}
+
+/// Fetches and renders `commit` for `clusters`, each with one bundle `app` whose content names
+/// the commit and cluster.
+fn render(state: &mut State, commit: &str, clusters: &[&str]) {
+    apply_ok(
+        state,
+        Command::RecordFetch {
+            source: "main".into(),
+            url: "file:///repo".into(),
+            commit: commit.into(),
+            at: t(10),
+        },
+    );
+    let mut bundles = BTreeMap::new();
+    let mut blobs = Vec::new();
+    for cluster in clusters {
+        let blob = Blob::from_content(format!("kind: ConfigMap # {commit} {cluster}").as_bytes())
+            .expect("blob");
+        bundles.insert(
+            (*cluster).to_owned(),
+            BTreeMap::from([("app".to_owned(), blob.hash.clone())]),
+        );
+        blobs.push(blob);
+    }
+    apply_ok(
+        state,
+        Command::RecordRender {
+            revision: rev(commit),
+            outcome: RenderOutcome::Rendered { bundles, blobs },
+            at: t(11),
+        },
+    );
+}
+
+fn fleet() -> State {
+    let mut state = State::bootstrap(BTreeMap::from([(1, "127.0.0.1:1".to_owned())]));
+    for name in ["a", "b", "c"] {
+        register(&mut state, name);
+    }
+    render(&mut state, "c1", &["a", "b", "c"]);
+    render(&mut state, "c2", &["a", "b", "c"]);
+    apply_ok(
+        &mut state,
+        Command::PinStage {
+            stage: "prod".into(),
+            revision: rev("c1"),
+            change: StageChange::Track,
+            by: "alice".into(),
+            reason: "first".into(),
+            at: t(20),
+        },
+    );
+    apply_ok(
+        &mut state,
+        Command::AssignRevision {
+            clusters: vec!["a".into(), "b".into(), "c".into()],
+            revision: rev("c1"),
+            at: t(21),
+        },
+    );
+    state
+}
+
+#[test]
+fn commands_round_trip_through_their_envelope() {
+    let command = Command::RegisterCluster {
+        name: "edge-1".into(),
+        labels: labels(&[("region", "eu")]),
+        at: t(42),
+    };
+    let bytes = command.encode().expect("encode");
+    assert_eq!(&bytes[..4], &COMMAND_VERSION.to_le_bytes());
+    assert_eq!(Command::decode(&bytes).expect("decode"), command);
+}
+
+#[test]
+fn a_command_from_a_newer_version_is_an_error_not_a_panic() {
+    let mut bytes = Command::RemoveCluster {
+        name: "x".into(),
+        at: t(1),
+    }
+    .encode()
+    .expect("encode");
+    bytes[..4].copy_from_slice(&(COMMAND_VERSION + 1).to_le_bytes());
+    let err = Command::decode(&bytes).expect_err("decoded a future version");
+    assert!(matches!(err, DecodeError::UnknownVersion { found } if found == COMMAND_VERSION + 1));
+    assert!(err.to_string().contains("upgrade"), "{err}");
+    assert!(matches!(
+        Command::decode(&[1, 0]),
+        Err(DecodeError::Truncated(2))
+    ));
+    let garbage = [COMMAND_VERSION.to_le_bytes().as_slice(), &[0xff; 3]].concat();
+    assert!(matches!(
+        Command::decode(&garbage),
+        Err(DecodeError::Malformed { .. })
+    ));
+}
+
+#[test]
+fn clusters_register_relabel_and_leave_with_their_health() {
+    let mut state = State::default();
+    register(&mut state, "a");
+    let err = apply_err(
+        &mut state,
+        Command::RegisterCluster {
+            name: "a".into(),
+            labels: Labels::new(),
+            at: t(2),
+        },
+    );
+    assert_eq!(err, CommandError::ClusterExists("a".into()));
+    apply_ok(
+        &mut state,
+        Command::RelabelCluster {
+            name: "a".into(),
+            labels: labels(&[("env", "prod")]),
+            at: t(3),
+        },
+    );
+    assert_eq!(state.clusters["a"].labels, labels(&[("env", "prod")]));
+    apply_ok(
+        &mut state,
+        Command::RecordHealth {
+            reports: vec![report("a", Health::Healthy, 5)],
+        },
+    );
+    apply_ok(
+        &mut state,
+        Command::RemoveCluster {
+            name: "a".into(),
+            at: t(6),
+        },
+    );
+    assert!(state.clusters.is_empty());
+    assert!(
+        state.health.is_empty(),
+        "health of a removed cluster was kept"
+    );
+    apply_err(
+        &mut state,
+        Command::RemoveCluster {
+            name: "a".into(),
+            at: t(7),
+        },
+    );
+}
+
+#[test]
+fn liveness_records_only_transitions() {
+    let mut state = State::default();
+    register(&mut state, "a");
+    let online = |at| Command::SetLiveness {
+        cluster: "a".into(),
+        online: true,
+        at: t(at),
+    };
+    apply_ok(&mut state, online(5));
+    apply_ok(&mut state, online(9));
+    assert!(state.clusters["a"].online);
+    assert_eq!(state.clusters["a"].liveness_changed_at, Some(t(5)));
+    apply_err(
+        &mut state,
+        Command::SetLiveness {
+            cluster: "zz".into(),
+            online: false,
+            at: t(10),
+        },
+    );
+}
+
+#[test]
+fn rendered_revisions_give_each_cluster_its_bundles() {
+    let state = fleet();
+    let desired = state.desired_bundles("b");
+    let hash = &desired["app"];
+    let content = state.blobs[hash].content().expect("content");
+    assert_eq!(content, b"kind: ConfigMap # c1 b");
+    assert!(state.desired_bundles("unknown").is_empty());
+}
+
+#[test]
+fn a_render_with_a_corrupt_or_missing_blob_is_rejected() {
+    let mut state = fleet();
+    apply_ok(
+        &mut state,
+        Command::RecordFetch {
+            source: "main".into(),
+            url: "file:///repo".into(),
+            commit: "c3".into(),
+            at: t(30),
+        },
+    );
+    let mut blob = Blob::from_content(b"apiVersion: v1").expect("blob");
+    let forged = Blob::from_content(b"something else").expect("blob");
+    blob.compressed = forged.compressed;
+    let bundles = BTreeMap::from([(
+        "a".to_owned(),
+        BTreeMap::from([("app".to_owned(), blob.hash.clone())]),
+    )]);
+    let err = apply_err(
+        &mut state,
+        Command::RecordRender {
+            revision: rev("c3"),
+            outcome: RenderOutcome::Rendered {
+                bundles: bundles.clone(),
+                blobs: vec![blob.clone()],
+            },
+            at: t(31),
+        },
+    );
+    assert!(matches!(err, CommandError::CorruptBlob { .. }), "{err}");
+    let err = apply_err(
+        &mut state,
+        Command::RecordRender {
+            revision: rev("c3"),
+            outcome: RenderOutcome::Rendered {
+                bundles,
+                blobs: vec![],
+            },
+            at: t(31),
+        },
+    );
+    assert_eq!(err, CommandError::MissingBlob(blob.hash));
+}
+
+#[test]
+fn a_failed_render_never_reaches_a_stage_or_cluster() {
+    let mut state = fleet();
+    apply_ok(
+        &mut state,
+        Command::RecordFetch {
+            source: "main".into(),
+            url: "file:///repo".into(),
+            commit: "bad".into(),
+            at: t(30),
+        },
+    );
+    apply_ok(
+        &mut state,
+        Command::RecordRender {
+            revision: rev("bad"),
+            outcome: RenderOutcome::Failed {
+                error: RenderError {
+                    file: "apps/web/deploy.yaml".into(),
+                    line: Some(7),
+                    message: "undefined variable ${cluster.labels.zone}".into(),
+                },
+            },
+            at: t(31),
+        },
+    );
+    assert!(matches!(
+        &state.revisions[&rev("bad")].status,
+        RevisionStatus::Failed { error, .. } if error.line == Some(7)
+    ));
+    let err = apply_err(
+        &mut state,
+        Command::PinStage {
+            stage: "prod".into(),
+            revision: rev("bad"),
+            change: StageChange::Promote,
+            by: "bob".into(),
+            reason: "try".into(),
+            at: t(32),
+        },
+    );
+    assert_eq!(err, CommandError::RevisionNotRendered(rev("bad")));
+    apply_err(
+        &mut state,
+        Command::AssignRevision {
+            clusters: vec!["a".into()],
+            revision: rev("bad"),
+            at: t(33),
+        },
+    );
+    let err = apply_err(
+        &mut state,
+        Command::RecordRender {
+            revision: rev("bad"),
+            outcome: RenderOutcome::Failed {
+                error: RenderError {
+                    file: "x".into(),
+                    line: None,
+                    message: "again".into(),
+                },
+            },
+            at: t(34),
+        },
+    );
+    assert_eq!(err, CommandError::AlreadyRendered(rev("bad")));
+}
+
+#[test]
+fn forgetting_a_revision_refuses_while_used_and_collects_its_blobs() {
+    let mut state = fleet();
+    let err = apply_err(
+        &mut state,
+        Command::ForgetRevision {
+            revision: rev("c1"),
+            at: t(40),
+        },
+    );
+    assert!(matches!(err, CommandError::RevisionInUse { .. }), "{err}");
+    let c2_blobs: Vec<_> = state.revisions[&rev("c2")]
+        .bundles_for("a")
+        .expect("c2 rendered")
+        .values()
+        .cloned()
+        .collect();
+    apply_ok(
+        &mut state,
+        Command::ForgetRevision {
+            revision: rev("c2"),
+            at: t(41),
+        },
+    );
+    assert!(!state.revisions.contains_key(&rev("c2")));
+    assert!(c2_blobs.iter().all(|h| !state.blobs.contains_key(h)));
+    assert!(
+        !state.desired_bundles("a").is_empty(),
+        "c1's blobs were collected"
+    );
+}
+
+#[test]
+fn stage_pins_keep_who_when_and_why() {
+    let mut state = fleet();
+    apply_ok(
+        &mut state,
+        Command::PinStage {
+            stage: "prod".into(),
+            revision: rev("c2"),
+            change: StageChange::Promote,
+            by: "bob".into(),
+            reason: "release 2".into(),
+            at: t(50),
+        },
+    );
+    let stage = &state.stages["prod"];
+    assert_eq!(stage.pinned, Some(rev("c2")));
+    let last = stage.history.last().expect("history");
+    assert_eq!(
+        (last.by.as_str(), last.reason.as_str(), last.at),
+        ("bob", "release 2", t(50))
+    );
+    assert_eq!(stage.history.len(), 2);
+}
+
+fn start_rollout(state: &mut State) -> u64 {
+    let id = state.next_rollout_id;
+    apply_ok(
+        state,
+        Command::StartRollout {
+            stage: "prod".into(),
+            to: rev("c2"),
+            waves: vec![vec!["a".into()], vec!["b".into(), "c".into()]],
+            supersede: false,
+            at: t(60),
+        },
+    );
+    id
+}
+
+fn set_status(rollout: u64, action: RolloutAction) -> Command {
+    Command::SetRolloutStatus {
+        rollout,
+        action,
+        by: "controller:rollout".into(),
+        reason: format!("{action:?}"),
+        at: t(70),
+    }
+}
+
+#[test]
+fn a_rollout_assigns_waves_in_order_and_completes_by_pinning_the_stage() {
+    let mut state = fleet();
+    let id = start_rollout(&mut state);
+    let wave = |wave| Command::StartWave {
+        rollout: id,
+        wave,
+        at: t(61),
+    };
+    apply_err(&mut state, wave(1));
+    apply_ok(&mut state, wave(0));
+    assert_eq!(state.clusters["a"].assigned, Some(rev("c2")));
+    assert_eq!(state.clusters["b"].assigned, Some(rev("c1")));
+    apply_err(&mut state, set_status(id, RolloutAction::Complete));
+    apply_ok(&mut state, set_status(id, RolloutAction::Pause));
+    apply_err(&mut state, wave(1));
+    apply_ok(&mut state, set_status(id, RolloutAction::Resume));
+    apply_ok(&mut state, wave(1));
+    apply_ok(&mut state, set_status(id, RolloutAction::Complete));
+    assert_eq!(state.rollouts[&id].status, RolloutStatus::Completed);
+    assert_eq!(state.stages["prod"].pinned, Some(rev("c2")));
+    apply_err(&mut state, set_status(id, RolloutAction::Resume));
+}
+
+#[test]
+fn rolling_back_returns_touched_clusters_and_marks_the_revision_failed() {
+    let mut state = fleet();
+    let id = start_rollout(&mut state);
+    apply_ok(
+        &mut state,
+        Command::StartWave {
+            rollout: id,
+            wave: 0,
+            at: t(61),
+        },
+    );
+    apply_ok(&mut state, set_status(id, RolloutAction::RollBack));
+    assert!(matches!(
+        state.rollouts[&id].status,
+        RolloutStatus::RolledBack { .. }
+    ));
+    for cluster in ["a", "b", "c"] {
+        assert_eq!(
+            state.clusters[cluster].assigned,
+            Some(rev("c1")),
+            "{cluster}"
+        );
+    }
+    let stage = &state.stages["prod"];
+    assert_eq!(stage.pinned, Some(rev("c1")));
+    assert!(stage.failed.contains(&rev("c2")));
+    assert_eq!(
+        stage.history.last().map(|h| h.change),
+        Some(StageChange::Rollback)
+    );
+}
+
+#[test]
+fn a_second_rollout_of_a_stage_is_refused_unless_it_supersedes() {
+    let mut state = fleet();
+    let first = start_rollout(&mut state);
+    let second = |supersede| Command::StartRollout {
+        stage: "prod".into(),
+        to: rev("c2"),
+        waves: vec![vec!["a".into(), "b".into(), "c".into()]],
+        supersede,
+        at: t(62),
+    };
+    let err = apply_err(&mut state, second(false));
+    assert_eq!(
+        err,
+        CommandError::RolloutActive {
+            stage: "prod".into(),
+            rollout: first
+        }
+    );
+    apply_ok(&mut state, second(true));
+    assert_eq!(
+        state.rollouts[&first].status,
+        RolloutStatus::Superseded { by: first + 1 }
+    );
+    assert!(state.rollouts[&(first + 1)].is_active());
+}
+
+fn report(cluster: &str, health: Health, at: u64) -> HealthReport {
+    HealthReport {
+        key: HealthKey {
+            cluster: cluster.into(),
+            bundle: "app".into(),
+        },
+        applied: None,
+        health,
+        message: String::new(),
+        at: t(at),
+    }
+}
+
+#[test]
+fn health_keeps_the_newest_report_and_drops_unknown_clusters() {
+    let mut state = fleet();
+    apply_ok(
+        &mut state,
+        Command::RecordHealth {
+            reports: vec![
+                report("a", Health::Degraded, 100),
+                report("a", Health::Healthy, 90),
+                report("gone", Health::Healthy, 100),
+            ],
+        },
+    );
+    assert_eq!(state.health.len(), 1);
+    let key = HealthKey {
+        cluster: "a".into(),
+        bundle: "app".into(),
+    };
+    assert_eq!(state.health[&key].health, Health::Degraded);
+}
+
+#[test]
+fn tokens_are_created_once_and_revoked() {
+    let mut state = State::default();
+    let create = Command::CreateToken {
+        id: "tok1".into(),
+        secret_hash: "ab12".into(),
+        bindings: vec![RoleBinding {
+            role: Role::Deployer,
+            stages: vec!["staging".into()],
+        }],
+        expires: None,
+        by: "admin".into(),
+        at: t(1),
+    };
+    apply_ok(&mut state, create.clone());
+    assert_eq!(
+        apply_err(&mut state, create),
+        CommandError::TokenExists("tok1".into())
+    );
+    apply_ok(
+        &mut state,
+        Command::RevokeToken {
+            id: "tok1".into(),
+            at: t(2),
+        },
+    );
+    assert_eq!(state.access.tokens["tok1"].revoked_at, Some(t(2)));
+}
+
+#[test]
+fn a_bootstrap_token_works_once_and_not_after_expiry() {
+    let mut state = fleet();
+    let issue = |hash: &str| Command::IssueBootstrapToken {
+        cluster: "a".into(),
+        token_hash: hash.into(),
+        expires: t(1_000),
+        at: t(100),
+    };
+    let consume = |hash: &str, at| Command::ConsumeBootstrapToken {
+        token_hash: hash.into(),
+        at: t(at),
+    };
+    apply_ok(&mut state, issue("h1"));
+    apply_ok(&mut state, consume("h1", 500));
+    assert_eq!(
+        apply_err(&mut state, consume("h1", 501)),
+        CommandError::BootstrapTokenRefused("already used")
+    );
+    apply_ok(&mut state, issue("h2"));
+    assert_eq!(
+        apply_err(&mut state, consume("h2", 1_000)),
+        CommandError::BootstrapTokenRefused("expired")
+    );
+    assert_eq!(
+        apply_err(&mut state, consume("nope", 10)),
+        CommandError::BootstrapTokenRefused("unknown")
+    );
+    apply_ok(
+        &mut state,
+        Command::RemoveCluster {
+            name: "a".into(),
+            at: t(2_000),
+        },
+    );
+    assert!(state.access.bootstrap.is_empty());
+}
+
+#[test]
+fn the_audit_log_keeps_the_newest_events_with_stable_sequence_numbers() {
+    let mut state = State::default();
+    for i in 0..(AUDIT_LIMIT as u64 + 5) {
+        apply_ok(
+            &mut state,
+            Command::RecordAudit {
+                event: AuditEvent {
+                    actor: "alice".into(),
+                    action: "promote".into(),
+                    target: "stage/prod".into(),
+                    detail: i.to_string(),
+                    at: t(i),
+                },
+            },
+        );
+    }
+    assert_eq!(state.audit.events.len(), AUDIT_LIMIT);
+    let (seq, first) = state.audit.since(0).next().expect("events");
+    assert_eq!((seq, first.detail.as_str()), (5, "5"));
+    let (seq, event) = state
+        .audit
+        .since(AUDIT_LIMIT as u64 + 4)
+        .next()
+        .expect("last");
+    assert_eq!(
+        (seq, event.detail.as_str()),
+        (AUDIT_LIMIT as u64 + 4, "10004")
+    );
+}
+
+#[test]
+fn replicas_applying_the_same_commands_have_the_same_hash_and_snapshot() {
+    let a = fleet();
+    let b = fleet();
+    assert_eq!(a.hash().expect("hash"), b.hash().expect("hash"));
+    let image = a.to_snapshot().expect("snapshot");
+    let restored = State::from_snapshot(&image).expect("restore");
+    assert_eq!(restored, a);
+    assert_eq!(restored.hash().expect("hash"), a.hash().expect("hash"));
+    let mut c = fleet();
+    register(&mut c, "d");
+    assert_ne!(c.hash().expect("hash"), a.hash().expect("hash"));
+}
+
+#[test]
+fn a_snapshot_from_a_newer_version_is_refused() {
+    let mut image = fleet().to_snapshot().expect("snapshot");
+    image[..4].copy_from_slice(&(SNAPSHOT_VERSION + 1).to_le_bytes());
+    assert!(matches!(
+        State::from_snapshot(&image),
+        Err(SnapshotError::UnknownVersion(v)) if v == SNAPSHOT_VERSION + 1
+    ));
+}
