@@ -10,28 +10,7 @@ mod workloads;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The health of an object or bundle, ordered from best to worst so `max` is worst-of.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum Health {
-    /// Running as desired.
-    Healthy,
-    /// Deliberately paused or suspended.
-    Suspended,
-    /// Still converging.
-    Progressing,
-    /// Not in the cluster.
-    Missing,
-    /// Failed or cannot converge.
-    Degraded,
-    /// Cannot be judged.
-    Unknown,
-}
-
-impl std::fmt::Display for Health {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(self, f)
-    }
-}
+pub use flotilla_core::health::Health;
 
 use crate::object::ObjectRef;
 
