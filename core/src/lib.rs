@@ -5,19 +5,27 @@
 //! Nothing here talks to a cluster or a hub, so the CLI can lint and diff a repository
 //! offline.
 
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
 pub mod hash;
 pub mod health;
+pub mod inventory;
 pub mod labels;
 pub mod limits;
+pub mod render;
 pub mod location;
+pub mod repository;
 pub mod selector;
 pub mod spec;
 mod yaml;
 
 pub use hash::ContentHash;
 pub use health::Health;
+pub use inventory::Cluster;
 pub use labels::Labels;
 pub use limits::Limits;
 pub use location::SourceLocation;
+pub use render::{FleetRender, Kustomize, ObjectId, RenderError, RenderedBundle, render_bundle, render_fleet};
+pub use repository::Repository;
 pub use selector::LabelSelector;
 pub use spec::{Bundle, FleetSpec, SpecError, SpecErrors, Stage};

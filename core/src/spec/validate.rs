@@ -62,9 +62,7 @@ pub(super) fn fleet(document: FleetDocument, file: &str) -> Result<FleetSpec, Sp
             bundles,
         })
     } else {
-        checker
-            .errors
-            .sort_by(|a, b| a.location().line.cmp(&b.location().line));
+        checker.errors.sort_by_key(|e| e.location().line);
         Err(SpecErrors {
             errors: checker.errors,
         })

@@ -1,0 +1,250 @@
+//! Rendering a whole repository for a list of clusters, once per distinct render input.
+
+use std::collections::{BTreeMap, HashMap};
+use std::rc::Rc;
+
+use super::object::{SourcedObject, assemble};
+use super::source::{Role, Template, load_template};
+use super::substitute::{Reference, substitute};
+use super::{Kustomize, RenderError, RenderedBundle};
+use crate::hash::ContentHash;
+use crate::inventory::Cluster;
+use crate::location::SourceLocation;
+use crate::repository::Repository;
+use crate::spec::Bundle;
+use crate::yaml::{parse_documents, parse_json};
+
+/// The result of rendering one bundle for one cluster: the blob's hash, or why not.
+pub type BundleOutcome = Result<ContentHash, RenderError>;
+
+/// A repository rendered for a set of clusters.
+#[derive(Debug, Clone)]
+pub struct FleetRender {
+    /// Per cluster name, per bundle name it targets: the outcome. A cluster no bundle
+    /// targets has an empty map.
+    pub clusters: BTreeMap<String, BTreeMap<String, BundleOutcome>>,
+    /// Every rendered bundle, once per distinct content.
+    pub blobs: BTreeMap<ContentHash, RenderedBundle>,
+    /// How many renders ran: one per distinct (bundle, overlay, used values) input.
+    pub distinct_renders: usize,
+}
+
+impl FleetRender {
+    /// Every failed (cluster, bundle) pair with its error.
+    pub fn errors(&self) -> impl Iterator<Item = (&str, &str, &RenderError)> {
+        self.clusters.iter().flat_map(|(cluster, bundles)| {
+            bundles.iter().filter_map(move |(bundle, outcome)| {
+                outcome.as_ref().err().map(|e| (cluster.as_str(), bundle.as_str(), e))
+            })
+        })
+    }
+
+    /// True when every bundle rendered for every cluster.
+    pub fn is_clean(&self) -> bool {
+        self.errors().next().is_none()
+    }
+
+    /// How many (cluster, bundle) pairs were rendered, successfully or not.
+    pub fn pairs(&self) -> usize {
+        self.clusters.values().map(BTreeMap::len).sum()
+    }
+}
+
+/// Renders every bundle of `repo` for every cluster it targets. Clusters with equal render
+/// inputs share one render, and equal content is stored once in `blobs`.
+pub fn render_fleet(repo: &Repository, clusters: &[Cluster], kustomize: &Kustomize) -> FleetRender {
+    let mut renderer = Renderer::new(repo, kustomize);
+    let mut result = BTreeMap::new();
+    for cluster in clusters {
+        let mut bundles = BTreeMap::new();
+        for (index, bundle) in repo.spec().bundles.iter().enumerate() {
+            if bundle.targets(&cluster.labels) {
+                bundles.insert(bundle.name.clone(), renderer.outcome(index, cluster));
+            }
+        }
+        result.insert(cluster.name.clone(), bundles);
+    }
+    FleetRender {
+        clusters: result,
+        distinct_renders: renderer.renders.len(),
+        blobs: renderer.blobs,
+    }
+}
+
+/// Which bundle, which overlay, and the value (or absence) of each reference used.
+type RenderKey = (usize, Option<usize>, Vec<Option<String>>);
+
+pub(super) struct Renderer<'r> {
+    repo: &'r Repository,
+    kustomize: &'r Kustomize,
+    templates: HashMap<(usize, Option<usize>), Result<Rc<Template>, RenderError>>,
+    renders: HashMap<RenderKey, BundleOutcome>,
+    blobs: BTreeMap<ContentHash, RenderedBundle>,
+}
+
+impl<'r> Renderer<'r> {
+    pub(super) fn new(repo: &'r Repository, kustomize: &'r Kustomize) -> Self {
+        Self {
+            repo,
+            kustomize,
+            templates: HashMap::new(),
+            renders: HashMap::new(),
+            blobs: BTreeMap::new(),
+        }
+    }
+
+    /// Renders (or recalls) the bundle for the cluster, keeping the blob.
+    fn outcome(&mut self, bundle_index: usize, cluster: &Cluster) -> BundleOutcome {
+        let (key, template) = self.key(bundle_index, cluster)?;
+        if let Some(outcome) = self.renders.get(&key) {
+            return outcome.clone();
+        }
+        let outcome = self
+            .produce(bundle_index, key.1, &template, &key.2)
+            .map(|(hash, bundle)| {
+                self.blobs.entry(hash).or_insert(bundle);
+                hash
+            });
+        self.renders.insert(key, outcome.clone());
+        outcome
+    }
+
+    /// Renders the bundle for the cluster without caching the result.
+    pub(super) fn render(
+        &mut self,
+        bundle_index: usize,
+        cluster: &Cluster,
+    ) -> Result<(ContentHash, RenderedBundle), RenderError> {
+        let (key, template) = self.key(bundle_index, cluster)?;
+        self.produce(bundle_index, key.1, &template, &key.2)
+    }
+
+    fn bundle(&self, index: usize) -> &'r Bundle {
+        &self.repo.spec().bundles[index]
+    }
+
+    fn key(&mut self, bundle_index: usize, cluster: &Cluster) -> Result<(RenderKey, Rc<Template>), RenderError> {
+        let bundle = self.bundle(bundle_index);
+        let overlay_index = bundle
+            .overlays
+            .iter()
+            .position(|overlay| overlay.cluster_selector.matches(&cluster.labels));
+        let template = self
+            .templates
+            .entry((bundle_index, overlay_index))
+            .or_insert_with(|| {
+                let overlay = overlay_index.map(|i| &bundle.overlays[i]);
+                load_template(self.repo, bundle, overlay, self.kustomize).map(Rc::new)
+            })
+            .clone()?;
+        let values = template
+            .references
+            .iter()
+            .map(|reference| match reference {
+                Reference::ClusterName => Some(cluster.name.clone()),
+                Reference::ClusterLabel(key) => cluster.labels.get(key).cloned(),
+                Reference::Variable(name) => overlay_index
+                    .and_then(|i| bundle.overlays[i].variables.get(name))
+                    .or_else(|| bundle.variables.get(name))
+                    .cloned(),
+            })
+            .collect();
+        Ok(((bundle_index, overlay_index, values), template))
+    }
+
+    fn produce(
+        &self,
+        bundle_index: usize,
+        overlay_index: Option<usize>,
+        template: &Template,
+        values: &[Option<String>],
+    ) -> Result<(ContentHash, RenderedBundle), RenderError> {
+        let bundle = self.bundle(bundle_index);
+        let limits = self.repo.limits();
+        let lookup: BTreeMap<&Reference, Option<&String>> =
+            template.references.iter().zip(values.iter().map(Option::as_ref)).collect();
+        let mut declared: Vec<String> = bundle.variables.keys().cloned().collect();
+        if let Some(index) = overlay_index {
+            declared.extend(bundle.overlays[index].variables.keys().cloned());
+            declared.sort();
+            declared.dedup();
+        }
+        let mut base = Vec::new();
+        let mut overlay = Vec::new();
+        let mut text_budget = limits.max_rendered_bytes.saturating_mul(2);
+        for file in &template.files {
+            let text = substitute(&file.text, &file.pieces, |reference, line, column| {
+                let location = SourceLocation::at(file.display.clone(), line, column);
+                match (reference, lookup.get(reference).copied().flatten()) {
+                    (_, Some(value)) => Ok(value.clone()),
+                    (Reference::Variable(name), None) => Err(RenderError::UndefinedVariable {
+                        location,
+                        name: name.clone(),
+                        declared: declared.clone(),
+                    }),
+                    (Reference::ClusterLabel(key), None) => Err(RenderError::MissingLabel {
+                        location,
+                        key: key.clone(),
+                    }),
+                    (Reference::ClusterName, None) => Err(RenderError::BadReference {
+                        location,
+                        message: "cluster name unavailable".to_owned(),
+                    }),
+                }
+            })?;
+            text_budget = text_budget.checked_sub(text.len()).ok_or_else(|| RenderError::TooLarge {
+                location: template.location.clone(),
+                size: limits.max_rendered_bytes.saturating_mul(2),
+                limit: limits.max_rendered_bytes,
+            })?;
+            let documents = if file.json {
+                parse_json(&text, &file.display, limits).map(|value| vec![(1, value)])
+            } else {
+                parse_documents(&text, &file.display, 0, limits)
+            }
+            .map_err(|problem| RenderError::Yaml {
+                location: problem.location,
+                message: problem.message,
+            })?;
+            let target = if file.role == Role::Overlay { &mut overlay } else { &mut base };
+            target.extend(documents.into_iter().map(|(line, object)| SourcedObject {
+                object,
+                origin: SourceLocation {
+                    file: file.display.clone(),
+                    line: Some(line),
+                    column: None,
+                },
+            }));
+            if base.len() + overlay.len() > limits.max_objects_per_bundle {
+                return Err(self.too_many(template, base.len() + overlay.len()));
+            }
+        }
+        let objects = assemble(base, overlay, bundle.namespace.as_deref())?;
+        if objects.len() > limits.max_objects_per_bundle {
+            return Err(self.too_many(template, objects.len()));
+        }
+        let rendered = RenderedBundle {
+            bundle: bundle.name.clone(),
+            drift: bundle.drift,
+            depends_on: bundle.depends_on.clone(),
+            objects,
+        };
+        let blob = rendered.to_blob();
+        if blob.len() > limits.max_rendered_bytes {
+            return Err(RenderError::TooLarge {
+                location: template.location.clone(),
+                size: blob.len(),
+                limit: limits.max_rendered_bytes,
+            });
+        }
+        Ok((ContentHash::of(&blob), rendered))
+    }
+
+    fn too_many(&self, template: &Template, count: usize) -> RenderError {
+        RenderError::TooManyObjects {
+            location: template.location.clone(),
+            count,
+            limit: self.repo.limits().max_objects_per_bundle,
+        }
+    }
+}

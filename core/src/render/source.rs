@@ -1,0 +1,193 @@
+//! The text a bundle renders from, for one overlay choice: manifest files or kustomize
+//! output, tokenized once and shared by every cluster that makes the same choice.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use super::RenderError;
+use super::kustomize::{KUSTOMIZATION_FILES, Kustomize, kustomization_file};
+use super::substitute::{Piece, Reference, tokenize};
+use crate::location::SourceLocation;
+use crate::repository::{Repository, read_limited};
+use crate::spec::{Bundle, Overlay};
+
+/// Whether a file's objects form the bundle or are merged over it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Role {
+    Base,
+    Overlay,
+}
+
+/// One source text: a manifest file or a kustomize build's output.
+pub(crate) struct SourceFile {
+    /// Name in messages: the file relative to the repository, or `DIR (kustomize build)`.
+    pub(crate) display: String,
+    pub(crate) text: String,
+    pub(crate) json: bool,
+    pub(crate) role: Role,
+    pub(crate) pieces: Vec<Piece>,
+}
+
+/// Everything a bundle renders from for one overlay choice.
+pub(crate) struct Template {
+    pub(crate) files: Vec<SourceFile>,
+    /// Every reference the texts make: the only cluster facts the render depends on.
+    pub(crate) references: BTreeSet<Reference>,
+    /// The bundle directory, for errors about the bundle as a whole.
+    pub(crate) location: SourceLocation,
+}
+
+/// Loads the bundle's sources for clusters that get `overlay`. A kustomization in the
+/// overlay's directory replaces the bundle's build; otherwise the bundle is built (or its
+/// manifests collected, overlay directories left out) and the overlay's plain manifests are
+/// merged over it.
+pub(crate) fn load_template(
+    repo: &Repository,
+    bundle: &Bundle,
+    overlay: Option<&Overlay>,
+    kustomize: &Kustomize,
+) -> Result<Template, RenderError> {
+    let bundle_dir = repo.resolve_dir(&bundle.path, &bundle.path_location)?;
+    let overlay_dir = match overlay {
+        Some(Overlay {
+            path: Some(path),
+            location,
+            ..
+        }) => Some(repo.resolve_dir(path, location)?),
+        _ => None,
+    };
+    let mut files = Vec::new();
+    let mut collector = Collector {
+        repo,
+        limit: repo.limits().max_files_per_bundle,
+        location: SourceLocation::file(bundle.path.clone()),
+        count: 0,
+    };
+    match &overlay_dir {
+        Some(dir) if kustomization_file(dir).is_some() => {
+            files.push(built(repo, kustomize, dir)?);
+        }
+        _ => {
+            if kustomization_file(&bundle_dir).is_some() {
+                files.push(built(repo, kustomize, &bundle_dir)?);
+            } else {
+                let exclude: Vec<PathBuf> = bundle
+                    .overlays
+                    .iter()
+                    .filter_map(|o| o.path.as_ref())
+                    .filter_map(|path| repo.root().join(path).canonicalize().ok())
+                    .filter(|dir| dir != &bundle_dir)
+                    .collect();
+                collector.collect(&bundle_dir, &exclude, Role::Base, &mut files)?;
+            }
+            if let Some(dir) = &overlay_dir {
+                collector.collect(dir, &[], Role::Overlay, &mut files)?;
+            }
+        }
+    }
+    let mut references = BTreeSet::new();
+    for file in &files {
+        references.extend(file.pieces.iter().filter_map(|piece| match piece {
+            Piece::Reference(reference, _, _) => Some(reference.clone()),
+            Piece::Text(_) => None,
+        }));
+    }
+    Ok(Template {
+        files,
+        references,
+        location: collector.location,
+    })
+}
+
+fn built(repo: &Repository, kustomize: &Kustomize, dir: &Path) -> Result<SourceFile, RenderError> {
+    let text = kustomize.build(repo, dir)?;
+    source_file(format!("{} (kustomize build)", repo.relative(dir)), text, false, Role::Base)
+}
+
+fn source_file(display: String, text: String, json: bool, role: Role) -> Result<SourceFile, RenderError> {
+    let pieces = tokenize(&text).map_err(|problem| RenderError::BadReference {
+        location: SourceLocation::at(display.clone(), problem.line, problem.column),
+        message: problem.message,
+    })?;
+    Ok(SourceFile {
+        display,
+        text,
+        json,
+        role,
+        pieces,
+    })
+}
+
+struct Collector<'a> {
+    repo: &'a Repository,
+    limit: usize,
+    location: SourceLocation,
+    count: usize,
+}
+
+impl Collector<'_> {
+    /// Adds every `.yaml`, `.yml` and `.json` file under `dir`, recursively, in name order,
+    /// skipping hidden entries and the `exclude`d directories.
+    fn collect(
+        &mut self,
+        dir: &Path,
+        exclude: &[PathBuf],
+        role: Role,
+        files: &mut Vec<SourceFile>,
+    ) -> Result<(), RenderError> {
+        let walker = walkdir::WalkDir::new(dir)
+            .follow_links(true)
+            .sort_by_file_name()
+            .into_iter()
+            .filter_entry(|entry| {
+                let hidden = entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.');
+                let excluded = entry.file_type().is_dir()
+                    && entry
+                        .path()
+                        .canonicalize()
+                        .is_ok_and(|path| exclude.contains(&path));
+                !hidden && !excluded
+            });
+        for entry in walker {
+            let entry = entry.map_err(|e| {
+                let path = e.path().map(|p| self.repo.relative(p)).unwrap_or_default();
+                crate::spec::SpecError::Read {
+                    location: SourceLocation::file(path),
+                    message: e.to_string(),
+                }
+            })?;
+            let path = entry.path();
+            if !self.repo.contains(path) {
+                let target = std::fs::read_link(path).map(|t| t.display().to_string());
+                return Err(RenderError::Escape {
+                    location: SourceLocation::file(self.repo.relative(path)),
+                    path: target.unwrap_or_else(|_| path.display().to_string()),
+                });
+            }
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy();
+            let display = self.repo.relative(path);
+            if KUSTOMIZATION_FILES.contains(&name.as_ref()) {
+                return Err(RenderError::NestedKustomization {
+                    location: SourceLocation::file(display),
+                });
+            }
+            let json = name.ends_with(".json");
+            if !(json || name.ends_with(".yaml") || name.ends_with(".yml")) {
+                continue;
+            }
+            self.count += 1;
+            if self.count > self.limit {
+                return Err(RenderError::TooManyFiles {
+                    location: self.location.clone(),
+                    limit: self.limit,
+                });
+            }
+            let text = read_limited(path, &display, self.repo.limits())?;
+            files.push(source_file(display, text, json, role)?);
+        }
+        Ok(())
+    }
+}
