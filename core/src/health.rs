@@ -66,7 +66,9 @@ impl fmt::Display for Health {
 
 /// A string that names no health value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown health `{0}`: expected one of Healthy, Suspended, Progressing, Missing, Degraded, Unknown")]
+#[error(
+    "unknown health `{0}`: expected one of Healthy, Suspended, Progressing, Missing, Degraded, Unknown"
+)]
 pub struct UnknownHealth(pub String);
 
 impl FromStr for Health {
@@ -91,7 +93,10 @@ mod tests {
             Health::worst_of([Health::Healthy, Health::Progressing, Health::Suspended]),
             Health::Progressing
         );
-        assert_eq!(Health::worst_of([Health::Degraded, Health::Missing]), Health::Degraded);
+        assert_eq!(
+            Health::worst_of([Health::Degraded, Health::Missing]),
+            Health::Degraded
+        );
         assert_eq!(Health::Healthy.worse(Health::Unknown), Health::Unknown);
     }
 

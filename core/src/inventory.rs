@@ -87,7 +87,11 @@ pub(crate) struct ClusterDocument {
 }
 
 /// Parses an inventory's text; `file` names it in errors.
-pub fn parse_inventory(text: &str, file: &str, limits: &Limits) -> Result<Vec<Cluster>, SpecErrors> {
+pub fn parse_inventory(
+    text: &str,
+    file: &str,
+    limits: &Limits,
+) -> Result<Vec<Cluster>, SpecErrors> {
     let document: InventoryDocument = crate::yaml::parse_one(text, file, limits).map_err(|p| {
         SpecErrors::one(SpecError::Syntax {
             location: p.location,
@@ -103,10 +107,18 @@ pub fn parse_inventory(text: &str, file: &str, limits: &Limits) -> Result<Vec<Cl
         });
     };
     if document.api_version.value != API_VERSION {
-        invalid(document.api_version.referenced, "apiVersion".into(), format!("use `{API_VERSION}`"));
+        invalid(
+            document.api_version.referenced,
+            "apiVersion".into(),
+            format!("use `{API_VERSION}`"),
+        );
     }
     if document.kind.value != INVENTORY_KIND {
-        invalid(document.kind.referenced, "kind".into(), format!("use `{INVENTORY_KIND}`"));
+        invalid(
+            document.kind.referenced,
+            "kind".into(),
+            format!("use `{INVENTORY_KIND}`"),
+        );
     }
     let mut seen: BTreeMap<String, u64> = BTreeMap::new();
     let mut clusters = Vec::with_capacity(document.clusters.len());
@@ -122,7 +134,10 @@ pub fn parse_inventory(text: &str, file: &str, limits: &Limits) -> Result<Vec<Cl
             invalid(
                 entry.referenced,
                 format!("clusters[{index}].name"),
-                format!("cluster `{}` is already listed on line {first}", cluster.name),
+                format!(
+                    "cluster `{}` is already listed on line {first}",
+                    cluster.name
+                ),
             );
         }
         clusters.push(cluster);

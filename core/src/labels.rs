@@ -47,7 +47,9 @@ pub fn validate_dns1123_label(name: &str) -> Result<(), String> {
         return Err("must not be empty".to_owned());
     }
     if name.len() > MAX_NAME_SEGMENT {
-        return Err(format!("`{name}` is longer than {MAX_NAME_SEGMENT} characters"));
+        return Err(format!(
+            "`{name}` is longer than {MAX_NAME_SEGMENT} characters"
+        ));
     }
     let ok_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
     let ok_end = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
@@ -81,8 +83,7 @@ fn validate_qualified_segment(segment: &str) -> Result<(), String> {
     }
     let ok_char = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
     let ok_end = |c: char| c.is_ascii_alphanumeric();
-    if !segment.chars().all(ok_char) || !segment.starts_with(ok_end) || !segment.ends_with(ok_end)
-    {
+    if !segment.chars().all(ok_char) || !segment.starts_with(ok_end) || !segment.ends_with(ok_end) {
         return Err(
             "must consist of alphanumerics, `-`, `_` or `.`, and start and end with an \
              alphanumeric character"
@@ -97,7 +98,10 @@ pub fn validate_labels(labels: &Labels) -> Vec<String> {
     labels
         .iter()
         .flat_map(|(key, value)| {
-            [validate_label_key(key).err(), validate_label_value(value).err()]
+            [
+                validate_label_key(key).err(),
+                validate_label_value(value).err(),
+            ]
         })
         .flatten()
         .collect()
@@ -109,10 +113,23 @@ mod tests {
 
     #[test]
     fn label_keys_follow_kubernetes_rules() {
-        for good in ["env", "app.kubernetes.io/name", "topology.kubernetes.io/region", "a_b.c-d"] {
+        for good in [
+            "env",
+            "app.kubernetes.io/name",
+            "topology.kubernetes.io/region",
+            "a_b.c-d",
+        ] {
             assert!(validate_label_key(good).is_ok(), "{good}");
         }
-        for bad in ["", "-env", "env-", "a/b/c", "/name", "UPPER.example/x", &"x".repeat(64)] {
+        for bad in [
+            "",
+            "-env",
+            "env-",
+            "a/b/c",
+            "/name",
+            "UPPER.example/x",
+            &"x".repeat(64),
+        ] {
             assert!(validate_label_key(bad).is_err(), "{bad}");
         }
     }

@@ -12,9 +12,10 @@ pub mod health;
 pub mod inventory;
 pub mod labels;
 pub mod limits;
-pub mod render;
 pub mod location;
+pub mod render;
 pub mod repository;
+pub mod rollout;
 pub mod selector;
 pub mod spec;
 mod yaml;
@@ -25,7 +26,9 @@ pub use inventory::Cluster;
 pub use labels::Labels;
 pub use limits::Limits;
 pub use location::SourceLocation;
-pub use render::{FleetRender, Kustomize, ObjectId, RenderError, RenderedBundle, render_bundle, render_fleet};
+pub use render::{
+    FleetRender, Kustomize, ObjectId, RenderError, RenderedBundle, render_bundle, render_fleet,
+};
 pub use repository::Repository;
 pub use selector::LabelSelector;
 pub use spec::{Bundle, FleetSpec, SpecError, SpecErrors, Stage};

@@ -133,7 +133,9 @@ pub enum RenderError {
     #[error(transparent)]
     Spec(#[from] SpecError),
     /// A path or link leads outside the repository.
-    #[error("{location}: `{path}` leads outside the repository; every path and link must stay inside it")]
+    #[error(
+        "{location}: `{path}` leads outside the repository; every path and link must stay inside it"
+    )]
     Escape {
         /// Where the path is written, or the link itself.
         location: SourceLocation,
@@ -175,7 +177,9 @@ pub enum RenderError {
         declared: Vec<String>,
     },
     /// A `${cluster.labels.KEY}` for a cluster without that label.
-    #[error("{location}: the cluster has no label `{key}`; label the cluster or narrow the bundle's clusterSelector to clusters that have it")]
+    #[error(
+        "{location}: the cluster has no label `{key}`; label the cluster or narrow the bundle's clusterSelector to clusters that have it"
+    )]
     MissingLabel {
         /// Where it is used.
         location: SourceLocation,
@@ -191,7 +195,9 @@ pub enum RenderError {
         message: String,
     },
     /// Two manifests describe the same object.
-    #[error("{second}: {object} is already defined at {first}; an object may appear once per bundle")]
+    #[error(
+        "{second}: {object} is already defined at {first}; an object may appear once per bundle"
+    )]
     DuplicateObject {
         /// The object.
         object: String,
@@ -201,7 +207,9 @@ pub enum RenderError {
         second: SourceLocation,
     },
     /// The bundle renders to more objects than the limit.
-    #[error("{location}: renders {count} objects, over the limit of {limit}; split the bundle or raise the limit")]
+    #[error(
+        "{location}: renders {count} objects, over the limit of {limit}; split the bundle or raise the limit"
+    )]
     TooManyObjects {
         /// The bundle directory.
         location: SourceLocation,
@@ -211,7 +219,9 @@ pub enum RenderError {
         limit: usize,
     },
     /// The rendered bundle is larger than the limit.
-    #[error("{location}: rendered size {size} bytes is over the limit of {limit} bytes; split the bundle or raise the limit")]
+    #[error(
+        "{location}: rendered size {size} bytes is over the limit of {limit} bytes; split the bundle or raise the limit"
+    )]
     TooLarge {
         /// The bundle directory.
         location: SourceLocation,
@@ -221,13 +231,17 @@ pub enum RenderError {
         limit: usize,
     },
     /// A kustomization is below a plain bundle's root, where it would not be built.
-    #[error("{location}: a kustomization inside a plain bundle is not built; point the bundle's or an overlay's `path` at its directory")]
+    #[error(
+        "{location}: a kustomization inside a plain bundle is not built; point the bundle's or an overlay's `path` at its directory"
+    )]
     NestedKustomization {
         /// The kustomization file.
         location: SourceLocation,
     },
     /// A kustomization must be built but neither tool is installed.
-    #[error("{location}: has a kustomization but neither `kustomize` nor `kubectl` is on PATH; install one of them")]
+    #[error(
+        "{location}: has a kustomization but neither `kustomize` nor `kubectl` is on PATH; install one of them"
+    )]
     KustomizeMissing {
         /// The kustomization directory.
         location: SourceLocation,
@@ -251,7 +265,9 @@ pub enum RenderError {
         timeout: Duration,
     },
     /// A kustomization refers to a remote resource, which rendering never fetches.
-    #[error("{location}: remote resource `{resource}` is not allowed; vendor it into the repository")]
+    #[error(
+        "{location}: remote resource `{resource}` is not allowed; vendor it into the repository"
+    )]
     RemoteResource {
         /// Where it is referenced.
         location: SourceLocation,
@@ -309,5 +325,7 @@ pub fn render_bundle(
         .iter()
         .position(|b| b.name == bundle)
         .ok_or_else(|| RenderError::UnknownBundle(bundle.to_owned()))?;
-    fleet::Renderer::new(repo, kustomize).render(index, cluster).map(|(_, bundle)| bundle)
+    fleet::Renderer::new(repo, kustomize)
+        .render(index, cluster)
+        .map(|(_, bundle)| bundle)
 }

@@ -71,12 +71,20 @@ impl Repository {
             .map(|c| c.as_os_str().to_string_lossy())
             .collect::<Vec<_>>()
             .join("/");
-        if text.is_empty() { ".".to_owned() } else { text }
+        if text.is_empty() {
+            ".".to_owned()
+        } else {
+            text
+        }
     }
 
     /// The canonical path of a repository-relative directory, refusing anything that
     /// resolves outside the root.
-    pub(crate) fn resolve_dir(&self, relative: &str, location: &SourceLocation) -> Result<PathBuf, SpecError> {
+    pub(crate) fn resolve_dir(
+        &self,
+        relative: &str,
+        location: &SourceLocation,
+    ) -> Result<PathBuf, SpecError> {
         let joined = self.root.join(relative);
         let canonical = joined.canonicalize().map_err(|e| SpecError::Invalid {
             location: location.clone(),
@@ -198,7 +206,11 @@ fn relative_to(root: &Path, path: &Path) -> String {
 }
 
 /// Reads a UTF-8 file of at most `limits.max_file_bytes`; `display` names it in errors.
-pub(crate) fn read_limited(path: &Path, display: &str, limits: &Limits) -> Result<String, SpecError> {
+pub(crate) fn read_limited(
+    path: &Path,
+    display: &str,
+    limits: &Limits,
+) -> Result<String, SpecError> {
     let read_error = |e: std::io::Error| SpecError::Read {
         location: SourceLocation::file(display),
         message: e.to_string(),
@@ -223,6 +235,9 @@ pub(crate) fn read_limited(path: &Path, display: &str, limits: &Limits) -> Resul
     }
     String::from_utf8(bytes).map_err(|e| SpecError::Read {
         location: SourceLocation::file(display),
-        message: format!("not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()),
+        message: format!(
+            "not UTF-8 text (invalid byte at offset {})",
+            e.utf8_error().valid_up_to()
+        ),
     })
 }

@@ -84,9 +84,16 @@ impl LabelSelector {
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         for (key, value) in &self.match_labels {
-            problems.extend(validate_label_key(key).err().map(|e| format!("matchLabels: {e}")));
-            problems
-                .extend(validate_label_value(value).err().map(|e| format!("matchLabels: {e}")));
+            problems.extend(
+                validate_label_key(key)
+                    .err()
+                    .map(|e| format!("matchLabels: {e}")),
+            );
+            problems.extend(
+                validate_label_value(value)
+                    .err()
+                    .map(|e| format!("matchLabels: {e}")),
+            );
         }
         for (index, req) in self.match_expressions.iter().enumerate() {
             problems.extend(
@@ -121,7 +128,11 @@ impl LabelSelectorRequirement {
                         self.operator, self.key
                     ));
                 }
-                problems.extend(self.values.iter().filter_map(|v| validate_label_value(v).err()));
+                problems.extend(
+                    self.values
+                        .iter()
+                        .filter_map(|v| validate_label_value(v).err()),
+                );
             }
             SelectorOperator::Exists | SelectorOperator::DoesNotExist => {
                 if !self.values.is_empty() {

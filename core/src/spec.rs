@@ -260,10 +260,12 @@ impl FleetSpec {
     /// Parses and validates the text of a `flotilla.yaml`. `file` names it in errors.
     pub fn parse(text: &str, file: &str, limits: &Limits) -> Result<FleetSpec, SpecErrors> {
         let document: document::FleetDocument = crate::yaml::parse_one(text, file, limits)
-            .map_err(|p| SpecErrors::one(SpecError::Syntax {
-                location: p.location,
-                message: p.message,
-            }))?;
+            .map_err(|p| {
+                SpecErrors::one(SpecError::Syntax {
+                    location: p.location,
+                    message: p.message,
+                })
+            })?;
         validate::fleet(document, file)
     }
 
@@ -338,7 +340,9 @@ pub enum SpecError {
         message: String,
     },
     /// A file is larger than the configured limit.
-    #[error("{location}: file is {size} bytes, over the limit of {limit} bytes; split it or raise the limit")]
+    #[error(
+        "{location}: file is {size} bytes, over the limit of {limit} bytes; split it or raise the limit"
+    )]
     TooLarge {
         /// The file.
         location: SourceLocation,
@@ -366,7 +370,9 @@ pub enum SpecError {
         message: String,
     },
     /// A path or symbolic link leads outside the repository.
-    #[error("{location}: `{path}` leads outside the repository; every path and link must stay inside it")]
+    #[error(
+        "{location}: `{path}` leads outside the repository; every path and link must stay inside it"
+    )]
     Escape {
         /// Where the path is written, or the link itself.
         location: SourceLocation,
@@ -374,7 +380,9 @@ pub enum SpecError {
         path: String,
     },
     /// The repository has more entries than the configured limit.
-    #[error("{location}: the repository has more than {limit} files and directories; raise the limit or slim it down")]
+    #[error(
+        "{location}: the repository has more than {limit} files and directories; raise the limit or slim it down"
+    )]
     TooManyEntries {
         /// The repository root.
         location: SourceLocation,

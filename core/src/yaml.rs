@@ -96,8 +96,7 @@ pub(crate) fn problem(error: &serde_saphyr::Error, file: &str, line_offset: u32)
     let message = DefaultMessageFormatter
         .format_message(error.without_snippet())
         .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
-        .escape_debug()
-        .to_string();
+        .replace(|c: char| c.is_control(), " ");
     YamlProblem { location, message }
 }
 

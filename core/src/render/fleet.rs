@@ -34,7 +34,10 @@ impl FleetRender {
     pub fn errors(&self) -> impl Iterator<Item = (&str, &str, &RenderError)> {
         self.clusters.iter().flat_map(|(cluster, bundles)| {
             bundles.iter().filter_map(move |(bundle, outcome)| {
-                outcome.as_ref().err().map(|e| (cluster.as_str(), bundle.as_str(), e))
+                outcome
+                    .as_ref()
+                    .err()
+                    .map(|e| (cluster.as_str(), bundle.as_str(), e))
             })
         })
     }
@@ -123,7 +126,11 @@ impl<'r> Renderer<'r> {
         &self.repo.spec().bundles[index]
     }
 
-    fn key(&mut self, bundle_index: usize, cluster: &Cluster) -> Result<(RenderKey, Rc<Template>), RenderError> {
+    fn key(
+        &mut self,
+        bundle_index: usize,
+        cluster: &Cluster,
+    ) -> Result<(RenderKey, Rc<Template>), RenderError> {
         let bundle = self.bundle(bundle_index);
         let overlay_index = bundle
             .overlays
@@ -161,8 +168,11 @@ impl<'r> Renderer<'r> {
     ) -> Result<(ContentHash, RenderedBundle), RenderError> {
         let bundle = self.bundle(bundle_index);
         let limits = self.repo.limits();
-        let lookup: BTreeMap<&Reference, Option<&String>> =
-            template.references.iter().zip(values.iter().map(Option::as_ref)).collect();
+        let lookup: BTreeMap<&Reference, Option<&String>> = template
+            .references
+            .iter()
+            .zip(values.iter().map(Option::as_ref))
+            .collect();
         let mut declared: Vec<String> = bundle.variables.keys().cloned().collect();
         if let Some(index) = overlay_index {
             declared.extend(bundle.overlays[index].variables.keys().cloned());
@@ -192,11 +202,14 @@ impl<'r> Renderer<'r> {
                     }),
                 }
             })?;
-            text_budget = text_budget.checked_sub(text.len()).ok_or_else(|| RenderError::TooLarge {
-                location: template.location.clone(),
-                size: limits.max_rendered_bytes.saturating_mul(2),
-                limit: limits.max_rendered_bytes,
-            })?;
+            text_budget =
+                text_budget
+                    .checked_sub(text.len())
+                    .ok_or_else(|| RenderError::TooLarge {
+                        location: template.location.clone(),
+                        size: limits.max_rendered_bytes.saturating_mul(2),
+                        limit: limits.max_rendered_bytes,
+                    })?;
             let documents = if file.json {
                 parse_json(&text, &file.display, limits).map(|value| vec![(1, value)])
             } else {
@@ -206,7 +219,11 @@ impl<'r> Renderer<'r> {
                 location: problem.location,
                 message: problem.message,
             })?;
-            let target = if file.role == Role::Overlay { &mut overlay } else { &mut base };
+            let target = if file.role == Role::Overlay {
+                &mut overlay
+            } else {
+                &mut base
+            };
             target.extend(documents.into_iter().map(|(line, object)| SourcedObject {
                 object,
                 origin: SourceLocation {

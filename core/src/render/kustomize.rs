@@ -91,25 +91,29 @@ impl Kustomize {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let limits = repo.limits();
-        let output = run_bounded(command, limits.max_rendered_bytes as u64, limits.kustomize_timeout)
-            .map_err(|failure| match failure {
-                RunFailure::Spawn(message) | RunFailure::Failed(message) => {
-                    RenderError::KustomizeFailed {
-                        location: location.clone(),
-                        tool: self.describe(),
-                        message,
-                    }
+        let output = run_bounded(
+            command,
+            limits.max_rendered_bytes as u64,
+            limits.kustomize_timeout,
+        )
+        .map_err(|failure| match failure {
+            RunFailure::Spawn(message) | RunFailure::Failed(message) => {
+                RenderError::KustomizeFailed {
+                    location: location.clone(),
+                    tool: self.describe(),
+                    message,
                 }
-                RunFailure::Timeout => RenderError::KustomizeTimeout {
-                    location: location.clone(),
-                    timeout: limits.kustomize_timeout,
-                },
-                RunFailure::TooLarge => RenderError::TooLarge {
-                    location: location.clone(),
-                    size: limits.max_rendered_bytes + 1,
-                    limit: limits.max_rendered_bytes,
-                },
-            })?;
+            }
+            RunFailure::Timeout => RenderError::KustomizeTimeout {
+                location: location.clone(),
+                timeout: limits.kustomize_timeout,
+            },
+            RunFailure::TooLarge => RenderError::TooLarge {
+                location: location.clone(),
+                size: limits.max_rendered_bytes + 1,
+                limit: limits.max_rendered_bytes,
+            },
+        })?;
         String::from_utf8(output).map_err(|_| RenderError::KustomizeFailed {
             location,
             tool: self.describe(),
@@ -141,8 +145,8 @@ fn check_kustomization(
     };
     let shown = repo.relative(&file);
     let text = crate::repository::read_limited(&file, &shown, repo.limits())?;
-    let document: Value = crate::yaml::parse_one(&text, &shown, repo.limits())
-        .map_err(|p| RenderError::Yaml {
+    let document: Value =
+        crate::yaml::parse_one(&text, &shown, repo.limits()).map_err(|p| RenderError::Yaml {
             location: p.location,
             message: p.message,
         })?;
@@ -194,7 +198,9 @@ fn locate(text: &str, file: &str, needle: &str) -> SourceLocation {
         .position(|line| line.contains(needle))
         .map(|index| {
             let line = &text.lines().nth(index).unwrap_or_default();
-            let column = line.find(needle).map_or(1, |c| line[..c].chars().count() + 1);
+            let column = line
+                .find(needle)
+                .map_or(1, |c| line[..c].chars().count() + 1);
             SourceLocation::at(
                 file,
                 u32::try_from(index + 1).unwrap_or(u32::MAX),
@@ -212,9 +218,15 @@ enum RunFailure {
 }
 
 /// Runs a command, reading at most `max_stdout` bytes of output, killing it after `timeout`.
-fn run_bounded(mut command: Command, max_stdout: u64, timeout: Duration) -> Result<Vec<u8>, RunFailure> {
+fn run_bounded(
+    mut command: Command,
+    max_stdout: u64,
+    timeout: Duration,
+) -> Result<Vec<u8>, RunFailure> {
     let deadline = Instant::now() + timeout;
-    let mut child = command.spawn().map_err(|e| RunFailure::Spawn(e.to_string()))?;
+    let mut child = command
+        .spawn()
+        .map_err(|e| RunFailure::Spawn(e.to_string()))?;
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
     let (stdout_tx, stdout_rx) = mpsc::channel();

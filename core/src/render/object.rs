@@ -27,10 +27,19 @@ const CLUSTER_SCOPED: &[(&str, &str)] = &[
     ("scheduling.k8s.io", "PriorityClass"),
     ("node.k8s.io", "RuntimeClass"),
     ("networking.k8s.io", "IngressClass"),
-    ("admissionregistration.k8s.io", "ValidatingWebhookConfiguration"),
-    ("admissionregistration.k8s.io", "MutatingWebhookConfiguration"),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingWebhookConfiguration",
+    ),
+    (
+        "admissionregistration.k8s.io",
+        "MutatingWebhookConfiguration",
+    ),
     ("admissionregistration.k8s.io", "ValidatingAdmissionPolicy"),
-    ("admissionregistration.k8s.io", "ValidatingAdmissionPolicyBinding"),
+    (
+        "admissionregistration.k8s.io",
+        "ValidatingAdmissionPolicyBinding",
+    ),
     ("certificates.k8s.io", "CertificateSigningRequest"),
     ("flowcontrol.apiserver.k8s.io", "FlowSchema"),
     ("flowcontrol.apiserver.k8s.io", "PriorityLevelConfiguration"),
@@ -57,7 +66,9 @@ impl ObjectId {
     /// Reads the identity of an object; the error says which field is missing or wrong.
     pub fn of(object: &Value) -> Result<ObjectId, String> {
         let Value::Object(map) = object else {
-            return Err("a manifest must be a mapping with apiVersion, kind and metadata".to_owned());
+            return Err(
+                "a manifest must be a mapping with apiVersion, kind and metadata".to_owned(),
+            );
         };
         let text = |value: Option<&Value>, field: &str| match value {
             Some(Value::String(text)) if !text.is_empty() => Ok(text.clone()),
@@ -110,7 +121,12 @@ impl ObjectId {
 
     /// The canonical order of objects in a bundle: group, kind, namespace, name.
     pub fn sort_key(&self) -> (&str, &str, Option<&str>, &str) {
-        (&self.group, &self.kind, self.namespace.as_deref(), &self.name)
+        (
+            &self.group,
+            &self.kind,
+            self.namespace.as_deref(),
+            &self.name,
+        )
     }
 }
 
@@ -162,7 +178,10 @@ pub(crate) fn assemble(
     let mut patched = BTreeSet::new();
     for patch in overlay {
         let (id, patch) = identify(patch, namespace, &cluster_scoped)?;
-        match objects.iter_mut().position(|(other, _)| other.same_object(&id)) {
+        match objects
+            .iter_mut()
+            .position(|(other, _)| other.same_object(&id))
+        {
             Some(index) if patched.insert(index) => {
                 json_patch::merge(&mut objects[index].1.object, &patch.object);
             }
@@ -220,7 +239,9 @@ fn flatten_lists(items: Vec<SourcedObject>) -> Result<Vec<SourcedObject>, Render
 }
 
 /// Built-in cluster-scoped kinds plus those the bundle's own CRDs declare `Cluster`-scoped.
-fn cluster_scoped_kinds<'a>(items: impl Iterator<Item = &'a SourcedObject>) -> BTreeSet<(String, String)> {
+fn cluster_scoped_kinds<'a>(
+    items: impl Iterator<Item = &'a SourcedObject>,
+) -> BTreeSet<(String, String)> {
     let mut kinds: BTreeSet<(String, String)> = CLUSTER_SCOPED
         .iter()
         .map(|(group, kind)| ((*group).to_owned(), (*kind).to_owned()))
@@ -252,7 +273,10 @@ fn identify(
         message,
     })?;
     let scoped = cluster_scoped.contains(&(id.group.clone(), id.kind.clone()));
-    let metadata = item.object.get_mut("metadata").and_then(Value::as_object_mut);
+    let metadata = item
+        .object
+        .get_mut("metadata")
+        .and_then(Value::as_object_mut);
     if let Some(metadata) = metadata {
         if scoped {
             metadata.remove("namespace");
@@ -264,4 +288,3 @@ fn identify(
     }
     Ok((id, item))
 }
-

@@ -101,10 +101,20 @@ pub(crate) fn load_template(
 
 fn built(repo: &Repository, kustomize: &Kustomize, dir: &Path) -> Result<SourceFile, RenderError> {
     let text = kustomize.build(repo, dir)?;
-    source_file(format!("{} (kustomize build)", repo.relative(dir)), text, false, Role::Base)
+    source_file(
+        format!("{} (kustomize build)", repo.relative(dir)),
+        text,
+        false,
+        Role::Base,
+    )
 }
 
-fn source_file(display: String, text: String, json: bool, role: Role) -> Result<SourceFile, RenderError> {
+fn source_file(
+    display: String,
+    text: String,
+    json: bool,
+    role: Role,
+) -> Result<SourceFile, RenderError> {
     let pieces = tokenize(&text).map_err(|problem| RenderError::BadReference {
         location: SourceLocation::at(display.clone(), problem.line, problem.column),
         message: problem.message,
@@ -140,7 +150,8 @@ impl Collector<'_> {
             .sort_by_file_name()
             .into_iter()
             .filter_entry(|entry| {
-                let hidden = entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.');
+                let hidden =
+                    entry.depth() > 0 && entry.file_name().to_string_lossy().starts_with('.');
                 let excluded = entry.file_type().is_dir()
                     && entry
                         .path()

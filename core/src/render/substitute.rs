@@ -60,7 +60,9 @@ pub(crate) fn tokenize(text: &str) -> Result<Vec<Piece>, SyntaxProblem> {
             b'$' if bytes.get(index + 1) == Some(&b'{') => {
                 let column = column_of(text, line_start, index);
                 let rest = &text[index + 2..];
-                let end = rest.find(['}', '\n']).filter(|&end| rest.as_bytes()[end] == b'}');
+                let end = rest
+                    .find(['}', '\n'])
+                    .filter(|&end| rest.as_bytes()[end] == b'}');
                 let Some(end) = end else {
                     return Err(SyntaxProblem {
                         line,
@@ -104,7 +106,9 @@ fn parse_reference(inner: &str) -> Result<Reference, String> {
         ));
     }
     let mut chars = inner.chars();
-    let valid = chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    let valid = chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
     if valid {
         Ok(Reference::Variable(inner.to_owned()))
@@ -140,7 +144,8 @@ mod tests {
     use super::*;
 
     fn render(text: &str) -> Result<String, String> {
-        let pieces = tokenize(text).map_err(|p| format!("{}:{} {}", p.line, p.column, p.message))?;
+        let pieces =
+            tokenize(text).map_err(|p| format!("{}:{} {}", p.line, p.column, p.message))?;
         substitute(text, &pieces, |reference, line, column| match reference {
             Reference::ClusterName => Ok("prod-eu-1".to_owned()),
             Reference::ClusterLabel(key) if key == "region" => Ok("eu".to_owned()),
@@ -152,24 +157,39 @@ mod tests {
     #[test]
     fn references_are_replaced() {
         assert_eq!(
-            render("name: ${cluster.name}\nregion: ${cluster.labels.region}\nreplicas: ${replicas}\n").unwrap(),
+            render(
+                "name: ${cluster.name}\nregion: ${cluster.labels.region}\nreplicas: ${replicas}\n"
+            )
+            .unwrap(),
             "name: prod-eu-1\nregion: eu\nreplicas: 3\n"
         );
     }
 
     #[test]
     fn double_dollar_escapes_a_reference() {
-        assert_eq!(render("cmd: echo $${HOME} $HOME $$ ${replicas}").unwrap(), "cmd: echo ${HOME} $HOME $$ 3");
+        assert_eq!(
+            render("cmd: echo $${HOME} $HOME $$ ${replicas}").unwrap(),
+            "cmd: echo ${HOME} $HOME $$ 3"
+        );
     }
 
     #[test]
     fn undefined_references_report_line_and_column() {
-        assert_eq!(render("a: 1\nb: x-${tier}\n").unwrap_err(), "2:6 undefined Variable(\"tier\")");
+        assert_eq!(
+            render("a: 1\nb: x-${tier}\n").unwrap_err(),
+            "2:6 undefined Variable(\"tier\")"
+        );
     }
 
     #[test]
     fn malformed_references_are_syntax_errors() {
-        for bad in ["a: ${}", "a: ${cluster.nmae}", "a: ${not valid}", "a: ${open\n}", "a: ${cluster.labels.-x}"] {
+        for bad in [
+            "a: ${}",
+            "a: ${cluster.nmae}",
+            "a: ${not valid}",
+            "a: ${open\n}",
+            "a: ${cluster.labels.-x}",
+        ] {
             assert!(tokenize(bad).is_err(), "{bad}");
         }
         let problem = tokenize("x: 1\n  y: ${bad-name}").unwrap_err();

@@ -90,7 +90,9 @@ fn parse_clause(clause: &str) -> Result<Clause, String> {
         }
         return Ok(requirement(key, SelectorOperator::DoesNotExist, Vec::new()));
     }
-    let key_end = clause.find(|c: char| !is_key_char(c)).unwrap_or(clause.len());
+    let key_end = clause
+        .find(|c: char| !is_key_char(c))
+        .unwrap_or(clause.len());
     let (key, rest) = clause.split_at(key_end);
     if key.is_empty() {
         return Err(format!("`{clause}`: expected a label key"));
@@ -100,12 +102,18 @@ fn parse_clause(clause: &str) -> Result<Clause, String> {
         return Ok(requirement(key, SelectorOperator::Exists, Vec::new()));
     }
     if let Some(value) = rest.strip_prefix("!=") {
-        return Ok(requirement(key, SelectorOperator::NotIn, vec![value.trim().to_owned()]));
+        return Ok(requirement(
+            key,
+            SelectorOperator::NotIn,
+            vec![value.trim().to_owned()],
+        ));
     }
     if let Some(value) = rest.strip_prefix("==").or_else(|| rest.strip_prefix('=')) {
         return Ok(Clause::Equals(key.to_owned(), value.trim().to_owned()));
     }
-    let word_end = rest.find(|c: char| !c.is_ascii_alphabetic()).unwrap_or(rest.len());
+    let word_end = rest
+        .find(|c: char| !c.is_ascii_alphabetic())
+        .unwrap_or(rest.len());
     let (word, set) = rest.split_at(word_end);
     let operator = match word {
         "in" => SelectorOperator::In,

@@ -1,7 +1,10 @@
 use super::*;
 
 fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -44,14 +47,26 @@ fn string_form_round_trips_through_display() {
     let text = "env=prod,tier in (a,b),region notin (ap),canary,!legacy";
     let selector = LabelSelector::parse(text).unwrap();
     assert_eq!(selector.to_string(), text);
-    assert_eq!(LabelSelector::parse(&selector.to_string()).unwrap(), selector);
+    assert_eq!(
+        LabelSelector::parse(&selector.to_string()).unwrap(),
+        selector
+    );
 }
 
 #[test]
 fn double_equals_and_spaces_are_accepted() {
     let selector = LabelSelector::parse(" env == prod , app.kubernetes.io/name = web ").unwrap();
-    assert_eq!(selector.match_labels.get("env").map(String::as_str), Some("prod"));
-    assert_eq!(selector.match_labels.get("app.kubernetes.io/name").map(String::as_str), Some("web"));
+    assert_eq!(
+        selector.match_labels.get("env").map(String::as_str),
+        Some("prod")
+    );
+    assert_eq!(
+        selector
+            .match_labels
+            .get("app.kubernetes.io/name")
+            .map(String::as_str),
+        Some("web")
+    );
 }
 
 #[test]

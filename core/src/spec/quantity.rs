@@ -28,7 +28,11 @@ impl FromStr for Duration {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, Self::Err> {
-        let bad = || format!("invalid duration `{text}`: expected a number and a unit, like `30s`, `5m`, `1h30m` or `250ms`");
+        let bad = || {
+            format!(
+                "invalid duration `{text}`: expected a number and a unit, like `30s`, `5m`, `1h30m` or `250ms`"
+            )
+        };
         let mut rest = text.trim();
         if rest.is_empty() {
             return Err(bad());
@@ -38,13 +42,17 @@ impl FromStr for Duration {
         }
         let mut total = std::time::Duration::ZERO;
         while !rest.is_empty() {
-            let digits = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
+            let digits = rest
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(rest.len());
             if digits == 0 {
                 return Err(bad());
             }
             let amount: u64 = rest[..digits].parse().map_err(|_| bad())?;
             rest = &rest[digits..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit()).unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(rest.len());
             let unit_millis: u64 = match &rest[..unit_len] {
                 "ms" => 1,
                 "s" => 1_000,
@@ -249,7 +257,13 @@ mod tests {
 
     #[test]
     fn durations_parse_go_style_and_print_shortest() {
-        let cases = [("30s", 30_000), ("5m", 300_000), ("1h30m", 5_400_000), ("250ms", 250), ("0", 0)];
+        let cases = [
+            ("30s", 30_000),
+            ("5m", 300_000),
+            ("1h30m", 5_400_000),
+            ("250ms", 250),
+            ("0", 0),
+        ];
         for (text, millis) in cases {
             let duration: Duration = text.parse().unwrap();
             assert_eq!(duration.0.as_millis(), millis, "{text}");

@@ -19,7 +19,12 @@ bundles:
 fn minimal_spec_gets_defaults() {
     let spec = parse(MINIMAL).unwrap();
     let stage = &spec.stages[0];
-    assert_eq!(stage.source, StageSource::Track { branch: "main".into() });
+    assert_eq!(
+        stage.source,
+        StageSource::Track {
+            branch: "main".into()
+        }
+    );
     assert!(stage.cluster_selector.is_empty());
     assert_eq!(stage.rollout, RolloutPolicy::default());
     assert_eq!(stage.location.line, Some(4));
@@ -31,7 +36,10 @@ fn minimal_spec_gets_defaults() {
 
 #[test]
 fn stage_needs_exactly_one_source() {
-    let text = MINIMAL.replace("    track: {branch: main}\n", "    track: {branch: main}\n    promoteFrom: dev\n");
+    let text = MINIMAL.replace(
+        "    track: {branch: main}\n",
+        "    track: {branch: main}\n    promoteFrom: dev\n",
+    );
     let err = parse(&text).unwrap_err();
     assert!(err.to_string().contains("exactly one of `track"), "{err}");
     let text = MINIMAL.replace("    track: {branch: main}\n", "");
@@ -83,13 +91,26 @@ stages:
 fn signing_keys_are_checked() {
     let good = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl release@example.com";
     let keys = format!("    requireSignedBy:\n      - name: release\n        ssh: {good}\n");
-    let text = MINIMAL.replace("    track: {branch: main}\n", &format!("    track: {{branch: main}}\n{keys}"));
+    let text = MINIMAL.replace(
+        "    track: {branch: main}\n",
+        &format!("    track: {{branch: main}}\n{keys}"),
+    );
     let spec = parse(&text).unwrap();
     assert_eq!(spec.stages[0].require_signed_by[0].name, "release");
     let bad = text.replace("AAAAC3NzaC1lZDI1NTE5", "AAAAB3NzaC1yc2EAAAAD");
-    assert!(parse(&bad).unwrap_err().to_string().contains("not a `ssh-ed25519` key"));
+    assert!(
+        parse(&bad)
+            .unwrap_err()
+            .to_string()
+            .contains("not a `ssh-ed25519` key")
+    );
     let pgp = text.replace(&format!("ssh: {good}"), "openpgp: not armored");
-    assert!(parse(&pgp).unwrap_err().to_string().contains("ASCII-armored"));
+    assert!(
+        parse(&pgp)
+            .unwrap_err()
+            .to_string()
+            .contains("ASCII-armored")
+    );
 }
 
 #[test]
@@ -114,17 +135,31 @@ fn duplicate_names_and_bad_dependencies_are_errors() {
 
 #[test]
 fn dependency_cycles_are_errors_and_order_respects_dependencies() {
-    let text = format!("{MINIMAL}    dependsOn: [db]\n  - name: db\n    path: bundles/db\n    dependsOn: [web]\n");
-    assert!(parse(&text).unwrap_err().to_string().contains("dependencies loop"));
+    let text = format!(
+        "{MINIMAL}    dependsOn: [db]\n  - name: db\n    path: bundles/db\n    dependsOn: [web]\n"
+    );
+    assert!(
+        parse(&text)
+            .unwrap_err()
+            .to_string()
+            .contains("dependencies loop")
+    );
     let text = format!("{MINIMAL}    dependsOn: [db]\n  - name: db\n    path: bundles/db\n");
     let spec = parse(&text).unwrap();
-    let order: Vec<&str> = spec.bundles_in_dependency_order().iter().map(|b| b.name.as_str()).collect();
+    let order: Vec<&str> = spec
+        .bundles_in_dependency_order()
+        .iter()
+        .map(|b| b.name.as_str())
+        .collect();
     assert_eq!(order, ["db", "web"]);
 }
 
 #[test]
 fn unknown_fields_name_the_line_and_the_expected_fields() {
-    let text = MINIMAL.replace("    path: bundles/web\n", "    path: bundles/web\n    namespce: web\n");
+    let text = MINIMAL.replace(
+        "    path: bundles/web\n",
+        "    path: bundles/web\n    namespce: web\n",
+    );
     let err = parse(&text).unwrap_err();
     let SpecError::Syntax { location, message } = &err.errors[0] else {
         panic!("{err}");
@@ -149,5 +184,10 @@ stages:
     let spec = parse(text).unwrap();
     let dev: Labels = [("env".to_owned(), "dev".to_owned())].into();
     assert_eq!(spec.stage_for(&dev).unwrap_err().len(), 2);
-    assert_eq!(spec.stage_for(&Labels::new()).unwrap().map(|s| s.name.as_str()), Some("all"));
+    assert_eq!(
+        spec.stage_for(&Labels::new())
+            .unwrap()
+            .map(|s| s.name.as_str()),
+        Some("all")
+    );
 }

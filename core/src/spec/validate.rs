@@ -79,7 +79,12 @@ impl Checker<'_> {
         SourceLocation::from_yaml(self.file, location)
     }
 
-    fn invalid(&mut self, location: Location, field: impl Into<String>, message: impl Into<String>) {
+    fn invalid(
+        &mut self,
+        location: Location,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) {
         self.errors.push(SpecError::Invalid {
             location: self.at(location),
             field: field.into(),
@@ -92,14 +97,20 @@ impl Checker<'_> {
             self.invalid(
                 document.api_version.referenced,
                 "apiVersion",
-                format!("`{}` is not supported; use `{API_VERSION}`", document.api_version.value),
+                format!(
+                    "`{}` is not supported; use `{API_VERSION}`",
+                    document.api_version.value
+                ),
             );
         }
         if document.kind.value != FLEET_KIND {
             self.invalid(
                 document.kind.referenced,
                 "kind",
-                format!("`{}` is not a fleet; use `{FLEET_KIND}`", document.kind.value),
+                format!(
+                    "`{}` is not a fleet; use `{FLEET_KIND}`",
+                    document.kind.value
+                ),
             );
         }
     }
@@ -174,7 +185,10 @@ impl Checker<'_> {
         let waves = self.waves(rollout.waves, &field);
         let max_unavailable = match rollout.max_unavailable {
             Some(value) => {
-                if matches!(value.value, IntOrPercent::Count(0) | IntOrPercent::Percent(0)) {
+                if matches!(
+                    value.value,
+                    IntOrPercent::Count(0) | IntOrPercent::Percent(0)
+                ) {
                     self.invalid(
                         value.referenced,
                         format!("{field}.maxUnavailable"),
@@ -225,15 +239,23 @@ impl Checker<'_> {
                 None => format!("wave-{}", index + 1),
             };
             if let Some(first) = names.insert(name.clone(), at.line()) {
-                self.invalid(at, &field, format!("wave name `{name}` is already used on line {first}"));
+                self.invalid(
+                    at,
+                    &field,
+                    format!("wave name `{name}` is already used on line {first}"),
+                );
             }
             let target = match (wave.cluster_selector, wave.percent) {
-                (Some(selector), None) => {
-                    WaveTarget::Selector(self.selector(Some(selector), &format!("{field}.clusterSelector")))
-                }
+                (Some(selector), None) => WaveTarget::Selector(
+                    self.selector(Some(selector), &format!("{field}.clusterSelector")),
+                ),
                 (None, Some(percent)) => {
                     if !(1..=100).contains(&percent.value) {
-                        self.invalid(percent.referenced, format!("{field}.percent"), "must be between 1 and 100");
+                        self.invalid(
+                            percent.referenced,
+                            format!("{field}.percent"),
+                            "must be between 1 and 100",
+                        );
                     } else if percent.value <= last_percent {
                         self.invalid(
                             percent.referenced,
@@ -249,7 +271,11 @@ impl Checker<'_> {
                     WaveTarget::Percent(percent.value)
                 }
                 _ => {
-                    self.invalid(at, &field, "a wave needs exactly one of `clusterSelector` and `percent`");
+                    self.invalid(
+                        at,
+                        &field,
+                        "a wave needs exactly one of `clusterSelector` and `percent`",
+                    );
                     WaveTarget::Percent(100)
                 }
             };
@@ -274,7 +300,11 @@ impl Checker<'_> {
             let at = key.referenced;
             let key = key.value;
             if !names.insert(key.name.value.clone()) {
-                self.invalid(key.name.referenced, format!("{field}.name"), format!("key name `{}` is used twice", key.name.value));
+                self.invalid(
+                    key.name.referenced,
+                    format!("{field}.name"),
+                    format!("key name `{}` is used twice", key.name.value),
+                );
             }
             let material = match (key.ssh, key.openpgp) {
                 (Some(ssh), None) => {
@@ -317,10 +347,13 @@ impl Checker<'_> {
         }
         let declared: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
         let upstream_of = |name: &str| {
-            stages.iter().find(|s| s.name == name).and_then(|s| match &s.source {
-                StageSource::PromoteFrom { stage } => Some(stage.as_str()),
-                StageSource::Track { .. } => None,
-            })
+            stages
+                .iter()
+                .find(|s| s.name == name)
+                .and_then(|s| match &s.source {
+                    StageSource::PromoteFrom { stage } => Some(stage.as_str()),
+                    StageSource::Track { .. } => None,
+                })
         };
         let mut reported_cycles = BTreeSet::new();
         for stage in stages {
@@ -381,7 +414,12 @@ impl Checker<'_> {
             }
             Ok(path) => path,
             Err(why) => {
-                self.path_error(bundle.path.referenced, &format!("{field}.path"), &bundle.path.value, why);
+                self.path_error(
+                    bundle.path.referenced,
+                    &format!("{field}.path"),
+                    &bundle.path.value,
+                    why,
+                );
                 String::new()
             }
         };
@@ -445,19 +483,41 @@ impl Checker<'_> {
             let location = self.at(overlay.referenced);
             let overlay = overlay.value;
             if overlay.name.value.is_empty() {
-                self.invalid(overlay.name.referenced, format!("{field}.name"), "must not be empty");
+                self.invalid(
+                    overlay.name.referenced,
+                    format!("{field}.name"),
+                    "must not be empty",
+                );
             }
             if !names.insert(overlay.name.value.clone()) {
-                self.invalid(overlay.name.referenced, format!("{field}.name"), format!("overlay `{}` is declared twice in this bundle", overlay.name.value));
+                self.invalid(
+                    overlay.name.referenced,
+                    format!("{field}.name"),
+                    format!(
+                        "overlay `{}` is declared twice in this bundle",
+                        overlay.name.value
+                    ),
+                );
             }
-            let cluster_selector = self.selector(Some(overlay.cluster_selector), &format!("{field}.clusterSelector"));
-            let path = overlay.path.and_then(|path| match normalize_path(bundle_path, &path.value) {
-                Ok(normalized) => Some(normalized),
-                Err(why) => {
-                    self.path_error(path.referenced, &format!("{field}.path"), &path.value, why);
-                    None
-                }
-            });
+            let cluster_selector = self.selector(
+                Some(overlay.cluster_selector),
+                &format!("{field}.clusterSelector"),
+            );
+            let path =
+                overlay
+                    .path
+                    .and_then(|path| match normalize_path(bundle_path, &path.value) {
+                        Ok(normalized) => Some(normalized),
+                        Err(why) => {
+                            self.path_error(
+                                path.referenced,
+                                &format!("{field}.path"),
+                                &path.value,
+                                why,
+                            );
+                            None
+                        }
+                    });
             let variables = self.variables(overlay.variables, &format!("{field}.variables"));
             result.push(Overlay {
                 name: overlay.name.value,
@@ -574,7 +634,9 @@ fn validate_variable_name(name: &str) -> Result<(), String> {
         ));
     }
     if name == "cluster" {
-        return Err("`cluster` is reserved for `${cluster.name}` and `${cluster.labels.KEY}`".to_owned());
+        return Err(
+            "`cluster` is reserved for `${cluster.name}` and `${cluster.labels.KEY}`".to_owned(),
+        );
     }
     Ok(())
 }
@@ -604,7 +666,9 @@ fn validate_branch(branch: &str) -> Result<(), String> {
 fn validate_ssh_key(line: &str) -> Result<(), String> {
     let mut parts = line.split_whitespace();
     let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
-        return Err("expected an OpenSSH public key line: `ssh-ed25519 AAAA... comment`".to_owned());
+        return Err(
+            "expected an OpenSSH public key line: `ssh-ed25519 AAAA... comment`".to_owned(),
+        );
     };
     if !SSH_KEY_TYPES.contains(&kind) {
         return Err(format!(
@@ -633,8 +697,10 @@ fn validate_openpgp_key(armored: &str) -> Result<(), String> {
     {
         Ok(())
     } else {
-        Err("expected an ASCII-armored public key (`-----BEGIN PGP PUBLIC KEY BLOCK-----` ... \
+        Err(
+            "expected an ASCII-armored public key (`-----BEGIN PGP PUBLIC KEY BLOCK-----` ... \
              `-----END PGP PUBLIC KEY BLOCK-----`), as `gpg --armor --export` prints"
-            .to_owned())
+                .to_owned(),
+        )
     }
 }

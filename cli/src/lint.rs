@@ -1,0 +1,264 @@
+//! `flotilla lint PATH [--clusters FILE]`: parse a repository and render every bundle for
+//! every cluster of an inventory, offline, reporting every problem with file and line.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::Args;
+use flotilla_core::inventory::{Cluster, load_inventory};
+use flotilla_core::render::{FleetRender, Kustomize, render_fleet};
+use flotilla_core::spec::{FleetSpec, StageSource};
+use flotilla_core::{Limits, Repository, SourceLocation};
+
+use crate::output::{OutputFormat, print_structured};
+
+mod report;
+
+use report::{
+    BundleReport, ClusterReport, LintReport, Problem, Severity, StageReport, Summary, WaveReport,
+};
+
+/// The inventory file looked for in the repository when `--clusters` is not given.
+const DEFAULT_INVENTORY: &str = "clusters.yaml";
+
+/// Arguments of `flotilla lint`.
+#[derive(Debug, Args)]
+pub(crate) struct LintArgs {
+    /// The repository directory, holding `flotilla.yaml`.
+    path: PathBuf,
+    /// Inventory of clusters and their labels to render for (default: PATH/clusters.yaml
+    /// when it exists; without an inventory only the spec is checked).
+    #[arg(long, value_name = "FILE")]
+    clusters: Option<PathBuf>,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    output: OutputFormat,
+}
+
+/// Runs the lint and prints its report; exit code 0 when clean, 1 when any error was found.
+pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
+    let report = lint(&args.path, args.clusters.as_deref(), &Kustomize::discover());
+    match args.output {
+        OutputFormat::Table => print!("{}", report.render_table()),
+        format => print_structured(&report, format)?,
+    }
+    Ok(if report.ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+fn lint(path: &Path, inventory: Option<&Path>, kustomize: &Kustomize) -> LintReport {
+    let mut report = LintReport::new(path);
+    let limits = Limits::default();
+    let repo = match Repository::load(path, limits.clone()) {
+        Ok(repo) => Some(repo),
+        Err(errors) => {
+            for error in &errors.errors {
+                report.push(Problem::in_repo(
+                    Severity::Error,
+                    path,
+                    error.location(),
+                    &error.to_string(),
+                ));
+            }
+            None
+        }
+    };
+    let inventory = inventory.map(Path::to_path_buf).or_else(|| {
+        let default = path.join(DEFAULT_INVENTORY);
+        default.is_file().then_some(default)
+    });
+    let clusters = match &inventory {
+        Some(file) => match load_inventory(file, &limits) {
+            Ok(clusters) => Some(clusters),
+            Err(errors) => {
+                for error in &errors.errors {
+                    report.push(Problem::outside(
+                        Severity::Error,
+                        error.location(),
+                        &error.to_string(),
+                    ));
+                }
+                None
+            }
+        },
+        None => None,
+    };
+    report.inventory = inventory.map(|p| p.display().to_string());
+    let Some(repo) = repo else {
+        return report.finish();
+    };
+    report.summary.stages = repo.spec().stages.len();
+    report.summary.bundles = repo.spec().bundles.len();
+    let Some(clusters) = clusters else {
+        report.stages = stage_reports(repo.spec(), &[]);
+        return report.finish();
+    };
+    report.summary.clusters = clusters.len();
+    check_membership(&mut report, repo.spec(), &clusters, path);
+    let rendered = render_fleet(&repo, &clusters, kustomize);
+    add_render_problems(&mut report, &rendered, path);
+    report.summary.pairs = rendered.pairs();
+    report.summary.distinct_renders = rendered.distinct_renders;
+    report.summary.blobs = rendered.blobs.len();
+    report.stages = stage_reports(repo.spec(), &clusters);
+    report.clusters = cluster_reports(repo.spec(), &clusters, &rendered);
+    report.finish()
+}
+
+/// Each cluster in exactly one stage; warnings for what selects nothing.
+fn check_membership(report: &mut LintReport, spec: &FleetSpec, clusters: &[Cluster], root: &Path) {
+    for cluster in clusters {
+        match spec.stage_for(&cluster.labels) {
+            Ok(Some(_)) => {}
+            Ok(None) => report.push(Problem::plain(
+                Severity::Warning,
+                format!(
+                    "cluster `{}` is in no stage, so it receives nothing",
+                    cluster.name
+                ),
+            )),
+            Err(stages) => {
+                let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+                report.push(Problem::in_repo(
+                    Severity::Error,
+                    root,
+                    &stages[1].location,
+                    &format!(
+                        "cluster `{}` matches stages {}; a cluster may be in one stage only, \
+                         so make the stages' clusterSelectors exclusive",
+                        cluster.name,
+                        names.join(", ")
+                    ),
+                ));
+            }
+        }
+    }
+    for stage in &spec.stages {
+        if !clusters
+            .iter()
+            .any(|c| stage.cluster_selector.matches(&c.labels))
+        {
+            report.push(Problem::in_repo(
+                Severity::Warning,
+                root,
+                &stage.location,
+                &format!("stage `{}` selects no cluster of the inventory", stage.name),
+            ));
+        }
+    }
+    for bundle in &spec.bundles {
+        if !clusters.iter().any(|c| bundle.targets(&c.labels)) {
+            report.push(Problem::in_repo(
+                Severity::Warning,
+                root,
+                &bundle.location,
+                &format!(
+                    "bundle `{}` targets no cluster of the inventory",
+                    bundle.name
+                ),
+            ));
+        }
+    }
+}
+
+/// One problem per distinct error, listing the clusters and bundle it concerns.
+fn add_render_problems(report: &mut LintReport, rendered: &FleetRender, root: &Path) {
+    let mut grouped: BTreeMap<(String, String), (Option<SourceLocation>, Vec<String>)> =
+        BTreeMap::new();
+    for (cluster, bundle, error) in rendered.errors() {
+        let entry = grouped
+            .entry((bundle.to_owned(), error.to_string()))
+            .or_insert_with(|| (error.location().cloned(), Vec::new()));
+        entry.1.push(cluster.to_owned());
+    }
+    for ((bundle, message), (location, clusters)) in grouped {
+        let mut problem = match &location {
+            Some(location) => Problem::in_repo(Severity::Error, root, location, &message),
+            None => Problem::plain(Severity::Error, message),
+        };
+        problem.bundle = Some(bundle);
+        problem.clusters = clusters;
+        report.push(problem);
+    }
+}
+
+fn stage_reports(spec: &FleetSpec, clusters: &[Cluster]) -> Vec<StageReport> {
+    spec.stages
+        .iter()
+        .map(|stage| {
+            let members: Vec<Cluster> = clusters
+                .iter()
+                .filter(|c| stage.cluster_selector.matches(&c.labels))
+                .cloned()
+                .collect();
+            StageReport {
+                name: stage.name.clone(),
+                source: match &stage.source {
+                    StageSource::Track { branch } => format!("track {branch}"),
+                    StageSource::PromoteFrom { stage } => format!("promote from {stage}"),
+                },
+                approval: format!("{:?}", stage.rollout.approval).to_lowercase(),
+                waves: stage
+                    .rollout
+                    .plan(&members)
+                    .into_iter()
+                    .map(|wave| WaveReport {
+                        name: wave.name,
+                        clusters: wave.clusters,
+                    })
+                    .collect(),
+            }
+        })
+        .collect()
+}
+
+fn cluster_reports(
+    spec: &FleetSpec,
+    clusters: &[Cluster],
+    rendered: &FleetRender,
+) -> Vec<ClusterReport> {
+    clusters
+        .iter()
+        .map(|cluster| {
+            let stage = spec
+                .stage_for(&cluster.labels)
+                .ok()
+                .flatten()
+                .map(|s| s.name.clone());
+            let bundles = rendered
+                .clusters
+                .get(&cluster.name)
+                .map(|bundles| {
+                    bundles
+                        .iter()
+                        .map(|(name, outcome)| BundleReport {
+                            name: name.clone(),
+                            hash: outcome.as_ref().ok().map(ToString::to_string),
+                            objects: outcome
+                                .as_ref()
+                                .ok()
+                                .and_then(|hash| rendered.blobs.get(hash))
+                                .map(|b| b.objects.len()),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            ClusterReport {
+                name: cluster.name.clone(),
+                labels: cluster.labels.clone(),
+                stage,
+                bundles,
+            }
+        })
+        .collect()
+}
+
+impl Summary {
+    fn count(problems: &[Problem], severity: Severity) -> usize {
+        problems.iter().filter(|p| p.severity == severity).count()
+    }
+}

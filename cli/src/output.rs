@@ -1,0 +1,75 @@
+//! Output formats shared by commands: `-o table|json|yaml`, as kubectl does.
+
+use std::fmt::Write as _;
+
+use anyhow::Context;
+use clap::ValueEnum;
+use serde::Serialize;
+
+/// How a command prints its result.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub(crate) enum OutputFormat {
+    /// Aligned columns for people.
+    Table,
+    /// JSON for scripts.
+    Json,
+    /// YAML for scripts and people.
+    Yaml,
+}
+
+/// Prints `value` as JSON or YAML (tables are each command's own).
+pub(crate) fn print_structured<T: Serialize>(
+    value: &T,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    let text = match format {
+        OutputFormat::Json => serde_json::to_string_pretty(value).context("encoding JSON")?,
+        OutputFormat::Yaml => serde_saphyr::to_string(value).context("encoding YAML")?,
+        OutputFormat::Table => anyhow::bail!("a table is printed by the command itself"),
+    };
+    println!("{}", text.trim_end());
+    Ok(())
+}
+
+/// A table with a header row and columns padded to their widest cell.
+pub(crate) struct Table {
+    headers: Vec<String>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    /// A table with these column headers.
+    pub(crate) fn new(headers: &[&str]) -> Self {
+        Self {
+            headers: headers.iter().map(|h| (*h).to_owned()).collect(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// Adds a row; missing cells print empty.
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    /// The table as text, one line per row, no trailing spaces.
+    pub(crate) fn render(&self) -> String {
+        let columns = self.headers.len();
+        let mut widths: Vec<usize> = self.headers.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (index, cell) in row.iter().enumerate().take(columns) {
+                widths[index] = widths[index].max(cell.chars().count());
+            }
+        }
+        let mut out = String::new();
+        for row in std::iter::once(&self.headers).chain(&self.rows) {
+            let mut line = String::new();
+            for (index, width) in widths.iter().enumerate() {
+                let cell = row.get(index).map(String::as_str).unwrap_or("");
+                let _ = write!(line, "{cell:<width$}   ");
+            }
+            out.push_str(line.trim_end());
+            out.push('\n');
+        }
+        out
+    }
+}
