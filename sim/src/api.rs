@@ -1,0 +1,606 @@
+//! The Kubernetes REST API of one virtual cluster: routing of a request under
+//! `/clusters/{name}/` to discovery, the object verbs and watches.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::Response;
+use http::{HeaderMap, Method, StatusCode, header};
+use http_body_util::BodyExt;
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::catalog::ResourceType;
+use crate::cluster::Cluster;
+use crate::discovery;
+use crate::fleet::{Fleet, timestamp};
+use crate::objects::{self, DeleteOpts, Filter, Target, WriteOpts, Written};
+use crate::patch::PatchType;
+use crate::render::{ListBody, Served, warning_header};
+use crate::selector::{FieldSelector, LabelSelector};
+use crate::status::ApiError;
+use crate::table::{IncludeObject, Rendering, metadata_of, table};
+use crate::validation::FieldValidation;
+use crate::watch::{self, WatchParams};
+
+/// The API server's request body limit.
+pub(crate) const MAX_BODY: usize = 3 * 1024 * 1024;
+
+const AGGREGATED_CONTENT_TYPE: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+
+/// Query parameters, in order.
+pub(crate) struct Query(pub(crate) Vec<(String, String)>);
+
+impl Query {
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(key, _)| key == k)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn flag(&self, k: &str) -> bool {
+        matches!(self.get(k), Some("true" | "1"))
+    }
+}
+
+/// A parsed request to a cluster.
+pub(crate) struct ApiRequest {
+    /// The method.
+    pub(crate) method: Method,
+    /// Path below `/clusters/{name}`.
+    pub(crate) path: String,
+    /// Query parameters.
+    pub(crate) query: Query,
+    /// Headers.
+    pub(crate) headers: HeaderMap,
+    /// The body, not yet read.
+    pub(crate) body: Body,
+}
+
+enum Route {
+    Version,
+    Health,
+    Api,
+    Apis,
+    Group(String),
+    GroupVersion(String, String),
+    OpenApi(String),
+    Resource(ResourcePath),
+    NotFound,
+}
+
+struct ResourcePath {
+    group: String,
+    version: String,
+    namespace: Option<String>,
+    resource: String,
+    name: Option<String>,
+    subresource: Option<String>,
+}
+
+fn route(path: &str) -> Route {
+    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segs.as_slice() {
+        ["version"] => Route::Version,
+        ["healthz" | "livez" | "readyz", ..] => Route::Health,
+        ["openapi", "v3", rest @ ..] => Route::OpenApi(rest.join("/")),
+        ["api"] => Route::Api,
+        ["api", "v1"] => Route::GroupVersion(String::new(), "v1".to_string()),
+        ["api", "v1", rest @ ..] => resource_path("", "v1", rest),
+        ["apis"] => Route::Apis,
+        ["apis", g] => Route::Group(g.to_string()),
+        ["apis", g, v] => Route::GroupVersion(g.to_string(), v.to_string()),
+        ["apis", g, v, rest @ ..] => resource_path(g, v, rest),
+        _ => Route::NotFound,
+    }
+}
+
+fn resource_path(group: &str, version: &str, rest: &[&str]) -> Route {
+    let p = |ns: Option<&str>, res: &str, name: Option<&str>, sub: Option<&str>| {
+        Route::Resource(ResourcePath {
+            group: group.to_string(),
+            version: version.to_string(),
+            namespace: ns.map(str::to_string),
+            resource: res.to_string(),
+            name: name.map(str::to_string),
+            subresource: sub.map(str::to_string),
+        })
+    };
+    let core = group.is_empty();
+    match rest {
+        ["namespaces", ns, "status" | "finalize"] if core => {
+            p(None, "namespaces", Some(ns), rest.get(2).copied())
+        }
+        ["namespaces", ns, res] => p(Some(ns), res, None, None),
+        ["namespaces", ns, res, name] => p(Some(ns), res, Some(name), None),
+        ["namespaces", ns, res, name, sub] => p(Some(ns), res, Some(name), Some(sub)),
+        [res] => p(None, res, None, None),
+        [res, name] => p(None, res, Some(name), None),
+        [res, name, sub] => p(None, res, Some(name), Some(sub)),
+        _ => Route::NotFound,
+    }
+}
+
+/// JSON response with a status code and `Warning` headers.
+pub(crate) fn json_response<T: Serialize>(code: u16, body: &T, warnings: &[String]) -> Response {
+    json_response_typed(code, body, warnings, "application/json")
+}
+
+fn json_response_typed<T: Serialize>(
+    code: u16,
+    body: &T,
+    warnings: &[String],
+    content_type: &str,
+) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
+        .header(header::CONTENT_TYPE, content_type)
+        .header("Audit-Id", uuid::Uuid::new_v4().to_string())
+        .header("Cache-Control", "no-cache, private");
+    for w in warnings {
+        builder = builder.header("Warning", warning_header(w));
+    }
+    builder
+        .body(Body::from(bytes))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
+/// A `Status` response for a failure.
+pub(crate) fn error_response(e: &ApiError) -> Response {
+    json_response(e.code, &e.to_status(), &[])
+}
+
+/// Serves one request to a cluster.
+pub(crate) async fn serve(fleet: Arc<Fleet>, cluster: Arc<Cluster>, req: ApiRequest) -> Response {
+    match dispatch(&fleet, &cluster, req).await {
+        Ok(r) => r,
+        Err(e) => error_response(&e),
+    }
+}
+
+async fn dispatch(
+    fleet: &Arc<Fleet>,
+    cluster: &Arc<Cluster>,
+    req: ApiRequest,
+) -> Result<Response, ApiError> {
+    let accept = req
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let aggregated = accept.contains("as=APIGroupDiscoveryList") && accept.contains("v=v2");
+    match route(&req.path) {
+        Route::Version => Ok(json_response(200, &discovery::version(), &[])),
+        Route::Health => Ok(Response::new(Body::from("ok"))),
+        Route::OpenApi(rest) => {
+            let types = cluster.read().resource_types();
+            if rest.is_empty() {
+                let base = format!("/clusters/{}", cluster.name());
+                return Ok(json_response(
+                    200,
+                    &crate::openapi::root(&types, &base),
+                    &[],
+                ));
+            }
+            crate::openapi::group_version(&types, &rest)
+                .map(|v| json_response(200, &v, &[]))
+                .ok_or_else(ApiError::no_resource)
+        }
+        Route::NotFound => Err(ApiError::no_resource()),
+        Route::Api if aggregated => {
+            let types = cluster.read().resource_types();
+            Ok(json_response_typed(
+                200,
+                &discovery::aggregated(&types, true),
+                &[],
+                AGGREGATED_CONTENT_TYPE,
+            ))
+        }
+        Route::Api => {
+            let server = fleet.config.listen.to_string();
+            Ok(json_response(200, &discovery::core_versions(&server), &[]))
+        }
+        Route::Apis if aggregated => {
+            let types = cluster.read().resource_types();
+            Ok(json_response_typed(
+                200,
+                &discovery::aggregated(&types, false),
+                &[],
+                AGGREGATED_CONTENT_TYPE,
+            ))
+        }
+        Route::Apis => {
+            let types = cluster.read().resource_types();
+            Ok(json_response(200, &discovery::group_list(&types), &[]))
+        }
+        Route::Group(g) => {
+            let types = cluster.read().resource_types();
+            discovery::group(&types, &g)
+                .map(|v| json_response(200, &v, &[]))
+                .ok_or_else(ApiError::no_resource)
+        }
+        Route::GroupVersion(g, v) => {
+            let types = cluster.read().resource_types();
+            discovery::resource_list(&types, &g, &v)
+                .map(|v| json_response(200, &v, &[]))
+                .ok_or_else(ApiError::no_resource)
+        }
+        Route::Resource(p) => resource(fleet, cluster, p, req, &accept).await,
+    }
+}
+
+fn target(cluster: &Cluster, p: ResourcePath) -> Result<Target, ApiError> {
+    let rt = cluster
+        .read()
+        .find_type(&p.group, &p.resource)
+        .filter(|rt| rt.serves(&p.version))
+        .ok_or_else(ApiError::no_resource)?;
+    if let Some(sub) = &p.subresource {
+        let ok = match sub.as_str() {
+            "status" => rt.status_subresource,
+            "scale" => rt.scale_subresource,
+            "finalize" => rt.plural == "namespaces" && rt.group.is_empty(),
+            _ => false,
+        };
+        if !ok {
+            return Err(ApiError::no_resource());
+        }
+    }
+    if p.namespace.is_some() && !rt.namespaced {
+        return Err(ApiError::no_resource());
+    }
+    Ok(Target {
+        rt,
+        version: p.version,
+        namespace: p.namespace,
+        name: p.name,
+        subresource: p.subresource.map(|s| {
+            if s == "finalize" {
+                "status".to_string()
+            } else {
+                s
+            }
+        }),
+    })
+}
+
+async fn read_body(body: Body) -> Result<bytes::Bytes, ApiError> {
+    let limited = http_body_util::Limited::new(body, MAX_BODY);
+    match limited.collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            Err(ApiError::too_large(MAX_BODY))
+        }
+        Err(e) => Err(ApiError::bad_request(format!(
+            "reading the request body failed: {e}"
+        ))),
+    }
+}
+
+fn filter(q: &Query, rt: &ResourceType) -> Result<Filter, ApiError> {
+    Ok(Filter {
+        labels: LabelSelector::parse(q.get("labelSelector").unwrap_or(""))?,
+        fields: FieldSelector::parse(q.get("fieldSelector").unwrap_or(""), rt)?,
+    })
+}
+
+fn dry_run(q: &Query) -> Result<bool, ApiError> {
+    match q.get("dryRun") {
+        None | Some("") => Ok(false),
+        Some("All") => Ok(true),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "dryRun: Unsupported value: \"{other}\": supported values: \"All\""
+        ))),
+    }
+}
+
+fn write_opts(q: &Query, headers: &HeaderMap) -> Result<WriteOpts, ApiError> {
+    let given = q.get("fieldManager").filter(|m| !m.is_empty());
+    if let Some(m) = given
+        && m.len() > 128
+    {
+        return Err(ApiError::invalid_options(
+            "PatchOptions",
+            "fieldManager",
+            "Too long: may not be more than 128 bytes",
+        ));
+    }
+    // Like the API server: the User-Agent up to its first '/' names an unnamed manager.
+    let derived = headers
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.split('/').next().unwrap_or(ua).to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".to_string());
+    Ok(WriteOpts {
+        dry_run: dry_run(q)?,
+        manager: given.map(str::to_string).unwrap_or(derived),
+        manager_given: given.is_some(),
+        force: q.flag("force"),
+        validation: FieldValidation::parse(q.get("fieldValidation"))?,
+        now: timestamp(),
+    })
+}
+
+fn render_one(t: &Target, obj: &Value, rendering: Rendering, q: &Query) -> Value {
+    match rendering {
+        Rendering::Metadata => metadata_of(obj),
+        Rendering::Table => table(
+            &t.rt,
+            &[obj],
+            obj.pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .map(str::to_string),
+            IncludeObject::parse(q.get("includeObject")),
+        ),
+        Rendering::Full => {
+            let mut o = obj.clone();
+            if o.get("kind").and_then(Value::as_str) != Some("Status")
+                && o.get("kind").and_then(Value::as_str) != Some("Scale")
+            {
+                o["apiVersion"] = json!(t.rt.api_version(&t.version));
+            }
+            o
+        }
+    }
+}
+
+async fn resource(
+    fleet: &Arc<Fleet>,
+    cluster: &Arc<Cluster>,
+    p: ResourcePath,
+    req: ApiRequest,
+    accept: &str,
+) -> Result<Response, ApiError> {
+    let t = target(cluster, p)?;
+    let q = &req.query;
+    let rendering = Rendering::from_accept(accept);
+    let content_type = req
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/json")
+        .to_string();
+    match (req.method.clone(), t.name.is_some()) {
+        (Method::GET, true) => {
+            let obj = objects::get(&cluster.read(), &t)?;
+            if t.subresource.as_deref() == Some("scale") {
+                return Ok(json_response(200, &objects::scale_of(&obj), &[]));
+            }
+            Ok(json_response(200, &render_one(&t, &obj, rendering, q), &[]))
+        }
+        (Method::GET, false) if q.flag("watch") => {
+            let f = filter(q, &t.rt)?;
+            let timeout = q
+                .get("timeoutSeconds")
+                .and_then(|s| s.parse::<u64>().ok())
+                .map(Duration::from_secs)
+                .unwrap_or(Duration::from_secs(1800));
+            if t.rt.namespaced
+                && let Some(ns) = &t.namespace
+                && cluster.read().namespace(ns).is_none()
+            {
+                return Err(ApiError::namespace_not_found(ns));
+            }
+            let params = WatchParams {
+                resource_version: q.get("resourceVersion").map(str::to_string),
+                bookmarks: q.flag("allowWatchBookmarks"),
+                timeout,
+                send_initial_events: q.flag("sendInitialEvents"),
+                rendering,
+                include: IncludeObject::parse(q.get("includeObject")),
+                bookmark_interval: fleet.config.bookmark_interval,
+            };
+            let stream = watch::start(cluster.clone(), t, f, params, fleet.shutdown.clone())?;
+            Ok(Response::builder()
+                .status(200)
+                .header(header::CONTENT_TYPE, "application/json")
+                .header("Cache-Control", "no-cache, private")
+                .body(Body::from_stream(stream))
+                .unwrap_or_else(|_| Response::new(Body::empty())))
+        }
+        (Method::GET, false) => list(cluster, &t, q, rendering),
+        (Method::POST, false) => {
+            let body = read_body(req.body).await?;
+            let yaml = content_type.contains("yaml");
+            let obj = objects::parse_body(&body, yaml)?;
+            let opts = write_opts(q, &req.headers)?;
+            let written = write(fleet, cluster, |s| objects::create(s, &t, obj, &opts))?;
+            Ok(written_response(&t, written, rendering, q))
+        }
+        (Method::PUT, true) => {
+            let body = read_body(req.body).await?;
+            let obj = objects::parse_body(&body, content_type.contains("yaml"))?;
+            let opts = write_opts(q, &req.headers)?;
+            let written = write(fleet, cluster, |s| objects::update(s, &t, obj, &opts))?;
+            Ok(written_response(&t, written, rendering, q))
+        }
+        (Method::PATCH, true) => {
+            let kind = PatchType::from_content_type(&content_type)
+                .ok_or_else(|| ApiError::unsupported_media_type(&content_type))?;
+            let body = read_body(req.body).await?;
+            let opts = write_opts(q, &req.headers)?;
+            if kind != PatchType::Apply && (q.get("force").is_some()) {
+                return Err(ApiError::invalid_options(
+                    "PatchOptions",
+                    "force",
+                    "Forbidden: may not be specified for non-apply patch",
+                ));
+            }
+            let written = write(fleet, cluster, |s| {
+                objects::patch_object(s, &t, kind, &body, &opts)
+            })?;
+            Ok(written_response(&t, written, rendering, q))
+        }
+        (Method::DELETE, true) => {
+            let body = read_body(req.body).await?;
+            let opts =
+                DeleteOpts::parse(q.get("propagationPolicy"), dry_run(q)?, &body, timestamp())?;
+            let (code, obj) = write(fleet, cluster, |s| objects::delete(s, &t, &opts))?;
+            Ok(json_response(
+                code,
+                &render_one(&t, &obj, Rendering::Full, q),
+                &[],
+            ))
+        }
+        (Method::DELETE, false) => {
+            let body = read_body(req.body).await?;
+            let opts =
+                DeleteOpts::parse(q.get("propagationPolicy"), dry_run(q)?, &body, timestamp())?;
+            let f = filter(q, &t.rt)?;
+            let deleted = write(fleet, cluster, |s| {
+                objects::delete_collection(s, &t, &f, &opts)
+            })?;
+            let api_version = t.rt.api_version(&t.version);
+            let kind = format!("{}List", t.rt.kind);
+            let items: Vec<Served> = deleted
+                .iter()
+                .map(|o| Served {
+                    obj: o,
+                    api_version: &api_version,
+                    omit_type: false,
+                })
+                .collect();
+            Ok(json_response(
+                200,
+                &ListBody {
+                    kind: &kind,
+                    api_version: &api_version,
+                    metadata: json!({}),
+                    items,
+                },
+                &[],
+            ))
+        }
+        (m, _) => Err(ApiError::method_not_allowed(m.as_str())),
+    }
+}
+
+/// Runs a write under the cluster's lock and hands the controller work on.
+fn write<T>(
+    fleet: &Fleet,
+    cluster: &Arc<Cluster>,
+    f: impl FnOnce(&mut crate::cluster::ClusterState) -> Result<T, ApiError>,
+) -> Result<T, ApiError> {
+    let (out, pending) = cluster.write(f);
+    fleet.schedule(cluster, pending);
+    out
+}
+
+fn written_response(t: &Target, w: Written, rendering: Rendering, q: &Query) -> Response {
+    let body = render_one(t, &w.object, rendering, q);
+    json_response(w.code, &body, &w.warnings)
+}
+
+fn list(
+    cluster: &Cluster,
+    t: &Target,
+    q: &Query,
+    rendering: Rendering,
+) -> Result<Response, ApiError> {
+    let f = filter(q, &t.rt)?;
+    let limit = q
+        .get("limit")
+        .and_then(|l| l.parse::<usize>().ok())
+        .filter(|l| *l > 0);
+    let state = cluster.read();
+    if t.rt.namespaced
+        && let Some(ns) = &t.namespace
+        && state.namespace(ns).is_none()
+    {
+        // A real API server lists an empty result for a namespace that does not exist.
+        drop(state);
+        let api_version = t.rt.api_version(&t.version);
+        let kind = format!("{}List", t.rt.kind);
+        return Ok(json_response(
+            200,
+            &ListBody {
+                kind: &kind,
+                api_version: &api_version,
+                metadata: json!({"resourceVersion": cluster.read().rv().to_string()}),
+                items: vec![],
+            },
+            &[],
+        ));
+    }
+    let page = objects::list(
+        &state,
+        t,
+        &f,
+        limit,
+        q.get("continue").filter(|c| !c.is_empty()),
+    )?;
+    drop(state);
+    let mut metadata = json!({"resourceVersion": page.rv.to_string()});
+    if let Some(c) = &page.continue_token {
+        metadata["continue"] = json!(c);
+        metadata["remainingItemCount"] = json!(page.remaining);
+    }
+    match rendering {
+        Rendering::Table => {
+            let objs: Vec<&Value> = page.items.iter().map(|o| &**o).collect();
+            let mut tab = table(
+                &t.rt,
+                &objs,
+                Some(page.rv.to_string()),
+                IncludeObject::parse(q.get("includeObject")),
+            );
+            tab["metadata"] = metadata;
+            Ok(json_response(200, &tab, &[]))
+        }
+        Rendering::Metadata => {
+            let metas: Vec<Value> = page.items.iter().map(|o| metadata_of(o)).collect();
+            let items: Vec<Served> = metas
+                .iter()
+                .map(|m| Served {
+                    obj: m,
+                    api_version: "meta.k8s.io/v1",
+                    omit_type: false,
+                })
+                .collect();
+            Ok(json_response(
+                200,
+                &ListBody {
+                    kind: "PartialObjectMetadataList",
+                    api_version: "meta.k8s.io/v1",
+                    metadata,
+                    items,
+                },
+                &[],
+            ))
+        }
+        Rendering::Full => {
+            let api_version = t.rt.api_version(&t.version);
+            let kind = format!("{}List", t.rt.kind);
+            // Lists of built-in kinds carry no apiVersion/kind per item; custom ones do.
+            let omit = t.rt.builtin.is_some();
+            let items: Vec<Served> = page
+                .items
+                .iter()
+                .map(|o| Served {
+                    obj: o,
+                    api_version: &api_version,
+                    omit_type: omit,
+                })
+                .collect();
+            Ok(json_response(
+                200,
+                &ListBody {
+                    kind: &kind,
+                    api_version: &api_version,
+                    metadata,
+                    items,
+                },
+                &[],
+            ))
+        }
+    }
+}

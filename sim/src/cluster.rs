@@ -1,0 +1,405 @@
+//! One virtual cluster: its objects, resourceVersion counter, event history and fault.
+//!
+//! Everything of a cluster sits behind its own lock, so clusters never contend.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, MutexGuard};
+use serde_json::{Value, json};
+use tokio::sync::watch;
+
+use crate::Fault;
+use crate::catalog::{Builtin, ResourceType, builtins};
+
+/// Kind of a watch event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum EventKind {
+    /// The object appeared.
+    Added,
+    /// The object changed.
+    Modified,
+    /// The object is gone.
+    Deleted,
+}
+
+/// A change, kept in the cluster's bounded history for watches.
+#[derive(Clone, Debug)]
+pub(crate) struct Event {
+    /// resourceVersion the change produced.
+    pub(crate) rv: u64,
+    /// Store key of the resource type.
+    pub(crate) type_key: Arc<str>,
+    /// What happened.
+    pub(crate) kind: EventKind,
+    /// The object after the change (for deletions: its last state, with the deletion rv).
+    pub(crate) object: Arc<Value>,
+    /// The object before the change, to tell watchers with selectors when it left their view.
+    pub(crate) previous: Option<Arc<Value>>,
+}
+
+/// Namespace and name of an object; the namespace is empty for cluster-scoped ones.
+pub(crate) type ObjectKey = (String, String);
+
+/// Work for the simulated controllers, collected while the lock is held.
+#[derive(Clone, Debug)]
+pub(crate) struct Reconcile {
+    /// Store key of the resource type.
+    pub(crate) type_key: String,
+    /// The object's namespace and name.
+    pub(crate) object: ObjectKey,
+    /// The object's uid, so a recreated object is not mistaken for the old one.
+    pub(crate) uid: String,
+    /// What the controller does when the work is due.
+    pub(crate) step: Step,
+    /// How long to wait before it is due.
+    pub(crate) delay: std::time::Duration,
+}
+
+/// A controller step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Observe the object: start a rollout or react to a changed fault annotation.
+    Observe,
+    /// Finish the rollout of this generation.
+    Finish(i64),
+}
+
+/// The state of one cluster.
+pub(crate) struct ClusterState {
+    rv: u64,
+    objects: HashMap<String, BTreeMap<ObjectKey, Arc<Value>>>,
+    history: VecDeque<Event>,
+    history_cap: usize,
+    /// Watches may resume from any resourceVersion at or above this one.
+    floor: u64,
+    /// Bumped by a forced compaction: open watches end with 410.
+    epoch: u64,
+    custom: BTreeMap<String, Arc<ResourceType>>,
+    /// Controller work the current write produced.
+    pub(crate) pending: Vec<Reconcile>,
+    builtin_types: Arc<Vec<Arc<ResourceType>>>,
+}
+
+impl ClusterState {
+    /// The latest resourceVersion.
+    pub(crate) fn rv(&self) -> u64 {
+        self.rv
+    }
+
+    /// The forced-compaction epoch.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// The lowest resourceVersion a watch can resume from.
+    pub(crate) fn floor(&self) -> u64 {
+        self.floor
+    }
+
+    /// Every resource type served: built-ins, then those registered by CRDs.
+    pub(crate) fn resource_types(&self) -> Vec<Arc<ResourceType>> {
+        let mut all: Vec<Arc<ResourceType>> = self.builtin_types.iter().cloned().collect();
+        all.extend(self.custom.values().cloned());
+        all
+    }
+
+    /// The resource type a URL names, by group and plural (or kind-insensitive singular).
+    pub(crate) fn find_type(&self, group: &str, resource: &str) -> Option<Arc<ResourceType>> {
+        self.builtin_types
+            .iter()
+            .chain(self.custom.values())
+            .find(|rt| rt.group == group && rt.plural == resource)
+            .cloned()
+    }
+
+    /// Registers (or replaces) the type a CRD defines.
+    pub(crate) fn register(&mut self, rt: ResourceType) {
+        self.custom.insert(rt.key(), Arc::new(rt));
+    }
+
+    /// Unregisters a CRD's type and drops its objects, with DELETED events.
+    pub(crate) fn unregister(&mut self, key: &str) {
+        self.custom.remove(key);
+        let keys: Vec<ObjectKey> = self
+            .objects
+            .get(key)
+            .map(|m| m.keys().cloned().collect())
+            .unwrap_or_default();
+        for k in keys {
+            self.remove(key, &k);
+        }
+        self.objects.remove(key);
+    }
+
+    /// One object.
+    pub(crate) fn get(&self, type_key: &str, key: &ObjectKey) -> Option<&Arc<Value>> {
+        self.objects.get(type_key)?.get(key)
+    }
+
+    /// Objects of a type, in one namespace or all (`None`), sorted by namespace and name.
+    pub(crate) fn list<'a>(
+        &'a self,
+        type_key: &str,
+        namespace: Option<&'a str>,
+    ) -> Box<dyn Iterator<Item = (&'a ObjectKey, &'a Arc<Value>)> + 'a> {
+        let Some(map) = self.objects.get(type_key) else {
+            return Box::new(std::iter::empty());
+        };
+        match namespace {
+            None => Box::new(map.iter()),
+            Some(ns) => Box::new(
+                map.range((ns.to_string(), String::new())..)
+                    .take_while(move |((n, _), _)| n == ns),
+            ),
+        }
+    }
+
+    /// Number of objects of all types.
+    pub(crate) fn object_count(&self) -> usize {
+        self.objects.values().map(BTreeMap::len).sum()
+    }
+
+    /// Whether a namespace exists, and whether it is terminating.
+    pub(crate) fn namespace(&self, name: &str) -> Option<&Arc<Value>> {
+        self.get("namespaces", &(String::new(), name.to_string()))
+    }
+
+    /// Whether any namespaced object still lives in a namespace.
+    pub(crate) fn namespace_is_empty(&self, namespace: &str) -> bool {
+        self.objects.iter().all(|(k, m)| {
+            k == "namespaces"
+                || m.range((namespace.to_string(), String::new())..)
+                    .next()
+                    .is_none_or(|((n, _), _)| n != namespace)
+        })
+    }
+
+    /// Keys of every object in a namespace, by type.
+    pub(crate) fn namespace_contents(&self, namespace: &str) -> Vec<(String, ObjectKey)> {
+        let mut out = Vec::new();
+        for (type_key, map) in &self.objects {
+            for (k, _) in map
+                .range((namespace.to_string(), String::new())..)
+                .take_while(|((n, _), _)| n == namespace)
+            {
+                out.push((type_key.clone(), k.clone()));
+            }
+        }
+        out
+    }
+
+    /// Every object whose ownerReferences name this uid.
+    pub(crate) fn dependents(&self, uid: &str) -> Vec<(String, ObjectKey)> {
+        let mut out = Vec::new();
+        for (type_key, map) in &self.objects {
+            for (k, obj) in map {
+                let owned = obj
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|refs| {
+                        refs.iter()
+                            .any(|r| r.get("uid").and_then(Value::as_str) == Some(uid))
+                    });
+                if owned {
+                    out.push((type_key.clone(), k.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    /// Stores an object under a new resourceVersion and records the event.
+    pub(crate) fn put(&mut self, type_key: &str, key: ObjectKey, mut obj: Value) -> Arc<Value> {
+        self.rv += 1;
+        obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let obj = Arc::new(obj);
+        let previous = self
+            .objects
+            .entry(type_key.to_string())
+            .or_default()
+            .insert(key, obj.clone());
+        let kind = if previous.is_some() {
+            EventKind::Modified
+        } else {
+            EventKind::Added
+        };
+        self.record(type_key, kind, obj.clone(), previous);
+        obj
+    }
+
+    /// Removes an object; the DELETED event carries the deletion's resourceVersion.
+    pub(crate) fn remove(&mut self, type_key: &str, key: &ObjectKey) -> Option<Arc<Value>> {
+        let previous = self.objects.get_mut(type_key)?.remove(key)?;
+        self.rv += 1;
+        let mut last = (*previous).clone();
+        last["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let last = Arc::new(last);
+        self.record(type_key, EventKind::Deleted, last.clone(), Some(previous));
+        Some(last)
+    }
+
+    fn record(
+        &mut self,
+        type_key: &str,
+        kind: EventKind,
+        object: Arc<Value>,
+        previous: Option<Arc<Value>>,
+    ) {
+        if self.history.len() >= self.history_cap
+            && let Some(evicted) = self.history.pop_front()
+        {
+            self.floor = evicted.rv;
+        }
+        self.history.push_back(Event {
+            rv: self.rv,
+            type_key: Arc::from(type_key),
+            kind,
+            object,
+            previous,
+        });
+    }
+
+    /// Events after `rv`, or `None` when some of them were compacted away.
+    pub(crate) fn events_after(&self, rv: u64) -> Option<Vec<Event>> {
+        if rv < self.floor {
+            return None;
+        }
+        let start = self.history.partition_point(|e| e.rv <= rv);
+        Some(self.history.range(start..).cloned().collect())
+    }
+
+    /// Drops the whole event history, as an etcd compaction does, and ends open watches.
+    pub(crate) fn compact(&mut self) {
+        self.history.clear();
+        self.floor = self.rv;
+        self.epoch += 1;
+    }
+}
+
+/// A virtual cluster.
+pub(crate) struct Cluster {
+    name: String,
+    state: Mutex<ClusterState>,
+    changes: watch::Sender<u64>,
+    fault: watch::Sender<Option<Fault>>,
+}
+
+impl Cluster {
+    /// A cluster with the namespaces every real cluster starts with.
+    pub(crate) fn new(
+        name: &str,
+        history_cap: usize,
+        builtin_types: Arc<Vec<Arc<ResourceType>>>,
+        now: &str,
+    ) -> Cluster {
+        let mut state = ClusterState {
+            rv: 0,
+            objects: HashMap::new(),
+            history: VecDeque::new(),
+            history_cap: history_cap.max(1),
+            floor: 0,
+            epoch: 0,
+            custom: BTreeMap::new(),
+            pending: Vec::new(),
+            builtin_types,
+        };
+        for ns in ["default", "kube-node-lease", "kube-public", "kube-system"] {
+            state.put(
+                "namespaces",
+                (String::new(), ns.to_string()),
+                new_namespace(ns, now),
+            );
+        }
+        Cluster {
+            name: name.to_string(),
+            state: Mutex::new(state),
+            changes: watch::Sender::new(0),
+            fault: watch::Sender::new(None),
+        }
+    }
+
+    /// The cluster's name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Reads the state.
+    pub(crate) fn read(&self) -> MutexGuard<'_, ClusterState> {
+        self.state.lock()
+    }
+
+    /// Runs a write under the lock, then wakes watchers and returns the controller work.
+    pub(crate) fn write<T>(&self, f: impl FnOnce(&mut ClusterState) -> T) -> (T, Vec<Reconcile>) {
+        let (out, rv, pending) = {
+            let mut state = self.state.lock();
+            let before = (state.rv, state.epoch);
+            let out = f(&mut state);
+            let pending = std::mem::take(&mut state.pending);
+            let rv = ((state.rv, state.epoch) != before).then_some(state.rv);
+            (out, rv, pending)
+        };
+        if let Some(rv) = rv {
+            self.changes.send_replace(rv);
+        }
+        (out, pending)
+    }
+
+    /// A receiver woken on every change.
+    pub(crate) fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    /// The fault in force, if any.
+    pub(crate) fn fault(&self) -> Option<Fault> {
+        self.fault.borrow().clone()
+    }
+
+    /// A receiver woken when the fault changes.
+    pub(crate) fn fault_changes(&self) -> watch::Receiver<Option<Fault>> {
+        self.fault.subscribe()
+    }
+
+    /// Sets or clears the fault.
+    pub(crate) fn set_fault(&self, fault: Option<Fault>) {
+        self.fault.send_replace(fault);
+    }
+}
+
+/// A namespace as the API server creates it.
+pub(crate) fn new_namespace(name: &str, now: &str) -> Value {
+    json!({
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {
+            "name": name,
+            "uid": uuid::Uuid::new_v4().to_string(),
+            "creationTimestamp": now,
+            "labels": {"kubernetes.io/metadata.name": name},
+        },
+        "spec": {"finalizers": ["kubernetes"]},
+        "status": {"phase": "Active"},
+    })
+}
+
+/// The built-in types, shared by all clusters.
+pub(crate) fn shared_builtins() -> Arc<Vec<Arc<ResourceType>>> {
+    Arc::new(builtins())
+}
+
+/// Whether a type is one the simulated controllers drive.
+pub(crate) fn is_controlled(rt: &ResourceType) -> bool {
+    matches!(
+        rt.builtin,
+        Some(
+            Builtin::Deployment
+                | Builtin::StatefulSet
+                | Builtin::DaemonSet
+                | Builtin::ReplicaSet
+                | Builtin::Job
+                | Builtin::Pod
+                | Builtin::Service
+                | Builtin::PersistentVolumeClaim
+        )
+    )
+}
