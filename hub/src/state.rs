@@ -39,8 +39,8 @@ use stage::Stage;
 /// Raft id of a hub node.
 pub type NodeId = u64;
 
-/// Key/value labels of a cluster.
-pub type Labels = BTreeMap<String, String>;
+/// Key/value labels of a cluster (core's type).
+pub use flotilla_core::Labels;
 
 /// Milliseconds since the Unix epoch, as stamped by the proposer of a command.
 #[derive(

@@ -5,22 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::source::BlobHash;
 use super::{State, Timestamp};
 
-/// Health of a bundle on a cluster, rolled up worst-of over its objects.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub enum Health {
-    /// Every object is as desired and ready.
-    Healthy,
-    /// Converging.
-    Progressing,
-    /// Failed or stalled.
-    Degraded,
-    /// Deliberately paused (e.g. a suspended CronJob).
-    Suspended,
-    /// An object is absent.
-    Missing,
-    /// Not known yet.
-    Unknown,
-}
+pub use flotilla_core::Health;
 
 /// Which bundle on which cluster.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]

@@ -90,15 +90,8 @@ pub struct RenderError {
     pub message: String,
 }
 
-/// blake3 of a blob's uncompressed content, hex.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub struct BlobHash(pub String);
-
-impl fmt::Display for BlobHash {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+/// blake3 of a blob's uncompressed content (core's content hash).
+pub type BlobHash = flotilla_core::ContentHash;
 
 /// Rendered manifests, zstd-compressed, named by the hash of their uncompressed content.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -131,7 +124,7 @@ impl Blob {
     /// Compresses content and names it by its hash.
     pub fn from_content(content: &[u8]) -> Result<Self, BlobError> {
         Ok(Blob {
-            hash: BlobHash(blake3::hash(content).to_hex().to_string()),
+            hash: BlobHash::of(content),
             size: content.len() as u64,
             compressed: zstd::bulk::compress(content, ZSTD_LEVEL)?,
         })
@@ -140,7 +133,7 @@ impl Blob {
     /// Decompresses the content and checks it against the hash.
     pub fn content(&self) -> Result<Vec<u8>, BlobError> {
         let content = zstd::bulk::decompress(&self.compressed, self.size as usize)?;
-        let actual = BlobHash(blake3::hash(&content).to_hex().to_string());
+        let actual = BlobHash::of(&content);
         if actual != self.hash {
             return Err(BlobError::HashMismatch {
                 expected: self.hash.clone(),

@@ -1,0 +1,155 @@
+//! The group admin API (`HubGroup`): status and membership changes, served by every node and
+//! used by `flotilla-hub status` and `flotilla-hub member add|remove`.
+
+use flotilla_proto::v1::hub_group_client::HubGroupClient;
+use flotilla_proto::v1::hub_group_server::HubGroup;
+use flotilla_proto::v1::{
+    GroupAddMemberRequest, GroupMember, GroupMembershipChanged, GroupRemoveMemberRequest,
+    GroupStatus, GroupStatusRequest,
+};
+use tonic::{Request, Response, Status};
+
+use crate::node::{NodeHandle, NodeStatus, ProposeError};
+use crate::transport::net::{self, NetError};
+
+/// Serves `HubGroup` from a node.
+pub(crate) struct GroupService {
+    node: NodeHandle,
+}
+
+impl GroupService {
+    pub(crate) fn new(node: NodeHandle) -> Self {
+        GroupService { node }
+    }
+
+    fn members(&self) -> Vec<GroupMember> {
+        self.node
+            .state()
+            .members
+            .iter()
+            .map(|(id, address)| GroupMember {
+                id: *id,
+                address: address.clone(),
+            })
+            .collect()
+    }
+}
+
+fn to_status(error: ProposeError) -> Status {
+    match error {
+        ProposeError::Rejected { .. } | ProposeError::Refused(_) => {
+            Status::failed_precondition(error.to_string())
+        }
+        ProposeError::Encode(_) => Status::invalid_argument(error.to_string()),
+        _ => Status::unavailable(error.to_string()),
+    }
+}
+
+fn status_message(group: &str, status: NodeStatus) -> GroupStatus {
+    GroupStatus {
+        group: group.to_owned(),
+        id: status.id,
+        role: status.role.as_str().to_owned(),
+        leader: status.leader.unwrap_or(0),
+        term: status.term,
+        commit: status.commit,
+        applied: status.applied,
+        ticks: status.ticks,
+        members: status
+            .members
+            .into_iter()
+            .map(|(id, address)| GroupMember { id, address })
+            .collect(),
+        state_hash: status.state_hash,
+        election_tick: 0,
+        first_index: status.first_index,
+    }
+}
+
+#[tonic::async_trait]
+impl HubGroup for GroupService {
+    async fn status(
+        &self,
+        _request: Request<GroupStatusRequest>,
+    ) -> Result<Response<GroupStatus>, Status> {
+        let status = self.node.status().await.map_err(to_status)?;
+        let mut message = status_message(self.node.group(), status);
+        message.election_tick = self.node.timing().election_ticks as u64;
+        Ok(Response::new(message))
+    }
+
+    async fn add_member(
+        &self,
+        request: Request<GroupAddMemberRequest>,
+    ) -> Result<Response<GroupMembershipChanged>, Status> {
+        let request = request.into_inner();
+        if request.id == 0 || request.address.is_empty() {
+            return Err(Status::invalid_argument(
+                "a member needs a non-zero id and an address",
+            ));
+        }
+        let applied = self
+            .node
+            .add_member(request.id, &request.address)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(GroupMembershipChanged {
+            index: applied.index,
+            members: self.members(),
+        }))
+    }
+
+    async fn remove_member(
+        &self,
+        request: Request<GroupRemoveMemberRequest>,
+    ) -> Result<Response<GroupMembershipChanged>, Status> {
+        let request = request.into_inner();
+        let applied = self
+            .node
+            .remove_member(request.id)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(GroupMembershipChanged {
+            index: applied.index,
+            members: self.members(),
+        }))
+    }
+}
+
+/// A client of a node's `HubGroup` API.
+pub struct GroupClient {
+    inner: HubGroupClient<tonic::transport::Channel>,
+}
+
+impl GroupClient {
+    /// A client for the node at `address` (HOST:PORT); connects on first use.
+    pub fn new(address: &str) -> Result<Self, NetError> {
+        Ok(GroupClient {
+            inner: HubGroupClient::new(net::channel(address)?),
+        })
+    }
+
+    /// The node's status.
+    pub async fn status(&mut self) -> Result<GroupStatus, Status> {
+        Ok(self.inner.status(GroupStatusRequest {}).await?.into_inner())
+    }
+
+    /// Adds a member through the node (forwarded to the leader).
+    pub async fn add_member(
+        &mut self,
+        id: u64,
+        address: &str,
+    ) -> Result<GroupMembershipChanged, Status> {
+        let request = GroupAddMemberRequest {
+            id,
+            address: address.to_owned(),
+        };
+        Ok(self.inner.add_member(request).await?.into_inner())
+    }
+
+    /// Removes a member through the node (forwarded to the leader).
+    pub async fn remove_member(&mut self, id: u64) -> Result<GroupMembershipChanged, Status> {
+        let request = GroupRemoveMemberRequest { id };
+        Ok(self.inner.remove_member(request).await?.into_inner())
+    }
+}

@@ -1,0 +1,290 @@
+//! How a node is configured: identity, addresses, how its group starts, and raft timers.
+//!
+//! The binary reads a YAML file (`--config`) into [`FileConfig`], lets command-line flags
+//! override it, and turns the result into a [`NodeConfig`]; embedders build a `NodeConfig`
+//! directly.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::state::NodeId;
+use crate::transport::faults::FaultPlan;
+
+/// Group name used when none is configured.
+pub const DEFAULT_GROUP: &str = "flotilla";
+
+/// Everything a node needs to start.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Raft id of this node (non-zero, unique in the group).
+    pub id: NodeId,
+    /// Name of the group; a data dir or peer of another group is refused.
+    pub group: String,
+    /// Where the raft log lives.
+    pub data_dir: PathBuf,
+    /// Address to listen on for peers and admin calls (port 0 picks a free port).
+    pub listen: String,
+    /// Address peers reach this node at; defaults to the bound listen address.
+    pub advertise: Option<String>,
+    /// How the group starts when the data dir is empty (ignored once it holds a log).
+    pub bootstrap: Bootstrap,
+    /// Raft timers and proposal deadlines.
+    pub timing: Timing,
+    /// Take a snapshot and drop the log it covers after this many applied entries.
+    pub compact_after: u64,
+    /// Faults to inject into outgoing peer traffic (tests only; none by default).
+    pub faults: Arc<FaultPlan>,
+}
+
+/// How a node with an empty data dir starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Bootstrap {
+    /// Found a group with these voters (id → advertised address), this node among them. Every
+    /// founding member must be given the same set. A single-node group is `{id: own address}`.
+    Members(BTreeMap<NodeId, String>),
+    /// Found a single-node group of this node alone (the embedded default).
+    Single,
+    /// Wait to be added to an existing group, then catch up by snapshot.
+    Join,
+}
+
+/// Raft timers. Election and heartbeat timeouts count ticks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timing {
+    /// Interval between raft ticks.
+    pub tick: Duration,
+    /// Ticks without a leader before a follower campaigns (randomised in `[n, 2n)`).
+    pub election_ticks: usize,
+    /// Ticks between leader heartbeats.
+    pub heartbeat_ticks: usize,
+    /// How long `propose` and `read_index` wait before giving up.
+    pub request_timeout: Duration,
+}
+
+impl Default for Timing {
+    /// 50 ms ticks, elections after 0.5–1 s of silence, heartbeats every 100 ms: a failed leader
+    /// is replaced in about a second.
+    fn default() -> Self {
+        Timing {
+            tick: Duration::from_millis(50),
+            election_ticks: 10,
+            heartbeat_ticks: 2,
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Timing {
+    /// The longest randomised election timeout.
+    pub fn max_election_timeout(&self) -> Duration {
+        self.tick * (2 * self.election_ticks) as u32
+    }
+}
+
+/// Default number of applied entries between snapshots.
+pub const DEFAULT_COMPACT_AFTER: u64 = 10_000;
+
+impl NodeConfig {
+    /// A config with defaults for everything but identity and place.
+    pub fn new(id: NodeId, data_dir: impl Into<PathBuf>, listen: impl Into<String>) -> Self {
+        NodeConfig {
+            id,
+            group: DEFAULT_GROUP.to_owned(),
+            data_dir: data_dir.into(),
+            listen: listen.into(),
+            advertise: None,
+            bootstrap: Bootstrap::Single,
+            timing: Timing::default(),
+            compact_after: DEFAULT_COMPACT_AFTER,
+            faults: Arc::new(FaultPlan::default()),
+        }
+    }
+}
+
+/// Problems in a configuration, each naming the field and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The config file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// What the file system said.
+        source: std::io::Error,
+    },
+    /// The config file is not valid YAML for this schema.
+    #[error("config file {path}: {detail}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message, with line and column.
+        detail: String,
+    },
+    /// A value is missing or wrong.
+    #[error("{field}: {problem}")]
+    Invalid {
+        /// Which setting (`--flag` or file key).
+        field: &'static str,
+        /// What is wrong and what to do.
+        problem: String,
+    },
+}
+
+/// The YAML config file. Every key is optional; flags override keys.
+///
+/// ```yaml
+/// id: 1
+/// group: flotilla
+/// dataDir: /var/lib/flotilla-hub
+/// listen: 0.0.0.0:7070
+/// advertise: hub-1.example:7070
+/// peers: {1: hub-1.example:7070, 2: hub-2.example:7070, 3: hub-3.example:7070}
+/// join: false
+/// tickMillis: 50
+/// electionTicks: 10
+/// heartbeatTicks: 2
+/// compactAfter: 10000
+/// ```
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FileConfig {
+    /// Raft id.
+    pub id: Option<NodeId>,
+    /// Group name.
+    pub group: Option<String>,
+    /// Data dir.
+    pub data_dir: Option<PathBuf>,
+    /// Listen address.
+    pub listen: Option<String>,
+    /// Advertised address.
+    pub advertise: Option<String>,
+    /// Founding members, id → address.
+    pub peers: Option<BTreeMap<NodeId, String>>,
+    /// Join an existing group instead of founding one.
+    pub join: Option<bool>,
+    /// Tick interval in milliseconds.
+    pub tick_millis: Option<u64>,
+    /// Election timeout in ticks.
+    pub election_ticks: Option<usize>,
+    /// Heartbeat interval in ticks.
+    pub heartbeat_ticks: Option<usize>,
+    /// Applied entries between snapshots.
+    pub compact_after: Option<u64>,
+}
+
+impl FileConfig {
+    /// Reads and parses a YAML config file; unknown keys are errors.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        serde_saphyr::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            detail: e.to_string(),
+        })
+    }
+
+    /// Turns the merged settings into a node config, checking each.
+    pub fn into_node_config(self) -> Result<NodeConfig, ConfigError> {
+        let id = self.id.filter(|id| *id != 0).ok_or(ConfigError::Invalid {
+            field: "--id / id",
+            problem: "a non-zero node id is required".into(),
+        })?;
+        let data_dir = self.data_dir.ok_or(ConfigError::Invalid {
+            field: "--data-dir / dataDir",
+            problem: "a data directory is required".into(),
+        })?;
+        let listen = self.listen.ok_or(ConfigError::Invalid {
+            field: "--listen / listen",
+            problem: "a listen address (HOST:PORT) is required".into(),
+        })?;
+        let join = self.join.unwrap_or(false);
+        let bootstrap = match (self.peers, join) {
+            (Some(_), true) => {
+                return Err(ConfigError::Invalid {
+                    field: "--join / join",
+                    problem: "a joining node takes no --peers: the group's leader adds it".into(),
+                });
+            }
+            (None, true) => Bootstrap::Join,
+            (None, false) => Bootstrap::Single,
+            (Some(peers), false) if !peers.contains_key(&id) => {
+                return Err(ConfigError::Invalid {
+                    field: "--peers / peers",
+                    problem: format!(
+                        "the founding members must include this node (id {id}); add {id}=ADDR"
+                    ),
+                });
+            }
+            (Some(peers), false) => Bootstrap::Members(peers),
+        };
+        let defaults = Timing::default();
+        let timing = Timing {
+            tick: self
+                .tick_millis
+                .map(Duration::from_millis)
+                .unwrap_or(defaults.tick),
+            election_ticks: self.election_ticks.unwrap_or(defaults.election_ticks),
+            heartbeat_ticks: self.heartbeat_ticks.unwrap_or(defaults.heartbeat_ticks),
+            request_timeout: defaults.request_timeout,
+        };
+        if timing.tick.is_zero() || timing.heartbeat_ticks == 0 {
+            return Err(ConfigError::Invalid {
+                field: "tickMillis / heartbeatTicks",
+                problem: "must be positive".into(),
+            });
+        }
+        if timing.election_ticks <= timing.heartbeat_ticks {
+            return Err(ConfigError::Invalid {
+                field: "electionTicks",
+                problem: format!(
+                    "must be greater than heartbeatTicks ({}); ten times is usual",
+                    timing.heartbeat_ticks
+                ),
+            });
+        }
+        Ok(NodeConfig {
+            id,
+            group: self.group.unwrap_or_else(|| DEFAULT_GROUP.to_owned()),
+            data_dir,
+            listen,
+            advertise: self.advertise,
+            bootstrap,
+            timing,
+            compact_after: self.compact_after.unwrap_or(DEFAULT_COMPACT_AFTER).max(1),
+            faults: Arc::new(FaultPlan::default()),
+        })
+    }
+}
+
+/// Parses `ID=ADDR,ID=ADDR,...`.
+pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> {
+    let mut peers = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, addr) = item.split_once('=').ok_or_else(|| ConfigError::Invalid {
+            field: "--peers",
+            problem: format!("`{item}` is not ID=HOST:PORT"),
+        })?;
+        let id: NodeId = id
+            .trim()
+            .parse()
+            .ok()
+            .filter(|id| *id != 0)
+            .ok_or_else(|| ConfigError::Invalid {
+                field: "--peers",
+                problem: format!("`{id}` in `{item}` is not a non-zero node id"),
+            })?;
+        if peers.insert(id, addr.trim().to_owned()).is_some() {
+            return Err(ConfigError::Invalid {
+                field: "--peers",
+                problem: format!("node id {id} is listed twice"),
+            });
+        }
+    }
+    Ok(peers)
+}

@@ -1,0 +1,733 @@
+//! A hub node: one member of the raft group, and the API the rest of the hub builds on.
+//!
+//! [`Node::start`] opens the data dir, starts serving peers and runs the raft thread; the
+//! returned [`NodeHandle`] is cheap to clone and is all a service or controller needs:
+//!
+//! - writes: [`NodeHandle::propose`] on any node (forwarded to the leader), answered once the
+//!   command applied on *this* node, so a read of [`NodeHandle::state`] right after sees it;
+//! - reads: [`NodeHandle::state`] (this replica, possibly behind the leader) or
+//!   [`NodeHandle::read_index`] / [`NodeHandle::linearizable`] (linearizable, via ReadIndex);
+//! - notifications: [`NodeHandle::watch_applied`] (applied index) and
+//!   [`NodeHandle::watch_leadership`] (leader and term), on which leader-only controllers start
+//!   and stop;
+//! - membership: [`NodeHandle::add_member`], [`NodeHandle::remove_member`], one at a time.
+
+use std::collections::BTreeMap;
+use std::ops::Deref;
+use std::sync::Arc;
+use std::sync::mpsc::Sender as EventSender;
+
+use flotilla_proto::v1::hub_group_server::HubGroupServer;
+use flotilla_proto::v1::peer_forward_reply::Outcome as ForwardOutcome;
+use flotilla_proto::v1::raft_peer_server::RaftPeerServer;
+use parking_lot::{Mutex, RwLock, RwLockReadGuard};
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Message, Snapshot};
+use raft::{RawNode, SnapshotStatus};
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::admin::GroupService;
+use crate::config::{Bootstrap, ConfigError, NodeConfig, Timing};
+use crate::state::{Command, CommandError, EncodeError, NodeId, SnapshotError, State};
+use crate::storage::{Identity, RaftStore, StoreError};
+use crate::transport::net::{self, NetError};
+use crate::transport::{PeerService, Transport};
+
+mod driver;
+mod logging;
+mod waiters;
+
+#[cfg(test)]
+mod tests;
+
+/// Starts hub nodes.
+pub struct Node;
+
+/// A running node. Clones share the node; call [`NodeHandle::shutdown`] to stop it.
+#[derive(Clone)]
+pub struct NodeHandle {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    id: NodeId,
+    group: String,
+    address: String,
+    timing: Timing,
+    events: EventSender<Event>,
+    replica: Arc<RwLock<Replica>>,
+    applied: watch::Receiver<u64>,
+    leadership: watch::Receiver<Leadership>,
+    failure: watch::Receiver<Option<String>>,
+    transport: Arc<Transport>,
+    stop: CancellationToken,
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
+    server: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The state machine and the log index it reflects, always updated together.
+#[derive(Debug, Clone)]
+pub struct Replica {
+    /// Index of the last applied entry.
+    pub applied: u64,
+    /// The state after applying it.
+    pub state: State,
+}
+
+/// A read view of this replica's state machine. Holding it blocks applying, so keep it short
+/// (it cannot be held across an `.await` in a spawned task: it is not `Send`).
+pub struct StateView<'a> {
+    guard: RwLockReadGuard<'a, Replica>,
+}
+
+impl StateView<'_> {
+    /// Index of the last entry the state reflects.
+    pub fn applied(&self) -> u64 {
+        self.guard.applied
+    }
+}
+
+impl Deref for StateView<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.guard.state
+    }
+}
+
+/// Who leads, as this node knows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Leadership {
+    /// The leader, if one is known.
+    pub leader: Option<NodeId>,
+    /// The current term.
+    pub term: u64,
+}
+
+/// A node's raft role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Leads the group.
+    Leader,
+    /// Follows a leader (or waits for one).
+    Follower,
+    /// Campaigning.
+    Candidate,
+    /// Checking whether a campaign could win (pre-vote).
+    PreCandidate,
+}
+
+impl Role {
+    /// Lower-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::PreCandidate => "pre-candidate",
+        }
+    }
+}
+
+/// A snapshot of a node's raft and state machine progress.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    /// This node.
+    pub id: NodeId,
+    /// Its role.
+    pub role: Role,
+    /// The leader it knows.
+    pub leader: Option<NodeId>,
+    /// Current term.
+    pub term: u64,
+    /// Commit index.
+    pub commit: u64,
+    /// Applied index.
+    pub applied: u64,
+    /// First index still in the log (the rest is in the snapshot).
+    pub first_index: u64,
+    /// Last index in the log.
+    pub last_index: u64,
+    /// Raft ticks since start: logical time, in units of the tick interval.
+    pub ticks: u64,
+    /// Current voters, as raft sees them.
+    pub voters: Vec<NodeId>,
+    /// Members and addresses, as the state machine records them.
+    pub members: BTreeMap<NodeId, String>,
+    /// blake3 of the state machine's canonical encoding.
+    pub state_hash: String,
+}
+
+/// A command that applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Applied {
+    /// Log index it applied at.
+    pub index: u64,
+}
+
+/// Why a proposal did not apply. Only `Timeout` and `Unknown` leave the outcome open.
+#[derive(Debug, thiserror::Error)]
+pub enum ProposeError {
+    /// No leader was known before the deadline (an election is running, or a quorum is lost).
+    #[error("no leader is known (election in progress or quorum lost); retry shortly")]
+    NoLeader,
+    /// This node does not lead and forwarding to the leader kept failing.
+    #[error("not leader; try node {leader}{}", address.as_deref().map(|a| format!(" at {a}")).unwrap_or_default())]
+    NotLeader {
+        /// The node believed to lead.
+        leader: NodeId,
+        /// Its address, if known.
+        address: Option<String>,
+    },
+    /// Appended but not applied before the deadline: it may still apply.
+    #[error("timed out waiting for the proposal{} to apply; it may still apply", index.map(|i| format!(" at index {i}")).unwrap_or_default())]
+    Timeout {
+        /// Where it was appended, if it was.
+        index: Option<u64>,
+    },
+    /// A later leader overwrote the entry: it did not apply and is safe to retry.
+    #[error("the proposal at index {index} was overwritten after a leader change; retry")]
+    Superseded {
+        /// Where it had been appended.
+        index: u64,
+    },
+    /// A snapshot replaced the log over the entry; whether it applied is unknown.
+    #[error("a snapshot replaced the log over index {index}; check the state before retrying")]
+    Unknown {
+        /// Where it had been appended.
+        index: u64,
+    },
+    /// It committed, but the state machine refused it (the state is unchanged).
+    #[error("rejected at index {index}: {error}")]
+    Rejected {
+        /// Where it committed.
+        index: u64,
+        /// Why it was refused.
+        error: CommandError,
+    },
+    /// The leader refused it outright (e.g. another membership change is in progress).
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The command could not be encoded.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The node is stopped.
+    #[error("the hub node is stopped")]
+    Stopped,
+}
+
+/// Why a linearizable read failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// The leader did not confirm a read index before the deadline.
+    #[error("no read index confirmed by a leader in time (no leader, or quorum lost)")]
+    Timeout,
+    /// The node is stopped.
+    #[error("the hub node is stopped")]
+    Stopped,
+}
+
+/// Why a node did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is wrong.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The data dir is unusable.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Listening failed.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The stored state machine image is unreadable.
+    #[error("data dir state snapshot: {0}")]
+    Snapshot(#[from] SnapshotError),
+    /// raft refused the configuration or the log.
+    #[error("raft: {0}")]
+    Raft(#[from] raft::Error),
+    /// The raft thread could not be started.
+    #[error("cannot start the raft thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What the raft thread is asked to do.
+pub(crate) enum Event {
+    /// A message from a peer.
+    Raft(Box<Message>),
+    /// Propose, answering `reply` at once and `outcome` when the entry applies.
+    Propose {
+        proposal: Proposal,
+        reply: oneshot::Sender<ProposeReply>,
+        outcome: Option<oneshot::Sender<EntryOutcome>>,
+    },
+    /// Answer `outcome` when the entry the leader appended at (index, term) applies here.
+    Await {
+        index: u64,
+        term: u64,
+        conf_change: bool,
+        outcome: oneshot::Sender<EntryOutcome>,
+    },
+    /// A linearizable read: answer with a read index once applied reaches it.
+    ReadIndex(oneshot::Sender<u64>),
+    /// Sending to the peer failed.
+    Unreachable(NodeId),
+    /// A snapshot upload to the peer finished or failed.
+    SnapshotReport(NodeId, SnapshotStatus),
+    /// Report status.
+    Status(oneshot::Sender<NodeStatus>),
+    /// Start an election now.
+    Campaign,
+    /// Stop the raft thread.
+    Stop,
+}
+
+/// Something to append to the log.
+#[derive(Debug, Clone)]
+pub(crate) enum Proposal {
+    /// An encoded command.
+    Command(Vec<u8>),
+    /// A membership change.
+    ConfChange(ConfChangeV2),
+}
+
+/// The raft thread's immediate answer to a proposal.
+#[derive(Debug, Clone)]
+pub(crate) enum ProposeReply {
+    Proposed { index: u64, term: u64 },
+    NotLeader { leader: Option<NodeId> },
+    Refused(String),
+}
+
+/// What became of an appended entry.
+#[derive(Debug, Clone)]
+pub(crate) enum EntryOutcome {
+    Applied,
+    Rejected(CommandError),
+    Refused(String),
+    Superseded,
+    Unknown,
+}
+
+impl Node {
+    /// Opens the data dir, binds the listen address, and starts the raft thread and the peer
+    /// server on the current tokio runtime.
+    pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
+        if config.id == 0 {
+            return Err(ConfigError::Invalid {
+                field: "--id",
+                problem: "node id 0 is reserved; use 1 or more".into(),
+            }
+            .into());
+        }
+        let listener = net::bind(&config.listen).await?;
+        let address = advertised_address(&config, &listener)?;
+        let identity = Identity {
+            group: config.group.clone(),
+            node_id: config.id,
+        };
+        let mut store = RaftStore::open(&config.data_dir, &identity)?;
+        if !store.is_initialized() {
+            if let Some(members) = founding_members(&config, &address) {
+                store.apply_snapshot(&bootstrap_snapshot(members)?)?;
+            }
+        }
+        let applied = store.snapshot_metadata().index;
+        let state = match applied {
+            0 => State::default(),
+            _ => State::from_snapshot(&store.snapshot_data()?)?,
+        };
+        let sole_voter = store.snapshot_metadata().get_conf_state().voters == [config.id];
+        let raft_config = raft::Config {
+            id: config.id,
+            election_tick: config.timing.election_ticks,
+            heartbeat_tick: config.timing.heartbeat_ticks,
+            applied,
+            check_quorum: true,
+            pre_vote: true,
+            max_size_per_msg: 1024 * 1024,
+            max_inflight_msgs: 256,
+            ..raft::Config::default()
+        };
+        raft_config.validate()?;
+        let mut raw = RawNode::new(&raft_config, store, &logging::raft_logger(config.id))?;
+        if sole_voter {
+            // Nobody else can win; waiting an election timeout would only delay the first write.
+            raw.campaign()?;
+        }
+
+        let (events, events_rx) = std::sync::mpsc::channel();
+        let transport = Arc::new(Transport::new(
+            config.id,
+            config.group.clone(),
+            address.clone(),
+            config.faults.clone(),
+            tokio::runtime::Handle::current(),
+            events.clone(),
+        ));
+        transport.set_members(&state.members);
+        let (applied_tx, applied_rx) = watch::channel(applied);
+        let (leadership_tx, leadership_rx) = watch::channel(Leadership::default());
+        let (failure_tx, failure_rx) = watch::channel(None);
+        let replica = Arc::new(RwLock::new(Replica { applied, state }));
+        let stop = CancellationToken::new();
+        let handle = NodeHandle {
+            shared: Arc::new(Shared {
+                id: config.id,
+                group: config.group.clone(),
+                address,
+                timing: config.timing,
+                events: events.clone(),
+                replica: replica.clone(),
+                applied: applied_rx,
+                leadership: leadership_rx,
+                failure: failure_rx,
+                transport: transport.clone(),
+                stop: stop.clone(),
+                thread: Mutex::new(None),
+                server: Mutex::new(None),
+            }),
+        };
+
+        let peers = PeerService {
+            id: config.id,
+            group: config.group.clone(),
+            events: events.clone(),
+            transport: transport.clone(),
+        };
+        let router = net::server()
+            .add_service(
+                RaftPeerServer::new(peers)
+                    .max_decoding_message_size(net::MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(net::MAX_MESSAGE_BYTES),
+            )
+            .add_service(HubGroupServer::new(GroupService::new(handle.clone())));
+        let server = tokio::spawn(net::serve(router, listener, stop));
+
+        let driver = driver::Driver {
+            raw,
+            events: events_rx,
+            transport,
+            replica,
+            applied_tx,
+            leadership_tx,
+            failure_tx,
+            timing: config.timing,
+            compact_after: config.compact_after.max(1),
+            proposals: Default::default(),
+            reads: Default::default(),
+            ticks: 0,
+            next_read: 0,
+        };
+        let thread = std::thread::Builder::new()
+            .name(format!("raft-{}", config.id))
+            .spawn(move || driver.run())
+            .map_err(StartError::Thread)?;
+        *handle.shared.thread.lock() = Some(thread);
+        *handle.shared.server.lock() = Some(server);
+        tracing::info!(
+            node = config.id,
+            group = %config.group,
+            address = %handle.shared.address,
+            applied,
+            "hub node started"
+        );
+        Ok(handle)
+    }
+}
+
+fn advertised_address(
+    config: &NodeConfig,
+    listener: &tokio::net::TcpListener,
+) -> Result<String, StartError> {
+    if let Some(advertise) = &config.advertise {
+        return Ok(advertise.clone());
+    }
+    let local = net::local_addr(listener).map_err(|source| NetError::Bind {
+        address: config.listen.clone(),
+        source,
+    })?;
+    if local.ip().is_unspecified() {
+        return Err(ConfigError::Invalid {
+            field: "--advertise",
+            problem: format!(
+                "listening on {local} gives peers no address to reach this node; pass \
+                 --advertise HOST:PORT"
+            ),
+        }
+        .into());
+    }
+    Ok(local.to_string())
+}
+
+/// The members a node with an empty data dir founds its group with, if it founds one.
+fn founding_members(config: &NodeConfig, address: &str) -> Option<BTreeMap<NodeId, String>> {
+    match &config.bootstrap {
+        Bootstrap::Join => None,
+        Bootstrap::Single => Some(BTreeMap::from([(config.id, address.to_owned())])),
+        Bootstrap::Members(members) => Some(members.clone()),
+    }
+}
+
+/// The snapshot every founding member starts from: index 1, term 1, the founding voters, and a
+/// state that records their addresses. Identical on every founder, so their logs agree.
+fn bootstrap_snapshot(members: BTreeMap<NodeId, String>) -> Result<Snapshot, SnapshotError> {
+    let mut snapshot = Snapshot::default();
+    let meta = snapshot.mut_metadata();
+    meta.index = 1;
+    meta.term = 1;
+    meta.set_conf_state(ConfState::from((
+        members.keys().copied().collect::<Vec<_>>(),
+        vec![],
+    )));
+    snapshot.data = State::bootstrap(members).to_snapshot()?.into();
+    Ok(snapshot)
+}
+
+impl NodeHandle {
+    /// This node's raft id.
+    pub fn id(&self) -> NodeId {
+        self.shared.id
+    }
+
+    /// The group's name.
+    pub fn group(&self) -> &str {
+        &self.shared.group
+    }
+
+    /// The address peers and clients reach this node at.
+    pub fn address(&self) -> &str {
+        &self.shared.address
+    }
+
+    /// The raft timers this node runs with.
+    pub fn timing(&self) -> Timing {
+        self.shared.timing
+    }
+
+    fn send(&self, event: Event) -> Result<(), ProposeError> {
+        self.shared
+            .events
+            .send(event)
+            .map_err(|_| ProposeError::Stopped)
+    }
+
+    /// Proposes a command and waits until it applied on this node. Accepted on any node: a
+    /// follower hands it to the leader. Waits at most the configured request timeout.
+    pub async fn propose(&self, command: &Command) -> Result<Applied, ProposeError> {
+        self.submit(Proposal::Command(command.encode()?)).await
+    }
+
+    /// Adds a voting member (one at a time). The new node must be started with `--join`; it
+    /// catches up by snapshot.
+    pub async fn add_member(&self, id: NodeId, address: &str) -> Result<Applied, ProposeError> {
+        self.change_membership(id, ConfChangeType::AddNode, address.as_bytes().to_vec())
+            .await
+    }
+
+    /// Removes a member, dead or alive. Removing the leader first hands leadership over.
+    pub async fn remove_member(&self, id: NodeId) -> Result<Applied, ProposeError> {
+        self.change_membership(id, ConfChangeType::RemoveNode, Vec::new())
+            .await
+    }
+
+    async fn change_membership(
+        &self,
+        id: NodeId,
+        change: ConfChangeType,
+        context: Vec<u8>,
+    ) -> Result<Applied, ProposeError> {
+        let mut single = ConfChangeSingle::default();
+        single.node_id = id;
+        single.set_change_type(change);
+        let mut cc = ConfChangeV2::default();
+        cc.changes = vec![single].into();
+        cc.context = context.into();
+        self.submit(Proposal::ConfChange(cc)).await
+    }
+
+    /// Proposes locally if this node leads, otherwise forwards to the leader, retrying across
+    /// elections until the deadline.
+    async fn submit(&self, proposal: Proposal) -> Result<Applied, ProposeError> {
+        let conf_change = matches!(proposal, Proposal::ConfChange(_));
+        let deadline = Instant::now() + self.shared.timing.request_timeout;
+        let pause = self.shared.timing.tick;
+        let mut last_leader = None;
+        loop {
+            let (reply, answer) = oneshot::channel();
+            let (outcome, result) = oneshot::channel();
+            self.send(Event::Propose {
+                proposal: proposal.clone(),
+                reply,
+                outcome: Some(outcome),
+            })?;
+            let answer = match tokio::time::timeout_at(deadline, answer).await {
+                Err(_) => return Err(ProposeError::Timeout { index: None }),
+                Ok(Err(_)) => return Err(ProposeError::Stopped),
+                Ok(Ok(answer)) => answer,
+            };
+            match answer {
+                ProposeReply::Proposed { index, .. } => {
+                    return wait_outcome(result, index, deadline).await;
+                }
+                ProposeReply::Refused(why) => return Err(ProposeError::Refused(why)),
+                ProposeReply::NotLeader {
+                    leader: Some(leader),
+                } if leader != self.shared.id => {
+                    last_leader = Some(leader);
+                    match self.shared.transport.forward(leader, &proposal).await {
+                        Ok(reply) => match reply.outcome {
+                            Some(ForwardOutcome::Proposed(p)) => {
+                                let (outcome, result) = oneshot::channel();
+                                self.send(Event::Await {
+                                    index: p.index,
+                                    term: p.term,
+                                    conf_change,
+                                    outcome,
+                                })?;
+                                return wait_outcome(result, p.index, deadline).await;
+                            }
+                            Some(ForwardOutcome::Refused(why)) => {
+                                return Err(ProposeError::Refused(why));
+                            }
+                            Some(ForwardOutcome::NotLeader(n)) if n.leader != 0 => {
+                                last_leader = Some(n.leader);
+                            }
+                            _ => {}
+                        },
+                        Err(e) => tracing::debug!(error = %e, "forwarding to the leader failed"),
+                    }
+                }
+                ProposeReply::NotLeader { .. } => {}
+            }
+            if Instant::now() + pause >= deadline {
+                return Err(match last_leader {
+                    Some(leader) => ProposeError::NotLeader {
+                        leader,
+                        address: self.shared.transport.address_of(leader),
+                    },
+                    None => ProposeError::NoLeader,
+                });
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    /// A linearizable read index: once it returns, this node's state reflects every write
+    /// acknowledged anywhere before the call.
+    pub async fn read_index(&self) -> Result<u64, ReadError> {
+        let (reply, answer) = oneshot::channel();
+        self.shared
+            .events
+            .send(Event::ReadIndex(reply))
+            .map_err(|_| ReadError::Stopped)?;
+        match tokio::time::timeout(self.shared.timing.request_timeout, answer).await {
+            Ok(Ok(index)) => Ok(index),
+            Ok(Err(_)) => Err(ReadError::Stopped),
+            Err(_) => Err(ReadError::Timeout),
+        }
+    }
+
+    /// Runs `read` on this node's state after a linearizable read index.
+    pub async fn linearizable<R>(&self, read: impl FnOnce(&State) -> R) -> Result<R, ReadError> {
+        self.read_index().await?;
+        Ok(read(&self.state()))
+    }
+
+    /// This replica's state as applied so far (may lag the leader; see `linearizable`).
+    pub fn state(&self) -> StateView<'_> {
+        StateView {
+            guard: self.shared.replica.read(),
+        }
+    }
+
+    /// The applied index of this replica.
+    pub fn applied_index(&self) -> u64 {
+        *self.shared.applied.borrow()
+    }
+
+    /// Notified whenever the applied index advances (services stream from it).
+    pub fn watch_applied(&self) -> watch::Receiver<u64> {
+        self.shared.applied.clone()
+    }
+
+    /// Waits until this replica applied `index`.
+    pub async fn wait_applied(&self, index: u64) -> Result<u64, ReadError> {
+        let mut applied = self.watch_applied();
+        let reached = applied
+            .wait_for(|applied| *applied >= index)
+            .await
+            .map_err(|_| ReadError::Stopped)?;
+        Ok(*reached)
+    }
+
+    /// Whether this node leads right now.
+    pub fn is_leader(&self) -> bool {
+        self.shared.leadership.borrow().leader == Some(self.shared.id)
+    }
+
+    /// Leader and term as this node knows them.
+    pub fn leadership(&self) -> Leadership {
+        *self.shared.leadership.borrow()
+    }
+
+    /// Notified on every leader or term change; leader-only controllers start when it names this
+    /// node and stop when it does not.
+    pub fn watch_leadership(&self) -> watch::Receiver<Leadership> {
+        self.shared.leadership.clone()
+    }
+
+    /// Why the raft thread stopped on its own, if it did (a damaged log, an entry from a newer
+    /// hub). Notified once.
+    pub fn watch_failure(&self) -> watch::Receiver<Option<String>> {
+        self.shared.failure.clone()
+    }
+
+    /// Raft and state machine progress.
+    pub async fn status(&self) -> Result<NodeStatus, ProposeError> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Event::Status(reply))?;
+        answer.await.map_err(|_| ProposeError::Stopped)
+    }
+
+    /// Starts an election on this node now (operators moving leadership, tests).
+    pub fn campaign(&self) -> Result<(), ProposeError> {
+        self.send(Event::Campaign)
+    }
+
+    /// Stops the node: the raft thread ends (closing the data dir), every peer connection is
+    /// cut and the listener closed. Safe to call more than once.
+    pub async fn shutdown(&self) {
+        let _ = self.shared.events.send(Event::Stop);
+        let thread = self.shared.thread.lock().take();
+        if let Some(thread) = thread {
+            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
+            if !matches!(joined, Ok(Ok(()))) {
+                tracing::error!(node = self.shared.id, "raft thread panicked");
+            }
+        }
+        self.shared.transport.shutdown();
+        self.shared.stop.cancel();
+        let server = self.shared.server.lock().take();
+        if let Some(server) = server {
+            let _ = server.await;
+        }
+    }
+}
+
+async fn wait_outcome(
+    result: oneshot::Receiver<EntryOutcome>,
+    index: u64,
+    deadline: Instant,
+) -> Result<Applied, ProposeError> {
+    match tokio::time::timeout_at(deadline, result).await {
+        Err(_) => Err(ProposeError::Timeout { index: Some(index) }),
+        Ok(Err(_)) => Err(ProposeError::Stopped),
+        Ok(Ok(EntryOutcome::Applied)) => Ok(Applied { index }),
+        Ok(Ok(EntryOutcome::Rejected(error))) => Err(ProposeError::Rejected { index, error }),
+        Ok(Ok(EntryOutcome::Refused(why))) => Err(ProposeError::Refused(why)),
+        Ok(Ok(EntryOutcome::Superseded)) => Err(ProposeError::Superseded { index }),
+        Ok(Ok(EntryOutcome::Unknown)) => Err(ProposeError::Unknown { index }),
+    }
+}
