@@ -1,10 +1,28 @@
 //! The Flotilla agent: applies bundles of Kubernetes objects to one cluster as a unit, prunes
 //! what left them, corrects drift and judges health.
+//!
+//! [`Engine`] is the library API: the hub connection (or `flotilla-agent run`) hands it
+//! [`BundleRevision`]s and forwards the [`Report`]s it publishes.
 
+pub mod apply;
 pub mod bundle;
+pub mod catalog;
 pub mod clock;
+pub mod cluster;
 pub mod drift;
+pub mod engine;
 pub mod health;
+pub mod inventory;
 pub mod object;
+pub mod owners;
+pub mod plan;
+pub mod prune;
 pub mod report;
+pub mod retry;
 pub mod state;
+pub mod watch;
+
+pub use bundle::{BundleRevision, DriftMode, HeldBundle};
+pub use clock::{Clock, SystemClock};
+pub use engine::{BundleStatus, Engine, EngineConfig, EngineError, Phase};
+pub use report::{Event, ObjectMessage, Report};

@@ -16,25 +16,56 @@ use crate::bundle::{BundleRevision, is_dns_label};
 const FORMAT: u32 = 1;
 
 /// What the agent keeps about one bundle.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[derive(Clone, Debug, PartialEq)]
 pub struct BundleState {
     /// The revision to enforce.
     pub desired: BundleRevision,
-    /// The last revision applied successfully, when it is not `desired` (a newer revision failed
-    /// or is being applied); enforced after a restart if `desired` cannot be applied.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The last revision applied successfully; enforced after a restart if `desired` cannot
+    /// be applied.
     pub last_applied: Option<BundleRevision>,
     /// The bundle is being removed: pruning everything it owned has not finished.
-    #[serde(default)]
     pub removing: bool,
 }
 
+/// The file format. The last applied revision is usually the desired one; then it is not
+/// written twice.
 #[derive(Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct StateFile {
     format: u32,
-    #[serde(flatten)]
-    state: BundleState,
+    desired: BundleRevision,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    last_applied: Option<BundleRevision>,
+    #[serde(default)]
+    desired_applied: bool,
+    #[serde(default)]
+    removing: bool,
+}
+
+impl StateFile {
+    fn new(state: &BundleState) -> StateFile {
+        let desired_applied = state.last_applied.as_ref() == Some(&state.desired);
+        StateFile {
+            format: FORMAT,
+            desired: state.desired.clone(),
+            last_applied: state.last_applied.clone().filter(|_| !desired_applied),
+            desired_applied,
+            removing: state.removing,
+        }
+    }
+
+    fn into_state(self) -> BundleState {
+        let last_applied = if self.desired_applied {
+            Some(self.desired.clone())
+        } else {
+            self.last_applied
+        };
+        BundleState {
+            desired: self.desired,
+            last_applied,
+            removing: self.removing,
+        }
+    }
 }
 
 /// Errors reading or writing the state directory.
@@ -114,10 +145,7 @@ impl StateDir {
             path: path.clone(),
             source,
         };
-        let file = StateFile {
-            format: FORMAT,
-            state: state.clone(),
-        };
+        let file = StateFile::new(state);
         let bytes = serde_json::to_vec(&file).map_err(|e| io(std::io::Error::other(e)))?;
         let mut temp = tempfile::Builder::new()
             .prefix(".tmp-")
@@ -170,7 +198,7 @@ fn read(path: &Path) -> Result<BundleState, StateError> {
             found: file.format,
         });
     }
-    Ok(file.state)
+    Ok(file.into_state())
 }
 
 #[cfg(test)]
@@ -210,6 +238,21 @@ mod tests {
         reopened.remove("db").expect("remove");
         reopened.remove("db").expect("removing twice is fine");
         assert_eq!(reopened.load().expect("load"), vec![state("web", "h2")]);
+    }
+
+    #[test]
+    fn the_last_applied_revision_survives_whether_or_not_it_is_the_desired_one() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let states = StateDir::open(dir.path()).expect("open");
+        let mut web = state("web", "h2");
+        web.last_applied = Some(web.desired.clone());
+        states.save(&web).expect("save");
+        let text = std::fs::read_to_string(dir.path().join("bundles/web.json")).expect("read");
+        assert_eq!(text.matches("ConfigMap").count(), 1, "written once: {text}");
+        let mut db = state("db", "h2");
+        db.last_applied = Some(state("db", "h1").desired);
+        states.save(&db).expect("save");
+        assert_eq!(states.load().expect("load"), vec![db, web]);
     }
 
     #[test]
