@@ -187,10 +187,14 @@ fn looks_remote(entry: &str, local: &Path) -> bool {
         || entry.starts_with("git@")
         || entry.contains("?ref=")
         || (!local.exists()
-            && entry
-                .split('/')
-                .next()
-                .is_some_and(|first| first.contains('.') && first != "." && first != ".."))
+            && entry.split_once('/').is_some_and(|(host, _)| {
+                host.contains('.')
+                    && host != "."
+                    && host != ".."
+                    && ![".yaml", ".yml", ".json"]
+                        .iter()
+                        .any(|ext| host.ends_with(ext))
+            }))
 }
 
 fn locate(text: &str, file: &str, needle: &str) -> SourceLocation {
