@@ -369,6 +369,10 @@ async fn resource(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
+    if content_type.contains("protobuf") || content_type.contains("cbor") {
+        // Only JSON and YAML bodies are understood; a 415 tells clients to send JSON.
+        return Err(ApiError::unsupported_body(&content_type));
+    }
     match (req.method.clone(), t.name.is_some()) {
         (Method::GET, true) => {
             let obj = objects::get(&cluster.read(), &t)?;

@@ -221,6 +221,15 @@ impl ApiError {
         )
     }
 
+    /// 415 for a body encoding the simulator does not decode (protobuf, CBOR).
+    pub(crate) fn unsupported_body(content_type: &str) -> ApiError {
+        ApiError::new(
+            415,
+            "UnsupportedMediaType",
+            format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {content_type:?})"),
+        )
+    }
+
     /// 500 InternalError, for the `ServerErrors` fault.
     pub(crate) fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(500, "InternalError", message)
