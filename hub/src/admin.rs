@@ -4,12 +4,14 @@
 use flotilla_proto::v1::hub_group_client::HubGroupClient;
 use flotilla_proto::v1::hub_group_server::HubGroup;
 use flotilla_proto::v1::{
-    GroupAddMemberRequest, GroupMember, GroupMembershipChanged, GroupRemoveMemberRequest,
-    GroupStatus, GroupStatusRequest,
+    GroupAddMemberRequest, GroupMember, GroupMembershipChanged, GroupProposeRequest, GroupProposed,
+    GroupReadStateRequest, GroupRemoveMemberRequest, GroupStateImage, GroupStatus,
+    GroupStatusRequest,
 };
 use tonic::{Request, Response, Status};
 
 use crate::node::{NodeHandle, NodeStatus, ProposeError};
+use crate::state::{Command, State};
 use crate::transport::net::{self, NetError};
 
 /// Serves `HubGroup` from a node.
@@ -114,6 +116,39 @@ impl HubGroup for GroupService {
             members: self.members(),
         }))
     }
+
+    async fn propose(
+        &self,
+        request: Request<GroupProposeRequest>,
+    ) -> Result<Response<GroupProposed>, Status> {
+        let command = Command::decode(&request.into_inner().command)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let applied = self.node.propose(&command).await.map_err(to_status)?;
+        Ok(Response::new(GroupProposed {
+            index: applied.index,
+        }))
+    }
+
+    async fn read_state(
+        &self,
+        request: Request<GroupReadStateRequest>,
+    ) -> Result<Response<GroupStateImage>, Status> {
+        if request.into_inner().linearizable {
+            self.node
+                .read_index()
+                .await
+                .map_err(|e| Status::unavailable(e.to_string()))?;
+        }
+        let state = self.node.state();
+        let image = GroupStateImage {
+            applied: state.applied(),
+            snapshot: state
+                .to_snapshot()
+                .map_err(|e| Status::internal(e.to_string()))?,
+            state_hash: state.hash().map_err(|e| Status::internal(e.to_string()))?,
+        };
+        Ok(Response::new(image))
+    }
 }
 
 /// A client of a node's `HubGroup` API.
@@ -151,5 +186,28 @@ impl GroupClient {
     pub async fn remove_member(&mut self, id: u64) -> Result<GroupMembershipChanged, Status> {
         let request = GroupRemoveMemberRequest { id };
         Ok(self.inner.remove_member(request).await?.into_inner())
+    }
+}
+
+impl GroupClient {
+    /// Proposes a command through the node; returns the index it applied at.
+    pub async fn propose(&mut self, command: &Command) -> Result<u64, Status> {
+        let command = command
+            .encode()
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let request = GroupProposeRequest { command };
+        Ok(self.inner.propose(request).await?.into_inner().index)
+    }
+
+    /// The node's state machine, decoded, with the index it reflects.
+    pub async fn read_state(&mut self, linearizable: bool) -> Result<(u64, State), Status> {
+        let image = self
+            .inner
+            .read_state(GroupReadStateRequest { linearizable })
+            .await?
+            .into_inner();
+        let state =
+            State::from_snapshot(&image.snapshot).map_err(|e| Status::data_loss(e.to_string()))?;
+        Ok((image.applied, state))
     }
 }
