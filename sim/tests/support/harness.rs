@@ -32,6 +32,9 @@ pub async fn start_with(config: SimConfig) -> Sim {
 
 /// A kube client for one virtual cluster.
 pub fn client(sim: &Sim, cluster: &str) -> kube::Client {
+    // kube's TLS stack needs a process-wide provider even for plain HTTP; a second
+    // install in the same process is refused, which is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let url: http::Uri = match sim.cluster_url(cluster).parse() {
         Ok(u) => u,
         Err(e) => panic!("cluster URL does not parse: {e}"),
