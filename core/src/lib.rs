@@ -16,6 +16,7 @@ pub mod location;
 pub mod render;
 pub mod repository;
 pub mod rollout;
+pub mod schema;
 pub mod selector;
 pub mod spec;
 mod yaml;

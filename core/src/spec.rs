@@ -20,6 +20,7 @@ mod quantity;
 mod tests;
 mod validate;
 
+pub(crate) use document::FleetDocument as FleetDocumentSchema;
 pub use quantity::{Duration, IntOrPercent};
 
 /// The `apiVersion` every Flotilla file carries.

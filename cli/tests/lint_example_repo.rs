@@ -1,0 +1,231 @@
+//! `flotilla lint` on real repositories, run as the real binary: the example fleet passes,
+//! broken copies fail with exit code 1 and every error located as file:line:column.
+
+#![allow(clippy::unwrap_used)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn example() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/fleet")
+}
+
+fn flotilla(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// The example's `cache` bundle is a kustomization: rendering it needs kubectl or kustomize.
+fn kustomize_available(test: &str) -> bool {
+    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+        .any(|dir| dir.join("kubectl").is_file() || dir.join("kustomize").is_file());
+    if !found && std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{test}: neither kubectl nor kustomize is on PATH, and CI=true requires them");
+    }
+    if !found {
+        eprintln!("SKIPPED {test}: neither kubectl nor kustomize is on PATH");
+    }
+    found
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+fn broken_copy() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    copy_tree(&example(), dir.path());
+    dir
+}
+
+fn edit(path: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(path).unwrap();
+    assert!(text.contains(from), "{} lacks {from:?}", path.display());
+    std::fs::write(path, text.replace(from, to)).unwrap();
+}
+
+#[test]
+fn example_fleet_lints_clean() {
+    if !kustomize_available("example_fleet_lints_clean") {
+        return;
+    }
+    let path = example();
+    let clusters = path.join("clusters.yaml");
+    let output = flotilla(&[
+        "lint",
+        path.to_str().unwrap(),
+        "--clusters",
+        clusters.to_str().unwrap(),
+    ]);
+    let text = stdout(&output);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        text.contains("lint passed: 0 error(s), 0 warning(s)"),
+        "{text}"
+    );
+    assert!(
+        text.contains(
+            "3 stages, 3 bundles, 5 clusters; 15 (cluster, bundle) pairs, 11 distinct renders"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("canary: prod-eu-1"), "{text}");
+}
+
+#[test]
+fn broken_copy_fails_with_every_error_located() {
+    if !kustomize_available("broken_copy_fails_with_every_error_located") {
+        return;
+    }
+    let repo = broken_copy();
+    edit(
+        &repo.path().join("bundles/web/configmap.yaml"),
+        "${logLevel}",
+        "${logLevl}",
+    );
+    std::fs::write(
+        repo.path().join("bundles/monitoring/broken.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: [\n",
+    )
+    .unwrap();
+    let path = repo.path().to_str().unwrap();
+
+    let table = flotilla(&["lint", path]);
+    assert_eq!(table.status.code(), Some(1));
+    let text = stdout(&table);
+    let configmap = repo.path().join("bundles/web/configmap.yaml");
+    assert!(
+        text.contains(&format!(
+            "error: {}:11:14: undefined variable `logLevl`",
+            configmap.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("broken.yaml:"),
+        "the second error is reported too: {text}"
+    );
+    assert!(text.contains("lint failed: 2 error(s)"), "{text}");
+
+    let json = flotilla(&["lint", path, "-o", "json"]);
+    assert_eq!(json.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(report["ok"], false);
+    let problems = report["problems"].as_array().unwrap();
+    assert_eq!(problems.len(), 2, "{report:#}");
+    for problem in problems {
+        assert!(
+            problem["file"].is_string() && problem["line"].is_u64(),
+            "{problem:#}"
+        );
+        assert_eq!(
+            problem["clusters"].as_array().unwrap().len(),
+            5,
+            "{problem:#}"
+        );
+    }
+}
+
+#[test]
+fn spec_error_fails_with_file_line_and_column() {
+    let repo = broken_copy();
+    edit(
+        &repo.path().join("flotilla.yaml"),
+        "    namespace: web\n",
+        "    namespace: web\n    drfit: report\n",
+    );
+    let output = flotilla(&["lint", repo.path().to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    let spec = repo.path().join("flotilla.yaml");
+    assert!(
+        text.contains(&format!(
+            "error: {}:64:5: unknown field `drfit`",
+            spec.display()
+        )),
+        "{text}"
+    );
+}
+
+#[test]
+fn cluster_in_two_stages_is_an_error() {
+    let repo = broken_copy();
+    edit(
+        &repo.path().join("flotilla.yaml"),
+        "      matchLabels: {env: staging}\n    promoteFrom: dev\n",
+        "      matchExpressions:\n        - {key: region, operator: In, values: [eu]}\n    promoteFrom: dev\n",
+    );
+    let output = flotilla(&["lint", repo.path().to_str().unwrap(), "-o", "json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let messages: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["message"].as_str())
+        .collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("cluster `dev-1` matches stages dev, staging")),
+        "{messages:#?}"
+    );
+}
+
+#[test]
+fn without_inventory_only_the_spec_is_checked() {
+    let repo = broken_copy();
+    std::fs::remove_file(repo.path().join("clusters.yaml")).unwrap();
+    let output = flotilla(&["lint", repo.path().to_str().unwrap()]);
+    let text = stdout(&output);
+    assert!(output.status.success(), "{text}");
+    assert!(
+        text.contains("no inventory: only the spec was checked"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_inventory_is_reported_with_its_line() {
+    let repo = broken_copy();
+    let inventory = repo.path().join("clusters.yaml");
+    edit(
+        &inventory,
+        "  - name: prod-ap-1\n",
+        "  - name: prod-ap-1\n    lables: {}\n",
+    );
+    let output = flotilla(&[
+        "lint",
+        repo.path().to_str().unwrap(),
+        "--clusters",
+        inventory.to_str().unwrap(),
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let text = stdout(&output);
+    assert!(
+        text.contains(&format!(
+            "error: {}:15:5: unknown field `lables`",
+            inventory.display()
+        )),
+        "{text}"
+    );
+}
