@@ -570,11 +570,15 @@ impl raft::Storage for RaftStore {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        if self.snapshot_meta.index < request_index {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
+        let conf = self.snapshot_meta.get_conf_state();
+        // A snapshot taken before `to` joined would be refused by it: it must see itself in the
+        // configuration it restores.
+        let knows_peer = conf.voters.contains(&to) || conf.learners.contains(&to);
+        if self.snapshot_meta.index < request_index || !knows_peer {
             // The driver notices this and compacts at its applied index, then raft asks again.
-            self.wanted_snapshot
-                .fetch_max(request_index, Ordering::Relaxed);
+            let wanted = request_index.max(self.snapshot_meta.index + 1);
+            self.wanted_snapshot.fetch_max(wanted, Ordering::Relaxed);
             return Err(raft::Error::Store(
                 StorageError::SnapshotTemporarilyUnavailable,
             ));

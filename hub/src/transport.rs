@@ -190,6 +190,8 @@ impl Transport {
     }
 
     fn open_link(&self, to: NodeId, address: &str) -> Option<Link> {
+        // Called from the raft thread too: tonic spawns the channel's worker on the runtime.
+        let _runtime = self.runtime.enter();
         let channel = match net::channel(address) {
             Ok(channel) => channel,
             Err(e) => {

@@ -134,12 +134,26 @@ fn a_snapshot_request_beyond_the_stored_one_is_remembered() {
     let dir = tempfile::tempdir().expect("tempdir");
     let store = bootstrapped(dir.path());
     assert!(matches!(
-        store.snapshot(7, 2),
+        store.snapshot(7, 1),
         Err(raft::Error::Store(
             StorageError::SnapshotTemporarilyUnavailable
         ))
     ));
     assert_eq!(store.wanted_snapshot(), Some(7));
+}
+
+#[test]
+fn a_snapshot_for_a_peer_missing_from_its_configuration_is_retaken() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = bootstrapped(dir.path());
+    assert!(store.snapshot(0, 1).is_ok());
+    assert!(matches!(
+        store.snapshot(0, 4),
+        Err(raft::Error::Store(
+            StorageError::SnapshotTemporarilyUnavailable
+        ))
+    ));
+    assert_eq!(store.wanted_snapshot(), Some(2));
 }
 
 #[test]
