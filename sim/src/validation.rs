@@ -400,6 +400,9 @@ fn semantic_causes(b: Builtin, obj: &Value) -> Vec<Cause> {
                     format!("Invalid value: {r}: must be greater than or equal to 0"),
                 ));
             }
+            if obj.pointer("/spec/selector").is_none_or(Value::is_null) {
+                causes.push(required("spec.selector"));
+            }
             selector_matches_template(obj, &mut causes);
             Some(("/spec/template/spec", "spec.template.spec"))
         }
@@ -416,6 +419,9 @@ fn semantic_causes(b: Builtin, obj: &Value) -> Vec<Cause> {
             causes.push(required(format!("{field}.containers")));
         }
         for (i, c) in containers.iter().enumerate() {
+            if c.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+                causes.push(required(format!("{field}.containers[{i}].name")));
+            }
             if c.get("image")
                 .and_then(Value::as_str)
                 .is_none_or(str::is_empty)
