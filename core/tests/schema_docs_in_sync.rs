@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use flotilla_core::schema::{fleet_schema, inventory_schema, schema_text};
 
 fn check(file: &str, schema: serde_json::Value) {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../docs").join(file);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../docs")
+        .join(file);
     let expected = schema_text(&schema);
     if std::env::var("FLOTILLA_BLESS").as_deref() == Ok("1") {
         std::fs::write(&path, &expected).unwrap();
@@ -36,8 +38,16 @@ fn inventory_schema_matches_docs() {
 fn fleet_schema_describes_strict_objects() {
     let schema = fleet_schema();
     assert_eq!(schema["additionalProperties"], false);
-    assert_eq!(schema["properties"]["apiVersion"]["const"], "flotilla.dev/v1");
-    let required: Vec<&str> = schema["required"].as_array().unwrap().iter().filter_map(|v| v.as_str()).collect();
+    assert_eq!(
+        schema["properties"]["apiVersion"]["const"],
+        "flotilla.dev/v1"
+    );
+    let required: Vec<&str> = schema["required"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|v| v.as_str())
+        .collect();
     assert!(required.contains(&"stages"), "{required:?}");
     let stage = &schema["$defs"]["StageDocument"];
     assert_eq!(stage["additionalProperties"], false);

@@ -2,7 +2,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use base64::Engine;
 use serde_saphyr::{Location, Spanned};
 
 use super::document::{
@@ -18,15 +17,12 @@ use crate::labels::validate_dns1123_label;
 use crate::location::SourceLocation;
 use crate::selector::LabelSelector;
 
-const SSH_KEY_TYPES: &[&str] = &[
-    "ssh-ed25519",
-    "ssh-rsa",
-    "ecdsa-sha2-nistp256",
-    "ecdsa-sha2-nistp384",
-    "ecdsa-sha2-nistp521",
-    "sk-ssh-ed25519@openssh.com",
-    "sk-ecdsa-sha2-nistp256@openssh.com",
-];
+mod fields;
+
+use fields::{
+    PathProblem, normalize_path, validate_branch, validate_openpgp_key, validate_ssh_key,
+    validate_variable_name,
+};
 
 pub(super) fn fleet(document: FleetDocument, file: &str) -> Result<FleetSpec, SpecErrors> {
     let mut checker = Checker {
@@ -583,124 +579,5 @@ impl Checker<'_> {
                 });
             }
         }
-    }
-}
-
-enum PathProblem {
-    Escapes,
-    Malformed(String),
-}
-
-/// Joins `path` to `base` (both relative to the repository root) and normalizes `.` and
-/// `..` lexically; the result never leaves the root. Links are checked on disk later.
-fn normalize_path(base: &str, path: &str) -> Result<String, PathProblem> {
-    if path.is_empty() {
-        return Err(PathProblem::Malformed("must not be empty".to_owned()));
-    }
-    if path.starts_with('/') || path.starts_with('\\') || path.contains(':') {
-        return Err(PathProblem::Malformed(format!(
-            "`{path}` must be relative to the repository, e.g. `bundles/web`"
-        )));
-    }
-    if path.contains('\\') || path.chars().any(char::is_control) {
-        return Err(PathProblem::Malformed(format!(
-            "`{path}` must use `/` separators and printable characters"
-        )));
-    }
-    let mut parts: Vec<&str> = base.split('/').filter(|p| !p.is_empty()).collect();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                if parts.pop().is_none() {
-                    return Err(PathProblem::Escapes);
-                }
-            }
-            part => parts.push(part),
-        }
-    }
-    Ok(parts.join("/"))
-}
-
-fn validate_variable_name(name: &str) -> Result<(), String> {
-    let mut chars = name.chars();
-    let valid = chars
-        .next()
-        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
-        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-    if !valid {
-        return Err(format!(
-            "variable name `{name}` must be letters, digits and `_`, not starting with a digit"
-        ));
-    }
-    if name == "cluster" {
-        return Err(
-            "`cluster` is reserved for `${cluster.name}` and `${cluster.labels.KEY}`".to_owned(),
-        );
-    }
-    Ok(())
-}
-
-/// Git's ref-name rules, as far as a branch name written by hand can break them.
-fn validate_branch(branch: &str) -> Result<(), String> {
-    let bad = branch.is_empty()
-        || branch.starts_with('-')
-        || branch.starts_with('/')
-        || branch.ends_with('/')
-        || branch.ends_with('.')
-        || branch.ends_with(".lock")
-        || branch.contains("..")
-        || branch.contains("//")
-        || branch.contains("@{")
-        || branch
-            .chars()
-            .any(|c| c.is_control() || c.is_whitespace() || "~^:?*[\\".contains(c));
-    if bad {
-        Err(format!("`{branch}` is not a valid branch name"))
-    } else {
-        Ok(())
-    }
-}
-
-/// An OpenSSH public key line whose blob decodes and names the same key type.
-fn validate_ssh_key(line: &str) -> Result<(), String> {
-    let mut parts = line.split_whitespace();
-    let (Some(kind), Some(blob)) = (parts.next(), parts.next()) else {
-        return Err(
-            "expected an OpenSSH public key line: `ssh-ed25519 AAAA... comment`".to_owned(),
-        );
-    };
-    if !SSH_KEY_TYPES.contains(&kind) {
-        return Err(format!(
-            "unsupported key type `{kind}`; expected one of {}",
-            SSH_KEY_TYPES.join(", ")
-        ));
-    }
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(blob)
-        .map_err(|_| "the key's base64 part does not decode".to_owned())?;
-    let embedded_kind = bytes
-        .get(..4)
-        .and_then(|len| <[u8; 4]>::try_from(len).ok())
-        .map(|len| u32::from_be_bytes(len) as usize)
-        .and_then(|len| bytes.get(4..4 + len));
-    if embedded_kind != Some(kind.as_bytes()) {
-        return Err(format!("the key's data is not a `{kind}` key"));
-    }
-    Ok(())
-}
-
-fn validate_openpgp_key(armored: &str) -> Result<(), String> {
-    let text = armored.trim();
-    if text.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----")
-        && text.ends_with("-----END PGP PUBLIC KEY BLOCK-----")
-    {
-        Ok(())
-    } else {
-        Err(
-            "expected an ASCII-armored public key (`-----BEGIN PGP PUBLIC KEY BLOCK-----` ... \
-             `-----END PGP PUBLIC KEY BLOCK-----`), as `gpg --armor --export` prints"
-                .to_owned(),
-        )
     }
 }
