@@ -419,7 +419,10 @@ fn semantic_causes(b: Builtin, obj: &Value) -> Vec<Cause> {
             causes.push(required(format!("{field}.containers")));
         }
         for (i, c) in containers.iter().enumerate() {
-            if c.get("name").and_then(Value::as_str).is_none_or(str::is_empty) {
+            if c.get("name")
+                .and_then(Value::as_str)
+                .is_none_or(str::is_empty)
+            {
                 causes.push(required(format!("{field}.containers[{i}].name")));
             }
             if c.get("image")

@@ -22,7 +22,10 @@ async fn binary_serves_kubeconfig_contexts_and_stops_on_sigterm() {
         .spawn()
         .unwrap_or_else(|e| panic!("spawning flotilla-sim: {e}"));
 
-    support::eventually(30, "the kubeconfig", || async { kubeconfig.exists().then_some(()) }).await;
+    support::eventually(30, "the kubeconfig", || async {
+        kubeconfig.exists().then_some(())
+    })
+    .await;
     let text = std::fs::read_to_string(&kubeconfig).unwrap_or_default();
     assert!(text.contains("current-context: sim-0"), "{text}");
     for n in ["sim-0", "sim-1", "sim-2"] {
@@ -32,9 +35,13 @@ async fn binary_serves_kubeconfig_contexts_and_stops_on_sigterm() {
 
     // Any client can use it the moment the file exists.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let options = kube::config::KubeConfigOptions { context: Some("sim-2".to_string()), ..Default::default() };
+    let options = kube::config::KubeConfigOptions {
+        context: Some("sim-2".to_string()),
+        ..Default::default()
+    };
     let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(&kubeconfig).unwrap_or_else(|e| panic!("reading kubeconfig: {e}")),
+        kube::config::Kubeconfig::read_from(&kubeconfig)
+            .unwrap_or_else(|e| panic!("reading kubeconfig: {e}")),
         &options,
     )
     .await
@@ -49,7 +56,10 @@ async fn binary_serves_kubeconfig_contexts_and_stops_on_sigterm() {
         .into_iter()
         .filter_map(|n| n.metadata.name)
         .collect();
-    assert_eq!(names, vec!["default", "kube-node-lease", "kube-public", "kube-system"]);
+    assert_eq!(
+        names,
+        vec!["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
 
     if kubectl_or_skip("binary_serves_kubeconfig_contexts_and_stops_on_sigterm (kubectl part)") {
         let out = tokio::process::Command::new("kubectl")
@@ -62,14 +72,20 @@ async fn binary_serves_kubeconfig_contexts_and_stops_on_sigterm() {
             .await
             .unwrap_or_else(|e| panic!("kubectl: {e}"));
         let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         for ns in ["default", "kube-system", "kube-public", "kube-node-lease"] {
             assert!(stdout.contains(ns), "{stdout}");
         }
     }
 
     let pid = child.id().unwrap_or_else(|| panic!("child has no pid"));
-    let killed = std::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let killed = std::process::Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status();
     assert!(killed.is_ok_and(|s| s.success()));
     let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
         .await

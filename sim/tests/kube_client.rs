@@ -8,13 +8,16 @@ mod support;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams};
+use kube::api::{
+    Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
 use kube::discovery::{Discovery, Scope};
 use kube::runtime::watcher;
 use serde_json::json;
 use support::{client, start};
 
-type Events = futures::stream::BoxStream<'static, Result<watcher::Event<DynamicObject>, watcher::Error>>;
+type Events =
+    futures::stream::BoxStream<'static, Result<watcher::Event<DynamicObject>, watcher::Error>>;
 
 async fn next(stream: &mut Events) -> Result<watcher::Event<DynamicObject>, watcher::Error> {
     match tokio::time::timeout(Duration::from_secs(10), stream.next()).await {
@@ -31,7 +34,10 @@ fn configmaps(c: &kube::Client) -> Api<DynamicObject> {
 
 async fn apply_cm(api: &Api<DynamicObject>, name: &str, value: &str) -> DynamicObject {
     let obj = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"app": "t"}}, "data": {"k": value}});
-    match api.patch(name, &PatchParams::apply("test"), &Patch::Apply(&obj)).await {
+    match api
+        .patch(name, &PatchParams::apply("test"), &Patch::Apply(&obj))
+        .await
+    {
         Ok(o) => o,
         Err(e) => panic!("apply {name}: {e}"),
     }
@@ -43,7 +49,10 @@ async fn kube_discovery_aggregated_and_legacy_find_builtins_and_crds() {
     let c = client(&sim, "sim-0");
     let crds: Api<DynamicObject> = Api::all_with(
         c.clone(),
-        &ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"), "customresourcedefinitions"),
+        &ApiResource::from_gvk_with_plural(
+            &GroupVersionKind::gvk("apiextensions.k8s.io", "v1", "CustomResourceDefinition"),
+            "customresourcedefinitions",
+        ),
     );
     let crd = json!({
         "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
@@ -53,7 +62,14 @@ async fn kube_discovery_aggregated_and_legacy_find_builtins_and_crds() {
                  "versions": [{"name": "v1", "served": true, "storage": true,
                                "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}
     });
-    if let Err(e) = crds.patch("gadgets.example.com", &PatchParams::apply("test"), &Patch::Apply(&crd)).await {
+    if let Err(e) = crds
+        .patch(
+            "gadgets.example.com",
+            &PatchParams::apply("test"),
+            &Patch::Apply(&crd),
+        )
+        .await
+    {
         panic!("creating CRD: {e}");
     }
 
@@ -71,7 +87,11 @@ async fn kube_discovery_aggregated_and_legacy_find_builtins_and_crds() {
             .unwrap_or_else(|| panic!("Deployment not discovered"));
         assert_eq!(ar.plural, "deployments");
         assert_eq!(caps.scope, Scope::Namespaced);
-        assert!(caps.subresources.iter().any(|(s, _)| s.plural == "status" || s.plural == "deployments/status"));
+        assert!(
+            caps.subresources
+                .iter()
+                .any(|(s, _)| s.plural == "status" || s.plural == "deployments/status")
+        );
         let (ar, caps) = d
             .resolve_gvk(&GroupVersionKind::gvk("example.com", "v1", "Gadget"))
             .unwrap_or_else(|| panic!("CRD type not discovered"));
@@ -96,13 +116,20 @@ async fn kube_dynamic_apply_list_delete() {
     assert_eq!(created.data["data"]["k"], "1");
     apply_cm(&api, "two", "2").await;
     let again = apply_cm(&api, "one", "1").await;
-    assert_eq!(again.metadata.resource_version, created.metadata.resource_version, "a no-op apply changed the object");
+    assert_eq!(
+        again.metadata.resource_version, created.metadata.resource_version,
+        "a no-op apply changed the object"
+    );
 
     let list = match api.list(&ListParams::default().labels("app=t")).await {
         Ok(l) => l,
         Err(e) => panic!("list: {e}"),
     };
-    let names: Vec<String> = list.items.iter().filter_map(|o| o.metadata.name.clone()).collect();
+    let names: Vec<String> = list
+        .items
+        .iter()
+        .filter_map(|o| o.metadata.name.clone())
+        .collect();
     assert_eq!(names, vec!["one", "two"]);
 
     // Paging with limit/continue.
@@ -113,7 +140,10 @@ async fn kube_dynamic_apply_list_delete() {
     assert_eq!(page.items.len(), 1);
     let token = page.metadata.continue_.clone().unwrap_or_default();
     assert!(!token.is_empty());
-    let rest = match api.list(&ListParams::default().limit(1).continue_token(&token)).await {
+    let rest = match api
+        .list(&ListParams::default().limit(1).continue_token(&token))
+        .await
+    {
         Ok(l) => l,
         Err(e) => panic!("list continue: {e}"),
     };
@@ -130,13 +160,28 @@ async fn kube_dynamic_apply_list_delete() {
         Ok(m) => m,
         Err(e) => panic!("get_metadata: {e}"),
     };
-    assert_eq!(meta.metadata.labels.unwrap_or_default().get("app").map(String::as_str), Some("t"));
+    assert_eq!(
+        meta.metadata
+            .labels
+            .unwrap_or_default()
+            .get("app")
+            .map(String::as_str),
+        Some("t")
+    );
 
     match api.delete("one", &DeleteParams::default()).await {
-        Ok(either) => assert!(either.is_right(), "an object without finalizers is gone at once"),
+        Ok(either) => assert!(
+            either.is_right(),
+            "an object without finalizers is gone at once"
+        ),
         Err(e) => panic!("delete: {e}"),
     }
-    let err = api.get("one").await.err().map(|e| e.to_string()).unwrap_or_default();
+    let err = api
+        .get("one")
+        .await
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
     assert!(err.contains("configmaps \"one\" not found"), "{err}");
 
     // Clusters are independent.
@@ -173,7 +218,10 @@ async fn kube_watcher_sees_changes_and_recovers_after_410() {
 
     apply_cm(&api, "live", "1").await;
     match next(&mut stream).await {
-        Ok(watcher::Event::Apply(o)) => assert_eq!((name(&o), o.data["data"]["k"].clone()), ("live".to_string(), json!("1"))),
+        Ok(watcher::Event::Apply(o)) => assert_eq!(
+            (name(&o), o.data["data"]["k"].clone()),
+            ("live".to_string(), json!("1"))
+        ),
         other => panic!("expected Apply(live): {other:?}"),
     }
     apply_cm(&api, "live", "2").await;

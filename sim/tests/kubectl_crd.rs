@@ -39,23 +39,62 @@ async fn kubectl_crd_then_custom_resource() {
     let sim = start(1).await;
     let k = Kubectl::new(&sim);
     let crd = k.file("crd.yaml", CRD);
-    k.ok("sim-0", &["apply", "--server-side", "-f", crd.to_str().unwrap_or_default()]).await;
-    let out = k.ok("sim-0", &["wait", "--for=condition=Established", "crd/widgets.example.com", "--timeout=10s"]).await;
+    k.ok(
+        "sim-0",
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            crd.to_str().unwrap_or_default(),
+        ],
+    )
+    .await;
+    let out = k
+        .ok(
+            "sim-0",
+            &[
+                "wait",
+                "--for=condition=Established",
+                "crd/widgets.example.com",
+                "--timeout=10s",
+            ],
+        )
+        .await;
     assert!(out.contains("condition met"), "{out}");
 
     let cr = k.file("w.yaml", "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w1}\nspec: {size: 3, color: red}\n");
-    k.ok("sim-0", &["apply", "--server-side", "-f", cr.to_str().unwrap_or_default()]).await;
-    let obj = k.json("sim-0", &["get", "widget", "w1", "-o", "json"]).await;
+    k.ok(
+        "sim-0",
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            cr.to_str().unwrap_or_default(),
+        ],
+    )
+    .await;
+    let obj = k
+        .json("sim-0", &["get", "widget", "w1", "-o", "json"])
+        .await;
     assert_eq!(obj["apiVersion"], "example.com/v1");
     assert_eq!(obj["kind"], "Widget");
     assert_eq!(obj["spec"]["size"], 3);
     let table = k.ok("sim-0", &["get", "wd"]).await;
     assert!(table.contains("w1"), "{table}");
-    let resources = k.ok("sim-0", &["api-resources", "--api-group=example.com"]).await;
-    assert!(resources.contains("widgets") && resources.contains("Widget"), "{resources}");
+    let resources = k
+        .ok("sim-0", &["api-resources", "--api-group=example.com"])
+        .await;
+    assert!(
+        resources.contains("widgets") && resources.contains("Widget"),
+        "{resources}"
+    );
 
-    k.ok("sim-0", &["delete", "crd", "widgets.example.com"]).await;
+    k.ok("sim-0", &["delete", "crd", "widgets.example.com"])
+        .await;
     let out = k.run("sim-0", &["get", "widgets.example.com"]).await;
-    assert!(!out.status.success(), "widgets still served after the CRD was deleted");
+    assert!(
+        !out.status.success(),
+        "widgets still served after the CRD was deleted"
+    );
     sim.shutdown().await;
 }

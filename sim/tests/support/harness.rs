@@ -56,7 +56,13 @@ pub struct Raw {
 }
 
 /// Sends a raw request to a cluster through a kube client (path below the cluster URL).
-pub async fn raw(client: &kube::Client, method: &str, path: &str, content_type: &str, body: impl Into<Vec<u8>>) -> Raw {
+pub async fn raw(
+    client: &kube::Client,
+    method: &str,
+    path: &str,
+    content_type: &str,
+    body: impl Into<Vec<u8>>,
+) -> Raw {
     let req = Request::builder()
         .method(method)
         .uri(path)
@@ -152,7 +158,12 @@ impl Kubectl {
 
     /// Runs kubectl to completion.
     pub async fn run(&self, context: &str, args: &[&str]) -> Output {
-        match tokio::time::timeout(Duration::from_secs(60), self.command(context, args).output()).await {
+        match tokio::time::timeout(
+            Duration::from_secs(60),
+            self.command(context, args).output(),
+        )
+        .await
+        {
             Ok(Ok(out)) => out,
             Ok(Err(e)) => panic!("running kubectl {args:?}: {e}"),
             Err(_) => panic!("kubectl {args:?} did not finish in 60 s"),
