@@ -15,9 +15,7 @@ use crate::output::{OutputFormat, print_structured};
 
 mod report;
 
-use report::{
-    BundleReport, ClusterReport, LintReport, Problem, Severity, StageReport, Summary, WaveReport,
-};
+use report::{BundleReport, ClusterReport, LintReport, Problem, Severity, StageReport, WaveReport};
 
 /// The inventory file looked for in the repository when `--clusters` is not given.
 const DEFAULT_INVENTORY: &str = "clusters.yaml";
@@ -255,10 +253,4 @@ fn cluster_reports(
             }
         })
         .collect()
-}
-
-impl Summary {
-    fn count(problems: &[Problem], severity: Severity) -> usize {
-        problems.iter().filter(|p| p.severity == severity).count()
-    }
 }

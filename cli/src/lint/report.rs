@@ -103,6 +103,12 @@ pub(super) struct Summary {
     pub(super) warnings: usize,
 }
 
+impl Summary {
+    fn count(problems: &[Problem], severity: Severity) -> usize {
+        problems.iter().filter(|p| p.severity == severity).count()
+    }
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct StageReport {
