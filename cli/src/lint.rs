@@ -11,7 +11,7 @@ use flotilla_core::render::{FleetRender, Kustomize, render_fleet};
 use flotilla_core::spec::{FleetSpec, StageSource};
 use flotilla_core::{Limits, Repository, SourceLocation};
 
-use crate::output::{OutputFormat, print_structured};
+use crate::output::{OutputFormat, emit, print_structured};
 
 mod report;
 
@@ -38,7 +38,7 @@ pub(crate) struct LintArgs {
 pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
     let report = lint(&args.path, args.clusters.as_deref(), &Kustomize::discover());
     match args.output {
-        OutputFormat::Table => print!("{}", report.render_table()),
+        OutputFormat::Table => emit(&report.render_table())?,
         format => print_structured(&report, format)?,
     }
     Ok(if report.ok {

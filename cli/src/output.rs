@@ -27,8 +27,20 @@ pub(crate) fn print_structured<T: Serialize>(
         OutputFormat::Yaml => serde_saphyr::to_string(value).context("encoding YAML")?,
         OutputFormat::Table => anyhow::bail!("a table is printed by the command itself"),
     };
-    println!("{}", text.trim_end());
-    Ok(())
+    emit(&format!("{}\n", text.trim_end()))
+}
+
+/// Writes to stdout; a closed pipe (`flotilla ... | head`) is not an error.
+pub(crate) fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let mut stdout = std::io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e).context("writing to stdout"),
+        _ => Ok(()),
+    }
 }
 
 /// A table with a header row and columns padded to their widest cell.
