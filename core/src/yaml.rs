@@ -96,6 +96,11 @@ pub(crate) fn problem(error: &serde_saphyr::Error, file: &str, line_offset: u32)
     let message = DefaultMessageFormatter
         .format_message(error.without_snippet())
         .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
+        .replace("expected sequence start", "expected a list here")
+        .replace(
+            "expected mapping start",
+            "expected a mapping (`key: value` pairs) here",
+        )
         .replace(|c: char| c.is_control(), " ");
     YamlProblem { location, message }
 }
@@ -150,6 +155,18 @@ mod tests {
             ..Limits::default()
         };
         assert!(parse_documents(bomb, "bomb.yaml", 0, &limits).is_err());
+    }
+
+    #[test]
+    fn structural_mismatches_say_what_was_expected_in_plain_words() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Doc {
+            items: Vec<String>,
+        }
+        let err = parse_one::<Doc>("items: {a: b}\n", "x.yaml", &Limits::default()).unwrap_err();
+        assert!(err.message.contains("expected a list"), "{}", err.message);
+        assert_eq!(err.location.line, Some(1));
     }
 
     #[test]
