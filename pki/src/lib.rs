@@ -1,0 +1,1 @@
+//! Flotilla's public key infrastructure.
