@@ -170,8 +170,7 @@ async fn foreign_contents(
             Ok(objects) => objects,
             // Some kinds cannot be listed by this agent; they cannot be judged either way.
             Err(ApiError::Status {
-                code: 403..=405,
-                ..
+                code: 403..=405, ..
             }) => continue,
             Err(error) => return Err(error),
         };

@@ -138,6 +138,18 @@ fn stateful_set_rules() {
 }
 
 #[test]
+fn stateful_and_daemon_sets_past_a_progress_deadline_are_degraded() {
+    let stalled = json!([{"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "timed out"}]);
+    let sts = stateful_set(
+        json!({"replicas": 2}),
+        json!({"observedGeneration": 1, "readyReplicas": 0, "conditions": stalled}),
+    );
+    assert_eq!(health("apps", "StatefulSet", sts).health, Health::Degraded);
+    let ds = json!({"metadata": {"generation": 1}, "status": {"observedGeneration": 1, "desiredNumberScheduled": 1, "conditions": stalled}});
+    assert_eq!(health("apps", "DaemonSet", ds).health, Health::Degraded);
+}
+
+#[test]
 fn daemon_set_rules() {
     let live = |status: Value| json!({"metadata": {"generation": 1}, "spec": {}, "status": status});
     let rolling = live(

@@ -14,13 +14,8 @@ pub(super) fn deployment(live: &Value) -> ObjectHealth {
             "waiting for the controller to observe the latest spec",
         );
     }
-    if let Some(progressing) = condition(live, "Progressing")
-        && progressing.reason == "ProgressDeadlineExceeded"
-    {
-        return ObjectHealth::new(
-            Health::Degraded,
-            format!("exceeded its progress deadline: {}", progressing.message),
-        );
+    if let Some(stalled) = past_deadline(live) {
+        return stalled;
     }
     let updated = int(live, "/status/updatedReplicas").unwrap_or(0);
     let replicas = int(live, "/status/replicas").unwrap_or(0);
@@ -51,6 +46,18 @@ pub(super) fn deployment(live: &Value) -> ObjectHealth {
     ObjectHealth::healthy()
 }
 
+/// A `Progressing` condition saying the rollout gave up. Deployments set it; other
+/// workload controllers that adopt the same convention are judged by it too.
+fn past_deadline(live: &Value) -> Option<ObjectHealth> {
+    let progressing = condition(live, "Progressing")?;
+    (progressing.reason == "ProgressDeadlineExceeded").then(|| {
+        ObjectHealth::new(
+            Health::Degraded,
+            format!("exceeded its progress deadline: {}", progressing.message),
+        )
+    })
+}
+
 pub(super) fn stateful_set(live: &Value) -> ObjectHealth {
     let observed = int(live, "/status/observedGeneration").unwrap_or(0);
     if observed == 0 || !generation_observed(live) {
@@ -58,6 +65,9 @@ pub(super) fn stateful_set(live: &Value) -> ObjectHealth {
             Health::Progressing,
             "waiting for the controller to observe the latest spec",
         );
+    }
+    if let Some(stalled) = past_deadline(live) {
+        return stalled;
     }
     let ready = int(live, "/status/readyReplicas").unwrap_or(0);
     let desired = int(live, "/spec/replicas");
@@ -102,6 +112,9 @@ pub(super) fn daemon_set(live: &Value) -> ObjectHealth {
             Health::Progressing,
             "waiting for the controller to observe the latest spec",
         );
+    }
+    if let Some(stalled) = past_deadline(live) {
+        return stalled;
     }
     if text(live, "/spec/updateStrategy/type") == "OnDelete" {
         return ObjectHealth::healthy();

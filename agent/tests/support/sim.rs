@@ -180,3 +180,35 @@ pub async fn create(client: &kube::Client, namespace: &str, object: Value) -> Re
         .await?;
     Ok(())
 }
+
+/// Runs kubectl against the simulator; `None` when kubectl is not installed and the test
+/// should skip (it fails instead under `CI=true`).
+pub async fn kubectl(kubeconfig: &Path, args: &[&str]) -> Result<Option<String>> {
+    // Asynchronous, because the simulator serves kubectl from this test's own runtime.
+    let output = tokio::process::Command::new("kubectl")
+        .arg("--kubeconfig")
+        .arg(kubeconfig)
+        .args(["--context", CLUSTER])
+        .args(args)
+        .output()
+        .await;
+    let output = match output {
+        Ok(output) => output,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            if std::env::var("CI").is_ok_and(|v| v == "true") {
+                bail!("kubectl is not installed, and CI=true requires it");
+            }
+            eprintln!("SKIPPED: kubectl is not installed; install it to run this test");
+            return Ok(None);
+        }
+        Err(error) => return Err(error.into()),
+    };
+    if !output.status.success() {
+        bail!(
+            "kubectl {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    Ok(Some(String::from_utf8_lossy(&output.stdout).into_owned()))
+}
