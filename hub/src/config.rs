@@ -148,6 +148,15 @@ pub enum ConfigError {
 /// electionTicks: 10
 /// heartbeatTicks: 2
 /// compactAfter: 10000
+/// apiListen: 0.0.0.0:7071
+/// httpListen: 0.0.0.0:7080
+/// repo: https://git.example/fleet.git
+/// branch: main
+/// pollInterval: 30s
+/// webhookSecret: change-me
+/// revisionRetention: 10
+/// clusters: /etc/flotilla/clusters.yaml
+/// sshKey: /etc/flotilla/deploy-key
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -174,6 +183,24 @@ pub struct FileConfig {
     pub heartbeat_ticks: Option<usize>,
     /// Applied entries between snapshots.
     pub compact_after: Option<u64>,
+    /// API listener address.
+    pub api_listen: Option<String>,
+    /// HTTP listener address.
+    pub http_listen: Option<String>,
+    /// Git repository URL to follow.
+    pub repo: Option<String>,
+    /// Branch to follow.
+    pub branch: Option<String>,
+    /// Time between fetches, like `30s`.
+    pub poll_interval: Option<String>,
+    /// Secret webhooks are verified with.
+    pub webhook_secret: Option<String>,
+    /// Revisions kept besides those in use.
+    pub revision_retention: Option<usize>,
+    /// Cluster inventory file registered at start.
+    pub clusters: Option<PathBuf>,
+    /// ssh private key for the repository.
+    pub ssh_key: Option<PathBuf>,
 }
 
 impl FileConfig {

@@ -5,8 +5,16 @@
 //! [`node::NodeHandle`]. The replicated domain lives in [`state`].
 
 pub mod admin;
+pub mod api;
+pub mod clock;
 pub mod config;
+pub mod controller;
+pub mod http;
+pub mod metrics;
 pub mod node;
+pub mod pipeline;
+pub mod server;
 pub mod state;
+pub mod status;
 pub mod storage;
 pub mod transport;

@@ -2,6 +2,8 @@
 //!
 //! ```text
 //! flotilla-hub --id 1 --data-dir /var/lib/hub --listen 127.0.0.1:7070            # single node
+//! flotilla-hub --id 1 --data-dir d --listen 127.0.0.1:7070 --repo URL --branch main \
+//!     --clusters clusters.yaml --api-listen 127.0.0.1:7071 --http-listen 127.0.0.1:7080
 //! flotilla-hub --id 1 --data-dir d1 --listen A1 --peers 1=A1,2=A2,3=A3           # found a group
 //! flotilla-hub --id 4 --data-dir d4 --listen A4 --join                           # wait to be added
 //! flotilla-hub member add --hub A1 --id 4 --address A4
@@ -16,7 +18,8 @@ use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use flotilla_hub::admin::GroupClient;
 use flotilla_hub::config::{FileConfig, parse_peers};
-use flotilla_hub::node::Node;
+use flotilla_hub::controller::source::GitCredentials;
+use flotilla_hub::server::{Hub, HubConfig};
 
 #[derive(Parser)]
 #[command(name = "flotilla-hub", version, about = "Flotilla hub node")]
@@ -32,7 +35,8 @@ struct Cli {
 #[derive(Args)]
 struct RunArgs {
     /// YAML config file (keys: id, group, dataDir, listen, advertise, peers, join, tickMillis,
-    /// electionTicks, heartbeatTicks, compactAfter).
+    /// electionTicks, heartbeatTicks, compactAfter, apiListen, httpListen, repo, branch,
+    /// pollInterval, webhookSecret, revisionRetention, clusters, sshKey).
     #[arg(long, env = "FLOTILLA_HUB_CONFIG")]
     config: Option<PathBuf>,
     /// Raft id of this node (non-zero).
@@ -68,6 +72,46 @@ struct RunArgs {
     /// Applied entries between snapshots.
     #[arg(long)]
     compact_after: Option<u64>,
+    /// Address of the API listener for agents and the `flotilla` CLI (HOST:PORT)
+    /// [default: 127.0.0.1:7071].
+    #[arg(long)]
+    api_listen: Option<String>,
+    /// Address of the HTTP listener for webhooks, the dashboard and metrics (HOST:PORT)
+    /// [default: 127.0.0.1:7080].
+    #[arg(long)]
+    http_listen: Option<String>,
+    /// Git repository to follow: https://, ssh://, git@host:path or file:// URL.
+    #[arg(long, value_name = "URL")]
+    repo: Option<String>,
+    /// Branch to follow [default: main].
+    #[arg(long)]
+    branch: Option<String>,
+    /// Time between fetches of the repository, like 30s or 5m [default: 30s].
+    #[arg(long, value_name = "DURATION")]
+    poll_interval: Option<String>,
+    /// Secret webhooks must be signed with (GitHub/generic HMAC-SHA256, GitLab token).
+    #[arg(long, env = "FLOTILLA_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// Old revisions kept for rollback besides those in use [default: 10].
+    #[arg(long, value_name = "N")]
+    revision_retention: Option<usize>,
+    /// Cluster inventory (kind: ClusterInventory) registered when this node leads.
+    #[arg(long, value_name = "FILE")]
+    clusters: Option<PathBuf>,
+    /// ssh private key for the repository (default: the ssh agent).
+    #[arg(long, value_name = "FILE")]
+    ssh_key: Option<PathBuf>,
+    /// User name for an https repository.
+    #[arg(long, env = "FLOTILLA_GIT_USERNAME", hide = true)]
+    git_username: Option<String>,
+    /// Password or token for an https repository (environment only).
+    #[arg(
+        long,
+        env = "FLOTILLA_GIT_PASSWORD",
+        hide = true,
+        hide_env_values = true
+    )]
+    git_password: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -161,14 +205,41 @@ async fn run_node(args: RunArgs) -> Result<()> {
     file.election_ticks = args.election_ticks.or(file.election_ticks);
     file.heartbeat_ticks = args.heartbeat_ticks.or(file.heartbeat_ticks);
     file.compact_after = args.compact_after.or(file.compact_after);
-    let config = file.into_node_config()?;
+    file.api_listen = args.api_listen.or(file.api_listen);
+    file.http_listen = args.http_listen.or(file.http_listen);
+    file.repo = args.repo.or(file.repo);
+    file.branch = args.branch.or(file.branch);
+    file.poll_interval = args.poll_interval.or(file.poll_interval);
+    file.webhook_secret = args.webhook_secret.or(file.webhook_secret);
+    file.revision_retention = args.revision_retention.or(file.revision_retention);
+    file.clusters = args.clusters.or(file.clusters);
+    file.ssh_key = args.ssh_key.or(file.ssh_key);
+    let credentials = GitCredentials {
+        ssh_key: None,
+        username: args.git_username,
+        password: args.git_password,
+    };
+    let config = HubConfig::from_file(file, credentials)?;
+    if config.source.is_some() && config.webhook_secret.is_none() {
+        eprintln!(
+            "warning: no --webhook-secret: every webhook is accepted unverified; set one (or \
+             FLOTILLA_WEBHOOK_SECRET) before exposing the HTTP listener"
+        );
+    }
 
-    let node = Node::start(config).await?;
+    let hub = Hub::start(config).await?;
+    let node = hub.node().clone();
     println!(
         "flotilla-hub node {} of group '{}' listening on {}",
         node.id(),
         node.group(),
         node.address()
+    );
+    println!("api listening on {}", hub.api_address());
+    println!(
+        "http listening on {} (dashboard http://{}/)",
+        hub.http_address(),
+        hub.http_address()
     );
     let mut failure = node.watch_failure();
     let result = tokio::select! {
@@ -178,7 +249,7 @@ async fn run_node(args: RunArgs) -> Result<()> {
             Err(anyhow::anyhow!("raft node stopped: {why}"))
         }
     };
-    node.shutdown().await;
+    hub.shutdown().await;
     result
 }
 

@@ -198,6 +198,12 @@ impl State {
                 commit,
                 at,
             } => source::record_fetch(self, source, url, commit, *at),
+            Command::RequestFetch {
+                source,
+                url,
+                reason: _,
+                at,
+            } => source::request_fetch(self, source, url, *at),
             Command::RecordFetchError {
                 source,
                 url,
@@ -209,6 +215,13 @@ impl State {
                 outcome,
                 at,
             } => source::record_render(self, revision, outcome, *at),
+            Command::AmendRender {
+                revision,
+                bundles,
+                errors,
+                blobs,
+                at,
+            } => source::amend_render(self, revision, bundles, errors, blobs, *at),
             Command::ForgetRevision { revision, at: _ } => source::forget(self, revision),
             Command::AssignRevision {
                 clusters,

@@ -58,6 +58,18 @@ pub enum Command {
         /// When.
         at: Timestamp,
     },
+    /// Someone (a webhook, an operator) asks the leader to fetch a source now instead of at
+    /// its next poll.
+    RequestFetch {
+        /// Source name.
+        source: String,
+        /// Repository URL.
+        url: String,
+        /// Who asked and why, e.g. `webhook github push refs/heads/main`.
+        reason: String,
+        /// When.
+        at: Timestamp,
+    },
     /// Fetching a source failed.
     RecordFetchError {
         /// Source name.
@@ -75,6 +87,21 @@ pub enum Command {
         revision: RevisionRef,
         /// Result of rendering.
         outcome: RenderOutcome,
+        /// When.
+        at: Timestamp,
+    },
+    /// A rendered revision is rendered again for some clusters, because they were registered or
+    /// relabelled after it rendered. Their entries are replaced; a cluster that failed keeps
+    /// what it had and the error is recorded for it.
+    AmendRender {
+        /// The revision, which must have rendered successfully.
+        revision: RevisionRef,
+        /// cluster → bundle → blob hash, for the clusters that rendered.
+        bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
+        /// cluster → why it did not render.
+        errors: BTreeMap<String, RenderError>,
+        /// Blobs not yet in the state.
+        blobs: Vec<Blob>,
         /// When.
         at: Timestamp,
     },
@@ -214,6 +241,9 @@ pub enum RenderOutcome {
         bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
         /// Blobs not yet in the state (content-addressed, so re-sending one is harmless).
         blobs: Vec<Blob>,
+        /// The revision's `flotilla.yaml` text: stages and their policies travel with the
+        /// revision, so any node can read them without the repository.
+        spec: String,
     },
     /// Rendering failed; the revision never reaches a cluster.
     Failed {
@@ -296,8 +326,10 @@ impl Command {
             Command::RelabelCluster { .. } => "relabel_cluster",
             Command::RemoveCluster { .. } => "remove_cluster",
             Command::RecordFetch { .. } => "record_fetch",
+            Command::RequestFetch { .. } => "request_fetch",
             Command::RecordFetchError { .. } => "record_fetch_error",
             Command::RecordRender { .. } => "record_render",
+            Command::AmendRender { .. } => "amend_render",
             Command::ForgetRevision { .. } => "forget_revision",
             Command::AssignRevision { .. } => "assign_revision",
             Command::PinStage { .. } => "pin_stage",

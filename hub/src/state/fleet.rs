@@ -73,6 +73,7 @@ pub(super) fn remove(state: &mut State, name: &str, _at: Timestamp) -> Result<()
     }
     state.health.retain(|key, _| key.cluster != name);
     state.access.bootstrap.retain(|_, t| t.cluster != name);
+    super::source::drop_cluster(state, name);
     Ok(())
 }
 

@@ -27,6 +27,8 @@ pub struct HealthReport {
     pub health: Health,
     /// The first unhealthy objects and their messages, for people.
     pub message: String,
+    /// Objects changed or deleted by someone else and not (yet) corrected; empty when in sync.
+    pub drifted: Vec<String>,
     /// When the agent observed it.
     pub at: Timestamp,
 }
@@ -40,6 +42,8 @@ pub struct HealthRecord {
     pub health: Health,
     /// Human detail.
     pub message: String,
+    /// Objects drifted and not corrected; empty when in sync.
+    pub drifted: Vec<String>,
     /// When observed.
     pub at: Timestamp,
 }
@@ -63,6 +67,7 @@ pub(super) fn record(state: &mut State, reports: &[HealthReport]) {
                     applied: report.applied.clone(),
                     health: report.health,
                     message: report.message.clone(),
+                    drifted: report.drifted.clone(),
                     at: report.at,
                 },
             );

@@ -62,7 +62,8 @@ pub enum RolloutStatus {
 }
 
 impl RolloutStatus {
-    fn name(&self) -> &'static str {
+    /// The status as people read it: `running`, `paused`, `rolled back`, ...
+    pub fn name(&self) -> &'static str {
         match self {
             RolloutStatus::Running => "running",
             RolloutStatus::Paused { .. } => "paused",

@@ -37,11 +37,33 @@ pub struct Source {
     pub fetched_at: Option<Timestamp>,
     /// The last fetch error, cleared by the next successful fetch.
     pub last_error: Option<String>,
+    /// Fetches asked for so far (webhooks, operators); the leader fetches when it grows.
+    pub fetch_requests: u64,
+    /// When the last fetch was asked for.
+    pub requested_at: Option<Timestamp>,
+    /// Revisions recorded so far; each new revision gets the next number as its `seq`.
+    pub revisions_recorded: u64,
+}
+
+impl Source {
+    fn new(url: &str) -> Self {
+        Source {
+            url: url.to_owned(),
+            head: None,
+            fetched_at: None,
+            last_error: None,
+            fetch_requests: 0,
+            requested_at: None,
+            revisions_recorded: 0,
+        }
+    }
 }
 
 /// A fetched commit and what rendering it produced.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Revision {
+    /// Order of arrival among its source's revisions (1 for the first), independent of clocks.
+    pub seq: u64,
     /// When it was fetched.
     pub fetched_at: Timestamp,
     /// Render result.
@@ -57,6 +79,11 @@ pub enum RevisionStatus {
     Rendered {
         /// cluster → bundle → blob.
         bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
+        /// Clusters registered or relabelled later for which it did not render: they keep
+        /// their previous entry (or none).
+        cluster_errors: BTreeMap<String, RenderError>,
+        /// The `flotilla.yaml` text it was rendered from.
+        spec: String,
         /// When.
         at: Timestamp,
     },
@@ -74,6 +101,22 @@ impl Revision {
     pub fn bundles_for(&self, cluster: &str) -> Option<&BTreeMap<String, BlobHash>> {
         match &self.status {
             RevisionStatus::Rendered { bundles, .. } => bundles.get(cluster),
+            _ => None,
+        }
+    }
+
+    /// Why the revision did not render for a cluster registered or relabelled after it.
+    pub fn error_for(&self, cluster: &str) -> Option<&RenderError> {
+        match &self.status {
+            RevisionStatus::Rendered { cluster_errors, .. } => cluster_errors.get(cluster),
+            _ => None,
+        }
+    }
+
+    /// The `flotilla.yaml` text, when it rendered.
+    pub fn spec(&self) -> Option<&str> {
+        match &self.status {
+            RevisionStatus::Rendered { spec, .. } => Some(spec),
             _ => None,
         }
     }
@@ -168,12 +211,7 @@ pub(super) fn record_fetch(
     let source = state
         .sources
         .entry(name.to_owned())
-        .or_insert_with(|| Source {
-            url: url.to_owned(),
-            head: None,
-            fetched_at: None,
-            last_error: None,
-        });
+        .or_insert_with(|| Source::new(url));
     source.url = url.to_owned();
     source.head = Some(commit.to_owned());
     source.fetched_at = Some(at);
@@ -182,10 +220,18 @@ pub(super) fn record_fetch(
         source: name.to_owned(),
         commit: commit.to_owned(),
     };
-    state.revisions.entry(key).or_insert(Revision {
-        fetched_at: at,
-        status: RevisionStatus::Fetched,
-    });
+    if !state.revisions.contains_key(&key) {
+        source.revisions_recorded += 1;
+        let seq = source.revisions_recorded;
+        state.revisions.insert(
+            key,
+            Revision {
+                seq,
+                fetched_at: at,
+                status: RevisionStatus::Fetched,
+            },
+        );
+    }
     Ok(())
 }
 
@@ -202,13 +248,26 @@ pub(super) fn record_fetch_error(
     let source = state
         .sources
         .entry(name.to_owned())
-        .or_insert_with(|| Source {
-            url: url.to_owned(),
-            head: None,
-            fetched_at: None,
-            last_error: None,
-        });
+        .or_insert_with(|| Source::new(url));
     source.last_error = Some(error.to_owned());
+    Ok(())
+}
+
+pub(super) fn request_fetch(
+    state: &mut State,
+    name: &str,
+    url: &str,
+    at: Timestamp,
+) -> Result<(), CommandError> {
+    if name.is_empty() {
+        return Err(CommandError::Invalid("source name is required".into()));
+    }
+    let source = state
+        .sources
+        .entry(name.to_owned())
+        .or_insert_with(|| Source::new(url));
+    source.fetch_requests += 1;
+    source.requested_at = Some(at);
     Ok(())
 }
 
@@ -230,19 +289,16 @@ pub(super) fn record_render(
             error: error.clone(),
             at,
         },
-        RenderOutcome::Rendered { bundles, blobs } => {
-            let carried = verify_blobs(blobs)?;
-            let referenced = bundles.values().flat_map(|b| b.values());
-            for hash in referenced {
-                if !state.blobs.contains_key(hash) && !carried.contains_key(hash) {
-                    return Err(CommandError::MissingBlob(hash.clone()));
-                }
-            }
-            for (hash, blob) in carried {
-                state.blobs.entry(hash).or_insert_with(|| blob.clone());
-            }
+        RenderOutcome::Rendered {
+            bundles,
+            blobs,
+            spec,
+        } => {
+            store_blobs(state, bundles, blobs)?;
             RevisionStatus::Rendered {
                 bundles: bundles.clone(),
+                cluster_errors: BTreeMap::new(),
+                spec: spec.clone(),
                 at,
             }
         }
@@ -251,6 +307,103 @@ pub(super) fn record_render(
         rev.status = status;
     }
     Ok(())
+}
+
+/// Checks that every referenced blob is stored or carried (and sound), then stores the carried
+/// ones. Nothing is stored when any check fails.
+fn store_blobs(
+    state: &mut State,
+    bundles: &BTreeMap<String, BTreeMap<String, BlobHash>>,
+    blobs: &[Blob],
+) -> Result<(), CommandError> {
+    let carried = verify_blobs(blobs)?;
+    let referenced = bundles.values().flat_map(|b| b.values());
+    for hash in referenced {
+        if !state.blobs.contains_key(hash) && !carried.contains_key(hash) {
+            return Err(CommandError::MissingBlob(hash.clone()));
+        }
+    }
+    for (hash, blob) in carried {
+        state.blobs.entry(hash).or_insert_with(|| blob.clone());
+    }
+    Ok(())
+}
+
+pub(super) fn amend_render(
+    state: &mut State,
+    revision: &RevisionRef,
+    bundles: &BTreeMap<String, BTreeMap<String, BlobHash>>,
+    errors: &BTreeMap<String, RenderError>,
+    blobs: &[Blob],
+    _at: Timestamp,
+) -> Result<(), CommandError> {
+    require_rendered(state, revision)?;
+    if let Some(unknown) = bundles
+        .keys()
+        .chain(errors.keys())
+        .find(|c| !state.clusters.contains_key(*c))
+    {
+        return Err(CommandError::UnknownCluster(unknown.clone()));
+    }
+    store_blobs(state, bundles, blobs)?;
+    if let Some(Revision {
+        status:
+            RevisionStatus::Rendered {
+                bundles: current,
+                cluster_errors,
+                ..
+            },
+        ..
+    }) = state.revisions.get_mut(revision)
+    {
+        for (cluster, rendered) in bundles {
+            current.insert(cluster.clone(), rendered.clone());
+            cluster_errors.remove(cluster);
+        }
+        for (cluster, error) in errors {
+            cluster_errors.insert(cluster.clone(), error.clone());
+        }
+    }
+    collect_garbage(state);
+    Ok(())
+}
+
+/// Drops every blob no rendered revision references.
+pub(super) fn collect_garbage(state: &mut State) {
+    let live: std::collections::BTreeSet<&BlobHash> = state
+        .revisions
+        .values()
+        .filter_map(|r| match &r.status {
+            RevisionStatus::Rendered { bundles, .. } => Some(bundles),
+            _ => None,
+        })
+        .flat_map(|b| b.values().flat_map(|m| m.values()))
+        .collect();
+    let dead: Vec<BlobHash> = state
+        .blobs
+        .keys()
+        .filter(|h| !live.contains(h))
+        .cloned()
+        .collect();
+    for hash in dead {
+        state.blobs.remove(&hash);
+    }
+}
+
+/// Forgets a removed cluster's entries in every revision (and the blobs only it used).
+pub(super) fn drop_cluster(state: &mut State, cluster: &str) {
+    for revision in state.revisions.values_mut() {
+        if let RevisionStatus::Rendered {
+            bundles,
+            cluster_errors,
+            ..
+        } = &mut revision.status
+        {
+            bundles.remove(cluster);
+            cluster_errors.remove(cluster);
+        }
+    }
+    collect_garbage(state);
 }
 
 /// Checks every carried blob decompresses to content with its hash.
@@ -277,24 +430,7 @@ pub(super) fn forget(state: &mut State, revision: &RevisionRef) -> Result<(), Co
         });
     }
     state.revisions.remove(revision);
-    let live: std::collections::BTreeSet<&BlobHash> = state
-        .revisions
-        .values()
-        .filter_map(|r| match &r.status {
-            RevisionStatus::Rendered { bundles, .. } => Some(bundles),
-            _ => None,
-        })
-        .flat_map(|b| b.values().flat_map(|m| m.values()))
-        .collect();
-    let dead: Vec<BlobHash> = state
-        .blobs
-        .keys()
-        .filter(|h| !live.contains(h))
-        .cloned()
-        .collect();
-    for hash in dead {
-        state.blobs.remove(&hash);
-    }
+    collect_garbage(state);
     Ok(())
 }
 

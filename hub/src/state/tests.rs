@@ -84,7 +84,11 @@ fn render(state: &mut State, commit: &str, clusters: &[&str]) {
         state,
         Command::RecordRender {
             revision: rev(commit),
-            outcome: RenderOutcome::Rendered { bundles, blobs },
+            outcome: RenderOutcome::Rendered {
+                bundles,
+                blobs,
+                spec: String::new(),
+            },
             at: t(11),
         },
     );
@@ -262,6 +266,7 @@ fn a_render_with_a_corrupt_or_missing_blob_is_rejected() {
             outcome: RenderOutcome::Rendered {
                 bundles: bundles.clone(),
                 blobs: vec![blob.clone()],
+                spec: String::new(),
             },
             at: t(31),
         },
@@ -274,6 +279,7 @@ fn a_render_with_a_corrupt_or_missing_blob_is_rejected() {
             outcome: RenderOutcome::Rendered {
                 bundles,
                 blobs: vec![],
+                spec: String::new(),
             },
             at: t(31),
         },
@@ -522,6 +528,7 @@ fn report(cluster: &str, health: Health, at: u64) -> HealthReport {
         applied: None,
         health,
         message: String::new(),
+        drifted: Vec::new(),
         at: t(at),
     }
 }

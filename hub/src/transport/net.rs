@@ -80,6 +80,12 @@ pub fn server() -> tonic::transport::Server {
         .http2_keepalive_timeout(Some(Duration::from_secs(5)))
 }
 
+/// A server builder for the API listener (agents' streams and the operators' API), with the
+/// same limits as the peer server. Agents' streams live long: keepalives find dead ones.
+pub fn api_server() -> tonic::transport::Server {
+    server()
+}
+
 /// Serves `router` on `listener` until `stop` is cancelled; then every accepted connection is
 /// cut and the listener closed.
 pub async fn serve(router: Router, listener: TcpListener, stop: CancellationToken) {

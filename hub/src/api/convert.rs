@@ -1,0 +1,136 @@
+//! The fleet status and revisions as Admin API messages.
+
+use flotilla_proto::v1::{
+    AdminBundleStatus, AdminClusterError, AdminClusterStatus, AdminEvent, AdminFleetStatus,
+    AdminRevision, AdminRevisionError, AdminRolloutStatus, AdminSource, AdminStageStatus,
+};
+
+use crate::state::Timestamp;
+use crate::state::source::RenderError;
+use crate::status::{
+    BundleStatus, ClusterStatus, Event, FleetStatus, RevisionSummary, RolloutSummary, SourceStatus,
+    StageStatus,
+};
+
+fn ms(at: Option<Timestamp>) -> i64 {
+    at.map_or(0, |t| t.0 as i64)
+}
+
+/// The fleet status message.
+pub(super) fn fleet(status: FleetStatus) -> AdminFleetStatus {
+    AdminFleetStatus {
+        node: status.node,
+        leader: status.leader,
+        applied_index: status.applied_index,
+        source: status.source.map(source),
+        latest_revision: status.latest_revision.map(revision),
+        stages: status.stages.into_iter().map(stage).collect(),
+        clusters: status.clusters.into_iter().map(cluster).collect(),
+        rollouts: status.rollouts.into_iter().map(rollout).collect(),
+        events: status.events.into_iter().map(event).collect(),
+    }
+}
+
+/// The source message.
+pub(super) fn source(source: SourceStatus) -> AdminSource {
+    AdminSource {
+        name: source.name,
+        url: source.url,
+        branch: source.branch,
+        head: source.head.unwrap_or_default(),
+        fetched_at_ms: ms(source.fetched_at),
+        last_error: source.last_error.unwrap_or_default(),
+    }
+}
+
+/// A render error message.
+pub(super) fn error(error: RenderError) -> AdminRevisionError {
+    AdminRevisionError {
+        file: error.file,
+        line: error.line.unwrap_or(0),
+        message: error.message,
+    }
+}
+
+/// A revision message.
+pub(super) fn revision(revision: RevisionSummary) -> AdminRevision {
+    AdminRevision {
+        source: revision.source,
+        commit: revision.commit,
+        seq: revision.seq,
+        fetched_at_ms: revision.fetched_at.0 as i64,
+        status: revision.status.to_owned(),
+        rendered_at_ms: ms(revision.rendered_at),
+        error: revision.error.map(error),
+        pinned_by: revision.pinned_by,
+        clusters: revision.clusters as u32,
+        cluster_errors: revision
+            .cluster_errors
+            .into_iter()
+            .map(|(cluster, e)| AdminClusterError {
+                cluster,
+                error: Some(error(e)),
+            })
+            .collect(),
+    }
+}
+
+fn stage(stage: StageStatus) -> AdminStageStatus {
+    AdminStageStatus {
+        name: stage.name,
+        pinned_revision: stage.pinned_revision.unwrap_or_default(),
+        pinned_at_ms: ms(stage.pinned_at),
+        source: stage.source,
+        clusters: stage.clusters,
+    }
+}
+
+fn cluster(cluster: ClusterStatus) -> AdminClusterStatus {
+    AdminClusterStatus {
+        name: cluster.name,
+        stage: cluster.stage.unwrap_or_default(),
+        labels: cluster.labels.into_iter().collect(),
+        online: cluster.online,
+        last_seen_ms: ms(cluster.last_seen),
+        assigned_revision: cluster.assigned_revision.unwrap_or_default(),
+        render_error: cluster.render_error.map(error),
+        bundles: cluster.bundles.into_iter().map(bundle).collect(),
+    }
+}
+
+fn bundle(bundle: BundleStatus) -> AdminBundleStatus {
+    let hash = |h: Option<flotilla_core::ContentHash>| h.map(|h| h.to_string()).unwrap_or_default();
+    AdminBundleStatus {
+        name: bundle.name,
+        desired_revision: bundle.desired_revision.unwrap_or_default(),
+        applied_revision: bundle.applied_revision.unwrap_or_default(),
+        desired_hash: hash(bundle.desired_hash),
+        applied_hash: hash(bundle.applied_hash),
+        health: bundle.health,
+        drifted: bundle.drifted,
+        message: bundle.message,
+        updated_at_ms: ms(bundle.updated_at),
+    }
+}
+
+fn rollout(rollout: RolloutSummary) -> AdminRolloutStatus {
+    AdminRolloutStatus {
+        id: rollout.id,
+        stage: rollout.stage,
+        from_revision: rollout.from_revision.unwrap_or_default(),
+        to_revision: rollout.to_revision,
+        status: rollout.status,
+        waves_started: rollout.waves_started as u32,
+        waves: rollout.waves as u32,
+        updated_at_ms: rollout.updated_at.0 as i64,
+    }
+}
+
+fn event(event: Event) -> AdminEvent {
+    AdminEvent {
+        at_ms: event.at.0 as i64,
+        kind: event.kind.to_owned(),
+        subject: event.subject,
+        message: event.message,
+    }
+}

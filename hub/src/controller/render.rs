@@ -1,0 +1,401 @@
+//! The render controller: renders each fetched revision for every registered cluster and records
+//! the result, and renders revisions still in use again for clusters registered or relabelled
+//! since.
+//!
+//! A new revision that fails anywhere — it cannot be checked out, its `flotilla.yaml` is invalid,
+//! a manifest is broken, a path or link leaves the repository, a variable is undefined, a
+//! cluster falls into two stages — is recorded as failed with the first problem's file and line:
+//! no stage can be pinned to it and no cluster assigned it, so every cluster keeps its last good
+//! state. Only blobs the state does not hold yet travel in the command.
+//!
+//! Revisions in use (a stage's pin, a cluster's assignment, the source head) are rendered again
+//! for a cluster whose labels differ from those it was last rendered with during this term; at
+//! the start of a term that is every cluster, which costs one render of each revision in use
+//! and proposes nothing when the results are unchanged. A cluster that fails such a render keeps
+//! what it had and the error is recorded against it (`AmendRender`).
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_core::inventory::Cluster;
+use flotilla_core::{Kustomize, Labels};
+use futures::future::BoxFuture;
+
+use crate::controller::source::{SourceConfig, SourceMirror};
+use crate::controller::{Controller, ControllerContext, Wake};
+use crate::metrics::Metrics;
+use crate::node::ProposeError;
+use crate::state::source::{Blob, BlobHash, RenderError, RevisionRef, RevisionStatus};
+use crate::state::{Command, CommandError, RenderOutcome, State};
+use crate::transport::net::MAX_MESSAGE_BYTES;
+
+mod job;
+
+use job::{Rendered, first_failure, render_commit, whole};
+
+/// Largest encoded render command: it must cross the peer transport in one message.
+const MAX_RENDER_COMMAND_BYTES: usize = MAX_MESSAGE_BYTES / 2;
+
+/// How often the controller looks again when nothing changed (a commit missing from the mirror
+/// may arrive with the next fetch).
+const IDLE_RECHECK: Duration = Duration::from_secs(2);
+
+/// Renders revisions into per-cluster blobs.
+pub struct RenderController {
+    source: SourceConfig,
+    mirror: Arc<SourceMirror>,
+    metrics: Arc<Metrics>,
+    kustomize: Arc<Kustomize>,
+    work_dir: PathBuf,
+}
+
+impl RenderController {
+    /// A controller rendering `source`'s revisions from `mirror`, with kustomize found on `PATH`.
+    pub fn new(source: SourceConfig, mirror: Arc<SourceMirror>, metrics: Arc<Metrics>) -> Self {
+        let work_dir = mirror.path().with_extension("checkouts");
+        RenderController {
+            source,
+            mirror,
+            metrics,
+            kustomize: Arc::new(Kustomize::discover()),
+            work_dir,
+        }
+    }
+}
+
+impl Controller for RenderController {
+    fn name(&self) -> &'static str {
+        "render"
+    }
+
+    fn run(&self, context: ControllerContext) -> BoxFuture<'static, ()> {
+        let run = Run {
+            source: self.source.clone(),
+            mirror: self.mirror.clone(),
+            metrics: self.metrics.clone(),
+            kustomize: self.kustomize.clone(),
+            work_dir: self.work_dir.clone(),
+            checked: HashMap::new(),
+            context,
+        };
+        Box::pin(run.run())
+    }
+}
+
+/// The next thing to do.
+#[derive(Debug)]
+enum Work {
+    /// Render a fetched revision for every cluster.
+    Render(RevisionRef),
+    /// Render a rendered revision again for these clusters.
+    Amend(RevisionRef, Vec<Cluster>),
+}
+
+struct Run {
+    source: SourceConfig,
+    mirror: Arc<SourceMirror>,
+    metrics: Arc<Metrics>,
+    kustomize: Arc<Kustomize>,
+    work_dir: PathBuf,
+    /// Per revision, the labels each cluster was last rendered with during this term.
+    checked: HashMap<RevisionRef, BTreeMap<String, Labels>>,
+    context: ControllerContext,
+}
+
+impl Run {
+    async fn run(mut self) {
+        let mut applied = self.context.node.watch_applied();
+        loop {
+            let work = {
+                let state = self.context.node.state();
+                self.next_work(&state)
+            };
+            let done = match work {
+                Some(Work::Render(revision)) => self.render(revision).await,
+                Some(Work::Amend(revision, clusters)) => self.amend(revision, clusters).await,
+                None => true,
+            };
+            if self.context.stop.is_cancelled() {
+                return;
+            }
+            if done && self.context.wait(&mut applied, IDLE_RECHECK).await == Wake::Stop {
+                return;
+            }
+        }
+    }
+
+    fn next_work(&self, state: &State) -> Option<Work> {
+        let fetched_once = *self.mirror.watch_fetches().borrow() > 0;
+        let mut pending: Vec<(&RevisionRef, u64)> = state
+            .revisions
+            .iter()
+            .filter(|(r, rev)| {
+                r.source == self.source.name && rev.status == RevisionStatus::Fetched
+            })
+            .map(|(r, rev)| (r, rev.seq))
+            .collect();
+        pending.sort_by_key(|(_, seq)| std::cmp::Reverse(*seq));
+        // Newest first: an older revision waits while a newer one renders. A commit the mirror
+        // lacks is rendered (and so fails) only once this node has fetched: before that it may
+        // simply not have arrived yet.
+        if let Some((revision, _)) = pending
+            .into_iter()
+            .find(|(r, _)| fetched_once || self.mirror.has_commit(&r.commit))
+        {
+            return Some(Work::Render(revision.clone()));
+        }
+        for revision in in_use(state, &self.source.name) {
+            let checked = self.checked.get(&revision);
+            let stale: Vec<Cluster> = state
+                .clusters
+                .iter()
+                .filter(|(name, cluster)| {
+                    checked.and_then(|c| c.get(*name)) != Some(&cluster.labels)
+                })
+                .map(|(name, cluster)| Cluster {
+                    name: name.clone(),
+                    labels: cluster.labels.clone(),
+                })
+                .collect();
+            if !stale.is_empty() {
+                return Some(Work::Amend(revision, stale));
+            }
+        }
+        None
+    }
+
+    /// Renders the commit for `clusters` off the async threads.
+    async fn render_blocking(
+        &self,
+        commit: &str,
+        clusters: Vec<Cluster>,
+    ) -> Result<Rendered, RenderError> {
+        let mirror = self.mirror.clone();
+        let kustomize = self.kustomize.clone();
+        let work_dir = self.work_dir.clone();
+        let commit = commit.to_owned();
+        tokio::task::spawn_blocking(move || {
+            render_commit(&mirror, &work_dir, &commit, &clusters, &kustomize)
+        })
+        .await
+        .unwrap_or_else(|e| Err(whole(format!("the render task failed: {e}"))))
+    }
+
+    /// Renders a new revision for every registered cluster and records the outcome. Returns
+    /// whether the work is settled (false: look again at once).
+    async fn render(&mut self, revision: RevisionRef) -> bool {
+        let clusters = registered(&self.context.node.state());
+        let rendered = self
+            .render_blocking(&revision.commit, clusters.clone())
+            .await;
+        let outcome = match rendered {
+            Err(error) => RenderOutcome::Failed { error },
+            Ok(rendered) => match first_failure(&rendered) {
+                Some(error) => RenderOutcome::Failed { error },
+                None => self.success(rendered),
+            },
+        };
+        let failed = matches!(outcome, RenderOutcome::Failed { .. });
+        let command = Command::RecordRender {
+            revision: revision.clone(),
+            outcome,
+            at: self.context.clock.now(),
+        };
+        let command = match fits(&command) {
+            Ok(()) => command,
+            Err(error) => Command::RecordRender {
+                revision: revision.clone(),
+                outcome: RenderOutcome::Failed { error },
+                at: self.context.clock.now(),
+            },
+        };
+        match self.context.node.propose(&command).await {
+            Ok(_) => {
+                if failed {
+                    self.metrics.render_errors.inc();
+                    tracing::warn!(%revision, "revision failed to render");
+                } else {
+                    self.metrics.revisions_rendered.inc();
+                    tracing::info!(%revision, clusters = clusters.len(), "revision rendered");
+                }
+                self.remember(&revision, &clusters);
+                true
+            }
+            Err(ProposeError::Rejected { error, .. }) => {
+                // Another leader recorded it first, or it was forgotten meanwhile.
+                tracing::debug!(%revision, %error, "render result not recorded");
+                if let CommandError::AlreadyRendered(_) = error {
+                    self.checked.remove(&revision);
+                }
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%revision, %error, "cannot record the render result");
+                self.context.pause(Duration::from_secs(1)).await
+            }
+        }
+    }
+
+    /// The `Rendered` outcome with only the blobs the state lacks.
+    fn success(&self, rendered: Rendered) -> RenderOutcome {
+        let bundles = rendered
+            .clusters
+            .into_iter()
+            .filter_map(|(cluster, outcome)| outcome.ok().map(|b| (cluster, b)))
+            .collect();
+        let blobs = self.new_blobs(rendered.blobs);
+        RenderOutcome::Rendered {
+            bundles,
+            blobs,
+            spec: rendered.spec,
+        }
+    }
+
+    fn new_blobs(&self, blobs: BTreeMap<BlobHash, Blob>) -> Vec<Blob> {
+        let state = self.context.node.state();
+        blobs
+            .into_values()
+            .filter(|blob| !state.blobs.contains_key(&blob.hash))
+            .collect()
+    }
+
+    /// Renders a revision in use again for some clusters; proposes only what changed.
+    async fn amend(&mut self, revision: RevisionRef, clusters: Vec<Cluster>) -> bool {
+        let rendered = self
+            .render_blocking(&revision.commit, clusters.clone())
+            .await;
+        let mut bundles = BTreeMap::new();
+        let mut errors = BTreeMap::new();
+        let mut blobs = Vec::new();
+        match rendered {
+            Err(error) => {
+                for cluster in &clusters {
+                    errors.insert(cluster.name.clone(), error.clone());
+                }
+            }
+            Ok(rendered) => {
+                for (cluster, outcome) in rendered.clusters {
+                    match outcome {
+                        Ok(hashes) => {
+                            bundles.insert(cluster, hashes);
+                        }
+                        Err(error) => {
+                            errors.insert(cluster, error);
+                        }
+                    }
+                }
+                blobs = self.new_blobs(rendered.blobs);
+            }
+        }
+        {
+            let state = self.context.node.state();
+            let Some(recorded) = state.revisions.get(&revision) else {
+                return false;
+            };
+            bundles.retain(|cluster, hashes| {
+                recorded.bundles_for(cluster) != Some(hashes)
+                    || recorded.error_for(cluster).is_some()
+            });
+            errors.retain(|cluster, error| recorded.error_for(cluster) != Some(error));
+            let referenced: BTreeSet<&BlobHash> =
+                bundles.values().flat_map(|b| b.values()).collect();
+            blobs.retain(|blob| referenced.contains(&blob.hash));
+        }
+        if bundles.is_empty() && errors.is_empty() {
+            self.remember(&revision, &clusters);
+            return true;
+        }
+        let changed = bundles.len() + errors.len();
+        let command = Command::AmendRender {
+            revision: revision.clone(),
+            bundles,
+            errors,
+            blobs,
+            at: self.context.clock.now(),
+        };
+        if let Err(error) = fits(&command) {
+            tracing::warn!(%revision, message = %error.message, "cannot amend the render");
+            self.remember(&revision, &clusters);
+            return true;
+        }
+        match self.context.node.propose(&command).await {
+            Ok(_) => {
+                tracing::info!(%revision, clusters = changed, "render amended for new or relabelled clusters");
+                self.remember(&revision, &clusters);
+                true
+            }
+            Err(ProposeError::Rejected { error, .. }) => {
+                tracing::debug!(%revision, %error, "amendment refused; looking again");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(%revision, %error, "cannot record the amendment");
+                self.context.pause(Duration::from_secs(1)).await
+            }
+        }
+    }
+
+    fn remember(&mut self, revision: &RevisionRef, clusters: &[Cluster]) {
+        let checked = self.checked.entry(revision.clone()).or_default();
+        for cluster in clusters {
+            checked.insert(cluster.name.clone(), cluster.labels.clone());
+        }
+    }
+}
+
+/// Every registered cluster as rendering sees it.
+fn registered(state: &State) -> Vec<Cluster> {
+    state
+        .clusters
+        .iter()
+        .map(|(name, cluster)| Cluster {
+            name: name.clone(),
+            labels: cluster.labels.clone(),
+        })
+        .collect()
+}
+
+/// Rendered revisions of `source` that clusters hold or will hold: stage pins, cluster
+/// assignments and the source head.
+fn in_use(state: &State, source: &str) -> Vec<RevisionRef> {
+    let head = state.sources.get(source).and_then(|s| {
+        s.head.as_ref().map(|commit| RevisionRef {
+            source: source.to_owned(),
+            commit: commit.clone(),
+        })
+    });
+    let used: BTreeSet<RevisionRef> = state
+        .stages
+        .values()
+        .filter_map(|s| s.pinned.clone())
+        .chain(state.clusters.values().filter_map(|c| c.assigned.clone()))
+        .chain(head)
+        .filter(|r| {
+            r.source == source
+                && state
+                    .revisions
+                    .get(r)
+                    .is_some_and(|rev| matches!(rev.status, RevisionStatus::Rendered { .. }))
+        })
+        .collect();
+    used.into_iter().collect()
+}
+
+/// Checks that a command crosses the peer transport in one message.
+fn fits(command: &Command) -> Result<(), RenderError> {
+    let size = command
+        .encode()
+        .map_err(|e| whole(format!("cannot encode the render result: {e}")))?
+        .len();
+    if size > MAX_RENDER_COMMAND_BYTES {
+        return Err(whole(format!(
+            "the rendered output new in this revision is {} MiB compressed, over the {} MiB one \
+             replicated entry may carry; split large bundles or reduce per-cluster differences",
+            size / (1024 * 1024),
+            MAX_RENDER_COMMAND_BYTES / (1024 * 1024)
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,156 @@
+//! One render job, run on a blocking thread: check a commit out of the mirror into a temporary
+//! directory, load the repository, and render every bundle for the given clusters with
+//! flotilla-core. Problems become `RenderError`s located by file and line.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use flotilla_core::inventory::Cluster;
+use flotilla_core::render::render_fleet;
+use flotilla_core::spec::SPEC_FILE;
+use flotilla_core::{ContentHash, Kustomize, Limits, Repository, SourceLocation};
+
+use crate::controller::source::SourceMirror;
+use crate::state::source::{Blob, RenderError};
+
+/// What rendering one commit for a set of clusters produced.
+pub(super) struct Rendered {
+    /// The `flotilla.yaml` text.
+    pub(super) spec: String,
+    /// Per cluster: its bundles (name → hash), or why it did not render.
+    pub(super) clusters: BTreeMap<String, Result<BTreeMap<String, ContentHash>, RenderError>>,
+    /// Every distinct rendered bundle, compressed.
+    pub(super) blobs: BTreeMap<ContentHash, Blob>,
+}
+
+/// Renders `commit` for `clusters`. `Err` is a problem of the whole commit (it cannot be checked
+/// out, or its spec is invalid); per-cluster problems are in the result.
+pub(super) fn render_commit(
+    mirror: &SourceMirror,
+    work_dir: &Path,
+    commit: &str,
+    clusters: &[Cluster],
+    kustomize: &Kustomize,
+) -> Result<Rendered, RenderError> {
+    std::fs::create_dir_all(work_dir)
+        .map_err(|e| whole(format!("cannot prepare a work dir: {e}")))?;
+    let checkout = tempfile::Builder::new()
+        .prefix("checkout-")
+        .tempdir_in(work_dir)
+        .map_err(|e| whole(format!("cannot create a checkout dir: {e}")))?;
+    mirror
+        .checkout(commit, checkout.path())
+        .map_err(|e| whole(e.to_string()))?;
+    let limits = Limits::default();
+    let repo = Repository::load(checkout.path(), limits).map_err(|errors| {
+        let count = errors.errors.len();
+        match errors.errors.first() {
+            Some(first) => with_more(
+                located(Some(first.location()), first.to_string()),
+                count - 1,
+            ),
+            None => whole("the repository could not be loaded".into()),
+        }
+    })?;
+    let spec = std::fs::read_to_string(repo.root().join(SPEC_FILE))
+        .map_err(|e| located(Some(&SourceLocation::file(SPEC_FILE)), e.to_string()))?;
+    let mut outcome = BTreeMap::new();
+    let mut renderable = Vec::new();
+    for cluster in clusters {
+        match repo.spec().stage_for(&cluster.labels) {
+            Err(stages) => {
+                let names: Vec<&str> = stages.iter().map(|s| s.name.as_str()).collect();
+                let error = located(
+                    stages.last().map(|s| &s.location),
+                    format!(
+                        "cluster `{}` is selected by stages {}; a cluster belongs to at most one stage: narrow their clusterSelectors",
+                        cluster.name,
+                        names.join(" and ")
+                    ),
+                );
+                outcome.insert(cluster.name.clone(), Err(error));
+            }
+            Ok(_) => renderable.push(cluster.clone()),
+        }
+    }
+    let fleet = render_fleet(&repo, &renderable, kustomize);
+    for (cluster, bundles) in fleet.clusters {
+        let mut hashes = BTreeMap::new();
+        let mut failure = None;
+        for (bundle, result) in bundles {
+            match result {
+                Ok(hash) => {
+                    hashes.insert(bundle, hash);
+                }
+                Err(error) if failure.is_none() => {
+                    let mut located = located(error.location(), error.to_string());
+                    located.message = format!("bundle `{bundle}`: {}", located.message);
+                    failure = Some(located);
+                }
+                Err(_) => {}
+            }
+        }
+        outcome.insert(cluster, failure.map_or(Ok(hashes), Err));
+    }
+    let mut blobs = BTreeMap::new();
+    for (hash, bundle) in fleet.blobs {
+        let blob = Blob::from_content(&bundle.to_blob())
+            .map_err(|e| whole(format!("cannot compress a rendered bundle: {e}")))?;
+        blobs.insert(hash, blob);
+    }
+    Ok(Rendered {
+        spec,
+        clusters: outcome,
+        blobs,
+    })
+}
+
+/// The first failure of a render for the whole revision, naming the cluster and how many other
+/// clusters failed.
+pub(super) fn first_failure(rendered: &Rendered) -> Option<RenderError> {
+    let mut failures = rendered
+        .clusters
+        .iter()
+        .filter_map(|(cluster, outcome)| outcome.as_ref().err().map(|e| (cluster, e)));
+    let (cluster, first) = failures.next()?;
+    let more = failures.count();
+    let mut error = first.clone();
+    error.message = format!("cluster `{cluster}`, {}", error.message);
+    Some(with_more(error, more))
+}
+
+/// An error of the whole commit, not of one file.
+pub(super) fn whole(message: String) -> RenderError {
+    RenderError {
+        file: String::new(),
+        line: None,
+        message,
+    }
+}
+
+/// A replicated render error from core's location and message (which starts with the location).
+pub(super) fn located(location: Option<&SourceLocation>, text: String) -> RenderError {
+    match location {
+        Some(location) => {
+            let prefix = format!("{location}: ");
+            let message = text.strip_prefix(&prefix).unwrap_or(&text).to_owned();
+            RenderError {
+                file: location.file.clone(),
+                line: location.line,
+                message,
+            }
+        }
+        None => whole(text),
+    }
+}
+
+fn with_more(mut error: RenderError, more: usize) -> RenderError {
+    if more > 0 {
+        error.message = format!(
+            "{} (and {more} more problem{}; `flotilla lint` lists them all)",
+            error.message,
+            if more == 1 { "" } else { "s" }
+        );
+    }
+    error
+}

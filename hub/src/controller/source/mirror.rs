@@ -1,0 +1,192 @@
+//! The leader's local bare mirror of a source: fetched with git2 (https, ssh, file://), read by
+//! the render controller. No `git` binary is involved.
+
+use std::cell::Cell;
+use std::path::{Path, PathBuf};
+
+use git2::build::CheckoutBuilder;
+use git2::{AutotagOption, Cred, CredentialType, FetchOptions, Oid, RemoteCallbacks, Repository};
+use tokio::sync::watch;
+
+use super::{GitCredentials, SourceConfig};
+
+/// The ref the tracked branch is fetched into. The refspec is forced (`+`), so a force-pushed
+/// branch simply moves it: fetch and reset, never merge.
+const TRACKED_REF: &str = "refs/flotilla/tracked";
+
+/// Why a mirror operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// The mirror directory could not be created or opened.
+    #[error("cannot open the local mirror {path}: {source}")]
+    Open {
+        /// The mirror.
+        path: PathBuf,
+        /// What git2 said.
+        source: git2::Error,
+    },
+    /// Fetching the branch failed.
+    #[error(
+        "cannot fetch branch `{branch}` from {url}: {message}; check the URL, that the branch exists, and the hub's credentials"
+    )]
+    Fetch {
+        /// The repository.
+        url: String,
+        /// The branch.
+        branch: String,
+        /// What git2 said.
+        message: String,
+    },
+    /// A commit id is malformed or the commit is not in the mirror.
+    #[error("commit {commit} is not in the repository: {message}")]
+    MissingCommit {
+        /// The commit.
+        commit: String,
+        /// What git2 said.
+        message: String,
+    },
+    /// Writing the commit's tree to a directory failed.
+    #[error("cannot check out commit {commit}: {message}")]
+    Checkout {
+        /// The commit.
+        commit: String,
+        /// What git2 said.
+        message: String,
+    },
+}
+
+/// A bare repository under the data dir holding what was fetched from one source.
+pub struct SourceMirror {
+    path: PathBuf,
+    fetches: watch::Sender<u64>,
+}
+
+impl SourceMirror {
+    /// Opens (creating when absent) the mirror of `source` under `data_dir/sources/`.
+    pub fn open(data_dir: &Path, source: &SourceConfig) -> Result<Self, MirrorError> {
+        let path = data_dir
+            .join("sources")
+            .join(format!("{}.git", source.name));
+        let opened = if path.join("HEAD").exists() {
+            Repository::open_bare(&path)
+        } else {
+            Repository::init_bare(&path)
+        };
+        opened.map_err(|source| MirrorError::Open {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(SourceMirror {
+            path,
+            fetches: watch::channel(0).0,
+        })
+    }
+
+    /// The mirror's directory.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Counts successful fetches since this process started.
+    pub fn watch_fetches(&self) -> watch::Receiver<u64> {
+        self.fetches.subscribe()
+    }
+
+    fn repository(&self) -> Result<Repository, MirrorError> {
+        Repository::open_bare(&self.path).map_err(|source| MirrorError::Open {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Fetches the tracked branch (forced) and returns the commit it points at. Blocking.
+    pub fn fetch(&self, source: &SourceConfig) -> Result<String, MirrorError> {
+        let repo = self.repository()?;
+        let fetch_error = |e: git2::Error| MirrorError::Fetch {
+            url: source.url.clone(),
+            branch: source.branch.clone(),
+            message: e.message().to_owned(),
+        };
+        let mut remote = repo.remote_anonymous(&source.url).map_err(fetch_error)?;
+        let mut options = FetchOptions::new();
+        options.remote_callbacks(callbacks(&source.credentials));
+        options.download_tags(AutotagOption::None);
+        let refspec = format!("+refs/heads/{}:{TRACKED_REF}", source.branch);
+        remote
+            .fetch(&[refspec.as_str()], Some(&mut options), None)
+            .map_err(fetch_error)?;
+        let commit = repo
+            .find_reference(TRACKED_REF)
+            .and_then(|r| r.peel_to_commit())
+            .map_err(fetch_error)?;
+        self.fetches.send_modify(|n| *n += 1);
+        Ok(commit.id().to_string())
+    }
+
+    /// Whether the mirror holds `commit`.
+    pub fn has_commit(&self, commit: &str) -> bool {
+        let Ok(repo) = self.repository() else {
+            return false;
+        };
+        Oid::from_str(commit).is_ok_and(|oid| repo.find_commit(oid).is_ok())
+    }
+
+    /// Writes the tree of `commit` into `target` (an empty directory), byte for byte: no
+    /// line-ending or other filters. libgit2 refuses tree entries that would leave `target`
+    /// (`..`, `.git`, absolute names); links are written as links, and the repository loader
+    /// refuses any that point outside. Blocking.
+    pub fn checkout(&self, commit: &str, target: &Path) -> Result<(), MirrorError> {
+        let repo = self.repository()?;
+        let missing = |e: git2::Error| MirrorError::MissingCommit {
+            commit: commit.to_owned(),
+            message: e.message().to_owned(),
+        };
+        let oid = Oid::from_str(commit).map_err(missing)?;
+        let tree = repo
+            .find_commit(oid)
+            .and_then(|c| c.tree())
+            .map_err(missing)?;
+        let mut checkout = CheckoutBuilder::new();
+        checkout
+            .target_dir(target)
+            .force()
+            .update_index(false)
+            .disable_filters(true);
+        repo.checkout_tree(tree.as_object(), Some(&mut checkout))
+            .map_err(|e| MirrorError::Checkout {
+                commit: commit.to_owned(),
+                message: e.message().to_owned(),
+            })
+    }
+}
+
+/// Credentials for fetching: an ssh key file or the ssh agent, and https basic auth. Each kind
+/// is offered once: libgit2 asks again after a refusal, and offering the same again would loop.
+fn callbacks(credentials: &GitCredentials) -> RemoteCallbacks<'_> {
+    let mut callbacks = RemoteCallbacks::new();
+    let tried_ssh = Cell::new(false);
+    let tried_password = Cell::new(false);
+    let tried_username = Cell::new(false);
+    callbacks.credentials(move |_url, username, allowed| {
+        let user = username.unwrap_or("git");
+        if allowed.contains(CredentialType::SSH_KEY) && !tried_ssh.replace(true) {
+            return match &credentials.ssh_key {
+                Some(key) => Cred::ssh_key(user, None, key, None),
+                None => Cred::ssh_key_from_agent(user),
+            };
+        }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) && !tried_password.replace(true) {
+            if let Some(password) = &credentials.password {
+                let user = credentials.username.as_deref().or(username).unwrap_or("git");
+                return Cred::userpass_plaintext(user, password);
+            }
+        }
+        if allowed.contains(CredentialType::USERNAME) && !tried_username.replace(true) {
+            return Cred::username(user);
+        }
+        Err(git2::Error::from_str(
+            "authentication failed or no credentials configured (--ssh-key, or FLOTILLA_GIT_USERNAME and FLOTILLA_GIT_PASSWORD)",
+        ))
+    });
+    callbacks
+}

@@ -1,0 +1,63 @@
+//! The HTTP listener: webhooks that trigger a fetch, the dashboard and its JSON, Prometheus
+//! metrics and a liveness probe. Served by every node from its own replica.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::server::HubContext;
+
+pub mod dashboard;
+pub mod webhook;
+
+/// What the HTTP handlers share.
+#[derive(Clone)]
+pub struct HttpContext {
+    /// The hub.
+    pub hub: HubContext,
+    /// Shared secret webhooks must be signed with; `None` accepts every webhook.
+    pub webhook_secret: Option<String>,
+}
+
+/// The HTTP routes.
+pub fn router(context: HttpContext) -> Router {
+    Router::new()
+        .route("/", get(dashboard::page))
+        .route("/api/status", get(dashboard::status))
+        .route("/webhook", post(webhook::receive))
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .with_state(context)
+}
+
+/// Serves the HTTP routes on `listener` until `stop` is cancelled.
+pub async fn serve(context: HttpContext, listener: TcpListener, stop: CancellationToken) {
+    let served = axum::serve(listener, router(context))
+        .with_graceful_shutdown(stop.cancelled_owned())
+        .await;
+    if let Err(e) = served {
+        tracing::warn!(error = %e, "HTTP listener stopped with an error");
+    }
+}
+
+async fn healthz() -> &'static str {
+    "ok\n"
+}
+
+async fn metrics(State(context): State<HttpContext>) -> Response {
+    match context.hub.metrics.scrape(&context.hub.node).await {
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => (StatusCode::INTERNAL_SERVER_ERROR, "cannot encode metrics\n").into_response(),
+    }
+}

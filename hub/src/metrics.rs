@@ -1,0 +1,165 @@
+//! Prometheus metrics of one hub node, served at `/metrics` on the HTTP listener.
+//!
+//! Counters and the fetch histogram are this process's own (the leader's controllers count what
+//! they do); fleet and raft gauges are read from the node's replica and raft status at scrape
+//! time, so every node reports them and they can never drift from the state.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::node::{NodeHandle, Role};
+use crate::state::health::Health;
+
+/// Label set of a gauge family: `(name, value)` pairs.
+type LabelPairs = Vec<(String, String)>;
+
+/// The hub's metrics.
+pub struct Metrics {
+    registry: Registry,
+    /// Revisions rendered successfully by this node.
+    pub revisions_rendered: Counter,
+    /// Revisions whose fetch or render failed on this node.
+    pub render_errors: Counter,
+    /// Seconds each fetch of the source took, successful or not.
+    pub fetch_duration: Histogram,
+    /// Fetches that failed.
+    pub fetch_errors: Counter,
+    /// Webhooks accepted.
+    pub webhooks: Counter,
+    clusters: Gauge,
+    clusters_online: Gauge,
+    bundles: Family<LabelPairs, Gauge>,
+    raft_term: Gauge,
+    raft_commit: Gauge,
+    raft_applied: Gauge,
+    raft_leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    /// Fresh metrics, registered.
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("flotilla");
+        let revisions_rendered = Counter::default();
+        let render_errors = Counter::default();
+        let fetch_duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        let fetch_errors = Counter::default();
+        let webhooks = Counter::default();
+        let clusters = Gauge::default();
+        let clusters_online = Gauge::default();
+        let bundles = Family::<LabelPairs, Gauge>::default();
+        let raft_term = Gauge::default();
+        let raft_commit = Gauge::default();
+        let raft_applied = Gauge::default();
+        let raft_leader = Gauge::default();
+        registry.register(
+            "revisions_rendered",
+            "Revisions rendered successfully by this node",
+            revisions_rendered.clone(),
+        );
+        registry.register(
+            "render_errors",
+            "Revisions whose render failed on this node",
+            render_errors.clone(),
+        );
+        registry.register(
+            "fetch_duration_seconds",
+            "Time taken by each fetch of the source",
+            fetch_duration.clone(),
+        );
+        registry.register(
+            "fetch_errors",
+            "Fetches of the source that failed",
+            fetch_errors.clone(),
+        );
+        registry.register(
+            "webhooks",
+            "Webhooks accepted by this node",
+            webhooks.clone(),
+        );
+        registry.register("clusters", "Registered clusters", clusters.clone());
+        registry.register(
+            "clusters_online",
+            "Registered clusters whose agent is connected",
+            clusters_online.clone(),
+        );
+        registry.register(
+            "bundles",
+            "Bundles on clusters by reported health",
+            bundles.clone(),
+        );
+        registry.register("raft_term", "Current raft term", raft_term.clone());
+        registry.register(
+            "raft_commit_index",
+            "Raft commit index",
+            raft_commit.clone(),
+        );
+        registry.register(
+            "raft_applied_index",
+            "Raft applied index",
+            raft_applied.clone(),
+        );
+        registry.register(
+            "raft_leader",
+            "1 when this node leads the group",
+            raft_leader.clone(),
+        );
+        Metrics {
+            registry,
+            revisions_rendered,
+            render_errors,
+            fetch_duration,
+            fetch_errors,
+            webhooks,
+            clusters,
+            clusters_online,
+            bundles,
+            raft_term,
+            raft_commit,
+            raft_applied,
+            raft_leader,
+        }
+    }
+
+    /// Refreshes the gauges from the node and encodes everything in the text exposition format.
+    pub async fn scrape(&self, node: &NodeHandle) -> Result<String, fmt::Error> {
+        if let Ok(status) = node.status().await {
+            self.raft_term.set(status.term as i64);
+            self.raft_commit.set(status.commit as i64);
+            self.raft_applied.set(status.applied as i64);
+            self.raft_leader.set(i64::from(status.role == Role::Leader));
+        }
+        let mut by_health: BTreeMap<Health, i64> = Health::ALL.iter().map(|h| (*h, 0)).collect();
+        {
+            let state = node.state();
+            self.clusters.set(state.clusters.len() as i64);
+            self.clusters_online
+                .set(state.clusters.values().filter(|c| c.online).count() as i64);
+            for (key, record) in &state.health {
+                if state.clusters.contains_key(&key.cluster) {
+                    *by_health.entry(record.health).or_default() += 1;
+                }
+            }
+        }
+        for (health, count) in by_health {
+            self.bundles
+                .get_or_create(&vec![("health".to_owned(), health.as_str().to_owned())])
+                .set(count);
+        }
+        let mut text = String::new();
+        encode(&mut text, &self.registry)?;
+        Ok(text)
+    }
+}

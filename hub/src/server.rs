@@ -1,0 +1,383 @@
+//! A whole hub process: the raft node, the API listener, the HTTP listener and the leader-only
+//! controllers, started together and stopped together.
+//!
+//! Three listeners, like etcd's peer and client ports:
+//! - the **peer** listener (the node's own, `--listen`): raft traffic and the group admin API;
+//! - the **API** listener (`--api-listen`, gRPC): agents' `Sync` streams and the operators'
+//!   `Admin` API, served by every node from its own replica; writes go through the node, which
+//!   forwards them to the leader;
+//! - the **HTTP** listener (`--http-listen`): webhooks, the dashboard and Prometheus metrics.
+//!
+//! To serve another gRPC service on the API listener, add it in [`api_router`]; to run another
+//! leader-only controller, add it in [`controllers`].
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_proto::v1::admin_server::AdminServer;
+use flotilla_proto::v1::hub_group_server::HubGroupServer;
+use parking_lot::Mutex;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::transport::server::Router;
+
+use crate::admin::GroupService;
+use crate::api::AdminService;
+use crate::clock::Clock;
+use crate::config::NodeConfig;
+use crate::controller::inventory::InventoryController;
+use crate::controller::render::RenderController;
+use crate::controller::retention::RetentionController;
+use crate::controller::rollout::RolloutController;
+use crate::controller::source::{SourceConfig, SourceController, SourceMirror};
+use crate::controller::{Controller, Running, Supervisor};
+use crate::http::{self, HttpContext};
+use crate::metrics::Metrics;
+use crate::node::{Node, NodeHandle, StartError};
+use crate::transport::net::{self, NetError};
+
+/// Default address of the API listener.
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7071";
+/// Default address of the HTTP listener.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:7080";
+/// Default number of revisions kept besides those in use.
+pub const DEFAULT_REVISION_RETENTION: usize = 10;
+
+/// Everything a hub process needs to start.
+#[derive(Clone)]
+pub struct HubConfig {
+    /// The raft node.
+    pub node: NodeConfig,
+    /// Address of the API listener (port 0 picks a free port).
+    pub api_listen: String,
+    /// Address of the HTTP listener (port 0 picks a free port).
+    pub http_listen: String,
+    /// The Git repository the hub follows; without one the hub only serves its state.
+    pub source: Option<SourceConfig>,
+    /// Shared secret webhooks are verified with; without one every webhook is accepted.
+    pub webhook_secret: Option<String>,
+    /// Revisions kept for rollback besides those still in use.
+    pub revision_retention: usize,
+    /// A cluster inventory file registered (and relabelled) by the leader at start.
+    pub clusters_file: Option<PathBuf>,
+    /// Wall-clock time for proposed commands.
+    pub clock: Arc<dyn Clock>,
+}
+
+impl HubConfig {
+    /// A config with default listeners on loopback, no source and the system clock.
+    pub fn new(node: NodeConfig) -> Self {
+        HubConfig {
+            node,
+            api_listen: DEFAULT_API_LISTEN.to_owned(),
+            http_listen: DEFAULT_HTTP_LISTEN.to_owned(),
+            source: None,
+            webhook_secret: None,
+            revision_retention: DEFAULT_REVISION_RETENTION,
+            clusters_file: None,
+            clock: crate::clock::system(),
+        }
+    }
+}
+
+/// Why a hub did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// The raft node did not start.
+    #[error(transparent)]
+    Node(#[from] StartError),
+    /// A listener could not be bound.
+    #[error(transparent)]
+    Net(#[from] NetError),
+    /// The HTTP listener could not be bound.
+    #[error("cannot listen for HTTP on {address}: {source}")]
+    Http {
+        /// The address.
+        address: String,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The source's local mirror could not be prepared.
+    #[error(transparent)]
+    Mirror(#[from] crate::controller::source::MirrorError),
+    /// The clusters file is unreadable or invalid.
+    #[error("clusters file {path}:\n{errors}")]
+    Inventory {
+        /// The file.
+        path: PathBuf,
+        /// Every problem, with line.
+        errors: flotilla_core::SpecErrors,
+    },
+}
+
+/// A running hub process. Call [`Hub::shutdown`] to stop it.
+pub struct Hub {
+    node: NodeHandle,
+    api_address: SocketAddr,
+    http_address: SocketAddr,
+    running: watch::Receiver<Running>,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
+}
+
+/// What the services and controllers of one hub share.
+#[derive(Clone)]
+pub struct HubContext {
+    /// The node.
+    pub node: NodeHandle,
+    /// Wall-clock time for proposed commands.
+    pub clock: Arc<dyn Clock>,
+    /// Counters and gauges.
+    pub metrics: Arc<Metrics>,
+    /// The followed source, if any.
+    pub source: Option<SourceConfig>,
+}
+
+impl Hub {
+    /// Binds every listener, starts the raft node, the services and the controller supervisor.
+    pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
+        let metrics = Arc::new(Metrics::new());
+        let controllers = controllers(&config, &metrics)?;
+        let api_listener = net::bind(&config.api_listen).await?;
+        let api_address = local_addr(&api_listener, &config.api_listen)?;
+        let http_listener = tokio::net::TcpListener::bind(&config.http_listen)
+            .await
+            .map_err(|source| HubError::Http {
+                address: config.http_listen.clone(),
+                source,
+            })?;
+        let http_address = http_listener
+            .local_addr()
+            .map_err(|source| HubError::Http {
+                address: config.http_listen.clone(),
+                source,
+            })?;
+        let node = Node::start(config.node.clone()).await?;
+        let context = HubContext {
+            node: node.clone(),
+            clock: config.clock.clone(),
+            metrics: metrics.clone(),
+            source: config.source.clone(),
+        };
+        let stop = CancellationToken::new();
+        let mut tasks = Vec::new();
+
+        let router = api_router(&context);
+        tasks.push(tokio::spawn(net::serve(
+            router,
+            api_listener,
+            stop.child_token(),
+        )));
+
+        let http = HttpContext {
+            hub: context.clone(),
+            webhook_secret: config.webhook_secret.clone(),
+        };
+        tasks.push(tokio::spawn(http::serve(
+            http,
+            http_listener,
+            stop.child_token(),
+        )));
+
+        let supervisor = Supervisor::new(node.clone(), config.clock.clone(), controllers);
+        let running = supervisor.watch_running();
+        tasks.push(supervisor.spawn(stop.child_token()));
+        tracing::info!(
+            node = node.id(),
+            peers = %node.address(),
+            api = %api_address,
+            http = %http_address,
+            "hub started"
+        );
+        Ok(Hub {
+            node,
+            api_address,
+            http_address,
+            running,
+            metrics,
+            stop,
+            tasks: Mutex::new(tasks),
+        })
+    }
+
+    /// The raft node.
+    pub fn node(&self) -> &NodeHandle {
+        &self.node
+    }
+
+    /// Where the API listener is bound.
+    pub fn api_address(&self) -> SocketAddr {
+        self.api_address
+    }
+
+    /// Where the HTTP listener is bound.
+    pub fn http_address(&self) -> SocketAddr {
+        self.http_address
+    }
+
+    /// The controllers running on this node (none unless it leads).
+    pub fn watch_controllers(&self) -> watch::Receiver<Running> {
+        self.running.clone()
+    }
+
+    /// The hub's counters and gauges.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// Stops controllers, listeners and the node. Safe to call more than once.
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let tasks: Vec<JoinHandle<()>> = self.tasks.lock().drain(..).collect();
+        for task in tasks {
+            if tokio::time::timeout(Duration::from_secs(5), task)
+                .await
+                .is_err()
+            {
+                tracing::warn!("a hub task did not stop within 5 s");
+            }
+        }
+        self.node.shutdown().await;
+    }
+}
+
+fn local_addr(listener: &tokio::net::TcpListener, address: &str) -> Result<SocketAddr, NetError> {
+    net::local_addr(listener).map_err(|source| NetError::Bind {
+        address: address.to_owned(),
+        source,
+    })
+}
+
+/// The gRPC services of the API listener.
+pub fn api_router(context: &HubContext) -> Router {
+    net::api_server()
+        .add_service(
+            AdminServer::new(AdminService::new(context.clone()))
+                .max_decoding_message_size(net::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(net::MAX_MESSAGE_BYTES),
+        )
+        .add_service(HubGroupServer::new(GroupService::new(context.node.clone())))
+}
+
+/// The leader-only controllers of this hub. Files they need (the clusters file, the source's
+/// mirror) are opened here, so a bad one stops the hub at start.
+pub fn controllers(
+    config: &HubConfig,
+    metrics: &Arc<Metrics>,
+) -> Result<Vec<Arc<dyn Controller>>, HubError> {
+    let mut controllers: Vec<Arc<dyn Controller>> = Vec::new();
+    if let Some(path) = &config.clusters_file {
+        let clusters = flotilla_core::inventory::load_inventory(path, &Default::default())
+            .map_err(|errors| HubError::Inventory {
+                path: path.clone(),
+                errors,
+            })?;
+        controllers.push(Arc::new(InventoryController::new(clusters)));
+    }
+    if let Some(source) = &config.source {
+        let mirror = Arc::new(SourceMirror::open(&config.node.data_dir, source)?);
+        controllers.push(Arc::new(SourceController::new(
+            source.clone(),
+            mirror.clone(),
+            metrics.clone(),
+        )));
+        controllers.push(Arc::new(RenderController::new(
+            source.clone(),
+            mirror,
+            metrics.clone(),
+        )));
+        controllers.push(Arc::new(RolloutController::new(source.clone())));
+        controllers.push(Arc::new(RetentionController::new(
+            source.name.clone(),
+            config.revision_retention,
+        )));
+    }
+    Ok(controllers)
+}
+
+impl HubConfig {
+    /// The hub config from merged file settings and flags; `credentials` come from the
+    /// environment, never from the file.
+    pub fn from_file(
+        file: crate::config::FileConfig,
+        credentials: crate::controller::source::GitCredentials,
+    ) -> Result<HubConfig, crate::config::ConfigError> {
+        use crate::config::ConfigError;
+        use crate::controller::source::{DEFAULT_BRANCH, DEFAULT_POLL_INTERVAL};
+
+        let poll_interval = match &file.poll_interval {
+            None => DEFAULT_POLL_INTERVAL,
+            Some(text) => text
+                .parse::<flotilla_core::spec::Duration>()
+                .map_err(|problem| ConfigError::Invalid {
+                    field: "--poll-interval / pollInterval",
+                    problem,
+                })?
+                .as_std(),
+        };
+        if poll_interval.is_zero() {
+            return Err(ConfigError::Invalid {
+                field: "--poll-interval / pollInterval",
+                problem: "must be positive, like `30s`".into(),
+            });
+        }
+        let source = file.repo.clone().map(|url| {
+            let mut source = SourceConfig::new(
+                url,
+                file.branch
+                    .clone()
+                    .unwrap_or_else(|| DEFAULT_BRANCH.to_owned()),
+            );
+            source.poll_interval = poll_interval;
+            source.credentials = crate::controller::source::GitCredentials {
+                ssh_key: file.ssh_key.clone(),
+                ..credentials
+            };
+            source
+        });
+        if source.is_none() && (file.branch.is_some() || file.webhook_secret.is_some()) {
+            return Err(ConfigError::Invalid {
+                field: "--repo / repo",
+                problem:
+                    "--branch and --webhook-secret need a repository to follow; add --repo URL"
+                        .into(),
+            });
+        }
+        if let Some(source) = &source
+            && source.branch.trim().is_empty()
+        {
+            return Err(ConfigError::Invalid {
+                field: "--branch / branch",
+                problem: "must name a branch, like `main`".into(),
+            });
+        }
+        let api_listen = file
+            .api_listen
+            .clone()
+            .unwrap_or_else(|| DEFAULT_API_LISTEN.to_owned());
+        let http_listen = file
+            .http_listen
+            .clone()
+            .unwrap_or_else(|| DEFAULT_HTTP_LISTEN.to_owned());
+        let webhook_secret = file.webhook_secret.clone().filter(|s| !s.is_empty());
+        let revision_retention = file
+            .revision_retention
+            .unwrap_or(DEFAULT_REVISION_RETENTION);
+        let clusters_file = file.clusters.clone();
+        let node = file.into_node_config()?;
+        Ok(HubConfig {
+            node,
+            api_listen,
+            http_listen,
+            source,
+            webhook_secret,
+            revision_retention,
+            clusters_file,
+            clock: crate::clock::system(),
+        })
+    }
+}

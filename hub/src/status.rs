@@ -1,0 +1,540 @@
+//! The fleet at a glance, computed from one replica's state: per stage and cluster, for every
+//! bundle, the desired and the applied revision, health and drift; liveness; rollouts; the
+//! latest revision and its error; recent events. The Admin API and the dashboard both serve it.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::controller::source::SourceConfig;
+use crate::pipeline;
+use crate::state::source::{BlobHash, RenderError, Revision, RevisionRef, RevisionStatus};
+use crate::state::stage::StageChange;
+use crate::state::{Labels, State, Timestamp};
+
+/// Events kept in a status.
+pub const EVENT_LIMIT: usize = 50;
+
+/// The whole fleet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FleetStatus {
+    /// The node that computed it.
+    pub node: u64,
+    /// The leader that node knows (0: none).
+    pub leader: u64,
+    /// The state index it reflects.
+    pub applied_index: u64,
+    /// The followed source.
+    pub source: Option<SourceStatus>,
+    /// The newest revision, whatever its status.
+    pub latest_revision: Option<RevisionSummary>,
+    /// Stages of the current `flotilla.yaml`, then any pinned stage it no longer declares.
+    pub stages: Vec<StageStatus>,
+    /// Every registered cluster, by name.
+    pub clusters: Vec<ClusterStatus>,
+    /// Rollouts, newest first.
+    pub rollouts: Vec<RolloutSummary>,
+    /// Recent events, newest first.
+    pub events: Vec<Event>,
+}
+
+/// The followed source.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SourceStatus {
+    /// Name in the state.
+    pub name: String,
+    /// Repository URL.
+    pub url: String,
+    /// Branch followed.
+    pub branch: String,
+    /// Head at the last fetch.
+    pub head: Option<String>,
+    /// When the last successful fetch was recorded.
+    pub fetched_at: Option<Timestamp>,
+    /// The last fetch error, if the last fetch failed.
+    pub last_error: Option<String>,
+}
+
+/// One revision.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RevisionSummary {
+    /// Source name.
+    pub source: String,
+    /// Commit id.
+    pub commit: String,
+    /// Order of arrival.
+    pub seq: u64,
+    /// When fetched.
+    pub fetched_at: Timestamp,
+    /// `fetched`, `rendered` or `failed`.
+    pub status: &'static str,
+    /// When rendered or failed.
+    pub rendered_at: Option<Timestamp>,
+    /// Why it failed.
+    pub error: Option<RenderError>,
+    /// Stages pinned to it.
+    pub pinned_by: Vec<String>,
+    /// Clusters it is rendered for.
+    pub clusters: usize,
+    /// Clusters added later for which it did not render.
+    pub cluster_errors: BTreeMap<String, RenderError>,
+}
+
+/// One stage.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StageStatus {
+    /// Name.
+    pub name: String,
+    /// Commit it is pinned to.
+    pub pinned_revision: Option<String>,
+    /// When the pin last moved.
+    pub pinned_at: Option<Timestamp>,
+    /// `track BRANCH` or `promoteFrom STAGE` (empty when the current spec lacks the stage).
+    pub source: String,
+    /// Its clusters, by name.
+    pub clusters: Vec<String>,
+}
+
+/// One cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterStatus {
+    /// Name.
+    pub name: String,
+    /// The stage that selects it, if one does.
+    pub stage: Option<String>,
+    /// Labels.
+    pub labels: Labels,
+    /// Whether its agent is connected.
+    pub online: bool,
+    /// When the hub last heard of it: its newest report or liveness change.
+    pub last_seen: Option<Timestamp>,
+    /// Commit it is assigned.
+    pub assigned_revision: Option<String>,
+    /// Why its stage's revision did not render for it.
+    pub render_error: Option<RenderError>,
+    /// Bundles desired or still reported, by name.
+    pub bundles: Vec<BundleStatus>,
+}
+
+/// One bundle on one cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleStatus {
+    /// Bundle name.
+    pub name: String,
+    /// Commit of the desired content; none when the bundle is no longer desired.
+    pub desired_revision: Option<String>,
+    /// Hash of the desired content.
+    pub desired_hash: Option<BlobHash>,
+    /// Commit of the applied content, when known.
+    pub applied_revision: Option<String>,
+    /// Hash of the applied content.
+    pub applied_hash: Option<BlobHash>,
+    /// Reported health (`Unknown` before the first report).
+    pub health: String,
+    /// Objects drifted and not corrected.
+    pub drifted: Vec<String>,
+    /// Detail from the agent.
+    pub message: String,
+    /// When the agent observed it.
+    pub updated_at: Option<Timestamp>,
+}
+
+/// One rollout.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RolloutSummary {
+    /// Id.
+    pub id: u64,
+    /// Stage.
+    pub stage: String,
+    /// Commit it started from.
+    pub from_revision: Option<String>,
+    /// Commit it rolls out.
+    pub to_revision: String,
+    /// Status name.
+    pub status: String,
+    /// Waves started.
+    pub waves_started: usize,
+    /// Waves in all.
+    pub waves: usize,
+    /// When it last changed.
+    pub updated_at: Timestamp,
+}
+
+/// Something that happened.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Event {
+    /// When.
+    pub at: Timestamp,
+    /// `revision`, `stage`, `cluster`, `rollout` or `audit`.
+    pub kind: &'static str,
+    /// What it concerns.
+    pub subject: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// Computes the fleet status from a replica.
+pub fn fleet_status(
+    state: &State,
+    source: Option<&SourceConfig>,
+    node: u64,
+    leader: Option<u64>,
+    applied_index: u64,
+) -> FleetStatus {
+    let source_name = source.map(|s| s.name.as_str()).unwrap_or_default();
+    let spec = pipeline::current(state, source_name).map(|(_, spec)| spec);
+    let stage_of = |labels: &Labels| {
+        spec.as_ref()
+            .and_then(|spec| spec.stage_for(labels).ok().flatten())
+            .map(|s| s.name.clone())
+    };
+    let clusters: Vec<ClusterStatus> = state
+        .clusters
+        .keys()
+        .filter_map(|name| cluster_status(state, name, stage_of))
+        .collect();
+    FleetStatus {
+        node,
+        leader: leader.unwrap_or(0),
+        applied_index,
+        source: source.map(|config| source_status(state, config)),
+        latest_revision: latest_revision(state, source_name),
+        stages: stages(state, spec.as_ref(), &clusters),
+        clusters,
+        rollouts: rollouts(state),
+        events: events(state),
+    }
+}
+
+fn source_status(state: &State, config: &SourceConfig) -> SourceStatus {
+    let known = state.sources.get(&config.name);
+    SourceStatus {
+        name: config.name.clone(),
+        url: config.url.clone(),
+        branch: config.branch.clone(),
+        head: known.and_then(|s| s.head.clone()),
+        fetched_at: known.and_then(|s| s.fetched_at),
+        last_error: known.and_then(|s| s.last_error.clone()),
+    }
+}
+
+/// Every revision of `source` (all sources when empty), newest first.
+pub fn revisions(state: &State, source: &str) -> Vec<RevisionSummary> {
+    let mut list: Vec<RevisionSummary> = state
+        .revisions
+        .iter()
+        .filter(|(r, _)| source.is_empty() || r.source == source)
+        .map(|(r, rev)| revision_summary(state, r, rev))
+        .collect();
+    list.sort_by_key(|r| std::cmp::Reverse((r.fetched_at, r.seq)));
+    list
+}
+
+fn latest_revision(state: &State, source: &str) -> Option<RevisionSummary> {
+    state
+        .revisions
+        .iter()
+        .filter(|(r, _)| r.source == source)
+        .max_by_key(|(_, rev)| rev.seq)
+        .map(|(r, rev)| revision_summary(state, r, rev))
+}
+
+/// A revision as listed.
+pub fn revision_summary(state: &State, r: &RevisionRef, rev: &Revision) -> RevisionSummary {
+    let (status, rendered_at, error, clusters, cluster_errors) = match &rev.status {
+        RevisionStatus::Fetched => ("fetched", None, None, 0, BTreeMap::new()),
+        RevisionStatus::Rendered {
+            bundles,
+            cluster_errors,
+            at,
+            ..
+        } => (
+            "rendered",
+            Some(*at),
+            None,
+            bundles.len(),
+            cluster_errors.clone(),
+        ),
+        RevisionStatus::Failed { error, at } => {
+            ("failed", Some(*at), Some(error.clone()), 0, BTreeMap::new())
+        }
+    };
+    RevisionSummary {
+        source: r.source.clone(),
+        commit: r.commit.clone(),
+        seq: rev.seq,
+        fetched_at: rev.fetched_at,
+        status,
+        rendered_at,
+        error,
+        pinned_by: state
+            .stages
+            .iter()
+            .filter(|(_, s)| s.pinned.as_ref() == Some(r))
+            .map(|(name, _)| name.clone())
+            .collect(),
+        clusters,
+        cluster_errors,
+    }
+}
+
+fn cluster_status(
+    state: &State,
+    name: &str,
+    stage_of: impl Fn(&Labels) -> Option<String>,
+) -> Option<ClusterStatus> {
+    let cluster = state.clusters.get(name)?;
+    let stage = stage_of(&cluster.labels);
+    let assigned = cluster
+        .assigned
+        .as_ref()
+        .and_then(|r| state.revisions.get(r).map(|rev| (r, rev)));
+    let desired: BTreeMap<String, BlobHash> = state.desired_bundles(name);
+    let reported: BTreeMap<&str, _> = state
+        .health
+        .iter()
+        .filter(|(key, _)| key.cluster == name)
+        .map(|(key, record)| (key.bundle.as_str(), record))
+        .collect();
+    let names: BTreeSet<&str> = desired
+        .keys()
+        .map(String::as_str)
+        .chain(reported.keys().copied())
+        .collect();
+    let bundles = names
+        .into_iter()
+        .map(|bundle| {
+            let desired_hash = desired.get(bundle).cloned();
+            let record = reported.get(bundle);
+            let applied_hash = record.and_then(|r| r.applied.clone());
+            let applied_revision = applied_hash
+                .as_ref()
+                .and_then(|hash| revision_holding(state, name, bundle, hash, &cluster.assigned));
+            BundleStatus {
+                name: bundle.to_owned(),
+                desired_revision: desired_hash
+                    .as_ref()
+                    .and(cluster.assigned.as_ref())
+                    .map(|r| r.commit.clone()),
+                desired_hash,
+                applied_revision,
+                applied_hash,
+                health: record.map_or("Unknown", |r| r.health.as_str()).to_owned(),
+                drifted: record.map(|r| r.drifted.clone()).unwrap_or_default(),
+                message: record.map(|r| r.message.clone()).unwrap_or_default(),
+                updated_at: record.map(|r| r.at),
+            }
+        })
+        .collect();
+    let last_report = reported.values().map(|r| r.at).max();
+    let last_seen = [last_report, cluster.liveness_changed_at]
+        .into_iter()
+        .flatten()
+        .max();
+    let render_error = stage
+        .as_ref()
+        .and_then(|stage| state.stages.get(stage)?.pinned.as_ref())
+        .and_then(|pinned| state.revisions.get(pinned)?.error_for(name).cloned());
+    Some(ClusterStatus {
+        name: name.to_owned(),
+        stage,
+        labels: cluster.labels.clone(),
+        online: cluster.online,
+        last_seen,
+        assigned_revision: assigned.map(|(r, _)| r.commit.clone()),
+        render_error,
+        bundles,
+    })
+}
+
+/// The commit whose render of `bundle` for `cluster` is `hash`: the assigned revision if it
+/// matches, else the newest revision that does.
+fn revision_holding(
+    state: &State,
+    cluster: &str,
+    bundle: &str,
+    hash: &BlobHash,
+    assigned: &Option<RevisionRef>,
+) -> Option<String> {
+    let holds = |rev: &Revision| rev.bundles_for(cluster).and_then(|b| b.get(bundle)) == Some(hash);
+    if let Some(r) = assigned
+        && state.revisions.get(r).is_some_and(holds)
+    {
+        return Some(r.commit.clone());
+    }
+    state
+        .revisions
+        .iter()
+        .filter(|(_, rev)| holds(rev))
+        .max_by_key(|(_, rev)| rev.seq)
+        .map(|(r, _)| r.commit.clone())
+}
+
+fn stages(
+    state: &State,
+    spec: Option<&flotilla_core::FleetSpec>,
+    clusters: &[ClusterStatus],
+) -> Vec<StageStatus> {
+    let mut names: Vec<String> = spec
+        .map(|s| s.stages.iter().map(|st| st.name.clone()).collect())
+        .unwrap_or_default();
+    for name in state.stages.keys() {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
+        .into_iter()
+        .map(|name| {
+            let pinned = state.stages.get(&name);
+            let declared = spec.and_then(|s| s.stage(&name));
+            StageStatus {
+                pinned_revision: pinned
+                    .and_then(|s| s.pinned.as_ref())
+                    .map(|r| r.commit.clone()),
+                pinned_at: pinned.and_then(|s| s.history.last()).map(|h| h.at),
+                source: declared.map(describe_source).unwrap_or_default(),
+                clusters: clusters
+                    .iter()
+                    .filter(|c| c.stage.as_deref() == Some(name.as_str()))
+                    .map(|c| c.name.clone())
+                    .collect(),
+                name,
+            }
+        })
+        .collect()
+}
+
+fn describe_source(stage: &flotilla_core::Stage) -> String {
+    match &stage.source {
+        flotilla_core::spec::StageSource::Track { branch } => format!("track {branch}"),
+        flotilla_core::spec::StageSource::PromoteFrom { stage } => format!("promoteFrom {stage}"),
+    }
+}
+
+fn rollouts(state: &State) -> Vec<RolloutSummary> {
+    state
+        .rollouts
+        .iter()
+        .rev()
+        .map(|(id, r)| RolloutSummary {
+            id: *id,
+            stage: r.stage.clone(),
+            from_revision: r.from.as_ref().map(|f| f.commit.clone()),
+            to_revision: r.to.commit.clone(),
+            status: r.status.name().to_owned(),
+            waves_started: r.started,
+            waves: r.waves.len(),
+            updated_at: r.updated_at,
+        })
+        .collect()
+}
+
+/// Recent events, merged from what the state records with times: revisions fetched, rendered
+/// or failed; stage pins; cluster registrations and liveness changes; rollouts; audit events.
+fn events(state: &State) -> Vec<Event> {
+    let mut events = Vec::new();
+    for (r, rev) in &state.revisions {
+        let subject = format!("revision/{}", pipeline::short(&r.commit));
+        events.push(Event {
+            at: rev.fetched_at,
+            kind: "revision",
+            subject: subject.clone(),
+            message: format!("fetched from {}", r.source),
+        });
+        match &rev.status {
+            RevisionStatus::Fetched => {}
+            RevisionStatus::Rendered { bundles, at, .. } => events.push(Event {
+                at: *at,
+                kind: "revision",
+                subject,
+                message: format!("rendered for {} clusters", bundles.len()),
+            }),
+            RevisionStatus::Failed { error, at } => events.push(Event {
+                at: *at,
+                kind: "revision",
+                subject,
+                message: format!("failed: {}", describe_error(error)),
+            }),
+        }
+    }
+    for (name, stage) in &state.stages {
+        for pin in stage.history.iter().rev().take(EVENT_LIMIT) {
+            let verb = match pin.change {
+                StageChange::Track => "tracked",
+                StageChange::Promote => "promoted to",
+                StageChange::ForcePromote => "force-promoted to",
+                StageChange::Rollback => "rolled back to",
+                StageChange::RolloutComplete => "completed rollout of",
+            };
+            events.push(Event {
+                at: pin.at,
+                kind: "stage",
+                subject: format!("stage/{name}"),
+                message: format!(
+                    "{verb} {} by {}: {}",
+                    pipeline::short(&pin.revision.commit),
+                    pin.by,
+                    pin.reason
+                ),
+            });
+        }
+    }
+    for (name, cluster) in &state.clusters {
+        events.push(Event {
+            at: cluster.registered_at,
+            kind: "cluster",
+            subject: format!("cluster/{name}"),
+            message: "registered".into(),
+        });
+        if let Some(at) = cluster.liveness_changed_at {
+            events.push(Event {
+                at,
+                kind: "cluster",
+                subject: format!("cluster/{name}"),
+                message: if cluster.online { "online" } else { "offline" }.into(),
+            });
+        }
+    }
+    for (id, rollout) in &state.rollouts {
+        events.push(Event {
+            at: rollout.updated_at,
+            kind: "rollout",
+            subject: format!("rollout/{id}"),
+            message: format!(
+                "stage {} to {}: {}",
+                rollout.stage,
+                pipeline::short(&rollout.to.commit),
+                rollout.status.name()
+            ),
+        });
+    }
+    for event in state.audit.events.iter().rev().take(EVENT_LIMIT) {
+        events.push(Event {
+            at: event.at,
+            kind: "audit",
+            subject: event.target.clone(),
+            message: format!("{} by {}: {}", event.action, event.actor, event.detail),
+        });
+    }
+    events.sort_by(|a, b| b.cmp(a));
+    events.truncate(EVENT_LIMIT);
+    events
+}
+
+/// `file:line: message`, or the message alone for problems of the whole commit.
+pub fn describe_error(error: &RenderError) -> String {
+    match (error.file.as_str(), error.line) {
+        ("", _) => error.message.clone(),
+        (file, Some(line)) => format!("{file}:{line}: {}", error.message),
+        (file, None) => format!("{file}: {}", error.message),
+    }
+}
