@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod drift;
 pub mod engine;
 pub mod health;
+pub mod hub;
 pub mod inventory;
 pub mod object;
 pub mod owners;

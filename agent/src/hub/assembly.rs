@@ -1,9 +1,9 @@
 //! Putting a bundle back together from the hub's chunks, and checking it: decompressed to
 //! the announced size, hashing to the announced hash, decoding as a rendered bundle.
 
+use flotilla_core::ContentHash;
 use flotilla_core::render::RenderedBundle;
 use flotilla_core::spec::DriftMode as SpecDriftMode;
-use flotilla_core::ContentHash;
 use flotilla_proto::v1::BundleChunk;
 
 use crate::bundle::{BundleRevision, DriftMode};
@@ -16,7 +16,9 @@ const DEFAULT_NAMESPACE: &str = "default";
 #[derive(Debug, thiserror::Error)]
 pub enum AssemblyError {
     /// A chunk does not continue the bundle being received: the stream is out of step.
-    #[error("chunk of bundle '{bundle}' at offset {offset} does not continue the bundle being received")]
+    #[error(
+        "chunk of bundle '{bundle}' at offset {offset} does not continue the bundle being received"
+    )]
     OutOfOrder {
         /// The chunk's bundle.
         bundle: String,
@@ -52,17 +54,19 @@ impl AssemblyError {
 
 /// A bundle received whole and decoded.
 #[derive(Debug)]
-pub struct Received {
+pub(crate) struct Received {
     /// The revision to hand to the engine.
-    pub revision: BundleRevision,
+    pub(crate) revision: BundleRevision,
     /// Compressed bytes received.
-    pub bytes: u64,
+    pub(crate) bytes: u64,
 }
 
 /// The bundle being received, if any.
 #[derive(Debug)]
 pub(crate) struct Assembler {
     current: Option<Partial>,
+    /// A bundle refused at its first chunk (bundle, hash): its other chunks are let pass.
+    skipping: Option<(String, String)>,
     max_bundle_bytes: u64,
 }
 
@@ -81,6 +85,7 @@ impl Assembler {
     pub(crate) fn new(max_bundle_bytes: u64) -> Self {
         Assembler {
             current: None,
+            skipping: None,
             max_bundle_bytes,
         }
     }
@@ -89,7 +94,24 @@ impl Assembler {
     /// fails its checks is an error for that bundle only; the next bundle starts afresh.
     pub(crate) fn add(&mut self, chunk: BundleChunk) -> Result<Option<Received>, AssemblyError> {
         if chunk.offset == 0 {
-            self.current = Some(self.start(&chunk)?);
+            self.skipping = None;
+            match self.start(&chunk) {
+                Ok(partial) => self.current = Some(partial),
+                Err(e) => {
+                    self.current = None;
+                    self.skipping = Some((chunk.bundle.clone(), chunk.content_hash.clone()));
+                    return Err(e);
+                }
+            }
+        } else if self
+            .skipping
+            .as_ref()
+            .is_some_and(|(bundle, hash)| *bundle == chunk.bundle && *hash == chunk.content_hash)
+        {
+            if chunk.offset + chunk.data.len() as u64 >= chunk.total_bytes {
+                self.skipping = None;
+            }
+            return Ok(None);
         }
         let Some(partial) = self.current.as_mut() else {
             return Err(AssemblyError::OutOfOrder {

@@ -1,0 +1,164 @@
+//! `flotilla-agent run`: the agent's normal mode. An engine on the cluster, enforcing what the
+//! state directory holds from the first moment, and a link to the hub feeding it.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::clock::SystemClock;
+use crate::engine::{Engine, EngineConfig, EngineError};
+
+use super::{Backoff, HubLink, LinkConfig, LinkError, ThreadRandom};
+
+/// Arguments of `flotilla-agent run`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RunArgs {
+    /// Every hub node's API address, comma-separated: the agent fails over between them.
+    #[arg(long, value_delimiter = ',', required = true, env = "FLOTILLA_HUB")]
+    pub hub: Vec<String>,
+    /// The cluster this agent serves, as registered in the hub (`flotilla cluster add NAME`).
+    #[arg(long, env = "FLOTILLA_CLUSTER")]
+    pub cluster: String,
+    /// Directory keeping the last desired state, enforced after a restart even without a hub.
+    /// Without it, a restarted agent waits for the hub.
+    #[arg(long, env = "FLOTILLA_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Kubeconfig file for the cluster (default: in-cluster config, else `$KUBECONFIG` or
+    /// `~/.kube/config`).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Context of the kubeconfig to use (default: its current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Namespace where the agent keeps bundle inventories.
+    #[arg(long, default_value = "flotilla-system")]
+    pub namespace: String,
+    /// How often to send heartbeats to the hub, e.g. `1s` or `500ms`.
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    pub heartbeat_interval: Duration,
+    /// Longest pause between reconnection attempts, e.g. `10s`.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub max_backoff: Duration,
+}
+
+/// Why `run` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The cluster's client configuration could not be loaded.
+    #[error("cannot load the cluster's client configuration{}: {detail}", from_file(.kubeconfig))]
+    Kubeconfig {
+        /// The file, if one was given.
+        kubeconfig: Option<PathBuf>,
+        /// What went wrong.
+        detail: String,
+    },
+    /// The engine did not start.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// The link's settings are wrong.
+    #[error(transparent)]
+    Link(#[from] LinkError),
+}
+
+fn from_file(path: &Option<PathBuf>) -> String {
+    path.as_ref()
+        .map(|p| format!(" from {}", p.display()))
+        .unwrap_or_default()
+}
+
+/// Parses `250ms`, `2s`, `1m` (a bare number is seconds).
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => text.split_at(at),
+        None => (text, "s"),
+    };
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration like 500ms, 2s or 1m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!(
+            "`{text}` has an unknown unit `{unit}`: use ms, s or m"
+        )),
+    }
+}
+
+/// The cluster's client, from the kubeconfig and context given or inferred.
+async fn client(args: &RunArgs) -> Result<kube::Client, RunError> {
+    let failed = |detail: String| RunError::Kubeconfig {
+        kubeconfig: args.kubeconfig.clone(),
+        detail,
+    };
+    let options = kube::config::KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config = match (&args.kubeconfig, &args.context) {
+        (Some(path), _) => {
+            let file =
+                kube::config::Kubeconfig::read_from(path).map_err(|e| failed(e.to_string()))?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| failed(e.to_string()))?
+        }
+        (None, Some(_)) => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| failed(e.to_string()))?,
+        (None, None) => kube::Config::infer()
+            .await
+            .map_err(|e| failed(e.to_string()))?,
+    };
+    kube::Client::try_from(config).map_err(|e| failed(e.to_string()))
+}
+
+/// Runs the agent until `shutdown` resolves; then closes the stream and stops the engine,
+/// leaving the cluster as it is.
+pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    let client = client(&args).await?;
+    let engine = Arc::new(Engine::start(
+        client,
+        EngineConfig {
+            state_dir: args.state_dir.clone(),
+            agent_namespace: args.namespace.clone(),
+            ..EngineConfig::default()
+        },
+        Arc::new(SystemClock),
+    )?);
+    let mut reports = engine.subscribe();
+    let logger = tokio::spawn(async move {
+        loop {
+            match reports.recv().await {
+                Ok(report) => tracing::info!("{report}"),
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                    tracing::warn!(missed = n, "report log fell behind");
+                }
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    });
+    let mut config = LinkConfig::new(args.hub.clone(), args.cluster.clone());
+    config.heartbeat_interval = args.heartbeat_interval;
+    config.backoff = Backoff {
+        max: args.max_backoff,
+        ..Backoff::default()
+    };
+    let link = HubLink::start(
+        Arc::clone(&engine),
+        config,
+        Arc::new(ThreadRandom),
+        Arc::new(SystemClock),
+    )?;
+    tracing::info!(cluster = %args.cluster, hubs = ?args.hub, "agent running");
+    shutdown.await;
+    tracing::info!("stopping");
+    link.shutdown().await;
+    logger.abort();
+    if let Ok(engine) = Arc::try_unwrap(engine) {
+        engine.shutdown().await;
+    }
+    Ok(())
+}
