@@ -5,8 +5,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod cluster;
+mod clusters;
+mod diff;
+mod hub;
 mod lint;
 mod output;
+mod revisions;
+mod status;
+mod time;
 
 /// Flotilla: GitOps for fleets of Kubernetes clusters.
 #[derive(Debug, Parser)]
@@ -21,6 +28,16 @@ enum Command {
     /// Check a repository offline: parse flotilla.yaml and render every bundle for every
     /// cluster of an inventory. Exits 1 when anything is wrong, for CI.
     Lint(lint::LintArgs),
+    /// List the registered clusters with their stage, liveness and revision.
+    Clusters(clusters::ClustersArgs),
+    /// Add or remove a cluster.
+    Cluster(cluster::ClusterArgs),
+    /// List the revisions the hub keeps, newest first, with render errors.
+    Revisions(revisions::RevisionsArgs),
+    /// Show the fleet: per stage, cluster and bundle, desired and applied revision and health.
+    Status(status::StatusArgs),
+    /// Show what changes, per cluster, from one revision to another.
+    Diff(diff::DiffArgs),
 }
 
 #[tokio::main]
@@ -28,6 +45,11 @@ async fn main() -> ExitCode {
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Lint(args) => lint::run(&args),
+        Command::Clusters(args) => clusters::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Cluster(args) => cluster::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Revisions(args) => revisions::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Status(args) => status::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Diff(args) => diff::run(&args).await.map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,

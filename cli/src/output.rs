@@ -85,3 +85,17 @@ impl Table {
         out
     }
 }
+
+/// A commit id shortened for tables.
+pub(crate) fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+/// `-` for an empty cell.
+pub(crate) fn or_dash(text: &str) -> String {
+    if text.is_empty() {
+        "-".to_owned()
+    } else {
+        text.to_owned()
+    }
+}

@@ -1,0 +1,136 @@
+//! `flotilla cluster add NAME --labels k=v,...` and `flotilla cluster remove NAME`.
+
+use std::collections::BTreeMap;
+
+use anyhow::bail;
+use clap::{Args, Subcommand};
+use flotilla_proto::v1::{AdminAddClusterRequest, AdminRemoveClusterRequest};
+use serde::Serialize;
+
+use crate::hub::HubArgs;
+use crate::output::{OutputFormat, emit, print_structured};
+
+/// Arguments of `flotilla cluster`.
+#[derive(Debug, Args)]
+pub(crate) struct ClusterArgs {
+    #[command(subcommand)]
+    action: ClusterAction,
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterAction {
+    /// Register a cluster with its labels; stages and bundles select it by them.
+    Add {
+        /// Cluster name (DNS-1123 label, e.g. prod-eu-1).
+        name: String,
+        /// Labels as k=v,k2=v2.
+        #[arg(long, default_value = "")]
+        labels: String,
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Remove a cluster: it is assigned nothing more and its agent's stream is refused.
+    Remove {
+        /// Cluster name.
+        name: String,
+        #[command(flatten)]
+        hub: HubArgs,
+    },
+}
+
+#[derive(Debug, Serialize)]
+struct Added {
+    name: String,
+    labels: BTreeMap<String, String>,
+}
+
+/// Parses `k=v,k2=v2` (empty: no labels).
+pub(crate) fn parse_labels(text: &str) -> anyhow::Result<BTreeMap<String, String>> {
+    let mut labels = BTreeMap::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let Some((key, value)) = item.split_once('=') else {
+            bail!("--labels: `{item}` is not KEY=VALUE; write --labels env=prod,region=eu");
+        };
+        if labels
+            .insert(key.trim().to_owned(), value.trim().to_owned())
+            .is_some()
+        {
+            bail!("--labels: label `{}` is given twice", key.trim());
+        }
+    }
+    Ok(labels)
+}
+
+/// Adds or removes a cluster.
+pub(crate) async fn run(args: &ClusterArgs) -> anyhow::Result<()> {
+    match &args.action {
+        ClusterAction::Add {
+            name,
+            labels,
+            hub,
+            output,
+        } => {
+            let labels = parse_labels(labels)?;
+            let mut admin = hub.connect().await?;
+            let added = admin
+                .add_cluster(AdminAddClusterRequest {
+                    name: name.clone(),
+                    labels: labels.clone().into_iter().collect(),
+                })
+                .await
+                .map_err(|s| hub.call_error(&format!("adding cluster `{name}`"), s))?
+                .into_inner();
+            let added = Added {
+                name: added.name,
+                labels: added.labels.into_iter().collect(),
+            };
+            match output {
+                OutputFormat::Table => emit(&format!(
+                    "cluster {} added{}\n",
+                    added.name,
+                    if added.labels.is_empty() {
+                        String::new()
+                    } else {
+                        format!(
+                            " with labels {}",
+                            added
+                                .labels
+                                .iter()
+                                .map(|(k, v)| format!("{k}={v}"))
+                                .collect::<Vec<_>>()
+                                .join(",")
+                        )
+                    }
+                )),
+                format => print_structured(&added, *format),
+            }
+        }
+        ClusterAction::Remove { name, hub } => {
+            let mut admin = hub.connect().await?;
+            admin
+                .remove_cluster(AdminRemoveClusterRequest { name: name.clone() })
+                .await
+                .map_err(|s| hub.call_error(&format!("removing cluster `{name}`"), s))?;
+            emit(&format!("cluster {name} removed\n"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_labels;
+
+    #[test]
+    fn labels_parse_and_bad_items_are_named() {
+        let labels = parse_labels("env=prod, region=eu").unwrap();
+        assert_eq!(labels.len(), 2);
+        assert_eq!(labels["region"], "eu");
+        assert!(parse_labels("").unwrap().is_empty());
+        let error = parse_labels("env").unwrap_err().to_string();
+        assert!(error.contains("`env` is not KEY=VALUE"), "{error}");
+        assert!(parse_labels("a=1,a=2").is_err());
+    }
+}

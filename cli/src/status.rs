@@ -1,0 +1,348 @@
+//! `flotilla status [--watch]`: the fleet by stage and cluster — for every bundle the desired and
+//! applied revision, health and drift — with liveness, the latest revision and its error.
+//!
+//! With `--watch` the hub streams a new status whenever it changes: a terminal is redrawn,
+//! anything else gets one document after another (JSON: one per line; YAML and tables:
+//! separated by `---`).
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+
+use clap::Args;
+use flotilla_proto::v1::{AdminFleetStatus, AdminFleetStatusRequest};
+use serde::Serialize;
+
+use crate::hub::HubArgs;
+use crate::output::{OutputFormat, Table, emit, or_dash, print_structured, short};
+use crate::revisions::{ErrorView, RevisionView, SourceView};
+use crate::time::{ago, rfc3339};
+
+/// Arguments of `flotilla status`.
+#[derive(Debug, Args)]
+pub(crate) struct StatusArgs {
+    #[command(flatten)]
+    hub: HubArgs,
+    /// Output format.
+    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    output: OutputFormat,
+    /// Keep printing the status as it changes, until interrupted.
+    #[arg(short, long)]
+    watch: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusView {
+    node: u64,
+    leader: u64,
+    applied_index: u64,
+    source: Option<SourceView>,
+    latest_revision: Option<RevisionView>,
+    stages: Vec<StageView>,
+    clusters: Vec<ClusterView>,
+    rollouts: Vec<RolloutView>,
+    events: Vec<EventView>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StageView {
+    name: String,
+    source: String,
+    pinned_revision: Option<String>,
+    clusters: Vec<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ClusterView {
+    name: String,
+    stage: Option<String>,
+    labels: BTreeMap<String, String>,
+    online: bool,
+    last_seen: Option<String>,
+    assigned_revision: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    render_error: Option<ErrorView>,
+    bundles: Vec<BundleView>,
+    #[serde(skip)]
+    last_seen_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BundleView {
+    name: String,
+    desired_revision: Option<String>,
+    applied_revision: Option<String>,
+    health: String,
+    drifted: Vec<String>,
+    message: String,
+    desired_hash: Option<String>,
+    applied_hash: Option<String>,
+    updated_at: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RolloutView {
+    id: u64,
+    stage: String,
+    from_revision: Option<String>,
+    to_revision: String,
+    status: String,
+    waves_started: u32,
+    waves: u32,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct EventView {
+    at: Option<String>,
+    kind: String,
+    subject: String,
+    message: String,
+}
+
+fn some(text: String) -> Option<String> {
+    Some(text).filter(|t| !t.is_empty())
+}
+
+impl StatusView {
+    fn of(status: AdminFleetStatus) -> Self {
+        StatusView {
+            node: status.node,
+            leader: status.leader,
+            applied_index: status.applied_index,
+            source: status.source.map(SourceView::of),
+            latest_revision: status.latest_revision.map(RevisionView::of),
+            stages: status
+                .stages
+                .into_iter()
+                .map(|s| StageView {
+                    name: s.name,
+                    source: s.source,
+                    pinned_revision: some(s.pinned_revision),
+                    clusters: s.clusters,
+                })
+                .collect(),
+            clusters: status
+                .clusters
+                .into_iter()
+                .map(|c| ClusterView {
+                    name: c.name,
+                    stage: some(c.stage),
+                    labels: c.labels.into_iter().collect(),
+                    online: c.online,
+                    last_seen: rfc3339(c.last_seen_ms),
+                    assigned_revision: some(c.assigned_revision),
+                    render_error: c.render_error.map(ErrorView::of),
+                    bundles: c
+                        .bundles
+                        .into_iter()
+                        .map(|b| BundleView {
+                            name: b.name,
+                            desired_revision: some(b.desired_revision),
+                            applied_revision: some(b.applied_revision),
+                            health: b.health,
+                            drifted: b.drifted,
+                            message: b.message,
+                            desired_hash: some(b.desired_hash),
+                            applied_hash: some(b.applied_hash),
+                            updated_at: rfc3339(b.updated_at_ms),
+                        })
+                        .collect(),
+                    last_seen_ms: c.last_seen_ms,
+                })
+                .collect(),
+            rollouts: status
+                .rollouts
+                .into_iter()
+                .map(|r| RolloutView {
+                    id: r.id,
+                    stage: r.stage,
+                    from_revision: some(r.from_revision),
+                    to_revision: r.to_revision,
+                    status: r.status,
+                    waves_started: r.waves_started,
+                    waves: r.waves,
+                })
+                .collect(),
+            events: status
+                .events
+                .into_iter()
+                .map(|e| EventView {
+                    at: rfc3339(e.at_ms),
+                    kind: e.kind,
+                    subject: e.subject,
+                    message: e.message,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Prints the fleet status, once or as it changes.
+pub(crate) async fn run(args: &StatusArgs) -> anyhow::Result<()> {
+    let mut admin = args.hub.connect().await?;
+    if !args.watch {
+        let status = admin
+            .fleet_status(AdminFleetStatusRequest {})
+            .await
+            .map_err(|s| args.hub.call_error("reading the fleet status", s))?
+            .into_inner();
+        return print(&StatusView::of(status), args.output);
+    }
+    let mut stream = admin
+        .watch_fleet_status(AdminFleetStatusRequest {})
+        .await
+        .map_err(|s| args.hub.call_error("watching the fleet status", s))?
+        .into_inner();
+    let terminal = std::io::stdout().is_terminal();
+    let mut first = true;
+    loop {
+        let next = tokio::select! {
+            next = stream.message() => next,
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        };
+        let Some(status) = next.map_err(|s| args.hub.call_error("watching the fleet status", s))?
+        else {
+            anyhow::bail!(
+                "the hub at {} ended the watch (it may be shutting down); run the command again",
+                args.hub.hub
+            );
+        };
+        let view = StatusView::of(status);
+        match args.output {
+            OutputFormat::Json => emit(&format!("{}\n", serde_json::to_string(&view)?))?,
+            OutputFormat::Table if terminal => emit(&format!("\x1b[2J\x1b[H{}", table(&view)))?,
+            format => {
+                if !first {
+                    emit("---\n")?;
+                }
+                print(&view, format)?;
+            }
+        }
+        first = false;
+    }
+}
+
+fn print(view: &StatusView, format: OutputFormat) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Table => emit(&table(view)),
+        format => print_structured(view, format),
+    }
+}
+
+fn table(view: &StatusView) -> String {
+    let now = chrono::Utc::now();
+    let mut out = String::new();
+    match &view.source {
+        Some(source) => out.push_str(&format!("SOURCE   {}\n", source.describe())),
+        None => {
+            out.push_str("SOURCE   none: the hub follows no repository (flotilla-hub --repo URL)\n")
+        }
+    }
+    match &view.latest_revision {
+        None => out.push_str("LATEST   no revision fetched yet\n"),
+        Some(latest) => match &latest.error {
+            Some(error) => out.push_str(&format!(
+                "LATEST   {} FAILED  {}\n         nothing from it reaches any cluster; every stage stays on its last good revision\n",
+                short(&latest.commit),
+                error.describe()
+            )),
+            None => out.push_str(&format!("LATEST   {} {}\n", short(&latest.commit), latest.status)),
+        },
+    }
+    out.push('\n');
+    if view.clusters.is_empty() {
+        out.push_str(
+            "No clusters registered. Add one with `flotilla cluster add NAME --labels k=v`.\n",
+        );
+        return out;
+    }
+    let mut table = Table::new(&[
+        "STAGE",
+        "CLUSTER",
+        "ONLINE",
+        "LAST SEEN",
+        "BUNDLE",
+        "DESIRED",
+        "APPLIED",
+        "HEALTH",
+        "DRIFT",
+    ]);
+    let mut ordered: Vec<&ClusterView> = Vec::new();
+    for stage in &view.stages {
+        ordered.extend(
+            view.clusters
+                .iter()
+                .filter(|c| c.stage.as_deref() == Some(stage.name.as_str())),
+        );
+    }
+    ordered.extend(view.clusters.iter().filter(|c| c.stage.is_none()));
+    for cluster in ordered {
+        let cells = |bundle: Option<&BundleView>| {
+            vec![
+                or_dash(cluster.stage.as_deref().unwrap_or_default()),
+                cluster.name.clone(),
+                if cluster.online { "yes" } else { "no" }.to_owned(),
+                ago(cluster.last_seen_ms, now),
+                bundle.map_or("-".to_owned(), |b| b.name.clone()),
+                or_dash(short(
+                    bundle
+                        .and_then(|b| b.desired_revision.as_deref())
+                        .unwrap_or_default(),
+                )),
+                or_dash(short(
+                    bundle
+                        .and_then(|b| b.applied_revision.as_deref())
+                        .unwrap_or_default(),
+                )),
+                bundle.map_or("-".to_owned(), |b| b.health.clone()),
+                bundle.map_or("-".to_owned(), |b| {
+                    if b.drifted.is_empty() {
+                        "-".to_owned()
+                    } else {
+                        b.drifted.join(",")
+                    }
+                }),
+            ]
+        };
+        if cluster.bundles.is_empty() {
+            table.row(cells(None));
+        }
+        for bundle in &cluster.bundles {
+            table.row(cells(Some(bundle)));
+        }
+    }
+    out.push_str(&table.render());
+    let errors: Vec<String> = view
+        .clusters
+        .iter()
+        .filter_map(|c| {
+            c.render_error
+                .as_ref()
+                .map(|e| format!("  {}: {}", c.name, e.describe()))
+        })
+        .collect();
+    if !errors.is_empty() {
+        out.push_str(&format!("\nNOT RENDERED FOR\n{}\n", errors.join("\n")));
+    }
+    if !view.rollouts.is_empty() {
+        let mut rollouts = Table::new(&["ROLLOUT", "STAGE", "FROM", "TO", "STATUS", "WAVES"]);
+        for r in &view.rollouts {
+            rollouts.row(vec![
+                r.id.to_string(),
+                r.stage.clone(),
+                or_dash(short(r.from_revision.as_deref().unwrap_or_default())),
+                short(&r.to_revision).to_owned(),
+                r.status.clone(),
+                format!("{}/{}", r.waves_started, r.waves),
+            ]);
+        }
+        out.push('\n');
+        out.push_str(&rollouts.render());
+    }
+    out
+}
