@@ -204,9 +204,12 @@ impl GroupCa {
         params
             .distinguished_name
             .push(DnType::OrganizationName, "Flotilla");
+        // A random tag tells apart the CAs of groups that share a name (and a CA from the one
+        // it replaces), so verifiers report an unknown issuer rather than a bad signature.
+        let tag: u32 = rand::random();
         params
             .distinguished_name
-            .push(DnType::CommonName, format!("Flotilla CA {group}"));
+            .push(DnType::CommonName, format!("Flotilla CA {group} {tag:08x}"));
         // Path length 0: the CA signs leaves only, never another CA.
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
         params.key_usages = vec![
