@@ -290,25 +290,33 @@ async fn apply_tiers(
     Ok(answers)
 }
 
-/// Objects that existed before this bundle first applied them, created by someone else: the
-/// dry-run answer shows fields another manager set, and the inventory does not list them.
+/// Objects that existed before this bundle first applied them, so someone else created them:
+/// the inventory does not list them (it lists every object before the bundle writes it), yet
+/// the dry-run answer shows an existing object (a resource version, or fields another manager
+/// set).
 fn adopted_objects(answers: &[(ObjectRef, Value)], inventory: &Inventory) -> BTreeSet<ObjectRef> {
     answers
         .iter()
         .filter(|(id, _)| !inventory.objects.contains_key(id))
-        .filter(|(_, answer)| {
-            answer
-                .pointer("/metadata/managedFields")
-                .and_then(Value::as_array)
-                .is_some_and(|fields| {
-                    fields.iter().any(|f| {
-                        f.get("manager").and_then(Value::as_str) != Some(FIELD_MANAGER)
-                            && f.get("subresource").is_none_or(|s| s.as_str() == Some(""))
-                    })
-                })
-        })
+        .filter(|(_, answer)| existed(answer))
         .map(|(id, _)| id.clone())
         .collect()
+}
+
+fn existed(answer: &Value) -> bool {
+    let versioned = answer
+        .pointer("/metadata/resourceVersion")
+        .and_then(Value::as_str)
+        .is_some_and(|v| !v.is_empty());
+    let managed_by_others = answer
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_some_and(|fields| {
+            fields
+                .iter()
+                .any(|f| f.get("manager").and_then(Value::as_str) != Some(FIELD_MANAGER))
+        });
+    versioned || managed_by_others
 }
 
 /// Namespaces the plan's objects live in that do not exist yet. Each must be created by the

@@ -60,7 +60,15 @@ pub fn engine(
     sim: &Sim,
     state_dir: Option<&Path>,
 ) -> Result<(Engine, broadcast::Receiver<Report>)> {
-    let engine = Engine::start(client(sim)?, config(state_dir), Arc::new(SystemClock))?;
+    engine_with(sim, config(state_dir))
+}
+
+/// An engine with the given settings.
+pub fn engine_with(
+    sim: &Sim,
+    config: EngineConfig,
+) -> Result<(Engine, broadcast::Receiver<Report>)> {
+    let engine = Engine::start(client(sim)?, config, Arc::new(SystemClock))?;
     let reports = engine.subscribe();
     Ok((engine, reports))
 }
