@@ -149,6 +149,20 @@ fn json_response_typed<T: Serialize>(
         .unwrap_or_else(|_| Response::new(Body::empty()))
 }
 
+fn raw_json_response(code: u16, json: bytes::Bytes, warnings: &[String]) -> Response {
+    let mut builder = Response::builder()
+        .status(StatusCode::from_u16(code).unwrap_or(StatusCode::OK))
+        .header(header::CONTENT_TYPE, "application/json")
+        .header("Audit-Id", uuid::Uuid::new_v4().to_string())
+        .header("Cache-Control", "no-cache, private");
+    for w in warnings {
+        builder = builder.header("Warning", warning_header(w));
+    }
+    builder
+        .body(Body::from(json))
+        .unwrap_or_else(|_| Response::new(Body::empty()))
+}
+
 /// A `Status` response for a failure.
 pub(crate) fn error_response(e: &ApiError) -> Response {
     json_response(e.code, &e.to_status(), &[])
@@ -374,6 +388,15 @@ async fn resource(
         return Err(ApiError::unsupported_body(&content_type));
     }
     match (req.method.clone(), t.name.is_some()) {
+        (Method::GET, true)
+            if rendering == Rendering::Full
+                && t.subresource.is_none()
+                && t.rt.versions.len() == 1 =>
+        {
+            // The stored serialization is the answer: no copy, no re-encoding.
+            let json = objects::get_json(&cluster.read(), &t)?;
+            Ok(raw_json_response(200, json, &[]))
+        }
         (Method::GET, true) => {
             let obj = objects::get(&cluster.read(), &t)?;
             if t.subresource.as_deref() == Some("scale") {
@@ -500,6 +523,13 @@ fn write<T>(
 }
 
 fn written_response(t: &Target, w: Written, rendering: Rendering, q: &Query) -> Response {
+    if let Some(json) = w.json
+        && rendering == Rendering::Full
+        && t.subresource.as_deref() != Some("scale")
+        && t.rt.versions.len() == 1
+    {
+        return raw_json_response(w.code, json, &w.warnings);
+    }
     let body = render_one(t, &w.object, rendering, q);
     json_response(w.code, &body, &w.warnings)
 }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use parking_lot::{Mutex, MutexGuard};
 use serde_json::{Value, json};
 use tokio::sync::watch;
@@ -24,18 +25,35 @@ pub(crate) enum EventKind {
 }
 
 /// A change, kept in the cluster's bounded history for watches.
+///
+/// Objects are kept serialized: a version costs its JSON, not a parsed tree, so the
+/// history of a thousand clusters stays small; the latest version's bytes are shared
+/// with the store.
 #[derive(Clone, Debug)]
 pub(crate) struct Event {
     /// resourceVersion the change produced.
     pub(crate) rv: u64,
     /// Store key of the resource type.
     pub(crate) type_key: Arc<str>,
+    /// The object's namespace, empty for cluster-scoped objects.
+    pub(crate) namespace: Arc<str>,
     /// What happened.
     pub(crate) kind: EventKind,
     /// The object after the change (for deletions: its last state, with the deletion rv).
-    pub(crate) object: Arc<Value>,
+    pub(crate) object: Bytes,
     /// The object before the change, to tell watchers with selectors when it left their view.
-    pub(crate) previous: Option<Arc<Value>>,
+    pub(crate) previous: Option<Bytes>,
+}
+
+/// A stored object and its serialization.
+#[derive(Clone, Debug)]
+struct Stored {
+    obj: Arc<Value>,
+    json: Bytes,
+}
+
+fn serialize(obj: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(obj).unwrap_or_default())
 }
 
 /// Namespace and name of an object; the namespace is empty for cluster-scoped ones.
@@ -68,7 +86,7 @@ pub(crate) enum Step {
 /// The state of one cluster.
 pub(crate) struct ClusterState {
     rv: u64,
-    objects: HashMap<String, BTreeMap<ObjectKey, Arc<Value>>>,
+    objects: HashMap<String, BTreeMap<ObjectKey, Stored>>,
     history: VecDeque<Event>,
     history_cap: usize,
     /// Watches may resume from any resourceVersion at or above this one.
@@ -134,7 +152,12 @@ impl ClusterState {
 
     /// One object.
     pub(crate) fn get(&self, type_key: &str, key: &ObjectKey) -> Option<&Arc<Value>> {
-        self.objects.get(type_key)?.get(key)
+        self.objects.get(type_key)?.get(key).map(|s| &s.obj)
+    }
+
+    /// One object's JSON, as stored.
+    pub(crate) fn get_json(&self, type_key: &str, key: &ObjectKey) -> Option<&Bytes> {
+        self.objects.get(type_key)?.get(key).map(|s| &s.json)
     }
 
     /// Objects of a type, in one namespace or all (`None`), sorted by namespace and name.
@@ -147,10 +170,11 @@ impl ClusterState {
             return Box::new(std::iter::empty());
         };
         match namespace {
-            None => Box::new(map.iter()),
+            None => Box::new(map.iter().map(|(k, s)| (k, &s.obj))),
             Some(ns) => Box::new(
                 map.range((ns.to_string(), String::new())..)
-                    .take_while(move |((n, _), _)| n == ns),
+                    .take_while(move |((n, _), _)| n == ns)
+                    .map(|(k, s)| (k, &s.obj)),
             ),
         }
     }
@@ -193,8 +217,9 @@ impl ClusterState {
     pub(crate) fn dependents(&self, uid: &str) -> Vec<(String, ObjectKey)> {
         let mut out = Vec::new();
         for (type_key, map) in &self.objects {
-            for (k, obj) in map {
-                let owned = obj
+            for (k, stored) in map {
+                let owned = stored
+                    .obj
                     .pointer("/metadata/ownerReferences")
                     .and_then(Value::as_array)
                     .is_some_and(|refs| {
@@ -213,18 +238,26 @@ impl ClusterState {
     pub(crate) fn put(&mut self, type_key: &str, key: ObjectKey, mut obj: Value) -> Arc<Value> {
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
+        let json = serialize(&obj);
         let obj = Arc::new(obj);
+        let namespace: Arc<str> = Arc::from(key.0.as_str());
         let previous = self
             .objects
             .entry(type_key.to_string())
             .or_default()
-            .insert(key, obj.clone());
+            .insert(
+                key,
+                Stored {
+                    obj: obj.clone(),
+                    json: json.clone(),
+                },
+            );
         let kind = if previous.is_some() {
             EventKind::Modified
         } else {
             EventKind::Added
         };
-        self.record(type_key, kind, obj.clone(), previous);
+        self.record(type_key, namespace, kind, json, previous.map(|p| p.json));
         obj
     }
 
@@ -232,19 +265,27 @@ impl ClusterState {
     pub(crate) fn remove(&mut self, type_key: &str, key: &ObjectKey) -> Option<Arc<Value>> {
         let previous = self.objects.get_mut(type_key)?.remove(key)?;
         self.rv += 1;
-        let mut last = (*previous).clone();
+        let mut last = (*previous.obj).clone();
         last["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        let last = Arc::new(last);
-        self.record(type_key, EventKind::Deleted, last.clone(), Some(previous));
-        Some(last)
+        let json = serialize(&last);
+        let namespace: Arc<str> = Arc::from(key.0.as_str());
+        self.record(
+            type_key,
+            namespace,
+            EventKind::Deleted,
+            json,
+            Some(previous.json),
+        );
+        Some(Arc::new(last))
     }
 
     fn record(
         &mut self,
         type_key: &str,
+        namespace: Arc<str>,
         kind: EventKind,
-        object: Arc<Value>,
-        previous: Option<Arc<Value>>,
+        object: Bytes,
+        previous: Option<Bytes>,
     ) {
         if self.history.len() >= self.history_cap
             && let Some(evicted) = self.history.pop_front()
@@ -254,6 +295,7 @@ impl ClusterState {
         self.history.push_back(Event {
             rv: self.rv,
             type_key: Arc::from(type_key),
+            namespace,
             kind,
             object,
             previous,

@@ -77,7 +77,9 @@ pub(crate) struct Written {
     /// 200 or 201.
     pub(crate) code: u16,
     /// The object as stored (or as it would be, on dry-run).
-    pub(crate) object: Value,
+    pub(crate) object: Arc<Value>,
+    /// Its stored serialization, when it was stored.
+    pub(crate) json: Option<bytes::Bytes>,
     /// `Warning` headers.
     pub(crate) warnings: Vec<String>,
 }
@@ -92,6 +94,11 @@ pub(crate) struct Filter {
 }
 
 impl Filter {
+    /// Whether the filter lets everything pass.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.labels.is_empty() && self.fields.is_empty()
+    }
+
     /// Whether an object passes.
     pub(crate) fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(obj) && self.fields.matches(obj)
@@ -136,6 +143,16 @@ pub(crate) fn get(state: &ClusterState, t: &Target) -> Result<Arc<Value>, ApiErr
     }
     state
         .get(&t.rt.key(), &t.key(name))
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&t.rt, name))
+}
+
+/// GET of one object's stored JSON.
+pub(crate) fn get_json(state: &ClusterState, t: &Target) -> Result<bytes::Bytes, ApiError> {
+    get(state, t)?;
+    let name = t.name.as_deref().unwrap_or_default();
+    state
+        .get_json(&t.rt.key(), &t.key(name))
         .cloned()
         .ok_or_else(|| ApiError::not_found(&t.rt, name))
 }
@@ -524,14 +541,17 @@ fn finish(
     let mut new = checked.object;
 
     if let Some(old) = old {
-        let mut same = new.clone();
+        // Compared with the old resourceVersion in place: a no-op write stores nothing.
         if let Some(rv) = old.pointer("/metadata/resourceVersion") {
-            meta_mut(&mut same).insert("resourceVersion".to_string(), rv.clone());
+            meta_mut(&mut new).insert("resourceVersion".to_string(), rv.clone());
         }
-        if same == **old {
+        let same = new == **old;
+        meta_mut(&mut new).shift_remove("resourceVersion");
+        if same {
             return Ok(Written {
                 code: 200,
-                object: (**old).clone(),
+                object: old.clone(),
+                json: state.get_json(&t.rt.key(), &t.key(&name)).cloned(),
                 warnings,
             });
         }
@@ -554,7 +574,8 @@ fn finish(
         }
         return Ok(Written {
             code,
-            object: new,
+            object: Arc::new(new),
+            json: None,
             warnings,
         });
     }
@@ -563,7 +584,8 @@ fn finish(
         let last = remove_object(state, &type_key, &key);
         return Ok(Written {
             code,
-            object: last.map(|l| (*l).clone()).unwrap_or(new),
+            object: last.unwrap_or_else(|| Arc::new(new)),
+            json: None,
             warnings,
         });
     }
@@ -586,9 +608,11 @@ fn finish(
             delay: std::time::Duration::ZERO,
         });
     }
+    let json = state.get_json(&t.rt.key(), &t.key(&name)).cloned();
     Ok(Written {
         code,
-        object: (*stored).clone(),
+        object: stored,
+        json,
         warnings,
     })
 }
@@ -894,7 +918,8 @@ fn update_scale(
     let written = finish(state, &main, Some(&old), new, WriteKind::Update, opts)?;
     Ok(Written {
         code: written.code,
-        object: scale_of(&written.object),
+        object: Arc::new(scale_of(&written.object)),
+        json: None,
         warnings: written.warnings,
     })
 }

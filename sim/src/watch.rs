@@ -144,15 +144,6 @@ impl Watcher {
         self.queue.push_back(Bytes::from(event_line(kind, &served)));
     }
 
-    fn in_scope(&self, obj: &Value) -> bool {
-        match (&self.target.namespace, self.target.rt.namespaced) {
-            (Some(ns), true) => {
-                obj.pointer("/metadata/namespace").and_then(Value::as_str) == Some(ns)
-            }
-            _ => true,
-        }
-    }
-
     fn initial_state(&mut self, state: &ClusterState) {
         let namespace = if self.target.rt.namespaced {
             self.target.namespace.clone()
@@ -217,27 +208,57 @@ impl Watcher {
             return;
         };
         let key = self.target.rt.key();
+        let namespace = match (&self.target.namespace, self.target.rt.namespaced) {
+            (Some(ns), true) => Some(ns.clone()),
+            _ => None,
+        };
         for e in events {
-            if *e.type_key != *key || !self.in_scope(&e.object) {
+            if *e.type_key != *key || namespace.as_deref().is_some_and(|ns| ns != &*e.namespace) {
                 continue;
             }
-            let now_matches = self.filter.matches(&e.object);
-            let before = e.previous.as_ref().map(|p| self.filter.matches(p));
-            let kind = match e.kind {
-                EventKind::Added => now_matches.then_some("ADDED"),
-                EventKind::Modified => match (before.unwrap_or(false), now_matches) {
-                    (true, true) => Some("MODIFIED"),
-                    (false, true) => Some("ADDED"),
-                    (true, false) => Some("DELETED"),
-                    (false, false) => None,
-                },
-                EventKind::Deleted => before.unwrap_or(now_matches).then_some("DELETED"),
+            let kind = if self.filter.is_empty() {
+                Some(match e.kind {
+                    EventKind::Added => "ADDED",
+                    EventKind::Modified => "MODIFIED",
+                    EventKind::Deleted => "DELETED",
+                })
+            } else {
+                let parse = |b: &Bytes| serde_json::from_slice::<Value>(b).unwrap_or(Value::Null);
+                let now_matches = self.filter.matches(&parse(&e.object));
+                let before = e.previous.as_ref().map(|p| self.filter.matches(&parse(p)));
+                match e.kind {
+                    EventKind::Added => now_matches.then_some("ADDED"),
+                    EventKind::Modified => match (before.unwrap_or(false), now_matches) {
+                        (true, true) => Some("MODIFIED"),
+                        (false, true) => Some("ADDED"),
+                        (true, false) => Some("DELETED"),
+                        (false, false) => None,
+                    },
+                    EventKind::Deleted => before.unwrap_or(now_matches).then_some("DELETED"),
+                }
             };
             if let Some(kind) = kind {
-                self.push(kind, &e.object);
+                self.push_json(kind, &e.object);
             }
         }
         self.last_rv = state.rv();
+    }
+
+    /// Queues an event whose object is stored JSON: copied as is when the request wants
+    /// full objects in the stored version, rendered otherwise.
+    fn push_json(&mut self, kind: &str, json: &Bytes) {
+        if self.params.rendering == Rendering::Full && self.target.rt.versions.len() == 1 {
+            let mut line = Vec::with_capacity(json.len() + 32);
+            line.extend_from_slice(b"{\"type\":\"");
+            line.extend_from_slice(kind.as_bytes());
+            line.extend_from_slice(b"\",\"object\":");
+            line.extend_from_slice(json);
+            line.extend_from_slice(b"}\n");
+            self.queue.push_back(Bytes::from(line));
+        } else {
+            let obj: Value = serde_json::from_slice(json).unwrap_or(Value::Null);
+            self.push(kind, &obj);
+        }
     }
 
     async fn next(&mut self) -> Option<Result<Bytes, Unreachable>> {

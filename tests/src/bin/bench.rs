@@ -2,7 +2,30 @@
 //!
 //! Each area is a subcommand in its own module under `bench/`.
 
-fn main() {
-    eprintln!("usage: bench <area> [options]; no areas are measured yet");
-    std::process::exit(2);
+use clap::{Parser, Subcommand};
+
+#[path = "bench/sim.rs"]
+mod sim;
+
+/// Measures Flotilla; each area prints one JSON report on stdout.
+#[derive(Debug, Parser)]
+#[command(name = "bench")]
+struct Cli {
+    #[command(subcommand)]
+    area: Area,
+}
+
+#[derive(Debug, Subcommand)]
+enum Area {
+    /// The Kubernetes API simulator at scale: its RSS and server-side apply latency.
+    Sim(sim::Args),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let report = match Cli::parse().area {
+        Area::Sim(args) => sim::run(args).await?,
+    };
+    println!("{}", serde_json::to_string_pretty(&report)?);
+    Ok(())
 }
