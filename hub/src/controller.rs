@@ -31,7 +31,6 @@ use tokio_util::sync::CancellationToken;
 use crate::clock::Clock;
 use crate::node::{Leadership, NodeHandle};
 
-
 /// Pause before restarting a controller run that ended while this node still leads.
 const RESTART_PAUSE: Duration = Duration::from_secs(1);
 
@@ -39,6 +38,7 @@ const RESTART_PAUSE: Duration = Duration::from_secs(1);
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
 pub mod inventory;
+pub mod liveness;
 pub mod render;
 pub mod retention;
 pub mod rollout;

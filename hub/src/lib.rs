@@ -17,4 +17,5 @@ pub mod server;
 pub mod state;
 pub mod status;
 pub mod storage;
+pub mod sync;
 pub mod transport;

@@ -32,6 +32,7 @@ use crate::admin::GroupService;
 use crate::config::{Bootstrap, ConfigError, NodeConfig, Timing};
 use crate::state::{Command, CommandError, EncodeError, NodeId, SnapshotError, State};
 use crate::storage::{Identity, RaftStore, StoreError};
+use crate::sync::presence::{self, PresenceBoard};
 use crate::transport::net::{self, NetError};
 use crate::transport::{PeerService, Transport};
 
@@ -62,6 +63,7 @@ struct Shared {
     leadership: watch::Receiver<Leadership>,
     failure: watch::Receiver<Option<String>>,
     transport: Arc<Transport>,
+    presence: Arc<PresenceBoard>,
     stop: CancellationToken,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     server: Mutex<Option<JoinHandle<()>>>,
@@ -384,6 +386,7 @@ impl Node {
                 leadership: leadership_rx,
                 failure: failure_rx,
                 transport: transport.clone(),
+                presence: Arc::default(),
                 stop: stop.clone(),
                 thread: Mutex::new(None),
                 server: Mutex::new(None),
@@ -402,7 +405,8 @@ impl Node {
                     .max_decoding_message_size(net::MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(net::MAX_MESSAGE_BYTES),
             )
-            .add_service(HubGroupServer::new(GroupService::new(handle.clone())));
+            .add_service(HubGroupServer::new(GroupService::new(handle.clone())))
+            .add_service(presence::server(handle.clone()));
         let server = tokio::spawn(net::serve(router, listener, stop));
 
         let driver = driver::Driver {
@@ -499,6 +503,12 @@ impl NodeHandle {
     /// The address peers and clients reach this node at.
     pub fn address(&self) -> &str {
         &self.shared.address
+    }
+
+    /// Which clusters the group's nodes hold agent streams for, as reported to this node while
+    /// it leads (see `sync::presence`).
+    pub fn presence(&self) -> &Arc<PresenceBoard> {
+        &self.shared.presence
     }
 
     /// The raft timers this node runs with.

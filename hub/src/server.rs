@@ -29,6 +29,7 @@ use crate::api::AdminService;
 use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::controller::inventory::InventoryController;
+use crate::controller::liveness::Liveness;
 use crate::controller::render::RenderController;
 use crate::controller::retention::RetentionController;
 use crate::controller::rollout::RolloutController;
@@ -37,6 +38,7 @@ use crate::controller::{Controller, Running, Supervisor};
 use crate::http::{self, HttpContext};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeHandle, StartError};
+use crate::sync::{SyncConfig, SyncHub};
 use crate::transport::net::{self, NetError};
 
 /// Default address of the API listener.
@@ -63,6 +65,8 @@ pub struct HubConfig {
     pub revision_retention: usize,
     /// A cluster inventory file registered (and relabelled) by the leader at start.
     pub clusters_file: Option<PathBuf>,
+    /// Agent streams: heartbeats, chunk size, report batching, presence and liveness.
+    pub sync: SyncConfig,
     /// Wall-clock time for proposed commands.
     pub clock: Arc<dyn Clock>,
 }
@@ -78,6 +82,7 @@ impl HubConfig {
             webhook_secret: None,
             revision_retention: DEFAULT_REVISION_RETENTION,
             clusters_file: None,
+            sync: SyncConfig::default(),
             clock: crate::clock::system(),
         }
     }
@@ -120,6 +125,7 @@ pub struct Hub {
     http_address: SocketAddr,
     running: watch::Receiver<Running>,
     metrics: Arc<Metrics>,
+    sync: Arc<SyncHub>,
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -135,6 +141,8 @@ pub struct HubContext {
     pub metrics: Arc<Metrics>,
     /// The followed source, if any.
     pub source: Option<SourceConfig>,
+    /// Agent streams served by this node.
+    pub sync: Arc<SyncHub>,
 }
 
 impl Hub {
@@ -157,11 +165,17 @@ impl Hub {
                 source,
             })?;
         let node = Node::start(config.node.clone()).await?;
+        let sync = Arc::new(SyncHub::start(
+            node.clone(),
+            config.sync.clone(),
+            config.clock.clone(),
+        ));
         let context = HubContext {
             node: node.clone(),
             clock: config.clock.clone(),
             metrics: metrics.clone(),
             source: config.source.clone(),
+            sync: sync.clone(),
         };
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
@@ -199,6 +213,7 @@ impl Hub {
             http_address,
             running,
             metrics,
+            sync,
             stop,
             tasks: Mutex::new(tasks),
         })
@@ -229,6 +244,11 @@ impl Hub {
         &self.metrics
     }
 
+    /// Agent streams served by this node, and their counters.
+    pub fn sync(&self) -> &Arc<SyncHub> {
+        &self.sync
+    }
+
     /// Stops controllers, listeners and the node. Safe to call more than once.
     pub async fn shutdown(&self) {
         self.stop.cancel();
@@ -241,6 +261,7 @@ impl Hub {
                 tracing::warn!("a hub task did not stop within 5 s");
             }
         }
+        self.sync.shutdown().await;
         self.node.shutdown().await;
     }
 }
@@ -261,6 +282,7 @@ pub fn api_router(context: &HubContext) -> Router {
                 .max_encoding_message_size(net::MAX_MESSAGE_BYTES),
         )
         .add_service(HubGroupServer::new(GroupService::new(context.node.clone())))
+        .add_service(context.sync.service())
 }
 
 /// The leader-only controllers of this hub. Files they need (the clusters file, the source's
@@ -269,7 +291,8 @@ pub fn controllers(
     config: &HubConfig,
     metrics: &Arc<Metrics>,
 ) -> Result<Vec<Arc<dyn Controller>>, HubError> {
-    let mut controllers: Vec<Arc<dyn Controller>> = Vec::new();
+    let mut controllers: Vec<Arc<dyn Controller>> =
+        vec![Arc::new(Liveness::new(config.sync.liveness.clone()))];
     if let Some(path) = &config.clusters_file {
         let clusters = flotilla_core::inventory::load_inventory(path, &Default::default())
             .map_err(|errors| HubError::Inventory {
@@ -377,6 +400,7 @@ impl HubConfig {
             webhook_secret,
             revision_retention,
             clusters_file,
+            sync: SyncConfig::default(),
             clock: crate::clock::system(),
         })
     }

@@ -1,0 +1,274 @@
+//! Agent reports into raft: each stream folds its agent's events into the latest state of
+//! every bundle ([`BundleReports`]); the node's [`ReportBatcher`] proposes, every batch
+//! interval, one `RecordHealth` with the bundles whose state differs from what the replicated
+//! state already records. Time alone is not a change, so a steady fleet writes nothing.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use flotilla_core::{ContentHash, Health};
+use flotilla_proto::v1 as proto;
+use flotilla_proto::v1::report::Event;
+use parking_lot::Mutex;
+use tokio::sync::Notify;
+
+use super::Shared;
+use crate::state::health::{HealthKey, HealthRecord, HealthReport};
+use crate::state::{Command, State, Timestamp};
+
+/// Most reports in one `RecordHealth`, so a burst becomes several modest raft entries.
+const MAX_BATCH: usize = 1000;
+
+/// Longest human message recorded per bundle.
+const MAX_MESSAGE_CHARS: usize = 2000;
+
+/// The latest known state of each bundle of one cluster, as its agent reports it.
+pub(super) struct BundleReports {
+    cluster: String,
+    bundles: BTreeMap<String, Latest>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Latest {
+    applied: Option<ContentHash>,
+    health: Option<Health>,
+    unhealthy: Vec<String>,
+    errors: Vec<String>,
+    drifted: Vec<String>,
+    at: Timestamp,
+}
+
+impl Latest {
+    fn from_record(record: &HealthRecord) -> Self {
+        Latest {
+            applied: record.applied,
+            health: Some(record.health),
+            // The message is a rendering of unhealthy objects and errors; the next health or
+            // apply event replaces it whole.
+            unhealthy: if record.message.is_empty() {
+                Vec::new()
+            } else {
+                vec![record.message.clone()]
+            },
+            errors: Vec::new(),
+            drifted: record.drifted.clone(),
+            at: record.at,
+        }
+    }
+
+    fn message(&self) -> String {
+        let mut parts: Vec<String> = Vec::new();
+        if !self.errors.is_empty() {
+            parts.push(format!("apply failed: {}", self.errors.join("; ")));
+        }
+        parts.extend(self.unhealthy.iter().cloned());
+        let mut message = parts.join("; ");
+        if message.chars().count() > MAX_MESSAGE_CHARS {
+            message = message.chars().take(MAX_MESSAGE_CHARS).collect();
+            message.push('…');
+        }
+        message
+    }
+}
+
+fn object_lines(messages: &[proto::ObjectMessage]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| match (m.object.is_empty(), m.message.is_empty()) {
+            (true, _) => m.message.clone(),
+            (false, true) => m.object.clone(),
+            (false, false) => format!("{}: {}", m.object, m.message),
+        })
+        .collect()
+}
+
+/// Why a report was not taken.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum ReportError {
+    /// A field does not parse.
+    #[error("report for bundle '{bundle}': {problem}")]
+    Malformed {
+        /// The bundle named.
+        bundle: String,
+        /// What is wrong.
+        problem: String,
+    },
+}
+
+impl BundleReports {
+    /// Starts from what the replicated state records for `cluster`.
+    pub(super) fn new(cluster: &str, state: &State) -> Self {
+        let from = HealthKey {
+            cluster: cluster.to_owned(),
+            bundle: String::new(),
+        };
+        let bundles = state
+            .health
+            .range(from..)
+            .take_while(|(key, _)| key.cluster == cluster)
+            .map(|(key, record)| (key.bundle.clone(), Latest::from_record(record)))
+            .collect();
+        BundleReports {
+            cluster: cluster.to_owned(),
+            bundles,
+        }
+    }
+
+    /// Folds one event in and returns the bundle's resulting state, to be recorded if it
+    /// changed anything.
+    pub(super) fn fold(&mut self, report: &proto::Report) -> Result<HealthReport, ReportError> {
+        let malformed = |problem: String| ReportError::Malformed {
+            bundle: report.bundle.clone(),
+            problem,
+        };
+        if report.bundle.is_empty() {
+            return Err(malformed("no bundle named".into()));
+        }
+        let hash = |text: &str| -> Result<Option<ContentHash>, ReportError> {
+            match text {
+                "" => Ok(None),
+                text => text
+                    .parse()
+                    .map(Some)
+                    .map_err(|e: flotilla_core::hash::InvalidContentHash| malformed(e.to_string())),
+            }
+        };
+        let health = |text: &str| -> Result<Option<Health>, ReportError> {
+            match text {
+                "" => Ok(None),
+                text => text
+                    .parse()
+                    .map(Some)
+                    .map_err(|e: flotilla_core::health::UnknownHealth| malformed(e.to_string())),
+            }
+        };
+        let latest = self.bundles.entry(report.bundle.clone()).or_default();
+        let mut next = latest.clone();
+        next.at = Timestamp(u64::try_from(report.at_ms).unwrap_or(0));
+        match &report.event {
+            None => return Err(malformed("no event".into())),
+            Some(Event::Apply(result)) if result.ok => {
+                next.applied = hash(&report.content_hash)?;
+                next.errors.clear();
+            }
+            Some(Event::Apply(result)) => next.errors = object_lines(&result.errors),
+            Some(Event::Health(h)) => {
+                next.health = health(&h.health)?;
+                next.unhealthy = object_lines(&h.unhealthy);
+            }
+            Some(Event::Drift(d)) if d.corrected => next.drifted.clear(),
+            Some(Event::Drift(d)) => {
+                next.drifted = d.objects.iter().map(|o| o.object.clone()).collect();
+            }
+            Some(Event::State(s)) => {
+                next.applied = hash(&s.applied_hash)?;
+                if let Some(h) = health(&s.health)? {
+                    next.health = Some(h);
+                    next.unhealthy = object_lines(&s.unhealthy);
+                }
+                next.errors = object_lines(&s.errors);
+            }
+            Some(Event::Removed(_)) => {
+                next = Latest {
+                    health: Some(Health::Missing),
+                    unhealthy: vec!["removed from the cluster".into()],
+                    at: next.at,
+                    ..Latest::default()
+                };
+            }
+        }
+        *latest = next;
+        Ok(HealthReport {
+            key: HealthKey {
+                cluster: self.cluster.clone(),
+                bundle: report.bundle.clone(),
+            },
+            applied: latest.applied,
+            health: latest.health.unwrap_or(Health::Unknown),
+            message: latest.message(),
+            drifted: latest.drifted.clone(),
+            at: latest.at,
+        })
+    }
+}
+
+/// Whether recording `report` would change what `state` holds (time alone does not count).
+pub(super) fn changes(state: &State, report: &HealthReport) -> bool {
+    if !state.clusters.contains_key(&report.key.cluster) {
+        return false;
+    }
+    match state.health.get(&report.key) {
+        None => true,
+        Some(record) => {
+            record.at <= report.at
+                && (record.applied != report.applied
+                    || record.health != report.health
+                    || record.message != report.message
+                    || record.drifted != report.drifted)
+        }
+    }
+}
+
+/// Report changes waiting to be proposed, newest per cluster and bundle.
+#[derive(Default)]
+pub(super) struct ReportBatcher {
+    pending: Mutex<BTreeMap<HealthKey, HealthReport>>,
+    wake: Notify,
+}
+
+impl ReportBatcher {
+    /// Queues a bundle's state; an older one for the same bundle is replaced.
+    pub(super) fn submit(&self, report: HealthReport) {
+        let mut pending = self.pending.lock();
+        let newer = pending
+            .get(&report.key)
+            .is_none_or(|queued| queued.at <= report.at);
+        if newer {
+            pending.insert(report.key.clone(), report);
+        }
+        drop(pending);
+        self.wake.notify_one();
+    }
+
+    fn take(&self) -> Vec<HealthReport> {
+        std::mem::take(&mut *self.pending.lock())
+            .into_values()
+            .collect()
+    }
+}
+
+/// Proposes queued changes every batch interval until the node's sync side stops. A batch that
+/// fails to commit is queued again (unless newer reports replaced it meanwhile).
+pub(super) async fn run(shared: Arc<Shared>) {
+    let interval = shared.config.report_batch_interval;
+    loop {
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            () = shared.reports.wake.notified() => {}
+        }
+        // Gather whatever else arrives within the interval into the same batch.
+        tokio::select! {
+            _ = shared.stop.cancelled() => return,
+            () = tokio::time::sleep(interval) => {}
+        }
+        let queued = shared.reports.take();
+        let changed: Vec<HealthReport> = {
+            let state = shared.node.state();
+            queued.into_iter().filter(|r| changes(&state, r)).collect()
+        };
+        for batch in changed.chunks(MAX_BATCH) {
+            let command = Command::RecordHealth {
+                reports: batch.to_vec(),
+            };
+            match shared.node.propose(&command).await {
+                Ok(_) => shared.counters.health_batch(batch.len()),
+                Err(e) => {
+                    tracing::warn!(error = %e, reports = batch.len(), "health batch not recorded; will retry");
+                    for report in batch {
+                        shared.reports.submit(report.clone());
+                    }
+                }
+            }
+        }
+    }
+}

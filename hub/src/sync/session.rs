@@ -1,0 +1,474 @@
+//! One agent stream on a node: the hello, the welcome with only the bundles that differ, then
+//! pushes as the node's applied index advances, heartbeats both ways, and the agent's acks and
+//! reports.
+//!
+//! Two tasks serve a stream. The reader takes everything the agent sends (acks, reports,
+//! heartbeats) and notes when it last heard from it; the writer sends bundles, removals and
+//! heartbeats. Splitting them means a long bundle upload never delays reading the agent's
+//! heartbeats, so a busy stream is never mistaken for a dead one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use flotilla_core::ContentHash;
+use flotilla_proto::v1::{
+    AgentMessage, BundleRemoval, HeldBundle, Hello, HubMessage, Welcome, agent_message, hub_message,
+};
+use parking_lot::Mutex;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Status, Streaming};
+
+use super::Shared;
+use super::chunk::{self, MIN_AGENT_MESSAGE_BYTES};
+use super::reports::BundleReports;
+use super::streams::StreamGuard;
+use crate::state::State;
+use crate::state::source::Blob;
+
+/// Messages queued for one agent: enough to keep the connection busy, few enough that a slow
+/// agent holds back the writer instead of the node's memory.
+const OUTBOUND_QUEUE: usize = 8;
+
+/// Slowest heartbeat an agent may ask for, and the default when it names none.
+const MAX_AGENT_HEARTBEAT: Duration = Duration::from_secs(60);
+const DEFAULT_AGENT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+type Outbound = mpsc::Sender<Result<HubMessage, Status>>;
+
+/// Reads the hello, checks it, and starts the stream's tasks. Refusals are returned as the
+/// call's status, before any message.
+pub(super) async fn open(
+    shared: Arc<Shared>,
+    request: Request<Streaming<AgentMessage>>,
+) -> Result<ReceiverStream<Result<HubMessage, Status>>, Status> {
+    let mut inbound = request.into_inner();
+    let hello = match read_hello(&shared, &mut inbound).await {
+        Ok(hello) => hello,
+        Err(status) => {
+            shared.counters.stream_refused();
+            return Err(status);
+        }
+    };
+    let cluster = hello.cluster.clone();
+    let guard = shared.streams.open(&cluster);
+    shared.counters.stream_opened();
+    tracing::info!(
+        %cluster,
+        agent = %hello.agent_version,
+        held = hello.held.len(),
+        "agent stream opened"
+    );
+    let (out, rx) = mpsc::channel(OUTBOUND_QUEUE);
+    let heard = Arc::new(Mutex::new(Instant::now()));
+    let ended = CancellationToken::new();
+    let reports = BundleReports::new(&cluster, &shared.node.state());
+    tokio::spawn(read(
+        Arc::clone(&shared),
+        inbound,
+        reports,
+        Arc::clone(&heard),
+        ended.clone(),
+    ));
+    tokio::spawn(write(shared, hello, guard, out, heard, ended));
+    Ok(ReceiverStream::new(rx))
+}
+
+/// The first message, which must be a valid hello for a registered cluster, answered by a node
+/// that has caught up with what the agent has already seen.
+async fn read_hello(
+    shared: &Shared,
+    inbound: &mut Streaming<AgentMessage>,
+) -> Result<Hello, Status> {
+    let first = tokio::time::timeout(shared.config.hello_timeout, inbound.message())
+        .await
+        .map_err(|_| Status::deadline_exceeded("no hello within the hello timeout"))??;
+    let Some(message) = first else {
+        return Err(Status::cancelled("stream closed before the hello"));
+    };
+    shared.counters.received(&message);
+    let Some(agent_message::Kind::Hello(hello)) = message.kind else {
+        return Err(Status::invalid_argument(
+            "the first message on a sync stream must be a hello",
+        ));
+    };
+    check_hello(&hello)?;
+    catch_up(shared, hello.known_index).await?;
+    if !shared.node.state().clusters.contains_key(&hello.cluster) {
+        return Err(Status::not_found(format!(
+            "cluster '{}' is not registered with this hub; register it (flotilla cluster add {}) \
+             or check the agent's --cluster",
+            hello.cluster, hello.cluster
+        )));
+    }
+    Ok(hello)
+}
+
+/// The identity and limits a hello declares. The cluster name is taken from the hello; when
+/// agents present client certificates, this is where the certificate's cluster must match it.
+fn check_hello(hello: &Hello) -> Result<(), Status> {
+    if hello.cluster.is_empty() {
+        return Err(Status::invalid_argument("hello names no cluster"));
+    }
+    let limit = hello.max_message_bytes as usize;
+    if limit != 0 && limit < MIN_AGENT_MESSAGE_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "hello max_message_bytes {limit} is below the minimum of {MIN_AGENT_MESSAGE_BYTES}"
+        )));
+    }
+    // Held hashes that do not parse (a bundle from another source) count as not held: the
+    // hub's revision is sent and replaces it.
+    Ok(())
+}
+
+/// Waits until this node's state is at least as new as what the agent has seen, so a lagging
+/// node never sends an agent older bundles. A node that cannot catch up (cut off from the
+/// leader) refuses, and the agent tries another.
+async fn catch_up(shared: &Shared, known: u64) -> Result<(), Status> {
+    let node = &shared.node;
+    if known <= node.applied_index() {
+        return Ok(());
+    }
+    let deadline = shared.config.catch_up_timeout;
+    let caught_up = async {
+        // The group's commit index bounds what the agent can have seen from this group; an
+        // index beyond it comes from another (rebuilt) group and is not waited for.
+        let target = known.min(node.read_index().await.ok()?);
+        node.wait_applied(target).await.ok()
+    };
+    match tokio::time::timeout(deadline, caught_up).await {
+        Ok(Some(_)) => Ok(()),
+        _ => Err(Status::unavailable(format!(
+            "hub node {} is behind (applied {}, agent has seen {known}); try another node",
+            node.id(),
+            node.applied_index()
+        ))),
+    }
+}
+
+/// Takes the agent's messages until the stream ends, then ends the writer.
+async fn read(
+    shared: Arc<Shared>,
+    mut inbound: Streaming<AgentMessage>,
+    mut reports: BundleReports,
+    heard: Arc<Mutex<Instant>>,
+    ended: CancellationToken,
+) {
+    loop {
+        let message = tokio::select! {
+            _ = ended.cancelled() => break,
+            message = inbound.message() => message,
+        };
+        let message = match message {
+            Ok(Some(message)) => message,
+            Ok(None) => break,
+            Err(status) => {
+                tracing::debug!(%status, "agent stream failed");
+                break;
+            }
+        };
+        *heard.lock() = Instant::now();
+        shared.counters.received(&message);
+        match message.kind {
+            Some(agent_message::Kind::Reports(batch)) => {
+                for report in &batch.reports {
+                    match reports.fold(report) {
+                        Ok(state) => shared.reports.submit(state),
+                        Err(e) => tracing::warn!(error = %e, "agent report ignored"),
+                    }
+                }
+            }
+            Some(agent_message::Kind::Ack(ack)) if !ack.error.is_empty() => {
+                tracing::warn!(bundle = %ack.bundle, hash = %ack.content_hash, error = %ack.error,
+                    "agent refused a bundle");
+            }
+            Some(agent_message::Kind::Hello(_)) => {
+                tracing::warn!("second hello on a sync stream; closing it");
+                break;
+            }
+            Some(agent_message::Kind::Ack(_) | agent_message::Kind::Heartbeat(_)) | None => {}
+        }
+    }
+    ended.cancel();
+}
+
+/// The sending side of a stream, and what the agent holds as far as it knows: the hello's
+/// bundles, plus what was sent since.
+struct Writer {
+    shared: Arc<Shared>,
+    cluster: String,
+    out: Outbound,
+    held: BTreeMap<String, ContentHash>,
+    chunk_size: usize,
+    guard: StreamGuard,
+    ended: CancellationToken,
+    heard: Arc<Mutex<Instant>>,
+    silence_limit: Duration,
+}
+
+/// Why a writer stops.
+enum End {
+    /// The agent went away or the stream was replaced: nothing more to say.
+    Quiet,
+    /// Tell the agent why.
+    Status(Status),
+}
+
+/// Sends the welcome and what differs, then pushes changes and heartbeats until the stream
+/// ends.
+async fn write(
+    shared: Arc<Shared>,
+    hello: Hello,
+    guard: StreamGuard,
+    out: Outbound,
+    heard: Arc<Mutex<Instant>>,
+    ended: CancellationToken,
+) {
+    let agent_heartbeat = match hello.heartbeat_interval_ms {
+        0 => DEFAULT_AGENT_HEARTBEAT,
+        ms => Duration::from_millis(u64::from(ms)).min(MAX_AGENT_HEARTBEAT),
+    };
+    let mut writer = Writer {
+        shared: Arc::clone(&shared),
+        cluster: hello.cluster.clone(),
+        out,
+        held: hello
+            .held
+            .iter()
+            .filter_map(|h| Some((h.name.clone(), h.content_hash.parse().ok()?)))
+            .collect(),
+        chunk_size: chunk::chunk_size(
+            shared.config.max_chunk_bytes,
+            hello.max_message_bytes as usize,
+        ),
+        guard,
+        ended,
+        heard,
+        silence_limit: agent_heartbeat * shared.config.heartbeat_misses.max(1),
+    };
+    let mut applied = shared.node.watch_applied();
+    applied.mark_unchanged();
+    let mut heartbeat = tokio::time::interval(shared.config.heartbeat_interval);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    heartbeat.tick().await;
+    let mut end = writer.welcome().await;
+    while end.is_none() {
+        end = tokio::select! {
+            end = writer.interrupted() => Some(end),
+            changed = applied.changed() => match changed {
+                Ok(()) => writer.push().await,
+                Err(_) => Some(End::Status(Status::unavailable("hub node stopped"))),
+            },
+            _ = heartbeat.tick() => match writer.silent() {
+                Some(end) => Some(end),
+                None => writer.heartbeat().await,
+            },
+        };
+    }
+    if let Some(End::Status(status)) = end {
+        // Best effort: the agent may already be gone.
+        let _ = tokio::time::timeout(writer.silence_limit, writer.out.send(Err(status))).await;
+    }
+    writer.ended.cancel();
+    tracing::info!(cluster = %writer.cluster, "agent stream closed");
+}
+
+/// The bundles a cluster must hold, with their blobs, read under one short state lock.
+struct Desired {
+    index: u64,
+    revision: Option<String>,
+    bundles: BTreeMap<String, ContentHash>,
+    blobs: BTreeMap<ContentHash, Blob>,
+}
+
+impl Desired {
+    /// `None` when the cluster is no longer registered. Blobs are copied only for bundles whose
+    /// hash differs from `held`.
+    fn read(
+        state: &State,
+        index: u64,
+        cluster: &str,
+        held: &BTreeMap<String, ContentHash>,
+    ) -> Option<Desired> {
+        let registered = state.clusters.get(cluster)?;
+        let revision = registered.assigned.as_ref().map(|r| r.commit.clone());
+        let bundles = state.desired_bundles(cluster);
+        let blobs = bundles
+            .iter()
+            .filter(|(name, hash)| held.get(*name) != Some(*hash))
+            .filter_map(|(_, hash)| Some((*hash, state.blobs.get(hash)?.clone())))
+            .collect();
+        Some(Desired {
+            index,
+            revision,
+            bundles,
+            blobs,
+        })
+    }
+}
+
+impl Writer {
+    /// Resolves when the stream must end for a reason other than what the writer sends: the
+    /// reader saw the end, a newer stream of the cluster replaced this one, or the node stops.
+    async fn interrupted(&self) -> End {
+        tokio::select! {
+            _ = self.ended.cancelled() => End::Quiet,
+            _ = self.guard.replaced.cancelled() => End::Quiet,
+            _ = self.shared.stop.cancelled() => End::Status(Status::unavailable(
+                "hub node is shutting down; reconnect to another node",
+            )),
+        }
+    }
+
+    /// `Some` when the agent has been silent past the limit: it is gone without closing.
+    fn silent(&self) -> Option<End> {
+        if self.heard.lock().elapsed() <= self.silence_limit {
+            return None;
+        }
+        self.shared.counters.stream_timed_out();
+        tracing::info!(cluster = %self.cluster, silence_limit = ?self.silence_limit,
+            "agent silent for too long; closing its stream");
+        Some(End::Status(Status::deadline_exceeded(
+            "no message from the agent within its heartbeat allowance",
+        )))
+    }
+
+    /// Queues one message. A send blocked by a peer that stopped reading gives up once the
+    /// agent has also been silent past the limit.
+    async fn send(&self, message: HubMessage) -> Option<End> {
+        self.shared.counters.sent(&message);
+        let send = self.out.send(Ok(message));
+        tokio::pin!(send);
+        let check = self.shared.config.heartbeat_interval;
+        loop {
+            tokio::select! {
+                sent = &mut send => return sent.err().map(|_| End::Quiet),
+                end = self.interrupted() => return Some(end),
+                () = tokio::time::sleep(check) => {
+                    if let Some(end) = self.silent() {
+                        return Some(end);
+                    }
+                }
+            }
+        }
+    }
+
+    fn desired(&self) -> Result<Desired, End> {
+        let state = self.shared.node.state();
+        let index = state.applied();
+        Desired::read(&state, index, &self.cluster, &self.held).ok_or_else(|| {
+            End::Status(Status::permission_denied(format!(
+                "cluster '{}' was removed from the fleet",
+                self.cluster
+            )))
+        })
+    }
+
+    /// The desired set, then every bundle whose hash differs from what the agent holds.
+    async fn welcome(&mut self) -> Option<End> {
+        let desired = match self.desired() {
+            Ok(desired) => desired,
+            Err(end) => return Some(end),
+        };
+        let welcome = Welcome {
+            node: self.shared.node.id(),
+            index: desired.index,
+            heartbeat_interval_ms: u32::try_from(self.shared.config.heartbeat_interval.as_millis())
+                .unwrap_or(u32::MAX),
+            assigned: desired.revision.is_some(),
+            revision: desired.revision.clone().unwrap_or_default(),
+            desired: desired
+                .bundles
+                .iter()
+                .map(|(name, hash)| HeldBundle {
+                    name: name.clone(),
+                    content_hash: hash.to_string(),
+                })
+                .collect(),
+        };
+        if let Some(end) = self
+            .send(HubMessage {
+                kind: Some(hub_message::Kind::Welcome(welcome)),
+            })
+            .await
+        {
+            return Some(end);
+        }
+        if desired.revision.is_some() {
+            // The agent removes what is not desired itself, from the welcome.
+            self.held
+                .retain(|name, _| desired.bundles.contains_key(name));
+        }
+        self.send_bundles(&desired).await
+    }
+
+    /// What changed since the last push: new bundle revisions, then removals.
+    async fn push(&mut self) -> Option<End> {
+        let desired = match self.desired() {
+            Ok(desired) => desired,
+            Err(end) => return Some(end),
+        };
+        // Nothing assigned (yet): the agent keeps what it holds.
+        desired.revision.as_ref()?;
+        if let Some(end) = self.send_bundles(&desired).await {
+            return Some(end);
+        }
+        let removed: Vec<String> = self
+            .held
+            .keys()
+            .filter(|name| !desired.bundles.contains_key(*name))
+            .cloned()
+            .collect();
+        for bundle in removed {
+            self.held.remove(&bundle);
+            let removal = BundleRemoval {
+                bundle,
+                index: desired.index,
+            };
+            if let Some(end) = self
+                .send(HubMessage {
+                    kind: Some(hub_message::Kind::Removal(removal)),
+                })
+                .await
+            {
+                return Some(end);
+            }
+        }
+        None
+    }
+
+    async fn send_bundles(&mut self, desired: &Desired) -> Option<End> {
+        let revision = desired.revision.clone().unwrap_or_default();
+        for (name, hash) in &desired.bundles {
+            if self.held.get(name) == Some(hash) {
+                continue;
+            }
+            let Some(blob) = desired.blobs.get(hash) else {
+                // The state references blobs it holds (RecordRender checks); a missing one
+                // would be a bug, and the agent keeps its current revision meanwhile.
+                tracing::error!(bundle = %name, %hash, "desired bundle's blob is missing");
+                continue;
+            };
+            for message in chunk::chunks(name, &revision, blob, desired.index, self.chunk_size) {
+                if let Some(end) = self.send(message).await {
+                    return Some(end);
+                }
+            }
+            self.held.insert(name.clone(), *hash);
+        }
+        None
+    }
+
+    async fn heartbeat(&self) -> Option<End> {
+        let sent_at_ms = i64::try_from(self.shared.clock.now().0).unwrap_or(i64::MAX);
+        self.send(HubMessage {
+            kind: Some(hub_message::Kind::Heartbeat(
+                flotilla_proto::v1::Heartbeat { sent_at_ms },
+            )),
+        })
+        .await
+    }
+}
