@@ -3,12 +3,18 @@
 //! ```text
 //! flotilla-agent run --hub hub-1:7071,hub-2:7071,hub-3:7071 --cluster prod-eu-1 \
 //!     --state-dir /var/lib/flotilla-agent [--kubeconfig FILE --context NAME]
+//! flotilla-agent run --source-dir bundles/ [--state-dir DIR] [--kubeconfig FILE --context NAME]
+//! flotilla-agent apply --dir manifests/ --bundle web [--namespace NS] [--wait] [--timeout 5m]
 //! ```
+//!
+//! `apply` exits 0 when the bundle is applied (and Healthy, with `--wait`), 1 when it was
+//! refused or cannot start (errors printed), 3 when `--timeout` passed first.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use flotilla_agent::hub::run::{RunArgs, run};
+use flotilla_agent::local::apply::{ApplyArgs, Outcome, apply};
 
 #[derive(Parser)]
 #[command(name = "flotilla-agent", version, about = "Flotilla agent")]
@@ -19,8 +25,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Keep the cluster in the hub's desired state: the agent's normal mode.
+    /// Keep the cluster in the hub's desired state: the agent's normal mode. With
+    /// `--source-dir` instead of `--hub`, keep each subfolder of a directory applied.
     Run(RunArgs),
+    /// Apply a directory of manifests once, as a bundle.
+    Apply(ApplyArgs),
 }
 
 fn main() -> ExitCode {
@@ -42,10 +51,22 @@ fn main() -> ExitCode {
     let result = runtime.block_on(async {
         match cli.command {
             Command::Run(args) => run(args, shutdown_signal()).await,
+            Command::Apply(args) => {
+                return match apply(args).await {
+                    Ok(Outcome::Done) => Ok(ExitCode::SUCCESS),
+                    Ok(Outcome::Failed) => Ok(ExitCode::FAILURE),
+                    Ok(Outcome::TimedOut) => Ok(ExitCode::from(3)),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        Ok(ExitCode::FAILURE)
+                    }
+                };
+            }
         }
+        .map(|()| ExitCode::SUCCESS)
     });
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE

@@ -15,11 +15,21 @@ use super::{Backoff, HubLink, LinkConfig, LinkError, ThreadRandom};
 #[derive(Debug, Clone, clap::Args)]
 pub struct RunArgs {
     /// Every hub node's API address, comma-separated: the agent fails over between them.
-    #[arg(long, value_delimiter = ',', required = true, env = "FLOTILLA_HUB")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        required_unless_present = "source_dir",
+        env = "FLOTILLA_HUB"
+    )]
     pub hub: Vec<String>,
     /// The cluster this agent serves, as registered in the hub (`flotilla cluster add NAME`).
-    #[arg(long, env = "FLOTILLA_CLUSTER")]
-    pub cluster: String,
+    #[arg(long, env = "FLOTILLA_CLUSTER", required_unless_present = "source_dir")]
+    pub cluster: Option<String>,
+    /// Instead of a hub: keep each subfolder of this directory applied as a bundle named after
+    /// it (objects without a namespace go to the namespace of that name); a removed subfolder
+    /// removes its bundle.
+    #[arg(long, conflicts_with_all = ["hub", "cluster"])]
+    pub source_dir: Option<PathBuf>,
     /// Directory keeping the last desired state, enforced after a restart even without a hub.
     /// Without it, a restarted agent waits for the hub.
     #[arg(long, env = "FLOTILLA_STATE_DIR")]
@@ -59,6 +69,9 @@ pub enum RunError {
     /// The link's settings are wrong.
     #[error(transparent)]
     Link(#[from] LinkError),
+    /// The source directory could not be followed (`--source-dir`).
+    #[error(transparent)]
+    Source(Box<crate::local::LocalError>),
 }
 
 fn from_file(path: &Option<PathBuf>) -> String {
@@ -140,7 +153,18 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
             }
         }
     });
-    let mut config = LinkConfig::new(args.hub.clone(), args.cluster.clone());
+    if let Some(dir) = &args.source_dir {
+        let result =
+            crate::local::source::run(&engine, dir, Duration::from_secs(1), shutdown).await;
+        logger.abort();
+        if let Ok(engine) = Arc::try_unwrap(engine) {
+            engine.shutdown().await;
+        }
+        return result.map_err(|e| RunError::Source(Box::new(e)));
+    }
+    // Without --source-dir, clap requires --cluster.
+    let cluster = args.cluster.clone().unwrap_or_default();
+    let mut config = LinkConfig::new(args.hub.clone(), cluster.clone());
     config.heartbeat_interval = args.heartbeat_interval;
     config.backoff = Backoff {
         max: args.max_backoff,
@@ -152,7 +176,7 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         Arc::new(ThreadRandom),
         Arc::new(SystemClock),
     )?;
-    tracing::info!(cluster = %args.cluster, hubs = ?args.hub, "agent running");
+    tracing::info!(cluster = %cluster, hubs = ?args.hub, "agent running");
     shutdown.await;
     tracing::info!("stopping");
     link.shutdown().await;
