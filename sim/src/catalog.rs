@@ -80,6 +80,8 @@ pub(crate) struct ResourceType {
     pub(crate) name_rule: NameRule,
     /// For custom resources: the openAPIV3Schema per served version.
     pub(crate) schemas: Vec<(String, Value)>,
+    /// For custom resources: `additionalPrinterColumns` of the storage version.
+    pub(crate) printer_columns: Vec<Value>,
 }
 
 impl ResourceType {
@@ -152,6 +154,7 @@ impl ResourceType {
         let mut status_subresource = false;
         let mut scale_subresource = false;
         let mut storage = None;
+        let mut printer_columns = Vec::new();
         for v in spec.get("versions")?.as_array()? {
             let name = v.get("name")?.as_str()?.to_string();
             if v.get("served").and_then(Value::as_bool) == Some(false) {
@@ -159,6 +162,11 @@ impl ResourceType {
             }
             if v.get("storage").and_then(Value::as_bool) == Some(true) {
                 storage = Some(name.clone());
+                printer_columns = v
+                    .get("additionalPrinterColumns")
+                    .and_then(Value::as_array)
+                    .cloned()
+                    .unwrap_or_default();
             }
             if let Some(sub) = v.get("subresources") {
                 status_subresource |= sub.get("status").is_some();
@@ -194,6 +202,7 @@ impl ResourceType {
             builtin: None,
             name_rule: NameRule::Subdomain,
             schemas,
+            printer_columns,
         })
     }
 
@@ -327,6 +336,7 @@ pub(crate) fn builtins() -> Vec<Arc<ResourceType>> {
                 builtin: Some(d.builtin),
                 name_rule: d.name_rule,
                 schemas: Vec::new(),
+                printer_columns: Vec::new(),
             })
         })
         .collect()

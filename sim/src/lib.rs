@@ -15,6 +15,7 @@ mod apply;
 mod catalog;
 mod cluster;
 mod controllers;
+mod defaults;
 mod discovery;
 mod fieldset;
 mod fleet;

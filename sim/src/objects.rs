@@ -445,6 +445,9 @@ fn finish(
     new["apiVersion"] = json!(t.api_version());
     new["kind"] = json!(t.rt.kind);
     default_merge_keys(&t.rt, &mut new);
+    if scope == Scope::Main {
+        crate::defaults::apply(&t.rt, old.map(|o| &**o), &mut new, &name);
+    }
 
     let meta = meta_mut(&mut new);
     meta.shift_remove("resourceVersion");
@@ -488,11 +491,6 @@ fn finish(
             .and_then(Value::as_i64)
             .unwrap_or(0);
         meta_mut(&mut new).insert("generation".to_string(), json!(g + 1));
-    }
-    if old.is_none() {
-        default_on_create(&t.rt, &mut new, &name, &opts.now);
-    } else if let Some(old) = old {
-        default_on_update(&t.rt, old, &mut new);
     }
     if kind != WriteKind::Apply {
         track_update(
@@ -632,85 +630,6 @@ fn register_crd(state: &mut ClusterState, crd: &mut Value, now: &str) {
         crd["status"] = ResourceType::crd_status(crd, &rt, now);
         state.register(rt);
     }
-}
-
-/// Fields the API server fills on create.
-fn default_on_create(rt: &ResourceType, obj: &mut Value, name: &str, now: &str) {
-    match rt.builtin {
-        Some(Builtin::Namespace) => {
-            let labels = meta_mut(obj).entry("labels").or_insert_with(|| json!({}));
-            if let Some(l) = labels.as_object_mut() {
-                l.insert("kubernetes.io/metadata.name".to_string(), json!(name));
-            }
-            obj["spec"] = json!({"finalizers": ["kubernetes"]});
-            obj["status"] = json!({"phase": "Active"});
-        }
-        Some(Builtin::Service) => {
-            let spec = obj
-                .as_object_mut()
-                .map(|m| m.entry("spec").or_insert_with(|| json!({})));
-            if let Some(Value::Object(spec)) = spec {
-                spec.entry("type").or_insert_with(|| json!("ClusterIP"));
-                spec.entry("sessionAffinity")
-                    .or_insert_with(|| json!("None"));
-                if spec.get("type") != Some(&json!("ExternalName"))
-                    && spec.get("clusterIP").and_then(Value::as_str) != Some("None")
-                {
-                    let ip = cluster_ip(name);
-                    spec.entry("clusterIP").or_insert_with(|| json!(ip));
-                    let ip = spec.get("clusterIP").cloned().unwrap_or(json!(ip));
-                    spec.entry("clusterIPs").or_insert_with(|| json!([ip]));
-                    spec.entry("ipFamilies").or_insert_with(|| json!(["IPv4"]));
-                    spec.entry("ipFamilyPolicy")
-                        .or_insert_with(|| json!("SingleStack"));
-                    spec.entry("internalTrafficPolicy")
-                        .or_insert_with(|| json!("Cluster"));
-                }
-            }
-            obj["status"] = json!({"loadBalancer": {}});
-        }
-        Some(Builtin::Deployment | Builtin::StatefulSet | Builtin::ReplicaSet) => {
-            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.entry("replicas").or_insert_with(|| json!(1));
-            }
-        }
-        Some(Builtin::Job) => {
-            if let Some(spec) = obj.get_mut("spec").and_then(Value::as_object_mut) {
-                spec.entry("completions").or_insert_with(|| json!(1));
-                spec.entry("parallelism").or_insert_with(|| json!(1));
-                spec.entry("backoffLimit").or_insert_with(|| json!(6));
-            }
-        }
-        Some(Builtin::Pod) => {
-            obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
-        }
-        Some(Builtin::PersistentVolumeClaim) => {
-            obj["status"] = json!({"phase": "Pending"});
-        }
-        _ => {}
-    }
-    let _ = now;
-}
-
-/// Keeps allocated values a client did not send again (a Service's cluster IP).
-fn default_on_update(rt: &ResourceType, old: &Value, new: &mut Value) {
-    if rt.builtin == Some(Builtin::Service) {
-        for f in ["clusterIP", "clusterIPs", "ipFamilies", "ipFamilyPolicy"] {
-            if let Some(v) = old.pointer(&format!("/spec/{f}"))
-                && let Some(spec) = new.get_mut("spec").and_then(Value::as_object_mut)
-            {
-                spec.entry(f).or_insert_with(|| v.clone());
-            }
-        }
-    }
-}
-
-/// A stable cluster IP from the service CIDR 10.96.0.0/12, derived from the name.
-fn cluster_ip(name: &str) -> String {
-    let h = name
-        .bytes()
-        .fold(0u32, |h, b| h.wrapping_mul(31).wrapping_add(u32::from(b)));
-    format!("10.96.{}.{}", (h >> 8) % 256, (h % 254) + 1)
 }
 
 /// POST: create.

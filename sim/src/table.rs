@@ -86,7 +86,16 @@ fn columns(rt: &ResourceType) -> Vec<Value> {
             column("IP", "string", "", 1),
             column("Node", "string", "", 1),
         ],
-        Some(Builtin::Deployment) => vec![name, s("Ready"), i("Up-to-date"), i("Available"), age],
+        Some(Builtin::Deployment) => vec![
+            name,
+            s("Ready"),
+            i("Up-to-date"),
+            i("Available"),
+            age,
+            column("Containers", "string", "", 1),
+            column("Images", "string", "", 1),
+            column("Selector", "string", "", 1),
+        ],
         Some(Builtin::StatefulSet) => vec![name, s("Ready"), age],
         Some(Builtin::ReplicaSet) => vec![name, i("Desired"), i("Current"), i("Ready"), age],
         Some(Builtin::DaemonSet) => vec![
@@ -120,8 +129,46 @@ fn columns(rt: &ResourceType) -> Vec<Value> {
             age,
         ],
         Some(Builtin::CustomResourceDefinition) => vec![name, column("Created At", "date", "", 0)],
+        None if !rt.printer_columns.is_empty() => {
+            let mut cols = vec![name];
+            for c in &rt.printer_columns {
+                cols.push(column(
+                    c.get("name").and_then(Value::as_str).unwrap_or(""),
+                    c.get("type").and_then(Value::as_str).unwrap_or("string"),
+                    c.get("format").and_then(Value::as_str).unwrap_or(""),
+                    c.get("priority").and_then(Value::as_i64).unwrap_or(0),
+                ));
+            }
+            cols
+        }
         _ => vec![name, age],
     }
+}
+
+/// Evaluates a printer column's simple JSONPath (`.spec.size`, `.status.conditions[0].type`).
+fn json_path(obj: &Value, path: &str) -> Value {
+    let mut node = obj;
+    for part in path
+        .trim_start_matches('.')
+        .split('.')
+        .filter(|p| !p.is_empty())
+    {
+        let (field, index) = match part.split_once('[') {
+            Some((f, rest)) => (f, rest.trim_end_matches(']').parse::<usize>().ok()),
+            None => (part, None),
+        };
+        node = match node.get(field) {
+            Some(n) => n,
+            None => return Value::Null,
+        };
+        if let Some(i) = index {
+            node = match node.get(i) {
+                Some(n) => n,
+                None => return Value::Null,
+            };
+        }
+    }
+    node.clone()
 }
 
 fn int(obj: &Value, pointer: &str) -> i64 {
@@ -298,6 +345,19 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
         ],
         Some(Builtin::CustomResourceDefinition) => {
             vec![name, json!(text(obj, "/metadata/creationTimestamp"))]
+        }
+        None if !rt.printer_columns.is_empty() => {
+            let mut cells = vec![name];
+            for c in &rt.printer_columns {
+                let path = c.get("jsonPath").and_then(Value::as_str).unwrap_or("");
+                let v = json_path(obj, path);
+                let is_date = c.get("type").and_then(Value::as_str) == Some("date");
+                cells.push(match (&v, is_date) {
+                    (Value::String(t), true) => json!(self::age(t)),
+                    _ => v,
+                });
+            }
+            cells
         }
         _ => vec![name, age],
     }

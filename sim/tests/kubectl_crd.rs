@@ -20,6 +20,9 @@ spec:
     served: true
     storage: true
     subresources: {status: {}}
+    additionalPrinterColumns:
+    - {name: Size, type: integer, jsonPath: .spec.size}
+    - {name: Color, type: string, jsonPath: .spec.color}
     schema:
       openAPIV3Schema:
         type: object
@@ -80,7 +83,20 @@ async fn kubectl_crd_then_custom_resource() {
     assert_eq!(obj["kind"], "Widget");
     assert_eq!(obj["spec"]["size"], 3);
     let table = k.ok("sim-0", &["get", "wd"]).await;
-    assert!(table.contains("w1"), "{table}");
+    let header: Vec<&str> = table
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(header, vec!["NAME", "SIZE", "COLOR"], "{table}");
+    let row: Vec<&str> = table
+        .lines()
+        .nth(1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    assert_eq!(row, vec!["w1", "3", "red"], "{table}");
     let resources = k
         .ok("sim-0", &["api-resources", "--api-group=example.com"])
         .await;
