@@ -126,14 +126,19 @@ impl Transport {
             };
             match self.faults.verdict(self.id, to) {
                 Verdict::Deliver => {
-                    let _ = link.queue.send(msg);
+                    if link.queue.send(msg).is_err() {
+                        self.report_failure(to, is_snapshot);
+                    }
                 }
                 Verdict::Drop => self.report_failure(to, is_snapshot),
                 Verdict::Delay(delay) => {
                     let queue = link.queue.clone();
+                    let events = self.events.clone();
                     self.runtime.spawn(async move {
                         tokio::time::sleep(delay).await;
-                        let _ = queue.send(msg);
+                        if queue.send(msg).is_err() && is_snapshot {
+                            let _ = events.send(Event::SnapshotReport(to, SnapshotStatus::Failure));
+                        }
                     });
                 }
             }
@@ -286,12 +291,19 @@ impl LinkSender {
             if let Err(status) = self.stream(&mut queue, &mut pending).await {
                 tracing::debug!(to = self.to, %status, "peer stream failed");
                 let _ = self.events.send(Event::Unreachable(self.to));
-                // Whatever queued up while the peer was away is stale; raft resends.
+                // Whatever queued up while the peer was away is stale; raft resends it. A
+                // snapshot must still be reported, or raft waits for its outcome forever.
                 tokio::select! {
                     _ = tokio::time::sleep(RECONNECT_PAUSE) => {}
                     _ = self.stop.cancelled() => return,
                 }
-                while queue.try_recv().is_ok() {}
+                while let Ok(msg) = queue.try_recv() {
+                    if msg.get_msg_type() == MessageType::MsgSnapshot {
+                        let _ = self
+                            .events
+                            .send(Event::SnapshotReport(self.to, SnapshotStatus::Failure));
+                    }
+                }
             }
         }
     }

@@ -42,6 +42,16 @@ pub struct TestGroup {
 impl TestGroup {
     /// Founds a group of `size` voters, ids 1..=size.
     pub async fn start(size: u64, seed: u64, compact_after: u64) -> Result<Self> {
+        Self::start_with_timing(size, seed, compact_after, test_timing()).await
+    }
+
+    /// Founds a group with the given timers.
+    pub async fn start_with_timing(
+        size: u64,
+        seed: u64,
+        compact_after: u64,
+        timing: Timing,
+    ) -> Result<Self> {
         let mut addresses = BTreeMap::new();
         for id in 1..=size {
             addresses.insert(id, free_address()?);
@@ -52,7 +62,7 @@ impl TestGroup {
             nodes: BTreeMap::new(),
             dirs: BTreeMap::new(),
             compact_after,
-            timing: test_timing(),
+            timing,
         };
         for id in 1..=size {
             group.dirs.insert(id, tempfile::tempdir()?);
