@@ -383,8 +383,9 @@ async fn resource(
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/json")
         .to_string();
-    if content_type.contains("protobuf") || content_type.contains("cbor") {
-        // Only JSON and YAML bodies are understood; a 415 tells clients to send JSON.
+    let protobuf = content_type.starts_with("application/vnd.kubernetes.protobuf");
+    if content_type.contains("cbor") || (protobuf && req.method != Method::POST) {
+        // Only JSON and YAML bodies (and protobuf creates) are understood.
         return Err(ApiError::unsupported_body(&content_type));
     }
     match (req.method.clone(), t.name.is_some()) {
@@ -437,8 +438,11 @@ async fn resource(
         (Method::GET, false) => list(cluster, &t, q, rendering),
         (Method::POST, false) => {
             let body = read_body(req.body).await?;
-            let yaml = content_type.contains("yaml");
-            let obj = objects::parse_body(&body, yaml)?;
+            let obj = if protobuf {
+                crate::protobuf::decode(&body)?
+            } else {
+                objects::parse_body(&body, content_type.contains("yaml"))?
+            };
             let opts = write_opts(q, &req.headers)?;
             let written = write(fleet, cluster, |s| objects::create(s, &t, obj, &opts))?;
             Ok(written_response(&t, written, rendering, q))

@@ -23,6 +23,7 @@ mod kubeconfig;
 mod objects;
 mod openapi;
 mod patch;
+mod protobuf;
 mod render;
 mod schema;
 mod selector;
