@@ -19,6 +19,7 @@ pub mod repository;
 pub mod rollout;
 pub mod schema;
 pub mod selector;
+pub mod signing;
 pub mod spec;
 mod yaml;
 
