@@ -186,14 +186,16 @@ async fn apply_planned(
         applied.extend(apply_tiers(cx, &foundation).await?);
         create_default_namespace(cx, revision, &plan, &missing).await?;
         let crds: Vec<&PlannedObject> = plan.tier(Tier::Crds).collect();
-        cx.cluster
-            .wait_established(&crds, cx.establish_timeout)
-            .await
-            .map_err(|f| Failed::from_objects(f, false))?;
-        cx.catalog
-            .refresh()
-            .await
-            .map_err(|e| Failed::from_api(&e, "reading the cluster's API catalog", false))?;
+        if !crds.is_empty() {
+            cx.cluster
+                .wait_established(&crds, cx.establish_timeout)
+                .await
+                .map_err(|f| Failed::from_objects(f, false))?;
+            cx.catalog
+                .refresh()
+                .await
+                .map_err(|e| Failed::from_api(&e, "reading the cluster's API catalog", false))?;
+        }
         let (checked, failures) = cx.cluster.apply(&later, true).await;
         if !failures.is_empty() {
             return Err(Failed::from_objects(failures, false));

@@ -13,9 +13,9 @@ use serde_json::{Map, Value};
 /// Keys that identify items in lists Kubernetes merges by key, in the order they are tried.
 const LIST_KEYS: [&str; 5] = ["name", "containerPort", "port", "mountPath", "key"];
 
-/// Top-level fields that are never compared: server-owned metadata lives under `metadata` but
-/// only the fields the desired object names are projected, and status is never desired.
-const IGNORED_TOP_LEVEL: [&str; 2] = ["status", "apiVersion"];
+/// Top-level fields that are never compared: the type (it cannot change, and list and watch
+/// items may leave it out) and status (never desired).
+const IGNORED_TOP_LEVEL: [&str; 3] = ["status", "apiVersion", "kind"];
 
 /// The values `actual` holds at the fields `desired` names.
 ///
