@@ -4,6 +4,8 @@
 
 use clap::{Parser, Subcommand};
 
+#[path = "bench/agent.rs"]
+mod agent;
 #[path = "bench/sim.rs"]
 mod sim;
 
@@ -19,12 +21,15 @@ struct Cli {
 enum Area {
     /// The Kubernetes API simulator at scale: its RSS and server-side apply latency.
     Sim(sim::Args),
+    /// The agent: applying a 100-object bundle (wall time, API requests) and its RSS.
+    Agent(agent::Args),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let report = match Cli::parse().area {
         Area::Sim(args) => sim::run(args).await?,
+        Area::Agent(args) => agent::run(args).await?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
