@@ -335,3 +335,6 @@ pub(crate) fn path_string(path: &[String]) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests;

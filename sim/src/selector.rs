@@ -225,3 +225,6 @@ fn supported_field(rt: &ResourceType, field: &str) -> bool {
     };
     extra.contains(&field)
 }
+
+#[cfg(test)]
+mod tests;
