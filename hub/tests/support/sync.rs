@@ -1,0 +1,315 @@
+//! Fixtures for the agent protocol's tests: rendered revisions proposed straight into the real
+//! state machine (the commands the source and render controllers would propose), in-process
+//! hubs, and simulated clusters each with an agent engine and its hub link.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use flotilla_agent::hub::{Backoff, FixedRandom, HubLink, LinkConfig};
+use flotilla_agent::retry::RetryPolicy;
+use flotilla_agent::{Engine, EngineConfig, SystemClock};
+use flotilla_core::render::{ObjectId, RenderedBundle, RenderedObject};
+use flotilla_core::spec::DriftMode;
+use flotilla_hub::config::{NodeConfig, Timing};
+use flotilla_hub::server::{Hub, HubConfig};
+use flotilla_hub::state::source::{Blob, RevisionRef};
+use flotilla_hub::state::{Command, RenderOutcome, Timestamp};
+use flotilla_hub::sync::{LivenessConfig, SyncConfig};
+use flotilla_sim::{Sim, SimConfig};
+use k8s_openapi::api::core::v1::ConfigMap;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
+/// Longest a test waits for anything before it fails.
+pub const PATIENCE: Duration = Duration::from_secs(20);
+
+/// The source every test revision comes from.
+pub const SOURCE: &str = "origin";
+
+/// A ConfigMap in namespace `app` with the given data.
+pub fn config_map(name: &str, data: &[(&str, &str)]) -> Value {
+    config_map_of("app", name, data)
+}
+
+/// A ConfigMap in `namespace` with the given data.
+pub fn config_map_of(namespace: &str, name: &str, data: &[(&str, &str)]) -> Value {
+    let data: serde_json::Map<String, Value> = data
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), Value::String((*v).to_owned())))
+        .collect();
+    json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace},
+        "data": data,
+    })
+}
+
+/// The namespace test bundles put their objects in.
+pub fn namespace() -> Value {
+    namespace_named("app")
+}
+
+/// A Namespace.
+pub fn namespace_named(name: &str) -> Value {
+    json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+}
+
+/// A Deployment in namespace `app`.
+pub fn deployment(name: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "app"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {"containers": [{"name": name, "image": format!("example/{name}:1")}]}
+            }
+        }
+    })
+}
+
+/// A rendered bundle of `objects`, as the render controller would produce it.
+pub fn bundle(name: &str, objects: Vec<Value>) -> Result<RenderedBundle> {
+    let mut objects = objects
+        .into_iter()
+        .map(|object| {
+            let object = flotilla_core::hash::canonical_json(object);
+            let id = ObjectId::of(&object).map_err(anyhow::Error::msg)?;
+            Ok(RenderedObject { id, object })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    objects.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(RenderedBundle {
+        bundle: name.to_owned(),
+        drift: DriftMode::Correct,
+        depends_on: Vec::new(),
+        objects,
+    })
+}
+
+/// The revision `commit` of the test source.
+pub fn revision(commit: &str) -> RevisionRef {
+    RevisionRef {
+        source: SOURCE.to_owned(),
+        commit: commit.to_owned(),
+    }
+}
+
+/// Registers a cluster.
+pub fn register(name: &str) -> Command {
+    Command::RegisterCluster {
+        name: name.to_owned(),
+        labels: BTreeMap::from([("env".to_owned(), "test".to_owned())]),
+        at: Timestamp(1),
+    }
+}
+
+/// The commands that record `commit` as fetched and rendered, with `bundles` per cluster, and
+/// assign it to those clusters.
+pub fn release(
+    commit: &str,
+    bundles: &BTreeMap<&str, Vec<RenderedBundle>>,
+) -> Result<Vec<Command>> {
+    let mut per_cluster = BTreeMap::new();
+    let mut blobs = BTreeMap::new();
+    for (cluster, rendered) in bundles {
+        let mut hashes = BTreeMap::new();
+        for bundle in rendered {
+            let blob = Blob::from_content(&bundle.to_blob())?;
+            hashes.insert(bundle.bundle.clone(), blob.hash);
+            blobs.insert(blob.hash, blob);
+        }
+        per_cluster.insert((*cluster).to_owned(), hashes);
+    }
+    Ok(vec![
+        Command::RecordFetch {
+            source: SOURCE.to_owned(),
+            url: "file:///fleet".to_owned(),
+            commit: commit.to_owned(),
+            at: Timestamp(10),
+        },
+        Command::RecordRender {
+            revision: revision(commit),
+            outcome: RenderOutcome::Rendered {
+                bundles: per_cluster,
+                blobs: blobs.into_values().collect(),
+                spec: String::new(),
+            },
+            at: Timestamp(11),
+        },
+        Command::AssignRevision {
+            clusters: bundles.keys().map(|c| (*c).to_owned()).collect(),
+            revision: revision(commit),
+            at: Timestamp(12),
+        },
+    ])
+}
+
+/// Fast raft timers.
+pub fn fast_timing() -> Timing {
+    Timing {
+        tick: Duration::from_millis(10),
+        election_ticks: 10,
+        heartbeat_ticks: 2,
+        request_timeout: Duration::from_secs(3),
+    }
+}
+
+/// Sync timing fit for tests: quick heartbeats, batches, presence and liveness.
+pub fn fast_sync() -> SyncConfig {
+    SyncConfig {
+        heartbeat_interval: Duration::from_millis(200),
+        report_batch_interval: Duration::from_millis(100),
+        presence_interval: Duration::from_millis(200),
+        liveness: LivenessConfig {
+            offline_after: Duration::from_secs(1),
+            check_interval: Duration::from_millis(100),
+        },
+        ..SyncConfig::default()
+    }
+}
+
+/// A single-node hub in this process, on free ports (or on `api_listen` when given).
+pub async fn single_hub(data_dir: &Path, api_listen: Option<&str>) -> Result<Hub> {
+    let mut node = NodeConfig::new(1, data_dir, "127.0.0.1:0");
+    node.timing = fast_timing();
+    let mut config = HubConfig::new(node);
+    config.api_listen = api_listen.unwrap_or("127.0.0.1:0").to_owned();
+    config.http_listen = "127.0.0.1:0".to_owned();
+    config.sync = fast_sync();
+    // A restarted hub may find its old port not yet released.
+    let mut last = None;
+    for _ in 0..50 {
+        match Hub::start(config.clone()).await {
+            Ok(hub) => return Ok(hub),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("hub did not start: {last:?}")
+}
+
+/// Proposes commands in order through an in-process hub.
+pub async fn propose_all(hub: &Hub, commands: Vec<Command>) -> Result<()> {
+    for command in commands {
+        let kind = command.kind();
+        hub.node()
+            .propose(&command)
+            .await
+            .with_context(|| format!("proposing {kind}"))?;
+    }
+    Ok(())
+}
+
+/// A simulator with `clusters` clusters whose Deployments become ready after `rollout_delay`.
+pub async fn sim(clusters: usize, rollout_delay: Duration) -> Result<Sim> {
+    Ok(Sim::start(SimConfig {
+        clusters,
+        rollout_delay,
+        ..SimConfig::default()
+    })
+    .await?)
+}
+
+/// A link config fit for tests: quick heartbeats and reconnects, no randomness.
+pub fn test_link(hubs: Vec<String>, cluster: &str) -> LinkConfig {
+    let mut config = LinkConfig::new(hubs, cluster);
+    config.heartbeat_interval = Duration::from_millis(200);
+    config.backoff = Backoff {
+        initial: Duration::from_millis(50),
+        max: Duration::from_millis(500),
+    };
+    config.report_flush = Duration::from_millis(50);
+    config
+}
+
+/// An agent in this process: an engine on a simulated cluster and its link to the hub.
+pub struct Agent {
+    pub engine: Arc<Engine>,
+    pub link: HubLink,
+    pub client: kube::Client,
+    pub state: TempDir,
+}
+
+/// Starts an agent for `cluster` of `sim`.
+pub fn agent(sim: &Sim, cluster: &str, link: LinkConfig) -> Result<Agent> {
+    let url = sim.cluster_url(cluster).parse().context("cluster url")?;
+    let client = kube::Client::try_from(kube::Config::new(url))?;
+    let state = tempfile::tempdir()?;
+    let engine = Arc::new(Engine::start(
+        client.clone(),
+        EngineConfig {
+            state_dir: Some(state.path().to_path_buf()),
+            drift_debounce: Duration::from_millis(100),
+            retry: RetryPolicy {
+                attempts: 3,
+                initial_delay: Duration::from_millis(50),
+                max_delay: Duration::from_millis(200),
+                request_timeout: Duration::from_secs(2),
+            },
+            revision_retry_initial: Duration::from_millis(200),
+            revision_retry_max: Duration::from_secs(1),
+            ..EngineConfig::default()
+        },
+        Arc::new(SystemClock),
+    )?);
+    let link = HubLink::start(
+        Arc::clone(&engine),
+        link,
+        Arc::new(FixedRandom(0.5)),
+        Arc::new(SystemClock),
+    )?;
+    Ok(Agent {
+        engine,
+        link,
+        client,
+        state,
+    })
+}
+
+/// A ConfigMap of namespace `app`, or `None`.
+pub async fn config_map_in(client: &kube::Client, name: &str) -> Result<Option<ConfigMap>> {
+    config_map_at(client, "app", name).await
+}
+
+/// A ConfigMap of `namespace`, or `None`.
+pub async fn config_map_at(
+    client: &kube::Client,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<ConfigMap>> {
+    let api: kube::Api<ConfigMap> = kube::Api::namespaced(client.clone(), namespace);
+    Ok(api.get_opt(name).await?)
+}
+
+/// Polls `check` until it returns `Some`, failing after `PATIENCE` with `what`.
+pub async fn eventually<T, F, Fut>(what: &str, mut check: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<T>>>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        if let Some(found) = check().await? {
+            return Ok(found);
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("gave up after {PATIENCE:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Tracing output for a failing test, when `RUST_LOG` asks for it.
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
