@@ -382,9 +382,15 @@ impl RaftStore {
         Ok(())
     }
 
-    /// Persists the hard state (term, vote, commit) durably.
-    pub fn set_hard_state(&mut self, hs: &HardState) -> Result<(), StoreError> {
-        self.write_hard_state(hs, Durability::Immediate)
+    /// Persists the hard state (term, vote, commit); durably unless `durable` is false, which
+    /// raft allows when only the commit index changed.
+    pub fn set_hard_state(&mut self, hs: &HardState, durable: bool) -> Result<(), StoreError> {
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        self.write_hard_state(hs, durability)
     }
 
     /// Records a new commit index. Not synced: raft can always re-learn its commit index from the

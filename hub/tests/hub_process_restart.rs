@@ -50,7 +50,14 @@ async fn a_data_dir_of_another_node_is_refused_with_a_clear_error() -> Result<()
     let start = |id: &str, group_name: &str| -> Result<std::process::Command> {
         let mut command = std::process::Command::new(support::hub_bin());
         command
-            .args(["--id", id, "--group", group_name, "--listen"])
+            .args(["--id", id, "--group", group_name])
+            .args([
+                "--api-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+                "--listen",
+            ])
             .arg(support::free_address()?)
             .arg("--data-dir")
             .arg(&dir);

@@ -92,6 +92,12 @@ async fn a_node_whose_log_lost_its_tail_never_diverges_silently() -> Result<()> 
                 "--election-ticks",
                 "10",
             ])
+            .args([
+                "--api-listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
             .arg("--data-dir")
             .arg(group.data_dir(victim))
             .arg("--listen")

@@ -251,10 +251,13 @@ impl Driver {
             self.install_snapshot(ready.snapshot())?;
         }
         self.apply_committed(ready.take_committed_entries())?;
+        // One fsync per ready at most: an append followed by a hard-state write is made durable
+        // by that write; a ready that only moves the commit index needs none (`must_sync`).
+        let must_sync = ready.must_sync();
         let store = self.raw.mut_store();
         store.append(ready.entries(), ready.hs().is_none())?;
         if let Some(hs) = ready.hs() {
-            store.set_hard_state(hs)?;
+            store.set_hard_state(hs, must_sync)?;
         }
         for read in ready.take_read_states() {
             if let Some(ctx) = read.request_ctx.get(8..16).and_then(|b| b.try_into().ok()) {

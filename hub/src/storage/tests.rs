@@ -42,7 +42,7 @@ fn appended_entries_and_hard_state_survive_reopen() {
         hs.term = 2;
         hs.vote = 1;
         hs.commit = 3;
-        store.set_hard_state(&hs).expect("hard state");
+        store.set_hard_state(&hs, true).expect("hard state");
     }
     let store = RaftStore::open(dir.path(), &identity(1)).expect("reopen");
     assert!(store.is_initialized());
@@ -191,7 +191,7 @@ fn a_log_missing_committed_entries_refuses_to_open() {
         let mut hs = HardState::default();
         hs.term = 1;
         hs.commit = 6;
-        store.set_hard_state(&hs).expect("hard state");
+        store.set_hard_state(&hs, true).expect("hard state");
     }
     let err = RaftStore::open(dir.path(), &identity(1))
         .err()

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 #[path = "bench/agent.rs"]
 mod agent;
+#[path = "bench/raft.rs"]
+mod raft;
 #[path = "bench/sim.rs"]
 mod sim;
 
@@ -21,6 +23,8 @@ struct Cli {
 enum Area {
     /// The Kubernetes API simulator at scale: its RSS and server-side apply latency.
     Sim(sim::Args),
+    /// The hub's raft group: commit latency, throughput, leader failover.
+    Raft(raft::Args),
     /// The agent: applying a 100-object bundle (wall time, API requests) and its RSS.
     Agent(agent::Args),
 }
@@ -29,6 +33,7 @@ enum Area {
 async fn main() -> anyhow::Result<()> {
     let report = match Cli::parse().area {
         Area::Sim(args) => sim::run(args).await?,
+        Area::Raft(args) => raft::run(args).await?,
         Area::Agent(args) => agent::run(args).await?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
