@@ -197,7 +197,10 @@ impl Run {
                 None => self.success(rendered),
             },
         };
-        let failed = matches!(outcome, RenderOutcome::Failed { .. });
+        let failure = match &outcome {
+            RenderOutcome::Failed { error } => Some(crate::status::describe_error(error)),
+            RenderOutcome::Rendered { .. } => None,
+        };
         let command = Command::RecordRender {
             revision: revision.clone(),
             outcome,
@@ -213,9 +216,9 @@ impl Run {
         };
         match self.context.node.propose(&command).await {
             Ok(_) => {
-                if failed {
+                if let Some(error) = failure {
                     self.metrics.render_errors.inc();
-                    tracing::warn!(%revision, "revision failed to render");
+                    tracing::warn!(%revision, %error, "revision failed to render");
                 } else {
                     self.metrics.revisions_rendered.inc();
                     tracing::info!(%revision, clusters = clusters.len(), "revision rendered");

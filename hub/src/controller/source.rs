@@ -153,11 +153,13 @@ impl Run {
 
     async fn fetch_and_record(&self) {
         let started = Instant::now();
+        tracing::debug!(source = %self.source.name, "fetching");
         let (mirror, source) = (self.mirror.clone(), self.source.clone());
         let fetched = tokio::task::spawn_blocking(move || mirror.fetch(&source)).await;
         self.metrics
             .fetch_duration
             .observe(started.elapsed().as_secs_f64());
+        tracing::debug!(source = %self.source.name, elapsed = ?started.elapsed(), "fetch done");
         let fetched = match fetched {
             Ok(result) => result.map_err(|e| e.to_string()),
             Err(e) => Err(format!("the fetch task failed: {e}")),

@@ -105,18 +105,27 @@ pub(super) fn render_commit(
     })
 }
 
-/// The first failure of a render for the whole revision, naming the cluster and how many other
-/// clusters failed.
+/// The first failure of a render for the whole revision, naming the clusters it concerns and
+/// how many other problems there are.
 pub(super) fn first_failure(rendered: &Rendered) -> Option<RenderError> {
-    let mut failures = rendered
-        .clusters
-        .iter()
-        .filter_map(|(cluster, outcome)| outcome.as_ref().err().map(|e| (cluster, e)));
-    let (cluster, first) = failures.next()?;
-    let more = failures.count();
+    let mut grouped: Vec<(&RenderError, Vec<&str>)> = Vec::new();
+    for (cluster, outcome) in &rendered.clusters {
+        let Err(error) = outcome else { continue };
+        match grouped.iter_mut().find(|(e, _)| *e == error) {
+            Some((_, clusters)) => clusters.push(cluster),
+            None => grouped.push((error, vec![cluster])),
+        }
+    }
+    let mut groups = grouped.into_iter();
+    let (first, clusters) = groups.next()?;
     let mut error = first.clone();
-    error.message = format!("cluster `{cluster}`, {}", error.message);
-    Some(with_more(error, more))
+    let noun = if clusters.len() == 1 {
+        "cluster"
+    } else {
+        "clusters"
+    };
+    error.message = format!("{} ({noun} {})", error.message, clusters.join(", "));
+    Some(with_more(error, groups.count()))
 }
 
 /// An error of the whole commit, not of one file.

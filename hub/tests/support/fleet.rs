@@ -1,0 +1,298 @@
+//! Real Git repositories (made with git2 in temp dirs) holding a small fleet, and hubs following
+//! them over `file://`, for the source, render and controller tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use flotilla_hub::config::NodeConfig;
+use flotilla_hub::controller::source::SourceConfig;
+use flotilla_hub::server::{Hub, HubConfig};
+use flotilla_hub::state::State;
+use flotilla_hub::state::source::{RevisionRef, RevisionStatus};
+use git2::{Oid, Repository, Signature};
+use tempfile::TempDir;
+
+/// Two stages (dev tracks main, prod promotes from dev) and one plain bundle whose ConfigMap
+/// carries the cluster's name, a label and a variable.
+pub const FLEET_SPEC: &str = "\
+apiVersion: flotilla.dev/v1
+kind: Fleet
+stages:
+  - name: dev
+    clusterSelector: {matchLabels: {env: dev}}
+    track: {branch: main}
+  - name: prod
+    clusterSelector: {matchLabels: {env: prod}}
+    promoteFrom: dev
+bundles:
+  - name: app
+    path: bundles/app
+    namespace: app
+    variables: {greeting: hello}
+";
+
+pub const APP_CONFIG: &str = "\
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: app
+data:
+  cluster: ${cluster.name}
+  region: ${cluster.labels.region}
+  greeting: ${greeting}
+";
+
+pub const INVENTORY: &str = "\
+apiVersion: flotilla.dev/v1
+kind: ClusterInventory
+clusters:
+  - name: dev-1
+    labels: {env: dev, region: eu}
+  - name: prod-1
+    labels: {env: prod, region: us}
+";
+
+/// A repository with a working tree, committing on `main`.
+pub struct GitRepo {
+    pub dir: TempDir,
+    pub repo: Repository,
+}
+
+impl GitRepo {
+    /// An empty repository.
+    pub fn new() -> Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let repo = Repository::init(dir.path())?;
+        repo.set_head("refs/heads/main")?;
+        Ok(GitRepo { dir, repo })
+    }
+
+    /// A repository whose first commit holds the small fleet.
+    pub fn with_fleet() -> Result<(Self, String)> {
+        let repo = Self::new()?;
+        repo.write("flotilla.yaml", FLEET_SPEC)?;
+        repo.write("bundles/app/config.yaml", APP_CONFIG)?;
+        let commit = repo.commit("fleet")?;
+        Ok((repo, commit))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.path().display())
+    }
+
+    /// Writes a file of the working tree.
+    pub fn write(&self, path: &str, content: &str) -> Result<()> {
+        let file = self.dir.path().join(path);
+        std::fs::create_dir_all(file.parent().context("no parent")?)?;
+        std::fs::write(file, content)?;
+        Ok(())
+    }
+
+    /// Creates a symbolic link in the working tree.
+    pub fn symlink(&self, path: &str, target: &str) -> Result<()> {
+        let link = self.dir.path().join(path);
+        std::fs::create_dir_all(link.parent().context("no parent")?)?;
+        std::os::unix::fs::symlink(target, link)?;
+        Ok(())
+    }
+
+    /// Commits the whole working tree on `main` (after the current head, if any).
+    pub fn commit(&self, message: &str) -> Result<String> {
+        let mut index = self.repo.index()?;
+        index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
+        index.update_all(["*"].iter(), None)?;
+        index.write()?;
+        let tree = self.repo.find_tree(index.write_tree()?)?;
+        let signature = Signature::now("Flotilla Test", "test@flotilla.dev")?;
+        let parent = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
+        let parents: Vec<&git2::Commit> = parent.iter().collect();
+        let oid = self.repo.commit(
+            Some("HEAD"),
+            &signature,
+            &signature,
+            message,
+            &tree,
+            &parents,
+        )?;
+        Ok(oid.to_string())
+    }
+
+    /// Moves `main` to `commit` and the working tree with it: what a force-push leaves behind.
+    pub fn reset_hard(&self, commit: &str) -> Result<()> {
+        let object = self.repo.find_object(Oid::from_str(commit)?, None)?;
+        self.repo.reset(&object, git2::ResetType::Hard, None)?;
+        Ok(())
+    }
+}
+
+/// Writes the two-cluster inventory to a temp file.
+pub fn inventory_file() -> Result<(TempDir, PathBuf)> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("clusters.yaml");
+    std::fs::write(&path, INVENTORY)?;
+    Ok((dir, path))
+}
+
+/// A single-node hub on loopback, following `url`.
+pub struct TestHub {
+    pub hub: Hub,
+    pub data: TempDir,
+    pub inventory: TempDir,
+}
+
+impl TestHub {
+    /// Starts a hub following `url` with the two-cluster inventory.
+    pub async fn start(url: &str, configure: impl FnOnce(&mut HubConfig)) -> Result<Self> {
+        let data = tempfile::tempdir()?;
+        let (inventory, clusters) = inventory_file()?;
+        let mut config = HubConfig::new(NodeConfig::new(1, data.path(), "127.0.0.1:0"));
+        config.api_listen = "127.0.0.1:0".into();
+        config.http_listen = "127.0.0.1:0".into();
+        config.clusters_file = Some(clusters);
+        let mut source = SourceConfig::new(url, "main");
+        source.poll_interval = Duration::from_millis(200);
+        config.source = Some(source);
+        configure(&mut config);
+        let hub = Hub::start(config).await?;
+        Ok(TestHub {
+            hub,
+            data,
+            inventory,
+        })
+    }
+
+    /// Waits until `check` holds on the hub's state, up to `timeout`.
+    pub async fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        check: impl Fn(&State) -> bool,
+    ) -> Result<()> {
+        wait_for(&self.hub, what, timeout, check).await
+    }
+}
+
+/// Waits until `check` holds on the hub's state, up to `timeout`.
+pub async fn wait_for(
+    hub: &Hub,
+    what: &str,
+    timeout: Duration,
+    check: impl Fn(&State) -> bool,
+) -> Result<()> {
+    let mut applied = hub.node().watch_applied();
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if check(&hub.node().state()) {
+            return Ok(());
+        }
+        if tokio::time::timeout_at(deadline, applied.changed())
+            .await
+            .is_err()
+        {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+    }
+}
+
+pub fn revision(commit: &str) -> RevisionRef {
+    RevisionRef {
+        source: "origin".into(),
+        commit: commit.into(),
+    }
+}
+
+/// Whether `commit` rendered.
+pub fn rendered(state: &State, commit: &str) -> bool {
+    matches!(
+        state.revisions.get(&revision(commit)).map(|r| &r.status),
+        Some(RevisionStatus::Rendered { .. })
+    )
+}
+
+/// Whether `commit` failed to render.
+pub fn failed(state: &State, commit: &str) -> bool {
+    matches!(
+        state.revisions.get(&revision(commit)).map(|r| &r.status),
+        Some(RevisionStatus::Failed { .. })
+    )
+}
+
+/// The revision each cluster is assigned, by cluster.
+pub fn assignments(state: &State) -> Vec<(String, Option<String>)> {
+    state
+        .clusters
+        .iter()
+        .map(|(name, c)| (name.clone(), c.assigned.as_ref().map(|r| r.commit.clone())))
+        .collect()
+}
+
+/// The content of the `app` bundle the cluster must hold, as JSON.
+pub fn desired_app(state: &State, cluster: &str) -> Result<serde_json::Value> {
+    let hash = state
+        .desired_bundles(cluster)
+        .get("app")
+        .cloned()
+        .context("no app bundle desired")?;
+    let blob = state.blobs.get(&hash).context("blob not stored")?;
+    Ok(serde_json::from_slice(&blob.content()?)?)
+}
+
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+/// One HTTP/1.1 request over a fresh connection; returns the status code and body.
+pub async fn http(
+    address: std::net::SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Result<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let mut request = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await?;
+    let text = String::from_utf8_lossy(&response).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .context("no HTTP status line")?;
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, body)| body.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
+}
+
+/// The commit a cluster is assigned, if it is registered and assigned.
+pub fn assigned(state: &State, cluster: &str) -> Option<String> {
+    state
+        .clusters
+        .get(cluster)?
+        .assigned
+        .as_ref()
+        .map(|r| r.commit.clone())
+}
