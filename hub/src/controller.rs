@@ -159,6 +159,10 @@ impl Supervisor {
                 },
             };
             tracing::info!(node = id, term, "leading: starting controllers");
+            self.running.send_replace(Running {
+                term,
+                controllers: self.controllers.iter().map(|c| c.name()).collect(),
+            });
             let lost = stop.child_token();
             let mut tasks = JoinSet::new();
             for controller in &self.controllers {
