@@ -314,7 +314,7 @@ fn cluster_status(
         .map(|bundle| {
             let desired_hash = desired.get(bundle).cloned();
             let record = reported.get(bundle);
-            let applied_hash = record.and_then(|r| r.applied.clone());
+            let applied_hash = record.and_then(|r| r.applied);
             let applied_revision = applied_hash
                 .as_ref()
                 .and_then(|hash| revision_holding(state, name, bundle, hash, &cluster.assigned));

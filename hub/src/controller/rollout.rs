@@ -138,34 +138,34 @@ fn plan(
         }
     }
     for stage in &spec.stages {
-        if let (StageSource::Track { branch }, Some(head)) = (&stage.source, &head) {
-            if *branch == source.branch && pins.get(&stage.name) != Some(head) {
-                pin(
-                    &mut pins,
-                    &stage.name,
-                    head,
-                    StageChange::Track,
-                    format!("branch `{branch}` moved to {}", short(&head.commit)),
-                );
-            }
+        if let (StageSource::Track { branch }, Some(head)) = (&stage.source, &head)
+            && *branch == source.branch
+            && pins.get(&stage.name) != Some(head)
+        {
+            pin(
+                &mut pins,
+                &stage.name,
+                head,
+                StageChange::Track,
+                format!("branch `{branch}` moved to {}", short(&head.commit)),
+            );
         }
     }
     // A stage declared after the first revision starts where its upstream stage is; chains
     // resolve over successive passes of this loop.
     for _ in 0..spec.stages.len() {
         for stage in &spec.stages {
-            if let StageSource::PromoteFrom { stage: upstream } = &stage.source {
-                if !pins.contains_key(&stage.name) {
-                    if let Some(revision) = pins.get(upstream).cloned() {
-                        pin(
-                            &mut pins,
-                            &stage.name,
-                            &revision,
-                            StageChange::Promote,
-                            format!("new stage starts where `{upstream}` is"),
-                        );
-                    }
-                }
+            if let StageSource::PromoteFrom { stage: upstream } = &stage.source
+                && !pins.contains_key(&stage.name)
+                && let Some(revision) = pins.get(upstream).cloned()
+            {
+                pin(
+                    &mut pins,
+                    &stage.name,
+                    &revision,
+                    StageChange::Promote,
+                    format!("new stage starts where `{upstream}` is"),
+                );
             }
         }
     }
@@ -209,3 +209,5 @@ fn spec_of(
         .clone()
 }
 
+#[cfg(test)]
+mod tests;

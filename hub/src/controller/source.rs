@@ -18,6 +18,8 @@ use crate::metrics::Metrics;
 use crate::state::Command;
 
 mod mirror;
+#[cfg(test)]
+mod tests;
 
 pub use mirror::{MirrorError, SourceMirror};
 

@@ -64,7 +64,7 @@ pub(super) fn record(state: &mut State, reports: &[HealthReport]) {
             state.health.insert(
                 report.key.clone(),
                 HealthRecord {
-                    applied: report.applied.clone(),
+                    applied: report.applied,
                     health: report.health,
                     message: report.message.clone(),
                     drifted: report.drifted.clone(),

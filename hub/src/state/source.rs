@@ -179,7 +179,7 @@ impl Blob {
         let actual = BlobHash::of(&content);
         if actual != self.hash {
             return Err(BlobError::HashMismatch {
-                expected: self.hash.clone(),
+                expected: self.hash,
                 actual,
             });
         }
@@ -220,17 +220,13 @@ pub(super) fn record_fetch(
         source: name.to_owned(),
         commit: commit.to_owned(),
     };
-    if !state.revisions.contains_key(&key) {
+    if let std::collections::btree_map::Entry::Vacant(entry) = state.revisions.entry(key) {
         source.revisions_recorded += 1;
-        let seq = source.revisions_recorded;
-        state.revisions.insert(
-            key,
-            Revision {
-                seq,
-                fetched_at: at,
-                status: RevisionStatus::Fetched,
-            },
-        );
+        entry.insert(Revision {
+            seq: source.revisions_recorded,
+            fetched_at: at,
+            status: RevisionStatus::Fetched,
+        });
     }
     Ok(())
 }
@@ -320,7 +316,7 @@ fn store_blobs(
     let referenced = bundles.values().flat_map(|b| b.values());
     for hash in referenced {
         if !state.blobs.contains_key(hash) && !carried.contains_key(hash) {
-            return Err(CommandError::MissingBlob(hash.clone()));
+            return Err(CommandError::MissingBlob(*hash));
         }
     }
     for (hash, blob) in carried {
@@ -411,10 +407,10 @@ fn verify_blobs(blobs: &[Blob]) -> Result<BTreeMap<BlobHash, &Blob>, CommandErro
     let mut out = BTreeMap::new();
     for blob in blobs {
         blob.content().map_err(|e| CommandError::CorruptBlob {
-            hash: blob.hash.clone(),
+            hash: blob.hash,
             detail: e.to_string(),
         })?;
-        out.insert(blob.hash.clone(), blob);
+        out.insert(blob.hash, blob);
     }
     Ok(out)
 }

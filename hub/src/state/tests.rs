@@ -4,7 +4,7 @@ use super::access::{Role, RoleBinding};
 use super::audit::{AUDIT_LIMIT, AuditEvent};
 use super::health::{Health, HealthKey, HealthReport};
 use super::rollout::RolloutStatus;
-use super::source::{Blob, RenderError, RevisionRef, RevisionStatus};
+use super::source::{Blob, BlobHash, RenderError, RevisionRef, RevisionStatus};
 use super::stage::StageChange;
 use super::*;
 
@@ -76,7 +76,7 @@ fn render(state: &mut State, commit: &str, clusters: &[&str]) {
             .expect("blob");
         bundles.insert(
             (*cluster).to_owned(),
-            BTreeMap::from([("app".to_owned(), blob.hash.clone())]),
+            BTreeMap::from([("app".to_owned(), blob.hash)]),
         );
         blobs.push(blob);
     }
@@ -257,7 +257,7 @@ fn a_render_with_a_corrupt_or_missing_blob_is_rejected() {
     blob.compressed = forged.compressed;
     let bundles = BTreeMap::from([(
         "a".to_owned(),
-        BTreeMap::from([("app".to_owned(), blob.hash.clone())]),
+        BTreeMap::from([("app".to_owned(), blob.hash)]),
     )]);
     let err = apply_err(
         &mut state,
@@ -674,4 +674,171 @@ fn a_snapshot_from_a_newer_version_is_refused() {
         State::from_snapshot(&image),
         Err(SnapshotError::UnknownVersion(v)) if v == SNAPSHOT_VERSION + 1
     ));
+}
+
+fn one_bundle(
+    cluster: &str,
+    content: &str,
+) -> (BTreeMap<String, BTreeMap<String, BlobHash>>, Blob) {
+    let blob = Blob::from_content(content.as_bytes()).expect("blob");
+    let bundles = BTreeMap::from([(
+        cluster.to_owned(),
+        BTreeMap::from([("app".to_owned(), blob.hash)]),
+    )]);
+    (bundles, blob)
+}
+
+#[test]
+fn an_amended_render_replaces_entries_records_errors_and_collects_blobs() {
+    let mut state = fleet();
+    let old = state.revisions[&rev("c1")]
+        .bundles_for("a")
+        .cloned()
+        .expect("a rendered");
+    let (bundles, blob) = one_bundle("a", "kind: ConfigMap # relabelled a");
+    let error = RenderError {
+        file: "app/config.yaml".into(),
+        line: Some(3),
+        message: "the cluster has no label `zone`".into(),
+    };
+    apply_ok(
+        &mut state,
+        Command::AmendRender {
+            revision: rev("c1"),
+            bundles: bundles.clone(),
+            errors: BTreeMap::from([("b".to_owned(), error.clone())]),
+            blobs: vec![blob.clone()],
+            at: t(50),
+        },
+    );
+    let c1 = &state.revisions[&rev("c1")];
+    assert_eq!(c1.bundles_for("a"), bundles.get("a"));
+    assert_eq!(c1.error_for("b"), Some(&error));
+    assert!(
+        c1.bundles_for("b").is_some(),
+        "a failed cluster keeps its entry"
+    );
+    assert!(state.blobs.contains_key(&blob.hash));
+    assert!(
+        old.values().all(|h| !state.blobs.contains_key(h)),
+        "a's old blob is referenced by nothing and must be collected"
+    );
+    // Rendering b successfully later clears its error.
+    let (bundles, blob) = one_bundle("b", "kind: ConfigMap # b again");
+    apply_ok(
+        &mut state,
+        Command::AmendRender {
+            revision: rev("c1"),
+            bundles,
+            errors: BTreeMap::new(),
+            blobs: vec![blob],
+            at: t(51),
+        },
+    );
+    assert_eq!(state.revisions[&rev("c1")].error_for("b"), None);
+}
+
+#[test]
+fn an_amended_render_is_refused_for_unknown_clusters_and_unrendered_revisions() {
+    let mut state = fleet();
+    let (bundles, blob) = one_bundle("ghost", "kind: ConfigMap # ghost");
+    let err = apply_err(
+        &mut state,
+        Command::AmendRender {
+            revision: rev("c1"),
+            bundles,
+            errors: BTreeMap::new(),
+            blobs: vec![blob.clone()],
+            at: t(50),
+        },
+    );
+    assert_eq!(err, CommandError::UnknownCluster("ghost".into()));
+    apply_ok(
+        &mut state,
+        Command::RecordFetch {
+            source: "main".into(),
+            url: "file:///repo".into(),
+            commit: "c9".into(),
+            at: t(52),
+        },
+    );
+    let (bundles, blob) = one_bundle("a", "kind: ConfigMap # c9");
+    let err = apply_err(
+        &mut state,
+        Command::AmendRender {
+            revision: rev("c9"),
+            bundles,
+            errors: BTreeMap::new(),
+            blobs: vec![blob],
+            at: t(53),
+        },
+    );
+    assert_eq!(err, CommandError::RevisionNotRendered(rev("c9")));
+}
+
+#[test]
+fn fetch_requests_are_counted_per_source() {
+    let mut state = State::default();
+    for at in [1, 2] {
+        apply_ok(
+            &mut state,
+            Command::RequestFetch {
+                source: "origin".into(),
+                url: "https://git.example/fleet.git".into(),
+                reason: "webhook github push refs/heads/main".into(),
+                at: t(at),
+            },
+        );
+    }
+    let source = &state.sources["origin"];
+    assert_eq!(source.fetch_requests, 2);
+    assert_eq!(source.requested_at, Some(t(2)));
+    assert_eq!(source.head, None);
+}
+
+#[test]
+fn revisions_are_numbered_in_order_of_arrival_and_refetching_keeps_the_number() {
+    let mut state = fleet();
+    assert_eq!(state.revisions[&rev("c1")].seq, 1);
+    assert_eq!(state.revisions[&rev("c2")].seq, 2);
+    apply_ok(
+        &mut state,
+        Command::RecordFetch {
+            source: "main".into(),
+            url: "file:///repo".into(),
+            commit: "c1".into(),
+            at: t(60),
+        },
+    );
+    assert_eq!(state.revisions[&rev("c1")].seq, 1);
+    assert_eq!(state.sources["main"].head.as_deref(), Some("c1"));
+    assert_eq!(state.sources["main"].revisions_recorded, 2);
+}
+
+#[test]
+fn removing_a_cluster_drops_its_rendered_entries_and_their_blobs() {
+    let mut state = fleet();
+    let c_blobs: Vec<BlobHash> = ["c1", "c2"]
+        .iter()
+        .flat_map(|c| {
+            state.revisions[&rev(c)]
+                .bundles_for("c")
+                .cloned()
+                .unwrap_or_default()
+                .into_values()
+        })
+        .collect();
+    assert_eq!(c_blobs.len(), 2);
+    apply_ok(
+        &mut state,
+        Command::RemoveCluster {
+            name: "c".into(),
+            at: t(70),
+        },
+    );
+    for commit in ["c1", "c2"] {
+        assert!(state.revisions[&rev(commit)].bundles_for("c").is_none());
+    }
+    assert!(c_blobs.iter().all(|h| !state.blobs.contains_key(h)));
+    assert!(!state.desired_bundles("a").is_empty());
 }

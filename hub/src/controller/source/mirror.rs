@@ -175,11 +175,12 @@ fn callbacks(credentials: &GitCredentials) -> RemoteCallbacks<'_> {
                 None => Cred::ssh_key_from_agent(user),
             };
         }
-        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) && !tried_password.replace(true) {
-            if let Some(password) = &credentials.password {
-                let user = credentials.username.as_deref().or(username).unwrap_or("git");
-                return Cred::userpass_plaintext(user, password);
-            }
+        if allowed.contains(CredentialType::USER_PASS_PLAINTEXT)
+            && !tried_password.replace(true)
+            && let Some(password) = &credentials.password
+        {
+            let user = credentials.username.as_deref().or(username).unwrap_or("git");
+            return Cred::userpass_plaintext(user, password);
         }
         if allowed.contains(CredentialType::USERNAME) && !tried_username.replace(true) {
             return Cred::username(user);

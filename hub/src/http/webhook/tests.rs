@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 use axum::http::{HeaderMap, HeaderValue};
 
 use super::*;
