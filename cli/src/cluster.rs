@@ -125,11 +125,11 @@ mod tests {
 
     #[test]
     fn labels_parse_and_bad_items_are_named() {
-        let labels = parse_labels("env=prod, region=eu").unwrap();
+        let labels = parse_labels("env=prod, region=eu").expect("valid labels");
         assert_eq!(labels.len(), 2);
         assert_eq!(labels["region"], "eu");
-        assert!(parse_labels("").unwrap().is_empty());
-        let error = parse_labels("env").unwrap_err().to_string();
+        assert!(parse_labels("").expect("no labels").is_empty());
+        let error = parse_labels("env").expect_err("no `=`").to_string();
         assert!(error.contains("`env` is not KEY=VALUE"), "{error}");
         assert!(parse_labels("a=1,a=2").is_err());
     }
