@@ -16,6 +16,9 @@ use crate::state::{Command, State};
 /// How often the controller looks again when nothing changed.
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
 
+/// Shortest time between two looks.
+const MIN_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Forgets revisions beyond the retention count.
 pub struct RetentionController {
     source: String,
@@ -53,7 +56,10 @@ impl Controller for RetentionController {
                         }
                     }
                 }
-                if context.wait(&mut applied, IDLE_RECHECK).await == Wake::Stop {
+                // Forgetting is never urgent: look at most once a second, however busy the log.
+                if !context.pause(MIN_INTERVAL).await
+                    || context.wait(&mut applied, IDLE_RECHECK).await == Wake::Stop
+                {
                     return;
                 }
             }

@@ -125,11 +125,15 @@ fn plan(
     };
     if let (true, Some(head)) = (nothing_pinned, &head) {
         for stage in &spec.stages {
+            let change = match stage.source {
+                StageSource::Track { .. } => StageChange::Track,
+                StageSource::PromoteFrom { .. } => StageChange::Promote,
+            };
             pin(
                 &mut pins,
                 &stage.name,
                 head,
-                StageChange::Track,
+                change,
                 format!(
                     "first good revision {}: nothing runs yet",
                     short(&head.commit)
