@@ -30,6 +30,9 @@ use crate::retry::RetryPolicy;
 use crate::state::{BundleState, StateDir, StateError};
 use crate::watch::{Routes, Watches};
 
+/// How long `shutdown` lets a bundle task finish what it is doing.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
 /// How the engine works.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -357,14 +360,21 @@ impl Engine {
         Ok(names)
     }
 
-    /// Stops every bundle task and watch. Bundles are left as they are in the cluster.
+    /// Stops every bundle task and watch. Bundles are left as they are in the cluster. A task
+    /// in the middle of an apply gets a few seconds to finish it, then is stopped where it is
+    /// (the inventory already lists whatever it wrote).
     pub async fn shutdown(self) {
         let handles: Vec<Handle> = self.bundles.lock().drain().map(|(_, h)| h).collect();
         for handle in &handles {
             let _ = handle.wake.send(worker::Command::Shutdown);
         }
-        for handle in handles {
-            let _ = handle.task.await;
+        for mut handle in handles {
+            if tokio::time::timeout(SHUTDOWN_GRACE, &mut handle.task)
+                .await
+                .is_err()
+            {
+                handle.task.abort();
+            }
         }
         self.shared.watches.stop();
     }
