@@ -14,8 +14,8 @@ use prost::Message;
 
 fn round_trip<M: Message + Default + PartialEq + std::fmt::Debug>(data: &[u8]) {
     if let Ok(message) = M::decode(data) {
-        let again = M::decode(message.encode_to_vec().as_slice())
-            .expect("a re-encoded message decodes");
+        let again =
+            M::decode(message.encode_to_vec().as_slice()).expect("a re-encoded message decodes");
         assert_eq!(again, message, "decode(encode(m)) != m");
     }
 }
