@@ -184,18 +184,21 @@ async fn the_admin_api_dashboard_and_metrics_of_a_hub_process() -> Result<()> {
     // A second commit, then the revision list and the diff between the two.
     repo.write("flotilla.yaml", &FLEET_SPEC.replace("hello", "bonjour"))?;
     let second = repo.commit("bonjour")?;
-    let revisions = until("the second revision rendered", async || {
-        let list = admin
-            .list_revisions(AdminListRevisionsRequest {})
-            .await?
-            .into_inner();
-        Ok((list
-            .revisions
-            .first()
-            .map(|r| (r.commit.as_str(), r.status.as_str()))
-            == Some((second.as_str(), "rendered")))
-        .then_some(list))
-    })
+    let revisions = until(
+        "the second revision rendered and pinned to dev",
+        async || {
+            let list = admin
+                .list_revisions(AdminListRevisionsRequest {})
+                .await?
+                .into_inner();
+            let newest = list.revisions.first();
+            Ok(newest
+                .is_some_and(|r| {
+                    r.commit == second && r.status == "rendered" && r.pinned_by == ["dev"]
+                })
+                .then_some(list))
+        },
+    )
     .await?;
     assert_eq!(revisions.revisions.len(), 2);
     assert_eq!(revisions.revisions[1].commit, first);
