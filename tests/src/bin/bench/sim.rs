@@ -115,6 +115,23 @@ fn rss_mib(pid: u32) -> anyhow::Result<(f64, f64)> {
     Ok((field("VmRSS:"), field("VmHWM:")))
 }
 
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    // Fields after the command (which may hold spaces) start after the last ')'.
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the command.
+    Ok((ticks(11) + ticks(12)) / 100.0)
+}
+
 fn percentile(sorted: &[u64], p: f64) -> f64 {
     if sorted.is_empty() {
         return 0.0;
@@ -220,6 +237,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     // Fill: back-to-back applies until every cluster's event history is full.
     let configmaps: Vec<usize> = (0..args.objects).filter(|j| j % 5 < 3).collect();
     let fill = Instant::now();
+    let cpu_fill_start = cpu_seconds(pid)?;
     let mut tasks = Vec::new();
     for i in 0..clients {
         let (n, per_cluster) = (args.clusters, args.fill);
@@ -243,8 +261,11 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     }
     let fill_s = fill.elapsed().as_secs_f64();
     let fill_per_s = (args.clusters * args.fill) as f64 / fill_s.max(1e-9);
+    let fill_cpu_ms =
+        (cpu_seconds(pid)? - cpu_fill_start) * 1000.0 / (args.clusters * args.fill).max(1) as f64;
     let (rss_filled, _) = rss_mib(pid)?;
     let events_before = events.load(Ordering::Relaxed);
+    let cpu_before = cpu_seconds(pid)?;
 
     // Measured phase: each client applies ConfigMaps of its cluster at its rate.
     let deadline = Instant::now() + Duration::from_secs(args.seconds);
@@ -297,6 +318,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let measured_s = args.seconds as f64;
     latencies.sort_unstable();
     let (rss_end, rss_peak) = rss_mib(pid)?;
+    let cpu_measured = cpu_seconds(pid)? - cpu_before;
     let watch_events = events.load(Ordering::Relaxed) - events_before;
 
     let _ = std::process::Command::new("kill")
@@ -321,6 +343,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         "fill_applies_per_cluster": args.fill,
         "fill_s": (fill_s * 10.0).round() / 10.0,
         "fill_ssa_per_s_back_to_back": fill_per_s.round(),
+        "fill_sim_cpu_ms_per_ssa": (fill_cpu_ms * 1000.0).round() / 1000.0,
         "ssa_requests": latencies.len(),
         "ssa_per_s": (latencies.len() as f64 / measured_s).round(),
         "ssa_errors": errors,
@@ -331,6 +354,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
             "max": percentile(&latencies, 1.0),
         },
         "watch_events_during_measure": watch_events,
+        "sim_cpu_ms_per_ssa": ((cpu_measured * 1000.0 / latencies.len().max(1) as f64) * 1000.0).round() / 1000.0,
+        "sim_cpu_share_of_one_core": ((cpu_measured / measured_s) * 1000.0).round() / 1000.0,
         "sim_rss_mib": {
             "empty_clusters": rss_idle.round(),
             "after_setup": rss_setup.round(),
