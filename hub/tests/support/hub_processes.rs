@@ -91,6 +91,20 @@ impl HubProcesses {
         Ok(())
     }
 
+    /// Sends a signal by name (`STOP`, `CONT`) to node `id`'s process.
+    pub fn signal(&self, id: u64, signal: &str) -> Result<()> {
+        let child = self.children.get(&id).context("no such node")?;
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(child.id().to_string())
+            .status()
+            .context("running kill")?;
+        if !status.success() {
+            bail!("kill -{signal} {} failed", child.id());
+        }
+        Ok(())
+    }
+
     /// Nodes still running.
     pub fn running(&self) -> Vec<u64> {
         self.children.keys().copied().collect()

@@ -6,10 +6,14 @@ use clap::{Parser, Subcommand};
 
 #[path = "bench/agent.rs"]
 mod agent;
+#[path = "bench/push.rs"]
+mod push;
 #[path = "bench/raft.rs"]
 mod raft;
 #[path = "bench/sim.rs"]
 mod sim;
+#[path = "bench/sync.rs"]
+mod sync;
 
 /// Measures Flotilla; each area prints one JSON report on stdout.
 #[derive(Debug, Parser)]
@@ -25,8 +29,12 @@ enum Area {
     Sim(sim::Args),
     /// The hub's raft group: commit latency, throughput, leader failover.
     Raft(raft::Args),
+    /// From a push webhook to every cluster assigned the new revision, inside one hub.
+    Push(push::Args),
     /// The agent: applying a 100-object bundle (wall time, API requests) and its RSS.
     Agent(agent::Args),
+    /// The agent protocol: fan-out, failover with nothing resent, time to offline.
+    Sync(sync::Args),
 }
 
 #[tokio::main]
@@ -34,7 +42,9 @@ async fn main() -> anyhow::Result<()> {
     let report = match Cli::parse().area {
         Area::Sim(args) => sim::run(args).await?,
         Area::Raft(args) => raft::run(args).await?,
+        Area::Push(args) => push::run(args).await?,
         Area::Agent(args) => agent::run(args).await?,
+        Area::Sync(args) => sync::run(args).await?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

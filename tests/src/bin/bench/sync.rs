@@ -1,0 +1,481 @@
+//! The agent protocol on loopback: a 3-node group of real `flotilla-hub` processes (default
+//! timers and sync settings), simulated clusters each with an in-process agent (engine and hub
+//! link, as `flotilla-agent run` builds them).
+//!
+//! Figures:
+//! - `fanout`: from the commit of a revision's assignment to every cluster's health recorded
+//!   Applied and Healthy in the leader's state;
+//! - `failover`: SIGKILL of the node holding the most streams; per moved agent, the time until it
+//!   streams with another node, and what it received meanwhile (bundles, chunks, messages,
+//!   bytes; nothing changed, so no bundle should come);
+//! - `offline_after_agent_exit`: agents that go away (stream closed, as at a process exit);
+//!   time until each cluster is offline in the state;
+//! - `offline_after_leader_death`: agents that know only the leader; SIGKILL of the leader;
+//!   time until each cluster is offline on the survivors (election plus the new leader's wait).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use flotilla_agent::hub::{HubLink, LinkConfig, LinkStats, ThreadRandom};
+use flotilla_agent::{Engine, EngineConfig, SystemClock};
+use flotilla_core::render::{ObjectId, RenderedBundle, RenderedObject};
+use flotilla_core::spec::DriftMode;
+use flotilla_hub::admin::GroupClient;
+use flotilla_hub::state::health::{Health, HealthKey};
+use flotilla_hub::state::source::{Blob, RevisionRef};
+use flotilla_hub::state::{Command, RenderOutcome, State, Timestamp};
+use flotilla_sim::{Sim, SimConfig};
+use serde_json::{Value, json};
+
+/// Options of `bench sync`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The `flotilla-hub` binary (default: next to this one).
+    #[arg(long)]
+    hub_bin: Option<PathBuf>,
+    /// Simulated clusters, one agent each.
+    #[arg(long, default_value_t = 20)]
+    clusters: usize,
+    /// ConfigMaps per cluster's bundle (plus its Namespace).
+    #[arg(long, default_value_t = 10)]
+    objects: usize,
+    /// Agents stopped for the offline-after-exit figure, and pinned to the leader for the
+    /// offline-after-leader-death figure.
+    #[arg(long, default_value_t = 5)]
+    offline: usize,
+}
+
+struct Group {
+    dir: tempfile::TempDir,
+    peers: BTreeMap<u64, String>,
+    apis: BTreeMap<u64, String>,
+    children: BTreeMap<u64, Child>,
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        for child in self.children.values_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+fn free_address() -> anyhow::Result<String> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .to_string())
+}
+
+impl Group {
+    fn start(bin: &PathBuf) -> anyhow::Result<Group> {
+        let mut group = Group {
+            dir: tempfile::tempdir()?,
+            peers: BTreeMap::new(),
+            apis: BTreeMap::new(),
+            children: BTreeMap::new(),
+        };
+        for id in 1..=3 {
+            group.peers.insert(id, free_address()?);
+            group.apis.insert(id, free_address()?);
+        }
+        let peers: Vec<String> = group
+            .peers
+            .iter()
+            .map(|(id, a)| format!("{id}={a}"))
+            .collect();
+        for id in 1..=3u64 {
+            let child = Process::new(bin)
+                .args(["--id", &id.to_string()])
+                .arg("--data-dir")
+                .arg(group.dir.path().join(format!("node-{id}")))
+                .args(["--listen", &group.peers[&id], "--peers", &peers.join(",")])
+                .args([
+                    "--api-listen",
+                    &group.apis[&id],
+                    "--http-listen",
+                    "127.0.0.1:0",
+                ])
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .with_context(|| format!("starting {}", bin.display()))?;
+            group.children.insert(id, child);
+        }
+        Ok(group)
+    }
+
+    fn kill(&mut self, id: u64) -> anyhow::Result<()> {
+        if let Some(mut child) = self.children.remove(&id) {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    async fn leader(&self) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let mut seen = Vec::new();
+            for id in self.children.keys() {
+                let status = match GroupClient::new(&self.peers[id]) {
+                    Ok(mut client) => client.status().await.ok(),
+                    Err(_) => None,
+                };
+                seen.push(status.map_or(0, |s| s.leader));
+            }
+            let first = seen.first().copied().unwrap_or(0);
+            if self.children.contains_key(&first) && seen.iter().all(|l| *l == first) {
+                return Ok(first);
+            }
+            if Instant::now() > deadline {
+                bail!("no leader: {seen:?}");
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn propose(&self, command: &Command) -> anyhow::Result<()> {
+        let leader = self.leader().await?;
+        GroupClient::new(&self.peers[&leader])?
+            .propose(command)
+            .await
+            .with_context(|| format!("proposing {}", command.kind()))?;
+        Ok(())
+    }
+
+    async fn state(&self, id: u64) -> anyhow::Result<State> {
+        Ok(GroupClient::new(&self.peers[&id])?
+            .read_state(false)
+            .await?
+            .1)
+    }
+}
+
+fn default_hub_bin() -> anyhow::Result<PathBuf> {
+    let bin = std::env::current_exe()?.with_file_name("flotilla-hub");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p flotilla-hub`, or pass --hub-bin",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+fn cluster_name(i: usize) -> String {
+    format!("sim-{i}")
+}
+
+/// One bundle per cluster: a Namespace and `objects` ConfigMaps naming the cluster.
+fn bundle(cluster: &str, objects: usize) -> anyhow::Result<RenderedBundle> {
+    let mut values = vec![json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "bench"}})];
+    for i in 0..objects {
+        values.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("cm-{i}"), "namespace": "bench"},
+            "data": {"cluster": cluster, "index": i.to_string()}}));
+    }
+    let mut objects = values
+        .into_iter()
+        .map(|object| {
+            let object = flotilla_core::hash::canonical_json(object);
+            let id = ObjectId::of(&object).map_err(anyhow::Error::msg)?;
+            Ok(RenderedObject { id, object })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    objects.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(RenderedBundle {
+        bundle: "bench".into(),
+        drift: DriftMode::Correct,
+        depends_on: Vec::new(),
+        objects,
+    })
+}
+
+/// Registers `clusters`, records a rendered revision with one bundle each, and assigns it.
+/// Returns the bundle hashes and the moment the assignment committed.
+async fn release(
+    group: &Group,
+    clusters: &[String],
+    objects: usize,
+) -> anyhow::Result<(BTreeMap<String, flotilla_core::ContentHash>, Instant)> {
+    let revision = RevisionRef {
+        source: "origin".into(),
+        commit: "c1".into(),
+    };
+    let mut per_cluster = BTreeMap::new();
+    let mut blobs = BTreeMap::new();
+    let mut hashes = BTreeMap::new();
+    for cluster in clusters {
+        group
+            .propose(&Command::RegisterCluster {
+                name: cluster.clone(),
+                labels: BTreeMap::new(),
+                at: Timestamp(1),
+            })
+            .await?;
+        let rendered = bundle(cluster, objects)?;
+        let blob = Blob::from_content(&rendered.to_blob())?;
+        per_cluster.insert(
+            cluster.clone(),
+            BTreeMap::from([("bench".to_owned(), blob.hash)]),
+        );
+        hashes.insert(cluster.clone(), blob.hash);
+        blobs.insert(blob.hash, blob);
+    }
+    group
+        .propose(&Command::RecordFetch {
+            source: revision.source.clone(),
+            url: "file:///bench".into(),
+            commit: revision.commit.clone(),
+            at: Timestamp(2),
+        })
+        .await?;
+    group
+        .propose(&Command::RecordRender {
+            revision: revision.clone(),
+            outcome: RenderOutcome::Rendered {
+                bundles: per_cluster,
+                blobs: blobs.into_values().collect(),
+                spec: String::new(),
+            },
+            at: Timestamp(3),
+        })
+        .await?;
+    group
+        .propose(&Command::AssignRevision {
+            clusters: clusters.to_vec(),
+            revision,
+            at: Timestamp(4),
+        })
+        .await?;
+    Ok((hashes, Instant::now()))
+}
+
+struct Agent {
+    cluster: String,
+    link: HubLink,
+    _engine: Arc<Engine>,
+}
+
+fn start_agent(sim: &Sim, cluster: &str, hubs: Vec<String>) -> anyhow::Result<Agent> {
+    let url = sim.cluster_url(cluster).parse()?;
+    let client = kube::Client::try_from(kube::Config::new(url))?;
+    let engine = Arc::new(Engine::start(
+        client,
+        EngineConfig::default(),
+        Arc::new(SystemClock),
+    )?);
+    let link = HubLink::start(
+        Arc::clone(&engine),
+        LinkConfig::new(hubs, cluster),
+        Arc::new(ThreadRandom),
+        Arc::new(SystemClock),
+    )?;
+    Ok(Agent {
+        cluster: cluster.to_owned(),
+        link,
+        _engine: engine,
+    })
+}
+
+/// Polls node `id`'s state every 20 ms until `done` holds for every cluster in `pending`,
+/// returning each cluster's time since `start`.
+async fn wait_each(
+    group: &Group,
+    id: u64,
+    start: Instant,
+    mut pending: Vec<String>,
+    done: impl Fn(&State, &str) -> bool,
+) -> anyhow::Result<Vec<Duration>> {
+    let deadline = start + Duration::from_secs(60);
+    let mut times = Vec::new();
+    while !pending.is_empty() {
+        if let Ok(state) = group.state(id).await {
+            let elapsed = start.elapsed();
+            pending.retain(|cluster| {
+                let reached = done(&state, cluster);
+                if reached {
+                    times.push(elapsed);
+                }
+                !reached
+            });
+        }
+        if Instant::now() > deadline {
+            bail!("still waiting after 60 s for {pending:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(times)
+}
+
+fn millis(mut times: Vec<Duration>) -> Value {
+    times.sort();
+    let pick = |q: f64| {
+        let i = ((times.len() as f64 - 1.0) * q).round() as usize;
+        times.get(i).map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    json!({"count": times.len(), "p50": pick(0.5), "max": pick(1.0)})
+}
+
+fn online(state: &State, cluster: &str) -> bool {
+    state.clusters.get(cluster).is_some_and(|c| c.online)
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
+    let bin = match args.hub_bin {
+        Some(bin) => bin,
+        None => default_hub_bin()?,
+    };
+    if args.offline * 2 > args.clusters {
+        bail!("--offline must be at most half of --clusters");
+    }
+    let sim = Sim::start(SimConfig {
+        clusters: args.clusters + args.offline,
+        ..SimConfig::default()
+    })
+    .await?;
+
+    // Fan-out, then failover and agent exits, on one group.
+    let mut group = Group::start(&bin)?;
+    let leader = group.leader().await?;
+    let clusters: Vec<String> = (0..args.clusters).map(cluster_name).collect();
+    let hubs: Vec<String> = group.apis.values().cloned().collect();
+    let mut agents = clusters
+        .iter()
+        .map(|c| start_agent(&sim, c, hubs.clone()))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let (hashes, assigned) = release(&group, &clusters, args.objects).await?;
+    let fanout = wait_each(
+        &group,
+        leader,
+        assigned,
+        clusters.clone(),
+        |state, cluster| {
+            let key = HealthKey {
+                cluster: cluster.to_owned(),
+                bundle: "bench".into(),
+            };
+            state.health.get(&key).is_some_and(|r| {
+                r.applied.as_ref() == hashes.get(cluster) && r.health == Health::Healthy
+            })
+        },
+    )
+    .await?;
+    wait_each(&group, leader, Instant::now(), clusters.clone(), online).await?;
+
+    let mut per_node: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (i, agent) in agents.iter().enumerate() {
+        let address = agent.link.watch_connection().borrow().clone();
+        if let Some(node) = address.and_then(|c| {
+            group
+                .apis
+                .iter()
+                .find(|(_, a)| **a == c.address)
+                .map(|(id, _)| *id)
+        }) {
+            per_node.entry(node).or_default().push(i);
+        }
+    }
+    let (victim, moved) = per_node
+        .into_iter()
+        .max_by_key(|(_, agents)| agents.len())
+        .context("no agent is connected")?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before: Vec<LinkStats> = moved.iter().map(|i| agents[*i].link.stats()).collect();
+    let victim_api = group.apis[&victim].clone();
+    group.kill(victim)?;
+    let killed = Instant::now();
+    let waits = moved.iter().map(|i| {
+        let mut watch = agents[*i].link.watch_connection();
+        let cluster = agents[*i].cluster.clone();
+        let victim_api = victim_api.clone();
+        async move {
+            let moved_on = tokio::time::timeout(
+                Duration::from_secs(30),
+                watch.wait_for(|c| c.as_ref().is_some_and(|c| c.address != victim_api)),
+            )
+            .await;
+            match moved_on {
+                Ok(Ok(_)) => Ok(killed.elapsed()),
+                _ => bail!("agent of {cluster} did not fail over within 30 s"),
+            }
+        }
+    });
+    let reconnect = futures::future::join_all(waits)
+        .await
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after: Vec<LinkStats> = moved.iter().map(|i| agents[*i].link.stats()).collect();
+    let delta = |f: fn(&LinkStats) -> u64| -> u64 {
+        before.iter().zip(&after).map(|(b, a)| f(a) - f(b)).sum()
+    };
+    let failover = json!({
+        "victim": victim,
+        "agentsMoved": moved.len(),
+        "reconnectMs": millis(reconnect),
+        "bundlesResent": delta(|s| s.bundles_received),
+        "chunksResent": delta(|s| s.chunks_received),
+        "removals": delta(|s| s.removals_received),
+        "messagesReceived": delta(|s| s.messages_received),
+        "heartbeatsReceived": delta(|s| s.heartbeats_received),
+        "bytesReceived": delta(|s| s.bytes_received),
+        "messagesSent": delta(|s| s.messages_sent),
+        "bytesSent": delta(|s| s.bytes_sent),
+        "windowMs": 1000,
+    });
+
+    let survivor = *group.children.keys().next().context("survivors")?;
+    let leaving: Vec<Agent> = agents.drain(..args.offline).collect();
+    let gone: Vec<String> = leaving.iter().map(|a| a.cluster.clone()).collect();
+    let exited = Instant::now();
+    for agent in leaving {
+        agent.link.shutdown().await;
+    }
+    let after_exit = wait_each(&group, survivor, exited, gone, |s, c| !online(s, c)).await?;
+    drop(agents);
+    drop(group);
+
+    // Agents that know only the leader, which dies.
+    let mut group = Group::start(&bin)?;
+    let leader = group.leader().await?;
+    let pinned: Vec<String> = (args.clusters..args.clusters + args.offline)
+        .map(cluster_name)
+        .collect();
+    for cluster in &pinned {
+        group
+            .propose(&Command::RegisterCluster {
+                name: cluster.clone(),
+                labels: BTreeMap::new(),
+                at: Timestamp(1),
+            })
+            .await?;
+    }
+    let pinned_agents = pinned
+        .iter()
+        .map(|c| start_agent(&sim, c, vec![group.apis[&leader].clone()]))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    wait_each(&group, leader, Instant::now(), pinned.clone(), online).await?;
+    group.kill(leader)?;
+    let died = Instant::now();
+    let survivor = *group.children.keys().next().context("survivors")?;
+    let after_death = wait_each(&group, survivor, died, pinned, |s, c| !online(s, c)).await?;
+    drop(pinned_agents);
+
+    Ok(json!({
+        "area": "sync",
+        "clusters": args.clusters,
+        "objectsPerBundle": args.objects + 1,
+        "fanoutMs": millis(fanout),
+        "failover": failover,
+        "offlineAfterAgentExitMs": millis(after_exit),
+        "offlineAfterLeaderDeathMs": millis(after_death),
+    }))
+}
