@@ -330,10 +330,10 @@ impl Node {
             node_id: config.id,
         };
         let mut store = RaftStore::open(&config.data_dir, &identity)?;
-        if !store.is_initialized() {
-            if let Some(members) = founding_members(&config, &address) {
-                store.apply_snapshot(&bootstrap_snapshot(members)?)?;
-            }
+        if !store.is_initialized()
+            && let Some(members) = founding_members(&config, &address)
+        {
+            store.apply_snapshot(&bootstrap_snapshot(members)?)?;
         }
         let applied = store.snapshot_metadata().index;
         let state = match applied {
@@ -538,8 +538,55 @@ impl NodeHandle {
 
     /// Removes a member, dead or alive. Removing the leader first hands leadership over.
     pub async fn remove_member(&self, id: NodeId) -> Result<Applied, ProposeError> {
+        if id == self.shared.id {
+            return self.remove_self().await;
+        }
         self.change_membership(id, ConfChangeType::RemoveNode, Vec::new())
             .await
+    }
+
+    /// A removed node stops hearing from the group, so it may never learn that its own removal
+    /// committed: a member that stays proposes it and waits for it instead.
+    async fn remove_self(&self) -> Result<Applied, ProposeError> {
+        let id = self.shared.id;
+        let leader = self.leadership().leader;
+        let mut others: Vec<(NodeId, String)> = self
+            .state()
+            .members
+            .iter()
+            .filter(|(member, _)| **member != id)
+            .map(|(member, address)| (*member, address.clone()))
+            .collect();
+        if others.is_empty() {
+            return Err(ProposeError::Refused(
+                "the last member of a group cannot remove itself".into(),
+            ));
+        }
+        // Ask the leader first when it is another node: it answers soonest.
+        others.sort_by_key(|(member, _)| Some(*member) != leader);
+        let deadline = Instant::now() + self.shared.timing.request_timeout;
+        let mut last = ProposeError::NoLeader;
+        while Instant::now() < deadline {
+            for (member, address) in &others {
+                let Ok(mut client) = crate::admin::GroupClient::new(address) else {
+                    continue;
+                };
+                match tokio::time::timeout_at(deadline, client.remove_member(id)).await {
+                    Ok(Ok(changed)) => {
+                        return Ok(Applied {
+                            index: changed.index,
+                        });
+                    }
+                    Ok(Err(status)) => {
+                        last =
+                            ProposeError::Refused(format!("node {member}: {}", status.message()));
+                    }
+                    Err(_) => return Err(ProposeError::Timeout { index: None }),
+                }
+            }
+            tokio::time::sleep(self.shared.timing.tick).await;
+        }
+        Err(last)
     }
 
     async fn change_membership(
@@ -548,12 +595,16 @@ impl NodeHandle {
         change: ConfChangeType,
         context: Vec<u8>,
     ) -> Result<Applied, ProposeError> {
-        let mut single = ConfChangeSingle::default();
-        single.node_id = id;
+        let mut single = ConfChangeSingle {
+            node_id: id,
+            ..Default::default()
+        };
         single.set_change_type(change);
-        let mut cc = ConfChangeV2::default();
-        cc.changes = vec![single].into();
-        cc.context = context.into();
+        let cc = ConfChangeV2 {
+            changes: vec![single].into(),
+            context: context.into(),
+            ..Default::default()
+        };
         self.submit(Proposal::ConfChange(cc)).await
     }
 

@@ -251,8 +251,8 @@ impl RaftStore {
             self.snapshot_meta = self.decode("snapshot metadata", bytes.value())?;
         }
         let entries = txn.open_table(ENTRIES).map_err(|e| self.db_err(e))?;
-        let mut expected = self.snapshot_meta.index + 1;
-        for item in entries.iter().map_err(|e| self.db_err(e))? {
+        let first = self.snapshot_meta.index + 1;
+        for (expected, item) in (first..).zip(entries.iter().map_err(|e| self.db_err(e))?) {
             let (key, value) = item.map_err(|e| self.db_err(e))?;
             let entry: Entry = self.decode("log entry", value.value())?;
             if key.value() != expected || entry.index != expected {
@@ -262,7 +262,6 @@ impl RaftStore {
                 )));
             }
             self.terms.push_back(entry.term);
-            expected += 1;
         }
         let last = self.last();
         if self.hard_state.commit > last {

@@ -168,10 +168,11 @@ impl Transport {
             keep
         });
         for (id, address) in members {
-            if *id != self.id && !links.contains_key(id) {
-                if let Some(link) = self.open_link(*id, address) {
-                    links.insert(*id, link);
-                }
+            if *id != self.id
+                && !links.contains_key(id)
+                && let Some(link) = self.open_link(*id, address)
+            {
+                links.insert(*id, link);
             }
         }
     }
@@ -182,10 +183,10 @@ impl Transport {
             return;
         }
         let mut links = self.links.lock();
-        if !links.contains_key(&id) {
-            if let Some(link) = self.open_link(id, address) {
-                links.insert(id, link);
-            }
+        if let std::collections::hash_map::Entry::Vacant(slot) = links.entry(id)
+            && let Some(link) = self.open_link(id, address)
+        {
+            slot.insert(link);
         }
     }
 

@@ -73,7 +73,7 @@ impl fmt::Display for Schedule {
 impl Schedule {
     fn generate(seed: u64) -> Self {
         let mut rng = StdRng::seed_from_u64(seed);
-        let size = if seed % 4 == 0 { 5 } else { 3 };
+        let size = if seed.is_multiple_of(4) { 5 } else { 3 };
         let ids: Vec<u64> = (1..=size).collect();
         let mut steps = Vec::new();
         for _ in 0..rng.random_range(6..=9) {

@@ -177,7 +177,7 @@ impl Driver {
         for ctx in self.reads.due(self.ticks, every) {
             self.raw.read_index(self.read_context(ctx));
         }
-        if self.ticks % 16 == 0 {
+        if self.ticks.is_multiple_of(16) {
             self.proposals.sweep();
         }
     }
@@ -397,9 +397,11 @@ impl Driver {
         if applied <= snapshot_index || !(due || wanted) {
             return Ok(());
         }
-        let mut meta = SnapshotMetadata::default();
-        meta.index = applied;
-        meta.term = store.term(applied)?;
+        let mut meta = SnapshotMetadata {
+            index: applied,
+            term: store.term(applied)?,
+            ..SnapshotMetadata::default()
+        };
         meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
         let data = replica.state.to_snapshot()?;
         drop(replica);
@@ -454,11 +456,14 @@ impl Driver {
 /// raft-rs converts legacy conf changes only through a trait it does not export; the mapping is
 /// one change with the same context.
 fn v1_to_v2(cc: &ConfChange) -> ConfChangeV2 {
-    let mut single = raft::eraftpb::ConfChangeSingle::default();
-    single.node_id = cc.node_id;
+    let mut single = raft::eraftpb::ConfChangeSingle {
+        node_id: cc.node_id,
+        ..Default::default()
+    };
     single.set_change_type(cc.get_change_type());
-    let mut v2 = ConfChangeV2::default();
-    v2.changes = vec![single].into();
-    v2.context = cc.context.clone();
-    v2
+    ConfChangeV2 {
+        changes: vec![single].into(),
+        context: cc.context.clone(),
+        ..Default::default()
+    }
 }

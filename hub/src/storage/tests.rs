@@ -11,11 +11,12 @@ fn identity(id: u64) -> Identity {
 }
 
 fn entry(index: u64, term: u64) -> Entry {
-    let mut e = Entry::default();
-    e.index = index;
-    e.term = term;
-    e.data = format!("entry {index}@{term}").into_bytes().into();
-    e
+    Entry {
+        index,
+        term,
+        data: format!("entry {index}@{term}").into_bytes().into(),
+        ..Entry::default()
+    }
 }
 
 fn bootstrapped(dir: &Path) -> RaftStore {
@@ -38,10 +39,12 @@ fn appended_entries_and_hard_state_survive_reopen() {
         store
             .append(&[entry(2, 1), entry(3, 1), entry(4, 2)], false)
             .expect("append");
-        let mut hs = HardState::default();
-        hs.term = 2;
-        hs.vote = 1;
-        hs.commit = 3;
+        let hs = HardState {
+            term: 2,
+            vote: 1,
+            commit: 3,
+            ..HardState::default()
+        };
         store.set_hard_state(&hs, true).expect("hard state");
     }
     let store = RaftStore::open(dir.path(), &identity(1)).expect("reopen");
@@ -106,9 +109,11 @@ fn compaction_keeps_the_snapshot_and_drops_covered_entries() {
     store
         .append(&[entry(2, 1), entry(3, 1), entry(4, 2), entry(5, 2)], true)
         .expect("append");
-    let mut meta = SnapshotMetadata::default();
-    meta.index = 4;
-    meta.term = 2;
+    let mut meta = SnapshotMetadata {
+        index: 4,
+        term: 2,
+        ..SnapshotMetadata::default()
+    };
     meta.set_conf_state(ConfState::from((vec![1, 2], vec![])));
     store.compact(&meta, b"state at 4").expect("compact");
     assert_eq!(store.first_index().expect("first"), 5);
@@ -188,9 +193,11 @@ fn a_log_missing_committed_entries_refuses_to_open() {
         store
             .append(&[entry(2, 1), entry(3, 1)], true)
             .expect("append");
-        let mut hs = HardState::default();
-        hs.term = 1;
-        hs.commit = 6;
+        let hs = HardState {
+            term: 1,
+            commit: 6,
+            ..HardState::default()
+        };
         store.set_hard_state(&hs, true).expect("hard state");
     }
     let err = RaftStore::open(dir.path(), &identity(1))

@@ -149,12 +149,11 @@ impl TestGroup {
                     seen.push(node.leadership().leader);
                 }
             }
-            if let Some(Some(leader)) = seen.first().copied() {
-                if seen.iter().all(|l| *l == Some(leader))
-                    && self.node(leader).map(|n| n.is_leader()).unwrap_or(false)
-                {
-                    return Ok(leader);
-                }
+            if let Some(Some(leader)) = seen.first().copied()
+                && seen.iter().all(|l| *l == Some(leader))
+                && self.node(leader).map(|n| n.is_leader()).unwrap_or(false)
+            {
+                return Ok(leader);
             }
             if tokio::time::Instant::now() > deadline {
                 bail!("no agreed leader among {among:?} within {within:?}: {seen:?}");
@@ -177,10 +176,10 @@ impl TestGroup {
                 seen.insert(node.id(), (state.applied(), state.hash()?));
             }
             let first = seen.values().next().cloned();
-            if let Some(first) = first {
-                if seen.values().all(|v| *v == first) {
-                    return Ok(first);
-                }
+            if let Some(first) = first
+                && seen.values().all(|v| *v == first)
+            {
+                return Ok(first);
             }
             if tokio::time::Instant::now() > deadline {
                 bail!("replicas did not converge within {within:?}: {seen:#?}");

@@ -144,10 +144,12 @@ impl ProcessGroup {
             for id in self.running() {
                 seen.push(self.status(id).await.map(|s| s.leader).unwrap_or(0));
             }
-            if let Some(&first) = seen.first() {
-                if first != 0 && first != old && seen.iter().all(|l| *l == first) {
-                    return Ok(first);
-                }
+            if let Some(&first) = seen.first()
+                && first != 0
+                && first != old
+                && seen.iter().all(|l| *l == first)
+            {
+                return Ok(first);
             }
             if tokio::time::Instant::now() > deadline {
                 bail!("no agreed leader within {within:?}: {seen:?}");

@@ -120,10 +120,11 @@ impl Group {
                 };
                 seen.push(status.map(|s| s.leader).unwrap_or(0));
             }
-            if let Some(first) = seen.first().copied() {
-                if first != 0 && seen.iter().all(|l| *l == first) {
-                    return Ok(first);
-                }
+            if let Some(first) = seen.first().copied()
+                && first != 0
+                && seen.iter().all(|l| *l == first)
+            {
+                return Ok(first);
             }
             if Instant::now() > deadline {
                 bail!("no agreed leader within {within:?}: {seen:?}");
