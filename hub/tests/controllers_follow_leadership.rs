@@ -1,6 +1,6 @@
 //! Leader-only controllers run on the leader and nowhere else: when leadership moves, the old
 //! leader's controllers stop and the new leader's start, and the new leader carries on following
-//! the repository.
+//! the repository, brought in by a webhook that reached a follower.
 
 #[path = "support/fleet.rs"]
 mod support;
@@ -14,7 +14,7 @@ use flotilla_hub::controller::source::SourceConfig;
 use flotilla_hub::server::{Hub, HubConfig};
 use flotilla_hub::transport::faults::FaultPlan;
 use std::sync::Arc;
-use support::{FLEET_SPEC, GitRepo, assigned, inventory_file, rendered, wait_for};
+use support::{FLEET_SPEC, GitRepo, assigned, http, inventory_file, rendered, wait_for};
 use tempfile::TempDir;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -56,7 +56,8 @@ impl Group {
             config.http_listen = "127.0.0.1:0".into();
             config.clusters_file = Some(clusters.clone());
             let mut source = SourceConfig::new(url, "main");
-            source.poll_interval = Duration::from_millis(200);
+            // Only a term's first fetch and webhooks bring commits in.
+            source.poll_interval = Duration::from_secs(3600);
             config.source = Some(source);
             hubs.insert(id, Hub::start(config).await?);
             dirs.push(data);
@@ -149,12 +150,22 @@ async fn controllers_run_only_on_the_leader_and_move_with_leadership() -> Result
     assert!(moved.term > term, "{moved:?} after term {term}");
     group.faults.heal();
 
-    // The new leader follows the repository: its own mirror fetches, renders and assigns.
+    // The new leader follows the repository: a webhook to the old leader, now a follower, is
+    // handed to it; its own mirror fetches, renders and assigns.
     repo.write(
         "flotilla.yaml",
         &FLEET_SPEC.replace("hello", "after failover"),
     )?;
     let second = repo.commit("after failover")?;
+    let (code, answer) = http(
+        group.hubs[&leader].http_address(),
+        "POST",
+        "/webhook",
+        &[("X-GitHub-Event", "push")],
+        br#"{"ref":"refs/heads/main"}"#,
+    )
+    .await?;
+    assert_eq!(code, 202, "{answer}");
     wait_for(
         &group.hubs[&leader],
         "the new commit, seen on the old leader",
