@@ -115,6 +115,22 @@ impl SourceMirror {
         remote
             .fetch(&[refspec.as_str()], Some(&mut options), None)
             .map_err(fetch_error)?;
+        // libgit2 fetches nothing, without an error, for a branch the remote lacks, which would
+        // leave the tracked ref where it was: check what the remote advertised (still listed
+        // after the fetch disconnected).
+        let wanted = format!("refs/heads/{}", source.branch);
+        let advertised = remote
+            .list()
+            .map_err(fetch_error)?
+            .iter()
+            .any(|head| head.name() == wanted);
+        if !advertised {
+            return Err(MirrorError::Fetch {
+                url: source.url.clone(),
+                branch: source.branch.clone(),
+                message: "the repository has no such branch".to_owned(),
+            });
+        }
         let commit = repo
             .find_reference(TRACKED_REF)
             .and_then(|r| r.peel_to_commit())
