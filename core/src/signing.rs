@@ -109,6 +109,16 @@ pub fn verify_commit<'a>(
     }
 }
 
+/// Checks that a configured key parses as the verifier will read it (for an OpenPGP key, with
+/// valid self-signatures), so `flotilla lint` reports a broken key before any commit is
+/// refused for it.
+pub fn check_key(key: &SigningKeyMaterial) -> Result<(), String> {
+    match key {
+        SigningKeyMaterial::Ssh(line) => ssh::parse_key(line).map(|_| ()),
+        SigningKeyMaterial::OpenPgp(block) => openpgp::parse_key(block).map(|_| ()),
+    }
+}
+
 /// The keys of one kind, for error messages.
 fn names(keys: &[SigningKey]) -> String {
     keys.iter()

@@ -95,7 +95,10 @@ pub(super) fn verify<'a>(
         let SigningKeyMaterial::OpenPgp(block) = &key.key else {
             continue;
         };
-        let public = parse_key(key, block)?;
+        let public = parse_key(block).map_err(|detail| SignatureError::UnusableKey {
+            key: key.name.clone(),
+            detail,
+        })?;
         let mut attempts = vec![attempt(&signature, &issuer, &public, payload)];
         for subkey in &public.public_subkeys {
             // A subkey counts only when its primary key bound it.
@@ -121,15 +124,11 @@ pub(super) fn verify<'a>(
     })
 }
 
-fn parse_key(key: &SigningKey, block: &str) -> Result<SignedPublicKey, SignatureError> {
-    let unusable = |detail: String| SignatureError::UnusableKey {
-        key: key.name.clone(),
-        detail,
-    };
-    let (public, _) =
-        SignedPublicKey::from_string(block).map_err(|error| unusable(error.to_string()))?;
+pub(super) fn parse_key(block: &str) -> Result<SignedPublicKey, String> {
+    let (public, _) = SignedPublicKey::from_string(block)
+        .map_err(|error| format!("the key does not parse: {error}"))?;
     public
         .verify_bindings()
-        .map_err(|error| unusable(format!("its self-signatures do not verify: {error}")))?;
+        .map_err(|error| format!("its self-signatures do not verify: {error}"))?;
     Ok(public)
 }

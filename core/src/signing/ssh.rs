@@ -24,11 +24,10 @@ pub(super) fn verify<'a>(
         let SigningKeyMaterial::Ssh(line) = &key.key else {
             continue;
         };
-        let public =
-            PublicKey::from_openssh(line).map_err(|error| SignatureError::UnusableKey {
-                key: key.name.clone(),
-                detail: error.to_string(),
-            })?;
+        let public = parse_key(line).map_err(|detail| SignatureError::UnusableKey {
+            key: key.name.clone(),
+            detail,
+        })?;
         if public.key_data() != signature.public_key() {
             continue;
         }
@@ -48,4 +47,8 @@ pub(super) fn verify<'a>(
             .to_string(),
         allowed: names(keys),
     })
+}
+
+pub(super) fn parse_key(line: &str) -> Result<PublicKey, String> {
+    PublicKey::from_openssh(line.trim()).map_err(|error| format!("the key does not parse: {error}"))
 }

@@ -294,3 +294,60 @@ fn an_ssh_signature_does_not_match_openpgp_keys() {
         Err(SignatureError::UnknownKey { .. })
     ));
 }
+
+#[test]
+fn check_key_accepts_real_keys_and_names_what_is_broken() {
+    let ssh = listed("release", &ssh_key(Algorithm::Ed25519));
+    let pgp = pgp_listed("release", &pgp_key(true));
+    assert_eq!(check_key(&ssh.key), Ok(()));
+    assert_eq!(check_key(&pgp.key), Ok(()));
+
+    let SigningKeyMaterial::OpenPgp(block) = &pgp.key else {
+        unreachable!()
+    };
+    // Armor intact, key data damaged in the middle.
+    let lines: Vec<&str> = block.lines().collect();
+    let middle = lines.len() / 2;
+    let damaged: String = lines
+        .iter()
+        .enumerate()
+        .map(|(index, line)| {
+            if index == middle {
+                "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n".to_owned()
+            } else {
+                format!("{line}\n")
+            }
+        })
+        .collect();
+    let error = check_key(&SigningKeyMaterial::OpenPgp(damaged)).unwrap_err();
+    assert!(
+        error.contains("does not parse") || error.contains("self-signatures"),
+        "{error}"
+    );
+}
+
+#[test]
+fn lint_reports_a_key_the_verifier_could_not_read() {
+    // The armor lines are right, the content is not a key: caught when flotilla.yaml is
+    // parsed, not when the first commit is refused.
+    let text = "\
+apiVersion: flotilla.dev/v1
+kind: Fleet
+stages:
+  - name: prod
+    track: {branch: main}
+    requireSignedBy:
+      - name: release
+        openpgp: |
+          -----BEGIN PGP PUBLIC KEY BLOCK-----
+
+          bm90IGEga2V5
+          -----END PGP PUBLIC KEY BLOCK-----
+bundles: []
+";
+    let errors = crate::spec::FleetSpec::parse(text, "flotilla.yaml", &crate::Limits::default())
+        .unwrap_err();
+    let shown = errors.to_string();
+    assert!(shown.contains("requireSignedBy[0].openpgp"), "{shown}");
+    assert!(shown.contains("does not parse"), "{shown}");
+}

@@ -113,7 +113,7 @@ pub(super) fn validate_ssh_key(line: &str) -> Result<(), String> {
     if embedded_kind != Some(kind.as_bytes()) {
         return Err(format!("the key's data is not a `{kind}` key"));
     }
-    Ok(())
+    crate::signing::check_key(&crate::spec::SigningKeyMaterial::Ssh(line.to_owned()))
 }
 
 pub(super) fn validate_openpgp_key(armored: &str) -> Result<(), String> {
@@ -121,7 +121,7 @@ pub(super) fn validate_openpgp_key(armored: &str) -> Result<(), String> {
     if text.starts_with("-----BEGIN PGP PUBLIC KEY BLOCK-----")
         && text.ends_with("-----END PGP PUBLIC KEY BLOCK-----")
     {
-        Ok(())
+        crate::signing::check_key(&crate::spec::SigningKeyMaterial::OpenPgp(text.to_owned()))
     } else {
         Err(
             "expected an ASCII-armored public key (`-----BEGIN PGP PUBLIC KEY BLOCK-----` ... \
