@@ -273,9 +273,16 @@ impl Run {
         let mut errors = BTreeMap::new();
         let mut blobs = Vec::new();
         match rendered {
+            // The commit rendered before, so a failure of the whole commit now (it left the
+            // mirror after a force-push, kustomize went missing) says nothing about clusters
+            // that hold its render: only the ones without an entry are told.
             Err(error) => {
+                let state = self.context.node.state();
+                let recorded = state.revisions.get(&revision);
                 for cluster in &clusters {
-                    errors.insert(cluster.name.clone(), error.clone());
+                    if recorded.is_some_and(|r| r.bundles_for(&cluster.name).is_none()) {
+                        errors.insert(cluster.name.clone(), error.clone());
+                    }
                 }
             }
             Ok(rendered) => {
