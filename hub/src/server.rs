@@ -17,14 +17,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_proto::v1::admin_server::AdminServer;
-use flotilla_proto::v1::hub_group_server::HubGroupServer;
 use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 
-use crate::admin::GroupService;
 use crate::api::AdminService;
 use crate::clock::Clock;
 use crate::config::NodeConfig;
@@ -281,7 +279,6 @@ pub fn api_router(context: &HubContext) -> Router {
                 .max_decoding_message_size(net::MAX_MESSAGE_BYTES)
                 .max_encoding_message_size(net::MAX_MESSAGE_BYTES),
         )
-        .add_service(HubGroupServer::new(GroupService::new(context.node.clone())))
         .add_service(context.sync.service())
 }
 
