@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Builtin {
     Namespace,
+    Node,
     ConfigMap,
     Secret,
     Service,
@@ -257,6 +258,7 @@ struct BuiltinDef {
 #[rustfmt::skip]
 const BUILTINS: &[BuiltinDef] = &[
     def(Builtin::Namespace, "", "v1", "Namespace", "namespaces", false, &["ns"], false, true, false, false, NameRule::Label),
+    def(Builtin::Node, "", "v1", "Node", "nodes", false, &["no"], false, true, false, false, NameRule::Subdomain),
     def(Builtin::ConfigMap, "", "v1", "ConfigMap", "configmaps", true, &["cm"], false, false, false, false, NameRule::Subdomain),
     def(Builtin::Secret, "", "v1", "Secret", "secrets", true, &[], false, false, false, false, NameRule::Subdomain),
     def(Builtin::Service, "", "v1", "Service", "services", true, &["svc"], true, true, false, false, NameRule::Dns1035),

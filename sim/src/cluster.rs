@@ -353,6 +353,7 @@ impl Cluster {
                 new_namespace(ns, now),
             );
         }
+        state.put("nodes", (String::new(), NODE.to_string()), new_node(now));
         Cluster {
             name: name.to_string(),
             state: Mutex::new(state),
@@ -421,6 +422,49 @@ pub(crate) fn new_namespace(name: &str, now: &str) -> Value {
         },
         "spec": {"finalizers": ["kubernetes"]},
         "status": {"phase": "Active"},
+    })
+}
+
+/// The one node every virtual cluster has; simulated pods run there.
+pub(crate) const NODE: &str = "sim-node";
+
+/// The node as a kubelet registers it.
+fn new_node(now: &str) -> Value {
+    let ready = |kind: &str, status: &str, reason: &str, message: &str| {
+        json!({"type": kind, "status": status, "lastHeartbeatTime": now, "lastTransitionTime": now,
+               "reason": reason, "message": message})
+    };
+    json!({
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": NODE,
+            "uid": uuid::Uuid::new_v4().to_string(),
+            "creationTimestamp": now,
+            "labels": {
+                "kubernetes.io/hostname": NODE,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "node-role.kubernetes.io/control-plane": "",
+            },
+        },
+        "spec": {"podCIDR": "10.244.0.0/24", "podCIDRs": ["10.244.0.0/24"]},
+        "status": {
+            "capacity": {"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"},
+            "allocatable": {"cpu": "4", "memory": "16Gi", "pods": "110", "ephemeral-storage": "100Gi"},
+            "conditions": [
+                ready("MemoryPressure", "False", "KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+                ready("DiskPressure", "False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                ready("PIDPressure", "False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+                ready("Ready", "True", "KubeletReady", "kubelet is posting ready status"),
+            ],
+            "addresses": [{"type": "InternalIP", "address": "172.18.0.2"}, {"type": "Hostname", "address": NODE}],
+            "nodeInfo": {
+                "kubeletVersion": "v1.34.0", "kubeProxyVersion": "v1.34.0", "containerRuntimeVersion": "containerd://2.1.0",
+                "operatingSystem": "linux", "architecture": "amd64", "osImage": "flotilla-sim",
+                "kernelVersion": "6.1.0", "machineID": "", "systemUUID": "", "bootID": "",
+            },
+        },
     })
 }
 

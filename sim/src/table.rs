@@ -77,6 +77,7 @@ fn columns(rt: &ResourceType) -> Vec<Value> {
     let i = |n: &str| column(n, "integer", "", 0);
     match rt.builtin {
         Some(Builtin::Namespace) => vec![name, s("Status"), age],
+        Some(Builtin::Node) => vec![name, s("Status"), s("Roles"), age, s("Version")],
         Some(Builtin::Pod) => vec![
             name,
             s("Ready"),
@@ -189,6 +190,13 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
     };
     match rt.builtin {
         Some(Builtin::Namespace) => vec![name, json!(text(obj, "/status/phase")), age],
+        Some(Builtin::Node) => vec![
+            name,
+            json!("Ready"),
+            json!("control-plane"),
+            age,
+            json!(text(obj, "/status/nodeInfo/kubeletVersion")),
+        ],
         Some(Builtin::Pod) => {
             let statuses = obj
                 .pointer("/status/containerStatuses")
@@ -215,7 +223,7 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
                 json!(restarts.to_string()),
                 age,
                 json!(text(obj, "/status/podIP")),
-                json!("sim-node"),
+                json!(crate::cluster::NODE),
             ]
         }
         Some(Builtin::Deployment) => vec![

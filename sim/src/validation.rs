@@ -195,6 +195,7 @@ fn check_builtin(
     use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions;
     let typed = match b {
         Builtin::Namespace => typed::<core::v1::Namespace>(&obj),
+        Builtin::Node => typed::<core::v1::Node>(&obj),
         Builtin::ConfigMap => typed::<core::v1::ConfigMap>(&obj),
         Builtin::Secret => typed::<core::v1::Secret>(&obj),
         Builtin::Service => typed::<core::v1::Service>(&obj),

@@ -716,3 +716,32 @@ async fn watch_with_selector_reports_objects_leaving_it_and_sends_bookmarks() {
     assert!(rv(&bookmark["object"]) > from);
     sim.shutdown().await;
 }
+
+#[tokio::test]
+async fn every_cluster_starts_with_system_namespaces_and_a_ready_node() {
+    let sim = start(1).await;
+    let c = client(&sim, "sim-0");
+    let ns = get(&c, "/api/v1/namespaces").await;
+    let names: Vec<&str> = ns.body["items"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|i| i["metadata"]["name"].as_str())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(
+        names,
+        vec!["default", "kube-node-lease", "kube-public", "kube-system"]
+    );
+    let nodes = get(&c, "/api/v1/nodes").await;
+    let node = &nodes.body["items"][0];
+    assert_eq!(node["metadata"]["name"], "sim-node");
+    let ready = node["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(ready["status"], "True");
+    sim.shutdown().await;
+}
