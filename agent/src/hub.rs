@@ -62,7 +62,8 @@ pub struct LinkConfig {
     pub connect_timeout: Duration,
     /// How long the node may take to answer the hello (it may first catch up with the group).
     pub welcome_timeout: Duration,
-    /// How long report events are gathered before they are sent as one message.
+    /// Shortest pause between two report messages: an event after a quiet period is sent at
+    /// once, the events arriving during the pause together in the next message.
     pub report_flush: Duration,
 }
 

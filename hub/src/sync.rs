@@ -59,7 +59,8 @@ pub struct SyncConfig {
     /// How long a node that is behind the agent's known state may take to catch up before it
     /// refuses the stream (the agent then tries another node).
     pub catch_up_timeout: Duration,
-    /// How often gathered report changes are proposed as one `RecordHealth` batch.
+    /// Shortest pause between two `RecordHealth` batches of a node: a change after a quiet
+    /// period is proposed at once, the changes arriving during the pause as the next batch.
     pub report_batch_interval: Duration,
     /// How often every node tells the leader which clusters it holds streams for.
     pub presence_interval: Duration,

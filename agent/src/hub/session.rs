@@ -90,6 +90,7 @@ pub(super) async fn run(link: &mut Link, address: &str) -> Outcome {
         assembler: Assembler::new(shared.config.max_bundle_bytes),
         heard: Instant::now(),
         silence_limit: DEFAULT_HUB_HEARTBEAT * shared.config.heartbeat_misses.max(1),
+        last_flush: Instant::now(),
     };
     if let Err(reason) = session.welcome(welcome, address).await {
         return ended(true, reason);
@@ -179,6 +180,7 @@ struct Session {
     assembler: Assembler,
     heard: Instant,
     silence_limit: Duration,
+    last_flush: Instant,
 }
 
 impl Session {
@@ -252,6 +254,10 @@ impl Session {
                     if !link.queue(received) {
                         return Ok(Outcome::Stopped);
                     }
+                    // A lone event goes out at once; a burst waits for the next flush.
+                    if self.last_flush.elapsed() >= config.report_flush {
+                        self.flush(link)?;
+                    }
                 }
                 _ = flush.tick() => self.flush(link)?,
                 _ = heartbeat.tick() => {
@@ -272,6 +278,10 @@ impl Session {
 
     /// Sends queued report events (and a snapshot after lost events).
     fn flush(&mut self, link: &mut Link) -> Result<(), String> {
+        if !link.resync && link.outbox.is_empty() {
+            return Ok(());
+        }
+        self.last_flush = Instant::now();
         if link.resync {
             self.resync(link);
         }

@@ -237,8 +237,10 @@ impl ReportBatcher {
     }
 }
 
-/// Proposes queued changes every batch interval until the node's sync side stops. A batch that
-/// fails to commit is queued again (unless newer reports replaced it meanwhile).
+/// Proposes queued changes until the node's sync side stops: at once when the batcher was idle,
+/// then at most once per batch interval, so a lone change is recorded without delay and a burst
+/// becomes one `RecordHealth` per interval. A batch that fails to commit is queued again
+/// (unless newer reports replaced it meanwhile).
 pub(super) async fn run(shared: Arc<Shared>) {
     let interval = shared.config.report_batch_interval;
     loop {
@@ -246,27 +248,31 @@ pub(super) async fn run(shared: Arc<Shared>) {
             _ = shared.stop.cancelled() => return,
             () = shared.reports.wake.notified() => {}
         }
-        // Gather whatever else arrives within the interval into the same batch.
+        flush(&shared).await;
+        // What arrives meanwhile waits for the next batch.
         tokio::select! {
             _ = shared.stop.cancelled() => return,
             () = tokio::time::sleep(interval) => {}
         }
-        let queued = shared.reports.take();
-        let changed: Vec<HealthReport> = {
-            let state = shared.node.state();
-            queued.into_iter().filter(|r| changes(&state, r)).collect()
+    }
+}
+
+async fn flush(shared: &Shared) {
+    let queued = shared.reports.take();
+    let changed: Vec<HealthReport> = {
+        let state = shared.node.state();
+        queued.into_iter().filter(|r| changes(&state, r)).collect()
+    };
+    for batch in changed.chunks(MAX_BATCH) {
+        let command = Command::RecordHealth {
+            reports: batch.to_vec(),
         };
-        for batch in changed.chunks(MAX_BATCH) {
-            let command = Command::RecordHealth {
-                reports: batch.to_vec(),
-            };
-            match shared.node.propose(&command).await {
-                Ok(_) => shared.counters.health_batch(batch.len()),
-                Err(e) => {
-                    tracing::warn!(error = %e, reports = batch.len(), "health batch not recorded; will retry");
-                    for report in batch {
-                        shared.reports.submit(report.clone());
-                    }
+        match shared.node.propose(&command).await {
+            Ok(_) => shared.counters.health_batch(batch.len()),
+            Err(e) => {
+                tracing::warn!(error = %e, reports = batch.len(), "health batch not recorded; will retry");
+                for report in batch {
+                    shared.reports.submit(report.clone());
                 }
             }
         }

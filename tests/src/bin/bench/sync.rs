@@ -3,8 +3,9 @@
 //! link, as `flotilla-agent run` builds them).
 //!
 //! Figures:
-//! - `fanout`: from the commit of a revision's assignment to every cluster's health recorded
-//!   Applied and Healthy in the leader's state;
+//! - `fanout`: with every agent connected, from the commit of a revision's assignment to each
+//!   cluster's health recorded Applied and Healthy in the leader's state (push, chunks, apply
+//!   to the simulator, report, batch, raft);
 //! - `failover`: SIGKILL of the node holding the most streams; per moved agent, the time until it
 //!   streams with another node, and what it received meanwhile (bundles, chunks, messages,
 //!   bytes; nothing changed, so no bundle should come);
@@ -198,7 +199,7 @@ fn bundle(cluster: &str, objects: usize) -> anyhow::Result<RenderedBundle> {
     })
 }
 
-/// Registers `clusters`, records a rendered revision with one bundle each, and assigns it.
+/// Records a rendered revision with one bundle for each of `clusters`, and assigns it.
 /// Returns the bundle hashes and the moment the assignment committed.
 async fn release(
     group: &Group,
@@ -213,13 +214,6 @@ async fn release(
     let mut blobs = BTreeMap::new();
     let mut hashes = BTreeMap::new();
     for cluster in clusters {
-        group
-            .propose(&Command::RegisterCluster {
-                name: cluster.clone(),
-                labels: BTreeMap::new(),
-                at: Timestamp(1),
-            })
-            .await?;
         let rendered = bundle(cluster, objects)?;
         let blob = Blob::from_content(&rendered.to_blob())?;
         per_cluster.insert(
@@ -256,6 +250,19 @@ async fn release(
         })
         .await?;
     Ok((hashes, Instant::now()))
+}
+
+async fn register(group: &Group, clusters: &[String]) -> anyhow::Result<()> {
+    for cluster in clusters {
+        group
+            .propose(&Command::RegisterCluster {
+                name: cluster.clone(),
+                labels: BTreeMap::new(),
+                at: Timestamp(1),
+            })
+            .await?;
+    }
+    Ok(())
 }
 
 struct Agent {
@@ -347,10 +354,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let leader = group.leader().await?;
     let clusters: Vec<String> = (0..args.clusters).map(cluster_name).collect();
     let hubs: Vec<String> = group.apis.values().cloned().collect();
+    register(&group, &clusters).await?;
     let mut agents = clusters
         .iter()
         .map(|c| start_agent(&sim, c, hubs.clone()))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    wait_each(&group, leader, Instant::now(), clusters.clone(), online).await?;
     let (hashes, assigned) = release(&group, &clusters, args.objects).await?;
     let fanout = wait_each(
         &group,
@@ -368,7 +377,6 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         },
     )
     .await?;
-    wait_each(&group, leader, Instant::now(), clusters.clone(), online).await?;
 
     let mut per_node: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, agent) in agents.iter().enumerate() {
@@ -449,15 +457,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let pinned: Vec<String> = (args.clusters..args.clusters + args.offline)
         .map(cluster_name)
         .collect();
-    for cluster in &pinned {
-        group
-            .propose(&Command::RegisterCluster {
-                name: cluster.clone(),
-                labels: BTreeMap::new(),
-                at: Timestamp(1),
-            })
-            .await?;
-    }
+    register(&group, &pinned).await?;
     let pinned_agents = pinned
         .iter()
         .map(|c| start_agent(&sim, c, vec![group.apis[&leader].clone()]))
