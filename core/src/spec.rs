@@ -85,9 +85,11 @@ pub enum StageSource {
 pub struct RolloutPolicy {
     /// Waves in order; clusters no wave selects form a last, implicit wave.
     pub waves: Vec<Wave>,
-    /// Most clusters of a wave updated (and so possibly unavailable) at once.
+    /// Most clusters of the stage not Healthy at any moment while a rollout runs (a
+    /// percentage is of the stage's clusters, rounded up, at least 1).
     pub max_unavailable: IntOrPercent,
-    /// How long a wave may take to become healthy before the rollout fails.
+    /// How long a cluster given a revision may take to report it Healthy before the rollout
+    /// fails.
     pub health_timeout: Duration,
     /// How long a healthy wave is watched before the next wave starts; after the last wave,
     /// before the revision counts as rolled out (and downstream stages may take it).
@@ -109,7 +111,7 @@ impl Default for RolloutPolicy {
             soak: Duration::default(),
             approval: Approval::Auto,
             failure_action: FailureAction::Pause,
-            supersede: Supersede::Immediate,
+            supersede: Supersede::AfterRollout,
         }
     }
 }
@@ -144,7 +146,7 @@ pub enum WaveTarget {
 pub enum Approval {
     /// A candidate revision rolls out as soon as it is eligible.
     Auto,
-    /// A candidate revision waits for `flotilla promote`.
+    /// A candidate revision waits for `flotilla approve` (or `flotilla promote`).
     Manual,
 }
 

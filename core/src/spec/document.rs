@@ -88,25 +88,26 @@ pub(crate) struct RolloutDocument {
     #[serde(default)]
     #[schemars(with = "Vec<WaveDocument>")]
     pub(crate) waves: Vec<Spanned<WaveDocument>>,
-    /// Most clusters of a wave updated at once: a count or a percentage. Default `100%`.
+    /// Most clusters of the stage not Healthy at any moment during a rollout: a count or a
+    /// percentage of the stage. Default `100%`.
     #[serde(default)]
     #[schemars(with = "Option<IntOrPercent>")]
     pub(crate) max_unavailable: Option<Spanned<IntOrPercent>>,
-    /// How long a wave may take to become healthy. Default `5m`.
+    /// How long a cluster given a revision may take to report it Healthy. Default `5m`.
     #[serde(default)]
     #[schemars(with = "Option<Duration>")]
     pub(crate) health_timeout: Option<Spanned<Duration>>,
     /// How long each healthy wave is watched before going on. Default `0s`.
     #[serde(default)]
     pub(crate) soak: Option<Duration>,
-    /// `auto` (default) or `manual` (wait for `flotilla promote`).
+    /// `auto` (default) or `manual` (wait for `flotilla approve`).
     #[serde(default)]
     pub(crate) approval: Option<Approval>,
     /// `pause` (default) or `rollback` when a wave fails its health gate.
     #[serde(default)]
     pub(crate) failure_action: Option<FailureAction>,
-    /// `immediate` (default): a newer candidate replaces a running rollout;
-    /// `afterRollout`: it waits for the running rollout to end.
+    /// `afterRollout` (default): a newer candidate waits for the running rollout to end;
+    /// `immediate`: it replaces the running rollout.
     #[serde(default)]
     pub(crate) supersede: Option<Supersede>,
 }
