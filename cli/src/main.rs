@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 
 mod cluster;
 mod clusters;
+mod demo;
 mod diff;
 mod hub;
 mod lint;
@@ -38,6 +39,9 @@ enum Command {
     Status(status::StatusArgs),
     /// Show what changes, per cluster, from one revision to another.
     Diff(diff::DiffArgs),
+    /// Run a whole fleet on this machine: a hub following an example repository, five
+    /// simulated clusters and an agent for each. Prints what to try; Ctrl-C stops it.
+    Demo(demo::DemoArgs),
 }
 
 #[tokio::main]
@@ -50,6 +54,7 @@ async fn main() -> ExitCode {
         Command::Revisions(args) => revisions::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Status(args) => status::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Diff(args) => diff::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => demo::run(&args).await.map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,

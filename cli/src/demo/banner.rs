@@ -1,0 +1,167 @@
+//! What the demo prints once it runs: where everything is, the environment another terminal
+//! needs, and a few commands to try, including making a commit and watching it roll out.
+
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// Everything the banner shows.
+pub(super) struct Banner {
+    /// The hub's API listener.
+    pub(super) api: SocketAddr,
+    /// The hub's HTTP listener.
+    pub(super) http: SocketAddr,
+    /// Kubeconfig of the simulated clusters.
+    pub(super) kubeconfig: PathBuf,
+    /// The repository the hub follows.
+    pub(super) repo: PathBuf,
+    /// How often the hub fetches it.
+    pub(super) poll_interval: Duration,
+    /// The simulated clusters.
+    pub(super) clusters: Vec<String>,
+    /// The data directory.
+    pub(super) data_dir: PathBuf,
+    /// Whether the data directory goes when the demo stops.
+    pub(super) removed_on_exit: bool,
+    /// The log of the hub, agents and simulator.
+    pub(super) log: PathBuf,
+    /// This binary, so the other terminal can find it.
+    pub(super) flotilla: Option<PathBuf>,
+    /// Things the user should know (ports chosen, bundles left out, a slow start).
+    pub(super) notes: Vec<String>,
+}
+
+impl Banner {
+    /// The variables another terminal exports to use the demo with `flotilla` and `kubectl`.
+    /// Credentials (a token, the hub's CA) join this list when the hub requires them.
+    pub(super) fn environment(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("FLOTILLA_HUB", self.api.to_string()),
+            ("KUBECONFIG", self.kubeconfig.display().to_string()),
+        ]
+    }
+
+    /// The banner's text.
+    pub(super) fn render(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "\nFlotilla demo is running: a hub, {} simulated clusters and an agent for each, in this process.\n",
+            self.clusters.len()
+        );
+        let removal = if self.removed_on_exit {
+            "removed when the demo stops; --keep keeps it"
+        } else {
+            "kept when the demo stops"
+        };
+        let rows = [
+            ("hub API", self.api.to_string()),
+            ("dashboard", format!("http://{}/", self.http)),
+            ("metrics", format!("http://{}/metrics", self.http)),
+            (
+                "repository",
+                format!(
+                    "{}  (branch main; the hub fetches it every {}s)",
+                    self.repo.display(),
+                    self.poll_interval.as_secs()
+                ),
+            ),
+            ("clusters", self.clusters.join(", ")),
+            ("data", format!("{}  ({removal})", self.data_dir.display())),
+            ("log", self.log.display().to_string()),
+        ];
+        for (name, value) in rows {
+            let _ = writeln!(out, "  {name:<12} {value}");
+        }
+        for note in &self.notes {
+            let _ = writeln!(out, "\nNote: {note}.");
+        }
+
+        let _ = writeln!(out, "\nIn another terminal:\n");
+        for (name, value) in self.environment() {
+            let _ = writeln!(out, "  export {name}={}", shell_quote(&value));
+        }
+        if let Some(dir) = self.flotilla_dir_missing_from_path() {
+            let _ = writeln!(
+                out,
+                "  export PATH={}:\"$PATH\"",
+                shell_quote(&dir.display().to_string())
+            );
+        }
+        let context = self
+            .clusters
+            .iter()
+            .find(|c| c.starts_with("prod"))
+            .or(self.clusters.first())
+            .cloned()
+            .unwrap_or_default();
+        let commands = [
+            (
+                "flotilla status".to_owned(),
+                "every stage, cluster and bundle: revisions and health",
+            ),
+            (
+                "flotilla revisions".to_owned(),
+                "the commits the hub fetched, with any render error",
+            ),
+            (
+                "flotilla clusters".to_owned(),
+                "the clusters and their agents",
+            ),
+            (
+                format!("kubectl --context {context} get deployments -A"),
+                "what the agent applied there",
+            ),
+        ];
+        let _ = writeln!(out);
+        for (command, what) in commands {
+            let _ = writeln!(out, "  {command:<48} # {what}");
+        }
+
+        let _ = writeln!(
+            out,
+            "\nMake a commit and watch it roll out (dev tracks main; staging and prod follow the\n\
+             promoteFrom and rollout policy of flotilla.yaml):\n"
+        );
+        let _ = writeln!(
+            out,
+            "  cd {}",
+            shell_quote(&self.repo.display().to_string())
+        );
+        let _ = writeln!(
+            out,
+            "  sed -i.bak 's/logLevel: debug/logLevel: warn/' flotilla.yaml && rm flotilla.yaml.bak"
+        );
+        let _ = writeln!(out, "  git commit -am \"web: less logging in dev\"");
+        let _ = writeln!(out, "  flotilla status --watch");
+        let _ = writeln!(
+            out,
+            "\nChanges show up below as they happen. Ctrl-C stops everything."
+        );
+        out
+    }
+
+    /// The directory of this binary, unless `PATH` already leads to it.
+    fn flotilla_dir_missing_from_path(&self) -> Option<PathBuf> {
+        let dir = self.flotilla.as_deref()?.parent()?.to_path_buf();
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        let same = |other: &Path| {
+            other == dir
+                || other
+                    .canonicalize()
+                    .is_ok_and(|o| dir.canonicalize().is_ok_and(|d| o == d))
+        };
+        (!std::env::split_paths(&path).any(|p| same(&p))).then_some(dir)
+    }
+}
+
+/// `value` as one shell word.
+pub(super) fn shell_quote(value: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "_-./:@%+=,".contains(c);
+    if !value.is_empty() && value.chars().all(safe) {
+        value.to_owned()
+    } else {
+        format!("'{}'", value.replace('\'', r"'\''"))
+    }
+}
