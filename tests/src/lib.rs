@@ -1,1 +1,18 @@
-//! Support for Flotilla's end-to-end tests and benchmarks.
+//! Support for Flotilla's end-to-end tests and benchmarks: the workspace's binaries found next
+//! to the running executable, real processes that are killed when dropped (simulator, hub,
+//! agents), the `flotilla` CLI, Git repositories made with git2, and the simulated clusters'
+//! objects read with kube-rs.
+//!
+//! This is test code: errors are `anyhow`, as in tests.
+
+pub mod agent;
+pub mod binaries;
+pub mod cli;
+pub mod fleet;
+pub mod git;
+pub mod http;
+pub mod hub;
+pub mod process;
+pub mod sim;
+pub mod small_fleet;
+pub mod wait;

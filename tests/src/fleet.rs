@@ -1,0 +1,190 @@
+//! The whole chain in real processes: a `flotilla-sim` serving the inventory's clusters, a
+//! `flotilla-hub` following a Git repository and registering the inventory, a
+//! `flotilla-agent run` per cluster, and the `flotilla` CLI pointed at the hub.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use flotilla_core::inventory::{Cluster, parse_inventory};
+use serde_json::Value;
+use tempfile::TempDir;
+
+use crate::agent::AgentProcess;
+use crate::cli::Flotilla;
+use crate::git::GitRepo;
+use crate::hub::{HubOptions, HubProcess};
+use crate::sim::SimProcess;
+use crate::wait::{self, PATIENCE, Probe};
+
+/// How the chain is set up.
+#[derive(Debug, Clone)]
+pub struct FleetOptions {
+    /// The hub's poll interval (`200ms` by default; `1h` to rely on webhooks only).
+    pub poll_interval: String,
+    /// The hub's webhook secret.
+    pub webhook_secret: Option<String>,
+    /// How long simulated workloads take to roll out.
+    pub rollout_delay: Duration,
+}
+
+impl Default for FleetOptions {
+    fn default() -> Self {
+        FleetOptions {
+            poll_interval: "200ms".into(),
+            webhook_secret: None,
+            rollout_delay: Duration::from_millis(200),
+        }
+    }
+}
+
+/// Simulator, hub, agents and CLI; every process is killed when dropped.
+pub struct Fleet {
+    /// The simulated clusters.
+    pub sim: SimProcess,
+    /// The hub.
+    pub hub: HubProcess,
+    /// One agent per cluster.
+    pub agents: Vec<AgentProcess>,
+    /// `flotilla` pointed at the hub.
+    pub cli: Flotilla,
+    clusters: Vec<Cluster>,
+    _inventory: TempDir,
+}
+
+impl Fleet {
+    /// Starts the chain for `repo` and the clusters of `inventory` (a `ClusterInventory`).
+    pub async fn start(
+        repo: &GitRepo,
+        inventory: &str,
+        options: FleetOptions,
+    ) -> anyhow::Result<Fleet> {
+        let clusters = parse_inventory(inventory, "clusters.yaml", &Default::default())
+            .map_err(|e| anyhow::anyhow!("the test's inventory: {e}"))?;
+        let dir = tempfile::tempdir()?;
+        let clusters_file = dir.path().join("clusters.yaml");
+        std::fs::write(&clusters_file, inventory)?;
+        let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
+        let sim = SimProcess::start(&names, options.rollout_delay).await?;
+        let hub = HubProcess::start(&HubOptions {
+            repo_url: repo.url(),
+            clusters_file,
+            poll_interval: options.poll_interval.clone(),
+            webhook_secret: options.webhook_secret.clone(),
+        })?;
+        let agents = names
+            .iter()
+            .map(|name| AgentProcess::start(hub.api(), name, &sim))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let cli = Flotilla::new(hub.api());
+        Ok(Fleet {
+            sim,
+            hub,
+            agents,
+            cli,
+            clusters,
+            _inventory: dir,
+        })
+    }
+
+    /// The inventory's clusters.
+    pub fn clusters(&self) -> &[Cluster] {
+        &self.clusters
+    }
+
+    /// The inventory's cluster names.
+    pub fn names(&self) -> Vec<String> {
+        self.clusters.iter().map(|c| c.name.clone()).collect()
+    }
+
+    /// Waits until `flotilla status` shows `commit` rolled out on every cluster: online, and
+    /// every bundle desired and applied at `commit` and Healthy. Returns that status.
+    pub async fn wait_rolled_out(&self, commit: &str) -> anyhow::Result<Value> {
+        let names = self.names();
+        let names: Vec<&str> = names.iter().map(String::as_str).collect();
+        self.wait_rolled_out_on(commit, &names).await
+    }
+
+    /// Waits until `flotilla status` shows `commit` rolled out on `clusters`.
+    pub async fn wait_rolled_out_on(
+        &self,
+        commit: &str,
+        clusters: &[&str],
+    ) -> anyhow::Result<Value> {
+        wait::until(
+            &format!("{} rolled out on {clusters:?}", short(commit)),
+            PATIENCE,
+            || async {
+                let status = self.cli.status().await?;
+                let problems = rollout_problems(&status, commit, clusters);
+                Ok(if problems.is_empty() {
+                    Probe::Done(status)
+                } else {
+                    Probe::NotYet(problems.join("\n"))
+                })
+            },
+        )
+        .await
+    }
+
+    /// Waits until `flotilla revisions` lists `commit` with `status` (`rendered`, `failed`);
+    /// returns that revision.
+    pub async fn wait_revision(&self, commit: &str, status: &str) -> anyhow::Result<Value> {
+        wait::until(
+            &format!("revision {} {status}", short(commit)),
+            PATIENCE,
+            || async {
+                let revisions = self.cli.revisions().await?;
+                let found = revisions["revisions"]
+                    .as_array()
+                    .context("no revisions list")?
+                    .iter()
+                    .find(|r| r["commit"] == commit)
+                    .cloned();
+                Ok(match found {
+                    Some(revision) if revision["status"] == status => Probe::Done(revision),
+                    Some(revision) => Probe::NotYet(revision.to_string()),
+                    None => Probe::NotYet(revisions.to_string()),
+                })
+            },
+        )
+        .await
+    }
+}
+
+/// Why `status` does not show `commit` rolled out on `clusters` (empty when it does).
+pub fn rollout_problems(status: &Value, commit: &str, clusters: &[&str]) -> Vec<String> {
+    let mut problems = Vec::new();
+    let listed = status["clusters"].as_array().cloned().unwrap_or_default();
+    for name in clusters {
+        let Some(cluster) = listed.iter().find(|c| c["name"] == *name) else {
+            problems.push(format!("{name}: not registered"));
+            continue;
+        };
+        if cluster["online"] != true {
+            problems.push(format!("{name}: offline"));
+        }
+        let bundles = cluster["bundles"].as_array().cloned().unwrap_or_default();
+        if bundles.is_empty() {
+            problems.push(format!("{name}: no bundles"));
+        }
+        for bundle in bundles {
+            let (desired, applied, health) = (
+                &bundle["desiredRevision"],
+                &bundle["appliedRevision"],
+                &bundle["health"],
+            );
+            if desired != commit || applied != commit || health != "Healthy" {
+                problems.push(format!(
+                    "{name}/{}: desired {desired}, applied {applied}, {health} {}",
+                    bundle["name"], bundle["message"]
+                ));
+            }
+        }
+    }
+    problems
+}
+
+/// A commit id as tables show it.
+pub fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
