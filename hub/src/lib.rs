@@ -14,6 +14,7 @@ pub mod http;
 pub mod metrics;
 pub mod node;
 pub mod pipeline;
+pub mod rollout;
 pub mod server;
 pub mod state;
 pub mod status;

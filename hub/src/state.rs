@@ -25,7 +25,8 @@ pub mod stage;
 mod tests;
 
 pub use command::{
-    COMMAND_VERSION, Command, DecodeError, EncodeError, RenderOutcome, RolloutAction,
+    COMMAND_VERSION, Command, DecodeError, EncodeError, PlannedWave, RenderOutcome, RolloutAction,
+    RolloutStep,
 };
 
 use access::Access;
@@ -240,12 +241,29 @@ impl State {
                 stage,
                 to,
                 waves,
+                gate,
+                change,
+                await_approval,
                 supersede,
+                by,
+                reason,
                 at,
-            } => rollout::start(self, stage, to, waves, *supersede, *at),
-            Command::StartWave { rollout, wave, at } => {
-                rollout::start_wave(self, *rollout, *wave, *at)
-            }
+            } => rollout::start(
+                self,
+                rollout::NewRollout {
+                    stage,
+                    to,
+                    waves,
+                    gate: *gate,
+                    change: *change,
+                    await_approval: *await_approval,
+                    supersede: *supersede,
+                    by,
+                    reason,
+                    at: *at,
+                },
+            ),
+            Command::RolloutStep { rollout, step, at } => rollout::step(self, *rollout, step, *at),
             Command::SetRolloutStatus {
                 rollout,
                 action,
@@ -253,6 +271,30 @@ impl State {
                 reason,
                 at,
             } => rollout::transition(self, *rollout, *action, by, reason, *at),
+            Command::FailRollout {
+                rollout,
+                reason,
+                by,
+                at,
+            } => rollout::fail(self, *rollout, reason, by, *at),
+            Command::RollBack {
+                stage,
+                to,
+                clusters,
+                by,
+                reason,
+                at,
+            } => rollout::roll_back(
+                self,
+                rollout::RollBack {
+                    stage,
+                    to,
+                    clusters,
+                    by,
+                    reason,
+                    at: *at,
+                },
+            ),
             Command::RecordHealth { reports } => {
                 health::record(self, reports);
                 Ok(())

@@ -431,7 +431,7 @@ fn rollouts(state: &State) -> Vec<RolloutSummary> {
             from_revision: r.from.as_ref().map(|f| f.commit.clone()),
             to_revision: r.to.commit.clone(),
             status: r.status.name().to_owned(),
-            waves_started: r.started,
+            waves_started: r.waves.iter().filter(|w| w.started_at.is_some()).count(),
             waves: r.waves.len(),
             updated_at: r.updated_at,
         })
@@ -473,7 +473,6 @@ fn events(state: &State) -> Vec<Event> {
                 StageChange::Promote => "promoted to",
                 StageChange::ForcePromote => "force-promoted to",
                 StageChange::Rollback => "rolled back to",
-                StageChange::RolloutComplete => "completed rollout of",
             };
             events.push(Event {
                 at: pin.at,

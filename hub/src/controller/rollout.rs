@@ -1,36 +1,56 @@
-//! The rollout controller, in its simplest form: a stage that tracks the hub's branch is pinned to
-//! each new head that rendered, and all its clusters are assigned that revision at once.
+//! The rollout controller: moves every stage to its next revision in health-gated waves.
 //!
-//! - The pipeline (which stages exist, which clusters each selects, where each takes revisions
-//!   from) is read from the newest good revision's `flotilla.yaml`: the head when it rendered,
-//!   else the newest rendered revision. A failed head changes nothing.
-//! - On the very first good revision every stage is pinned to it, `promoteFrom` stages too:
-//!   nothing runs yet, so there is nothing to promote from.
-//! - Afterwards `promoteFrom` stages keep their pin (promotion is an operator's or a later
-//!   controller's decision); a stage declared later starts at its upstream stage's pin.
-//! - A stage tracking another branch than the hub's is never pinned by tracking.
-//! - Every cluster of a pinned stage is assigned the stage's revision once the revision has
-//!   bundles for it (a cluster registered later waits for the render controller's amendment).
-//!   A cluster no stage selects keeps what it was assigned.
+//! Each pass is [`decide`], a pure function of the replicated state and the time, whose
+//! decisions are proposed as commands; nothing is remembered between passes but a cache of
+//! parsed `flotilla.yaml`s. So a new leader, reading the same state, carries on exactly where
+//! the old one stopped: no wave skipped, no cluster given a revision not promoted to it.
+//!
+//! - The pipeline (stages, their selectors, sources and policies) is read from the newest good
+//!   revision's `flotilla.yaml` (`pipeline.rs`); a stage's content is the revision it is pinned
+//!   to. On the very first good revision every stage is pinned to it and every cluster assigned
+//!   it at once (nothing runs yet, so there is nothing to gate); a stage declared later starts
+//!   where its upstream stage is.
+//! - A stage's candidate (see `rollout::promotion::candidate`) is the head of the branch it
+//!   tracks, or the newest revision its upstream stage passed. A candidate starts a rollout:
+//!   at once with `approval: auto`, awaiting `flotilla approve` with `approval: manual`. While a
+//!   rollout runs, a newer candidate waits for it to end (`supersede: afterRollout`, the
+//!   default) or replaces it (`supersede: immediate`, on stages with automatic approval).
+//! - A running rollout is driven by its judgement (`rollout::progress`): record clusters
+//!   becoming healthy or unhealthy, fail it (Degraded, a health timeout, blocked too long),
+//!   give the next batch of the current wave the target within `maxUnavailable`, begin the
+//!   wave's soak once every cluster of it settled, pass the wave once the soak ran out.
+//! - Clusters are assigned only revisions that have bundles for them: a stage without an active
+//!   rollout gets its pin everywhere (clusters registered or moved into it later); during a
+//!   rollout, a cluster that joined the stage and holds nothing gets the rollout's start.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use flotilla_core::spec::{FleetSpec, StageSource};
+use flotilla_core::FleetSpec;
+use flotilla_core::spec::{Approval, Stage as StageSpec, StageSource, Supersede};
 use futures::future::BoxFuture;
 
 use crate::controller::source::SourceConfig;
 use crate::controller::{Controller, ControllerContext, Wake};
+use crate::node::ProposeError;
 use crate::pipeline::{self, current_revision, head_if_rendered, short};
+use crate::rollout::progress::judge;
+use crate::rollout::promotion::{self, Start, stage_clusters};
+use crate::state::rollout::{Rollout, RolloutStatus};
 use crate::state::source::RevisionRef;
 use crate::state::stage::StageChange;
-use crate::state::{Command, State, Timestamp};
+use crate::state::{Command, RolloutAction, RolloutStep, State, Timestamp};
 
-/// How often the controller looks again when nothing changed.
+/// How often the controller looks again when nothing changed and nothing is due.
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
 
-/// Pins tracking stages to new heads and assigns their clusters.
+/// How long a cluster must stay Healthy at a rollout's target before it counts as done: one
+/// report flickering Healthy (say, health judged before a new revision's objects changed)
+/// proves nothing.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// Drives stages through their rollouts.
 pub struct RolloutController {
     source: SourceConfig,
 }
@@ -50,7 +70,7 @@ impl Controller for RolloutController {
     fn run(&self, context: ControllerContext) -> BoxFuture<'static, ()> {
         let run = Run {
             source: self.source.clone(),
-            specs: HashMap::new(),
+            specs: SpecCache::default(),
             context,
         };
         Box::pin(run.run())
@@ -59,8 +79,7 @@ impl Controller for RolloutController {
 
 struct Run {
     source: SourceConfig,
-    /// Parsed `flotilla.yaml` of revisions, by revision.
-    specs: HashMap<RevisionRef, Option<Arc<FleetSpec>>>,
+    specs: SpecCache,
     context: ControllerContext,
 }
 
@@ -68,117 +87,362 @@ impl Run {
     async fn run(mut self) {
         let mut applied = self.context.node.watch_applied();
         loop {
-            let commands = {
+            let now = self.context.clock.now();
+            let decision = {
                 let state = self.context.node.state();
-                let now = self.context.clock.now();
-                plan(&state, &self.source, &mut self.specs, now)
+                decide(&state, &self.source, &mut self.specs, now, millis(SETTLE))
             };
-            for command in commands {
-                if let Err(e) = self.context.node.propose(&command).await {
-                    tracing::warn!(command = command.kind(), error = %e, "rollout step not recorded");
-                    break;
+            for command in decision.commands {
+                match self.context.node.propose(&command).await {
+                    Ok(_) => {}
+                    // The state moved under this pass (another proposal, a failover): look again.
+                    Err(ProposeError::Rejected { error, .. }) => {
+                        tracing::debug!(command = command.kind(), %error, "rollout step refused");
+                        break;
+                    }
+                    Err(e) => {
+                        tracing::warn!(command = command.kind(), error = %e, "rollout step not recorded");
+                        break;
+                    }
                 }
             }
-            if self.context.wait(&mut applied, IDLE_RECHECK).await == Wake::Stop {
+            let wait = decision
+                .wake_at
+                .map(|at| {
+                    Duration::from_millis(at.0.saturating_sub(now.0)).max(Duration::from_millis(10))
+                })
+                .map_or(IDLE_RECHECK, |d| d.min(IDLE_RECHECK));
+            if self.context.wait(&mut applied, wait).await == Wake::Stop {
                 return;
             }
         }
     }
 }
 
-/// The commands that bring pins and assignments in line with the newest good revision.
-fn plan(
+/// Parsed `flotilla.yaml` of revisions, by revision: parsing is the only thing a pass would
+/// otherwise repeat, and a revision's text never changes.
+#[derive(Default)]
+pub(crate) struct SpecCache {
+    specs: HashMap<RevisionRef, Option<Arc<FleetSpec>>>,
+}
+
+impl SpecCache {
+    fn get(&mut self, state: &State, revision: &RevisionRef) -> Option<Arc<FleetSpec>> {
+        self.specs
+            .entry(revision.clone())
+            .or_insert_with(|| pipeline::spec_of(state, revision).map(Arc::new))
+            .clone()
+    }
+}
+
+/// What one pass decided.
+#[derive(Debug, Default, PartialEq)]
+pub(crate) struct Decision {
+    /// Commands to propose, in order; each is checked again when it applies.
+    pub(crate) commands: Vec<Command>,
+    /// When the decision changes by time alone.
+    pub(crate) wake_at: Option<Timestamp>,
+}
+
+impl Decision {
+    fn wake(&mut self, at: Option<Timestamp>) {
+        if let Some(at) = at {
+            self.wake_at = Some(self.wake_at.map_or(at, |w| w.min(at)));
+        }
+    }
+}
+
+fn actor() -> String {
+    ControllerContext::actor("rollout")
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One pass: what every stage needs now, from the state and the time alone.
+pub(crate) fn decide(
     state: &State,
     source: &SourceConfig,
-    specs: &mut HashMap<RevisionRef, Option<Arc<FleetSpec>>>,
-    at: Timestamp,
-) -> Vec<Command> {
+    specs: &mut SpecCache,
+    now: Timestamp,
+    settle_ms: u64,
+) -> Decision {
+    let mut decision = Decision::default();
     let Some(current) = current_revision(state, &source.name) else {
+        return decision;
+    };
+    let Some(spec) = specs.get(state, &current) else {
+        return decision;
+    };
+    if state.stages.values().all(|s| s.pinned.is_none()) {
+        decision.commands = bootstrap(state, source, &spec, now);
+        return decision;
+    }
+    decision
+        .commands
+        .extend(pin_new_stages(state, source, &spec, now));
+    for stage in &spec.stages {
+        if state
+            .stages
+            .get(&stage.name)
+            .and_then(|s| s.pinned.as_ref())
+            .is_none()
+        {
+            continue;
+        }
+        let clusters = stage_clusters(state, &spec, &stage.name);
+        let mut stage_decision = Decision::default();
+        promote(state, source, &spec, stage, now, &mut stage_decision);
+        if stage_decision.commands.is_empty()
+            && let Some((id, rollout)) = state.active_rollout(&stage.name)
+            && rollout.status == RolloutStatus::Running
+        {
+            let judgement = judge(state, rollout, &clusters, now, settle_ms);
+            stage_decision.wake(judgement.wake_at);
+            stage_decision
+                .commands
+                .extend(drive(id, rollout, judgement, now));
+        }
+        stage_decision
+            .commands
+            .extend(assignments(state, &stage.name, &clusters, now));
+        decision.wake(stage_decision.wake_at);
+        decision.commands.extend(stage_decision.commands);
+    }
+    decision
+}
+
+/// The first good revision: every stage pinned to it and every cluster assigned it at once.
+fn bootstrap(
+    state: &State,
+    source: &SourceConfig,
+    spec: &FleetSpec,
+    now: Timestamp,
+) -> Vec<Command> {
+    let Some(head) = head_if_rendered(state, &source.name) else {
         return Vec::new();
     };
-    let Some(spec) = spec_of(state, &current, specs) else {
-        return Vec::new();
-    };
-    let head = head_if_rendered(state, &source.name);
-    let actor = ControllerContext::actor("rollout");
-    let nothing_pinned = state.stages.values().all(|s| s.pinned.is_none());
-    let mut pins: BTreeMap<String, RevisionRef> = state
+    let mut commands: Vec<Command> = spec
         .stages
         .iter()
-        .filter_map(|(name, stage)| stage.pinned.clone().map(|p| (name.clone(), p)))
-        .collect();
-    let mut commands = Vec::new();
-    let mut pin = |pins: &mut BTreeMap<String, RevisionRef>,
-                   stage: &str,
-                   revision: &RevisionRef,
-                   change: StageChange,
-                   reason: String| {
-        pins.insert(stage.to_owned(), revision.clone());
-        commands.push(Command::PinStage {
-            stage: stage.to_owned(),
-            revision: revision.clone(),
-            change,
-            by: actor.clone(),
-            reason,
-            at,
-        });
-    };
-    if let (true, Some(head)) = (nothing_pinned, &head) {
-        for stage in &spec.stages {
-            let change = match stage.source {
+        .map(|stage| Command::PinStage {
+            stage: stage.name.clone(),
+            revision: head.clone(),
+            change: match stage.source {
                 StageSource::Track { .. } => StageChange::Track,
                 StageSource::PromoteFrom { .. } => StageChange::Promote,
-            };
-            pin(
-                &mut pins,
-                &stage.name,
-                head,
-                change,
-                format!(
-                    "first good revision {}: nothing runs yet",
-                    short(&head.commit)
-                ),
-            );
-        }
+            },
+            by: actor(),
+            reason: format!(
+                "first good revision {}: nothing runs yet",
+                short(&head.commit)
+            ),
+            at: now,
+        })
+        .collect();
+    let clusters: Vec<String> = state
+        .clusters
+        .keys()
+        .filter(|c| {
+            state
+                .revisions
+                .get(&head)
+                .is_some_and(|r| r.bundles_for(c).is_some())
+        })
+        .cloned()
+        .collect();
+    if !clusters.is_empty() {
+        commands.push(Command::AssignRevision {
+            clusters,
+            revision: head,
+            at: now,
+        });
     }
-    for stage in &spec.stages {
-        if let (StageSource::Track { branch }, Some(head)) = (&stage.source, &head)
-            && *branch == source.branch
-            && pins.get(&stage.name) != Some(head)
-        {
-            pin(
-                &mut pins,
-                &stage.name,
-                head,
-                StageChange::Track,
-                format!("branch `{branch}` moved to {}", short(&head.commit)),
-            );
-        }
-    }
-    // A stage declared after the first revision starts where its upstream stage is; chains
-    // resolve over successive passes of this loop.
-    for _ in 0..spec.stages.len() {
-        for stage in &spec.stages {
-            if let StageSource::PromoteFrom { stage: upstream } = &stage.source
-                && !pins.contains_key(&stage.name)
-                && let Some(revision) = pins.get(upstream).cloned()
-            {
-                pin(
-                    &mut pins,
-                    &stage.name,
-                    &revision,
+    commands
+}
+
+/// A stage declared after the first revision starts where its upstream stage is (a tracking
+/// stage, at the head); chains resolve over successive passes.
+fn pin_new_stages(
+    state: &State,
+    source: &SourceConfig,
+    spec: &FleetSpec,
+    now: Timestamp,
+) -> Vec<Command> {
+    let pinned = |name: &str| state.stages.get(name).and_then(|s| s.pinned.clone());
+    spec.stages
+        .iter()
+        .filter(|stage| pinned(&stage.name).is_none())
+        .filter_map(|stage| {
+            let (revision, change, reason) = match &stage.source {
+                StageSource::PromoteFrom { stage: upstream } => (
+                    pinned(upstream)?,
                     StageChange::Promote,
                     format!("new stage starts where `{upstream}` is"),
-                );
-            }
-        }
+                ),
+                StageSource::Track { branch } if *branch == source.branch => (
+                    head_if_rendered(state, &source.name)?,
+                    StageChange::Track,
+                    format!("new stage starts at the head of `{branch}`"),
+                ),
+                StageSource::Track { .. } => return None,
+            };
+            Some(Command::PinStage {
+                stage: stage.name.clone(),
+                revision,
+                change,
+                by: actor(),
+                reason,
+                at: now,
+            })
+        })
+        .collect()
+}
+
+/// Starts (or replaces) the stage's rollout when its candidate differs from where it is going.
+fn promote(
+    state: &State,
+    source: &SourceConfig,
+    spec: &FleetSpec,
+    stage: &StageSpec,
+    now: Timestamp,
+    decision: &mut Decision,
+) {
+    let Some(candidate) = promotion::candidate(state, stage, &source.name, &source.branch) else {
+        return;
+    };
+    let manual = stage.rollout.approval == Approval::Manual;
+    let active = state.active_rollout(&stage.name);
+    if let Some((id, rollout)) = active
+        && rollout.status == RolloutStatus::AwaitingApproval
+        && rollout.to == candidate.revision
+        && !manual
+    {
+        // The stage no longer asks for approval (its flotilla.yaml changed).
+        decision.commands.push(Command::SetRolloutStatus {
+            rollout: id,
+            action: RolloutAction::Approve,
+            by: actor(),
+            reason: "the stage no longer asks for approval".to_owned(),
+            at: now,
+        });
+        return;
     }
-    let mut assignments: BTreeMap<RevisionRef, Vec<String>> = BTreeMap::new();
-    for (name, cluster) in &state.clusters {
-        let Ok(Some(stage)) = spec.stage_for(&cluster.labels) else {
+    let supersede = match active {
+        None => {
+            let pinned = state
+                .stages
+                .get(&stage.name)
+                .and_then(|s| s.pinned.as_ref());
+            if pinned == Some(&candidate.revision) {
+                return;
+            }
+            false
+        }
+        Some((_, rollout)) if rollout.to == candidate.revision => return,
+        // Nothing happened yet: the newer candidate takes its place.
+        Some((_, rollout)) if rollout.status == RolloutStatus::AwaitingApproval => true,
+        Some(_) if stage.rollout.supersede == Supersede::Immediate && !manual => true,
+        Some(_) => return,
+    };
+    decision.commands.push(promotion::start_rollout(
+        state,
+        spec,
+        stage,
+        Start {
+            to: &candidate.revision,
+            change: candidate.change,
+            await_approval: manual,
+            supersede,
+            by: &actor(),
+            reason: &candidate.reason,
+            at: now,
+        },
+    ));
+}
+
+/// The next step of a running rollout, from its judgement.
+fn drive(
+    id: u64,
+    rollout: &Rollout,
+    judgement: crate::rollout::progress::Judgement,
+    now: Timestamp,
+) -> Vec<Command> {
+    let step = |step: RolloutStep| {
+        vec![Command::RolloutStep {
+            rollout: id,
+            step,
+            at: now,
+        }]
+    };
+    if let Some(reason) = judgement.failure {
+        return vec![Command::FailRollout {
+            rollout: id,
+            reason,
+            by: actor(),
+            at: now,
+        }];
+    }
+    if !judgement.marks_unhealthy.is_empty() {
+        return step(RolloutStep::Unhealthy {
+            clusters: judgement.marks_unhealthy,
+        });
+    }
+    if !judgement.marks_healthy.is_empty() {
+        return step(RolloutStep::Healthy {
+            clusters: judgement.marks_healthy,
+        });
+    }
+    if !judgement.next_batch.is_empty() {
+        return step(RolloutStep::Assign {
+            wave: rollout.current,
+            clusters: judgement.next_batch,
+        });
+    }
+    match rollout.current_wave() {
+        Some(wave) if judgement.wave_settled => match wave.healthy_at {
+            None => step(RolloutStep::WaveHealthy {
+                wave: rollout.current,
+            }),
+            Some(at) if now.0 >= at.0.saturating_add(wave.soak_ms) => step(RolloutStep::WaveDone {
+                wave: rollout.current,
+            }),
+            Some(_) => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
+/// Assignments outside rollouts: with no rollout running or paused, every cluster of the stage
+/// is brought to the pin; during one, a cluster that joined the stage and holds nothing gets
+/// the rollout's start. Only revisions with bundles for a cluster are assigned to it.
+fn assignments(
+    state: &State,
+    stage: &str,
+    clusters: &std::collections::BTreeSet<String>,
+    now: Timestamp,
+) -> Vec<Command> {
+    let running = state
+        .active_rollout(stage)
+        .filter(|(_, r)| r.status != RolloutStatus::AwaitingApproval)
+        .map(|(_, r)| r);
+    let mut wanted: BTreeMap<RevisionRef, Vec<String>> = BTreeMap::new();
+    for name in clusters {
+        let Some(cluster) = state.clusters.get(name) else {
             continue;
         };
-        let Some(desired) = pins.get(&stage.name) else {
+        let desired = match running {
+            None => state.stages.get(stage).and_then(|s| s.pinned.as_ref()),
+            Some(rollout) => {
+                let planned = rollout.waves.iter().any(|w| w.clusters.contains(name));
+                if planned || cluster.assigned.is_some() {
+                    continue;
+                }
+                rollout.from.as_ref()
+            }
+        };
+        let Some(desired) = desired else {
             continue;
         };
         let has_bundles = state
@@ -186,31 +450,20 @@ fn plan(
             .get(desired)
             .is_some_and(|r| r.bundles_for(name).is_some());
         if cluster.assigned.as_ref() != Some(desired) && has_bundles {
-            assignments
+            wanted
                 .entry(desired.clone())
                 .or_default()
                 .push(name.clone());
         }
     }
-    for (revision, clusters) in assignments {
-        commands.push(Command::AssignRevision {
+    wanted
+        .into_iter()
+        .map(|(revision, clusters)| Command::AssignRevision {
             clusters,
             revision,
-            at,
-        });
-    }
-    commands
-}
-
-fn spec_of(
-    state: &State,
-    revision: &RevisionRef,
-    specs: &mut HashMap<RevisionRef, Option<Arc<FleetSpec>>>,
-) -> Option<Arc<FleetSpec>> {
-    specs
-        .entry(revision.clone())
-        .or_insert_with(|| pipeline::spec_of(state, revision).map(Arc::new))
-        .clone()
+            at: now,
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use super::access::RoleBinding;
 use super::audit::AuditEvent;
 use super::health::HealthReport;
+use super::rollout::Gate;
 use super::source::{Blob, BlobHash, RenderError, RevisionRef};
 use super::stage::StageChange;
 use super::{Labels, Timestamp};
@@ -136,34 +137,76 @@ pub enum Command {
         /// When.
         at: Timestamp,
     },
-    /// A rollout of a stage to a new revision begins, in waves.
+    /// A rollout of a stage to a new revision is created: it runs at once (the stage is pinned
+    /// to the target) or, for a stage with manual approval, waits for `Approve`.
     StartRollout {
         /// Stage name (must be pinned already; its pin is the rollout's starting point).
         stage: String,
         /// Target revision.
         to: RevisionRef,
         /// Waves of clusters, in order.
-        waves: Vec<Vec<String>>,
+        waves: Vec<PlannedWave>,
+        /// The health gate.
+        gate: Gate,
+        /// How the target comes to the stage: `Track`, `Promote` or `ForcePromote`.
+        change: StageChange,
+        /// Wait for an approval before anything happens.
+        await_approval: bool,
         /// Replace a rollout still active for the stage instead of refusing.
         supersede: bool,
+        /// Who asked (a user, or `controller:rollout`).
+        by: String,
+        /// Why.
+        reason: String,
         /// When.
         at: Timestamp,
     },
-    /// The next wave of a rollout starts: its clusters are assigned the target revision.
-    StartWave {
+    /// A running rollout moves one step: clusters given the target, clusters seen healthy or
+    /// no longer healthy, a wave healthy (its soak begins) or passed.
+    RolloutStep {
         /// Rollout id.
         rollout: u64,
-        /// Wave number, which must be the next one.
-        wave: usize,
+        /// The step.
+        step: RolloutStep,
         /// When.
         at: Timestamp,
     },
-    /// A rollout moves to a new status: paused, resumed, failed, completed or rolled back.
+    /// A rollout is paused, resumed or approved.
     SetRolloutStatus {
         /// Rollout id.
         rollout: u64,
         /// The transition.
         action: RolloutAction,
+        /// Who asked (user or controller).
+        by: String,
+        /// Why.
+        reason: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// A running rollout failed its health gate: it is paused, or rolled back (every cluster of
+    /// it assigned anything but its start returns to the start, the stage is pinned back and the
+    /// target is marked failed for it), as its gate says.
+    FailRollout {
+        /// Rollout id.
+        rollout: u64,
+        /// What failed.
+        reason: String,
+        /// Who decided (`controller:rollout`).
+        by: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// A stage goes back to an earlier revision at once: the active rollout (if any) ends
+    /// rolled back, the stage is pinned to `to`, what it moves away from is marked failed for
+    /// it, and `clusters` are assigned `to`.
+    RollBack {
+        /// Stage name.
+        stage: String,
+        /// The revision to return to.
+        to: RevisionRef,
+        /// Clusters to assign it (each must have bundles in it).
+        clusters: Vec<String>,
         /// Who asked (user or controller).
         by: String,
         /// Why.
@@ -252,20 +295,82 @@ pub enum RenderOutcome {
     },
 }
 
+/// One wave of a new rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PlannedWave {
+    /// Name shown in status.
+    pub name: String,
+    /// Its clusters.
+    pub clusters: Vec<String>,
+    /// How long it soaks once healthy, in milliseconds.
+    pub soak_ms: u64,
+}
+
+/// A step of a running rollout.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RolloutStep {
+    /// Clusters of the current wave are given the target.
+    Assign {
+        /// The current wave.
+        wave: usize,
+        /// Clusters of it not given the target yet.
+        clusters: Vec<String>,
+    },
+    /// Clusters given the target report it Applied and Healthy.
+    Healthy {
+        /// The clusters.
+        clusters: Vec<String>,
+    },
+    /// Clusters seen healthy at the target are not any more.
+    Unhealthy {
+        /// The clusters.
+        clusters: Vec<String>,
+    },
+    /// Every cluster of the current wave is healthy at the target: its soak begins.
+    WaveHealthy {
+        /// The current wave.
+        wave: usize,
+    },
+    /// The current wave soaked healthy: the next one may begin (or the rollout completes).
+    WaveDone {
+        /// The current wave.
+        wave: usize,
+    },
+}
+
+impl RolloutStep {
+    /// A short name for errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            RolloutStep::Assign { .. } => "assign clusters",
+            RolloutStep::Healthy { .. } => "mark clusters healthy",
+            RolloutStep::Unhealthy { .. } => "mark clusters unhealthy",
+            RolloutStep::WaveHealthy { .. } => "start a soak",
+            RolloutStep::WaveDone { .. } => "pass a wave",
+        }
+    }
+}
+
 /// A rollout status transition.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RolloutAction {
-    /// Stop starting waves until resumed.
+    /// Stop giving clusters the target until resumed.
     Pause,
     /// Continue a paused rollout.
     Resume,
-    /// Stop for good, leaving clusters where they are.
-    Fail,
-    /// Every wave is done: the stage is pinned to the target.
-    Complete,
-    /// Return every cluster that got the target to the start revision, pin the stage back and
-    /// mark the target failed for the stage.
-    RollBack,
+    /// Let a rollout awaiting approval run; the stage is pinned to its target.
+    Approve,
+}
+
+impl RolloutAction {
+    /// The verb, for errors and audit events.
+    pub fn verb(self) -> &'static str {
+        match self {
+            RolloutAction::Pause => "pause",
+            RolloutAction::Resume => "resume",
+            RolloutAction::Approve => "approve",
+        }
+    }
 }
 
 /// Why a command's bytes could not be turned into a command.
@@ -334,8 +439,10 @@ impl Command {
             Command::AssignRevision { .. } => "assign_revision",
             Command::PinStage { .. } => "pin_stage",
             Command::StartRollout { .. } => "start_rollout",
-            Command::StartWave { .. } => "start_wave",
+            Command::RolloutStep { .. } => "rollout_step",
             Command::SetRolloutStatus { .. } => "set_rollout_status",
+            Command::FailRollout { .. } => "fail_rollout",
+            Command::RollBack { .. } => "roll_back",
             Command::RecordHealth { .. } => "record_health",
             Command::SetLiveness { .. } => "set_liveness",
             Command::CreateToken { .. } => "create_token",

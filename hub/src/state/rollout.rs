@@ -1,14 +1,19 @@
 //! Rollouts: moving a stage from one revision to another in waves, and their status machine.
 //!
-//! The rollout controller decides *when* (health gates, soak, timeouts); this module only records
-//! its decisions and refuses impossible ones (a wave out of order, resuming a completed rollout),
-//! so a new leader resumes exactly where the old one stopped.
+//! The rollout controller decides *when* (health gates, soak, timeouts, approvals); this module
+//! records its decisions and refuses impossible ones (a wave out of order, a cluster given the
+//! revision twice, a soak cut short, resuming a completed rollout). Everything a decision needs
+//! — which clusters got the target and when, since when each is healthy, when each wave's soak
+//! began — is here, so a new leader resumes exactly where the old one stopped.
+
+use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use super::command::RolloutAction;
+use super::audit::AuditEvent;
+use super::command::{PlannedWave, RolloutAction, RolloutStep};
 use super::source::RevisionRef;
-use super::stage::{StageChange, set_pin};
+use super::stage::{PinRecord, StageChange, set_pin};
 use super::{CommandError, State, Timestamp};
 
 /// A stage moving from one revision to another.
@@ -16,40 +21,108 @@ use super::{CommandError, State, Timestamp};
 pub struct Rollout {
     /// The stage.
     pub stage: String,
-    /// The stage's pin when the rollout started.
+    /// Where the stage's clusters return to on rollback: the stage's pin when the rollout was
+    /// created (or the start of the rollout it superseded).
     pub from: Option<RevisionRef>,
     /// The target.
     pub to: RevisionRef,
-    /// Clusters per wave, in order.
-    pub waves: Vec<Vec<String>>,
-    /// Waves started so far (wave `started - 1` is the current one).
-    pub started: usize,
+    /// Waves in order, frozen when the rollout was created.
+    pub waves: Vec<Wave>,
+    /// The health gate, frozen when the rollout was created.
+    pub gate: Gate,
+    /// How the target came to the stage (tracking, promotion, forced promotion).
+    pub change: StageChange,
+    /// Who asked for it.
+    pub by: String,
+    /// Why.
+    pub reason: String,
+    /// The wave in progress; equal to the number of waves once every wave passed.
+    pub current: usize,
+    /// Clusters given the target, by name.
+    pub clusters: BTreeMap<String, ClusterProgress>,
     /// Status.
     pub status: RolloutStatus,
-    /// When it started.
-    pub started_at: Timestamp,
-    /// When it last changed.
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When it began to run (at once, or when approved).
+    pub started_at: Option<Timestamp>,
+    /// When it last changed in any way.
     pub updated_at: Timestamp,
+    /// When it last made progress (a cluster given the target or healthy, a wave passed, a
+    /// resume): a rollout that can make none fails once the health timeout passes after it.
+    pub progressed_at: Timestamp,
+}
+
+/// One wave of a rollout.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Wave {
+    /// Name, from `flotilla.yaml` (`remaining` or `all` for the implicit last wave).
+    pub name: String,
+    /// Its clusters, sorted.
+    pub clusters: Vec<String>,
+    /// How long it soaks once healthy, in milliseconds.
+    pub soak_ms: u64,
+    /// When its first cluster was given the target.
+    pub started_at: Option<Timestamp>,
+    /// When every cluster of it was last seen healthy at the target: its soak began.
+    pub healthy_at: Option<Timestamp>,
+    /// When it passed.
+    pub done_at: Option<Timestamp>,
+}
+
+/// The health gate of a rollout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Gate {
+    /// Most clusters of the stage not healthy at once (at least 1).
+    pub max_unavailable: u32,
+    /// How long a cluster given the target may take to report it Healthy, in milliseconds.
+    pub health_timeout_ms: u64,
+    /// What a failure does.
+    pub on_failure: OnFailure,
+}
+
+/// What a failed health gate does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OnFailure {
+    /// Stop where it is and wait for an operator.
+    Pause,
+    /// Return every cluster that got the target to the start, pin the stage back and mark
+    /// the target failed for the stage.
+    Rollback,
+}
+
+/// A cluster given the target.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterProgress {
+    /// The wave it belongs to.
+    pub wave: usize,
+    /// When it was given the target.
+    pub assigned_at: Timestamp,
+    /// Since when the controller has seen it Applied and Healthy at the target; `None` while
+    /// it is not.
+    pub healthy_since: Option<Timestamp>,
+    /// Its health timeout counts from here: when it was given the target, when it last left
+    /// Healthy, or when the rollout was resumed.
+    pub clock_from: Timestamp,
 }
 
 /// Where a rollout is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RolloutStatus {
+    /// Created for a stage with `approval: manual`; nothing happens until it is approved.
+    AwaitingApproval,
     /// Waves are being started as their predecessors pass.
     Running,
     /// Waiting for an operator.
     Paused {
+        /// Who paused it (an operator, or the controller on a failure).
+        by: String,
         /// Why.
         reason: String,
     },
-    /// Every wave passed; the stage is pinned to the target.
+    /// Every wave passed; the target counts as passed by the stage.
     Completed,
-    /// Stopped for good.
-    Failed {
-        /// Why.
-        reason: String,
-    },
-    /// Clusters returned to the start revision.
+    /// Clusters returned to a previous revision.
     RolledBack {
         /// Why.
         reason: String,
@@ -65,10 +138,10 @@ impl RolloutStatus {
     /// The status as people read it: `running`, `paused`, `rolled back`, ...
     pub fn name(&self) -> &'static str {
         match self {
+            RolloutStatus::AwaitingApproval => "awaiting approval",
             RolloutStatus::Running => "running",
             RolloutStatus::Paused { .. } => "paused",
             RolloutStatus::Completed => "completed",
-            RolloutStatus::Failed { .. } => "failed",
             RolloutStatus::RolledBack { .. } => "rolled back",
             RolloutStatus::Superseded { .. } => "superseded",
         }
@@ -76,12 +149,17 @@ impl RolloutStatus {
 }
 
 impl Rollout {
-    /// Running or paused: it still owns its stage.
+    /// Awaiting approval, running or paused: it still owns its stage.
     pub fn is_active(&self) -> bool {
         matches!(
             self.status,
-            RolloutStatus::Running | RolloutStatus::Paused { .. }
+            RolloutStatus::AwaitingApproval | RolloutStatus::Running | RolloutStatus::Paused { .. }
         )
+    }
+
+    /// The wave in progress, if any is.
+    pub fn current_wave(&self) -> Option<&Wave> {
+        self.waves.get(self.current)
     }
 
     fn refuse(&self, id: u64, action: &str) -> CommandError {
@@ -93,72 +171,186 @@ impl Rollout {
     }
 }
 
-pub(super) fn start(
-    state: &mut State,
-    stage: &str,
-    to: &RevisionRef,
-    waves: &[Vec<String>],
-    supersede: bool,
-    at: Timestamp,
-) -> Result<(), CommandError> {
-    let from = state
+impl State {
+    /// The active rollout of a stage, with its id.
+    pub fn active_rollout(&self, stage: &str) -> Option<(u64, &Rollout)> {
+        self.rollouts
+            .iter()
+            .rev()
+            .find(|(_, r)| r.stage == stage && r.is_active())
+            .map(|(id, r)| (*id, r))
+    }
+}
+
+/// Everything `StartRollout` carries.
+pub(super) struct NewRollout<'a> {
+    pub(super) stage: &'a str,
+    pub(super) to: &'a RevisionRef,
+    pub(super) waves: &'a [PlannedWave],
+    pub(super) gate: Gate,
+    pub(super) change: StageChange,
+    pub(super) await_approval: bool,
+    pub(super) supersede: bool,
+    pub(super) by: &'a str,
+    pub(super) reason: &'a str,
+    pub(super) at: Timestamp,
+}
+
+pub(super) fn start(state: &mut State, new: NewRollout<'_>) -> Result<(), CommandError> {
+    let stage = state
         .stages
-        .get(stage)
-        .ok_or_else(|| CommandError::UnknownStage(stage.to_owned()))?
-        .pinned
-        .clone();
-    super::source::require_rendered(state, to)?;
-    if waves.is_empty() || waves.iter().any(|w| w.is_empty()) {
+        .get(new.stage)
+        .ok_or_else(|| CommandError::UnknownStage(new.stage.to_owned()))?;
+    let pinned = stage.pinned.clone();
+    super::source::require_rendered(state, new.to)?;
+    if new.gate.max_unavailable == 0 {
         return Err(CommandError::Invalid(
-            "a rollout needs waves, none of them empty".into(),
+            "a rollout's maxUnavailable must be at least 1".into(),
         ));
     }
-    if let Some(unknown) = waves
-        .iter()
-        .flatten()
-        .find(|c| !state.clusters.contains_key(*c))
-    {
-        return Err(CommandError::UnknownCluster(unknown.clone()));
+    if !matches!(
+        new.change,
+        StageChange::Track | StageChange::Promote | StageChange::ForcePromote
+    ) {
+        return Err(CommandError::Invalid(format!(
+            "a rollout starts by tracking or promotion, not by {:?}",
+            new.change
+        )));
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for cluster in new.waves.iter().flat_map(|w| &w.clusters) {
+        if !state.clusters.contains_key(cluster) {
+            return Err(CommandError::UnknownCluster(cluster.clone()));
+        }
+        if !seen.insert(cluster) {
+            return Err(CommandError::Invalid(format!(
+                "cluster '{cluster}' is in two waves"
+            )));
+        }
     }
     let active = state
-        .rollouts
-        .iter()
-        .find(|(_, r)| r.stage == stage && r.is_active())
-        .map(|(id, _)| *id);
+        .active_rollout(new.stage)
+        .map(|(id, r)| (id, r.from.clone()));
+    if active.is_none() && pinned.as_ref() == Some(new.to) {
+        return Err(CommandError::Invalid(format!(
+            "stage '{}' is already pinned to {}",
+            new.stage, new.to
+        )));
+    }
     let id = state.next_rollout_id.max(1);
-    if let Some(active) = active {
-        if !supersede {
+    let from = match active {
+        Some((active, _)) if !new.supersede => {
             return Err(CommandError::RolloutActive {
-                stage: stage.to_owned(),
+                stage: new.stage.to_owned(),
                 rollout: active,
             });
         }
-        if let Some(old) = state.rollouts.get_mut(&active) {
-            old.status = RolloutStatus::Superseded { by: id };
-            old.updated_at = at;
+        Some((active, from)) => {
+            if let Some(old) = state.rollouts.get_mut(&active) {
+                old.status = RolloutStatus::Superseded { by: id };
+                old.updated_at = new.at;
+            }
+            from
         }
-    }
+        None => pinned,
+    };
     state.next_rollout_id = id + 1;
+    let status = if new.await_approval {
+        RolloutStatus::AwaitingApproval
+    } else {
+        set_pin(
+            state,
+            new.stage,
+            PinRecord {
+                revision: new.to.clone(),
+                change: new.change,
+                by: new.by.to_owned(),
+                reason: new.reason.to_owned(),
+                at: new.at,
+                rollout: Some(id),
+            },
+        );
+        RolloutStatus::Running
+    };
+    let action = if new.await_approval {
+        "await-approval"
+    } else {
+        new.change.name()
+    };
+    audit(
+        state,
+        new.by,
+        action,
+        new.stage,
+        format!("{} (rollout {id}): {}", new.to, new.reason),
+        new.at,
+    );
     state.rollouts.insert(
         id,
         Rollout {
-            stage: stage.to_owned(),
+            stage: new.stage.to_owned(),
             from,
-            to: to.clone(),
-            waves: waves.to_vec(),
-            started: 0,
-            status: RolloutStatus::Running,
-            started_at: at,
-            updated_at: at,
+            to: new.to.clone(),
+            waves: new
+                .waves
+                .iter()
+                .map(|w| Wave {
+                    name: w.name.clone(),
+                    clusters: w.clusters.clone(),
+                    soak_ms: w.soak_ms,
+                    started_at: None,
+                    healthy_at: None,
+                    done_at: None,
+                })
+                .collect(),
+            gate: new.gate,
+            change: new.change,
+            by: new.by.to_owned(),
+            reason: new.reason.to_owned(),
+            current: 0,
+            clusters: BTreeMap::new(),
+            started_at: (status == RolloutStatus::Running).then_some(new.at),
+            status,
+            created_at: new.at,
+            updated_at: new.at,
+            progressed_at: new.at,
         },
     );
+    complete_if_done(state, id);
     Ok(())
 }
 
-pub(super) fn start_wave(
+/// A running rollout with no wave left (a stage without clusters) completes at once.
+fn complete_if_done(state: &mut State, id: u64) {
+    let Some(rollout) = state.rollouts.get_mut(&id) else {
+        return;
+    };
+    if rollout.status != RolloutStatus::Running || rollout.current < rollout.waves.len() {
+        return;
+    }
+    rollout.status = RolloutStatus::Completed;
+    let (stage, to) = (rollout.stage.clone(), rollout.to.clone());
+    let stage = state.stages.entry(stage).or_default();
+    stage.failed.remove(&to);
+    stage.passed.insert(to);
+}
+
+/// Records an audit event about a stage; rollout decisions are audited as they apply, so the
+/// record can never miss one.
+fn audit(state: &mut State, actor: &str, action: &str, stage: &str, detail: String, at: Timestamp) {
+    state.audit.push(AuditEvent {
+        actor: actor.to_owned(),
+        action: action.to_owned(),
+        target: format!("stage/{stage}"),
+        detail,
+        at,
+    });
+}
+
+pub(super) fn step(
     state: &mut State,
     id: u64,
-    wave: usize,
+    step: &RolloutStep,
     at: Timestamp,
 ) -> Result<(), CommandError> {
     let rollout = state
@@ -166,22 +358,196 @@ pub(super) fn start_wave(
         .get(&id)
         .ok_or(CommandError::UnknownRollout(id))?;
     if rollout.status != RolloutStatus::Running {
-        return Err(rollout.refuse(id, "start a wave"));
+        return Err(rollout.refuse(id, step.name()));
     }
-    if wave != rollout.started || wave >= rollout.waves.len() {
+    match step {
+        RolloutStep::Assign { wave, clusters } => assign(state, id, *wave, clusters, at),
+        RolloutStep::Healthy { clusters } => mark_health(state, id, clusters, true, at),
+        RolloutStep::Unhealthy { clusters } => mark_health(state, id, clusters, false, at),
+        RolloutStep::WaveHealthy { wave } => wave_healthy(state, id, *wave, at),
+        RolloutStep::WaveDone { wave } => wave_done(state, id, *wave, at),
+    }
+}
+
+fn rollout_mut(state: &mut State, id: u64) -> Result<&mut Rollout, CommandError> {
+    state
+        .rollouts
+        .get_mut(&id)
+        .ok_or(CommandError::UnknownRollout(id))
+}
+
+fn require_current(rollout: &Rollout, id: u64, wave: usize) -> Result<(), CommandError> {
+    if wave != rollout.current || wave >= rollout.waves.len() {
         return Err(CommandError::Invalid(format!(
-            "rollout {id} can start wave {} next (of {}), not wave {wave}",
-            rollout.started,
+            "rollout {id} is at wave {} of {}, not wave {wave}",
+            rollout.current,
             rollout.waves.len()
         )));
     }
-    let clusters = rollout.waves[wave].clone();
-    let to = rollout.to.clone();
-    super::fleet::set_assigned(state, &clusters, &to, at);
-    if let Some(rollout) = state.rollouts.get_mut(&id) {
-        rollout.started += 1;
-        rollout.updated_at = at;
+    Ok(())
+}
+
+/// Gives the target to clusters of the current wave, each once, only where it has bundles.
+fn assign(
+    state: &mut State,
+    id: u64,
+    wave: usize,
+    clusters: &[String],
+    at: Timestamp,
+) -> Result<(), CommandError> {
+    let rollout = &state.rollouts[&id];
+    require_current(rollout, id, wave)?;
+    if clusters.is_empty() {
+        return Err(CommandError::Invalid("no cluster to assign".into()));
     }
+    let to = rollout.to.clone();
+    for cluster in clusters {
+        if !rollout.waves[wave].clusters.contains(cluster) {
+            return Err(CommandError::Invalid(format!(
+                "cluster '{cluster}' is not in wave {wave} of rollout {id}"
+            )));
+        }
+        if rollout.clusters.contains_key(cluster) {
+            return Err(CommandError::Invalid(format!(
+                "cluster '{cluster}' already got {to} in rollout {id}"
+            )));
+        }
+        require_bundles(state, cluster, &to)?;
+    }
+    super::fleet::set_assigned(state, clusters, &to, at);
+    let rollout = rollout_mut(state, id)?;
+    for cluster in clusters {
+        rollout.clusters.insert(
+            cluster.clone(),
+            ClusterProgress {
+                wave,
+                assigned_at: at,
+                healthy_since: None,
+                clock_from: at,
+            },
+        );
+    }
+    let wave = &mut rollout.waves[wave];
+    wave.started_at.get_or_insert(at);
+    // A newly updated cluster is not healthy yet, so the wave's soak (if it began) is over.
+    wave.healthy_at = None;
+    rollout.updated_at = at;
+    rollout.progressed_at = at;
+    Ok(())
+}
+
+/// Checks that a cluster is registered and that `revision` has bundles for it.
+pub(super) fn require_bundles(
+    state: &State,
+    cluster: &str,
+    revision: &RevisionRef,
+) -> Result<(), CommandError> {
+    if !state.clusters.contains_key(cluster) {
+        return Err(CommandError::UnknownCluster(cluster.to_owned()));
+    }
+    let rendered = state
+        .revisions
+        .get(revision)
+        .is_some_and(|r| r.bundles_for(cluster).is_some());
+    if !rendered {
+        return Err(CommandError::Invalid(format!(
+            "revision {revision} has no bundles for cluster '{cluster}'"
+        )));
+    }
+    Ok(())
+}
+
+/// Records that clusters given the target became healthy at it, or left Healthy.
+fn mark_health(
+    state: &mut State,
+    id: u64,
+    clusters: &[String],
+    healthy: bool,
+    at: Timestamp,
+) -> Result<(), CommandError> {
+    let rollout = rollout_mut(state, id)?;
+    if clusters.is_empty() {
+        return Err(CommandError::Invalid("no cluster named".into()));
+    }
+    for cluster in clusters {
+        match rollout.clusters.get(cluster) {
+            None => {
+                return Err(CommandError::Invalid(format!(
+                    "cluster '{cluster}' has not been given the target of rollout {id}"
+                )));
+            }
+            Some(progress) if progress.healthy_since.is_some() == healthy => {
+                return Err(CommandError::Invalid(format!(
+                    "cluster '{cluster}' is already marked {} in rollout {id}",
+                    if healthy { "healthy" } else { "unhealthy" }
+                )));
+            }
+            Some(_) => {}
+        }
+    }
+    let current = rollout.current;
+    for cluster in clusters {
+        if let Some(progress) = rollout.clusters.get_mut(cluster) {
+            if healthy {
+                progress.healthy_since = Some(at);
+            } else {
+                progress.healthy_since = None;
+                progress.clock_from = at;
+                if progress.wave == current
+                    && let Some(wave) = rollout.waves.get_mut(current)
+                {
+                    // Its soak must begin again once the wave is healthy again.
+                    wave.healthy_at = None;
+                }
+            }
+        }
+    }
+    rollout.updated_at = at;
+    if healthy {
+        rollout.progressed_at = at;
+    }
+    Ok(())
+}
+
+fn wave_healthy(
+    state: &mut State,
+    id: u64,
+    wave: usize,
+    at: Timestamp,
+) -> Result<(), CommandError> {
+    let rollout = rollout_mut(state, id)?;
+    require_current(rollout, id, wave)?;
+    if rollout.waves[wave].healthy_at.is_some() {
+        return Err(CommandError::Invalid(format!(
+            "wave {wave} of rollout {id} is already soaking"
+        )));
+    }
+    rollout.waves[wave].healthy_at = Some(at);
+    rollout.updated_at = at;
+    rollout.progressed_at = at;
+    Ok(())
+}
+
+fn wave_done(state: &mut State, id: u64, wave: usize, at: Timestamp) -> Result<(), CommandError> {
+    let rollout = rollout_mut(state, id)?;
+    require_current(rollout, id, wave)?;
+    let soak = &rollout.waves[wave];
+    let Some(healthy_at) = soak.healthy_at else {
+        return Err(CommandError::Invalid(format!(
+            "wave {wave} of rollout {id} has not been healthy yet"
+        )));
+    };
+    if at.0 < healthy_at.0.saturating_add(soak.soak_ms) {
+        return Err(CommandError::Invalid(format!(
+            "wave {wave} of rollout {id} soaks until {} ms",
+            healthy_at.0.saturating_add(soak.soak_ms)
+        )));
+    }
+    rollout.waves[wave].done_at = Some(at);
+    rollout.current += 1;
+    rollout.updated_at = at;
+    rollout.progressed_at = at;
+    complete_if_done(state, id);
     Ok(())
 }
 
@@ -196,72 +562,240 @@ pub(super) fn transition(
     let rollout = state
         .rollouts
         .get(&id)
-        .ok_or(CommandError::UnknownRollout(id))?
-        .clone();
-    let status = match (action, &rollout.status) {
-        (RolloutAction::Pause, RolloutStatus::Running) => RolloutStatus::Paused {
-            reason: reason.to_owned(),
-        },
-        (RolloutAction::Resume, RolloutStatus::Paused { .. }) => RolloutStatus::Running,
-        (RolloutAction::Fail, _) if rollout.is_active() => RolloutStatus::Failed {
-            reason: reason.to_owned(),
-        },
-        (RolloutAction::Complete, RolloutStatus::Running)
-            if rollout.started == rollout.waves.len() =>
-        {
+        .ok_or(CommandError::UnknownRollout(id))?;
+    let stage = rollout.stage.clone();
+    match (action, &rollout.status) {
+        (RolloutAction::Pause, RolloutStatus::Running) => {
+            let rollout = rollout_mut(state, id)?;
+            rollout.status = RolloutStatus::Paused {
+                by: by.to_owned(),
+                reason: reason.to_owned(),
+            };
+            rollout.updated_at = at;
+        }
+        (RolloutAction::Resume, RolloutStatus::Paused { .. }) => {
+            let rollout = rollout_mut(state, id)?;
+            rollout.status = RolloutStatus::Running;
+            // The time spent paused does not count against anyone: every cluster still on its
+            // way gets a full health timeout, and the wave in progress soaks again.
+            for progress in rollout.clusters.values_mut() {
+                if progress.healthy_since.is_none() {
+                    progress.clock_from = at;
+                }
+            }
+            if let Some(wave) = rollout.waves.get_mut(rollout.current) {
+                wave.healthy_at = None;
+            }
+            rollout.updated_at = at;
+            rollout.progressed_at = at;
+        }
+        (RolloutAction::Approve, RolloutStatus::AwaitingApproval) => {
+            let (to, change) = (rollout.to.clone(), rollout.change);
+            super::source::require_rendered(state, &to)?;
             set_pin(
                 state,
-                &rollout.stage,
-                &rollout.to,
-                StageChange::RolloutComplete,
-                by,
-                reason,
-                at,
+                &stage,
+                PinRecord {
+                    revision: to,
+                    change,
+                    by: by.to_owned(),
+                    reason: reason.to_owned(),
+                    at,
+                    rollout: Some(id),
+                },
             );
-            RolloutStatus::Completed
+            let rollout = rollout_mut(state, id)?;
+            rollout.status = RolloutStatus::Running;
+            rollout.started_at = Some(at);
+            rollout.updated_at = at;
+            rollout.progressed_at = at;
+            complete_if_done(state, id);
         }
-        (RolloutAction::RollBack, _) if rollout.is_active() => {
-            roll_back(state, &rollout, by, reason, at);
-            RolloutStatus::RolledBack {
-                reason: reason.to_owned(),
-            }
+        (action, _) => return Err(rollout.refuse(id, action.verb())),
+    }
+    audit(
+        state,
+        by,
+        action.verb(),
+        &stage,
+        format!("rollout {id}: {reason}"),
+        at,
+    );
+    Ok(())
+}
+
+/// A failed health gate: pause, or return every cluster of the rollout to its start.
+pub(super) fn fail(
+    state: &mut State,
+    id: u64,
+    reason: &str,
+    by: &str,
+    at: Timestamp,
+) -> Result<(), CommandError> {
+    let rollout = state
+        .rollouts
+        .get(&id)
+        .ok_or(CommandError::UnknownRollout(id))?;
+    if rollout.status != RolloutStatus::Running {
+        return Err(rollout.refuse(id, "fail"));
+    }
+    let stage = rollout.stage.clone();
+    audit(
+        state,
+        by,
+        "rollout.fail",
+        &stage,
+        format!("rollout {id}: {reason}"),
+        at,
+    );
+    let rollout = &state.rollouts[&id];
+    match (rollout.gate.on_failure, rollout.from.clone()) {
+        (OnFailure::Rollback, Some(from)) => {
+            // Every cluster of the plan holding anything but the start goes back: those this
+            // rollout gave its target, and those a rollout it superseded had moved.
+            let clusters: Vec<String> = rollout
+                .waves
+                .iter()
+                .flat_map(|w| &w.clusters)
+                .filter(|c| {
+                    state
+                        .clusters
+                        .get(*c)
+                        .is_some_and(|c| c.assigned.is_some() && c.assigned.as_ref() != Some(&from))
+                })
+                .filter(|c| require_bundles(state, c, &from).is_ok())
+                .cloned()
+                .collect();
+            return_stage(
+                state,
+                ReturnTo {
+                    stage: &stage,
+                    to: &from,
+                    clusters: &clusters,
+                    by,
+                    reason: &format!("rollout {id} failed: {reason}"),
+                    at,
+                    rollout: Some(id),
+                },
+            );
         }
-        (action, _) => return Err(rollout.refuse(id, &format!("{action:?}").to_lowercase())),
-    };
-    if let Some(r) = state.rollouts.get_mut(&id) {
-        r.status = status;
-        r.updated_at = at;
+        _ => {
+            let rollout = rollout_mut(state, id)?;
+            rollout.status = RolloutStatus::Paused {
+                by: by.to_owned(),
+                reason: format!("failed: {reason}"),
+            };
+            rollout.updated_at = at;
+        }
     }
     Ok(())
 }
 
-/// Returns every cluster that got the target to the start revision, pins the stage back and marks
-/// the target failed for the stage.
-fn roll_back(state: &mut State, rollout: &Rollout, by: &str, reason: &str, at: Timestamp) {
-    let touched: Vec<String> = rollout.waves[..rollout.started]
-        .iter()
-        .flatten()
-        .filter(|c| {
-            state
-                .clusters
-                .get(*c)
-                .is_some_and(|c| c.assigned.as_ref() == Some(&rollout.to))
-        })
-        .cloned()
-        .collect();
-    if let Some(from) = &rollout.from {
-        super::fleet::set_assigned(state, &touched, from, at);
-        set_pin(
-            state,
-            &rollout.stage,
-            from,
-            StageChange::Rollback,
-            by,
-            reason,
-            at,
-        );
-    }
-    if let Some(stage) = state.stages.get_mut(&rollout.stage) {
-        stage.failed.insert(rollout.to.clone());
-    }
+/// Everything `RollBack` carries.
+pub(super) struct RollBack<'a> {
+    pub(super) stage: &'a str,
+    pub(super) to: &'a RevisionRef,
+    pub(super) clusters: &'a [String],
+    pub(super) by: &'a str,
+    pub(super) reason: &'a str,
+    pub(super) at: Timestamp,
 }
+
+/// An operator's rollback: pins a stage back to an earlier revision and assigns it to the given
+/// clusters at once; the active rollout, if any, ends rolled back.
+pub(super) fn roll_back(state: &mut State, back: RollBack<'_>) -> Result<(), CommandError> {
+    let stage = state
+        .stages
+        .get(back.stage)
+        .ok_or_else(|| CommandError::UnknownStage(back.stage.to_owned()))?;
+    super::source::require_rendered(state, back.to)?;
+    let active = state.active_rollout(back.stage).map(|(id, _)| id);
+    if active.is_none() && stage.pinned.as_ref() == Some(back.to) {
+        return Err(CommandError::Invalid(format!(
+            "stage '{}' is already pinned to {} and has no rollout to roll back",
+            back.stage, back.to
+        )));
+    }
+    for cluster in back.clusters {
+        require_bundles(state, cluster, back.to)?;
+    }
+    return_stage(
+        state,
+        ReturnTo {
+            stage: back.stage,
+            to: back.to,
+            clusters: back.clusters,
+            by: back.by,
+            reason: back.reason,
+            at: back.at,
+            rollout: active,
+        },
+    );
+    Ok(())
+}
+
+struct ReturnTo<'a> {
+    stage: &'a str,
+    to: &'a RevisionRef,
+    clusters: &'a [String],
+    by: &'a str,
+    reason: &'a str,
+    at: Timestamp,
+    rollout: Option<u64>,
+}
+
+/// Returns a stage to `to`: the active rollout ends rolled back, what the stage moves away from
+/// (its pin and the rollout's target) is marked failed for it — so it is never promoted to it
+/// automatically again — the stage is pinned to `to` and the clusters are assigned it.
+fn return_stage(state: &mut State, back: ReturnTo<'_>) {
+    let mut failed: Vec<RevisionRef> = state
+        .stages
+        .get(back.stage)
+        .and_then(|s| s.pinned.clone())
+        .into_iter()
+        .collect();
+    if let Some((id, rollout)) = state.active_rollout(back.stage) {
+        failed.push(rollout.to.clone());
+        if let Some(rollout) = state.rollouts.get_mut(&id) {
+            rollout.status = RolloutStatus::RolledBack {
+                reason: back.reason.to_owned(),
+            };
+            rollout.updated_at = back.at;
+        }
+    }
+    if let Some(stage) = state.stages.get_mut(back.stage) {
+        for revision in failed.into_iter().filter(|r| r != back.to) {
+            stage.passed.remove(&revision);
+            stage.failed.insert(revision);
+        }
+    }
+    super::fleet::set_assigned(state, back.clusters, back.to, back.at);
+    set_pin(
+        state,
+        back.stage,
+        PinRecord {
+            revision: back.to.clone(),
+            change: StageChange::Rollback,
+            by: back.by.to_owned(),
+            reason: back.reason.to_owned(),
+            at: back.at,
+            rollout: back.rollout,
+        },
+    );
+    audit(
+        state,
+        back.by,
+        "rollback",
+        back.stage,
+        format!(
+            "to {} ({} clusters): {}",
+            back.to,
+            back.clusters.len(),
+            back.reason
+        ),
+        back.at,
+    );
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,4 +1,5 @@
-//! Stages: the revision each is pinned to, with the history of who moved it, when and why.
+//! Stages: the revision each is pinned to, with the history of who moved it, when and why, and
+//! the revisions that passed or failed in it.
 
 use std::collections::BTreeSet;
 
@@ -17,8 +18,14 @@ pub struct Stage {
     pub pinned: Option<RevisionRef>,
     /// Pin changes, oldest first.
     pub history: Vec<PinRecord>,
-    /// Revisions that failed in this stage and must never be promoted to it automatically.
+    /// Revisions that failed in this stage (or were rolled back from) and must never be
+    /// promoted to it automatically.
     pub failed: BTreeSet<RevisionRef>,
+    /// Revisions whose rollout in this stage completed: downstream stages may take them.
+    pub passed: BTreeSet<RevisionRef>,
+    /// Arrival number (`Revision.seq`) of the newest revision ever pinned: promotion by itself
+    /// only moves a stage forward past it, so a stage rolled back stays back.
+    pub newest_seq: u64,
 }
 
 /// One change of a stage's pin.
@@ -34,6 +41,8 @@ pub struct PinRecord {
     pub reason: String,
     /// When.
     pub at: Timestamp,
+    /// The rollout that carries the change, if one does.
+    pub rollout: Option<u64>,
 }
 
 /// Why a stage's pin moved.
@@ -47,8 +56,18 @@ pub enum StageChange {
     ForcePromote,
     /// Rolled back to an earlier revision.
     Rollback,
-    /// A rollout finished.
-    RolloutComplete,
+}
+
+impl StageChange {
+    /// The change as people read it: `track`, `promote`, `force-promote`, `rollback`.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageChange::Track => "track",
+            StageChange::Promote => "promote",
+            StageChange::ForcePromote => "force-promote",
+            StageChange::Rollback => "rollback",
+        }
+    }
 }
 
 pub(super) fn pin(
@@ -64,29 +83,34 @@ pub(super) fn pin(
         return Err(CommandError::Invalid("stage name is empty".into()));
     }
     super::source::require_rendered(state, revision)?;
-    set_pin(state, name, revision, change, by, reason, at);
+    if let Some((rollout, _)) = state.active_rollout(name) {
+        return Err(CommandError::RolloutActive {
+            stage: name.to_owned(),
+            rollout,
+        });
+    }
+    set_pin(
+        state,
+        name,
+        PinRecord {
+            revision: revision.clone(),
+            change,
+            by: by.to_owned(),
+            reason: reason.to_owned(),
+            at,
+            rollout: None,
+        },
+    );
     Ok(())
 }
 
 /// Pins without validation; callers have checked the revision.
-pub(super) fn set_pin(
-    state: &mut State,
-    name: &str,
-    revision: &RevisionRef,
-    change: StageChange,
-    by: &str,
-    reason: &str,
-    at: Timestamp,
-) {
+pub(super) fn set_pin(state: &mut State, name: &str, record: PinRecord) {
+    let seq = state.revisions.get(&record.revision).map_or(0, |r| r.seq);
     let stage = state.stages.entry(name.to_owned()).or_default();
-    stage.pinned = Some(revision.clone());
-    stage.history.push(PinRecord {
-        revision: revision.clone(),
-        change,
-        by: by.to_owned(),
-        reason: reason.to_owned(),
-        at,
-    });
+    stage.pinned = Some(record.revision.clone());
+    stage.newest_seq = stage.newest_seq.max(seq);
+    stage.history.push(record);
     if stage.history.len() > STAGE_HISTORY_LIMIT {
         let excess = stage.history.len() - STAGE_HISTORY_LIMIT;
         stage.history.drain(..excess);

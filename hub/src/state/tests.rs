@@ -3,12 +3,11 @@ use std::collections::BTreeMap;
 use super::access::{Role, RoleBinding};
 use super::audit::{AUDIT_LIMIT, AuditEvent};
 use super::health::{Health, HealthKey, HealthReport};
-use super::rollout::RolloutStatus;
 use super::source::{Blob, BlobHash, RenderError, RevisionRef, RevisionStatus};
 use super::stage::StageChange;
 use super::*;
 
-fn t(ms: u64) -> Timestamp {
+pub(super) fn t(ms: u64) -> Timestamp {
     Timestamp(ms)
 }
 
@@ -19,14 +18,14 @@ fn labels(pairs: &[(&str, &str)]) -> Labels {
         .collect()
 }
 
-fn rev(commit: &str) -> RevisionRef {
+pub(super) fn rev(commit: &str) -> RevisionRef {
     RevisionRef {
         source: "main".into(),
         commit: commit.into(),
     }
 }
 
-fn apply_ok(state: &mut State, command: Command) {
+pub(super) fn apply_ok(state: &mut State, command: Command) {
     let kind = command.kind();
     state
         .apply(&command)
@@ -34,7 +33,7 @@ fn apply_ok(state: &mut State, command: Command) {
 }
 
 /// Applies a command that must be rejected, and checks the state did not change.
-fn apply_err(state: &mut State, command: Command) -> CommandError {
+pub(super) fn apply_err(state: &mut State, command: Command) -> CommandError {
     let before = state.clone();
     let err = state.apply(&command).expect_err("command was accepted");
     assert_eq!(
@@ -46,7 +45,7 @@ fn apply_err(state: &mut State, command: Command) -> CommandError {
     err
 }
 
-fn register(state: &mut State, name: &str) {
+pub(super) fn register(state: &mut State, name: &str) {
     apply_ok(
         state,
         Command::RegisterCluster {
@@ -59,7 +58,7 @@ fn register(state: &mut State, name: &str) {
 
 /// Fetches and renders `commit` for `clusters`, each with one bundle `app` whose content names
 /// the commit and cluster.
-fn render(state: &mut State, commit: &str, clusters: &[&str]) {
+pub(super) fn render(state: &mut State, commit: &str, clusters: &[&str]) {
     apply_ok(
         state,
         Command::RecordFetch {
@@ -94,7 +93,7 @@ fn render(state: &mut State, commit: &str, clusters: &[&str]) {
     );
 }
 
-fn fleet() -> State {
+pub(super) fn fleet() -> State {
     let mut state = State::bootstrap(BTreeMap::from([(1, "127.0.0.1:1".to_owned())]));
     for name in ["a", "b", "c"] {
         register(&mut state, name);
@@ -408,115 +407,6 @@ fn stage_pins_keep_who_when_and_why() {
         ("bob", "release 2", t(50))
     );
     assert_eq!(stage.history.len(), 2);
-}
-
-fn start_rollout(state: &mut State) -> u64 {
-    let id = state.next_rollout_id;
-    apply_ok(
-        state,
-        Command::StartRollout {
-            stage: "prod".into(),
-            to: rev("c2"),
-            waves: vec![vec!["a".into()], vec!["b".into(), "c".into()]],
-            supersede: false,
-            at: t(60),
-        },
-    );
-    id
-}
-
-fn set_status(rollout: u64, action: RolloutAction) -> Command {
-    Command::SetRolloutStatus {
-        rollout,
-        action,
-        by: "controller:rollout".into(),
-        reason: format!("{action:?}"),
-        at: t(70),
-    }
-}
-
-#[test]
-fn a_rollout_assigns_waves_in_order_and_completes_by_pinning_the_stage() {
-    let mut state = fleet();
-    let id = start_rollout(&mut state);
-    let wave = |wave| Command::StartWave {
-        rollout: id,
-        wave,
-        at: t(61),
-    };
-    apply_err(&mut state, wave(1));
-    apply_ok(&mut state, wave(0));
-    assert_eq!(state.clusters["a"].assigned, Some(rev("c2")));
-    assert_eq!(state.clusters["b"].assigned, Some(rev("c1")));
-    apply_err(&mut state, set_status(id, RolloutAction::Complete));
-    apply_ok(&mut state, set_status(id, RolloutAction::Pause));
-    apply_err(&mut state, wave(1));
-    apply_ok(&mut state, set_status(id, RolloutAction::Resume));
-    apply_ok(&mut state, wave(1));
-    apply_ok(&mut state, set_status(id, RolloutAction::Complete));
-    assert_eq!(state.rollouts[&id].status, RolloutStatus::Completed);
-    assert_eq!(state.stages["prod"].pinned, Some(rev("c2")));
-    apply_err(&mut state, set_status(id, RolloutAction::Resume));
-}
-
-#[test]
-fn rolling_back_returns_touched_clusters_and_marks_the_revision_failed() {
-    let mut state = fleet();
-    let id = start_rollout(&mut state);
-    apply_ok(
-        &mut state,
-        Command::StartWave {
-            rollout: id,
-            wave: 0,
-            at: t(61),
-        },
-    );
-    apply_ok(&mut state, set_status(id, RolloutAction::RollBack));
-    assert!(matches!(
-        state.rollouts[&id].status,
-        RolloutStatus::RolledBack { .. }
-    ));
-    for cluster in ["a", "b", "c"] {
-        assert_eq!(
-            state.clusters[cluster].assigned,
-            Some(rev("c1")),
-            "{cluster}"
-        );
-    }
-    let stage = &state.stages["prod"];
-    assert_eq!(stage.pinned, Some(rev("c1")));
-    assert!(stage.failed.contains(&rev("c2")));
-    assert_eq!(
-        stage.history.last().map(|h| h.change),
-        Some(StageChange::Rollback)
-    );
-}
-
-#[test]
-fn a_second_rollout_of_a_stage_is_refused_unless_it_supersedes() {
-    let mut state = fleet();
-    let first = start_rollout(&mut state);
-    let second = |supersede| Command::StartRollout {
-        stage: "prod".into(),
-        to: rev("c2"),
-        waves: vec![vec!["a".into(), "b".into(), "c".into()]],
-        supersede,
-        at: t(62),
-    };
-    let err = apply_err(&mut state, second(false));
-    assert_eq!(
-        err,
-        CommandError::RolloutActive {
-            stage: "prod".into(),
-            rollout: first
-        }
-    );
-    apply_ok(&mut state, second(true));
-    assert_eq!(
-        state.rollouts[&first].status,
-        RolloutStatus::Superseded { by: first + 1 }
-    );
-    assert!(state.rollouts[&(first + 1)].is_active());
 }
 
 fn report(cluster: &str, health: Health, at: u64) -> HealthReport {

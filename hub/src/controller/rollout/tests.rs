@@ -1,9 +1,17 @@
+//! `decide` driven against the real state machine with a clock the test moves: agents are
+//! simulated by health reports for whatever each cluster is assigned.
+
 use std::collections::BTreeMap;
 
+use flotilla_core::Health;
+
 use super::*;
+use crate::state::health::{HealthKey, HealthReport};
+use crate::state::rollout::OnFailure;
 use crate::state::source::Blob;
 use crate::state::{Labels, RenderOutcome};
 
+/// dev tracks main; prod promotes from dev with a canary wave, one cluster at a time.
 const SPEC: &str = "\
 apiVersion: flotilla.dev/v1
 kind: Fleet
@@ -14,25 +22,20 @@ stages:
   - name: prod
     clusterSelector: {matchLabels: {env: prod}}
     promoteFrom: dev
+    rollout:
+      waves:
+        - {name: canary, clusterSelector: {matchLabels: {canary: 'yes'}}, soak: 10s}
+      maxUnavailable: 1
+      healthTimeout: 1m
+      soak: 5s
+      failureAction: rollback
 bundles:
   - name: app
     path: app
 ";
 
-fn labels(env: &str) -> Labels {
-    [("env".to_owned(), env.to_owned())].into_iter().collect()
-}
-
-fn apply(state: &mut State, command: Command) {
-    let kind = command.kind();
-    state
-        .apply(&command)
-        .unwrap_or_else(|e| panic!("{kind} rejected: {e}"));
-}
-
-fn source() -> SourceConfig {
-    SourceConfig::new("file:///repo", "main")
-}
+const SETTLE_MS: u64 = 1_000;
+const TICK_MS: u64 = 250;
 
 fn rev(commit: &str) -> RevisionRef {
     RevisionRef {
@@ -41,199 +44,627 @@ fn rev(commit: &str) -> RevisionRef {
     }
 }
 
-/// Fetches `commit` and renders it for `clusters` with `spec`, or fails it.
-fn fetch_and_render(state: &mut State, commit: &str, clusters: &[&str], spec: Option<&str>) {
-    apply(
-        state,
-        Command::RecordFetch {
+fn source() -> SourceConfig {
+    SourceConfig::new("file:///repo", "main")
+}
+
+/// A fleet in the real state machine, a clock, and simulated agents.
+struct Fleet {
+    state: State,
+    now: u64,
+    specs: SpecCache,
+    /// Per stage, the most clusters ever seen unavailable after any applied command.
+    worst: BTreeMap<String, usize>,
+    applied: Vec<Command>,
+}
+
+impl Fleet {
+    fn new(clusters: &[(&str, &[(&str, &str)])]) -> Self {
+        let mut fleet = Fleet {
+            state: State::bootstrap(BTreeMap::from([(1, "127.0.0.1:1".to_owned())])),
+            now: 1_000,
+            specs: SpecCache::default(),
+            worst: BTreeMap::new(),
+            applied: Vec::new(),
+        };
+        for (name, labels) in clusters {
+            let labels: Labels = labels
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect();
+            fleet.apply(Command::RegisterCluster {
+                name: (*name).to_owned(),
+                labels,
+                at: Timestamp(0),
+            });
+            fleet.set_online(name, true);
+        }
+        fleet
+    }
+
+    fn apply(&mut self, command: Command) {
+        let kind = command.kind();
+        self.state
+            .apply(&command)
+            .unwrap_or_else(|e| panic!("{kind} rejected: {e}"));
+        self.applied.push(command);
+        for stage in ["dev", "prod"] {
+            let count = self.unavailable(stage);
+            let worst = self.worst.entry(stage.to_owned()).or_default();
+            *worst = (*worst).max(count);
+        }
+    }
+
+    /// Clusters of the stage offline, or not Healthy at what they are assigned.
+    fn unavailable(&self, stage: &str) -> usize {
+        let Some(spec) = pipeline::current(&self.state, "origin").map(|(_, s)| s) else {
+            return 0;
+        };
+        stage_clusters(&self.state, &spec, stage)
+            .iter()
+            .filter(|c| crate::rollout::health::available(&self.state, c).is_err())
+            .count()
+    }
+
+    fn set_online(&mut self, cluster: &str, online: bool) {
+        let at = Timestamp(self.now);
+        self.apply(Command::SetLiveness {
+            cluster: cluster.into(),
+            online,
+            at,
+        });
+    }
+
+    /// Fetches `commit` (the new head) and renders it for every cluster.
+    fn commit(&mut self, commit: &str, spec: &str) {
+        self.apply(Command::RecordFetch {
             source: "origin".into(),
             url: "file:///repo".into(),
             commit: commit.into(),
-            at: Timestamp(1),
-        },
+            at: Timestamp(self.now),
+        });
+        let mut bundles = BTreeMap::new();
+        let mut blobs = Vec::new();
+        for cluster in self.state.clusters.keys() {
+            let blob =
+                Blob::from_content(format!("{commit} {cluster}").as_bytes()).expect("compressible");
+            bundles.insert(
+                cluster.clone(),
+                BTreeMap::from([("app".to_owned(), blob.hash)]),
+            );
+            blobs.push(blob);
+        }
+        self.apply(Command::RecordRender {
+            revision: rev(commit),
+            outcome: RenderOutcome::Rendered {
+                bundles,
+                blobs,
+                spec: spec.to_owned(),
+            },
+            at: Timestamp(self.now),
+        });
+    }
+
+    /// One controller pass, its commands applied; returns them.
+    fn pass(&mut self) -> Decision {
+        let decision = decide(
+            &self.state,
+            &source(),
+            &mut self.specs,
+            Timestamp(self.now),
+            SETTLE_MS,
+        );
+        for command in &decision.commands {
+            self.apply(command.clone());
+        }
+        decision
+    }
+
+    /// Passes until one proposes nothing.
+    fn settle(&mut self) {
+        for _ in 0..50 {
+            if self.pass().commands.is_empty() {
+                return;
+            }
+        }
+        panic!("the controller does not settle");
+    }
+
+    /// Every online cluster's agent reports what it is assigned with the health `health` gives.
+    fn agents(&mut self, health: &dyn Fn(&str, &str) -> Health) {
+        let mut reports = Vec::new();
+        for (name, cluster) in &self.state.clusters {
+            let Some(assigned) = &cluster.assigned else {
+                continue;
+            };
+            if !cluster.online {
+                continue;
+            }
+            for (bundle, hash) in self.state.desired_bundles(name) {
+                let key = HealthKey {
+                    cluster: name.clone(),
+                    bundle,
+                };
+                let health = health(name, &assigned.commit);
+                let current = self.state.health.get(&key);
+                if current.is_some_and(|r| r.applied == Some(hash) && r.health == health) {
+                    continue;
+                }
+                reports.push(HealthReport {
+                    key,
+                    applied: Some(hash),
+                    health,
+                    message: format!("{health}"),
+                    drifted: Vec::new(),
+                    at: Timestamp(self.now),
+                });
+            }
+        }
+        if !reports.is_empty() {
+            self.apply(Command::RecordHealth { reports });
+        }
+    }
+
+    /// Runs controller and agents for `ms` of simulated time.
+    fn run_for(&mut self, ms: u64, health: &dyn Fn(&str, &str) -> Health) {
+        let end = self.now + ms;
+        while self.now < end {
+            self.settle();
+            self.agents(health);
+            self.settle();
+            self.now += TICK_MS;
+        }
+    }
+
+    fn assigned(&self, cluster: &str) -> Option<&str> {
+        self.state.clusters[cluster]
+            .assigned
+            .as_ref()
+            .map(|r| r.commit.as_str())
+    }
+
+    fn pinned(&self, stage: &str) -> Option<&str> {
+        self.state.stages[stage]
+            .pinned
+            .as_ref()
+            .map(|r| r.commit.as_str())
+    }
+
+    fn rollout(&self, stage: &str) -> (u64, &Rollout) {
+        self.state
+            .rollouts
+            .iter()
+            .rev()
+            .find(|(_, r)| r.stage == stage)
+            .map(|(id, r)| (*id, r))
+            .expect("a rollout of the stage")
+    }
+
+    /// Clusters that were ever assigned `commit`, in order.
+    fn ever_assigned(&self, commit: &str) -> Vec<String> {
+        let mut seen = Vec::new();
+        for command in &self.applied {
+            let clusters = match command {
+                Command::AssignRevision {
+                    clusters, revision, ..
+                } if revision.commit == commit => clusters.clone(),
+                Command::RolloutStep {
+                    rollout,
+                    step: RolloutStep::Assign { clusters, .. },
+                    ..
+                } if self.state.rollouts[rollout].to.commit == commit => clusters.clone(),
+                _ => continue,
+            };
+            for cluster in clusters {
+                if !seen.contains(&cluster) {
+                    seen.push(cluster);
+                }
+            }
+        }
+        seen
+    }
+}
+
+fn healthy(_: &str, _: &str) -> Health {
+    Health::Healthy
+}
+
+fn prod_fleet() -> Fleet {
+    Fleet::new(&[
+        ("dev-1", &[("env", "dev")]),
+        ("prod-1", &[("env", "prod"), ("canary", "yes")]),
+        ("prod-2", &[("env", "prod")]),
+        ("prod-3", &[("env", "prod")]),
+    ])
+}
+
+/// The fleet on c1 everywhere, healthy, then c2 pushed.
+fn at_c1_then_c2(spec: &str) -> Fleet {
+    let mut fleet = prod_fleet();
+    fleet.commit("c1", spec);
+    fleet.run_for(2_000, &healthy);
+    for cluster in ["dev-1", "prod-1", "prod-2", "prod-3"] {
+        assert_eq!(fleet.assigned(cluster), Some("c1"), "{cluster}");
+    }
+    // The first revision went everywhere at once; from here on the gate counts.
+    fleet.worst.clear();
+    fleet.commit("c2", spec);
+    fleet
+}
+
+#[test]
+fn the_first_good_revision_pins_every_stage_and_assigns_every_cluster_at_once() {
+    let mut fleet = prod_fleet();
+    fleet.commit("c1", SPEC);
+    fleet.settle();
+    assert_eq!(fleet.pinned("dev"), Some("c1"));
+    assert_eq!(fleet.pinned("prod"), Some("c1"));
+    assert!(fleet.state.rollouts.is_empty(), "nothing to gate yet");
+    assert_eq!(fleet.assigned("prod-3"), Some("c1"));
+}
+
+#[test]
+fn a_good_revision_goes_wave_by_wave_with_soak_and_at_most_one_cluster_unavailable() {
+    let mut fleet = at_c1_then_c2(SPEC);
+    fleet.run_for(2_000, &healthy);
+    assert_eq!(fleet.assigned("dev-1"), Some("c2"));
+    assert_eq!(fleet.rollout("dev").1.status, RolloutStatus::Completed);
+    assert!(fleet.state.stages["dev"].passed.contains(&rev("c2")));
+    // prod took c2 as soon as dev passed it; its canary holds c2 for the 10 s soak.
+    let (_, prod) = fleet.rollout("prod");
+    assert_eq!(prod.to, rev("c2"));
+    assert_eq!(fleet.pinned("prod"), Some("c2"));
+    assert_eq!(fleet.assigned("prod-1"), Some("c2"));
+    assert_eq!(
+        fleet.assigned("prod-2"),
+        Some("c1"),
+        "the canary soaks first"
     );
-    let outcome = match spec {
-        None => RenderOutcome::Failed {
+    fleet.run_for(8_000, &healthy);
+    assert_eq!(fleet.assigned("prod-2"), Some("c1"), "still soaking");
+    fleet.run_for(15_000, &healthy);
+    let (_, prod) = fleet.rollout("prod");
+    assert_eq!(prod.status, RolloutStatus::Completed);
+    assert_eq!(
+        prod.waves
+            .iter()
+            .map(|w| w.name.as_str())
+            .collect::<Vec<_>>(),
+        ["canary", "remaining"]
+    );
+    for cluster in ["prod-1", "prod-2", "prod-3"] {
+        assert_eq!(fleet.assigned(cluster), Some("c2"), "{cluster}");
+    }
+    assert_eq!(
+        fleet.worst["prod"], 1,
+        "maxUnavailable 1 held at every step"
+    );
+    assert_eq!(
+        fleet.ever_assigned("c2"),
+        ["dev-1", "prod-1", "prod-2", "prod-3"],
+        "one at a time, canary first"
+    );
+    assert!(fleet.state.stages["prod"].passed.contains(&rev("c2")));
+}
+
+#[test]
+fn a_degraded_canary_rolls_back_and_the_revision_is_never_promoted_again() {
+    let mut fleet = at_c1_then_c2(SPEC);
+    let bad = |cluster: &str, commit: &str| {
+        if cluster == "prod-1" && commit == "c2" {
+            Health::Degraded
+        } else {
+            Health::Healthy
+        }
+    };
+    fleet.run_for(10_000, &bad);
+    let (_, prod) = fleet.rollout("prod");
+    assert!(
+        matches!(&prod.status, RolloutStatus::RolledBack { reason } if reason.contains("prod-1 is Degraded")),
+        "{:?}",
+        prod.status
+    );
+    assert_eq!(fleet.pinned("prod"), Some("c1"));
+    assert_eq!(fleet.assigned("prod-1"), Some("c1"), "the canary came back");
+    assert_eq!(
+        fleet.ever_assigned("c2"),
+        ["dev-1", "prod-1"],
+        "no other prod cluster saw c2"
+    );
+    assert!(fleet.state.stages["prod"].failed.contains(&rev("c2")));
+    let audited: Vec<&str> = fleet
+        .state
+        .audit
+        .events
+        .iter()
+        .filter(|e| e.target == "stage/prod")
+        .map(|e| e.action.as_str())
+        .collect();
+    assert_eq!(audited, ["promote", "rollout.fail", "rollback"]);
+    let rollouts = fleet.state.rollouts.len();
+    fleet.run_for(30_000, &bad);
+    assert_eq!(
+        fleet.state.rollouts.len(),
+        rollouts,
+        "c2 is not promoted to prod again"
+    );
+    // A newer revision that passes dev is promoted.
+    fleet.commit("c3", SPEC);
+    fleet.run_for(2_000, &bad);
+    assert_eq!(fleet.rollout("prod").1.to, rev("c3"));
+}
+
+#[test]
+fn a_cluster_that_never_becomes_healthy_times_out_and_pauses_by_policy() {
+    let spec = SPEC.replace("failureAction: rollback", "failureAction: pause");
+    let mut fleet = at_c1_then_c2(&spec);
+    let stuck = |cluster: &str, commit: &str| {
+        if cluster == "prod-1" && commit == "c2" {
+            Health::Progressing
+        } else {
+            Health::Healthy
+        }
+    };
+    fleet.run_for(50_000, &stuck);
+    assert_eq!(
+        fleet.rollout("prod").1.status,
+        RolloutStatus::Running,
+        "within 1m"
+    );
+    fleet.run_for(15_000, &stuck);
+    let (id, prod) = fleet.rollout("prod");
+    assert!(
+        matches!(&prod.status, RolloutStatus::Paused { reason, .. }
+            if reason.contains("prod-1 was not Healthy at c2 within 1m")),
+        "{:?}",
+        prod.status
+    );
+    assert_eq!(prod.gate.on_failure, OnFailure::Pause);
+    assert_eq!(
+        fleet.assigned("prod-1"),
+        Some("c2"),
+        "pause leaves clusters where they are"
+    );
+    assert_eq!(fleet.assigned("prod-2"), Some("c1"));
+    // Resumed, the cluster has a fresh minute; it recovers and the rollout completes.
+    fleet.apply(Command::SetRolloutStatus {
+        rollout: id,
+        action: RolloutAction::Resume,
+        by: "alice".into(),
+        reason: "fixed the node".into(),
+        at: Timestamp(fleet.now),
+    });
+    fleet.run_for(30_000, &healthy);
+    assert_eq!(fleet.rollout("prod").1.status, RolloutStatus::Completed);
+}
+
+#[test]
+fn a_paused_rollout_gives_no_cluster_the_target_until_resumed() {
+    let mut fleet = at_c1_then_c2(SPEC);
+    fleet.run_for(2_000, &healthy);
+    let (id, _) = fleet.rollout("prod");
+    fleet.apply(Command::SetRolloutStatus {
+        rollout: id,
+        action: RolloutAction::Pause,
+        by: "alice".into(),
+        reason: "holiday".into(),
+        at: Timestamp(fleet.now),
+    });
+    fleet.run_for(60_000, &healthy);
+    assert!(matches!(
+        fleet.rollout("prod").1.status,
+        RolloutStatus::Paused { .. }
+    ));
+    assert_eq!(fleet.ever_assigned("c2"), ["dev-1", "prod-1"]);
+    fleet.apply(Command::SetRolloutStatus {
+        rollout: id,
+        action: RolloutAction::Resume,
+        by: "alice".into(),
+        reason: "back".into(),
+        at: Timestamp(fleet.now),
+    });
+    fleet.run_for(30_000, &healthy);
+    assert_eq!(fleet.rollout("prod").1.status, RolloutStatus::Completed);
+}
+
+#[test]
+fn a_manual_stage_waits_for_approval_and_a_newer_candidate_replaces_the_waiting_one() {
+    let spec = SPEC.replace(
+        "failureAction: rollback",
+        "failureAction: rollback\n      approval: manual",
+    );
+    let mut fleet = at_c1_then_c2(&spec);
+    fleet.run_for(5_000, &healthy);
+    let (first, prod) = fleet.rollout("prod");
+    assert_eq!(prod.status, RolloutStatus::AwaitingApproval);
+    assert_eq!(fleet.pinned("prod"), Some("c1"));
+    assert_eq!(fleet.ever_assigned("c2"), ["dev-1"]);
+    fleet.commit("c3", &spec);
+    fleet.run_for(3_000, &healthy);
+    let (second, prod) = fleet.rollout("prod");
+    assert_eq!(prod.to, rev("c3"));
+    assert_eq!(prod.status, RolloutStatus::AwaitingApproval);
+    assert_eq!(
+        fleet.state.rollouts[&first].status,
+        RolloutStatus::Superseded { by: second }
+    );
+    fleet.apply(Command::SetRolloutStatus {
+        rollout: second,
+        action: RolloutAction::Approve,
+        by: "alice".into(),
+        reason: "ship it".into(),
+        at: Timestamp(fleet.now),
+    });
+    fleet.run_for(30_000, &healthy);
+    assert_eq!(fleet.rollout("prod").1.status, RolloutStatus::Completed);
+    assert_eq!(fleet.assigned("prod-3"), Some("c3"));
+}
+
+#[test]
+fn a_newer_revision_waits_for_the_running_rollout_by_default() {
+    let mut fleet = at_c1_then_c2(SPEC);
+    fleet.run_for(3_000, &healthy);
+    let (first, _) = fleet.rollout("prod");
+    // c3 passes dev while prod's canary soaks c2.
+    fleet.commit("c3", SPEC);
+    fleet.run_for(3_000, &healthy);
+    assert!(fleet.state.stages["dev"].passed.contains(&rev("c3")));
+    assert_eq!(fleet.rollout("prod").0, first, "c2 keeps going");
+    fleet.run_for(25_000, &healthy);
+    assert_eq!(
+        fleet.state.rollouts[&first].status,
+        RolloutStatus::Completed
+    );
+    let (second, prod) = fleet.rollout("prod");
+    assert!(second > first);
+    assert_eq!(prod.to, rev("c3"), "then c3 starts");
+    assert_eq!(prod.from, Some(rev("c2")));
+    fleet.run_for(30_000, &healthy);
+    assert_eq!(fleet.rollout("prod").1.status, RolloutStatus::Completed);
+}
+
+#[test]
+fn a_newer_revision_supersedes_the_running_rollout_when_the_stage_says_so() {
+    let spec = SPEC.replace(
+        "failureAction: rollback",
+        "failureAction: rollback\n      supersede: immediate",
+    );
+    let mut fleet = at_c1_then_c2(&spec);
+    fleet.run_for(3_000, &healthy);
+    let (first, _) = fleet.rollout("prod");
+    fleet.commit("c3", &spec);
+    fleet.run_for(3_000, &healthy);
+    let (second, prod) = fleet.rollout("prod");
+    assert_eq!(
+        fleet.state.rollouts[&first].status,
+        RolloutStatus::Superseded { by: second }
+    );
+    assert_eq!(prod.to, rev("c3"));
+    assert_eq!(
+        prod.from,
+        Some(rev("c1")),
+        "a rollback would return to where c2 began"
+    );
+    fleet.run_for(30_000, &healthy);
+    assert_eq!(fleet.rollout("prod").1.status, RolloutStatus::Completed);
+    assert!(
+        !fleet.ever_assigned("c2").contains(&"prod-2".to_owned()),
+        "c2 went no further"
+    );
+    for cluster in ["prod-1", "prod-2", "prod-3"] {
+        assert_eq!(fleet.assigned(cluster), Some("c3"), "{cluster}");
+    }
+}
+
+#[test]
+fn an_offline_cluster_counts_as_unavailable_and_blocks_until_the_timeout() {
+    let mut fleet = at_c1_then_c2(SPEC);
+    fleet.set_online("prod-3", false);
+    fleet.run_for(30_000, &healthy);
+    // prod-3, offline, takes the one unavailable slot: even the canary must wait.
+    assert_eq!(
+        fleet.assigned("prod-1"),
+        Some("c1"),
+        "maxUnavailable 1 is taken by prod-3"
+    );
+    let (_, prod) = fleet.rollout("prod");
+    assert_eq!(prod.status, RolloutStatus::Running);
+    fleet.run_for(40_000, &healthy);
+    let (_, prod) = fleet.rollout("prod");
+    assert!(
+        matches!(&prod.status, RolloutStatus::RolledBack { reason }
+            if reason.contains("blocked for 1m") && reason.contains("prod-3 offline")),
+        "{:?}",
+        prod.status
+    );
+    assert!(fleet.ever_assigned("c2").iter().all(|c| c == "dev-1"));
+}
+
+#[test]
+fn an_offline_cluster_of_the_current_wave_is_given_the_target_and_holds_the_wave() {
+    let mut fleet = at_c1_then_c2(SPEC);
+    fleet.set_online("prod-1", false);
+    fleet.run_for(3_000, &healthy);
+    assert_eq!(
+        fleet.assigned("prod-1"),
+        Some("c2"),
+        "it was unavailable already"
+    );
+    assert_eq!(fleet.assigned("prod-2"), Some("c1"));
+    fleet.set_online("prod-1", true);
+    fleet.run_for(30_000, &healthy);
+    assert_eq!(fleet.rollout("prod").1.status, RolloutStatus::Completed);
+}
+
+#[test]
+fn a_cluster_joining_a_stage_mid_rollout_gets_its_start_then_the_pin() {
+    let mut fleet = at_c1_then_c2(SPEC);
+    fleet.run_for(3_000, &healthy);
+    fleet.apply(Command::RegisterCluster {
+        name: "prod-4".into(),
+        labels: [("env".to_owned(), "prod".to_owned())]
+            .into_iter()
+            .collect(),
+        at: Timestamp(fleet.now),
+    });
+    fleet.set_online("prod-4", true);
+    // The render controller would amend c1 and c2 for the newcomer.
+    for commit in ["c1", "c2"] {
+        let blob = Blob::from_content(format!("{commit} prod-4").as_bytes()).expect("blob");
+        fleet.apply(Command::AmendRender {
+            revision: rev(commit),
+            bundles: BTreeMap::from([(
+                "prod-4".to_owned(),
+                BTreeMap::from([("app".to_owned(), blob.hash)]),
+            )]),
+            errors: BTreeMap::new(),
+            blobs: vec![blob],
+            at: Timestamp(fleet.now),
+        });
+    }
+    fleet.settle();
+    assert_eq!(fleet.assigned("prod-4"), Some("c1"));
+    fleet.run_for(40_000, &healthy);
+    assert_eq!(fleet.rollout("prod").1.status, RolloutStatus::Completed);
+    assert_eq!(fleet.assigned("prod-4"), Some("c2"));
+}
+
+#[test]
+fn a_failed_head_changes_nothing() {
+    let mut fleet = prod_fleet();
+    fleet.commit("c1", SPEC);
+    fleet.run_for(1_000, &healthy);
+    fleet.apply(Command::RecordFetch {
+        source: "origin".into(),
+        url: "file:///repo".into(),
+        commit: "bad".into(),
+        at: Timestamp(fleet.now),
+    });
+    fleet.apply(Command::RecordRender {
+        revision: rev("bad"),
+        outcome: RenderOutcome::Failed {
             error: crate::state::source::RenderError {
                 file: "app/x.yaml".into(),
                 line: Some(1),
                 message: "broken".into(),
             },
         },
-        Some(spec) => {
-            let mut bundles = BTreeMap::new();
-            let mut blobs = Vec::new();
-            for cluster in clusters {
-                let blob = Blob::from_content(format!("{commit} {cluster}").as_bytes())
-                    .expect("compressible");
-                bundles.insert(
-                    (*cluster).to_owned(),
-                    BTreeMap::from([("app".to_owned(), blob.hash)]),
-                );
-                blobs.push(blob);
-            }
-            RenderOutcome::Rendered {
-                bundles,
-                blobs,
-                spec: spec.to_owned(),
-            }
-        }
-    };
-    apply(
-        state,
-        Command::RecordRender {
-            revision: rev(commit),
-            outcome,
-            at: Timestamp(2),
-        },
+        at: Timestamp(fleet.now),
+    });
+    assert!(fleet.pass().commands.is_empty());
+    assert_eq!(fleet.pinned("dev"), Some("c1"));
+}
+
+#[test]
+fn the_decision_says_when_to_look_again() {
+    let mut fleet = at_c1_then_c2(SPEC);
+    fleet.run_for(3_000, &healthy);
+    // prod's canary is soaking: nothing to do now, but something at the end of the soak.
+    let decision = fleet.pass();
+    assert!(decision.commands.is_empty(), "{:?}", decision.commands);
+    let wake = decision.wake_at.expect("a time to look again");
+    assert!(
+        wake.0 > fleet.now && wake.0 <= fleet.now + 10_000,
+        "{wake:?}"
     );
-}
-
-fn fleet() -> State {
-    let mut state = State::bootstrap(BTreeMap::from([(1, "127.0.0.1:1".to_owned())]));
-    for (name, env) in [("dev-1", "dev"), ("prod-1", "prod")] {
-        apply(
-            &mut state,
-            Command::RegisterCluster {
-                name: name.into(),
-                labels: labels(env),
-                at: Timestamp(0),
-            },
-        );
-    }
-    state
-}
-
-/// Plans and applies until nothing is left to do; returns every command applied.
-fn settle(state: &mut State) -> Vec<Command> {
-    let mut all = Vec::new();
-    for _ in 0..5 {
-        let commands = plan(state, &source(), &mut HashMap::new(), Timestamp(3));
-        if commands.is_empty() {
-            return all;
-        }
-        for command in commands {
-            apply(state, command.clone());
-            all.push(command);
-        }
-    }
-    panic!("the plan does not settle: {all:?}");
-}
-
-fn assigned(state: &State, cluster: &str) -> Option<String> {
-    state.clusters[cluster]
-        .assigned
-        .as_ref()
-        .map(|r| r.commit.clone())
-}
-
-#[test]
-fn the_first_good_revision_pins_every_stage_and_assigns_every_cluster() {
-    let mut state = fleet();
-    fetch_and_render(&mut state, "c1", &["dev-1", "prod-1"], Some(SPEC));
-    settle(&mut state);
-    for stage in ["dev", "prod"] {
-        assert_eq!(state.stages[stage].pinned, Some(rev("c1")), "{stage}");
-    }
-    assert_eq!(assigned(&state, "dev-1").as_deref(), Some("c1"));
-    assert_eq!(assigned(&state, "prod-1").as_deref(), Some("c1"));
-}
-
-#[test]
-fn later_revisions_move_tracking_stages_only() {
-    let mut state = fleet();
-    fetch_and_render(&mut state, "c1", &["dev-1", "prod-1"], Some(SPEC));
-    settle(&mut state);
-    fetch_and_render(&mut state, "c2", &["dev-1", "prod-1"], Some(SPEC));
-    let applied = settle(&mut state);
-    assert_eq!(state.stages["dev"].pinned, Some(rev("c2")));
-    assert_eq!(state.stages["prod"].pinned, Some(rev("c1")));
-    assert_eq!(assigned(&state, "dev-1").as_deref(), Some("c2"));
-    assert_eq!(assigned(&state, "prod-1").as_deref(), Some("c1"));
-    let pins = applied
-        .iter()
-        .filter(|c| matches!(c, Command::PinStage { .. }))
-        .count();
-    assert_eq!(pins, 1, "{applied:?}");
-}
-
-#[test]
-fn a_failed_head_changes_no_pin_and_no_assignment() {
-    let mut state = fleet();
-    fetch_and_render(&mut state, "c1", &["dev-1", "prod-1"], Some(SPEC));
-    settle(&mut state);
-    fetch_and_render(&mut state, "bad", &[], None);
-    assert!(settle(&mut state).is_empty());
-    assert_eq!(state.stages["dev"].pinned, Some(rev("c1")));
-    assert_eq!(assigned(&state, "dev-1").as_deref(), Some("c1"));
-}
-
-#[test]
-fn nothing_is_pinned_before_a_revision_renders() {
-    let mut state = fleet();
-    fetch_and_render(&mut state, "bad", &[], None);
-    assert!(settle(&mut state).is_empty());
-    assert!(state.stages.is_empty());
-}
-
-#[test]
-fn a_stage_tracking_another_branch_is_not_moved() {
-    let mut state = fleet();
-    let spec = SPEC.replace("track: {branch: main}", "track: {branch: release}");
-    fetch_and_render(&mut state, "c1", &["dev-1", "prod-1"], Some(&spec));
-    settle(&mut state);
-    fetch_and_render(&mut state, "c2", &["dev-1", "prod-1"], Some(&spec));
-    assert!(settle(&mut state).is_empty());
-    assert_eq!(state.stages["dev"].pinned, Some(rev("c1")));
-}
-
-#[test]
-fn a_cluster_waits_for_its_render_and_a_new_stage_starts_at_its_upstream() {
-    let mut state = fleet();
-    fetch_and_render(&mut state, "c1", &["dev-1", "prod-1"], Some(SPEC));
-    settle(&mut state);
-    fetch_and_render(&mut state, "c2", &["dev-1", "prod-1"], Some(SPEC));
-    settle(&mut state);
-    apply(
-        &mut state,
-        Command::RegisterCluster {
-            name: "qa-1".into(),
-            labels: labels("qa"),
-            at: Timestamp(4),
-        },
-    );
-    // A third commit declares a qa stage promoting from dev, and renders for qa-1.
-    let spec = format!(
-        "{}  - name: qa\n    clusterSelector: {{matchLabels: {{env: qa}}}}\n    promoteFrom: dev\n",
-        SPEC.split("bundles:").next().unwrap_or_default()
-    ) + "bundles:\n  - name: app\n    path: app\n";
-    fetch_and_render(&mut state, "c3", &["dev-1", "prod-1"], Some(&spec));
-    settle(&mut state);
-    assert_eq!(
-        state.stages["qa"].pinned,
-        Some(rev("c3")),
-        "qa starts where dev is"
-    );
-    assert_eq!(
-        assigned(&state, "qa-1"),
-        None,
-        "c3 has no bundles for qa-1 yet, so it is not assigned"
-    );
-    let blob = Blob::from_content(b"c3 qa-1").expect("compressible");
-    apply(
-        &mut state,
-        Command::AmendRender {
-            revision: rev("c3"),
-            bundles: BTreeMap::from([(
-                "qa-1".to_owned(),
-                BTreeMap::from([("app".to_owned(), blob.hash)]),
-            )]),
-            errors: BTreeMap::new(),
-            blobs: vec![blob],
-            at: Timestamp(5),
-        },
-    );
-    settle(&mut state);
-    assert_eq!(assigned(&state, "qa-1").as_deref(), Some("c3"));
-    assert_eq!(assigned(&state, "prod-1").as_deref(), Some("c1"));
 }

@@ -1,0 +1,310 @@
+use super::*;
+use crate::state::Command;
+use crate::state::tests::{apply_err, apply_ok, fleet, register, rev, t};
+
+const GATE: Gate = Gate {
+    max_unavailable: 1,
+    health_timeout_ms: 1_000,
+    on_failure: OnFailure::Rollback,
+};
+
+fn waves() -> Vec<PlannedWave> {
+    vec![
+        PlannedWave {
+            name: "canary".into(),
+            clusters: vec!["a".into()],
+            soak_ms: 100,
+        },
+        PlannedWave {
+            name: "rest".into(),
+            clusters: vec!["b".into(), "c".into()],
+            soak_ms: 0,
+        },
+    ]
+}
+
+fn start(to: &str, await_approval: bool, supersede: bool, at: u64) -> Command {
+    Command::StartRollout {
+        stage: "prod".into(),
+        to: rev(to),
+        waves: waves(),
+        gate: GATE,
+        change: StageChange::Promote,
+        await_approval,
+        supersede,
+        by: "alice".into(),
+        reason: "release".into(),
+        at: t(at),
+    }
+}
+
+fn step(rollout: u64, step: RolloutStep, at: u64) -> Command {
+    Command::RolloutStep {
+        rollout,
+        step,
+        at: t(at),
+    }
+}
+
+fn assign(wave: usize, clusters: &[&str]) -> RolloutStep {
+    RolloutStep::Assign {
+        wave,
+        clusters: clusters.iter().map(|c| (*c).to_owned()).collect(),
+    }
+}
+
+fn healthy(clusters: &[&str]) -> RolloutStep {
+    RolloutStep::Healthy {
+        clusters: clusters.iter().map(|c| (*c).to_owned()).collect(),
+    }
+}
+
+fn status(rollout: u64, action: RolloutAction, at: u64) -> Command {
+    Command::SetRolloutStatus {
+        rollout,
+        action,
+        by: "bob".into(),
+        reason: action.verb().into(),
+        at: t(at),
+    }
+}
+
+fn assigned(state: &State, cluster: &str) -> String {
+    state.clusters[cluster]
+        .assigned
+        .as_ref()
+        .map(|r| r.commit.clone())
+        .unwrap_or_default()
+}
+
+#[test]
+fn a_rollout_pins_its_stage_then_passes_wave_by_wave_after_each_soak() {
+    let mut state = fleet();
+    let id = state.next_rollout_id;
+    apply_ok(&mut state, start("c2", false, false, 100));
+    let stage = &state.stages["prod"];
+    assert_eq!(stage.pinned, Some(rev("c2")));
+    let pin = stage.history.last().expect("history");
+    assert_eq!(
+        (pin.by.as_str(), pin.change, pin.rollout),
+        ("alice", StageChange::Promote, Some(id))
+    );
+    assert_eq!(
+        assigned(&state, "a"),
+        "c1",
+        "nothing assigned before a step"
+    );
+
+    apply_err(&mut state, step(id, assign(1, &["b"]), 101));
+    apply_err(&mut state, step(id, assign(0, &["b"]), 101));
+    apply_ok(&mut state, step(id, assign(0, &["a"]), 101));
+    assert_eq!(assigned(&state, "a"), "c2");
+    apply_err(&mut state, step(id, assign(0, &["a"]), 102));
+    apply_err(
+        &mut state,
+        step(id, RolloutStep::WaveHealthy { wave: 1 }, 102),
+    );
+    apply_err(&mut state, step(id, RolloutStep::WaveDone { wave: 0 }, 102));
+    apply_ok(&mut state, step(id, healthy(&["a"]), 150));
+    apply_err(&mut state, step(id, healthy(&["a"]), 151));
+    apply_ok(
+        &mut state,
+        step(id, RolloutStep::WaveHealthy { wave: 0 }, 200),
+    );
+    let err = apply_err(&mut state, step(id, RolloutStep::WaveDone { wave: 0 }, 299));
+    assert!(err.to_string().contains("soaks until 300"), "{err}");
+    apply_ok(&mut state, step(id, RolloutStep::WaveDone { wave: 0 }, 300));
+    assert_eq!(state.rollouts[&id].current, 1);
+
+    apply_ok(&mut state, step(id, assign(1, &["b", "c"]), 301));
+    apply_ok(&mut state, step(id, healthy(&["b", "c"]), 302));
+    apply_ok(
+        &mut state,
+        step(id, RolloutStep::WaveHealthy { wave: 1 }, 303),
+    );
+    apply_ok(&mut state, step(id, RolloutStep::WaveDone { wave: 1 }, 303));
+    let rollout = &state.rollouts[&id];
+    assert_eq!(rollout.status, RolloutStatus::Completed);
+    assert!(state.stages["prod"].passed.contains(&rev("c2")));
+    apply_err(&mut state, status(id, RolloutAction::Pause, 304));
+}
+
+#[test]
+fn a_cluster_is_given_the_target_only_where_it_has_bundles() {
+    let mut state = fleet();
+    register(&mut state, "d");
+    let id = state.next_rollout_id;
+    let mut planned = waves();
+    planned[1].clusters.push("d".into());
+    apply_ok(
+        &mut state,
+        Command::StartRollout {
+            stage: "prod".into(),
+            to: rev("c2"),
+            waves: planned,
+            gate: GATE,
+            change: StageChange::Track,
+            await_approval: false,
+            supersede: false,
+            by: "controller:rollout".into(),
+            reason: "branch moved".into(),
+            at: t(100),
+        },
+    );
+    apply_ok(&mut state, step(id, assign(0, &["a"]), 101));
+    apply_ok(&mut state, step(id, healthy(&["a"]), 102));
+    apply_ok(
+        &mut state,
+        step(id, RolloutStep::WaveHealthy { wave: 0 }, 103),
+    );
+    apply_ok(&mut state, step(id, RolloutStep::WaveDone { wave: 0 }, 203));
+    let err = apply_err(&mut state, step(id, assign(1, &["b", "d"]), 204));
+    assert!(
+        err.to_string().contains("no bundles for cluster 'd'"),
+        "{err}"
+    );
+    assert_eq!(assigned(&state, "b"), "c1");
+}
+
+#[test]
+fn a_cluster_leaving_healthy_restarts_the_soak_and_its_clock() {
+    let mut state = fleet();
+    let id = state.next_rollout_id;
+    apply_ok(&mut state, start("c2", false, false, 100));
+    apply_ok(&mut state, step(id, assign(0, &["a"]), 101));
+    apply_ok(&mut state, step(id, healthy(&["a"]), 102));
+    apply_ok(
+        &mut state,
+        step(id, RolloutStep::WaveHealthy { wave: 0 }, 103),
+    );
+    apply_ok(
+        &mut state,
+        step(
+            id,
+            RolloutStep::Unhealthy {
+                clusters: vec!["a".into()],
+            },
+            150,
+        ),
+    );
+    let rollout = &state.rollouts[&id];
+    assert_eq!(rollout.waves[0].healthy_at, None);
+    assert_eq!(rollout.clusters["a"].clock_from, t(150));
+    apply_err(&mut state, step(id, RolloutStep::WaveDone { wave: 0 }, 500));
+}
+
+#[test]
+fn a_paused_rollout_takes_no_step_and_resuming_restarts_the_clocks() {
+    let mut state = fleet();
+    let id = state.next_rollout_id;
+    apply_ok(&mut state, start("c2", false, false, 100));
+    apply_ok(&mut state, step(id, assign(0, &["a"]), 101));
+    apply_ok(&mut state, status(id, RolloutAction::Pause, 110));
+    assert!(matches!(
+        &state.rollouts[&id].status,
+        RolloutStatus::Paused { by, .. } if by == "bob"
+    ));
+    apply_err(&mut state, step(id, healthy(&["a"]), 120));
+    apply_err(&mut state, status(id, RolloutAction::Pause, 121));
+    apply_err(&mut state, status(id, RolloutAction::Approve, 121));
+    apply_ok(&mut state, status(id, RolloutAction::Resume, 5_000));
+    let rollout = &state.rollouts[&id];
+    assert_eq!(rollout.status, RolloutStatus::Running);
+    assert_eq!(rollout.clusters["a"].clock_from, t(5_000));
+    assert_eq!(rollout.progressed_at, t(5_000));
+}
+
+#[test]
+fn a_rollout_awaiting_approval_changes_nothing_until_approved() {
+    let mut state = fleet();
+    let id = state.next_rollout_id;
+    apply_ok(&mut state, start("c2", true, false, 100));
+    assert_eq!(state.rollouts[&id].status, RolloutStatus::AwaitingApproval);
+    assert_eq!(state.stages["prod"].pinned, Some(rev("c1")));
+    apply_err(&mut state, step(id, assign(0, &["a"]), 101));
+    apply_ok(&mut state, status(id, RolloutAction::Approve, 102));
+    let stage = &state.stages["prod"];
+    assert_eq!(stage.pinned, Some(rev("c2")));
+    let pin = stage.history.last().expect("history");
+    assert_eq!((pin.by.as_str(), pin.at), ("bob", t(102)));
+    assert_eq!(state.rollouts[&id].started_at, Some(t(102)));
+    apply_ok(&mut state, step(id, assign(0, &["a"]), 103));
+}
+
+#[test]
+fn rolling_back_returns_clusters_pins_back_and_marks_the_target_failed() {
+    let mut state = fleet();
+    let id = state.next_rollout_id;
+    apply_ok(&mut state, start("c2", false, false, 100));
+    apply_ok(&mut state, step(id, assign(0, &["a"]), 101));
+    let back = |to: &str| Command::RollBack {
+        stage: "prod".into(),
+        to: rev(to),
+        clusters: vec!["a".into()],
+        by: "controller:rollout".into(),
+        reason: "wave canary: a Degraded".into(),
+        at: t(200),
+    };
+    apply_ok(&mut state, back("c1"));
+    assert!(matches!(
+        &state.rollouts[&id].status,
+        RolloutStatus::RolledBack { reason } if reason.contains("Degraded")
+    ));
+    for cluster in ["a", "b", "c"] {
+        assert_eq!(assigned(&state, cluster), "c1", "{cluster}");
+    }
+    let stage = &state.stages["prod"];
+    assert_eq!(stage.pinned, Some(rev("c1")));
+    assert!(stage.failed.contains(&rev("c2")));
+    assert!(!stage.failed.contains(&rev("c1")));
+    let pin = stage.history.last().expect("history");
+    assert_eq!((pin.change, pin.rollout), (StageChange::Rollback, Some(id)));
+    let err = apply_err(&mut state, back("c1"));
+    assert!(err.to_string().contains("already pinned"), "{err}");
+}
+
+#[test]
+fn a_second_rollout_is_refused_unless_it_supersedes_and_keeps_the_first_start() {
+    let mut state = fleet();
+    let first = state.next_rollout_id;
+    apply_ok(&mut state, start("c2", false, false, 100));
+    let err = apply_err(&mut state, start("c2", false, false, 101));
+    assert_eq!(
+        err,
+        CommandError::RolloutActive {
+            stage: "prod".into(),
+            rollout: first
+        }
+    );
+    let err = apply_err(
+        &mut state,
+        Command::PinStage {
+            stage: "prod".into(),
+            revision: rev("c1"),
+            change: StageChange::Promote,
+            by: "x".into(),
+            reason: "y".into(),
+            at: t(102),
+        },
+    );
+    assert!(matches!(err, CommandError::RolloutActive { .. }), "{err}");
+    apply_ok(&mut state, start("c2", false, true, 103));
+    assert_eq!(
+        state.rollouts[&first].status,
+        RolloutStatus::Superseded { by: first + 1 }
+    );
+    let second = &state.rollouts[&(first + 1)];
+    assert!(second.is_active());
+    assert_eq!(
+        second.from,
+        Some(rev("c1")),
+        "rolls back to where the first began"
+    );
+}
+
+#[test]
+fn a_rollout_to_the_pinned_revision_with_nothing_running_is_refused() {
+    let mut state = fleet();
+    let err = apply_err(&mut state, start("c1", false, false, 100));
+    assert!(err.to_string().contains("already pinned"), "{err}");
+}
