@@ -21,8 +21,8 @@ use flotilla_proto::v1::hub_group_server::HubGroupServer;
 use flotilla_proto::v1::peer_forward_reply::Outcome as ForwardOutcome;
 use flotilla_proto::v1::raft_peer_server::RaftPeerServer;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
-use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Message, Snapshot};
-use raft::{RawNode, SnapshotStatus};
+use raft::RawNode;
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Snapshot};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -30,15 +30,22 @@ use tokio_util::sync::CancellationToken;
 
 use crate::admin::GroupService;
 use crate::config::{Bootstrap, ConfigError, NodeConfig, Timing};
-use crate::state::{Command, CommandError, EncodeError, NodeId, SnapshotError, State};
-use crate::storage::{Identity, RaftStore, StoreError};
+use crate::state::{Command, NodeId, SnapshotError, State};
+use crate::storage::{Identity, RaftStore};
 use crate::sync::presence::{self, PresenceBoard};
 use crate::transport::net::{self, NetError};
 use crate::transport::{PeerService, Transport};
 
 mod driver;
+mod errors;
+mod events;
 mod logging;
+mod status;
 mod waiters;
+
+pub use errors::{ProposeError, ReadError, StartError};
+pub(crate) use events::{EntryOutcome, Event, Proposal, ProposeReply};
+pub use status::{Leadership, NodeStatus, Role};
 
 #[cfg(test)]
 mod tests;
@@ -99,217 +106,11 @@ impl Deref for StateView<'_> {
     }
 }
 
-/// Who leads, as this node knows it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Leadership {
-    /// The leader, if one is known.
-    pub leader: Option<NodeId>,
-    /// The current term.
-    pub term: u64,
-}
-
-/// A node's raft role.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Role {
-    /// Leads the group.
-    Leader,
-    /// Follows a leader (or waits for one).
-    Follower,
-    /// Campaigning.
-    Candidate,
-    /// Checking whether a campaign could win (pre-vote).
-    PreCandidate,
-}
-
-impl Role {
-    /// Lower-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::Leader => "leader",
-            Role::Follower => "follower",
-            Role::Candidate => "candidate",
-            Role::PreCandidate => "pre-candidate",
-        }
-    }
-}
-
-/// A snapshot of a node's raft and state machine progress.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NodeStatus {
-    /// This node.
-    pub id: NodeId,
-    /// Its role.
-    pub role: Role,
-    /// The leader it knows.
-    pub leader: Option<NodeId>,
-    /// Current term.
-    pub term: u64,
-    /// Commit index.
-    pub commit: u64,
-    /// Applied index.
-    pub applied: u64,
-    /// First index still in the log (the rest is in the snapshot).
-    pub first_index: u64,
-    /// Last index in the log.
-    pub last_index: u64,
-    /// Raft ticks since start: logical time, in units of the tick interval.
-    pub ticks: u64,
-    /// Current voters, as raft sees them.
-    pub voters: Vec<NodeId>,
-    /// Members and addresses, as the state machine records them.
-    pub members: BTreeMap<NodeId, String>,
-    /// blake3 of the state machine's canonical encoding.
-    pub state_hash: String,
-}
-
 /// A command that applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Applied {
     /// Log index it applied at.
     pub index: u64,
-}
-
-/// Why a proposal did not apply. Only `Timeout` and `Unknown` leave the outcome open.
-#[derive(Debug, thiserror::Error)]
-pub enum ProposeError {
-    /// No leader was known before the deadline (an election is running, or a quorum is lost).
-    #[error("no leader is known (election in progress or quorum lost); retry shortly")]
-    NoLeader,
-    /// This node does not lead and forwarding to the leader kept failing.
-    #[error("not leader; try node {leader}{}", address.as_deref().map(|a| format!(" at {a}")).unwrap_or_default())]
-    NotLeader {
-        /// The node believed to lead.
-        leader: NodeId,
-        /// Its address, if known.
-        address: Option<String>,
-    },
-    /// Appended but not applied before the deadline: it may still apply.
-    #[error("timed out waiting for the proposal{} to apply; it may still apply", index.map(|i| format!(" at index {i}")).unwrap_or_default())]
-    Timeout {
-        /// Where it was appended, if it was.
-        index: Option<u64>,
-    },
-    /// A later leader overwrote the entry: it did not apply and is safe to retry.
-    #[error("the proposal at index {index} was overwritten after a leader change; retry")]
-    Superseded {
-        /// Where it had been appended.
-        index: u64,
-    },
-    /// A snapshot replaced the log over the entry; whether it applied is unknown.
-    #[error("a snapshot replaced the log over index {index}; check the state before retrying")]
-    Unknown {
-        /// Where it had been appended.
-        index: u64,
-    },
-    /// It committed, but the state machine refused it (the state is unchanged).
-    #[error("rejected at index {index}: {error}")]
-    Rejected {
-        /// Where it committed.
-        index: u64,
-        /// Why it was refused.
-        error: CommandError,
-    },
-    /// The leader refused it outright (e.g. another membership change is in progress).
-    #[error("refused: {0}")]
-    Refused(String),
-    /// The command could not be encoded.
-    #[error(transparent)]
-    Encode(#[from] EncodeError),
-    /// The node is stopped.
-    #[error("the hub node is stopped")]
-    Stopped,
-}
-
-/// Why a linearizable read failed.
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// The leader did not confirm a read index before the deadline.
-    #[error("no read index confirmed by a leader in time (no leader, or quorum lost)")]
-    Timeout,
-    /// The node is stopped.
-    #[error("the hub node is stopped")]
-    Stopped,
-}
-
-/// Why a node did not start.
-#[derive(Debug, thiserror::Error)]
-pub enum StartError {
-    /// The configuration is wrong.
-    #[error(transparent)]
-    Config(#[from] ConfigError),
-    /// The data dir is unusable.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Listening failed.
-    #[error(transparent)]
-    Net(#[from] NetError),
-    /// The stored state machine image is unreadable.
-    #[error("data dir state snapshot: {0}")]
-    Snapshot(#[from] SnapshotError),
-    /// raft refused the configuration or the log.
-    #[error("raft: {0}")]
-    Raft(#[from] raft::Error),
-    /// The raft thread could not be started.
-    #[error("cannot start the raft thread: {0}")]
-    Thread(std::io::Error),
-}
-
-/// What the raft thread is asked to do.
-pub(crate) enum Event {
-    /// A message from a peer.
-    Raft(Box<Message>),
-    /// Propose, answering `reply` at once and `outcome` when the entry applies.
-    Propose {
-        proposal: Proposal,
-        reply: oneshot::Sender<ProposeReply>,
-        outcome: Option<oneshot::Sender<EntryOutcome>>,
-    },
-    /// Answer `outcome` when the entry the leader appended at (index, term) applies here.
-    Await {
-        index: u64,
-        term: u64,
-        conf_change: bool,
-        outcome: oneshot::Sender<EntryOutcome>,
-    },
-    /// A linearizable read: answer with a read index once applied reaches it.
-    ReadIndex(oneshot::Sender<u64>),
-    /// Sending to the peer failed.
-    Unreachable(NodeId),
-    /// A snapshot upload to the peer finished or failed.
-    SnapshotReport(NodeId, SnapshotStatus),
-    /// Report status.
-    Status(oneshot::Sender<NodeStatus>),
-    /// Start an election now.
-    Campaign,
-    /// Stop the raft thread.
-    Stop,
-}
-
-/// Something to append to the log.
-#[derive(Debug, Clone)]
-pub(crate) enum Proposal {
-    /// An encoded command.
-    Command(Vec<u8>),
-    /// A membership change.
-    ConfChange(ConfChangeV2),
-}
-
-/// The raft thread's immediate answer to a proposal.
-#[derive(Debug, Clone)]
-pub(crate) enum ProposeReply {
-    Proposed { index: u64, term: u64 },
-    NotLeader { leader: Option<NodeId> },
-    Refused(String),
-}
-
-/// What became of an appended entry.
-#[derive(Debug, Clone)]
-pub(crate) enum EntryOutcome {
-    Applied,
-    Rejected(CommandError),
-    Refused(String),
-    Superseded,
-    Unknown,
 }
 
 impl Node {
