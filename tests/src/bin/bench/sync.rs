@@ -3,9 +3,11 @@
 //! link, as `flotilla-agent run` builds them).
 //!
 //! Figures:
-//! - `fanout`: with every agent connected, from the commit of a revision's assignment to each
+//! - `fanout`: with every agent connected, from proposing a revision's assignment to each
 //!   cluster's health recorded Applied and Healthy in the leader's state (push, chunks, apply
 //!   to the simulator, report, batch, raft);
+//! - `bundleReceivedMs` and `bundleAppliedMs`: the same start to the agent's engine starting to
+//!   apply the bundle (it arrived whole) and to its `Applied` event;
 //! - `failover`: SIGKILL of the node holding the most streams; per moved agent, the time until it
 //!   streams with another node, and what it received meanwhile (bundles, chunks, messages,
 //!   bytes; nothing changed, so no bundle should come);
@@ -22,7 +24,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use flotilla_agent::hub::{HubLink, LinkConfig, LinkStats, ThreadRandom};
-use flotilla_agent::{Engine, EngineConfig, SystemClock};
+use flotilla_agent::{Engine, EngineConfig, Event, SystemClock};
 use flotilla_core::render::{ObjectId, RenderedBundle, RenderedObject};
 use flotilla_core::spec::DriftMode;
 use flotilla_hub::admin::GroupClient;
@@ -200,7 +202,7 @@ fn bundle(cluster: &str, objects: usize) -> anyhow::Result<RenderedBundle> {
 }
 
 /// Records a rendered revision with one bundle for each of `clusters`, and assigns it.
-/// Returns the bundle hashes and the moment the assignment committed.
+/// Returns the bundle hashes and the moment the assignment was proposed.
 async fn release(
     group: &Group,
     clusters: &[String],
@@ -242,6 +244,7 @@ async fn release(
             at: Timestamp(3),
         })
         .await?;
+    let start = Instant::now();
     group
         .propose(&Command::AssignRevision {
             clusters: clusters.to_vec(),
@@ -249,7 +252,7 @@ async fn release(
             at: Timestamp(4),
         })
         .await?;
-    Ok((hashes, Instant::now()))
+    Ok((hashes, start))
 }
 
 async fn register(group: &Group, clusters: &[String]) -> anyhow::Result<()> {
@@ -265,10 +268,28 @@ async fn register(group: &Group, clusters: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// When the engine started applying the bundle (it arrived whole) and when it was applied.
+async fn apply_times(
+    mut reports: tokio::sync::broadcast::Receiver<flotilla_agent::Report>,
+) -> anyhow::Result<(Instant, Instant)> {
+    let mut started = None;
+    loop {
+        let report = tokio::time::timeout(Duration::from_secs(60), reports.recv()).await??;
+        match report.event {
+            Event::Applying { .. } => started = Some(Instant::now()),
+            Event::Applied { .. } => {
+                let now = Instant::now();
+                return Ok((started.unwrap_or(now), now));
+            }
+            _ => {}
+        }
+    }
+}
+
 struct Agent {
     cluster: String,
     link: HubLink,
-    _engine: Arc<Engine>,
+    engine: Arc<Engine>,
 }
 
 fn start_agent(sim: &Sim, cluster: &str, hubs: Vec<String>) -> anyhow::Result<Agent> {
@@ -288,7 +309,7 @@ fn start_agent(sim: &Sim, cluster: &str, hubs: Vec<String>) -> anyhow::Result<Ag
     Ok(Agent {
         cluster: cluster.to_owned(),
         link,
-        _engine: engine,
+        engine,
     })
 }
 
@@ -360,6 +381,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         .map(|c| start_agent(&sim, c, hubs.clone()))
         .collect::<anyhow::Result<Vec<_>>>()?;
     wait_each(&group, leader, Instant::now(), clusters.clone(), online).await?;
+    let engine_times: Vec<_> = agents
+        .iter()
+        .map(|a| tokio::spawn(apply_times(a.engine.subscribe())))
+        .collect();
     let (hashes, assigned) = release(&group, &clusters, args.objects).await?;
     let fanout = wait_each(
         &group,
@@ -377,6 +402,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         },
     )
     .await?;
+    let (mut received, mut applied) = (Vec::new(), Vec::new());
+    for times in engine_times {
+        let (start, end) = times.await??;
+        received.push(start.saturating_duration_since(assigned));
+        applied.push(end.saturating_duration_since(assigned));
+    }
 
     let mut per_node: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, agent) in agents.iter().enumerate() {
@@ -474,6 +505,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         "clusters": args.clusters,
         "objectsPerBundle": args.objects + 1,
         "fanoutMs": millis(fanout),
+        "bundleReceivedMs": millis(received),
+        "bundleAppliedMs": millis(applied),
         "failover": failover,
         "offlineAfterAgentExitMs": millis(after_exit),
         "offlineAfterLeaderDeathMs": millis(after_death),
