@@ -15,7 +15,8 @@ use git2::{Oid, Repository, Signature};
 use tempfile::TempDir;
 
 /// Two stages (dev tracks main, prod promotes from dev) and one plain bundle whose ConfigMap
-/// carries the cluster's name, a label and a variable.
+/// carries the cluster's name, a label and a variable. These tests run no agents, so no rollout
+/// ever passes its health gate: dev lets each new head replace its running rollout.
 pub const FLEET_SPEC: &str = "\
 apiVersion: flotilla.dev/v1
 kind: Fleet
@@ -23,6 +24,7 @@ stages:
   - name: dev
     clusterSelector: {matchLabels: {env: dev}}
     track: {branch: main}
+    rollout: {supersede: immediate}
   - name: prod
     clusterSelector: {matchLabels: {env: prod}}
     promoteFrom: dev
