@@ -10,8 +10,10 @@ use flotilla_proto::v1::admin_server::Admin;
 use flotilla_proto::v1::{
     AdminAddClusterRequest, AdminCluster, AdminClusterList, AdminDiffReply, AdminDiffRequest,
     AdminFleetStatus, AdminFleetStatusRequest, AdminListClustersRequest, AdminListRevisionsRequest,
-    AdminRemoveClusterReply, AdminRemoveClusterRequest, AdminRequestFetchReply,
-    AdminRequestFetchRequest, AdminRevisionList,
+    AdminPromoteRequest, AdminRemoveClusterReply, AdminRemoveClusterRequest,
+    AdminRequestFetchReply, AdminRequestFetchRequest, AdminRevisionList, AdminRollbackRequest,
+    AdminRolloutProgress, AdminRolloutStatusRequest, AdminStageActionReply,
+    AdminStageActionRequest, AdminStageHistory, AdminStageHistoryRequest,
 };
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -22,12 +24,14 @@ use crate::node::ProposeError;
 use crate::server::HubContext;
 use crate::state::access::Role;
 use crate::state::audit::AuditEvent;
-use crate::state::{Command, CommandError, Labels};
+use crate::state::{Command, CommandError, Labels, RolloutAction};
 use crate::{pipeline, status};
 
 pub mod caller;
 mod convert;
 pub mod diff;
+mod progress;
+mod stage;
 
 use caller::{Caller, identify};
 
@@ -82,6 +86,7 @@ fn propose_status(error: ProposeError) -> Status {
     match &error {
         ProposeError::Rejected { error: e, .. } => match e {
             CommandError::ClusterExists(_) => Status::already_exists(e.to_string()),
+            CommandError::UnknownStage(_) => Status::not_found(e.to_string()),
             CommandError::UnknownCluster(_) => Status::not_found(format!(
                 "{e}; `flotilla clusters` lists the registered clusters"
             )),
@@ -94,6 +99,11 @@ fn propose_status(error: ProposeError) -> Status {
 }
 
 type StatusStream = Pin<Box<dyn Stream<Item = Result<AdminFleetStatus, Status>> + Send>>;
+type ProgressStream = Pin<Box<dyn Stream<Item = Result<AdminRolloutProgress, Status>> + Send>>;
+
+/// How often a rollout watch looks again when the state does not change: deadlines and soaks
+/// move with time alone.
+const PROGRESS_TICK: Duration = Duration::from_secs(1);
 
 #[tonic::async_trait]
 impl Admin for AdminService {
@@ -306,4 +316,129 @@ impl Admin for AdminService {
         })?;
         Ok(Response::new(AdminRequestFetchReply { index }))
     }
+
+    async fn promote(
+        &self,
+        request: Request<AdminPromoteRequest>,
+    ) -> Result<Response<AdminStageActionReply>, Status> {
+        let caller = identify(&request)?;
+        let reply = stage::promote(&self.hub, &caller, request.into_inner()).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn rollback(
+        &self,
+        request: Request<AdminRollbackRequest>,
+    ) -> Result<Response<AdminStageActionReply>, Status> {
+        let caller = identify(&request)?;
+        let reply = stage::rollback(&self.hub, &caller, request.into_inner()).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn pause(
+        &self,
+        request: Request<AdminStageActionRequest>,
+    ) -> Result<Response<AdminStageActionReply>, Status> {
+        let caller = identify(&request)?;
+        let request = request.into_inner();
+        let reply = stage::set_status(&self.hub, &caller, request, RolloutAction::Pause).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn resume(
+        &self,
+        request: Request<AdminStageActionRequest>,
+    ) -> Result<Response<AdminStageActionReply>, Status> {
+        let caller = identify(&request)?;
+        let request = request.into_inner();
+        let reply = stage::set_status(&self.hub, &caller, request, RolloutAction::Resume).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn approve(
+        &self,
+        request: Request<AdminStageActionRequest>,
+    ) -> Result<Response<AdminStageActionReply>, Status> {
+        let caller = identify(&request)?;
+        let request = request.into_inner();
+        let reply = stage::set_status(&self.hub, &caller, request, RolloutAction::Approve).await?;
+        Ok(Response::new(reply))
+    }
+
+    async fn stage_history(
+        &self,
+        request: Request<AdminStageHistoryRequest>,
+    ) -> Result<Response<AdminStageHistory>, Status> {
+        let caller = identify(&request)?;
+        let name = request.into_inner().stage;
+        caller.require_for_stage(Role::Viewer, &name)?;
+        Ok(Response::new(stage::history(&self.hub, &name)?))
+    }
+
+    async fn rollout_status(
+        &self,
+        request: Request<AdminRolloutStatusRequest>,
+    ) -> Result<Response<AdminRolloutProgress>, Status> {
+        let caller = identify(&request)?;
+        let request = request.into_inner();
+        caller.require_for_stage(Role::Viewer, &request.stage)?;
+        Ok(Response::new(rollout_progress(&self.hub, &request)?))
+    }
+
+    type WatchRolloutStatusStream = ProgressStream;
+
+    async fn watch_rollout_status(
+        &self,
+        request: Request<AdminRolloutStatusRequest>,
+    ) -> Result<Response<Self::WatchRolloutStatusStream>, Status> {
+        let caller = identify(&request)?;
+        let mut request = request.into_inner();
+        caller.require_for_stage(Role::Viewer, &request.stage)?;
+        // Follow the rollout that is the newest now, even when a newer one starts later.
+        request.rollout = rollout_progress(&self.hub, &request)?.id;
+        let (sender, receiver) = tokio::sync::mpsc::channel(4);
+        let hub = self.hub.clone();
+        tokio::spawn(async move {
+            let mut applied = hub.node.watch_applied();
+            let mut last: Option<AdminRolloutProgress> = None;
+            loop {
+                let current = rollout_progress(&hub, &request);
+                let shown = current.as_ref().ok().map(|p| AdminRolloutProgress {
+                    now_ms: 0,
+                    ..p.clone()
+                });
+                if shown.is_none() || last != shown {
+                    let failed = current.is_err();
+                    if sender.send(current).await.is_err() || failed {
+                        return;
+                    }
+                    last = shown;
+                }
+                tokio::select! {
+                    _ = sender.closed() => return,
+                    changed = applied.changed() => if changed.is_err() { return },
+                    _ = tokio::time::sleep(PROGRESS_TICK) => {}
+                }
+                tokio::time::sleep(WATCH_DEBOUNCE).await;
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+}
+
+/// A rollout's progress on this node's replica, judged at the hub's clock.
+fn rollout_progress(
+    hub: &HubContext,
+    request: &AdminRolloutStatusRequest,
+) -> Result<AdminRolloutProgress, Status> {
+    let state = hub.node.state();
+    let (id, rollout) = progress::find(&state, &request.stage, request.rollout)?;
+    let source = hub.source.as_ref().map(|s| s.name.as_str());
+    Ok(progress::progress(
+        &state,
+        source,
+        id,
+        rollout,
+        hub.clock.now(),
+    ))
 }

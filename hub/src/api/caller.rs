@@ -25,6 +25,13 @@ pub fn identify<T>(_request: &Request<T>) -> Result<Caller, Status> {
 }
 
 impl Caller {
+    /// Refuses an action on `stage` (promote, roll back, pause, resume, approve; view its
+    /// history and rollouts) unless the caller holds `role` (or a stronger one) for it. Roles
+    /// are not scoped to stages until tokens are checked; per-stage bindings go here.
+    pub fn require_for_stage(&self, role: Role, _stage: &str) -> Result<(), Status> {
+        self.require(role)
+    }
+
     /// Refuses the call unless the caller holds `role` (or a stronger one).
     pub fn require(&self, role: Role) -> Result<(), Status> {
         if self.role >= role {

@@ -1,0 +1,408 @@
+//! Stage actions of the Admin API — promote, roll back, pause, resume, approve — and a stage's
+//! history. Each check that can refuse is made here, on this node's replica, so the refusal
+//! says why and what to do; the command proposed is checked again when it applies.
+
+use flotilla_core::FleetSpec;
+use flotilla_core::spec::Stage as StageSpec;
+use flotilla_proto::v1::{
+    AdminAuditEvent, AdminPin, AdminPromoteRequest, AdminRollbackRequest, AdminStageActionReply,
+    AdminStageActionRequest, AdminStageHistory,
+};
+use tonic::Status;
+
+use super::caller::Caller;
+use super::{diff, progress, propose_status};
+use crate::pipeline::{self, short};
+use crate::rollout::promotion::{self, Start};
+use crate::server::HubContext;
+use crate::state::access::Role;
+use crate::state::rollout::RolloutStatus;
+use crate::state::source::{RevisionRef, RevisionStatus};
+use crate::state::stage::StageChange;
+use crate::state::{Command, RolloutAction, State};
+
+/// Events of a stage's history kept in an answer.
+const HISTORY_EVENTS: usize = 100;
+
+/// The current pipeline and the stage in it, or why not.
+fn pipeline_stage(
+    hub: &HubContext,
+    state: &State,
+    name: &str,
+) -> Result<(FleetSpec, StageSpec), Status> {
+    let source = source_name(hub)?;
+    let Some((revision, spec)) = pipeline::current(state, source) else {
+        return Err(Status::failed_precondition(
+            "no revision has rendered yet, so there are no stages; `flotilla revisions` shows why",
+        ));
+    };
+    let Some(stage) = spec.stage(name).cloned() else {
+        let names: Vec<&str> = spec.stages.iter().map(|s| s.name.as_str()).collect();
+        return Err(Status::not_found(format!(
+            "no stage `{name}` in flotilla.yaml at {}; its stages are: {}",
+            short(&revision.commit),
+            names.join(", ")
+        )));
+    };
+    if state
+        .stages
+        .get(name)
+        .and_then(|s| s.pinned.as_ref())
+        .is_none()
+    {
+        return Err(Status::failed_precondition(format!(
+            "stage `{name}` has no revision yet; it gets its first when its upstream has one"
+        )));
+    }
+    Ok((spec, stage))
+}
+
+fn source_name(hub: &HubContext) -> Result<&str, Status> {
+    hub.source.as_ref().map(|s| s.name.as_str()).ok_or_else(|| {
+        Status::failed_precondition("this hub follows no repository (start it with --repo)")
+    })
+}
+
+/// Resolves a commit or prefix to a revision that rendered.
+fn rendered_revision(state: &State, text: &str) -> Result<RevisionRef, Status> {
+    let revision = diff::resolve(state, text)?;
+    match state.revisions.get(&revision).map(|r| &r.status) {
+        Some(RevisionStatus::Rendered { .. }) => Ok(revision),
+        Some(RevisionStatus::Failed { error, .. }) => Err(Status::failed_precondition(format!(
+            "revision {} did not render ({}); it can reach no cluster",
+            short(&revision.commit),
+            crate::status::describe_error(error)
+        ))),
+        _ => Err(Status::failed_precondition(format!(
+            "revision {} is not rendered yet; try again in a moment",
+            short(&revision.commit)
+        ))),
+    }
+}
+
+fn reason_or(reason: String, default: &str) -> String {
+    if reason.trim().is_empty() {
+        default.to_owned()
+    } else {
+        reason
+    }
+}
+
+/// What the caller sees after an action on `stage`.
+fn reply(
+    hub: &HubContext,
+    stage: &str,
+    rollout: Option<u64>,
+    message: String,
+) -> AdminStageActionReply {
+    let state = hub.node.state();
+    let source = hub.source.as_ref().map(|s| s.name.as_str());
+    let now = hub.clock.now();
+    AdminStageActionReply {
+        stage: stage.to_owned(),
+        pinned_revision: state
+            .stages
+            .get(stage)
+            .and_then(|s| s.pinned.as_ref())
+            .map(|r| r.commit.clone())
+            .unwrap_or_default(),
+        rollout: rollout.and_then(|id| {
+            let rollout = state.rollouts.get(&id)?;
+            Some(progress::progress(&state, source, id, rollout, now))
+        }),
+        message,
+    }
+}
+
+/// `flotilla promote STAGE [--revision R] [--force]`.
+pub(super) async fn promote(
+    hub: &HubContext,
+    caller: &Caller,
+    request: AdminPromoteRequest,
+) -> Result<AdminStageActionReply, Status> {
+    caller.require_for_stage(Role::Deployer, &request.stage)?;
+    if request.force {
+        caller.require_for_stage(Role::Admin, &request.stage)?;
+    }
+    let (command, id, message) = {
+        let state = hub.node.state();
+        let (spec, stage) = pipeline_stage(hub, &state, &request.stage)?;
+        let source = source_name(hub)?;
+        let to = if request.revision.trim().is_empty() {
+            promotion::default_promotion(&state, &stage, source).ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "nothing to promote to stage `{}`: its upstream has passed no revision yet; name one with --revision",
+                    stage.name
+                ))
+            })?
+        } else {
+            rendered_revision(&state, &request.revision)?
+        };
+        let active = state.active_rollout(&stage.name);
+        match active {
+            Some((id, rollout)) if rollout.to == to => {
+                let hint = if rollout.status == RolloutStatus::AwaitingApproval {
+                    format!("`flotilla approve {}` lets it run", stage.name)
+                } else {
+                    format!("`flotilla rollout status {}` follows it", stage.name)
+                };
+                return Err(Status::failed_precondition(format!(
+                    "stage `{}` already has rollout {id} of {} ({}); {hint}",
+                    stage.name,
+                    short(&to.commit),
+                    rollout.status.name()
+                )));
+            }
+            None if state
+                .stages
+                .get(&stage.name)
+                .and_then(|s| s.pinned.as_ref())
+                == Some(&to) =>
+            {
+                return Err(Status::failed_precondition(format!(
+                    "stage `{}` is already at {}",
+                    stage.name,
+                    short(&to.commit)
+                )));
+            }
+            _ => {}
+        }
+        let change = match promotion::upstream_gate(&state, &stage, source, &to) {
+            Ok(()) if request.force => StageChange::Promote,
+            Ok(()) => match stage.source {
+                flotilla_core::spec::StageSource::Track { .. } => StageChange::Track,
+                flotilla_core::spec::StageSource::PromoteFrom { .. } => StageChange::Promote,
+            },
+            Err(_) if request.force => StageChange::ForcePromote,
+            Err(why) => return Err(Status::failed_precondition(why)),
+        };
+        let failed_before = state
+            .stages
+            .get(&stage.name)
+            .is_some_and(|s| s.failed.contains(&to));
+        let reason = reason_or(request.reason, "promoted by hand");
+        let command = promotion::start_rollout(
+            &state,
+            &spec,
+            &stage,
+            Start {
+                to: &to,
+                change,
+                await_approval: false,
+                supersede: true,
+                by: &caller.name,
+                reason: &reason,
+                at: hub.clock.now(),
+            },
+        );
+        let mut message = format!(
+            "promoting {} to stage `{}`{}",
+            short(&to.commit),
+            stage.name,
+            match active {
+                Some((id, _)) => format!(", replacing rollout {id}"),
+                None => String::new(),
+            }
+        );
+        if change == StageChange::ForcePromote {
+            message.push_str(" (forced past the upstream gate; audited)");
+        }
+        if failed_before {
+            message.push_str(&format!(
+                "; note: {} failed in this stage before",
+                short(&to.commit)
+            ));
+        }
+        (command, state.next_rollout_id, message)
+    };
+    hub.node.propose(&command).await.map_err(propose_status)?;
+    Ok(reply(hub, &request.stage, Some(id), message))
+}
+
+/// `flotilla rollback STAGE [--to R]`.
+pub(super) async fn rollback(
+    hub: &HubContext,
+    caller: &Caller,
+    request: AdminRollbackRequest,
+) -> Result<AdminStageActionReply, Status> {
+    caller.require_for_stage(Role::Deployer, &request.stage)?;
+    let (command, rollout, message) = {
+        let state = hub.node.state();
+        let (spec, stage) = pipeline_stage(hub, &state, &request.stage)?;
+        let source = source_name(hub)?;
+        let to = if request.to_revision.trim().is_empty() {
+            promotion::default_rollback(&state, &stage.name).ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "stage `{}` has no earlier revision to return to; name one with --to (see `flotilla history {}`)",
+                    stage.name, stage.name
+                ))
+            })?
+        } else {
+            rendered_revision(&state, &request.to_revision)?
+        };
+        promotion::rollback_gate(&state, &stage, source, &to)
+            .map_err(Status::failed_precondition)?;
+        let active = state.active_rollout(&stage.name).map(|(id, _)| id);
+        let clusters = promotion::rollback_clusters(&state, &spec, &stage.name, &to);
+        let message = format!(
+            "stage `{}` rolled back to {} on {} clusters{}",
+            stage.name,
+            short(&to.commit),
+            clusters.len(),
+            active
+                .map(|id| format!("; rollout {id} ended"))
+                .unwrap_or_default()
+        );
+        let command = Command::RollBack {
+            stage: stage.name.clone(),
+            to,
+            clusters,
+            by: caller.name.clone(),
+            reason: reason_or(request.reason, "rolled back by hand"),
+            at: hub.clock.now(),
+        };
+        (command, active, message)
+    };
+    hub.node.propose(&command).await.map_err(propose_status)?;
+    Ok(reply(hub, &request.stage, rollout, message))
+}
+
+/// `flotilla pause|resume|approve STAGE`.
+pub(super) async fn set_status(
+    hub: &HubContext,
+    caller: &Caller,
+    request: AdminStageActionRequest,
+    action: RolloutAction,
+) -> Result<AdminStageActionReply, Status> {
+    caller.require_for_stage(Role::Deployer, &request.stage)?;
+    let (command, id) = {
+        let state = hub.node.state();
+        let (_, stage) = pipeline_stage(hub, &state, &request.stage)?;
+        let wanted = match action {
+            RolloutAction::Pause => "running",
+            RolloutAction::Resume => "paused",
+            RolloutAction::Approve => "awaiting approval",
+        };
+        let found = state.active_rollout(&stage.name);
+        let Some((id, _)) = found.filter(|(_, r)| r.status.name() == wanted) else {
+            let now = match found {
+                Some((id, r)) => format!("its rollout {id} is {}", r.status.name()),
+                None => match state
+                    .rollouts
+                    .iter()
+                    .rev()
+                    .find(|(_, r)| r.stage == stage.name)
+                {
+                    Some((id, r)) => format!("its last rollout {id} is {}", r.status.name()),
+                    None => "it has had no rollout".to_owned(),
+                },
+            };
+            return Err(Status::failed_precondition(format!(
+                "cannot {} stage `{}`: no rollout is {wanted} ({now})",
+                action.verb(),
+                stage.name
+            )));
+        };
+        let default = match action {
+            RolloutAction::Pause => "paused by hand",
+            RolloutAction::Resume => "resumed by hand",
+            RolloutAction::Approve => "approved by hand",
+        };
+        let reason = reason_or(request.reason, default);
+        let command = Command::SetRolloutStatus {
+            rollout: id,
+            action,
+            by: caller.name.clone(),
+            reason,
+            at: hub.clock.now(),
+        };
+        (command, id)
+    };
+    hub.node.propose(&command).await.map_err(propose_status)?;
+    let message = format!(
+        "rollout {id} of stage `{}`: {}",
+        request.stage,
+        action.verb()
+    );
+    Ok(reply(hub, &request.stage, Some(id), message))
+}
+
+/// `flotilla history STAGE`.
+pub(super) fn history(hub: &HubContext, name: &str) -> Result<AdminStageHistory, Status> {
+    let state = hub.node.state();
+    let source = source_name(hub)?;
+    let declared =
+        pipeline::current(&state, source).and_then(|(_, spec)| spec.stage(name).cloned());
+    let Some(stage) = state.stages.get(name) else {
+        return Err(match declared {
+            Some(_) => Status::failed_precondition(format!("stage `{name}` has no revision yet")),
+            None => Status::not_found(format!(
+                "no stage `{name}`; `flotilla status` lists the stages"
+            )),
+        });
+    };
+    let commits = |set: &std::collections::BTreeSet<RevisionRef>| {
+        let mut list: Vec<(u64, String)> = set
+            .iter()
+            .map(|r| {
+                (
+                    state.revisions.get(r).map_or(0, |rev| rev.seq),
+                    r.commit.clone(),
+                )
+            })
+            .collect();
+        list.sort_by(|a, b| b.cmp(a));
+        list.into_iter().map(|(_, c)| c).collect()
+    };
+    let target = format!("stage/{name}");
+    Ok(AdminStageHistory {
+        stage: name.to_owned(),
+        source: declared
+            .map(|s| match s.source {
+                flotilla_core::spec::StageSource::Track { branch } => format!("track {branch}"),
+                flotilla_core::spec::StageSource::PromoteFrom { stage } => {
+                    format!("promoteFrom {stage}")
+                }
+            })
+            .unwrap_or_default(),
+        pinned_revision: stage
+            .pinned
+            .as_ref()
+            .map(|r| r.commit.clone())
+            .unwrap_or_default(),
+        pins: stage
+            .history
+            .iter()
+            .rev()
+            .map(|pin| AdminPin {
+                revision: pin.revision.commit.clone(),
+                change: pin.change.name().to_owned(),
+                by: pin.by.clone(),
+                reason: pin.reason.clone(),
+                at_ms: pin.at.0 as i64,
+                rollout_id: pin.rollout.unwrap_or(0),
+                rollout_status: pin
+                    .rollout
+                    .and_then(|id| state.rollouts.get(&id))
+                    .map(|r| r.status.name().to_owned())
+                    .unwrap_or_default(),
+            })
+            .collect(),
+        failed_revisions: commits(&stage.failed),
+        passed_revisions: commits(&stage.passed),
+        events: state
+            .audit
+            .events
+            .iter()
+            .rev()
+            .filter(|e| e.target == target)
+            .take(HISTORY_EVENTS)
+            .map(|e| AdminAuditEvent {
+                at_ms: e.at.0 as i64,
+                actor: e.actor.clone(),
+                action: e.action.clone(),
+                detail: e.detail.clone(),
+            })
+            .collect(),
+    })
+}
