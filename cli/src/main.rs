@@ -9,10 +9,15 @@ mod cluster;
 mod clusters;
 mod demo;
 mod diff;
+mod history;
 mod hub;
 mod lint;
 mod output;
+mod promote;
 mod revisions;
+mod rollback;
+mod rollout;
+mod rollout_action;
 mod status;
 mod time;
 
@@ -39,6 +44,20 @@ enum Command {
     Status(status::StatusArgs),
     /// Show what changes, per cluster, from one revision to another.
     Diff(diff::DiffArgs),
+    /// Start a rollout of a revision into a stage (default: the newest its upstream passed).
+    Promote(promote::PromoteArgs),
+    /// Return a stage to an earlier revision at once.
+    Rollback(rollback::RollbackArgs),
+    /// Pause a stage's running rollout: no further cluster gets its revision.
+    Pause(rollout_action::StageActionArgs),
+    /// Resume a stage's paused rollout.
+    Resume(rollout_action::StageActionArgs),
+    /// Let a stage's rollout awaiting approval run.
+    Approve(rollout_action::StageActionArgs),
+    /// Show how a stage got where it is: pins with who, when and why, failures, audit events.
+    History(history::HistoryArgs),
+    /// Follow a stage's rollout: waves, clusters done / in progress / failed / waiting.
+    Rollout(rollout::RolloutArgs),
     /// Run a whole fleet on this machine: a hub following an example repository, five
     /// simulated clusters and an agent for each. Prints what to try; Ctrl-C stops it.
     Demo(demo::DemoArgs),
@@ -55,6 +74,19 @@ async fn main() -> ExitCode {
         Command::Status(args) => status::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Diff(args) => diff::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Demo(args) => demo::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Promote(args) => promote::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Rollback(args) => rollback::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Pause(args) => rollout_action::run(&args, rollout_action::Action::Pause)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Resume(args) => rollout_action::run(&args, rollout_action::Action::Resume)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Approve(args) => rollout_action::run(&args, rollout_action::Action::Approve)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::History(args) => history::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Rollout(args) => rollout::run(&args).await,
     };
     match outcome {
         Ok(code) => code,
