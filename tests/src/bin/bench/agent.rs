@@ -50,7 +50,10 @@ impl Counts {
         let query = request.uri().query().unwrap_or("");
         let kind = match *request.method() {
             http::Method::GET if query.contains("watch=true") => "watch",
-            http::Method::GET if request.uri().path().ends_with("/api") || request.uri().path().ends_with("/apis") => {
+            http::Method::GET
+                if request.uri().path().ends_with("/api")
+                    || request.uri().path().ends_with("/apis") =>
+            {
                 "discovery"
             }
             http::Method::GET => "get/list",
@@ -73,11 +76,14 @@ impl Counts {
 /// A client for one simulated cluster that counts every request it sends.
 fn counting_client(url: &str, counts: Arc<Counts>) -> anyhow::Result<kube::Client> {
     let config = kube::Config::new(url.parse()?);
-    let layer = tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-        counts.record(&request);
-        request
-    });
-    Ok(kube::client::ClientBuilder::try_from(config)?.with_layer(&layer).build())
+    let layer =
+        tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
+            counts.record(&request);
+            request
+        });
+    Ok(kube::client::ClientBuilder::try_from(config)?
+        .with_layer(&layer)
+        .build())
 }
 
 fn object(j: usize, round: usize) -> Value {
@@ -180,7 +186,9 @@ async fn apply_figures(args: &Args) -> anyhow::Result<Value> {
         ..SimConfig::default()
     })
     .await?;
-    let (mut first, mut changed, mut unchanged, mut healthy) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut first, mut changed, mut unchanged, mut healthy) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut drift = Vec::new();
     let mut kinds = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
     for run in 0..args.runs {
         let counts = Arc::new(Counts::default());
@@ -188,18 +196,21 @@ async fn apply_figures(args: &Args) -> anyhow::Result<Value> {
         let engine = Engine::start(client, EngineConfig::default(), Arc::new(SystemClock))?;
         let mut reports = engine.subscribe();
         let start = Instant::now();
-        let (sample, by_kind) = timed(&engine, &mut reports, &counts, bundle(args.objects, 1)).await?;
+        let (sample, by_kind) =
+            timed(&engine, &mut reports, &counts, bundle(args.objects, 1)).await?;
         first.push(sample);
         kinds.0 = by_kind;
         until(&mut reports, |r| {
-            matches!(&r.event, Event::HealthChanged(h) if h.health == Health::Healthy).then_some(Ok(()))
+            matches!(&r.event, Event::HealthChanged(h) if h.health == Health::Healthy)
+                .then_some(Ok(()))
         })
         .await?;
         healthy.push(Sample {
             millis: start.elapsed().as_secs_f64() * 1000.0,
             requests: 0,
         });
-        let (sample, by_kind) = timed(&engine, &mut reports, &counts, bundle(args.objects, 2)).await?;
+        let (sample, by_kind) =
+            timed(&engine, &mut reports, &counts, bundle(args.objects, 2)).await?;
         changed.push(sample);
         kinds.1 = by_kind;
         let mut same = bundle(args.objects, 2);
@@ -208,17 +219,53 @@ async fn apply_figures(args: &Args) -> anyhow::Result<Value> {
         let (sample, by_kind) = timed(&engine, &mut reports, &counts, same).await?;
         unchanged.push(sample);
         kinds.2 = by_kind;
+        drift.push(drift_correction(&sim, run, &mut reports).await?);
         engine.shutdown().await;
     }
     sim.shutdown().await;
     let mut healthy_ms: Vec<f64> = healthy.iter().map(|s| s.millis).collect();
     healthy_ms.sort_by(f64::total_cmp);
+    drift.sort_by(f64::total_cmp);
     Ok(json!({
         "first_apply": summary(&first, &kinds.0),
         "first_apply_to_healthy_ms_median": healthy_ms.get(healthy_ms.len() / 2).map(|m| m.round()),
         "change_half_the_objects": summary(&changed, &kinds.1),
         "new_revision_nothing_changed": summary(&unchanged, &kinds.2),
+        "drift_edit_to_corrected_ms": {
+            "min": drift.first().map(|m| m.round()),
+            "median": drift.get(drift.len() / 2).map(|m| m.round()),
+            "max": drift.last().map(|m| m.round()),
+            "debounce_ms": EngineConfig::default().drift_debounce.as_millis(),
+            "target_ms": 2000,
+        },
     }))
+}
+
+/// Someone else changes a managed field; milliseconds until the engine reports it corrected.
+async fn drift_correction(
+    sim: &Sim,
+    run: usize,
+    reports: &mut broadcast::Receiver<Report>,
+) -> anyhow::Result<f64> {
+    let client = kube::Client::try_from(kube::Config::new(
+        sim.cluster_url(&format!("sim-{run}")).parse()?,
+    ))?;
+    let configs: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
+        kube::Api::namespaced(client, "bench");
+    let patch = json!({"data": {"round": "edited"}});
+    let start = Instant::now();
+    configs
+        .patch(
+            "obj-0",
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await?;
+    until(reports, |r| {
+        matches!(r.event, Event::DriftCorrected { .. }).then_some(Ok(()))
+    })
+    .await?;
+    Ok(start.elapsed().as_secs_f64() * 1000.0)
 }
 
 /// VmRSS, VmHWM (MiB) and thread count of a process.
@@ -233,7 +280,11 @@ fn memory(pid: u32) -> anyhow::Result<(f64, f64, u64)> {
             .and_then(|v| v.parse::<f64>().ok())
             .unwrap_or(0.0)
     };
-    Ok((field("VmRSS:") / 1024.0, field("VmHWM:") / 1024.0, field("Threads:") as u64))
+    Ok((
+        field("VmRSS:") / 1024.0,
+        field("VmHWM:") / 1024.0,
+        field("Threads:") as u64,
+    ))
 }
 
 /// A real `flotilla-agent run --source-dir` process keeping the bundle applied.
@@ -279,10 +330,13 @@ async fn memory_figures(args: &Args) -> anyhow::Result<Value> {
 
     // Settled: every object applied and every Deployment rolled out.
     let client = kube::Client::try_from(kube::Config::new(sim.cluster_url("sim-0").parse()?))?;
-    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> = kube::Api::namespaced(client.clone(), "bench");
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(client.clone(), "bench");
     let inventories: kube::Api<k8s_openapi::api::core::v1::ConfigMap> =
         kube::Api::namespaced(client, "flotilla-system");
-    let wanted = (0..args.objects).filter(|j| matches!(j % 10, 5 | 6)).count();
+    let wanted = (0..args.objects)
+        .filter(|j| matches!(j % 10, 5 | 6))
+        .count();
     let start = Instant::now();
     loop {
         if start.elapsed() > Duration::from_secs(120) {
