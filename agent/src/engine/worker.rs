@@ -4,7 +4,6 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use futures::{StreamExt, stream};
 use parking_lot::Mutex;
 use serde_json::Value;
 use tokio::sync::mpsc;
@@ -12,9 +11,9 @@ use tokio::time::Instant;
 
 use super::{BundleStatus, Handle, Phase, Shared};
 use crate::apply::{Applied, ApplyContext, Failed, apply_revision};
-use crate::bundle::{BundleRevision, DriftMode};
+use crate::bundle::BundleRevision;
 use crate::catalog::Kind;
-use crate::drift::{changed_fields, project};
+use crate::drift::project;
 use crate::health::{BundleHealth, ObjectHealth, assess, roll_up};
 use crate::inventory::Inventory;
 use crate::object::ObjectRef;
@@ -23,6 +22,8 @@ use crate::prune::{PruneOutcome, prune};
 use crate::report::{Event, ObjectMessage, Report};
 use crate::state::BundleState;
 use crate::watch::Observation;
+
+mod drift;
 
 /// What the engine asks of a bundle's task.
 pub(super) enum Command {
@@ -359,56 +360,6 @@ impl Worker {
         );
     }
 
-    fn observe(&mut self, observation: Observation) {
-        let Some(enforced) = &self.enforced else {
-            return;
-        };
-        match observation {
-            Observation::Live(id, live) => {
-                let Some(object) = enforced.objects.get(&id) else {
-                    return;
-                };
-                let drifted = project(&object.planned.body, &live) != object.reference;
-                self.health.insert(id.clone(), assess(&id, &live));
-                if drifted {
-                    self.suspect(id);
-                } else {
-                    self.suspects.remove(&id);
-                    self.reported_drift.remove(&id);
-                }
-            }
-            Observation::Gone(id) => {
-                if enforced.objects.contains_key(&id) {
-                    self.health.insert(id.clone(), ObjectHealth::missing());
-                    self.suspect(id);
-                }
-            }
-            Observation::Listed {
-                group,
-                kind,
-                present,
-            } => {
-                let absent: Vec<ObjectRef> = enforced
-                    .objects
-                    .keys()
-                    .filter(|id| id.group == group && id.kind == kind && !present.contains(*id))
-                    .cloned()
-                    .collect();
-                // Absent from a list may only mean the list predates the apply: confirm first.
-                for id in absent {
-                    self.suspect(id);
-                }
-            }
-        }
-    }
-
-    fn suspect(&mut self, id: ObjectRef) {
-        self.suspects.insert(id);
-        if self.drift_at.is_none() {
-            self.drift_at = Some(Instant::now() + self.shared.config.drift_debounce);
-        }
-    }
-
     fn publish_health(&mut self) {
         let Some(enforced) = &self.enforced else {
             return;
@@ -426,128 +377,6 @@ impl Worker {
         self.set_status(|s| s.health = Some(health.clone()));
         let revision = enforced.revision.clone();
         self.report(&revision, Event::HealthChanged(health));
-    }
-
-    /// Confirms suspected drift against the live objects, then corrects or reports it.
-    async fn handle_drift(&mut self) {
-        self.drift_at = None;
-        let suspects = std::mem::take(&mut self.suspects);
-        let Some(enforced) = &self.enforced else {
-            return;
-        };
-        let cluster = &self.shared.cluster;
-        let calls: Vec<_> = suspects
-            .into_iter()
-            .filter_map(|id| {
-                let object = enforced.objects.get(&id)?;
-                Some(async move {
-                    let live = cluster.get(&object.planned.kind, &id).await;
-                    (id, live)
-                })
-            })
-            .collect();
-        let checks: Vec<(ObjectRef, Result<Option<Value>, _>)> = stream::iter(calls)
-            .buffer_unordered(self.shared.config.concurrency.max(1))
-            .collect()
-            .await;
-        let mut drifted: Vec<(ObjectRef, String)> = Vec::new();
-        let mut unchecked = Vec::new();
-        for (id, live) in checks {
-            let Some(object) = enforced.objects.get(&id) else {
-                continue;
-            };
-            match live {
-                Ok(None) => {
-                    self.health.insert(id.clone(), ObjectHealth::missing());
-                    drifted.push((id, "deleted".into()));
-                }
-                Ok(Some(live)) => {
-                    self.health.insert(id.clone(), assess(&id, &live));
-                    let changed =
-                        changed_fields(&object.reference, &project(&object.planned.body, &live));
-                    if !changed.is_empty() {
-                        drifted.push((id, changed.join(", ")));
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(bundle = %self.name, object = %id, %error, "cannot check drift");
-                    unchecked.push(id);
-                }
-            }
-        }
-        let revision = enforced.revision.clone();
-        for id in unchecked {
-            self.suspect(id);
-        }
-        drifted.sort();
-        if !drifted.is_empty() {
-            match revision.drift {
-                DriftMode::Report => self.report_drift(&revision, drifted),
-                DriftMode::Correct => self.correct_drift(&revision, drifted).await,
-            }
-        }
-        self.publish_health();
-    }
-
-    fn report_drift(&mut self, revision: &BundleRevision, drifted: Vec<(ObjectRef, String)>) {
-        let mut fresh = Vec::new();
-        for (id, what) in drifted {
-            if self.reported_drift.get(&id) != Some(&what) {
-                fresh.push(ObjectMessage::new(&id, what.clone()));
-                self.reported_drift.insert(id, what);
-            }
-        }
-        if !fresh.is_empty() {
-            self.report(revision, Event::DriftDetected { objects: fresh });
-        }
-    }
-
-    async fn correct_drift(
-        &mut self,
-        revision: &BundleRevision,
-        drifted: Vec<(ObjectRef, String)>,
-    ) {
-        self.report(
-            revision,
-            Event::DriftDetected {
-                objects: drifted
-                    .iter()
-                    .map(|(id, what)| ObjectMessage::new(id, what.clone()))
-                    .collect(),
-            },
-        );
-        let Some(enforced) = &self.enforced else {
-            return;
-        };
-        let objects: Vec<&PlannedObject> = drifted
-            .iter()
-            .filter_map(|(id, _)| enforced.objects.get(id).map(|o| &o.planned))
-            .collect();
-        let (answers, failures) = self.shared.cluster.apply(&objects, false).await;
-        let mut corrected = Vec::with_capacity(answers.len());
-        if let Some(enforced) = self.enforced.as_mut() {
-            for (id, answer) in answers {
-                if let Some(object) = enforced.objects.get_mut(&id) {
-                    object.reference = project(&object.planned.body, &answer);
-                    self.health.insert(id.clone(), assess(&id, &answer));
-                    corrected.push(id.to_string());
-                }
-            }
-        }
-        corrected.sort();
-        if !corrected.is_empty() {
-            self.report(revision, Event::DriftCorrected { objects: corrected });
-        }
-        if !failures.is_empty() {
-            let errors = failures
-                .iter()
-                .map(|(id, error)| ObjectMessage::new(id, error.to_string()))
-                .collect();
-            self.report(revision, Event::DriftCorrectionFailed { errors });
-            for (id, _) in failures {
-                self.suspect(id);
-            }
-        }
     }
 
     /// Prunes everything the bundle owns. Returns whether the task is done.
