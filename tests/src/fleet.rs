@@ -119,11 +119,16 @@ impl Fleet {
                 Ok(if problems.is_empty() {
                     Probe::Done(status)
                 } else {
-                    Probe::NotYet(problems.join("\n"))
+                    let latest = &status["latestRevision"];
+                    Probe::NotYet(format!(
+                        "latest revision: {latest}\n{}",
+                        problems.join("\n")
+                    ))
                 })
             },
         )
         .await
+        .map_err(|e| e.context(format!("the hub's log ends with:\n{}", self.hub.log_tail())))
     }
 
     /// Waits until `flotilla revisions` lists `commit` with `status` (`rendered`, `failed`);
@@ -165,9 +170,17 @@ pub fn rollout_problems(status: &Value, commit: &str, clusters: &[&str]) -> Vec<
         }
         let bundles = cluster["bundles"].as_array().cloned().unwrap_or_default();
         if bundles.is_empty() {
-            problems.push(format!("{name}: no bundles"));
+            problems.push(format!(
+                "{name}: no bundles (assigned {}, render error {})",
+                cluster["assignedRevision"], cluster["renderError"]
+            ));
         }
         for bundle in bundles {
+            // A bundle no longer desired and with nothing applied has been removed; the hub
+            // may keep listing it from the agent's last report.
+            if bundle["desiredRevision"].is_null() && bundle["appliedHash"].is_null() {
+                continue;
+            }
             let (desired, applied, health) = (
                 &bundle["desiredRevision"],
                 &bundle["appliedRevision"],

@@ -86,6 +86,11 @@ impl HubProcess {
         &self.http
     }
 
+    /// The last lines the hub logged.
+    pub fn log_tail(&self) -> String {
+        self.process.stderr_tail()
+    }
+
     /// The hub's process.
     pub fn process(&mut self) -> &mut Process {
         &mut self.process

@@ -159,8 +159,9 @@ impl SimProcess {
             .context("a list without a resourceVersion")
     }
 
-    /// Every object in `cluster` carrying the label `flotilla.dev/bundle` of the given kinds,
-    /// as `(kind, namespace/name) → object`.
+    /// Every object of the given kinds (`(apiVersion, kind)`) in `cluster` carrying the label
+    /// `flotilla.dev/bundle`, keyed as `flotilla diff` names objects: `apps/v1 Deployment
+    /// web/web`, `v1 Namespace web`.
     pub async fn owned_objects(
         &self,
         cluster: &str,
@@ -174,11 +175,11 @@ impl SimProcess {
                 .await
                 .with_context(|| format!("listing {kind} in {cluster}"))?;
             for object in list.items {
-                let key = format!(
-                    "{kind} {}/{}",
-                    object.metadata.namespace.clone().unwrap_or_default(),
-                    object.metadata.name.clone().unwrap_or_default()
-                );
+                let name = object.metadata.name.clone().unwrap_or_default();
+                let key = match &object.metadata.namespace {
+                    Some(namespace) => format!("{api_version} {kind} {namespace}/{name}"),
+                    None => format!("{api_version} {kind} {name}"),
+                };
                 objects.insert(key, serde_json::to_value(object)?);
             }
         }

@@ -8,8 +8,6 @@ use clap::{Parser, Subcommand};
 mod agent;
 #[path = "bench/push.rs"]
 mod push;
-#[path = "bench/push.rs"]
-mod push;
 #[path = "bench/raft.rs"]
 mod raft;
 #[path = "bench/sim.rs"]
@@ -33,8 +31,6 @@ enum Area {
     Raft(raft::Args),
     /// From a push webhook to every cluster assigned the new revision, inside one hub.
     Push(push::Args),
-    /// From a push webhook to every cluster assigned the new revision, inside one hub.
-    Push(push::Args),
     /// The agent: applying a 100-object bundle (wall time, API requests) and its RSS.
     Agent(agent::Args),
     /// The agent protocol: fan-out, failover with nothing resent, time to offline.
@@ -46,7 +42,6 @@ async fn main() -> anyhow::Result<()> {
     let report = match Cli::parse().area {
         Area::Sim(args) => sim::run(args).await?,
         Area::Raft(args) => raft::run(args).await?,
-        Area::Push(args) => push::run(args).await?,
         Area::Push(args) => push::run(args).await?,
         Area::Agent(args) => agent::run(args).await?,
         Area::Sync(args) => sync::run(args).await?,

@@ -1,0 +1,125 @@
+//! `flotilla demo`, the real binary: it starts, prints the environment another terminal needs,
+//! the fleet it runs reaches all-Healthy as `flotilla status -o json` shows through that
+//! environment, the printed kubeconfig reaches the simulated clusters, and SIGTERM stops
+//! everything cleanly and removes its temporary directory.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use flotilla_tests::binaries;
+use flotilla_tests::cli::Flotilla;
+use flotilla_tests::fleet::rollout_problems;
+use flotilla_tests::process::Process;
+use flotilla_tests::wait::{self, Probe};
+
+const CLUSTERS: [&str; 5] = ["dev-1", "staging-1", "prod-eu-1", "prod-us-1", "prod-ap-1"];
+
+/// The value of `export NAME=VALUE` in the banner.
+fn exported(lines: &[String], name: &str) -> Result<String> {
+    let prefix = format!("export {name}=");
+    lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(&prefix))
+        .map(|v| v.trim_matches('\'').to_owned())
+        .with_context(|| format!("the demo printed no `{prefix}…`"))
+}
+
+/// The first word after a banner row's label (`  data   /tmp/…  (…)`).
+fn row(lines: &[String], label: &str) -> Result<String> {
+    lines
+        .iter()
+        .find_map(|l| l.trim().strip_prefix(label))
+        .and_then(|rest| rest.split_whitespace().next())
+        .map(str::to_owned)
+        .with_context(|| format!("the demo printed no `{label}` row"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_prints_its_environment_reaches_healthy_and_stops_on_sigterm() -> Result<()> {
+    let mut command = Command::new(binaries::FLOTILLA.path()?);
+    command
+        .args([
+            "demo",
+            "--api-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .env_remove("RUST_LOG");
+    let mut demo = Process::spawn("flotilla demo", command)?;
+    tokio::task::block_in_place(|| {
+        demo.wait_for_stdout("its banner", Duration::from_secs(150), |l| {
+            l.contains("Ctrl-C stops everything")
+        })
+    })?;
+    let banner = demo.stdout();
+    let hub = exported(&banner, "FLOTILLA_HUB")?;
+    let kubeconfig = PathBuf::from(exported(&banner, "KUBECONFIG")?);
+    let data = PathBuf::from(row(&banner, "data")?);
+    let dashboard = row(&banner, "dashboard")?;
+    assert!(data.is_dir(), "{} is not a directory", data.display());
+    assert!(kubeconfig.starts_with(&data), "{}", kubeconfig.display());
+
+    let cli = Flotilla::new(&hub);
+    let status = wait::until(
+        "every cluster of the demo Healthy",
+        wait::PATIENCE,
+        || async {
+            let status = cli.status().await?;
+            let commit = status["latestRevision"]["commit"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let problems = rollout_problems(&status, &commit, &CLUSTERS);
+            Ok(if problems.is_empty() && !commit.is_empty() {
+                Probe::Done(status)
+            } else {
+                Probe::NotYet(problems.join("\n"))
+            })
+        },
+    )
+    .await?;
+    let stages: Vec<&str> = status["stages"]
+        .as_array()
+        .context("no stages")?
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(stages, ["dev", "staging", "prod"]);
+
+    // The printed kubeconfig reaches the simulated clusters, named as in the inventory.
+    let file = kube::config::Kubeconfig::read_from(&kubeconfig)?;
+    let options = kube::config::KubeConfigOptions {
+        context: Some("prod-eu-1".into()),
+        ..Default::default()
+    };
+    let client =
+        kube::Client::try_from(kube::Config::from_custom_kubeconfig(file, &options).await?)?;
+    let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
+        kube::Api::namespaced(client, "web");
+    let web = deployments.get("web").await?;
+    assert_eq!(
+        web.spec.and_then(|s| s.replicas),
+        Some(3),
+        "prod runs three web replicas"
+    );
+
+    let page = flotilla_tests::http::request("GET", &dashboard, &[], Vec::new()).await?;
+    assert_eq!(page.status, 200, "{dashboard}: {}", page.body);
+
+    let exit = tokio::task::block_in_place(|| demo.terminate(Duration::from_secs(30)))?;
+    assert!(
+        exit.success(),
+        "the demo exited with {exit} after SIGTERM:\n{}",
+        demo.stderr_tail()
+    );
+    let said = demo.stdout().join("\n");
+    assert!(
+        said.contains(&format!("Removed {}", data.display())),
+        "{said}"
+    );
+    assert!(!data.exists(), "{} is left behind", data.display());
+    Ok(())
+}
