@@ -37,6 +37,11 @@ fn free_address() -> Result<String> {
 impl HubProcesses {
     /// Founds a group of `size` nodes, ids 1..=size.
     pub fn start(size: u64) -> Result<Self> {
+        Self::start_with(size, &[])
+    }
+
+    /// Founds a group of `size` nodes, each also given `extra` arguments (`--repo URL`, ...).
+    pub fn start_with(size: u64, extra: &[String]) -> Result<Self> {
         let mut group = HubProcesses {
             dir: tempfile::tempdir()?,
             peers: BTreeMap::new(),
@@ -62,6 +67,7 @@ impl HubProcesses {
                 .args(["--api-listen", &group.apis[&id]])
                 .args(["--http-listen", "127.0.0.1:0"])
                 .args(["--tick-ms", "20", "--election-ticks", "10"])
+                .args(extra)
                 .env("RUST_LOG", "warn")
                 .stdout(std::process::Stdio::null())
                 .stderr(std::process::Stdio::inherit())
@@ -70,6 +76,11 @@ impl HubProcesses {
             group.children.insert(id, child);
         }
         Ok(group)
+    }
+
+    /// Node `id`'s data directory (its raft log is replayable once the node stopped).
+    pub fn data_dir(&self, id: u64) -> std::path::PathBuf {
+        self.dir.path().join(format!("node-{id}"))
     }
 
     /// Every API address, for an agent's `--hub`.
