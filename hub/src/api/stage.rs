@@ -406,3 +406,6 @@ pub(super) fn history(hub: &HubContext, name: &str) -> Result<AdminStageHistory,
             .collect(),
     })
 }
+
+#[cfg(test)]
+mod tests;
