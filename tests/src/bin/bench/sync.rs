@@ -143,13 +143,28 @@ impl Group {
         }
     }
 
+    /// Proposes through the leader, retrying a few times when the busy machine makes it time out.
     async fn propose(&self, command: &Command) -> anyhow::Result<()> {
-        let leader = self.leader().await?;
-        GroupClient::new(&self.peers[&leader])?
-            .propose(command)
-            .await
-            .with_context(|| format!("proposing {}", command.kind()))?;
-        Ok(())
+        let mut attempts = 0;
+        loop {
+            let leader = self.leader().await?;
+            let result = GroupClient::new(&self.peers[&leader])?
+                .propose(command)
+                .await;
+            match result {
+                Ok(_) => return Ok(()),
+                Err(status) if attempts < 3 && status.code() == tonic::Code::Unavailable => {
+                    attempts += 1;
+                }
+                // The timed-out attempt applied after all.
+                Err(status) if attempts > 0 && status.code() == tonic::Code::FailedPrecondition => {
+                    return Ok(());
+                }
+                Err(status) => {
+                    return Err(status).with_context(|| format!("proposing {}", command.kind()));
+                }
+            }
+        }
     }
 
     async fn state(&self, id: u64) -> anyhow::Result<State> {
