@@ -213,7 +213,8 @@ pub(crate) fn decide(
     decision
 }
 
-/// The first good revision: every stage pinned to it and every cluster assigned it at once.
+/// The first good revision: every stage pinned to it and every cluster of a stage assigned it
+/// at once.
 fn bootstrap(
     state: &State,
     source: &SourceConfig,
@@ -241,16 +242,18 @@ fn bootstrap(
             at: now,
         })
         .collect();
+    // A cluster no stage selects keeps what it has (here: nothing).
     let clusters: Vec<String> = state
         .clusters
-        .keys()
-        .filter(|c| {
+        .iter()
+        .filter(|(_, c)| matches!(spec.stage_for(&c.labels), Ok(Some(_))))
+        .filter(|(name, _)| {
             state
                 .revisions
                 .get(&head)
-                .is_some_and(|r| r.bundles_for(c).is_some())
+                .is_some_and(|r| r.bundles_for(name).is_some())
         })
-        .cloned()
+        .map(|(name, _)| name.clone())
         .collect();
     if !clusters.is_empty() {
         commands.push(Command::AssignRevision {
