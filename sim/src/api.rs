@@ -18,6 +18,7 @@ use crate::fleet::{Fleet, timestamp};
 use crate::objects::{self, DeleteOpts, Filter, Target, WriteOpts, Written};
 use crate::patch::PatchType;
 use crate::render::{ListBody, Served, warning_header};
+use crate::route::{ResourcePath, Route};
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::ApiError;
 use crate::table::{IncludeObject, Rendering, metadata_of, table};
@@ -34,14 +35,16 @@ const AGGREGATED_CONTENT_TYPE: &str =
 pub(crate) struct Query(pub(crate) Vec<(String, String)>);
 
 impl Query {
-    fn get(&self, k: &str) -> Option<&str> {
+    /// The first value of a parameter.
+    pub(crate) fn get(&self, k: &str) -> Option<&str> {
         self.0
             .iter()
             .find(|(key, _)| key == k)
             .map(|(_, v)| v.as_str())
     }
 
-    fn flag(&self, k: &str) -> bool {
+    /// Whether a boolean parameter is set (`true` or `1`).
+    pub(crate) fn flag(&self, k: &str) -> bool {
         matches!(self.get(k), Some("true" | "1"))
     }
 }
@@ -50,78 +53,14 @@ impl Query {
 pub(crate) struct ApiRequest {
     /// The method.
     pub(crate) method: Method,
-    /// Path below `/clusters/{name}`.
-    pub(crate) path: String,
+    /// Where the path below `/clusters/{name}` leads.
+    pub(crate) route: Route,
     /// Query parameters.
     pub(crate) query: Query,
     /// Headers.
     pub(crate) headers: HeaderMap,
     /// The body, not yet read.
     pub(crate) body: Body,
-}
-
-enum Route {
-    Version,
-    Health,
-    Api,
-    Apis,
-    Group(String),
-    GroupVersion(String, String),
-    OpenApi(String),
-    Resource(ResourcePath),
-    NotFound,
-}
-
-struct ResourcePath {
-    group: String,
-    version: String,
-    namespace: Option<String>,
-    resource: String,
-    name: Option<String>,
-    subresource: Option<String>,
-}
-
-fn route(path: &str) -> Route {
-    let segs: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    match segs.as_slice() {
-        ["version"] => Route::Version,
-        ["healthz" | "livez" | "readyz", ..] => Route::Health,
-        ["openapi", "v3", rest @ ..] => Route::OpenApi(rest.join("/")),
-        ["api"] => Route::Api,
-        ["api", "v1"] => Route::GroupVersion(String::new(), "v1".to_string()),
-        ["api", "v1", rest @ ..] => resource_path("", "v1", rest),
-        ["apis"] => Route::Apis,
-        ["apis", g] => Route::Group(g.to_string()),
-        ["apis", g, v] => Route::GroupVersion(g.to_string(), v.to_string()),
-        ["apis", g, v, rest @ ..] => resource_path(g, v, rest),
-        _ => Route::NotFound,
-    }
-}
-
-fn resource_path(group: &str, version: &str, rest: &[&str]) -> Route {
-    let p = |ns: Option<&str>, res: &str, name: Option<&str>, sub: Option<&str>| {
-        Route::Resource(ResourcePath {
-            group: group.to_string(),
-            version: version.to_string(),
-            namespace: ns.map(str::to_string),
-            resource: res.to_string(),
-            name: name.map(str::to_string),
-            subresource: sub.map(str::to_string),
-        })
-    };
-    let core = group.is_empty();
-    match rest {
-        ["namespaces", ns, "status" | "finalize"] if core => {
-            p(None, "namespaces", Some(ns), rest.get(2).copied())
-        }
-        ["namespaces", ns, res] => p(Some(ns), res, None, None),
-        ["namespaces", ns, res, name] => p(Some(ns), res, Some(name), None),
-        ["namespaces", ns, res, name, sub] => p(Some(ns), res, Some(name), Some(sub)),
-        [res] => p(None, res, None, None),
-        [res, name] => p(None, res, Some(name), None),
-        [res, name, sub] => p(None, res, Some(name), Some(sub)),
-        _ => Route::NotFound,
-    }
 }
 
 /// JSON response with a status code and `Warning` headers.
@@ -179,7 +118,7 @@ pub(crate) async fn serve(fleet: Arc<Fleet>, cluster: Arc<Cluster>, req: ApiRequ
 async fn dispatch(
     fleet: &Arc<Fleet>,
     cluster: &Arc<Cluster>,
-    req: ApiRequest,
+    mut req: ApiRequest,
 ) -> Result<Response, ApiError> {
     let accept = req
         .headers
@@ -188,7 +127,8 @@ async fn dispatch(
         .unwrap_or("")
         .to_string();
     let aggregated = accept.contains("as=APIGroupDiscoveryList") && accept.contains("v=v2");
-    match route(&req.path) {
+    // The route moves out; the rest of the request goes on to the resource handlers.
+    match std::mem::replace(&mut req.route, Route::NotFound) {
         Route::Version => Ok(json_response(200, &discovery::version(), &[])),
         Route::Health => Ok(Response::new(Body::from("ok"))),
         Route::OpenApi(rest) => {

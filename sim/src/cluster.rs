@@ -1,4 +1,5 @@
-//! One virtual cluster: its objects, resourceVersion counter, event history and fault.
+//! One virtual cluster: its objects, resourceVersion counter, event history, fault and
+//! request counters.
 //!
 //! Everything of a cluster sits behind its own lock, so clusters never contend.
 
@@ -12,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::Fault;
 use crate::catalog::{Builtin, ResourceType, builtins};
+use crate::requests::RequestCounters;
 
 /// Kind of a watch event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -317,6 +319,14 @@ impl ClusterState {
         self.floor = self.rv;
         self.epoch += 1;
     }
+
+    /// Drops every object, registered type and event: the cluster is gone.
+    fn clear(&mut self) {
+        self.objects.clear();
+        self.custom.clear();
+        self.pending.clear();
+        self.compact();
+    }
 }
 
 /// A virtual cluster.
@@ -325,6 +335,8 @@ pub(crate) struct Cluster {
     state: Mutex<ClusterState>,
     changes: watch::Sender<u64>,
     fault: watch::Sender<Option<Fault>>,
+    removed: watch::Sender<bool>,
+    requests: RequestCounters,
 }
 
 impl Cluster {
@@ -359,6 +371,8 @@ impl Cluster {
             state: Mutex::new(state),
             changes: watch::Sender::new(0),
             fault: watch::Sender::new(None),
+            removed: watch::Sender::new(false),
+            requests: RequestCounters::default(),
         }
     }
 
@@ -406,6 +420,28 @@ impl Cluster {
     /// Sets or clears the fault.
     pub(crate) fn set_fault(&self, fault: Option<Fault>) {
         self.fault.send_replace(fault);
+    }
+
+    /// The requests this cluster has answered.
+    pub(crate) fn requests(&self) -> &RequestCounters {
+        &self.requests
+    }
+
+    /// Decommissions the cluster: its state is dropped and open watches are cut. Whoever
+    /// still holds it (a request in flight, a queued controller step) finds it empty.
+    pub(crate) fn remove(&self) {
+        self.removed.send_replace(true);
+        self.write(ClusterState::clear);
+    }
+
+    /// Whether the cluster was removed.
+    pub(crate) fn is_removed(&self) -> bool {
+        *self.removed.borrow()
+    }
+
+    /// A receiver woken when the cluster is removed.
+    pub(crate) fn removal(&self) -> watch::Receiver<bool> {
+        self.removed.subscribe()
     }
 }
 
@@ -486,6 +522,8 @@ pub(crate) fn is_controlled(rt: &ResourceType) -> bool {
                 | Builtin::Pod
                 | Builtin::Service
                 | Builtin::PersistentVolumeClaim
+                | Builtin::Ingress
+                | Builtin::HorizontalPodAutoscaler
         )
     )
 }

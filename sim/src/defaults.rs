@@ -108,6 +108,27 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
                 set_default(map, "type", json!("Opaque"));
             }
         }
+        Builtin::Ingress if old.is_none() => obj["status"] = json!({"loadBalancer": {}}),
+        Builtin::HorizontalPodAutoscaler => {
+            if let Some(spec) = object_at(obj, "spec") {
+                set_default(spec, "minReplicas", json!(1));
+                let no_metrics = spec
+                    .get("metrics")
+                    .and_then(Value::as_array)
+                    .is_none_or(Vec::is_empty);
+                if no_metrics {
+                    // autoscaling/v2 defaults to 80% average CPU utilization.
+                    spec.insert(
+                        "metrics".to_string(),
+                        json!([{"type": "Resource", "resource": {"name": "cpu",
+                            "target": {"type": "Utilization", "averageUtilization": 80}}}]),
+                    );
+                }
+            }
+            if old.is_none() {
+                obj["status"] = json!({"desiredReplicas": 0});
+            }
+        }
         _ => {}
     }
 }

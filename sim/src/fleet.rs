@@ -54,6 +54,16 @@ impl Fleet {
         Ok(cluster)
     }
 
+    /// Removes a cluster: it stops answering, its state is dropped and its open watches
+    /// are cut. False if there is no such cluster.
+    pub(crate) fn remove(&self, name: &str) -> bool {
+        let Some(cluster) = self.clusters.write().remove(name) else {
+            return false;
+        };
+        cluster.remove();
+        true
+    }
+
     /// A cluster by name.
     pub(crate) fn get(&self, name: &str) -> Option<Arc<Cluster>> {
         self.clusters.read().get(name).cloned()

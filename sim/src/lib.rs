@@ -25,6 +25,8 @@ mod openapi;
 mod patch;
 mod protobuf;
 mod render;
+mod requests;
+mod route;
 mod schema;
 mod selector;
 mod server;
@@ -42,6 +44,8 @@ use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
 use crate::fleet::Fleet;
+
+pub use crate::requests::RequestCounts;
 
 /// Annotation: `"true"` makes a Deployment/StatefulSet/DaemonSet stall with
 /// ProgressDeadlineExceeded, a Job fail with BackoffLimitExceeded, a Pod go CrashLoopBackOff.
@@ -202,6 +206,24 @@ impl Sim {
     /// Adds a virtual cluster at run time.
     pub fn add_cluster(&self, name: &str) -> Result<(), SimError> {
         self.fleet.add(name).map(|_| ())
+    }
+
+    /// Removes a virtual cluster, as a decommissioned one: its objects and history are
+    /// dropped, open watches are cut, and requests to its URL answer 404 from then on. A
+    /// cluster of the same name can be added again, empty. False if there is no such cluster.
+    pub fn remove_cluster(&self, name: &str) -> bool {
+        self.fleet.remove(name)
+    }
+
+    /// Requests a cluster has answered since it was created (all verbs; a watch counts once,
+    /// when opened), if it exists. The count only grows: subtract two readings for a step.
+    pub fn request_count(&self, name: &str) -> Option<u64> {
+        self.request_counts(name).map(|c| c.total)
+    }
+
+    /// Requests a cluster has answered since it was created, by verb, if it exists.
+    pub fn request_counts(&self, name: &str) -> Option<RequestCounts> {
+        self.fleet.get(name).map(|c| c.requests().snapshot())
     }
 
     /// Injects a fault into a cluster; false if there is no such cluster.

@@ -20,6 +20,7 @@ use tower::ServiceExt;
 use crate::Fault;
 use crate::api::{self, ApiRequest, error_response, json_response};
 use crate::fleet::Fleet;
+use crate::route::{self, Verb};
 use crate::status::ApiError;
 
 /// Marks a response whose connection is dropped instead of answered.
@@ -91,6 +92,10 @@ fn router(fleet: Arc<Fleet>) -> Router {
         .route("/clusters/{cluster}", any(cluster_root))
         .route("/admin/clusters", get(list_clusters).post(add_cluster))
         .route(
+            "/admin/clusters/{name}",
+            get(cluster_detail).delete(remove_cluster),
+        )
+        .route(
             "/admin/clusters/{name}/fault",
             post(set_fault).delete(clear_fault),
         )
@@ -115,35 +120,48 @@ async fn cluster_api(
     let Some(cluster) = fleet.get(&name) else {
         return error_response(&ApiError::no_resource());
     };
-    match cluster.fault() {
-        Some(Fault::Unreachable) => {
-            // A dead host: hold the request, then close the connection unanswered.
-            let mut changes = cluster.fault_changes();
-            let mut shutdown = fleet.shutdown.clone();
-            tokio::select! {
-                _ = tokio::time::sleep(fleet.config.unreachable_hold) => {}
-                _ = changes.changed() => {}
-                _ = crate::fleet::stopped(&mut shutdown) => {}
-            }
-            let mut r = Response::new(Body::empty());
-            r.extensions_mut().insert(DropConnection);
-            return r;
+    let route = route::route(&rest);
+    let query = api::Query(query);
+    let content_type = headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let verb = Verb::of(&route, &method, query.flag("watch"), content_type);
+    let dry_run = query.get("dryRun") == Some("All")
+        && !matches!(verb, Verb::Get | Verb::List | Verb::Watch | Verb::Other);
+    let fault = cluster.fault();
+    if fault == Some(Fault::Unreachable) {
+        // A dead host: hold the request, then close the connection unanswered.
+        let mut changes = cluster.fault_changes();
+        let mut removal = cluster.removal();
+        let mut shutdown = fleet.shutdown.clone();
+        tokio::select! {
+            _ = tokio::time::sleep(fleet.config.unreachable_hold) => {}
+            _ = changes.changed() => {}
+            _ = removal.changed() => {}
+            _ = crate::fleet::stopped(&mut shutdown) => {}
         }
+        let mut r = Response::new(Body::empty());
+        r.extensions_mut().insert(DropConnection);
+        return r;
+    }
+    cluster.requests().record(verb, dry_run);
+    match fault {
         Some(Fault::Latency(d)) => tokio::time::sleep(d).await,
         Some(Fault::ServerErrors) => {
             return error_response(&ApiError::internal(
                 "Internal error occurred: simulated server error",
             ));
         }
-        None => {}
+        Some(Fault::Unreachable) | None => {}
     }
     if *fleet.shutdown.borrow() {
         return error_response(&ApiError::unavailable("the simulator is shutting down"));
     }
     let req = ApiRequest {
         method,
-        path: rest,
-        query: api::Query(query),
+        route,
+        query,
         headers,
         body,
     };
@@ -175,19 +193,46 @@ async fn list_clusters(State(fleet): State<Arc<Fleet>>) -> Response {
         .names()
         .iter()
         .filter_map(|n| fleet.get(n))
-        .map(|c| {
-            let fault = match c.fault() {
-                None => json!(null),
-                Some(Fault::Unreachable) => json!({"type": "Unreachable"}),
-                Some(Fault::Latency(d)) => {
-                    json!({"type": "Latency", "millis": d.as_millis() as u64})
-                }
-                Some(Fault::ServerErrors) => json!({"type": "ServerErrors"}),
-            };
-            json!({"name": c.name(), "url": fleet.cluster_url(c.name()), "fault": fault})
-        })
+        .map(|c| json!({"name": c.name(), "url": fleet.cluster_url(c.name()), "fault": fault_json(c.fault())}))
         .collect();
     json_response(200, &json!({"clusters": clusters}), &[])
+}
+
+fn fault_json(fault: Option<Fault>) -> serde_json::Value {
+    match fault {
+        None => json!(null),
+        Some(Fault::Unreachable) => json!({"type": "Unreachable"}),
+        Some(Fault::Latency(d)) => json!({"type": "Latency", "millis": d.as_millis() as u64}),
+        Some(Fault::ServerErrors) => json!({"type": "ServerErrors"}),
+    }
+}
+
+/// `GET /admin/clusters/{name}`: the cluster, its object count and the requests it served.
+async fn cluster_detail(State(fleet): State<Arc<Fleet>>, Path(name): Path<String>) -> Response {
+    let Some(c) = fleet.get(&name) else {
+        return admin_error(StatusCode::NOT_FOUND, format!("no cluster named {name:?}"));
+    };
+    let objects = c.read().object_count();
+    json_response(
+        200,
+        &json!({
+            "name": c.name(),
+            "url": fleet.cluster_url(c.name()),
+            "fault": fault_json(c.fault()),
+            "objects": objects,
+            "requests": c.requests().snapshot(),
+        }),
+        &[],
+    )
+}
+
+/// `DELETE /admin/clusters/{name}`: decommissions the cluster.
+async fn remove_cluster(State(fleet): State<Arc<Fleet>>, Path(name): Path<String>) -> Response {
+    if fleet.remove(&name) {
+        StatusCode::NO_CONTENT.into_response()
+    } else {
+        admin_error(StatusCode::NOT_FOUND, format!("no cluster named {name:?}"))
+    }
 }
 
 async fn add_cluster(State(fleet): State<Arc<Fleet>>, body: axum::body::Bytes) -> Response {

@@ -41,7 +41,8 @@ pub(crate) struct WatchParams {
 enum Wake {
     Timer,
     Changed(bool),
-    Fault(bool),
+    /// The fault changed or the cluster was removed: the loop looks again.
+    Recheck(bool),
     Shutdown,
 }
 
@@ -52,6 +53,7 @@ struct Watcher {
     params: WatchParams,
     changes: watch::Receiver<u64>,
     fault: watch::Receiver<Option<Fault>>,
+    removal: watch::Receiver<bool>,
     shutdown: watch::Receiver<bool>,
     last_rv: u64,
     epoch: u64,
@@ -61,10 +63,16 @@ struct Watcher {
     done: bool,
 }
 
-/// Why a watch stream ended abruptly: the cluster became unreachable.
+/// Why a watch stream was cut instead of ended: its connection goes down unanswered.
 #[derive(Debug, thiserror::Error)]
-#[error("virtual cluster became unreachable")]
-pub(crate) struct Unreachable;
+pub(crate) enum Cut {
+    /// The cluster became unreachable.
+    #[error("virtual cluster became unreachable")]
+    Unreachable,
+    /// The cluster was removed.
+    #[error("virtual cluster was removed")]
+    Removed,
+}
 
 /// Starts a watch: its first events are computed now, under the cluster's lock.
 pub(crate) fn start(
@@ -73,10 +81,11 @@ pub(crate) fn start(
     filter: Filter,
     params: WatchParams,
     shutdown: watch::Receiver<bool>,
-) -> Result<impl Stream<Item = Result<Bytes, Unreachable>> + Send + 'static, ApiError> {
+) -> Result<impl Stream<Item = Result<Bytes, Cut>> + Send + 'static, ApiError> {
     let state = cluster.read();
     let changes = cluster.subscribe();
     let fault = cluster.fault_changes();
+    let removal = cluster.removal();
     let now = Instant::now();
     let mut w = Watcher {
         cluster: cluster.clone(),
@@ -85,6 +94,7 @@ pub(crate) fn start(
         params,
         changes,
         fault,
+        removal,
         shutdown,
         last_rv: state.rv(),
         epoch: state.epoch(),
@@ -261,10 +271,13 @@ impl Watcher {
         }
     }
 
-    async fn next(&mut self) -> Option<Result<Bytes, Unreachable>> {
+    async fn next(&mut self) -> Option<Result<Bytes, Cut>> {
         loop {
+            if *self.removal.borrow() {
+                return Some(Err(Cut::Removed));
+            }
             if matches!(*self.fault.borrow(), Some(Fault::Unreachable)) {
-                return Some(Err(Unreachable));
+                return Some(Err(Cut::Unreachable));
             }
             if let Some(b) = self.queue.pop_front() {
                 return Some(Ok(b));
@@ -280,11 +293,13 @@ impl Watcher {
             let wake = {
                 let changes = &mut self.changes;
                 let fault = &mut self.fault;
+                let removal = &mut self.removal;
                 let shutdown = &mut self.shutdown;
                 tokio::select! {
                     _ = tokio::time::sleep_until(bookmark_at) => Wake::Timer,
                     r = changes.changed() => Wake::Changed(r.is_ok()),
-                    r = fault.changed() => Wake::Fault(r.is_ok()),
+                    r = fault.changed() => Wake::Recheck(r.is_ok()),
+                    r = removal.changed() => Wake::Recheck(r.is_ok()),
                     _ = crate::fleet::stopped(shutdown) => Wake::Shutdown,
                 }
             };
@@ -306,8 +321,8 @@ impl Watcher {
                     let state = cluster.read();
                     self.collect(&state);
                 }
-                Wake::Fault(true) => {}
-                Wake::Changed(false) | Wake::Fault(false) | Wake::Shutdown => self.done = true,
+                Wake::Recheck(true) => {}
+                Wake::Changed(false) | Wake::Recheck(false) | Wake::Shutdown => self.done = true,
             }
         }
     }

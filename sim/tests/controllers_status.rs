@@ -1,6 +1,6 @@
 //! Simulated controllers: rollouts become Available, Jobs complete, Pods get ready,
-//! load balancers get an address, claims bind; the fail annotation makes each fail the
-//! way a real cluster shows it.
+//! load balancers and Ingresses get an address, claims bind, autoscalers report on their
+//! targets; the fail annotation makes each fail the way a real cluster shows it.
 
 #[path = "support/harness.rs"]
 mod support;
@@ -300,5 +300,302 @@ async fn hold_annotation_keeps_a_rollout_in_progress() {
         condition(&later, "Available").map(|c| c["status"].clone()),
         Some(json!("False"))
     );
+    sim.shutdown().await;
+}
+
+/// Server-side apply, as the agent writes objects.
+async fn apply(c: &kube::Client, path: &str, body: Value) -> support::Raw {
+    let r = raw(
+        c,
+        "PATCH",
+        &format!("{path}?fieldManager=flotilla"),
+        "application/apply-patch+yaml",
+        body.to_string(),
+    )
+    .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    r
+}
+
+fn ingress(name: &str, fail: bool) -> Value {
+    let mut annotations = json!({});
+    if fail {
+        annotations[flotilla_sim::FAIL_ANNOTATION] = json!("true");
+    }
+    json!({"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+           "metadata": {"name": name, "annotations": annotations},
+           "spec": {"rules": [{"host": format!("{name}.example.com"), "http": {"paths": [{"path": "/", "pathType": "Prefix",
+               "backend": {"service": {"name": "web", "port": {"number": 80}}}}]}}]}})
+}
+
+#[tokio::test]
+async fn ingress_gets_an_address_unless_made_to_fail() {
+    let sim = start(1).await;
+    let c = client(&sim, "sim-0");
+    let path = "/apis/networking.k8s.io/v1/namespaces/default/ingresses";
+    let created = apply(&c, &format!("{path}/good"), ingress("good", false)).await;
+    assert_eq!(created.body["status"], json!({"loadBalancer": {}}));
+    apply(&c, &format!("{path}/bad"), ingress("bad", true)).await;
+    let svc = "/api/v1/namespaces/default/services";
+    apply(
+        &c,
+        &format!("{svc}/lb-bad"),
+        json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "lb-bad", "annotations": {flotilla_sim::FAIL_ANNOTATION: "true"}},
+        "spec": {"type": "LoadBalancer", "ports": [{"port": 80}]}}),
+    )
+    .await;
+
+    let good = wait_for(&c, &format!("{path}/good"), "Ingress address", |i| {
+        i["status"]["loadBalancer"]["ingress"][0]["ip"].is_string()
+    })
+    .await;
+    let status_manager = good["metadata"]["managedFields"]
+        .as_array()
+        .and_then(|m| m.iter().find(|e| e["subresource"] == "status"))
+        .map(|e| e["manager"].clone());
+    assert_eq!(status_manager, Some(json!("kube-controller-manager")));
+    // The status the controller wrote survives the agent's next apply unchanged.
+    let again = apply(&c, &format!("{path}/good"), ingress("good", false)).await;
+    assert!(
+        again.headers.get("warning").is_none(),
+        "{:?}",
+        again.headers
+    );
+    assert_eq!(again.body["status"], good["status"]);
+    assert_eq!(
+        again.body["metadata"]["resourceVersion"],
+        good["metadata"]["resourceVersion"]
+    );
+
+    // Several rollout delays later the failing Ingress and Service still have no address.
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let bad = get(&c, &format!("{path}/bad")).await.body;
+    assert_eq!(bad["status"], json!({"loadBalancer": {}}));
+    let lb = get(&c, &format!("{svc}/lb-bad")).await.body;
+    assert_eq!(lb["status"], json!({"loadBalancer": {}}));
+    sim.shutdown().await;
+}
+
+fn hpa(name: &str, target: &str, min: i64, annotations: Value, metrics: Option<Value>) -> Value {
+    let mut spec = json!({"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": target},
+                          "minReplicas": min, "maxReplicas": 5});
+    if let Some(m) = metrics {
+        spec["metrics"] = m;
+    }
+    json!({"apiVersion": "autoscaling/v2", "kind": "HorizontalPodAutoscaler",
+           "metadata": {"name": name, "annotations": annotations}, "spec": spec})
+}
+
+fn cpu(percent: i64) -> Value {
+    json!([{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": percent}}}])
+}
+
+/// (type, status, reason) of every condition, in order.
+fn conditions(obj: &Value) -> Vec<(String, String, String)> {
+    obj["status"]["conditions"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .map(|c| {
+                    let s = |k: &str| c[k].as_str().unwrap_or_default().to_string();
+                    (s("type"), s("status"), s("reason"))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn triple(kind: &str, status: &str, reason: &str) -> (String, String, String) {
+    (kind.to_string(), status.to_string(), reason.to_string())
+}
+
+#[tokio::test]
+async fn hpa_reports_able_to_scale_valid_metric_and_its_targets_replicas() {
+    let sim = start(1).await;
+    let c = client(&sim, "sim-0");
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    apply(
+        &c,
+        &format!("{deployments}/web"),
+        workload("Deployment", "web", false),
+    )
+    .await;
+    let path = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
+    apply(
+        &c,
+        &format!("{path}/web"),
+        hpa("web", "web", 1, json!({}), Some(cpu(50))),
+    )
+    .await;
+    apply(
+        &c,
+        &format!("{path}/floor"),
+        hpa("floor", "web", 3, json!({}), Some(cpu(50))),
+    )
+    .await;
+
+    let web = wait_for(&c, &format!("{path}/web"), "HPA conditions", |h| {
+        conditions(h).len() == 3
+    })
+    .await;
+    assert_eq!(
+        conditions(&web),
+        vec![
+            triple("AbleToScale", "True", "ReadyForNewScale"),
+            triple("ScalingActive", "True", "ValidMetricFound"),
+            triple("ScalingLimited", "False", "DesiredWithinRange"),
+        ]
+    );
+    assert_eq!(
+        condition(&web, "ScalingActive").map(|c| c["message"].clone()),
+        Some(json!(
+            "the HPA was able to successfully calculate a replica count from cpu resource utilization (percentage of request)"
+        ))
+    );
+    assert_eq!(web["status"]["currentReplicas"], 2);
+    assert_eq!(web["status"]["desiredReplicas"], 2);
+    assert_eq!(
+        web["status"]["currentMetrics"],
+        json!([{"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 50}}}])
+    );
+
+    let floor = wait_for(&c, &format!("{path}/floor"), "HPA conditions", |h| {
+        conditions(h).len() == 3
+    })
+    .await;
+    assert_eq!(
+        condition(&floor, "ScalingLimited").map(|c| (c["status"].clone(), c["reason"].clone())),
+        Some((json!("True"), json!("TooFewReplicas")))
+    );
+    assert_eq!(floor["status"]["desiredReplicas"], 3);
+
+    // The status survives the agent's next apply, which changes nothing.
+    let again = apply(
+        &c,
+        &format!("{path}/web"),
+        hpa("web", "web", 1, json!({}), Some(cpu(50))),
+    )
+    .await;
+    assert!(
+        again.headers.get("warning").is_none(),
+        "{:?}",
+        again.headers
+    );
+    assert_eq!(
+        again.body["metadata"]["resourceVersion"],
+        web["metadata"]["resourceVersion"]
+    );
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn hpa_fail_annotation_reports_failed_get_resource_metric_until_removed() {
+    let sim = start(1).await;
+    let c = client(&sim, "sim-0");
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    apply(
+        &c,
+        &format!("{deployments}/web"),
+        workload("Deployment", "web", false),
+    )
+    .await;
+    let path = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
+    let failing = json!({flotilla_sim::FAIL_ANNOTATION: "true"});
+    apply(
+        &c,
+        &format!("{path}/web"),
+        hpa("web", "web", 1, failing, Some(cpu(60))),
+    )
+    .await;
+    let bad = wait_for(&c, &format!("{path}/web"), "ScalingActive=False", |h| {
+        condition(h, "ScalingActive").is_some()
+    })
+    .await;
+    // The real controller's order: it read the scale before the metrics failed.
+    assert_eq!(
+        conditions(&bad),
+        vec![
+            triple("AbleToScale", "True", "SucceededGetScale"),
+            triple("ScalingActive", "False", "FailedGetResourceMetric"),
+        ]
+    );
+    assert_eq!(
+        condition(&bad, "ScalingActive").map(|c| c["message"].clone()),
+        Some(json!(
+            "the HPA was unable to compute the replica count: failed to get cpu utilization: unable to get metrics for resource cpu: no metrics returned from resource metrics API"
+        ))
+    );
+    assert_eq!(bad["status"]["currentReplicas"], 2);
+    assert_eq!(bad["status"]["desiredReplicas"], 0);
+
+    apply(
+        &c,
+        &format!("{path}/web"),
+        hpa("web", "web", 1, json!({}), Some(cpu(60))),
+    )
+    .await;
+    let good = wait_for(&c, &format!("{path}/web"), "ScalingActive=True", |h| {
+        condition(h, "ScalingActive").is_some_and(|c| c["status"] == "True")
+    })
+    .await;
+    assert_eq!(
+        conditions(&good),
+        vec![
+            triple("AbleToScale", "True", "ReadyForNewScale"),
+            triple("ScalingActive", "True", "ValidMetricFound"),
+            triple("ScalingLimited", "False", "DesiredWithinRange"),
+        ]
+    );
+    assert_eq!(good["status"]["desiredReplicas"], 2);
+    sim.shutdown().await;
+}
+
+#[tokio::test]
+async fn hpa_without_its_target_reports_failed_get_scale_until_the_target_exists() {
+    let sim = start(1).await;
+    let c = client(&sim, "sim-0");
+    let path = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
+    // No metrics given: the server's default (80% CPU) applies.
+    let created = apply(
+        &c,
+        &format!("{path}/late"),
+        hpa("late", "late", 1, json!({}), None),
+    )
+    .await;
+    assert_eq!(created.body["spec"]["metrics"], cpu(80));
+    let waiting = wait_for(&c, &format!("{path}/late"), "FailedGetScale", |h| {
+        condition(h, "AbleToScale").is_some()
+    })
+    .await;
+    assert_eq!(
+        conditions(&waiting),
+        vec![triple("AbleToScale", "False", "FailedGetScale")]
+    );
+    assert_eq!(
+        condition(&waiting, "AbleToScale").map(|c| c["message"].clone()),
+        Some(json!(
+            "the HPA controller was unable to get the target's current scale: deployments.apps \"late\" not found"
+        ))
+    );
+
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    apply(
+        &c,
+        &format!("{deployments}/late"),
+        workload("Deployment", "late", false),
+    )
+    .await;
+    let found = wait_for(&c, &format!("{path}/late"), "AbleToScale=True", |h| {
+        condition(h, "AbleToScale").is_some_and(|c| c["status"] == "True")
+    })
+    .await;
+    assert_eq!(
+        condition(&found, "ScalingActive").map(|c| c["message"].clone()),
+        Some(json!(
+            "the HPA was able to successfully calculate a replica count from cpu resource utilization (percentage of request)"
+        ))
+    );
+    assert_eq!(found["status"]["currentReplicas"], 2);
     sim.shutdown().await;
 }

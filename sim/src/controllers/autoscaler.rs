@@ -1,0 +1,345 @@
+//! The horizontal pod autoscaler: reads its target's scale and reports the conditions the
+//! real controller sets, with the simulated load sitting exactly at every metric's target
+//! (so the desired count is the current one, kept within min/max), or with no metrics at
+//! all when the fault annotation asks.
+//!
+//! The target's scale is never written: the simulated autoscaler reports, it does not
+//! resize workloads.
+
+use serde_json::{Map, Value, json};
+
+use super::Sim;
+use crate::cluster::ClusterState;
+
+/// The replicas of the HPA's scale target, or why the controller cannot read them (the
+/// text the real controller puts after "unable to get the target's current scale: ").
+pub(super) fn target_replicas(state: &ClusterState, hpa: &Value) -> Result<i64, String> {
+    let target = hpa.pointer("/spec/scaleTargetRef");
+    let field = |k: &str| {
+        target
+            .and_then(|t| t.get(k))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+    };
+    let group = field("apiVersion")
+        .rsplit_once('/')
+        .map_or("", |(group, _)| group);
+    let kind = field("kind");
+    let rt = state
+        .resource_types()
+        .into_iter()
+        .find(|rt| rt.group == group && rt.kind == kind)
+        .ok_or_else(|| format!("no matches for kind {kind:?} in group {group:?}"))?;
+    if !rt.scale_subresource {
+        return Err("the server could not find the requested resource".to_string());
+    }
+    let namespace = hpa
+        .pointer("/metadata/namespace")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let name = field("name");
+    let obj = state
+        .get(&rt.key(), &(namespace.to_string(), name.to_string()))
+        .ok_or_else(|| format!("{} {name:?} not found", rt.key()))?;
+    Ok(obj
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(0))
+}
+
+impl Sim<'_> {
+    /// The HPA's status after one pass of the controller, and whether to look again later
+    /// (while the target cannot be read, as the real controller retries every resync).
+    pub(super) fn autoscaler_settled(
+        &self,
+        target: Result<i64, String>,
+        fail: bool,
+    ) -> (Value, bool) {
+        let mut status = self.status.as_object().cloned().unwrap_or_default();
+        let mut conditions: Vec<Value> = status
+            .get("conditions")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        let mut set = |kind: &str, state: &str, reason: &str, message: &str| {
+            set_condition(&mut conditions, kind, state, reason, message, self.now);
+        };
+        let current = match target {
+            Err(e) => {
+                set(
+                    "AbleToScale",
+                    "False",
+                    "FailedGetScale",
+                    &format!(
+                        "the HPA controller was unable to get the target's current scale: {e}"
+                    ),
+                );
+                return (finish(status, conditions), true);
+            }
+            Ok(replicas) => replicas,
+        };
+        set(
+            "AbleToScale",
+            "True",
+            "SucceededGetScale",
+            "the HPA controller was able to get the target's current scale",
+        );
+        let min = self
+            .obj
+            .pointer("/spec/minReplicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(1);
+        let max = self
+            .obj
+            .pointer("/spec/maxReplicas")
+            .and_then(Value::as_i64)
+            .unwrap_or(current);
+        let metrics: Vec<Value> = self
+            .obj
+            .pointer("/spec/metrics")
+            .and_then(Value::as_array)
+            .cloned()
+            .unwrap_or_default();
+        if current == 0 && min != 0 {
+            set(
+                "ScalingActive",
+                "False",
+                "ScalingDisabled",
+                "scaling is disabled since the replica count of the target is zero",
+            );
+            status.remove("currentMetrics");
+            status.remove("currentReplicas");
+            status.insert("desiredReplicas".into(), json!(0));
+        } else if fail {
+            // No metrics: the controller keeps the last desired count and metrics.
+            set(
+                "ScalingActive",
+                "False",
+                "FailedGetResourceMetric",
+                &format!(
+                    "the HPA was unable to compute the replica count: {}",
+                    metrics_unavailable(&metrics)
+                ),
+            );
+            status.insert("currentReplicas".into(), json!(current));
+        } else {
+            set(
+                "AbleToScale",
+                "True",
+                "ReadyForNewScale",
+                "recommended size matches current size",
+            );
+            set(
+                "ScalingActive",
+                "True",
+                "ValidMetricFound",
+                &format!(
+                    "the HPA was able to successfully calculate a replica count from {}",
+                    metric_name(metrics.first())
+                ),
+            );
+            let desired = current.clamp(min, max.max(min));
+            let (limited, reason, message) = if desired > current {
+                (
+                    "True",
+                    "TooFewReplicas",
+                    "the desired replica count is less than the minimum replica count",
+                )
+            } else if desired < current {
+                (
+                    "True",
+                    "TooManyReplicas",
+                    "the desired replica count is more than the maximum replica count",
+                )
+            } else {
+                (
+                    "False",
+                    "DesiredWithinRange",
+                    "the desired count is within the acceptable range",
+                )
+            };
+            set("ScalingLimited", limited, reason, message);
+            status.insert("currentReplicas".into(), json!(current));
+            status.insert("desiredReplicas".into(), json!(desired));
+            status.insert(
+                "currentMetrics".into(),
+                Value::Array(metrics.iter().filter_map(at_target).collect()),
+            );
+        }
+        if status.get("currentReplicas").and_then(Value::as_i64) == Some(0) {
+            status.remove("currentReplicas");
+        }
+        (finish(status, conditions), false)
+    }
+}
+
+/// The status with its conditions; `desiredReplicas` is always present (the API
+/// requires it, and later writes of the object are validated with it).
+fn finish(mut status: Map<String, Value>, conditions: Vec<Value>) -> Value {
+    status.entry("desiredReplicas").or_insert_with(|| json!(0));
+    status.insert("conditions".into(), Value::Array(conditions));
+    Value::Object(status)
+}
+
+/// Sets a condition in place, or appends it: the list keeps the order in which the
+/// controller first set each type (AbleToScale, ScalingActive, ScalingLimited), and the
+/// transition time moves only when the status changes.
+fn set_condition(
+    conditions: &mut Vec<Value>,
+    kind: &str,
+    status: &str,
+    reason: &str,
+    message: &str,
+    now: &str,
+) {
+    let existing = conditions
+        .iter_mut()
+        .find(|c| c.get("type").and_then(Value::as_str) == Some(kind));
+    let since = existing
+        .as_ref()
+        .filter(|c| c.get("status").and_then(Value::as_str) == Some(status))
+        .and_then(|c| c.get("lastTransitionTime").cloned())
+        .unwrap_or_else(|| json!(now));
+    let mut c = Map::new();
+    c.insert("type".into(), json!(kind));
+    c.insert("status".into(), json!(status));
+    c.insert("lastTransitionTime".into(), since);
+    c.insert("reason".into(), json!(reason));
+    c.insert("message".into(), json!(message));
+    match existing {
+        Some(slot) => *slot = Value::Object(c),
+        None => conditions.push(Value::Object(c)),
+    }
+}
+
+/// The metric's status when the load sits exactly at its target: the spec's source with
+/// `current` in place of `target`.
+fn at_target(metric: &Value) -> Option<Value> {
+    let kind = metric.get("type").and_then(Value::as_str)?;
+    let key = source_key(kind)?;
+    let mut source = metric.get(key)?.as_object()?.clone();
+    let mut current = source.remove("target")?.as_object()?.clone();
+    current.remove("type");
+    source.insert("current".into(), Value::Object(current));
+    Some(json!({"type": kind, key: source}))
+}
+
+/// The field of a MetricSpec/MetricStatus holding the source of a metric type.
+fn source_key(kind: &str) -> Option<&'static str> {
+    Some(match kind {
+        "Resource" => "resource",
+        "ContainerResource" => "containerResource",
+        "Pods" => "pods",
+        "Object" => "object",
+        "External" => "external",
+        _ => return None,
+    })
+}
+
+/// How the controller names the metric a replica count came from.
+fn metric_name(metric: Option<&Value>) -> String {
+    let text = |p: &str| {
+        metric
+            .and_then(|m| m.pointer(p))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let utilization = |p: &str| metric.and_then(|m| m.pointer(p)).is_some();
+    match metric.and_then(|m| m.get("type")).and_then(Value::as_str) {
+        Some("Resource") if !utilization("/resource/target/averageUtilization") => {
+            format!("{} resource", text("/resource/name"))
+        }
+        Some("ContainerResource")
+            if utilization("/containerResource/target/averageUtilization") =>
+        {
+            format!(
+                "{} container resource utilization (percentage of request)",
+                text("/containerResource/name")
+            )
+        }
+        Some("ContainerResource") => {
+            format!("{} container resource", text("/containerResource/name"))
+        }
+        Some("Pods") => format!("pods metric {}", text("/pods/metric/name")),
+        Some("Object") => format!(
+            "{} metric {}",
+            text("/object/describedObject/kind"),
+            text("/object/metric/name")
+        ),
+        Some("External") => format!(
+            "external metric {}({})",
+            text("/external/metric/name"),
+            go_selector(metric.and_then(|m| m.pointer("/external/metric/selector")))
+        ),
+        Some("Resource") => format!(
+            "{} resource utilization (percentage of request)",
+            text("/resource/name")
+        ),
+        _ => "cpu resource utilization (percentage of request)".to_string(),
+    }
+}
+
+/// A label selector as Go prints it with `%+v` (the generated `String()`), which the
+/// controller puts into external metric names.
+fn go_selector(selector: Option<&Value>) -> String {
+    let Some(selector) = selector.filter(|s| s.is_object()) else {
+        return "nil".to_string();
+    };
+    let mut labels: Vec<(&String, &Value)> = selector
+        .get("matchLabels")
+        .and_then(Value::as_object)
+        .map(|m| m.iter().collect())
+        .unwrap_or_default();
+    labels.sort_by(|a, b| a.0.cmp(b.0));
+    let labels: String = labels
+        .iter()
+        .map(|(k, v)| format!("{k}: {},", v.as_str().unwrap_or_default()))
+        .collect();
+    let expressions: String = selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .map(|list| {
+            list.iter()
+                .map(|e| {
+                    let text = |k: &str| e.get(k).and_then(Value::as_str).unwrap_or_default();
+                    let values: Vec<&str> = e
+                        .get("values")
+                        .and_then(Value::as_array)
+                        .map(|v| v.iter().filter_map(Value::as_str).collect())
+                        .unwrap_or_default();
+                    format!(
+                        "LabelSelectorRequirement{{Key:{},Operator:{},Values:[{}],}},",
+                        text("key"),
+                        text("operator"),
+                        values.join(" ")
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!(
+        "&LabelSelector{{MatchLabels:map[string]string{{{labels}}},MatchExpressions:[]LabelSelectorRequirement{{{expressions}}},}}"
+    )
+}
+
+/// The error of a resource metric the metrics API returned nothing for: the first
+/// resource metric (cpu when there is none).
+fn metrics_unavailable(metrics: &[Value]) -> String {
+    let resource = metrics
+        .iter()
+        .find(|m| m.get("type").and_then(Value::as_str) == Some("Resource"))
+        .and_then(|m| m.get("resource"));
+    let name = resource
+        .and_then(|r| r.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or("cpu");
+    let measure = if resource.is_some_and(|r| r.pointer("/target/averageValue").is_some()) {
+        "usage"
+    } else {
+        "utilization"
+    };
+    format!(
+        "failed to get {name} {measure}: unable to get metrics for resource {name}: no metrics returned from resource metrics API"
+    )
+}
