@@ -35,8 +35,10 @@ pub(crate) struct Args {
     rounds: usize,
 }
 
+/// No agents run here, so no rollout ever passes its health gate: each new head replaces the
+/// stage's running rollout (`supersede: immediate`) and is assigned at once.
 fn spec() -> &'static str {
-    "apiVersion: flotilla.dev/v1\nkind: Fleet\nstages:\n  - name: all\n    track: {branch: main}\n\
+    "apiVersion: flotilla.dev/v1\nkind: Fleet\nstages:\n  - name: all\n    track: {branch: main}\n    rollout: {supersede: immediate}\n\
      bundles:\n  - name: app\n    path: app\n    namespace: bench\n    variables: {round: \"0\"}\n"
 }
 
