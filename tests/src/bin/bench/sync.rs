@@ -6,8 +6,9 @@
 //! - `fanout`: with every agent connected, from proposing a revision's assignment to each
 //!   cluster's health recorded Applied and Healthy in the leader's state (push, chunks, apply
 //!   to the simulator, report, batch, raft);
-//! - `bundleReceivedMs` and `bundleAppliedMs`: the same start to the agent's engine starting to
-//!   apply the bundle (it arrived whole) and to its `Applied` event;
+//! - `bundleReceivedMs`, `bundleAppliedMs`, `bundleHealthyOnAgentMs`: the same start to the
+//!   agent's engine starting to apply the bundle (it arrived whole), to its `Applied` event and
+//!   to its health turning Healthy;
 //! - `failover`: SIGKILL of the node holding the most streams; per moved agent, the time until it
 //!   streams with another node, and what it received meanwhile (bundles, chunks, messages,
 //!   bytes; nothing changed, so no bundle should come);
@@ -283,18 +284,22 @@ async fn register(group: &Group, clusters: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// When the engine started applying the bundle (it arrived whole) and when it was applied.
+/// When the engine started applying the bundle (it arrived whole), when it was applied and
+/// when the engine judged it Healthy.
 async fn apply_times(
     mut reports: tokio::sync::broadcast::Receiver<flotilla_agent::Report>,
-) -> anyhow::Result<(Instant, Instant)> {
-    let mut started = None;
+) -> anyhow::Result<[Instant; 3]> {
+    let (mut started, mut applied) = (None, None);
     loop {
         let report = tokio::time::timeout(Duration::from_secs(60), reports.recv()).await??;
-        match report.event {
-            Event::Applying { .. } => started = Some(Instant::now()),
-            Event::Applied { .. } => {
-                let now = Instant::now();
-                return Ok((started.unwrap_or(now), now));
+        let now = Instant::now();
+        match &report.event {
+            Event::Applying { .. } => started = Some(now),
+            Event::Applied { .. } => applied = Some(now),
+            Event::HealthChanged(h) if h.health == Health::Healthy => {
+                if let Some(applied) = applied {
+                    return Ok([started.unwrap_or(applied), applied, now]);
+                }
             }
             _ => {}
         }
@@ -417,11 +422,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         },
     )
     .await?;
-    let (mut received, mut applied) = (Vec::new(), Vec::new());
+    let (mut received, mut applied, mut healthy) = (Vec::new(), Vec::new(), Vec::new());
     for times in engine_times {
-        let (start, end) = times.await??;
+        let [start, end, judged] = times.await??;
         received.push(start.saturating_duration_since(assigned));
         applied.push(end.saturating_duration_since(assigned));
+        healthy.push(judged.saturating_duration_since(assigned));
     }
 
     let mut per_node: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
@@ -522,6 +528,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         "fanoutMs": millis(fanout),
         "bundleReceivedMs": millis(received),
         "bundleAppliedMs": millis(applied),
+        "bundleHealthyOnAgentMs": millis(healthy),
         "failover": failover,
         "offlineAfterAgentExitMs": millis(after_exit),
         "offlineAfterLeaderDeathMs": millis(after_death),
