@@ -44,8 +44,9 @@ pub struct LivenessConfig {
 impl Default for LivenessConfig {
     /// Offline three seconds after the last report naming the cluster. With the default
     /// presence period (1 s) and agent heartbeats (1 s, 3 missed), an agent whose connection
-    /// closes is offline in about four seconds, one that vanishes silently in about seven, and
-    /// one whose hub node died in about four (plus an election when that node led).
+    /// closes is offline within about three seconds, one that vanishes silently within about six,
+    /// and one whose hub node died within about three — four when that node led (an election,
+    /// then the new leader's wait).
     fn default() -> Self {
         LivenessConfig {
             offline_after: Duration::from_secs(3),
