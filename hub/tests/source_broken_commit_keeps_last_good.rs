@@ -63,7 +63,7 @@ fn breakages() -> Vec<Breakage> {
                 )
             },
             file: "flotilla.yaml",
-            line: Some(12),
+            line: Some(13),
             says: "",
         },
     ]
