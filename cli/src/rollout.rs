@@ -8,6 +8,7 @@
 
 use std::io::IsTerminal;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use flotilla_proto::v1::{AdminRolloutProgress, AdminRolloutStatusRequest};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -441,8 +442,11 @@ impl Display {
 
     fn finish(&mut self, view: &RolloutView) -> anyhow::Result<()> {
         if let Display::Bars(bars) = self {
+            // Printed above the bars, which stay drawn below it.
+            bars.multi
+                .println(view.line())
+                .context("writing to the terminal")?;
             bars.finish();
-            emit(&format!("{}\n", view.line()))?;
         }
         Ok(())
     }
