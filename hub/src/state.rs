@@ -50,7 +50,7 @@ pub use flotilla_core::Labels;
 pub struct Timestamp(pub u64);
 
 /// Version of the snapshot encoding this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub const SNAPSHOT_VERSION: u32 = 2;
 
 /// The whole replicated state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -162,7 +162,7 @@ pub enum SnapshotError {
     Truncated(usize),
     /// Written by a newer hub.
     #[error(
-        "state snapshot has version {0}, this hub understands up to {SNAPSHOT_VERSION}; upgrade this node"
+        "state snapshot has version {0}, this hub reads version {SNAPSHOT_VERSION}: a newer one needs this node upgraded; an older one predates a format change and needs a fresh data dir"
     )]
     UnknownVersion(u32),
     /// Encoding or decoding failed.

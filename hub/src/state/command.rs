@@ -17,7 +17,7 @@ use super::stage::StageChange;
 use super::{Labels, Timestamp};
 
 /// The command encoding this build writes and the newest it reads.
-pub const COMMAND_VERSION: u32 = 1;
+pub const COMMAND_VERSION: u32 = 2;
 
 /// A decision to record in the replicated state. Every timestamp travels in the command: apply
 /// never reads a clock, so every replica computes the same state.
@@ -381,7 +381,7 @@ pub enum DecodeError {
     Truncated(usize),
     /// Written by a newer hub.
     #[error(
-        "command has version {found}, this hub understands up to {COMMAND_VERSION}; upgrade this node"
+        "command has version {found}, this hub reads version {COMMAND_VERSION}: a newer one needs this node upgraded; an older one predates a format change and needs a fresh data dir"
     )]
     UnknownVersion {
         /// The version found.
