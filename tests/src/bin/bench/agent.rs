@@ -1,19 +1,16 @@
 //! `bench agent`: the agent's engine applying a bundle of 100 objects to one simulated cluster
-//! (wall time and API requests, counted on the client), and the resident memory of a real
-//! `flotilla-agent run` process managing those objects with its watches open.
+//! (wall time and API requests, counted by the simulated API server), and the resident memory
+//! of a real `flotilla-agent run` process managing those objects with its watches open.
 
-use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use flotilla_agent::engine::{Engine, EngineConfig};
 use flotilla_agent::health::Health;
 use flotilla_agent::{BundleRevision, DriftMode, Event, Report, SystemClock};
-use flotilla_sim::{Sim, SimConfig};
-use parking_lot::Mutex;
+use flotilla_sim::{RequestCounts, Sim, SimConfig};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
@@ -36,54 +33,6 @@ pub(crate) struct Args {
     /// The flotilla-agent binary; defaults to the one beside this binary.
     #[arg(long)]
     agent_bin: Option<PathBuf>,
-}
-
-/// Requests seen by the client, by kind.
-#[derive(Default)]
-struct Counts {
-    by_kind: Mutex<BTreeMap<&'static str, u64>>,
-    total: AtomicU64,
-}
-
-impl Counts {
-    fn record(&self, request: &http::Request<kube::client::Body>) {
-        let query = request.uri().query().unwrap_or("");
-        let kind = match *request.method() {
-            http::Method::GET if query.contains("watch=true") => "watch",
-            http::Method::GET
-                if request.uri().path().ends_with("/api")
-                    || request.uri().path().ends_with("/apis") =>
-            {
-                "discovery"
-            }
-            http::Method::GET => "get/list",
-            http::Method::PATCH if query.contains("dryRun=All") => "dry-run apply",
-            http::Method::PATCH => "apply",
-            http::Method::POST => "create",
-            http::Method::DELETE => "delete",
-            _ => "other",
-        };
-        *self.by_kind.lock().entry(kind).or_default() += 1;
-        self.total.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn take(&self) -> (u64, BTreeMap<&'static str, u64>) {
-        let by_kind = std::mem::take(&mut *self.by_kind.lock());
-        (self.total.swap(0, Ordering::Relaxed), by_kind)
-    }
-}
-
-/// A client for one simulated cluster that counts every request it sends.
-fn counting_client(url: &str, counts: Arc<Counts>) -> anyhow::Result<kube::Client> {
-    let config = kube::Config::new(url.parse()?);
-    let layer =
-        tower::util::MapRequestLayer::new(move |request: http::Request<kube::client::Body>| {
-            counts.record(&request);
-            request
-        });
-    Ok(kube::client::ClientBuilder::try_from(config)?
-        .with_layer(&layer)
-        .build())
 }
 
 fn object(j: usize, round: usize) -> Value {
@@ -143,24 +92,36 @@ struct Sample {
     requests: u64,
 }
 
-/// One timed apply of `revision`: wall time from handing it over to the Applied report.
+/// One timed apply of `revision`: wall time from handing it over to the Applied report, and
+/// the requests the cluster served meanwhile.
 async fn timed(
     engine: &Engine,
     reports: &mut broadcast::Receiver<Report>,
-    counts: &Counts,
+    sim: &Sim,
+    cluster: &str,
     revision: BundleRevision,
-) -> anyhow::Result<(Sample, BTreeMap<&'static str, u64>)> {
+) -> anyhow::Result<(Sample, RequestCounts)> {
+    let served = || {
+        sim.request_counts(cluster)
+            .with_context(|| format!("no simulated cluster {cluster}"))
+    };
     let id = revision.revision.clone();
-    counts.take();
+    let before = served()?;
     let start = Instant::now();
     engine.apply(revision)?;
     until(reports, applied(&id)).await?;
     let millis = start.elapsed().as_secs_f64() * 1000.0;
-    let (requests, by_kind) = counts.take();
-    Ok((Sample { millis, requests }, by_kind))
+    let during = served()?.since(&before);
+    Ok((
+        Sample {
+            millis,
+            requests: during.total,
+        },
+        during,
+    ))
 }
 
-fn summary(samples: &[Sample], by_kind: &BTreeMap<&'static str, u64>) -> Value {
+fn summary(samples: &[Sample], by_verb: &RequestCounts) -> Value {
     let mut millis: Vec<f64> = samples.iter().map(|s| s.millis).collect();
     millis.sort_by(f64::total_cmp);
     let mut requests: Vec<u64> = samples.iter().map(|s| s.requests).collect();
@@ -173,7 +134,7 @@ fn summary(samples: &[Sample], by_kind: &BTreeMap<&'static str, u64>) -> Value {
             "max": round(millis.last().copied().unwrap_or(0.0)),
         },
         "requests": requests.get(requests.len() / 2).copied().unwrap_or(0),
-        "requests_by_kind_last_run": by_kind,
+        "requests_by_verb_last_run": by_verb,
     })
 }
 
@@ -189,17 +150,27 @@ async fn apply_figures(args: &Args) -> anyhow::Result<Value> {
     let (mut first, mut changed, mut unchanged, mut healthy) =
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut drift = Vec::new();
-    let mut kinds = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    let mut kinds = (
+        RequestCounts::default(),
+        RequestCounts::default(),
+        RequestCounts::default(),
+    );
     for run in 0..args.runs {
-        let counts = Arc::new(Counts::default());
-        let client = counting_client(&sim.cluster_url(&format!("sim-{run}")), Arc::clone(&counts))?;
+        let cluster = format!("sim-{run}");
+        let client = kube::Client::try_from(kube::Config::new(sim.cluster_url(&cluster).parse()?))?;
         let engine = Engine::start(client, EngineConfig::default(), Arc::new(SystemClock))?;
         let mut reports = engine.subscribe();
         let start = Instant::now();
-        let (sample, by_kind) =
-            timed(&engine, &mut reports, &counts, bundle(args.objects, 1)).await?;
+        let (sample, by_verb) = timed(
+            &engine,
+            &mut reports,
+            &sim,
+            &cluster,
+            bundle(args.objects, 1),
+        )
+        .await?;
         first.push(sample);
-        kinds.0 = by_kind;
+        kinds.0 = by_verb;
         until(&mut reports, |r| {
             matches!(&r.event, Event::HealthChanged(h) if h.health == Health::Healthy)
                 .then_some(Ok(()))
@@ -209,16 +180,22 @@ async fn apply_figures(args: &Args) -> anyhow::Result<Value> {
             millis: start.elapsed().as_secs_f64() * 1000.0,
             requests: 0,
         });
-        let (sample, by_kind) =
-            timed(&engine, &mut reports, &counts, bundle(args.objects, 2)).await?;
+        let (sample, by_verb) = timed(
+            &engine,
+            &mut reports,
+            &sim,
+            &cluster,
+            bundle(args.objects, 2),
+        )
+        .await?;
         changed.push(sample);
-        kinds.1 = by_kind;
+        kinds.1 = by_verb;
         let mut same = bundle(args.objects, 2);
         same.revision = "r3".into();
         same.content_hash = "h3".into();
-        let (sample, by_kind) = timed(&engine, &mut reports, &counts, same).await?;
+        let (sample, by_verb) = timed(&engine, &mut reports, &sim, &cluster, same).await?;
         unchanged.push(sample);
-        kinds.2 = by_kind;
+        kinds.2 = by_verb;
         drift.push(drift_correction(&sim, run, &mut reports).await?);
         engine.shutdown().await;
     }
