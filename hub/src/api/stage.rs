@@ -168,11 +168,7 @@ pub(super) async fn promote(
             _ => {}
         }
         let change = match promotion::upstream_gate(&state, &stage, source, &to) {
-            Ok(()) if request.force => StageChange::Promote,
-            Ok(()) => match stage.source {
-                flotilla_core::spec::StageSource::Track { .. } => StageChange::Track,
-                flotilla_core::spec::StageSource::PromoteFrom { .. } => StageChange::Promote,
-            },
+            Ok(()) => StageChange::Promote,
             Err(_) if request.force => StageChange::ForcePromote,
             Err(why) => return Err(Status::failed_precondition(why)),
         };
