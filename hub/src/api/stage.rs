@@ -280,7 +280,7 @@ pub(super) async fn set_status(
             RolloutAction::Approve => "awaiting approval",
         };
         let found = state.active_rollout(&stage.name);
-        let Some((id, _)) = found.filter(|(_, r)| r.status.name() == wanted) else {
+        let Some((id, rollout)) = found.filter(|(_, r)| r.status.name() == wanted) else {
             let now = match found {
                 Some((id, r)) => format!("its rollout {id} is {}", r.status.name()),
                 None => match state
@@ -299,6 +299,18 @@ pub(super) async fn set_status(
                 stage.name
             )));
         };
+        // The upstream may have rolled the revision back since it was proposed here.
+        if action == RolloutAction::Approve
+            && rollout.change != StageChange::ForcePromote
+            && let Err(why) =
+                promotion::upstream_gate(&state, &stage, source_name(hub)?, &rollout.to)
+        {
+            return Err(Status::failed_precondition(format!(
+                "rollout {id} waits to take {} to stage `{}`, but {why}",
+                short(&rollout.to.commit),
+                stage.name
+            )));
+        }
         let default = match action {
             RolloutAction::Pause => "paused by hand",
             RolloutAction::Resume => "resumed by hand",

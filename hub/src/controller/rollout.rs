@@ -45,6 +45,9 @@ use crate::state::{Command, RolloutAction, RolloutStep, State, Timestamp};
 /// How often the controller looks again when nothing changed and nothing is due.
 const IDLE_RECHECK: Duration = Duration::from_secs(5);
 
+/// Pause after a refused proposal before deciding again.
+const REFUSED_PAUSE: Duration = Duration::from_millis(500);
+
 /// How long a cluster must stay Healthy at a rollout's target before it counts as done: one
 /// report flickering Healthy (say, health judged before a new revision's objects changed)
 /// proves nothing.
@@ -92,19 +95,27 @@ impl Run {
                 let state = self.context.node.state();
                 decide(&state, &self.source, &mut self.specs, now, millis(SETTLE))
             };
+            let mut refused = false;
             for command in decision.commands {
                 match self.context.node.propose(&command).await {
                     Ok(_) => {}
                     // The state moved under this pass (another proposal, a failover): look again.
                     Err(ProposeError::Rejected { error, .. }) => {
                         tracing::debug!(command = command.kind(), %error, "rollout step refused");
+                        refused = true;
                         break;
                     }
                     Err(e) => {
                         tracing::warn!(command = command.kind(), error = %e, "rollout step not recorded");
+                        refused = true;
                         break;
                     }
                 }
+            }
+            // A refused command is itself an applied entry: without a pause, a decision apply
+            // keeps refusing would be proposed again at once, forever.
+            if refused && !self.context.pause(REFUSED_PAUSE).await {
+                return;
             }
             let wait = decision
                 .wake_at
