@@ -286,6 +286,21 @@ impl Run {
     }
 }
 
+/// Proposes `register("final")` until it is applied or `within` passes.
+async fn final_write(node: &NodeHandle, within: Duration) -> Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let outcome = node.propose(&register("final")).await;
+        if outcome.is_ok() || node.state().clusters.contains_key("final") {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("the healed group did not accept a write within {within:?}: {outcome:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn run_schedule(schedule: &Schedule) -> Result<()> {
     // Short request deadlines: writers blocked by a partition give up quickly.
     let timing = Timing {
@@ -328,14 +343,16 @@ async fn run_schedule(schedule: &Schedule) -> Result<()> {
     for writer in writers {
         acked.extend(writer.await?);
     }
-    // One more write through the healed group proves it is live again.
+    // One more write through the healed group proves it is live again. On a loaded machine the
+    // healed group may need a few election rounds first, so the write is retried until a
+    // deadline; a retry after an unknown outcome may find the first attempt already applied.
     let any = run.group.live().into_iter().next();
     if let Some(node) = any {
-        node.propose(&register("final")).await?;
+        final_write(&node, Duration::from_secs(30)).await?;
         acked.insert("final".into());
     }
     eprintln!("{:?} final write", t0.elapsed());
-    let (applied, hash) = run.group.converged(Duration::from_secs(15)).await?;
+    let (applied, hash) = run.group.converged(Duration::from_secs(30)).await?;
     for node in run.group.live() {
         let state = node.state();
         let missing: Vec<_> = acked
