@@ -24,11 +24,11 @@ stages:
   - name: steady
     clusterSelector: {matchLabels: {stage: steady}}
     track: {branch: main}
-    rollout: {soak: 4s}
+    rollout: {soak: 5s}
   - name: eager
     clusterSelector: {matchLabels: {stage: eager}}
     track: {branch: main}
-    rollout: {soak: 4s, supersede: immediate}
+    rollout: {soak: 5s, supersede: immediate}
 bundles:
   - name: app
     path: bundles/app
@@ -50,6 +50,8 @@ fn soaking(state: &State, stage: &str, commit: &str) -> bool {
     state.rollouts.values().any(|r| {
         r.stage == stage
             && r.to.commit == commit
+            && r.status == RolloutStatus::Running
+            && r.current == 0
             && r.waves.first().is_some_and(|w| w.healthy_at.is_some())
     })
 }
