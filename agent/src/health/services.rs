@@ -42,13 +42,19 @@ const HPA_FAILURES: [(&str, &str); 4] = [
 ];
 
 pub(super) fn horizontal_pod_autoscaler(live: &Value) -> ObjectHealth {
-    for c in conditions(live) {
-        if HPA_FAILURES.contains(&(c.kind, c.reason)) {
-            return ObjectHealth::new(Health::Degraded, c.message);
-        }
-        if matches!(c.kind, "AbleToScale" | "ScalingLimited") && c.status == "True" {
-            return ObjectHealth::new(Health::Healthy, c.message);
-        }
+    // The controller writes `AbleToScale=True` before `ScalingActive=False`, so every condition
+    // is checked for a failure before any is taken as a sign of health.
+    if let Some(c) = conditions(live)
+        .into_iter()
+        .find(|c| HPA_FAILURES.contains(&(c.kind, c.reason)))
+    {
+        return ObjectHealth::new(Health::Degraded, c.message);
+    }
+    if let Some(c) = conditions(live)
+        .into_iter()
+        .find(|c| matches!(c.kind, "AbleToScale" | "ScalingLimited") && c.status == "True")
+    {
+        return ObjectHealth::new(Health::Healthy, c.message);
     }
     ObjectHealth::new(Health::Progressing, "waiting to autoscale")
 }

@@ -365,6 +365,16 @@ fn hpa_rules() {
         (h.health, h.message.as_str()),
         (Health::Degraded, "no metrics")
     );
+    // The real controller's order: AbleToScale=True first, then the failing ScalingActive.
+    let failing_after_able = hpa(json!([
+        {"type": "AbleToScale", "status": "True", "reason": "SucceededGetScale", "message": "ok"},
+        {"type": "ScalingActive", "status": "False", "reason": "FailedGetResourceMetric", "message": "no metrics"}
+    ]));
+    let h = health("autoscaling", "HorizontalPodAutoscaler", failing_after_able);
+    assert_eq!(
+        (h.health, h.message.as_str()),
+        (Health::Degraded, "no metrics")
+    );
     let able =
         hpa(json!([{"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale"}]));
     assert_eq!(
