@@ -308,3 +308,95 @@ fn a_rollout_to_the_pinned_revision_with_nothing_running_is_refused() {
     let err = apply_err(&mut state, start("c1", false, false, 100));
     assert!(err.to_string().contains("already pinned"), "{err}");
 }
+
+#[test]
+fn a_rollout_with_no_cluster_completes_at_once_and_passes_its_target() {
+    let mut state = fleet();
+    let id = state.next_rollout_id;
+    apply_ok(
+        &mut state,
+        Command::StartRollout {
+            stage: "prod".into(),
+            to: rev("c2"),
+            waves: Vec::new(),
+            gate: GATE,
+            change: StageChange::Promote,
+            await_approval: false,
+            supersede: false,
+            by: "controller:rollout".into(),
+            reason: "a stage without clusters".into(),
+            at: t(100),
+        },
+    );
+    assert_eq!(state.rollouts[&id].status, RolloutStatus::Completed);
+    assert!(state.stages["prod"].passed.contains(&rev("c2")));
+}
+
+#[test]
+fn a_failure_pauses_or_returns_every_moved_cluster_as_the_gate_says() {
+    for on_failure in [OnFailure::Pause, OnFailure::Rollback] {
+        let mut state = fleet();
+        let id = state.next_rollout_id;
+        apply_ok(
+            &mut state,
+            Command::StartRollout {
+                stage: "prod".into(),
+                to: rev("c2"),
+                waves: waves(),
+                gate: Gate { on_failure, ..GATE },
+                change: StageChange::Promote,
+                await_approval: false,
+                supersede: false,
+                by: "alice".into(),
+                reason: "release".into(),
+                at: t(100),
+            },
+        );
+        apply_ok(&mut state, step(id, assign(0, &["a"]), 101));
+        apply_ok(
+            &mut state,
+            Command::FailRollout {
+                rollout: id,
+                reason: "cluster a is Degraded".into(),
+                by: "controller:rollout".into(),
+                at: t(102),
+            },
+        );
+        let actions: Vec<&str> = state
+            .audit
+            .events
+            .iter()
+            .map(|e| e.action.as_str())
+            .collect();
+        match on_failure {
+            OnFailure::Pause => {
+                assert!(matches!(
+                    &state.rollouts[&id].status,
+                    RolloutStatus::Paused { reason, .. } if reason == "failed: cluster a is Degraded"
+                ));
+                assert_eq!(assigned(&state, "a"), "c2", "a pause moves nobody");
+                assert!(!state.stages["prod"].failed.contains(&rev("c2")));
+                assert_eq!(actions, ["promote", "rollout.fail"]);
+            }
+            OnFailure::Rollback => {
+                assert!(matches!(
+                    state.rollouts[&id].status,
+                    RolloutStatus::RolledBack { .. }
+                ));
+                assert_eq!(assigned(&state, "a"), "c1");
+                assert_eq!(state.stages["prod"].pinned, Some(rev("c1")));
+                assert!(state.stages["prod"].failed.contains(&rev("c2")));
+                assert_eq!(actions, ["promote", "rollout.fail", "rollback"]);
+            }
+        }
+        apply_err(
+            &mut state,
+            Command::FailRollout {
+                rollout: id,
+                reason: "again".into(),
+                by: "controller:rollout".into(),
+                at: t(103),
+            },
+        );
+    }
+}
