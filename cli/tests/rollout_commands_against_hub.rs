@@ -2,8 +2,8 @@
 //! `approve`, run as the real binary against a real hub process, with a real simulator process
 //! and a real agent process per cluster reporting health: a revision the upstream stage has not
 //! passed is refused, `--force` promotes it and is audited, a paused rollout gives no further
-//! cluster the revision until resumed, and a stage rolls back to an earlier revision it ran
-//! (but not to one it never ran).
+//! cluster the revision until resumed, and a stage rolls back — ending its active rollout — to
+//! any earlier revision it ran (but not to one it never ran).
 
 #[path = "support/fleet.rs"]
 mod sim_fleet;
@@ -242,22 +242,26 @@ fn promote_pause_resume_watch_history_and_rollback_drive_a_real_fleet() -> Resul
         "newest first"
     );
 
-    // Back to release 1, which prod ran before; not to release 3, which it never ran.
+    // Not to release 3, which prod never ran; then, with release 3 forced into prod and rolling
+    // out, back past release 2 to release 1.
     let third = release(&repo, "3")?;
     wait("dev given release 3", || {
         Ok(assigned(&hub, "sim-0")? == third)
     })?;
     let error = refused(&hub, &["rollback", "prod", "--to", &third[..8]])?;
     assert!(error.contains("never ran revision"), "{error}");
+    let promoted = hub.json(&["promote", "prod", "--revision", &third[..8], "--force"])?;
+    assert_eq!(promoted["rollout"]["toRevision"], third.as_str());
     let rolled = hub.json(&[
         "rollback",
         "prod",
         "--to",
         &first[..10],
         "--reason",
-        "bad 2",
+        "bad 3",
     ])?;
     assert_eq!(rolled["pinnedRevision"], first.as_str());
+    assert_eq!(rolled["rollout"]["status"], "rolled back");
     for cluster in ["sim-1", "sim-2", "sim-3"] {
         assert_eq!(assigned(&hub, cluster)?, first, "{cluster}");
     }
@@ -269,8 +273,13 @@ fn promote_pause_resume_watch_history_and_rollback_drive_a_real_fleet() -> Resul
     })?;
     let history = hub.json(&["history", "prod"])?;
     assert_eq!(history["pins"][0]["change"], "rollback");
-    assert_eq!(history["pins"][0]["reason"], "bad 2");
-    assert_eq!(history["failedRevisions"][0], second.as_str());
+    assert_eq!(history["pins"][0]["reason"], "bad 3");
+    assert_eq!(history["pins"][0]["rolloutStatus"], "rolled back");
+    assert_eq!(
+        history["failedRevisions"],
+        serde_json::json!([third]),
+        "what prod was moved away from"
+    );
 
     let error = refused(&hub, &["approve", "prod"])?;
     assert!(error.contains("no rollout is awaiting approval"), "{error}");
