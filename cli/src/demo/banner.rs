@@ -121,20 +121,26 @@ impl Banner {
 
         let _ = writeln!(
             out,
-            "\nMake a commit and watch it roll out (dev tracks main; staging and prod follow the\n\
-             promoteFrom and rollout policy of flotilla.yaml):\n"
+            "\nMake a commit and watch it roll out, as the example's flotilla.yaml says: dev tracks\n\
+             main, staging promotes from dev on its own after dev's soak, prod waits for approval\n\
+             and then goes wave by wave:\n"
         );
         let _ = writeln!(
             out,
             "  cd {}",
             shell_quote(&self.repo.display().to_string())
         );
-        let _ = writeln!(
-            out,
-            "  sed -i.bak 's/logLevel: debug/logLevel: warn/' flotilla.yaml && rm flotilla.yaml.bak"
-        );
-        let _ = writeln!(out, "  git commit -am \"web: less logging in dev\"");
-        let _ = writeln!(out, "  flotilla status --watch");
+        let steps = [
+            "sed -i.bak 's/Hello from/Hi from/' bundles/web/configmap.yaml && rm bundles/web/configmap.yaml.bak",
+            "git commit -am \"web: say hi\"",
+            "flotilla status --watch",
+            "flotilla rollout status staging --watch",
+            "flotilla approve prod",
+            "flotilla rollout status prod --watch",
+        ];
+        for step in steps {
+            let _ = writeln!(out, "  {step}");
+        }
         let _ = writeln!(
             out,
             "\nChanges show up below as they happen. Ctrl-C stops everything."

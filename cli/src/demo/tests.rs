@@ -186,6 +186,7 @@ fn the_banner_prints_the_environment_to_export_and_what_to_try() {
     assert!(text.contains("cd /tmp/flotilla-demo-x/repo"), "{text}");
     assert!(text.contains("git commit -am"), "{text}");
     assert!(text.contains("flotilla status --watch"), "{text}");
+    assert!(text.contains("flotilla approve prod"), "{text}");
     assert!(text.contains("kubectl --context prod-eu-1"), "{text}");
     assert!(text.contains("Note: 127.0.0.1:7080 is taken."), "{text}");
     assert!(text.contains("removed when the demo stops"), "{text}");
@@ -200,5 +201,27 @@ fn paths_with_spaces_or_quotes_are_quoted_for_the_shell() {
     assert!(
         text.contains("export KUBECONFIG='/tmp/my demo/kubeconfig'"),
         "{text}"
+    );
+}
+
+#[test]
+fn the_commit_the_banner_suggests_edits_the_example() {
+    let text = banner("/tmp/flotilla-demo-x").render();
+    assert!(
+        text.contains("s/Hello from/Hi from/' bundles/web/configmap.yaml"),
+        "{text}"
+    );
+    let file = repo::EXAMPLE
+        .get_file("bundles/web/configmap.yaml")
+        .and_then(|f| f.contents_utf8())
+        .unwrap();
+    assert!(file.contains("Hello from"), "{file}");
+    let spec = repo::EXAMPLE
+        .get_file("flotilla.yaml")
+        .and_then(|f| f.contents_utf8())
+        .unwrap();
+    assert!(
+        spec.contains("approval: manual"),
+        "prod still needs `flotilla approve prod`"
     );
 }

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 #[path = "bench/agent.rs"]
 mod agent;
+#[path = "bench/e2e.rs"]
+mod e2e;
 #[path = "bench/push.rs"]
 mod push;
 #[path = "bench/raft.rs"]
@@ -35,6 +37,8 @@ enum Area {
     Agent(agent::Args),
     /// The agent protocol: fan-out, failover with nothing resent, time to offline.
     Sync(sync::Args),
+    /// The whole chain: from a push webhook to every agent's applied report, and the floor.
+    E2e(e2e::Args),
 }
 
 #[tokio::main]
@@ -45,6 +49,7 @@ async fn main() -> anyhow::Result<()> {
         Area::Push(args) => push::run(args).await?,
         Area::Agent(args) => agent::run(args).await?,
         Area::Sync(args) => sync::run(args).await?,
+        Area::E2e(args) => e2e::run(args).await?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

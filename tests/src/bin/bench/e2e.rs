@@ -1,0 +1,511 @@
+//! From a push webhook to every agent's report of the new revision applied, the whole chain in
+//! one process: a single-node hub following a local Git repository (poll interval one hour, so
+//! only webhooks bring commits in), a simulator serving N clusters, and N agents — each an
+//! engine with its own Kubernetes client for its cluster and its own gRPC link to the hub, as
+//! `flotilla-agent run` builds them. Every cluster's bundle holds a Namespace and M-1
+//! ConfigMaps carrying per-cluster values, so each commit gives every cluster a new render.
+//!
+//! Each round commits a change, POSTs a GitHub-style webhook and times:
+//! - `webhookToApplied`: until the hub's replicated state holds, for every cluster, the agent's
+//!   report that the new content hash is applied (what `flotilla status` shows as applied);
+//! - `webhookToAppliedAtAgents`: until every engine has published `Applied` for it;
+//! - `webhookToAssigned`: until every cluster is assigned the new revision;
+//! - `webhookToRolloutCompleted`: until the stage's rollout counts as completed, which includes
+//!   the rollout controller's settle time (each cluster Healthy at the target for a while). The
+//!   next round starts only then, so every round starts from a settled fleet.
+//!
+//! The floor, measured in the same run on the same machine, one step at a time: one fetch of a
+//! new commit into a mirror, one load and render of one bundle for one cluster, one gRPC round
+//! trip to the hub, one apply of one bundle by an engine to a simulated cluster; and their sum.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use flotilla_agent::hub::{HubLink, LinkConfig, ThreadRandom};
+use flotilla_agent::{BundleRevision, DriftMode, Engine, EngineConfig, Event, Report, SystemClock};
+use flotilla_core::inventory::Cluster;
+use flotilla_core::{Kustomize, Limits, Repository};
+use flotilla_hub::admin::GroupClient;
+use flotilla_hub::config::NodeConfig;
+use flotilla_hub::controller::source::{SourceConfig, SourceMirror};
+use flotilla_hub::server::{Hub, HubConfig};
+use flotilla_hub::state::health::HealthKey;
+use flotilla_hub::state::rollout::RolloutStatus;
+use flotilla_sim::{Sim, SimConfig};
+use flotilla_tests::git::GitRepo;
+use serde_json::{Value, json};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::broadcast;
+
+/// Options of `bench e2e`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Clusters, each with its own agent.
+    #[arg(long, default_value_t = 100)]
+    clusters: usize,
+    /// Objects in each cluster's bundle: a Namespace and ConfigMaps.
+    #[arg(long, default_value_t = 10)]
+    objects: usize,
+    /// Commits measured.
+    #[arg(long, default_value_t = 30)]
+    rounds: usize,
+}
+
+/// The one bundle every cluster gets.
+const BUNDLE: &str = "app";
+
+/// How long any one wait may take before the bench gives up.
+const STALL: Duration = Duration::from_secs(120);
+
+fn spec(round: usize) -> String {
+    format!(
+        "apiVersion: flotilla.dev/v1\nkind: Fleet\nstages:\n  - name: all\n    track: {{branch: main}}\n\
+         bundles:\n  - name: {BUNDLE}\n    path: app\n    namespace: bench\n    variables: {{round: \"{round}\"}}\n"
+    )
+}
+
+fn manifests(objects: usize) -> String {
+    let mut documents =
+        vec!["apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bench\n".to_owned()];
+    for i in 1..objects.max(2) {
+        documents.push(format!(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: config-{i}\ndata:\n  cluster: ${{cluster.name}}\n  zone: ${{cluster.labels.zone}}\n  round: \"${{round}}\"\n"
+        ));
+    }
+    documents.join("---\n")
+}
+
+fn cluster_name(i: usize) -> String {
+    format!("c-{i:04}")
+}
+
+fn inventory(clusters: usize) -> String {
+    let mut text = "apiVersion: flotilla.dev/v1\nkind: ClusterInventory\nclusters:\n".to_owned();
+    for i in 0..clusters {
+        text.push_str(&format!(
+            "  - name: {}\n    labels: {{zone: z{}}}\n",
+            cluster_name(i),
+            i % 7
+        ));
+    }
+    text
+}
+
+fn commit(repo: &GitRepo, round: usize, objects: usize) -> anyhow::Result<String> {
+    repo.write("flotilla.yaml", &spec(round))?;
+    repo.write("app/objects.yaml", &manifests(objects))?;
+    repo.commit(&format!("round {round}"))
+}
+
+/// An agent in this process.
+struct Agent {
+    engine: Arc<Engine>,
+    link: HubLink,
+}
+
+fn kube_client(sim: &Sim, cluster: &str) -> anyhow::Result<kube::Client> {
+    Ok(kube::Client::try_from(kube::Config::new(
+        sim.cluster_url(cluster).parse()?,
+    ))?)
+}
+
+fn start_agent(sim: &Sim, cluster: &str, hub: &str) -> anyhow::Result<Agent> {
+    let engine = Arc::new(Engine::start(
+        kube_client(sim, cluster)?,
+        EngineConfig::default(),
+        Arc::new(SystemClock),
+    )?);
+    let link = HubLink::start(
+        Arc::clone(&engine),
+        LinkConfig::new(vec![hub.to_owned()], cluster),
+        Arc::new(ThreadRandom),
+        Arc::new(SystemClock),
+    )?;
+    Ok(Agent { engine, link })
+}
+
+async fn post_webhook(address: std::net::SocketAddr) -> anyhow::Result<()> {
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let mut stream = tokio::net::TcpStream::connect(address).await?;
+    let head = format!(
+        "POST /webhook HTTP/1.1\r\nHost: {address}\r\nX-GitHub-Event: push\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await?;
+    stream.write_all(body).await?;
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).await?;
+    if !answer.starts_with("HTTP/1.1 202") {
+        bail!("webhook refused: {answer}");
+    }
+    Ok(())
+}
+
+/// Waits until every cluster is assigned `commit`; returns each cluster's desired hash of the
+/// bundle.
+async fn assigned(hub: &Hub, commit: &str, clusters: usize) -> anyhow::Result<Vec<String>> {
+    let mut applied = hub.node().watch_applied();
+    loop {
+        {
+            let state = hub.node().state();
+            let done = state.clusters.len() == clusters
+                && state
+                    .clusters
+                    .values()
+                    .all(|c| c.assigned.as_ref().is_some_and(|r| r.commit == commit));
+            if done {
+                return (0..clusters)
+                    .map(|i| {
+                        state
+                            .desired_bundles(&cluster_name(i))
+                            .get(BUNDLE)
+                            .map(ToString::to_string)
+                            .context("an assigned cluster without the bundle")
+                    })
+                    .collect();
+            }
+        }
+        tokio::time::timeout(STALL, applied.changed())
+            .await
+            .context("no assignment progress for 120 s")??;
+    }
+}
+
+/// Waits until the hub's state records every cluster's report of its desired hash applied.
+async fn applied_in_hub(hub: &Hub, desired: &[String]) -> anyhow::Result<()> {
+    let mut applied = hub.node().watch_applied();
+    loop {
+        {
+            let state = hub.node().state();
+            let done = desired.iter().enumerate().all(|(i, hash)| {
+                let key = HealthKey {
+                    cluster: cluster_name(i),
+                    bundle: BUNDLE.to_owned(),
+                };
+                state
+                    .health
+                    .get(&key)
+                    .and_then(|r| r.applied.as_ref())
+                    .is_some_and(|h| h.to_string() == *hash)
+            });
+            if done {
+                return Ok(());
+            }
+        }
+        tokio::time::timeout(STALL, applied.changed())
+            .await
+            .context("no applied reports for 120 s")??;
+    }
+}
+
+/// Waits until the stage's rollout of `commit` completed (every cluster healthy at it for the
+/// rollout controller's settle time), so the next round starts from a settled fleet.
+async fn rollout_completed(hub: &Hub, commit: &str) -> anyhow::Result<()> {
+    let mut applied = hub.node().watch_applied();
+    loop {
+        {
+            let state = hub.node().state();
+            let done = state
+                .rollouts
+                .values()
+                .any(|r| r.to.commit == commit && r.status == RolloutStatus::Completed);
+            if done {
+                return Ok(());
+            }
+        }
+        tokio::time::timeout(STALL, applied.changed())
+            .await
+            .context("the rollout did not complete within 120 s")??;
+    }
+}
+
+/// When the engine publishes `Applied` for `hash` (or already holds it applied).
+async fn engine_applied(
+    engine: &Engine,
+    reports: &mut broadcast::Receiver<Report>,
+    hash: &str,
+) -> anyhow::Result<Instant> {
+    loop {
+        match tokio::time::timeout(STALL, reports.recv()).await? {
+            Ok(report)
+                if report.content_hash == hash && matches!(report.event, Event::Applied { .. }) =>
+            {
+                return Ok(Instant::now());
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                let done = engine
+                    .status()
+                    .iter()
+                    .any(|b| b.name == BUNDLE && b.applied_hash.as_deref() == Some(hash));
+                if done {
+                    return Ok(Instant::now());
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => bail!("an engine stopped"),
+        }
+    }
+}
+
+fn millis(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let index = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    (sorted[index] * 10.0).round() / 10.0
+}
+
+fn summary(mut samples: Vec<f64>) -> Value {
+    samples.sort_by(f64::total_cmp);
+    if samples.is_empty() {
+        return json!({"samples": 0});
+    }
+    json!({
+        "samples": samples.len(),
+        "p50": percentile(&samples, 0.5),
+        "p99": percentile(&samples, 0.99),
+        "max": percentile(&samples, 1.0),
+    })
+}
+
+fn median(samples: &[f64]) -> f64 {
+    let mut sorted = samples.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    if sorted.is_empty() {
+        0.0
+    } else {
+        percentile(&sorted, 0.5)
+    }
+}
+
+/// This process's resident memory now and at its peak, in MiB.
+fn memory() -> Value {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
+            .map(|kib| kib / 1024)
+    };
+    json!({"rssMiB": field("VmRSS:"), "peakRssMiB": field("VmHWM:")})
+}
+
+/// CPU time this process has used (user and system, every thread), from `/proc/self/stat`,
+/// whose clock ticks are Linux's fixed `USER_HZ` of 100 per second.
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // Fields after the command name (which may hold spaces) start at the last ')'.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    let ticks: u64 = [11, 12]
+        .iter()
+        .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+        .sum();
+    Duration::from_millis(ticks * 10)
+}
+
+/// Requests every simulated cluster of the fleet answered so far, by kind of request.
+fn requests(sim: &Sim, names: &[String]) -> [u64; 4] {
+    let mut sum = [0; 4];
+    for name in names {
+        if let Some(c) = sim.request_counts(name) {
+            for (total, n) in sum
+                .iter_mut()
+                .zip([c.total, c.apply, c.dry_run, c.get + c.list])
+            {
+                *total += n;
+            }
+        }
+    }
+    sum
+}
+
+/// One apply of one bundle by an engine of its own, from the call to its `Applied` report.
+struct ApplyFloor {
+    engine: Engine,
+    reports: broadcast::Receiver<Report>,
+    cluster: Cluster,
+}
+
+impl ApplyFloor {
+    async fn measure(&mut self, repo: &GitRepo, round: usize) -> anyhow::Result<(f64, f64)> {
+        let kustomize = Kustomize::discover();
+        let started = Instant::now();
+        let loaded =
+            Repository::load(repo.path(), Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let rendered = flotilla_core::render_bundle(&loaded, BUNDLE, &self.cluster, &kustomize)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let render = millis(started.elapsed());
+        let hash = rendered.hash().to_string();
+        let revision = BundleRevision {
+            name: BUNDLE.to_owned(),
+            revision: format!("floor-{round}"),
+            content_hash: hash.clone(),
+            namespace: "default".to_owned(),
+            drift: DriftMode::Correct,
+            objects: rendered.objects.into_iter().map(|o| o.object).collect(),
+        };
+        let started = Instant::now();
+        self.engine.apply(revision)?;
+        let done = engine_applied(&self.engine, &mut self.reports, &hash).await?;
+        Ok((render, millis(done - started)))
+    }
+}
+
+/// Runs the measurement.
+pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
+    let repo = GitRepo::new()?;
+    let first = commit(&repo, 0, args.objects)?;
+    let names: Vec<String> = (0..args.clusters).map(cluster_name).collect();
+
+    let sim = Sim::start(SimConfig {
+        clusters: 0,
+        ..SimConfig::default()
+    })
+    .await?;
+    for name in &names {
+        sim.add_cluster(name)?;
+    }
+    sim.add_cluster("floor")?;
+
+    let data = tempfile::tempdir()?;
+    let inventory_file = data.path().join("clusters.yaml");
+    std::fs::write(&inventory_file, inventory(args.clusters))?;
+    let mut config = HubConfig::new(NodeConfig::new(1, data.path().join("node"), "127.0.0.1:0"));
+    config.api_listen = "127.0.0.1:0".into();
+    config.http_listen = "127.0.0.1:0".into();
+    config.clusters_file = Some(inventory_file);
+    config.revision_retention = 3;
+    let mut source = SourceConfig::new(repo.url(), "main");
+    source.poll_interval = Duration::from_secs(3600);
+    config.source = Some(source.clone());
+    let hub = Hub::start(config).await?;
+    let api = hub.api_address().to_string();
+    let agents = names
+        .iter()
+        .map(|name| start_agent(&sim, name, &api))
+        .collect::<anyhow::Result<Vec<Agent>>>()?;
+    let desired = assigned(&hub, &first, args.clusters).await?;
+    // The first revision is pinned to every stage without a rollout: there is none to wait for.
+    applied_in_hub(&hub, &desired).await?;
+
+    let requests_before = requests(&sim, &names);
+    let mut cpu_while_applying = Duration::ZERO;
+    let mut to_applied = Vec::new();
+    let mut at_agents = Vec::new();
+    let mut to_assigned = Vec::new();
+    let mut to_completed = Vec::new();
+    for round in 1..=args.rounds {
+        let mut reports: Vec<_> = agents.iter().map(|a| a.engine.subscribe()).collect();
+        let commit = commit(&repo, round, args.objects)?;
+        let started = Instant::now();
+        let cpu_started = cpu_time();
+        post_webhook(hub.http_address()).await?;
+        let desired = assigned(&hub, &commit, args.clusters).await?;
+        to_assigned.push(millis(started.elapsed()));
+        let waits = agents
+            .iter()
+            .zip(reports.iter_mut())
+            .zip(&desired)
+            .map(|((agent, reports), hash)| engine_applied(&agent.engine, reports, hash));
+        let applied_at = futures::future::try_join_all(waits).await?;
+        let last = applied_at.into_iter().max().context("no agents")?;
+        at_agents.push(millis(last - started));
+        applied_in_hub(&hub, &desired).await?;
+        to_applied.push(millis(started.elapsed()));
+        cpu_while_applying += cpu_time().saturating_sub(cpu_started);
+        rollout_completed(&hub, &commit).await?;
+        to_completed.push(millis(started.elapsed()));
+    }
+
+    let applying_wall: f64 = to_applied.iter().sum::<f64>() / 1000.0;
+    let requests_after = requests(&sim, &names);
+    let per_revision = |i: usize| {
+        let n = requests_after[i] - requests_before[i];
+        (n as f64 / (args.rounds * args.clusters).max(1) as f64 * 10.0).round() / 10.0
+    };
+    let load = json!({
+        // From each webhook to its revision applied in the hub, summed over the rounds.
+        "wallSecondsApplying": (applying_wall * 10.0).round() / 10.0,
+        "cpuSecondsApplying": (cpu_while_applying.as_secs_f64() * 10.0).round() / 10.0,
+        "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "kubernetesRequestsPerClusterPerRevision": {
+            "total": per_revision(0),
+            "apply": per_revision(1),
+            "dryRun": per_revision(2),
+            "getOrList": per_revision(3),
+        },
+    });
+
+    // The floor: each step once per round, after the rounds, one at a time.
+    let side = tempfile::tempdir()?;
+    let mirror = SourceMirror::open(side.path(), &source)?;
+    mirror.fetch(&source)?;
+    let mut group = GroupClient::new(hub.node().address())?;
+    group.status().await?;
+    let engine = Engine::start(
+        kube_client(&sim, "floor")?,
+        EngineConfig::default(),
+        Arc::new(SystemClock),
+    )?;
+    let mut floor = ApplyFloor {
+        reports: engine.subscribe(),
+        engine,
+        cluster: Cluster::new("floor", [("zone", "z0")]),
+    };
+    let (mut fetches, mut renders, mut trips, mut applies) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for round in 1..=args.rounds {
+        commit(&repo, args.rounds + round, args.objects)?;
+        let started = Instant::now();
+        mirror.fetch(&source)?;
+        fetches.push(millis(started.elapsed()));
+        let started = Instant::now();
+        group.status().await?;
+        trips.push(millis(started.elapsed()));
+        let (render, apply) = floor.measure(&repo, round).await?;
+        renders.push(render);
+        applies.push(apply);
+    }
+    let floor_sum = median(&fetches) + median(&renders) + median(&trips) + median(&applies);
+    let memory = memory();
+
+    floor.engine.shutdown().await;
+    let stops = agents.into_iter().map(|agent| async move {
+        agent.link.shutdown().await;
+        if let Ok(engine) = Arc::try_unwrap(agent.engine) {
+            engine.shutdown().await;
+        }
+    });
+    futures::future::join_all(stops).await;
+    hub.shutdown().await;
+    sim.shutdown().await;
+
+    Ok(json!({
+        "bench": "e2e",
+        "clusters": args.clusters,
+        "objectsPerCluster": args.objects.max(2),
+        "rounds": args.rounds,
+        "unit": "ms",
+        "webhookToApplied": summary(to_applied),
+        "webhookToAppliedAtAgents": summary(at_agents),
+        "webhookToAssigned": summary(to_assigned),
+        "webhookToRolloutCompleted": summary(to_completed),
+        "targetP99": 1000,
+        "floor": {
+            "fetch": summary(fetches),
+            "renderOneBundle": summary(renders),
+            "grpcRoundTrip": summary(trips),
+            "applyOneBundle": summary(applies),
+            "sumOfMedians": (floor_sum * 10.0).round() / 10.0,
+        },
+        "load": load,
+        "memory": memory,
+    }))
+}
