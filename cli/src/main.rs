@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod audit;
 mod cluster;
 mod clusters;
 mod demo;
@@ -20,6 +21,7 @@ mod rollout;
 mod rollout_action;
 mod status;
 mod time;
+mod token;
 
 /// Flotilla: GitOps for fleets of Kubernetes clusters.
 #[derive(Debug, Parser)]
@@ -58,6 +60,10 @@ enum Command {
     History(history::HistoryArgs),
     /// Follow a stage's rollout: waves, clusters done / in progress / failed / waiting.
     Rollout(rollout::RolloutArgs),
+    /// Create, list or revoke API tokens (admins).
+    Token(token::TokenArgs),
+    /// List audit events, newest first: who did what, when, and how it ended.
+    Audit(audit::AuditArgs),
     /// Run a whole fleet on this machine: a hub following an example repository, five
     /// simulated clusters and an agent for each. Prints what to try; Ctrl-C stops it.
     Demo(demo::DemoArgs),
@@ -65,6 +71,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    flotilla_pki::install_crypto_provider();
     let cli = Cli::parse();
     let outcome = match cli.command {
         Command::Lint(args) => lint::run(&args),
@@ -87,6 +94,8 @@ async fn main() -> ExitCode {
             .map(|()| ExitCode::SUCCESS),
         Command::History(args) => history::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Rollout(args) => rollout::run(&args).await,
+        Command::Token(args) => token::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Audit(args) => audit::run(&args).await.map(|()| ExitCode::SUCCESS),
     };
     match outcome {
         Ok(code) => code,

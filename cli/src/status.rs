@@ -51,6 +51,8 @@ struct StageView {
     source: String,
     pinned_revision: Option<String>,
     clusters: Vec<String>,
+    /// Why the next revision cannot enter it (an unsigned or wrongly signed commit).
+    blocked: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -124,6 +126,7 @@ impl StatusView {
                     source: s.source,
                     pinned_revision: some(s.pinned_revision),
                     clusters: s.clusters,
+                    blocked: some(s.blocked),
                 })
                 .collect(),
             clusters: status
@@ -328,6 +331,14 @@ fn table(view: &StatusView) -> String {
         .collect();
     if !errors.is_empty() {
         out.push_str(&format!("\nNOT RENDERED FOR\n{}\n", errors.join("\n")));
+    }
+    let blocked: Vec<String> = view
+        .stages
+        .iter()
+        .filter_map(|s| s.blocked.as_ref().map(|why| format!("  {}: {why}", s.name)))
+        .collect();
+    if !blocked.is_empty() {
+        out.push_str(&format!("\nBLOCKED (signature)\n{}\n", blocked.join("\n")));
     }
     if !view.rollouts.is_empty() {
         let mut rollouts = Table::new(&["ROLLOUT", "STAGE", "FROM", "TO", "STATUS", "WAVES"]);

@@ -23,3 +23,39 @@ pub(crate) fn ago(ms: i64, now: DateTime<Utc>) -> String {
         s => format!("{}d ago", s / 86_400),
     }
 }
+
+/// A duration as the CLI takes it: flotilla.yaml's units (`250ms`, `30s`, `5m`, `1h30m`) or a
+/// whole number of days (`30d`), for token lifetimes and audit windows.
+pub(crate) fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let text = text.trim();
+    if let Some(days) = text.strip_suffix('d')
+        && !days.is_empty()
+        && days.bytes().all(|b| b.is_ascii_digit())
+    {
+        let days: u64 = days
+            .parse()
+            .map_err(|_| format!("invalid duration `{text}`: too many days"))?;
+        return days
+            .checked_mul(86_400)
+            .map(std::time::Duration::from_secs)
+            .ok_or_else(|| format!("invalid duration `{text}`: too many days"));
+    }
+    text.parse::<flotilla_core::spec::Duration>()
+        .map(|d| d.as_std())
+        .map_err(|e| format!("{e}, or a number of days like `30d`"))
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::parse_duration;
+
+    #[test]
+    fn days_and_the_spec_units_parse() {
+        assert_eq!(parse_duration("30d").unwrap().as_secs(), 30 * 86_400);
+        assert_eq!(parse_duration("1h30m").unwrap().as_secs(), 5_400);
+        assert_eq!(parse_duration("1ms").unwrap().as_millis(), 1);
+        let error = parse_duration("3 weeks").unwrap_err();
+        assert!(error.contains("30d"), "{error}");
+        assert!(parse_duration("d").is_err());
+    }
+}

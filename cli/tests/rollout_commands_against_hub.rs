@@ -203,6 +203,7 @@ fn promote_pause_resume_watch_history_and_rollback_drive_a_real_fleet() -> Resul
     let watch = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args(["rollout", "status", "prod", "--watch"])
         .env("FLOTILLA_HUB", &hub.api)
+        .env("FLOTILLA_INSECURE", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()?;
@@ -227,7 +228,7 @@ fn promote_pause_resume_watch_history_and_rollback_drive_a_real_fleet() -> Resul
     let history = hub.json(&["history", "prod"])?;
     let pin = &history["pins"][0];
     assert_eq!(pin["change"], "force-promote");
-    assert_eq!(pin["by"], "anonymous");
+    assert_eq!(pin["by"], "anonymous (insecure hub)");
     assert_eq!(pin["reason"], "hotfix");
     assert_eq!(pin["rolloutStatus"], "completed");
     let actions: Vec<&str> = history["events"]

@@ -93,6 +93,9 @@ pub(crate) fn problem(error: &serde_saphyr::Error, file: &str, line_offset: u32)
         .map(|l| SourceLocation::from_yaml(file, l))
         .unwrap_or_else(|| SourceLocation::file(file));
     location.line = location.line.map(|line| line.saturating_add(line_offset));
+    if let Some(message) = budget_message(error.without_snippet()) {
+        return YamlProblem { location, message };
+    }
     let message = DefaultMessageFormatter
         .format_message(error.without_snippet())
         .replace(", set DuplicateKeyPolicy in Options if acceptable", "")
@@ -103,6 +106,51 @@ pub(crate) fn problem(error: &serde_saphyr::Error, file: &str, line_offset: u32)
         )
         .replace(|c: char| c.is_control(), " ");
     YamlProblem { location, message }
+}
+
+/// What a breached parsing budget means for the author, rather than the parser's internals:
+/// these bounds are what stops a hostile file (an alias bomb, absurd nesting) from exhausting
+/// the hub.
+fn budget_message(mut error: &serde_saphyr::Error) -> Option<String> {
+    use serde_saphyr::budget::BudgetBreach;
+    while let serde_saphyr::Error::AliasError { error: inner, .. }
+    | serde_saphyr::Error::WithSnippet { error: inner, .. } = error
+    {
+        error = inner;
+    }
+    Some(match error {
+        serde_saphyr::Error::AliasReplayLimitExceeded {
+            max_total_replayed_events,
+            ..
+        } => format!(
+            "aliases (`*name`) expand to more than {max_total_replayed_events} YAML events, as an alias bomb (\"billion laughs\") does; write the values out or use fewer aliases"
+        ),
+        serde_saphyr::Error::AliasExpansionLimitExceeded {
+            max_expansions_per_anchor,
+            ..
+        } => format!(
+            "an anchor is expanded more than {max_expansions_per_anchor} times by aliases (`*name`); write the values out"
+        ),
+        serde_saphyr::Error::AliasReplayStackDepthExceeded { max_depth, .. } => {
+            format!("aliases (`*name`) nest more than {max_depth} deep; write the values out")
+        }
+        serde_saphyr::Error::Budget { breach, .. } => match breach {
+            BudgetBreach::Depth { depth } => format!(
+                "nesting deeper than the limit ({} levels reached); flatten the document",
+                depth.saturating_sub(1)
+            ),
+            BudgetBreach::Aliases { aliases } => format!(
+                "more than {} aliases (`*name`) in one file; write the values out",
+                aliases.saturating_sub(1)
+            ),
+            BudgetBreach::Documents { documents } => format!(
+                "more than {} YAML documents in one file; split the file",
+                documents.saturating_sub(1)
+            ),
+            other => format!("the file exceeds a parsing limit ({other:?}); simplify or split it"),
+        },
+        _ => return None,
+    })
 }
 
 fn strip_serde_json_position(message: &str) -> String {
@@ -154,7 +202,12 @@ mod tests {
             max_alias_expansion_events: 10_000,
             ..Limits::default()
         };
-        assert!(parse_documents(bomb, "bomb.yaml", 0, &limits).is_err());
+        let err = parse_documents(bomb, "bomb.yaml", 0, &limits).unwrap_err();
+        assert!(
+            err.message.contains("alias bomb") && err.message.contains("10000"),
+            "{}",
+            err.message
+        );
     }
 
     #[test]
@@ -167,6 +220,18 @@ mod tests {
         let err = parse_one::<Doc>("items: {a: b}\n", "x.yaml", &Limits::default()).unwrap_err();
         assert!(err.message.contains("expected a list"), "{}", err.message);
         assert_eq!(err.location.line, Some(1));
+    }
+
+    #[test]
+    fn deep_yaml_is_refused_in_plain_words() {
+        let text = format!("a: {}1{}\n", "[".repeat(100), "]".repeat(100));
+        let err = parse_documents(&text, "deep.yaml", 0, &Limits::default()).unwrap_err();
+        assert!(
+            err.message.starts_with("nesting deeper than the limit"),
+            "{}",
+            err.message
+        );
+        assert_eq!(err.location.file, "deep.yaml");
     }
 
     #[test]

@@ -8,31 +8,37 @@ use std::time::Duration;
 use flotilla_core::inventory::Cluster as InventoryCluster;
 use flotilla_proto::v1::admin_server::Admin;
 use flotilla_proto::v1::{
-    AdminAddClusterRequest, AdminCluster, AdminClusterList, AdminDiffReply, AdminDiffRequest,
-    AdminFleetStatus, AdminFleetStatusRequest, AdminListClustersRequest, AdminListRevisionsRequest,
+    AdminAddClusterRequest, AdminAuditList, AdminCluster, AdminClusterList, AdminCreateTokenReply,
+    AdminCreateTokenRequest, AdminDiffReply, AdminDiffRequest, AdminFleetStatus,
+    AdminFleetStatusRequest, AdminIssueBootstrapTokenRequest, AdminListAuditRequest,
+    AdminListClustersRequest, AdminListRevisionsRequest, AdminListTokensRequest,
     AdminPromoteRequest, AdminRemoveClusterReply, AdminRemoveClusterRequest,
-    AdminRequestFetchReply, AdminRequestFetchRequest, AdminRevisionList, AdminRollbackRequest,
-    AdminRolloutProgress, AdminRolloutStatusRequest, AdminStageActionReply,
-    AdminStageActionRequest, AdminStageHistory, AdminStageHistoryRequest,
+    AdminRequestFetchReply, AdminRequestFetchRequest, AdminRevisionList, AdminRevokeTokenRequest,
+    AdminRollbackRequest, AdminRolloutProgress, AdminRolloutStatusRequest, AdminStageActionReply,
+    AdminStageActionRequest, AdminStageHistory, AdminStageHistoryRequest, AdminToken,
+    AdminTokenList,
 };
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Action;
 use crate::controller::source::{RequestFetchError, request_fetch};
 use crate::node::ProposeError;
 use crate::server::HubContext;
-use crate::state::access::Role;
-use crate::state::audit::AuditEvent;
+use crate::state::audit::Outcome;
 use crate::state::{Command, CommandError, Labels, RolloutAction};
 use crate::{pipeline, status};
 
+pub mod audit;
 pub mod caller;
 mod convert;
 pub mod diff;
 mod progress;
 mod stage;
+pub mod tokens;
 
+use audit::{Entry, UNAUTHENTICATED_ACTOR};
 use caller::{Caller, identify};
 
 /// Coalesces bursts of state changes into one watch update.
@@ -49,23 +55,236 @@ impl AdminService {
         AdminService { hub }
     }
 
-    fn fleet_status(&self) -> AdminFleetStatus {
-        convert::fleet(current_status(&self.hub))
+    fn fleet_status(&self, caller: &Caller) -> AdminFleetStatus {
+        convert::fleet(visible(caller, current_status(&self.hub)))
     }
 
-    /// Records who did what; a failure is logged, never fails the call that already applied.
-    async fn audit(&self, caller: &Caller, action: &str, target: String, detail: String) {
-        let event = AuditEvent {
-            actor: caller.name.clone(),
-            action: action.to_owned(),
+    /// Identifies the caller of a read and checks it may view `stage` (or, without one, the
+    /// fleet: any token may).
+    fn viewer<T>(&self, request: &Request<T>, stage: Option<&str>) -> Result<Caller, Status> {
+        let caller = identify(&self.hub, request)?;
+        caller.allow(Action::View, stage)?;
+        Ok(caller)
+    }
+
+    /// Identifies the caller of a change and checks it may do `action` (on `stage`); a
+    /// refusal is audited as `verb` on `target`.
+    async fn actor<T>(
+        &self,
+        request: &Request<T>,
+        action: Action,
+        stage: Option<&str>,
+        verb: &str,
+        target: &str,
+    ) -> Result<Caller, Status> {
+        let (actor, refused) = match identify(&self.hub, request) {
+            Ok(caller) => match caller.allow(action, stage) {
+                Ok(()) => return Ok(caller),
+                Err(refused) => (caller.name, refused),
+            },
+            Err(refused) => (UNAUTHENTICATED_ACTOR.to_owned(), refused),
+        };
+        let entry = Entry {
+            actor: &actor,
+            action: verb,
+            target,
+            detail: String::new(),
+            outcome: Outcome::Denied(refused.to_string()),
+        };
+        audit::record(&self.hub, entry).await;
+        Err(refused.into())
+    }
+
+    /// Audits how an allowed call ended: a failure always; a success only when `succeeded`
+    /// (stage actions are audited by the state machine as they apply).
+    async fn ended<R>(
+        &self,
+        caller: &Caller,
+        verb: &str,
+        target: &str,
+        detail: String,
+        result: &Result<R, Status>,
+        audit_success: bool,
+    ) {
+        let outcome = match result {
+            Ok(_) if !audit_success => return,
+            Ok(_) => Outcome::Succeeded,
+            Err(status) => Outcome::Failed(status.message().to_owned()),
+        };
+        let entry = Entry {
+            actor: &caller.name,
+            action: verb,
             target,
             detail,
-            at: self.hub.clock.now(),
+            outcome,
         };
-        if let Err(e) = self.hub.node.propose(&Command::RecordAudit { event }).await {
-            tracing::warn!(error = %e, action, "audit event not recorded");
-        }
+        audit::record(&self.hub, entry).await;
     }
+
+    /// Registers a cluster (the caller is checked).
+    async fn add_cluster(&self, request: AdminAddClusterRequest) -> Result<AdminCluster, Status> {
+        let labels: Labels = request.labels.into_iter().collect();
+        let cluster = InventoryCluster {
+            name: request.name.clone(),
+            labels: labels.clone(),
+        };
+        let problems = cluster.validate();
+        if !problems.is_empty() {
+            return Err(Status::invalid_argument(format!(
+                "cluster `{}`: {}",
+                request.name,
+                problems.join("; ")
+            )));
+        }
+        let at = self.hub.clock.now();
+        self.hub
+            .node
+            .propose(&Command::RegisterCluster {
+                name: request.name.clone(),
+                labels: labels.clone(),
+                at,
+            })
+            .await
+            .map_err(propose_status)?;
+        let mut added = AdminCluster {
+            name: request.name,
+            labels: labels.into_iter().collect(),
+            stage: String::new(),
+            online: false,
+            assigned_revision: String::new(),
+            registered_at_ms: at.0 as i64,
+            ..AdminCluster::default()
+        };
+        self.attach_bootstrap_token(&mut added).await?;
+        Ok(added)
+    }
+
+    /// On a hub with TLS, issues the cluster's agent a one-time bootstrap token and puts it in
+    /// the answer (the only place it is ever shown).
+    async fn attach_bootstrap_token(&self, cluster: &mut AdminCluster) -> Result<(), Status> {
+        if self.hub.node.security().tls().is_none() {
+            return Ok(());
+        }
+        let issued = crate::sync::register::issue_bootstrap_token(
+            &self.hub.node,
+            self.hub.clock.as_ref(),
+            &cluster.name,
+            self.hub.registration.bootstrap_token_ttl,
+        )
+        .await
+        .map_err(propose_status)?;
+        cluster.bootstrap_token = issued.token.reveal().to_owned();
+        cluster.bootstrap_token_expires_ms = i64::try_from(issued.expires.0).unwrap_or(i64::MAX);
+        Ok(())
+    }
+
+    /// A new bootstrap token for a registered cluster.
+    async fn issue_bootstrap_token(
+        &self,
+        request: AdminIssueBootstrapTokenRequest,
+    ) -> Result<AdminCluster, Status> {
+        if self.hub.node.security().tls().is_none() {
+            return Err(Status::failed_precondition(
+                "this hub runs --insecure: agents connect without a bootstrap token",
+            ));
+        }
+        let registered_at = self
+            .hub
+            .node
+            .state()
+            .clusters
+            .get(&request.name)
+            .map(|cluster| cluster.registered_at)
+            .ok_or_else(|| {
+                Status::not_found(format!("cluster '{}' is not registered", request.name))
+            })?;
+        let mut cluster = AdminCluster {
+            name: request.name,
+            registered_at_ms: registered_at.0 as i64,
+            ..AdminCluster::default()
+        };
+        self.attach_bootstrap_token(&mut cluster).await?;
+        Ok(cluster)
+    }
+
+    /// Removes a cluster (the caller is checked).
+    async fn remove_cluster(
+        &self,
+        request: AdminRemoveClusterRequest,
+    ) -> Result<AdminRemoveClusterReply, Status> {
+        let name = request.name;
+        self.hub
+            .node
+            .propose(&Command::RemoveCluster {
+                name: name.clone(),
+                at: self.hub.clock.now(),
+            })
+            .await
+            .map_err(propose_status)?;
+        Ok(AdminRemoveClusterReply {})
+    }
+
+    /// Pause, resume or approve: checked, done, and audited when refused or failed (the state
+    /// machine audits the transition itself).
+    async fn stage_action(
+        &self,
+        request: Request<AdminStageActionRequest>,
+        action: RolloutAction,
+    ) -> Result<Response<AdminStageActionReply>, Status> {
+        let stage = request.get_ref().stage.clone();
+        let target = format!("stage/{stage}");
+        let needs = match action {
+            RolloutAction::Pause | RolloutAction::Resume => Action::Pause,
+            RolloutAction::Approve => Action::Promote,
+        };
+        let caller = self
+            .actor(&request, needs, Some(&stage), action.verb(), &target)
+            .await?;
+        let result = stage::set_status(&self.hub, &caller, request.into_inner(), action).await;
+        self.ended(
+            &caller,
+            action.verb(),
+            &target,
+            String::new(),
+            &result,
+            false,
+        )
+        .await;
+        Ok(Response::new(result?))
+    }
+}
+
+/// `source/NAME` for the followed source, as audit events name it.
+fn source_target(hub: &HubContext) -> String {
+    format!(
+        "source/{}",
+        hub.source.as_ref().map_or("none", |s| s.name.as_str())
+    )
+}
+
+/// The stage of the current `flotilla.yaml` that selects a cluster, if any.
+fn cluster_stage(hub: &HubContext, state: &crate::state::State, cluster: &str) -> Option<String> {
+    let labels = &state.clusters.get(cluster)?.labels;
+    let source = hub.source.as_ref()?;
+    let (_, spec) = pipeline::current(state, &source.name)?;
+    let stage = spec.stage_for(labels).ok().flatten()?;
+    Some(stage.name.clone())
+}
+
+/// What of a fleet status the caller may view: everything for a viewer of every stage; else
+/// the stages it may view, their clusters and rollouts, and no fleet-wide events.
+fn visible(caller: &Caller, mut status: status::FleetStatus) -> status::FleetStatus {
+    if caller.sees_everything() {
+        return status;
+    }
+    let can = |stage: &str| caller.can(Action::View, Some(stage));
+    status.stages.retain(|s| can(&s.name));
+    status
+        .clusters
+        .retain(|c| c.stage.as_deref().is_some_and(can));
+    status.rollouts.retain(|r| can(&r.stage));
+    status.events.clear();
+    status
 }
 
 /// The fleet status of a hub's replica.
@@ -111,7 +330,8 @@ impl Admin for AdminService {
         &self,
         request: Request<AdminListClustersRequest>,
     ) -> Result<Response<AdminClusterList>, Status> {
-        identify(&request)?.require(Role::Viewer)?;
+        let caller = self.viewer(&request, None)?;
+        let everything = caller.sees_everything();
         let state = self.hub.node.state();
         let source = self.hub.source.as_ref().map(|s| s.name.as_str());
         let spec = source
@@ -135,7 +355,9 @@ impl Admin for AdminService {
                     .map(|r| r.commit.clone())
                     .unwrap_or_default(),
                 registered_at_ms: cluster.registered_at.0 as i64,
+                ..AdminCluster::default()
             })
+            .filter(|c| everything || caller.can(Action::View, Some(&c.stage)))
             .collect();
         Ok(Response::new(AdminClusterList { clusters }))
     }
@@ -144,84 +366,89 @@ impl Admin for AdminService {
         &self,
         request: Request<AdminAddClusterRequest>,
     ) -> Result<Response<AdminCluster>, Status> {
-        let caller = identify(&request)?;
-        caller.require(Role::Admin)?;
+        let target = format!("cluster/{}", request.get_ref().name);
+        let caller = self
+            .actor(
+                &request,
+                Action::ManageClusters,
+                None,
+                "cluster.add",
+                &target,
+            )
+            .await?;
         let request = request.into_inner();
-        let labels: Labels = request.labels.into_iter().collect();
-        let cluster = InventoryCluster {
-            name: request.name.clone(),
-            labels: labels.clone(),
-        };
-        let problems = cluster.validate();
-        if !problems.is_empty() {
-            return Err(Status::invalid_argument(format!(
-                "cluster `{}`: {}",
-                request.name,
-                problems.join("; ")
-            )));
-        }
-        let at = self.hub.clock.now();
-        self.hub
-            .node
-            .propose(&Command::RegisterCluster {
-                name: request.name.clone(),
-                labels: labels.clone(),
-                at,
-            })
-            .await
-            .map_err(propose_status)?;
-        let detail = labels
+        let detail = request
+            .labels
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(",");
-        self.audit(
+        let result = self.add_cluster(request).await;
+        self.ended(&caller, "cluster.add", &target, detail, &result, true)
+            .await;
+        result.map(Response::new)
+    }
+
+    async fn issue_bootstrap_token(
+        &self,
+        request: Request<AdminIssueBootstrapTokenRequest>,
+    ) -> Result<Response<AdminCluster>, Status> {
+        let target = format!("cluster/{}", request.get_ref().name);
+        let caller = self
+            .actor(
+                &request,
+                Action::ManageClusters,
+                None,
+                "cluster.token",
+                &target,
+            )
+            .await?;
+        let result = self.issue_bootstrap_token(request.into_inner()).await;
+        self.ended(
             &caller,
-            "cluster.add",
-            format!("cluster/{}", request.name),
-            detail,
+            "cluster.token",
+            &target,
+            String::new(),
+            &result,
+            true,
         )
         .await;
-        Ok(Response::new(AdminCluster {
-            name: request.name,
-            labels: labels.into_iter().collect(),
-            stage: String::new(),
-            online: false,
-            assigned_revision: String::new(),
-            registered_at_ms: at.0 as i64,
-        }))
+        result.map(Response::new)
     }
 
     async fn remove_cluster(
         &self,
         request: Request<AdminRemoveClusterRequest>,
     ) -> Result<Response<AdminRemoveClusterReply>, Status> {
-        let caller = identify(&request)?;
-        caller.require(Role::Admin)?;
-        let name = request.into_inner().name;
-        self.hub
-            .node
-            .propose(&Command::RemoveCluster {
-                name: name.clone(),
-                at: self.hub.clock.now(),
-            })
-            .await
-            .map_err(propose_status)?;
-        self.audit(
+        let target = format!("cluster/{}", request.get_ref().name);
+        let caller = self
+            .actor(
+                &request,
+                Action::ManageClusters,
+                None,
+                "cluster.remove",
+                &target,
+            )
+            .await?;
+        let result = self.remove_cluster(request.into_inner()).await;
+        self.ended(
             &caller,
             "cluster.remove",
-            format!("cluster/{name}"),
+            &target,
             String::new(),
+            &result,
+            true,
         )
         .await;
-        Ok(Response::new(AdminRemoveClusterReply {}))
+        result.map(Response::new)
     }
 
     async fn list_revisions(
         &self,
         request: Request<AdminListRevisionsRequest>,
     ) -> Result<Response<AdminRevisionList>, Status> {
-        identify(&request)?.require(Role::Viewer)?;
+        // Revisions are the repository's, which every token's holder may read anyway.
+        self.viewer(&request, None)?;
         let state = self.hub.node.state();
         let source_name = self.hub.source.as_ref().map_or("", |s| s.name.as_str());
         let revisions = status::revisions(&state, source_name)
@@ -246,8 +473,8 @@ impl Admin for AdminService {
         &self,
         request: Request<AdminFleetStatusRequest>,
     ) -> Result<Response<AdminFleetStatus>, Status> {
-        identify(&request)?.require(Role::Viewer)?;
-        Ok(Response::new(self.fleet_status()))
+        let caller = self.viewer(&request, None)?;
+        Ok(Response::new(self.fleet_status(&caller)))
     }
 
     type WatchFleetStatusStream = StatusStream;
@@ -256,14 +483,14 @@ impl Admin for AdminService {
         &self,
         request: Request<AdminFleetStatusRequest>,
     ) -> Result<Response<Self::WatchFleetStatusStream>, Status> {
-        identify(&request)?.require(Role::Viewer)?;
+        let caller = self.viewer(&request, None)?;
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let hub = self.hub.clone();
         tokio::spawn(async move {
             let mut applied = hub.node.watch_applied();
             let mut last: Option<status::FleetStatus> = None;
             loop {
-                let current = current_status(&hub);
+                let current = visible(&caller, current_status(&hub));
                 // The index moves with every entry; only a change of what is shown is news.
                 let mut shown = current.clone();
                 shown.applied_index = 0;
@@ -287,9 +514,20 @@ impl Admin for AdminService {
         &self,
         request: Request<AdminDiffRequest>,
     ) -> Result<Response<AdminDiffReply>, Status> {
-        identify(&request)?.require(Role::Viewer)?;
+        let caller = self.viewer(&request, None)?;
         let request = request.into_inner();
         let state = self.hub.node.state();
+        // A diff shows manifests: of every cluster only to viewers of every stage.
+        if !caller.sees_everything() {
+            let stage = cluster_stage(&self.hub, &state, &request.cluster);
+            caller
+                .allow(Action::View, Some(stage.as_deref().unwrap_or("")))
+                .map_err(|refused| {
+                    Status::permission_denied(format!(
+                        "{refused}; name a cluster of a stage the token may view with --cluster"
+                    ))
+                })?;
+        }
         let from = diff::resolve(&state, &request.from_revision)?;
         let to = diff::resolve(&state, &request.to_revision)?;
         let cluster = Some(request.cluster.as_str()).filter(|c| !c.is_empty());
@@ -300,10 +538,20 @@ impl Admin for AdminService {
         &self,
         request: Request<AdminRequestFetchRequest>,
     ) -> Result<Response<AdminRequestFetchReply>, Status> {
-        let caller = identify(&request)?;
-        caller.require(Role::Deployer)?;
-        let reason = format!("{}: {}", caller.name, request.into_inner().reason);
-        let index = request_fetch(
+        let target = source_target(&self.hub);
+        let caller = self
+            .actor(&request, Action::RequestFetch, None, "fetch", &target)
+            .await?;
+        let reason = request.into_inner().reason;
+        if reason.len() > stage::MAX_REASON_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "the reason is {} bytes; keep it under {}",
+                reason.len(),
+                stage::MAX_REASON_BYTES
+            )));
+        }
+        let reason = format!("{}: {reason}", caller.name);
+        let result = request_fetch(
             &self.hub.node,
             self.hub.clock.as_ref(),
             self.hub.source.as_ref(),
@@ -313,65 +561,83 @@ impl Admin for AdminService {
         .map_err(|e| match e {
             RequestFetchError::NoSource => Status::failed_precondition(e.to_string()),
             RequestFetchError::Propose(e) => propose_status(e),
-        })?;
-        Ok(Response::new(AdminRequestFetchReply { index }))
+        });
+        self.ended(&caller, "fetch", &target, reason, &result, true)
+            .await;
+        Ok(Response::new(AdminRequestFetchReply { index: result? }))
     }
 
     async fn promote(
         &self,
         request: Request<AdminPromoteRequest>,
     ) -> Result<Response<AdminStageActionReply>, Status> {
-        let caller = identify(&request)?;
-        let reply = stage::promote(&self.hub, &caller, request.into_inner()).await?;
-        Ok(Response::new(reply))
+        let (stage, force) = (request.get_ref().stage.clone(), request.get_ref().force);
+        let (action, verb) = match force {
+            true => (Action::ForcePromote, "force-promote"),
+            false => (Action::Promote, "promote"),
+        };
+        let target = format!("stage/{stage}");
+        let caller = self
+            .actor(&request, action, Some(&stage), verb, &target)
+            .await?;
+        let request = request.into_inner();
+        let detail = request.revision.clone();
+        let result = stage::promote(&self.hub, &caller, request).await;
+        self.ended(&caller, verb, &target, detail, &result, false)
+            .await;
+        Ok(Response::new(result?))
     }
 
     async fn rollback(
         &self,
         request: Request<AdminRollbackRequest>,
     ) -> Result<Response<AdminStageActionReply>, Status> {
-        let caller = identify(&request)?;
-        let reply = stage::rollback(&self.hub, &caller, request.into_inner()).await?;
-        Ok(Response::new(reply))
+        let stage = request.get_ref().stage.clone();
+        let target = format!("stage/{stage}");
+        let caller = self
+            .actor(
+                &request,
+                Action::Rollback,
+                Some(&stage),
+                "rollback",
+                &target,
+            )
+            .await?;
+        let request = request.into_inner();
+        let detail = request.to_revision.clone();
+        let result = stage::rollback(&self.hub, &caller, request).await;
+        self.ended(&caller, "rollback", &target, detail, &result, false)
+            .await;
+        Ok(Response::new(result?))
     }
 
     async fn pause(
         &self,
         request: Request<AdminStageActionRequest>,
     ) -> Result<Response<AdminStageActionReply>, Status> {
-        let caller = identify(&request)?;
-        let request = request.into_inner();
-        let reply = stage::set_status(&self.hub, &caller, request, RolloutAction::Pause).await?;
-        Ok(Response::new(reply))
+        self.stage_action(request, RolloutAction::Pause).await
     }
 
     async fn resume(
         &self,
         request: Request<AdminStageActionRequest>,
     ) -> Result<Response<AdminStageActionReply>, Status> {
-        let caller = identify(&request)?;
-        let request = request.into_inner();
-        let reply = stage::set_status(&self.hub, &caller, request, RolloutAction::Resume).await?;
-        Ok(Response::new(reply))
+        self.stage_action(request, RolloutAction::Resume).await
     }
 
     async fn approve(
         &self,
         request: Request<AdminStageActionRequest>,
     ) -> Result<Response<AdminStageActionReply>, Status> {
-        let caller = identify(&request)?;
-        let request = request.into_inner();
-        let reply = stage::set_status(&self.hub, &caller, request, RolloutAction::Approve).await?;
-        Ok(Response::new(reply))
+        self.stage_action(request, RolloutAction::Approve).await
     }
 
     async fn stage_history(
         &self,
         request: Request<AdminStageHistoryRequest>,
     ) -> Result<Response<AdminStageHistory>, Status> {
-        let caller = identify(&request)?;
+        self.viewer(&request, Some(&request.get_ref().stage))?;
         let name = request.into_inner().stage;
-        caller.require_for_stage(Role::Viewer, &name)?;
         Ok(Response::new(stage::history(&self.hub, &name)?))
     }
 
@@ -379,9 +645,8 @@ impl Admin for AdminService {
         &self,
         request: Request<AdminRolloutStatusRequest>,
     ) -> Result<Response<AdminRolloutProgress>, Status> {
-        let caller = identify(&request)?;
+        self.viewer(&request, Some(&request.get_ref().stage))?;
         let request = request.into_inner();
-        caller.require_for_stage(Role::Viewer, &request.stage)?;
         Ok(Response::new(rollout_progress(&self.hub, &request)?))
     }
 
@@ -391,9 +656,8 @@ impl Admin for AdminService {
         &self,
         request: Request<AdminRolloutStatusRequest>,
     ) -> Result<Response<Self::WatchRolloutStatusStream>, Status> {
-        let caller = identify(&request)?;
+        self.viewer(&request, Some(&request.get_ref().stage))?;
         let mut request = request.into_inner();
-        caller.require_for_stage(Role::Viewer, &request.stage)?;
         // Follow the rollout that is the newest now, even when a newer one starts later.
         request.rollout = rollout_progress(&self.hub, &request)?.id;
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
@@ -423,6 +687,88 @@ impl Admin for AdminService {
             }
         });
         Ok(Response::new(Box::pin(ReceiverStream::new(receiver))))
+    }
+
+    async fn create_token(
+        &self,
+        request: Request<AdminCreateTokenRequest>,
+    ) -> Result<Response<AdminCreateTokenReply>, Status> {
+        let target = format!("token/{}", request.get_ref().name.trim());
+        let caller = self
+            .actor(
+                &request,
+                Action::ManageTokens,
+                None,
+                "token.create",
+                &target,
+            )
+            .await?;
+        let request = request.into_inner();
+        let scope = match request.stages.is_empty() {
+            true => "every stage".to_owned(),
+            false => request.stages.join(","),
+        };
+        let detail = format!("{} on {scope}", request.role);
+        let result = tokens::create(&self.hub, &caller, &request).await;
+        self.ended(&caller, "token.create", &target, detail, &result, true)
+            .await;
+        result.map(Response::new)
+    }
+
+    async fn list_tokens(
+        &self,
+        request: Request<AdminListTokensRequest>,
+    ) -> Result<Response<AdminTokenList>, Status> {
+        identify(&self.hub, &request)?.allow(Action::ManageTokens, None)?;
+        let state = self.hub.node.state();
+        let tokens = state
+            .access
+            .tokens
+            .iter()
+            .map(|(id, token)| tokens::to_proto(id, token))
+            .collect();
+        Ok(Response::new(AdminTokenList { tokens }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<AdminRevokeTokenRequest>,
+    ) -> Result<Response<AdminToken>, Status> {
+        let target = format!("token/{}", request.get_ref().name.trim());
+        let caller = self
+            .actor(
+                &request,
+                Action::ManageTokens,
+                None,
+                "token.revoke",
+                &target,
+            )
+            .await?;
+        let result = tokens::revoke(&self.hub, request.get_ref()).await;
+        self.ended(
+            &caller,
+            "token.revoke",
+            &target,
+            String::new(),
+            &result,
+            true,
+        )
+        .await;
+        result.map(Response::new)
+    }
+
+    async fn list_audit(
+        &self,
+        request: Request<AdminListAuditRequest>,
+    ) -> Result<Response<AdminAuditList>, Status> {
+        let stage = Some(request.get_ref().stage.as_str()).filter(|s| !s.is_empty());
+        let caller = self.viewer(&request, stage)?;
+        let state = self.hub.node.state();
+        Ok(Response::new(audit::list(
+            &state,
+            &caller,
+            request.get_ref(),
+        )))
     }
 }
 

@@ -67,13 +67,38 @@ pub struct HubConfig {
     pub sync: SyncConfig,
     /// Wall-clock time for proposed commands.
     pub clock: Arc<dyn Clock>,
+    /// Whether the Admin API checks bearer tokens (and the leader creates the first admin
+    /// token). Off only for an insecure hub.
+    pub authenticate: bool,
+    /// Lifetimes of bootstrap tokens and agent certificates.
+    pub registration: RegistrationConfig,
+}
+
+/// How agents register: how long a bootstrap token and an agent certificate last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrationConfig {
+    /// How long a bootstrap token issued by `AddCluster` stays usable.
+    pub bootstrap_token_ttl: Duration,
+    /// Lifetime of the client certificates agents get at registration and renewal.
+    pub agent_cert_lifetime: Duration,
+}
+
+/// Default lifetime of a bootstrap token.
+pub const DEFAULT_BOOTSTRAP_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig {
+            bootstrap_token_ttl: DEFAULT_BOOTSTRAP_TOKEN_TTL,
+            agent_cert_lifetime: flotilla_pki::DEFAULT_AGENT_CERT_LIFETIME,
+        }
+    }
 }
 
 impl HubConfig {
     /// A config with default listeners on loopback, no source and the system clock.
     pub fn new(node: NodeConfig) -> Self {
         HubConfig {
-            node,
             api_listen: DEFAULT_API_LISTEN.to_owned(),
             http_listen: DEFAULT_HTTP_LISTEN.to_owned(),
             source: None,
@@ -82,6 +107,9 @@ impl HubConfig {
             clusters_file: None,
             sync: SyncConfig::default(),
             clock: crate::clock::system(),
+            authenticate: !matches!(node.security, crate::config::SecurityConfig::Insecure),
+            registration: RegistrationConfig::default(),
+            node,
         }
     }
 }
@@ -141,6 +169,13 @@ pub struct HubContext {
     pub source: Option<SourceConfig>,
     /// Agent streams served by this node.
     pub sync: Arc<SyncHub>,
+    /// Whether the Admin API is open to everyone (an insecure hub) rather than checking
+    /// bearer tokens.
+    pub insecure: bool,
+    /// What this node records of refused calls.
+    pub audit: Arc<crate::api::audit::AuditTrail>,
+    /// Lifetimes of bootstrap tokens and agent certificates.
+    pub registration: RegistrationConfig,
 }
 
 impl Hub {
@@ -163,9 +198,13 @@ impl Hub {
                 source,
             })?;
         let node = Node::start(config.node.clone()).await?;
+        let sync_config = SyncConfig {
+            agent_cert_lifetime: config.registration.agent_cert_lifetime,
+            ..config.sync.clone()
+        };
         let sync = Arc::new(SyncHub::start(
             node.clone(),
-            config.sync.clone(),
+            sync_config,
             config.clock.clone(),
         ));
         let context = HubContext {
@@ -174,14 +213,19 @@ impl Hub {
             metrics: metrics.clone(),
             source: config.source.clone(),
             sync: sync.clone(),
+            insecure: !config.authenticate,
+            audit: Arc::default(),
+            registration: config.registration,
         };
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
 
         let router = api_router(&context);
+        let tls = node.security().tls().cloned();
         tasks.push(tokio::spawn(net::serve(
             router,
             api_listener,
+            tls.as_ref().map(|tls| tls.api_server()),
             stop.child_token(),
         )));
 
@@ -192,6 +236,7 @@ impl Hub {
         tasks.push(tokio::spawn(http::serve(
             http,
             http_listener,
+            tls.as_ref().map(|tls| tls.http_server()),
             stop.child_token(),
         )));
 
@@ -290,6 +335,11 @@ pub fn controllers(
 ) -> Result<Vec<Arc<dyn Controller>>, HubError> {
     let mut controllers: Vec<Arc<dyn Controller>> =
         vec![Arc::new(Liveness::new(config.sync.liveness.clone()))];
+    if config.authenticate {
+        controllers.push(Arc::new(
+            crate::controller::first_admin::FirstAdminController::new(&config.node.data_dir),
+        ));
+    }
     if let Some(path) = &config.clusters_file {
         let clusters = flotilla_core::inventory::load_inventory(path, &Default::default())
             .map_err(|errors| HubError::Inventory {
@@ -388,8 +438,22 @@ impl HubConfig {
             .revision_retention
             .unwrap_or(DEFAULT_REVISION_RETENTION);
         let clusters_file = file.clusters.clone();
+        let defaults = RegistrationConfig::default();
+        let registration = RegistrationConfig {
+            bootstrap_token_ttl: lifetime(
+                "--bootstrap-token-ttl / bootstrapTokenTtl",
+                file.bootstrap_token_ttl.as_deref(),
+                defaults.bootstrap_token_ttl,
+            )?,
+            agent_cert_lifetime: lifetime(
+                "--agent-cert-lifetime / agentCertLifetime",
+                file.agent_cert_lifetime.as_deref(),
+                defaults.agent_cert_lifetime,
+            )?,
+        };
         let node = file.into_node_config()?;
         Ok(HubConfig {
+            authenticate: !matches!(node.security, crate::config::SecurityConfig::Insecure),
             node,
             api_listen,
             http_listen,
@@ -399,6 +463,27 @@ impl HubConfig {
             clusters_file,
             sync: SyncConfig::default(),
             clock: crate::clock::system(),
+            registration,
         })
     }
+}
+
+/// A positive duration setting like `1h` or `90s`.
+fn lifetime(
+    field: &'static str,
+    text: Option<&str>,
+    default: Duration,
+) -> Result<Duration, crate::config::ConfigError> {
+    let Some(text) = text else {
+        return Ok(default);
+    };
+    let invalid = |problem: String| crate::config::ConfigError::Invalid { field, problem };
+    let duration = text
+        .parse::<flotilla_core::spec::Duration>()
+        .map_err(invalid)?
+        .as_std();
+    if duration.is_zero() {
+        return Err(invalid("must be positive, like `1h`".into()));
+    }
+    Ok(duration)
 }

@@ -17,7 +17,9 @@ pub mod audit;
 pub mod command;
 pub mod fleet;
 pub mod health;
+pub mod pki;
 pub mod rollout;
+pub mod signature;
 pub mod source;
 pub mod stage;
 
@@ -50,7 +52,7 @@ pub use flotilla_core::Labels;
 pub struct Timestamp(pub u64);
 
 /// Version of the snapshot encoding this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 2;
+pub const SNAPSHOT_VERSION: u32 = 3;
 
 /// The whole replicated state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -77,6 +79,8 @@ pub struct State {
     pub access: Access,
     /// Recent audit events.
     pub audit: AuditLog,
+    /// The group's CA and the agent certificates it issued and revoked.
+    pub pki: pki::Pki,
 }
 
 /// Why a committed command was not applied. The state is unchanged when apply returns one.
@@ -140,8 +144,8 @@ pub enum CommandError {
         /// What was asked.
         action: String,
     },
-    /// A token with that id exists.
-    #[error("token '{0}' already exists")]
+    /// A token with that id, or an unrevoked one with that name, exists.
+    #[error("token '{0}' already exists; `flotilla token list` shows the tokens")]
     TokenExists(String),
     /// No token with that id.
     #[error("token '{0}' is unknown")]
@@ -149,6 +153,16 @@ pub enum CommandError {
     /// The bootstrap token is unknown, used or expired.
     #[error("bootstrap token is {0}")]
     BootstrapTokenRefused(&'static str),
+    /// The revision is not signed as the stage requires.
+    #[error("revision {revision} may not enter stage '{stage}': {reason}")]
+    SignatureRequired {
+        /// The stage.
+        stage: String,
+        /// The revision.
+        revision: RevisionRef,
+        /// What is wrong with its signature.
+        reason: String,
+    },
     /// The command is malformed in a way apply can tell (empty name, empty wave, ...).
     #[error("invalid command: {0}")]
     Invalid(String),
@@ -300,13 +314,14 @@ impl State {
                 Ok(())
             }
             Command::CreateToken {
+                name,
                 id,
                 secret_hash,
                 bindings,
                 expires,
                 by,
                 at,
-            } => access::create_token(self, id, secret_hash, bindings, *expires, by, *at),
+            } => access::create_token(self, name, id, secret_hash, bindings, *expires, by, *at),
             Command::RevokeToken { id, at } => access::revoke_token(self, id, *at),
             Command::IssueBootstrapToken {
                 cluster,
@@ -321,6 +336,17 @@ impl State {
                 self.audit.push(event.clone());
                 Ok(())
             }
+            Command::RecordSignature {
+                revision,
+                signature,
+                at: _,
+            } => signature::record(self, revision, signature),
+            Command::RecordCertificate {
+                cluster,
+                serial,
+                not_after,
+                at,
+            } => pki::record_certificate(self, cluster, serial, *not_after, *at),
         }
     }
 

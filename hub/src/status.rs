@@ -97,6 +97,8 @@ pub struct StageStatus {
     pub source: String,
     /// Its clusters, by name.
     pub clusters: Vec<String>,
+    /// Why the revision that would come next cannot enter it (its signature), if so.
+    pub blocked: Option<String>,
 }
 
 /// One cluster.
@@ -207,7 +209,7 @@ pub fn fleet_status(
         applied_index,
         source: source.map(|config| source_status(state, config)),
         latest_revision: latest_revision(state, source_name),
-        stages: stages(state, spec.as_ref(), &clusters),
+        stages: stages(state, spec.as_ref(), source, &clusters),
         clusters,
         rollouts: rollouts(state),
         events: events(state),
@@ -381,6 +383,7 @@ fn revision_holding(
 fn stages(
     state: &State,
     spec: Option<&flotilla_core::FleetSpec>,
+    source: Option<&SourceConfig>,
     clusters: &[ClusterStatus],
 ) -> Vec<StageStatus> {
     let mut names: Vec<String> = spec
@@ -407,10 +410,28 @@ fn stages(
                     .filter(|c| c.stage.as_deref() == Some(name.as_str()))
                     .map(|c| c.name.clone())
                     .collect(),
+                blocked: declared
+                    .zip(source)
+                    .and_then(|(stage, source)| signature_blocked(state, stage, source)),
                 name,
             }
         })
         .collect()
+}
+
+/// Why the stage's next candidate may not enter it for want of a valid signature, if so.
+fn signature_blocked(
+    state: &State,
+    stage: &flotilla_core::Stage,
+    source: &SourceConfig,
+) -> Option<String> {
+    let candidate =
+        crate::rollout::promotion::candidate(state, stage, &source.name, &source.branch)?;
+    let why = crate::state::signature::check(state, &stage.name, &candidate.revision).err()?;
+    Some(format!(
+        "{} cannot enter: {why}",
+        pipeline::short(&candidate.revision.commit)
+    ))
 }
 
 fn describe_source(stage: &flotilla_core::Stage) -> String {

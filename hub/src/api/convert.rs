@@ -82,6 +82,7 @@ fn stage(stage: StageStatus) -> AdminStageStatus {
         pinned_at_ms: ms(stage.pinned_at),
         source: stage.source,
         clusters: stage.clusters,
+        blocked: stage.blocked.unwrap_or_default(),
     }
 }
 

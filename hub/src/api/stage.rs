@@ -1,11 +1,12 @@
 //! Stage actions of the Admin API — promote, roll back, pause, resume, approve — and a stage's
-//! history. Each check that can refuse is made here, on this node's replica, so the refusal
+//! history. The caller was checked by the handler (`api.rs`) before any of these runs. Each
+//! check of the state that can refuse is made here, on this node's replica, so the refusal
 //! says why and what to do; the command proposed is checked again when it applies.
 
 use flotilla_core::FleetSpec;
 use flotilla_core::spec::Stage as StageSpec;
 use flotilla_proto::v1::{
-    AdminAuditEvent, AdminPin, AdminPromoteRequest, AdminRollbackRequest, AdminStageActionReply,
+    AdminPin, AdminPromoteRequest, AdminRollbackRequest, AdminStageActionReply,
     AdminStageActionRequest, AdminStageHistory,
 };
 use tonic::Status;
@@ -15,7 +16,6 @@ use super::{diff, progress, propose_status};
 use crate::pipeline::{self, short};
 use crate::rollout::promotion::{self, Start};
 use crate::server::HubContext;
-use crate::state::access::Role;
 use crate::state::rollout::RolloutStatus;
 use crate::state::source::{RevisionRef, RevisionStatus};
 use crate::state::stage::StageChange;
@@ -80,12 +80,21 @@ fn rendered_revision(state: &State, text: &str) -> Result<RevisionRef, Status> {
     }
 }
 
-fn reason_or(reason: String, default: &str) -> String {
-    if reason.trim().is_empty() {
+/// Longest reason an operator may give; it is replicated and kept in history and audit.
+pub(super) const MAX_REASON_BYTES: usize = 1024;
+
+fn reason_or(reason: String, default: &str) -> Result<String, Status> {
+    if reason.len() > MAX_REASON_BYTES {
+        return Err(Status::invalid_argument(format!(
+            "--reason is {} bytes; keep it under {MAX_REASON_BYTES} (link to a ticket for more)",
+            reason.len()
+        )));
+    }
+    Ok(if reason.trim().is_empty() {
         default.to_owned()
     } else {
         reason
-    }
+    })
 }
 
 /// What the caller sees after an action on `stage`.
@@ -120,10 +129,6 @@ pub(super) async fn promote(
     caller: &Caller,
     request: AdminPromoteRequest,
 ) -> Result<AdminStageActionReply, Status> {
-    caller.require_for_stage(Role::Deployer, &request.stage)?;
-    if request.force {
-        caller.require_for_stage(Role::Admin, &request.stage)?;
-    }
     let (command, id, message) = {
         let state = hub.node.state();
         let (spec, stage) = pipeline_stage(hub, &state, &request.stage)?;
@@ -176,7 +181,7 @@ pub(super) async fn promote(
             .stages
             .get(&stage.name)
             .is_some_and(|s| s.failed.contains(&to));
-        let reason = reason_or(request.reason, "promoted by hand");
+        let reason = reason_or(request.reason, "promoted by hand")?;
         let command = promotion::start_rollout(
             &state,
             &spec,
@@ -221,7 +226,6 @@ pub(super) async fn rollback(
     caller: &Caller,
     request: AdminRollbackRequest,
 ) -> Result<AdminStageActionReply, Status> {
-    caller.require_for_stage(Role::Deployer, &request.stage)?;
     let (command, rollout, message) = {
         let state = hub.node.state();
         let (spec, stage) = pipeline_stage(hub, &state, &request.stage)?;
@@ -254,7 +258,7 @@ pub(super) async fn rollback(
             to,
             clusters,
             by: caller.name.clone(),
-            reason: reason_or(request.reason, "rolled back by hand"),
+            reason: reason_or(request.reason, "rolled back by hand")?,
             at: hub.clock.now(),
         };
         (command, active, message)
@@ -270,7 +274,6 @@ pub(super) async fn set_status(
     request: AdminStageActionRequest,
     action: RolloutAction,
 ) -> Result<AdminStageActionReply, Status> {
-    caller.require_for_stage(Role::Deployer, &request.stage)?;
     let (command, id) = {
         let state = hub.node.state();
         let (_, stage) = pipeline_stage(hub, &state, &request.stage)?;
@@ -316,7 +319,7 @@ pub(super) async fn set_status(
             RolloutAction::Resume => "resumed by hand",
             RolloutAction::Approve => "approved by hand",
         };
-        let reason = reason_or(request.reason, default);
+        let reason = reason_or(request.reason, default)?;
         let command = Command::SetRolloutStatus {
             rollout: id,
             action,
@@ -400,17 +403,13 @@ pub(super) fn history(hub: &HubContext, name: &str) -> Result<AdminStageHistory,
         passed_revisions: commits(&stage.passed),
         events: state
             .audit
-            .events
-            .iter()
+            .since(0)
+            .collect::<Vec<_>>()
+            .into_iter()
             .rev()
-            .filter(|e| e.target == target)
+            .filter(|(_, e)| e.target == target)
             .take(HISTORY_EVENTS)
-            .map(|e| AdminAuditEvent {
-                at_ms: e.at.0 as i64,
-                actor: e.actor.clone(),
-                action: e.action.clone(),
-                detail: e.detail.clone(),
-            })
+            .map(|(seq, e)| super::audit::to_proto(seq, e))
             .collect(),
     })
 }

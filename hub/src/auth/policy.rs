@@ -18,6 +18,8 @@ pub enum Action {
     View,
     /// Promote a revision into a stage, or approve a waiting rollout.
     Promote,
+    /// Promote a revision the upstream stage has not passed (`--force`).
+    ForcePromote,
     /// Roll a stage back to an earlier revision.
     Rollback,
     /// Pause or resume a stage's rollout.
@@ -28,6 +30,8 @@ pub enum Action {
     ManageTokens,
     /// Change the hub group's members or sources.
     ManageHub,
+    /// Ask the hub to fetch its repository now, as a webhook does.
+    RequestFetch,
 }
 
 impl Action {
@@ -35,8 +39,13 @@ impl Action {
     pub fn role(self) -> Role {
         match self {
             Action::View => Role::Viewer,
-            Action::Promote | Action::Rollback | Action::Pause => Role::Deployer,
-            Action::ManageClusters | Action::ManageTokens | Action::ManageHub => Role::Admin,
+            Action::Promote | Action::Rollback | Action::Pause | Action::RequestFetch => {
+                Role::Deployer
+            }
+            Action::ForcePromote
+            | Action::ManageClusters
+            | Action::ManageTokens
+            | Action::ManageHub => Role::Admin,
         }
     }
 
@@ -54,11 +63,13 @@ impl fmt::Display for Action {
         f.write_str(match self {
             Action::View => "view",
             Action::Promote => "promote",
+            Action::ForcePromote => "force a promotion",
             Action::Rollback => "roll back",
             Action::Pause => "pause or resume",
             Action::ManageClusters => "manage clusters",
             Action::ManageTokens => "manage tokens",
             Action::ManageHub => "manage the hub",
+            Action::RequestFetch => "request a fetch",
         })
     }
 }
@@ -109,16 +120,14 @@ impl fmt::Display for Denied {
 
 /// A role's name as operators write it.
 fn role_name(role: Role) -> &'static str {
-    match role {
-        Role::Viewer => "viewer",
-        Role::Deployer => "deployer",
-        Role::Admin => "admin",
-    }
+    role.name()
 }
 
 /// Whether `bindings` allow `action` on `stage`. `stage` is the stage the call acts on; for
-/// `View` it may be `None` (fleet-wide reads need any binding at all). A stage-scoped action
-/// without a stage is allowed only by a binding for every stage.
+/// `View` it may be `None` (fleet-wide reads need any binding at all), and `RequestFetch` has
+/// none (a fetch changes no stage by itself, so a deployer of any stage may ask for one, as a
+/// push would). Any other stage-scoped action without a stage is allowed only by a binding for
+/// every stage.
 pub fn authorize(
     bindings: &[RoleBinding],
     action: Action,
@@ -137,7 +146,7 @@ pub fn authorize(
         }
         match (action, stage) {
             (_, Some(stage)) => binding.stages.iter().any(|s| s == stage),
-            (Action::View, None) => true,
+            (Action::View | Action::RequestFetch, None) => true,
             (_, None) => false,
         }
     };

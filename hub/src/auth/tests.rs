@@ -26,6 +26,7 @@ fn state_with(token: &NewToken, expires: Option<Timestamp>) -> State {
     let mut state = State::bootstrap(BTreeMap::new());
     state
         .apply(&Command::CreateToken {
+            name: "ci".into(),
             id: token.id.clone(),
             secret_hash: token.secret_hash.clone(),
             bindings: vec![binding(Role::Deployer, &["staging"])],
@@ -238,6 +239,7 @@ fn an_api_token_hash_is_not_a_bootstrap_hash() {
     let id = "0123456789abcdef";
     state
         .apply(&Command::CreateToken {
+            name: "ops".into(),
             id: id.into(),
             secret_hash: bootstrap.token_hash.clone(),
             bindings: vec![binding(Role::Admin, &[])],

@@ -201,6 +201,9 @@ impl Run {
             RenderOutcome::Failed { error } => Some(crate::status::describe_error(error)),
             RenderOutcome::Rendered { .. } => None,
         };
+        if failure.is_none() && !self.record_signature(&revision).await {
+            return false;
+        }
         let command = Command::RecordRender {
             revision: revision.clone(),
             outcome,
@@ -237,6 +240,41 @@ impl Run {
             Err(error) => {
                 tracing::warn!(%revision, %error, "cannot record the render result");
                 self.context.pause(Duration::from_secs(1)).await
+            }
+        }
+    }
+
+    /// Records the commit's signature, if it has one, before the revision counts as rendered,
+    /// so stages requiring signatures judge it by what git holds. Returns false to look again.
+    async fn record_signature(&self, revision: &RevisionRef) -> bool {
+        let mirror = self.mirror.clone();
+        let commit = revision.commit.clone();
+        let signature = tokio::task::spawn_blocking(move || mirror.signature(&commit)).await;
+        let signature = match signature {
+            Ok(Ok(Some(signature))) => signature,
+            // Unsigned: nothing to record; stages that require a signature refuse it.
+            Ok(Ok(None)) => return true,
+            Ok(Err(error)) => {
+                tracing::warn!(%revision, %error, "cannot read the commit's signature");
+                self.context.pause(Duration::from_secs(1)).await;
+                return false;
+            }
+            Err(error) => {
+                tracing::warn!(%revision, %error, "reading the commit's signature panicked");
+                return false;
+            }
+        };
+        let command = Command::RecordSignature {
+            revision: revision.clone(),
+            signature,
+            at: self.context.clock.now(),
+        };
+        match self.context.node.propose(&command).await {
+            Ok(_) => true,
+            Err(error) => {
+                tracing::warn!(%revision, %error, "cannot record the commit's signature");
+                self.context.pause(Duration::from_secs(1)).await;
+                false
             }
         }
     }

@@ -38,6 +38,7 @@ use crate::pipeline::{self, current_revision, head_if_rendered, short};
 use crate::rollout::progress::judge;
 use crate::rollout::promotion::{self, Start, stage_clusters};
 use crate::state::rollout::{Rollout, RolloutStatus};
+use crate::state::signature;
 use crate::state::source::RevisionRef;
 use crate::state::stage::StageChange;
 use crate::state::{Command, RolloutAction, RolloutStep, State, Timestamp};
@@ -235,9 +236,13 @@ fn bootstrap(
     let Some(head) = head_if_rendered(state, &source.name) else {
         return Vec::new();
     };
+    // A stage requiring signatures the first revision lacks gets no pin, and its clusters
+    // nothing, until a signed revision comes.
+    let signed = |stage: &str| signature::check(state, stage, &head).is_ok();
     let mut commands: Vec<Command> = spec
         .stages
         .iter()
+        .filter(|stage| signed(&stage.name))
         .map(|stage| Command::PinStage {
             stage: stage.name.clone(),
             revision: head.clone(),
@@ -257,7 +262,7 @@ fn bootstrap(
     let clusters: Vec<String> = state
         .clusters
         .iter()
-        .filter(|(_, c)| matches!(spec.stage_for(&c.labels), Ok(Some(_))))
+        .filter(|(_, c)| matches!(spec.stage_for(&c.labels), Ok(Some(s)) if signed(&s.name)))
         .filter(|(name, _)| {
             state
                 .revisions
@@ -302,6 +307,9 @@ fn pin_new_stages(
                 ),
                 StageSource::Track { .. } => return None,
             };
+            if signature::check(state, &stage.name, &revision).is_err() {
+                return None;
+            }
             Some(Command::PinStage {
                 stage: stage.name.clone(),
                 revision,
@@ -326,6 +334,11 @@ fn promote(
     let Some(candidate) = promotion::candidate(state, stage, &source.name, &source.branch) else {
         return;
     };
+    // An unsigned or wrongly signed candidate never enters a stage that requires signatures;
+    // status shows why (the state would refuse the rollout anyway).
+    if signature::check(state, &stage.name, &candidate.revision).is_err() {
+        return;
+    }
     let manual = stage.rollout.approval == Approval::Manual;
     let active = state.active_rollout(&stage.name);
     if let Some((id, rollout)) = active

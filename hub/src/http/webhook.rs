@@ -15,7 +15,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::HttpContext;
+use crate::api::audit::{self, Entry, UNAUTHENTICATED_ACTOR};
 use crate::controller::source::{RequestFetchError, request_fetch};
+use crate::state::audit::Outcome;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -166,6 +168,14 @@ pub(super) async fn receive(
     let sender = Sender::of(&headers);
     if let Err(e) = verify(&sender, &headers, &body, context.webhook_secret.as_deref()) {
         tracing::warn!(sender = sender.name(), error = %e, "webhook refused");
+        let actor = format!("{UNAUTHENTICATED_ACTOR} webhook:{}", sender.name());
+        audit_fetch(
+            &context,
+            &actor,
+            String::new(),
+            Outcome::Denied(e.to_string()),
+        )
+        .await;
         return answer(
             StatusCode::UNAUTHORIZED,
             serde_json::json!({"error": e.to_string()}),
@@ -202,7 +212,14 @@ pub(super) async fn receive(
         pushed.as_deref().unwrap_or(&tracked)
     );
     let hub = &context.hub;
-    match request_fetch(&hub.node, hub.clock.as_ref(), hub.source.as_ref(), &reason).await {
+    let fetched = request_fetch(&hub.node, hub.clock.as_ref(), hub.source.as_ref(), &reason).await;
+    let outcome = match &fetched {
+        Ok(_) => Outcome::Succeeded,
+        Err(e) => Outcome::Failed(e.to_string()),
+    };
+    let actor = format!("webhook:{}", sender.name());
+    audit_fetch(&context, &actor, reason.clone(), outcome).await;
+    match fetched {
         Ok(index) => {
             hub.metrics.webhooks.inc();
             tracing::info!(%reason, index, "fetch requested");
@@ -216,6 +233,26 @@ pub(super) async fn receive(
             serde_json::json!({"error": e.to_string()}),
         ),
     }
+}
+
+/// Records a webhook's fetch request, or its refusal, in the audit log.
+async fn audit_fetch(context: &HttpContext, actor: &str, detail: String, outcome: Outcome) {
+    let target = format!(
+        "source/{}",
+        context
+            .hub
+            .source
+            .as_ref()
+            .map_or("none", |s| s.name.as_str())
+    );
+    let entry = Entry {
+        actor,
+        action: "fetch",
+        target: &target,
+        detail,
+        outcome,
+    };
+    audit::record(&context.hub, entry).await;
 }
 
 fn ignored(why: String) -> Response {

@@ -19,6 +19,9 @@ pub struct Access {
 /// An API bearer token.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Token {
+    /// The name operators give it (`flotilla token create NAME`), unique among unrevoked
+    /// tokens; audit events name the caller by it.
+    pub name: String,
     /// Hash of the secret, hex.
     pub secret_hash: String,
     /// Roles granted.
@@ -53,6 +56,24 @@ pub enum Role {
     Admin,
 }
 
+impl Role {
+    /// The role's name as operators write it: `viewer`, `deployer` or `admin`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Deployer => "deployer",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// The role named `name` (as [`Role::name`] writes it).
+    pub fn parse(name: &str) -> Option<Role> {
+        [Role::Viewer, Role::Deployer, Role::Admin]
+            .into_iter()
+            .find(|role| role.name() == name.trim().to_ascii_lowercase())
+    }
+}
+
 /// A one-time token an agent registers with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BootstrapToken {
@@ -64,8 +85,33 @@ pub struct BootstrapToken {
     pub used_at: Option<Timestamp>,
 }
 
+/// Longest token name.
+pub const TOKEN_NAME_MAX: usize = 63;
+
+/// Whether `name` may name a token: 1 to 63 of `a-z`, `0-9`, `-`, `_`, `.`, starting with a letter
+/// or digit, so it reads safely in audit events and command lines.
+pub fn valid_token_name(name: &str) -> bool {
+    (1..=TOKEN_NAME_MAX).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.'))
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+}
+
+impl Access {
+    /// The unrevoked token called `name`, with its id.
+    pub fn token_named(&self, name: &str) -> Option<(&str, &Token)> {
+        self.tokens
+            .iter()
+            .find(|(_, t)| t.name == name && t.revoked_at.is_none())
+            .map(|(id, t)| (id.as_str(), t))
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 pub(super) fn create_token(
     state: &mut State,
+    name: &str,
     id: &str,
     secret_hash: &str,
     bindings: &[RoleBinding],
@@ -78,12 +124,18 @@ pub(super) fn create_token(
             "token id and secret hash are required".into(),
         ));
     }
-    if state.access.tokens.contains_key(id) {
-        return Err(CommandError::TokenExists(id.to_owned()));
+    if !valid_token_name(name) {
+        return Err(CommandError::Invalid(format!(
+            "token name `{name}` must be 1 to {TOKEN_NAME_MAX} of a-z, 0-9, '-', '_', '.', starting with a letter or digit"
+        )));
+    }
+    if state.access.tokens.contains_key(id) || state.access.token_named(name).is_some() {
+        return Err(CommandError::TokenExists(name.to_owned()));
     }
     state.access.tokens.insert(
         id.to_owned(),
         Token {
+            name: name.to_owned(),
             secret_hash: secret_hash.to_owned(),
             bindings: bindings.to_vec(),
             expires,

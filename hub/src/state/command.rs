@@ -17,7 +17,7 @@ use super::stage::StageChange;
 use super::{Labels, Timestamp};
 
 /// The command encoding this build writes and the newest it reads.
-pub const COMMAND_VERSION: u32 = 2;
+pub const COMMAND_VERSION: u32 = 3;
 
 /// A decision to record in the replicated state. Every timestamp travels in the command: apply
 /// never reads a clock, so every replica computes the same state.
@@ -230,6 +230,8 @@ pub enum Command {
     },
     /// An API token is created; only its hash is stored.
     CreateToken {
+        /// Its name, unique among unrevoked tokens.
+        name: String,
         /// Token id (public part).
         id: String,
         /// Hash of the secret part, hex.
@@ -272,6 +274,28 @@ pub enum Command {
     RecordAudit {
         /// The event.
         event: AuditEvent,
+    },
+    /// The hub issued a cluster's agent a certificate (at registration or renewal); its serial
+    /// is revoked when the cluster is removed.
+    RecordCertificate {
+        /// The cluster it names.
+        cluster: String,
+        /// Its serial.
+        serial: flotilla_pki::Serial,
+        /// When it expires.
+        not_after: Timestamp,
+        /// When it was issued.
+        at: Timestamp,
+    },
+    /// The signature of a fetched commit, as git stores it, recorded before its revision is
+    /// rendered so stages that `requireSignedBy` keys can verify it when it would enter them.
+    RecordSignature {
+        /// The revision (which must have been fetched).
+        revision: RevisionRef,
+        /// The signature and the payload it signs.
+        signature: super::signature::CommitSignature,
+        /// When.
+        at: Timestamp,
     },
 }
 
@@ -450,6 +474,8 @@ impl Command {
             Command::IssueBootstrapToken { .. } => "issue_bootstrap_token",
             Command::ConsumeBootstrapToken { .. } => "consume_bootstrap_token",
             Command::RecordAudit { .. } => "record_audit",
+            Command::RecordSignature { .. } => "record_signature",
+            Command::RecordCertificate { .. } => "record_certificate",
         }
     }
 }

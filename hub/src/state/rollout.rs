@@ -203,6 +203,7 @@ pub(super) fn start(state: &mut State, new: NewRollout<'_>) -> Result<(), Comman
         .ok_or_else(|| CommandError::UnknownStage(new.stage.to_owned()))?;
     let pinned = stage.pinned.clone();
     super::source::require_rendered(state, new.to)?;
+    super::signature::require(state, new.stage, new.to)?;
     if new.gate.max_unavailable == 0 {
         return Err(CommandError::Invalid(
             "a rollout's maxUnavailable must be at least 1".into(),
@@ -344,6 +345,7 @@ fn audit(state: &mut State, actor: &str, action: &str, stage: &str, detail: Stri
         target: format!("stage/{stage}"),
         detail,
         at,
+        outcome: super::audit::Outcome::Succeeded,
     });
 }
 

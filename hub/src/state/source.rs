@@ -68,6 +68,9 @@ pub struct Revision {
     pub fetched_at: Timestamp,
     /// Render result.
     pub status: RevisionStatus,
+    /// The commit's signature, recorded before it renders; `None`: unsigned (or not looked at
+    /// yet, which counts the same).
+    pub signature: Option<super::signature::CommitSignature>,
 }
 
 /// Where a revision is in its life.
@@ -226,6 +229,7 @@ pub(super) fn record_fetch(
             seq: source.revisions_recorded,
             fetched_at: at,
             status: RevisionStatus::Fetched,
+            signature: None,
         });
     }
     Ok(())

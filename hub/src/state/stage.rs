@@ -83,6 +83,9 @@ pub(super) fn pin(
         return Err(CommandError::Invalid("stage name is empty".into()));
     }
     super::source::require_rendered(state, revision)?;
+    if change != StageChange::Rollback {
+        super::signature::require(state, name, revision)?;
+    }
     if let Some((rollout, _)) = state.active_rollout(name) {
         return Err(CommandError::RolloutActive {
             stage: name.to_owned(),

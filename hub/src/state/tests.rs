@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::access::{Role, RoleBinding};
-use super::audit::{AUDIT_LIMIT, AuditEvent};
+use super::audit::{AUDIT_LIMIT, AuditEvent, Outcome};
 use super::health::{Health, HealthKey, HealthReport};
 use super::source::{Blob, BlobHash, RenderError, RevisionRef, RevisionStatus};
 use super::stage::StageChange;
@@ -448,6 +448,7 @@ fn health_keeps_the_newest_report_and_drops_unknown_clusters() {
 fn tokens_are_created_once_and_revoked() {
     let mut state = State::default();
     let create = Command::CreateToken {
+        name: "ci".into(),
         id: "tok1".into(),
         secret_hash: "ab12".into(),
         bindings: vec![RoleBinding {
@@ -461,7 +462,7 @@ fn tokens_are_created_once_and_revoked() {
     apply_ok(&mut state, create.clone());
     assert_eq!(
         apply_err(&mut state, create),
-        CommandError::TokenExists("tok1".into())
+        CommandError::TokenExists("ci".into())
     );
     apply_ok(
         &mut state,
@@ -524,6 +525,7 @@ fn the_audit_log_keeps_the_newest_events_with_stable_sequence_numbers() {
                     target: "stage/prod".into(),
                     detail: i.to_string(),
                     at: t(i),
+                    outcome: Outcome::Succeeded,
                 },
             },
         );

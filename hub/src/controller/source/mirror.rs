@@ -147,6 +147,28 @@ impl SourceMirror {
         Oid::from_str(commit).is_ok_and(|oid| repo.find_commit(oid).is_ok())
     }
 
+    /// The signature of `commit` and what it signs, or `None` when it is unsigned. Blocking.
+    pub fn signature(
+        &self,
+        commit: &str,
+    ) -> Result<Option<crate::state::signature::CommitSignature>, MirrorError> {
+        let repo = self.repository()?;
+        let missing = |e: git2::Error| MirrorError::MissingCommit {
+            commit: commit.to_owned(),
+            message: e.message().to_owned(),
+        };
+        let oid = Oid::from_str(commit).map_err(missing)?;
+        repo.find_commit(oid).map_err(missing)?;
+        match repo.extract_signature(&oid, None) {
+            Ok((signature, payload)) => Ok(Some(crate::state::signature::CommitSignature {
+                signature: String::from_utf8_lossy(&signature).into_owned(),
+                payload: String::from_utf8_lossy(&payload).into_owned(),
+            })),
+            Err(e) if e.code() == git2::ErrorCode::NotFound => Ok(None),
+            Err(e) => Err(missing(e)),
+        }
+    }
+
     /// Writes the tree of `commit` into `target` (an empty directory), byte for byte: no
     /// line-ending or other filters. libgit2 refuses tree entries that would leave `target`
     /// (`..`, `.git`, absolute names); links are written as links, and the repository loader

@@ -1,0 +1,730 @@
+//! The bad-input corpus, against a live hub process with TLS and tokens: hostile and malformed
+//! repositories (links and paths leaving the repository, a billion laughs, an oversized file,
+//! too many files and objects, deep nesting, an undefined variable, a bad spec, broken YAML),
+//! forged webhooks (GitHub HMAC, GitLab token, generic HMAC), API tokens that are missing,
+//! garbage, unknown, revoked, expired or of the wrong role, an oversized gRPC message, and
+//! agents with a replayed or misused bootstrap token, a forged or missing certificate, or a
+//! real certificate claiming another cluster. Each
+//! gets a clear error — naming the file or field where there is one — and afterwards no
+//! cluster's desired state (its assigned revision, every bundle's desired revision, every
+//! stage's pin) has changed. Refused API calls and webhooks are in the audit log.
+
+use std::path::Path;
+use std::process::Output;
+
+use anyhow::{Context, Result, bail, ensure};
+use flotilla_proto::v1::admin_client::AdminClient;
+use flotilla_proto::v1::agent_sync_client::AgentSyncClient;
+use flotilla_proto::v1::{
+    AdminAddClusterRequest, AgentMessage, Hello, HubMessage, RegisterRequest, agent_message,
+};
+use flotilla_tests::binaries;
+use flotilla_tests::git::GitRepo;
+use flotilla_tests::hub::{HubOptions, HubProcess};
+use flotilla_tests::small_fleet;
+use flotilla_tests::wait::{PATIENCE, Probe, until};
+use serde_json::Value;
+use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
+
+const WEBHOOK_SECRET: &str = "corpus-webhook-secret";
+
+/// A hub following the small fleet, fetching only when a signed webhook says so.
+struct Corpus {
+    hub: HubProcess,
+    repo: GitRepo,
+    ca_file: std::path::PathBuf,
+    admin: String,
+    _inventory: tempfile::TempDir,
+}
+
+/// What must never change: every cluster's assigned revision and desired bundle revisions, and
+/// every stage's pin.
+fn desired_state(status: &Value) -> Value {
+    let clusters: Vec<Value> = status["clusters"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|c| {
+            let bundles: Vec<Value> = c["bundles"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+                .iter()
+                .map(|b| serde_json::json!([b["name"], b["desiredRevision"]]))
+                .collect();
+            serde_json::json!({"name": c["name"], "assigned": c["assignedRevision"], "bundles": bundles})
+        })
+        .collect();
+    let stages: Vec<Value> = status["stages"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .iter()
+        .map(|s| serde_json::json!([s["name"], s["pinnedRevision"]]))
+        .collect();
+    serde_json::json!({"clusters": clusters, "stages": stages})
+}
+
+impl Corpus {
+    async fn start() -> Result<(Corpus, Value)> {
+        let (repo, good) = small_fleet::repository()?;
+        let inventory = tempfile::tempdir()?;
+        let clusters_file = inventory.path().join("clusters.yaml");
+        std::fs::write(&clusters_file, small_fleet::INVENTORY)?;
+        let hub = HubProcess::start(&HubOptions {
+            repo_url: repo.url(),
+            clusters_file,
+            poll_interval: "1h".into(),
+            webhook_secret: Some(WEBHOOK_SECRET.into()),
+            insecure: false,
+        })?;
+        let credentials = hub
+            .credentials()
+            .context("a hub with TLS has credentials")?;
+        let corpus = Corpus {
+            ca_file: credentials.ca_file.clone(),
+            admin: credentials.token.clone(),
+            hub,
+            repo,
+            _inventory: inventory,
+        };
+        let baseline = until(
+            "every cluster assigned the first commit",
+            PATIENCE,
+            || async {
+                let status = corpus.json(&["status"]).await?;
+                let state = desired_state(&status);
+                let assigned = state["clusters"].as_array().is_some_and(|clusters| {
+                    clusters.len() == 3 && clusters.iter().all(|c| c["assigned"] == good.as_str())
+                });
+                Ok(match assigned {
+                    true => Probe::Done(state),
+                    false => Probe::NotYet(state.to_string()),
+                })
+            },
+        )
+        .await?;
+        Ok((corpus, baseline))
+    }
+
+    /// `flotilla ARGS` with the hub's CA and `token` (none: no token at all).
+    async fn flotilla(&self, token: Option<&str>, args: &[&str]) -> Result<Output> {
+        let mut command = tokio::process::Command::new(binaries::FLOTILLA.path()?);
+        command
+            .args(args)
+            .env("FLOTILLA_HUB", self.hub.api())
+            .env("FLOTILLA_CA_FILE", &self.ca_file)
+            .env_remove("FLOTILLA_INSECURE")
+            .env_remove("FLOTILLA_TOKEN");
+        if let Some(token) = token {
+            command.env("FLOTILLA_TOKEN", token);
+        }
+        Ok(command.output().await?)
+    }
+
+    /// `flotilla ARGS -o json` as the admin.
+    async fn json(&self, args: &[&str]) -> Result<Value> {
+        let mut all = args.to_vec();
+        all.extend(["-o", "json"]);
+        let output = self.flotilla(Some(&self.admin), &all).await?;
+        ensure!(
+            output.status.success(),
+            "flotilla {all:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Ok(serde_json::from_slice(&output.stdout)?)
+    }
+
+    /// Runs `flotilla ARGS` with `token`, expecting a refusal; returns its error text.
+    async fn refused(&self, token: Option<&str>, args: &[&str]) -> Result<String> {
+        let output = self.flotilla(token, args).await?;
+        ensure!(
+            !output.status.success(),
+            "flotilla {args:?} succeeded: {}",
+            String::from_utf8_lossy(&output.stdout)
+        );
+        Ok(String::from_utf8_lossy(&output.stderr).into_owned())
+    }
+
+    /// Sends a webhook to the hub; returns its status code and body.
+    async fn webhook(&self, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, String)> {
+        let url = format!("https://{}/webhook", self.hub.http());
+        let answer =
+            flotilla_tests::http::request_tls(&self.ca_file, "POST", &url, headers, body.to_vec())
+                .await?;
+        Ok((answer.status, answer.body))
+    }
+
+    /// A correctly signed push: the hub fetches now.
+    async fn push(&self) -> Result<()> {
+        let body = br#"{"ref":"refs/heads/main"}"#;
+        let signature = flotilla_hub::http::webhook::sign(WEBHOOK_SECRET, body);
+        let (status, answer) = self
+            .webhook(&[("x-flotilla-signature", &signature)], body)
+            .await?;
+        ensure!(status == 202, "signed webhook answered {status}: {answer}");
+        Ok(())
+    }
+
+    /// Waits until `flotilla revisions` shows `commit` failed; returns its error.
+    async fn failed(&self, commit: &str) -> Result<Value> {
+        until(&format!("{commit} failed"), PATIENCE, || async {
+            let revisions = self.json(&["revisions"]).await?;
+            let found = revisions["revisions"]
+                .as_array()
+                .and_then(|list| list.iter().find(|r| r["commit"] == commit))
+                .cloned();
+            Ok(match found {
+                Some(r) if r["status"] == "failed" => Probe::Done(r["error"].clone()),
+                Some(r) => Probe::NotYet(r.to_string()),
+                None => Probe::NotYet(format!("{commit} not fetched")),
+            })
+        })
+        .await
+    }
+
+    async fn assert_unchanged(&self, baseline: &Value, case: &str) -> Result<()> {
+        let now = desired_state(&self.json(&["status"]).await?);
+        if now != *baseline {
+            bail!("{case}: the desired state changed:\nbefore {baseline}\nafter  {now}");
+        }
+        Ok(())
+    }
+
+    /// A token created by the admin; returns its secret.
+    async fn token(&self, args: &[&str]) -> Result<String> {
+        let mut all = vec!["token", "create"];
+        all.extend(args);
+        let created = self.json(&all).await?;
+        created["secret"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no secret in {created}"))
+    }
+}
+
+/// A hostile or malformed commit, what the revision's error must name, and how to undo it.
+struct BadCommit {
+    what: &'static str,
+    apply: fn(&GitRepo, &Path) -> Result<()>,
+    undo: fn(&GitRepo) -> Result<()>,
+    /// The file the error names.
+    file: &'static str,
+    /// Words the message must contain.
+    says: &'static str,
+}
+
+fn restore_config(repo: &GitRepo) -> Result<()> {
+    repo.write("bundles/app/config.yaml", small_fleet::CONFIG)
+}
+
+fn restore_spec(repo: &GitRepo) -> Result<()> {
+    repo.write("flotilla.yaml", small_fleet::SPEC)
+}
+
+fn billion_laughs() -> String {
+    let mut text = String::from(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a0: &a0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]\n",
+    );
+    for level in 1..10 {
+        let previous = format!("*a{}", level - 1);
+        let items = [previous.as_str(); 10].join(", ");
+        text.push_str(&format!("  a{level}: &a{level} [{items}]\n"));
+    }
+    text
+}
+
+fn deep_nesting() -> String {
+    let depth = 200;
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: deep}}\nextra: {}1{}\n",
+        "[".repeat(depth),
+        "]".repeat(depth)
+    )
+}
+
+fn many_objects(prefix: usize) -> String {
+    (0..700)
+        .map(|i| {
+            format!("apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: many-{prefix}-{i}}}\n")
+        })
+        .collect::<Vec<_>>()
+        .join("---\n")
+}
+
+fn bad_commits() -> Vec<BadCommit> {
+    vec![
+        BadCommit {
+            what: "symbolic link leaving the repository",
+            apply: |repo, outside| repo.symlink(outside, "bundles/app/stolen.yaml"),
+            undo: |repo| repo.remove("bundles/app/stolen.yaml"),
+            file: "bundles/app/stolen.yaml",
+            says: "leads outside the repository",
+        },
+        BadCommit {
+            what: "bundle path traversal",
+            apply: |repo, _| repo.edit("flotilla.yaml", "path: bundles/app", "path: ../../etc"),
+            undo: restore_spec,
+            file: "flotilla.yaml",
+            says: "outside the repository",
+        },
+        BadCommit {
+            what: "billion laughs",
+            apply: |repo, _| repo.write("bundles/app/lol.yaml", &billion_laughs()),
+            undo: |repo| repo.remove("bundles/app/lol.yaml"),
+            file: "bundles/app/lol.yaml",
+            says: "alias bomb",
+        },
+        BadCommit {
+            what: "oversized file",
+            apply: |repo, _| {
+                let big = format!(
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: big}}\ndata:\n  blob: \"{}\"\n",
+                    "x".repeat(5 * 1024 * 1024)
+                );
+                repo.write("bundles/app/big.yaml", &big)
+            },
+            undo: |repo| repo.remove("bundles/app/big.yaml"),
+            file: "bundles/app/big.yaml",
+            says: "over the limit",
+        },
+        BadCommit {
+            what: "too many files",
+            apply: |repo, _| {
+                for i in 0..1_001 {
+                    repo.write(&format!("bundles/app/many/{i}.yaml"), "")?;
+                }
+                Ok(())
+            },
+            undo: |repo| repo.remove("bundles/app/many"),
+            file: "bundles/app",
+            says: "manifest files",
+        },
+        BadCommit {
+            what: "too many objects in a bundle",
+            apply: |repo, _| {
+                for i in 0..3 {
+                    repo.write(&format!("bundles/app/objects-{i}.yaml"), &many_objects(i))?;
+                }
+                Ok(())
+            },
+            undo: |repo| {
+                (0..3).try_for_each(|i| repo.remove(&format!("bundles/app/objects-{i}.yaml")))
+            },
+            file: "bundles/app",
+            says: "objects",
+        },
+        BadCommit {
+            what: "deep nesting",
+            apply: |repo, _| repo.write("bundles/app/deep.yaml", &deep_nesting()),
+            undo: |repo| repo.remove("bundles/app/deep.yaml"),
+            file: "bundles/app/deep.yaml",
+            says: "nesting deeper than the limit",
+        },
+        BadCommit {
+            what: "undefined variable",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/config.yaml",
+                    &format!("{}  farewell: ${{farewell}}\n", small_fleet::CONFIG),
+                )
+            },
+            undo: restore_config,
+            file: "bundles/app/config.yaml",
+            says: "undefined variable `farewell`",
+        },
+        BadCommit {
+            what: "bad spec field",
+            apply: |repo, _| {
+                repo.edit(
+                    "flotilla.yaml",
+                    "    track: {branch: main}\n",
+                    "    track: {branch: main}\n    rollot: {}\n",
+                )
+            },
+            undo: restore_spec,
+            file: "flotilla.yaml",
+            says: "rollot",
+        },
+        BadCommit {
+            what: "YAML syntax error",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/config.yaml",
+                    &small_fleet::CONFIG.replace("data:\n", "data: [unclosed\n"),
+                )
+            },
+            undo: restore_config,
+            file: "bundles/app/config.yaml",
+            says: "",
+        },
+    ]
+}
+
+/// A TLS channel to the hub's API listener presenting `identity` (certificate and key PEM).
+async fn agent_channel(
+    corpus: &Corpus,
+    identity: Option<(&str, &str)>,
+) -> Result<tonic::transport::Channel> {
+    let ca = std::fs::read_to_string(&corpus.ca_file)?;
+    let mut tls = ClientTlsConfig::new()
+        .ca_certificate(Certificate::from_pem(ca))
+        .domain_name("localhost");
+    if let Some((certificate, key)) = identity {
+        tls = tls.identity(tonic::transport::Identity::from_pem(certificate, key));
+    }
+    Ok(
+        Endpoint::from_shared(format!("https://{}", corpus.hub.api()))?
+            .tls_config(tls)?
+            .connect()
+            .await?,
+    )
+}
+
+/// Registers with `token` asking for a certificate naming `cluster`.
+async fn register(
+    corpus: &Corpus,
+    token: &str,
+    cluster: &str,
+) -> Result<Result<(String, String), tonic::Status>> {
+    let key = flotilla_pki::AgentKey::generate()?;
+    let request = RegisterRequest {
+        bootstrap_token: token.into(),
+        csr_pem: key.csr_pem(cluster)?,
+    };
+    let answer = AgentSyncClient::new(agent_channel(corpus, None).await?)
+        .register(request)
+        .await;
+    Ok(answer.map(|a| (a.into_inner().certificate_pem, key.private_key_pem())))
+}
+
+/// Opens a Sync stream saying hello as `cluster`; the hub's answer or refusal.
+async fn hello(
+    channel: tonic::transport::Channel,
+    cluster: &str,
+) -> Result<Option<HubMessage>, tonic::Status> {
+    let hello = AgentMessage {
+        kind: Some(agent_message::Kind::Hello(Hello {
+            cluster: cluster.into(),
+            agent_version: "corpus".into(),
+            heartbeat_interval_ms: 200,
+            ..Hello::default()
+        })),
+    };
+    let mut inbound = AgentSyncClient::new(channel)
+        .sync(futures::stream::iter([hello]))
+        .await?
+        .into_inner();
+    inbound.message().await
+}
+
+async fn agent_cases(corpus: &Corpus, baseline: &Value) -> Result<usize> {
+    let token = corpus.hub.bootstrap_token("dev-1")?;
+    let (certificate, key) = register(corpus, &token, "dev-1")
+        .await?
+        .map_err(|s| anyhow::anyhow!("first registration refused: {s:?}"))?;
+    let replay = register(corpus, &token, "dev-1")
+        .await?
+        .expect_err("replayed");
+    assert_eq!(replay.code(), tonic::Code::PermissionDenied, "{replay:?}");
+    assert!(replay.message().contains("already used"), "{replay:?}");
+    corpus
+        .assert_unchanged(baseline, "replayed bootstrap token")
+        .await?;
+
+    let other = corpus.hub.bootstrap_token("dev-1")?;
+    let stolen = register(corpus, &other, "prod-eu-1")
+        .await?
+        .expect_err("other cluster");
+    assert_eq!(stolen.code(), tonic::Code::InvalidArgument, "{stolen:?}");
+    assert!(stolen.message().contains("prod-eu-1"), "{stolen:?}");
+    corpus
+        .assert_unchanged(baseline, "bootstrap token for another cluster")
+        .await?;
+
+    let garbage = register(corpus, "fltb_guess", "dev-1")
+        .await?
+        .expect_err("garbage");
+    assert!(garbage.message().contains("bootstrap token"), "{garbage:?}");
+    corpus
+        .assert_unchanged(baseline, "garbage bootstrap token")
+        .await?;
+
+    // A certificate for prod-eu-1 from a CA that is not the group's: the handshake or the
+    // stream is refused.
+    let forger = flotilla_pki::GroupCa::generate("flotilla", std::time::SystemTime::now())?;
+    let forged_key = flotilla_pki::AgentKey::generate()?;
+    let forged = forger.sign_agent_csr(
+        &forged_key.csr_pem("prod-eu-1")?,
+        "prod-eu-1",
+        std::time::Duration::from_secs(3600),
+        std::time::SystemTime::now(),
+    )?;
+    let forged_key_pem = forged_key.private_key_pem();
+    let refused =
+        match agent_channel(corpus, Some((&forged.certificate_pem, &forged_key_pem))).await {
+            Err(error) => format!("{error:#}"),
+            Ok(channel) => match hello(channel, "prod-eu-1").await {
+                Ok(answer) => bail!("a forged certificate was served: {answer:?}"),
+                Err(status) => format!("{status:?}"),
+            },
+        };
+    assert!(!refused.is_empty());
+    corpus
+        .assert_unchanged(baseline, "forged agent certificate")
+        .await?;
+
+    // No certificate at all.
+    let anonymous = hello(agent_channel(corpus, None).await?, "prod-eu-1")
+        .await
+        .expect_err("no certificate");
+    assert_eq!(
+        anonymous.code(),
+        tonic::Code::Unauthenticated,
+        "{anonymous:?}"
+    );
+    corpus
+        .assert_unchanged(baseline, "agent without a certificate")
+        .await?;
+
+    // dev-1's real certificate, saying hello as prod-eu-1.
+    let impostor = hello(
+        agent_channel(corpus, Some((&certificate, &key))).await?,
+        "prod-eu-1",
+    )
+    .await
+    .expect_err("another cluster's hello");
+    assert_eq!(
+        impostor.code(),
+        tonic::Code::PermissionDenied,
+        "{impostor:?}"
+    );
+    assert!(impostor.message().contains("dev-1"), "{impostor:?}");
+    corpus
+        .assert_unchanged(baseline, "agent claiming another cluster")
+        .await?;
+    Ok(6)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_bad_input_gets_a_clear_error_and_changes_no_cluster() -> Result<()> {
+    let (corpus, baseline) = Corpus::start().await?;
+    let mut cases = 0;
+
+    // Hostile and malformed repositories.
+    let outside = tempfile::tempdir()?;
+    let secret = outside.path().join("secret.yaml");
+    std::fs::write(
+        &secret,
+        "apiVersion: v1\nkind: Secret\nmetadata: {name: stolen}\nstringData: {key: value}\n",
+    )?;
+    for bad in bad_commits() {
+        (bad.apply)(&corpus.repo, &secret)?;
+        let commit = corpus.repo.commit(bad.what)?;
+        corpus.push().await?;
+        let error = corpus.failed(&commit).await?;
+        let file = error["file"].as_str().unwrap_or_default();
+        let message = error["message"].as_str().unwrap_or_default();
+        assert!(
+            file.starts_with(bad.file) && !message.is_empty() && message.contains(bad.says),
+            "{}: {error}",
+            bad.what
+        );
+        corpus.assert_unchanged(&baseline, bad.what).await?;
+        (bad.undo)(&corpus.repo)?;
+        cases += 1;
+    }
+
+    // Forged webhooks: 401, and the pending commit is not fetched.
+    corpus.repo.write(
+        "bundles/app/config.yaml",
+        &format!("{}  pending: \"yes\"\n", small_fleet::CONFIG),
+    )?;
+    let pending = corpus.repo.commit("pending good commit")?;
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let forged_signature = flotilla_hub::http::webhook::sign("not-the-secret", body);
+    let forgeries: [(&str, Vec<(&str, &str)>); 5] = [
+        (
+            "GitHub push with a wrong HMAC",
+            vec![
+                ("x-github-event", "push"),
+                ("x-hub-signature-256", &forged_signature),
+            ],
+        ),
+        (
+            "GitHub push without a signature",
+            vec![("x-github-event", "push")],
+        ),
+        (
+            "GitLab push with a wrong token",
+            vec![("x-gitlab-event", "Push Hook"), ("x-gitlab-token", "guess")],
+        ),
+        (
+            "generic hook with a wrong HMAC",
+            vec![("x-flotilla-signature", &forged_signature)],
+        ),
+        (
+            "generic hook with a malformed signature",
+            vec![("x-flotilla-signature", "sha256=zz")],
+        ),
+    ];
+    for (what, headers) in &forgeries {
+        let (status, answer) = corpus.webhook(headers, body).await?;
+        assert_eq!(status, 401, "{what}: {answer}");
+        assert!(answer.contains("error"), "{what}: {answer}");
+        let revisions = corpus.json(&["revisions"]).await?;
+        assert!(
+            !revisions.to_string().contains(&pending),
+            "{what}: the pending commit was fetched"
+        );
+        corpus.assert_unchanged(&baseline, what).await?;
+        cases += 1;
+    }
+
+    // API tokens: missing, garbage, unknown, revoked, expired.
+    let no_token = corpus.refused(None, &["clusters"]).await?;
+    assert!(no_token.contains("--token or FLOTILLA_TOKEN"), "{no_token}");
+    let garbage = corpus
+        .refused(Some("hunter2"), &["cluster", "remove", "dev-1"])
+        .await?;
+    assert!(garbage.contains("not a Flotilla API token"), "{garbage}");
+    let unknown = format!("flt_{}_{}", "0".repeat(16), "a".repeat(64));
+    let unknown = corpus
+        .refused(Some(&unknown), &["cluster", "remove", "dev-1"])
+        .await?;
+    assert!(unknown.contains("is unknown"), "{unknown}");
+    let leaver = corpus.token(&["leaver", "--role", "admin"]).await?;
+    corpus.json(&["token", "revoke", "leaver"]).await?;
+    let revoked = corpus
+        .refused(Some(&leaver), &["cluster", "remove", "dev-1"])
+        .await?;
+    assert!(revoked.contains("was revoked"), "{revoked}");
+    let brief = corpus
+        .token(&["brief", "--role", "admin", "--expires", "1ms"])
+        .await?;
+    let expired = corpus
+        .refused(Some(&brief), &["cluster", "remove", "dev-1"])
+        .await?;
+    assert!(expired.contains("has expired"), "{expired}");
+    cases += 5;
+    corpus.assert_unchanged(&baseline, "bad tokens").await?;
+    let tokens = corpus.json(&["token", "list"]).await?;
+    let listed = tokens.to_string();
+    assert!(
+        listed.contains("initial-admin")
+            && listed.contains("\"revoked\"")
+            && !listed.contains(&leaver[4..]),
+        "the list names the tokens and never a secret: {tokens}"
+    );
+
+    // Tokens of the wrong role or stage.
+    let viewer = corpus.token(&["watcher", "--role", "viewer"]).await?;
+    let dev_deployer = corpus
+        .token(&["dev-ci", "--role", "deployer", "--stage", "dev"])
+        .await?;
+    let wrong_roles: [(&str, &str, Vec<&str>, &str); 4] = [
+        (
+            "viewer rolls back",
+            &viewer,
+            vec!["rollback", "dev"],
+            "needs the deployer role",
+        ),
+        (
+            "deployer of dev rolls back prod",
+            &dev_deployer,
+            vec!["rollback", "prod"],
+            "may not roll back on stage `prod`",
+        ),
+        (
+            "deployer removes a cluster",
+            &dev_deployer,
+            vec!["cluster", "remove", "prod-eu-1"],
+            "may not manage clusters",
+        ),
+        (
+            "deployer mints an admin token",
+            &dev_deployer,
+            vec!["token", "create", "mine", "--role", "admin"],
+            "may not manage tokens",
+        ),
+    ];
+    for (what, token, args, says) in &wrong_roles {
+        let refusal = corpus.refused(Some(token), args).await?;
+        assert!(refusal.contains(says), "{what}: {refusal}");
+        corpus.assert_unchanged(&baseline, what).await?;
+        cases += 1;
+    }
+
+    // An oversized gRPC message, from a caller holding the admin token.
+    flotilla_pki::install_crypto_provider();
+    let ca = std::fs::read_to_string(&corpus.ca_file)?;
+    let channel = Endpoint::from_shared(format!("https://{}", corpus.hub.api()))?
+        .tls_config(
+            ClientTlsConfig::new()
+                .ca_certificate(Certificate::from_pem(ca))
+                .domain_name("localhost"),
+        )?
+        .connect()
+        .await?;
+    let header: tonic::metadata::MetadataValue<_> = format!("Bearer {}", corpus.admin).parse()?;
+    let mut admin =
+        AdminClient::with_interceptor(channel, move |mut request: tonic::Request<()>| {
+            request
+                .metadata_mut()
+                .insert("authorization", header.clone());
+            Ok(request)
+        })
+        .max_encoding_message_size(64 * 1024 * 1024);
+    let huge = AdminAddClusterRequest {
+        name: "huge".into(),
+        labels: [("blob".to_owned(), "x".repeat(20 * 1024 * 1024))].into(),
+    };
+    let status = admin.add_cluster(huge).await.expect_err("too large");
+    assert!(
+        status.message().contains("message length too large")
+            || status.message().contains("too large"),
+        "{status:?}"
+    );
+    corpus
+        .assert_unchanged(&baseline, "oversized message")
+        .await?;
+    cases += 1;
+
+    // Agents: a replayed bootstrap token, a token for another cluster, a garbage token, a
+    // certificate from another CA, no certificate, and a real certificate saying it is another
+    // cluster.
+    cases += agent_cases(&corpus, &baseline).await?;
+
+    // Refusals are audited: who tried, and that it was denied.
+    let audit = corpus.json(&["audit", "--limit", "1000"]).await?;
+    let events = audit.as_array().context("audit list")?;
+    let denied = |actor: &str, action: &str| {
+        events
+            .iter()
+            .any(|e| e["actor"] == actor && e["action"] == action && e["outcome"] == "denied")
+    };
+    assert!(denied("token:watcher", "rollback"), "{audit}");
+    assert!(denied("token:dev-ci", "cluster.remove"), "{audit}");
+    assert!(denied("token:dev-ci", "token.create"), "{audit}");
+    assert!(denied("unauthenticated", "cluster.remove"), "{audit}");
+    assert!(denied("unauthenticated webhook:github", "fetch"), "{audit}");
+    assert!(denied("unauthenticated webhook:gitlab", "fetch"), "{audit}");
+
+    // The hub still works: the pending commit goes through once a real push announces it.
+    corpus.push().await?;
+    until("the pending commit rendered", PATIENCE, || async {
+        let revisions = corpus.json(&["revisions"]).await?;
+        let rendered = revisions["revisions"]
+            .as_array()
+            .and_then(|list| list.iter().find(|r| r["commit"] == pending.as_str()))
+            .is_some_and(|r| r["status"] == "rendered");
+        Ok(match rendered {
+            true => Probe::Done(()),
+            false => Probe::NotYet(revisions.to_string()),
+        })
+    })
+    .await?;
+    assert!(cases >= 20, "{cases} cases");
+    Ok(())
+}
