@@ -63,6 +63,9 @@ pub(crate) struct RevisionView {
     pub(crate) clusters: u32,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) cluster_errors: Vec<ClusterErrorView>,
+    /// Stages that require signatures it lacks, with why.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) signature_refusals: Vec<String>,
     #[serde(skip)]
     fetched_ms: i64,
 }
@@ -94,6 +97,7 @@ impl RevisionView {
                     })
                 })
                 .collect(),
+            signature_refusals: revision.signature_refusals,
             fetched_ms: revision.fetched_at_ms,
         }
     }
@@ -190,6 +194,9 @@ fn table(view: &RevisionList) -> String {
                     .collect::<Vec<_>>()
                     .join("; ")
             );
+        }
+        if error.is_empty() && !r.signature_refusals.is_empty() {
+            error = format!("refused by {}", r.signature_refusals.join("; "));
         }
         table.row(vec![
             short(&r.commit).to_owned(),

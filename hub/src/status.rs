@@ -81,6 +81,9 @@ pub struct RevisionSummary {
     pub clusters: usize,
     /// Clusters added later for which it did not render.
     pub cluster_errors: BTreeMap<String, RenderError>,
+    /// Stages that require signatures it lacks, each with why (`prod: the commit is not
+    /// signed; ...`).
+    pub signature_refusals: Vec<String>,
 }
 
 /// One stage.
@@ -285,6 +288,17 @@ pub fn revision_summary(state: &State, r: &RevisionRef, rev: &Revision) -> Revis
             .collect(),
         clusters,
         cluster_errors,
+        signature_refusals: match rev.status {
+            RevisionStatus::Rendered { .. } => state
+                .stages
+                .keys()
+                .filter_map(|stage| {
+                    let why = crate::state::signature::check(state, stage, r).err()?;
+                    Some(format!("{stage}: {why}"))
+                })
+                .collect(),
+            _ => Vec::new(),
+        },
     }
 }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use flotilla_proto::v1::admin_client::AdminClient;
-use flotilla_proto::v1::{AdminFleetStatusRequest, AdminPromoteRequest};
+use flotilla_proto::v1::{AdminFleetStatusRequest, AdminListRevisionsRequest, AdminPromoteRequest};
 use git2::{Oid, Signature};
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, LineEnding, PrivateKey};
@@ -119,6 +119,20 @@ async fn only_commits_signed_by_the_listed_key_reach_the_stage() -> Result<()> {
     assert!(
         prod.blocked.contains(&unsigned[..12]) && prod.blocked.contains("not signed"),
         "{prod:?}"
+    );
+    let revisions = admin
+        .list_revisions(AdminListRevisionsRequest {})
+        .await?
+        .into_inner()
+        .revisions;
+    let listed = revisions
+        .iter()
+        .find(|r| r.commit == unsigned)
+        .expect("listed");
+    assert!(
+        listed.signature_refusals.len() == 1
+            && listed.signature_refusals[0].starts_with("prod: the commit is not signed"),
+        "{listed:?}"
     );
     // Not even an admin's forced promotion takes it there.
     let forced = admin

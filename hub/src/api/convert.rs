@@ -72,6 +72,7 @@ pub(super) fn revision(revision: RevisionSummary) -> AdminRevision {
                 error: Some(error(e)),
             })
             .collect(),
+        signature_refusals: revision.signature_refusals,
     }
 }
 
