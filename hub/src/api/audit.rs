@@ -176,3 +176,6 @@ pub(super) fn list(
         .collect();
     AdminAuditList { events }
 }
+
+#[cfg(test)]
+mod tests;
