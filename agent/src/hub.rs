@@ -26,6 +26,7 @@ use crate::report::Report;
 mod assembly;
 mod backoff;
 mod counters;
+pub mod identity;
 mod outbox;
 pub mod run;
 mod session;
@@ -36,6 +37,7 @@ mod tests;
 pub use assembly::AssemblyError;
 pub use backoff::{Backoff, FixedRandom, Random, ThreadRandom};
 pub use counters::LinkStats;
+pub use identity::{AgentIdentity, IdentityError};
 
 use counters::LinkCounters;
 use outbox::Outbox;
@@ -65,6 +67,9 @@ pub struct LinkConfig {
     /// Shortest pause between two report messages: an event after a quiet period is sent at
     /// once, the events arriving during the pause together in the next message.
     pub report_flush: Duration,
+    /// The client certificate presented over TLS; `None` speaks plain HTTP/2 to an
+    /// `--insecure` hub.
+    pub identity: Option<Arc<AgentIdentity>>,
 }
 
 impl LinkConfig {
@@ -81,6 +86,7 @@ impl LinkConfig {
             connect_timeout: Duration::from_secs(2),
             welcome_timeout: Duration::from_secs(10),
             report_flush: Duration::from_millis(100),
+            identity: None,
         }
     }
 }

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! flotilla-agent run --hub hub-1:7071,hub-2:7071,hub-3:7071 --cluster prod-eu-1 \
-//!     --state-dir /var/lib/flotilla-agent [--kubeconfig FILE --context NAME]
+//!     --state-dir /var/lib/flotilla-agent --ca-file ca.crt --bootstrap-token fltb_... \
+//!     [--kubeconfig FILE --context NAME]              # the token only at the first start
 //! flotilla-agent run --source-dir bundles/ [--state-dir DIR] [--kubeconfig FILE --context NAME]
 //! flotilla-agent apply --dir manifests/ --bundle web [--namespace NS] [--wait] [--timeout 5m]
 //! ```
@@ -33,6 +34,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    flotilla_pki::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

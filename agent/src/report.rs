@@ -270,6 +270,8 @@ impl Report {
             content_hash: self.content_hash.clone(),
             at_ms: self.at_ms,
             event: Some(event),
+            // The stream's cluster: the hub knows it from the agent's certificate.
+            cluster: String::new(),
         })
     }
 

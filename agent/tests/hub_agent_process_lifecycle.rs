@@ -59,6 +59,8 @@ async fn the_agent_process_reports_health_and_goes_offline_when_killed() -> Resu
         .arg("--kubeconfig")
         .arg(&kubeconfig)
         .args(["--context", "sim-0", "--heartbeat-interval", "200ms"])
+        // The hub here is an in-process one without TLS.
+        .arg("--insecure")
         .arg("--state-dir")
         .arg(dir.path().join("agent"))
         .env("RUST_LOG", "warn")

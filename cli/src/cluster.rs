@@ -4,7 +4,10 @@ use std::collections::BTreeMap;
 
 use anyhow::bail;
 use clap::{Args, Subcommand};
-use flotilla_proto::v1::{AdminAddClusterRequest, AdminRemoveClusterRequest};
+use flotilla_proto::v1::{
+    AdminAddClusterRequest, AdminCluster, AdminIssueBootstrapTokenRequest,
+    AdminRemoveClusterRequest,
+};
 use serde::Serialize;
 
 use crate::hub::HubArgs;
@@ -32,7 +35,19 @@ enum ClusterAction {
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
-    /// Remove a cluster: it is assigned nothing more and its agent's stream is refused.
+    /// A new one-time bootstrap token for a registered cluster's agent (one from the hub's
+    /// clusters file, or one whose token expired unused).
+    Token {
+        /// Cluster name.
+        name: String,
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Remove a cluster: it is assigned nothing more, its agent's certificates are revoked and
+    /// its stream is closed.
     Remove {
         /// Cluster name.
         name: String,
@@ -42,9 +57,51 @@ enum ClusterAction {
 }
 
 #[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct Added {
     name: String,
     labels: BTreeMap<String, String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    bootstrap_token: Option<BootstrapToken>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BootstrapToken {
+    token: String,
+    expires: String,
+    agent_command: String,
+}
+
+impl BootstrapToken {
+    /// The token of an Admin API answer, with the agent command line that uses it.
+    fn from_answer(cluster: &AdminCluster, hub: &HubArgs) -> Option<Self> {
+        if cluster.bootstrap_token.is_empty() {
+            return None;
+        }
+        let ca_file = hub
+            .ca_file
+            .as_ref()
+            .map(|path| std::path::absolute(path).unwrap_or_else(|_| path.clone()))
+            .map(|path| path.display().to_string())
+            .unwrap_or_else(|| "ca.crt".into());
+        Some(BootstrapToken {
+            token: cluster.bootstrap_token.clone(),
+            expires: crate::time::rfc3339(cluster.bootstrap_token_expires_ms).unwrap_or_default(),
+            agent_command: format!(
+                "flotilla-agent run --hub {} --cluster {} --ca-file {ca_file} --state-dir \
+                 /var/lib/flotilla-agent --bootstrap-token {}",
+                hub.hub, cluster.name, cluster.bootstrap_token
+            ),
+        })
+    }
+
+    fn table(&self) -> String {
+        format!(
+            "bootstrap token (works once, until {}; shown only now):\n  {}\nstart the agent with:\n  {}\n",
+            self.expires, self.token, self.agent_command
+        )
+    }
 }
 
 /// Parses `k=v,k2=v2` (empty: no labels).
@@ -84,12 +141,13 @@ pub(crate) async fn run(args: &ClusterArgs) -> anyhow::Result<()> {
                 .map_err(|s| hub.call_error(&format!("adding cluster `{name}`"), s))?
                 .into_inner();
             let added = Added {
+                bootstrap_token: BootstrapToken::from_answer(&added, hub),
                 name: added.name,
                 labels: added.labels.into_iter().collect(),
             };
             match output {
                 OutputFormat::Table => emit(&format!(
-                    "cluster {} added{}\n",
+                    "cluster {} added{}\n{}",
                     added.name,
                     if added.labels.is_empty() {
                         String::new()
@@ -103,9 +161,29 @@ pub(crate) async fn run(args: &ClusterArgs) -> anyhow::Result<()> {
                                 .collect::<Vec<_>>()
                                 .join(",")
                         )
-                    }
+                    },
+                    added
+                        .bootstrap_token
+                        .as_ref()
+                        .map(BootstrapToken::table)
+                        .unwrap_or_default()
                 )),
                 format => print_structured(&added, *format),
+            }
+        }
+        ClusterAction::Token { name, hub, output } => {
+            let mut admin = hub.connect().await?;
+            let answer = admin
+                .issue_bootstrap_token(AdminIssueBootstrapTokenRequest { name: name.clone() })
+                .await
+                .map_err(|s| hub.call_error(&format!("issuing a token for cluster `{name}`"), s))?
+                .into_inner();
+            let Some(token) = BootstrapToken::from_answer(&answer, hub) else {
+                bail!("the hub issued no token for cluster `{name}`");
+            };
+            match output {
+                OutputFormat::Table => emit(&token.table()),
+                format => print_structured(&token, *format),
             }
         }
         ClusterAction::Remove { name, hub } => {

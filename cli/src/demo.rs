@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use flotilla_core::inventory::Cluster;
-use flotilla_hub::config::NodeConfig;
+use flotilla_hub::config::{NodeConfig, SecurityConfig, TlsSettings};
 use flotilla_hub::controller::source::SourceConfig;
 use flotilla_hub::server::{DEFAULT_API_LISTEN, DEFAULT_HTTP_LISTEN, Hub, HubConfig};
 use flotilla_sim::{Sim, SimConfig};
@@ -133,7 +133,11 @@ async fn serve(
         "--http-listen",
     )?;
     let source = source_config(&repo.path);
-    let mut config = HubConfig::new(NodeConfig::new(1, place.hub_dir(), "127.0.0.1:0"));
+    let mut node = NodeConfig::new(1, place.hub_dir(), "127.0.0.1:0");
+    // The demo runs as a real hub would: TLS with its own CA, tokens, registered agents.
+    node.security = SecurityConfig::Tls(TlsSettings::new());
+    let mut config = HubConfig::new(node);
+    config.authenticate = true;
     config.api_listen = api_listen;
     config.http_listen = http_listen;
     config.source = Some(source.clone());
@@ -145,7 +149,15 @@ async fn serve(
         "Starting an agent for each of the {} clusters",
         clusters.len()
     ));
-    parts.agents = agents::start(sim, &clusters, hub.api_address(), &place.agents_dir())?;
+    let credentials = agents::Credentials::issue(hub, &clusters).await?;
+    parts.agents = agents::start(
+        sim,
+        &clusters,
+        hub.api_address(),
+        &place.agents_dir(),
+        &credentials,
+    )
+    .await?;
 
     let readiness =
         follow::until_ready(hub, &source, clusters.len(), progress, READY_TIMEOUT).await;
@@ -158,6 +170,8 @@ async fn serve(
     let banner = Banner {
         api: hub.api_address(),
         http: hub.http_address(),
+        ca_file: credentials.ca_file.clone(),
+        token: credentials.admin_token(hub).await?,
         kubeconfig: place.kubeconfig(),
         repo: repo.path.clone(),
         poll_interval: POLL_INTERVAL,

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status};
 
 use crate::node::{NodeHandle, NodeStatus, ProposeError};
 use crate::state::{Command, State};
-use crate::transport::net::{self, NetError};
+use crate::transport::net::{self, NetError, Security};
 
 /// Serves `HubGroup` from a node.
 pub(crate) struct GroupService {
@@ -140,9 +140,14 @@ impl HubGroup for GroupService {
                 .map_err(|e| Status::unavailable(e.to_string()))?;
         }
         let state = self.node.state();
+        // The image never carries the CA's private key: no API returns it, not even to peers.
+        let mut image_state = (*state).clone();
+        if let Some(ca) = &mut image_state.pki.ca {
+            ca.private_key = String::new();
+        }
         let image = GroupStateImage {
             applied: state.applied(),
-            snapshot: state
+            snapshot: image_state
                 .to_snapshot()
                 .map_err(|e| Status::internal(e.to_string()))?,
             state_hash: state.hash().map_err(|e| Status::internal(e.to_string()))?,
@@ -157,10 +162,17 @@ pub struct GroupClient {
 }
 
 impl GroupClient {
-    /// A client for the node at `address` (HOST:PORT); connects on first use.
+    /// A client for the node at `address` (HOST:PORT) of an `--insecure` group; connects on
+    /// first use.
     pub fn new(address: &str) -> Result<Self, NetError> {
+        Self::with_security(address, &Security::Plain)
+    }
+
+    /// A client for the node at `address` (HOST:PORT), presenting a hub identity over mutual
+    /// TLS unless `security` is plain; connects on first use.
+    pub fn with_security(address: &str, security: &Security) -> Result<Self, NetError> {
         Ok(GroupClient {
-            inner: HubGroupClient::new(net::channel(address)?),
+            inner: HubGroupClient::new(net::channel(address, security)?),
         })
     }
 

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_pki::CaPem;
 use serde::Deserialize;
 
 use crate::state::NodeId;
@@ -38,6 +39,48 @@ pub struct NodeConfig {
     pub compact_after: u64,
     /// Faults to inject into outgoing peer traffic (tests only; none by default).
     pub faults: Arc<FaultPlan>,
+    /// TLS with the group's CA, or none. [`NodeConfig::new`] starts insecure (embedders and
+    /// consensus tests); the binary starts with TLS unless `--insecure`.
+    pub security: SecurityConfig,
+}
+
+/// Whether and how a node protects its connections.
+#[derive(Debug, Clone)]
+pub enum SecurityConfig {
+    /// Plain HTTP/2 and HTTP with no authentication: local experiments only.
+    Insecure,
+    /// TLS on every listener, mutual between hub nodes, with certificates from the group's CA.
+    Tls(TlsSettings),
+}
+
+/// Where the CA comes from and which names this node's certificate carries.
+#[derive(Debug, Clone)]
+pub struct TlsSettings {
+    /// The CA an operator provides (`--ca-cert`/`--ca-key`). Without one, a group founded by
+    /// a single node creates its own; founders of a larger group and joining nodes need it.
+    pub ca: Option<CaPem>,
+    /// Host names and addresses for this node's certificate besides its listen and advertise
+    /// hosts and `localhost`/`127.0.0.1`: the API and HTTP hosts and every `--tls-san`.
+    pub names: Vec<String>,
+    /// Lifetime of this node's certificate, issued afresh at every start.
+    pub node_cert_lifetime: Duration,
+}
+
+impl TlsSettings {
+    /// A group CA created on first start, and no extra names.
+    pub fn new() -> Self {
+        TlsSettings {
+            ca: None,
+            names: Vec::new(),
+            node_cert_lifetime: flotilla_pki::DEFAULT_NODE_CERT_LIFETIME,
+        }
+    }
+}
+
+impl Default for TlsSettings {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// How a node with an empty data dir starts.
@@ -101,6 +144,7 @@ impl NodeConfig {
             timing: Timing::default(),
             compact_after: DEFAULT_COMPACT_AFTER,
             faults: Arc::new(FaultPlan::default()),
+            security: SecurityConfig::Insecure,
         }
     }
 }
@@ -157,6 +201,12 @@ pub enum ConfigError {
 /// revisionRetention: 10
 /// clusters: /etc/flotilla/clusters.yaml
 /// sshKey: /etc/flotilla/deploy-key
+/// insecure: false
+/// caCert: /etc/flotilla/ca.crt
+/// caKey: /etc/flotilla/ca.key
+/// tlsSans: [hub.example, 10.0.0.5]
+/// agentCertLifetime: 24h
+/// bootstrapTokenTtl: 1h
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -201,6 +251,18 @@ pub struct FileConfig {
     pub clusters: Option<PathBuf>,
     /// ssh private key for the repository.
     pub ssh_key: Option<PathBuf>,
+    /// No TLS and no authentication (local experiments only).
+    pub insecure: Option<bool>,
+    /// The group CA's certificate (PEM), with `caKey`.
+    pub ca_cert: Option<PathBuf>,
+    /// The group CA's private key (PEM), with `caCert`.
+    pub ca_key: Option<PathBuf>,
+    /// Extra names for this node's certificate.
+    pub tls_sans: Option<Vec<String>>,
+    /// Lifetime of agent certificates, like `24h`.
+    pub agent_cert_lifetime: Option<String>,
+    /// Lifetime of bootstrap tokens, like `1h`.
+    pub bootstrap_token_ttl: Option<String>,
 }
 
 impl FileConfig {
@@ -285,8 +347,54 @@ impl FileConfig {
             timing,
             compact_after: self.compact_after.unwrap_or(DEFAULT_COMPACT_AFTER).max(1),
             faults: Arc::new(FaultPlan::default()),
+            security: security(
+                self.insecure.unwrap_or(false),
+                self.ca_cert,
+                self.ca_key,
+                self.tls_sans.unwrap_or_default(),
+            )?,
         })
     }
+}
+
+fn security(
+    insecure: bool,
+    ca_cert: Option<PathBuf>,
+    ca_key: Option<PathBuf>,
+    names: Vec<String>,
+) -> Result<SecurityConfig, ConfigError> {
+    if insecure {
+        if ca_cert.is_some() || ca_key.is_some() || !names.is_empty() {
+            return Err(ConfigError::Invalid {
+                field: "--insecure / insecure",
+                problem: "turns TLS off; drop --ca-cert, --ca-key and --tls-san, or --insecure"
+                    .into(),
+            });
+        }
+        return Ok(SecurityConfig::Insecure);
+    }
+    let ca = match (ca_cert, ca_key) {
+        (None, None) => None,
+        (Some(cert), Some(key)) => Some(
+            flotilla_pki::GroupCa::from_files(&cert, &key)
+                .map_err(|e| ConfigError::Invalid {
+                    field: "--ca-cert / --ca-key",
+                    problem: e.to_string(),
+                })?
+                .to_pem(),
+        ),
+        _ => {
+            return Err(ConfigError::Invalid {
+                field: "--ca-cert / --ca-key",
+                problem: "give both the CA certificate and its key, or neither".into(),
+            });
+        }
+    };
+    Ok(SecurityConfig::Tls(TlsSettings {
+        ca,
+        names,
+        ..TlsSettings::new()
+    }))
 }
 
 /// Parses `ID=ADDR,ID=ADDR,...`.

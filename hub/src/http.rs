@@ -1,11 +1,14 @@
 //! The HTTP listener: webhooks that trigger a fetch, the dashboard and its JSON, Prometheus
 //! metrics and a liveness probe. Served by every node from its own replica.
 
+use std::sync::Arc;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -34,11 +37,15 @@ pub fn router(context: HttpContext) -> Router {
         .with_state(context)
 }
 
-/// Serves the HTTP routes on `listener` until `stop` is cancelled.
-pub async fn serve(context: HttpContext, listener: TcpListener, stop: CancellationToken) {
-    let served = axum::serve(listener, router(context))
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await;
+/// Serves the HTTP routes on `listener` until `stop` is cancelled: HTTPS with `tls`, plain
+/// HTTP under `--insecure`.
+pub async fn serve(
+    context: HttpContext,
+    listener: TcpListener,
+    tls: Option<Arc<ServerConfig>>,
+    stop: CancellationToken,
+) {
+    let served = crate::transport::net::serve_http(router(context), listener, tls, stop).await;
     if let Err(e) = served {
         tracing::warn!(error = %e, "HTTP listener stopped with an error");
     }

@@ -8,7 +8,8 @@
 //! flotilla-hub --id 4 --data-dir d4 --listen A4 --join                           # wait to be added
 //! flotilla-hub member add --hub A1 --id 4 --address A4
 //! flotilla-hub member remove --hub A1 --id 2
-//! flotilla-hub status --hub A1
+//! flotilla-hub status --hub A1 --ca-cert ca.crt --ca-key ca.key  # or --insecure
+//! flotilla-hub ca create --out DIR                                 # a CA for a larger group
 //! ```
 
 use std::path::PathBuf;
@@ -17,9 +18,11 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 use flotilla_hub::admin::GroupClient;
+use flotilla_hub::config::SecurityConfig;
 use flotilla_hub::config::{FileConfig, parse_peers};
 use flotilla_hub::controller::source::GitCredentials;
 use flotilla_hub::server::{Hub, HubConfig};
+use flotilla_hub::transport::net;
 
 #[derive(Parser)]
 #[command(name = "flotilla-hub", version, about = "Flotilla hub node")]
@@ -36,7 +39,8 @@ struct Cli {
 struct RunArgs {
     /// YAML config file (keys: id, group, dataDir, listen, advertise, peers, join, tickMillis,
     /// electionTicks, heartbeatTicks, compactAfter, apiListen, httpListen, repo, branch,
-    /// pollInterval, webhookSecret, revisionRetention, clusters, sshKey).
+    /// pollInterval, webhookSecret, revisionRetention, clusters, sshKey, insecure, caCert, caKey,
+    /// tlsSans, agentCertLifetime, bootstrapTokenTtl).
     #[arg(long, env = "FLOTILLA_HUB_CONFIG")]
     config: Option<PathBuf>,
     /// Raft id of this node (non-zero).
@@ -112,6 +116,66 @@ struct RunArgs {
         hide_env_values = true
     )]
     git_password: Option<String>,
+    /// No TLS and no authentication on any listener: local experiments only.
+    #[arg(long)]
+    insecure: bool,
+    /// The group CA's certificate (PEM). Without it, a single founding node creates the CA;
+    /// founders of a larger group and joining nodes need it (with --ca-key).
+    #[arg(long, value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
+    /// The group CA's private key (PEM), with --ca-cert.
+    #[arg(long, value_name = "FILE")]
+    ca_key: Option<PathBuf>,
+    /// Another name (DNS or IP) clients dial this node by, for its certificate; repeatable.
+    #[arg(long = "tls-san", value_name = "NAME")]
+    tls_sans: Vec<String>,
+    /// Lifetime of agents' client certificates, like 24h [default: 24h].
+    #[arg(long, value_name = "DURATION")]
+    agent_cert_lifetime: Option<String>,
+    /// Lifetime of the bootstrap tokens `cluster add` prints, like 1h [default: 1h].
+    #[arg(long, value_name = "DURATION")]
+    bootstrap_token_ttl: Option<String>,
+}
+
+/// How an operator command reaches a node's peer listener.
+#[derive(Args)]
+struct PeerAccess {
+    /// Any node of the group (HOST:PORT of its peer listener).
+    #[arg(long)]
+    hub: String,
+    /// The group CA's certificate: the command presents a short-lived operator certificate
+    /// the CA signs (mutual TLS), as a hub node does.
+    #[arg(long, value_name = "FILE", required_unless_present = "insecure")]
+    ca_cert: Option<PathBuf>,
+    /// The group CA's private key.
+    #[arg(long, value_name = "FILE", required_unless_present = "insecure")]
+    ca_key: Option<PathBuf>,
+    /// The group runs with --insecure.
+    #[arg(long, conflicts_with_all = ["ca_cert", "ca_key"])]
+    insecure: bool,
+}
+
+impl PeerAccess {
+    /// A client of the node's group API.
+    fn client(&self) -> Result<GroupClient> {
+        let security = match (&self.ca_cert, &self.ca_key) {
+            (Some(cert), Some(key)) if !self.insecure => {
+                let ca = flotilla_pki::GroupCa::from_files(cert, key)?;
+                // Node id 0 is no node's: an operator holding the CA acts as a hub peer.
+                let names = [net::host_of(&self.hub).to_owned()];
+                let tls = net::NodeTls::issue(
+                    ca,
+                    0,
+                    &names,
+                    std::time::Duration::from_secs(600),
+                    std::time::SystemTime::now(),
+                )?;
+                net::Security::Tls(std::sync::Arc::new(tls))
+            }
+            _ => net::Security::Plain,
+        };
+        Ok(GroupClient::with_security(&self.hub, &security)?)
+    }
 }
 
 #[derive(Subcommand)]
@@ -123,9 +187,27 @@ enum Admin {
     },
     /// Show a node's raft status.
     Status {
-        /// Any node of the group (HOST:PORT).
-        #[arg(long)]
-        hub: String,
+        #[command(flatten)]
+        peer: PeerAccess,
+    },
+    /// The group's certificate authority.
+    Ca {
+        #[command(subcommand)]
+        action: CaAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaAction {
+    /// Create a CA for a group of several nodes: give every founder and every joining node
+    /// --ca-cert DIR/ca.crt --ca-key DIR/ca.key.
+    Create {
+        /// Directory to write ca.crt and ca.key (mode 0600) to.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// The group's name.
+        #[arg(long, default_value = flotilla_hub::config::DEFAULT_GROUP)]
+        group: String,
     },
 }
 
@@ -133,9 +215,8 @@ enum Admin {
 enum MemberChange {
     /// Add a voter. Start it first with `--join`.
     Add {
-        /// Any node of the group (HOST:PORT).
-        #[arg(long)]
-        hub: String,
+        #[command(flatten)]
+        peer: PeerAccess,
         /// The new node's id.
         #[arg(long)]
         id: u64,
@@ -145,9 +226,8 @@ enum MemberChange {
     },
     /// Remove a member, running or dead.
     Remove {
-        /// Any node of the group (HOST:PORT).
-        #[arg(long)]
-        hub: String,
+        #[command(flatten)]
+        peer: PeerAccess,
         /// The node to remove.
         #[arg(long)]
         id: u64,
@@ -155,6 +235,7 @@ enum MemberChange {
 }
 
 fn main() -> ExitCode {
+    flotilla_pki::install_crypto_provider();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -214,12 +295,32 @@ async fn run_node(args: RunArgs) -> Result<()> {
     file.revision_retention = args.revision_retention.or(file.revision_retention);
     file.clusters = args.clusters.or(file.clusters);
     file.ssh_key = args.ssh_key.or(file.ssh_key);
+    if args.insecure {
+        file.insecure = Some(true);
+    }
+    file.ca_cert = args.ca_cert.or(file.ca_cert);
+    file.ca_key = args.ca_key.or(file.ca_key);
+    if !args.tls_sans.is_empty() {
+        file.tls_sans = Some(args.tls_sans);
+    }
+    file.agent_cert_lifetime = args.agent_cert_lifetime.or(file.agent_cert_lifetime);
+    file.bootstrap_token_ttl = args.bootstrap_token_ttl.or(file.bootstrap_token_ttl);
     let credentials = GitCredentials {
         ssh_key: None,
         username: args.git_username,
         password: args.git_password,
     };
     let config = HubConfig::from_file(file, credentials)?;
+    let insecure = matches!(config.node.security, SecurityConfig::Insecure);
+    if insecure {
+        // Every start, so a hub left running this way keeps saying so.
+        eprintln!(
+            "WARNING: --insecure: no TLS and no authentication on any listener; anyone who \
+             reaches this hub can read and change the whole fleet. Use it for local experiments \
+             only."
+        );
+        tracing::warn!("running INSECURE: no TLS, no authentication");
+    }
     if config.source.is_some() && config.webhook_secret.is_none() {
         eprintln!(
             "warning: no --webhook-secret: every webhook is accepted unverified; set one (or \
@@ -236,11 +337,18 @@ async fn run_node(args: RunArgs) -> Result<()> {
         node.address()
     );
     println!("api listening on {}", hub.api_address());
+    let scheme = if insecure { "http" } else { "https" };
     println!(
-        "http listening on {} (dashboard http://{}/)",
+        "http listening on {} (dashboard {scheme}://{}/)",
         hub.http_address(),
         hub.http_address()
     );
+    if !insecure {
+        println!(
+            "ca certificate in {}",
+            node.data_dir().join(flotilla_hub::node::CA_FILE).display()
+        );
+    }
     let mut failure = node.watch_failure();
     let result = tokio::select! {
         _ = shutdown_signal() => Ok(()),
@@ -270,8 +378,13 @@ async fn shutdown_signal() {
 
 async fn run_admin(admin: Admin) -> Result<()> {
     match admin {
-        Admin::Status { hub } => {
-            let status = GroupClient::new(&hub)?
+        Admin::Ca {
+            action: CaAction::Create { out, group },
+        } => create_ca(&out, &group)?,
+        Admin::Status { peer } => {
+            let hub = &peer.hub;
+            let status = peer
+                .client()?
                 .status()
                 .await
                 .with_context(|| format!("asking {hub} for its status"))?;
@@ -290,23 +403,63 @@ async fn run_admin(admin: Admin) -> Result<()> {
             }
         }
         Admin::Member {
-            change: MemberChange::Add { hub, id, address },
+            change: MemberChange::Add { peer, id, address },
         } => {
-            let changed = GroupClient::new(&hub)?
+            let hub = &peer.hub;
+            let changed = peer
+                .client()?
                 .add_member(id, &address)
                 .await
                 .with_context(|| format!("adding node {id} through {hub}"))?;
             println!("node {id} added at index {}", changed.index);
         }
         Admin::Member {
-            change: MemberChange::Remove { hub, id },
+            change: MemberChange::Remove { peer, id },
         } => {
-            let changed = GroupClient::new(&hub)?
+            let hub = &peer.hub;
+            let changed = peer
+                .client()?
                 .remove_member(id)
                 .await
                 .with_context(|| format!("removing node {id} through {hub}"))?;
             println!("node {id} removed at index {}", changed.index);
         }
     }
+    Ok(())
+}
+
+/// Writes a new CA: `ca.crt` (readable by all) and `ca.key` (mode 0600), refusing to replace
+/// either.
+fn create_ca(dir: &std::path::Path, group: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+
+    let ca = flotilla_pki::GroupCa::generate(group, std::time::SystemTime::now())?;
+    let pem = ca.to_pem();
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    for (name, text, mode) in [
+        ("ca.crt", &pem.certificate, 0o644),
+        ("ca.key", &pem.private_key, 0o600),
+    ] {
+        let path = dir.join(name);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&path)
+            .with_context(|| {
+                format!(
+                    "creating {} (an existing CA is never overwritten)",
+                    path.display()
+                )
+            })?;
+        file.write_all(text.as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    println!(
+        "CA for group '{group}' written to {}/ca.crt and {}/ca.key; keep ca.key as secret as the hub's data",
+        dir.display(),
+        dir.display()
+    );
     Ok(())
 }

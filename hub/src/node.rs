@@ -27,24 +27,27 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tonic::service::interceptor::InterceptedService;
 
 use crate::admin::GroupService;
 use crate::config::{Bootstrap, ConfigError, NodeConfig, Timing};
 use crate::state::{Command, NodeId, SnapshotError, State};
 use crate::storage::{Identity, RaftStore};
 use crate::sync::presence::{self, PresenceBoard};
-use crate::transport::net::{self, NetError};
+use crate::transport::net::{self, HubPeersOnly, NetError, Security};
 use crate::transport::{PeerService, Transport};
 
 mod driver;
 mod errors;
 mod events;
 mod logging;
+mod security;
 mod status;
 mod waiters;
 
 pub use errors::{ProposeError, ReadError, StartError};
 pub(crate) use events::{EntryOutcome, Event, Proposal, ProposeReply};
+pub use security::CA_FILE;
 pub use status::{Leadership, NodeStatus, Role};
 
 #[cfg(test)]
@@ -71,6 +74,8 @@ struct Shared {
     failure: watch::Receiver<Option<String>>,
     transport: Arc<Transport>,
     presence: Arc<PresenceBoard>,
+    security: Security,
+    data_dir: std::path::PathBuf,
     stop: CancellationToken,
     thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     server: Mutex<Option<JoinHandle<()>>>,
@@ -134,13 +139,15 @@ impl Node {
         if !store.is_initialized()
             && let Some(members) = founding_members(&config, &address)
         {
-            store.apply_snapshot(&bootstrap_snapshot(members)?)?;
+            let ca = security::founding_ca(&config, members.len())?;
+            store.apply_snapshot(&bootstrap_snapshot(members, ca)?)?;
         }
         let applied = store.snapshot_metadata().index;
         let state = match applied {
             0 => State::default(),
             _ => State::from_snapshot(&store.snapshot_data()?)?,
         };
+        let security = security::node_security(&config, &address, &state)?;
         let sole_voter = store.snapshot_metadata().get_conf_state().voters == [config.id];
         let raft_config = raft::Config {
             id: config.id,
@@ -168,6 +175,7 @@ impl Node {
             config.faults.clone(),
             tokio::runtime::Handle::current(),
             events.clone(),
+            security.clone(),
         ));
         transport.set_members(&state.members);
         let (applied_tx, applied_rx) = watch::channel(applied);
@@ -188,6 +196,8 @@ impl Node {
                 failure: failure_rx,
                 transport: transport.clone(),
                 presence: Arc::default(),
+                security: security.clone(),
+                data_dir: config.data_dir.clone(),
                 stop: stop.clone(),
                 thread: Mutex::new(None),
                 server: Mutex::new(None),
@@ -200,15 +210,24 @@ impl Node {
             events: events.clone(),
             transport: transport.clone(),
         };
+        let peers_only = HubPeersOnly::new(&security);
         let router = net::server()
-            .add_service(
+            .add_service(InterceptedService::new(
                 RaftPeerServer::new(peers)
                     .max_decoding_message_size(net::MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(net::MAX_MESSAGE_BYTES),
-            )
-            .add_service(HubGroupServer::new(GroupService::new(handle.clone())))
-            .add_service(presence::server(handle.clone()));
-        let server = tokio::spawn(net::serve(router, listener, stop));
+                peers_only,
+            ))
+            .add_service(InterceptedService::new(
+                HubGroupServer::new(GroupService::new(handle.clone())),
+                peers_only,
+            ))
+            .add_service(InterceptedService::new(
+                presence::server(handle.clone()),
+                peers_only,
+            ));
+        let tls = security.tls().map(|tls| tls.peer_server());
+        let server = tokio::spawn(net::serve(router, listener, tls, stop));
 
         let driver = driver::Driver {
             raw,
@@ -277,7 +296,10 @@ fn founding_members(config: &NodeConfig, address: &str) -> Option<BTreeMap<NodeI
 
 /// The snapshot every founding member starts from: index 1, term 1, the founding voters, and a
 /// state that records their addresses. Identical on every founder, so their logs agree.
-fn bootstrap_snapshot(members: BTreeMap<NodeId, String>) -> Result<Snapshot, SnapshotError> {
+fn bootstrap_snapshot(
+    members: BTreeMap<NodeId, String>,
+    ca: Option<flotilla_pki::CaPem>,
+) -> Result<Snapshot, SnapshotError> {
     let mut snapshot = Snapshot::default();
     let meta = snapshot.mut_metadata();
     meta.index = 1;
@@ -286,7 +308,9 @@ fn bootstrap_snapshot(members: BTreeMap<NodeId, String>) -> Result<Snapshot, Sna
         members.keys().copied().collect::<Vec<_>>(),
         vec![],
     )));
-    snapshot.data = State::bootstrap(members).to_snapshot()?.into();
+    let mut state = State::bootstrap(members);
+    state.pki.ca = ca;
+    snapshot.data = state.to_snapshot()?.into();
     Ok(snapshot)
 }
 
@@ -310,6 +334,16 @@ impl NodeHandle {
     /// it leads (see `sync::presence`).
     pub fn presence(&self) -> &Arc<PresenceBoard> {
         &self.shared.presence
+    }
+
+    /// How this node's connections are protected: its TLS material, or plain.
+    pub fn security(&self) -> &Security {
+        &self.shared.security
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.shared.data_dir
     }
 
     /// The raft timers this node runs with.
@@ -369,7 +403,9 @@ impl NodeHandle {
         let mut last = ProposeError::NoLeader;
         while Instant::now() < deadline {
             for (member, address) in &others {
-                let Ok(mut client) = crate::admin::GroupClient::new(address) else {
+                let Ok(mut client) =
+                    crate::admin::GroupClient::with_security(address, &self.shared.security)
+                else {
                     continue;
                 };
                 match tokio::time::timeout_at(deadline, client.remove_member(id)).await {

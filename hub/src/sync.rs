@@ -16,7 +16,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_proto::v1::agent_sync_server::{AgentSync, AgentSyncServer};
-use flotilla_proto::v1::{AgentMessage, HubMessage};
+use flotilla_proto::v1::{
+    AgentCertificate, AgentMessage, HubMessage, RegisterRequest, RenewRequest,
+};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use tokio_stream::wrappers::ReceiverStream;
@@ -29,6 +31,7 @@ use crate::node::NodeHandle;
 mod chunk;
 mod counters;
 pub mod presence;
+pub mod register;
 mod reports;
 mod session;
 mod streams;
@@ -66,6 +69,8 @@ pub struct SyncConfig {
     pub presence_interval: Duration,
     /// When the leader's liveness controller marks clusters offline.
     pub liveness: LivenessConfig,
+    /// Lifetime of the client certificates `Register` and `Renew` issue.
+    pub agent_cert_lifetime: Duration,
 }
 
 impl Default for SyncConfig {
@@ -79,6 +84,7 @@ impl Default for SyncConfig {
             report_batch_interval: Duration::from_millis(250),
             presence_interval: Duration::from_secs(1),
             liveness: LivenessConfig::default(),
+            agent_cert_lifetime: flotilla_pki::DEFAULT_AGENT_CERT_LIFETIME,
         }
     }
 }
@@ -92,6 +98,12 @@ struct Shared {
     streams: Streams,
     reports: ReportBatcher,
     stop: CancellationToken,
+}
+
+impl Shared {
+    fn registration_lifetime(&self) -> Duration {
+        self.config.agent_cert_lifetime
+    }
 }
 
 /// The hub side of the agent protocol on one node.
@@ -178,5 +190,21 @@ impl AgentSync for SyncService {
     ) -> Result<Response<Self::SyncStream>, Status> {
         let stream = session::open(Arc::clone(&self.shared), request).await?;
         Ok(Response::new(stream))
+    }
+
+    async fn register(
+        &self,
+        request: Request<RegisterRequest>,
+    ) -> Result<Response<AgentCertificate>, Status> {
+        Ok(Response::new(
+            register::register(&self.shared, request).await?,
+        ))
+    }
+
+    async fn renew(
+        &self,
+        request: Request<RenewRequest>,
+    ) -> Result<Response<AgentCertificate>, Status> {
+        Ok(Response::new(register::renew(&self.shared, request).await?))
     }
 }

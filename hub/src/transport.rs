@@ -58,6 +58,7 @@ pub(crate) struct Transport {
     events: EventSender<Event>,
     links: Mutex<HashMap<NodeId, Link>>,
     stop: CancellationToken,
+    security: net::Security,
 }
 
 struct Link {
@@ -91,8 +92,10 @@ impl Transport {
         faults: Arc<FaultPlan>,
         runtime: tokio::runtime::Handle,
         events: EventSender<Event>,
+        security: net::Security,
     ) -> Self {
         Transport {
+            security,
             id,
             group,
             advertise,
@@ -198,7 +201,7 @@ impl Transport {
     fn open_link(&self, to: NodeId, address: &str) -> Option<Link> {
         // Called from the raft thread too: tonic spawns the channel's worker on the runtime.
         let _runtime = self.runtime.enter();
-        let channel = match net::channel(address) {
+        let channel = match net::channel(address, &self.security) {
             Ok(channel) => channel,
             Err(e) => {
                 tracing::warn!(to, error = %e, "cannot reach peer");

@@ -14,7 +14,11 @@ use anyhow::{Context, Result, bail};
 use support::{ProcessGroup, hub_bin, missing, write_all};
 
 fn cli(args: &[&str]) -> Result<String> {
-    let output = Process::new(hub_bin()).args(args).output()?;
+    // The group runs without TLS (see support/process.rs).
+    let output = Process::new(hub_bin())
+        .args(args)
+        .arg("--insecure")
+        .output()?;
     if !output.status.success() {
         bail!(
             "flotilla-hub {args:?} failed: {}",
@@ -91,6 +95,7 @@ async fn a_node_whose_log_lost_its_tail_never_diverges_silently() -> Result<()> 
                 "20",
                 "--election-ticks",
                 "10",
+                "--insecure",
             ])
             .args([
                 "--api-listen",

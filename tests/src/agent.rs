@@ -1,10 +1,12 @@
-//! `flotilla-agent run` processes, one per simulated cluster.
+//! `flotilla-agent run` processes, one per simulated cluster, registered with a bootstrap token
+//! and streaming with their own client certificate (or plain, with an `--insecure` hub).
 
 use std::process::Command;
 
 use tempfile::TempDir;
 
 use crate::binaries;
+use crate::hub::HubProcess;
 use crate::process::Process;
 use crate::sim::SimProcess;
 
@@ -17,12 +19,17 @@ pub struct AgentProcess {
 
 impl AgentProcess {
     /// Starts the agent of `cluster` (a context of the simulator's kubeconfig) streaming from
-    /// the hub at `hub`, with its own state directory.
-    pub fn start(hub: &str, cluster: &str, sim: &SimProcess) -> anyhow::Result<AgentProcess> {
+    /// `hub`, with its own state directory: registered with a fresh bootstrap token and the
+    /// hub's CA, or plain when the hub is insecure.
+    pub fn start(
+        hub: &HubProcess,
+        cluster: &str,
+        sim: &SimProcess,
+    ) -> anyhow::Result<AgentProcess> {
         let state = tempfile::tempdir()?;
         let mut command = Command::new(binaries::AGENT.path()?);
         command
-            .args(["run", "--hub", hub, "--cluster", cluster])
+            .args(["run", "--hub", hub.api(), "--cluster", cluster])
             .arg("--state-dir")
             .arg(state.path())
             .arg("--kubeconfig")
@@ -30,7 +37,20 @@ impl AgentProcess {
             .args(["--context", cluster])
             .env_remove("FLOTILLA_HUB")
             .env_remove("FLOTILLA_CLUSTER")
-            .env_remove("FLOTILLA_STATE_DIR");
+            .env_remove("FLOTILLA_STATE_DIR")
+            .env_remove("FLOTILLA_CA_FILE")
+            .env_remove("FLOTILLA_BOOTSTRAP_TOKEN");
+        match hub.credentials() {
+            Some(credentials) => {
+                command
+                    .arg("--ca-file")
+                    .arg(&credentials.ca_file)
+                    .args(["--bootstrap-token", &hub.bootstrap_token(cluster)?]);
+            }
+            None => {
+                command.arg("--insecure");
+            }
+        }
         let process = Process::spawn(format!("flotilla-agent ({cluster})"), command)?;
         Ok(AgentProcess {
             cluster: cluster.to_owned(),

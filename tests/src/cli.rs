@@ -1,6 +1,6 @@
 //! The real `flotilla` binary, run as an operator would.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use anyhow::{Context, bail};
@@ -12,23 +12,55 @@ use crate::binaries;
 #[derive(Debug, Clone)]
 pub struct Flotilla {
     hub: String,
+    ca_file: Option<PathBuf>,
+    token: Option<String>,
 }
 
 impl Flotilla {
-    /// Commands talk to the hub whose API listens at `hub`.
+    /// Commands talk to the hub whose API listens at `hub`, without TLS (an `--insecure`
+    /// hub, or commands that need no hub) until [`Flotilla::with_credentials`].
     pub fn new(hub: &str) -> Flotilla {
         Flotilla {
             hub: hub.to_owned(),
+            ca_file: None,
+            token: None,
         }
+    }
+
+    /// Talks TLS trusting `ca_file`, authenticated with `token`.
+    pub fn with_credentials(mut self, ca_file: &Path, token: &str) -> Flotilla {
+        self.ca_file = Some(ca_file.to_owned());
+        self.token = Some(token.to_owned());
+        self
+    }
+
+    /// `flotilla ARGS` with the hub's address and credentials in its environment.
+    pub fn command(&self, args: &[&str]) -> anyhow::Result<std::process::Command> {
+        let mut command = std::process::Command::new(binaries::FLOTILLA.path()?);
+        command.args(args).env("FLOTILLA_HUB", &self.hub);
+        match (&self.ca_file, &self.token) {
+            (Some(ca_file), token) => {
+                command
+                    .env("FLOTILLA_CA_FILE", ca_file)
+                    .env_remove("FLOTILLA_INSECURE");
+                match token {
+                    Some(token) => command.env("FLOTILLA_TOKEN", token),
+                    None => command.env_remove("FLOTILLA_TOKEN"),
+                };
+            }
+            (None, _) => {
+                command
+                    .env("FLOTILLA_INSECURE", "1")
+                    .env_remove("FLOTILLA_CA_FILE")
+                    .env_remove("FLOTILLA_TOKEN");
+            }
+        }
+        Ok(command)
     }
 
     /// Runs `flotilla ARGS` with `FLOTILLA_HUB` set, in `dir` when given.
     pub async fn run_in(&self, dir: Option<&Path>, args: &[&str]) -> anyhow::Result<Output> {
-        let mut command = tokio::process::Command::new(binaries::FLOTILLA.path()?);
-        command
-            .args(args)
-            .env("FLOTILLA_HUB", &self.hub)
-            .env_remove("FLOTILLA_TOKEN");
+        let mut command = tokio::process::Command::from(self.command(args)?);
         if let Some(dir) = dir {
             command.current_dir(dir);
         }

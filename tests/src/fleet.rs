@@ -70,12 +70,15 @@ impl Fleet {
             clusters_file,
             poll_interval: options.poll_interval.clone(),
             webhook_secret: options.webhook_secret.clone(),
+            insecure: false,
         })?;
+        // The hub's leader registers the inventory's clusters; their tokens need them.
+        wait_registered(&hub, &names).await?;
         let agents = names
             .iter()
-            .map(|name| AgentProcess::start(hub.api(), name, &sim))
+            .map(|name| AgentProcess::start(&hub, name, &sim))
             .collect::<anyhow::Result<Vec<_>>>()?;
-        let cli = Flotilla::new(hub.api());
+        let cli = hub.cli();
         Ok(Fleet {
             sim,
             hub,
@@ -200,4 +203,27 @@ pub fn rollout_problems(status: &Value, commit: &str, clusters: &[&str]) -> Vec<
 /// A commit id as tables show it.
 pub fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
+}
+
+/// Waits until the hub lists every one of `names` (`flotilla clusters`).
+async fn wait_registered(hub: &HubProcess, names: &[&str]) -> anyhow::Result<()> {
+    let cli = hub.cli();
+    crate::wait::until(
+        "the inventory's clusters registered",
+        crate::wait::PATIENCE,
+        || async {
+            let listed = cli.json(&["clusters"]).await?;
+            let missing: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|name| !listed.to_string().contains(&format!("\"{name}\"")))
+                .collect();
+            Ok(if missing.is_empty() {
+                crate::wait::Probe::Done(())
+            } else {
+                crate::wait::Probe::NotYet(format!("not yet registered: {missing:?}"))
+            })
+        },
+    )
+    .await
 }

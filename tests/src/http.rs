@@ -1,4 +1,5 @@
-//! Plain HTTP requests (the simulator's admin API, the hub's webhook), over hyper.
+//! HTTP requests (the simulator's admin API) and HTTPS requests trusting one CA (the hub's
+//! webhook and dashboard), over hyper.
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -29,6 +30,52 @@ pub async fn request(
     }
     let response = client
         .request(builder.body(Full::new(Bytes::from(body)))?)
+        .await
+        .map_err(|e| anyhow::anyhow!("{method} {url}: {e}"))?;
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await?.to_bytes();
+    Ok(Answer {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+    })
+}
+
+/// Sends `method url` over HTTPS (HTTP/1.1), trusting only the CA certificate in `ca_file`,
+/// as a Git host or a browser given the hub's CA does. Any answer is returned.
+pub async fn request_tls(
+    ca_file: &std::path::Path,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Vec<u8>,
+) -> anyhow::Result<Answer> {
+    use anyhow::Context;
+
+    let uri: http::Uri = url.parse()?;
+    let host = uri.host().context("the URL names no host")?.to_owned();
+    let port = uri.port_u16().unwrap_or(443);
+    let ca = std::fs::read_to_string(ca_file)
+        .with_context(|| format!("reading {}", ca_file.display()))?;
+    let mut config = flotilla_pki::client_config(&flotilla_pki::TrustRoot::from_pem(&ca)?, None)?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from(host.clone())?;
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .with_context(|| format!("TLS handshake with {host}:{port}"))?;
+    let (mut sender, connection) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tls)).await?;
+    tokio::spawn(connection);
+    let mut builder = http::Request::builder()
+        .method(method)
+        .uri(uri.path_and_query().map_or("/", |p| p.as_str()))
+        .header("host", format!("{host}:{port}"));
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = sender
+        .send_request(builder.body(Full::new(Bytes::from(body)))?)
         .await
         .map_err(|e| anyhow::anyhow!("{method} {url}: {e}"))?;
     let status = response.status().as_u16();

@@ -1,6 +1,7 @@
-//! A single-node `flotilla-hub` process following a Git repository, on free ports.
+//! A single-node `flotilla-hub` process following a Git repository, on free ports: with TLS
+//! (the CA it creates, `<data-dir>/ca.crt`) and its first admin token, as a real hub starts.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -8,6 +9,7 @@ use anyhow::Context;
 use tempfile::TempDir;
 
 use crate::binaries;
+use crate::cli::Flotilla;
 use crate::process::Process;
 
 /// How a hub process is started.
@@ -21,6 +23,8 @@ pub struct HubOptions {
     pub poll_interval: String,
     /// The secret webhooks must be signed with.
     pub webhook_secret: Option<String>,
+    /// Start it with `--insecure` (no TLS, no tokens) instead.
+    pub insecure: bool,
 }
 
 /// A running hub, killed when dropped.
@@ -28,7 +32,17 @@ pub struct HubProcess {
     process: Process,
     api: String,
     http: String,
-    _data: TempDir,
+    credentials: Option<HubCredentials>,
+    data: TempDir,
+}
+
+/// What a client needs to talk to a hub with TLS.
+#[derive(Debug, Clone)]
+pub struct HubCredentials {
+    /// The hub's CA certificate file.
+    pub ca_file: PathBuf,
+    /// The first admin token.
+    pub token: String,
 }
 
 impl HubProcess {
@@ -54,6 +68,9 @@ impl HubProcess {
         if let Some(secret) = &options.webhook_secret {
             command.args(["--webhook-secret", secret]);
         }
+        if options.insecure {
+            command.arg("--insecure");
+        }
         let process = Process::spawn("flotilla-hub", command)?;
         let wait = Duration::from_secs(30);
         let api = process.wait_for_stdout("its API address", wait, |l| {
@@ -68,12 +85,56 @@ impl HubProcess {
                 .map(str::to_owned)
                 .with_context(|| format!("no address in {line:?}"))
         };
+        let credentials = if options.insecure {
+            None
+        } else {
+            Some(credentials(data.path(), wait)?)
+        };
         Ok(HubProcess {
             api: address(&api, "api listening on ")?,
             http: address(&http, "http listening on ")?,
+            credentials,
             process,
-            _data: data,
+            data,
         })
+    }
+
+    /// The CA file and admin token clients use; `None` for an insecure hub.
+    pub fn credentials(&self) -> Option<&HubCredentials> {
+        self.credentials.as_ref()
+    }
+
+    /// The `flotilla` CLI pointed at this hub, with its CA and admin token.
+    pub fn cli(&self) -> Flotilla {
+        let cli = Flotilla::new(&self.api);
+        match &self.credentials {
+            Some(credentials) => cli.with_credentials(&credentials.ca_file, &credentials.token),
+            None => cli,
+        }
+    }
+
+    /// The hub's data directory.
+    pub fn data_dir(&self) -> &Path {
+        self.data.path()
+    }
+
+    /// A new one-time bootstrap token for `cluster`'s agent (`flotilla cluster token`).
+    pub fn bootstrap_token(&self, cluster: &str) -> anyhow::Result<String> {
+        let output = self
+            .cli()
+            .command(&["cluster", "token", cluster, "-o", "json"])?
+            .output()?;
+        if !output.status.success() {
+            anyhow::bail!(
+                "flotilla cluster token {cluster}: {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let answer: serde_json::Value = serde_json::from_slice(&output.stdout)?;
+        answer["token"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("no token in {answer}"))
     }
 
     /// The API listener (agents, the CLI).
@@ -94,5 +155,30 @@ impl HubProcess {
     /// The hub's process.
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
+    }
+}
+
+/// The CA file and the first admin token a new hub writes into its data directory.
+fn credentials(data: &Path, wait: Duration) -> anyhow::Result<HubCredentials> {
+    let ca_file = data.join("ca.crt");
+    let token_file = data.join("admin-token");
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        if let (true, Ok(token)) = (ca_file.is_file(), std::fs::read_to_string(&token_file))
+            && !token.trim().is_empty()
+        {
+            return Ok(HubCredentials {
+                ca_file,
+                token: token.trim().to_owned(),
+            });
+        }
+        if std::time::Instant::now() > deadline {
+            anyhow::bail!(
+                "the hub wrote no {} and {} within {wait:?}",
+                ca_file.display(),
+                token_file.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -47,9 +47,11 @@ async fn a_webhook_brings_a_commit_to_every_cluster_without_the_poll() -> Result
     assert!(!listed, "the hub fetched without a webhook: {revisions}");
 
     let body = br#"{"ref":"refs/heads/main","after":"0000000000000000000000000000000000000000"}"#;
-    let answer = flotilla_tests::http::request(
+    let ca_file = &fleet.hub.credentials().context("a hub with TLS")?.ca_file;
+    let answer = flotilla_tests::http::request_tls(
+        ca_file,
         "POST",
-        &format!("http://{}/webhook", fleet.hub.http()),
+        &format!("https://{}/webhook", fleet.hub.http()),
         &[
             ("content-type", "application/json"),
             ("x-github-event", "push"),

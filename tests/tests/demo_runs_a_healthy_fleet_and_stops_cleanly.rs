@@ -56,13 +56,16 @@ async fn the_demo_prints_its_environment_reaches_healthy_and_stops_on_sigterm() 
     })?;
     let banner = demo.stdout();
     let hub = exported(&banner, "FLOTILLA_HUB")?;
+    let ca_file = PathBuf::from(exported(&banner, "FLOTILLA_CA_FILE")?);
+    let token = exported(&banner, "FLOTILLA_TOKEN")?;
     let kubeconfig = PathBuf::from(exported(&banner, "KUBECONFIG")?);
     let data = PathBuf::from(row(&banner, "data")?);
     let dashboard = row(&banner, "dashboard")?;
     assert!(data.is_dir(), "{} is not a directory", data.display());
     assert!(kubeconfig.starts_with(&data), "{}", kubeconfig.display());
 
-    let cli = Flotilla::new(&hub);
+    // The exported environment is all a client needs: the hub runs with TLS and tokens.
+    let cli = Flotilla::new(&hub).with_credentials(&ca_file, &token);
     let status = wait::until(
         "every cluster of the demo Healthy",
         wait::PATIENCE,
@@ -106,7 +109,8 @@ async fn the_demo_prints_its_environment_reaches_healthy_and_stops_on_sigterm() 
         "prod runs three web replicas"
     );
 
-    let page = flotilla_tests::http::request("GET", &dashboard, &[], Vec::new()).await?;
+    let page =
+        flotilla_tests::http::request_tls(&ca_file, "GET", &dashboard, &[], Vec::new()).await?;
     assert_eq!(page.status, 200, "{dashboard}: {}", page.body);
 
     let exit = tokio::task::block_in_place(|| demo.terminate(Duration::from_secs(30)))?;

@@ -62,6 +62,7 @@ pub(crate) fn to_wire(report: &Report) -> Option<proto::Report> {
             event: Some(Wire::Removed(proto::BundleRemoved {
                 pruned: u32::try_from(*pruned).unwrap_or(u32::MAX),
             })),
+            cluster: String::new(),
         }),
         _ => report.to_proto(),
     }
@@ -105,6 +106,7 @@ pub(crate) fn snapshot(status: &[BundleStatus], at_ms: i64) -> Vec<proto::Report
                         })
                         .collect(),
                 })),
+                cluster: String::new(),
             }
         })
         .collect()

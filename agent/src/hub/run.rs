@@ -9,6 +9,10 @@ use std::time::Duration;
 use crate::clock::SystemClock;
 use crate::engine::{Engine, EngineConfig, EngineError};
 
+use flotilla_pki::CredentialStore;
+use tokio_util::sync::CancellationToken;
+
+use super::identity::{AgentIdentity, IdentityError, read_ca_file, renew_loop};
 use super::{Backoff, HubLink, LinkConfig, LinkError, ThreadRandom};
 
 /// Arguments of `flotilla-agent run`.
@@ -50,6 +54,17 @@ pub struct RunArgs {
     /// Longest pause between reconnection attempts, e.g. `10s`.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub max_backoff: Duration,
+    /// The hub's CA certificate (its `<data-dir>/ca.crt`): the only root the agent trusts.
+    /// Needed to register; afterwards the state directory keeps it.
+    #[arg(long, env = "FLOTILLA_CA_FILE", value_name = "FILE")]
+    pub ca_file: Option<PathBuf>,
+    /// The one-time token `flotilla cluster add` printed, to register the agent and get its
+    /// client certificate (kept in --state-dir). Not needed once registered.
+    #[arg(long, env = "FLOTILLA_BOOTSTRAP_TOKEN", hide_env_values = true)]
+    pub bootstrap_token: Option<String>,
+    /// Speak plain HTTP/2 to a hub started with --insecure (no TLS, no certificate).
+    #[arg(long, conflicts_with_all = ["ca_file", "bootstrap_token"])]
+    pub insecure: bool,
 }
 
 /// Why `run` failed.
@@ -72,6 +87,15 @@ pub enum RunError {
     /// The source directory could not be followed (`--source-dir`).
     #[error(transparent)]
     Source(Box<crate::local::LocalError>),
+    /// The agent has no usable certificate and could not register.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// TLS needs a state directory to keep the agent's key and certificate.
+    #[error(
+        "--state-dir is required: the agent keeps its key and certificate there (or pass \
+         --insecure for a hub started with --insecure)"
+    )]
+    NoStateDir,
 }
 
 fn from_file(path: &Option<PathBuf>) -> String {
@@ -165,6 +189,29 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
     // Without --source-dir, clap requires --cluster.
     let cluster = args.cluster.clone().unwrap_or_default();
     let mut config = LinkConfig::new(args.hub.clone(), cluster.clone());
+    let renewal = CancellationToken::new();
+    if !args.insecure {
+        let dir = args.state_dir.as_deref().ok_or(RunError::NoStateDir)?;
+        let ca_pem = args.ca_file.as_deref().map(read_ca_file).transpose()?;
+        let identity = AgentIdentity::establish(
+            CredentialStore::in_dir(dir),
+            &cluster,
+            &args.hub,
+            ca_pem.as_deref(),
+            args.bootstrap_token.as_deref(),
+        )
+        .await?;
+        tokio::spawn(renew_loop(
+            Arc::clone(&identity),
+            args.hub.clone(),
+            renewal.clone(),
+        ));
+        config.identity = Some(identity);
+    } else {
+        tracing::warn!(
+            "--insecure: streaming without TLS; use it only with a local --insecure hub"
+        );
+    }
     config.heartbeat_interval = args.heartbeat_interval;
     config.backoff = Backoff {
         max: args.max_backoff,
@@ -179,6 +226,7 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
     tracing::info!(cluster = %cluster, hubs = ?args.hub, "agent running");
     shutdown.await;
     tracing::info!("stopping");
+    renewal.cancel();
     link.shutdown().await;
     logger.abort();
     if let Ok(engine) = Arc::try_unwrap(engine) {

@@ -49,15 +49,26 @@ fn ended(welcomed: bool, reason: impl Into<String>) -> Outcome {
 
 /// The endpoint of a hub node, from `HOST:PORT` or a URL.
 pub(super) fn endpoint(address: &str, config: &LinkConfig) -> Result<Endpoint, LinkError> {
-    let url = if address.contains("://") {
-        address.to_owned()
-    } else {
-        format!("http://{address}")
+    let endpoint = match &config.identity {
+        // TLS, presenting the agent's current certificate.
+        Some(identity) => identity
+            .endpoint(address)
+            .map_err(|detail| LinkError::BadAddress {
+                address: address.to_owned(),
+                detail,
+            })?,
+        None => {
+            let url = if address.contains("://") {
+                address.to_owned()
+            } else {
+                format!("http://{address}")
+            };
+            Endpoint::from_shared(url).map_err(|e| LinkError::BadAddress {
+                address: address.to_owned(),
+                detail: e.to_string(),
+            })?
+        }
     };
-    let endpoint = Endpoint::from_shared(url).map_err(|e| LinkError::BadAddress {
-        address: address.to_owned(),
-        detail: e.to_string(),
-    })?;
     Ok(endpoint
         .connect_timeout(config.connect_timeout)
         .tcp_nodelay(true)

@@ -12,6 +12,10 @@ pub(super) struct Banner {
     pub(super) api: SocketAddr,
     /// The hub's HTTP listener.
     pub(super) http: SocketAddr,
+    /// The hub's CA certificate, which clients trust.
+    pub(super) ca_file: PathBuf,
+    /// The hub's first admin token.
+    pub(super) token: String,
     /// Kubeconfig of the simulated clusters.
     pub(super) kubeconfig: PathBuf,
     /// The repository the hub follows.
@@ -34,10 +38,11 @@ pub(super) struct Banner {
 
 impl Banner {
     /// The variables another terminal exports to use the demo with `flotilla` and `kubectl`.
-    /// Credentials (a token, the hub's CA) join this list when the hub requires them.
     pub(super) fn environment(&self) -> Vec<(&'static str, String)> {
         vec![
             ("FLOTILLA_HUB", self.api.to_string()),
+            ("FLOTILLA_CA_FILE", self.ca_file.display().to_string()),
+            ("FLOTILLA_TOKEN", self.token.clone()),
             ("KUBECONFIG", self.kubeconfig.display().to_string()),
         ]
     }
@@ -57,8 +62,9 @@ impl Banner {
         };
         let rows = [
             ("hub API", self.api.to_string()),
-            ("dashboard", format!("http://{}/", self.http)),
-            ("metrics", format!("http://{}/metrics", self.http)),
+            ("dashboard", format!("https://{}/", self.http)),
+            ("metrics", format!("https://{}/metrics", self.http)),
+            ("hub CA", self.ca_file.display().to_string()),
             (
                 "repository",
                 format!(

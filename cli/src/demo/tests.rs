@@ -159,6 +159,8 @@ fn banner(dir: &str) -> Banner {
     Banner {
         api: "127.0.0.1:7071".parse().unwrap(),
         http: "127.0.0.1:7080".parse().unwrap(),
+        ca_file: root.join("hub/ca.crt"),
+        token: "flt_0123456789abcdef_secret".into(),
         kubeconfig: root.join("kubeconfig"),
         repo: root.join("repo"),
         poll_interval: Duration::from_secs(2),
@@ -182,7 +184,12 @@ fn the_banner_prints_the_environment_to_export_and_what_to_try() {
         text.contains("\n  export KUBECONFIG=/tmp/flotilla-demo-x/kubeconfig\n"),
         "{text}"
     );
-    assert!(text.contains("http://127.0.0.1:7080/"), "{text}");
+    assert!(
+        text.contains("\n  export FLOTILLA_CA_FILE=/tmp/flotilla-demo-x/hub/ca.crt\n")
+            && text.contains("\n  export FLOTILLA_TOKEN=flt_0123456789abcdef_secret\n"),
+        "{text}"
+    );
+    assert!(text.contains("https://127.0.0.1:7080/"), "{text}");
     assert!(text.contains("cd /tmp/flotilla-demo-x/repo"), "{text}");
     assert!(text.contains("git commit -am"), "{text}");
     assert!(text.contains("flotilla status --watch"), "{text}");

@@ -81,6 +81,8 @@ impl SimFleet {
                 .arg("--kubeconfig")
                 .arg(&kubeconfig)
                 .args(["--context", &cluster, "--heartbeat-interval", "200ms"])
+                // The CLI tests' hub runs --insecure (see hub.rs).
+                .arg("--insecure")
                 .arg("--state-dir")
                 .arg(dir.path().join(&cluster))
                 .env("RUST_LOG", "warn")

@@ -136,6 +136,8 @@ impl HubProcess {
             .arg("--data-dir")
             .arg(data.path())
             .args(["--repo", &repo.url(), "--poll-interval", "200ms"])
+            // The CLI's commands against a hub; TLS and tokens have their own tests.
+            .arg("--insecure")
             .arg("--clusters")
             .arg(clusters)
             .stdout(Stdio::piped())
@@ -169,6 +171,7 @@ impl HubProcess {
         Ok(Command::new(env!("CARGO_BIN_EXE_flotilla"))
             .args(args)
             .env("FLOTILLA_HUB", &self.api)
+            .env("FLOTILLA_INSECURE", "1")
             .output()?)
     }
 

@@ -67,12 +67,13 @@ pub(super) fn relabel(
     Ok(())
 }
 
-pub(super) fn remove(state: &mut State, name: &str, _at: Timestamp) -> Result<(), CommandError> {
+pub(super) fn remove(state: &mut State, name: &str, at: Timestamp) -> Result<(), CommandError> {
     if state.clusters.remove(name).is_none() {
         return Err(CommandError::UnknownCluster(name.to_owned()));
     }
     state.health.retain(|key, _| key.cluster != name);
     state.access.bootstrap.retain(|_, t| t.cluster != name);
+    super::pki::revoke_cluster(state, name, at);
     super::source::drop_cluster(state, name);
     Ok(())
 }

@@ -163,7 +163,7 @@ impl Reporter {
         };
         let client = match &self.channel {
             Some((known, client)) if *known == address => client.clone(),
-            _ => match net::channel(&address) {
+            _ => match net::channel(&address, node.security()) {
                 Ok(channel) => {
                     let client = HubPresenceClient::new(channel);
                     self.channel = Some((address.clone(), client.clone()));

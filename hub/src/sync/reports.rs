@@ -96,6 +96,11 @@ pub(super) enum ReportError {
 }
 
 impl BundleReports {
+    /// The cluster whose reports these are.
+    pub(super) fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
     /// Starts from what the replicated state records for `cluster`.
     pub(super) fn new(cluster: &str, state: &State) -> Self {
         let from = HealthKey {

@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_core::ContentHash;
+use flotilla_pki::PeerCertificate;
 use flotilla_proto::v1::{
     AgentMessage, BundleRemoval, HeldBundle, Hello, HubMessage, Welcome, agent_message, hub_message,
 };
@@ -22,10 +23,10 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Status, Streaming};
 
-use super::Shared;
 use super::chunk::{self, MIN_AGENT_MESSAGE_BYTES};
 use super::reports::BundleReports;
 use super::streams::StreamGuard;
+use super::{Shared, register};
 use crate::state::State;
 use crate::state::source::Blob;
 
@@ -45,8 +46,15 @@ pub(super) async fn open(
     shared: Arc<Shared>,
     request: Request<Streaming<AgentMessage>>,
 ) -> Result<ReceiverStream<Result<HubMessage, Status>>, Status> {
+    let certificate = match register::caller(&shared, &request) {
+        Ok(certificate) => certificate,
+        Err(status) => {
+            shared.counters.stream_refused();
+            return Err(status);
+        }
+    };
     let mut inbound = request.into_inner();
-    let hello = match read_hello(&shared, &mut inbound).await {
+    let hello = match read_hello(&shared, &mut inbound, certificate.as_ref()).await {
         Ok(hello) => hello,
         Err(status) => {
             shared.counters.stream_refused();
@@ -72,8 +80,9 @@ pub(super) async fn open(
         reports,
         Arc::clone(&heard),
         ended.clone(),
+        out.clone(),
     ));
-    tokio::spawn(write(shared, hello, guard, out, heard, ended));
+    tokio::spawn(write(shared, hello, certificate, guard, out, heard, ended));
     Ok(ReceiverStream::new(rx))
 }
 
@@ -82,6 +91,7 @@ pub(super) async fn open(
 async fn read_hello(
     shared: &Shared,
     inbound: &mut Streaming<AgentMessage>,
+    certificate: Option<&PeerCertificate>,
 ) -> Result<Hello, Status> {
     let first = tokio::time::timeout(shared.config.hello_timeout, inbound.message())
         .await
@@ -97,6 +107,9 @@ async fn read_hello(
     };
     check_hello(&hello)?;
     catch_up(shared, hello.known_index).await?;
+    if let Some(certificate) = certificate {
+        check_identity(shared, certificate, &hello).await?;
+    }
     if !shared.node.state().clusters.contains_key(&hello.cluster) {
         return Err(Status::not_found(format!(
             "cluster '{}' is not registered with this hub; register it (flotilla cluster add {}) \
@@ -107,8 +120,51 @@ async fn read_hello(
     Ok(hello)
 }
 
-/// The identity and limits a hello declares. The cluster name is taken from the hello; when
-/// agents present client certificates, this is where the certificate's cluster must match it.
+/// On a TLS hub the cluster is the verified certificate's, never the hello's: a certificate that
+/// no longer stands (cluster removed, serial revoked) is refused, and so is a hello naming
+/// another cluster, which is audited as an impersonation attempt.
+async fn check_identity(
+    shared: &Shared,
+    certificate: &PeerCertificate,
+    hello: &Hello,
+) -> Result<(), Status> {
+    let actor = format!("agent:{}", certificate.identity);
+    let checked =
+        register::certificate_cluster(&shared.node.state(), certificate, shared.clock.now());
+    let cluster = match checked {
+        Ok(cluster) => cluster,
+        Err(status) => {
+            register::audit(
+                shared,
+                &actor,
+                "agent.sync",
+                &format!("cluster/{}", hello.cluster),
+                status.message(),
+            )
+            .await;
+            return Err(status);
+        }
+    };
+    if hello.cluster != cluster {
+        let status = Status::permission_denied(format!(
+            "the hello names cluster '{}', but the agent's certificate is for cluster '{cluster}'",
+            hello.cluster
+        ));
+        register::audit(
+            shared,
+            &actor,
+            "agent.sync",
+            &format!("cluster/{}", hello.cluster),
+            status.message(),
+        )
+        .await;
+        return Err(status);
+    }
+    Ok(())
+}
+
+/// The identity and limits a hello declares. On an insecure hub the cluster name is taken from
+/// the hello; with TLS, `check_identity` has matched it against the certificate.
 fn check_hello(hello: &Hello) -> Result<(), Status> {
     if hello.cluster.is_empty() {
         return Err(Status::invalid_argument("hello names no cluster"));
@@ -156,6 +212,7 @@ async fn read(
     mut reports: BundleReports,
     heard: Arc<Mutex<Instant>>,
     ended: CancellationToken,
+    out: Outbound,
 ) {
     loop {
         let message = tokio::select! {
@@ -174,6 +231,21 @@ async fn read(
         shared.counters.received(&message);
         match message.kind {
             Some(agent_message::Kind::Reports(batch)) => {
+                if let Some(other) = batch.reports.iter().find(|report| {
+                    !report.cluster.is_empty() && report.cluster != reports.cluster()
+                }) {
+                    let status = Status::permission_denied(format!(
+                        "a report for cluster '{}' on the stream of cluster '{}'",
+                        other.cluster,
+                        reports.cluster()
+                    ));
+                    let actor = format!("agent:cluster {}", reports.cluster());
+                    let target = format!("cluster/{}", other.cluster);
+                    register::audit(&shared, &actor, "agent.report", &target, status.message())
+                        .await;
+                    let _ = out.send(Err(status)).await;
+                    break;
+                }
                 for report in &batch.reports {
                     match reports.fold(report) {
                         Ok(state) => shared.reports.submit(state),
@@ -200,6 +272,7 @@ async fn read(
 struct Writer {
     shared: Arc<Shared>,
     cluster: String,
+    certificate: Option<PeerCertificate>,
     out: Outbound,
     held: BTreeMap<String, ContentHash>,
     chunk_size: usize,
@@ -222,6 +295,7 @@ enum End {
 async fn write(
     shared: Arc<Shared>,
     hello: Hello,
+    certificate: Option<PeerCertificate>,
     guard: StreamGuard,
     out: Outbound,
     heard: Arc<Mutex<Instant>>,
@@ -234,6 +308,7 @@ async fn write(
     let mut writer = Writer {
         shared: Arc::clone(&shared),
         cluster: hello.cluster.clone(),
+        certificate,
         out,
         held: hello
             .held
@@ -359,6 +434,14 @@ impl Writer {
     fn desired(&self) -> Result<Desired, End> {
         let state = self.shared.node.state();
         let index = state.applied();
+        // Checked at every state change, so a removed cluster's stream (or one whose
+        // certificate was revoked) ends as soon as this node applies the change.
+        if let Some(certificate) = &self.certificate
+            && let Err(status) =
+                register::certificate_cluster(&state, certificate, self.shared.clock.now())
+        {
+            return Err(End::Status(status));
+        }
         Desired::read(&state, index, &self.cluster, &self.held).ok_or_else(|| {
             End::Status(Status::permission_denied(format!(
                 "cluster '{}' was removed from the fleet",
@@ -463,6 +546,15 @@ impl Writer {
     }
 
     async fn heartbeat(&self) -> Option<End> {
+        if let Some(certificate) = &self.certificate
+            && let Err(status) = register::certificate_cluster(
+                &self.shared.node.state(),
+                certificate,
+                self.shared.clock.now(),
+            )
+        {
+            return Some(End::Status(status));
+        }
         let sent_at_ms = i64::try_from(self.shared.clock.now().0).unwrap_or(i64::MAX);
         self.send(HubMessage {
             kind: Some(hub_message::Kind::Heartbeat(

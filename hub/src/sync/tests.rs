@@ -86,6 +86,7 @@ fn report(bundle: &str, hash: &str, at_ms: i64, event: proto::report::Event) -> 
         content_hash: hash.into(),
         at_ms,
         event: Some(event),
+        cluster: String::new(),
     }
 }
 

@@ -67,6 +67,8 @@ impl HubProcesses {
                 .args(["--api-listen", &group.apis[&id]])
                 .args(["--http-listen", "127.0.0.1:0"])
                 .args(["--tick-ms", "20", "--election-ticks", "10"])
+                // These tests are about consensus and failover; TLS has its own tests.
+                .arg("--insecure")
                 .args(extra)
                 .env("RUST_LOG", "warn")
                 .stdout(std::process::Stdio::null())

@@ -89,6 +89,8 @@ impl ProcessGroup {
             .arg(ELECTION_TICKS.to_string())
             .arg("--compact-after")
             .arg("50")
+            // Consensus on real processes; TLS between nodes has its own tests.
+            .arg("--insecure")
             // Every process on its own free API and HTTP ports, not the defaults.
             .args([
                 "--api-listen",

@@ -88,6 +88,8 @@ impl Group {
             .arg(&self.addresses[&id])
             .arg("--peers")
             .arg(peers.join(","))
+            // Consensus figures, comparable with earlier runs: peers without TLS.
+            .arg("--insecure")
             // Free API and HTTP ports: three processes share this machine.
             .args([
                 "--api-listen",

@@ -98,6 +98,8 @@ impl Group {
                 .arg("--data-dir")
                 .arg(group.dir.path().join(format!("node-{id}")))
                 .args(["--listen", &group.peers[&id], "--peers", &peers.join(",")])
+                // Protocol figures, comparable with earlier runs: agents without TLS.
+                .arg("--insecure")
                 .args([
                     "--api-listen",
                     &group.apis[&id],

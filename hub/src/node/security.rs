@@ -1,0 +1,138 @@
+//! Which CA a node uses and the certificate it issues itself at start.
+//!
+//! The CA lives in the replicated state from the group's first entry: the founders' bootstrap
+//! snapshot carries it. A single founder creates one unless an operator gave one; founders of
+//! a larger group must all be given the same one (they need to trust each other before raft can
+//! replicate anything), and so must a node that joins (it needs a certificate before it can
+//! catch up). Every later start takes it from the state.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::SystemTime;
+
+use flotilla_pki::{CaPem, GroupCa};
+
+use crate::config::{ConfigError, NodeConfig, SecurityConfig};
+use crate::state::State;
+use crate::transport::net::{self, NetError, NodeTls, Security};
+
+use super::StartError;
+
+/// File every node writes the CA certificate to, in its data dir, for clients to trust.
+pub const CA_FILE: &str = "ca.crt";
+
+/// The CA a founding member puts in the bootstrap snapshot: the operator's, or a new one when
+/// it founds the group alone. `None` for an insecure group.
+pub(super) fn founding_ca(
+    config: &NodeConfig,
+    founders: usize,
+) -> Result<Option<CaPem>, StartError> {
+    let SecurityConfig::Tls(tls) = &config.security else {
+        return Ok(None);
+    };
+    if let Some(ca) = &tls.ca {
+        return Ok(Some(ca.clone()));
+    }
+    if founders > 1 {
+        return Err(ConfigError::Invalid {
+            field: "--ca-cert / --ca-key",
+            problem: format!(
+                "the {founders} founders of a group must trust one CA before they can talk: create \
+                 one with `flotilla-hub ca create --out DIR` and start every founder with \
+                 --ca-cert DIR/ca.crt --ca-key DIR/ca.key"
+            ),
+        }
+        .into());
+    }
+    let ca = GroupCa::generate(&config.group, SystemTime::now())
+        .map_err(|e| NetError::Tls(format!("cannot create the group CA: {e}")))?;
+    tracing::info!(group = %config.group, "created the group's CA");
+    Ok(Some(ca.to_pem()))
+}
+
+/// The node's TLS material: the group's CA (from the state, else the operator's files) and a
+/// fresh certificate for this node's names; the CA certificate is written to `DATA/ca.crt`.
+pub(super) fn node_security(
+    config: &NodeConfig,
+    address: &str,
+    state: &State,
+) -> Result<Security, StartError> {
+    let SecurityConfig::Tls(tls) = &config.security else {
+        return Ok(Security::Plain);
+    };
+    let ca = match (&state.pki.ca, &tls.ca) {
+        (Some(group), Some(given)) if group.certificate != given.certificate => {
+            return Err(ConfigError::Invalid {
+                field: "--ca-cert / --ca-key",
+                problem: format!(
+                    "the group's CA (in {}) is not the one given; start without --ca-cert/--ca-key \
+                     or with the group's own CA",
+                    config.data_dir.display()
+                ),
+            }
+            .into());
+        }
+        (Some(group), _) => group.clone(),
+        (None, Some(given)) => given.clone(),
+        (None, None) => {
+            return Err(ConfigError::Invalid {
+                field: "--ca-cert / --ca-key",
+                problem: "this node has no CA yet (it joins a group, or its group was founded \
+                          with --insecure): start it with the group's --ca-cert and --ca-key"
+                    .into(),
+            }
+            .into());
+        }
+    };
+    let ca = GroupCa::from_pem(&ca).map_err(|e| NetError::Tls(format!("the group's CA: {e}")))?;
+    let names = certificate_names(address, &config.listen, &tls.names);
+    let node_tls = NodeTls::issue(
+        ca,
+        config.id,
+        &names,
+        tls.node_cert_lifetime,
+        SystemTime::now(),
+    )?;
+    write_ca_file(&config.data_dir, node_tls.ca_pem())?;
+    tracing::info!(
+        node = config.id,
+        names = %names.join(","),
+        ca = %config.data_dir.join(CA_FILE).display(),
+        "TLS on: node certificate issued by the group's CA"
+    );
+    Ok(Security::Tls(std::sync::Arc::new(node_tls)))
+}
+
+/// Every name clients may dial this node by: the advertised and listen hosts (unless a
+/// wildcard), the configured ones and the loopback names, without repeats.
+fn certificate_names(advertise: &str, listen: &str, extra: &[String]) -> Vec<String> {
+    let mut names: Vec<String> = Vec::new();
+    let hosts = [net::host_of(advertise), net::host_of(listen)];
+    let candidates = hosts
+        .into_iter()
+        .chain(extra.iter().map(|name| net::host_of(name)))
+        .chain(net::LOOPBACK_NAMES);
+    for name in candidates {
+        let wildcard = name.is_empty()
+            || name
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_unspecified());
+        if !wildcard && !names.iter().any(|known| known == name) {
+            names.push(name.to_owned());
+        }
+    }
+    names
+}
+
+fn write_ca_file(dir: &Path, pem: &str) -> Result<(), NetError> {
+    let path = dir.join(CA_FILE);
+    let failed = |e: std::io::Error| NetError::Tls(format!("cannot write {}: {e}", path.display()));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(failed)?;
+    // Clients of other users read it: it is a certificate, not a secret.
+    std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o644))
+        .map_err(failed)?;
+    std::io::Write::write_all(&mut file, pem.as_bytes()).map_err(failed)?;
+    file.as_file().sync_all().map_err(failed)?;
+    file.persist(&path).map_err(|e| failed(e.error))?;
+    Ok(())
+}
