@@ -53,6 +53,10 @@ struct EventView {
     actor: String,
     action: String,
     detail: String,
+    /// `succeeded`, `denied` or `failed`.
+    outcome: String,
+    /// Why it was denied or failed.
+    reason: String,
 }
 
 impl HistoryView {
@@ -84,6 +88,8 @@ impl HistoryView {
                     actor: e.actor,
                     action: e.action,
                     detail: e.detail,
+                    outcome: e.outcome,
+                    reason: e.reason,
                 })
                 .collect(),
         }
@@ -129,13 +135,18 @@ impl HistoryView {
             out.push_str(&format!("PASSED   {}\n", list(&self.passed_revisions)));
         }
         if !self.events.is_empty() {
-            let mut events = Table::new(&["AT", "ACTION", "BY", "DETAIL"]);
+            let mut events = Table::new(&["AT", "ACTION", "BY", "OUTCOME", "DETAIL"]);
             for event in &self.events {
+                let detail = match event.reason.is_empty() {
+                    true => event.detail.clone(),
+                    false => event.reason.clone(),
+                };
                 events.row(vec![
                     or_dash(event.at.as_deref().unwrap_or_default()),
                     event.action.clone(),
                     event.actor.clone(),
-                    or_dash(&event.detail),
+                    or_dash(&event.outcome),
+                    or_dash(&detail),
                 ]);
             }
             out.push('\n');

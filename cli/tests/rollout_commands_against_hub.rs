@@ -184,7 +184,10 @@ fn promote_pause_resume_watch_history_and_rollback_drive_a_real_fleet() -> Resul
     std::thread::sleep(Duration::from_secs(4));
     let status = hub.json(&["rollout", "status", "prod"])?;
     assert_eq!(status["status"], "paused");
-    assert_eq!(status["statusReason"], "looking (by anonymous)");
+    assert_eq!(
+        status["statusReason"],
+        "looking (by anonymous (insecure hub))"
+    );
     let remaining = &status["waves"][1];
     assert_eq!(remaining["name"], "remaining");
     assert_eq!(remaining["counts"]["waiting"], 2, "{status:#}");
@@ -237,11 +240,13 @@ fn promote_pause_resume_watch_history_and_rollback_drive_a_real_fleet() -> Resul
         .iter()
         .filter_map(|e| e["action"].as_str())
         .collect();
+    // The promotion refused by the gate is in the history too, as a failed attempt.
     assert_eq!(
         actions,
-        ["resume", "pause", "force-promote"],
+        ["resume", "pause", "force-promote", "promote"],
         "newest first"
     );
+    assert_eq!(history["events"][3]["outcome"], "failed", "{history:#}");
 
     // Not to release 3, which prod never ran; then, with release 3 forced into prod and rolling
     // out, back past release 2 to release 1.
