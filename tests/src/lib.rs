@@ -12,6 +12,7 @@ pub mod fleet;
 pub mod git;
 pub mod http;
 pub mod hub;
+pub mod manifests;
 pub mod process;
 pub mod sim;
 pub mod small_fleet;

@@ -128,6 +128,11 @@ impl Process {
         }
     }
 
+    /// Its exit status if it has ended, without waiting.
+    pub fn try_exit(&mut self) -> anyhow::Result<Option<ExitStatus>> {
+        Ok(self.child.try_wait()?)
+    }
+
     /// SIGKILL, and reap it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
