@@ -52,7 +52,10 @@ mod duration_tests {
     #[test]
     fn days_and_the_spec_units_parse() {
         assert_eq!(parse_duration("30d").expect("days").as_secs(), 30 * 86_400);
-        assert_eq!(parse_duration("1h30m").expect("spec units").as_secs(), 5_400);
+        assert_eq!(
+            parse_duration("1h30m").expect("spec units").as_secs(),
+            5_400
+        );
         assert_eq!(parse_duration("1ms").expect("milliseconds").as_millis(), 1);
         let error = parse_duration("3 weeks").expect_err("weeks are not a unit");
         assert!(error.contains("30d"), "{error}");

@@ -155,7 +155,11 @@ async fn a_good_commit_goes_from_dev_through_staging_to_prod_after_approval() ->
             latest.change.as_str(),
             latest.by.as_str()
         ),
-        (second.as_str(), "promote", flotilla_hub::api::caller::INSECURE_ACTOR)
+        (
+            second.as_str(),
+            "promote",
+            flotilla_hub::api::caller::INSECURE_ACTOR
+        )
     );
     assert_eq!(latest.reason, "release 2 looks good in staging");
     assert_eq!(latest.rollout_status, "completed");
