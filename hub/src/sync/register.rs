@@ -113,11 +113,8 @@ pub(super) async fn register(
         // A token issued a moment ago may not have reached this node yet: catch up with the
         // leader once before calling it unknown.
         if let Ok(index) = shared.node.read_index().await {
-            let _ = tokio::time::timeout(
-                Duration::from_secs(2),
-                shared.node.wait_applied(index),
-            )
-            .await;
+            let _ =
+                tokio::time::timeout(Duration::from_secs(2), shared.node.wait_applied(index)).await;
         }
         checked = check();
     }
