@@ -185,3 +185,25 @@ async fn a_deleted_object_is_missing_until_it_is_recreated() -> Result<()> {
     engine.shutdown().await;
     Ok(())
 }
+
+#[tokio::test]
+async fn health_is_reported_after_every_new_revision_even_when_the_verdict_is_unchanged()
+-> Result<()> {
+    let sim = sim(Duration::from_millis(0)).await?;
+    let (engine, mut reports) = engine(&sim, None)?;
+    engine.apply(revision("settings", "r1", vec![config_map("a", "1")]))?;
+    applied(&mut reports, "settings", "r1").await?;
+    health_until(&mut reports, "settings", |h| h.health == Health::Healthy).await?;
+
+    // The hub forgets a bundle's health when its applied content changes; it learns r2's only
+    // if the agent says it again, although r2 is as Healthy as r1 was.
+    engine.apply(revision("settings", "r2", vec![config_map("a", "2")]))?;
+    applied(&mut reports, "settings", "r2").await?;
+    let verdict = wait_for(&mut reports, "settings", |r| match &r.event {
+        Event::HealthChanged(h) if r.revision == "r2" => Some(h.health),
+        _ => None,
+    })
+    .await?;
+    assert_eq!(verdict, Health::Healthy);
+    Ok(())
+}

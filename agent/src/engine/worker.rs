@@ -335,6 +335,9 @@ impl Worker {
                 pruned: applied.pruned.deleted.len(),
             },
         );
+        // The hub forgets a bundle's health when its applied content changes, so health is
+        // published after every apply, even when the verdict is the one sent before.
+        self.reported_health = None;
         self.publish_health();
     }
 

@@ -153,7 +153,14 @@ impl BundleReports {
         match &report.event {
             None => return Err(malformed("no event".into())),
             Some(Event::Apply(result)) if result.ok => {
-                next.applied = hash(&report.content_hash)?;
+                let applied = hash(&report.content_hash)?;
+                if applied != next.applied {
+                    // The health known so far was judged for other content; until the agent's
+                    // verdict for this content arrives (it follows every apply), none is known.
+                    next.health = None;
+                    next.unhealthy.clear();
+                }
+                next.applied = applied;
                 next.errors.clear();
             }
             Some(Event::Apply(result)) => next.errors = object_lines(&result.errors),

@@ -167,6 +167,36 @@ fn reports_fold_into_the_bundles_latest_state() {
 }
 
 #[test]
+fn new_content_applied_forgets_the_health_judged_for_the_old_until_its_own_arrives() {
+    let state = registered(&["a"]);
+    let v1 = ContentHash::of(b"v1");
+    let v2 = ContentHash::of(b"v2");
+    let mut reports = BundleReports::new("a", &state);
+    reports
+        .fold(&report("web", &v1.to_string(), 10, applied_ok()))
+        .expect("folds");
+    let healthy = reports
+        .fold(&report("web", &v1.to_string(), 20, health("Healthy", &[])))
+        .expect("folds");
+    assert_eq!(healthy.health, Health::Healthy);
+
+    let same = reports
+        .fold(&report("web", &v1.to_string(), 30, applied_ok()))
+        .expect("folds");
+    assert_eq!(same.health, Health::Healthy, "re-applying v1 keeps its verdict");
+
+    let next = reports
+        .fold(&report("web", &v2.to_string(), 40, applied_ok()))
+        .expect("folds");
+    assert_eq!(next.applied, Some(v2));
+    assert_eq!(next.health, Health::Unknown, "v1's Healthy says nothing of v2");
+    let judged = reports
+        .fold(&report("web", &v2.to_string(), 50, health("Healthy", &[])))
+        .expect("folds");
+    assert_eq!((judged.applied, judged.health), (Some(v2), Health::Healthy));
+}
+
+#[test]
 fn a_failed_apply_keeps_the_last_applied_hash_and_says_why() {
     let state = registered(&["a"]);
     let v1 = ContentHash::of(b"v1");
