@@ -161,16 +161,7 @@ impl PeerAccess {
         let security = match (&self.ca_cert, &self.ca_key) {
             (Some(cert), Some(key)) if !self.insecure => {
                 let ca = flotilla_pki::GroupCa::from_files(cert, key)?;
-                // Node id 0 is no node's: an operator holding the CA acts as a hub peer.
-                let names = [net::host_of(&self.hub).to_owned()];
-                let tls = net::NodeTls::issue(
-                    ca,
-                    0,
-                    &names,
-                    std::time::Duration::from_secs(600),
-                    std::time::SystemTime::now(),
-                )?;
-                net::Security::Tls(std::sync::Arc::new(tls))
+                net::Security::operator(ca, net::host_of(&self.hub))?
             }
             _ => net::Security::Plain,
         };

@@ -6,14 +6,13 @@
 #[path = "support/secure.rs"]
 mod secure;
 
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
 use flotilla_hub::admin::GroupClient;
 use flotilla_hub::config::{Bootstrap, NodeConfig, SecurityConfig, TlsSettings};
 use flotilla_hub::node::{Node, NodeHandle};
-use flotilla_hub::transport::net::{NodeTls, Security};
+use flotilla_hub::transport::net::Security;
 use flotilla_pki::{CaPem, GroupCa};
 use flotilla_proto::v1::GroupStatusRequest;
 use flotilla_proto::v1::hub_group_client::HubGroupClient;
@@ -42,14 +41,7 @@ async fn wait_applied(node: &NodeHandle, what: &str) -> Result<()> {
 }
 
 fn operator(ca: GroupCa) -> Result<Security> {
-    let tls = NodeTls::issue(
-        ca,
-        0,
-        &["127.0.0.1".into()],
-        Duration::from_secs(600),
-        SystemTime::now(),
-    )?;
-    Ok(Security::Tls(Arc::new(tls)))
+    Ok(Security::operator(ca, "127.0.0.1")?)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

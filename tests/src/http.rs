@@ -85,3 +85,70 @@ pub async fn request_tls(
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
+
+/// How a push webhook reaches a hub's HTTP listener.
+#[derive(Debug, Clone)]
+pub enum WebhookAccess {
+    /// Plain HTTP, unsigned (an `--insecure` hub without a webhook secret).
+    Plain,
+    /// HTTPS trusting the hub's CA, signed with the hub's webhook secret as GitHub signs.
+    Tls {
+        /// The hub's CA certificate file.
+        ca_file: std::path::PathBuf,
+        /// The webhook secret.
+        secret: String,
+    },
+}
+
+/// GitHub's `X-Hub-Signature-256` of `body` with `secret`.
+pub fn github_signature(secret: &str, body: &[u8]) -> anyhow::Result<String> {
+    use hmac::Mac;
+
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes())?;
+    mac.update(body);
+    Ok(format!(
+        "sha256={}",
+        hex::encode(mac.finalize().into_bytes())
+    ))
+}
+
+/// POSTs a GitHub-style push of `main` to the hub's `/webhook` and checks it was accepted (202),
+/// on a new connection as a Git host opens one.
+pub async fn push_webhook(
+    address: std::net::SocketAddr,
+    access: &WebhookAccess,
+) -> anyhow::Result<()> {
+    let body = br#"{"ref":"refs/heads/main"}"#;
+    let answer = match access {
+        WebhookAccess::Plain => {
+            request(
+                "POST",
+                &format!("http://{address}/webhook"),
+                &[
+                    ("content-type", "application/json"),
+                    ("x-github-event", "push"),
+                ],
+                body.to_vec(),
+            )
+            .await?
+        }
+        WebhookAccess::Tls { ca_file, secret } => {
+            request_tls(
+                ca_file,
+                "POST",
+                &format!("https://{address}/webhook"),
+                &[
+                    ("content-type", "application/json"),
+                    ("x-github-event", "push"),
+                    ("x-hub-signature-256", &github_signature(secret, body)?),
+                ],
+                body.to_vec(),
+            )
+            .await?
+        }
+    };
+    if answer.status != 202 {
+        anyhow::bail!("webhook refused: {} {}", answer.status, answer.body);
+    }
+    Ok(())
+}

@@ -12,6 +12,8 @@ pub mod fleet;
 pub mod git;
 pub mod http;
 pub mod hub;
+pub mod hub_group;
+pub mod linked_agent;
 pub mod manifests;
 pub mod process;
 pub mod sim;

@@ -7,20 +7,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use flotilla_tests::fleet::{Fleet, FleetOptions};
 use flotilla_tests::small_fleet;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 
 const SECRET: &str = "e2e-webhook-secret";
-
-/// GitHub's `X-Hub-Signature-256` for `body`.
-fn signature(body: &[u8]) -> Result<String> {
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes())?;
-    mac.update(body);
-    Ok(format!(
-        "sha256={}",
-        hex::encode(mac.finalize().into_bytes())
-    ))
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_webhook_brings_a_commit_to_every_cluster_without_the_poll() -> Result<()> {
@@ -55,7 +43,10 @@ async fn a_webhook_brings_a_commit_to_every_cluster_without_the_poll() -> Result
         &[
             ("content-type", "application/json"),
             ("x-github-event", "push"),
-            ("x-hub-signature-256", &signature(body)?),
+            (
+                "x-hub-signature-256",
+                &flotilla_tests::http::github_signature(SECRET, body)?,
+            ),
         ],
         body.to_vec(),
     )

@@ -29,6 +29,25 @@ pub struct IssuedBootstrapToken {
     pub expires: Timestamp,
 }
 
+impl IssuedBootstrapToken {
+    /// A new one-time token for `cluster`'s agent, valid for `ttl`, and the command recording
+    /// its hash: proposed by [`issue_bootstrap_token`] on a node, or through the group API by
+    /// an operator holding the group's CA.
+    pub fn generate(clock: &dyn Clock, cluster: &str, ttl: Duration) -> (Self, Command) {
+        let token = NewBootstrapToken::generate(&mut rand::rng());
+        let at = clock.now();
+        let expires =
+            Timestamp(at.0.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)));
+        let command = Command::IssueBootstrapToken {
+            cluster: cluster.to_owned(),
+            token_hash: token.token_hash.clone(),
+            expires,
+            at,
+        };
+        (IssuedBootstrapToken { token, expires }, command)
+    }
+}
+
 /// Issues a one-time bootstrap token for `cluster`'s agent, valid for `ttl`: only its hash is
 /// replicated. Called by the Admin API when a cluster is added.
 pub async fn issue_bootstrap_token(
@@ -37,18 +56,9 @@ pub async fn issue_bootstrap_token(
     cluster: &str,
     ttl: Duration,
 ) -> Result<IssuedBootstrapToken, ProposeError> {
-    let token = NewBootstrapToken::generate(&mut rand::rng());
-    let at = clock.now();
-    let expires =
-        Timestamp(at.0.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)));
-    node.propose(&Command::IssueBootstrapToken {
-        cluster: cluster.to_owned(),
-        token_hash: token.token_hash.clone(),
-        expires,
-        at,
-    })
-    .await?;
-    Ok(IssuedBootstrapToken { token, expires })
+    let (issued, command) = IssuedBootstrapToken::generate(clock, cluster, ttl);
+    node.propose(&command).await?;
+    Ok(issued)
 }
 
 /// The cluster a verified agent certificate may act for at this moment, or why not: its

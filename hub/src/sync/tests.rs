@@ -183,13 +183,21 @@ fn new_content_applied_forgets_the_health_judged_for_the_old_until_its_own_arriv
     let same = reports
         .fold(&report("web", &v1.to_string(), 30, applied_ok()))
         .expect("folds");
-    assert_eq!(same.health, Health::Healthy, "re-applying v1 keeps its verdict");
+    assert_eq!(
+        same.health,
+        Health::Healthy,
+        "re-applying v1 keeps its verdict"
+    );
 
     let next = reports
         .fold(&report("web", &v2.to_string(), 40, applied_ok()))
         .expect("folds");
     assert_eq!(next.applied, Some(v2));
-    assert_eq!(next.health, Health::Unknown, "v1's Healthy says nothing of v2");
+    assert_eq!(
+        next.health,
+        Health::Unknown,
+        "v1's Healthy says nothing of v2"
+    );
     let judged = reports
         .fold(&report("web", &v2.to_string(), 50, health("Healthy", &[])))
         .expect("folds");

@@ -37,6 +37,9 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// How long a connection attempt to a peer may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Lifetime of an operator's certificate: one command, or one benchmark run.
+const OPERATOR_CERT_LIFETIME: Duration = Duration::from_secs(3600);
+
 /// Names every node certificate carries besides the configured hosts, so a client on the
 /// node's own machine can always dial it by these.
 pub const LOOPBACK_NAMES: [&str; 2] = ["localhost", "127.0.0.1"];
@@ -75,6 +78,15 @@ pub enum Security {
 }
 
 impl Security {
+    /// An operator's access to a group's peer listeners: a short-lived certificate from the
+    /// group's `ca` for node id 0, which is no node's, so the holder of the CA acts as a peer
+    /// (`flotilla-hub status`, `member add`). `host` is the host the operator dials.
+    pub fn operator(ca: GroupCa, host: &str) -> Result<Security, NetError> {
+        let names = [host.to_owned()];
+        let tls = NodeTls::issue(ca, 0, &names, OPERATOR_CERT_LIFETIME, SystemTime::now())?;
+        Ok(Security::Tls(Arc::new(tls)))
+    }
+
     /// The TLS material, unless plain.
     pub fn tls(&self) -> Option<&Arc<NodeTls>> {
         match self {

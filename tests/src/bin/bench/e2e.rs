@@ -2,7 +2,10 @@
 //! one process: a single-node hub following a local Git repository (poll interval one hour, so
 //! only webhooks bring commits in), a simulator serving N clusters, and N agents — each an
 //! engine with its own Kubernetes client for its cluster and its own gRPC link to the hub, as
-//! `flotilla-agent run` builds them. Every cluster's bundle holds a Namespace and M-1
+//! `flotilla-agent run` builds them. As in production the hub runs TLS on every listener with
+//! its own CA and checks tokens, each agent registers with a bootstrap token and streams with
+//! its client certificate, and webhooks arrive over HTTPS signed with the hub's secret;
+//! `--insecure` runs the same without TLS, tokens or signatures, for comparison. Every cluster's bundle holds a Namespace and M-1
 //! ConfigMaps carrying per-cluster values, so each commit gives every cluster a new render.
 //!
 //! Each round commits a change, POSTs a GitHub-style webhook and times:
@@ -22,20 +25,20 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use flotilla_agent::hub::{HubLink, LinkConfig, ThreadRandom};
 use flotilla_agent::{BundleRevision, DriftMode, Engine, EngineConfig, Event, Report, SystemClock};
 use flotilla_core::inventory::Cluster;
 use flotilla_core::{Kustomize, Limits, Repository};
 use flotilla_hub::admin::GroupClient;
-use flotilla_hub::config::NodeConfig;
+use flotilla_hub::config::{NodeConfig, SecurityConfig, TlsSettings};
 use flotilla_hub::controller::source::{SourceConfig, SourceMirror};
-use flotilla_hub::server::{Hub, HubConfig};
+use flotilla_hub::server::{DEFAULT_BOOTSTRAP_TOKEN_TTL, Hub, HubConfig};
 use flotilla_hub::state::health::HealthKey;
 use flotilla_hub::state::rollout::RolloutStatus;
 use flotilla_sim::{Sim, SimConfig};
 use flotilla_tests::git::GitRepo;
+use flotilla_tests::http::{WebhookAccess, push_webhook};
+use flotilla_tests::linked_agent::{AgentAccess, LinkedAgent, shutdown_all};
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 
 /// Options of `bench e2e`.
@@ -50,7 +53,13 @@ pub(crate) struct Args {
     /// Commits measured.
     #[arg(long, default_value_t = 30)]
     rounds: usize,
+    /// Run the hub and the agents with `--insecure` (no TLS, tokens or webhook signatures).
+    #[arg(long)]
+    insecure: bool,
 }
+
+/// The secret the hub verifies webhooks with, when secure.
+const WEBHOOK_SECRET: &str = "bench-webhook-secret";
 
 /// The one bundle every cluster gets.
 const BUNDLE: &str = "app";
@@ -98,48 +107,90 @@ fn commit(repo: &GitRepo, round: usize, objects: usize) -> anyhow::Result<String
     repo.commit(&format!("round {round}"))
 }
 
-/// An agent in this process.
-struct Agent {
-    engine: Arc<Engine>,
-    link: HubLink,
-}
-
 fn kube_client(sim: &Sim, cluster: &str) -> anyhow::Result<kube::Client> {
     Ok(kube::Client::try_from(kube::Config::new(
         sim.cluster_url(cluster).parse()?,
     ))?)
 }
 
-fn start_agent(sim: &Sim, cluster: &str, hub: &str) -> anyhow::Result<Agent> {
-    let engine = Arc::new(Engine::start(
-        kube_client(sim, cluster)?,
-        EngineConfig::default(),
-        Arc::new(SystemClock),
-    )?);
-    let link = HubLink::start(
-        Arc::clone(&engine),
-        LinkConfig::new(vec![hub.to_owned()], cluster),
-        Arc::new(ThreadRandom),
-        Arc::new(SystemClock),
-    )?;
-    Ok(Agent { engine, link })
+/// A single-node hub following `source` and registering `inventory_file`'s clusters: with TLS
+/// on every listener (its own CA), tokens and a webhook secret, unless `insecure`.
+pub(crate) async fn start_hub(
+    data: &std::path::Path,
+    inventory_file: std::path::PathBuf,
+    source: &SourceConfig,
+    insecure: bool,
+) -> anyhow::Result<(Hub, WebhookAccess)> {
+    let mut node = NodeConfig::new(1, data.join("node"), "127.0.0.1:0");
+    if !insecure {
+        node.security = SecurityConfig::Tls(TlsSettings::new());
+    }
+    let mut config = HubConfig::new(node);
+    config.api_listen = "127.0.0.1:0".into();
+    config.http_listen = "127.0.0.1:0".into();
+    config.clusters_file = Some(inventory_file);
+    config.revision_retention = 3;
+    config.source = Some(source.clone());
+    config.authenticate = !insecure;
+    if !insecure {
+        config.webhook_secret = Some(WEBHOOK_SECRET.to_owned());
+    }
+    let hub = Hub::start(config).await?;
+    let webhook = if insecure {
+        WebhookAccess::Plain
+    } else {
+        WebhookAccess::Tls {
+            ca_file: hub.node().data_dir().join(flotilla_hub::node::CA_FILE),
+            secret: WEBHOOK_SECRET.to_owned(),
+        }
+    };
+    Ok((hub, webhook))
 }
 
-async fn post_webhook(address: std::net::SocketAddr) -> anyhow::Result<()> {
-    let body = br#"{"ref":"refs/heads/main"}"#;
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    let head = format!(
-        "POST /webhook HTTP/1.1\r\nHost: {address}\r\nX-GitHub-Event: push\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await?;
-    if !answer.starts_with("HTTP/1.1 202") {
-        bail!("webhook refused: {answer}");
+/// Starts every cluster's agent: on a secure hub, once the leader has registered the
+/// inventory, each with a bootstrap token issued as `flotilla cluster token` issues it.
+async fn start_agents(
+    hub: &Hub,
+    sim: &Sim,
+    names: &[String],
+    state_root: &std::path::Path,
+) -> anyhow::Result<Vec<LinkedAgent>> {
+    let api = vec![hub.api_address().to_string()];
+    let Some(tls) = hub.node().security().tls() else {
+        let mut agents = Vec::with_capacity(names.len());
+        for name in names {
+            agents.push(LinkedAgent::start(sim, name, api.clone(), AgentAccess::Insecure).await?);
+        }
+        return Ok(agents);
+    };
+    let mut applied = hub.node().watch_applied();
+    while !names
+        .iter()
+        .all(|n| hub.node().state().clusters.contains_key(n))
+    {
+        tokio::time::timeout(STALL, applied.changed())
+            .await
+            .context("the inventory was not registered within 120 s")??;
     }
-    Ok(())
+    let clock = flotilla_hub::clock::system();
+    let mut agents = Vec::with_capacity(names.len());
+    for name in names {
+        let issued = flotilla_hub::sync::register::issue_bootstrap_token(
+            hub.node(),
+            clock.as_ref(),
+            name,
+            DEFAULT_BOOTSTRAP_TOKEN_TTL,
+        )
+        .await?;
+        let state_dir = state_root.join(name);
+        let access = AgentAccess::Tls {
+            ca_pem: tls.ca_pem(),
+            token: issued.token.reveal(),
+            state_dir: &state_dir,
+        };
+        agents.push(LinkedAgent::start(sim, name, api.clone(), access).await?);
+    }
+    Ok(agents)
 }
 
 /// Waits until every cluster is assigned `commit`; returns each cluster's desired hash of the
@@ -377,20 +428,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let data = tempfile::tempdir()?;
     let inventory_file = data.path().join("clusters.yaml");
     std::fs::write(&inventory_file, inventory(args.clusters))?;
-    let mut config = HubConfig::new(NodeConfig::new(1, data.path().join("node"), "127.0.0.1:0"));
-    config.api_listen = "127.0.0.1:0".into();
-    config.http_listen = "127.0.0.1:0".into();
-    config.clusters_file = Some(inventory_file);
-    config.revision_retention = 3;
     let mut source = SourceConfig::new(repo.url(), "main");
     source.poll_interval = Duration::from_secs(3600);
-    config.source = Some(source.clone());
-    let hub = Hub::start(config).await?;
-    let api = hub.api_address().to_string();
-    let agents = names
-        .iter()
-        .map(|name| start_agent(&sim, name, &api))
-        .collect::<anyhow::Result<Vec<Agent>>>()?;
+    let (hub, webhook) = start_hub(data.path(), inventory_file, &source, args.insecure).await?;
+    let agents = start_agents(&hub, &sim, &names, &data.path().join("agents")).await?;
     let desired = assigned(&hub, &first, args.clusters).await?;
     // The first revision is pinned to every stage without a rollout: there is none to wait for.
     applied_in_hub(&hub, &desired).await?;
@@ -406,7 +447,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         let commit = commit(&repo, round, args.objects)?;
         let started = Instant::now();
         let cpu_started = cpu_time();
-        post_webhook(hub.http_address()).await?;
+        push_webhook(hub.http_address(), &webhook).await?;
         let desired = assigned(&hub, &commit, args.clusters).await?;
         to_assigned.push(millis(started.elapsed()));
         let waits = agents
@@ -447,7 +488,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let side = tempfile::tempdir()?;
     let mirror = SourceMirror::open(side.path(), &source)?;
     mirror.fetch(&source)?;
-    let mut group = GroupClient::new(hub.node().address())?;
+    // The hub's own identity: its peer listener wants a certificate of the group's CA.
+    let mut group = GroupClient::with_security(hub.node().address(), hub.node().security())?;
     group.status().await?;
     let engine = Engine::start(
         kube_client(&sim, "floor")?,
@@ -477,18 +519,13 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let memory = memory();
 
     floor.engine.shutdown().await;
-    let stops = agents.into_iter().map(|agent| async move {
-        agent.link.shutdown().await;
-        if let Ok(engine) = Arc::try_unwrap(agent.engine) {
-            engine.shutdown().await;
-        }
-    });
-    futures::future::join_all(stops).await;
+    shutdown_all(agents).await;
     hub.shutdown().await;
     sim.shutdown().await;
 
     Ok(json!({
         "bench": "e2e",
+        "transport": if args.insecure { "plain (--insecure)" } else { "TLS: agents with client certificates, webhooks over HTTPS signed" },
         "clusters": args.clusters,
         "objectsPerCluster": args.objects.max(2),
         "rounds": args.rounds,

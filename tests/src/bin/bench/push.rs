@@ -2,7 +2,9 @@
 //! repository (poll interval one hour, so only webhooks bring commits in) with N clusters whose
 //! bundle holds M ConfigMaps carrying per-cluster values. Each round commits a change, POSTs a
 //! GitHub-style webhook and waits until every cluster is assigned the new revision (fetch,
-//! render for every cluster, the render and assignment commands committed).
+//! render for every cluster, the render and assignment commands committed). As in production
+//! the hub runs TLS on every listener and the webhook arrives over HTTPS, signed with the hub's
+//! secret; `--insecure` runs the same over plain HTTP, unsigned, for comparison.
 //!
 //! Figures (milliseconds): `webhookToAssigned` per round; `webhookAnswered` (the webhook's
 //! `RequestFetch` proposed and applied: one raft round); `renderFleet`, the same render done
@@ -11,15 +13,14 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
+use anyhow::Context;
 use flotilla_core::inventory::Cluster;
 use flotilla_core::{Kustomize, Limits, Repository};
-use flotilla_hub::config::NodeConfig;
 use flotilla_hub::controller::source::{SourceConfig, SourceMirror};
-use flotilla_hub::server::{Hub, HubConfig};
+use flotilla_hub::server::Hub;
+use flotilla_tests::http::push_webhook;
 use git2::Signature;
 use serde_json::{Value, json};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Options of `bench push`.
 #[derive(Debug, clap::Args)]
@@ -33,6 +34,9 @@ pub(crate) struct Args {
     /// Pushes measured.
     #[arg(long, default_value_t = 30)]
     rounds: usize,
+    /// Run the hub with `--insecure` (plain HTTP, unsigned webhooks).
+    #[arg(long)]
+    insecure: bool,
 }
 
 /// No agents run here, so no rollout ever passes its health gate: each new head replaces the
@@ -96,23 +100,6 @@ impl Repo {
     }
 }
 
-async fn post_webhook(address: std::net::SocketAddr) -> anyhow::Result<()> {
-    let body = br#"{"ref":"refs/heads/main"}"#;
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    let head = format!(
-        "POST /webhook HTTP/1.1\r\nHost: {address}\r\nX-GitHub-Event: push\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    stream.write_all(head.as_bytes()).await?;
-    stream.write_all(body).await?;
-    let mut answer = String::new();
-    stream.read_to_string(&mut answer).await?;
-    if !answer.starts_with("HTTP/1.1 202") {
-        bail!("webhook refused: {answer}");
-    }
-    Ok(())
-}
-
 async fn all_assigned(hub: &Hub, commit: &str, clusters: usize) -> anyhow::Result<()> {
     let mut applied = hub.node().watch_applied();
     loop {
@@ -158,19 +145,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let data = tempfile::tempdir()?;
     let inventory_file = data.path().join("clusters.yaml");
     std::fs::write(&inventory_file, inventory(args.clusters))?;
-    let mut config = HubConfig::new(NodeConfig::new(1, data.path().join("node"), "127.0.0.1:0"));
-    config.api_listen = "127.0.0.1:0".into();
-    config.http_listen = "127.0.0.1:0".into();
-    config.clusters_file = Some(inventory_file);
-    config.revision_retention = 3;
     let mut source = SourceConfig::new(format!("file://{}", repo.dir.path().display()), "main");
     source.poll_interval = Duration::from_secs(3600);
-    config.source = Some(source.clone());
     // A second mirror, fetched after each round, times a fetch of one new commit on its own.
     let side = tempfile::tempdir()?;
     let mirror = SourceMirror::open(side.path(), &source)?;
     mirror.fetch(&source)?;
-    let hub = Hub::start(config).await?;
+    let (hub, webhook) =
+        crate::e2e::start_hub(data.path(), inventory_file, &source, args.insecure).await?;
     all_assigned(&hub, &first, args.clusters).await?;
 
     let mut to_assigned = Vec::new();
@@ -179,7 +161,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     for round in 1..=args.rounds {
         let commit = repo.commit(round, args.objects)?;
         let started = Instant::now();
-        post_webhook(hub.http_address()).await?;
+        push_webhook(hub.http_address(), &webhook).await?;
         answered.push(millis(started.elapsed()));
         all_assigned(&hub, &commit, args.clusters).await?;
         to_assigned.push(millis(started.elapsed()));
@@ -209,6 +191,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     hub.shutdown().await;
     Ok(json!({
         "bench": "push",
+        "transport": if args.insecure { "plain (--insecure)" } else { "TLS, webhooks over HTTPS signed" },
         "clusters": args.clusters,
         "objectsPerCluster": args.objects,
         "distinctRenders": distinct,

@@ -1,17 +1,18 @@
 //! The hub's consensus core on loopback: a 3-node group of real `flotilla-hub` processes with
-//! default timers. Measures commit latency of small proposals (sequential, through the leader's
+//! default timers, with mutual TLS between the nodes and a group CA as in production
+//! (`--insecure`: plain, for comparison). Measures commit latency of small proposals (sequential, through the leader's
 //! admin API), throughput with many proposals in flight (raft batches them into one append and
 //! one fsync per ready), and the time from SIGKILL of the leader to the first commit on a new
 //! leader.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use flotilla_hub::admin::GroupClient;
 use flotilla_hub::state::{Command, Timestamp};
+use flotilla_tests::hub_group::HubGroup;
 use serde_json::{Value, json};
 
 /// Options of `bench raft`.
@@ -32,108 +33,9 @@ pub(crate) struct Args {
     /// Leader kills for the failover figure.
     #[arg(long, default_value_t = 5)]
     kills: usize,
-}
-
-struct HubProcess {
-    child: Child,
-}
-
-impl Drop for HubProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-struct Group {
-    bin: PathBuf,
-    dir: tempfile::TempDir,
-    addresses: BTreeMap<u64, String>,
-    processes: BTreeMap<u64, HubProcess>,
-}
-
-fn free_address() -> anyhow::Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.to_string())
-}
-
-impl Group {
-    fn new(bin: PathBuf, size: u64) -> anyhow::Result<Self> {
-        let mut addresses = BTreeMap::new();
-        for id in 1..=size {
-            addresses.insert(id, free_address()?);
-        }
-        Ok(Group {
-            bin,
-            dir: tempfile::tempdir()?,
-            addresses,
-            processes: BTreeMap::new(),
-        })
-    }
-
-    fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
-        let peers: Vec<String> = self
-            .addresses
-            .iter()
-            .map(|(id, addr)| format!("{id}={addr}"))
-            .collect();
-        let data_dir = self.dir.path().join(format!("node-{id}"));
-        let log = std::fs::File::create(self.dir.path().join(format!("node-{id}.log")))?;
-        let child = Process::new(&self.bin)
-            .arg("--id")
-            .arg(id.to_string())
-            .arg("--data-dir")
-            .arg(&data_dir)
-            .arg("--listen")
-            .arg(&self.addresses[&id])
-            .arg("--peers")
-            .arg(peers.join(","))
-            // Consensus figures, comparable with earlier runs: peers without TLS.
-            .arg("--insecure")
-            // Free API and HTTP ports: three processes share this machine.
-            .args([
-                "--api-listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {}", self.bin.display()))?;
-        self.processes.insert(id, HubProcess { child });
-        Ok(())
-    }
-
-    fn kill(&mut self, id: u64) {
-        // Child::kill sends SIGKILL on unix.
-        self.processes.remove(&id);
-    }
-
-    /// The leader as reported by a running node, once every running node agrees.
-    async fn leader(&self, within: Duration) -> anyhow::Result<u64> {
-        let deadline = Instant::now() + within;
-        loop {
-            let mut seen = Vec::new();
-            for id in self.processes.keys() {
-                let status = match GroupClient::new(&self.addresses[id]) {
-                    Ok(mut client) => client.status().await.ok(),
-                    Err(_) => None,
-                };
-                seen.push(status.map(|s| s.leader).unwrap_or(0));
-            }
-            if let Some(first) = seen.first().copied()
-                && first != 0
-                && seen.iter().all(|l| *l == first)
-            {
-                return Ok(first);
-            }
-            if Instant::now() > deadline {
-                bail!("no agreed leader within {within:?}: {seen:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
+    /// Run the group with `--insecure` (no TLS) instead of mutual TLS with a group CA.
+    #[arg(long)]
+    insecure: bool,
 }
 
 fn small_command(name: String) -> Command {
@@ -169,21 +71,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
             bin.display()
         );
     }
-    let mut group = Group::new(bin, 3)?;
-    for id in 1..=3 {
-        group.spawn(id)?;
-    }
+    let mut group = HubGroup::start(&bin, 3, args.insecure)?;
     let leader = group.leader(Duration::from_secs(20)).await?;
 
-    let latency = commit_latency(&group.addresses[&leader], args.proposals).await?;
+    let latency = commit_latency(group.client(leader)?, args.proposals).await?;
     let mut throughput = Vec::new();
     for &inflight in &args.concurrency {
-        let rate = commit_throughput(
-            &group.addresses[&leader],
-            inflight,
-            Duration::from_secs(args.seconds),
-        )
-        .await?;
+        let rate =
+            commit_throughput(&group, leader, inflight, Duration::from_secs(args.seconds)).await?;
         throughput.push(json!({ "in_flight": inflight, "commits_per_second": rate }));
     }
     let failovers = failover(&mut group, args.kills).await?;
@@ -192,6 +87,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     Ok(json!({
         "area": "raft",
         "group": "3 flotilla-hub processes on loopback, default timers (tick 50 ms, election 10 ticks, heartbeat 2 ticks)",
+        "transport": transport(&group),
         "commit_latency_ms": latency,
         "throughput": throughput,
         "leader_kill_to_first_commit_ms": {
@@ -202,9 +98,17 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     }))
 }
 
+/// How the group's nodes and this bench talk.
+fn transport(group: &HubGroup) -> &'static str {
+    if group.is_secure() {
+        "mutual TLS, group CA from flotilla-hub ca create"
+    } else {
+        "plain (--insecure)"
+    }
+}
+
 /// Sequential proposals to the leader, each timed from request to reply (applied on the leader).
-async fn commit_latency(leader: &str, count: usize) -> anyhow::Result<Value> {
-    let mut client = GroupClient::new(leader)?;
+async fn commit_latency(mut client: GroupClient, count: usize) -> anyhow::Result<Value> {
     // Warm the connection up.
     client.propose(&small_command("warmup".into())).await?;
     let mut samples = Vec::with_capacity(count);
@@ -225,14 +129,15 @@ async fn commit_latency(leader: &str, count: usize) -> anyhow::Result<Value> {
 
 /// `inflight` concurrent proposers for `duration`; commits per second.
 async fn commit_throughput(
-    leader: &str,
+    group: &HubGroup,
+    leader: u64,
     inflight: usize,
     duration: Duration,
 ) -> anyhow::Result<f64> {
     let deadline = Instant::now() + duration;
     let mut tasks = Vec::new();
     for worker in 0..inflight {
-        let mut client = GroupClient::new(leader)?;
+        let mut client = group.client(leader)?;
         tasks.push(tokio::spawn(async move {
             let mut done = 0u64;
             let mut i = 0u64;
@@ -256,19 +161,19 @@ async fn commit_throughput(
 
 /// SIGKILL the leader, then time until a proposal through a survivor commits; restart the
 /// killed node and repeat.
-async fn failover(group: &mut Group, kills: usize) -> anyhow::Result<Vec<Duration>> {
+async fn failover(group: &mut HubGroup, kills: usize) -> anyhow::Result<Vec<Duration>> {
     let mut runs = Vec::new();
     for round in 0..kills {
         let leader = group.leader(Duration::from_secs(20)).await?;
-        let survivor = *group
-            .addresses
-            .keys()
-            .find(|id| **id != leader)
+        let survivor = group
+            .running()
+            .into_iter()
+            .find(|id| *id != leader)
             .context("no survivor")?;
-        let mut client = GroupClient::new(&group.addresses[&survivor])?;
+        let mut client = group.client(survivor)?;
         client.status().await?;
         let killed_at = Instant::now();
-        group.kill(leader);
+        group.kill(leader)?;
         let mut i = 0;
         loop {
             let command = small_command(format!("failover-{round}-{i}"));

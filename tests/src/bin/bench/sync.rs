@@ -1,6 +1,8 @@
 //! The agent protocol on loopback: a 3-node group of real `flotilla-hub` processes (default
-//! timers and sync settings), simulated clusters each with an in-process agent (engine and hub
-//! link, as `flotilla-agent run` builds them).
+//! timers and sync settings) with mutual TLS and a group CA, simulated clusters each with an
+//! in-process agent (engine and hub link, as `flotilla-agent run` builds them) registered with
+//! a bootstrap token and streaming with its client certificate, as in production. `--insecure`
+//! runs the same without TLS, for comparison.
 //!
 //! Figures:
 //! - `fanout`: with every agent connected, from proposing a revision's assignment to each
@@ -18,21 +20,20 @@
 //!   time until each cluster is offline on the survivors (election plus the new leader's wait).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
-use std::process::{Child, Command as Process, Stdio};
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use flotilla_agent::hub::{HubLink, LinkConfig, LinkStats, ThreadRandom};
-use flotilla_agent::{Engine, EngineConfig, Event, SystemClock};
+use flotilla_agent::Event;
+use flotilla_agent::hub::LinkStats;
 use flotilla_core::render::{ObjectId, RenderedBundle, RenderedObject};
 use flotilla_core::spec::DriftMode;
-use flotilla_hub::admin::GroupClient;
 use flotilla_hub::state::health::{Health, HealthKey};
 use flotilla_hub::state::source::{Blob, RevisionRef};
 use flotilla_hub::state::{Command, RenderOutcome, State, Timestamp};
 use flotilla_sim::{Sim, SimConfig};
+use flotilla_tests::hub_group::HubGroup;
+use flotilla_tests::linked_agent::{AgentAccess, LinkedAgent, shutdown_all};
 use serde_json::{Value, json};
 
 /// Options of `bench sync`.
@@ -51,132 +52,13 @@ pub(crate) struct Args {
     /// offline-after-leader-death figure.
     #[arg(long, default_value_t = 5)]
     offline: usize,
+    /// Run the group and the agents with `--insecure` (no TLS, no registration).
+    #[arg(long)]
+    insecure: bool,
 }
 
-struct Group {
-    dir: tempfile::TempDir,
-    peers: BTreeMap<u64, String>,
-    apis: BTreeMap<u64, String>,
-    children: BTreeMap<u64, Child>,
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        for child in self.children.values_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn free_address() -> anyhow::Result<String> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .to_string())
-}
-
-impl Group {
-    fn start(bin: &PathBuf) -> anyhow::Result<Group> {
-        let mut group = Group {
-            dir: tempfile::tempdir()?,
-            peers: BTreeMap::new(),
-            apis: BTreeMap::new(),
-            children: BTreeMap::new(),
-        };
-        for id in 1..=3 {
-            group.peers.insert(id, free_address()?);
-            group.apis.insert(id, free_address()?);
-        }
-        let peers: Vec<String> = group
-            .peers
-            .iter()
-            .map(|(id, a)| format!("{id}={a}"))
-            .collect();
-        for id in 1..=3u64 {
-            let child = Process::new(bin)
-                .args(["--id", &id.to_string()])
-                .arg("--data-dir")
-                .arg(group.dir.path().join(format!("node-{id}")))
-                .args(["--listen", &group.peers[&id], "--peers", &peers.join(",")])
-                // Protocol figures, comparable with earlier runs: agents without TLS.
-                .arg("--insecure")
-                .args([
-                    "--api-listen",
-                    &group.apis[&id],
-                    "--http-listen",
-                    "127.0.0.1:0",
-                ])
-                .env("RUST_LOG", "warn")
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .with_context(|| format!("starting {}", bin.display()))?;
-            group.children.insert(id, child);
-        }
-        Ok(group)
-    }
-
-    fn kill(&mut self, id: u64) -> anyhow::Result<()> {
-        if let Some(mut child) = self.children.remove(&id) {
-            child.kill()?;
-            child.wait()?;
-        }
-        Ok(())
-    }
-
-    async fn leader(&self) -> anyhow::Result<u64> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let mut seen = Vec::new();
-            for id in self.children.keys() {
-                let status = match GroupClient::new(&self.peers[id]) {
-                    Ok(mut client) => client.status().await.ok(),
-                    Err(_) => None,
-                };
-                seen.push(status.map_or(0, |s| s.leader));
-            }
-            let first = seen.first().copied().unwrap_or(0);
-            if self.children.contains_key(&first) && seen.iter().all(|l| *l == first) {
-                return Ok(first);
-            }
-            if Instant::now() > deadline {
-                bail!("no leader: {seen:?}");
-            }
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    /// Proposes through the leader, retrying a few times when the busy machine makes it time out.
-    async fn propose(&self, command: &Command) -> anyhow::Result<()> {
-        let mut attempts = 0;
-        loop {
-            let leader = self.leader().await?;
-            let result = GroupClient::new(&self.peers[&leader])?
-                .propose(command)
-                .await;
-            match result {
-                Ok(_) => return Ok(()),
-                Err(status) if attempts < 3 && status.code() == tonic::Code::Unavailable => {
-                    attempts += 1;
-                }
-                // The timed-out attempt applied after all.
-                Err(status) if attempts > 0 && status.code() == tonic::Code::FailedPrecondition => {
-                    return Ok(());
-                }
-                Err(status) => {
-                    return Err(status).with_context(|| format!("proposing {}", command.kind()));
-                }
-            }
-        }
-    }
-
-    async fn state(&self, id: u64) -> anyhow::Result<State> {
-        Ok(GroupClient::new(&self.peers[&id])?
-            .read_state(false)
-            .await?
-            .1)
-    }
-}
+/// How long the group may take to agree on a leader.
+const ELECTION_WAIT: Duration = Duration::from_secs(20);
 
 fn default_hub_bin() -> anyhow::Result<PathBuf> {
     let bin = std::env::current_exe()?.with_file_name("flotilla-hub");
@@ -222,7 +104,7 @@ fn bundle(cluster: &str, objects: usize) -> anyhow::Result<RenderedBundle> {
 /// Records a rendered revision with one bundle for each of `clusters`, and assigns it.
 /// Returns the bundle hashes and the moment the assignment was proposed.
 async fn release(
-    group: &Group,
+    group: &HubGroup,
     clusters: &[String],
     objects: usize,
 ) -> anyhow::Result<(BTreeMap<String, flotilla_core::ContentHash>, Instant)> {
@@ -273,7 +155,7 @@ async fn release(
     Ok((hashes, start))
 }
 
-async fn register(group: &Group, clusters: &[String]) -> anyhow::Result<()> {
+async fn register(group: &HubGroup, clusters: &[String]) -> anyhow::Result<()> {
     for cluster in clusters {
         group
             .propose(&Command::RegisterCluster {
@@ -308,37 +190,39 @@ async fn apply_times(
     }
 }
 
-struct Agent {
-    cluster: String,
-    link: HubLink,
-    engine: Arc<Engine>,
-}
-
-fn start_agent(sim: &Sim, cluster: &str, hubs: Vec<String>) -> anyhow::Result<Agent> {
-    let url = sim.cluster_url(cluster).parse()?;
-    let client = kube::Client::try_from(kube::Config::new(url))?;
-    let engine = Arc::new(Engine::start(
-        client,
-        EngineConfig::default(),
-        Arc::new(SystemClock),
-    )?);
-    let link = HubLink::start(
-        Arc::clone(&engine),
-        LinkConfig::new(hubs, cluster),
-        Arc::new(ThreadRandom),
-        Arc::new(SystemClock),
-    )?;
-    Ok(Agent {
-        cluster: cluster.to_owned(),
-        link,
-        engine,
-    })
+/// Starts an agent for each of `clusters` streaming from `hubs`: registered with a bootstrap
+/// token each and keeping its certificate under `state_root`, unless the group is insecure.
+async fn start_agents(
+    group: &HubGroup,
+    sim: &Sim,
+    clusters: &[String],
+    hubs: &[String],
+    state_root: &Path,
+) -> anyhow::Result<Vec<LinkedAgent>> {
+    let mut agents = Vec::with_capacity(clusters.len());
+    for cluster in clusters {
+        let agent = match group.ca_pem() {
+            Some(ca_pem) => {
+                let token = group.bootstrap_token(cluster).await?;
+                let state_dir = state_root.join(cluster);
+                let access = AgentAccess::Tls {
+                    ca_pem,
+                    token: &token,
+                    state_dir: &state_dir,
+                };
+                LinkedAgent::start(sim, cluster, hubs.to_vec(), access).await?
+            }
+            None => LinkedAgent::start(sim, cluster, hubs.to_vec(), AgentAccess::Insecure).await?,
+        };
+        agents.push(agent);
+    }
+    Ok(agents)
 }
 
 /// Polls node `id`'s state every 20 ms until `done` holds for every cluster in `pending`,
 /// returning each cluster's time since `start`.
 async fn wait_each(
-    group: &Group,
+    group: &HubGroup,
     id: u64,
     start: Instant,
     mut pending: Vec<String>,
@@ -392,16 +276,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     })
     .await?;
 
+    let agents_dir = tempfile::tempdir()?;
+
     // Fan-out, then failover and agent exits, on one group.
-    let mut group = Group::start(&bin)?;
-    let leader = group.leader().await?;
+    let mut group = HubGroup::start(&bin, 3, args.insecure)?;
+    let leader = group.leader(ELECTION_WAIT).await?;
     let clusters: Vec<String> = (0..args.clusters).map(cluster_name).collect();
-    let hubs: Vec<String> = group.apis.values().cloned().collect();
+    let hubs = group.apis();
     register(&group, &clusters).await?;
-    let mut agents = clusters
-        .iter()
-        .map(|c| start_agent(&sim, c, hubs.clone()))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut agents = start_agents(&group, &sim, &clusters, &hubs, agents_dir.path()).await?;
     wait_each(&group, leader, Instant::now(), clusters.clone(), online).await?;
     let engine_times: Vec<_> = agents
         .iter()
@@ -435,13 +318,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let mut per_node: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
     for (i, agent) in agents.iter().enumerate() {
         let address = agent.link.watch_connection().borrow().clone();
-        if let Some(node) = address.and_then(|c| {
-            group
-                .apis
-                .iter()
-                .find(|(_, a)| **a == c.address)
-                .map(|(id, _)| *id)
-        }) {
+        if let Some(node) = address.and_then(|c| group.node_at(&c.address)) {
             per_node.entry(node).or_default().push(i);
         }
     }
@@ -451,7 +328,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         .context("no agent is connected")?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before: Vec<LinkStats> = moved.iter().map(|i| agents[*i].link.stats()).collect();
-    let victim_api = group.apis[&victim].clone();
+    let victim_api = group.api(victim).to_owned();
     group.kill(victim)?;
     let killed = Instant::now();
     let waits = moved.iter().map(|i| {
@@ -494,37 +371,44 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         "windowMs": 1000,
     });
 
-    let survivor = *group.children.keys().next().context("survivors")?;
-    let leaving: Vec<Agent> = agents.drain(..args.offline).collect();
+    let survivor = *group.running().first().context("survivors")?;
+    let leaving: Vec<LinkedAgent> = agents.drain(..args.offline).collect();
     let gone: Vec<String> = leaving.iter().map(|a| a.cluster.clone()).collect();
     let exited = Instant::now();
     for agent in leaving {
         agent.link.shutdown().await;
     }
     let after_exit = wait_each(&group, survivor, exited, gone, |s, c| !online(s, c)).await?;
-    drop(agents);
+    shutdown_all(agents).await;
     drop(group);
 
     // Agents that know only the leader, which dies.
-    let mut group = Group::start(&bin)?;
-    let leader = group.leader().await?;
+    let mut group = HubGroup::start(&bin, 3, args.insecure)?;
+    let leader = group.leader(ELECTION_WAIT).await?;
     let pinned: Vec<String> = (args.clusters..args.clusters + args.offline)
         .map(cluster_name)
         .collect();
     register(&group, &pinned).await?;
-    let pinned_agents = pinned
-        .iter()
-        .map(|c| start_agent(&sim, c, vec![group.apis[&leader].clone()]))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let leader_only = vec![group.api(leader).to_owned()];
+    let pinned_agents =
+        start_agents(&group, &sim, &pinned, &leader_only, agents_dir.path()).await?;
     wait_each(&group, leader, Instant::now(), pinned.clone(), online).await?;
     group.kill(leader)?;
     let died = Instant::now();
-    let survivor = *group.children.keys().next().context("survivors")?;
+    let survivor = *group.running().first().context("survivors")?;
     let after_death = wait_each(&group, survivor, died, pinned, |s, c| !online(s, c)).await?;
-    drop(pinned_agents);
+    shutdown_all(pinned_agents).await;
+    let transport = if group.is_secure() {
+        "mutual TLS between nodes; agents registered with bootstrap tokens, streaming with client certificates"
+    } else {
+        "plain (--insecure)"
+    };
+    drop(group);
+    sim.shutdown().await;
 
     Ok(json!({
         "area": "sync",
+        "transport": transport,
         "clusters": args.clusters,
         "objectsPerBundle": args.objects + 1,
         "fanoutMs": millis(fanout),
