@@ -202,10 +202,12 @@ impl Hub {
             agent_cert_lifetime: config.registration.agent_cert_lifetime,
             ..config.sync.clone()
         };
+        let audit = Arc::new(crate::api::audit::AuditTrail::default());
         let sync = Arc::new(SyncHub::start(
             node.clone(),
             sync_config,
             config.clock.clone(),
+            audit.clone(),
         ));
         let context = HubContext {
             node: node.clone(),
@@ -214,7 +216,7 @@ impl Hub {
             source: config.source.clone(),
             sync: sync.clone(),
             insecure: !config.authenticate,
-            audit: Arc::default(),
+            audit,
             registration: config.registration,
         };
         let stop = CancellationToken::new();

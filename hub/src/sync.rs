@@ -25,6 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::api::audit::AuditTrail;
 use crate::clock::Clock;
 use crate::node::NodeHandle;
 
@@ -98,6 +99,8 @@ struct Shared {
     streams: Streams,
     reports: ReportBatcher,
     stop: CancellationToken,
+    /// The node's budget for auditing refusals, shared with the Admin API.
+    audit: Arc<AuditTrail>,
 }
 
 impl Shared {
@@ -113,13 +116,20 @@ pub struct SyncHub {
 }
 
 impl SyncHub {
-    /// Starts the report batcher and the presence reporter on the current tokio runtime. Streams are served once [`SyncHub::service`] is added to a
-    /// listener.
-    pub fn start(node: NodeHandle, config: SyncConfig, clock: Arc<dyn Clock>) -> SyncHub {
+    /// Starts the report batcher and the presence reporter on the current tokio runtime. Streams
+    /// are served once [`SyncHub::service`] is added to a listener. Refused agent calls are
+    /// audited within `audit`'s budget.
+    pub fn start(
+        node: NodeHandle,
+        config: SyncConfig,
+        clock: Arc<dyn Clock>,
+        audit: Arc<AuditTrail>,
+    ) -> SyncHub {
         let shared = Arc::new(Shared {
             node,
             config,
             clock,
+            audit,
             counters: SyncCounters::default(),
             streams: Streams::default(),
             reports: ReportBatcher::default(),

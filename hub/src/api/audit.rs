@@ -6,10 +6,13 @@
 //! who asked for something refused before any command (denied or failed calls), and the calls
 //! whose commands do not audit themselves (clusters, tokens, fetches).
 //!
-//! Refusals of callers who presented no valid credentials are recorded at most
-//! [`UNAUTHENTICATED_PER_MINUTE`] times a minute per node: anyone who can reach the port could
-//! otherwise fill the bounded audit log with noise and push real events out of it. The rest are
-//! counted and logged.
+//! Refusals of callers who presented no valid credentials, and refused agent calls (a hello or a
+//! report naming another cluster, a removed cluster's or a revoked certificate), are recorded at
+//! most [`UNAUTHENTICATED_PER_MINUTE`] times a minute per node and kind of caller: anyone who can
+//! reach the port, or an agent retrying for ever, could otherwise fill the bounded audit log
+//! with noise through raft and push real events out of it. The rest are counted and logged.
+//! Each kind has its own budget, so a looping agent cannot hide a stranger's refusals, nor the
+//! reverse.
 
 use std::time::{Duration, Instant};
 
@@ -18,12 +21,15 @@ use parking_lot::Mutex;
 
 use super::caller::Caller;
 use crate::auth::Action;
+use crate::clock::Clock;
+use crate::node::NodeHandle;
 use crate::server::HubContext;
 use crate::state::State;
 use crate::state::audit::{AuditEvent, Outcome};
 use crate::state::{Command, Timestamp};
 
-/// Unauthenticated refusals recorded per minute and node; the rest are only counted and logged.
+/// Refusals recorded per minute, node and kind of caller (unauthenticated, agents); the rest
+/// are only counted and logged.
 pub const UNAUTHENTICATED_PER_MINUTE: u32 = 20;
 
 /// Events `ListAudit` returns when the request sets no limit.
@@ -32,55 +38,85 @@ const DEFAULT_LIMIT: usize = 100;
 /// Who audit events name for a caller without valid credentials.
 pub const UNAUTHENTICATED_ACTOR: &str = "unauthenticated";
 
+/// How audit events name an agent (`agent:cluster NAME`), by its certificate.
+pub const AGENT_ACTOR_PREFIX: &str = "agent:";
+
 /// What one node records of the refusals it serves.
 #[derive(Debug)]
 pub struct AuditTrail {
-    budget: Mutex<Budget>,
+    unauthenticated: Mutex<Budget>,
+    agents: Mutex<Budget>,
 }
 
+/// Refusals recorded and suppressed in the current minute, for one kind of caller.
 #[derive(Debug)]
 struct Budget {
+    /// Whose refusals, for the log line about those suppressed.
+    whose: &'static str,
     window_start: Instant,
     recorded: u32,
     suppressed: u64,
 }
 
+impl Budget {
+    fn new(whose: &'static str) -> Self {
+        Budget {
+            whose,
+            window_start: Instant::now(),
+            recorded: 0,
+            suppressed: 0,
+        }
+    }
+
+    /// Whether one more refusal may be recorded at `now`.
+    fn admit(&mut self, now: Instant) -> bool {
+        if now.saturating_duration_since(self.window_start) >= Duration::from_secs(60) {
+            if self.suppressed > 0 {
+                tracing::warn!(
+                    suppressed = self.suppressed,
+                    "{} refused but not audited (over {UNAUTHENTICATED_PER_MINUTE} a minute)",
+                    self.whose
+                );
+            }
+            *self = Budget {
+                window_start: now,
+                ..Budget::new(self.whose)
+            };
+        }
+        if self.recorded < UNAUTHENTICATED_PER_MINUTE {
+            self.recorded += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+}
+
 impl Default for AuditTrail {
     fn default() -> Self {
         AuditTrail {
-            budget: Mutex::new(Budget {
-                window_start: Instant::now(),
-                recorded: 0,
-                suppressed: 0,
-            }),
+            unauthenticated: Mutex::new(Budget::new("unauthenticated requests")),
+            agents: Mutex::new(Budget::new("agent calls")),
         }
     }
 }
 
 impl AuditTrail {
-    /// Whether an unauthenticated refusal may be recorded now.
-    fn admit_unauthenticated(&self) -> bool {
-        let mut budget = self.budget.lock();
-        if budget.window_start.elapsed() >= Duration::from_secs(60) {
-            if budget.suppressed > 0 {
-                tracing::warn!(
-                    suppressed = budget.suppressed,
-                    "unauthenticated requests refused but not audited (over {UNAUTHENTICATED_PER_MINUTE} a minute)"
-                );
-            }
-            *budget = Budget {
-                window_start: Instant::now(),
-                recorded: 0,
-                suppressed: 0,
-            };
+    /// Whether `entry` may be recorded at `now`: refusals of unauthenticated callers and of
+    /// agents within their budgets, everything else always.
+    fn admit(&self, entry: &Entry<'_>, now: Instant) -> bool {
+        if !matches!(entry.outcome, Outcome::Denied(_)) {
+            return true;
         }
-        if budget.recorded < UNAUTHENTICATED_PER_MINUTE {
-            budget.recorded += 1;
-            true
+        let budget = if entry.actor.starts_with(UNAUTHENTICATED_ACTOR) {
+            &self.unauthenticated
+        } else if entry.actor.starts_with(AGENT_ACTOR_PREFIX) {
+            &self.agents
         } else {
-            budget.suppressed += 1;
-            false
-        }
+            return true;
+        };
+        budget.lock().admit(now)
     }
 }
 
@@ -99,12 +135,15 @@ pub struct Entry<'a> {
 }
 
 /// Records an event; a failure to record is logged, never fails the call it describes.
-/// Unauthenticated refusals are rate-limited per node (see the module).
+/// Unauthenticated and agents' refusals are rate-limited per node (see the module).
 pub async fn record(hub: &HubContext, entry: Entry<'_>) {
-    if entry.actor.starts_with(UNAUTHENTICATED_ACTOR)
-        && matches!(entry.outcome, Outcome::Denied(_))
-        && !hub.audit.admit_unauthenticated()
-    {
+    record_on(&hub.node, hub.clock.as_ref(), &hub.audit, entry).await;
+}
+
+/// [`record`] for a service that holds the node, its clock and its trail rather than the
+/// whole [`HubContext`] (the agent protocol).
+pub async fn record_on(node: &NodeHandle, clock: &dyn Clock, trail: &AuditTrail, entry: Entry<'_>) {
+    if !trail.admit(&entry, Instant::now()) {
         return;
     }
     let event = AuditEvent {
@@ -112,7 +151,7 @@ pub async fn record(hub: &HubContext, entry: Entry<'_>) {
         action: entry.action.to_owned(),
         target: entry.target.to_owned(),
         detail: entry.detail,
-        at: hub.clock.now(),
+        at: clock.now(),
         outcome: entry.outcome,
     };
     tracing::info!(
@@ -122,7 +161,7 @@ pub async fn record(hub: &HubContext, entry: Entry<'_>) {
         outcome = %event.outcome,
         "audit"
     );
-    if let Err(e) = hub.node.propose(&Command::RecordAudit { event }).await {
+    if let Err(e) = node.propose(&Command::RecordAudit { event }).await {
         tracing::warn!(error = %e, action = entry.action, "audit event not recorded");
     }
 }

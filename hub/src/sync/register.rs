@@ -13,10 +13,11 @@ use flotilla_proto::v1::{AgentCertificate, RegisterRequest, RenewRequest};
 use tonic::{Request, Status};
 
 use super::Shared;
+use crate::api::audit;
 use crate::auth::{BootstrapRefused, NewBootstrapToken, check_bootstrap};
 use crate::clock::Clock;
 use crate::node::{NodeHandle, ProposeError};
-use crate::state::audit::{AuditEvent, Outcome};
+use crate::state::audit::Outcome;
 use crate::state::{Command, CommandError, State, Timestamp};
 use crate::transport::net::{self, NodeTls};
 
@@ -197,20 +198,18 @@ pub(super) async fn renew(
 }
 
 /// Records an audit event of a refused agent call (best effort: a refusal is answered even when
-/// the record cannot be written).
+/// the record cannot be written), within the node's budget for agents' refusals: a removed
+/// cluster's agent retries for ever, and each record is a raft write.
 pub(super) async fn audit(shared: &Shared, actor: &str, action: &str, target: &str, reason: &str) {
-    let event = AuditEvent {
-        actor: actor.to_owned(),
-        action: action.to_owned(),
-        target: target.to_owned(),
+    tracing::warn!(actor, action, target, reason, "agent refused");
+    let entry = audit::Entry {
+        actor,
+        action,
+        target,
         detail: String::new(),
-        at: shared.clock.now(),
         outcome: Outcome::Denied(reason.to_owned()),
     };
-    tracing::warn!(actor, action, target, reason, "agent refused");
-    if let Err(e) = shared.node.propose(&Command::RecordAudit { event }).await {
-        tracing::warn!(error = %e, "cannot record the refusal in the audit log");
-    }
+    audit::record_on(&shared.node, shared.clock.as_ref(), &shared.audit, entry).await;
 }
 
 fn tls(shared: &Shared) -> Result<&std::sync::Arc<NodeTls>, Status> {

@@ -27,6 +27,7 @@ use super::chunk::{self, MIN_AGENT_MESSAGE_BYTES};
 use super::reports::BundleReports;
 use super::streams::StreamGuard;
 use super::{Shared, register};
+use crate::api::audit::AGENT_ACTOR_PREFIX;
 use crate::state::State;
 use crate::state::source::Blob;
 
@@ -128,7 +129,7 @@ async fn check_identity(
     certificate: &PeerCertificate,
     hello: &Hello,
 ) -> Result<(), Status> {
-    let actor = format!("agent:{}", certificate.identity);
+    let actor = format!("{AGENT_ACTOR_PREFIX}{}", certificate.identity);
     let checked =
         register::certificate_cluster(&shared.node.state(), certificate, shared.clock.now());
     let cluster = match checked {
@@ -239,7 +240,7 @@ async fn read(
                         other.cluster,
                         reports.cluster()
                     ));
-                    let actor = format!("agent:cluster {}", reports.cluster());
+                    let actor = format!("{AGENT_ACTOR_PREFIX}cluster {}", reports.cluster());
                     let target = format!("cluster/{}", other.cluster);
                     register::audit(&shared, &actor, "agent.report", &target, status.message())
                         .await;
