@@ -25,10 +25,9 @@ pub fn test_timing() -> Timing {
 }
 
 /// A free loopback port (the socket is closed again; the node binds it right after).
-pub fn free_address() -> Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.to_string())
-}
+#[path = "ports.rs"]
+mod ports;
+pub use ports::free_address;
 
 pub struct TestGroup {
     pub faults: Arc<FaultPlan>,

@@ -28,11 +28,9 @@ impl Drop for HubProcesses {
     }
 }
 
-fn free_address() -> Result<String> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .to_string())
-}
+#[path = "ports.rs"]
+mod ports;
+use ports::free_address;
 
 impl HubProcesses {
     /// Founds a group of `size` nodes, ids 1..=size.

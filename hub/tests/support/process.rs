@@ -21,10 +21,9 @@ pub fn hub_bin() -> &'static str {
     env!("CARGO_BIN_EXE_flotilla-hub")
 }
 
-pub fn free_address() -> Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.to_string())
-}
+#[path = "ports.rs"]
+mod ports;
+pub use ports::free_address;
 
 pub struct ProcessGroup {
     pub dir: TempDir,
