@@ -3,6 +3,8 @@
 //! unique prefixes of at least 4 digits, as `flotilla revisions` lists them. Exits 0 whether or
 //! not there are differences.
 
+use std::process::ExitCode;
+
 use clap::Args;
 use flotilla_proto::v1::{AdminDiffReply, AdminDiffRequest};
 use serde::Serialize;
@@ -25,6 +27,10 @@ pub(crate) struct DiffArgs {
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
+    /// Exit with 1 when the revisions differ and 0 when they do not (errors exit with 2), as
+    /// `git diff --exit-code` and `kubectl diff` do, for scripts and CI gates.
+    #[arg(long)]
+    pub(crate) exit_code: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -113,8 +119,9 @@ impl DiffView {
     }
 }
 
-/// Prints the difference between two revisions.
-pub(crate) async fn run(args: &DiffArgs) -> anyhow::Result<()> {
+/// Prints the difference between two revisions; with `--exit-code`, says by the exit code
+/// whether there is one.
+pub(crate) async fn run(args: &DiffArgs) -> anyhow::Result<ExitCode> {
     let mut admin = args.hub.connect().await?;
     let reply = admin
         .diff(AdminDiffRequest {
@@ -130,9 +137,14 @@ pub(crate) async fn run(args: &DiffArgs) -> anyhow::Result<()> {
         .into_inner();
     let view = DiffView::of(reply);
     match args.output {
-        OutputFormat::Table => emit(&text(&view)),
-        format => print_structured(&view, format),
+        OutputFormat::Table => emit(&text(&view))?,
+        format => print_structured(&view, format)?,
     }
+    Ok(if args.exit_code && !view.clusters.is_empty() {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn mark(change: &str) -> &'static str {

@@ -73,13 +73,18 @@ enum Command {
 async fn main() -> ExitCode {
     flotilla_pki::install_crypto_provider();
     let cli = Cli::parse();
+    // `diff --exit-code` says "they differ" with 1, so its failures need another code.
+    let failure = match &cli.command {
+        Command::Diff(args) if args.exit_code => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    };
     let outcome = match cli.command {
         Command::Lint(args) => lint::run(&args),
         Command::Clusters(args) => clusters::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Cluster(args) => cluster::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Revisions(args) => revisions::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Status(args) => status::run(&args).await.map(|()| ExitCode::SUCCESS),
-        Command::Diff(args) => diff::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Diff(args) => diff::run(&args).await,
         Command::Demo(args) => demo::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Promote(args) => promote::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Rollback(args) => rollback::run(&args).await.map(|()| ExitCode::SUCCESS),
@@ -101,7 +106,7 @@ async fn main() -> ExitCode {
         Ok(code) => code,
         Err(error) => {
             eprintln!("error: {error:#}");
-            ExitCode::FAILURE
+            failure
         }
     }
 }

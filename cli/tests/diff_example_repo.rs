@@ -102,6 +102,28 @@ fn diff_between_two_commits_of_the_example_repository() -> Result<()> {
     ])?;
     assert!(yaml.contains("path: /spec/replicas"), "{yaml}");
 
+    let code = |args: &[&str]| -> Result<Option<i32>> { Ok(hub.flotilla(args)?.status.code()) };
+    assert_eq!(
+        code(&["diff", &first, &second, "--exit-code"])?,
+        Some(1),
+        "they differ"
+    );
+    assert_eq!(
+        code(&["diff", &first, &second, "--exit-code", "--cluster", "dev-1"])?,
+        Some(0),
+        "not for dev-1"
+    );
+    assert_eq!(
+        code(&["diff", "abc", &second, "--exit-code"])?,
+        Some(2),
+        "an error"
+    );
+    assert_eq!(
+        code(&["diff", &first, &second])?,
+        Some(0),
+        "without --exit-code"
+    );
+
     let bad = hub.flotilla(&["diff", "abc", &second])?;
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
