@@ -8,7 +8,6 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use git2::{Repository, Signature};
 use tempfile::TempDir;
 
 /// The hub binary, built next to this test's executable (`cargo build -p flotilla-hub`, or
@@ -29,69 +28,7 @@ pub fn hub_binary() -> Result<PathBuf> {
     Ok(hub)
 }
 
-/// A repository with a working tree, committing on `main`.
-pub struct GitRepo {
-    pub dir: TempDir,
-    pub repo: Repository,
-}
-
-impl GitRepo {
-    pub fn new() -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let repo = Repository::init(dir.path())?;
-        repo.set_head("refs/heads/main")?;
-        Ok(GitRepo { dir, repo })
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn url(&self) -> String {
-        format!("file://{}", self.dir.path().display())
-    }
-
-    pub fn write(&self, path: &str, content: &str) -> Result<()> {
-        let file = self.dir.path().join(path);
-        std::fs::create_dir_all(file.parent().context("no parent")?)?;
-        std::fs::write(file, content)?;
-        Ok(())
-    }
-
-    pub fn edit(&self, path: &str, from: &str, to: &str) -> Result<()> {
-        let file = self.dir.path().join(path);
-        let text = std::fs::read_to_string(&file)?;
-        if !text.contains(from) {
-            bail!("{path} does not contain {from:?}");
-        }
-        std::fs::write(file, text.replace(from, to))?;
-        Ok(())
-    }
-
-    /// Copies a directory tree into the working tree.
-    pub fn copy_from(&self, from: &Path) -> Result<()> {
-        copy_tree(from, self.dir.path())
-    }
-
-    pub fn commit(&self, message: &str) -> Result<String> {
-        let mut index = self.repo.index()?;
-        index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
-        index.update_all(["*"].iter(), None)?;
-        let tree = self.repo.find_tree(index.write_tree()?)?;
-        let signature = Signature::now("Flotilla Test", "test@flotilla.dev")?;
-        let parent = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
-        let parents: Vec<&git2::Commit> = parent.iter().collect();
-        let oid = self.repo.commit(
-            Some("HEAD"),
-            &signature,
-            &signature,
-            message,
-            &tree,
-            &parents,
-        )?;
-        Ok(oid.to_string())
-    }
-}
+pub use flotilla_tests::git::GitRepo;
 
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;
