@@ -1,0 +1,122 @@
+//! `flotilla.yaml` is parsed strictly: unknown fields, wrong types and invalid values are
+//! errors naming the file, line and column, and every problem is reported at once.
+
+#![allow(clippy::unwrap_used)]
+
+use crate::support::fixture;
+
+use fixture::Fixture;
+use flotilla_core::SpecError;
+
+fn load_errors(spec: &str) -> Vec<SpecError> {
+    let repo = Fixture::new();
+    repo.write("flotilla.yaml", spec);
+    repo.write(
+        "bundles/web/cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n",
+    );
+    repo.load().expect_err("the spec is invalid").errors
+}
+
+#[test]
+fn unknown_field_names_file_line_column_and_expected_fields() {
+    let errors = load_errors(
+        "apiVersion: flotilla.dev/v1\nkind: Fleet\nstages:\n  - name: dev\n    track: {branch: main}\n    rollout:\n      soakTime: 5m\n",
+    );
+    assert_eq!(errors.len(), 1);
+    let text = errors[0].to_string();
+    assert!(
+        text.starts_with("flotilla.yaml:7:7: unknown field `soakTime`"),
+        "{text}"
+    );
+    assert!(text.contains("soak"), "lists the expected fields: {text}");
+}
+
+#[test]
+fn wrong_type_names_the_line_and_what_is_expected() {
+    let errors = load_errors(
+        "apiVersion: flotilla.dev/v1\nkind: Fleet\nstages:\n  - name: dev\n    track: {branch: main}\n    rollout:\n      healthTimeout: soon\n",
+    );
+    let text = errors[0].to_string();
+    assert!(text.starts_with("flotilla.yaml:7:"), "{text}");
+    assert!(text.contains("invalid duration `soon`"), "{text}");
+
+    let errors = load_errors(
+        "apiVersion: flotilla.dev/v1\nkind: Fleet\nstages:\n  - name: dev\n    track: {branch: main}\n    rollout:\n      approval: later\n",
+    );
+    let text = errors[0].to_string();
+    assert!(text.starts_with("flotilla.yaml:7:"), "{text}");
+    assert!(text.contains("auto") && text.contains("manual"), "{text}");
+}
+
+#[test]
+fn yaml_syntax_errors_are_located() {
+    let errors = load_errors("apiVersion: flotilla.dev/v1\nkind: Fleet\nstages: [\n  {name: dev\n");
+    assert!(
+        matches!(errors[0], SpecError::Syntax { .. }),
+        "{:?}",
+        errors[0]
+    );
+    assert_eq!(errors[0].location().file, "flotilla.yaml");
+    assert!(errors[0].location().line.is_some());
+}
+
+#[test]
+fn every_semantic_problem_is_reported_with_its_line() {
+    let spec = "\
+apiVersion: flotilla.dev/v2
+kind: Fleet
+stages:
+  - name: Dev
+    track: {branch: main}
+  - name: prod
+    promoteFrom: staging
+    clusterSelector:
+      matchExpressions:
+        - {key: env, operator: In}
+bundles:
+  - name: web
+    path: bundles/web
+    variables:
+      9lives: x
+  - name: web
+    path: bundles/missing
+";
+    let errors = load_errors(spec);
+    let lines: Vec<Option<u32>> = errors.iter().map(|e| e.location().line).collect();
+    let text: Vec<String> = errors.iter().map(ToString::to_string).collect();
+    let all = text.join("\n");
+    assert!(all.contains("flotilla.yaml:1:13: apiVersion"), "{all}");
+    assert!(all.contains("flotilla.yaml:4:"), "bad stage name: {all}");
+    assert!(all.contains("unknown stage `staging`"), "{all}");
+    assert!(all.contains("needs at least one value"), "{all}");
+    assert!(all.contains("9lives"), "{all}");
+    assert!(
+        all.contains("bundle `web` is already declared at flotilla.yaml:12"),
+        "{all}"
+    );
+    assert!(lines.iter().all(Option::is_some), "{all}");
+    assert!(errors.len() >= 6, "{all}");
+}
+
+#[test]
+fn bundle_directory_must_exist() {
+    let repo = Fixture::new();
+    repo.spec("  - name: web\n    path: bundles/nowhere\n");
+    let errors = repo.load().expect_err("missing directory").errors;
+    let text = errors[0].to_string();
+    assert!(text.starts_with("flotilla.yaml:8:11: "), "{text}");
+    assert!(text.contains("bundles/nowhere"), "{text}");
+}
+
+#[test]
+fn missing_spec_file_is_a_read_error() {
+    let repo = Fixture::new();
+    let errors = repo.load().expect_err("no flotilla.yaml").errors;
+    assert!(
+        matches!(errors[0], SpecError::Read { .. }),
+        "{:?}",
+        errors[0]
+    );
+    assert_eq!(errors[0].location().file, "flotilla.yaml");
+}

@@ -1,0 +1,12 @@
+//! The integration tests of this crate, built as one test binary: one link instead of one
+//! per file keeps the build's disk use and link time down. Each module is one former test file;
+//! a new test file must be declared here.
+
+mod cli_lint_and_diff_agree_with_the_clusters;
+mod delivery_broken_commit_changes_no_cluster;
+mod delivery_commit_reaches_every_cluster;
+mod delivery_removed_bundle_is_pruned;
+mod delivery_webhook_skips_the_poll;
+mod demo_runs_a_healthy_fleet_and_stops_cleanly;
+mod deploy_manifests;
+mod security_bad_input_corpus;
