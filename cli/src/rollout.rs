@@ -218,7 +218,7 @@ impl RolloutView {
     fn ended(&self) -> bool {
         matches!(
             self.status.as_str(),
-            "completed" | "rolled back" | "superseded"
+            "completed" | "rolled back" | "superseded" | "abandoned"
         )
     }
 
@@ -388,7 +388,8 @@ async fn status(args: &StatusArgs) -> anyhow::Result<std::process::ExitCode> {
         display.show(&view)?;
         if view.ended() {
             display.finish(&view)?;
-            let failed = view.status == "rolled back";
+            // The target did not reach the stage.
+            let failed = matches!(view.status.as_str(), "rolled back" | "abandoned");
             return Ok(if failed {
                 std::process::ExitCode::FAILURE
             } else {

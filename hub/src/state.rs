@@ -347,6 +347,12 @@ impl State {
                 not_after,
                 at,
             } => pki::record_certificate(self, cluster, serial, *not_after, *at),
+            Command::AbandonRollout {
+                rollout,
+                reason,
+                by,
+                at,
+            } => rollout::abandon(self, *rollout, reason, by, *at),
         }
     }
 

@@ -68,6 +68,7 @@ pub(super) fn progress(
         RolloutStatus::Paused { by, reason } => format!("{reason} (by {by})"),
         RolloutStatus::RolledBack { reason } => reason.clone(),
         RolloutStatus::Superseded { by } => format!("by rollout {by}"),
+        RolloutStatus::Abandoned { reason } => reason.clone(),
         _ => String::new(),
     };
     AdminRolloutProgress {

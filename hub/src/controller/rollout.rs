@@ -22,6 +22,9 @@
 //! - Clusters are assigned only revisions that have bundles for them: a stage without an active
 //!   rollout gets its pin everywhere (clusters registered or moved into it later); during a
 //!   rollout, a cluster that joined the stage and holds nothing gets the rollout's start.
+//! - An active rollout whose stage the current `flotilla.yaml` no longer declares ends
+//!   abandoned, its stage pinned back to the rollout's start; its clusters keep what they hold
+//!   (a stage declared again moves on by a new, gated rollout).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -223,6 +226,35 @@ pub(crate) fn decide(
         decision.commands.extend(stage_decision.commands);
     }
     decision
+        .commands
+        .extend(abandon_undeclared(state, &spec, &current, now));
+    decision
+}
+
+/// Active rollouts of stages the current `flotilla.yaml` no longer declares: nothing would
+/// drive them, so they end abandoned (their stages pinned back to where they started).
+fn abandon_undeclared(
+    state: &State,
+    spec: &FleetSpec,
+    current: &RevisionRef,
+    now: Timestamp,
+) -> Vec<Command> {
+    state
+        .rollouts
+        .iter()
+        .filter(|(_, r)| r.is_active())
+        .filter(|(_, r)| spec.stages.iter().all(|s| s.name != r.stage))
+        .map(|(id, r)| Command::AbandonRollout {
+            rollout: *id,
+            reason: format!(
+                "stage `{}` is not declared in flotilla.yaml at {}",
+                r.stage,
+                short(&current.commit)
+            ),
+            by: actor(),
+            at: now,
+        })
+        .collect()
 }
 
 /// The first good revision: every stage pinned to it and every cluster of a stage assigned it

@@ -330,7 +330,9 @@ impl<'a> Judging<'a> {
             .unwrap_or(Readiness::Progressing(String::new()));
         let deadline = Timestamp(progress.clock_from.0.saturating_add(self.timeout()));
         let (phase, detail, deadline) = match &rollout.status {
-            RolloutStatus::RolledBack { .. } | RolloutStatus::Superseded { .. } => (
+            RolloutStatus::RolledBack { .. }
+            | RolloutStatus::Superseded { .. }
+            | RolloutStatus::Abandoned { .. } => (
                 ClusterPhase::Skipped,
                 format!("{} ({})", readiness.describe(), rollout.status.name()),
                 None,

@@ -297,6 +297,20 @@ pub enum Command {
         /// When.
         at: Timestamp,
     },
+    /// An active rollout whose stage left `flotilla.yaml` ends abandoned: no policy drives it
+    /// any more. A stage that had moved is pinned back to the rollout's start, so a stage
+    /// declared again later moves on by a gated rollout, never by assigning the abandoned
+    /// target to every cluster at once; clusters keep what they hold.
+    AbandonRollout {
+        /// Rollout id.
+        rollout: u64,
+        /// Why.
+        reason: String,
+        /// Who decided (`controller:rollout`).
+        by: String,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// What rendering a revision produced.
@@ -476,6 +490,7 @@ impl Command {
             Command::RecordAudit { .. } => "record_audit",
             Command::RecordSignature { .. } => "record_signature",
             Command::RecordCertificate { .. } => "record_certificate",
+            Command::AbandonRollout { .. } => "abandon_rollout",
         }
     }
 }

@@ -132,6 +132,11 @@ pub enum RolloutStatus {
         /// The newer rollout.
         by: u64,
     },
+    /// Its stage left `flotilla.yaml`; the stage was pinned back to the start.
+    Abandoned {
+        /// Why.
+        reason: String,
+    },
 }
 
 impl RolloutStatus {
@@ -144,6 +149,7 @@ impl RolloutStatus {
             RolloutStatus::Completed => "completed",
             RolloutStatus::RolledBack { .. } => "rolled back",
             RolloutStatus::Superseded { .. } => "superseded",
+            RolloutStatus::Abandoned { .. } => "abandoned",
         }
     }
 }
@@ -628,7 +634,7 @@ pub(super) fn transition(
 
 mod rollback;
 
-pub(super) use rollback::{RollBack, fail, roll_back};
+pub(super) use rollback::{RollBack, abandon, fail, roll_back};
 
 #[cfg(test)]
 mod tests;

@@ -668,3 +668,77 @@ fn the_decision_says_when_to_look_again() {
         "{wake:?}"
     );
 }
+
+/// `SPEC` without the prod stage.
+fn spec_without_prod() -> String {
+    let start = SPEC.find("  - name: prod").expect("prod in SPEC");
+    let end = SPEC.find("bundles:").expect("bundles in SPEC");
+    format!("{}{}", &SPEC[..start], &SPEC[end..])
+}
+
+#[test]
+fn a_stage_removed_mid_rollout_is_abandoned_and_declared_again_rolls_out_gated() {
+    let mut fleet = at_c1_then_c2(SPEC);
+    fleet.run_for(3_000, &healthy);
+    let (first, prod) = fleet.rollout("prod");
+    assert_eq!(prod.status, RolloutStatus::Running, "the canary soaks");
+    assert_eq!(fleet.assigned("prod-1"), Some("c2"));
+
+    // prod leaves flotilla.yaml: its rollout ends, its pin goes back to the start, and no
+    // other prod cluster is given c2.
+    fleet.commit("c3", &spec_without_prod());
+    fleet.run_for(30_000, &healthy);
+    assert!(
+        matches!(&fleet.state.rollouts[&first].status, RolloutStatus::Abandoned { reason }
+            if reason.contains("stage `prod` is not declared")),
+        "{:?}",
+        fleet.state.rollouts[&first].status
+    );
+    assert_eq!(fleet.pinned("prod"), Some("c1"));
+    assert!(!fleet.state.stages["prod"].failed.contains(&rev("c2")));
+    assert_eq!(fleet.ever_assigned("c2"), ["dev-1", "prod-1"]);
+    assert_eq!(
+        fleet.assigned("prod-1"),
+        Some("c2"),
+        "clusters keep what they hold"
+    );
+    assert_eq!(fleet.assigned("prod-2"), Some("c1"));
+    assert!(
+        fleet
+            .state
+            .audit
+            .since(0)
+            .any(|(_, e)| e.action == "rollout.abandon"
+                && e.target == "stage/prod"
+                && e.detail.starts_with(&format!("rollout {first}:")))
+    );
+    assert_eq!(fleet.rollout("dev").1.status, RolloutStatus::Completed);
+
+    // prod is declared again: what dev passed meanwhile (c3) comes in by a new rollout from
+    // the pin, canary first, within maxUnavailable; then c4 the same way.
+    fleet.worst.clear();
+    fleet.commit("c4", SPEC);
+    fleet.run_for(90_000, &healthy);
+    let after: Vec<&Rollout> = fleet
+        .state
+        .rollouts
+        .range(first + 1..)
+        .map(|(_, r)| r)
+        .filter(|r| r.stage == "prod")
+        .collect();
+    assert_eq!(
+        after
+            .iter()
+            .map(|r| (r.from.clone(), r.to.clone(), r.status.clone()))
+            .collect::<Vec<_>>(),
+        [
+            (Some(rev("c1")), rev("c3"), RolloutStatus::Completed),
+            (Some(rev("c3")), rev("c4"), RolloutStatus::Completed),
+        ]
+    );
+    assert_eq!(fleet.ever_assigned("c3")[..2], ["dev-1", "prod-1"]);
+    for cluster in ["prod-1", "prod-2", "prod-3"] {
+        assert_eq!(fleet.assigned(cluster), Some("c4"), "{cluster}");
+    }
+    assert_eq!(fleet.worst["prod"], 1);
+}

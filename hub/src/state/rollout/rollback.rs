@@ -75,6 +75,56 @@ pub(in crate::state) fn fail(
     Ok(())
 }
 
+/// An active rollout whose stage left `flotilla.yaml`: it ends abandoned and a stage that had
+/// moved to the target is pinned back to the start (nothing is marked failed: no gate judged
+/// it). Clusters keep what they hold.
+pub(in crate::state) fn abandon(
+    state: &mut State,
+    id: u64,
+    reason: &str,
+    by: &str,
+    at: Timestamp,
+) -> Result<(), CommandError> {
+    let rollout = state
+        .rollouts
+        .get(&id)
+        .ok_or(CommandError::UnknownRollout(id))?;
+    if !rollout.is_active() {
+        return Err(rollout.refuse(id, "abandon"));
+    }
+    let stage = rollout.stage.clone();
+    let moved = rollout.status != RolloutStatus::AwaitingApproval;
+    let back = rollout.from.clone().filter(|_| moved);
+    let rollout = rollout_mut(state, id)?;
+    rollout.status = RolloutStatus::Abandoned {
+        reason: reason.to_owned(),
+    };
+    rollout.updated_at = at;
+    if let Some(from) = back {
+        set_pin(
+            state,
+            &stage,
+            PinRecord {
+                revision: from,
+                change: StageChange::Rollback,
+                by: by.to_owned(),
+                reason: format!("rollout {id} abandoned: {reason}"),
+                at,
+                rollout: Some(id),
+            },
+        );
+    }
+    audit(
+        state,
+        by,
+        "rollout.abandon",
+        &stage,
+        format!("rollout {id}: {reason}"),
+        at,
+    );
+    Ok(())
+}
+
 /// Everything `RollBack` carries.
 pub(in crate::state) struct RollBack<'a> {
     pub(in crate::state) stage: &'a str,

@@ -400,3 +400,49 @@ fn a_failure_pauses_or_returns_every_moved_cluster_as_the_gate_says() {
         );
     }
 }
+
+fn abandon(rollout: u64, at: u64) -> Command {
+    Command::AbandonRollout {
+        rollout,
+        reason: "stage `prod` is not declared".into(),
+        by: "controller:rollout".into(),
+        at: t(at),
+    }
+}
+
+#[test]
+fn abandoning_ends_an_active_rollout_and_pins_a_moved_stage_back_to_its_start() {
+    // Running, one cluster moved: the stage goes back to c1, the cluster keeps c2, nothing
+    // is marked failed, and a rollout that ended cannot be abandoned.
+    let mut state = fleet();
+    let id = state.next_rollout_id;
+    apply_ok(&mut state, start("c2", false, false, 100));
+    apply_ok(&mut state, step(id, assign(0, &["a"]), 101));
+    apply_ok(&mut state, abandon(id, 102));
+    assert!(matches!(
+        &state.rollouts[&id].status,
+        RolloutStatus::Abandoned { reason } if reason.contains("not declared")
+    ));
+    let stage = &state.stages["prod"];
+    assert_eq!(stage.pinned, Some(rev("c1")));
+    let pin = stage.history.last().expect("history");
+    assert_eq!((pin.change, pin.rollout), (StageChange::Rollback, Some(id)));
+    assert!(pin.reason.starts_with(&format!("rollout {id} abandoned:")));
+    assert!(stage.failed.is_empty());
+    assert_eq!(assigned(&state, "a"), "c2");
+    assert_eq!(state.active_rollout("prod"), None);
+    let (_, event) = state.audit.since(0).last().expect("audited");
+    assert_eq!(
+        (event.action.as_str(), event.target.as_str()),
+        ("rollout.abandon", "stage/prod")
+    );
+    apply_err(&mut state, abandon(id, 103));
+    apply_err(&mut state, step(id, assign(1, &["b"]), 103));
+
+    // Awaiting approval: the stage never moved, so its pin stays.
+    let waiting = state.next_rollout_id;
+    apply_ok(&mut state, start("c2", true, false, 200));
+    apply_ok(&mut state, abandon(waiting, 201));
+    assert_eq!(state.stages["prod"].pinned, Some(rev("c1")));
+    apply_err(&mut state, abandon(waiting + 7, 202));
+}
