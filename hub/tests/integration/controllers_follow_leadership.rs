@@ -3,6 +3,7 @@
 //! the repository, brought in by a webhook that reached a follower.
 
 use crate::support::fleet as support;
+use crate::support::ports::free_address;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -17,11 +18,6 @@ use support::{FLEET_SPEC, GitRepo, assigned, http, inventory_file, rendered, wai
 use tempfile::TempDir;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn free_address() -> Result<String> {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
-    Ok(listener.local_addr()?.to_string())
-}
 
 struct Group {
     hubs: BTreeMap<u64, Hub>,
