@@ -67,18 +67,10 @@ impl AdminService {
         Ok(caller)
     }
 
-    /// Identifies the caller of a change and checks it may do `action` (on `stage`); a
-    /// refusal is audited as `verb` on `target`.
-    async fn actor<T>(
-        &self,
-        request: &Request<T>,
-        action: Action,
-        stage: Option<&str>,
-        verb: &str,
-        target: &str,
-    ) -> Result<Caller, Status> {
+    /// Identifies the caller of a change and checks it may make it; a refusal is audited.
+    async fn actor<T>(&self, request: &Request<T>, change: &Change<'_>) -> Result<Caller, Status> {
         let (actor, refused) = match identify(&self.hub, request) {
-            Ok(caller) => match caller.allow(action, stage) {
+            Ok(caller) => match caller.allow(change.action, change.stage) {
                 Ok(()) => return Ok(caller),
                 Err(refused) => (caller.name, refused),
             },
@@ -86,8 +78,8 @@ impl AdminService {
         };
         let entry = Entry {
             actor: &actor,
-            action: verb,
-            target,
+            action: change.verb,
+            target: &change.target,
             detail: String::new(),
             outcome: Outcome::Denied(refused.to_string()),
         };
@@ -95,30 +87,38 @@ impl AdminService {
         Err(refused.into())
     }
 
-    /// Audits how an allowed call ended: a failure always; a success only when `succeeded`
-    /// (stage actions are audited by the state machine as they apply).
-    async fn ended<R>(
+    /// A change made for an allowed caller, audited: a refusal and a failure always, a success
+    /// when `change.audit_success` (stage actions are audited by the state machine as they
+    /// apply). `detail` describes the request (and the caller) for the audit trail.
+    async fn audited<T, R, F>(
         &self,
-        caller: &Caller,
-        verb: &str,
-        target: &str,
-        detail: String,
-        result: &Result<R, Status>,
-        audit_success: bool,
-    ) {
-        let outcome = match result {
-            Ok(_) if !audit_success => return,
+        request: Request<T>,
+        change: Change<'_>,
+        detail: impl FnOnce(&Caller, &T) -> String,
+        call: impl FnOnce(Caller, T) -> F,
+    ) -> Result<Response<R>, Status>
+    where
+        F: Future<Output = Result<R, Status>>,
+    {
+        let caller = self.actor(&request, &change).await?;
+        let request = request.into_inner();
+        let detail = detail(&caller, &request);
+        let actor = caller.name.clone();
+        let result = call(caller, request).await;
+        let outcome = match &result {
+            Ok(_) if !change.audit_success => return result.map(Response::new),
             Ok(_) => Outcome::Succeeded,
             Err(status) => Outcome::Failed(status.message().to_owned()),
         };
         let entry = Entry {
-            actor: &caller.name,
-            action: verb,
-            target,
+            actor: &actor,
+            action: change.verb,
+            target: &change.target,
             detail,
             outcome,
         };
         audit::record(&self.hub, entry).await;
+        result.map(Response::new)
     }
 
     /// Registers a cluster (the caller is checked).
@@ -232,26 +232,56 @@ impl AdminService {
         action: RolloutAction,
     ) -> Result<Response<AdminStageActionReply>, Status> {
         let stage = request.get_ref().stage.clone();
-        let target = format!("stage/{stage}");
         let needs = match action {
             RolloutAction::Pause | RolloutAction::Resume => Action::Pause,
             RolloutAction::Approve => Action::Promote,
         };
-        let caller = self
-            .actor(&request, needs, Some(&stage), action.verb(), &target)
-            .await?;
-        let result = stage::set_status(&self.hub, &caller, request.into_inner(), action).await;
-        self.ended(
-            &caller,
-            action.verb(),
-            &target,
-            String::new(),
-            &result,
-            false,
-        )
-        .await;
-        Ok(Response::new(result?))
+        let change = Change::stage(needs, &stage, action.verb());
+        self.audited(request, change, no_detail, |caller, request| async move {
+            stage::set_status(&self.hub, &caller, request, action).await
+        })
+        .await
     }
+}
+
+/// A change through the Admin API: what the caller must be allowed, and how the audit trail
+/// names it.
+struct Change<'a> {
+    action: Action,
+    stage: Option<&'a str>,
+    verb: &'a str,
+    target: String,
+    /// Whether a success is audited here (stage actions are audited as they apply).
+    audit_success: bool,
+}
+
+impl<'a> Change<'a> {
+    /// A change to the fleet (clusters, tokens, the source), audited here.
+    fn fleet(action: Action, verb: &'a str, target: String) -> Self {
+        Change {
+            action,
+            stage: None,
+            verb,
+            target,
+            audit_success: true,
+        }
+    }
+
+    /// A change to a stage, which the state machine audits when it applies.
+    fn stage(action: Action, stage: &'a str, verb: &'a str) -> Self {
+        Change {
+            action,
+            stage: Some(stage),
+            verb,
+            target: format!("stage/{stage}"),
+            audit_success: false,
+        }
+    }
+}
+
+/// No detail for the audit trail.
+fn no_detail<C, T>(_: &C, _: &T) -> String {
+    String::new()
 }
 
 /// `source/NAME` for the followed source, as audit events name it.
@@ -367,26 +397,19 @@ impl Admin for AdminService {
         request: Request<AdminAddClusterRequest>,
     ) -> Result<Response<AdminCluster>, Status> {
         let target = format!("cluster/{}", request.get_ref().name);
-        let caller = self
-            .actor(
-                &request,
-                Action::ManageClusters,
-                None,
-                "cluster.add",
-                &target,
-            )
-            .await?;
-        let request = request.into_inner();
-        let detail = request
-            .labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",");
-        let result = self.add_cluster(request).await;
-        self.ended(&caller, "cluster.add", &target, detail, &result, true)
-            .await;
-        result.map(Response::new)
+        let change = Change::fleet(Action::ManageClusters, "cluster.add", target);
+        let labels = |_: &Caller, request: &AdminAddClusterRequest| {
+            let labels: Vec<String> = request
+                .labels
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            labels.join(",")
+        };
+        self.audited(request, change, labels, |_, request| {
+            self.add_cluster(request)
+        })
+        .await
     }
 
     async fn issue_bootstrap_token(
@@ -394,26 +417,11 @@ impl Admin for AdminService {
         request: Request<AdminIssueBootstrapTokenRequest>,
     ) -> Result<Response<AdminCluster>, Status> {
         let target = format!("cluster/{}", request.get_ref().name);
-        let caller = self
-            .actor(
-                &request,
-                Action::ManageClusters,
-                None,
-                "cluster.token",
-                &target,
-            )
-            .await?;
-        let result = self.issue_bootstrap_token(request.into_inner()).await;
-        self.ended(
-            &caller,
-            "cluster.token",
-            &target,
-            String::new(),
-            &result,
-            true,
-        )
-        .await;
-        result.map(Response::new)
+        let change = Change::fleet(Action::ManageClusters, "cluster.token", target);
+        self.audited(request, change, no_detail, |_, request| {
+            self.issue_bootstrap_token(request)
+        })
+        .await
     }
 
     async fn remove_cluster(
@@ -421,26 +429,11 @@ impl Admin for AdminService {
         request: Request<AdminRemoveClusterRequest>,
     ) -> Result<Response<AdminRemoveClusterReply>, Status> {
         let target = format!("cluster/{}", request.get_ref().name);
-        let caller = self
-            .actor(
-                &request,
-                Action::ManageClusters,
-                None,
-                "cluster.remove",
-                &target,
-            )
-            .await?;
-        let result = self.remove_cluster(request.into_inner()).await;
-        self.ended(
-            &caller,
-            "cluster.remove",
-            &target,
-            String::new(),
-            &result,
-            true,
-        )
-        .await;
-        result.map(Response::new)
+        let change = Change::fleet(Action::ManageClusters, "cluster.remove", target);
+        self.audited(request, change, no_detail, |_, request| {
+            self.remove_cluster(request)
+        })
+        .await
     }
 
     async fn list_revisions(
@@ -538,54 +531,49 @@ impl Admin for AdminService {
         &self,
         request: Request<AdminRequestFetchRequest>,
     ) -> Result<Response<AdminRequestFetchReply>, Status> {
-        let target = source_target(&self.hub);
-        let caller = self
-            .actor(&request, Action::RequestFetch, None, "fetch", &target)
-            .await?;
-        let reason = request.into_inner().reason;
-        if reason.len() > stage::MAX_REASON_BYTES {
-            return Err(Status::invalid_argument(format!(
-                "the reason is {} bytes; keep it under {}",
-                reason.len(),
-                stage::MAX_REASON_BYTES
-            )));
-        }
-        let reason = format!("{}: {reason}", caller.name);
-        let result = request_fetch(
-            &self.hub.node,
-            self.hub.clock.as_ref(),
-            self.hub.source.as_ref(),
-            &reason,
-        )
+        let change = Change::fleet(Action::RequestFetch, "fetch", source_target(&self.hub));
+        let reason = |caller: &Caller, request: &AdminRequestFetchRequest| {
+            format!("{}: {}", caller.name, request.reason)
+        };
+        self.audited(request, change, reason, |caller, request| async move {
+            let reason = request.reason;
+            if reason.len() > stage::MAX_REASON_BYTES {
+                return Err(Status::invalid_argument(format!(
+                    "the reason is {} bytes; keep it under {}",
+                    reason.len(),
+                    stage::MAX_REASON_BYTES
+                )));
+            }
+            let index = request_fetch(
+                &self.hub.node,
+                self.hub.clock.as_ref(),
+                self.hub.source.as_ref(),
+                &format!("{}: {reason}", caller.name),
+            )
+            .await
+            .map_err(|e| match e {
+                RequestFetchError::NoSource => Status::failed_precondition(e.to_string()),
+                RequestFetchError::Propose(e) => propose_status(e),
+            })?;
+            Ok(AdminRequestFetchReply { index })
+        })
         .await
-        .map_err(|e| match e {
-            RequestFetchError::NoSource => Status::failed_precondition(e.to_string()),
-            RequestFetchError::Propose(e) => propose_status(e),
-        });
-        self.ended(&caller, "fetch", &target, reason, &result, true)
-            .await;
-        Ok(Response::new(AdminRequestFetchReply { index: result? }))
     }
 
     async fn promote(
         &self,
         request: Request<AdminPromoteRequest>,
     ) -> Result<Response<AdminStageActionReply>, Status> {
-        let (stage, force) = (request.get_ref().stage.clone(), request.get_ref().force);
-        let (action, verb) = match force {
-            true => (Action::ForcePromote, "force-promote"),
-            false => (Action::Promote, "promote"),
+        let stage = request.get_ref().stage.clone();
+        let change = match request.get_ref().force {
+            true => Change::stage(Action::ForcePromote, &stage, "force-promote"),
+            false => Change::stage(Action::Promote, &stage, "promote"),
         };
-        let target = format!("stage/{stage}");
-        let caller = self
-            .actor(&request, action, Some(&stage), verb, &target)
-            .await?;
-        let request = request.into_inner();
-        let detail = request.revision.clone();
-        let result = stage::promote(&self.hub, &caller, request).await;
-        self.ended(&caller, verb, &target, detail, &result, false)
-            .await;
-        Ok(Response::new(result?))
+        let revision = |_: &Caller, request: &AdminPromoteRequest| request.revision.clone();
+        self.audited(request, change, revision, |caller, request| async move {
+            stage::promote(&self.hub, &caller, request).await
+        })
+        .await
     }
 
     async fn rollback(
@@ -593,22 +581,12 @@ impl Admin for AdminService {
         request: Request<AdminRollbackRequest>,
     ) -> Result<Response<AdminStageActionReply>, Status> {
         let stage = request.get_ref().stage.clone();
-        let target = format!("stage/{stage}");
-        let caller = self
-            .actor(
-                &request,
-                Action::Rollback,
-                Some(&stage),
-                "rollback",
-                &target,
-            )
-            .await?;
-        let request = request.into_inner();
-        let detail = request.to_revision.clone();
-        let result = stage::rollback(&self.hub, &caller, request).await;
-        self.ended(&caller, "rollback", &target, detail, &result, false)
-            .await;
-        Ok(Response::new(result?))
+        let change = Change::stage(Action::Rollback, &stage, "rollback");
+        let revision = |_: &Caller, request: &AdminRollbackRequest| request.to_revision.clone();
+        self.audited(request, change, revision, |caller, request| async move {
+            stage::rollback(&self.hub, &caller, request).await
+        })
+        .await
     }
 
     async fn pause(
@@ -694,25 +672,18 @@ impl Admin for AdminService {
         request: Request<AdminCreateTokenRequest>,
     ) -> Result<Response<AdminCreateTokenReply>, Status> {
         let target = format!("token/{}", request.get_ref().name.trim());
-        let caller = self
-            .actor(
-                &request,
-                Action::ManageTokens,
-                None,
-                "token.create",
-                &target,
-            )
-            .await?;
-        let request = request.into_inner();
-        let scope = match request.stages.is_empty() {
-            true => "every stage".to_owned(),
-            false => request.stages.join(","),
+        let change = Change::fleet(Action::ManageTokens, "token.create", target);
+        let grant = |_: &Caller, request: &AdminCreateTokenRequest| {
+            let scope = match request.stages.is_empty() {
+                true => "every stage".to_owned(),
+                false => request.stages.join(","),
+            };
+            format!("{} on {scope}", request.role)
         };
-        let detail = format!("{} on {scope}", request.role);
-        let result = tokens::create(&self.hub, &caller, &request).await;
-        self.ended(&caller, "token.create", &target, detail, &result, true)
-            .await;
-        result.map(Response::new)
+        self.audited(request, change, grant, |caller, request| async move {
+            tokens::create(&self.hub, &caller, &request).await
+        })
+        .await
     }
 
     async fn list_tokens(
@@ -735,26 +706,11 @@ impl Admin for AdminService {
         request: Request<AdminRevokeTokenRequest>,
     ) -> Result<Response<AdminToken>, Status> {
         let target = format!("token/{}", request.get_ref().name.trim());
-        let caller = self
-            .actor(
-                &request,
-                Action::ManageTokens,
-                None,
-                "token.revoke",
-                &target,
-            )
-            .await?;
-        let result = tokens::revoke(&self.hub, request.get_ref()).await;
-        self.ended(
-            &caller,
-            "token.revoke",
-            &target,
-            String::new(),
-            &result,
-            true,
-        )
-        .await;
-        result.map(Response::new)
+        let change = Change::fleet(Action::ManageTokens, "token.revoke", target);
+        self.audited(request, change, no_detail, |_, request| async move {
+            tokens::revoke(&self.hub, &request).await
+        })
+        .await
     }
 
     async fn list_audit(
