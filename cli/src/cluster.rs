@@ -1,4 +1,5 @@
-//! `flotilla cluster add NAME --labels k=v,...` and `flotilla cluster remove NAME`.
+//! `flotilla cluster add NAME --labels k=v,...`, `cluster label NAME k=v k2-`, `cluster token NAME`
+//! and `cluster remove NAME`.
 
 use std::collections::BTreeMap;
 
@@ -6,7 +7,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use flotilla_proto::v1::{
     AdminAddClusterRequest, AdminCluster, AdminIssueBootstrapTokenRequest,
-    AdminRemoveClusterRequest,
+    AdminLabelClusterRequest, AdminRemoveClusterRequest,
 };
 use serde::Serialize;
 
@@ -29,6 +30,21 @@ enum ClusterAction {
         /// Labels as k=v,k2=v2.
         #[arg(long, default_value = "")]
         labels: String,
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
+    /// Set labels (KEY=VALUE) and remove them (KEY-) on a registered cluster, all or nothing;
+    /// stages, waves and bundles select it by its new labels (a cluster listed in the hub's
+    /// clusters file takes its labels from that file instead).
+    Label {
+        /// Cluster name.
+        name: String,
+        /// KEY=VALUE to set, KEY- to remove.
+        #[arg(required = true)]
+        labels: Vec<String>,
         #[command(flatten)]
         hub: HubArgs,
         /// Output format.
@@ -63,6 +79,13 @@ struct Added {
     labels: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     bootstrap_token: Option<BootstrapToken>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Labelled {
+    name: String,
+    labels: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -121,6 +144,31 @@ pub(crate) fn parse_labels(text: &str) -> anyhow::Result<BTreeMap<String, String
     Ok(labels)
 }
 
+/// Splits `KEY=VALUE` and `KEY-` arguments into labels to set and keys to remove.
+fn parse_label_changes(
+    items: &[String],
+) -> anyhow::Result<(BTreeMap<String, String>, Vec<String>)> {
+    let mut set = BTreeMap::new();
+    let mut remove = Vec::new();
+    for item in items {
+        if let Some((key, value)) = item.split_once('=') {
+            if set.insert(key.to_owned(), value.to_owned()).is_some() {
+                bail!("label `{key}` is given twice");
+            }
+        } else if let Some(key) = item.strip_suffix('-').filter(|k| !k.is_empty()) {
+            remove.push(key.to_owned());
+        } else {
+            bail!("`{item}` is neither KEY=VALUE (set a label) nor KEY- (remove one)");
+        }
+    }
+    Ok((set, remove))
+}
+
+fn label_list(labels: &BTreeMap<String, String>) -> String {
+    let list: Vec<String> = labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    list.join(",")
+}
+
 /// Adds or removes a cluster.
 pub(crate) async fn run(args: &ClusterArgs) -> anyhow::Result<()> {
     match &args.action {
@@ -152,15 +200,7 @@ pub(crate) async fn run(args: &ClusterArgs) -> anyhow::Result<()> {
                     if added.labels.is_empty() {
                         String::new()
                     } else {
-                        format!(
-                            " with labels {}",
-                            added
-                                .labels
-                                .iter()
-                                .map(|(k, v)| format!("{k}={v}"))
-                                .collect::<Vec<_>>()
-                                .join(",")
-                        )
+                        format!(" with labels {}", label_list(&added.labels))
                     },
                     added
                         .bootstrap_token
@@ -169,6 +209,36 @@ pub(crate) async fn run(args: &ClusterArgs) -> anyhow::Result<()> {
                         .unwrap_or_default()
                 )),
                 format => print_structured(&added, *format),
+            }
+        }
+        ClusterAction::Label {
+            name,
+            labels,
+            hub,
+            output,
+        } => {
+            let (set, remove) = parse_label_changes(labels)?;
+            let mut admin = hub.connect().await?;
+            let answer = admin
+                .label_cluster(AdminLabelClusterRequest {
+                    name: name.clone(),
+                    set: set.into_iter().collect(),
+                    remove,
+                })
+                .await
+                .map_err(|s| hub.call_error(&format!("labelling cluster `{name}`"), s))?
+                .into_inner();
+            let labelled = Labelled {
+                name: answer.name,
+                labels: answer.labels.into_iter().collect(),
+            };
+            match output {
+                OutputFormat::Table => emit(&format!(
+                    "cluster {} labels: {}\n",
+                    labelled.name,
+                    label_list(&labelled.labels)
+                )),
+                format => print_structured(&labelled, *format),
             }
         }
         ClusterAction::Token { name, hub, output } => {
@@ -199,7 +269,22 @@ pub(crate) async fn run(args: &ClusterArgs) -> anyhow::Result<()> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_labels;
+    use super::{parse_label_changes, parse_labels};
+
+    #[test]
+    fn label_changes_set_and_remove_and_bad_items_are_named() {
+        let items = ["wave=canary", "region-", "note=a=b"].map(String::from);
+        let (set, remove) = parse_label_changes(&items).expect("valid changes");
+        assert_eq!(set["wave"], "canary");
+        assert_eq!(set["note"], "a=b");
+        assert_eq!(remove, ["region"]);
+        let error = parse_label_changes(&["region".to_owned()])
+            .expect_err("neither")
+            .to_string();
+        assert!(error.contains("`region` is neither KEY=VALUE"), "{error}");
+        assert!(parse_label_changes(&["-".to_owned()]).is_err());
+        assert!(parse_label_changes(&["a=1".to_owned(), "a=2".to_owned()]).is_err());
+    }
 
     #[test]
     fn labels_parse_and_bad_items_are_named() {

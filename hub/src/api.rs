@@ -10,13 +10,13 @@ use flotilla_proto::v1::admin_server::Admin;
 use flotilla_proto::v1::{
     AdminAddClusterRequest, AdminAuditList, AdminCluster, AdminClusterList, AdminCreateTokenReply,
     AdminCreateTokenRequest, AdminDiffReply, AdminDiffRequest, AdminFleetStatus,
-    AdminFleetStatusRequest, AdminIssueBootstrapTokenRequest, AdminListAuditRequest,
-    AdminListClustersRequest, AdminListRevisionsRequest, AdminListTokensRequest,
-    AdminPromoteRequest, AdminRemoveClusterReply, AdminRemoveClusterRequest,
-    AdminRequestFetchReply, AdminRequestFetchRequest, AdminRevisionList, AdminRevokeTokenRequest,
-    AdminRollbackRequest, AdminRolloutProgress, AdminRolloutStatusRequest, AdminStageActionReply,
-    AdminStageActionRequest, AdminStageHistory, AdminStageHistoryRequest, AdminToken,
-    AdminTokenList,
+    AdminFleetStatusRequest, AdminIssueBootstrapTokenRequest, AdminLabelClusterRequest,
+    AdminListAuditRequest, AdminListClustersRequest, AdminListRevisionsRequest,
+    AdminListTokensRequest, AdminPromoteRequest, AdminRemoveClusterReply,
+    AdminRemoveClusterRequest, AdminRequestFetchReply, AdminRequestFetchRequest, AdminRevisionList,
+    AdminRevokeTokenRequest, AdminRollbackRequest, AdminRolloutProgress, AdminRolloutStatusRequest,
+    AdminStageActionReply, AdminStageActionRequest, AdminStageHistory, AdminStageHistoryRequest,
+    AdminToken, AdminTokenList,
 };
 use futures::Stream;
 use tokio_stream::wrappers::ReceiverStream;
@@ -159,6 +159,53 @@ impl AdminService {
         Ok(added)
     }
 
+    /// Sets and removes labels of a registered cluster, all or nothing.
+    async fn label_cluster(
+        &self,
+        request: AdminLabelClusterRequest,
+    ) -> Result<AdminCluster, Status> {
+        let name = request.name;
+        if let Some((path, listed)) = &self.hub.clusters_file
+            && listed.contains(&name)
+        {
+            return Err(Status::failed_precondition(format!(
+                "cluster `{name}` is listed in this hub's clusters file {}: its labels come from \
+                 there; change them in the file (every hub node reads its own copy at start)",
+                path.display()
+            )));
+        }
+        let (answer, labels, changed) = {
+            let state = self.hub.node.state();
+            let cluster = state
+                .clusters
+                .get(&name)
+                .ok_or_else(|| Status::not_found(format!("cluster `{name}` is not registered")))?;
+            let labels = relabelled(&name, &cluster.labels, request.set, &request.remove)?;
+            let answer = AdminCluster {
+                name: name.clone(),
+                labels: labels.clone().into_iter().collect(),
+                online: cluster.online,
+                registered_at_ms: cluster.registered_at.0 as i64,
+                ..AdminCluster::default()
+            };
+            let changed = labels != cluster.labels;
+            (answer, labels, changed)
+        };
+        if changed {
+            let command = Command::RelabelCluster {
+                name,
+                labels,
+                at: self.hub.clock.now(),
+            };
+            self.hub
+                .node
+                .propose(&command)
+                .await
+                .map_err(propose_status)?;
+        }
+        Ok(answer)
+    }
+
     /// On a hub with TLS, issues the cluster's agent a one-time bootstrap token and puts it in
     /// the answer (the only place it is ever shown).
     async fn attach_bootstrap_token(&self, cluster: &mut AdminCluster) -> Result<(), Status> {
@@ -242,6 +289,41 @@ impl AdminService {
         })
         .await
     }
+}
+
+/// A cluster's labels with `set` added and `remove` taken away, checked as a whole.
+fn relabelled(
+    name: &str,
+    current: &Labels,
+    set: std::collections::HashMap<String, String>,
+    remove: &[String],
+) -> Result<Labels, Status> {
+    let mut labels = current.clone();
+    for key in remove {
+        if set.contains_key(key) {
+            return Err(Status::invalid_argument(format!(
+                "label `{key}` is both set and removed; give it once"
+            )));
+        }
+        if labels.remove(key).is_none() {
+            return Err(Status::invalid_argument(format!(
+                "cluster `{name}` has no label `{key}` to remove"
+            )));
+        }
+    }
+    labels.extend(set);
+    let problems = InventoryCluster {
+        name: name.to_owned(),
+        labels: labels.clone(),
+    }
+    .validate();
+    if !problems.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "cluster `{name}`: {}",
+            problems.join("; ")
+        )));
+    }
+    Ok(labels)
 }
 
 /// A change through the Admin API: what the caller must be allowed, and how the audit trail
@@ -408,6 +490,23 @@ impl Admin for AdminService {
         };
         self.audited(request, change, labels, |_, request| {
             self.add_cluster(request)
+        })
+        .await
+    }
+
+    async fn label_cluster(
+        &self,
+        request: Request<AdminLabelClusterRequest>,
+    ) -> Result<Response<AdminCluster>, Status> {
+        let target = format!("cluster/{}", request.get_ref().name);
+        let change = Change::fleet(Action::ManageClusters, "cluster.label", target);
+        let labels = |_: &Caller, request: &AdminLabelClusterRequest| {
+            let set = request.set.iter().map(|(k, v)| format!("{k}={v}"));
+            let removed = request.remove.iter().map(|k| format!("{k}-"));
+            set.chain(removed).collect::<Vec<_>>().join(",")
+        };
+        self.audited(request, change, labels, |_, request| {
+            self.label_cluster(request)
         })
         .await
     }

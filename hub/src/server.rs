@@ -11,11 +11,13 @@
 //! To serve another gRPC service on the API listener, add it in [`api_router`]; to run another
 //! leader-only controller, add it in [`controllers`].
 
+use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use flotilla_core::inventory::Cluster as InventoryCluster;
 use flotilla_proto::v1::admin_server::AdminServer;
 use parking_lot::Mutex;
 use tokio::sync::watch;
@@ -176,6 +178,8 @@ pub struct HubContext {
     pub audit: Arc<crate::api::audit::AuditTrail>,
     /// Lifetimes of bootstrap tokens and agent certificates.
     pub registration: RegistrationConfig,
+    /// This node's clusters file and the clusters it lists: their labels come from it.
+    pub clusters_file: Option<(PathBuf, BTreeSet<String>)>,
 }
 
 impl Hub {
@@ -218,6 +222,7 @@ impl Hub {
             insecure: !config.authenticate,
             audit,
             registration: config.registration,
+            clusters_file: clusters_file(&config)?,
         };
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
@@ -329,6 +334,24 @@ pub fn api_router(context: &HubContext) -> Router {
         .add_service(context.sync.service())
 }
 
+/// The clusters file of a hub and the names it lists.
+fn clusters_file(config: &HubConfig) -> Result<Option<(PathBuf, BTreeSet<String>)>, HubError> {
+    let Some(path) = &config.clusters_file else {
+        return Ok(None);
+    };
+    let names = load_clusters_file(path)?.into_iter().map(|c| c.name);
+    Ok(Some((path.clone(), names.collect())))
+}
+
+fn load_clusters_file(path: &Path) -> Result<Vec<InventoryCluster>, HubError> {
+    flotilla_core::inventory::load_inventory(path, &Default::default()).map_err(|errors| {
+        HubError::Inventory {
+            path: path.to_owned(),
+            errors,
+        }
+    })
+}
+
 /// The leader-only controllers of this hub. Files they need (the clusters file, the source's
 /// mirror) are opened here, so a bad one stops the hub at start.
 pub fn controllers(
@@ -343,12 +366,9 @@ pub fn controllers(
         ));
     }
     if let Some(path) = &config.clusters_file {
-        let clusters = flotilla_core::inventory::load_inventory(path, &Default::default())
-            .map_err(|errors| HubError::Inventory {
-                path: path.clone(),
-                errors,
-            })?;
-        controllers.push(Arc::new(InventoryController::new(clusters)));
+        controllers.push(Arc::new(InventoryController::new(load_clusters_file(
+            path,
+        )?)));
     }
     if let Some(source) = &config.source {
         let mirror = Arc::new(SourceMirror::open(&config.node.data_dir, source)?);

@@ -1,4 +1,4 @@
-//! `flotilla clusters`, `cluster add|remove`, `revisions` and `status [--watch]`, run as the real
+//! `flotilla clusters`, `cluster add|label|remove`, `revisions` and `status [--watch]`, run as the real
 //! binary against a real hub process following a Git repository; a broken commit shows its file
 //! and line in `revisions` and `status` while no cluster changes; an unreachable hub is an error
 //! that names the address and how to set it.
@@ -179,6 +179,93 @@ fn cluster_commands_and_status_against_a_hub_process() -> Result<()> {
     assert_eq!(removed, "cluster prod-2 removed\n");
     let clusters = hub.json(&["clusters"])?;
     assert_eq!(clusters["clusters"].as_array().map(Vec::len), Some(2));
+    Ok(())
+}
+
+#[test]
+fn cluster_labels_move_a_cluster_between_stages_all_or_nothing() -> Result<()> {
+    let (repo, first, inventory) = fleet()?;
+    let hub = HubProcess::start(&repo, &inventory.path().join("clusters.yaml"))?;
+    hub.text(&["cluster", "add", "edge-1", "--labels", "env=prod,region=ap"])?;
+    hub.wait_json("edge-1 in prod", &["status"], |s| {
+        cluster(s, "edge-1").is_some_and(|c| c["stage"] == "prod")
+            && desired(s, "edge-1").as_deref() == Some(first.as_str())
+    })?;
+
+    let labelled = hub.text(&[
+        "cluster",
+        "label",
+        "edge-1",
+        "env=dev",
+        "region-",
+        "wave=canary",
+    ])?;
+    assert_eq!(labelled, "cluster edge-1 labels: env=dev,wave=canary\n");
+    let status = hub.wait_json("edge-1 in dev", &["status"], |s| {
+        cluster(s, "edge-1").is_some_and(|c| c["stage"] == "dev")
+    })?;
+    let edge = cluster(&status, "edge-1").context("edge-1 missing")?;
+    assert_eq!(
+        edge["labels"],
+        serde_json::json!({"env": "dev", "wave": "canary"})
+    );
+
+    // Refused as a whole, each with what to do: the labels stay as they are.
+    for (args, expected) in [
+        (
+            &["cluster", "label", "dev-1", "env=prod"][..],
+            "is listed in this hub's clusters file",
+        ),
+        (
+            &["cluster", "label", "edge-1", "env=prod", "region-"][..],
+            "has no label `region` to remove",
+        ),
+        (
+            &["cluster", "label", "edge-1", "env=prod", "bad key=x"][..],
+            "bad key",
+        ),
+        (
+            &["cluster", "label", "edge-1", "env=prod", "env-"][..],
+            "is both set and removed",
+        ),
+        (
+            &["cluster", "label", "nope", "a=b"][..],
+            "is not registered",
+        ),
+        (
+            &["cluster", "label", "edge-1", "region"][..],
+            "neither KEY=VALUE",
+        ),
+    ] {
+        let refused = hub.flotilla(args)?;
+        let stderr = String::from_utf8_lossy(&refused.stderr);
+        assert!(!refused.status.success(), "{args:?} succeeded");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let json = hub.json(&["cluster", "label", "edge-1", "tier=gold"])?;
+    assert_eq!(
+        json,
+        serde_json::json!({"name": "edge-1", "labels": {"env": "dev", "tier": "gold", "wave": "canary"}})
+    );
+
+    let audit = hub.json(&["audit"])?;
+    let labels: Vec<(&str, &str)> = audit
+        .as_array()
+        .context("audit events")?
+        .iter()
+        .filter(|e| e["action"] == "cluster.label")
+        .map(|e| {
+            (
+                e["target"].as_str().unwrap_or_default(),
+                e["outcome"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert!(
+        labels.contains(&("cluster/edge-1", "succeeded"))
+            && labels.contains(&("cluster/dev-1", "failed")),
+        "{labels:?}"
+    );
     Ok(())
 }
 
