@@ -22,6 +22,18 @@ impl GitRepo {
         Ok(GitRepo { dir, repo })
     }
 
+    /// The git2 repository, for what the methods here do not do (signed commits, branches).
+    pub fn repository(&self) -> &Repository {
+        &self.repo
+    }
+
+    /// Moves `main` to `commit` and the working tree with it: what a force-push leaves behind.
+    pub fn reset_hard(&self, commit: &str) -> anyhow::Result<()> {
+        let object = self.repo.find_object(git2::Oid::from_str(commit)?, None)?;
+        self.repo.reset(&object, git2::ResetType::Hard, None)?;
+        Ok(())
+    }
+
     /// The working tree.
     pub fn path(&self) -> &Path {
         self.dir.path()

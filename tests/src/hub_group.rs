@@ -10,6 +10,8 @@ use std::process::{Child, Command as Process, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
+
+use crate::ports::free_address;
 use flotilla_hub::admin::GroupClient;
 use flotilla_hub::server::DEFAULT_BOOTSTRAP_TOKEN_TTL;
 use flotilla_hub::state::{Command, State};
@@ -42,12 +44,6 @@ impl Drop for HubGroup {
             let _ = child.wait();
         }
     }
-}
-
-fn free_address() -> anyhow::Result<String> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
-        .local_addr()?
-        .to_string())
 }
 
 impl HubGroup {

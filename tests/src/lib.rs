@@ -15,6 +15,7 @@ pub mod hub;
 pub mod hub_group;
 pub mod linked_agent;
 pub mod manifests;
+pub mod ports;
 pub mod process;
 pub mod sim;
 pub mod small_fleet;

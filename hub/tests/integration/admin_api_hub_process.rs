@@ -98,7 +98,7 @@ async fn until<T>(what: &str, mut probe: impl AsyncFnMut() -> Result<Option<T>>)
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_admin_api_dashboard_and_metrics_of_a_hub_process() -> Result<()> {
-    let (repo, first) = GitRepo::with_fleet()?;
+    let (repo, first) = support::with_fleet()?;
     let (_inventory, clusters) = inventory_file()?;
     let hub = spawn_hub(&repo, &clusters).await?;
     let channel = Channel::from_shared(format!("http://{}", hub.api))?

@@ -49,7 +49,7 @@ async fn client(hub: &TestHub, token: Option<&str>) -> Result<Client> {
 
 /// A hub that checks tokens, following the small fleet, with its first revision rendered.
 async fn secured_hub() -> Result<(GitRepo, TestHub, String)> {
-    let (repo, commit) = GitRepo::with_fleet()?;
+    let (repo, commit) = support::with_fleet()?;
     let hub = TestHub::start(&repo.url(), |config| config.authenticate = true).await?;
     hub.wait_for("first render", Duration::from_secs(20), |s| {
         rendered(s, &commit) && s.stages.get("dev").is_some_and(|d| d.pinned.is_some())
@@ -501,7 +501,7 @@ async fn tokens_are_listed_without_secrets_and_names_are_unique() -> Result<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_authentication_everyone_is_an_anonymous_admin_and_the_audit_says_so() -> Result<()>
 {
-    let (repo, _) = GitRepo::with_fleet()?;
+    let (repo, _) = support::with_fleet()?;
     let hub = TestHub::start(&repo.url(), |config| config.authenticate = false).await?;
     let mut anyone = client(&hub, None).await?;
     anyone

@@ -14,7 +14,7 @@ use flotilla_hub::controller::source::SourceConfig;
 use flotilla_hub::server::{Hub, HubConfig};
 use flotilla_hub::transport::faults::FaultPlan;
 use std::sync::Arc;
-use support::{FLEET_SPEC, GitRepo, assigned, http, inventory_file, rendered, wait_for};
+use support::{FLEET_SPEC, assigned, http, inventory_file, rendered, wait_for};
 use tempfile::TempDir;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -104,7 +104,7 @@ impl Group {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn controllers_run_only_on_the_leader_and_move_with_leadership() -> Result<()> {
     support::init_tracing();
-    let (repo, first) = GitRepo::with_fleet()?;
+    let (repo, first) = support::with_fleet()?;
     let group = Group::start(&repo.url()).await?;
     let leader = group.controllers_on_one_leader(None).await?;
     let running = group.hubs[&leader].watch_controllers().borrow().clone();

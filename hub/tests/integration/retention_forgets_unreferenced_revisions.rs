@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use flotilla_hub::state::health::{Health, HealthKey, HealthReport};
 use flotilla_hub::state::source::{BlobHash, RevisionStatus};
 use flotilla_hub::state::{Command, State, Timestamp};
-use support::{FLEET_SPEC, GitRepo, TestHub, assigned, revision};
+use support::{FLEET_SPEC, TestHub, assigned, revision};
 
 const WAIT: Duration = Duration::from_secs(15);
 
@@ -37,7 +37,7 @@ fn blobs_exactly_referenced(state: &State) -> bool {
 async fn retention_forgets_old_revisions_but_keeps_pinned_assigned_and_applied_ones() -> Result<()>
 {
     support::init_tracing();
-    let (repo, first) = GitRepo::with_fleet()?;
+    let (repo, first) = support::with_fleet()?;
     let hub = TestHub::start(&repo.url(), |config| config.revision_retention = 1).await?;
     let node = hub.hub.node().clone();
     // Each commit must be seen before the next, or the hub would rightly skip it.

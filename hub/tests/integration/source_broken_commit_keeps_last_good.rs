@@ -48,7 +48,12 @@ fn breakages() -> Vec<Breakage> {
         },
         Breakage {
             what: "link leaving the repository",
-            apply: |repo| repo.symlink("bundles/app/secrets.yaml", "/etc/hostname"),
+            apply: |repo| {
+                repo.symlink(
+                    std::path::Path::new("/etc/hostname"),
+                    "bundles/app/secrets.yaml",
+                )
+            },
             file: "bundles/app/secrets.yaml",
             line: None,
             says: "leads outside the repository",
@@ -71,7 +76,7 @@ fn breakages() -> Vec<Breakage> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_commit_is_recorded_with_its_location_and_changes_no_cluster() -> Result<()> {
     support::init_tracing();
-    let (repo, good) = GitRepo::with_fleet()?;
+    let (repo, good) = support::with_fleet()?;
     let hub = TestHub::start(&repo.url(), |_| {}).await?;
     hub.wait_for("the good commit everywhere", WAIT, |s| {
         assigned(s, "dev-1").as_deref() == Some(good.as_str())

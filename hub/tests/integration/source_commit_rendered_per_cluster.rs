@@ -9,14 +9,14 @@ use std::time::Duration;
 use anyhow::Result;
 use flotilla_hub::state::Command;
 use flotilla_hub::state::Timestamp;
-use support::{GitRepo, TestHub, assigned, assignments, desired_app, rendered, revision};
+use support::{TestHub, assigned, assignments, desired_app, rendered, revision};
 
 const WAIT: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_commit_is_rendered_per_cluster_and_assigned_to_every_stage() -> Result<()> {
     support::init_tracing();
-    let (repo, first) = GitRepo::with_fleet()?;
+    let (repo, first) = support::with_fleet()?;
     let hub = TestHub::start(&repo.url(), |_| {}).await?;
     hub.wait_for("the first commit assigned everywhere", WAIT, |s| {
         assignments(s)
@@ -78,7 +78,7 @@ async fn a_commit_is_rendered_per_cluster_and_assigned_to_every_stage() -> Resul
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_force_push_moves_the_head_back_and_sideways() -> Result<()> {
     support::init_tracing();
-    let (repo, first) = GitRepo::with_fleet()?;
+    let (repo, first) = support::with_fleet()?;
     let hub = TestHub::start(&repo.url(), |_| {}).await?;
     hub.wait_for("the first commit", WAIT, |s| rendered(s, &first))
         .await?;
@@ -132,7 +132,7 @@ async fn a_force_push_moves_the_head_back_and_sideways() -> Result<()> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clusters_registered_or_relabelled_later_get_their_stage_revision() -> Result<()> {
     support::init_tracing();
-    let (repo, first) = GitRepo::with_fleet()?;
+    let (repo, first) = support::with_fleet()?;
     let hub = TestHub::start(&repo.url(), |_| {}).await?;
     hub.wait_for("the fleet assigned", WAIT, |s| {
         assigned(s, "prod-1").as_deref() == Some(first.as_str())

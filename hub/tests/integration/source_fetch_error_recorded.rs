@@ -6,14 +6,14 @@ use crate::support::fleet as support;
 use std::time::Duration;
 
 use anyhow::Result;
-use support::{FLEET_SPEC, GitRepo, TestHub, assigned};
+use support::{FLEET_SPEC, TestHub, assigned};
 
 const WAIT: Duration = Duration::from_secs(15);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_fetch_is_recorded_and_changes_no_cluster() -> Result<()> {
     support::init_tracing();
-    let (repo, first) = GitRepo::with_fleet()?;
+    let (repo, first) = support::with_fleet()?;
     let hub = TestHub::start(&repo.url(), |_| {}).await?;
     hub.wait_for("the first commit everywhere", WAIT, |s| {
         assigned(s, "dev-1").as_deref() == Some(first.as_str())
@@ -23,7 +23,7 @@ async fn a_failed_fetch_is_recorded_and_changes_no_cluster() -> Result<()> {
     let before = hub.hub.node().state().clusters.clone();
 
     // The branch disappears from the repository (renamed away).
-    repo.repo
+    repo.repository()
         .find_branch("main", git2::BranchType::Local)?
         .rename("elsewhere", false)?;
     hub.wait_for("the fetch error recorded", WAIT, |s| {
@@ -42,10 +42,10 @@ async fn a_failed_fetch_is_recorded_and_changes_no_cluster() -> Result<()> {
     }
 
     // The branch comes back with a new commit: the error clears and the commit goes through.
-    repo.repo
+    repo.repository()
         .find_branch("elsewhere", git2::BranchType::Local)?
         .rename("main", false)?;
-    repo.repo.set_head("refs/heads/main")?;
+    repo.repository().set_head("refs/heads/main")?;
     repo.write("flotilla.yaml", &FLEET_SPEC.replace("hello", "back"))?;
     let back = repo.commit("back")?;
     hub.wait_for("the error cleared and the commit assigned", WAIT, |s| {

@@ -48,7 +48,7 @@ bundles:
 
 /// Commits the working tree on `main`, signed by `key` as git signs with an SSH key.
 fn commit_signed(repo: &GitRepo, message: &str, key: &PrivateKey) -> Result<String> {
-    let git = &repo.repo;
+    let git = repo.repository();
     let mut index = git.index()?;
     index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
     index.write()?;

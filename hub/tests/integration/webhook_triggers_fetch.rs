@@ -7,14 +7,14 @@ use std::time::Duration;
 
 use anyhow::Result;
 use flotilla_hub::http::webhook::sign;
-use support::{FLEET_SPEC, GitRepo, TestHub, http, rendered};
+use support::{FLEET_SPEC, TestHub, http, rendered};
 
 const SECRET: &str = "s3cret";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_push_webhook_fetches_without_waiting_for_the_poll() -> Result<()> {
     support::init_tracing();
-    let (repo, first) = GitRepo::with_fleet()?;
+    let (repo, first) = support::with_fleet()?;
     let hub = TestHub::start(&repo.url(), |config| {
         config.webhook_secret = Some(SECRET.into());
         if let Some(source) = &mut config.source {

@@ -2,7 +2,7 @@
 //! them over `file://`, for the source, render and controller tests.
 #![allow(dead_code, unreachable_pub)]
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -11,7 +11,6 @@ use flotilla_hub::controller::source::SourceConfig;
 use flotilla_hub::server::{Hub, HubConfig};
 use flotilla_hub::state::State;
 use flotilla_hub::state::source::{RevisionRef, RevisionStatus};
-use git2::{Oid, Repository, Signature};
 use tempfile::TempDir;
 
 /// Two stages (dev tracks main, prod promotes from dev) and one plain bundle whose ConfigMap
@@ -56,81 +55,15 @@ clusters:
     labels: {env: prod, region: us}
 ";
 
-/// A repository with a working tree, committing on `main`.
-pub struct GitRepo {
-    pub dir: TempDir,
-    pub repo: Repository,
-}
+pub use flotilla_tests::git::GitRepo;
 
-impl GitRepo {
-    /// An empty repository.
-    pub fn new() -> Result<Self> {
-        let dir = tempfile::tempdir()?;
-        let repo = Repository::init(dir.path())?;
-        repo.set_head("refs/heads/main")?;
-        Ok(GitRepo { dir, repo })
-    }
-
-    /// A repository whose first commit holds the small fleet.
-    pub fn with_fleet() -> Result<(Self, String)> {
-        let repo = Self::new()?;
-        repo.write("flotilla.yaml", FLEET_SPEC)?;
-        repo.write("bundles/app/config.yaml", APP_CONFIG)?;
-        let commit = repo.commit("fleet")?;
-        Ok((repo, commit))
-    }
-
-    pub fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    pub fn url(&self) -> String {
-        format!("file://{}", self.dir.path().display())
-    }
-
-    /// Writes a file of the working tree.
-    pub fn write(&self, path: &str, content: &str) -> Result<()> {
-        let file = self.dir.path().join(path);
-        std::fs::create_dir_all(file.parent().context("no parent")?)?;
-        std::fs::write(file, content)?;
-        Ok(())
-    }
-
-    /// Creates a symbolic link in the working tree.
-    pub fn symlink(&self, path: &str, target: &str) -> Result<()> {
-        let link = self.dir.path().join(path);
-        std::fs::create_dir_all(link.parent().context("no parent")?)?;
-        std::os::unix::fs::symlink(target, link)?;
-        Ok(())
-    }
-
-    /// Commits the whole working tree on `main` (after the current head, if any).
-    pub fn commit(&self, message: &str) -> Result<String> {
-        let mut index = self.repo.index()?;
-        index.add_all(["*"].iter(), git2::IndexAddOption::DEFAULT, None)?;
-        index.update_all(["*"].iter(), None)?;
-        index.write()?;
-        let tree = self.repo.find_tree(index.write_tree()?)?;
-        let signature = Signature::now("Flotilla Test", "test@flotilla.dev")?;
-        let parent = self.repo.head().ok().and_then(|h| h.peel_to_commit().ok());
-        let parents: Vec<&git2::Commit> = parent.iter().collect();
-        let oid = self.repo.commit(
-            Some("HEAD"),
-            &signature,
-            &signature,
-            message,
-            &tree,
-            &parents,
-        )?;
-        Ok(oid.to_string())
-    }
-
-    /// Moves `main` to `commit` and the working tree with it: what a force-push leaves behind.
-    pub fn reset_hard(&self, commit: &str) -> Result<()> {
-        let object = self.repo.find_object(Oid::from_str(commit)?, None)?;
-        self.repo.reset(&object, git2::ResetType::Hard, None)?;
-        Ok(())
-    }
+/// A repository whose first commit holds the small fleet.
+pub fn with_fleet() -> Result<(GitRepo, String)> {
+    let repo = GitRepo::new()?;
+    repo.write("flotilla.yaml", FLEET_SPEC)?;
+    repo.write("bundles/app/config.yaml", APP_CONFIG)?;
+    let commit = repo.commit("fleet")?;
+    Ok((repo, commit))
 }
 
 /// Writes the two-cluster inventory to a temp file.

@@ -7,7 +7,7 @@ pub mod fleet;
 pub mod group;
 pub mod hub_processes;
 pub mod log;
-pub mod ports;
+pub use flotilla_tests::ports;
 pub mod process;
 pub mod rollout;
 pub mod secure;
