@@ -40,6 +40,7 @@ pub struct Metrics {
     raft_commit: Gauge,
     raft_applied: Gauge,
     raft_leader: Gauge,
+    node_certificate_expiry: Gauge,
 }
 
 impl Default for Metrics {
@@ -64,6 +65,7 @@ impl Metrics {
         let raft_commit = Gauge::default();
         let raft_applied = Gauge::default();
         let raft_leader = Gauge::default();
+        let node_certificate_expiry = Gauge::default();
         registry.register(
             "revisions_rendered",
             "Revisions rendered successfully by this node",
@@ -116,6 +118,12 @@ impl Metrics {
             "1 when this node leads the group",
             raft_leader.clone(),
         );
+        registry.register(
+            "node_certificate_expiry_timestamp_seconds",
+            "When this node's TLS certificate expires (Unix seconds; 0 without TLS): a node \
+             issues itself a new one only when it restarts",
+            node_certificate_expiry.clone(),
+        );
         Metrics {
             registry,
             revisions_rendered,
@@ -130,6 +138,7 @@ impl Metrics {
             raft_commit,
             raft_applied,
             raft_leader,
+            node_certificate_expiry,
         }
     }
 
@@ -141,6 +150,13 @@ impl Metrics {
             self.raft_applied.set(status.applied as i64);
             self.raft_leader.set(i64::from(status.role == Role::Leader));
         }
+        let expiry = node.security().tls().map_or(0, |tls| {
+            let not_after = tls.credentials().not_after;
+            not_after
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs() as i64)
+        });
+        self.node_certificate_expiry.set(expiry);
         let mut by_health: BTreeMap<Health, i64> = Health::ALL.iter().map(|h| (*h, 0)).collect();
         {
             let state = node.state();

@@ -98,7 +98,9 @@ pub(super) fn node_security(
         node = config.id,
         names = %names.join(","),
         ca = %config.data_dir.join(CA_FILE).display(),
-        "TLS on: node certificate issued by the group's CA"
+        valid_days = tls.node_cert_lifetime.as_secs() / 86_400,
+        "TLS on: node certificate issued by the group's CA; restart the node before it expires \
+         (metric flotilla_node_certificate_expiry_timestamp_seconds)"
     );
     Ok(Security::Tls(std::sync::Arc::new(node_tls)))
 }

@@ -113,6 +113,18 @@ async fn every_listener_speaks_tls_and_refuses_plaintext() -> Result<()> {
     let page = https_get(&ca_file, &http, "/healthz").await?;
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
 
+    // The node certificate's expiry, for alerting: about 90 days from now.
+    let metrics = https_get(&ca_file, &http, "/metrics").await?;
+    let expiry: u64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("flotilla_node_certificate_expiry_timestamp_seconds "))
+        .with_context(|| format!("no certificate expiry in the metrics:\n{metrics}"))?
+        .trim()
+        .parse()?;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let days = (expiry.saturating_sub(now.as_secs())) / 86_400;
+    assert!((89..=90).contains(&days), "expires in {days} days");
+
     // Plain HTTP on the HTTP listener: no HTTP answer.
     let mut plain = tokio::net::TcpStream::connect(&http).await?;
     plain
