@@ -62,7 +62,8 @@ pub struct TlsSettings {
     /// Host names and addresses for this node's certificate besides its listen and advertise
     /// hosts and `localhost`/`127.0.0.1`: the API and HTTP hosts and every `--tls-san`.
     pub names: Vec<String>,
-    /// Lifetime of this node's certificate, issued afresh at every start.
+    /// Lifetime of this node's certificate, issued afresh at every start and renewed with a
+    /// third of it left.
     pub node_cert_lifetime: Duration,
 }
 

@@ -120,8 +120,8 @@ impl Metrics {
         );
         registry.register(
             "node_certificate_expiry_timestamp_seconds",
-            "When this node's TLS certificate expires (Unix seconds; 0 without TLS): a node \
-             issues itself a new one only when it restarts",
+            "When this node's current TLS certificate expires (Unix seconds; 0 without TLS); it \
+             is renewed with a third of its lifetime left",
             node_certificate_expiry.clone(),
         );
         Metrics {

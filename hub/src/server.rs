@@ -247,6 +247,14 @@ impl Hub {
             stop.child_token(),
         )));
 
+        if let Some(tls) = tls {
+            tasks.push(tokio::spawn(renew_node_certificate(
+                node.id(),
+                tls,
+                stop.child_token(),
+            )));
+        }
+
         let supervisor = Supervisor::new(node.clone(), config.clock.clone(), controllers);
         let running = supervisor.watch_running();
         tasks.push(supervisor.spawn(stop.child_token()));
@@ -332,6 +340,36 @@ pub fn api_router(context: &HubContext) -> Router {
                 .max_encoding_message_size(net::MAX_MESSAGE_BYTES),
         )
         .add_service(context.sync.service())
+}
+
+/// Renews the node's certificate with a third of its lifetime left, for as long as the node
+/// runs; a failed renewal is retried every minute (the old certificate serves meanwhile).
+async fn renew_node_certificate(id: u64, tls: Arc<net::NodeTls>, stop: CancellationToken) {
+    const RETRY: Duration = Duration::from_secs(60);
+    loop {
+        let wait = tls
+            .renew_at()
+            .duration_since(std::time::SystemTime::now())
+            .unwrap_or_default();
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(wait) => {}
+        }
+        match tls.renew(std::time::SystemTime::now()) {
+            Ok(()) => tracing::info!(
+                node = id,
+                serial = %tls.credentials().serial,
+                "renewed the node certificate"
+            ),
+            Err(e) => {
+                tracing::warn!(node = id, error = %e, "cannot renew the node certificate");
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(RETRY) => {}
+                }
+            }
+        }
+    }
 }
 
 /// The clusters file of a hub and the names it lists.

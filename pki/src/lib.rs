@@ -29,6 +29,7 @@ pub use ca::{
 pub use identity::{IdentityError, PeerCertificate, PeerIdentity, Serial, peer_certificate};
 pub use revocation::{Refused, check_agent_certificate};
 pub use tls::{
-    ClientAuth, TlsConfigError, TlsIdentity, TlsListener, TrustRoot, client_config,
-    crypto_provider, install_crypto_provider, server_config,
+    ClientAuth, RotatingIdentity, TlsConfigError, TlsIdentity, TlsListener, TrustRoot,
+    client_config, crypto_provider, install_crypto_provider, rotating_client_config,
+    rotating_server_config, server_config,
 };

@@ -2,13 +2,15 @@
 //! provider (ring), and a TLS listener that hands verified connections to tonic or hyper.
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 
 mod listener;
 
@@ -99,6 +101,65 @@ impl TlsIdentity {
     }
 }
 
+/// A certificate and key that can be replaced while configurations use it: a server presents,
+/// and a client offers, whichever is current at each handshake. Connections already made keep
+/// the one they were made with.
+pub struct RotatingIdentity {
+    current: RwLock<Arc<CertifiedKey>>,
+}
+
+impl fmt::Debug for RotatingIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RotatingIdentity").finish_non_exhaustive()
+    }
+}
+
+impl RotatingIdentity {
+    /// Starts with `identity`.
+    pub fn new(identity: &TlsIdentity) -> Result<Arc<Self>, TlsConfigError> {
+        Ok(Arc::new(RotatingIdentity {
+            current: RwLock::new(certified(identity)?),
+        }))
+    }
+
+    /// Presents `identity` from the next handshake on.
+    pub fn replace(&self, identity: &TlsIdentity) -> Result<(), TlsConfigError> {
+        let next = certified(identity)?;
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = next;
+        Ok(())
+    }
+
+    fn current(&self) -> Arc<CertifiedKey> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
+
+fn certified(identity: &TlsIdentity) -> Result<Arc<CertifiedKey>, TlsConfigError> {
+    let key = crypto_provider()
+        .key_provider
+        .load_private_key(identity.key.clone_key())?;
+    Ok(Arc::new(CertifiedKey::new(identity.chain.clone(), key)))
+}
+
+impl ResolvesServerCert for RotatingIdentity {
+    fn resolve(&self, _: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+}
+
+impl ResolvesClientCert for RotatingIdentity {
+    fn resolve(&self, _: &[&[u8]], _: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 /// The group's CA as the only certificate a configuration trusts: no system roots, so only
 /// the group's own certificates are ever accepted.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,6 +214,15 @@ pub fn server_config(
     roots: &TrustRoot,
     client_auth: ClientAuth,
 ) -> Result<ServerConfig, TlsConfigError> {
+    rotating_server_config(RotatingIdentity::new(identity)?, roots, client_auth)
+}
+
+/// [`server_config`] presenting whatever `identity` holds at each handshake.
+pub fn rotating_server_config(
+    identity: Arc<RotatingIdentity>,
+    roots: &TrustRoot,
+    client_auth: ClientAuth,
+) -> Result<ServerConfig, TlsConfigError> {
     let provider = crypto_provider();
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&rustls::version::TLS13])?;
@@ -168,7 +238,7 @@ pub fn server_config(
             builder.with_client_cert_verifier(verifier.build()?)
         }
     };
-    let mut config = builder.with_single_cert(identity.chain.clone(), identity.key.clone_key())?;
+    let mut config = builder.with_cert_resolver(identity);
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(config)
 }
@@ -189,4 +259,15 @@ pub fn client_config(
         }
         None => builder.with_no_client_auth(),
     })
+}
+
+/// [`client_config`] offering whatever `identity` holds at each handshake.
+pub fn rotating_client_config(
+    roots: &TrustRoot,
+    identity: Arc<RotatingIdentity>,
+) -> Result<ClientConfig, TlsConfigError> {
+    Ok(ClientConfig::builder_with_provider(crypto_provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots.store()?)
+        .with_client_cert_resolver(identity))
 }

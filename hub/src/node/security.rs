@@ -99,8 +99,8 @@ pub(super) fn node_security(
         names = %names.join(","),
         ca = %config.data_dir.join(CA_FILE).display(),
         valid_days = tls.node_cert_lifetime.as_secs() / 86_400,
-        "TLS on: node certificate issued by the group's CA; restart the node before it expires \
-         (metric flotilla_node_certificate_expiry_timestamp_seconds)"
+        "TLS on: node certificate issued by the group's CA (renewed with a third of its \
+         lifetime left)"
     );
     Ok(Security::Tls(std::sync::Arc::new(node_tls)))
 }

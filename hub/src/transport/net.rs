@@ -17,18 +17,20 @@ use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use flotilla_pki::{
-    ClientAuth, GroupCa, NodeCredentials, PeerCertificate, PeerIdentity, TlsListener,
-    peer_certificate, server_config,
+    ClientAuth, GroupCa, NodeCredentials, PeerCertificate, PeerIdentity, RotatingIdentity,
+    TlsListener, peer_certificate, rotating_client_config, rotating_server_config,
 };
 use futures::{Stream, StreamExt};
-use rustls::ServerConfig;
+use rustls::pki_types::ServerName;
+use rustls::{ClientConfig, ServerConfig};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tonic::service::Interceptor;
 use tonic::transport::server::{Connected, Router};
-use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 /// Largest gRPC message a hub node accepts or sends (snapshots are chunked below it).
@@ -100,17 +102,22 @@ impl Security {
 /// certificate, and the server configuration of each listener.
 pub struct NodeTls {
     ca: GroupCa,
-    credentials: NodeCredentials,
+    node: u64,
+    names: Vec<String>,
+    lifetime: Duration,
+    credentials: parking_lot::RwLock<NodeCredentials>,
+    identity: Arc<RotatingIdentity>,
     peer: Arc<ServerConfig>,
     api: Arc<ServerConfig>,
     http: Arc<ServerConfig>,
+    client: Arc<ClientConfig>,
 }
 
 impl fmt::Debug for NodeTls {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("NodeTls")
             .field("ca", &self.ca)
-            .field("credentials", &self.credentials)
+            .field("credentials", &*self.credentials.read())
             .finish_non_exhaustive()
     }
 }
@@ -118,7 +125,8 @@ impl fmt::Debug for NodeTls {
 impl NodeTls {
     /// Issues node `node` a certificate from `ca` for `names` (every host name or address
     /// peers, agents and operators dial) and builds its listeners' configurations: peers must
-    /// present a certificate (mutual TLS), API clients may, HTTP clients do not.
+    /// present a certificate (mutual TLS), API clients may, HTTP clients do not. Listeners and
+    /// peer channels present whichever certificate is current ([`NodeTls::renew`]).
     pub fn issue(
         ca: GroupCa,
         node: u64,
@@ -130,26 +138,52 @@ impl NodeTls {
         let credentials = ca
             .issue_node_certificate(node, names, lifetime, now)
             .map_err(|e| tls(&e))?;
-        let identity = credentials.tls_identity().map_err(|e| tls(&e))?;
+        let identity = RotatingIdentity::new(&credentials.tls_identity().map_err(|e| tls(&e))?)
+            .map_err(|e| tls(&e))?;
         let roots = ca.trust_root();
-        let config = |auth| {
-            server_config(&identity, &roots, auth)
-                .map(Arc::new)
-                .map_err(|e| tls(&e))
+        let server = |auth, alpn: Option<Vec<Vec<u8>>>| {
+            let mut config =
+                rotating_server_config(identity.clone(), &roots, auth).map_err(|e| tls(&e))?;
+            if let Some(alpn) = alpn {
+                config.alpn_protocols = alpn;
+            }
+            Ok::<_, NetError>(Arc::new(config))
         };
-        let mut peer =
-            server_config(&identity, &roots, ClientAuth::Required).map_err(|e| tls(&e))?;
-        peer.alpn_protocols = vec![b"h2".to_vec()];
-        let mut api =
-            server_config(&identity, &roots, ClientAuth::Optional).map_err(|e| tls(&e))?;
-        api.alpn_protocols = vec![b"h2".to_vec()];
+        let mut client = rotating_client_config(&roots, identity.clone()).map_err(|e| tls(&e))?;
+        client.alpn_protocols = vec![b"h2".to_vec()];
         Ok(NodeTls {
-            peer: Arc::new(peer),
-            api: Arc::new(api),
-            http: config(ClientAuth::Off)?,
+            peer: server(ClientAuth::Required, Some(vec![b"h2".to_vec()]))?,
+            api: server(ClientAuth::Optional, Some(vec![b"h2".to_vec()]))?,
+            http: server(ClientAuth::Off, None)?,
+            client: Arc::new(client),
             ca,
-            credentials,
+            node,
+            names: names.to_vec(),
+            lifetime,
+            credentials: parking_lot::RwLock::new(credentials),
+            identity,
         })
+    }
+
+    /// Issues this node a fresh certificate for the same names and lifetime and presents it
+    /// from the next handshake on, in every listener and peer channel; connections already
+    /// made keep theirs.
+    pub fn renew(&self, now: SystemTime) -> Result<(), NetError> {
+        let tls = |e: &dyn fmt::Display| NetError::Tls(e.to_string());
+        let credentials = self
+            .ca
+            .issue_node_certificate(self.node, &self.names, self.lifetime, now)
+            .map_err(|e| tls(&e))?;
+        self.identity
+            .replace(&credentials.tls_identity().map_err(|e| tls(&e))?)
+            .map_err(|e| tls(&e))?;
+        *self.credentials.write() = credentials;
+        Ok(())
+    }
+
+    /// When to renew: with a third of the certificate's lifetime left.
+    pub fn renew_at(&self) -> SystemTime {
+        self.credentials.read().not_after - self.lifetime / 3
     }
 
     /// The group's CA, which signs agents' certificates.
@@ -162,9 +196,9 @@ impl NodeTls {
         self.ca.certificate_pem()
     }
 
-    /// This node's certificate and key.
-    pub fn credentials(&self) -> &NodeCredentials {
-        &self.credentials
+    /// This node's current certificate and key.
+    pub fn credentials(&self) -> NodeCredentials {
+        self.credentials.read().clone()
     }
 
     /// The server configuration of the peer listener (client certificates required).
@@ -205,25 +239,36 @@ pub fn channel(address: &str, security: &Security) -> Result<Channel, NetError> 
             Endpoint::from_shared(format!("http://{address}")).map_err(|e| bad(e.to_string()))?
         }
         Security::Tls(tls) => {
-            let config = ClientTlsConfig::new()
-                .ca_certificate(Certificate::from_pem(tls.ca_pem()))
-                .identity(Identity::from_pem(
-                    &tls.credentials.certificate_pem,
-                    &tls.credentials.private_key_pem,
-                ))
-                .domain_name(host_of(address));
-            Endpoint::from_shared(format!("https://{address}"))
-                .map_err(|e| bad(e.to_string()))?
-                .tls_config(config)
-                .map_err(|e| bad(e.to_string()))?
+            // rustls directly rather than tonic's TLS: the client certificate is resolved at
+            // each handshake, so a renewed one is offered on every reconnection.
+            let name = ServerName::try_from(host_of(address).to_owned())
+                .map_err(|e| bad(e.to_string()))?;
+            let connector = TlsConnector::from(tls.client.clone());
+            let target = address.to_owned();
+            let connect = tower::service_fn(move |_: tonic::codegen::http::Uri| {
+                let (connector, name, target) = (connector.clone(), name.clone(), target.clone());
+                async move {
+                    let tcp = TcpStream::connect(&target).await?;
+                    tcp.set_nodelay(true)?;
+                    let stream = connector.connect(name, tcp).await?;
+                    Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(stream))
+                }
+            });
+            let endpoint = Endpoint::from_shared(format!("http://{address}"))
+                .map_err(|e| bad(e.to_string()))?;
+            return Ok(keep_alive(endpoint).connect_with_connector_lazy(connect));
         }
     };
-    Ok(endpoint
+    Ok(keep_alive(endpoint).connect_lazy())
+}
+
+/// The hub's connection limits on an endpoint.
+fn keep_alive(endpoint: Endpoint) -> Endpoint {
+    endpoint
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
         .keep_alive_timeout(Duration::from_secs(5))
-        .connect_lazy())
 }
 
 /// Binds the listen address.

@@ -33,5 +33,6 @@ mod sync_large_bundles_are_chunked;
 mod sync_liveness_after_node_death;
 mod sync_silent_peers_are_cut_off;
 mod tls_listeners_refuse_plaintext;
+mod tls_node_certificates_renew;
 mod tls_peers_need_the_group_ca;
 mod webhook_triggers_fetch;
