@@ -234,41 +234,30 @@ pub fn channel(address: &str, security: &Security) -> Result<Channel, NetError> 
         address: address.to_owned(),
         detail,
     };
-    let endpoint = match security {
-        Security::Plain => {
-            Endpoint::from_shared(format!("http://{address}")).map_err(|e| bad(e.to_string()))?
-        }
-        Security::Tls(tls) => {
-            // rustls directly rather than tonic's TLS: the client certificate is resolved at
-            // each handshake, so a renewed one is offered on every reconnection.
-            let name = ServerName::try_from(host_of(address).to_owned())
-                .map_err(|e| bad(e.to_string()))?;
-            let connector = TlsConnector::from(tls.client.clone());
-            let target = address.to_owned();
-            let connect = tower::service_fn(move |_: tonic::codegen::http::Uri| {
-                let (connector, name, target) = (connector.clone(), name.clone(), target.clone());
-                async move {
-                    let tcp = TcpStream::connect(&target).await?;
-                    tcp.set_nodelay(true)?;
-                    let stream = connector.connect(name, tcp).await?;
-                    Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(stream))
-                }
-            });
-            let endpoint = Endpoint::from_shared(format!("http://{address}"))
-                .map_err(|e| bad(e.to_string()))?;
-            return Ok(keep_alive(endpoint).connect_with_connector_lazy(connect));
-        }
-    };
-    Ok(keep_alive(endpoint).connect_lazy())
-}
-
-/// The hub's connection limits on an endpoint.
-fn keep_alive(endpoint: Endpoint) -> Endpoint {
-    endpoint
+    let endpoint = Endpoint::from_shared(format!("http://{address}"))
+        .map_err(|e| bad(e.to_string()))?
         .connect_timeout(CONNECT_TIMEOUT)
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(5))
-        .keep_alive_timeout(Duration::from_secs(5))
+        .keep_alive_timeout(Duration::from_secs(5));
+    let Security::Tls(tls) = security else {
+        return Ok(endpoint.connect_lazy());
+    };
+    // rustls directly rather than tonic's TLS: the client certificate is resolved at each
+    // handshake, so a renewed one is offered on every reconnection.
+    let name = ServerName::try_from(host_of(address).to_owned()).map_err(|e| bad(e.to_string()))?;
+    let connector = TlsConnector::from(tls.client.clone());
+    let target = address.to_owned();
+    let connect = tower::service_fn(move |_: tonic::codegen::http::Uri| {
+        let (connector, name, target) = (connector.clone(), name.clone(), target.clone());
+        async move {
+            let tcp = TcpStream::connect(&target).await?;
+            tcp.set_nodelay(true)?;
+            let stream = connector.connect(name, tcp).await?;
+            Ok::<_, io::Error>(hyper_util::rt::TokioIo::new(stream))
+        }
+    });
+    Ok(endpoint.connect_with_connector_lazy(connect))
 }
 
 /// Binds the listen address.
