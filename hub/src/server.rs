@@ -186,7 +186,16 @@ impl Hub {
     /// Binds every listener, starts the raft node, the services and the controller supervisor.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
         let metrics = Arc::new(Metrics::new());
-        let controllers = controllers(&config, &metrics)?;
+        let inventory = match &config.clusters_file {
+            Some(path) => Some(load_clusters_file(path)?),
+            None => None,
+        };
+        let clusters_file = config
+            .clusters_file
+            .clone()
+            .zip(inventory.as_ref())
+            .map(|(path, clusters)| (path, clusters.iter().map(|c| c.name.clone()).collect()));
+        let controllers = controllers(&config, &metrics, inventory)?;
         let api_listener = net::bind(&config.api_listen).await?;
         let api_address = local_addr(&api_listener, &config.api_listen)?;
         let http_listener = tokio::net::TcpListener::bind(&config.http_listen)
@@ -222,7 +231,7 @@ impl Hub {
             insecure: !config.authenticate,
             audit,
             registration: config.registration,
-            clusters_file: clusters_file(&config)?,
+            clusters_file,
         };
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
@@ -372,15 +381,7 @@ async fn renew_node_certificate(id: u64, tls: Arc<net::NodeTls>, stop: Cancellat
     }
 }
 
-/// The clusters file of a hub and the names it lists.
-fn clusters_file(config: &HubConfig) -> Result<Option<(PathBuf, BTreeSet<String>)>, HubError> {
-    let Some(path) = &config.clusters_file else {
-        return Ok(None);
-    };
-    let names = load_clusters_file(path)?.into_iter().map(|c| c.name);
-    Ok(Some((path.clone(), names.collect())))
-}
-
+/// The clusters a hub's clusters file lists, read once at start.
 fn load_clusters_file(path: &Path) -> Result<Vec<InventoryCluster>, HubError> {
     flotilla_core::inventory::load_inventory(path, &Default::default()).map_err(|errors| {
         HubError::Inventory {
@@ -390,11 +391,12 @@ fn load_clusters_file(path: &Path) -> Result<Vec<InventoryCluster>, HubError> {
     })
 }
 
-/// The leader-only controllers of this hub. Files they need (the clusters file, the source's
-/// mirror) are opened here, so a bad one stops the hub at start.
+/// The leader-only controllers of this hub, with the clusters file's clusters (read at start)
+/// if it has one. The source's mirror is opened here, so a bad one stops the hub at start.
 pub fn controllers(
     config: &HubConfig,
     metrics: &Arc<Metrics>,
+    inventory: Option<Vec<InventoryCluster>>,
 ) -> Result<Vec<Arc<dyn Controller>>, HubError> {
     let mut controllers: Vec<Arc<dyn Controller>> =
         vec![Arc::new(Liveness::new(config.sync.liveness.clone()))];
@@ -403,10 +405,8 @@ pub fn controllers(
             crate::controller::first_admin::FirstAdminController::new(&config.node.data_dir),
         ));
     }
-    if let Some(path) = &config.clusters_file {
-        controllers.push(Arc::new(InventoryController::new(load_clusters_file(
-            path,
-        )?)));
+    if let Some(clusters) = inventory {
+        controllers.push(Arc::new(InventoryController::new(clusters)));
     }
     if let Some(source) = &config.source {
         let mirror = Arc::new(SourceMirror::open(&config.node.data_dir, source)?);
