@@ -214,6 +214,9 @@ async fn start_sim(clusters: &[Cluster], kubeconfig: &Path) -> anyhow::Result<Si
 fn source_config(repo: &Path) -> SourceConfig {
     let mut source = SourceConfig::new(format!("file://{}", repo.display()), "main");
     source.poll_interval = POLL_INTERVAL;
+    // The demo starts on any machine; where namespaces are not allowed it renders unconfined
+    // (its repository is the embedded example).
+    source.render_limits.render_sandbox = flotilla_core::SandboxMode::Preferred;
     source
 }
 

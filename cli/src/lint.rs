@@ -50,7 +50,12 @@ pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
 
 fn lint(path: &Path, inventory: Option<&Path>, kustomize: &Kustomize) -> LintReport {
     let mut report = LintReport::new(path);
-    let limits = Limits::default();
+    // Offline lint runs on developer machines and CI runners where namespaces may be
+    // forbidden; the static checks refuse remote references either way.
+    let limits = Limits {
+        render_sandbox: flotilla_core::SandboxMode::Preferred,
+        ..Limits::default()
+    };
     let repo = match Repository::load(path, limits.clone()) {
         Ok(repo) => Some(repo),
         Err(errors) => {

@@ -29,6 +29,7 @@ pub use inventory::Cluster;
 pub use labels::Labels;
 pub use limits::Limits;
 pub use location::SourceLocation;
+pub use render::sandbox::SandboxMode;
 pub use render::{
     FleetRender, Kustomize, ObjectId, RenderError, RenderedBundle, render_bundle, render_fleet,
 };

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use crate::render::sandbox::SandboxMode;
+
 /// Every bound applied while reading a repository and rendering its bundles. A breach is a
 /// clear error on the revision, never a truncated result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,8 +26,13 @@ pub struct Limits {
     pub max_alias_expansion_events: usize,
     /// Most YAML documents in one file.
     pub max_documents_per_file: usize,
-    /// Longest a `kustomize build` may run before it is killed.
-    pub kustomize_timeout: Duration,
+    /// Longest one renderer run (a `kustomize build`) may take before it is killed; also its
+    /// CPU-time limit.
+    pub render_timeout: Duration,
+    /// Address space one renderer run may use, in bytes.
+    pub render_memory_bytes: u64,
+    /// How renderers are confined (no network, read-only checkout).
+    pub render_sandbox: SandboxMode,
 }
 
 impl Default for Limits {
@@ -40,7 +47,9 @@ impl Default for Limits {
             max_yaml_aliases: 1_000,
             max_alias_expansion_events: 100_000,
             max_documents_per_file: 1_000,
-            kustomize_timeout: Duration::from_secs(60),
+            render_timeout: Duration::from_secs(20),
+            render_memory_bytes: 2 * 1024 * 1024 * 1024,
+            render_sandbox: SandboxMode::Required,
         }
     }
 }

@@ -19,6 +19,7 @@ use crate::spec::{API_VERSION, DriftMode, SpecError};
 mod fleet;
 mod kustomize;
 mod object;
+pub mod sandbox;
 mod source;
 mod substitute;
 
@@ -257,7 +258,9 @@ pub enum RenderError {
         message: String,
     },
     /// The kustomize build ran past its time limit.
-    #[error("{location}: kustomize build did not finish within {timeout:?}")]
+    #[error(
+        "{location}: kustomize build did not finish within {timeout:?} and was stopped; make the build lighter (the limit is the hub's --render-timeout)"
+    )]
     KustomizeTimeout {
         /// The kustomization directory.
         location: SourceLocation,
@@ -273,6 +276,14 @@ pub enum RenderError {
         location: SourceLocation,
         /// The reference.
         resource: String,
+    },
+    /// The renderer could not be confined as the sandbox mode requires.
+    #[error("{location}: rendering needs a sandbox this host cannot provide: {reason}")]
+    SandboxUnavailable {
+        /// The directory that was to be rendered.
+        location: SourceLocation,
+        /// Why the sandbox is unavailable and what to do.
+        reason: String,
     },
     /// No bundle of that name.
     #[error("no bundle named `{0}`")]
@@ -305,7 +316,8 @@ impl RenderError {
             | RenderError::KustomizeMissing { location }
             | RenderError::KustomizeFailed { location, .. }
             | RenderError::KustomizeTimeout { location, .. }
-            | RenderError::RemoteResource { location, .. } => Some(location),
+            | RenderError::RemoteResource { location, .. }
+            | RenderError::SandboxUnavailable { location, .. } => Some(location),
             RenderError::DuplicateObject { second, .. } => Some(second),
             RenderError::UnknownBundle(_) => None,
         }

@@ -208,6 +208,8 @@ pub enum ConfigError {
 /// tlsSans: [hub.example, 10.0.0.5]
 /// agentCertLifetime: 24h
 /// bootstrapTokenTtl: 1h
+/// renderTimeout: 20s
+/// renderSandbox: required
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -264,6 +266,10 @@ pub struct FileConfig {
     pub agent_cert_lifetime: Option<String>,
     /// Lifetime of bootstrap tokens, like `1h`.
     pub bootstrap_token_ttl: Option<String>,
+    /// Longest one render (a `kustomize build`) may run, like `20s`.
+    pub render_timeout: Option<String>,
+    /// How renders are confined: `required`, `preferred` or `off`.
+    pub render_sandbox: Option<String>,
 }
 
 impl FileConfig {

@@ -40,7 +40,7 @@ struct RunArgs {
     /// YAML config file (keys: id, group, dataDir, listen, advertise, peers, join, tickMillis,
     /// electionTicks, heartbeatTicks, compactAfter, apiListen, httpListen, repo, branch,
     /// pollInterval, webhookSecret, revisionRetention, clusters, sshKey, insecure, caCert, caKey,
-    /// tlsSans, agentCertLifetime, bootstrapTokenTtl).
+    /// tlsSans, agentCertLifetime, bootstrapTokenTtl, renderTimeout, renderSandbox).
     #[arg(long, env = "FLOTILLA_HUB_CONFIG")]
     config: Option<PathBuf>,
     /// Raft id of this node (non-zero).
@@ -135,6 +135,15 @@ struct RunArgs {
     /// Lifetime of the bootstrap tokens `cluster add` prints, like 1h [default: 1h].
     #[arg(long, value_name = "DURATION")]
     bootstrap_token_ttl: Option<String>,
+    /// Longest one render (a `kustomize build`) may run before it is killed, like 20s; also
+    /// its CPU-time limit [default: 20s].
+    #[arg(long, value_name = "DURATION")]
+    render_timeout: Option<String>,
+    /// How renders are confined: `required` (no network, read-only checkout; the hub refuses
+    /// to start where the host cannot provide it), `preferred` (confined when possible) or
+    /// `off` (resource limits only) [default: required].
+    #[arg(long, value_name = "MODE")]
+    render_sandbox: Option<String>,
 }
 
 /// How an operator command reaches a node's peer listener.
@@ -296,6 +305,8 @@ async fn run_node(args: RunArgs) -> Result<()> {
     }
     file.agent_cert_lifetime = args.agent_cert_lifetime.or(file.agent_cert_lifetime);
     file.bootstrap_token_ttl = args.bootstrap_token_ttl.or(file.bootstrap_token_ttl);
+    file.render_timeout = args.render_timeout.or(file.render_timeout);
+    file.render_sandbox = args.render_sandbox.or(file.render_sandbox);
     let credentials = GitCredentials {
         ssh_key: None,
         username: args.git_username,

@@ -136,6 +136,11 @@ pub enum HubError {
     /// The source's local mirror could not be prepared.
     #[error(transparent)]
     Mirror(#[from] crate::controller::source::MirrorError),
+    /// Renders cannot be confined as configured.
+    #[error(
+        "cannot confine renders (--render-sandbox required): {0}; or start with --render-sandbox off to rely on the static checks alone"
+    )]
+    Sandbox(String),
     /// The clusters file is unreadable or invalid.
     #[error("clusters file {path}:\n{errors}")]
     Inventory {
@@ -186,6 +191,16 @@ impl Hub {
     /// Binds every listener, starts the raft node, the services and the controller supervisor.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
         let metrics = Arc::new(Metrics::new());
+        if let Some(source) = &config.source {
+            let mode = source.render_limits.render_sandbox;
+            flotilla_core::render::sandbox::check(mode).map_err(HubError::Sandbox)?;
+            let sandbox = flotilla_core::render::sandbox::describe(mode);
+            if mode == flotilla_core::SandboxMode::Off {
+                tracing::warn!(%sandbox, "renders are not confined: a repository could make the hub reach the network");
+            } else {
+                tracing::info!(%sandbox, "render sandbox");
+            }
+        }
         let inventory = match &config.clusters_file {
             Some(path) => Some(load_clusters_file(path)?),
             None => None,
@@ -455,6 +470,31 @@ impl HubConfig {
                 problem: "must be positive, like `30s`".into(),
             });
         }
+        let mut render_limits = flotilla_core::Limits::default();
+        if let Some(text) = &file.render_timeout {
+            render_limits.render_timeout = text
+                .parse::<flotilla_core::spec::Duration>()
+                .map_err(|problem| ConfigError::Invalid {
+                    field: "--render-timeout / renderTimeout",
+                    problem,
+                })?
+                .as_std();
+            if render_limits.render_timeout.is_zero() {
+                return Err(ConfigError::Invalid {
+                    field: "--render-timeout / renderTimeout",
+                    problem: "must be positive, like `20s`".into(),
+                });
+            }
+        }
+        if let Some(text) = &file.render_sandbox {
+            render_limits.render_sandbox =
+                flotilla_core::SandboxMode::parse(text).map_err(|problem| {
+                    ConfigError::Invalid {
+                        field: "--render-sandbox / renderSandbox",
+                        problem,
+                    }
+                })?;
+        }
         let source = file.repo.clone().map(|url| {
             let mut source = SourceConfig::new(
                 url,
@@ -463,6 +503,7 @@ impl HubConfig {
                     .unwrap_or_else(|| DEFAULT_BRANCH.to_owned()),
             );
             source.poll_interval = poll_interval;
+            source.render_limits = render_limits.clone();
             source.credentials = crate::controller::source::GitCredentials {
                 ssh_key: file.ssh_key.clone(),
                 ..credentials

@@ -1,7 +1,9 @@
 //! Rendering a whole repository for a list of clusters, once per distinct render input.
 
-use std::collections::{BTreeMap, HashMap};
-use std::rc::Rc;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::object::{SourcedObject, assemble};
 use super::source::{Role, Template, load_template};
@@ -57,6 +59,7 @@ impl FleetRender {
 /// inputs share one render, and equal content is stored once in `blobs`.
 pub fn render_fleet(repo: &Repository, clusters: &[Cluster], kustomize: &Kustomize) -> FleetRender {
     let mut renderer = Renderer::new(repo, kustomize);
+    renderer.preload(clusters);
     let mut result = BTreeMap::new();
     for cluster in clusters {
         let mut bundles = BTreeMap::new();
@@ -80,7 +83,7 @@ type RenderKey = (usize, Option<usize>, Vec<Option<String>>);
 pub(super) struct Renderer<'r> {
     repo: &'r Repository,
     kustomize: &'r Kustomize,
-    templates: HashMap<(usize, Option<usize>), Result<Rc<Template>, RenderError>>,
+    templates: HashMap<(usize, Option<usize>), Result<Arc<Template>, RenderError>>,
     renders: HashMap<RenderKey, BundleOutcome>,
     blobs: BTreeMap<ContentHash, RenderedBundle>,
 }
@@ -94,6 +97,55 @@ impl<'r> Renderer<'r> {
             renders: HashMap::new(),
             blobs: BTreeMap::new(),
         }
+    }
+
+    /// Loads every template the clusters need, on all cores: building kustomizations is the
+    /// slow part of a render, and one bundle's build never waits for another's.
+    fn preload(&mut self, clusters: &[Cluster]) {
+        let bundles = &self.repo.spec().bundles;
+        let wanted: Vec<(usize, Option<usize>)> = clusters
+            .iter()
+            .flat_map(|cluster| {
+                bundles
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, bundle)| bundle.targets(&cluster.labels))
+                    .map(|(index, bundle)| (index, overlay_for(bundle, cluster)))
+            })
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .filter(|key| !self.templates.contains_key(key))
+            .collect();
+        let workers = std::thread::available_parallelism()
+            .map_or(1, NonZeroUsize::get)
+            .min(wanted.len());
+        if workers <= 1 {
+            return; // Loaded on first use, on this thread.
+        }
+        let next = AtomicUsize::new(0);
+        let load = |(bundle, overlay): (usize, Option<usize>)| {
+            let overlay_spec = overlay.map(|i| &bundles[bundle].overlays[i]);
+            load_template(self.repo, &bundles[bundle], overlay_spec, self.kustomize).map(Arc::new)
+        };
+        let loaded: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        while let Some(&key) = wanted.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            done.push((key, load(key)));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            // A worker that panicked leaves its templates to be loaded on first use.
+            handles
+                .into_iter()
+                .flat_map(|handle| handle.join().unwrap_or_default())
+                .collect()
+        });
+        self.templates.extend(loaded);
     }
 
     /// Renders (or recalls) the bundle for the cluster, keeping the blob.
@@ -130,18 +182,15 @@ impl<'r> Renderer<'r> {
         &mut self,
         bundle_index: usize,
         cluster: &Cluster,
-    ) -> Result<(RenderKey, Rc<Template>), RenderError> {
+    ) -> Result<(RenderKey, Arc<Template>), RenderError> {
         let bundle = self.bundle(bundle_index);
-        let overlay_index = bundle
-            .overlays
-            .iter()
-            .position(|overlay| overlay.cluster_selector.matches(&cluster.labels));
+        let overlay_index = overlay_for(bundle, cluster);
         let template = self
             .templates
             .entry((bundle_index, overlay_index))
             .or_insert_with(|| {
                 let overlay = overlay_index.map(|i| &bundle.overlays[i]);
-                load_template(self.repo, bundle, overlay, self.kustomize).map(Rc::new)
+                load_template(self.repo, bundle, overlay, self.kustomize).map(Arc::new)
             })
             .clone()?;
         let values = template
@@ -264,4 +313,12 @@ impl<'r> Renderer<'r> {
             limit: self.repo.limits().max_objects_per_bundle,
         }
     }
+}
+
+/// The overlay of `bundle` that `cluster` gets: the first whose selector matches.
+fn overlay_for(bundle: &Bundle, cluster: &Cluster) -> Option<usize> {
+    bundle
+        .overlays
+        .iter()
+        .position(|overlay| overlay.cluster_selector.matches(&cluster.labels))
 }

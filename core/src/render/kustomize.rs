@@ -2,7 +2,7 @@
 //! repository: remote bases are refused and local references must stay inside the root.
 
 use std::collections::BTreeSet;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use super::RenderError;
+use super::sandbox::{self, Bounds};
 use crate::location::SourceLocation;
 use crate::repository::Repository;
 
@@ -68,33 +69,32 @@ impl Kustomize {
         let shown = repo.relative(dir);
         let location = SourceLocation::file(shown.clone());
         check_kustomization(repo, dir, &mut BTreeSet::new())?;
-        let mut command = match self {
-            Kustomize::Standalone(path) => {
-                let mut command = Command::new(path);
-                command.arg("build");
-                command
-            }
-            Kustomize::Kubectl(path) => {
-                let mut command = Command::new(path);
-                command.arg("kustomize");
-                command
-            }
+        let (program, verb) = match self {
+            Kustomize::Standalone(path) => (path, "build"),
+            Kustomize::Kubectl(path) => (path, "kustomize"),
             Kustomize::Unavailable => return Err(RenderError::KustomizeMissing { location }),
         };
-        // A clean environment keeps plugin and config variables of the host out of the build.
+        let limits = repo.limits();
+        let bounds = Bounds {
+            memory_bytes: limits.render_memory_bytes,
+            cpu_seconds: limits.render_timeout.as_secs().max(1),
+        };
+        let args = [OsString::from(verb), dir.as_os_str().to_owned()];
+        let mut command =
+            sandbox::confine(limits.render_sandbox, bounds, repo.root(), program, &args).map_err(
+                |reason| RenderError::SandboxUnavailable {
+                    location: location.clone(),
+                    reason,
+                },
+            )?;
         command
-            .arg(dir)
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let limits = repo.limits();
         let output = run_bounded(
             command,
             limits.max_rendered_bytes as u64,
-            limits.kustomize_timeout,
+            limits.render_timeout,
         )
         .map_err(|failure| match failure {
             RunFailure::Spawn(message) | RunFailure::Failed(message) => {
@@ -106,7 +106,7 @@ impl Kustomize {
             }
             RunFailure::Timeout => RenderError::KustomizeTimeout {
                 location: location.clone(),
-                timeout: limits.kustomize_timeout,
+                timeout: limits.render_timeout,
             },
             RunFailure::TooLarge => RenderError::TooLarge {
                 location: location.clone(),
@@ -130,8 +130,10 @@ pub(crate) fn kustomization_file(dir: &Path) -> Option<PathBuf> {
         .find(|path| path.is_file())
 }
 
-/// Refuses remote resources and local references that leave the repository, following
-/// referenced kustomizations recursively.
+/// Refuses remote references and local references that leave the repository, in every field
+/// through which kustomize loads a file, a directory or a URL, following referenced
+/// kustomizations recursively. The sandbox would stop a fetch anyway; this check names the
+/// file and line, and also serves `flotilla lint` on hosts without a sandbox.
 fn check_kustomization(
     repo: &Repository,
     dir: &Path,
@@ -143,41 +145,241 @@ fn check_kustomization(
     let Some(file) = kustomization_file(dir) else {
         return Ok(());
     };
+    let (text, document) = read_document(repo, &file)?;
     let shown = repo.relative(&file);
-    let text = crate::repository::read_limited(&file, &shown, repo.limits())?;
-    let document: Value =
+    for reference in references(&document) {
+        if reference.kind == ReferenceKind::InlineConfig {
+            let documents = parse_plugin_documents(reference.path, &shown, repo)?;
+            check_plugin_paths(repo, dir, &documents, &text, &shown)?;
+            continue;
+        }
+        let location = locate(&text, &shown, reference.path);
+        let Some(canonical) = check_reference(repo, dir, reference.path, location)? else {
+            continue;
+        };
+        match reference.kind {
+            ReferenceKind::Kustomization if canonical.is_dir() => {
+                check_kustomization(repo, &canonical, visited)?;
+            }
+            ReferenceKind::Kustomization | ReferenceKind::PluginConfig if canonical.is_file() => {
+                check_plugin_config(repo, dir, &canonical)?;
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// What a referenced path may be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ReferenceKind {
+    /// A directory with a kustomization, or a file of resources or plugin configurations.
+    Kustomization,
+    /// A generator, transformer or validator configuration, which may name files itself.
+    PluginConfig,
+    /// A file kustomize reads (patches, CRDs, configurations, generator sources, OpenAPI).
+    File,
+    /// A generator, transformer or validator configuration written inline.
+    InlineConfig,
+}
+
+/// One path written in a kustomization.
+#[derive(Debug)]
+struct Reference<'d> {
+    path: &'d str,
+    kind: ReferenceKind,
+}
+
+/// Every path a kustomization makes kustomize load, by field (kustomize v5's
+/// `types.Kustomization`, including the deprecated fields it still honours).
+fn references(document: &Value) -> Vec<Reference<'_>> {
+    let mut found = Vec::new();
+    let mut add = |path, kind| push_reference(&mut found, path, kind);
+    let strings = |field: &str| -> Vec<&str> {
+        match document.get(field) {
+            Some(Value::Array(entries)) => entries.iter().filter_map(Value::as_str).collect(),
+            Some(Value::String(entry)) => vec![entry.as_str()],
+            _ => Vec::new(),
+        }
+    };
+    let items = |field: &str| -> Vec<&Value> {
+        match document.get(field) {
+            Some(Value::Array(entries)) => entries.iter().collect(),
+            _ => Vec::new(),
+        }
+    };
+    for field in ["resources", "bases", "components"] {
+        for path in strings(field) {
+            add(path, ReferenceKind::Kustomization);
+        }
+    }
+    for field in ["generators", "transformers", "validators"] {
+        for entry in strings(field) {
+            let kind = if entry.contains('\n') {
+                ReferenceKind::InlineConfig
+            } else {
+                ReferenceKind::PluginConfig
+            };
+            add(entry, kind);
+        }
+    }
+    for field in ["crds", "configurations", "patchesStrategicMerge"] {
+        for path in strings(field) {
+            add(path, ReferenceKind::File);
+        }
+    }
+    for field in ["patches", "patchesJson6902", "replacements"] {
+        for item in items(field) {
+            if let Some(path) = item.get("path").and_then(Value::as_str) {
+                add(path, ReferenceKind::File);
+            }
+        }
+    }
+    if let Some(path) = document
+        .get("openapi")
+        .and_then(|openapi| openapi.get("path"))
+        .and_then(Value::as_str)
+    {
+        add(path, ReferenceKind::File);
+    }
+    for field in ["configMapGenerator", "secretGenerator"] {
+        for item in items(field) {
+            for path in generator_sources(item) {
+                add(path, ReferenceKind::File);
+            }
+        }
+    }
+    found
+}
+
+fn push_reference<'d>(found: &mut Vec<Reference<'d>>, path: &'d str, kind: ReferenceKind) {
+    // A multi-line string is an inline patch or plugin configuration, not a path.
+    let inline = path.contains('\n') && kind != ReferenceKind::InlineConfig;
+    if !inline && !path.trim().is_empty() {
+        found.push(Reference { path, kind });
+    }
+}
+
+/// The files a ConfigMap or Secret generator reads: `files` (`[key=]path`), `envs` and the
+/// older single `env`.
+fn generator_sources(item: &Value) -> Vec<&str> {
+    let mut sources = Vec::new();
+    if let Some(Value::Array(files)) = item.get("files") {
+        for entry in files.iter().filter_map(Value::as_str) {
+            // `key=path`, unless the whole entry is a URL whose query holds the `=`.
+            let path = match entry.split_once('=') {
+                Some((key, path)) if !key.contains('/') && !key.contains(':') => path,
+                _ => entry,
+            };
+            sources.push(path);
+        }
+    }
+    if let Some(Value::Array(envs)) = item.get("envs") {
+        sources.extend(envs.iter().filter_map(Value::as_str));
+    }
+    if let Some(env) = item.get("env").and_then(Value::as_str) {
+        sources.push(env);
+    }
+    sources
+}
+
+/// Refuses `path` (written in the kustomization of `dir`) when it is remote or leaves the
+/// repository; returns where it leads, or `None` when it does not exist (kustomize reports
+/// a missing file itself).
+fn check_reference(
+    repo: &Repository,
+    dir: &Path,
+    path: &str,
+    location: SourceLocation,
+) -> Result<Option<PathBuf>, RenderError> {
+    let target = dir.join(path);
+    if looks_remote(path, &target) {
+        return Err(RenderError::RemoteResource {
+            location,
+            resource: path.to_owned(),
+        });
+    }
+    let Ok(canonical) = target.canonicalize() else {
+        return Ok(None);
+    };
+    if !canonical.starts_with(repo.root()) {
+        return Err(RenderError::Escape {
+            location,
+            path: path.to_owned(),
+        });
+    }
+    Ok(Some(canonical))
+}
+
+/// Checks the paths inside a generator, transformer or validator configuration file, which
+/// kustomize resolves against the kustomization's directory `dir`.
+fn check_plugin_config(repo: &Repository, dir: &Path, file: &Path) -> Result<(), RenderError> {
+    let shown = repo.relative(file);
+    let text = crate::repository::read_limited(file, &shown, repo.limits())?;
+    let documents = parse_plugin_documents(&text, &shown, repo)?;
+    check_plugin_paths(repo, dir, &documents, &text, &shown)
+}
+
+fn parse_plugin_documents(
+    text: &str,
+    shown: &str,
+    repo: &Repository,
+) -> Result<Vec<Value>, RenderError> {
+    crate::yaml::parse_documents(text, shown, 0, repo.limits())
+        .map(|documents| {
+            documents
+                .into_iter()
+                .map(|(_, document)| document)
+                .collect()
+        })
+        .map_err(|p| RenderError::Yaml {
+            location: p.location,
+            message: p.message,
+        })
+}
+
+/// Refuses remote or escaping paths in built-in plugin configurations: `path`, `paths`,
+/// `files`, `envs`, `env` and `replacements[].path`. `text` is the file they are written in.
+fn check_plugin_paths(
+    repo: &Repository,
+    dir: &Path,
+    documents: &[Value],
+    text: &str,
+    shown: &str,
+) -> Result<(), RenderError> {
+    for document in documents {
+        let mut paths: Vec<&str> = Vec::new();
+        if let Some(path) = document.get("path").and_then(Value::as_str) {
+            paths.push(path);
+        }
+        if let Some(Value::Array(list)) = document.get("paths") {
+            paths.extend(list.iter().filter_map(Value::as_str));
+        }
+        paths.extend(generator_sources(document));
+        if let Some(Value::Array(replacements)) = document.get("replacements") {
+            paths.extend(
+                replacements
+                    .iter()
+                    .filter_map(|r| r.get("path").and_then(Value::as_str)),
+            );
+        }
+        for path in paths {
+            check_reference(repo, dir, path, locate(text, shown, path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads and parses one kustomization file.
+fn read_document(repo: &Repository, file: &Path) -> Result<(String, Value), RenderError> {
+    let shown = repo.relative(file);
+    let text = crate::repository::read_limited(file, &shown, repo.limits())?;
+    let document =
         crate::yaml::parse_one(&text, &shown, repo.limits()).map_err(|p| RenderError::Yaml {
             location: p.location,
             message: p.message,
         })?;
-    for field in ["resources", "bases", "components"] {
-        let Some(Value::Array(entries)) = document.get(field) else {
-            continue;
-        };
-        for entry in entries.iter().filter_map(Value::as_str) {
-            let location = locate(&text, &shown, entry);
-            let target = dir.join(entry);
-            if looks_remote(entry, &target) {
-                return Err(RenderError::RemoteResource {
-                    location,
-                    resource: entry.to_owned(),
-                });
-            }
-            let Ok(canonical) = target.canonicalize() else {
-                continue; // kustomize reports a missing resource itself.
-            };
-            if !canonical.starts_with(repo.root()) {
-                return Err(RenderError::Escape {
-                    location,
-                    path: entry.to_owned(),
-                });
-            }
-            if canonical.is_dir() {
-                check_kustomization(repo, &canonical, visited)?;
-            }
-        }
-    }
-    Ok(())
+    Ok((text, document))
 }
 
 /// Kustomize fetches URLs, `git@` addresses and `host.tld/org/repo` paths; none of that

@@ -176,8 +176,9 @@ impl Run {
         let kustomize = self.kustomize.clone();
         let work_dir = self.work_dir.clone();
         let commit = commit.to_owned();
+        let limits = self.source.render_limits.clone();
         tokio::task::spawn_blocking(move || {
-            render_commit(&mirror, &work_dir, &commit, &clusters, &kustomize)
+            render_commit(&mirror, &work_dir, &commit, &clusters, &kustomize, limits)
         })
         .await
         .unwrap_or_else(|e| Err(whole(format!("the render task failed: {e}"))))

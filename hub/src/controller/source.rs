@@ -43,6 +43,8 @@ pub struct SourceConfig {
     pub poll_interval: Duration,
     /// How to authenticate.
     pub credentials: GitCredentials,
+    /// Bounds and confinement of every render of this source's commits.
+    pub render_limits: flotilla_core::Limits,
 }
 
 impl SourceConfig {
@@ -54,6 +56,7 @@ impl SourceConfig {
             branch: branch.into(),
             poll_interval: DEFAULT_POLL_INTERVAL,
             credentials: GitCredentials::default(),
+            render_limits: flotilla_core::Limits::default(),
         }
     }
 }

@@ -31,6 +31,7 @@ pub(super) fn render_commit(
     commit: &str,
     clusters: &[Cluster],
     kustomize: &Kustomize,
+    limits: Limits,
 ) -> Result<Rendered, RenderError> {
     std::fs::create_dir_all(work_dir)
         .map_err(|e| whole(format!("cannot prepare a work dir: {e}")))?;
@@ -41,7 +42,6 @@ pub(super) fn render_commit(
     mirror
         .checkout(commit, checkout.path())
         .map_err(|e| whole(e.to_string()))?;
-    let limits = Limits::default();
     let repo = Repository::load(checkout.path(), limits).map_err(|errors| {
         let count = errors.errors.len();
         match errors.errors.first() {
