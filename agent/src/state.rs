@@ -6,6 +6,7 @@
 //! a crash leaves either the old or the new file, never a torn one.
 
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -107,10 +108,21 @@ impl StateDir {
     /// Opens (creating if needed) a state directory.
     pub fn open(root: &Path) -> Result<StateDir, StateError> {
         let bundles = root.join("bundles");
-        std::fs::create_dir_all(&bundles).map_err(|source| StateError::Io {
-            path: bundles.clone(),
-            source,
-        })?;
+        // Desired state and the agent's key live here: owner only, whatever the umask, and an
+        // existing directory open to others is narrowed.
+        let private = |dir: &Path| -> std::io::Result<()> {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)?;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        };
+        private(root)
+            .and_then(|()| private(&bundles))
+            .map_err(|source| StateError::Io {
+                path: bundles.clone(),
+                source,
+            })?;
         Ok(StateDir { bundles })
     }
 
@@ -270,5 +282,18 @@ mod tests {
         std::fs::write(dir.path().join("bundles/web.json"), b"{torn").expect("write");
         let error = states.load().expect_err("corrupt").to_string();
         assert!(error.contains("web.json"), "{error}");
+    }
+
+    #[test]
+    fn the_state_dir_is_owner_only_even_when_it_existed_open() {
+        let parent = tempfile::tempdir().unwrap();
+        let root = parent.path().join("state");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        StateDir::open(&root).unwrap();
+        for dir in [root.clone(), root.join("bundles")] {
+            let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o700, "{}", dir.display());
+        }
     }
 }

@@ -47,7 +47,7 @@ mod waiters;
 
 pub use errors::{ProposeError, ReadError, StartError};
 pub(crate) use events::{EntryOutcome, Event, Proposal, ProposeReply};
-pub use security::CA_FILE;
+pub use security::{CA_FILE, CA_KEY_FILE};
 pub use status::{Leadership, NodeStatus, Role};
 
 #[cfg(test)]
@@ -140,7 +140,11 @@ impl Node {
             && let Some(members) = founding_members(&config, &address)
         {
             let ca = security::founding_ca(&config, members.len())?;
-            store.apply_snapshot(&bootstrap_snapshot(members, ca)?)?;
+            if let Some(ca) = &ca {
+                security::keep_ca_key(&config.data_dir, ca)?;
+            }
+            let replicated = ca.map(security::replicated);
+            store.apply_snapshot(&bootstrap_snapshot(members, replicated)?)?;
         }
         let applied = store.snapshot_metadata().index;
         let state = match applied {

@@ -12,6 +12,7 @@
 //! changes after it are re-applied from the log, like every other entry.
 
 use std::collections::VecDeque;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -140,14 +141,34 @@ pub struct RaftStore {
     wanted_snapshot: AtomicU64,
 }
 
+/// Creates `dir` (and its parents) readable by its owner only, whatever the umask; an existing
+/// one open to others is narrowed to its owner, with a warning, since it holds the node's secrets.
+pub fn private_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            dir = %dir.display(),
+            mode = format!("{mode:o}"),
+            "the data dir was open to other users; narrowed to its owner (0700)"
+        );
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
+
 impl RaftStore {
     /// Opens (creating if needed) the log in `dir`, checks it belongs to `identity`, and checks the
     /// log is whole: contiguous entries after the snapshot, reaching at least the commit index.
     pub fn open(dir: &Path, identity: &Identity) -> Result<Self, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+        let io = |source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
-        })?;
+        };
+        private_dir(dir).map_err(io)?;
         let path = dir.to_path_buf();
         let db = Database::create(dir.join(DB_FILE)).map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path: path.clone() },
@@ -162,6 +183,10 @@ impl RaftStore {
                 detail: other.to_string(),
             },
         })?;
+        // The log holds tokens' hashes, agent certificates and every decision: owner only,
+        // whatever the umask was when redb created it.
+        std::fs::set_permissions(dir.join(DB_FILE), std::fs::Permissions::from_mode(0o600))
+            .map_err(io)?;
         let mut store = RaftStore {
             db,
             path,

@@ -1,10 +1,14 @@
 //! Which CA a node uses and the certificate it issues itself at start.
 //!
-//! The CA lives in the replicated state from the group's first entry: the founders' bootstrap
-//! snapshot carries it. A single founder creates one unless an operator gave one; founders of
-//! a larger group must all be given the same one (they need to trust each other before raft can
-//! replicate anything), and so must a node that joins (it needs a certificate before it can
-//! catch up). Every later start takes it from the state.
+//! The CA's certificate lives in the replicated state from the group's first entry: the
+//! founders' bootstrap snapshot carries it. Its private key never does: it would sit in every
+//! node's log and snapshots and travel in every snapshot sent to a peer. Each node keeps the key
+//! beside its log instead, in `DATA/ca.key` (mode 0600 in a 0700 data dir), written at its first
+//! start from `--ca-key` or, for a single founder that creates the CA, from the new CA. Founders
+//! of a larger group must all be given the same CA (they need to trust each other before raft
+//! can replicate anything), and so must a node that joins (it needs a certificate before it can
+//! catch up). Every later start takes the certificate from the state and the key from the file,
+//! and checks that they belong together.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -20,6 +24,33 @@ use super::StartError;
 
 /// File every node writes the CA certificate to, in its data dir, for clients to trust.
 pub const CA_FILE: &str = "ca.crt";
+
+/// File holding the CA's private key in each node's data dir; never replicated.
+pub const CA_KEY_FILE: &str = "ca.key";
+
+/// The CA as the replicated state keeps it: the certificate, without its key.
+pub(super) fn replicated(ca: CaPem) -> CaPem {
+    CaPem {
+        private_key: String::new(),
+        ..ca
+    }
+}
+
+/// Writes the CA's key to `DATA/ca.key` (0600), unless the file already holds it.
+pub(super) fn keep_ca_key(dir: &Path, ca: &CaPem) -> Result<(), NetError> {
+    let path = dir.join(CA_KEY_FILE);
+    if std::fs::read_to_string(&path).is_ok_and(|kept| kept == ca.private_key) {
+        return Ok(());
+    }
+    let failed = |e: std::io::Error| NetError::Tls(format!("cannot write {}: {e}", path.display()));
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(failed)?;
+    std::fs::set_permissions(file.path(), std::fs::Permissions::from_mode(0o600))
+        .map_err(failed)?;
+    std::io::Write::write_all(&mut file, ca.private_key.as_bytes()).map_err(failed)?;
+    file.as_file().sync_all().map_err(failed)?;
+    file.persist(&path).map_err(|e| failed(e.error))?;
+    Ok(())
+}
 
 /// The CA a founding member puts in the bootstrap snapshot: the operator's, or a new one when
 /// it founds the group alone. `None` for an insecure group.
@@ -72,8 +103,32 @@ pub(super) fn node_security(
             }
             .into());
         }
-        (Some(group), _) => group.clone(),
-        (None, Some(given)) => given.clone(),
+        (Some(_), Some(given)) | (None, Some(given)) => given.clone(),
+        (Some(group), None) if !group.private_key.is_empty() => {
+            // A group founded before the key left the replicated state: keep using it, and keep
+            // it in the file too so that a re-founded group's nodes can start from it.
+            tracing::warn!(
+                "the group's replicated state holds the CA's private key (a group founded by an \
+                 older version); every node's log and snapshots carry it until the group is \
+                 founded again with --ca-cert/--ca-key"
+            );
+            group.clone()
+        }
+        (Some(group), None) => {
+            let path = config.data_dir.join(CA_KEY_FILE);
+            let private_key = std::fs::read_to_string(&path).map_err(|e| ConfigError::Invalid {
+                field: "--ca-cert / --ca-key",
+                problem: format!(
+                    "the group's CA key is not readable in {} ({e}); start this node with the \
+                     group's --ca-cert and --ca-key",
+                    path.display()
+                ),
+            })?;
+            CaPem {
+                certificate: group.certificate.clone(),
+                private_key,
+            }
+        }
         (None, None) => {
             return Err(ConfigError::Invalid {
                 field: "--ca-cert / --ca-key",
@@ -84,7 +139,10 @@ pub(super) fn node_security(
             .into());
         }
     };
-    let ca = GroupCa::from_pem(&ca).map_err(|e| NetError::Tls(format!("the group's CA: {e}")))?;
+    let group_ca =
+        GroupCa::from_pem(&ca).map_err(|e| NetError::Tls(format!("the group's CA: {e}")))?;
+    keep_ca_key(&config.data_dir, &ca)?;
+    let ca = group_ca;
     let names = certificate_names(address, &config.listen, &tls.names);
     let node_tls = NodeTls::issue(
         ca,

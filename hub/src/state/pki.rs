@@ -1,6 +1,6 @@
-//! The group's certificate authority and the agent certificates it issued: the CA lives in the
-//! replicated state so every node can issue, and removed clusters' certificates are revoked
-//! here by serial.
+//! The group's certificate authority and the agent certificates it issued: the CA's certificate
+//! lives in the replicated state (its key stays in each node's data dir), and removed clusters'
+//! certificates are revoked here by serial.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,8 +15,9 @@ mod tests;
 /// The CA and what it issued to agents.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Pki {
-    /// The group's CA (certificate and key), set in the bootstrap snapshot of a group founded
-    /// with TLS and never replaced.
+    /// The group's CA certificate, set in the bootstrap snapshot of a group founded with TLS and
+    /// never replaced. Its `private_key` is empty: each node keeps the key in its data dir
+    /// (`node::security`), only groups founded by older versions carry it here.
     pub ca: Option<CaPem>,
     /// Agent certificates issued and not yet expired, by serial.
     pub certificates: BTreeMap<Serial, AgentCertificate>,

@@ -1,6 +1,7 @@
 //! A `flotilla-hub` process serves TLS on every listener by default: it writes its CA to
 //! `<data-dir>/ca.crt`, a client trusting that CA gets answers, and plaintext clients get
-//! none. Under `--insecure` it says so loudly at every start.
+//! none. Under `--insecure` it says so loudly at every start. Keys at rest: the data dir is
+//! owner-only whatever the umask, and the CA's private key stays in `ca.key`, never in the log.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -167,6 +168,108 @@ async fn an_insecure_hub_warns_at_every_start() -> Result<()> {
     assert!(
         !data.path().join("ca.crt").exists(),
         "an insecure hub wrote a CA"
+    );
+    Ok(())
+}
+
+/// Every file under `dir`, recursively.
+fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            files.extend(files_under(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(0)
+}
+
+#[tokio::test]
+async fn keys_at_rest_are_owner_only_and_the_ca_key_never_enters_the_log() -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    flotilla_pki::install_crypto_provider();
+    let parent = tempfile::tempdir()?;
+    let data = parent.path().join("data");
+    // A data dir someone left open to everyone is narrowed, not trusted as it is.
+    std::fs::create_dir(&data)?;
+    std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755))?;
+    let (hub, _, http, stderr) = start(&data, &[])?;
+    assert_eq!(mode(&data), 0o700, "data dir");
+    assert!(
+        stderr.wait_for("narrowed to its owner", Duration::from_secs(10)),
+        "no warning about the open data dir: {:?}",
+        stderr.0.lock()
+    );
+    assert_eq!(mode(&data.join("raft.redb")), 0o600, "raft.redb");
+    assert_eq!(mode(&data.join("ca.key")), 0o600, "ca.key");
+    let key = std::fs::read_to_string(data.join("ca.key"))?;
+    assert!(key.contains("PRIVATE KEY"), "ca.key holds the key");
+    // Neither the log, nor a snapshot, nor anything else but ca.key holds the key.
+    let key_body: String = key
+        .lines()
+        .filter(|l| !l.starts_with("-----"))
+        .collect::<Vec<_>>()
+        .join("");
+    let first_line = key.lines().nth(1).context("key body")?.to_owned();
+    for file in files_under(&data) {
+        if file.ends_with("ca.key") {
+            continue;
+        }
+        let bytes = std::fs::read(&file)?;
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(
+            !text.contains("PRIVATE KEY") && !text.contains(&first_line),
+            "{} holds the CA key",
+            file.display()
+        );
+    }
+    assert!(!key_body.is_empty());
+    drop(hub);
+
+    // A restart takes the key from ca.key and the certificate from the state: same CA.
+    let ca_before = std::fs::read_to_string(data.join("ca.crt"))?;
+    let (_hub, _, http_again, _) = start(&data, &[])?;
+    let ca_after = std::fs::read_to_string(data.join("ca.crt"))?;
+    assert_eq!(ca_before, ca_after, "the group kept its CA");
+    let page = https_get(&data.join("ca.crt"), &http_again, "/healthz").await?;
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let _ = http;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_node_without_its_ca_key_refuses_to_start_and_says_how_to_fix_it() -> Result<()> {
+    flotilla_pki::install_crypto_provider();
+    let data = tempfile::tempdir()?;
+    let (hub, _, _, _) = start(data.path(), &[])?;
+    drop(hub);
+    std::fs::remove_file(data.path().join("ca.key"))?;
+    let output = Command::new(env!("CARGO_BIN_EXE_flotilla-hub"))
+        .args(["--id", "1", "--listen", "127.0.0.1:0"])
+        .args([
+            "--api-listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--data-dir")
+        .arg(data.path())
+        .env("RUST_LOG", "warn")
+        .output()?;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("ca.key") && stderr.contains("--ca-cert and --ca-key"),
+        "{stderr}"
     );
     Ok(())
 }

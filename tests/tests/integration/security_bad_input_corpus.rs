@@ -253,6 +253,11 @@ fn many_objects(prefix: usize) -> String {
         .join("---\n")
 }
 
+/// A kustomization building the small fleet's app bundle, with `extra` fields appended.
+fn kustomization(extra: &str) -> String {
+    format!("resources:\n- namespace.yaml\n- config.yaml\n- deployment.yaml\n{extra}")
+}
+
 fn bad_commits() -> Vec<BadCommit> {
     vec![
         BadCommit {
@@ -346,6 +351,63 @@ fn bad_commits() -> Vec<BadCommit> {
             undo: restore_spec,
             file: "flotilla.yaml",
             says: "rollot",
+        },
+        BadCommit {
+            what: "kustomize generator reading a URL (instance metadata credentials)",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization(
+                        "configMapGenerator:\n- name: loot\n  options: {disableNameSuffixHash: true}\n  files: [\"creds=http://127.0.0.1:18999/latest/meta-data/iam/security-credentials/role\"]\n",
+                    ),
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "remote resource `http://127.0.0.1:18999/",
+        },
+        BadCommit {
+            what: "kustomize patch from a URL",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization("patches:\n- path: https://example.com/patch.yaml\n"),
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "remote resource `https://example.com/patch.yaml`",
+        },
+        BadCommit {
+            what: "kustomize transformer configuration naming a URL",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization("transformers: [patch.yaml]\n"),
+                )?;
+                repo.write(
+                    "bundles/app/patch.yaml",
+                    "apiVersion: builtin\nkind: PatchTransformer\nmetadata: {name: p}\npath: http://169.254.169.254/latest/user-data\n",
+                )
+            },
+            undo: |repo| {
+                repo.remove("bundles/app/kustomization.yaml")?;
+                repo.remove("bundles/app/patch.yaml")
+            },
+            file: "bundles/app/patch.yaml",
+            says: "remote resource `http://169.254.169.254/latest/user-data`",
+        },
+        BadCommit {
+            what: "kustomize OpenAPI schema from a file outside the repository",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization("openapi:\n  path: /etc/hostname\n"),
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "leads outside the repository",
         },
         BadCommit {
             what: "YAML syntax error",
