@@ -59,6 +59,9 @@ pub struct Stage {
     /// means unsigned revisions are accepted.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub require_signed_by: Vec<SigningKey>,
+    /// Whether a rollout may pass while the stage selects no cluster.
+    #[serde(default)]
+    pub allow_empty: bool,
     /// Where the stage is declared.
     pub location: SourceLocation,
 }

@@ -69,6 +69,10 @@ pub(crate) struct StageDocument {
     #[serde(default)]
     #[schemars(with = "Vec<SigningKeyDocument>")]
     pub(crate) require_signed_by: Vec<Spanned<SigningKeyDocument>>,
+    /// Let a rollout pass while the stage selects no cluster. Off by default: a selector that
+    /// matches nothing (a typo) holds the rollout instead of passing it on at once.
+    #[serde(default)]
+    pub(crate) allow_empty: bool,
 }
 
 /// The branch a stage follows.

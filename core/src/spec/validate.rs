@@ -171,6 +171,7 @@ impl Checker<'_> {
             source,
             rollout,
             require_signed_by,
+            allow_empty: stage.allow_empty,
             location,
         }
     }

@@ -10,7 +10,7 @@ use tonic::Status;
 
 use crate::controller::rollout::SETTLE;
 use crate::pipeline;
-use crate::rollout::progress::{WavePhase, judge};
+use crate::rollout::progress::{StageScope, WavePhase, judge};
 use crate::rollout::promotion::stage_clusters;
 use crate::state::rollout::{OnFailure, Rollout, RolloutStatus};
 use crate::state::{State, Timestamp};
@@ -58,12 +58,21 @@ pub(super) fn progress(
     rollout: &Rollout,
     now: Timestamp,
 ) -> AdminRolloutProgress {
-    let clusters: BTreeSet<String> = source
-        .and_then(|s| pipeline::current(state, s))
-        .map(|(_, spec)| stage_clusters(state, &spec, &rollout.stage))
+    let spec = source.and_then(|s| pipeline::current(state, s));
+    let clusters: BTreeSet<String> = spec
+        .as_ref()
+        .map(|(_, spec)| stage_clusters(state, spec, &rollout.stage))
         .unwrap_or_default();
+    let allow_empty = spec
+        .as_ref()
+        .and_then(|(_, spec)| spec.stages.iter().find(|s| s.name == rollout.stage))
+        .is_some_and(|stage| stage.allow_empty);
     let settle = u64::try_from(SETTLE.as_millis()).unwrap_or(u64::MAX);
-    let judgement = judge(state, rollout, &clusters, now, settle);
+    let scope = StageScope {
+        clusters: &clusters,
+        allow_empty,
+    };
+    let judgement = judge(state, rollout, scope, now, settle);
     let status_reason = match &rollout.status {
         RolloutStatus::Paused { by, reason } => format!("{reason} (by {by})"),
         RolloutStatus::RolledBack { reason } => reason.clone(),

@@ -38,7 +38,7 @@ use crate::controller::source::SourceConfig;
 use crate::controller::{Controller, ControllerContext, Wake};
 use crate::node::ProposeError;
 use crate::pipeline::{self, current_revision, head_if_rendered, short};
-use crate::rollout::progress::judge;
+use crate::rollout::progress::{StageScope, judge};
 use crate::rollout::promotion::{self, Start, stage_clusters};
 use crate::state::rollout::{Rollout, RolloutStatus};
 use crate::state::signature;
@@ -213,7 +213,11 @@ pub(crate) fn decide(
             && let Some((id, rollout)) = state.active_rollout(&stage.name)
             && rollout.status == RolloutStatus::Running
         {
-            let judgement = judge(state, rollout, &clusters, now, settle_ms);
+            let scope = StageScope {
+                clusters: &clusters,
+                allow_empty: stage.allow_empty,
+            };
+            let judgement = judge(state, rollout, scope, now, settle_ms);
             stage_decision.wake(judgement.wake_at);
             stage_decision
                 .commands

@@ -126,20 +126,32 @@ pub fn duration(ms: u64) -> String {
     flotilla_core::spec::Duration(std::time::Duration::from_millis(ms)).to_string()
 }
 
+/// The clusters a stage selects today and whether it may be empty.
+#[derive(Debug, Clone, Copy)]
+pub struct StageScope<'a> {
+    /// The clusters the stage's selector matches in the current `flotilla.yaml`.
+    pub clusters: &'a BTreeSet<String>,
+    /// `allowEmpty`: a rollout may pass with no cluster at all.
+    pub allow_empty: bool,
+}
+
 /// Judges `rollout` at `now`. `stage` holds the clusters the stage selects today; a cluster
 /// gone from it is skipped. A cluster counts as done once it has been Healthy at the target
 /// for `settle_ms`, recorded in the state, so one report that flickers Healthy proves nothing.
+/// A stage that selects no registered cluster never passes unless it allows being empty: a
+/// selector typo must hold the pipeline, not promote through it in the same second.
 pub fn judge(
     state: &State,
     rollout: &Rollout,
-    stage: &BTreeSet<String>,
+    scope: StageScope<'_>,
     now: Timestamp,
     settle_ms: u64,
 ) -> Judgement {
     let mut judge = Judging {
         state,
         rollout,
-        stage,
+        stage: scope.clusters,
+        allow_empty: scope.allow_empty,
         now,
         settle_ms,
         out: Judgement::default(),
@@ -158,6 +170,7 @@ struct Judging<'a> {
     state: &'a State,
     rollout: &'a Rollout,
     stage: &'a BTreeSet<String>,
+    allow_empty: bool,
     now: Timestamp,
     settle_ms: u64,
     out: Judgement,
@@ -374,6 +387,15 @@ impl<'a> Judging<'a> {
         let Some(wave) = rollout.current_wave() else {
             return;
         };
+        if !self.allow_empty && !self.stage.iter().any(|c| self.member(c)) {
+            self.hold(
+                wave.name.as_str(),
+                "the stage selects no registered cluster: check its clusterSelector, or set \
+                 `allowEmpty: true` on a stage that may have none"
+                    .to_owned(),
+            );
+            return;
+        }
         let members: Vec<&String> = wave.clusters.iter().filter(|c| self.member(c)).collect();
         let to = self.state.revisions.get(&rollout.to);
         let pending: Vec<&String> = members
@@ -429,20 +451,25 @@ impl<'a> Judging<'a> {
                         .join(", ")
                 )
             };
-            let deadline = Timestamp(rollout.progressed_at.0.saturating_add(self.timeout()));
-            if self.now >= deadline {
-                let failure = format!(
-                    "wave {} blocked for {}: {blocked}",
-                    wave.name,
-                    duration(self.timeout())
-                );
-                self.out.failure.get_or_insert(failure);
-            } else {
-                self.wake(deadline);
-            }
-            self.out.blocked = Some(blocked);
+            self.hold(&wave.name, blocked);
         }
         self.out.next_batch = batch;
+    }
+
+    /// The current wave cannot move for `why`: blocked now, failed once the health timeout
+    /// has passed without progress.
+    fn hold(&mut self, wave: &str, why: String) {
+        let deadline = Timestamp(self.rollout.progressed_at.0.saturating_add(self.timeout()));
+        if self.now >= deadline {
+            let failure = format!(
+                "wave {wave} blocked for {}: {why}",
+                duration(self.timeout())
+            );
+            self.out.failure.get_or_insert(failure);
+        } else {
+            self.wake(deadline);
+        }
+        self.out.blocked = Some(why);
     }
 }
 

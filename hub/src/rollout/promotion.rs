@@ -177,11 +177,15 @@ pub fn start_rollout(
         })
         .collect();
     let policy = &stage.rollout;
-    let waves = policy
-        .plan(&clusters)
+    let planned = policy.plan(&clusters);
+    // A stage with no cluster keeps one empty wave, which the gate holds (`judge`): with no
+    // wave at all the rollout would complete as it starts. Only `allowEmpty` lets it pass.
+    let keep_one = clusters.is_empty() && !stage.allow_empty;
+    let waves = planned
         .into_iter()
-        .filter(|w| !w.clusters.is_empty())
-        .map(|w| PlannedWave {
+        .enumerate()
+        .filter(|(index, w)| !w.clusters.is_empty() || (keep_one && *index == 0))
+        .map(|(_, w)| PlannedWave {
             name: w.name,
             clusters: w.clusters,
             soak_ms: millis(w.soak.as_std()),

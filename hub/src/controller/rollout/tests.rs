@@ -1,7 +1,7 @@
 //! `decide` driven against the real state machine with a clock the test moves: agents are
 //! simulated by health reports for whatever each cluster is assigned.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use flotilla_core::Health;
 
@@ -741,4 +741,52 @@ fn a_stage_removed_mid_rollout_is_abandoned_and_declared_again_rolls_out_gated()
         assert_eq!(fleet.assigned(cluster), Some("c4"), "{cluster}");
     }
     assert_eq!(fleet.worst["prod"], 1);
+}
+
+#[test]
+fn a_stage_selecting_no_cluster_holds_its_rollout_and_promotes_nothing_downstream() {
+    let typo = SPEC.replace("{env: dev}}\n    track", "{env: devv}}\n    track");
+    let mut fleet = prod_fleet();
+    fleet.commit("c1", SPEC);
+    fleet.run_for(2_000, &healthy);
+    fleet.commit("c2", &typo);
+    fleet.run_for(30_000, &healthy);
+    let (_, dev) = fleet.rollout("dev");
+    assert_eq!(dev.to, rev("c2"));
+    assert_eq!(
+        dev.status,
+        RolloutStatus::Running,
+        "never passes on nothing"
+    );
+    assert!(!fleet.state.stages["dev"].passed.contains(&rev("c2")));
+    assert_eq!(fleet.pinned("prod"), Some("c1"), "prod promotes nothing");
+    assert!(fleet.ever_assigned("c2").is_empty());
+    let clusters = BTreeSet::new();
+    let scope = StageScope {
+        clusters: &clusters,
+        allow_empty: false,
+    };
+    let judgement = judge(&fleet.state, dev, scope, Timestamp(fleet.now), SETTLE_MS);
+    let blocked = judgement.blocked.unwrap_or_default();
+    assert!(
+        blocked.contains("selects no registered cluster"),
+        "{blocked}"
+    );
+    assert!(blocked.contains("allowEmpty"), "{blocked}");
+}
+
+#[test]
+fn a_stage_allowed_to_be_empty_passes_with_no_cluster() {
+    let empty = SPEC.replace(
+        "{env: dev}}\n    track: {branch: main}\n",
+        "{env: none}}\n    track: {branch: main}\n    allowEmpty: true\n",
+    );
+    assert!(empty.contains("allowEmpty"));
+    let mut fleet = prod_fleet();
+    fleet.commit("c1", SPEC);
+    fleet.run_for(2_000, &healthy);
+    fleet.commit("c2", &empty);
+    fleet.run_for(30_000, &healthy);
+    assert!(fleet.state.stages["dev"].passed.contains(&rev("c2")));
+    assert_eq!(fleet.pinned("prod"), Some("c2"));
 }
