@@ -17,7 +17,7 @@ use sha2::Sha256;
 use super::HttpContext;
 use crate::api::audit::{self, Entry, UNAUTHENTICATED_ACTOR};
 use crate::controller::source::{RequestFetchError, request_fetch};
-use crate::state::audit::Outcome;
+use crate::state::audit::{AuditClass, Outcome};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -251,6 +251,8 @@ async fn audit_fetch(context: &HttpContext, actor: &str, detail: String, outcome
         target: &target,
         detail,
         outcome,
+        // Whoever holds a signed body can send it: nothing a role was needed for.
+        class: AuditClass::Unprivileged,
     };
     audit::record(&context.hub, entry).await;
 }
