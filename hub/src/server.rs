@@ -36,6 +36,7 @@ use crate::controller::retention::RetentionController;
 use crate::controller::rollout::RolloutController;
 use crate::controller::source::{SourceConfig, SourceController, SourceMirror};
 use crate::controller::{Controller, Running, Supervisor};
+use crate::http::webhook::Deliveries;
 use crate::http::{self, HttpContext};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeHandle, StartError};
@@ -253,6 +254,7 @@ impl Hub {
         let http = HttpContext {
             hub: context.clone(),
             webhook_secret: config.webhook_secret.clone(),
+            deliveries: Arc::new(Deliveries::default()),
         };
         tasks.push(tokio::spawn(http::serve(
             http,
