@@ -44,6 +44,8 @@ struct EventView {
     outcome: String,
     reason: String,
     detail: String,
+    /// 1, or more for an aggregate of refusals not recorded one by one.
+    count: u64,
 }
 
 impl From<AdminAuditEvent> for EventView {
@@ -57,6 +59,7 @@ impl From<AdminAuditEvent> for EventView {
             outcome: event.outcome,
             reason: event.reason,
             detail: event.detail,
+            count: event.count,
         }
     }
 }
@@ -100,7 +103,10 @@ pub(crate) async fn run(args: &AuditArgs) -> anyhow::Result<()> {
                     event.actor.clone(),
                     event.action.clone(),
                     event.target.clone(),
-                    event.outcome.clone(),
+                    match event.count {
+                        0 | 1 => event.outcome.clone(),
+                        count => format!("{} ×{count}", event.outcome),
+                    },
                     or_dash(&detail),
                 ]);
             }

@@ -26,7 +26,7 @@ use crate::auth::Action;
 use crate::controller::source::{RequestFetchError, request_fetch};
 use crate::node::ProposeError;
 use crate::server::HubContext;
-use crate::state::audit::Outcome;
+use crate::state::audit::{AuditClass, Outcome};
 use crate::state::{Command, CommandError, Labels, RolloutAction};
 use crate::{pipeline, status};
 
@@ -82,6 +82,7 @@ impl AdminService {
             target: &change.target,
             detail: String::new(),
             outcome: Outcome::Denied(refused.to_string()),
+            class: AuditClass::Unprivileged,
         };
         audit::record(&self.hub, entry).await;
         Err(refused.into())
@@ -115,6 +116,7 @@ impl AdminService {
             action: change.verb,
             target: &change.target,
             detail,
+            class: AuditClass::of(&outcome),
             outcome,
         };
         audit::record(&self.hub, entry).await;

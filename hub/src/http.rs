@@ -24,6 +24,8 @@ pub struct HttpContext {
     pub hub: HubContext,
     /// Shared secret webhooks must be signed with; `None` accepts every webhook.
     pub webhook_secret: Option<String>,
+    /// The webhook deliveries this node acted on recently, to ignore them when replayed.
+    pub deliveries: Arc<webhook::Deliveries>,
 }
 
 /// The HTTP routes.

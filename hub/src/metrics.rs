@@ -33,6 +33,8 @@ pub struct Metrics {
     pub fetch_errors: Counter,
     /// Webhooks accepted.
     pub webhooks: Counter,
+    /// Webhook deliveries ignored as duplicates of one acted on recently.
+    pub webhook_duplicates: Counter,
     clusters: Gauge,
     clusters_online: Gauge,
     bundles: Family<LabelPairs, Gauge>,
@@ -58,6 +60,7 @@ impl Metrics {
         let fetch_duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         let fetch_errors = Counter::default();
         let webhooks = Counter::default();
+        let webhook_duplicates = Counter::default();
         let clusters = Gauge::default();
         let clusters_online = Gauge::default();
         let bundles = Family::<LabelPairs, Gauge>::default();
@@ -90,6 +93,12 @@ impl Metrics {
             "webhooks",
             "Webhooks accepted by this node",
             webhooks.clone(),
+        );
+        registry.register(
+            "webhook_duplicates",
+            "Webhook deliveries this node ignored as duplicates of one it acted on in the last \
+             10 minutes",
+            webhook_duplicates.clone(),
         );
         registry.register("clusters", "Registered clusters", clusters.clone());
         registry.register(
@@ -131,6 +140,7 @@ impl Metrics {
             fetch_duration,
             fetch_errors,
             webhooks,
+            webhook_duplicates,
             clusters,
             clusters_online,
             bundles,

@@ -26,6 +26,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::server::Router;
 
 use crate::api::AdminService;
+use crate::api::audit::{AuditLimits, AuditTrail};
 use crate::clock::Clock;
 use crate::config::NodeConfig;
 use crate::controller::inventory::InventoryController;
@@ -35,6 +36,7 @@ use crate::controller::retention::RetentionController;
 use crate::controller::rollout::RolloutController;
 use crate::controller::source::{SourceConfig, SourceController, SourceMirror};
 use crate::controller::{Controller, Running, Supervisor};
+use crate::http::webhook::Deliveries;
 use crate::http::{self, HttpContext};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeHandle, StartError};
@@ -74,6 +76,9 @@ pub struct HubConfig {
     pub authenticate: bool,
     /// Lifetimes of bootstrap tokens and agent certificates.
     pub registration: RegistrationConfig,
+    /// How many unprivileged audit events (refusals, failures, webhook deliveries) this node
+    /// records one by one per actor, before folding the rest into aggregates.
+    pub audit: AuditLimits,
 }
 
 /// How agents register: how long a bootstrap token and an agent certificate last.
@@ -111,6 +116,7 @@ impl HubConfig {
             clock: crate::clock::system(),
             authenticate: !matches!(node.security, crate::config::SecurityConfig::Insecure),
             registration: RegistrationConfig::default(),
+            audit: AuditLimits::default(),
             node,
         }
     }
@@ -179,8 +185,8 @@ pub struct HubContext {
     /// Whether the Admin API is open to everyone (an insecure hub) rather than checking
     /// bearer tokens.
     pub insecure: bool,
-    /// What this node records of refused calls.
-    pub audit: Arc<crate::api::audit::AuditTrail>,
+    /// What this node records of unprivileged events (refusals, failures, webhook deliveries).
+    pub audit: Arc<AuditTrail>,
     /// Lifetimes of bootstrap tokens and agent certificates.
     pub registration: RegistrationConfig,
     /// This node's clusters file and the clusters it lists: their labels come from it.
@@ -230,7 +236,7 @@ impl Hub {
             agent_cert_lifetime: config.registration.agent_cert_lifetime,
             ..config.sync.clone()
         };
-        let audit = Arc::new(crate::api::audit::AuditTrail::default());
+        let audit = Arc::new(AuditTrail::new(config.audit));
         let sync = Arc::new(SyncHub::start(
             node.clone(),
             sync_config,
@@ -263,11 +269,19 @@ impl Hub {
         let http = HttpContext {
             hub: context.clone(),
             webhook_secret: config.webhook_secret.clone(),
+            deliveries: Arc::new(Deliveries::default()),
         };
         tasks.push(tokio::spawn(http::serve(
             http,
             http_listener,
             tls.as_ref().map(|tls| tls.http_server()),
+            stop.child_token(),
+        )));
+
+        tasks.push(tokio::spawn(crate::api::audit::close_windows(
+            node.clone(),
+            config.clock.clone(),
+            context.audit.clone(),
             stop.child_token(),
         )));
 
@@ -565,6 +579,7 @@ impl HubConfig {
             sync: SyncConfig::default(),
             clock: crate::clock::system(),
             registration,
+            audit: AuditLimits::default(),
         })
     }
 }

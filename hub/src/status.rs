@@ -551,7 +551,7 @@ fn events(state: &State) -> Vec<Event> {
             ),
         });
     }
-    for event in state.audit.events.iter().rev().take(EVENT_LIMIT) {
+    for (_, event) in state.audit.newest_first().take(EVENT_LIMIT) {
         events.push(Event {
             at: event.at,
             kind: "audit",

@@ -99,7 +99,7 @@ struct Shared {
     streams: Streams,
     reports: ReportBatcher,
     stop: CancellationToken,
-    /// The node's budget for auditing refusals, shared with the Admin API.
+    /// The node's per-actor limits for auditing refusals, shared with the Admin API.
     audit: Arc<AuditTrail>,
 }
 
@@ -118,7 +118,7 @@ pub struct SyncHub {
 impl SyncHub {
     /// Starts the report batcher and the presence reporter on the current tokio runtime. Streams
     /// are served once [`SyncHub::service`] is added to a listener. Refused agent calls are
-    /// audited within `audit`'s budget.
+    /// audited within `audit`'s per-actor limits.
     pub fn start(
         node: NodeHandle,
         config: SyncConfig,

@@ -112,13 +112,16 @@ pub fn github_signature(secret: &str, body: &[u8]) -> anyhow::Result<String> {
     ))
 }
 
-/// POSTs a GitHub-style push of `main` to the hub's `/webhook` and checks it was accepted (202),
-/// on a new connection as a Git host opens one.
+/// POSTs a GitHub-style push of `commit` to `main` to the hub's `/webhook` and checks it was
+/// accepted (202), on a new connection as a Git host opens one. The body names the commit, as a
+/// Git host's does: the hub ignores a body it acted on in the last minutes as a replay.
 pub async fn push_webhook(
     address: std::net::SocketAddr,
     access: &WebhookAccess,
+    commit: &str,
 ) -> anyhow::Result<()> {
-    let body = br#"{"ref":"refs/heads/main"}"#;
+    let body = format!(r#"{{"ref":"refs/heads/main","after":"{commit}"}}"#);
+    let body = body.as_bytes();
     let answer = match access {
         WebhookAccess::Plain => {
             request(

@@ -403,10 +403,7 @@ pub(super) fn history(hub: &HubContext, name: &str) -> Result<AdminStageHistory,
         passed_revisions: commits(&stage.passed),
         events: state
             .audit
-            .since(0)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
+            .newest_first()
             .filter(|(_, e)| e.target == target)
             .take(HISTORY_EVENTS)
             .map(|(seq, e)| super::audit::to_proto(seq, e))

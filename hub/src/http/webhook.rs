@@ -6,6 +6,12 @@
 //! the generic hook `X-Flotilla-Signature` (same form as GitHub's; `X-Hub-Signature-256` is
 //! accepted too). Comparisons take constant time. A bad or missing signature is 401 and
 //! nothing is fetched. Without a secret every webhook is accepted (the hub warns at start).
+//!
+//! A verified delivery seen within the last ten minutes (by its delivery id or its signed
+//! content, see [`deliveries`]) is answered 200 "duplicate delivery, ignored": no fetch, no
+//! audit event, only the `webhook_duplicates` counter.
+
+use std::time::Instant;
 
 use axum::body::Bytes;
 use axum::extract::State;
@@ -17,7 +23,11 @@ use sha2::Sha256;
 use super::HttpContext;
 use crate::api::audit::{self, Entry, UNAUTHENTICATED_ACTOR};
 use crate::controller::source::{RequestFetchError, request_fetch};
-use crate::state::audit::Outcome;
+use crate::state::audit::{AuditClass, Outcome};
+
+pub mod deliveries;
+
+pub use deliveries::{Claim, Deliveries, DeliveryKeys};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -50,7 +60,8 @@ impl Sender {
         }
     }
 
-    fn name(&self) -> &'static str {
+    /// `github`, `gitlab` or `generic`, as audit events name the sender.
+    pub fn name(&self) -> &'static str {
         match self {
             Sender::GitHub(_) => "github",
             Sender::GitLab(_) => "gitlab",
@@ -206,13 +217,25 @@ pub(super) async fn receive(
     {
         return ignored(format!("{pushed} is not the tracked branch {tracked}"));
     }
+    let hub = &context.hub;
+    let delivery = DeliveryKeys::of(&sender, &headers, &body);
+    if context.deliveries.claim(&delivery, Instant::now()) == Claim::Duplicate {
+        hub.metrics.webhook_duplicates.inc();
+        tracing::debug!(sender = sender.name(), "duplicate webhook delivery ignored");
+        return answer(
+            StatusCode::OK,
+            serde_json::json!({"ignored": "duplicate delivery, ignored"}),
+        );
+    }
     let reason = format!(
         "webhook {} push {}",
         sender.name(),
         pushed.as_deref().unwrap_or(&tracked)
     );
-    let hub = &context.hub;
     let fetched = request_fetch(&hub.node, hub.clock.as_ref(), hub.source.as_ref(), &reason).await;
+    if fetched.is_err() {
+        context.deliveries.release(&delivery);
+    }
     let outcome = match &fetched {
         Ok(_) => Outcome::Succeeded,
         Err(e) => Outcome::Failed(e.to_string()),
@@ -251,6 +274,8 @@ async fn audit_fetch(context: &HttpContext, actor: &str, detail: String, outcome
         target: &target,
         detail,
         outcome,
+        // Whoever holds a signed body can send it: nothing a role was needed for.
+        class: AuditClass::Unprivileged,
     };
     audit::record(&context.hub, entry).await;
 }

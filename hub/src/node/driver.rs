@@ -20,7 +20,7 @@ use tokio::sync::watch;
 use super::waiters::{EntryKind, Proposals, Reads};
 use super::{EntryOutcome, Event, Leadership, NodeStatus, Proposal, ProposeReply, Replica, Role};
 use crate::config::Timing;
-use crate::state::{Command, DecodeError, SnapshotError, State};
+use crate::state::{Command, DecodeError, SnapshotError, State, audit};
 use crate::storage::{RaftStore, StoreError};
 use crate::transport::Transport;
 
@@ -324,10 +324,14 @@ impl Driver {
                                 index: entry.index,
                                 source,
                             })?;
+                        let audited = replica.state.audit.next_seq();
                         let outcome = match replica.state.apply(&command) {
                             Ok(()) => EntryOutcome::Applied,
                             Err(e) => EntryOutcome::Rejected(e),
                         };
+                        // Here, not where events are proposed: apply also writes the state
+                        // machine's own events, and only here does each get its sequence number.
+                        audit::export(&replica.state.audit, audited);
                         (EntryKind::Command, outcome)
                     }
                     EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {

@@ -352,6 +352,8 @@ fn audit(state: &mut State, actor: &str, action: &str, stage: &str, detail: Stri
         detail,
         at,
         outcome: super::audit::Outcome::Succeeded,
+        class: super::audit::AuditClass::Privileged,
+        count: 1,
     });
 }
 

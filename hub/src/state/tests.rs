@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 
 use super::access::{Role, RoleBinding};
-use super::audit::{AUDIT_LIMIT, AuditEvent, Outcome};
+use super::audit::{AuditClass, AuditEvent, Outcome, PRIVILEGED_LIMIT};
 use super::health::{Health, HealthKey, HealthReport};
 use super::source::{Blob, BlobHash, RenderError, RevisionRef, RevisionStatus};
 use super::stage::StageChange;
@@ -515,7 +515,7 @@ fn a_bootstrap_token_works_once_and_not_after_expiry() {
 #[test]
 fn the_audit_log_keeps_the_newest_events_with_stable_sequence_numbers() {
     let mut state = State::default();
-    for i in 0..(AUDIT_LIMIT as u64 + 5) {
+    for i in 0..(PRIVILEGED_LIMIT as u64 + 5) {
         apply_ok(
             &mut state,
             Command::RecordAudit {
@@ -526,21 +526,23 @@ fn the_audit_log_keeps_the_newest_events_with_stable_sequence_numbers() {
                     detail: i.to_string(),
                     at: t(i),
                     outcome: Outcome::Succeeded,
+                    class: AuditClass::Privileged,
+                    count: 1,
                 },
             },
         );
     }
-    assert_eq!(state.audit.events.len(), AUDIT_LIMIT);
+    assert_eq!(state.audit.len(), PRIVILEGED_LIMIT);
     let (seq, first) = state.audit.since(0).next().expect("events");
     assert_eq!((seq, first.detail.as_str()), (5, "5"));
     let (seq, event) = state
         .audit
-        .since(AUDIT_LIMIT as u64 + 4)
+        .since(PRIVILEGED_LIMIT as u64 + 4)
         .next()
         .expect("last");
     assert_eq!(
         (seq, event.detail.as_str()),
-        (AUDIT_LIMIT as u64 + 4, "10004")
+        (PRIVILEGED_LIMIT as u64 + 4, "10004")
     );
 }
 

@@ -17,7 +17,7 @@ use crate::api::audit;
 use crate::auth::{BootstrapRefused, NewBootstrapToken, check_bootstrap};
 use crate::clock::Clock;
 use crate::node::{NodeHandle, ProposeError};
-use crate::state::audit::Outcome;
+use crate::state::audit::{AuditClass, Outcome};
 use crate::state::{Command, CommandError, State, Timestamp};
 use crate::transport::net::{self, NodeTls};
 
@@ -198,8 +198,8 @@ pub(super) async fn renew(
 }
 
 /// Records an audit event of a refused agent call (best effort: a refusal is answered even when
-/// the record cannot be written), within the node's budget for agents' refusals: a removed
-/// cluster's agent retries for ever, and each record is a raft write.
+/// the record cannot be written), within the node's per-actor limits for unprivileged events: a
+/// removed cluster's agent retries for ever, and each record is a raft write.
 pub(super) async fn audit(shared: &Shared, actor: &str, action: &str, target: &str, reason: &str) {
     tracing::warn!(actor, action, target, reason, "agent refused");
     let entry = audit::Entry {
@@ -208,6 +208,7 @@ pub(super) async fn audit(shared: &Shared, actor: &str, action: &str, target: &s
         target,
         detail: String::new(),
         outcome: Outcome::Denied(reason.to_owned()),
+        class: AuditClass::Unprivileged,
     };
     audit::record_on(&shared.node, shared.clock.as_ref(), &shared.audit, entry).await;
 }

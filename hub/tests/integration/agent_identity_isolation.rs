@@ -1,15 +1,15 @@
 //! On a hub with TLS an agent acts only for the cluster its verified certificate names: a
 //! certificate from another CA gets no stream, a hello or a report naming another cluster is
-//! refused and audited (within the node's budget for agents' refusals), and removing the cluster revokes its certificates at once — its open
-//! stream is closed and reconnecting is refused, even after a cluster of the same name is
-//! added again.
+//! refused and audited (one by one up to the node's limit per actor and window), and removing
+//! the cluster revokes its certificates at once — its open stream is closed and reconnecting is
+//! refused, even after a cluster of the same name is added again.
 
 use crate::support::secure;
 
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use flotilla_hub::api::audit::UNAUTHENTICATED_PER_MINUTE;
+use flotilla_hub::api::audit::DEFAULT_PER_WINDOW;
 use flotilla_hub::state::Command;
 use flotilla_proto::v1::{AgentMessage, ReportBatch, agent_message};
 use secure::{AgentIdentityPem, SecureHub, SyncStream, denials, wait_state};
@@ -74,10 +74,10 @@ async fn a_hello_naming_another_cluster_is_refused_and_audited() -> Result<()> {
 }
 
 #[tokio::test]
-async fn a_flood_of_foreign_hellos_is_audited_only_up_to_the_budget() -> Result<()> {
+async fn a_flood_of_foreign_hellos_is_audited_one_by_one_only_up_to_the_limit() -> Result<()> {
     let (hub, identity) = hub_with_agent().await?;
     let channel = hub.channel(Some(&identity)).await?;
-    let budget = UNAUTHENTICATED_PER_MINUTE as usize;
+    let budget = DEFAULT_PER_WINDOW as usize;
     for _ in 0..budget + 10 {
         let refused = SyncStream::open(channel.clone(), "edge-2")
             .await
@@ -87,7 +87,7 @@ async fn a_flood_of_foreign_hellos_is_audited_only_up_to_the_budget() -> Result<
     }
     // Each refusal is answered after its record is applied (or skipped): the count is final.
     let recorded = hub.state(|s| denials(s, "cluster/edge-2").len());
-    assert_eq!(recorded, budget, "refusals recorded in a minute");
+    assert_eq!(recorded, budget, "refusals recorded one by one in a window");
     Ok(())
 }
 

@@ -5,6 +5,7 @@
 //! every mutating call — refused ones too — is an audit event, listed per stage and actor. A
 //! hub with authentication off lets anyone in, and the audit says so.
 
+use crate::support::admin::{admin_token, client, create, secured_hub};
 use crate::support::fleet as support;
 
 use std::time::Duration;
@@ -12,94 +13,13 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use flotilla_hub::api::caller::INSECURE_ACTOR;
 use flotilla_hub::controller::first_admin::ADMIN_TOKEN_FILE;
-use flotilla_proto::v1::admin_client::AdminClient;
 use flotilla_proto::v1::{
     AdminAddClusterRequest, AdminCreateTokenRequest, AdminFleetStatusRequest,
     AdminListAuditRequest, AdminListClustersRequest, AdminListTokensRequest, AdminPromoteRequest,
     AdminRevokeTokenRequest, AdminStageActionRequest, AdminStageHistoryRequest,
 };
-use support::{GitRepo, TestHub, rendered};
-use tonic::metadata::MetadataValue;
-use tonic::service::interceptor::InterceptedService;
-use tonic::transport::Channel;
-use tonic::{Code, Request, Status};
-
-/// Adds the bearer header to every call.
-type Bearer = Box<dyn FnMut(Request<()>) -> Result<Request<()>, Status> + Send>;
-
-type Client = AdminClient<InterceptedService<Channel, Bearer>>;
-
-/// An Admin API client that presents `token` (none: no header).
-async fn client(hub: &TestHub, token: Option<&str>) -> Result<Client> {
-    let channel = Channel::from_shared(format!("http://{}", hub.hub.api_address()))?
-        .connect()
-        .await?;
-    let header: Option<MetadataValue<_>> =
-        token.map(|t| format!("Bearer {t}").parse()).transpose()?;
-    let interceptor: Bearer = Box::new(move |mut request: Request<()>| {
-        if let Some(header) = &header {
-            request
-                .metadata_mut()
-                .insert("authorization", header.clone());
-        }
-        Ok(request)
-    });
-    Ok(AdminClient::with_interceptor(channel, interceptor))
-}
-
-/// A hub that checks tokens, following the small fleet, with its first revision rendered.
-async fn secured_hub() -> Result<(GitRepo, TestHub, String)> {
-    let (repo, commit) = support::with_fleet()?;
-    let hub = TestHub::start(&repo.url(), |config| config.authenticate = true).await?;
-    hub.wait_for("first render", Duration::from_secs(20), |s| {
-        rendered(s, &commit) && s.stages.get("dev").is_some_and(|d| d.pinned.is_some())
-    })
-    .await?;
-    Ok((repo, hub, commit))
-}
-
-/// The first admin token, as the hub wrote it.
-async fn admin_token(hub: &TestHub) -> Result<String> {
-    let file = hub.data.path().join(ADMIN_TOKEN_FILE);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        if let Ok(text) = std::fs::read_to_string(&file)
-            && hub
-                .hub
-                .node()
-                .state()
-                .access
-                .token_named("initial-admin")
-                .is_some()
-        {
-            return Ok(text.trim().to_owned());
-        }
-        anyhow::ensure!(
-            tokio::time::Instant::now() < deadline,
-            "no {file:?} after 10 s"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-async fn create(
-    admin: &mut Client,
-    name: &str,
-    role: &str,
-    stages: &[&str],
-    expires_ms: i64,
-) -> Result<String> {
-    let reply = admin
-        .create_token(AdminCreateTokenRequest {
-            name: name.into(),
-            role: role.into(),
-            stages: stages.iter().map(|s| s.to_string()).collect(),
-            expires_in_ms: expires_ms,
-        })
-        .await?
-        .into_inner();
-    Ok(reply.secret)
-}
+use support::TestHub;
+use tonic::{Code, Status};
 
 fn stage_request(stage: &str) -> AdminStageActionRequest {
     AdminStageActionRequest {
@@ -110,7 +30,7 @@ fn stage_request(stage: &str) -> AdminStageActionRequest {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_first_admin_token_is_written_once_owner_only_and_works() -> Result<()> {
-    let (_repo, hub, _) = secured_hub().await?;
+    let (_repo, hub, _) = secured_hub(|_| {}).await?;
     let secret = admin_token(&hub).await?;
     assert!(secret.starts_with("flt_"), "{secret}");
     #[cfg(unix)]
@@ -149,7 +69,7 @@ async fn the_first_admin_token_is_written_once_owner_only_and_works() -> Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_garbage_unknown_revoked_and_expired_tokens_are_unauthenticated() -> Result<()> {
-    let (_repo, hub, _) = secured_hub().await?;
+    let (_repo, hub, _) = secured_hub(|_| {}).await?;
     let root = admin_token(&hub).await?;
     let mut admin = client(&hub, Some(&root)).await?;
 
@@ -227,7 +147,7 @@ async fn missing_garbage_unknown_revoked_and_expired_tokens_are_unauthenticated(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_are_scoped_per_stage_and_refusals_are_audited() -> Result<()> {
-    let (_repo, hub, commit) = secured_hub().await?;
+    let (_repo, hub, commit) = secured_hub(|_| {}).await?;
     let root = admin_token(&hub).await?;
     let mut admin = client(&hub, Some(&root)).await?;
     let dev_deployer = create(&mut admin, "dev-deployer", "deployer", &["dev"], 0).await?;
@@ -418,7 +338,7 @@ async fn roles_are_scoped_per_stage_and_refusals_are_audited() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_are_listed_without_secrets_and_names_are_unique() -> Result<()> {
-    let (_repo, hub, _) = secured_hub().await?;
+    let (_repo, hub, _) = secured_hub(|_| {}).await?;
     let root = admin_token(&hub).await?;
     let mut admin = client(&hub, Some(&root)).await?;
     let secret = create(

@@ -89,8 +89,8 @@ async fn a_revision_failing_in_the_canary_rolls_back_and_goes_no_further() -> Re
         assert_eq!(pin.revision.commit, first, "prod is pinned back");
         let audited: Vec<&str> = state
             .audit
-            .events
-            .iter()
+            .since(0)
+            .map(|(_, e)| e)
             .filter(|e| e.target == "stage/prod")
             .map(|e| e.action.as_str())
             .collect();

@@ -1,7 +1,8 @@
 //! The bad-input corpus, against a live hub process with TLS and tokens: hostile and malformed
 //! repositories (links and paths leaving the repository, a billion laughs, an oversized file,
 //! too many files and objects, deep nesting, an undefined variable, a bad spec, broken YAML),
-//! forged webhooks (GitHub HMAC, GitLab token, generic HMAC), API tokens that are missing,
+//! forged webhooks (GitHub HMAC, GitLab token, generic HMAC), replayed signed webhooks (as they
+//! were, or under a new delivery id: answered, nothing fetched), API tokens that are missing,
 //! garbage, unknown, revoked, expired or of the wrong role, an oversized gRPC message, and
 //! agents with a replayed or misused bootstrap token, a forged or missing certificate, or a
 //! real certificate claiming another cluster. Each
@@ -156,15 +157,15 @@ impl Corpus {
         Ok((answer.status, answer.body))
     }
 
-    /// A correctly signed push: the hub fetches now.
-    async fn push(&self) -> Result<()> {
-        let body = br#"{"ref":"refs/heads/main"}"#;
-        let signature = flotilla_hub::http::webhook::sign(WEBHOOK_SECRET, body);
+    /// A correctly signed push of `commit`: the hub fetches now. Returns the body sent.
+    async fn push(&self, commit: &str) -> Result<Vec<u8>> {
+        let body = format!(r#"{{"ref":"refs/heads/main","after":"{commit}"}}"#).into_bytes();
+        let signature = flotilla_hub::http::webhook::sign(WEBHOOK_SECRET, &body);
         let (status, answer) = self
-            .webhook(&[("x-flotilla-signature", &signature)], body)
+            .webhook(&[("x-flotilla-signature", &signature)], &body)
             .await?;
         ensure!(status == 202, "signed webhook answered {status}: {answer}");
-        Ok(())
+        Ok(body)
     }
 
     /// Waits until `flotilla revisions` shows `commit` failed; returns its error.
@@ -581,10 +582,11 @@ async fn every_bad_input_gets_a_clear_error_and_changes_no_cluster() -> Result<(
         &secret,
         "apiVersion: v1\nkind: Secret\nmetadata: {name: stolen}\nstringData: {key: value}\n",
     )?;
+    let mut last_push = Vec::new();
     for bad in bad_commits() {
         (bad.apply)(&corpus.repo, &secret)?;
         let commit = corpus.repo.commit(bad.what)?;
-        corpus.push().await?;
+        last_push = corpus.push(&commit).await?;
         let error = corpus.failed(&commit).await?;
         let file = error["file"].as_str().unwrap_or_default();
         let message = error["message"].as_str().unwrap_or_default();
@@ -635,6 +637,38 @@ async fn every_bad_input_gets_a_clear_error_and_changes_no_cluster() -> Result<(
         let (status, answer) = corpus.webhook(headers, body).await?;
         assert_eq!(status, 401, "{what}: {answer}");
         assert!(answer.contains("error"), "{what}: {answer}");
+        let revisions = corpus.json(&["revisions"]).await?;
+        assert!(
+            !revisions.to_string().contains(&pending),
+            "{what}: the pending commit was fetched"
+        );
+        corpus.assert_unchanged(&baseline, what).await?;
+        cases += 1;
+    }
+
+    // Replayed webhooks: a signed delivery sent again, as it was or under a new delivery id,
+    // is answered but fetches nothing (and is not audited again).
+    let signature = flotilla_hub::http::webhook::sign(WEBHOOK_SECRET, &last_push);
+    let replays: [(&str, Vec<(&str, &str)>); 2] = [
+        (
+            "signed webhook replayed",
+            vec![("x-flotilla-signature", &signature)],
+        ),
+        (
+            "signed webhook replayed under a new delivery id",
+            vec![
+                ("x-flotilla-signature", &signature),
+                ("x-flotilla-delivery", "never-seen-before"),
+            ],
+        ),
+    ];
+    for (what, headers) in &replays {
+        let (status, answer) = corpus.webhook(headers, &last_push).await?;
+        assert_eq!(status, 200, "{what}: {answer}");
+        assert!(
+            answer.contains("duplicate delivery, ignored"),
+            "{what}: {answer}"
+        );
         let revisions = corpus.json(&["revisions"]).await?;
         assert!(
             !revisions.to_string().contains(&pending),
@@ -772,9 +806,19 @@ async fn every_bad_input_gets_a_clear_error_and_changes_no_cluster() -> Result<(
     assert!(denied("unauthenticated", "cluster.remove"), "{audit}");
     assert!(denied("unauthenticated webhook:github", "fetch"), "{audit}");
     assert!(denied("unauthenticated webhook:gitlab", "fetch"), "{audit}");
+    let pushes: u64 = events
+        .iter()
+        .filter(|e| e["actor"] == "webhook:generic" && e["action"] == "fetch")
+        .map(|e| e["count"].as_u64().unwrap_or(1))
+        .sum();
+    assert_eq!(
+        pushes,
+        bad_commits().len() as u64,
+        "each signed push audited once, its replays not at all: {audit}"
+    );
 
     // The hub still works: the pending commit goes through once a real push announces it.
-    corpus.push().await?;
+    corpus.push(&pending).await?;
     until("the pending commit rendered", PATIENCE, || async {
         let revisions = corpus.json(&["revisions"]).await?;
         let rendered = revisions["revisions"]

@@ -375,8 +375,8 @@ fn a_degraded_canary_rolls_back_and_the_revision_is_never_promoted_again() {
     let audited: Vec<&str> = fleet
         .state
         .audit
-        .events
-        .iter()
+        .since(0)
+        .map(|(_, e)| e)
         .filter(|e| e.target == "stage/prod")
         .map(|e| e.action.as_str())
         .collect();

@@ -364,8 +364,8 @@ fn a_failure_pauses_or_returns_every_moved_cluster_as_the_gate_says() {
         );
         let actions: Vec<&str> = state
             .audit
-            .events
-            .iter()
+            .since(0)
+            .map(|(_, e)| e)
             .map(|e| e.action.as_str())
             .collect();
         match on_failure {

@@ -3,6 +3,7 @@
 // Their items are `pub` for the test modules beside them; the binary exports nothing.
 #![allow(unreachable_pub)]
 
+pub mod admin;
 pub mod fleet;
 pub mod group;
 pub mod hub_processes;

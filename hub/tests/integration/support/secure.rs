@@ -252,8 +252,8 @@ pub async fn wait_state(hub: &SecureHub, what: &str, check: impl Fn(&State) -> b
 pub fn denials(state: &State, target: &str) -> Vec<String> {
     state
         .audit
-        .events
-        .iter()
+        .since(0)
+        .map(|(_, e)| e)
         .filter(|e| e.target == target && e.outcome.name() == "denied")
         .map(|e| format!("{}: {}", e.action, e.outcome.reason()))
         .collect()

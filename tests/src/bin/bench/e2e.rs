@@ -447,7 +447,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         let commit = commit(&repo, round, args.objects)?;
         let started = Instant::now();
         let cpu_started = cpu_time();
-        push_webhook(hub.http_address(), &webhook).await?;
+        push_webhook(hub.http_address(), &webhook, &commit).await?;
         let desired = assigned(&hub, &commit, args.clusters).await?;
         to_assigned.push(millis(started.elapsed()));
         let waits = agents

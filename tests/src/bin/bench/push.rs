@@ -161,7 +161,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     for round in 1..=args.rounds {
         let commit = repo.commit(round, args.objects)?;
         let started = Instant::now();
-        push_webhook(hub.http_address(), &webhook).await?;
+        push_webhook(hub.http_address(), &webhook, &commit).await?;
         answered.push(millis(started.elapsed()));
         all_assigned(&hub, &commit, args.clusters).await?;
         to_assigned.push(millis(started.elapsed()));
