@@ -242,6 +242,7 @@ impl Hub {
             sync_config,
             config.clock.clone(),
             audit.clone(),
+            metrics.clone(),
         ));
         let context = HubContext {
             node: node.clone(),

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod command;
 pub mod fleet;
 pub mod health;
+pub mod identity;
 pub mod pki;
 pub mod rollout;
 pub mod signature;
@@ -52,7 +53,7 @@ pub use flotilla_core::Labels;
 pub struct Timestamp(pub u64);
 
 /// Version of the snapshot encoding this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 4;
+pub const SNAPSHOT_VERSION: u32 = 5;
 
 /// The whole replicated state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -162,6 +163,19 @@ pub enum CommandError {
         revision: RevisionRef,
         /// What is wrong with its signature.
         reason: String,
+    },
+    /// The cluster's name is bound to another Kubernetes cluster than the one offered.
+    #[error(
+        "cluster '{cluster}' is bound to the cluster whose kube-system namespace has UID \
+         {bound}, not {offered}"
+    )]
+    IdentityConflict {
+        /// The cluster name.
+        cluster: String,
+        /// The kube-system UID bound to it.
+        bound: String,
+        /// The one offered.
+        offered: String,
     },
     /// The command is malformed in a way apply can tell (empty name, empty wave, ...).
     #[error("invalid command: {0}")]
@@ -353,6 +367,23 @@ impl State {
                 by,
                 at,
             } => rollout::abandon(self, *rollout, reason, by, *at),
+            Command::BindClusterIdentity {
+                cluster,
+                kube_system_uid,
+                by,
+                at,
+            } => identity::bind(self, cluster, kube_system_uid, by, *at),
+            Command::RecordIdentityConflict {
+                cluster,
+                kube_system_uid,
+                at,
+            } => identity::record_conflict(self, cluster, kube_system_uid, *at),
+            Command::ResetClusterIdentity {
+                cluster,
+                kube_system_uid,
+                by,
+                at,
+            } => identity::reset(self, cluster, kube_system_uid.as_deref(), by, *at),
         }
     }
 

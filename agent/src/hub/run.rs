@@ -193,12 +193,14 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
     if !args.insecure {
         let dir = args.state_dir.as_deref().ok_or(RunError::NoStateDir)?;
         let ca_pem = args.ca_file.as_deref().map(read_ca_file).transpose()?;
+        let kube_system = engine.cluster_identity().await;
         let identity = AgentIdentity::establish(
             CredentialStore::in_dir(dir),
             &cluster,
             &args.hub,
             ca_pem.as_deref(),
             args.bootstrap_token.as_deref(),
+            &kube_system,
         )
         .await?;
         tokio::spawn(renew_loop(

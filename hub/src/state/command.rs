@@ -17,7 +17,7 @@ use super::stage::StageChange;
 use super::{Labels, Timestamp};
 
 /// The command encoding this build writes and the newest it reads.
-pub const COMMAND_VERSION: u32 = 4;
+pub const COMMAND_VERSION: u32 = 5;
 
 /// A decision to record in the replicated state. Every timestamp travels in the command: apply
 /// never reads a clock, so every replica computes the same state.
@@ -311,6 +311,39 @@ pub enum Command {
         /// When.
         at: Timestamp,
     },
+    /// A cluster's name is bound to the Kubernetes cluster an agent reported (its kube-system
+    /// namespace's UID), unless it is bound already: refused when bound to another.
+    BindClusterIdentity {
+        /// Cluster name.
+        cluster: String,
+        /// `metadata.uid` of the reported cluster's `kube-system` namespace.
+        kube_system_uid: String,
+        /// The agent that reported it (`agent:cluster NAME`).
+        by: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// An agent reporting another cluster than the one bound to a name was refused.
+    RecordIdentityConflict {
+        /// Cluster name.
+        cluster: String,
+        /// The kube-system UID it reported.
+        kube_system_uid: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// An admin forgets the identity bound to a cluster's name (the cluster was rebuilt), or
+    /// binds the one given; any recorded conflict is cleared.
+    ResetClusterIdentity {
+        /// Cluster name.
+        cluster: String,
+        /// The kube-system UID to bind now; none: the next agent's hello binds its own.
+        kube_system_uid: Option<String>,
+        /// Who asked.
+        by: String,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// What rendering a revision produced.
@@ -491,6 +524,9 @@ impl Command {
             Command::RecordSignature { .. } => "record_signature",
             Command::RecordCertificate { .. } => "record_certificate",
             Command::AbandonRollout { .. } => "abandon_rollout",
+            Command::BindClusterIdentity { .. } => "bind_cluster_identity",
+            Command::RecordIdentityConflict { .. } => "record_identity_conflict",
+            Command::ResetClusterIdentity { .. } => "reset_cluster_identity",
         }
     }
 }

@@ -455,6 +455,7 @@ async fn register(
     let request = RegisterRequest {
         bootstrap_token: token.into(),
         csr_pem: key.csr_pem(cluster)?,
+        identity: None,
     };
     let answer = AgentSyncClient::new(agent_channel(corpus, None).await?)
         .register(request)
