@@ -35,4 +35,4 @@ pub use render::{
 };
 pub use repository::Repository;
 pub use selector::LabelSelector;
-pub use spec::{Bundle, FleetSpec, SpecError, SpecErrors, Stage};
+pub use spec::{Allow, Bundle, FleetSpec, SpecError, SpecErrors, Stage};
