@@ -439,7 +439,7 @@ pub enum SpecError {
     },
     /// A file is larger than the configured limit.
     #[error(
-        "{location}: file is {size} bytes, over the limit of {limit} bytes; split it or raise the limit"
+        "{location}: file is {size} bytes, over the limit of {limit} bytes; split it into smaller files (the limit is fixed)"
     )]
     TooLarge {
         /// The file.
@@ -479,7 +479,7 @@ pub enum SpecError {
     },
     /// The repository has more entries than the configured limit.
     #[error(
-        "{location}: the repository has more than {limit} files and directories; raise the limit or slim it down"
+        "{location}: the repository has more than {limit} files and directories; slim it down, e.g. move unrelated files to another repository (the limit is fixed)"
     )]
     TooManyEntries {
         /// The repository root.

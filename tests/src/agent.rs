@@ -42,10 +42,14 @@ impl AgentProcess {
             .env_remove("FLOTILLA_BOOTSTRAP_TOKEN");
         match hub.credentials() {
             Some(credentials) => {
+                // As an operator should: the token in a file, off the command line.
+                let token_file = state.path().join("bootstrap-token");
+                std::fs::write(&token_file, format!("{}\n", hub.bootstrap_token(cluster)?))?;
                 command
                     .arg("--ca-file")
                     .arg(&credentials.ca_file)
-                    .args(["--bootstrap-token", &hub.bootstrap_token(cluster)?]);
+                    .arg("--bootstrap-token-file")
+                    .arg(&token_file);
             }
             None => {
                 command.arg("--insecure");
