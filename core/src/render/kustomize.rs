@@ -300,6 +300,14 @@ fn check_reference(
         });
     }
     let Ok(canonical) = target.canonicalize() else {
+        // Missing: kustomize reports it, but only if it stays inside, judged lexically, so
+        // that nothing outside is probed for existence either.
+        if !lexically_normal(&target).starts_with(repo.root()) {
+            return Err(RenderError::Escape {
+                location,
+                path: path.to_owned(),
+            });
+        }
         return Ok(None);
     };
     if !canonical.starts_with(repo.root()) {
@@ -309,6 +317,21 @@ fn check_reference(
         });
     }
     Ok(Some(canonical))
+}
+
+/// `path` with `.` and `..` resolved without the file system (`..` at the root stays there).
+fn lexically_normal(path: &Path) -> PathBuf {
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other.as_os_str()),
+        }
+    }
+    normal
 }
 
 /// Checks the paths inside a generator, transformer or validator configuration file, which

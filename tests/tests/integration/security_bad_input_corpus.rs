@@ -473,6 +473,129 @@ fn bad_commits() -> Vec<BadCommit> {
             says: "is also rendered by bundle `app`",
         },
         BadCommit {
+            what: "kustomize CRDs from a URL",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization("crds:\n- https://example.com/crd.yaml\n"),
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "remote resource `https://example.com/crd.yaml`",
+        },
+        BadCommit {
+            what: "kustomize configurations from a URL",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization("configurations:\n- http://10.0.0.1/config.yaml\n"),
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "remote resource `http://10.0.0.1/config.yaml`",
+        },
+        BadCommit {
+            what: "kustomize secret generator reading a host file",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization(
+                        "secretGenerator:\n- name: loot\n  env: ../../../../../../etc/hostname\n",
+                    ),
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "leads outside the repository",
+        },
+        BadCommit {
+            what: "kustomize replacement source outside the repository",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization("replacements:\n- path: /etc/hostname\n"),
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "leads outside the repository",
+        },
+        BadCommit {
+            what: "kustomize inline transformer naming a URL",
+            apply: |repo, _| {
+                repo.write("bundles/app/kustomization.yaml", &kustomization("transformers:\n- |-\n  apiVersion: builtin\n  kind: PatchTransformer\n  metadata: {name: p}\n  path: http://169.254.169.254/latest/user-data\n"))
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "remote resource `http://169.254.169.254/latest/user-data`",
+        },
+        BadCommit {
+            what: "kustomize remote git base",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    "resources:\n- namespace.yaml\n- git@github.com:example/repo.git//deploy\n",
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "remote resource `git@github.com:example/repo.git//deploy`",
+        },
+        BadCommit {
+            what: "allow kind that is not a kind",
+            apply: |repo, _| {
+                repo.edit(
+                    "flotilla.yaml",
+                    "    namespace: app\n",
+                    "    namespace: app\n    allow: {kinds: [deployments]}\n",
+                )
+            },
+            undo: restore_spec,
+            file: "flotilla.yaml",
+            says: "not a kind",
+        },
+        BadCommit {
+            what: "allow namespace that is not a name",
+            apply: |repo, _| {
+                repo.edit(
+                    "flotilla.yaml",
+                    "    namespace: app\n",
+                    "    namespace: app\n    allow: {namespaces: [Kube_System]}\n",
+                )
+            },
+            undo: restore_spec,
+            file: "flotilla.yaml",
+            says: "allow.namespaces[0]",
+        },
+        BadCommit {
+            what: "dependency on a bundle that does not exist",
+            apply: |repo, _| {
+                repo.edit(
+                    "flotilla.yaml",
+                    "    namespace: app\n",
+                    "    namespace: app\n    dependsOn: [database]\n",
+                )
+            },
+            undo: restore_spec,
+            file: "flotilla.yaml",
+            says: "dependsOn",
+        },
+        BadCommit {
+            what: "stage promoting from a stage that does not exist",
+            apply: |repo, _| {
+                repo.edit(
+                    "flotilla.yaml",
+                    "    track: {branch: main}\nbundles:",
+                    "    promoteFrom: staging\nbundles:",
+                )
+            },
+            undo: restore_spec,
+            file: "flotilla.yaml",
+            says: "promoteFrom",
+        },
+        BadCommit {
             what: "YAML syntax error",
             apply: |repo, _| {
                 repo.write(
@@ -895,6 +1018,7 @@ async fn every_bad_input_gets_a_clear_error_and_changes_no_cluster() -> Result<(
         })
     })
     .await?;
+    eprintln!("{cases} bad inputs, each refused with a clear error and nothing changed");
     assert!(cases >= 20, "{cases} cases");
     Ok(())
 }
