@@ -319,6 +319,12 @@ pub enum RenderError {
         /// The cluster both bundles target.
         cluster: String,
     },
+    /// The render was stopped because a newer commit preempted it.
+    #[error("{location}: the render was stopped (a newer commit preempted it)")]
+    Cancelled {
+        /// The directory that was being rendered.
+        location: SourceLocation,
+    },
     /// No bundle of that name.
     #[error("no bundle named `{0}`")]
     UnknownBundle(String),
@@ -353,7 +359,8 @@ impl RenderError {
             | RenderError::RemoteResource { location, .. }
             | RenderError::SandboxUnavailable { location, .. }
             | RenderError::NotAllowed { location, .. }
-            | RenderError::OwnedTwice { location, .. } => Some(location),
+            | RenderError::OwnedTwice { location, .. }
+            | RenderError::Cancelled { location } => Some(location),
             RenderError::DuplicateObject { second, .. } => Some(second),
             RenderError::UnknownBundle(_) => None,
         }
