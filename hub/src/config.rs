@@ -554,3 +554,6 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> 
     }
     Ok(peers)
 }
+
+#[cfg(test)]
+mod tests;
