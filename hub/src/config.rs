@@ -216,7 +216,7 @@ pub enum ConfigError {
 /// renderSandbox: required
 /// connections:             # per listener: api, http, peer; every key optional
 ///   api: {maxConnections: 16384, maxConnectionsPerPeer: 4096, idleTimeout: 30s}
-///   http: {maxConnectionsPerPeer: 64, headerReadTimeout: 10s, idleTimeout: 60s}
+///   http: {maxConnectionsPerPeer: 64, headerReadTimeout: 10s, requestTimeout: 30s}
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -309,6 +309,8 @@ pub struct LimitsFile {
     pub handshake_timeout: Option<String>,
     /// Longest wait for an HTTP/1 request's headers.
     pub header_read_timeout: Option<String>,
+    /// Longest an HTTP request, body included, may take to be answered.
+    pub request_timeout: Option<String>,
     /// Closes a connection without a byte either way for this long.
     pub idle_timeout: Option<String>,
     /// HTTP/2 pings to a client not heard from for this long, or `off`.
@@ -381,6 +383,11 @@ impl LimitsFile {
                 "headerReadTimeout",
                 &file.header_read_timeout,
                 defaults.header_read_timeout,
+            )?,
+            request_timeout: duration(
+                "requestTimeout",
+                &file.request_timeout,
+                defaults.request_timeout,
             )?,
             idle_timeout: duration("idleTimeout", &file.idle_timeout, defaults.idle_timeout)?,
             keepalive_interval,

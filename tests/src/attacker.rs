@@ -91,46 +91,88 @@ pub enum Ended {
     Stopped,
 }
 
+/// What a trickling connection saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trickled {
+    /// How it ended.
+    pub ended: Ended,
+    /// Pieces sent after the first bytes.
+    pub pieces: usize,
+    /// What the server sent, if anything (an error status before it closed).
+    pub answer: String,
+}
+
 /// Sends the start of an HTTP/1.1 request, then one more header line every `every`, never
 /// finishing the headers, until the server closes the connection or `stop` turns true.
-/// Returns how it ended and how many header lines were sent.
-pub async fn trickle_headers<S>(
+pub async fn trickle_headers<S>(stream: S, every: Duration, stop: watch::Receiver<bool>) -> Trickled
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let head = b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n";
+    trickle(
+        stream,
+        head,
+        b"x-trickle: aaaaaaaaaaaaaaaa\r\n",
+        every,
+        stop,
+    )
+    .await
+}
+
+/// Sends an HTTP/1.1 request's complete headers announcing a large body, then one byte of the
+/// body every `every`, until the server closes the connection or `stop` turns true.
+pub async fn trickle_body<S>(stream: S, every: Duration, stop: watch::Receiver<bool>) -> Trickled
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    let head = b"POST /webhook HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n\
+                 content-length: 100000\r\n\r\n";
+    trickle(stream, head, b" ", every, stop).await
+}
+
+async fn trickle<S>(
     mut stream: S,
+    head: &[u8],
+    piece: &[u8],
     every: Duration,
     mut stop: watch::Receiver<bool>,
-) -> (Ended, usize)
+) -> Trickled
 where
     S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
 {
     let established = Instant::now();
-    let closed = |sent| (Ended::ClosedByServer(established.elapsed()), sent);
-    if stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: 127.0.0.1\r\n")
-        .await
-        .is_err()
-    {
-        return closed(0);
-    }
-    let mut sent = 0;
-    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    let mut buf = [0u8; 512];
-    loop {
-        tokio::select! {
-            _ = stopped(&mut stop) => return (Ended::Stopped, sent),
-            read = stream.read(&mut buf) => match read {
-                // Whatever the server says (a 408, a 400), it is ending the connection; the
-                // close follows.
-                Ok(n) if n > 0 => continue,
-                _ => return closed(sent),
-            },
-            _ = tick.tick() => {
-                let line = format!("x-trickle-{sent}: {}\r\n", "a".repeat(16));
-                if stream.write_all(line.as_bytes()).await.is_err() {
-                    return closed(sent);
+    let closed = || Ended::ClosedByServer(established.elapsed());
+    let mut seen = Vec::new();
+    let mut pieces = 0;
+    let ended = async {
+        if stream.write_all(head).await.is_err() {
+            return closed();
+        }
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        let mut buf = [0u8; 512];
+        loop {
+            tokio::select! {
+                _ = stopped(&mut stop) => return Ended::Stopped,
+                read = stream.read(&mut buf) => match read {
+                    // Whatever the server says (a 408, a 400), it is ending the connection;
+                    // the close follows.
+                    Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+                    _ => return closed(),
+                },
+                _ = tick.tick() => {
+                    if stream.write_all(piece).await.is_err() {
+                        return closed();
+                    }
+                    pieces += 1;
                 }
-                sent += 1;
             }
         }
+    }
+    .await;
+    Trickled {
+        ended,
+        pieces,
+        answer: String::from_utf8_lossy(&seen).into_owned(),
     }
 }
 

@@ -12,7 +12,7 @@ fn parse(yaml: &str) -> FileConfig {
 #[test]
 fn connection_settings_in_the_file_replace_only_the_defaults_they_name() {
     let file = parse(
-        "connections:\n  api: {maxConnectionsPerPeer: 10000, idleTimeout: 2m}\n  http: {headerReadTimeout: 2s, keepaliveInterval: 15s, idleTimeout: 30s}\n  peer: {keepaliveInterval: 'off'}\n",
+        "connections:\n  api: {maxConnectionsPerPeer: 10000, idleTimeout: 2m}\n  http: {headerReadTimeout: 2s, requestTimeout: 45s, keepaliveInterval: 15s, idleTimeout: 30s}\n  peer: {keepaliveInterval: 'off'}\n",
     );
     let connections = file.connections.unwrap_or_default();
     let api = connections.api().unwrap();
@@ -21,6 +21,7 @@ fn connection_settings_in_the_file_replace_only_the_defaults_they_name() {
     assert_eq!(api.max_connections, ListenerLimits::api().max_connections);
     let http = connections.http().unwrap();
     assert_eq!(http.header_read_timeout, Duration::from_secs(2));
+    assert_eq!(http.request_timeout, Duration::from_secs(45));
     assert_eq!(http.keepalive_interval, Some(Duration::from_secs(15)));
     assert_eq!(connections.peer().unwrap().keepalive_interval, None);
 }

@@ -12,9 +12,11 @@
 //!    an agent's quiet stream, a CLI's idle channel — is never idle; what the idle timeout
 //!    catches there is a connection that never starts HTTP/2 or stalls mid-frame. The HTTP
 //!    listener does not ping: an idle browser or scraper connection is closed.
-//! 4. **HTTP/1 request headers** within `header_read_timeout` (the HTTP listener; gRPC is
-//!    HTTP/2 only). hyper's timer also runs while a keep-alive connection waits for its next
-//!    request, so it bounds that wait too.
+//! 4. **HTTP requests** (the HTTP listener): HTTP/1 headers within `header_read_timeout` —
+//!    hyper's timer also runs while a keep-alive connection waits for its next request, so it
+//!    bounds that wait too — and the whole request, a body trickled byte by byte included,
+//!    answered within `request_timeout` (a 408 otherwise). gRPC is HTTP/2 only, and its
+//!    streams live as long as their agents.
 //! 5. **Streams**: at most `max_concurrent_streams` requests at once on one HTTP/2 connection.
 //! 6. Refusals, failed handshakes and timeouts are logged once per 10 s with a count per peer
 //!    ([`tally`]), never a line each.
@@ -60,6 +62,9 @@ pub struct ListenerLimits {
     /// Longest wait for an HTTP/1 request's headers, the wait for a keep-alive connection's
     /// next request included (HTTP listener only: gRPC is HTTP/2).
     pub header_read_timeout: Duration,
+    /// Longest an HTTP request, its body included, may take to be answered (HTTP listener
+    /// only: gRPC streams live as long as their agents).
+    pub request_timeout: Duration,
     /// A connection that moves no byte either way for this long is closed.
     pub idle_timeout: Duration,
     /// Requests open at once on one HTTP/2 connection.
@@ -89,6 +94,7 @@ impl ListenerLimits {
             max_connections_per_peer: 4_096,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             max_concurrent_streams: 256,
             keepalive_interval: Some(GRPC_KEEPALIVE),
@@ -105,6 +111,7 @@ impl ListenerLimits {
             max_connections_per_peer: 64,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
             max_concurrent_streams: 64,
             keepalive_interval: None,
@@ -121,6 +128,7 @@ impl ListenerLimits {
             max_connections_per_peer: 64,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(30),
             max_concurrent_streams: 1_024,
             keepalive_interval: Some(GRPC_KEEPALIVE),
@@ -136,6 +144,7 @@ impl ListenerLimits {
             ("maxConcurrentStreams", self.max_concurrent_streams == 0),
             ("handshakeTimeout", self.handshake_timeout.is_zero()),
             ("headerReadTimeout", self.header_read_timeout.is_zero()),
+            ("requestTimeout", self.request_timeout.is_zero()),
             ("idleTimeout", self.idle_timeout.is_zero()),
             ("keepaliveTimeout", self.keepalive_timeout.is_zero()),
             (

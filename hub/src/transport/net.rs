@@ -14,6 +14,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use axum::error_handling::HandleErrorLayer;
+use axum::http::StatusCode;
 use flotilla_pki::{
     ClientAuth, GroupCa, NodeCredentials, PeerCertificate, PeerIdentity, RotatingIdentity,
     peer_certificate, rotating_client_config, rotating_server_config,
@@ -362,6 +364,13 @@ async fn serve_http_on<H>(
         .max_concurrent_streams(limits.max_concurrent_streams)
         .keep_alive_interval(limits.keepalive_interval)
         .keep_alive_timeout(limits.keepalive_timeout);
+    let router = router.layer(
+        tower::ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                StatusCode::REQUEST_TIMEOUT
+            }))
+            .timeout(limits.request_timeout),
+    );
     let http1 = detect.clone().http1_only();
     let http2 = detect.clone().http2_only();
     let graceful = GracefulShutdown::new();

@@ -1,7 +1,9 @@
-//! A hub process with short timeouts — HTTP/1 headers within 1 s, idle connections closed after
-//! 2 s on the HTTP and API listeners, API pings every 500 ms — closes a connection that keeps
-//! trickling request headers once the header read timeout passes, and connections that say
-//! nothing after their TLS handshake once the idle timeout passes. Quiet but live connections
+//! A hub process with short timeouts — HTTP/1 headers within 1 s, HTTP requests answered within
+//! 3 s, idle connections closed after 2 s on the HTTP and API listeners, API pings every
+//! 500 ms — closes a connection that keeps trickling request headers once the header read
+//! timeout passes, answers a request whose body trickles in with a 408 once the request
+//! timeout passes, and closes connections that say nothing after their TLS handshake once the
+//! idle timeout passes. Quiet but live connections
 //! stay: an HTTP/2 connection that sends no request but answers the hub's pings, and a
 //! `WatchFleetStatus` stream that hears nothing for three idle timeouts and then gets the next
 //! change. The closures are logged as counts, not one line each.
@@ -19,13 +21,14 @@ use tokio::sync::watch;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
 const HEADER_READ: Duration = Duration::from_secs(1);
+const REQUEST: Duration = Duration::from_secs(3);
 const IDLE: Duration = Duration::from_secs(2);
 /// Allowance for a busy test machine in how late a timeout is seen.
 const SLACK: Duration = Duration::from_secs(3);
 
 const CONFIG: &str = "\
 connections:
-  http: {headerReadTimeout: 1s, idleTimeout: 2s}
+  http: {headerReadTimeout: 1s, requestTimeout: 3s, idleTimeout: 2s}
   api: {idleTimeout: 2s, keepaliveInterval: 500ms, keepaliveTimeout: 1s}
 ";
 
@@ -120,10 +123,14 @@ async fn slow_and_silent_connections_are_closed_and_quiet_live_ones_kept() -> Re
 
     let quiet_for = IDLE * 3;
     // Each connection's clock starts when its handshake completes, so all connect at once.
-    let (trickled, silent_http, silent_api, pinged, watched) = tokio::join!(
+    let (trickled, slow_body, silent_http, silent_api, pinged, watched) = tokio::join!(
         async {
             let stream = client.connect(local, http, Alpn::Http1).await?;
             anyhow::Ok(attacker::trickle_headers(stream, HEADER_READ / 4, stopped.clone()).await)
+        },
+        async {
+            let stream = client.connect(local, http, Alpn::Http1).await?;
+            anyhow::Ok(attacker::trickle_body(stream, HEADER_READ / 4, stopped.clone()).await)
         },
         async {
             let stream = client.connect(local, http, Alpn::Http2).await?;
@@ -145,12 +152,24 @@ async fn slow_and_silent_connections_are_closed_and_quiet_live_ones_kept() -> Re
         watch_survives(&hub, quiet_for),
     );
 
-    let (ended, lines) = trickled?;
-    let header_closed = closed_after("a connection trickling headers", ended, HEADER_READ)?;
+    let trickled = trickled?;
+    let lines = trickled.pieces;
+    let header_closed = closed_after(
+        "a connection trickling headers",
+        trickled.ended,
+        HEADER_READ,
+    )?;
     ensure!(
         lines >= 2,
         "the trickling connection sent {lines} header lines before the close: bytes kept \
          flowing, so the idle timeout was not what closed it"
+    );
+    let slow_body = slow_body?;
+    let body_closed = closed_after("a request trickling its body", slow_body.ended, REQUEST)?;
+    ensure!(
+        slow_body.answer.starts_with("HTTP/1.1 408"),
+        "a request trickling its body was answered {:?}",
+        slow_body.answer
     );
     let idle_http = closed_after("a silent HTTP connection", silent_http?, IDLE)?;
     let idle_api = closed_after("a silent API connection", silent_api?, IDLE)?;
@@ -160,9 +179,10 @@ async fn slow_and_silent_connections_are_closed_and_quiet_live_ones_kept() -> Re
     );
     watched.context("a quiet WatchFleetStatus stream")?;
     eprintln!(
-        "closed: trickling headers after {header_closed:?} ({lines} lines sent), silent HTTP \
-         after {idle_http:?}, silent API after {idle_api:?}; kept for {quiet_for:?}: an HTTP/2 \
-         connection without requests and a quiet watch stream"
+        "closed: trickling headers after {header_closed:?} ({lines} lines sent), trickling a \
+         body after {body_closed:?} ({} bytes sent, answered 408), silent HTTP after {idle_http:?}, silent API after {idle_api:?}; kept for {quiet_for:?}: an HTTP/2 \
+         connection without requests and a quiet watch stream",
+        slow_body.pieces
     );
 
     // Each listener logs its closures once per 10 s.

@@ -112,7 +112,7 @@ async fn flood(
                             Alpn::Http1 => {
                                 attacker::trickle_headers(stream, TRICKLE, stop.clone())
                                     .await
-                                    .0
+                                    .ended
                             }
                             Alpn::Http2 => attacker::hold_http2(stream, stop.clone())
                                 .await
