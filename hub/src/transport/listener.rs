@@ -19,7 +19,7 @@
 //!    streams live as long as their agents.
 //! 5. **Streams**: at most `max_concurrent_streams` requests at once on one HTTP/2 connection.
 //! 6. Refusals, failed handshakes and timeouts are logged once per 10 s with a count per peer
-//!    ([`tally`]), never a line each.
+//!    (`listener/tally.rs`), never a line each.
 //!
 //! Servers are built on top in `transport/net.rs`: tonic (`serve`) and axum through hyper-util
 //! (`serve_http`).

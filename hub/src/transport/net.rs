@@ -321,7 +321,7 @@ const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Serves an axum router on the HTTP listener until `stop` is cancelled: HTTPS (HTTP/1.1 or
 /// HTTP/2 as the client chose by ALPN, no client certificates) with `tls`, plain HTTP without.
-/// Requests in flight at the stop get [`HTTP_SHUTDOWN_GRACE`] to finish.
+/// Requests in flight at the stop get 2 s to finish.
 pub async fn serve_http(
     router: axum::Router,
     listener: TcpListener,
@@ -343,6 +343,7 @@ pub async fn serve_http(
     cut.cancel();
 }
 
+/// The HTTP listener's accept loop: each connection served by hyper with the listener's limits.
 async fn serve_http_on<H>(
     mut listener: Listener<H>,
     router: axum::Router,
