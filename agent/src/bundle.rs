@@ -1,5 +1,6 @@
 //! A bundle revision: the unit the agent applies, prunes and watches.
 
+use flotilla_core::Allow;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -47,6 +48,10 @@ pub struct BundleRevision {
     pub drift: DriftMode,
     /// The rendered Kubernetes objects, as JSON.
     pub objects: Vec<Value>,
+    /// What the bundle may touch; the plan refuses any object outside it, so a hub that
+    /// skipped its render-time check still cannot make this agent write there.
+    #[serde(default, skip_serializing_if = "Allow::is_unrestricted")]
+    pub allow: Allow,
 }
 
 /// What the engine holds for a bundle: its name and content hash, for the hub's hello.
@@ -121,6 +126,7 @@ mod tests {
 
     fn revision(name: &str, namespace: &str) -> BundleRevision {
         BundleRevision {
+            allow: Default::default(),
             name: name.into(),
             revision: "r1".into(),
             content_hash: "h1".into(),

@@ -313,6 +313,7 @@ impl Engine {
         // A bundle known only from its inventory: its task prunes from the inventory alone.
         let state = BundleState {
             desired: BundleRevision {
+                allow: Default::default(),
                 name: bundle.to_owned(),
                 revision: inventory.revision.clone(),
                 content_hash: inventory.content_hash.clone(),

@@ -178,6 +178,13 @@ fn plan_one(
         namespace,
         name: name.to_owned(),
     };
+    if let Some(reason) =
+        revision
+            .allow
+            .refuses(&id.group, &id.kind, id.namespace.as_deref(), &id.name)
+    {
+        return Err(bad(format!("({kind_name} {name}): {reason}")));
+    }
     let body = applied_body(fields, &id, &revision.name);
     Ok(PlannedObject {
         tier: Tier::of(&id, kind.namespaced),

@@ -223,6 +223,7 @@ mod tests {
     fn state(name: &str, hash: &str) -> BundleState {
         BundleState {
             desired: BundleRevision {
+                allow: Default::default(),
                 name: name.into(),
                 revision: "r".into(),
                 content_hash: hash.into(),
@@ -286,17 +287,13 @@ mod tests {
 
     #[test]
     fn the_state_dir_is_owner_only_even_when_it_existed_open() {
-        let parent = tempfile::tempdir().expect("temp dir");
+        let parent = tempfile::tempdir().expect("temporary dir");
         let root = parent.path().join("state");
         std::fs::create_dir(&root).expect("create");
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).expect("chmod");
         StateDir::open(&root).expect("open");
         for dir in [root.clone(), root.join("bundles")] {
-            let mode = std::fs::metadata(&dir)
-                .expect("metadata")
-                .permissions()
-                .mode()
-                & 0o777;
+            let mode = std::fs::metadata(&dir).expect("stat").permissions().mode() & 0o777;
             assert_eq!(mode, 0o700, "{}", dir.display());
         }
     }

@@ -135,10 +135,12 @@ impl BootstrapToken {
         Some(BootstrapToken {
             token: cluster.bootstrap_token.clone(),
             expires: crate::time::rfc3339(cluster.bootstrap_token_expires_ms).unwrap_or_default(),
+            // The token goes in the environment, not on the command line that every local
+            // user can read in the process list.
             agent_command: format!(
-                "flotilla-agent run --hub {} --cluster {} --ca-file {ca_file} --state-dir \
-                 /var/lib/flotilla-agent --bootstrap-token {}",
-                hub.hub, cluster.name, cluster.bootstrap_token
+                "FLOTILLA_BOOTSTRAP_TOKEN={} flotilla-agent run --hub {} --cluster {} --ca-file \
+                 {ca_file} --state-dir /var/lib/flotilla-agent",
+                cluster.bootstrap_token, hub.hub, cluster.name
             ),
         })
     }

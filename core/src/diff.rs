@@ -224,6 +224,7 @@ mod tests {
             drift: DriftMode::Correct,
             depends_on: vec![],
             objects: objects.into_iter().map(object).collect(),
+            allow: crate::spec::Allow::default(),
         }
     }
 

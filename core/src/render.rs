@@ -14,7 +14,7 @@ use crate::hash::ContentHash;
 use crate::inventory::Cluster;
 use crate::location::SourceLocation;
 use crate::repository::Repository;
-use crate::spec::{API_VERSION, DriftMode, SpecError};
+use crate::spec::{API_VERSION, Allow, DriftMode, SpecError};
 
 mod fleet;
 mod kustomize;
@@ -41,6 +41,8 @@ pub struct RenderedBundle {
     pub depends_on: Vec<String>,
     /// The objects, in canonical order (group, kind, namespace, name), keys sorted.
     pub objects: Vec<RenderedObject>,
+    /// What the bundle may touch, checked at render and again by the agent.
+    pub allow: Allow,
 }
 
 /// The serialized form of a [`RenderedBundle`]; field order is fixed, objects are canonical.
@@ -53,6 +55,8 @@ struct BlobDocument {
     drift: DriftMode,
     depends_on: Vec<String>,
     objects: Vec<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Allow::is_unrestricted")]
+    allow: Allow,
 }
 
 impl RenderedBundle {
@@ -66,6 +70,7 @@ impl RenderedBundle {
             drift: self.drift,
             depends_on: self.depends_on.clone(),
             objects: self.objects.iter().map(|o| o.object.clone()).collect(),
+            allow: self.allow.clone(),
         };
         // Serializing JSON values and plain strings into memory cannot fail.
         serde_json::to_vec(&document).unwrap_or_default()
@@ -107,6 +112,7 @@ impl RenderedBundle {
             drift: document.drift,
             depends_on: document.depends_on,
             objects,
+            allow: document.allow,
         })
     }
 }
@@ -144,7 +150,7 @@ pub enum RenderError {
         path: String,
     },
     /// The bundle has more manifest files than the limit.
-    #[error("{location}: more than {limit} manifest files; split the bundle or raise the limit")]
+    #[error("{location}: more than {limit} manifest files; split the bundle (the limit is fixed)")]
     TooManyFiles {
         /// The bundle directory.
         location: SourceLocation,
@@ -209,7 +215,7 @@ pub enum RenderError {
     },
     /// The bundle renders to more objects than the limit.
     #[error(
-        "{location}: renders {count} objects, over the limit of {limit}; split the bundle or raise the limit"
+        "{location}: renders {count} objects, over the limit of {limit}; split the bundle (the limit is fixed)"
     )]
     TooManyObjects {
         /// The bundle directory.
@@ -221,7 +227,7 @@ pub enum RenderError {
     },
     /// The rendered bundle is larger than the limit.
     #[error(
-        "{location}: rendered size {size} bytes is over the limit of {limit} bytes; split the bundle or raise the limit"
+        "{location}: rendered size {size} bytes is over the limit of {limit} bytes; split the bundle (the limit is fixed)"
     )]
     TooLarge {
         /// The bundle directory.
@@ -285,6 +291,40 @@ pub enum RenderError {
         /// Why the sandbox is unavailable and what to do.
         reason: String,
     },
+    /// An object the bundle's `allow` does not permit.
+    #[error(
+        "{location}: {object}: {reason}; remove it, or widen the bundle's (or its stage's) `allow`"
+    )]
+    NotAllowed {
+        /// Where the object is written.
+        location: SourceLocation,
+        /// The object.
+        object: String,
+        /// What is not allowed.
+        reason: String,
+    },
+    /// Two bundles on one cluster render the same object: each object has one owner.
+    #[error(
+        "{location}: {object} is also rendered by bundle `{other}` ({other_location}) for cluster `{cluster}`; an object belongs to one bundle: remove it from one of them"
+    )]
+    OwnedTwice {
+        /// Where this bundle writes it.
+        location: SourceLocation,
+        /// The object.
+        object: String,
+        /// The other bundle.
+        other: String,
+        /// Where the other bundle writes it (boxed: errors stay small to pass around).
+        other_location: Box<SourceLocation>,
+        /// The cluster both bundles target.
+        cluster: String,
+    },
+    /// The render was stopped because a newer commit preempted it.
+    #[error("{location}: the render was stopped (a newer commit preempted it)")]
+    Cancelled {
+        /// The directory that was being rendered.
+        location: SourceLocation,
+    },
     /// No bundle of that name.
     #[error("no bundle named `{0}`")]
     UnknownBundle(String),
@@ -317,7 +357,10 @@ impl RenderError {
             | RenderError::KustomizeFailed { location, .. }
             | RenderError::KustomizeTimeout { location, .. }
             | RenderError::RemoteResource { location, .. }
-            | RenderError::SandboxUnavailable { location, .. } => Some(location),
+            | RenderError::SandboxUnavailable { location, .. }
+            | RenderError::NotAllowed { location, .. }
+            | RenderError::OwnedTwice { location, .. }
+            | RenderError::Cancelled { location } => Some(location),
             RenderError::DuplicateObject { second, .. } => Some(second),
             RenderError::UnknownBundle(_) => None,
         }

@@ -62,6 +62,9 @@ pub struct Stage {
     /// Whether a rollout may pass while the stage selects no cluster.
     #[serde(default)]
     pub allow_empty: bool,
+    /// What bundles may touch on this stage's clusters, where a bundle does not say.
+    #[serde(default, skip_serializing_if = "Allow::is_unrestricted")]
+    pub allow: Allow,
     /// Where the stage is declared.
     pub location: SourceLocation,
 }
@@ -236,10 +239,99 @@ pub struct Bundle {
     /// Bundles that must be healthy on a cluster before this one is applied there.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub depends_on: Vec<String>,
+    /// What the bundle may touch; a field left out comes from the cluster's stage.
+    #[serde(default, skip_serializing_if = "Allow::is_unrestricted")]
+    pub allow: Allow,
     /// Where the bundle is declared.
     pub location: SourceLocation,
     /// Where `path` is written, for errors about the directory.
     pub path_location: SourceLocation,
+}
+
+/// What a bundle may touch on a cluster. `None` in a field allows everything of its sort.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Allow {
+    /// Namespaces its namespaced objects may be in, and Namespace objects it may create (`*`:
+    /// any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespaces: Option<Vec<String>>,
+    /// Kinds it may contain: `group/Kind`, `Kind` for the core group, `group/*`, or `*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kinds: Option<Vec<String>>,
+    /// Whether it may contain cluster-scoped objects other than the Namespaces it may use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster_scoped: Option<bool>,
+}
+
+impl Allow {
+    /// True when nothing is restricted.
+    pub fn is_unrestricted(&self) -> bool {
+        self.namespaces.is_none() && self.kinds.is_none() && self.cluster_scoped.is_none()
+    }
+
+    /// This policy, each field it leaves out taken from `defaults`.
+    pub fn or(&self, defaults: &Allow) -> Allow {
+        Allow {
+            namespaces: self
+                .namespaces
+                .clone()
+                .or_else(|| defaults.namespaces.clone()),
+            kinds: self.kinds.clone().or_else(|| defaults.kinds.clone()),
+            cluster_scoped: self.cluster_scoped.or(defaults.cluster_scoped),
+        }
+    }
+
+    /// Why an object of `group`/`kind` in `namespace` (`None`: cluster-scoped) named `name` is
+    /// not allowed, or `None` when it is.
+    pub fn refuses(
+        &self,
+        group: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> Option<String> {
+        let qualified = if group.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{group}/{kind}")
+        };
+        if let Some(kinds) = &self.kinds {
+            let listed = kinds.iter().any(|allowed| {
+                allowed == "*" || *allowed == qualified || *allowed == format!("{group}/*")
+            });
+            if !listed {
+                return Some(format!(
+                    "kind `{qualified}` is not in the bundle's allow.kinds ({})",
+                    kinds.join(", ")
+                ));
+            }
+        }
+        let namespace_allowed = |ns: &str| {
+            self.namespaces
+                .as_ref()
+                .is_none_or(|list| list.iter().any(|allowed| allowed == "*" || allowed == ns))
+        };
+        match namespace {
+            Some(ns) if !namespace_allowed(ns) => Some(format!(
+                "namespace `{ns}` is not in the bundle's allow.namespaces ({})",
+                self.namespaces.as_deref().unwrap_or_default().join(", ")
+            )),
+            Some(_) => None,
+            None if group.is_empty() && kind == "Namespace" && self.namespaces.is_some() => {
+                (!namespace_allowed(name)).then(|| {
+                    format!(
+                        "Namespace `{name}` is not in the bundle's allow.namespaces ({})",
+                        self.namespaces.as_deref().unwrap_or_default().join(", ")
+                    )
+                })
+            }
+            None if self.cluster_scoped == Some(false) => Some(format!(
+                "cluster-scoped `{qualified}` is not allowed: the bundle says allow.clusterScoped: false"
+            )),
+            None => None,
+        }
+    }
 }
 
 /// A per-cluster variation of a bundle.
@@ -347,7 +439,7 @@ pub enum SpecError {
     },
     /// A file is larger than the configured limit.
     #[error(
-        "{location}: file is {size} bytes, over the limit of {limit} bytes; split it or raise the limit"
+        "{location}: file is {size} bytes, over the limit of {limit} bytes; split it into smaller files (the limit is fixed)"
     )]
     TooLarge {
         /// The file.
@@ -387,7 +479,7 @@ pub enum SpecError {
     },
     /// The repository has more entries than the configured limit.
     #[error(
-        "{location}: the repository has more than {limit} files and directories; raise the limit or slim it down"
+        "{location}: the repository has more than {limit} files and directories; slim it down, e.g. move unrelated files to another repository (the limit is fixed)"
     )]
     TooManyEntries {
         /// The repository root.

@@ -141,10 +141,14 @@ fn spawn(
     }
     match hub.credentials() {
         Some(credentials) if register => {
+            // As an operator should: the token in a file, off the command line.
+            let token_file = state_dir.join("bootstrap-token");
+            std::fs::write(&token_file, format!("{}\n", hub.bootstrap_token(cluster)?))?;
             command
                 .arg("--ca-file")
                 .arg(&credentials.ca_file)
-                .args(["--bootstrap-token", &hub.bootstrap_token(cluster)?]);
+                .arg("--bootstrap-token-file")
+                .arg(&token_file);
         }
         Some(_) => {}
         None => {

@@ -25,6 +25,8 @@ pub struct FleetOptions {
     pub webhook_secret: Option<String>,
     /// How long simulated workloads take to roll out.
     pub rollout_delay: Duration,
+    /// The hub's config file (YAML), if it needs one.
+    pub hub_config: Option<String>,
 }
 
 impl Default for FleetOptions {
@@ -33,6 +35,7 @@ impl Default for FleetOptions {
             poll_interval: "200ms".into(),
             webhook_secret: None,
             rollout_delay: Duration::from_millis(200),
+            hub_config: None,
         }
     }
 }
@@ -65,13 +68,16 @@ impl Fleet {
         std::fs::write(&clusters_file, inventory)?;
         let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
         let sim = SimProcess::start(&names, options.rollout_delay).await?;
-        let hub = HubProcess::start(&HubOptions {
-            repo_url: repo.url(),
-            clusters_file,
-            poll_interval: options.poll_interval.clone(),
-            webhook_secret: options.webhook_secret.clone(),
-            insecure: false,
-        })?;
+        let hub = HubProcess::start_with_config(
+            &HubOptions {
+                repo_url: repo.url(),
+                clusters_file,
+                poll_interval: options.poll_interval.clone(),
+                webhook_secret: options.webhook_secret.clone(),
+                insecure: false,
+            },
+            options.hub_config.as_deref(),
+        )?;
         // The hub's leader registers the inventory's clusters; their tokens need them.
         wait_registered(&hub, &names).await?;
         let agents = names

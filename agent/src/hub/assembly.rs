@@ -200,6 +200,7 @@ impl Partial {
                 SpecDriftMode::Report => DriftMode::Report,
             },
             objects: rendered.objects.into_iter().map(|o| o.object).collect(),
+            allow: rendered.allow,
         })
     }
 }

@@ -56,6 +56,14 @@ pub enum IdentityError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The bootstrap token file could not be read.
+    #[error("cannot read the bootstrap token file {path}: {source}")]
+    TokenFile {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// Every hub refused or could not be reached.
     #[error("cannot register with any hub: {0}")]
     Register(String),
@@ -303,4 +311,15 @@ pub fn read_ca_file(path: &std::path::Path) -> Result<String, IdentityError> {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// Reads the bootstrap token an operator keeps in a file (`--bootstrap-token-file`), without
+/// the surrounding whitespace a Secret or an editor adds.
+pub fn read_token_file(path: &std::path::Path) -> Result<String, IdentityError> {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim().to_owned())
+        .map_err(|source| IdentityError::TokenFile {
+            path: path.display().to_string(),
+            source,
+        })
 }

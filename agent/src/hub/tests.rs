@@ -59,6 +59,7 @@ fn rendered(name: &str, objects: usize, payload: usize) -> RenderedBundle {
         drift: SpecDriftMode::Report,
         depends_on: Vec::new(),
         objects,
+        allow: flotilla_core::Allow::default(),
     }
 }
 

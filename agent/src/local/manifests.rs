@@ -89,6 +89,7 @@ pub fn revision(
     // Serializing a JSON value into memory cannot fail.
     let hash = ContentHash::of(&serde_json::to_vec(&canonical).unwrap_or_default());
     BundleRevision {
+        allow: Default::default(),
         name: name.to_owned(),
         revision: hash.short(),
         content_hash: hash.to_string(),

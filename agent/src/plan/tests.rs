@@ -31,6 +31,7 @@ fn lookup(api_version: &str, kind: &str) -> Option<Kind> {
 
 fn revision(objects: Vec<Value>) -> BundleRevision {
     BundleRevision {
+        allow: Default::default(),
         name: "web".into(),
         revision: "r1".into(),
         content_hash: "h".into(),
@@ -205,4 +206,35 @@ fn kinds_named_lists_each_pair_once() {
             ("v1".to_string(), "ConfigMap".to_string()),
         ]
     );
+}
+
+#[test]
+fn objects_outside_the_bundles_allow_are_refused_before_anything_is_written() {
+    let mut revision = revision(vec![
+        config_map("ok", None),
+        config_map("coredns", Some("kube-system")),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+               "metadata": {"name": "admin-ish"}, "rules": []}),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "web-ns"}}),
+    ]);
+    revision.allow = flotilla_core::Allow {
+        namespaces: Some(vec!["web-ns".into()]),
+        kinds: None,
+        cluster_scoped: Some(false),
+    };
+    let errors = plan(&revision, lookup).expect_err("refused");
+    let messages: Vec<String> = errors.iter().map(|e| e.message.clone()).collect();
+    assert_eq!(messages.len(), 2, "{messages:?}");
+    assert!(
+        messages[0].contains("coredns") && messages[0].contains("namespace `kube-system`"),
+        "{messages:?}"
+    );
+    assert!(
+        messages[1].contains("admin-ish") && messages[1].contains("allow.clusterScoped: false"),
+        "{messages:?}"
+    );
+
+    // The same objects without a policy plan as before.
+    revision.allow = flotilla_core::Allow::default();
+    assert!(plan(&revision, lookup).is_ok());
 }

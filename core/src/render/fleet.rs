@@ -13,8 +13,11 @@ use crate::hash::ContentHash;
 use crate::inventory::Cluster;
 use crate::location::SourceLocation;
 use crate::repository::Repository;
-use crate::spec::Bundle;
+use crate::spec::{Allow, Bundle};
 use crate::yaml::{parse_documents, parse_json};
+
+/// The namespace the agent gives namespaced objects that name none and whose bundle sets none.
+const DEFAULT_NAMESPACE: &str = "default";
 
 /// The result of rendering one bundle for one cluster: the blob's hash, or why not.
 pub type BundleOutcome = Result<ContentHash, RenderError>;
@@ -70,6 +73,7 @@ pub fn render_fleet(repo: &Repository, clusters: &[Cluster], kustomize: &Kustomi
         }
         result.insert(cluster.name.clone(), bundles);
     }
+    renderer.check_ownership(&mut result);
     FleetRender {
         clusters: result,
         distinct_renders: renderer.renders.len(),
@@ -77,8 +81,15 @@ pub fn render_fleet(repo: &Repository, clusters: &[Cluster], kustomize: &Kustomi
     }
 }
 
-/// Which bundle, which overlay, and the value (or absence) of each reference used.
-type RenderKey = (usize, Option<usize>, Vec<Option<String>>);
+/// Which bundle, which overlay, what it may touch, and the value (or absence) of each
+/// reference used.
+type RenderKey = (usize, Option<usize>, Allow, Vec<Option<String>>);
+
+/// An object's identity across versions (group, kind, namespace, name), as owners see it.
+type OwnedKey = (String, String, Option<String>, String);
+
+/// Where each object of a rendered bundle is written, in the bundle's object order.
+type Origins = Arc<Vec<SourceLocation>>;
 
 pub(super) struct Renderer<'r> {
     repo: &'r Repository,
@@ -86,6 +97,7 @@ pub(super) struct Renderer<'r> {
     templates: HashMap<(usize, Option<usize>), Result<Arc<Template>, RenderError>>,
     renders: HashMap<RenderKey, BundleOutcome>,
     blobs: BTreeMap<ContentHash, RenderedBundle>,
+    origins: HashMap<ContentHash, Origins>,
 }
 
 impl<'r> Renderer<'r> {
@@ -96,6 +108,7 @@ impl<'r> Renderer<'r> {
             templates: HashMap::new(),
             renders: HashMap::new(),
             blobs: BTreeMap::new(),
+            origins: HashMap::new(),
         }
     }
 
@@ -133,6 +146,9 @@ impl<'r> Renderer<'r> {
                     scope.spawn(|| {
                         let mut done = Vec::new();
                         while let Some(&key) = wanted.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            if self.repo.cancel().is_cancelled() {
+                                break;
+                            }
                             done.push((key, load(key)));
                         }
                         done
@@ -155,9 +171,10 @@ impl<'r> Renderer<'r> {
             return outcome.clone();
         }
         let outcome = self
-            .produce(bundle_index, key.1, &template, &key.2)
-            .map(|(hash, bundle)| {
+            .produce(bundle_index, key.1, &key.2, &template, &key.3)
+            .map(|(hash, bundle, origins)| {
                 self.blobs.entry(hash).or_insert(bundle);
+                self.origins.entry(hash).or_insert(origins);
                 hash
             });
         self.renders.insert(key, outcome.clone());
@@ -171,7 +188,82 @@ impl<'r> Renderer<'r> {
         cluster: &Cluster,
     ) -> Result<(ContentHash, RenderedBundle), RenderError> {
         let (key, template) = self.key(bundle_index, cluster)?;
-        self.produce(bundle_index, key.1, &template, &key.2)
+        self.produce(bundle_index, key.1, &key.2, &template, &key.3)
+            .map(|(hash, bundle, _)| (hash, bundle))
+    }
+
+    /// Refuses, for each cluster, an object two of its bundles render: the bundle declared
+    /// later gets the error, located where it writes the object. Clusters with the same
+    /// rendered bundles share one check.
+    fn check_ownership(&self, clusters: &mut BTreeMap<String, BTreeMap<String, BundleOutcome>>) {
+        let order: Vec<&str> = self
+            .repo
+            .spec()
+            .bundles
+            .iter()
+            .map(|b| b.name.as_str())
+            .collect();
+        let mut checked: HashMap<Vec<ContentHash>, Vec<(String, RenderError)>> = HashMap::new();
+        for (cluster, bundles) in clusters.iter_mut() {
+            let rendered: Vec<(&str, ContentHash)> = order
+                .iter()
+                .filter_map(|name| match bundles.get(*name) {
+                    Some(Ok(hash)) => Some((*name, *hash)),
+                    _ => None,
+                })
+                .collect();
+            let hashes: Vec<ContentHash> = rendered.iter().map(|(_, hash)| *hash).collect();
+            let conflicts = checked
+                .entry(hashes)
+                .or_insert_with(|| self.conflicts(&rendered));
+            for (bundle, error) in conflicts.iter() {
+                let mut error = error.clone();
+                if let RenderError::OwnedTwice { cluster: named, .. } = &mut error {
+                    named.clone_from(cluster);
+                }
+                bundles.insert(bundle.clone(), Err(error));
+            }
+        }
+    }
+
+    /// The bundles of `rendered` (in declaration order) that render an object an earlier one
+    /// already does, each with its first such object.
+    fn conflicts(&self, rendered: &[(&str, ContentHash)]) -> Vec<(String, RenderError)> {
+        let mut owners: HashMap<OwnedKey, (&str, &SourceLocation)> = HashMap::new();
+        let mut conflicts = Vec::new();
+        for (bundle, hash) in rendered {
+            let (Some(blob), Some(origins)) = (self.blobs.get(hash), self.origins.get(hash)) else {
+                continue;
+            };
+            for (object, origin) in blob.objects.iter().zip(origins.iter()) {
+                let id = &object.id;
+                let key = (
+                    id.group.clone(),
+                    id.kind.clone(),
+                    id.namespace.clone(),
+                    id.name.clone(),
+                );
+                match owners.get(&key) {
+                    Some((other, other_location)) => {
+                        conflicts.push((
+                            (*bundle).to_owned(),
+                            RenderError::OwnedTwice {
+                                location: origin.clone(),
+                                object: id.to_string(),
+                                other: (*other).to_owned(),
+                                other_location: Box::new((*other_location).clone()),
+                                cluster: String::new(),
+                            },
+                        ));
+                        break;
+                    }
+                    None => {
+                        owners.insert(key, (bundle, origin));
+                    }
+                }
+            }
+        }
+        conflicts
     }
 
     fn bundle(&self, index: usize) -> &'r Bundle {
@@ -205,16 +297,26 @@ impl<'r> Renderer<'r> {
                     .cloned(),
             })
             .collect();
-        Ok(((bundle_index, overlay_index, values), template))
+        let stage_allow = self
+            .repo
+            .spec()
+            .stage_for(&cluster.labels)
+            .ok()
+            .flatten()
+            .map(|stage| stage.allow.clone())
+            .unwrap_or_default();
+        let allow = bundle.allow.or(&stage_allow);
+        Ok(((bundle_index, overlay_index, allow, values), template))
     }
 
     fn produce(
         &self,
         bundle_index: usize,
         overlay_index: Option<usize>,
+        allow: &Allow,
         template: &Template,
         values: &[Option<String>],
-    ) -> Result<(ContentHash, RenderedBundle), RenderError> {
+    ) -> Result<(ContentHash, RenderedBundle, Origins), RenderError> {
         let bundle = self.bundle(bundle_index);
         let limits = self.repo.limits();
         let lookup: BTreeMap<&Reference, Option<&String>> = template
@@ -285,15 +387,35 @@ impl<'r> Renderer<'r> {
                 return Err(self.too_many(template, base.len() + overlay.len()));
             }
         }
-        let objects = assemble(base, overlay, bundle.namespace.as_deref())?;
-        if objects.len() > limits.max_objects_per_bundle {
-            return Err(self.too_many(template, objects.len()));
+        let assembled = assemble(base, overlay, bundle.namespace.as_deref())?;
+        if assembled.len() > limits.max_objects_per_bundle {
+            return Err(self.too_many(template, assembled.len()));
         }
+        for item in &assembled {
+            let id = &item.object.id;
+            // A namespaced object naming no namespace lands in the agent's default one.
+            let namespace = match (item.cluster_scoped, id.namespace.as_deref()) {
+                (true, _) => None,
+                (false, given) => Some(given.unwrap_or(DEFAULT_NAMESPACE)),
+            };
+            if let Some(reason) = allow.refuses(&id.group, &id.kind, namespace, &id.name) {
+                return Err(RenderError::NotAllowed {
+                    location: item.origin.clone(),
+                    object: id.to_string(),
+                    reason,
+                });
+            }
+        }
+        let (objects, origins): (Vec<_>, Vec<_>) = assembled
+            .into_iter()
+            .map(|item| (item.object, item.origin))
+            .unzip();
         let rendered = RenderedBundle {
             bundle: bundle.name.clone(),
             drift: bundle.drift,
             depends_on: bundle.depends_on.clone(),
             objects,
+            allow: allow.clone(),
         };
         let blob = rendered.to_blob();
         if blob.len() > limits.max_rendered_bytes {
@@ -303,7 +425,7 @@ impl<'r> Renderer<'r> {
                 limit: limits.max_rendered_bytes,
             });
         }
-        Ok((ContentHash::of(&blob), rendered))
+        Ok((ContentHash::of(&blob), rendered, Arc::new(origins)))
     }
 
     fn too_many(&self, template: &Template, count: usize) -> RenderError {

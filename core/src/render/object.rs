@@ -149,6 +149,14 @@ pub struct RenderedObject {
     pub object: Value,
 }
 
+/// An assembled object, where it is written, and whether its kind is cluster-scoped (a
+/// built-in cluster-scoped kind or one a CRD of the bundle declares so).
+pub(crate) struct Assembled {
+    pub(crate) object: RenderedObject,
+    pub(crate) origin: SourceLocation,
+    pub(crate) cluster_scoped: bool,
+}
+
 /// An object being rendered, with where it came from.
 pub(crate) struct SourcedObject {
     pub(crate) object: Value,
@@ -163,7 +171,7 @@ pub(crate) fn assemble(
     base: Vec<SourcedObject>,
     overlay: Vec<SourcedObject>,
     namespace: Option<&str>,
-) -> Result<Vec<RenderedObject>, RenderError> {
+) -> Result<Vec<Assembled>, RenderError> {
     let base = flatten_lists(base)?;
     let overlay = flatten_lists(overlay)?;
     let cluster_scoped = cluster_scoped_kinds(base.iter().chain(&overlay));
@@ -197,13 +205,19 @@ pub(crate) fn assemble(
         .map(|(_, item)| {
             // A merge keeps the identity but may change the version; read it again.
             let (id, item) = identify(item, namespace, &cluster_scoped)?;
-            Ok(RenderedObject {
+            let scoped = cluster_scoped.contains(&(id.group.clone(), id.kind.clone()));
+            let object = RenderedObject {
                 id,
                 object: crate::hash::canonical_json(item.object),
+            };
+            Ok(Assembled {
+                object,
+                origin: item.origin,
+                cluster_scoped: scoped,
             })
         })
         .collect::<Result<Vec<_>, RenderError>>()?;
-    rendered.sort_by(|a, b| a.id.sort_key().cmp(&b.id.sort_key()));
+    rendered.sort_by(|a, b| a.object.id.sort_key().cmp(&b.object.id.sort_key()));
     Ok(rendered)
 }
 

@@ -73,6 +73,28 @@ pub(crate) struct StageDocument {
     /// matches nothing (a typo) holds the rollout instead of passing it on at once.
     #[serde(default)]
     pub(crate) allow_empty: bool,
+    /// What bundles may touch on this stage's clusters, for bundles that do not say.
+    #[serde(default)]
+    pub(crate) allow: Option<AllowDocument>,
+}
+
+/// What a bundle may touch; an absent field allows everything of its sort.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct AllowDocument {
+    /// Namespaces its namespaced objects may be in (and Namespace objects it may create);
+    /// `*` allows any.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub(crate) namespaces: Option<Vec<Spanned<String>>>,
+    /// Kinds it may contain: `group/Kind`, `Kind` for the core group, `group/*` for every kind
+    /// of a group, `*` for any.
+    #[serde(default)]
+    #[schemars(with = "Option<Vec<String>>")]
+    pub(crate) kinds: Option<Vec<Spanned<String>>>,
+    /// Whether it may contain cluster-scoped objects (Namespaces it may use excepted).
+    #[serde(default)]
+    pub(crate) cluster_scoped: Option<bool>,
 }
 
 /// The branch a stage follows.
@@ -187,6 +209,9 @@ pub(crate) struct BundleDocument {
     #[serde(default)]
     #[schemars(with = "Vec<String>")]
     pub(crate) depends_on: Vec<Spanned<String>>,
+    /// What the bundle may touch; a field it leaves out comes from its cluster's stage.
+    #[serde(default)]
+    pub(crate) allow: Option<AllowDocument>,
 }
 
 /// An overlay: values and manifests for the clusters its selector matches.

@@ -5,13 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_saphyr::{Location, Spanned};
 
 use super::document::{
-    BundleDocument, FleetDocument, OverlayDocument, RolloutDocument, SigningKeyDocument,
-    StageDocument, WaveDocument,
+    AllowDocument, BundleDocument, FleetDocument, OverlayDocument, RolloutDocument,
+    SigningKeyDocument, StageDocument, WaveDocument,
 };
 use super::quantity::VariableValue;
 use super::{
-    API_VERSION, Bundle, DriftMode, FLEET_KIND, FleetSpec, IntOrPercent, Overlay, RolloutPolicy,
-    SigningKey, SigningKeyMaterial, SpecError, SpecErrors, Stage, StageSource, Wave, WaveTarget,
+    API_VERSION, Allow, Bundle, DriftMode, FLEET_KIND, FleetSpec, IntOrPercent, Overlay,
+    RolloutPolicy, SigningKey, SigningKeyMaterial, SpecError, SpecErrors, Stage, StageSource, Wave,
+    WaveTarget,
 };
 use crate::labels::validate_dns1123_label;
 use crate::location::SourceLocation;
@@ -172,6 +173,7 @@ impl Checker<'_> {
             rollout,
             require_signed_by,
             allow_empty: stage.allow_empty,
+            allow: self.allow(stage.allow, &format!("{field}.allow")),
             location,
         }
     }
@@ -436,8 +438,56 @@ impl Checker<'_> {
             overlays,
             drift: bundle.drift.unwrap_or(DriftMode::Correct),
             depends_on: bundle.depends_on.iter().map(|d| d.value.clone()).collect(),
+            allow: self.allow(bundle.allow, &format!("{field}.allow")),
             path_location: self.at(bundle.path.referenced),
             location,
+        }
+    }
+
+    fn allow(&mut self, allow: Option<AllowDocument>, field: &str) -> Allow {
+        let Some(allow) = allow else {
+            return Allow::default();
+        };
+        if let Some(namespaces) = &allow.namespaces {
+            for (index, namespace) in namespaces.iter().enumerate() {
+                if namespace.value != "*" {
+                    self.name(namespace, &format!("{field}.namespaces[{index}]"));
+                }
+            }
+        }
+        if let Some(kinds) = &allow.kinds {
+            for (index, kind) in kinds.iter().enumerate() {
+                let (group, name) = kind.value.rsplit_once('/').unwrap_or(("", &kind.value));
+                let valid_name = name == "*"
+                    || (name.chars().next().is_some_and(|c| c.is_ascii_uppercase())
+                        && name.chars().all(|c| c.is_ascii_alphanumeric()));
+                let valid_group = group.is_empty()
+                    || group.chars().all(|c| {
+                        c.is_ascii_lowercase() || c.is_ascii_digit() || c == '.' || c == '-'
+                    });
+                if !valid_name
+                    || !valid_group
+                    || (kind.value != "*" && name == "*" && group.is_empty())
+                {
+                    self.invalid(
+                        kind.referenced,
+                        format!("{field}.kinds[{index}]"),
+                        format!(
+                            "`{}` is not a kind: write `group/Kind` (`apps/Deployment`), `Kind` for the core group (`ConfigMap`), `group/*` or `*`",
+                            kind.value
+                        ),
+                    );
+                }
+            }
+        }
+        Allow {
+            namespaces: allow
+                .namespaces
+                .map(|list| list.into_iter().map(|n| n.value).collect()),
+            kinds: allow
+                .kinds
+                .map(|list| list.into_iter().map(|k| k.value).collect()),
+            cluster_scoped: allow.cluster_scoped,
         }
     }
 

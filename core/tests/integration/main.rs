@@ -5,6 +5,7 @@
 mod support;
 
 mod examples_fleet_renders;
+mod render_allow_and_ownership;
 mod render_dedup;
 mod render_hash_stability;
 mod render_kustomize;

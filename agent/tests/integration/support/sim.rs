@@ -121,6 +121,7 @@ pub async fn applied(
 /// A bundle revision in namespace `app`.
 pub fn revision(name: &str, revision: &str, objects: Vec<Value>) -> BundleRevision {
     BundleRevision {
+        allow: Default::default(),
         name: name.into(),
         revision: revision.into(),
         content_hash: format!("hash-{revision}"),

@@ -33,6 +33,11 @@ impl Fixture {
         path
     }
 
+    /// Removes a file.
+    pub(crate) fn remove_file(&self, relative: &str) {
+        std::fs::remove_file(self.dir.path().join(relative)).expect("remove file");
+    }
+
     /// Writes `flotilla.yaml` with one stage tracking `main` and the given bundles section.
     pub(crate) fn spec(&self, bundles: &str) {
         self.write(

@@ -90,6 +90,7 @@ pub fn bundle(name: &str, objects: Vec<Value>) -> Result<RenderedBundle> {
         drift: DriftMode::Correct,
         depends_on: Vec::new(),
         objects,
+        allow: flotilla_core::Allow::default(),
     })
 }
 

@@ -53,6 +53,7 @@ fn object(j: usize, round: usize) -> Value {
 
 fn bundle(objects: usize, round: usize) -> BundleRevision {
     BundleRevision {
+        allow: Default::default(),
         name: "bench".into(),
         revision: format!("r{round}"),
         content_hash: format!("h{round}"),

@@ -395,6 +395,7 @@ impl ApplyFloor {
         let render = millis(started.elapsed());
         let hash = rendered.hash().to_string();
         let revision = BundleRevision {
+            allow: Default::default(),
             name: BUNDLE.to_owned(),
             revision: format!("floor-{round}"),
             content_hash: hash.clone(),

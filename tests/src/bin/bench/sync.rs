@@ -98,6 +98,7 @@ fn bundle(cluster: &str, objects: usize) -> anyhow::Result<RenderedBundle> {
         drift: DriftMode::Correct,
         depends_on: Vec::new(),
         objects,
+        allow: flotilla_core::Allow::default(),
     })
 }
 
