@@ -5,6 +5,11 @@
 //! another, so credentials copied to an agent of another cluster (or a kubeconfig pointing at
 //! the wrong one) cannot act for the name. The agent reads it afresh for every hello: a cluster
 //! rebuilt behind the same address is told apart at the next reconnect.
+//!
+//! The same identity guards the state directory: bundles stored there are enforced from the
+//! agent's first moment, before any hub is asked, so [`guard_state_dir`] sets aside bundles
+//! stored for another cluster (a directory copied with the credentials, a kubeconfig pointing
+//! elsewhere, a rebuilt cluster) before the engine loads them.
 
 use std::time::Duration;
 
@@ -12,8 +17,13 @@ use flotilla_proto::v1::ClusterIdentity;
 use k8s_openapi::api::core::v1::Namespace;
 use kube::{Api, Client};
 
+use crate::state::{Claimed, StateDir, StateError};
+
 /// How long reading the namespace may take before the identity counts as unreadable.
 const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How often the identity is read again while bundles stored for a cluster wait for it.
+const GUARD_RETRY: Duration = Duration::from_secs(5);
 
 /// The namespace whose UID identifies a cluster.
 pub const IDENTITY_NAMESPACE: &str = "kube-system";
@@ -59,6 +69,46 @@ impl ClusterUid {
                 kube_system_uid: String::new(),
                 unreadable: why.clone(),
             },
+        }
+    }
+}
+
+/// Makes sure the bundles stored in `dir` are the desired state of the cluster `client` talks
+/// to before an engine enforces them: stored for another cluster, they are set aside (see
+/// [`StateDir::claim_for`]). While the identity cannot be read and bundles are stored, it waits
+/// and reads again: the cluster that answers later might not be theirs. Cancel it to give up.
+pub async fn guard_state_dir(client: &Client, dir: &StateDir) -> Result<(), StateError> {
+    let mut warned = false;
+    loop {
+        match ClusterUid::read(client).await {
+            ClusterUid::Known(uid) => {
+                match dir.claim_for(&uid)? {
+                    Claimed::Same => {}
+                    Claimed::Recorded => {
+                        tracing::info!(kube_system_uid = %uid, "state directory recorded for this cluster");
+                    }
+                    Claimed::SetAside { other, moved_to } => tracing::error!(
+                        kube_system_uid = %uid,
+                        stored_for = %other,
+                        moved_to = %moved_to.display(),
+                        "the state directory held another cluster's bundles (copied from another \
+                         agent, or this cluster was rebuilt): set aside, not enforced; the hub \
+                         decides what this cluster gets"
+                    ),
+                }
+                return Ok(());
+            }
+            ClusterUid::Unreadable(why) => {
+                if dir.load()?.is_empty() {
+                    return Ok(());
+                }
+                if !warned {
+                    tracing::warn!(%why, "cannot read the cluster's identity; the stored bundles \
+                        wait until it can be checked");
+                    warned = true;
+                }
+                tokio::time::sleep(GUARD_RETRY).await;
+            }
         }
     }
 }

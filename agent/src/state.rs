@@ -4,6 +4,10 @@
 //! One JSON file per bundle, `bundles/<name>.json`, replaced atomically (written to a temporary
 //! file in the same directory, synced, renamed over the old one, and the directory synced), so
 //! a crash leaves either the old or the new file, never a torn one.
+//!
+//! `cluster-uid` records which Kubernetes cluster (its kube-system namespace's UID) the stored
+//! bundles are that cluster's desired state: a directory copied to an agent of another cluster,
+//! or an agent pointed at a rebuilt one, must not enforce them there ([`StateDir::claim_for`]).
 
 use std::io::Write;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
@@ -15,6 +19,9 @@ use crate::bundle::{BundleRevision, is_dns_label};
 
 /// Version of the state file format.
 const FORMAT: u32 = 1;
+
+/// The file naming the cluster whose desired state the directory holds.
+const CLUSTER_FILE: &str = "cluster-uid";
 
 /// What the agent keeps about one bundle.
 #[derive(Clone, Debug, PartialEq)]
@@ -101,7 +108,25 @@ pub enum StateError {
 /// The state directory.
 #[derive(Clone, Debug)]
 pub struct StateDir {
+    root: PathBuf,
     bundles: PathBuf,
+}
+
+/// What [`StateDir::claim_for`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claimed {
+    /// The stored bundles are that cluster's.
+    Same,
+    /// Nothing was recorded (a new directory, or one from an agent that did not record it): the
+    /// cluster is recorded now and the stored bundles taken as its own.
+    Recorded,
+    /// The stored bundles are another cluster's: moved aside, never to be enforced here.
+    SetAside {
+        /// The UID they were recorded for.
+        other: String,
+        /// Where they are now.
+        moved_to: PathBuf,
+    },
 }
 
 impl StateDir {
@@ -123,7 +148,71 @@ impl StateDir {
                 path: bundles.clone(),
                 source,
             })?;
-        Ok(StateDir { bundles })
+        Ok(StateDir {
+            root: root.to_owned(),
+            bundles,
+        })
+    }
+
+    /// The kube-system UID of the cluster the stored bundles belong to, if recorded.
+    pub fn cluster_uid(&self) -> Result<Option<String>, StateError> {
+        let path = self.root.join(CLUSTER_FILE);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Ok(Some(text.trim().to_owned()).filter(|uid| !uid.is_empty())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StateError::Io { path, source }),
+        }
+    }
+
+    /// Makes the directory the desired state of the cluster whose kube-system UID is `uid`:
+    /// bundles stored for another cluster are moved to `bundles.of-<their uid>` (kept for an
+    /// operator to look at, never loaded) before `uid` is recorded.
+    pub fn claim_for(&self, uid: &str) -> Result<Claimed, StateError> {
+        let claimed = match self.cluster_uid()? {
+            Some(recorded) if recorded == uid => return Ok(Claimed::Same),
+            None => Claimed::Recorded,
+            Some(other) => {
+                // The recorded text names a directory: only the characters a UID has.
+                let name: String = other
+                    .chars()
+                    .filter(|c| c.is_ascii_alphanumeric() || *c == '-')
+                    .take(64)
+                    .collect();
+                let moved_to = self.root.join(format!("bundles.of-{name}"));
+                let io = |source| StateError::Io {
+                    path: moved_to.clone(),
+                    source,
+                };
+                if moved_to.exists() {
+                    std::fs::remove_dir_all(&moved_to).map_err(io)?;
+                }
+                std::fs::rename(&self.bundles, &moved_to).map_err(io)?;
+                std::fs::DirBuilder::new()
+                    .mode(0o700)
+                    .create(&self.bundles)
+                    .map_err(|source| StateError::Io {
+                        path: self.bundles.clone(),
+                        source,
+                    })?;
+                Claimed::SetAside { other, moved_to }
+            }
+        };
+        let path = self.root.join(CLUSTER_FILE);
+        let io = |source| StateError::Io {
+            path: path.clone(),
+            source,
+        };
+        let mut temp = tempfile::Builder::new()
+            .prefix(".tmp-")
+            .tempfile_in(&self.root)
+            .map_err(io)?;
+        temp.write_all(format!("{uid}\n").as_bytes()).map_err(io)?;
+        temp.as_file().sync_all().map_err(io)?;
+        temp.persist(&path).map_err(|e| io(e.error))?;
+        std::fs::File::open(&self.root)
+            .and_then(|dir| dir.sync_all())
+            .map_err(io)?;
+        Ok(claimed)
     }
 
     /// Every bundle's state, sorted by name. Temporary files left by a crash are ignored.
@@ -251,6 +340,36 @@ mod tests {
         reopened.remove("db").expect("remove");
         reopened.remove("db").expect("removing twice is fine");
         assert_eq!(reopened.load().expect("load"), vec![state("web", "h2")]);
+    }
+
+    #[test]
+    fn bundles_stored_for_another_cluster_are_set_aside_and_never_loaded() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let states = StateDir::open(dir.path()).expect("open");
+        states.save(&state("web", "h1")).expect("save");
+        // A directory from before clusters were recorded keeps its bundles.
+        assert_eq!(states.claim_for("uid-a").expect("claim"), Claimed::Recorded);
+        assert_eq!(states.claim_for("uid-a").expect("claim"), Claimed::Same);
+        assert_eq!(states.load().expect("load"), vec![state("web", "h1")]);
+        // The same directory, now on another cluster.
+        let claimed = states.claim_for("uid-b").expect("claim");
+        let Claimed::SetAside { other, moved_to } = claimed else {
+            panic!("not set aside: {claimed:?}");
+        };
+        assert_eq!(other, "uid-a");
+        assert!(
+            moved_to.join("web.json").is_file(),
+            "{}",
+            moved_to.display()
+        );
+        assert!(states.load().expect("load").is_empty());
+        assert_eq!(
+            states.cluster_uid().expect("read"),
+            Some("uid-b".to_owned())
+        );
+        // New bundles are stored for the new cluster as usual.
+        states.save(&state("db", "h1")).expect("save");
+        assert_eq!(states.load().expect("load"), vec![state("db", "h1")]);
     }
 
     #[test]

@@ -26,6 +26,9 @@ pub struct AgentSetup {
     /// A state directory whose credentials it starts with, instead of registering with a fresh
     /// bootstrap token.
     pub credentials_from: Option<PathBuf>,
+    /// A state directory copied whole — credentials, stored bundles and all — as a careless
+    /// operator copies an agent's volume.
+    pub state_from: Option<PathBuf>,
     /// Its `--max-backoff`, e.g. `1s` (the agent's default otherwise).
     pub max_backoff: Option<String>,
 }
@@ -37,6 +40,7 @@ impl AgentSetup {
             cluster: cluster.to_owned(),
             context: cluster.to_owned(),
             credentials_from: None,
+            state_from: None,
             max_backoff: None,
         }
     }
@@ -68,15 +72,19 @@ impl AgentProcess {
         setup: AgentSetup,
     ) -> anyhow::Result<AgentProcess> {
         let state = tempfile::tempdir()?;
-        let register = match &setup.credentials_from {
-            Some(from) => {
+        let register = match (&setup.state_from, &setup.credentials_from) {
+            (Some(from), _) => {
+                copy_dir(from, state.path())?;
+                false
+            }
+            (None, Some(from)) => {
                 std::fs::copy(
                     from.join(CREDENTIALS_FILE),
                     state.path().join(CREDENTIALS_FILE),
                 )?;
                 false
             }
-            None => true,
+            (None, None) => true,
         };
         let process = spawn(hub, sim, &setup, state.path(), register)?;
         Ok(AgentProcess {
@@ -113,6 +121,21 @@ impl AgentProcess {
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
     }
+}
+
+/// Copies the files and folders of `from` into `to`.
+fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(())
 }
 
 fn spawn(

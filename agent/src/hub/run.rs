@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::clock::SystemClock;
+use crate::cluster_identity::guard_state_dir;
 use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::state::StateDir;
 
 use flotilla_pki::CredentialStore;
 use tokio_util::sync::CancellationToken;
@@ -159,7 +161,15 @@ async fn client(args: &RunArgs) -> Result<kube::Client, RunError> {
 /// Runs the agent until `shutdown` resolves; then closes the stream and stops the engine,
 /// leaving the cluster as it is.
 pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
+    tokio::pin!(shutdown);
     let client = client(&args).await?;
+    if let Some(dir) = &args.state_dir {
+        let dir = StateDir::open(dir).map_err(EngineError::from)?;
+        tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            guarded = guard_state_dir(&client, &dir) => guarded.map_err(EngineError::from)?,
+        }
+    }
     let engine = Arc::new(Engine::start(
         client,
         EngineConfig {

@@ -1,7 +1,8 @@
 //! An agent acts for its cluster's name only while it talks to the Kubernetes cluster the name
 //! is bound to, with real `flotilla-sim`, `flotilla-hub` and `flotilla-agent` processes:
-//! dev-1's credentials copied to an agent pointed at prod-eu-1 are refused (audited, counted,
-//! shown in `flotilla status`), and that agent backs off instead of reconnecting in a loop; a
+//! dev-1's state directory (credentials and stored bundles) copied to an agent pointed at
+//! prod-eu-1 is refused (audited, counted, shown in `flotilla status`), enforces none of dev-1's
+//! stored bundles there, and backs off instead of reconnecting in a loop; a
 //! second agent of dev-1 itself is refused while the first streams; the rightful agent keeps
 //! its stream and nobody's objects change. A cluster rebuilt under its name (a new kube-system
 //! UID) is refused until `flotilla cluster reset-identity` lets it in.
@@ -114,16 +115,18 @@ async fn copied_credentials_on_another_cluster_and_a_second_agent_are_refused() 
         .state_dir()
         .to_path_buf();
 
-    // dev-1's credentials copied to an agent whose kubeconfig points at prod-eu-1.
+    // dev-1's whole state directory copied to an agent whose kubeconfig points at prod-eu-1.
     let mut impostor = AgentProcess::start_as(
         &fleet.hub,
         &fleet.sim,
         AgentSetup {
             context: "prod-eu-1".into(),
-            credentials_from: Some(dev_state.clone()),
+            state_from: Some(dev_state.clone()),
             ..AgentSetup::new("dev-1")
         },
     )?;
+    let set_aside = logged(&mut impostor, "held another cluster's bundles").await?;
+    assert!(set_aside.contains(&dev_uid), "{set_aside}");
     let refusal = logged(&mut impostor, "the hub refused this agent").await?;
     assert!(
         refusal.contains(&dev_uid)
