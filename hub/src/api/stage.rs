@@ -280,7 +280,7 @@ pub(super) async fn set_status(
         let wanted = match action {
             RolloutAction::Pause => "running",
             RolloutAction::Resume => "paused",
-            RolloutAction::Approve => "awaiting approval",
+            RolloutAction::Approve | RolloutAction::ApproveByPolicy => "awaiting approval",
         };
         let found = state.active_rollout(&stage.name);
         let Some((id, rollout)) = found.filter(|(_, r)| r.status.name() == wanted) else {
@@ -317,7 +317,7 @@ pub(super) async fn set_status(
         let default = match action {
             RolloutAction::Pause => "paused by hand",
             RolloutAction::Resume => "resumed by hand",
-            RolloutAction::Approve => "approved by hand",
+            RolloutAction::Approve | RolloutAction::ApproveByPolicy => "approved by hand",
         };
         let reason = reason_or(request.reason, default)?;
         let command = Command::SetRolloutStatus {
