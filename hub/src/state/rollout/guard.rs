@@ -321,24 +321,38 @@ impl<'a> ObjectCounter<'a> {
     }
 
     /// How many of the objects `cluster` holds in bundles `now` none of `next` holds, and how
-    /// many it holds; `None` when a blob cannot be read (recorded as unreadable).
+    /// many it holds; `None` when a blob cannot be read (recorded as unreadable). A bundle whose
+    /// blob is the same in both holds the same objects in both, so only changed bundles are
+    /// read — every revision changes some content, few remove anything — and the unchanged
+    /// ones only when something would be pruned (to subtract an object that moved into one, and
+    /// for the total).
     fn pruned(
         &mut self,
         cluster: &str,
         now: &BTreeMap<String, BlobHash>,
         next: &BTreeMap<String, BlobHash>,
     ) -> Option<(u64, u64)> {
-        let held = self.union(cluster, now);
-        let kept = self.union(cluster, next);
-        let (held, kept) = (held?, kept?);
-        let pruned = held.difference(&kept).count() as u64;
-        Some((pruned, held.len() as u64))
+        let same = |(bundle, hash): &(&String, &BlobHash), other: &BTreeMap<String, BlobHash>| {
+            other.get(*bundle) == Some(*hash)
+        };
+        let gone = self.union(cluster, now.iter().filter(|b| !same(b, next)));
+        let came = self.union(cluster, next.iter().filter(|b| !same(b, now)));
+        let (gone, came) = (gone?, came?);
+        if gone.is_subset(&came) {
+            return Some((0, 0));
+        }
+        let kept = self.union(cluster, now.iter().filter(|b| same(b, next)))?;
+        let pruned = gone
+            .iter()
+            .filter(|o| !came.contains(*o) && !kept.contains(*o))
+            .count() as u64;
+        Some((pruned, gone.union(&kept).count() as u64))
     }
 
-    fn union(
+    fn union<'b>(
         &mut self,
         cluster: &str,
-        bundles: &BTreeMap<String, BlobHash>,
+        bundles: impl Iterator<Item = (&'b String, &'b BlobHash)>,
     ) -> Option<BTreeSet<ObjectKey>> {
         let mut all = BTreeSet::new();
         let mut readable = true;

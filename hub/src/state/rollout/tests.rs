@@ -240,8 +240,9 @@ fn a_rollout_awaiting_approval_changes_nothing_until_approved() {
     apply_ok(&mut state, step(id, assign(0, &["a"]), 103));
 }
 
-/// Renders `commit` for a, b and c with `bundles` (name and object names) each.
-fn render_with(state: &mut State, commit: &str, bundles: &[(&str, &[&str])]) {
+/// Renders `commit` for a, b and c with `bundles` (name and object names) each; the objects'
+/// content is `data`, so equal bundles and data make equal blobs.
+fn render_with(state: &mut State, commit: &str, data: &str, bundles: &[(&str, &[&str])]) {
     apply_ok(
         state,
         Command::RecordFetch {
@@ -256,7 +257,7 @@ fn render_with(state: &mut State, commit: &str, bundles: &[(&str, &[&str])]) {
     for cluster in ["a", "b", "c"] {
         let mut of_cluster = BTreeMap::new();
         for (bundle, objects) in bundles {
-            let blob = crate::state::tests::bundle_blob(bundle, objects, commit);
+            let blob = crate::state::tests::bundle_blob(bundle, objects, data);
             of_cluster.insert((*bundle).to_owned(), blob.hash);
             blobs.push(blob);
         }
@@ -279,7 +280,7 @@ fn render_with(state: &mut State, commit: &str, bundles: &[(&str, &[&str])]) {
 #[test]
 fn a_deleting_rollout_is_held_as_it_applies_whatever_its_proposer_asked() {
     let mut state = fleet();
-    render_with(&mut state, "empty", &[]);
+    render_with(&mut state, "empty", "", &[]);
     let id = state.next_rollout_id;
     // Proposed to run at once (a stage approving by itself): apply judges and holds it.
     apply_ok(&mut state, start("empty", false, false, 100));
@@ -311,7 +312,7 @@ fn the_guard_counts_objects_across_bundles_and_each_check_can_be_off() {
     let mut state = fleet();
     // c1 and c2 hold one object, `app`, in bundle `app`. Moving it to another bundle prunes
     // nothing, though bundle `app` leaves every cluster.
-    render_with(&mut state, "moved", &[("web", &["app"])]);
+    render_with(&mut state, "moved", "moved", &[("web", &["app"])]);
     let limits = |removals: Option<guard::Limit>| DeletionLimits {
         max_bundle_removals: removals,
         ..guard()
@@ -330,7 +331,12 @@ fn the_guard_counts_objects_across_bundles_and_each_check_can_be_off() {
         "100% never holds"
     );
     // Two objects where there was one, then none of the old: 1 of 1 pruned.
-    render_with(&mut state, "renamed", &[("app", &["other", "more"])]);
+    render_with(
+        &mut state,
+        "renamed",
+        "renamed",
+        &[("app", &["other", "more"])],
+    );
     let hold = verdict(&state, "renamed", guard()).expect("held");
     assert_eq!((hold.pruning[0].pruned, hold.pruning[0].of), (1, 1));
     assert_eq!(verdict(&state, "renamed", DeletionLimits::OFF), None);
@@ -339,6 +345,30 @@ fn the_guard_counts_objects_across_bundles_and_each_check_can_be_off() {
         None,
         "new content, same objects"
     );
+
+    // An unchanged bundle counts in the cluster's total: `app` leaving is 1 of 4 objects.
+    let web: (&str, &[&str]) = ("web", &["web-1", "web-2", "web-3"]);
+    render_with(&mut state, "base", "same", &[("app", &["app"]), web]);
+    render_with(&mut state, "no-app", "same", &[web]);
+    apply_ok(
+        &mut state,
+        Command::PinStage {
+            stage: "prod".into(),
+            revision: rev("base"),
+            change: StageChange::Track,
+            by: "alice".into(),
+            reason: "a base with two bundles".into(),
+            at: t(40),
+        },
+    );
+    let any = DeletionLimits {
+        max_pruned_objects: Some(guard::Limit::Count(0)),
+        ..DeletionLimits::OFF
+    };
+    let hold = verdict(&state, "no-app", any).expect("held");
+    assert_eq!((hold.pruning[0].pruned, hold.pruning[0].of), (1, 4));
+    let hold = verdict(&state, "no-app", guard()).expect("held for the bundle leaving");
+    assert_eq!(hold.pruning_clusters, 0, "1 of 4 is within 50%");
 }
 
 #[test]
