@@ -397,7 +397,10 @@ impl RolloutView {
         }
         if let Some(hold) = &self.deletion_hold {
             let state = if self.status == "awaiting approval" {
-                format!("holds it until `flotilla approve {}`", self.stage)
+                format!(
+                    "holds it until `flotilla approve {} --rollout {}`",
+                    self.stage, self.id
+                )
             } else {
                 "held it; it was approved".to_owned()
             };

@@ -390,11 +390,12 @@ fn table(view: &StatusView) -> String {
         .filter_map(|r| {
             let why = r.deletion_hold.as_ref()?;
             Some(format!(
-                "  {}: rollout {} to {}: {why}; `flotilla approve {}` releases it",
+                "  {}: rollout {} to {}: {why}; `flotilla approve {} --rollout {}` releases it",
                 r.stage,
                 r.id,
                 short(&r.to_revision),
-                r.stage
+                r.stage,
+                r.id
             ))
         })
         .collect();

@@ -77,7 +77,7 @@ pub(super) fn progress(
     let status_reason = match &rollout.status {
         RolloutStatus::AwaitingApproval => match &rollout.deletion_hold {
             Some(hold) => format!(
-                "held by the deletion guard: {}; `flotilla approve {}` releases it",
+                "held by the deletion guard: {}; `flotilla approve {} --rollout {id}` releases it",
                 hold.summary(),
                 rollout.stage
             ),

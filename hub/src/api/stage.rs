@@ -229,7 +229,7 @@ fn held(hub: &HubContext, id: u64) -> String {
         Some(rollout) if rollout.status == RolloutStatus::AwaitingApproval => {
             match &rollout.deletion_hold {
                 Some(hold) => format!(
-                    "; held by the deletion guard: {}; `flotilla approve {}` releases it",
+                    "; held by the deletion guard: {}; `flotilla approve {} --rollout {id}` releases it",
                     hold.summary(),
                     rollout.stage
                 ),
@@ -322,6 +322,18 @@ pub(super) async fn set_status(
                 stage.name
             )));
         };
+        // What was reviewed is what is acted on: a newer rollout that replaced it (a newer
+        // commit, held for other deletions) needs its own look.
+        if request.rollout != 0 && request.rollout != id {
+            return Err(Status::failed_precondition(format!(
+                "cannot {} rollout {} of stage `{}`: the stage's {wanted} rollout is {id} (to {}); `flotilla rollout status {}` shows it",
+                action.verb(),
+                request.rollout,
+                stage.name,
+                short(&rollout.to.commit),
+                stage.name
+            )));
+        }
         // The upstream may have rolled the revision back since it was proposed here.
         if action == RolloutAction::Approve
             && rollout.change != StageChange::ForcePromote

@@ -71,9 +71,11 @@ async fn an_emptied_bundle_list_waits_for_approval_and_prunes_only_once_approved
 
     let dev = fleet.cli.json(&["rollout", "status", "dev"]).await?;
     assert_eq!(dev["status"], "awaiting approval", "{dev}");
+    let id = dev["id"].as_u64().context("a rollout id")?.to_string();
     let reason = dev["statusReason"].as_str().unwrap_or_default();
     assert!(
-        reason.contains("held by the deletion guard") && reason.contains("`flotilla approve dev`"),
+        reason.contains("held by the deletion guard")
+            && reason.contains(&format!("`flotilla approve dev --rollout {id}`")),
         "{reason}"
     );
     let hold = &dev["deletionHold"];
@@ -86,7 +88,9 @@ async fn an_emptied_bundle_list_waits_for_approval_and_prunes_only_once_approved
     );
     let table = fleet.cli.text(&["rollout", "status", "dev"]).await?;
     assert!(
-        table.contains("DELETION GUARD holds it until `flotilla approve dev`"),
+        table.contains(&format!(
+            "DELETION GUARD holds it until `flotilla approve dev --rollout {id}`"
+        )),
         "{table}"
     );
 
@@ -104,11 +108,23 @@ async fn an_emptied_bundle_list_waits_for_approval_and_prunes_only_once_approved
         );
     }
 
+    // An approval names what was reviewed: prod's rollout is not dev's.
+    let wrong = fleet
+        .cli
+        .run(&["approve", "prod", "--rollout", &id])
+        .await?;
+    let refusal = String::from_utf8_lossy(&wrong.stderr);
+    assert!(
+        !wrong.status.success() && refusal.contains("the stage's awaiting approval rollout is"),
+        "{refusal}"
+    );
     let approved = fleet
         .cli
         .text(&[
             "approve",
             "dev",
+            "--rollout",
+            &id,
             "--reason",
             "the bundles moved to another repo",
         ])
