@@ -1,7 +1,8 @@
 //! `flotilla pause STAGE`, `flotilla resume STAGE` and `flotilla approve STAGE`: act on a
 //! stage's active rollout. A paused rollout gives no further cluster its revision; resuming
 //! gives every cluster still on its way a fresh health timeout and soaks the current wave again.
-//! Approving lets a rollout that waits for approval (`approval: manual`) run.
+//! Approving lets a rollout that waits for approval (`approval: manual`, or held by the deletion
+//! guard) run.
 
 use clap::Args;
 use flotilla_proto::v1::AdminStageActionRequest;
@@ -18,6 +19,11 @@ pub(crate) struct StageActionArgs {
     /// Why, for the stage's history.
     #[arg(long, default_value = "")]
     reason: String,
+    /// The rollout meant (`flotilla rollout status STAGE` shows its id): refused when the
+    /// stage's active rollout is another, so approving what was reviewed never lets a newer one
+    /// run.
+    #[arg(long)]
+    rollout: Option<u64>,
     #[command(flatten)]
     hub: HubArgs,
     /// Output format.
@@ -42,6 +48,7 @@ pub(crate) async fn run(args: &StageActionArgs, action: Action) -> anyhow::Resul
     let request = AdminStageActionRequest {
         stage: args.stage.clone(),
         reason: args.reason.clone(),
+        rollout: args.rollout.unwrap_or(0),
     };
     let (verb, reply) = match action {
         Action::Pause => ("pausing", admin.pause(request).await),

@@ -109,6 +109,8 @@ struct RolloutView {
     status: String,
     waves_started: u32,
     waves: u32,
+    /// Why the deletion guard held it for an approval, if it did.
+    deletion_hold: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -190,6 +192,7 @@ impl StatusView {
                     status: r.status,
                     waves_started: r.waves_started,
                     waves: r.waves,
+                    deletion_hold: some(r.deletion_hold),
                 })
                 .collect(),
             events: status
@@ -379,6 +382,28 @@ fn table(view: &StatusView) -> String {
         .collect();
     if !blocked.is_empty() {
         out.push_str(&format!("\nBLOCKED (signature)\n{}\n", blocked.join("\n")));
+    }
+    let held: Vec<String> = view
+        .rollouts
+        .iter()
+        .filter(|r| r.status == "awaiting approval")
+        .filter_map(|r| {
+            let why = r.deletion_hold.as_ref()?;
+            Some(format!(
+                "  {}: rollout {} to {}: {why}; `flotilla approve {} --rollout {}` releases it",
+                r.stage,
+                r.id,
+                short(&r.to_revision),
+                r.stage,
+                r.id
+            ))
+        })
+        .collect();
+    if !held.is_empty() {
+        out.push_str(&format!(
+            "\nHELD BY THE DELETION GUARD\n{}\n",
+            held.join("\n")
+        ));
     }
     if !view.rollouts.is_empty() {
         let mut rollouts = Table::new(&["ROLLOUT", "STAGE", "FROM", "TO", "STATUS", "WAVES"]);

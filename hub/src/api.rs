@@ -285,7 +285,7 @@ impl AdminService {
         let stage = request.get_ref().stage.clone();
         let needs = match action {
             RolloutAction::Pause | RolloutAction::Resume => Action::Pause,
-            RolloutAction::Approve => Action::Promote,
+            RolloutAction::Approve | RolloutAction::ApproveByPolicy => Action::Promote,
         };
         let change = Change::stage(needs, &stage, action.verb());
         self.audited(request, change, no_detail, |caller, request| async move {

@@ -25,7 +25,7 @@ pub mod source;
 pub mod stage;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use command::{
     COMMAND_VERSION, Command, DecodeError, EncodeError, PlannedWave, RenderOutcome, RolloutAction,
@@ -53,7 +53,7 @@ pub use flotilla_core::Labels;
 pub struct Timestamp(pub u64);
 
 /// Version of the snapshot encoding this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 5;
+pub const SNAPSHOT_VERSION: u32 = 6;
 
 /// The whole replicated state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -177,6 +177,16 @@ pub enum CommandError {
         /// The one offered.
         offered: String,
     },
+    /// The rollout was held by the deletion guard: only a person's approval releases it.
+    #[error(
+        "rollout {rollout} of stage '{stage}' is held by the deletion guard; only `flotilla approve {stage}` releases it"
+    )]
+    HeldByDeletionGuard {
+        /// The rollout.
+        rollout: u64,
+        /// Its stage.
+        stage: String,
+    },
     /// The command is malformed in a way apply can tell (empty name, empty wave, ...).
     #[error("invalid command: {0}")]
     Invalid(String),
@@ -270,6 +280,7 @@ impl State {
                 to,
                 waves,
                 gate,
+                guard,
                 change,
                 await_approval,
                 supersede,
@@ -283,6 +294,7 @@ impl State {
                     to,
                     waves,
                     gate: *gate,
+                    guard: *guard,
                     change: *change,
                     await_approval: *await_approval,
                     supersede: *supersede,

@@ -208,6 +208,8 @@ pub struct RolloutSummary {
     pub waves: usize,
     /// When it last changed.
     pub updated_at: Timestamp,
+    /// Why the deletion guard held it for an approval, if it did (kept once approved).
+    pub deletion_hold: Option<String>,
 }
 
 /// Something that happened.
@@ -515,6 +517,7 @@ fn rollouts(state: &State) -> Vec<RolloutSummary> {
             waves_started: r.waves.iter().filter(|w| w.started_at.is_some()).count(),
             waves: r.waves.len(),
             updated_at: r.updated_at,
+            deletion_hold: r.deletion_hold.as_ref().map(|hold| hold.summary()),
         })
         .collect()
 }

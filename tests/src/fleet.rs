@@ -140,6 +140,33 @@ impl Fleet {
         .map_err(|e| e.context(format!("the hub's log ends with:\n{}", self.hub.log_tail())))
     }
 
+    /// Waits until `flotilla status` lists a rollout of `stage` to `commit` that the deletion
+    /// guard holds for an approval; returns that rollout as listed.
+    pub async fn wait_held(&self, stage: &str, commit: &str) -> anyhow::Result<Value> {
+        wait::until(
+            &format!("{} held on stage {stage}", short(commit)),
+            PATIENCE,
+            || async {
+                let status = self.cli.status().await?;
+                let rollouts = status["rollouts"].as_array().cloned().unwrap_or_default();
+                let found = rollouts
+                    .into_iter()
+                    .find(|r| r["stage"] == stage && r["toRevision"] == commit);
+                Ok(match found {
+                    Some(r)
+                        if r["status"] == "awaiting approval" && r["deletionHold"].is_string() =>
+                    {
+                        Probe::Done(r)
+                    }
+                    Some(r) => Probe::NotYet(r.to_string()),
+                    None => Probe::NotYet(format!("no rollout yet: {}", status["rollouts"])),
+                })
+            },
+        )
+        .await
+        .map_err(|e| e.context(format!("the hub's log ends with:\n{}", self.hub.log_tail())))
+    }
+
     /// Waits until `flotilla revisions` lists `commit` with `status` (`rendered`, `failed`);
     /// returns that revision.
     pub async fn wait_revision(&self, commit: &str, status: &str) -> anyhow::Result<Value> {

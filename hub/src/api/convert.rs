@@ -138,6 +138,7 @@ fn rollout(rollout: RolloutSummary) -> AdminRolloutStatus {
         waves_started: rollout.waves_started as u32,
         waves: rollout.waves as u32,
         updated_at_ms: rollout.updated_at.0 as i64,
+        deletion_hold: rollout.deletion_hold.unwrap_or_default(),
     }
 }
 

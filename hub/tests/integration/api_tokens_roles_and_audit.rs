@@ -25,6 +25,7 @@ fn stage_request(stage: &str) -> AdminStageActionRequest {
     AdminStageActionRequest {
         stage: stage.into(),
         reason: String::new(),
+        rollout: 0,
     }
 }
 

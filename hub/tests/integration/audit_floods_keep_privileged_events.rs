@@ -82,6 +82,7 @@ async fn replayed_webhooks_and_refused_calls_never_flush_privileged_audit_events
             .pause(AdminStageActionRequest {
                 stage: "prod".into(),
                 reason: String::new(),
+                rollout: 0,
             })
             .await
             .expect_err("a viewer cannot pause");

@@ -114,6 +114,7 @@ async fn a_good_commit_goes_from_dev_through_staging_to_prod_after_approval() ->
         .approve(AdminStageActionRequest {
             stage: "prod".into(),
             reason: "release 2 looks good in staging".into(),
+            rollout: 0,
         })
         .await?
         .into_inner();

@@ -274,8 +274,11 @@ async fn a_flood_from_one_address_leaves_status_agents_and_webhooks_working() ->
         http_tally.summary(),
         api_tally.summary()
     );
+    // The attacker still holds its whole share at the end: the hub closed none of its idle
+    // HTTP/2 connections that answer pings (a connection the attacker's own side dropped under
+    // load is replaced by a new attempt, so admitted may exceed the share).
     ensure!(
-        still_open.1 == admitted(&api_tally),
+        still_open.1 == API_PER_PEER,
         "idle HTTP/2 connections answering pings are bounded by the limit, not closed as idle: {}",
         api_tally.summary()
     );

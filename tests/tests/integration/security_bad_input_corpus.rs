@@ -1,6 +1,7 @@
 //! The bad-input corpus, against a live hub process with TLS and tokens: hostile and malformed
 //! repositories (links and paths leaving the repository, a billion laughs, an oversized file,
-//! too many files and objects, deep nesting, an undefined variable, a bad spec, broken YAML),
+//! too many files and objects, deep nesting, an undefined variable, a bad spec, broken YAML, an
+//! emptied `bundles:` list that the deletion guard holds),
 //! forged webhooks (GitHub HMAC, GitLab token, generic HMAC), replayed signed webhooks (as they
 //! were, or under a new delivery id: answered, nothing fetched), API tokens that are missing,
 //! garbage, unknown, revoked, expired or of the wrong role, an oversized gRPC message, and
@@ -183,6 +184,26 @@ impl Corpus {
                 Some(r) if r["status"] == "failed" => Probe::Done(r["error"].clone()),
                 Some(r) => Probe::NotYet(r.to_string()),
                 None => Probe::NotYet(format!("{commit} not fetched")),
+            })
+        })
+        .await
+    }
+
+    /// Waits until `flotilla status` shows the rollout of `stage` to `commit` held by the
+    /// deletion guard; returns why.
+    async fn held(&self, stage: &str, commit: &str) -> Result<String> {
+        until(&format!("{commit} held on {stage}"), PATIENCE, || async {
+            let status = self.json(&["status"]).await?;
+            let held = status["rollouts"].as_array().and_then(|list| {
+                list.iter().find(|r| {
+                    r["stage"] == stage
+                        && r["toRevision"] == commit
+                        && r["status"] == "awaiting approval"
+                })
+            });
+            Ok(match held.and_then(|r| r["deletionHold"].as_str()) {
+                Some(why) => Probe::Done(why.to_owned()),
+                None => Probe::NotYet(status["rollouts"].to_string()),
             })
         })
         .await
@@ -931,6 +952,27 @@ async fn every_bad_input_gets_a_clear_error_and_changes_no_cluster() -> Result<(
         cases += 1;
     }
 
+    // A commit that renders but would delete everything: every stage holds it for an approval,
+    // with the reason, whatever its own approval policy.
+    let bundles = small_fleet::SPEC
+        .find("bundles:")
+        .context("the small fleet declares bundles")?;
+    corpus.repo.write(
+        "flotilla.yaml",
+        &format!("{}bundles: []\n", &small_fleet::SPEC[..bundles]),
+    )?;
+    let emptied = corpus.repo.commit("bundles: []")?;
+    corpus.push(&emptied).await?;
+    for stage in ["dev", "prod"] {
+        let held = corpus.held(stage, &emptied).await?;
+        assert!(held.contains("with no bundle at all"), "{stage}: {held}");
+    }
+    corpus
+        .assert_unchanged(&baseline, "bundles emptied")
+        .await?;
+    restore_spec(&corpus.repo)?;
+    cases += 1;
+
     // Forged webhooks: 401, and the pending commit is not fetched.
     corpus.repo.write(
         "bundles/app/config.yaml",
@@ -1147,7 +1189,8 @@ async fn every_bad_input_gets_a_clear_error_and_changes_no_cluster() -> Result<(
         .sum();
     // Each signed push is audited once and its replays not at all; past the per-actor limit
     // (10 a window) the rest of a window's pushes arrive later, as one aggregate event.
-    let commits = bad_commits().len() as u64;
+    // The emptied `bundles:` commit is one more push.
+    let commits = bad_commits().len() as u64 + 1;
     assert!(
         (commits.min(10)..=commits).contains(&pushes),
         "{pushes} push events for {commits} pushes: {audit}"
