@@ -2,6 +2,7 @@
 //! per file keeps the build's disk use and link time down. Each module is one former test file;
 //! a new test file must be declared here.
 
+mod agent_on_real_clusters;
 mod cli_lint_and_diff_agree_with_the_clusters;
 mod delivery_broken_commit_changes_no_cluster;
 mod delivery_commit_reaches_every_cluster;
