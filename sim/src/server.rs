@@ -153,7 +153,7 @@ async fn cluster_api(
                 "Internal error occurred: simulated server error",
             ));
         }
-        Some(Fault::Unreachable) | None => {}
+        Some(Fault::Unreachable | Fault::LaggingCustomResources(_)) | None => {}
     }
     if *fleet.shutdown.borrow() {
         return error_response(&ApiError::unavailable("the simulator is shutting down"));
@@ -204,6 +204,9 @@ fn fault_json(fault: Option<Fault>) -> serde_json::Value {
         Some(Fault::Unreachable) => json!({"type": "Unreachable"}),
         Some(Fault::Latency(d)) => json!({"type": "Latency", "millis": d.as_millis() as u64}),
         Some(Fault::ServerErrors) => json!({"type": "ServerErrors"}),
+        Some(Fault::LaggingCustomResources(d)) => {
+            json!({"type": "LaggingCustomResources", "millis": d.as_millis() as u64})
+        }
     }
 }
 
