@@ -27,6 +27,7 @@ on_sim_and_real!(Duration::from_millis(200);
     an_invalid_custom_resource_leaves_only_its_crd_written,
     a_new_crd_version_serves_its_resources_in_the_same_revision,
     foreign_and_protected_objects_survive_a_prune,
+    a_removed_bundle_deletes_its_namespace_only_when_nothing_foreign_is_left,
     edits_and_deletes_are_corrected,
     an_available_deployment_is_healthy,
     a_stuck_deployment_and_a_failed_job_degrade_the_bundle,
@@ -232,6 +233,53 @@ async fn foreign_and_protected_objects_survive_a_prune(target: &Target) -> Resul
             .await?
             .is_none()
     );
+    engine.shutdown().await;
+    Ok(())
+}
+
+/// A real namespace always holds what Kubernetes puts there (the `default` ServiceAccount, the
+/// `kube-root-ca.crt` ConfigMap): those do not keep it, someone else's ConfigMap does.
+async fn a_removed_bundle_deletes_its_namespace_only_when_nothing_foreign_is_left(
+    target: &Target,
+) -> Result<()> {
+    let (engine, mut reports) = engine(target)?;
+    let client = target.client();
+    let namespaces: Api<k8s_openapi::api::core::v1::Namespace> = Api::all(client.clone());
+    for (bundle, foreign) in [("empty", false), ("shared", true)] {
+        let ns = target.name(bundle);
+        let namespace = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}});
+        let objects = vec![namespace, config_map("ours", "1")];
+        engine.apply(revision(&ns, bundle, "r1", objects))?;
+        applied(&mut reports, bundle, "r1").await?;
+        if foreign {
+            let config_maps: Api<k8s_openapi::api::core::v1::ConfigMap> =
+                Api::namespaced(client.clone(), &ns);
+            let theirs = serde_json::from_value(config_map("theirs", "x"))?;
+            config_maps.create(&Default::default(), &theirs).await?;
+        }
+        engine.remove(bundle).await?;
+        let kept = wait_for(&mut reports, bundle, |r| match &r.event {
+            Event::Pruned { kept, .. } => Some(kept.clone()),
+            _ => None,
+        })
+        .await?;
+        wait_for(&mut reports, bundle, |r| {
+            matches!(r.event, Event::Removed { .. }).then_some(())
+        })
+        .await?;
+        let live = namespaces.get_opt(&ns).await?;
+        let deleting = live
+            .as_ref()
+            .is_none_or(|n| n.metadata.deletion_timestamp.is_some());
+        if foreign {
+            assert_eq!(kept.len(), 1, "{kept:?}");
+            assert_eq!(kept[0].object, format!("Namespace {ns}"));
+            assert!(!deleting, "a namespace holding others' objects is kept");
+        } else {
+            assert!(kept.is_empty(), "{kept:?}");
+            assert!(deleting, "the bundle's empty namespace is deleted");
+        }
+    }
     engine.shutdown().await;
     Ok(())
 }
