@@ -72,7 +72,11 @@ pub struct RealClusters {
 impl RealClusters {
     /// Starts `n` clusters for the caller alone; they stop when the value is dropped (also when
     /// a test panics) or, should the process be killed, when the reaper sees it gone.
+    /// Call [`RealClusters::available`] first: this fails when clusters cannot start here.
     pub fn start(n: usize) -> anyhow::Result<RealClusters> {
+        if let Err(missing) = prerequisites() {
+            bail!("real clusters cannot start: {missing}");
+        }
         let root = repository_root();
         let dir = tempfile::Builder::new()
             .prefix("flotilla-real-")
@@ -94,11 +98,7 @@ impl RealClusters {
     /// printed, and under `CI=true` this is an error instead.
     pub fn shared(test: &str, n: usize) -> anyhow::Result<Option<Arc<RealClusters>>> {
         static SHARED: OnceLock<parking_lot::Mutex<Vec<Arc<RealClusters>>>> = OnceLock::new();
-        if let Err(missing) = prerequisites() {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                bail!("{test}: real clusters cannot start, and CI=true requires them: {missing}");
-            }
-            eprintln!("SKIPPED {test} on real clusters: {missing}");
+        if !RealClusters::available(test)? {
             return Ok(None);
         }
         let mut sets = SHARED
@@ -110,6 +110,21 @@ impl RealClusters {
         let set = Arc::new(RealClusters::join_or_start(n)?);
         sets.push(Arc::clone(&set));
         Ok(Some(set))
+    }
+
+    /// Whether real clusters can start here. When they cannot, `test` is skipped: false, with
+    /// SKIPPED and the reason printed; under `CI=true` this is an error instead.
+    pub fn available(test: &str) -> anyhow::Result<bool> {
+        match prerequisites() {
+            Ok(()) => Ok(true),
+            Err(missing) if std::env::var("CI").as_deref() == Ok("true") => {
+                bail!("{test}: real clusters cannot start, and CI=true requires them: {missing}")
+            }
+            Err(missing) => {
+                eprintln!("SKIPPED {test} on real clusters: {missing}");
+                Ok(false)
+            }
+        }
     }
 
     /// Joins the set another process of this test binary started, or starts it.

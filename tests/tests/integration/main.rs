@@ -10,4 +10,5 @@ mod delivery_removed_bundle_is_pruned;
 mod delivery_webhook_skips_the_poll;
 mod demo_runs_a_healthy_fleet_and_stops_cleanly;
 mod deploy_manifests;
+mod real_clusters_start_and_stop;
 mod security_bad_input_corpus;
