@@ -30,6 +30,7 @@ on_sim_and_real!(Duration::from_millis(200);
     a_removed_bundle_deletes_its_namespace_only_when_nothing_foreign_is_left,
     edits_and_deletes_are_corrected,
     an_available_deployment_is_healthy,
+    every_workload_kind_becomes_healthy,
     a_stuck_deployment_and_a_failed_job_degrade_the_bundle,
 );
 
@@ -358,6 +359,38 @@ async fn an_available_deployment_is_healthy(target: &Target) -> Result<()> {
         .await?
         .ok_or_else(|| anyhow::anyhow!("web is gone"))?;
     assert_eq!(web["status"]["availableReplicas"], 2, "{web}");
+    engine.shutdown().await;
+    Ok(())
+}
+
+async fn every_workload_kind_becomes_healthy(target: &Target) -> Result<()> {
+    let (engine, mut reports) = engine(target)?;
+    let ns = target.name("app");
+    let template = |name: &str| {
+        json!({"metadata": {"labels": {"app": name}},
+               "spec": {"containers": [{"name": "main", "image": "example/app:1"}]}})
+    };
+    let selector = |name: &str| json!({"matchLabels": {"app": name}});
+    let mut job_template = template("migrate");
+    job_template["spec"]["restartPolicy"] = json!("Never");
+    let objects = vec![
+        deployment("web", 2),
+        json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": {"name": "db"},
+               "spec": {"replicas": 2, "serviceName": "db", "selector": selector("db"),
+                        "template": template("db")}}),
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "node"},
+               "spec": {"selector": selector("node"), "template": template("node")}}),
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": "rs"},
+               "spec": {"replicas": 1, "selector": selector("rs"), "template": template("rs")}}),
+        json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "migrate"},
+               "spec": {"template": job_template}}),
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "solo"},
+               "spec": {"containers": [{"name": "main", "image": "example/app:1"}]}}),
+    ];
+    engine.apply(revision(&ns, "kinds", "r1", objects))?;
+    applied(&mut reports, "kinds", "r1").await?;
+    let healthy = health_until(&mut reports, "kinds", |h| h.health == Health::Healthy).await?;
+    assert!(healthy.unhealthy.is_empty(), "{healthy:?}");
     engine.shutdown().await;
     Ok(())
 }
