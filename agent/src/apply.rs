@@ -18,9 +18,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::bundle::BundleRevision;
 use crate::catalog::{Catalog, Kind};
