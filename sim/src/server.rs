@@ -175,6 +175,7 @@ enum FaultRequest {
     Unreachable,
     Latency { millis: u64 },
     ServerErrors,
+    LaggingCustomResources { millis: u64 },
 }
 
 /// Body of `POST /admin/clusters`.
@@ -272,7 +273,7 @@ async fn set_fault(
             return admin_error(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "expected {{\"type\": \"Unreachable\"}}, {{\"type\": \"Latency\", \"millis\": N}} or {{\"type\": \"ServerErrors\"}}: {e}"
+                    "expected {{\"type\": \"Unreachable\"}}, {{\"type\": \"Latency\", \"millis\": N}}, {{\"type\": \"ServerErrors\"}} or {{\"type\": \"LaggingCustomResources\", \"millis\": N}}: {e}"
                 ),
             );
         }
@@ -281,6 +282,9 @@ async fn set_fault(
         FaultRequest::Unreachable => Fault::Unreachable,
         FaultRequest::Latency { millis } => Fault::Latency(Duration::from_millis(millis)),
         FaultRequest::ServerErrors => Fault::ServerErrors,
+        FaultRequest::LaggingCustomResources { millis } => {
+            Fault::LaggingCustomResources(Duration::from_millis(millis))
+        }
     };
     match fleet.get(&name) {
         Some(c) => {
