@@ -22,6 +22,7 @@ use crate::bundle::{BundleRevision, HeldBundle, InvalidBundle, is_dns_label};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::cluster::Cluster;
+use crate::cluster_identity::ClusterUid;
 use crate::health::BundleHealth;
 use crate::inventory::{Inventory, InventoryError, InventoryStore};
 use crate::owners::Owners;
@@ -192,6 +193,8 @@ struct Handle {
 pub struct Engine {
     shared: Arc<Shared>,
     bundles: Arc<Mutex<HashMap<String, Handle>>>,
+    /// The cluster's client, for reading its identity.
+    client: Client,
 }
 
 impl Engine {
@@ -223,7 +226,7 @@ impl Engine {
             ),
             loaded: OnceCell::new(),
             owners: Owners::default(),
-            watches: Watches::new(client, Arc::clone(&routes)),
+            watches: Watches::new(client.clone(), Arc::clone(&routes)),
             routes,
             reports,
             state,
@@ -233,6 +236,7 @@ impl Engine {
         let engine = Engine {
             shared,
             bundles: Arc::default(),
+            client,
         };
         {
             let mut bundles = engine.bundles.lock();
@@ -243,6 +247,11 @@ impl Engine {
             }
         }
         Ok(engine)
+    }
+
+    /// The identity of the cluster the engine works on (see [`ClusterUid`]), read now.
+    pub async fn cluster_identity(&self) -> ClusterUid {
+        ClusterUid::read(&self.client).await
     }
 
     /// Reports from now on: every apply, prune, drift and health change of every bundle.

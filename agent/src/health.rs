@@ -95,7 +95,11 @@ pub fn assess(object: &ObjectRef, live: &Value) -> ObjectHealth {
         ("networking.k8s.io" | "extensions", "Ingress") => services::ingress(live),
         ("autoscaling", "HorizontalPodAutoscaler") => services::horizontal_pod_autoscaler(live),
         ("apiextensions.k8s.io", "CustomResourceDefinition") => custom::definition(live),
-        // Built-in kinds without a status to judge exist, and existing is all they do.
+        ("apiregistration.k8s.io", "APIService") => services::api_service(live),
+        // The ReplicaSet's predecessor has the same status fields.
+        ("", "ReplicationController") => workloads::replica_set(live),
+        // Built-in kinds without a status to judge exist, and existing is all they do (every
+        // built-in kind whose status carries conditions or replica counts has a rule above).
         ("", _) | ("apps" | "batch" | "policy" | "autoscaling", _) => ObjectHealth::healthy(),
         (group, _) if group.ends_with(".k8s.io") => ObjectHealth::healthy(),
         _ => custom::resource(live),

@@ -1,12 +1,19 @@
 //! The agent's link to the hub: one `AgentSync` stream at a time to any node of the hub group,
 //! failing over to the next node on disconnect with jittered exponential backoff.
 //!
-//! On each stream the agent says hello with the bundle hashes its engine holds; the hub answers
+//! On each stream the agent says hello with the identity of the cluster it talks to (read
+//! afresh, see [`crate::cluster_identity`]), its instance (random per process, so the hub can
+//! tell its reconnect from another agent) and the bundle hashes its engine holds; the hub answers
 //! with the desired set and only the bundles that differ, then pushes changes. Bundles are
 //! reassembled from chunks, checked against their content hash, handed to the [`Engine`]
 //! (which persists them before the agent acks) and removals are pruned. The engine's report
 //! events go the other way; those raised while no hub is reachable wait in a bounded queue,
 //! and every new stream starts with a snapshot of where each bundle stands.
+//!
+//! A hub that refuses the agent (`PERMISSION_DENIED`: its cluster or credentials are not the
+//! ones the hub knows; `ALREADY_EXISTS`: another agent streams for the cluster) refuses it on
+//! every node, so the agent waits the longest backoff before the next attempt instead of
+//! cycling through the nodes.
 //!
 //! The engine keeps enforcing its last desired state whatever happens to the link: losing
 //! every hub changes nothing in the cluster.
@@ -130,6 +137,8 @@ struct Shared {
     /// The highest hub state index seen, sent in every hello so no node answers from an older
     /// state than one the agent has already acted on.
     known_index: AtomicU64,
+    /// This link's instance, the same in every hello.
+    instance: String,
     stop: CancellationToken,
 }
 
@@ -165,6 +174,9 @@ impl HubLink {
             counters: LinkCounters::default(),
             connection: watch::Sender::new(None),
             known_index: AtomicU64::new(0),
+            // Unguessable, so an agent holding copied credentials cannot pass for this one's
+            // reconnect; not from `random`, which tests fix.
+            instance: format!("{:032x}", rand::random::<u128>()),
             stop: CancellationToken::new(),
         });
         let link = Link {
@@ -188,6 +200,11 @@ impl HubLink {
     /// The node streamed with right now, if any; notified on every change.
     pub fn watch_connection(&self) -> watch::Receiver<Option<Connection>> {
         self.shared.connection.subscribe()
+    }
+
+    /// This link's instance: the same in every hello, random per link.
+    pub fn instance(&self) -> &str {
+        &self.shared.instance
     }
 
     /// The highest hub state index seen.
@@ -231,23 +248,36 @@ impl Link {
             self.shared.counters.connect_attempt();
             let outcome = session::run(&mut self, address).await;
             self.shared.connection.send_replace(None);
-            match outcome {
+            let backoff = &self.shared.config.backoff;
+            let random = self.shared.random.as_ref();
+            let delay = match outcome {
                 Outcome::Stopped => return,
-                Outcome::Ended { welcomed, reason } => {
-                    if welcomed {
-                        tracing::info!(hub = %address, %reason, "hub stream ended; failing over");
-                        failures = 0;
-                    } else {
-                        tracing::warn!(hub = %address, %reason, "cannot stream with hub node");
-                        failures = failures.saturating_add(1);
-                    }
+                Outcome::Ended {
+                    refused: true,
+                    reason,
+                    ..
+                } => {
+                    failures = failures.saturating_add(1);
+                    let delay = backoff.after_refusal(random);
+                    tracing::warn!(hub = %address, %reason, ?delay,
+                        "the hub refused this agent; trying again later");
+                    delay
                 }
-            }
-            let delay = self
-                .shared
-                .config
-                .backoff
-                .delay(failures, self.shared.random.as_ref());
+                Outcome::Ended {
+                    welcomed: true,
+                    reason,
+                    ..
+                } => {
+                    tracing::info!(hub = %address, %reason, "hub stream ended; failing over");
+                    failures = 0;
+                    backoff.delay(failures, random)
+                }
+                Outcome::Ended { reason, .. } => {
+                    tracing::warn!(hub = %address, %reason, "cannot stream with hub node");
+                    failures = failures.saturating_add(1);
+                    backoff.delay(failures, random)
+                }
+            };
             if !self.idle(delay).await {
                 return;
             }

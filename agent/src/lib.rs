@@ -9,6 +9,7 @@ pub mod bundle;
 pub mod catalog;
 pub mod clock;
 pub mod cluster;
+pub mod cluster_identity;
 pub mod connect;
 pub mod drift;
 pub mod engine;
@@ -27,5 +28,6 @@ pub mod watch;
 
 pub use bundle::{BundleRevision, DriftMode, HeldBundle};
 pub use clock::{Clock, SystemClock};
+pub use cluster_identity::ClusterUid;
 pub use engine::{BundleStatus, Engine, EngineConfig, EngineError, Phase};
 pub use report::{Event, ObjectMessage, Report};

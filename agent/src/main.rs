@@ -2,8 +2,9 @@
 //!
 //! ```text
 //! flotilla-agent run --hub hub-1:7071,hub-2:7071,hub-3:7071 --cluster prod-eu-1 \
-//!     --state-dir /var/lib/flotilla-agent --ca-file ca.crt --bootstrap-token fltb_... \
+//!     --state-dir /var/lib/flotilla-agent --ca-file ca.crt --bootstrap-token-file TOKEN_FILE \
 //!     [--kubeconfig FILE --context NAME]              # the token only at the first start
+//!                                                      # (or FLOTILLA_BOOTSTRAP_TOKEN)
 //! flotilla-agent run --source-dir bundles/ [--state-dir DIR] [--kubeconfig FILE --context NAME]
 //! flotilla-agent apply --dir manifests/ --bundle web [--namespace NS] [--wait] [--timeout 5m]
 //! ```

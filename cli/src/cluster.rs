@@ -1,5 +1,5 @@
-//! `flotilla cluster add NAME --labels k=v,...`, `cluster label NAME k=v k2-`, `cluster token NAME`
-//! and `cluster remove NAME`.
+//! `flotilla cluster add NAME --labels k=v,...`, `cluster label NAME k=v k2-`, `cluster token NAME`,
+//! `cluster reset-identity NAME [--uid UID]` and `cluster remove NAME`.
 
 use std::collections::BTreeMap;
 
@@ -7,7 +7,7 @@ use anyhow::bail;
 use clap::{Args, Subcommand};
 use flotilla_proto::v1::{
     AdminAddClusterRequest, AdminCluster, AdminIssueBootstrapTokenRequest,
-    AdminLabelClusterRequest, AdminRemoveClusterRequest,
+    AdminLabelClusterRequest, AdminRemoveClusterRequest, AdminResetClusterIdentityRequest,
 };
 use serde::Serialize;
 
@@ -62,6 +62,22 @@ enum ClusterAction {
         #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
         output: OutputFormat,
     },
+    /// Forget the Kubernetes cluster (kube-system namespace UID) bound to a cluster's name, when
+    /// that cluster was really rebuilt: its agent is refused until then. The next agent to
+    /// connect binds its own, or the UID given is bound at once.
+    ResetIdentity {
+        /// Cluster name.
+        name: String,
+        /// The rebuilt cluster's kube-system UID (`kubectl get namespace kube-system -o
+        /// jsonpath='{.metadata.uid}'`), so that no other cluster's agent can bind first.
+        #[arg(long)]
+        uid: Option<String>,
+        #[command(flatten)]
+        hub: HubArgs,
+        /// Output format.
+        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        output: OutputFormat,
+    },
     /// Remove a cluster: it is assigned nothing more, its agent's certificates are revoked and
     /// its stream is closed.
     Remove {
@@ -90,6 +106,14 @@ struct Labelled {
 
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
+struct Identity {
+    name: String,
+    /// None: the next agent's hello binds its cluster.
+    kube_system_uid: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
 struct BootstrapToken {
     token: String,
     expires: String,
@@ -111,10 +135,12 @@ impl BootstrapToken {
         Some(BootstrapToken {
             token: cluster.bootstrap_token.clone(),
             expires: crate::time::rfc3339(cluster.bootstrap_token_expires_ms).unwrap_or_default(),
+            // The token goes in the environment, not on the command line that every local
+            // user can read in the process list.
             agent_command: format!(
-                "flotilla-agent run --hub {} --cluster {} --ca-file {ca_file} --state-dir \
-                 /var/lib/flotilla-agent --bootstrap-token {}",
-                hub.hub, cluster.name, cluster.bootstrap_token
+                "FLOTILLA_BOOTSTRAP_TOKEN={} flotilla-agent run --hub {} --cluster {} --ca-file \
+                 {ca_file} --state-dir /var/lib/flotilla-agent",
+                cluster.bootstrap_token, hub.hub, cluster.name
             ),
         })
     }
@@ -254,6 +280,40 @@ pub(crate) async fn run(args: &ClusterArgs) -> anyhow::Result<()> {
             match output {
                 OutputFormat::Table => emit(&token.table()),
                 format => print_structured(&token, *format),
+            }
+        }
+        ClusterAction::ResetIdentity {
+            name,
+            uid,
+            hub,
+            output,
+        } => {
+            let mut admin = hub.connect().await?;
+            let answer = admin
+                .reset_cluster_identity(AdminResetClusterIdentityRequest {
+                    name: name.clone(),
+                    kube_system_uid: uid.clone().unwrap_or_default(),
+                })
+                .await
+                .map_err(|s| hub.call_error(&format!("resetting the identity of `{name}`"), s))?
+                .into_inner();
+            let identity = Identity {
+                name: answer.name,
+                kube_system_uid: Some(answer.kube_system_uid).filter(|uid| !uid.is_empty()),
+            };
+            match output {
+                OutputFormat::Table => emit(&match &identity.kube_system_uid {
+                    Some(uid) => format!(
+                        "cluster {} bound to the Kubernetes cluster whose kube-system UID is {uid}\n",
+                        identity.name
+                    ),
+                    None => format!(
+                        "cluster {} is bound to no Kubernetes cluster: the next agent to connect \
+                         binds its own\n",
+                        identity.name
+                    ),
+                }),
+                format => print_structured(&identity, *format),
             }
         }
         ClusterAction::Remove { name, hub } => {

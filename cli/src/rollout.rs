@@ -10,7 +10,7 @@ use std::io::IsTerminal;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use flotilla_proto::v1::{AdminRolloutProgress, AdminRolloutStatusRequest};
+use flotilla_proto::v1::{AdminDeletionHold, AdminRolloutProgress, AdminRolloutStatusRequest};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
@@ -73,8 +73,66 @@ pub(crate) struct RolloutView {
     waves: Vec<WaveView>,
     unavailable: Vec<UnavailableView>,
     blocked: Option<String>,
+    deletion_hold: Option<DeletionHoldView>,
     #[serde(skip)]
     now_ms: i64,
+}
+
+/// What the deletion guard held the rollout for.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeletionHoldView {
+    findings: Vec<String>,
+    clusters: u32,
+    pruning: Vec<PruningView>,
+    pruning_clusters: u32,
+    removals: Vec<RemovalView>,
+    no_bundles: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PruningView {
+    cluster: String,
+    pruned: u32,
+    of: u32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RemovalView {
+    bundle: String,
+    clusters: u32,
+    named: Vec<String>,
+}
+
+impl DeletionHoldView {
+    fn of(hold: AdminDeletionHold) -> Self {
+        DeletionHoldView {
+            findings: hold.findings,
+            clusters: hold.clusters,
+            pruning: hold
+                .pruning
+                .into_iter()
+                .map(|p| PruningView {
+                    cluster: p.cluster,
+                    pruned: p.pruned,
+                    of: p.of,
+                })
+                .collect(),
+            pruning_clusters: hold.pruning_clusters,
+            removals: hold
+                .removals
+                .into_iter()
+                .map(|r| RemovalView {
+                    bundle: r.bundle,
+                    clusters: r.clusters,
+                    named: r.named,
+                })
+                .collect(),
+            no_bundles: hold.no_bundles,
+        }
+    }
 }
 
 /// Clusters per phase.
@@ -210,6 +268,7 @@ impl RolloutView {
                 })
                 .collect(),
             blocked: some(p.blocked),
+            deletion_hold: p.deletion_hold.map(DeletionHoldView::of),
             now_ms: p.now_ms,
         }
     }
@@ -335,6 +394,17 @@ impl RolloutView {
         }
         if let Some(blocked) = &self.blocked {
             out.push_str(&format!("BLOCKED      {blocked}\n"));
+        }
+        if let Some(hold) = &self.deletion_hold {
+            let state = if self.status == "awaiting approval" {
+                format!("holds it until `flotilla approve {}`", self.stage)
+            } else {
+                "held it; it was approved".to_owned()
+            };
+            out.push_str(&format!("\nDELETION GUARD {state}:\n"));
+            for finding in &hold.findings {
+                out.push_str(&format!("  {finding}\n"));
+            }
         }
         out
     }

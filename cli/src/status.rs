@@ -67,8 +67,22 @@ struct ClusterView {
     #[serde(skip_serializing_if = "Option::is_none")]
     render_error: Option<ErrorView>,
     bundles: Vec<BundleView>,
+    /// The kube-system UID bound to the name; none before its first agent said hello.
+    kube_system_uid: Option<String>,
+    /// Agents of another Kubernetes cluster refused for the name.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity_conflict: Option<IdentityConflictView>,
     #[serde(skip)]
     last_seen_ms: i64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IdentityConflictView {
+    kube_system_uid: String,
+    first_at: Option<String>,
+    last_at: Option<String>,
+    message: String,
 }
 
 #[derive(Debug, Serialize)]
@@ -95,6 +109,8 @@ struct RolloutView {
     status: String,
     waves_started: u32,
     waves: u32,
+    /// Why the deletion guard held it for an approval, if it did.
+    deletion_hold: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -155,6 +171,13 @@ impl StatusView {
                             updated_at: rfc3339(b.updated_at_ms),
                         })
                         .collect(),
+                    kube_system_uid: some(c.kube_system_uid),
+                    identity_conflict: c.identity_conflict.map(|conflict| IdentityConflictView {
+                        kube_system_uid: conflict.kube_system_uid,
+                        first_at: rfc3339(conflict.first_at_ms),
+                        last_at: rfc3339(conflict.last_at_ms),
+                        message: conflict.message,
+                    }),
                     last_seen_ms: c.last_seen_ms,
                 })
                 .collect(),
@@ -169,6 +192,7 @@ impl StatusView {
                     status: r.status,
                     waves_started: r.waves_started,
                     waves: r.waves,
+                    deletion_hold: some(r.deletion_hold),
                 })
                 .collect(),
             events: status
@@ -332,6 +356,25 @@ fn table(view: &StatusView) -> String {
     if !errors.is_empty() {
         out.push_str(&format!("\nNOT RENDERED FOR\n{}\n", errors.join("\n")));
     }
+    let conflicts: Vec<String> = view
+        .clusters
+        .iter()
+        .filter_map(|c| {
+            let conflict = c.identity_conflict.as_ref()?;
+            Some(format!(
+                "  {}: {} (last {})",
+                c.name,
+                conflict.message,
+                conflict.last_at.as_deref().unwrap_or("-")
+            ))
+        })
+        .collect();
+    if !conflicts.is_empty() {
+        out.push_str(&format!(
+            "\nIDENTITY CONFLICT (agents of another cluster refused)\n{}\n",
+            conflicts.join("\n")
+        ));
+    }
     let blocked: Vec<String> = view
         .stages
         .iter()
@@ -339,6 +382,27 @@ fn table(view: &StatusView) -> String {
         .collect();
     if !blocked.is_empty() {
         out.push_str(&format!("\nBLOCKED (signature)\n{}\n", blocked.join("\n")));
+    }
+    let held: Vec<String> = view
+        .rollouts
+        .iter()
+        .filter(|r| r.status == "awaiting approval")
+        .filter_map(|r| {
+            let why = r.deletion_hold.as_ref()?;
+            Some(format!(
+                "  {}: rollout {} to {}: {why}; `flotilla approve {}` releases it",
+                r.stage,
+                r.id,
+                short(&r.to_revision),
+                r.stage
+            ))
+        })
+        .collect();
+    if !held.is_empty() {
+        out.push_str(&format!(
+            "\nHELD BY THE DELETION GUARD\n{}\n",
+            held.join("\n")
+        ));
     }
     if !view.rollouts.is_empty() {
         let mut rollouts = Table::new(&["ROLLOUT", "STAGE", "FROM", "TO", "STATUS", "WAVES"]);
@@ -356,4 +420,62 @@ fn table(view: &StatusView) -> String {
         out.push_str(&rollouts.render());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use flotilla_proto::v1::{AdminClusterStatus, AdminFleetStatus, AdminIdentityConflict};
+
+    use super::{StatusView, table};
+
+    fn fleet_with_conflict() -> AdminFleetStatus {
+        AdminFleetStatus {
+            clusters: vec![AdminClusterStatus {
+                name: "dev-1".into(),
+                kube_system_uid: "uid-a".into(),
+                identity_conflict: Some(AdminIdentityConflict {
+                    kube_system_uid: "uid-b".into(),
+                    first_at_ms: 1_700_000_000_000,
+                    last_at_ms: 1_700_000_060_000,
+                    message: "run `flotilla cluster reset-identity dev-1` if it was rebuilt".into(),
+                }),
+                ..AdminClusterStatus::default()
+            }],
+            ..AdminFleetStatus::default()
+        }
+    }
+
+    #[test]
+    fn an_identity_conflict_is_in_the_json_and_the_table() {
+        let view = StatusView::of(fleet_with_conflict());
+        let json = serde_json::to_value(&view).expect("json");
+        let cluster = &json["clusters"][0];
+        assert_eq!(cluster["kubeSystemUid"], "uid-a");
+        assert_eq!(cluster["identityConflict"]["kubeSystemUid"], "uid-b");
+        assert!(
+            cluster["identityConflict"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("reset-identity dev-1")),
+            "{json}"
+        );
+        let shown = table(&view);
+        assert!(shown.contains("IDENTITY CONFLICT"), "{shown}");
+        assert!(
+            shown.contains("dev-1: run `flotilla cluster reset-identity dev-1`"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_cluster_without_a_conflict_shows_none() {
+        let mut fleet = fleet_with_conflict();
+        fleet.clusters[0].identity_conflict = None;
+        let view = StatusView::of(fleet);
+        let json = serde_json::to_value(&view).expect("json");
+        assert!(
+            json["clusters"][0].get("identityConflict").is_none(),
+            "{json}"
+        );
+        assert!(!table(&view).contains("IDENTITY CONFLICT"));
+    }
 }

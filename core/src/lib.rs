@@ -33,6 +33,6 @@ pub use render::sandbox::SandboxMode;
 pub use render::{
     FleetRender, Kustomize, ObjectId, RenderError, RenderedBundle, render_bundle, render_fleet,
 };
-pub use repository::Repository;
+pub use repository::{Cancel, Repository};
 pub use selector::LabelSelector;
 pub use spec::{Allow, Bundle, FleetSpec, SpecError, SpecErrors, Stage};

@@ -150,7 +150,7 @@ pub enum RenderError {
         path: String,
     },
     /// The bundle has more manifest files than the limit.
-    #[error("{location}: more than {limit} manifest files; split the bundle or raise the limit")]
+    #[error("{location}: more than {limit} manifest files; split the bundle (the limit is fixed)")]
     TooManyFiles {
         /// The bundle directory.
         location: SourceLocation,
@@ -215,7 +215,7 @@ pub enum RenderError {
     },
     /// The bundle renders to more objects than the limit.
     #[error(
-        "{location}: renders {count} objects, over the limit of {limit}; split the bundle or raise the limit"
+        "{location}: renders {count} objects, over the limit of {limit}; split the bundle (the limit is fixed)"
     )]
     TooManyObjects {
         /// The bundle directory.
@@ -227,7 +227,7 @@ pub enum RenderError {
     },
     /// The rendered bundle is larger than the limit.
     #[error(
-        "{location}: rendered size {size} bytes is over the limit of {limit} bytes; split the bundle or raise the limit"
+        "{location}: rendered size {size} bytes is over the limit of {limit} bytes; split the bundle (the limit is fixed)"
     )]
     TooLarge {
         /// The bundle directory.
@@ -319,6 +319,12 @@ pub enum RenderError {
         /// The cluster both bundles target.
         cluster: String,
     },
+    /// The render was stopped because a newer commit preempted it.
+    #[error("{location}: the render was stopped (a newer commit preempted it)")]
+    Cancelled {
+        /// The directory that was being rendered.
+        location: SourceLocation,
+    },
     /// No bundle of that name.
     #[error("no bundle named `{0}`")]
     UnknownBundle(String),
@@ -353,7 +359,8 @@ impl RenderError {
             | RenderError::RemoteResource { location, .. }
             | RenderError::SandboxUnavailable { location, .. }
             | RenderError::NotAllowed { location, .. }
-            | RenderError::OwnedTwice { location, .. } => Some(location),
+            | RenderError::OwnedTwice { location, .. }
+            | RenderError::Cancelled { location } => Some(location),
             RenderError::DuplicateObject { second, .. } => Some(second),
             RenderError::UnknownBundle(_) => None,
         }

@@ -14,6 +14,24 @@ pub struct Repository {
     root: PathBuf,
     spec: FleetSpec,
     limits: Limits,
+    cancel: Cancel,
+}
+
+/// A flag that stops a render in flight: renderers still running are killed and no further
+/// template is built. Cloned handles share the flag.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    /// Stops every render that holds this flag.
+    pub fn cancel(&self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// Whether [`Cancel::cancel`] was called.
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
 }
 
 impl Repository {
@@ -39,7 +57,12 @@ impl Repository {
                 return Err(SpecErrors { errors });
             }
         };
-        let repository = Repository { root, spec, limits };
+        let repository = Repository {
+            root,
+            spec,
+            limits,
+            cancel: Cancel::default(),
+        };
         errors.extend(repository.check_directories());
         if errors.is_empty() {
             Ok(repository)
@@ -56,6 +79,16 @@ impl Repository {
     /// The validated spec.
     pub fn spec(&self) -> &FleetSpec {
         &self.spec
+    }
+
+    /// Renders of this repository stop when `cancel` is cancelled.
+    pub fn cancel_with(&mut self, cancel: Cancel) {
+        self.cancel = cancel;
+    }
+
+    /// The flag that stops its renders.
+    pub fn cancel(&self) -> &Cancel {
+        &self.cancel
     }
 
     /// The limits it was loaded with, which rendering applies too.

@@ -106,6 +106,36 @@ pub struct RolloutPolicy {
     pub failure_action: FailureAction,
     /// What a newer candidate does to a rollout in progress.
     pub supersede: Supersede,
+    /// Which revisions wait for an approval because of what they would delete.
+    pub deletion_guard: DeletionGuard,
+}
+
+/// Limits on what one revision may delete from a stage's clusters; a revision over any of them
+/// waits for `flotilla approve` whatever the stage's `approval` (an emptied `bundles:` list
+/// must not roll out by itself).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DeletionGuard {
+    /// Whether any check runs.
+    pub enabled: bool,
+    /// Most objects one cluster may lose, as a count or a share of the objects it holds.
+    pub max_pruned_objects: IntOrPercent,
+    /// Most clusters of the stage one bundle may be removed from (a percentage of the stage,
+    /// rounded down, at least 1).
+    pub max_bundle_removals: IntOrPercent,
+    /// Whether a revision may leave every cluster of the stage with no bundle.
+    pub allow_no_bundles: bool,
+}
+
+impl Default for DeletionGuard {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_pruned_objects: IntOrPercent::Percent(50),
+            max_bundle_removals: IntOrPercent::Percent(10),
+            allow_no_bundles: false,
+        }
+    }
 }
 
 impl Default for RolloutPolicy {
@@ -118,6 +148,7 @@ impl Default for RolloutPolicy {
             approval: Approval::Auto,
             failure_action: FailureAction::Pause,
             supersede: Supersede::AfterRollout,
+            deletion_guard: DeletionGuard::default(),
         }
     }
 }
@@ -439,7 +470,7 @@ pub enum SpecError {
     },
     /// A file is larger than the configured limit.
     #[error(
-        "{location}: file is {size} bytes, over the limit of {limit} bytes; split it or raise the limit"
+        "{location}: file is {size} bytes, over the limit of {limit} bytes; split it into smaller files (the limit is fixed)"
     )]
     TooLarge {
         /// The file.
@@ -479,7 +510,7 @@ pub enum SpecError {
     },
     /// The repository has more entries than the configured limit.
     #[error(
-        "{location}: the repository has more than {limit} files and directories; raise the limit or slim it down"
+        "{location}: the repository has more than {limit} files and directories; slim it down, e.g. move unrelated files to another repository (the limit is fixed)"
     )]
     TooManyEntries {
         /// The repository root.

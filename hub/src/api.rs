@@ -8,12 +8,13 @@ use std::time::Duration;
 use flotilla_core::inventory::Cluster as InventoryCluster;
 use flotilla_proto::v1::admin_server::Admin;
 use flotilla_proto::v1::{
-    AdminAddClusterRequest, AdminAuditList, AdminCluster, AdminClusterList, AdminCreateTokenReply,
-    AdminCreateTokenRequest, AdminDiffReply, AdminDiffRequest, AdminFleetStatus,
-    AdminFleetStatusRequest, AdminIssueBootstrapTokenRequest, AdminLabelClusterRequest,
-    AdminListAuditRequest, AdminListClustersRequest, AdminListRevisionsRequest,
-    AdminListTokensRequest, AdminPromoteRequest, AdminRemoveClusterReply,
-    AdminRemoveClusterRequest, AdminRequestFetchReply, AdminRequestFetchRequest, AdminRevisionList,
+    AdminAddClusterRequest, AdminAuditList, AdminCluster, AdminClusterIdentity, AdminClusterList,
+    AdminCreateTokenReply, AdminCreateTokenRequest, AdminDiffReply, AdminDiffRequest,
+    AdminFleetStatus, AdminFleetStatusRequest, AdminIssueBootstrapTokenRequest,
+    AdminLabelClusterRequest, AdminListAuditRequest, AdminListClustersRequest,
+    AdminListRevisionsRequest, AdminListTokensRequest, AdminPromoteRequest,
+    AdminRemoveClusterReply, AdminRemoveClusterRequest, AdminRequestFetchReply,
+    AdminRequestFetchRequest, AdminResetClusterIdentityRequest, AdminRevisionList,
     AdminRevokeTokenRequest, AdminRollbackRequest, AdminRolloutProgress, AdminRolloutStatusRequest,
     AdminStageActionReply, AdminStageActionRequest, AdminStageHistory, AdminStageHistoryRequest,
     AdminToken, AdminTokenList,
@@ -34,6 +35,7 @@ pub mod audit;
 pub mod caller;
 mod convert;
 pub mod diff;
+mod identity;
 mod progress;
 mod stage;
 pub mod tokens;
@@ -283,7 +285,7 @@ impl AdminService {
         let stage = request.get_ref().stage.clone();
         let needs = match action {
             RolloutAction::Pause | RolloutAction::Resume => Action::Pause,
-            RolloutAction::Approve => Action::Promote,
+            RolloutAction::Approve | RolloutAction::ApproveByPolicy => Action::Promote,
         };
         let change = Change::stage(needs, &stage, action.verb());
         self.audited(request, change, no_detail, |caller, request| async move {
@@ -533,6 +535,21 @@ impl Admin for AdminService {
         let change = Change::fleet(Action::ManageClusters, "cluster.remove", target);
         self.audited(request, change, no_detail, |_, request| {
             self.remove_cluster(request)
+        })
+        .await
+    }
+
+    async fn reset_cluster_identity(
+        &self,
+        request: Request<AdminResetClusterIdentityRequest>,
+    ) -> Result<Response<AdminClusterIdentity>, Status> {
+        let target = format!("cluster/{}", request.get_ref().name);
+        let change = Change::fleet(Action::ManageClusters, "cluster.reset-identity", target);
+        let detail = |_: &Caller, request: &AdminResetClusterIdentityRequest| {
+            identity::detail(&self.hub, request)
+        };
+        self.audited(request, change, detail, |caller, request| async move {
+            identity::reset(&self.hub, &caller, request).await
         })
         .await
     }

@@ -14,6 +14,7 @@ use serde::Deserialize;
 
 use crate::state::NodeId;
 use crate::transport::faults::FaultPlan;
+use crate::transport::listener::ListenerLimits;
 
 /// Group name used when none is configured.
 pub const DEFAULT_GROUP: &str = "flotilla";
@@ -42,6 +43,8 @@ pub struct NodeConfig {
     /// TLS with the group's CA, or none. [`NodeConfig::new`] starts insecure (embedders and
     /// consensus tests); the binary starts with TLS unless `--insecure`.
     pub security: SecurityConfig,
+    /// Connection limits and timeouts of the peer listener.
+    pub peer_connections: ListenerLimits,
 }
 
 /// Whether and how a node protects its connections.
@@ -146,6 +149,7 @@ impl NodeConfig {
             compact_after: DEFAULT_COMPACT_AFTER,
             faults: Arc::new(FaultPlan::default()),
             security: SecurityConfig::Insecure,
+            peer_connections: ListenerLimits::peer(),
         }
     }
 }
@@ -210,6 +214,9 @@ pub enum ConfigError {
 /// bootstrapTokenTtl: 1h
 /// renderTimeout: 20s
 /// renderSandbox: required
+/// connections:             # per listener: api, http, peer; every key optional
+///   api: {maxConnections: 16384, maxConnectionsPerPeer: 4096, idleTimeout: 30s}
+///   http: {maxConnectionsPerPeer: 64, headerReadTimeout: 10s, requestTimeout: 30s}
 /// ```
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -270,6 +277,129 @@ pub struct FileConfig {
     pub render_timeout: Option<String>,
     /// How renders are confined: `required`, `preferred` or `off`.
     pub render_sandbox: Option<String>,
+    /// Connection limits and timeouts per listener.
+    pub connections: Option<ConnectionsFile>,
+}
+
+/// The `connections` key: limits and timeouts per listener. A key left out keeps the
+/// listener's default ([`ListenerLimits::api`], [`ListenerLimits::http`],
+/// [`ListenerLimits::peer`]).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConnectionsFile {
+    /// The API listener (agents, the CLI).
+    pub api: Option<LimitsFile>,
+    /// The HTTP listener (webhooks, dashboard, metrics).
+    pub http: Option<LimitsFile>,
+    /// The peer listener (hub nodes, `flotilla-hub` commands).
+    pub peer: Option<LimitsFile>,
+}
+
+/// One listener's limits and timeouts in the config file; durations like `30s`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LimitsFile {
+    /// Connections open at once, TLS handshakes included.
+    pub max_connections: Option<usize>,
+    /// Connections open at once from one address (an IPv6 /64).
+    pub max_connections_per_peer: Option<usize>,
+    /// Requests open at once on one HTTP/2 connection.
+    pub max_concurrent_streams: Option<u32>,
+    /// Longest TLS handshake.
+    pub handshake_timeout: Option<String>,
+    /// Longest wait for an HTTP/1 request's headers.
+    pub header_read_timeout: Option<String>,
+    /// Longest an HTTP request, body included, may take to be answered.
+    pub request_timeout: Option<String>,
+    /// Closes a connection without a byte either way for this long.
+    pub idle_timeout: Option<String>,
+    /// HTTP/2 pings to a client not heard from for this long, or `off`.
+    pub keepalive_interval: Option<String>,
+    /// Drops a connection whose ping goes unanswered this long.
+    pub keepalive_timeout: Option<String>,
+}
+
+impl ConnectionsFile {
+    /// The API listener's limits: the defaults with this file's settings over them, checked.
+    pub fn api(&self) -> Result<ListenerLimits, ConfigError> {
+        LimitsFile::resolve(self.api.as_ref(), "api", ListenerLimits::api())
+    }
+
+    /// The HTTP listener's limits, as [`ConnectionsFile::api`].
+    pub fn http(&self) -> Result<ListenerLimits, ConfigError> {
+        LimitsFile::resolve(self.http.as_ref(), "http", ListenerLimits::http())
+    }
+
+    /// The peer listener's limits, as [`ConnectionsFile::api`].
+    pub fn peer(&self) -> Result<ListenerLimits, ConfigError> {
+        LimitsFile::resolve(self.peer.as_ref(), "peer", ListenerLimits::peer())
+    }
+}
+
+impl LimitsFile {
+    /// `defaults` with `file`'s settings over them, checked; `listener` names it in errors.
+    fn resolve(
+        file: Option<&Self>,
+        listener: &str,
+        defaults: ListenerLimits,
+    ) -> Result<ListenerLimits, ConfigError> {
+        let invalid = |problem: String| ConfigError::Invalid {
+            field: "connections",
+            problem: format!("{listener}.{problem}"),
+        };
+        let Some(file) = file else {
+            return Ok(defaults);
+        };
+        let duration = |key: &str, text: &Option<String>, default: Duration| match text {
+            None => Ok(default),
+            Some(text) => text
+                .parse::<flotilla_core::spec::Duration>()
+                .map(|d| d.as_std())
+                .map_err(|problem| invalid(format!("{key}: {problem}"))),
+        };
+        let keepalive_interval = match file.keepalive_interval.as_deref() {
+            Some("off") => None,
+            Some(_) => Some(duration(
+                "keepaliveInterval",
+                &file.keepalive_interval,
+                Duration::ZERO,
+            )?),
+            None => defaults.keepalive_interval,
+        };
+        let limits = ListenerLimits {
+            max_connections: file.max_connections.unwrap_or(defaults.max_connections),
+            max_connections_per_peer: file
+                .max_connections_per_peer
+                .unwrap_or(defaults.max_connections_per_peer),
+            max_concurrent_streams: file
+                .max_concurrent_streams
+                .unwrap_or(defaults.max_concurrent_streams),
+            handshake_timeout: duration(
+                "handshakeTimeout",
+                &file.handshake_timeout,
+                defaults.handshake_timeout,
+            )?,
+            header_read_timeout: duration(
+                "headerReadTimeout",
+                &file.header_read_timeout,
+                defaults.header_read_timeout,
+            )?,
+            request_timeout: duration(
+                "requestTimeout",
+                &file.request_timeout,
+                defaults.request_timeout,
+            )?,
+            idle_timeout: duration("idleTimeout", &file.idle_timeout, defaults.idle_timeout)?,
+            keepalive_interval,
+            keepalive_timeout: duration(
+                "keepaliveTimeout",
+                &file.keepalive_timeout,
+                defaults.keepalive_timeout,
+            )?,
+        };
+        limits.check().map_err(invalid)?;
+        Ok(limits)
+    }
 }
 
 impl FileConfig {
@@ -354,6 +484,7 @@ impl FileConfig {
             timing,
             compact_after: self.compact_after.unwrap_or(DEFAULT_COMPACT_AFTER).max(1),
             faults: Arc::new(FaultPlan::default()),
+            peer_connections: self.connections.unwrap_or_default().peer()?,
             security: security(
                 self.insecure.unwrap_or(false),
                 self.ca_cert,
@@ -430,3 +561,6 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> 
     }
     Ok(peers)
 }
+
+#[cfg(test)]
+mod tests;

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::server::HubContext;
+use crate::transport::listener::ListenerLimits;
 
 pub mod dashboard;
 pub mod webhook;
@@ -39,18 +40,16 @@ pub fn router(context: HttpContext) -> Router {
         .with_state(context)
 }
 
-/// Serves the HTTP routes on `listener` until `stop` is cancelled: HTTPS with `tls`, plain
-/// HTTP under `--insecure`.
+/// Serves the HTTP routes on `listener` with `limits` until `stop` is cancelled: HTTPS with
+/// `tls`, plain HTTP under `--insecure`.
 pub async fn serve(
     context: HttpContext,
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
+    limits: ListenerLimits,
     stop: CancellationToken,
 ) {
-    let served = crate::transport::net::serve_http(router(context), listener, tls, stop).await;
-    if let Err(e) = served {
-        tracing::warn!(error = %e, "HTTP listener stopped with an error");
-    }
+    crate::transport::net::serve_http(router(context), listener, tls, limits, stop).await;
 }
 
 async fn healthz() -> &'static str {

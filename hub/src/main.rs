@@ -40,7 +40,8 @@ struct RunArgs {
     /// YAML config file (keys: id, group, dataDir, listen, advertise, peers, join, tickMillis,
     /// electionTicks, heartbeatTicks, compactAfter, apiListen, httpListen, repo, branch,
     /// pollInterval, webhookSecret, revisionRetention, clusters, sshKey, insecure, caCert, caKey,
-    /// tlsSans, agentCertLifetime, bootstrapTokenTtl, renderTimeout, renderSandbox).
+    /// tlsSans, agentCertLifetime, bootstrapTokenTtl, renderTimeout, renderSandbox, and
+    /// connections: limits and timeouts of the api, http and peer listeners).
     #[arg(long, env = "FLOTILLA_HUB_CONFIG")]
     config: Option<PathBuf>,
     /// Raft id of this node (non-zero).
@@ -330,6 +331,7 @@ async fn run_node(args: RunArgs) -> Result<()> {
         );
     }
 
+    check_open_files(&config);
     let hub = Hub::start(config).await?;
     let node = hub.node().clone();
     println!(
@@ -361,6 +363,55 @@ async fn run_node(args: RunArgs) -> Result<()> {
     };
     hub.shutdown().await;
     result
+}
+
+/// Descriptors a hub needs besides its listeners' connections: the raft log, Git mirrors and
+/// renders, channels to peer nodes, logs.
+const FILES_BESIDES_CONNECTIONS: u64 = 1_024;
+
+/// Raises the process's soft limit on open files to its hard limit, as Go's runtime and most
+/// servers do (a systemd service starts with a soft limit of 1,024), and warns if the
+/// listeners' connection limits still do not fit under it: then a flood of connections could
+/// leave the hub without descriptors for its own files, which the limits exist to prevent.
+fn check_open_files(config: &HubConfig) {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+
+    let limit = getrlimit(Resource::Nofile);
+    let mut soft = limit.current;
+    // An unlimited hard limit is left alone: the kernel caps descriptors anyway, and asking
+    // for infinity fails.
+    if let (Some(current), Some(maximum)) = (limit.current, limit.maximum)
+        && current < maximum
+    {
+        let raised = Rlimit {
+            current: limit.maximum,
+            maximum: limit.maximum,
+        };
+        match setrlimit(Resource::Nofile, raised) {
+            Ok(()) => soft = limit.maximum,
+            Err(e) => tracing::warn!(error = %e, "cannot raise the limit on open files"),
+        }
+    }
+    let Some(soft) = soft else {
+        return;
+    };
+    let connections: usize = [
+        config.api_connections.max_connections,
+        config.http_connections.max_connections,
+        config.node.peer_connections.max_connections,
+    ]
+    .iter()
+    .sum();
+    let needed = connections as u64 + FILES_BESIDES_CONNECTIONS;
+    if soft < needed {
+        tracing::warn!(
+            open_files = soft,
+            connections,
+            "the process may open {soft} files, fewer than the listeners' connection limits \
+             ({connections}) and {FILES_BESIDES_CONNECTIONS} for the hub's own files: raise \
+             the limit (LimitNOFILE, ulimit -n) or lower connections.*.maxConnections"
+        );
+    }
 }
 
 async fn shutdown_signal() {

@@ -17,7 +17,7 @@ use prometheus_client::registry::Registry;
 use crate::node::{NodeHandle, Role};
 use crate::state::health::Health;
 
-/// Label set of a gauge family: `(name, value)` pairs.
+/// Label set of a metric family: `(name, value)` pairs.
 type LabelPairs = Vec<(String, String)>;
 
 /// The hub's metrics.
@@ -35,6 +35,11 @@ pub struct Metrics {
     pub webhooks: Counter,
     /// Webhook deliveries ignored as duplicates of one acted on recently.
     pub webhook_duplicates: Counter,
+    /// Agent calls this node refused, by reason.
+    pub agent_refusals: Family<LabelPairs, Counter>,
+    /// Agent hellos and registrations this node refused because the agent talks to another
+    /// Kubernetes cluster than the one bound to the name, by cluster name.
+    pub agent_identity_conflicts: Family<LabelPairs, Counter>,
     clusters: Gauge,
     clusters_online: Gauge,
     bundles: Family<LabelPairs, Gauge>,
@@ -61,6 +66,8 @@ impl Metrics {
         let fetch_errors = Counter::default();
         let webhooks = Counter::default();
         let webhook_duplicates = Counter::default();
+        let agent_refusals = Family::<LabelPairs, Counter>::default();
+        let agent_identity_conflicts = Family::<LabelPairs, Counter>::default();
         let clusters = Gauge::default();
         let clusters_online = Gauge::default();
         let bundles = Family::<LabelPairs, Gauge>::default();
@@ -99,6 +106,17 @@ impl Metrics {
             "Webhook deliveries this node ignored as duplicates of one it acted on in the last \
              10 minutes",
             webhook_duplicates.clone(),
+        );
+        registry.register(
+            "agent_refusals",
+            "Agent streams and registrations this node refused, by reason",
+            agent_refusals.clone(),
+        );
+        registry.register(
+            "agent_identity_conflicts",
+            "Agent hellos and registrations this node refused because the agent talks to \
+             another Kubernetes cluster (kube-system UID) than the one bound to the cluster name",
+            agent_identity_conflicts.clone(),
         );
         registry.register("clusters", "Registered clusters", clusters.clone());
         registry.register(
@@ -141,6 +159,8 @@ impl Metrics {
             fetch_errors,
             webhooks,
             webhook_duplicates,
+            agent_refusals,
+            agent_identity_conflicts,
             clusters,
             clusters_online,
             bundles,

@@ -215,7 +215,7 @@ impl Node {
             transport: transport.clone(),
         };
         let peers_only = HubPeersOnly::new(&security);
-        let router = net::server()
+        let router = net::server(&config.peer_connections)
             .add_service(InterceptedService::new(
                 RaftPeerServer::new(peers)
                     .max_decoding_message_size(net::MAX_MESSAGE_BYTES)
@@ -231,7 +231,14 @@ impl Node {
                 peers_only,
             ));
         let tls = security.tls().map(|tls| tls.peer_server());
-        let server = tokio::spawn(net::serve(router, listener, tls, stop));
+        let server = tokio::spawn(net::serve(
+            "peer",
+            router,
+            listener,
+            tls,
+            config.peer_connections,
+            stop,
+        ));
 
         let driver = driver::Driver {
             raw,

@@ -41,6 +41,7 @@ use crate::http::{self, HttpContext};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeHandle, StartError};
 use crate::sync::{SyncConfig, SyncHub};
+use crate::transport::listener::ListenerLimits;
 use crate::transport::net::{self, NetError};
 
 /// Default address of the API listener.
@@ -79,6 +80,10 @@ pub struct HubConfig {
     /// How many unprivileged audit events (refusals, failures, webhook deliveries) this node
     /// records one by one per actor, before folding the rest into aggregates.
     pub audit: AuditLimits,
+    /// Connection limits and timeouts of the API listener.
+    pub api_connections: ListenerLimits,
+    /// Connection limits and timeouts of the HTTP listener.
+    pub http_connections: ListenerLimits,
 }
 
 /// How agents register: how long a bootstrap token and an agent certificate last.
@@ -117,6 +122,8 @@ impl HubConfig {
             authenticate: !matches!(node.security, crate::config::SecurityConfig::Insecure),
             registration: RegistrationConfig::default(),
             audit: AuditLimits::default(),
+            api_connections: ListenerLimits::api(),
+            http_connections: ListenerLimits::http(),
             node,
         }
     }
@@ -242,6 +249,7 @@ impl Hub {
             sync_config,
             config.clock.clone(),
             audit.clone(),
+            metrics.clone(),
         ));
         let context = HubContext {
             node: node.clone(),
@@ -257,12 +265,14 @@ impl Hub {
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
 
-        let router = api_router(&context);
+        let router = api_router(&context, &config.api_connections);
         let tls = node.security().tls().cloned();
         tasks.push(tokio::spawn(net::serve(
+            "api",
             router,
             api_listener,
             tls.as_ref().map(|tls| tls.api_server()),
+            config.api_connections,
             stop.child_token(),
         )));
 
@@ -275,6 +285,7 @@ impl Hub {
             http,
             http_listener,
             tls.as_ref().map(|tls| tls.http_server()),
+            config.http_connections,
             stop.child_token(),
         )));
 
@@ -369,9 +380,9 @@ fn local_addr(listener: &tokio::net::TcpListener, address: &str) -> Result<Socke
     })
 }
 
-/// The gRPC services of the API listener.
-pub fn api_router(context: &HubContext) -> Router {
-    net::api_server()
+/// The gRPC services of the API listener, served with `limits`.
+pub fn api_router(context: &HubContext, limits: &ListenerLimits) -> Router {
+    net::server(limits)
         .add_service(
             AdminServer::new(AdminService::new(context.clone()))
                 .max_decoding_message_size(net::MAX_MESSAGE_BYTES)
@@ -566,6 +577,9 @@ impl HubConfig {
                 defaults.agent_cert_lifetime,
             )?,
         };
+        let connections = file.connections.clone().unwrap_or_default();
+        let api_connections = connections.api()?;
+        let http_connections = connections.http()?;
         let node = file.into_node_config()?;
         Ok(HubConfig {
             authenticate: !matches!(node.security, crate::config::SecurityConfig::Insecure),
@@ -580,6 +594,8 @@ impl HubConfig {
             clock: crate::clock::system(),
             registration,
             audit: AuditLimits::default(),
+            api_connections,
+            http_connections,
         })
     }
 }

@@ -17,6 +17,7 @@ pub mod audit;
 pub mod command;
 pub mod fleet;
 pub mod health;
+pub mod identity;
 pub mod pki;
 pub mod rollout;
 pub mod signature;
@@ -24,7 +25,7 @@ pub mod source;
 pub mod stage;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 pub use command::{
     COMMAND_VERSION, Command, DecodeError, EncodeError, PlannedWave, RenderOutcome, RolloutAction,
@@ -52,7 +53,7 @@ pub use flotilla_core::Labels;
 pub struct Timestamp(pub u64);
 
 /// Version of the snapshot encoding this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 4;
+pub const SNAPSHOT_VERSION: u32 = 6;
 
 /// The whole replicated state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -163,6 +164,29 @@ pub enum CommandError {
         /// What is wrong with its signature.
         reason: String,
     },
+    /// The cluster's name is bound to another Kubernetes cluster than the one offered.
+    #[error(
+        "cluster '{cluster}' is bound to the cluster whose kube-system namespace has UID \
+         {bound}, not {offered}"
+    )]
+    IdentityConflict {
+        /// The cluster name.
+        cluster: String,
+        /// The kube-system UID bound to it.
+        bound: String,
+        /// The one offered.
+        offered: String,
+    },
+    /// The rollout was held by the deletion guard: only a person's approval releases it.
+    #[error(
+        "rollout {rollout} of stage '{stage}' is held by the deletion guard; only `flotilla approve {stage}` releases it"
+    )]
+    HeldByDeletionGuard {
+        /// The rollout.
+        rollout: u64,
+        /// Its stage.
+        stage: String,
+    },
     /// The command is malformed in a way apply can tell (empty name, empty wave, ...).
     #[error("invalid command: {0}")]
     Invalid(String),
@@ -256,6 +280,7 @@ impl State {
                 to,
                 waves,
                 gate,
+                guard,
                 change,
                 await_approval,
                 supersede,
@@ -269,6 +294,7 @@ impl State {
                     to,
                     waves,
                     gate: *gate,
+                    guard: *guard,
                     change: *change,
                     await_approval: *await_approval,
                     supersede: *supersede,
@@ -353,6 +379,23 @@ impl State {
                 by,
                 at,
             } => rollout::abandon(self, *rollout, reason, by, *at),
+            Command::BindClusterIdentity {
+                cluster,
+                kube_system_uid,
+                by,
+                at,
+            } => identity::bind(self, cluster, kube_system_uid, by, *at),
+            Command::RecordIdentityConflict {
+                cluster,
+                kube_system_uid,
+                at,
+            } => identity::record_conflict(self, cluster, kube_system_uid, *at),
+            Command::ResetClusterIdentity {
+                cluster,
+                kube_system_uid,
+                by,
+                at,
+            } => identity::reset(self, cluster, kube_system_uid.as_deref(), by, *at),
         }
     }
 

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::controller::source::SourceConfig;
 use crate::pipeline;
+use crate::state::identity::IdentityConflict;
 use crate::state::source::{BlobHash, RenderError, Revision, RevisionRef, RevisionStatus};
 use crate::state::stage::StageChange;
 use crate::state::{Labels, State, Timestamp};
@@ -124,6 +125,43 @@ pub struct ClusterStatus {
     pub render_error: Option<RenderError>,
     /// Bundles desired or still reported, by name.
     pub bundles: Vec<BundleStatus>,
+    /// The kube-system UID bound to its name, once its agent said hello.
+    pub kube_system_uid: Option<String>,
+    /// Agents of another Kubernetes cluster refused for its name, until an admin resets it.
+    pub identity_conflict: Option<IdentityConflictStatus>,
+}
+
+/// Agents talking to another Kubernetes cluster were refused for a cluster's name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IdentityConflictStatus {
+    /// The kube-system UID they reported.
+    pub kube_system_uid: String,
+    /// When the first of them was recorded.
+    pub first_at: Timestamp,
+    /// When the latest was (recorded at most once a minute).
+    pub last_at: Timestamp,
+    /// What an operator does about it.
+    pub message: String,
+}
+
+impl IdentityConflictStatus {
+    /// The conflict recorded for `cluster`, bound to `bound`, with what to do about it.
+    pub fn of(cluster: &str, bound: Option<&str>, conflict: &IdentityConflict) -> Self {
+        IdentityConflictStatus {
+            kube_system_uid: conflict.kube_system_uid.clone(),
+            first_at: conflict.first_at,
+            last_at: conflict.last_at,
+            message: format!(
+                "agents talking to the Kubernetes cluster with kube-system UID {} are refused \
+                 for '{cluster}', which is bound to UID {}: fix those agents (copied \
+                 credentials, a wrong kubeconfig context?); if '{cluster}' was rebuilt, run \
+                 `flotilla cluster reset-identity {cluster}`",
+                conflict.kube_system_uid,
+                bound.unwrap_or("(none)")
+            ),
+        }
+    }
 }
 
 /// One bundle on one cluster.
@@ -170,6 +208,8 @@ pub struct RolloutSummary {
     pub waves: usize,
     /// When it last changed.
     pub updated_at: Timestamp,
+    /// Why the deletion guard held it for an approval, if it did (kept once approved).
+    pub deletion_hold: Option<String>,
 }
 
 /// Something that happened.
@@ -368,6 +408,14 @@ fn cluster_status(
         assigned_revision: assigned.map(|(r, _)| r.commit.clone()),
         render_error,
         bundles,
+        kube_system_uid: cluster.identity.as_ref().map(|b| b.kube_system_uid.clone()),
+        identity_conflict: cluster.identity_conflict.as_ref().map(|conflict| {
+            let bound = cluster
+                .identity
+                .as_ref()
+                .map(|b| b.kube_system_uid.as_str());
+            IdentityConflictStatus::of(name, bound, conflict)
+        }),
     })
 }
 
@@ -469,6 +517,7 @@ fn rollouts(state: &State) -> Vec<RolloutSummary> {
             waves_started: r.waves.iter().filter(|w| w.started_at.is_some()).count(),
             waves: r.waves.len(),
             updated_at: r.updated_at,
+            deletion_hold: r.deletion_hold.as_ref().map(|hold| hold.summary()),
         })
         .collect()
 }

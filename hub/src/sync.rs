@@ -6,8 +6,10 @@
 //! The leader's liveness controller (`controller::liveness`) turns presence into
 //! `SetLiveness` decisions.
 //!
-//! A stream's life (see `session`): the agent's hello names its cluster and the bundle hashes
-//! it holds; the node answers with a `Welcome` (the desired set) and only the bundles whose hash
+//! A stream's life (see `session`): the agent's hello names its cluster, the Kubernetes
+//! cluster it talks to (checked against the one bound to the name, `identity`), its instance
+//! (one per cluster may stream, `streams` and `presence`) and the bundle hashes it holds; the
+//! node answers with a `Welcome` (the desired set) and only the bundles whose hash
 //! differs, then pushes what changes as its applied index advances. Bundles travel as their
 //! zstd blob from the state, in chunks below the agent's message limit. Reports go the other
 //! way and are turned into `RecordHealth` batches that carry only changes.
@@ -27,11 +29,14 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::api::audit::AuditTrail;
 use crate::clock::Clock;
+use crate::metrics::Metrics;
 use crate::node::NodeHandle;
 
 mod chunk;
 mod counters;
+mod identity;
 pub mod presence;
+mod refusal;
 pub mod register;
 mod reports;
 mod session;
@@ -43,6 +48,8 @@ mod tests;
 pub use crate::controller::liveness::LivenessConfig;
 pub use counters::{SyncCounters, SyncStats};
 
+use presence::LeaderChannel;
+use refusal::RefusalLog;
 use reports::ReportBatcher;
 use streams::Streams;
 
@@ -101,6 +108,12 @@ struct Shared {
     stop: CancellationToken,
     /// The node's per-actor limits for auditing refusals, shared with the Admin API.
     audit: Arc<AuditTrail>,
+    /// Refusals counted by reason and cluster.
+    metrics: Arc<Metrics>,
+    /// Which refusals are logged.
+    refusals: RefusalLog,
+    /// The leader, asked before a stream is served and told which streams this node holds.
+    leader: Arc<LeaderChannel>,
 }
 
 impl Shared {
@@ -118,18 +131,25 @@ pub struct SyncHub {
 impl SyncHub {
     /// Starts the report batcher and the presence reporter on the current tokio runtime. Streams
     /// are served once [`SyncHub::service`] is added to a listener. Refused agent calls are
-    /// audited within `audit`'s per-actor limits.
+    /// audited within `audit`'s per-actor limits and counted in `metrics`.
     pub fn start(
         node: NodeHandle,
         config: SyncConfig,
         clock: Arc<dyn Clock>,
         audit: Arc<AuditTrail>,
+        metrics: Arc<Metrics>,
     ) -> SyncHub {
+        // Should this node lead, a stream it heard of counts as live as long as liveness says.
+        node.presence()
+            .set_holder_ttl(config.liveness.offline_after);
         let shared = Arc::new(Shared {
             node,
             config,
             clock,
             audit,
+            metrics,
+            refusals: RefusalLog::default(),
+            leader: Arc::default(),
             counters: SyncCounters::default(),
             streams: Streams::default(),
             reports: ReportBatcher::default(),
@@ -140,6 +160,7 @@ impl SyncHub {
             tokio::spawn(presence::report_loop(
                 shared.node.clone(),
                 shared.streams.clone(),
+                Arc::clone(&shared.leader),
                 shared.config.presence_interval,
                 shared.stop.clone(),
             )),

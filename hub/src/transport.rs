@@ -32,6 +32,7 @@ use crate::node::{Event, Proposal, ProposeReply};
 use crate::state::NodeId;
 
 pub mod faults;
+pub mod listener;
 pub mod net;
 
 use faults::{FaultPlan, Verdict};

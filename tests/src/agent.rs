@@ -1,6 +1,9 @@
 //! `flotilla-agent run` processes, one per simulated cluster, registered with a bootstrap token
-//! and streaming with their own client certificate (or plain, with an `--insecure` hub).
+//! and streaming with their own client certificate (or plain, with an `--insecure` hub). For the
+//! security tests an agent can also start with another agent's credentials, or talk to another
+//! cluster of the simulator than the one it serves.
 
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use tempfile::TempDir;
@@ -10,11 +13,40 @@ use crate::hub::HubProcess;
 use crate::process::Process;
 use crate::sim::SimProcess;
 
+/// The credentials file in an agent's state directory.
+pub const CREDENTIALS_FILE: &str = "credentials.pem";
+
+/// How an agent process starts.
+#[derive(Debug, Clone)]
+pub struct AgentSetup {
+    /// The cluster it serves (`--cluster`).
+    pub cluster: String,
+    /// The simulator's context its Kubernetes client uses: the cluster it really talks to.
+    pub context: String,
+    /// A state directory whose credentials it starts with, instead of registering with a fresh
+    /// bootstrap token.
+    pub credentials_from: Option<PathBuf>,
+    /// Its `--max-backoff`, e.g. `1s` (the agent's default otherwise).
+    pub max_backoff: Option<String>,
+}
+
+impl AgentSetup {
+    /// The agent of `cluster`, talking to that cluster, registering with a fresh token.
+    pub fn new(cluster: &str) -> AgentSetup {
+        AgentSetup {
+            cluster: cluster.to_owned(),
+            context: cluster.to_owned(),
+            credentials_from: None,
+            max_backoff: None,
+        }
+    }
+}
+
 /// A running agent, killed when dropped.
 pub struct AgentProcess {
-    cluster: String,
+    setup: AgentSetup,
     process: Process,
-    _state: TempDir,
+    state: TempDir,
 }
 
 impl AgentProcess {
@@ -26,46 +58,106 @@ impl AgentProcess {
         cluster: &str,
         sim: &SimProcess,
     ) -> anyhow::Result<AgentProcess> {
+        Self::start_as(hub, sim, AgentSetup::new(cluster))
+    }
+
+    /// Starts an agent as `setup` says, with a state directory of its own.
+    pub fn start_as(
+        hub: &HubProcess,
+        sim: &SimProcess,
+        setup: AgentSetup,
+    ) -> anyhow::Result<AgentProcess> {
         let state = tempfile::tempdir()?;
-        let mut command = Command::new(binaries::AGENT.path()?);
-        command
-            .args(["run", "--hub", hub.api(), "--cluster", cluster])
-            .arg("--state-dir")
-            .arg(state.path())
-            .arg("--kubeconfig")
-            .arg(sim.kubeconfig())
-            .args(["--context", cluster])
-            .env_remove("FLOTILLA_HUB")
-            .env_remove("FLOTILLA_CLUSTER")
-            .env_remove("FLOTILLA_STATE_DIR")
-            .env_remove("FLOTILLA_CA_FILE")
-            .env_remove("FLOTILLA_BOOTSTRAP_TOKEN");
-        match hub.credentials() {
-            Some(credentials) => {
-                command
-                    .arg("--ca-file")
-                    .arg(&credentials.ca_file)
-                    .args(["--bootstrap-token", &hub.bootstrap_token(cluster)?]);
+        let register = match &setup.credentials_from {
+            Some(from) => {
+                std::fs::copy(
+                    from.join(CREDENTIALS_FILE),
+                    state.path().join(CREDENTIALS_FILE),
+                )?;
+                false
             }
-            None => {
-                command.arg("--insecure");
-            }
-        }
-        let process = Process::spawn(format!("flotilla-agent ({cluster})"), command)?;
+            None => true,
+        };
+        let process = spawn(hub, sim, &setup, state.path(), register)?;
         Ok(AgentProcess {
-            cluster: cluster.to_owned(),
+            setup,
             process,
-            _state: state,
+            state,
         })
+    }
+
+    /// Kills the agent and starts it again with the same state directory (its stored
+    /// credentials and bundles), as a restarted pod does.
+    pub fn restart(&mut self, hub: &HubProcess, sim: &SimProcess) -> anyhow::Result<()> {
+        self.process.kill();
+        self.process = spawn(hub, sim, &self.setup, self.state.path(), false)?;
+        Ok(())
+    }
+
+    /// How it starts; a change takes effect at the next [`AgentProcess::restart`].
+    pub fn setup_mut(&mut self) -> &mut AgentSetup {
+        &mut self.setup
     }
 
     /// The cluster it serves.
     pub fn cluster(&self) -> &str {
-        &self.cluster
+        &self.setup.cluster
+    }
+
+    /// Its state directory (`--state-dir`): credentials and desired bundles.
+    pub fn state_dir(&self) -> &Path {
+        self.state.path()
     }
 
     /// The agent's process.
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
     }
+}
+
+fn spawn(
+    hub: &HubProcess,
+    sim: &SimProcess,
+    setup: &AgentSetup,
+    state_dir: &Path,
+    register: bool,
+) -> anyhow::Result<Process> {
+    let cluster = setup.cluster.as_str();
+    let mut command = Command::new(binaries::AGENT.path()?);
+    command
+        .args(["run", "--hub", hub.api(), "--cluster", cluster])
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("--kubeconfig")
+        .arg(sim.kubeconfig())
+        .args(["--context", &setup.context])
+        .env_remove("FLOTILLA_HUB")
+        .env_remove("FLOTILLA_CLUSTER")
+        .env_remove("FLOTILLA_STATE_DIR")
+        .env_remove("FLOTILLA_CA_FILE")
+        .env_remove("FLOTILLA_BOOTSTRAP_TOKEN");
+    if let Some(max) = &setup.max_backoff {
+        command.args(["--max-backoff", max]);
+    }
+    match hub.credentials() {
+        Some(credentials) if register => {
+            // As an operator should: the token in a file, off the command line.
+            let token_file = state_dir.join("bootstrap-token");
+            std::fs::write(&token_file, format!("{}\n", hub.bootstrap_token(cluster)?))?;
+            command
+                .arg("--ca-file")
+                .arg(&credentials.ca_file)
+                .arg("--bootstrap-token-file")
+                .arg(&token_file);
+        }
+        Some(_) => {}
+        None => {
+            command.arg("--insecure");
+        }
+    }
+    let name = match setup.context == setup.cluster {
+        true => format!("flotilla-agent ({cluster})"),
+        false => format!("flotilla-agent ({cluster} on {})", setup.context),
+    };
+    Process::spawn(name, command)
 }

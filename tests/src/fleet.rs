@@ -25,6 +25,8 @@ pub struct FleetOptions {
     pub webhook_secret: Option<String>,
     /// How long simulated workloads take to roll out.
     pub rollout_delay: Duration,
+    /// The hub's config file (YAML), if it needs one.
+    pub hub_config: Option<String>,
 }
 
 impl Default for FleetOptions {
@@ -33,6 +35,7 @@ impl Default for FleetOptions {
             poll_interval: "200ms".into(),
             webhook_secret: None,
             rollout_delay: Duration::from_millis(200),
+            hub_config: None,
         }
     }
 }
@@ -65,13 +68,16 @@ impl Fleet {
         std::fs::write(&clusters_file, inventory)?;
         let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
         let sim = SimProcess::start(&names, options.rollout_delay).await?;
-        let hub = HubProcess::start(&HubOptions {
-            repo_url: repo.url(),
-            clusters_file,
-            poll_interval: options.poll_interval.clone(),
-            webhook_secret: options.webhook_secret.clone(),
-            insecure: false,
-        })?;
+        let hub = HubProcess::start_with_config(
+            &HubOptions {
+                repo_url: repo.url(),
+                clusters_file,
+                poll_interval: options.poll_interval.clone(),
+                webhook_secret: options.webhook_secret.clone(),
+                insecure: false,
+            },
+            options.hub_config.as_deref(),
+        )?;
         // The hub's leader registers the inventory's clusters; their tokens need them.
         wait_registered(&hub, &names).await?;
         let agents = names
@@ -127,6 +133,33 @@ impl Fleet {
                         "latest revision: {latest}\n{}",
                         problems.join("\n")
                     ))
+                })
+            },
+        )
+        .await
+        .map_err(|e| e.context(format!("the hub's log ends with:\n{}", self.hub.log_tail())))
+    }
+
+    /// Waits until `flotilla status` lists a rollout of `stage` to `commit` that the deletion
+    /// guard holds for an approval; returns that rollout as listed.
+    pub async fn wait_held(&self, stage: &str, commit: &str) -> anyhow::Result<Value> {
+        wait::until(
+            &format!("{} held on stage {stage}", short(commit)),
+            PATIENCE,
+            || async {
+                let status = self.cli.status().await?;
+                let rollouts = status["rollouts"].as_array().cloned().unwrap_or_default();
+                let found = rollouts
+                    .into_iter()
+                    .find(|r| r["stage"] == stage && r["toRevision"] == commit);
+                Ok(match found {
+                    Some(r)
+                        if r["status"] == "awaiting approval" && r["deletionHold"].is_string() =>
+                    {
+                        Probe::Done(r)
+                    }
+                    Some(r) => Probe::NotYet(r.to_string()),
+                    None => Probe::NotYet(format!("no rollout yet: {}", status["rollouts"])),
                 })
             },
         )

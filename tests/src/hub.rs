@@ -34,6 +34,7 @@ pub struct HubProcess {
     http: String,
     credentials: Option<HubCredentials>,
     data: TempDir,
+    _config: Option<tempfile::NamedTempFile>,
 }
 
 /// What a client needs to talk to a hub with TLS.
@@ -48,6 +49,15 @@ pub struct HubCredentials {
 impl HubProcess {
     /// Starts a single-node hub on free ports and waits until it prints its addresses.
     pub fn start(options: &HubOptions) -> anyhow::Result<HubProcess> {
+        Self::start_with_config(options, None)
+    }
+
+    /// Starts a hub as [`HubProcess::start`] does, reading `config` (the YAML of `--config`,
+    /// e.g. `connections:` limits) besides its flags.
+    pub fn start_with_config(
+        options: &HubOptions,
+        config: Option<&str>,
+    ) -> anyhow::Result<HubProcess> {
         let data = tempfile::tempdir()?;
         let mut command = Command::new(binaries::HUB.path()?);
         command
@@ -71,6 +81,15 @@ impl HubProcess {
         if options.insecure {
             command.arg("--insecure");
         }
+        let config = match config {
+            Some(yaml) => {
+                let file = tempfile::Builder::new().suffix(".yaml").tempfile()?;
+                std::fs::write(file.path(), yaml)?;
+                command.arg("--config").arg(file.path());
+                Some(file)
+            }
+            None => None,
+        };
         let process = Process::spawn("flotilla-hub", command)?;
         let wait = Duration::from_secs(30);
         let api = process.wait_for_stdout("its API address", wait, |l| {
@@ -96,6 +115,7 @@ impl HubProcess {
             credentials,
             process,
             data,
+            _config: config,
         })
     }
 

@@ -6,6 +6,7 @@
 //! This is test code: errors are `anyhow`, as in tests.
 
 pub mod agent;
+pub mod attacker;
 pub mod binaries;
 pub mod cli;
 pub mod fleet;

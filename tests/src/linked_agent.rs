@@ -47,6 +47,16 @@ impl LinkedAgent {
         hubs: Vec<String>,
         access: AgentAccess<'_>,
     ) -> anyhow::Result<LinkedAgent> {
+        let url = sim.cluster_url(cluster);
+        let client = kube::Client::try_from(kube::Config::new(
+            url.parse()
+                .with_context(|| format!("the simulated cluster's URL {url}"))?,
+        ))?;
+        let engine = Arc::new(Engine::start(
+            client,
+            EngineConfig::default(),
+            Arc::new(SystemClock),
+        )?);
         let identity = match access {
             AgentAccess::Insecure => None,
             AgentAccess::Tls {
@@ -60,21 +70,12 @@ impl LinkedAgent {
                     &hubs,
                     Some(ca_pem),
                     Some(token),
+                    &engine.cluster_identity().await,
                 )
                 .await
                 .with_context(|| format!("registering the agent of {cluster}"))?,
             ),
         };
-        let url = sim.cluster_url(cluster);
-        let client = kube::Client::try_from(kube::Config::new(
-            url.parse()
-                .with_context(|| format!("the simulated cluster's URL {url}"))?,
-        ))?;
-        let engine = Arc::new(Engine::start(
-            client,
-            EngineConfig::default(),
-            Arc::new(SystemClock),
-        )?);
         let mut config = LinkConfig::new(hubs, cluster);
         config.identity = identity;
         let link = HubLink::start(

@@ -88,6 +88,34 @@ impl SimProcess {
         self.write_kubeconfig()
     }
 
+    /// Decommissions a cluster and adds a new one under the same name and address, as a
+    /// cluster rebuilt behind the same API endpoint: empty, with a new kube-system UID.
+    pub async fn rebuild_cluster(&mut self, name: &str) -> anyhow::Result<()> {
+        let url = format!("http://{}/admin/clusters/{name}", self.address);
+        let answer = crate::http::request("DELETE", &url, &[], Vec::new()).await?;
+        if answer.status != 204 {
+            bail!(
+                "removing cluster {name} from the simulator: {}: {}",
+                answer.status,
+                answer.body
+            );
+        }
+        self.clusters.retain(|c| c != name);
+        self.add_cluster(name).await
+    }
+
+    /// The UID of a cluster's kube-system namespace: the identity its agent reports.
+    pub async fn kube_system_uid(&self, cluster: &str) -> anyhow::Result<String> {
+        let namespace = self
+            .get(cluster, "v1", "Namespace", None, "kube-system")
+            .await?
+            .with_context(|| format!("{cluster} has no kube-system namespace"))?;
+        namespace["metadata"]["uid"]
+            .as_str()
+            .map(str::to_owned)
+            .with_context(|| format!("{cluster}'s kube-system namespace has no uid"))
+    }
+
     /// A kubeconfig with a context per added cluster (kubectl and kube-rs read JSON too).
     fn write_kubeconfig(&self) -> anyhow::Result<()> {
         let clusters: Vec<Value> = self

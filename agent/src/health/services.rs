@@ -1,4 +1,4 @@
-//! Health of networking, storage and autoscaling objects.
+//! Health of networking, storage, autoscaling and API aggregation objects.
 
 use serde_json::Value;
 
@@ -41,7 +41,24 @@ const HPA_FAILURES: [(&str, &str); 4] = [
     ("ScalingActive", "InvalidSelector"),
 ];
 
+/// Where `autoscaling/v1` keeps the conditions `autoscaling/v2` has in `status.conditions`: an
+/// annotation holding them as JSON text.
+const V1_CONDITIONS_ANNOTATION: &str = "autoscaling.alpha.kubernetes.io/conditions";
+
 pub(super) fn horizontal_pod_autoscaler(live: &Value) -> ObjectHealth {
+    if live.pointer("/status/conditions").is_none()
+        && let Some(conditions) = live
+            .pointer("/metadata/annotations")
+            .and_then(|annotations| annotations.get(V1_CONDITIONS_ANNOTATION))
+            .and_then(Value::as_str)
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+    {
+        return autoscaler(&serde_json::json!({"status": {"conditions": conditions}}));
+    }
+    autoscaler(live)
+}
+
+fn autoscaler(live: &Value) -> ObjectHealth {
     // The controller writes `AbleToScale=True` before `ScalingActive=False`, so every condition
     // is checked for a failure before any is taken as a sign of health.
     if let Some(c) = conditions(live)
@@ -57,4 +74,18 @@ pub(super) fn horizontal_pod_autoscaler(live: &Value) -> ObjectHealth {
         return ObjectHealth::new(Health::Healthy, c.message);
     }
     ObjectHealth::new(Health::Progressing, "waiting to autoscale")
+}
+
+/// An aggregated API is usable once `Available` is True; until then (its backing service
+/// starting, or broken) it is not Healthy, with the API server's reason. Not Degraded at once:
+/// `MissingEndpoints` is normal while the service's pods start; the health timeout decides.
+pub(super) fn api_service(live: &Value) -> ObjectHealth {
+    match conditions(live).into_iter().find(|c| c.kind == "Available") {
+        Some(c) if c.status == "True" => ObjectHealth::healthy(),
+        Some(c) => ObjectHealth::new(
+            Health::Progressing,
+            format!("not available: {}: {}", c.reason, c.message),
+        ),
+        None => ObjectHealth::new(Health::Progressing, "waiting for the Available condition"),
+    }
 }

@@ -384,6 +384,66 @@ fn hpa_rules() {
 }
 
 #[test]
+fn an_autoscaling_v1_hpa_is_judged_by_the_conditions_in_its_annotation() {
+    let v1 = |conditions: Value| {
+        json!({"metadata": {"annotations": {
+            "autoscaling.alpha.kubernetes.io/conditions": conditions.to_string()
+        }}, "status": {"currentReplicas": 2, "desiredReplicas": 2}})
+    };
+    let able = v1(json!([
+        {"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale", "message": "ready"},
+        {"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound", "message": "ok"}
+    ]));
+    assert_eq!(
+        health("autoscaling", "HorizontalPodAutoscaler", able).health,
+        Health::Healthy,
+        "a healthy v1 HPA is not left waiting to autoscale"
+    );
+    let failing = v1(json!([
+        {"type": "AbleToScale", "status": "True", "reason": "SucceededGetScale", "message": "ok"},
+        {"type": "ScalingActive", "status": "False", "reason": "FailedGetResourceMetric", "message": "missing request for cpu"}
+    ]));
+    let h = health("autoscaling", "HorizontalPodAutoscaler", failing);
+    assert_eq!(
+        (h.health, h.message.as_str()),
+        (Health::Degraded, "missing request for cpu")
+    );
+    let garbage = json!({"metadata": {"annotations": {"autoscaling.alpha.kubernetes.io/conditions": "not json"}}});
+    assert_eq!(
+        health("autoscaling", "HorizontalPodAutoscaler", garbage).health,
+        Health::Progressing
+    );
+}
+
+#[test]
+fn an_api_service_is_healthy_only_when_available() {
+    let service = |conditions: Value| json!({"status": {"conditions": conditions}});
+    let group = "apiregistration.k8s.io";
+    let down = service(
+        json!([{"type": "Available", "status": "False", "reason": "MissingEndpoints", "message": "endpoints for service/metrics-server in kube-system have no addresses"}]),
+    );
+    let h = health(group, "APIService", down);
+    assert_eq!(h.health, Health::Progressing);
+    assert!(h.message.contains("MissingEndpoints"), "{}", h.message);
+    assert_eq!(
+        health(group, "APIService", service(json!([]))).health,
+        Health::Progressing
+    );
+    let up = service(json!([{"type": "Available", "status": "True", "reason": "Passed"}]));
+    assert_eq!(health(group, "APIService", up).health, Health::Healthy);
+}
+
+#[test]
+fn a_replication_controller_is_judged_like_a_replica_set() {
+    let live = json!({"metadata": {"generation": 1}, "spec": {"replicas": 3},
+        "status": {"observedGeneration": 1, "replicas": 3, "readyReplicas": 1, "availableReplicas": 1}});
+    assert_ne!(
+        health("", "ReplicationController", live).health,
+        Health::Healthy
+    );
+}
+
+#[test]
 fn crd_rules() {
     let crd = |conditions: Value| json!({"status": {"conditions": conditions}});
     let group = "apiextensions.k8s.io";

@@ -50,6 +50,13 @@ impl Default for Backoff {
 }
 
 impl Backoff {
+    /// The delay after the hub refused the agent (its identity, or another agent streaming for
+    /// the cluster): every node would say the same, so the longest, drawn from its upper half.
+    pub fn after_refusal(&self, random: &dyn Random) -> Duration {
+        let half = self.max / 2;
+        half + half.mul_f64(random.unit())
+    }
+
     /// The delay before attempt number `failures + 1`, after `failures` consecutive failures.
     pub fn delay(&self, failures: u32, random: &dyn Random) -> Duration {
         let ceiling = self

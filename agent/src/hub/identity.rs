@@ -12,6 +12,8 @@ use parking_lot::RwLock;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint, Identity};
 
+use crate::cluster_identity::ClusterUid;
+
 /// How long a registration or renewal call may take.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -54,6 +56,14 @@ pub enum IdentityError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// The bootstrap token file could not be read.
+    #[error("cannot read the bootstrap token file {path}: {source}")]
+    TokenFile {
+        /// The file.
+        path: String,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// Every hub refused or could not be reached.
     #[error("cannot register with any hub: {0}")]
     Register(String),
@@ -72,13 +82,15 @@ pub struct AgentIdentity {
 
 impl AgentIdentity {
     /// The identity stored in `store`, registering first with `bootstrap_token` (and trusting
-    /// `ca_pem`) when none is stored.
+    /// `ca_pem`) when none is stored. A registration tells the hub `kube_system` — which
+    /// Kubernetes cluster the agent talks to: a hub that bound the name to another refuses it.
     pub async fn establish(
         store: CredentialStore,
         cluster: &str,
         hubs: &[String],
         ca_pem: Option<&str>,
         bootstrap_token: Option<&str>,
+        kube_system: &ClusterUid,
     ) -> Result<Arc<AgentIdentity>, IdentityError> {
         if let Some(credentials) = store.load()? {
             let certificate = credentials.certificate()?;
@@ -108,6 +120,7 @@ impl AgentIdentity {
         let request = RegisterRequest {
             bootstrap_token: token.trim().to_owned(),
             csr_pem: key.csr_pem(cluster)?,
+            identity: Some(kube_system.to_proto()),
         };
         let mut failures = Vec::new();
         for hub in hubs {
@@ -298,4 +311,15 @@ pub fn read_ca_file(path: &std::path::Path) -> Result<String, IdentityError> {
         path: path.display().to_string(),
         source,
     })
+}
+
+/// Reads the bootstrap token an operator keeps in a file (`--bootstrap-token-file`), without
+/// the surrounding whitespace a Secret or an editor adds.
+pub fn read_token_file(path: &std::path::Path) -> Result<String, IdentityError> {
+    std::fs::read_to_string(path)
+        .map(|text| text.trim().to_owned())
+        .map_err(|source| IdentityError::TokenFile {
+            path: path.display().to_string(),
+            source,
+        })
 }

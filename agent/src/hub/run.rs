@@ -12,7 +12,7 @@ use crate::engine::{Engine, EngineConfig, EngineError};
 use flotilla_pki::CredentialStore;
 use tokio_util::sync::CancellationToken;
 
-use super::identity::{AgentIdentity, IdentityError, read_ca_file, renew_loop};
+use super::identity::{AgentIdentity, IdentityError, read_ca_file, read_token_file, renew_loop};
 use super::{Backoff, HubLink, LinkConfig, LinkError, ThreadRandom};
 
 /// Arguments of `flotilla-agent run`.
@@ -59,11 +59,15 @@ pub struct RunArgs {
     #[arg(long, env = "FLOTILLA_CA_FILE", value_name = "FILE")]
     pub ca_file: Option<PathBuf>,
     /// The one-time token `flotilla cluster add` printed, to register the agent and get its
-    /// client certificate (kept in --state-dir). Not needed once registered.
+    /// client certificate (kept in --state-dir). Not needed once registered. Prefer the
+    /// environment or --bootstrap-token-file: a command line is visible to every local user.
     #[arg(long, env = "FLOTILLA_BOOTSTRAP_TOKEN", hide_env_values = true)]
     pub bootstrap_token: Option<String>,
+    /// A file holding the bootstrap token (e.g. a mounted Secret), instead of --bootstrap-token.
+    #[arg(long, value_name = "FILE", conflicts_with = "bootstrap_token")]
+    pub bootstrap_token_file: Option<PathBuf>,
     /// Speak plain HTTP/2 to a hub started with --insecure (no TLS, no certificate).
-    #[arg(long, conflicts_with_all = ["ca_file", "bootstrap_token"])]
+    #[arg(long, conflicts_with_all = ["ca_file", "bootstrap_token", "bootstrap_token_file"])]
     pub insecure: bool,
 }
 
@@ -193,12 +197,18 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
     if !args.insecure {
         let dir = args.state_dir.as_deref().ok_or(RunError::NoStateDir)?;
         let ca_pem = args.ca_file.as_deref().map(read_ca_file).transpose()?;
+        let token = match &args.bootstrap_token_file {
+            Some(path) => Some(read_token_file(path)?),
+            None => args.bootstrap_token.clone(),
+        };
+        let kube_system = engine.cluster_identity().await;
         let identity = AgentIdentity::establish(
             CredentialStore::in_dir(dir),
             &cluster,
             &args.hub,
             ca_pem.as_deref(),
-            args.bootstrap_token.as_deref(),
+            token.as_deref(),
+            &kube_system,
         )
         .await?;
         tokio::spawn(renew_loop(

@@ -14,12 +14,13 @@ use flotilla_proto::v1::{
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::UnboundedReceiverStream;
-use tonic::Streaming;
 use tonic::transport::Endpoint;
+use tonic::{Code, Status, Streaming};
 
 use super::assembly::Assembler;
 use super::outbox;
 use super::{Connection, Link, LinkConfig, LinkError, Shared};
+use crate::cluster_identity::ClusterUid;
 
 /// Largest message the agent sends (report batches are split well below it).
 const MAX_SEND_BYTES: usize = 4 * 1024 * 1024;
@@ -35,15 +36,53 @@ pub(super) enum Outcome {
     Ended {
         /// Whether the node answered the hello.
         welcomed: bool,
+        /// Whether the hub refused the agent itself (see [`Ended::refused`]).
+        refused: bool,
         /// Why it ended, for the log.
         reason: String,
     },
 }
 
-fn ended(welcomed: bool, reason: impl Into<String>) -> Outcome {
-    Outcome::Ended {
-        welcomed,
-        reason: reason.into(),
+/// Why a stream ended, from the session's point of view.
+pub(super) struct Ended {
+    /// For the log.
+    reason: String,
+    /// The hub refused this agent — its credentials or its cluster (`PERMISSION_DENIED`), or
+    /// another agent streams for the cluster (`ALREADY_EXISTS`) — rather than failing: every
+    /// node would say the same.
+    refused: bool,
+}
+
+impl Ended {
+    fn outcome(self, welcomed: bool) -> Outcome {
+        Outcome::Ended {
+            welcomed,
+            refused: self.refused,
+            reason: self.reason,
+        }
+    }
+
+    /// A stream ended by the hub with `status`.
+    fn status(context: &str, status: &Status) -> Ended {
+        Ended {
+            reason: format!("{context}: {}", status.message()),
+            refused: matches!(status.code(), Code::PermissionDenied | Code::AlreadyExists),
+        }
+    }
+}
+
+impl From<String> for Ended {
+    fn from(reason: String) -> Self {
+        Ended {
+            reason,
+            refused: false,
+        }
+    }
+}
+
+impl From<&str> for Ended {
+    fn from(reason: &str) -> Self {
+        Ended::from(reason.to_owned())
     }
 }
 
@@ -84,14 +123,17 @@ pub(super) async fn run(link: &mut Link, address: &str) -> Outcome {
         tx,
         shared: Arc::clone(&shared),
     };
-    let hello = hello(&shared);
+    let hello = tokio::select! {
+        _ = shared.stop.cancelled() => return Outcome::Stopped,
+        hello = hello(&shared) => hello,
+    };
     out.send(agent_message::Kind::Hello(hello));
     let open = open(&shared, address, rx);
     let (inbound, welcome) = tokio::select! {
         _ = shared.stop.cancelled() => return Outcome::Stopped,
         opened = open => match opened {
             Ok(opened) => opened,
-            Err(reason) => return ended(false, reason),
+            Err(ended) => return ended.outcome(false),
         },
     };
     let mut session = Session {
@@ -104,16 +146,21 @@ pub(super) async fn run(link: &mut Link, address: &str) -> Outcome {
         last_flush: Instant::now(),
     };
     if let Err(reason) = session.welcome(welcome, address).await {
-        return ended(true, reason);
+        return Ended::from(reason).outcome(true);
     }
     session.resync(link);
     match session.serve(link).await {
         Ok(outcome) => outcome,
-        Err(reason) => ended(true, reason),
+        Err(ended) => ended.outcome(true),
     }
 }
 
-fn hello(shared: &Shared) -> Hello {
+/// The hello, with the cluster's identity read now.
+async fn hello(shared: &Shared) -> Hello {
+    let identity = shared.engine.cluster_identity().await;
+    if let ClusterUid::Unreadable(why) = &identity {
+        tracing::warn!(%why, "cannot read the cluster's identity; the hub serves no stream until it can");
+    }
     Hello {
         cluster: shared.config.cluster.clone(),
         agent_version: env!("CARGO_PKG_VERSION").to_owned(),
@@ -130,6 +177,8 @@ fn hello(shared: &Shared) -> Hello {
             .unwrap_or(u32::MAX),
         max_message_bytes: shared.config.max_message_bytes as u64,
         known_index: shared.known_index.load(Ordering::Relaxed),
+        identity: Some(identity.to_proto()),
+        instance: shared.instance.clone(),
     }
 }
 
@@ -138,7 +187,7 @@ async fn open(
     shared: &Shared,
     address: &str,
     rx: mpsc::UnboundedReceiver<AgentMessage>,
-) -> Result<(Streaming<HubMessage>, Welcome), String> {
+) -> Result<(Streaming<HubMessage>, Welcome), Ended> {
     let endpoint = endpoint(address, &shared.config).map_err(|e| e.to_string())?;
     let channel = endpoint
         .connect()
@@ -151,22 +200,22 @@ async fn open(
         let response = client
             .sync(UnboundedReceiverStream::new(rx))
             .await
-            .map_err(|status| format!("refused: {}", status.message()))?;
+            .map_err(|status| Ended::status("refused", &status))?;
         let mut inbound = response.into_inner();
         let first = inbound
             .message()
             .await
-            .map_err(|status| format!("refused: {}", status.message()))?
+            .map_err(|status| Ended::status("refused", &status))?
             .ok_or("stream closed before the welcome")?;
         shared.counters.received(&first);
         match first.kind {
             Some(hub_message::Kind::Welcome(welcome)) => Ok((inbound, welcome)),
-            _ => Err("the hub's first message was not a welcome".to_owned()),
+            _ => Err(Ended::from("the hub's first message was not a welcome")),
         }
     };
     tokio::time::timeout(shared.config.welcome_timeout, opened)
         .await
-        .map_err(|_| "no welcome within the welcome timeout".to_owned())?
+        .map_err(|_| Ended::from("no welcome within the welcome timeout"))?
 }
 
 /// Sends on the stream, counting what is sent.
@@ -247,7 +296,7 @@ impl Session {
     }
 
     /// The stream's main loop.
-    async fn serve(&mut self, link: &mut Link) -> Result<Outcome, String> {
+    async fn serve(&mut self, link: &mut Link) -> Result<Outcome, Ended> {
         let config = self.shared.config.clone();
         let mut heartbeat = tokio::time::interval(config.heartbeat_interval);
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -259,7 +308,7 @@ impl Session {
                 message = self.inbound.message() => match message {
                     Ok(Some(message)) => self.receive(message).await?,
                     Ok(None) => return Err("the hub closed the stream".into()),
-                    Err(status) => return Err(format!("stream failed: {}", status.message())),
+                    Err(status) => return Err(Ended::status("stream failed", &status)),
                 },
                 received = link.reports.recv() => {
                     if !link.queue(received) {
@@ -276,7 +325,8 @@ impl Session {
                         return Err(format!(
                             "no message from the hub for {:?}",
                             self.silence_limit
-                        ));
+                        )
+                        .into());
                     }
                     let sent_at_ms = self.shared.clock.now_ms();
                     if !self.out.send(agent_message::Kind::Heartbeat(Heartbeat { sent_at_ms })) {

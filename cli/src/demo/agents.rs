@@ -117,16 +117,6 @@ async fn start_one(
     credentials: &Credentials,
 ) -> anyhow::Result<Agent> {
     let state_dir = state_root.join(cluster);
-    // A kept demo's agent reuses its stored certificate; a new one registers.
-    let identity = AgentIdentity::establish(
-        CredentialStore::in_dir(&state_dir),
-        cluster,
-        &[hub.to_string()],
-        Some(&credentials.ca_pem),
-        credentials.tokens.get(cluster).map(String::as_str),
-    )
-    .await
-    .with_context(|| format!("registering the agent of {cluster}"))?;
     let url = sim.cluster_url(cluster);
     let config = kube::Config::new(
         url.parse()
@@ -138,13 +128,24 @@ async fn start_one(
         Engine::start(
             client,
             EngineConfig {
-                state_dir: Some(state_dir),
+                state_dir: Some(state_dir.clone()),
                 ..EngineConfig::default()
             },
             Arc::new(SystemClock),
         )
         .with_context(|| format!("starting the agent of {cluster}"))?,
     );
+    // A kept demo's agent reuses its stored certificate; a new one registers.
+    let identity = AgentIdentity::establish(
+        CredentialStore::in_dir(&state_dir),
+        cluster,
+        &[hub.to_string()],
+        Some(&credentials.ca_pem),
+        credentials.tokens.get(cluster).map(String::as_str),
+        &engine.cluster_identity().await,
+    )
+    .await
+    .with_context(|| format!("registering the agent of {cluster}"))?;
     let mut config = LinkConfig::new(vec![hub.to_string()], cluster);
     config.identity = Some(identity);
     let link = HubLink::start(

@@ -159,7 +159,7 @@ fn spec_error_fails_with_file_line_and_column() {
     let spec = repo.path().join("flotilla.yaml");
     assert!(
         text.contains(&format!(
-            "error: {}:64:5: unknown field `drfit`",
+            "error: {}:69:5: unknown field `drfit`",
             spec.display()
         )),
         "{text}"

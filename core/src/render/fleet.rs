@@ -146,6 +146,9 @@ impl<'r> Renderer<'r> {
                     scope.spawn(|| {
                         let mut done = Vec::new();
                         while let Some(&key) = wanted.get(next.fetch_add(1, Ordering::Relaxed)) {
+                            if self.repo.cancel().is_cancelled() {
+                                break;
+                            }
                             done.push((key, load(key)));
                         }
                         done

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::RenderError;
 use super::sandbox::{self, Bounds};
 use crate::location::SourceLocation;
-use crate::repository::Repository;
+use crate::repository::{Cancel, Repository};
 
 /// The file names kustomize recognises, in its order of preference.
 pub(crate) const KUSTOMIZATION_FILES: [&str; 3] =
@@ -95,6 +95,7 @@ impl Kustomize {
             command,
             limits.max_rendered_bytes as u64,
             limits.render_timeout,
+            repo.cancel(),
         )
         .map_err(|failure| match failure {
             RunFailure::Spawn(message) | RunFailure::Failed(message) => {
@@ -104,6 +105,9 @@ impl Kustomize {
                     message,
                 }
             }
+            RunFailure::Cancelled => RenderError::Cancelled {
+                location: location.clone(),
+            },
             RunFailure::Timeout => RenderError::KustomizeTimeout {
                 location: location.clone(),
                 timeout: limits.render_timeout,
@@ -300,6 +304,14 @@ fn check_reference(
         });
     }
     let Ok(canonical) = target.canonicalize() else {
+        // Missing: kustomize reports it, but only if it stays inside, judged lexically, so
+        // that nothing outside is probed for existence either.
+        if !lexically_normal(&target).starts_with(repo.root()) {
+            return Err(RenderError::Escape {
+                location,
+                path: path.to_owned(),
+            });
+        }
         return Ok(None);
     };
     if !canonical.starts_with(repo.root()) {
@@ -309,6 +321,21 @@ fn check_reference(
         });
     }
     Ok(Some(canonical))
+}
+
+/// `path` with `.` and `..` resolved without the file system (`..` at the root stays there).
+fn lexically_normal(path: &Path) -> PathBuf {
+    let mut normal = PathBuf::new();
+    for component in path.components() {
+        match component {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir => {
+                normal.pop();
+            }
+            other => normal.push(other.as_os_str()),
+        }
+    }
+    normal
 }
 
 /// Checks the paths inside a generator, transformer or validator configuration file, which
@@ -421,13 +448,18 @@ enum RunFailure {
     Failed(String),
     Timeout,
     TooLarge,
+    Cancelled,
 }
+
+/// How often a run waiting for its tool looks at the cancel flag.
+const CANCEL_POLL: Duration = Duration::from_millis(50);
 
 /// Runs a command, reading at most `max_stdout` bytes of output, killing it after `timeout`.
 fn run_bounded(
     mut command: Command,
     max_stdout: u64,
     timeout: Duration,
+    cancel: &Cancel,
 ) -> Result<Vec<u8>, RunFailure> {
     let deadline = Instant::now() + timeout;
     let mut child = command
@@ -450,10 +482,24 @@ fn run_bounded(
         }
         bytes
     });
-    let outcome = match stdout_rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+    let received = loop {
+        if cancel.is_cancelled() {
+            break Err(RunFailure::Cancelled);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            break Err(RunFailure::Timeout);
+        }
+        match stdout_rx.recv_timeout(left.min(CANCEL_POLL)) {
+            Ok(bytes) => break Ok(bytes),
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => break Err(RunFailure::Timeout),
+        }
+    };
+    let outcome = match received {
         Ok(bytes) if bytes.len() as u64 > max_stdout => Err(RunFailure::TooLarge),
         Ok(bytes) => wait_until(&mut child, deadline).map(|status| (status, bytes)),
-        Err(_) => Err(RunFailure::Timeout),
+        Err(failure) => Err(failure),
     };
     if outcome.is_err() {
         // The process may be blocked writing or still working: stop it.

@@ -136,6 +136,32 @@ pub(crate) struct RolloutDocument {
     /// `immediate`: it replaces the running rollout.
     #[serde(default)]
     pub(crate) supersede: Option<Supersede>,
+    /// Holds a revision that would delete much of what the stage runs for `flotilla approve`,
+    /// whatever `approval` says. On by default.
+    #[serde(default)]
+    pub(crate) deletion_guard: Option<DeletionGuardDocument>,
+}
+
+/// Limits on what one revision may delete from a stage before it waits for an approval.
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct DeletionGuardDocument {
+    /// `false` turns every check of the guard off for the stage. Default `true`.
+    #[serde(default)]
+    pub(crate) enabled: Option<bool>,
+    /// Most objects one cluster may lose (pruned, counted across its bundles): a count or a
+    /// percentage of the objects it holds at the stage's revision. Default `50%`; `100%` turns
+    /// this check off.
+    #[serde(default)]
+    pub(crate) max_pruned_objects: Option<IntOrPercent>,
+    /// Most clusters of the stage one bundle may be removed from: a count or a percentage of
+    /// the stage's clusters (rounded down, at least 1). Default `10%`; `100%` turns this check
+    /// off.
+    #[serde(default)]
+    pub(crate) max_bundle_removals: Option<IntOrPercent>,
+    /// Let a revision leave every cluster of the stage with no bundle at all. Default `false`.
+    #[serde(default)]
+    pub(crate) allow_no_bundles: Option<bool>,
 }
 
 /// A wave: clusters picked by a selector, or by a cumulative percentage of the stage.

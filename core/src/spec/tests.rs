@@ -191,3 +191,43 @@ stages:
         Some("all")
     );
 }
+
+#[test]
+fn the_deletion_guard_is_on_by_default_and_each_check_can_be_set_or_turned_off() {
+    let spec = parse(MINIMAL).unwrap();
+    let guard = spec.stages[0].rollout.deletion_guard;
+    assert_eq!(
+        guard,
+        DeletionGuard {
+            enabled: true,
+            max_pruned_objects: IntOrPercent::Percent(50),
+            max_bundle_removals: IntOrPercent::Percent(10),
+            allow_no_bundles: false,
+        }
+    );
+    let text = MINIMAL.replace(
+        "    track: {branch: main}\n",
+        "    track: {branch: main}\n    rollout:\n      deletionGuard: \
+         {maxPrunedObjects: 20, maxBundleRemovals: 100%, allowNoBundles: true}\n",
+    );
+    let guard = parse(&text).unwrap().stages[0].rollout.deletion_guard;
+    assert_eq!(guard.max_pruned_objects, IntOrPercent::Count(20));
+    assert_eq!(guard.max_bundle_removals, IntOrPercent::Percent(100));
+    assert!(guard.allow_no_bundles && guard.enabled);
+    let off = MINIMAL.replace(
+        "    track: {branch: main}\n",
+        "    track: {branch: main}\n    rollout:\n      deletionGuard: {enabled: false}\n",
+    );
+    assert!(
+        !parse(&off).unwrap().stages[0]
+            .rollout
+            .deletion_guard
+            .enabled
+    );
+    let typo = MINIMAL.replace(
+        "    track: {branch: main}\n",
+        "    track: {branch: main}\n    rollout:\n      deletionGuard: {maxPrunePercent: 50}\n",
+    );
+    let err = parse(&typo).unwrap_err().to_string();
+    assert!(err.contains("maxPrunePercent"), "{err}");
+}

@@ -5,14 +5,14 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_saphyr::{Location, Spanned};
 
 use super::document::{
-    AllowDocument, BundleDocument, FleetDocument, OverlayDocument, RolloutDocument,
-    SigningKeyDocument, StageDocument, WaveDocument,
+    AllowDocument, BundleDocument, DeletionGuardDocument, FleetDocument, OverlayDocument,
+    RolloutDocument, SigningKeyDocument, StageDocument, WaveDocument,
 };
 use super::quantity::VariableValue;
 use super::{
-    API_VERSION, Allow, Bundle, DriftMode, FLEET_KIND, FleetSpec, IntOrPercent, Overlay,
-    RolloutPolicy, SigningKey, SigningKeyMaterial, SpecError, SpecErrors, Stage, StageSource, Wave,
-    WaveTarget,
+    API_VERSION, Allow, Bundle, DeletionGuard, DriftMode, FLEET_KIND, FleetSpec, IntOrPercent,
+    Overlay, RolloutPolicy, SigningKey, SigningKeyMaterial, SpecError, SpecErrors, Stage,
+    StageSource, Wave, WaveTarget,
 };
 use crate::labels::validate_dns1123_label;
 use crate::location::SourceLocation;
@@ -24,6 +24,22 @@ use fields::{
     PathProblem, normalize_path, validate_branch, validate_openpgp_key, validate_ssh_key,
     validate_variable_name,
 };
+
+/// Every value of the guard is valid as parsed (a percentage is at most 100%, a count may be
+/// 0: hold every deletion); absent ones take the defaults.
+fn deletion_guard(guard: DeletionGuardDocument) -> DeletionGuard {
+    let defaults = DeletionGuard::default();
+    DeletionGuard {
+        enabled: guard.enabled.unwrap_or(defaults.enabled),
+        max_pruned_objects: guard
+            .max_pruned_objects
+            .unwrap_or(defaults.max_pruned_objects),
+        max_bundle_removals: guard
+            .max_bundle_removals
+            .unwrap_or(defaults.max_bundle_removals),
+        allow_no_bundles: guard.allow_no_bundles.unwrap_or(defaults.allow_no_bundles),
+    }
+}
 
 pub(super) fn fleet(document: FleetDocument, file: &str) -> Result<FleetSpec, SpecErrors> {
     let mut checker = Checker {
@@ -219,6 +235,7 @@ impl Checker<'_> {
             approval: rollout.approval.unwrap_or(defaults.approval),
             failure_action: rollout.failure_action.unwrap_or(defaults.failure_action),
             supersede: rollout.supersede.unwrap_or(defaults.supersede),
+            deletion_guard: deletion_guard(rollout.deletion_guard.unwrap_or_default()),
         }
     }
 

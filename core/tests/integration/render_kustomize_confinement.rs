@@ -204,3 +204,45 @@ fn local_generator_files_still_render() {
     assert_eq!(data["MODE"], "fast");
     assert_eq!(data["greeting"], "hello\n");
 }
+
+#[test]
+fn a_cancelled_render_stops_its_running_tool_at_once() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::time::{Duration, Instant};
+
+    let repo = Fixture::new();
+    repo.spec("  - name: app\n    path: app\n");
+    repo.write("app/kustomization.yaml", "resources: [cm.yaml]\n");
+    repo.write("app/cm.yaml", CONFIG_MAP);
+    // A tool that never finishes, as a build stuck on something would.
+    let tools = tempfile::tempdir().unwrap();
+    let slow = tools.path().join("kustomize");
+    std::fs::write(&slow, "#!/bin/sh\nexec sleep 60\n").unwrap();
+    std::fs::set_permissions(&slow, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let limits = flotilla_core::Limits {
+        render_sandbox: flotilla_core::SandboxMode::Off,
+        ..flotilla_core::Limits::default()
+    };
+    let mut loaded = repo.load_with(limits).unwrap();
+    let cancel = flotilla_core::Cancel::default();
+    loaded.cancel_with(cancel.clone());
+    let stopper = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        cancel.cancel();
+    });
+    let started = Instant::now();
+    let error = render_bundle(
+        &loaded,
+        "app",
+        &cluster("a", &[]),
+        &Kustomize::Standalone(slow),
+    )
+    .unwrap_err();
+    stopper.join().unwrap();
+    assert!(matches!(error, RenderError::Cancelled { .. }), "{error}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "stopped after {:?}",
+        started.elapsed()
+    );
+}

@@ -2,14 +2,15 @@
 
 use flotilla_proto::v1::{
     AdminBundleStatus, AdminClusterError, AdminClusterStatus, AdminEvent, AdminFleetStatus,
-    AdminRevision, AdminRevisionError, AdminRolloutStatus, AdminSource, AdminStageStatus,
+    AdminIdentityConflict, AdminRevision, AdminRevisionError, AdminRolloutStatus, AdminSource,
+    AdminStageStatus,
 };
 
 use crate::state::Timestamp;
 use crate::state::source::RenderError;
 use crate::status::{
-    BundleStatus, ClusterStatus, Event, FleetStatus, RevisionSummary, RolloutSummary, SourceStatus,
-    StageStatus,
+    BundleStatus, ClusterStatus, Event, FleetStatus, IdentityConflictStatus, RevisionSummary,
+    RolloutSummary, SourceStatus, StageStatus,
 };
 
 fn ms(at: Option<Timestamp>) -> i64 {
@@ -97,6 +98,18 @@ fn cluster(cluster: ClusterStatus) -> AdminClusterStatus {
         assigned_revision: cluster.assigned_revision.unwrap_or_default(),
         render_error: cluster.render_error.map(error),
         bundles: cluster.bundles.into_iter().map(bundle).collect(),
+        kube_system_uid: cluster.kube_system_uid.unwrap_or_default(),
+        identity_conflict: cluster.identity_conflict.map(identity_conflict),
+    }
+}
+
+/// A conflict as the API shows it.
+pub(super) fn identity_conflict(conflict: IdentityConflictStatus) -> AdminIdentityConflict {
+    AdminIdentityConflict {
+        kube_system_uid: conflict.kube_system_uid,
+        first_at_ms: conflict.first_at.0 as i64,
+        last_at_ms: conflict.last_at.0 as i64,
+        message: conflict.message,
     }
 }
 
@@ -125,6 +138,7 @@ fn rollout(rollout: RolloutSummary) -> AdminRolloutStatus {
         waves_started: rollout.waves_started as u32,
         waves: rollout.waves as u32,
         updated_at_ms: rollout.updated_at.0 as i64,
+        deletion_hold: rollout.deletion_hold.unwrap_or_default(),
     }
 }
 

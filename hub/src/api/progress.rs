@@ -4,7 +4,8 @@
 use std::collections::BTreeSet;
 
 use flotilla_proto::v1::{
-    AdminClusterProgress, AdminRolloutProgress, AdminUnavailable, AdminWaveProgress,
+    AdminBundleRemoval, AdminClusterProgress, AdminClusterPruning, AdminDeletionHold,
+    AdminRolloutProgress, AdminUnavailable, AdminWaveProgress,
 };
 use tonic::Status;
 
@@ -12,7 +13,7 @@ use crate::controller::rollout::SETTLE;
 use crate::pipeline;
 use crate::rollout::progress::{StageScope, WavePhase, judge};
 use crate::rollout::promotion::stage_clusters;
-use crate::state::rollout::{OnFailure, Rollout, RolloutStatus};
+use crate::state::rollout::{DeletionHold, OnFailure, Rollout, RolloutStatus};
 use crate::state::{State, Timestamp};
 
 fn ms(at: Option<Timestamp>) -> i64 {
@@ -74,6 +75,14 @@ pub(super) fn progress(
     };
     let judgement = judge(state, rollout, scope, now, settle);
     let status_reason = match &rollout.status {
+        RolloutStatus::AwaitingApproval => match &rollout.deletion_hold {
+            Some(hold) => format!(
+                "held by the deletion guard: {}; `flotilla approve {}` releases it",
+                hold.summary(),
+                rollout.stage
+            ),
+            None => String::new(),
+        },
         RolloutStatus::Paused { by, reason } => format!("{reason} (by {by})"),
         RolloutStatus::RolledBack { reason } => reason.clone(),
         RolloutStatus::Superseded { by } => format!("by rollout {by}"),
@@ -142,5 +151,33 @@ pub(super) fn progress(
         },
         blocked: judgement.blocked.unwrap_or_default(),
         now_ms: now.0 as i64,
+        deletion_hold: rollout.deletion_hold.as_ref().map(deletion_hold),
+    }
+}
+
+fn deletion_hold(hold: &DeletionHold) -> AdminDeletionHold {
+    AdminDeletionHold {
+        findings: hold.findings(),
+        clusters: hold.clusters,
+        pruning: hold
+            .pruning
+            .iter()
+            .map(|p| AdminClusterPruning {
+                cluster: p.cluster.clone(),
+                pruned: p.pruned,
+                of: p.of,
+            })
+            .collect(),
+        pruning_clusters: hold.pruning_clusters,
+        removals: hold
+            .removals
+            .iter()
+            .map(|r| AdminBundleRemoval {
+                bundle: r.bundle.clone(),
+                clusters: r.clusters,
+                named: r.named.clone(),
+            })
+            .collect(),
+        no_bundles: hold.no_bundles,
     }
 }

@@ -217,7 +217,27 @@ pub(super) async fn promote(
         (command, state.next_rollout_id, message)
     };
     hub.node.propose(&command).await.map_err(propose_status)?;
+    let message = format!("{message}{}", held(hub, id));
     Ok(reply(hub, &request.stage, Some(id), message))
+}
+
+/// What the deletion guard said of rollout `id` as it started, if it held it: a promotion by
+/// hand is held like any other, so the caller must learn that it waits.
+fn held(hub: &HubContext, id: u64) -> String {
+    let state = hub.node.state();
+    match state.rollouts.get(&id) {
+        Some(rollout) if rollout.status == RolloutStatus::AwaitingApproval => {
+            match &rollout.deletion_hold {
+                Some(hold) => format!(
+                    "; held by the deletion guard: {}; `flotilla approve {}` releases it",
+                    hold.summary(),
+                    rollout.stage
+                ),
+                None => String::new(),
+            }
+        }
+        _ => String::new(),
+    }
 }
 
 /// `flotilla rollback STAGE [--to R]`.
@@ -280,7 +300,7 @@ pub(super) async fn set_status(
         let wanted = match action {
             RolloutAction::Pause => "running",
             RolloutAction::Resume => "paused",
-            RolloutAction::Approve => "awaiting approval",
+            RolloutAction::Approve | RolloutAction::ApproveByPolicy => "awaiting approval",
         };
         let found = state.active_rollout(&stage.name);
         let Some((id, rollout)) = found.filter(|(_, r)| r.status.name() == wanted) else {
@@ -317,7 +337,7 @@ pub(super) async fn set_status(
         let default = match action {
             RolloutAction::Pause => "paused by hand",
             RolloutAction::Resume => "resumed by hand",
-            RolloutAction::Approve => "approved by hand",
+            RolloutAction::Approve | RolloutAction::ApproveByPolicy => "approved by hand",
         };
         let reason = reason_or(request.reason, default)?;
         let command = Command::SetRolloutStatus {
@@ -330,10 +350,21 @@ pub(super) async fn set_status(
         (command, id)
     };
     hub.node.propose(&command).await.map_err(propose_status)?;
+    let released = hub
+        .node
+        .state()
+        .rollouts
+        .get(&id)
+        .is_some_and(|r| r.deletion_hold.is_some());
     let message = format!(
-        "rollout {id} of stage `{}`: {}",
+        "rollout {id} of stage `{}`: {}{}",
         request.stage,
-        action.verb()
+        action.verb(),
+        if action == RolloutAction::Approve && released {
+            " (releasing the deletion guard's hold)"
+        } else {
+            ""
+        }
     );
     Ok(reply(hub, &request.stage, Some(id), message))
 }

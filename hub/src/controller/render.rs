@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_core::inventory::Cluster;
-use flotilla_core::{Kustomize, Labels};
+use flotilla_core::{Cancel, Kustomize, Labels};
 use futures::future::BoxFuture;
 
 use crate::controller::source::{SourceConfig, SourceMirror};
@@ -171,6 +171,7 @@ impl Run {
         &self,
         commit: &str,
         clusters: Vec<Cluster>,
+        cancel: Cancel,
     ) -> Result<Rendered, RenderError> {
         let mirror = self.mirror.clone();
         let kustomize = self.kustomize.clone();
@@ -178,7 +179,9 @@ impl Run {
         let commit = commit.to_owned();
         let limits = self.source.render_limits.clone();
         tokio::task::spawn_blocking(move || {
-            render_commit(&mirror, &work_dir, &commit, &clusters, &kustomize, limits)
+            render_commit(
+                &mirror, &work_dir, &commit, &clusters, &kustomize, limits, cancel,
+            )
         })
         .await
         .unwrap_or_else(|e| Err(whole(format!("the render task failed: {e}"))))
@@ -188,9 +191,22 @@ impl Run {
     /// whether the work is settled (false: look again at once).
     async fn render(&mut self, revision: RevisionRef) -> bool {
         let clusters = registered(&self.context.node.state());
+        let cancel = Cancel::default();
+        let preemption = tokio::spawn(preempt_when_newer(
+            self.context.node.clone(),
+            self.source.name.clone(),
+            revision.clone(),
+            cancel.clone(),
+        ));
         let rendered = self
-            .render_blocking(&revision.commit, clusters.clone())
+            .render_blocking(&revision.commit, clusters.clone(), cancel.clone())
             .await;
+        preemption.abort();
+        if cancel.is_cancelled() {
+            // Newest first: the newer commit renders now, this one after it.
+            tracing::info!(%revision, "render preempted by a newer commit");
+            return false;
+        }
         let outcome = match rendered {
             Err(error) => RenderOutcome::Failed { error },
             Ok(rendered) => match first_failure(&rendered) {
@@ -306,7 +322,7 @@ impl Run {
     /// Renders a revision in use again for some clusters; proposes only what changed.
     async fn amend(&mut self, revision: RevisionRef, clusters: Vec<Cluster>) -> bool {
         let rendered = self
-            .render_blocking(&revision.commit, clusters.clone())
+            .render_blocking(&revision.commit, clusters.clone(), Cancel::default())
             .await;
         let mut bundles = BTreeMap::new();
         let mut errors = BTreeMap::new();
@@ -447,4 +463,31 @@ fn fits(command: &Command) -> Result<(), RenderError> {
         )));
     }
     Ok(())
+}
+
+/// Cancels `cancel` once a revision of `source` newer than `revision` is fetched and waits to
+/// render: a fix pushed after a slow commit must not wait for the slow commit's renders.
+async fn preempt_when_newer(
+    node: crate::node::NodeHandle,
+    source: String,
+    revision: RevisionRef,
+    cancel: Cancel,
+) {
+    let mut applied = node.watch_applied();
+    loop {
+        let newer = {
+            let state = node.state();
+            let seq = state.revisions.get(&revision).map_or(0, |r| r.seq);
+            state.revisions.iter().any(|(r, rev)| {
+                r.source == source && rev.status == RevisionStatus::Fetched && rev.seq > seq
+            })
+        };
+        if newer {
+            cancel.cancel();
+            return;
+        }
+        if applied.changed().await.is_err() {
+            return;
+        }
+    }
 }

@@ -12,7 +12,9 @@
 //!   where its upstream stage is.
 //! - A stage's candidate (see `rollout::promotion::candidate`) is the head of the branch it
 //!   tracks, or the newest revision its upstream stage passed. A candidate starts a rollout:
-//!   at once with `approval: auto`, awaiting `flotilla approve` with `approval: manual`. While a
+//!   at once with `approval: auto`, awaiting `flotilla approve` with `approval: manual` or when
+//!   the deletion guard holds it (judged as `StartRollout` applies, `state::rollout::guard`;
+//!   such a hold is never approved by policy, only by a person). While a
 //!   rollout runs, a newer candidate waits for it to end (`supersede: afterRollout`, the
 //!   default) or replaces it (`supersede: immediate`, on stages with automatic approval).
 //! - A running rollout is driven by its judgement (`rollout::progress`): record clusters
@@ -382,10 +384,14 @@ fn promote(
         && rollout.to == candidate.revision
         && !manual
     {
+        // A rollout the deletion guard held waits for a person, whatever the policy says.
+        if rollout.deletion_hold.is_some() {
+            return;
+        }
         // The stage no longer asks for approval (its flotilla.yaml changed).
         decision.commands.push(Command::SetRolloutStatus {
             rollout: id,
-            action: RolloutAction::Approve,
+            action: RolloutAction::ApproveByPolicy,
             by: actor(),
             reason: "the stage no longer asks for approval".to_owned(),
             at: now,

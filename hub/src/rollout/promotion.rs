@@ -7,7 +7,7 @@ use flotilla_core::FleetSpec;
 use flotilla_core::spec::{FailureAction, Stage as StageSpec, StageSource};
 
 use crate::pipeline::short;
-use crate::state::rollout::{Gate, OnFailure};
+use crate::state::rollout::{DeletionLimits, Gate, OnFailure};
 use crate::state::source::{RevisionRef, RevisionStatus};
 use crate::state::stage::StageChange;
 use crate::state::{Command, PlannedWave, State, Timestamp};
@@ -162,7 +162,8 @@ pub struct Start<'a> {
 }
 
 /// The `StartRollout` command moving `stage` to `start.to`: waves planned over the clusters the
-/// stage selects today (empty waves dropped), the gate from the stage's policy.
+/// stage selects today (empty waves dropped), the gate and the deletion guard's limits from the
+/// stage's policy. Whether the guard holds it is judged when the command applies.
 pub fn start_rollout(
     state: &State,
     spec: &FleetSpec,
@@ -205,6 +206,7 @@ pub fn start_rollout(
         to: start.to.clone(),
         waves,
         gate,
+        guard: DeletionLimits::of(&policy.deletion_guard),
         change: start.change,
         await_approval: start.await_approval,
         supersede: start.supersede,

@@ -11,13 +11,13 @@ use serde::{Deserialize, Serialize};
 use super::access::RoleBinding;
 use super::audit::AuditEvent;
 use super::health::HealthReport;
-use super::rollout::Gate;
+use super::rollout::{DeletionLimits, Gate};
 use super::source::{Blob, BlobHash, RenderError, RevisionRef};
 use super::stage::StageChange;
 use super::{Labels, Timestamp};
 
 /// The command encoding this build writes and the newest it reads.
-pub const COMMAND_VERSION: u32 = 4;
+pub const COMMAND_VERSION: u32 = 6;
 
 /// A decision to record in the replicated state. Every timestamp travels in the command: apply
 /// never reads a clock, so every replica computes the same state.
@@ -138,7 +138,8 @@ pub enum Command {
         at: Timestamp,
     },
     /// A rollout of a stage to a new revision is created: it runs at once (the stage is pinned
-    /// to the target) or, for a stage with manual approval, waits for `Approve`.
+    /// to the target) or, for a stage with manual approval or when the deletion guard judges
+    /// (as this applies) that it would delete too much, waits for `Approve`.
     StartRollout {
         /// Stage name (must be pinned already; its pin is the rollout's starting point).
         stage: String,
@@ -148,6 +149,8 @@ pub enum Command {
         waves: Vec<PlannedWave>,
         /// The health gate.
         gate: Gate,
+        /// The deletion guard's limits, from the stage's policy.
+        guard: DeletionLimits,
         /// How the target comes to the stage: `Track`, `Promote` or `ForcePromote`.
         change: StageChange,
         /// Wait for an approval before anything happens.
@@ -311,6 +314,39 @@ pub enum Command {
         /// When.
         at: Timestamp,
     },
+    /// A cluster's name is bound to the Kubernetes cluster an agent reported (its kube-system
+    /// namespace's UID), unless it is bound already: refused when bound to another.
+    BindClusterIdentity {
+        /// Cluster name.
+        cluster: String,
+        /// `metadata.uid` of the reported cluster's `kube-system` namespace.
+        kube_system_uid: String,
+        /// The agent that reported it (`agent:cluster NAME`).
+        by: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// An agent reporting another cluster than the one bound to a name was refused.
+    RecordIdentityConflict {
+        /// Cluster name.
+        cluster: String,
+        /// The kube-system UID it reported.
+        kube_system_uid: String,
+        /// When.
+        at: Timestamp,
+    },
+    /// An admin forgets the identity bound to a cluster's name (the cluster was rebuilt), or
+    /// binds the one given; any recorded conflict is cleared.
+    ResetClusterIdentity {
+        /// Cluster name.
+        cluster: String,
+        /// The kube-system UID to bind now; none: the next agent's hello binds its own.
+        kube_system_uid: Option<String>,
+        /// Who asked.
+        by: String,
+        /// When.
+        at: Timestamp,
+    },
 }
 
 /// What rendering a revision produced.
@@ -396,8 +432,12 @@ pub enum RolloutAction {
     Pause,
     /// Continue a paused rollout.
     Resume,
-    /// Let a rollout awaiting approval run; the stage is pinned to its target.
+    /// A person lets a rollout awaiting approval run (whether the stage asked for approval or
+    /// the deletion guard held it); the stage is pinned to its target.
     Approve,
+    /// The stage's policy no longer asks for approval, so its waiting rollout runs; refused for
+    /// a rollout the deletion guard held, which only a person releases.
+    ApproveByPolicy,
 }
 
 impl RolloutAction {
@@ -406,7 +446,7 @@ impl RolloutAction {
         match self {
             RolloutAction::Pause => "pause",
             RolloutAction::Resume => "resume",
-            RolloutAction::Approve => "approve",
+            RolloutAction::Approve | RolloutAction::ApproveByPolicy => "approve",
         }
     }
 }
@@ -491,6 +531,9 @@ impl Command {
             Command::RecordSignature { .. } => "record_signature",
             Command::RecordCertificate { .. } => "record_certificate",
             Command::AbandonRollout { .. } => "abandon_rollout",
+            Command::BindClusterIdentity { .. } => "bind_cluster_identity",
+            Command::RecordIdentityConflict { .. } => "record_identity_conflict",
+            Command::ResetClusterIdentity { .. } => "reset_cluster_identity",
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::identity::{BoundIdentity, IdentityConflict};
 use super::source::RevisionRef;
 use super::{CommandError, Labels, State, Timestamp};
 
@@ -20,6 +21,10 @@ pub struct Cluster {
     pub assigned: Option<RevisionRef>,
     /// When `assigned` last changed.
     pub assigned_at: Option<Timestamp>,
+    /// The Kubernetes cluster its name is bound to, once an agent has said hello from one.
+    pub identity: Option<BoundIdentity>,
+    /// The last identity refused for its name since it was bound, until an admin resets it.
+    pub identity_conflict: Option<IdentityConflict>,
 }
 
 fn check_name(name: &str) -> Result<(), CommandError> {
@@ -48,6 +53,8 @@ pub(super) fn register(
             liveness_changed_at: None,
             assigned: None,
             assigned_at: None,
+            identity: None,
+            identity_conflict: None,
         },
     );
     Ok(())

@@ -51,6 +51,9 @@ pub struct Rollout {
     /// When it last made progress (a cluster given the target or healthy, a wave passed, a
     /// resume): a rollout that can make none fails once the health timeout passes after it.
     pub progressed_at: Timestamp,
+    /// Why the deletion guard held it for an approval, if it did; kept once approved, as the
+    /// record of what was approved.
+    pub deletion_hold: Option<DeletionHold>,
 }
 
 /// One wave of a rollout.
@@ -109,7 +112,8 @@ pub struct ClusterProgress {
 /// Where a rollout is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum RolloutStatus {
-    /// Created for a stage with `approval: manual`; nothing happens until it is approved.
+    /// Created for a stage with `approval: manual`, or held by the deletion guard; nothing
+    /// happens until it is approved.
     AwaitingApproval,
     /// Waves are being started as their predecessors pass.
     Running,
@@ -194,6 +198,7 @@ pub(super) struct NewRollout<'a> {
     pub(super) to: &'a RevisionRef,
     pub(super) waves: &'a [PlannedWave],
     pub(super) gate: Gate,
+    pub(super) guard: DeletionLimits,
     pub(super) change: StageChange,
     pub(super) await_approval: bool,
     pub(super) supersede: bool,
@@ -261,8 +266,18 @@ pub(super) fn start(state: &mut State, new: NewRollout<'_>) -> Result<(), Comman
         }
         None => pinned,
     };
+    // Judged here, as the command applies, so that no proposal can start a rollout the guard
+    // would hold: not one decided on an older state, nor one whose proposer did not look.
+    let deletion_hold = guard::verdict(
+        state,
+        new.stage,
+        new.waves.iter().flat_map(|w| &w.clusters),
+        new.to,
+        new.guard,
+    );
+    let await_approval = new.await_approval || deletion_hold.is_some();
     state.next_rollout_id = id + 1;
-    let status = if new.await_approval {
+    let status = if await_approval {
         RolloutStatus::AwaitingApproval
     } else {
         set_pin(
@@ -279,17 +294,20 @@ pub(super) fn start(state: &mut State, new: NewRollout<'_>) -> Result<(), Comman
         );
         RolloutStatus::Running
     };
-    let action = if new.await_approval {
-        "await-approval"
-    } else {
-        new.change.name()
+    let (action, held) = match &deletion_hold {
+        Some(hold) => (
+            "rollout.hold",
+            format!("; held by the deletion guard: {}", hold.summary()),
+        ),
+        None if new.await_approval => ("await-approval", String::new()),
+        None => (new.change.name(), String::new()),
     };
     audit(
         state,
         new.by,
         action,
         new.stage,
-        format!("{} (rollout {id}): {}", new.to, new.reason),
+        format!("{} (rollout {id}): {}{held}", new.to, new.reason),
         new.at,
     );
     state.rollouts.insert(
@@ -321,6 +339,7 @@ pub(super) fn start(state: &mut State, new: NewRollout<'_>) -> Result<(), Comman
             created_at: new.at,
             updated_at: new.at,
             progressed_at: new.at,
+            deletion_hold,
         },
     );
     complete_if_done(state, id);
@@ -599,7 +618,18 @@ pub(super) fn transition(
             rollout.updated_at = at;
             rollout.progressed_at = at;
         }
-        (RolloutAction::Approve, RolloutStatus::AwaitingApproval) => {
+        (RolloutAction::ApproveByPolicy, RolloutStatus::AwaitingApproval)
+            if rollout.deletion_hold.is_some() =>
+        {
+            return Err(CommandError::HeldByDeletionGuard {
+                rollout: id,
+                stage: stage.clone(),
+            });
+        }
+        (
+            RolloutAction::Approve | RolloutAction::ApproveByPolicy,
+            RolloutStatus::AwaitingApproval,
+        ) => {
             let (to, change) = (rollout.to.clone(), rollout.change);
             super::source::require_rendered(state, &to)?;
             set_pin(
@@ -623,19 +653,27 @@ pub(super) fn transition(
         }
         (action, _) => return Err(rollout.refuse(id, action.verb())),
     }
+    let released = match (&state.rollouts[&id].deletion_hold, action) {
+        (Some(hold), RolloutAction::Approve) => {
+            format!("; released the deletion guard's hold: {}", hold.summary())
+        }
+        _ => String::new(),
+    };
     audit(
         state,
         by,
         action.verb(),
         &stage,
-        format!("rollout {id}: {reason}"),
+        format!("rollout {id}: {reason}{released}"),
         at,
     );
     Ok(())
 }
 
+pub mod guard;
 mod rollback;
 
+pub use guard::{DeletionHold, DeletionLimits};
 pub(super) use rollback::{RollBack, abandon, fail, roll_back};
 
 #[cfg(test)]

@@ -56,6 +56,34 @@ pub(super) fn register(state: &mut State, name: &str) {
     );
 }
 
+/// A rendered bundle's blob: one ConfigMap per name in namespace `app`, each holding `data`,
+/// so two revisions' blobs differ by `data` while naming the same objects.
+pub(crate) fn bundle_blob(bundle: &str, names: &[&str], data: &str) -> Blob {
+    let objects = names
+        .iter()
+        .map(|name| {
+            let object = serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": name, "namespace": "app"},
+                "data": {"value": data},
+            });
+            flotilla_core::render::RenderedObject {
+                id: flotilla_core::ObjectId::of(&object).expect("an object"),
+                object,
+            }
+        })
+        .collect();
+    let rendered = flotilla_core::RenderedBundle {
+        bundle: bundle.to_owned(),
+        drift: flotilla_core::spec::DriftMode::Correct,
+        depends_on: Vec::new(),
+        objects,
+        allow: flotilla_core::spec::Allow::default(),
+    };
+    Blob::from_content(&rendered.to_blob()).expect("blob")
+}
+
 /// Fetches and renders `commit` for `clusters`, each with one bundle `app` whose content names
 /// the commit and cluster.
 pub(super) fn render(state: &mut State, commit: &str, clusters: &[&str]) {
@@ -71,8 +99,7 @@ pub(super) fn render(state: &mut State, commit: &str, clusters: &[&str]) {
     let mut bundles = BTreeMap::new();
     let mut blobs = Vec::new();
     for cluster in clusters {
-        let blob = Blob::from_content(format!("kind: ConfigMap # {commit} {cluster}").as_bytes())
-            .expect("blob");
+        let blob = bundle_blob("app", &["app"], &format!("{commit} {cluster}"));
         bundles.insert(
             (*cluster).to_owned(),
             BTreeMap::from([("app".to_owned(), blob.hash)]),
@@ -235,7 +262,12 @@ fn rendered_revisions_give_each_cluster_its_bundles() {
     let desired = state.desired_bundles("b");
     let hash = &desired["app"];
     let content = state.blobs[hash].content().expect("content");
-    assert_eq!(content, b"kind: ConfigMap # c1 b");
+    assert_eq!(
+        content,
+        bundle_blob("app", &["app"], "c1 b")
+            .content()
+            .expect("content")
+    );
     assert!(state.desired_bundles("unknown").is_empty());
 }
 

@@ -28,6 +28,8 @@ pub struct SyncCounters {
     reports_received: AtomicU64,
     heartbeats_received: AtomicU64,
     streams_timed_out: AtomicU64,
+    identity_conflicts: AtomicU64,
+    streams_held: AtomicU64,
     health_batches: AtomicU64,
     health_reports: AtomicU64,
 }
@@ -70,6 +72,11 @@ pub struct SyncStats {
     pub heartbeats_received: u64,
     /// Streams ended because the agent stopped sending.
     pub streams_timed_out: u64,
+    /// Hellos and registrations refused because the agent talks to another cluster than the
+    /// one bound to the name.
+    pub identity_conflicts: u64,
+    /// Hellos refused because another agent instance streams for the cluster.
+    pub streams_held: u64,
     /// `RecordHealth` commands proposed.
     pub health_batches: u64,
     /// Reports in them.
@@ -134,6 +141,14 @@ impl SyncCounters {
         add(&self.streams_timed_out, 1);
     }
 
+    pub(super) fn identity_conflict(&self) {
+        add(&self.identity_conflicts, 1);
+    }
+
+    pub(super) fn stream_held(&self) {
+        add(&self.streams_held, 1);
+    }
+
     pub(super) fn health_batch(&self, reports: usize) {
         add(&self.health_batches, 1);
         add(&self.health_reports, reports as u64);
@@ -159,6 +174,8 @@ impl SyncCounters {
             reports_received: read(&self.reports_received),
             heartbeats_received: read(&self.heartbeats_received),
             streams_timed_out: read(&self.streams_timed_out),
+            identity_conflicts: read(&self.identity_conflicts),
+            streams_held: read(&self.streams_held),
             health_batches: read(&self.health_batches),
             health_reports: read(&self.health_reports),
         }

@@ -13,11 +13,11 @@ use flotilla_proto::v1::{AgentCertificate, RegisterRequest, RenewRequest};
 use tonic::{Request, Status};
 
 use super::Shared;
-use crate::api::audit;
+use super::identity::{self, Call, Caller};
+use crate::api::audit::AGENT_ACTOR_PREFIX;
 use crate::auth::{BootstrapRefused, NewBootstrapToken, check_bootstrap};
 use crate::clock::Clock;
 use crate::node::{NodeHandle, ProposeError};
-use crate::state::audit::{AuditClass, Outcome};
 use crate::state::{Command, CommandError, State, Timestamp};
 use crate::transport::net::{self, NodeTls};
 
@@ -112,6 +112,7 @@ pub(super) async fn register(
     let RegisterRequest {
         bootstrap_token,
         csr_pem,
+        identity: cluster_identity,
     } = request.into_inner();
     let now = shared.clock.now();
     let check = || {
@@ -138,6 +139,14 @@ pub(super) async fn register(
             return Err(bootstrap_status(&refused));
         }
     };
+    // Refused before the token is spent: an agent pointed at another cluster than the one
+    // bound to the name gets nothing, and the rightful agent can still use the token.
+    let actor = format!("{AGENT_ACTOR_PREFIX}cluster {cluster}");
+    let caller = Caller {
+        cluster: &cluster,
+        actor: &actor,
+    };
+    identity::admit(shared, Call::Register, &caller, cluster_identity.as_ref()).await?;
     // Sign before using the token, so a malformed request does not burn it.
     let issued = tls
         .ca()
@@ -195,22 +204,6 @@ pub(super) async fn renew(
     record(shared, &cluster, &issued, now).await?;
     tracing::info!(%cluster, serial = %issued.serial, old = %peer.serial, "agent certificate renewed");
     Ok(answer(tls, &cluster, &issued))
-}
-
-/// Records an audit event of a refused agent call (best effort: a refusal is answered even when
-/// the record cannot be written), within the node's per-actor limits for unprivileged events: a
-/// removed cluster's agent retries for ever, and each record is a raft write.
-pub(super) async fn audit(shared: &Shared, actor: &str, action: &str, target: &str, reason: &str) {
-    tracing::warn!(actor, action, target, reason, "agent refused");
-    let entry = audit::Entry {
-        actor,
-        action,
-        target,
-        detail: String::new(),
-        outcome: Outcome::Denied(reason.to_owned()),
-        class: AuditClass::Unprivileged,
-    };
-    audit::record_on(&shared.node, shared.clock.as_ref(), &shared.audit, entry).await;
 }
 
 fn tls(shared: &Shared) -> Result<&std::sync::Arc<NodeTls>, Status> {

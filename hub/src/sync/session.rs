@@ -24,9 +24,10 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Status, Streaming};
 
 use super::chunk::{self, MIN_AGENT_MESSAGE_BYTES};
+use super::refusal::{Reason, Refusal, refuse};
 use super::reports::BundleReports;
-use super::streams::StreamGuard;
-use super::{Shared, register};
+use super::streams::{Liveness, StreamGuard};
+use super::{Shared, identity, presence, register};
 use crate::api::audit::AGENT_ACTOR_PREFIX;
 use crate::state::State;
 use crate::state::source::Blob;
@@ -41,50 +42,139 @@ const DEFAULT_AGENT_HEARTBEAT: Duration = Duration::from_secs(5);
 
 type Outbound = mpsc::Sender<Result<HubMessage, Status>>;
 
-/// Reads the hello, checks it, and starts the stream's tasks. Refusals are returned as the
-/// call's status, before any message.
+/// Reads the hello, checks it — the certificate, the cluster the agent talks to, that no other
+/// agent instance streams for the cluster — and starts the stream's tasks. Refusals are
+/// returned as the call's status, before any message.
 pub(super) async fn open(
     shared: Arc<Shared>,
     request: Request<Streaming<AgentMessage>>,
 ) -> Result<ReceiverStream<Result<HubMessage, Status>>, Status> {
-    let certificate = match register::caller(&shared, &request) {
-        Ok(certificate) => certificate,
-        Err(status) => {
-            shared.counters.stream_refused();
-            return Err(status);
-        }
-    };
-    let mut inbound = request.into_inner();
-    let hello = match read_hello(&shared, &mut inbound, certificate.as_ref()).await {
-        Ok(hello) => hello,
+    let opened = admit(&shared, request).await;
+    let (inbound, hello, certificate, guard, liveness) = match opened {
+        Ok(opened) => opened,
         Err(status) => {
             shared.counters.stream_refused();
             return Err(status);
         }
     };
     let cluster = hello.cluster.clone();
-    let guard = shared.streams.open(&cluster);
     shared.counters.stream_opened();
     tracing::info!(
         %cluster,
         agent = %hello.agent_version,
+        instance = %hello.instance,
         held = hello.held.len(),
         "agent stream opened"
     );
     let (out, rx) = mpsc::channel(OUTBOUND_QUEUE);
-    let heard = Arc::new(Mutex::new(Instant::now()));
     let ended = CancellationToken::new();
     let reports = BundleReports::new(&cluster, &shared.node.state());
     tokio::spawn(read(
         Arc::clone(&shared),
         inbound,
         reports,
-        Arc::clone(&heard),
+        Arc::clone(&liveness.heard),
         ended.clone(),
         out.clone(),
     ));
-    tokio::spawn(write(shared, hello, certificate, guard, out, heard, ended));
+    let writer = Writer::new(shared, &hello, certificate, guard, out, liveness, ended);
+    tokio::spawn(write(writer));
     Ok(ReceiverStream::new(rx))
+}
+
+/// What a stream that passed every check starts with.
+type Admitted = (
+    Streaming<AgentMessage>,
+    Hello,
+    Option<PeerCertificate>,
+    StreamGuard,
+    Liveness,
+);
+
+/// Every check of a new stream, in order: the certificate, the hello, the cluster identity,
+/// and the cluster's place (on this node, then in the group).
+async fn admit(
+    shared: &Shared,
+    request: Request<Streaming<AgentMessage>>,
+) -> Result<Admitted, Status> {
+    let certificate = register::caller(shared, &request)?;
+    let mut inbound = request.into_inner();
+    let hello = read_hello(shared, &mut inbound, certificate.as_ref()).await?;
+    let actor = actor(certificate.as_ref(), &hello.cluster);
+    let caller = identity::Caller {
+        cluster: &hello.cluster,
+        actor: &actor,
+    };
+    identity::admit(
+        shared,
+        identity::Call::Hello,
+        &caller,
+        hello.identity.as_ref(),
+    )
+    .await?;
+    let agent_heartbeat = match hello.heartbeat_interval_ms {
+        0 => DEFAULT_AGENT_HEARTBEAT,
+        ms => Duration::from_millis(u64::from(ms)).min(MAX_AGENT_HEARTBEAT),
+    };
+    let liveness = Liveness::new(agent_heartbeat * shared.config.heartbeat_misses.max(1));
+    let guard = take_place(shared, &hello, &actor, liveness.clone()).await?;
+    Ok((inbound, hello, certificate, guard, liveness))
+}
+
+/// How audit events and logs name the agent: by its certificate on a TLS hub, by the cluster
+/// its hello names on an insecure one.
+fn actor(certificate: Option<&PeerCertificate>, cluster: &str) -> String {
+    match certificate {
+        Some(certificate) => format!("{AGENT_ACTOR_PREFIX}{}", certificate.identity),
+        None => format!("{AGENT_ACTOR_PREFIX}cluster {cluster}"),
+    }
+}
+
+/// Registers the stream as its cluster's on this node, then asks the leader whether another
+/// node serves the cluster to another agent instance; refused while another instance's stream
+/// lives (see `streams`).
+async fn take_place(
+    shared: &Shared,
+    hello: &Hello,
+    actor: &str,
+    liveness: Liveness,
+) -> Result<StreamGuard, Status> {
+    let cluster = &hello.cluster;
+    let holder = match shared.streams.open(cluster, &hello.instance, liveness) {
+        Ok(guard) => {
+            let claimed = presence::claim(
+                &shared.node,
+                &shared.leader,
+                cluster,
+                &hello.instance,
+                shared.config.presence_interval,
+            )
+            .await;
+            match claimed {
+                Ok(()) => return Ok(guard),
+                // Dropping the guard gives the place back.
+                Err(refused) => format!("hub node {}", refused.holder),
+            }
+        }
+        Err(held) => format!(
+            "this hub node, heard from {} ms ago",
+            held.heard_ago.as_millis()
+        ),
+    };
+    shared.counters.stream_held();
+    let status = Status::already_exists(format!(
+        "another agent already streams for cluster '{cluster}' (through {holder}); one agent \
+         serves a cluster at a time. Stop the other one if the cluster runs two, or fix the \
+         agent that was pointed at this cluster by mistake; an agent gone silent loses its \
+         stream after its heartbeat allowance, and this one is let in then"
+    ));
+    let refusal = Refusal {
+        reason: Reason::StreamHeld,
+        actor,
+        action: "agent.sync",
+        cluster,
+    };
+    Err(refuse(shared, refusal, status).await)
 }
 
 /// The first message, which must be a valid hello for a registered cluster, answered by a node
@@ -129,39 +219,28 @@ async fn check_identity(
     certificate: &PeerCertificate,
     hello: &Hello,
 ) -> Result<(), Status> {
-    let actor = format!("{AGENT_ACTOR_PREFIX}{}", certificate.identity);
+    let actor = actor(Some(certificate), &hello.cluster);
     let checked =
         register::certificate_cluster(&shared.node.state(), certificate, shared.clock.now());
-    let cluster = match checked {
-        Ok(cluster) => cluster,
-        Err(status) => {
-            register::audit(
-                shared,
-                &actor,
-                "agent.sync",
-                &format!("cluster/{}", hello.cluster),
-                status.message(),
-            )
-            .await;
-            return Err(status);
-        }
+    let (reason, status) = match checked {
+        Ok(cluster) if cluster == hello.cluster => return Ok(()),
+        Ok(cluster) => (
+            Reason::OtherCluster,
+            Status::permission_denied(format!(
+                "the hello names cluster '{}', but the agent's certificate is for cluster \
+                 '{cluster}'",
+                hello.cluster
+            )),
+        ),
+        Err(status) => (Reason::Certificate, status),
     };
-    if hello.cluster != cluster {
-        let status = Status::permission_denied(format!(
-            "the hello names cluster '{}', but the agent's certificate is for cluster '{cluster}'",
-            hello.cluster
-        ));
-        register::audit(
-            shared,
-            &actor,
-            "agent.sync",
-            &format!("cluster/{}", hello.cluster),
-            status.message(),
-        )
-        .await;
-        return Err(status);
-    }
-    Ok(())
+    let refusal = Refusal {
+        reason,
+        actor: &actor,
+        action: "agent.sync",
+        cluster: &hello.cluster,
+    };
+    Err(refuse(shared, refusal, status).await)
 }
 
 /// The identity and limits a hello declares. On an insecure hub the cluster name is taken from
@@ -241,9 +320,13 @@ async fn read(
                         reports.cluster()
                     ));
                     let actor = format!("{AGENT_ACTOR_PREFIX}cluster {}", reports.cluster());
-                    let target = format!("cluster/{}", other.cluster);
-                    register::audit(&shared, &actor, "agent.report", &target, status.message())
-                        .await;
+                    let refusal = Refusal {
+                        reason: Reason::OtherCluster,
+                        actor: &actor,
+                        action: "agent.report",
+                        cluster: &other.cluster,
+                    };
+                    let status = refuse(&shared, refusal, status).await;
                     let _ = out.send(Err(status)).await;
                     break;
                 }
@@ -291,40 +374,42 @@ enum End {
     Status(Status),
 }
 
+impl Writer {
+    fn new(
+        shared: Arc<Shared>,
+        hello: &Hello,
+        certificate: Option<PeerCertificate>,
+        guard: StreamGuard,
+        out: Outbound,
+        liveness: Liveness,
+        ended: CancellationToken,
+    ) -> Writer {
+        Writer {
+            cluster: hello.cluster.clone(),
+            certificate,
+            out,
+            held: hello
+                .held
+                .iter()
+                .filter_map(|h| Some((h.name.clone(), h.content_hash.parse().ok()?)))
+                .collect(),
+            chunk_size: chunk::chunk_size(
+                shared.config.max_chunk_bytes,
+                hello.max_message_bytes as usize,
+            ),
+            shared,
+            guard,
+            ended,
+            heard: liveness.heard,
+            silence_limit: liveness.silence_limit,
+        }
+    }
+}
+
 /// Sends the welcome and what differs, then pushes changes and heartbeats until the stream
 /// ends.
-async fn write(
-    shared: Arc<Shared>,
-    hello: Hello,
-    certificate: Option<PeerCertificate>,
-    guard: StreamGuard,
-    out: Outbound,
-    heard: Arc<Mutex<Instant>>,
-    ended: CancellationToken,
-) {
-    let agent_heartbeat = match hello.heartbeat_interval_ms {
-        0 => DEFAULT_AGENT_HEARTBEAT,
-        ms => Duration::from_millis(u64::from(ms)).min(MAX_AGENT_HEARTBEAT),
-    };
-    let mut writer = Writer {
-        shared: Arc::clone(&shared),
-        cluster: hello.cluster.clone(),
-        certificate,
-        out,
-        held: hello
-            .held
-            .iter()
-            .filter_map(|h| Some((h.name.clone(), h.content_hash.parse().ok()?)))
-            .collect(),
-        chunk_size: chunk::chunk_size(
-            shared.config.max_chunk_bytes,
-            hello.max_message_bytes as usize,
-        ),
-        guard,
-        ended,
-        heard,
-        silence_limit: agent_heartbeat * shared.config.heartbeat_misses.max(1),
-    };
+async fn write(mut writer: Writer) {
+    let shared = Arc::clone(&writer.shared);
     let mut applied = shared.node.watch_applied();
     applied.mark_unchanged();
     let mut heartbeat = tokio::time::interval(shared.config.heartbeat_interval);

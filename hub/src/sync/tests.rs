@@ -7,7 +7,6 @@ use prost::Message as _;
 
 use super::chunk::{OVERHEAD_BYTES, chunk_size, chunks};
 use super::reports::BundleReports;
-use super::streams::Streams;
 use crate::state::health::{HealthKey, HealthReport};
 use crate::state::source::Blob;
 use crate::state::{Command, State, Timestamp};
@@ -339,18 +338,4 @@ fn only_changes_other_than_time_are_worth_recording() {
         ..degraded
     };
     assert!(!super::reports::changes(&state, &elsewhere), "unregistered");
-}
-
-#[test]
-fn a_new_stream_replaces_the_old_one_of_the_same_cluster() {
-    let streams = Streams::default();
-    let old = streams.open("a");
-    let _other = streams.open("b");
-    let new = streams.open("a");
-    assert!(old.replaced.is_cancelled());
-    assert!(!new.replaced.is_cancelled());
-    drop(old);
-    assert_eq!(streams.clusters(), vec!["a".to_owned(), "b".to_owned()]);
-    drop(new);
-    assert_eq!(streams.clusters(), vec!["b".to_owned()]);
 }

@@ -2,36 +2,39 @@
 //! security has one place: mutual TLS between hub nodes, TLS on the API listener (client
 //! certificates optional: agents present one, operators a bearer token) and on the HTTP
 //! listener, all with certificates from the group's CA — or plain HTTP/2 under `--insecure`.
+//! Every listener accepts through [`super::listener`]: connection limits and timeouts.
 //!
 //! Served connections are *severable*: when the node stops, every connection it accepted fails
 //! at once, as it would if the process had died, instead of waiting for long-lived peer streams
 //! to end on their own (tonic's graceful shutdown would wait forever for them).
 
 use std::fmt;
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
+use axum::error_handling::HandleErrorLayer;
+use axum::http::StatusCode;
 use flotilla_pki::{
     ClientAuth, GroupCa, NodeCredentials, PeerCertificate, PeerIdentity, RotatingIdentity,
-    TlsListener, peer_certificate, rotating_client_config, rotating_server_config,
+    peer_certificate, rotating_client_config, rotating_server_config,
 };
-use futures::{Stream, StreamExt};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use rustls::pki_types::ServerName;
 use rustls::{ClientConfig, ServerConfig};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
-use tokio_stream::wrappers::TcpListenerStream;
-use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::sync::CancellationToken;
 use tonic::service::Interceptor;
-use tonic::transport::server::{Connected, Router};
+use tonic::transport::server::Router;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
+
+use super::listener::{Event, Handshake, Listener, ListenerLimits, Plain, Protocol, Tls};
 
 /// Largest gRPC message a hub node accepts or sends (snapshots are chunked below it).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -270,92 +273,147 @@ pub async fn bind(address: &str) -> Result<TcpListener, NetError> {
         })
 }
 
-/// A server builder with the hub's limits.
-pub fn server() -> tonic::transport::Server {
+/// A gRPC server builder with a listener's HTTP/2 limits: streams per connection, and pings
+/// that find dead clients (which also keep live ones from being closed as idle).
+pub fn server(limits: &ListenerLimits) -> tonic::transport::Server {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
-        .http2_keepalive_interval(Some(Duration::from_secs(5)))
-        .http2_keepalive_timeout(Some(Duration::from_secs(5)))
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .http2_keepalive_interval(limits.keepalive_interval)
+        .http2_keepalive_timeout(Some(limits.keepalive_timeout))
 }
 
-/// A server builder for the API listener (agents' streams and the operators' API), with the
-/// same limits as the peer server. Agents' streams live long: keepalives find dead ones.
-pub fn api_server() -> tonic::transport::Server {
-    server()
-}
-
-/// Serves `router` on `listener` until `stop` is cancelled; then every accepted connection is
-/// cut and the listener closed. With `tls`, connections are TLS (client certificates as the
-/// configuration asks) and services see the client's certificate (`Request::peer_certs`).
+/// Serves `router` (built with [`server`] and the same `limits`) on `listener` until `stop` is
+/// cancelled; then every accepted connection is cut and the listener closed. With `tls`,
+/// connections are TLS (client certificates as the configuration asks) and services see the
+/// client's certificate (`Request::peer_certs`). `name` labels the listener's log lines.
 pub async fn serve(
+    name: &'static str,
     router: Router,
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
+    limits: ListenerLimits,
     stop: CancellationToken,
 ) {
     let cut = stop.clone();
     let result = match tls {
         None => {
-            let incoming = TcpListenerStream::new(listener)
-                .map(move |conn| conn.map(|stream| Severable::new(stream, cut.clone())));
+            let incoming = Listener::new(name, listener, Plain, limits, cut).into_stream();
             router
                 .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
                 .await
         }
         Some(config) => {
-            let incoming = severable(TlsListener::new(listener, config).into_stream(), cut);
+            let incoming = Listener::new(name, listener, Tls::new(config), limits, cut);
             router
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+                .serve_with_incoming_shutdown(incoming.into_stream(), stop.cancelled_owned())
                 .await
         }
     };
     if let Err(e) = result {
-        tracing::warn!(error = %e, "hub server stopped with an error");
+        tracing::warn!(listener = name, error = %e, "hub server stopped with an error");
     }
 }
 
-fn severable<IO>(
-    incoming: impl Stream<Item = io::Result<IO>>,
-    cut: CancellationToken,
-) -> impl Stream<Item = io::Result<Severable<IO>>> {
-    incoming.map(move |conn| conn.map(|stream| Severable::new(stream, cut.clone())))
-}
+/// How long HTTP requests in flight when the node stops may take to finish before their
+/// connections are cut.
+const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Serves an axum router on the HTTP listener until `stop` is cancelled: HTTPS (HTTP/1.1 or
-/// HTTP/2, no client certificates) with `tls`, plain HTTP without.
+/// HTTP/2 as the client chose by ALPN, no client certificates) with `tls`, plain HTTP without.
+/// Requests in flight at the stop get 2 s to finish.
 pub async fn serve_http(
     router: axum::Router,
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
+    limits: ListenerLimits,
     stop: CancellationToken,
-) -> io::Result<()> {
+) {
+    let cut = CancellationToken::new();
     match tls {
         None => {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
+            let listener = Listener::new("http", listener, Plain, limits, cut.clone());
+            serve_http_on(listener, router, &limits, &stop).await;
         }
         Some(config) => {
-            axum::serve(HttpsListener(TlsListener::new(listener, config)), router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
+            let listener = Listener::new("http", listener, Tls::new(config), limits, cut.clone());
+            serve_http_on(listener, router, &limits, &stop).await;
         }
     }
+    cut.cancel();
 }
 
-/// A TLS listener as axum accepts one.
-struct HttpsListener(TlsListener);
-
-impl axum::serve::Listener for HttpsListener {
-    type Io = tokio_rustls::server::TlsStream<TcpStream>;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        self.0.accept().await
+/// The HTTP listener's accept loop: each connection served by hyper with the listener's limits.
+async fn serve_http_on<H>(
+    mut listener: Listener<H>,
+    router: axum::Router,
+    limits: &ListenerLimits,
+    stop: &CancellationToken,
+) where
+    H: Handshake,
+    H::Io: AsyncRead + AsyncWrite + Unpin,
+{
+    // hyper enforces the header read timeout and pings only with a timer.
+    let mut detect = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    detect
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    detect
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_concurrent_streams)
+        .keep_alive_interval(limits.keepalive_interval)
+        .keep_alive_timeout(limits.keepalive_timeout);
+    let router = router.layer(
+        tower::ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                StatusCode::REQUEST_TIMEOUT
+            }))
+            .timeout(limits.request_timeout),
+    );
+    let http1 = detect.clone().http1_only();
+    let http2 = detect.clone().http2_only();
+    let graceful = GracefulShutdown::new();
+    let tally = listener.tally();
+    loop {
+        let (io, peer) = tokio::select! {
+            _ = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let protocol = H::protocol(&io);
+        let builder = match protocol {
+            Protocol::Detect => &detect,
+            Protocol::Http1 => &http1,
+            Protocol::Http2 => &http2,
+        };
+        let service = TowerToHyperService::new(router.clone());
+        let connection = builder
+            .serve_connection(TokioIo::new(io), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        let tally = tally.clone();
+        tokio::spawn(async move {
+            let Err(error) = connection.await else {
+                return;
+            };
+            let timed_out = error
+                .downcast_ref::<hyper::Error>()
+                .is_some_and(hyper::Error::is_timeout);
+            if timed_out && protocol != Protocol::Http2 {
+                tally.record(Event::HeaderTimeout, peer, None);
+            } else {
+                tracing::debug!(%peer, %error, "HTTP connection ended with an error");
+            }
+        });
     }
-
-    fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
+    // Closes the listening socket (and logs what it counted) before waiting.
+    drop(listener);
+    if tokio::time::timeout(HTTP_SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::debug!("HTTP requests still in flight at the stop are cut");
     }
 }
 
@@ -402,74 +460,6 @@ impl Interceptor for HubPeersOnly {
                 "the peer listener requires a hub node certificate",
             )),
         }
-    }
-}
-
-/// A connection that fails every read and write once its token is cancelled.
-pub struct Severable<IO = TcpStream> {
-    io: IO,
-    cut: Pin<Box<WaitForCancellationFutureOwned>>,
-}
-
-impl<IO> Severable<IO> {
-    fn new(io: IO, token: CancellationToken) -> Self {
-        Severable {
-            io,
-            cut: Box::pin(token.cancelled_owned()),
-        }
-    }
-
-    fn is_cut(&mut self, cx: &mut Context<'_>) -> bool {
-        self.cut.as_mut().poll(cx).is_ready()
-    }
-}
-
-fn severed() -> io::Error {
-    io::Error::new(io::ErrorKind::ConnectionAborted, "hub node stopped")
-}
-
-impl<IO: Connected> Connected for Severable<IO> {
-    type ConnectInfo = IO::ConnectInfo;
-
-    fn connect_info(&self) -> Self::ConnectInfo {
-        self.io.connect_info()
-    }
-}
-
-impl<IO: AsyncRead + Unpin> AsyncRead for Severable<IO> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<io::Result<()>> {
-        if self.is_cut(cx) {
-            return Poll::Ready(Err(severed()));
-        }
-        Pin::new(&mut self.io).poll_read(cx, buf)
-    }
-}
-
-impl<IO: AsyncWrite + Unpin> AsyncWrite for Severable<IO> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
-        if self.is_cut(cx) {
-            return Poll::Ready(Err(severed()));
-        }
-        Pin::new(&mut self.io).poll_write(cx, buf)
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        if self.is_cut(cx) {
-            return Poll::Ready(Err(severed()));
-        }
-        Pin::new(&mut self.io).poll_flush(cx)
-    }
-
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.io).poll_shutdown(cx)
     }
 }
 

@@ -7,6 +7,7 @@ use crate::support::secure;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result};
+use flotilla_agent::ClusterUid;
 use flotilla_agent::hub::AgentIdentity;
 use flotilla_agent::hub::identity::renew_loop;
 use flotilla_pki::CredentialStore;
@@ -27,6 +28,7 @@ async fn a_short_lived_certificate_is_renewed_before_it_expires() -> Result<()> 
         &hubs,
         Some(&hub.ca_pem()?),
         Some(&token),
+        &ClusterUid::Known("edge-1-kube-system".into()),
     )
     .await?;
     let first = store

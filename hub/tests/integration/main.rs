@@ -6,6 +6,7 @@ mod support;
 
 mod admin_api_hub_process;
 mod agent_certificate_renewal;
+mod agent_cluster_identity_binding;
 mod agent_identity_isolation;
 mod agent_registration_tokens;
 mod api_tokens_roles_and_audit;
@@ -32,6 +33,7 @@ mod sync_bundles_reach_their_clusters;
 mod sync_failover_resends_nothing;
 mod sync_large_bundles_are_chunked;
 mod sync_liveness_after_node_death;
+mod sync_one_agent_per_cluster;
 mod sync_silent_peers_are_cut_off;
 mod tls_listeners_refuse_plaintext;
 mod tls_node_certificates_renew;

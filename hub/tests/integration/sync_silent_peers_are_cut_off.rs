@@ -31,6 +31,8 @@ async fn the_hub_ends_the_stream_of_an_agent_that_stops_sending() -> Result<()> 
             heartbeat_interval_ms: 100,
             max_message_bytes: 0,
             known_index: 0,
+            identity: None,
+            instance: String::new(),
         })),
     })
     .await?;

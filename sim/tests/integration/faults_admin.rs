@@ -475,3 +475,39 @@ async fn removed_cluster_drops_its_state_cuts_its_watches_and_answers_404() {
     assert!(!sim.cluster_names().contains(&"sim-0".to_string()));
     sim.shutdown().await;
 }
+
+/// The UID of a cluster's kube-system namespace, which agents report as the cluster's identity.
+async fn kube_system_uid(sim: &flotilla_sim::Sim, cluster: &str) -> String {
+    let namespaces = kube::Api::<k8s_openapi::api::core::v1::Namespace>::all(client(sim, cluster));
+    let namespace = namespaces
+        .get("kube-system")
+        .await
+        .unwrap_or_else(|e| panic!("kube-system of {cluster}: {e}"));
+    namespace
+        .metadata
+        .uid
+        .unwrap_or_else(|| panic!("kube-system of {cluster} has no uid"))
+}
+
+#[tokio::test]
+async fn every_cluster_has_its_own_kube_system_uid_and_a_rebuilt_one_a_new_one() {
+    let sim = start(3).await;
+    let mut uids = Vec::new();
+    for cluster in ["sim-0", "sim-1", "sim-2"] {
+        let uid = kube_system_uid(&sim, cluster).await;
+        // Stable while the cluster lives.
+        assert_eq!(kube_system_uid(&sim, cluster).await, uid);
+        uids.push(uid);
+    }
+    let distinct: std::collections::BTreeSet<&String> = uids.iter().collect();
+    assert_eq!(distinct.len(), 3, "{uids:?}");
+
+    assert!(sim.remove_cluster("sim-1"));
+    assert!(sim.add_cluster("sim-1").is_ok());
+    let rebuilt = kube_system_uid(&sim, "sim-1").await;
+    assert!(
+        !uids.contains(&rebuilt),
+        "a rebuilt cluster kept an old uid"
+    );
+    sim.shutdown().await;
+}

@@ -1,6 +1,8 @@
 //! A bundle removed from the repository is pruned from every cluster — its objects and the
 //! namespace it created — while the other bundle, whose render did not change, is not touched.
-//! Real processes end to end.
+//! In prod, where it leaves both clusters, the deletion guard holds the revision until
+//! `flotilla approve prod`; dev, one cluster losing half its objects, takes it by itself. Real
+//! processes end to end.
 
 use std::collections::BTreeMap;
 
@@ -69,6 +71,13 @@ async fn a_bundle_removed_from_the_repository_is_pruned_from_every_cluster() -> 
     repo.write("flotilla.yaml", small_fleet::SPEC)?;
     repo.remove("bundles/extra")?;
     let without = repo.commit("extra bundle removed")?;
+    let held = fleet.wait_held("prod", &without).await?;
+    let why = held["deletionHold"].as_str().unwrap_or_default();
+    assert!(
+        why.contains("would remove bundle `extra` from 2 of 2 clusters"),
+        "{why}"
+    );
+    fleet.cli.text(&["approve", "prod"]).await?;
     // Rolled out: every desired bundle at the new commit, and `extra` neither desired nor
     // applied anywhere (the status may still list it from the agent's removal report).
     let status = fleet.wait_rolled_out(&without).await?;

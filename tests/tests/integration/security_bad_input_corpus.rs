@@ -1,11 +1,14 @@
 //! The bad-input corpus, against a live hub process with TLS and tokens: hostile and malformed
 //! repositories (links and paths leaving the repository, a billion laughs, an oversized file,
-//! too many files and objects, deep nesting, an undefined variable, a bad spec, broken YAML),
+//! too many files and objects, deep nesting, an undefined variable, a bad spec, broken YAML, an
+//! emptied `bundles:` list that the deletion guard holds),
 //! forged webhooks (GitHub HMAC, GitLab token, generic HMAC), replayed signed webhooks (as they
 //! were, or under a new delivery id: answered, nothing fetched), API tokens that are missing,
 //! garbage, unknown, revoked, expired or of the wrong role, an oversized gRPC message, and
-//! agents with a replayed or misused bootstrap token, a forged or missing certificate, or a
-//! real certificate claiming another cluster. Each
+//! agents with a replayed or misused bootstrap token, a forged or missing certificate, a real
+//! certificate claiming another cluster, a real certificate (or a bootstrap token) used from
+//! another Kubernetes cluster than the one the name is bound to, a malformed cluster identity,
+//! and a second agent instance while the first streams. Each
 //! gets a clear error — naming the file or field where there is one — and afterwards no
 //! cluster's desired state (its assigned revision, every bundle's desired revision, every
 //! stage's pin) has changed. Refused API calls and webhooks are in the audit log.
@@ -17,7 +20,8 @@ use anyhow::{Context, Result, bail, ensure};
 use flotilla_proto::v1::admin_client::AdminClient;
 use flotilla_proto::v1::agent_sync_client::AgentSyncClient;
 use flotilla_proto::v1::{
-    AdminAddClusterRequest, AgentMessage, Hello, HubMessage, RegisterRequest, agent_message,
+    AdminAddClusterRequest, AgentMessage, ClusterIdentity, Hello, HubMessage, RegisterRequest,
+    agent_message,
 };
 use flotilla_tests::binaries;
 use flotilla_tests::git::GitRepo;
@@ -180,6 +184,26 @@ impl Corpus {
                 Some(r) if r["status"] == "failed" => Probe::Done(r["error"].clone()),
                 Some(r) => Probe::NotYet(r.to_string()),
                 None => Probe::NotYet(format!("{commit} not fetched")),
+            })
+        })
+        .await
+    }
+
+    /// Waits until `flotilla status` shows the rollout of `stage` to `commit` held by the
+    /// deletion guard; returns why.
+    async fn held(&self, stage: &str, commit: &str) -> Result<String> {
+        until(&format!("{commit} held on {stage}"), PATIENCE, || async {
+            let status = self.json(&["status"]).await?;
+            let held = status["rollouts"].as_array().and_then(|list| {
+                list.iter().find(|r| {
+                    r["stage"] == stage
+                        && r["toRevision"] == commit
+                        && r["status"] == "awaiting approval"
+                })
+            });
+            Ok(match held.and_then(|r| r["deletionHold"].as_str()) {
+                Some(why) => Probe::Done(why.to_owned()),
+                None => Probe::NotYet(status["rollouts"].to_string()),
             })
         })
         .await
@@ -411,6 +435,191 @@ fn bad_commits() -> Vec<BadCommit> {
             says: "leads outside the repository",
         },
         BadCommit {
+            what: "bundle writing to kube-system outside its allowed namespaces",
+            apply: |repo, _| {
+                repo.edit(
+                    "flotilla.yaml",
+                    "    namespace: app\n",
+                    "    namespace: app\n    allow: {namespaces: [app], clusterScoped: false}\n",
+                )?;
+                repo.write(
+                    "bundles/app/hijack.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: coredns, namespace: kube-system}\ndata: {Corefile: hijacked}\n",
+                )
+            },
+            undo: |repo| {
+                restore_spec(repo)?;
+                repo.remove("bundles/app/hijack.yaml")
+            },
+            file: "bundles/app/hijack.yaml",
+            says: "namespace `kube-system` is not in the bundle's allow.namespaces",
+        },
+        BadCommit {
+            what: "bundle binding cluster-admin while cluster-scoped objects are not allowed",
+            apply: |repo, _| {
+                repo.edit(
+                    "flotilla.yaml",
+                    "    namespace: app\n",
+                    "    namespace: app\n    allow: {namespaces: [app], clusterScoped: false}\n",
+                )?;
+                repo.write(
+                    "bundles/app/admin.yaml",
+                    "apiVersion: rbac.authorization.k8s.io/v1\nkind: ClusterRoleBinding\nmetadata: {name: pwn}\nroleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: cluster-admin}\nsubjects: [{kind: ServiceAccount, name: default, namespace: app}]\n",
+                )
+            },
+            undo: |repo| {
+                restore_spec(repo)?;
+                repo.remove("bundles/app/admin.yaml")
+            },
+            file: "bundles/app/admin.yaml",
+            says: "allow.clusterScoped: false",
+        },
+        BadCommit {
+            what: "two bundles owning one object",
+            apply: |repo, _| {
+                repo.write(
+                    "flotilla.yaml",
+                    &format!(
+                        "{}  - name: rival\n    path: bundles/rival\n    namespace: app\n",
+                        small_fleet::SPEC
+                    ),
+                )?;
+                repo.write(
+                    "bundles/rival/config.yaml",
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {owner: rival}\n",
+                )
+            },
+            undo: |repo| {
+                restore_spec(repo)?;
+                repo.remove("bundles/rival")
+            },
+            file: "bundles/rival/config.yaml",
+            says: "is also rendered by bundle `app`",
+        },
+        BadCommit {
+            what: "kustomize CRDs from a URL",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization("crds:\n- https://example.com/crd.yaml\n"),
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "remote resource `https://example.com/crd.yaml`",
+        },
+        BadCommit {
+            what: "kustomize configurations from a URL",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization("configurations:\n- http://10.0.0.1/config.yaml\n"),
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "remote resource `http://10.0.0.1/config.yaml`",
+        },
+        BadCommit {
+            what: "kustomize secret generator reading a host file",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization(
+                        "secretGenerator:\n- name: loot\n  env: ../../../../../../etc/hostname\n",
+                    ),
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "leads outside the repository",
+        },
+        BadCommit {
+            what: "kustomize replacement source outside the repository",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization("replacements:\n- path: /etc/hostname\n"),
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "leads outside the repository",
+        },
+        BadCommit {
+            what: "kustomize inline transformer naming a URL",
+            apply: |repo, _| {
+                repo.write("bundles/app/kustomization.yaml", &kustomization("transformers:\n- |-\n  apiVersion: builtin\n  kind: PatchTransformer\n  metadata: {name: p}\n  path: http://169.254.169.254/latest/user-data\n"))
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "remote resource `http://169.254.169.254/latest/user-data`",
+        },
+        BadCommit {
+            what: "kustomize remote git base",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    "resources:\n- namespace.yaml\n- git@github.com:example/repo.git//deploy\n",
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "remote resource `git@github.com:example/repo.git//deploy`",
+        },
+        BadCommit {
+            what: "allow kind that is not a kind",
+            apply: |repo, _| {
+                repo.edit(
+                    "flotilla.yaml",
+                    "    namespace: app\n",
+                    "    namespace: app\n    allow: {kinds: [deployments]}\n",
+                )
+            },
+            undo: restore_spec,
+            file: "flotilla.yaml",
+            says: "not a kind",
+        },
+        BadCommit {
+            what: "allow namespace that is not a name",
+            apply: |repo, _| {
+                repo.edit(
+                    "flotilla.yaml",
+                    "    namespace: app\n",
+                    "    namespace: app\n    allow: {namespaces: [Kube_System]}\n",
+                )
+            },
+            undo: restore_spec,
+            file: "flotilla.yaml",
+            says: "allow.namespaces[0]",
+        },
+        BadCommit {
+            what: "dependency on a bundle that does not exist",
+            apply: |repo, _| {
+                repo.edit(
+                    "flotilla.yaml",
+                    "    namespace: app\n",
+                    "    namespace: app\n    dependsOn: [database]\n",
+                )
+            },
+            undo: restore_spec,
+            file: "flotilla.yaml",
+            says: "dependsOn",
+        },
+        BadCommit {
+            what: "stage promoting from a stage that does not exist",
+            apply: |repo, _| {
+                repo.edit(
+                    "flotilla.yaml",
+                    "    track: {branch: main}\nbundles:",
+                    "    promoteFrom: staging\nbundles:",
+                )
+            },
+            undo: restore_spec,
+            file: "flotilla.yaml",
+            says: "promoteFrom",
+        },
+        BadCommit {
             what: "YAML syntax error",
             apply: |repo, _| {
                 repo.write(
@@ -451,10 +660,21 @@ async fn register(
     token: &str,
     cluster: &str,
 ) -> Result<Result<(String, String), tonic::Status>> {
+    register_from(corpus, token, cluster, None).await
+}
+
+/// Registers with `token` for `cluster`, from the Kubernetes cluster `identity` says.
+async fn register_from(
+    corpus: &Corpus,
+    token: &str,
+    cluster: &str,
+    identity: Option<ClusterIdentity>,
+) -> Result<Result<(String, String), tonic::Status>> {
     let key = flotilla_pki::AgentKey::generate()?;
     let request = RegisterRequest {
         bootstrap_token: token.into(),
         csr_pem: key.csr_pem(cluster)?,
+        identity,
     };
     let answer = AgentSyncClient::new(agent_channel(corpus, None).await?)
         .register(request)
@@ -467,19 +687,59 @@ async fn hello(
     channel: tonic::transport::Channel,
     cluster: &str,
 ) -> Result<Option<HubMessage>, tonic::Status> {
-    let hello = AgentMessage {
-        kind: Some(agent_message::Kind::Hello(Hello {
-            cluster: cluster.into(),
-            agent_version: "corpus".into(),
-            heartbeat_interval_ms: 200,
-            ..Hello::default()
-        })),
+    let hello = Hello {
+        cluster: cluster.into(),
+        agent_version: "corpus".into(),
+        heartbeat_interval_ms: 200,
+        ..Hello::default()
     };
-    let mut inbound = AgentSyncClient::new(channel)
-        .sync(futures::stream::iter([hello]))
-        .await?
-        .into_inner();
-    inbound.message().await
+    hold(channel, hello).await.map(|(_, first)| first)
+}
+
+/// The identity of the Kubernetes cluster whose kube-system namespace has `uid`.
+fn kube_system(uid: &str) -> ClusterIdentity {
+    ClusterIdentity {
+        kube_system_uid: uid.into(),
+        unreadable: String::new(),
+    }
+}
+
+/// A hello as `cluster` from agent `instance` of the Kubernetes cluster `identity`, with slow
+/// heartbeats (the corpus sends none).
+fn hello_from(cluster: &str, instance: &str, identity: ClusterIdentity) -> Hello {
+    Hello {
+        cluster: cluster.into(),
+        agent_version: "corpus".into(),
+        heartbeat_interval_ms: 30_000,
+        identity: Some(identity),
+        instance: instance.into(),
+        ..Hello::default()
+    }
+}
+
+/// Opens a Sync stream with `hello` and keeps the agent's side open while the returned sender
+/// lives; the hub's first answer, or its refusal.
+async fn hold(
+    channel: tonic::transport::Channel,
+    hello: Hello,
+) -> Result<
+    (
+        futures::channel::mpsc::UnboundedSender<AgentMessage>,
+        Option<HubMessage>,
+    ),
+    tonic::Status,
+> {
+    let (out, rx) = futures::channel::mpsc::unbounded();
+    let hello = AgentMessage {
+        kind: Some(agent_message::Kind::Hello(hello)),
+    };
+    out.unbounded_send(hello)
+        .map_err(|_| tonic::Status::internal("the queue closed"))?;
+    let mut inbound = AgentSyncClient::new(channel).sync(rx).await?.into_inner();
+    let first = inbound.message().await?;
+    // The stream stays open while `out` and `inbound` live: keep reading in the background.
+    tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
+    Ok((out, first))
 }
 
 async fn agent_cases(corpus: &Corpus, baseline: &Value) -> Result<usize> {
@@ -567,7 +827,99 @@ async fn agent_cases(corpus: &Corpus, baseline: &Value) -> Result<usize> {
     corpus
         .assert_unchanged(baseline, "agent claiming another cluster")
         .await?;
-    Ok(6)
+    Ok(6 + identity_cases(corpus, baseline, (&certificate, &key)).await?)
+}
+
+/// dev-1's real certificate used from the Kubernetes cluster it is bound to, from another one,
+/// with a malformed identity, and by a second agent instance at once.
+async fn identity_cases(
+    corpus: &Corpus,
+    baseline: &Value,
+    credentials: (&str, &str),
+) -> Result<usize> {
+    const BOUND: &str = "6c1f0b2e-9a57-4d2e-8f0a-3b1d2c4e5f60";
+    const OTHER: &str = "0d9e8c7b-6a5f-4e3d-9c2b-1a0f9e8d7c6b";
+    let channel = || agent_channel(corpus, Some(credentials));
+    // The first hello from a cluster binds dev-1 to it; its stream stays open.
+    let (_rightful, welcome) = hold(
+        channel().await?,
+        hello_from("dev-1", "rightful", kube_system(BOUND)),
+    )
+    .await
+    .map_err(|s| anyhow::anyhow!("the rightful agent was refused: {s:?}"))?;
+    ensure!(welcome.is_some(), "no welcome for the rightful agent");
+
+    // The same certificate from another cluster.
+    let elsewhere = hold(
+        channel().await?,
+        hello_from("dev-1", "copy", kube_system(OTHER)),
+    )
+    .await
+    .err()
+    .context("dev-1's credentials were served from another cluster")?;
+    assert_eq!(
+        elsewhere.code(),
+        tonic::Code::PermissionDenied,
+        "{elsewhere:?}"
+    );
+    let message = elsewhere.message();
+    assert!(
+        message.contains(BOUND)
+            && message.contains(OTHER)
+            && message.contains("flotilla cluster reset-identity dev-1"),
+        "{message}"
+    );
+    corpus
+        .assert_unchanged(baseline, "credentials used from another cluster")
+        .await?;
+
+    // A registration from another cluster, with a valid token: refused, the token kept.
+    let token = corpus.hub.bootstrap_token("dev-1")?;
+    let registration = register_from(corpus, &token, "dev-1", Some(kube_system(OTHER)))
+        .await?
+        .expect_err("registered from another cluster");
+    assert_eq!(
+        registration.code(),
+        tonic::Code::PermissionDenied,
+        "{registration:?}"
+    );
+    register_from(corpus, &token, "dev-1", Some(kube_system(BOUND)))
+        .await?
+        .map_err(|s| anyhow::anyhow!("the token was spent by a refused registration: {s:?}"))?;
+    corpus
+        .assert_unchanged(baseline, "registration from another cluster")
+        .await?;
+
+    // A malformed identity is refused as such and never reaches the state or the logs.
+    let malformed = hold(
+        channel().await?,
+        hello_from("dev-1", "odd", kube_system("'; drop table clusters; --")),
+    )
+    .await
+    .err()
+    .context("a malformed identity was served")?;
+    assert_eq!(
+        malformed.code(),
+        tonic::Code::InvalidArgument,
+        "{malformed:?}"
+    );
+    corpus
+        .assert_unchanged(baseline, "malformed cluster identity")
+        .await?;
+
+    // A second agent of dev-1 itself while the first streams.
+    let second = hold(
+        channel().await?,
+        hello_from("dev-1", "second", kube_system(BOUND)),
+    )
+    .await
+    .err()
+    .context("a second agent streamed for dev-1")?;
+    assert_eq!(second.code(), tonic::Code::AlreadyExists, "{second:?}");
+    corpus
+        .assert_unchanged(baseline, "second agent of a cluster")
+        .await?;
+    Ok(4)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -599,6 +951,27 @@ async fn every_bad_input_gets_a_clear_error_and_changes_no_cluster() -> Result<(
         (bad.undo)(&corpus.repo)?;
         cases += 1;
     }
+
+    // A commit that renders but would delete everything: every stage holds it for an approval,
+    // with the reason, whatever its own approval policy.
+    let bundles = small_fleet::SPEC
+        .find("bundles:")
+        .context("the small fleet declares bundles")?;
+    corpus.repo.write(
+        "flotilla.yaml",
+        &format!("{}bundles: []\n", &small_fleet::SPEC[..bundles]),
+    )?;
+    let emptied = corpus.repo.commit("bundles: []")?;
+    corpus.push(&emptied).await?;
+    for stage in ["dev", "prod"] {
+        let held = corpus.held(stage, &emptied).await?;
+        assert!(held.contains("with no bundle at all"), "{stage}: {held}");
+    }
+    corpus
+        .assert_unchanged(&baseline, "bundles emptied")
+        .await?;
+    restore_spec(&corpus.repo)?;
+    cases += 1;
 
     // Forged webhooks: 401, and the pending commit is not fetched.
     corpus.repo.write(
@@ -788,8 +1161,9 @@ async fn every_bad_input_gets_a_clear_error_and_changes_no_cluster() -> Result<(
     cases += 1;
 
     // Agents: a replayed bootstrap token, a token for another cluster, a garbage token, a
-    // certificate from another CA, no certificate, and a real certificate saying it is another
-    // cluster.
+    // certificate from another CA, no certificate, a real certificate saying it is another
+    // cluster, used from another Kubernetes cluster or with a malformed identity, a
+    // registration from another Kubernetes cluster, and a second agent at once.
     cases += agent_cases(&corpus, &baseline).await?;
 
     // Refusals are audited: who tried, and that it was denied.
@@ -806,15 +1180,20 @@ async fn every_bad_input_gets_a_clear_error_and_changes_no_cluster() -> Result<(
     assert!(denied("unauthenticated", "cluster.remove"), "{audit}");
     assert!(denied("unauthenticated webhook:github", "fetch"), "{audit}");
     assert!(denied("unauthenticated webhook:gitlab", "fetch"), "{audit}");
+    assert!(denied("agent:cluster dev-1", "agent.sync"), "{audit}");
+    assert!(denied("agent:cluster dev-1", "agent.register"), "{audit}");
     let pushes: u64 = events
         .iter()
         .filter(|e| e["actor"] == "webhook:generic" && e["action"] == "fetch")
         .map(|e| e["count"].as_u64().unwrap_or(1))
         .sum();
-    assert_eq!(
-        pushes,
-        bad_commits().len() as u64,
-        "each signed push audited once, its replays not at all: {audit}"
+    // Each signed push is audited once and its replays not at all; past the per-actor limit
+    // (10 a window) the rest of a window's pushes arrive later, as one aggregate event.
+    // The emptied `bundles:` commit is one more push.
+    let commits = bad_commits().len() as u64 + 1;
+    assert!(
+        (commits.min(10)..=commits).contains(&pushes),
+        "{pushes} push events for {commits} pushes: {audit}"
     );
 
     // The hub still works: the pending commit goes through once a real push announces it.
@@ -831,6 +1210,7 @@ async fn every_bad_input_gets_a_clear_error_and_changes_no_cluster() -> Result<(
         })
     })
     .await?;
+    eprintln!("{cases} bad inputs, each refused with a clear error and nothing changed");
     assert!(cases >= 20, "{cases} cases");
     Ok(())
 }

@@ -8,7 +8,7 @@ use std::path::Path;
 use flotilla_core::inventory::Cluster;
 use flotilla_core::render::render_fleet;
 use flotilla_core::spec::SPEC_FILE;
-use flotilla_core::{ContentHash, Kustomize, Limits, Repository, SourceLocation};
+use flotilla_core::{Cancel, ContentHash, Kustomize, Limits, Repository, SourceLocation};
 
 use crate::controller::source::SourceMirror;
 use crate::state::source::{Blob, RenderError};
@@ -32,6 +32,7 @@ pub(super) fn render_commit(
     clusters: &[Cluster],
     kustomize: &Kustomize,
     limits: Limits,
+    cancel: Cancel,
 ) -> Result<Rendered, RenderError> {
     std::fs::create_dir_all(work_dir)
         .map_err(|e| whole(format!("cannot prepare a work dir: {e}")))?;
@@ -42,7 +43,7 @@ pub(super) fn render_commit(
     mirror
         .checkout(commit, checkout.path())
         .map_err(|e| whole(e.to_string()))?;
-    let repo = Repository::load(checkout.path(), limits).map_err(|errors| {
+    let mut repo = Repository::load(checkout.path(), limits).map_err(|errors| {
         let count = errors.errors.len();
         match errors.errors.first() {
             Some(first) => with_more(
@@ -52,6 +53,7 @@ pub(super) fn render_commit(
             None => whole("the repository could not be loaded".into()),
         }
     })?;
+    repo.cancel_with(cancel);
     let spec = std::fs::read_to_string(repo.root().join(SPEC_FILE))
         .map_err(|e| located(Some(&SourceLocation::file(SPEC_FILE)), e.to_string()))?;
     let mut outcome = BTreeMap::new();

@@ -8,8 +8,8 @@ use flotilla_core::Health;
 use super::*;
 use crate::state::health::{HealthKey, HealthReport};
 use crate::state::rollout::OnFailure;
-use crate::state::source::Blob;
-use crate::state::{Labels, RenderOutcome};
+use crate::state::tests::bundle_blob;
+use crate::state::{CommandError, Labels, RenderOutcome};
 
 /// dev tracks main; prod promotes from dev with a canary wave, one cluster at a time.
 const SPEC: &str = "\
@@ -35,6 +35,9 @@ bundles:
 ";
 
 const SETTLE_MS: u64 = 1_000;
+
+/// A bundle a cluster gets from a commit: its name and the names of its objects.
+type Bundle = (&'static str, Vec<&'static str>);
 const TICK_MS: u64 = 250;
 
 fn rev(commit: &str) -> RevisionRef {
@@ -115,29 +118,36 @@ impl Fleet {
         });
     }
 
-    /// Fetches `commit` (the new head) and renders it for every cluster.
+    /// Fetches `commit` (the new head) and renders it for every cluster: one bundle `app`
+    /// holding one object, whose content names the commit.
     fn commit(&mut self, commit: &str, spec: &str) {
+        self.commit_with(commit, spec, &|_| vec![("app", vec!["app"])]);
+    }
+
+    /// Fetches `commit` and renders it: `bundles` gives each cluster its bundles, each with the
+    /// names of its objects (ConfigMaps whose content names the commit and cluster).
+    fn commit_with(&mut self, commit: &str, spec: &str, bundles: &dyn Fn(&str) -> Vec<Bundle>) {
         self.apply(Command::RecordFetch {
             source: "origin".into(),
             url: "file:///repo".into(),
             commit: commit.into(),
             at: Timestamp(self.now),
         });
-        let mut bundles = BTreeMap::new();
+        let mut rendered = BTreeMap::new();
         let mut blobs = Vec::new();
         for cluster in self.state.clusters.keys() {
-            let blob =
-                Blob::from_content(format!("{commit} {cluster}").as_bytes()).expect("compressible");
-            bundles.insert(
-                cluster.clone(),
-                BTreeMap::from([("app".to_owned(), blob.hash)]),
-            );
-            blobs.push(blob);
+            let mut of_cluster = BTreeMap::new();
+            for (bundle, objects) in bundles(cluster) {
+                let blob = bundle_blob(bundle, &objects, &format!("{commit} {cluster}"));
+                of_cluster.insert(bundle.to_owned(), blob.hash);
+                blobs.push(blob);
+            }
+            rendered.insert(cluster.clone(), of_cluster);
         }
         self.apply(Command::RecordRender {
             revision: rev(commit),
             outcome: RenderOutcome::Rendered {
-                bundles,
+                bundles: rendered,
                 blobs,
                 spec: spec.to_owned(),
             },
@@ -610,7 +620,7 @@ fn a_cluster_joining_a_stage_mid_rollout_gets_its_start_then_the_pin() {
     fleet.set_online("prod-4", true);
     // The render controller would amend c1 and c2 for the newcomer.
     for commit in ["c1", "c2"] {
-        let blob = Blob::from_content(format!("{commit} prod-4").as_bytes()).expect("blob");
+        let blob = bundle_blob("app", &["app"], &format!("{commit} prod-4"));
         fleet.apply(Command::AmendRender {
             revision: rev(commit),
             bundles: BTreeMap::from([(
@@ -789,4 +799,221 @@ fn a_stage_allowed_to_be_empty_passes_with_no_cluster() {
     fleet.run_for(30_000, &healthy);
     assert!(fleet.state.stages["dev"].passed.contains(&rev("c2")));
     assert_eq!(fleet.pinned("prod"), Some("c2"));
+}
+
+/// dev (two clusters) and prod (three), every cluster with bundles `app` (four objects) and
+/// `web` (two), all at c1 and healthy.
+fn guarded_fleet(spec: &str) -> Fleet {
+    let mut fleet = Fleet::new(&[
+        ("dev-1", &[("env", "dev")]),
+        ("dev-2", &[("env", "dev")]),
+        ("prod-1", &[("env", "prod"), ("canary", "yes")]),
+        ("prod-2", &[("env", "prod")]),
+        ("prod-3", &[("env", "prod")]),
+    ]);
+    fleet.commit_with("c1", spec, &|_| both_bundles());
+    fleet.run_for(2_000, &healthy);
+    for cluster in ["dev-1", "dev-2", "prod-1", "prod-2", "prod-3"] {
+        assert_eq!(fleet.assigned(cluster), Some("c1"), "{cluster}");
+        assert_eq!(fleet.state.desired_bundles(cluster).len(), 2, "{cluster}");
+    }
+    fleet
+}
+
+fn both_bundles() -> Vec<Bundle> {
+    vec![
+        ("app", vec!["app-1", "app-2", "app-3", "app-4"]),
+        ("web", vec!["web-1", "web-2"]),
+    ]
+}
+
+/// `SPEC` whose `bundles:` was replaced by `bundles: []`.
+fn spec_without_bundles(spec: &str) -> String {
+    let start = spec.find("bundles:").expect("bundles in the spec");
+    format!("{}bundles: []\n", &spec[..start])
+}
+
+fn approve(fleet: &mut Fleet, rollout: u64, action: RolloutAction) -> Result<(), CommandError> {
+    let command = Command::SetRolloutStatus {
+        rollout,
+        action,
+        by: "alice".into(),
+        reason: "the bundles move to another repository".into(),
+        at: Timestamp(fleet.now),
+    };
+    fleet.state.apply(&command)?;
+    fleet.applied.push(command);
+    Ok(())
+}
+
+#[test]
+fn an_emptied_bundle_list_is_held_on_dev_and_prunes_nothing_until_approved() {
+    let mut fleet = guarded_fleet(SPEC);
+    let empty = spec_without_bundles(SPEC);
+    fleet.commit_with("c2", &empty, &|_| Vec::new());
+    fleet.run_for(30_000, &healthy);
+
+    let (id, dev) = fleet.rollout("dev");
+    assert_eq!(dev.to, rev("c2"));
+    assert_eq!(
+        dev.status,
+        RolloutStatus::AwaitingApproval,
+        "held though dev approves automatically"
+    );
+    let hold = dev
+        .deletion_hold
+        .clone()
+        .expect("held by the deletion guard");
+    assert!(hold.no_bundles, "{hold:?}");
+    assert_eq!(hold.pruning_clusters, 2);
+    assert_eq!((hold.pruning[0].pruned, hold.pruning[0].of), (6, 6));
+    let removed: Vec<(&str, u32)> = hold
+        .removals
+        .iter()
+        .map(|r| (r.bundle.as_str(), r.clusters))
+        .collect();
+    assert_eq!(removed, [("app", 2), ("web", 2)]);
+    let summary = hold.summary();
+    assert!(
+        summary.contains("would leave all 2 clusters of the stage with no bundle"),
+        "{summary}"
+    );
+    assert!(
+        summary.contains("would prune more than 50% of the objects of 2 clusters: dev-1 6 of 6"),
+        "{summary}"
+    );
+    assert_eq!(fleet.pinned("dev"), Some("c1"));
+    assert!(fleet.ever_assigned("c2").is_empty(), "no cluster given c2");
+    for cluster in ["dev-1", "dev-2", "prod-1", "prod-2", "prod-3"] {
+        assert_eq!(fleet.state.desired_bundles(cluster).len(), 2, "{cluster}");
+    }
+    assert!(
+        fleet
+            .state
+            .audit
+            .since(0)
+            .any(|(_, e)| e.action == "rollout.hold"
+                && e.target == "stage/dev"
+                && e.detail.contains("held by the deletion guard"))
+    );
+
+    // Only a person releases it: the policy's own approval is refused as it applies.
+    let refused = approve(&mut fleet, id, RolloutAction::ApproveByPolicy);
+    assert!(
+        matches!(refused, Err(CommandError::HeldByDeletionGuard { rollout, .. }) if rollout == id),
+        "{refused:?}"
+    );
+    approve(&mut fleet, id, RolloutAction::Approve).expect("approved");
+    fleet.run_for(5_000, &healthy);
+    assert_eq!(fleet.rollout("dev").1.status, RolloutStatus::Completed);
+    for cluster in ["dev-1", "dev-2"] {
+        assert_eq!(fleet.assigned(cluster), Some("c2"), "{cluster}");
+        assert!(fleet.state.desired_bundles(cluster).is_empty(), "{cluster}");
+    }
+    assert!(
+        fleet
+            .state
+            .audit
+            .since(0)
+            .any(|(_, e)| e.action == "approve"
+                && e.target == "stage/dev"
+                && e.detail.contains("released the deletion guard's hold"))
+    );
+
+    // dev passed c2, and prod, approving automatically too, holds it for its own approval.
+    let (_, prod) = fleet.rollout("prod");
+    assert_eq!(prod.to, rev("c2"));
+    assert_eq!(prod.status, RolloutStatus::AwaitingApproval);
+    assert!(prod.deletion_hold.as_ref().is_some_and(|h| h.no_bundles));
+    for cluster in ["prod-1", "prod-2", "prod-3"] {
+        assert_eq!(fleet.assigned(cluster), Some("c1"), "{cluster}");
+    }
+}
+
+#[test]
+fn a_commit_removing_one_bundle_from_every_cluster_is_held_until_a_fix_replaces_it() {
+    let mut fleet = guarded_fleet(SPEC);
+    fleet.commit_with("c2", SPEC, &|_| vec![both_bundles().remove(0)]);
+    fleet.run_for(10_000, &healthy);
+    let (held, dev) = fleet.rollout("dev");
+    assert_eq!(dev.status, RolloutStatus::AwaitingApproval);
+    let hold = dev
+        .deletion_hold
+        .clone()
+        .expect("held by the deletion guard");
+    // Two of six objects is within 50%: the bundle leaving both clusters holds it.
+    assert_eq!((hold.pruning_clusters, hold.no_bundles), (0, false));
+    assert_eq!(hold.removals.len(), 1, "{hold:?}");
+    assert_eq!(
+        (hold.removals[0].bundle.as_str(), hold.removals[0].clusters),
+        ("web", 2)
+    );
+    assert!(
+        hold.summary()
+            .contains("would remove bundle `web` from 2 of 2 clusters (more than 1): dev-1, dev-2"),
+        "{}",
+        hold.summary()
+    );
+    assert!(fleet.ever_assigned("c2").is_empty());
+
+    // A newer commit that keeps `web` replaces the held rollout and rolls out by itself.
+    fleet.commit_with("c3", SPEC, &|_| both_bundles());
+    fleet.run_for(40_000, &healthy);
+    assert_eq!(
+        fleet.state.rollouts[&held].status,
+        RolloutStatus::Superseded {
+            by: fleet.rollout("dev").0
+        }
+    );
+    assert!(fleet.ever_assigned("c2").is_empty());
+    for cluster in ["dev-1", "dev-2", "prod-1", "prod-2", "prod-3"] {
+        assert_eq!(fleet.assigned(cluster), Some("c3"), "{cluster}");
+    }
+}
+
+#[test]
+fn a_commit_changing_content_and_pruning_little_is_not_held() {
+    let mut fleet = guarded_fleet(SPEC);
+    // Every object's content changes, `app-4` goes everywhere (1 of 6) and `web` leaves one
+    // cluster only (3 of 6 there).
+    fleet.commit_with("c2", SPEC, &|cluster| {
+        let mut bundles = vec![("app", vec!["app-1", "app-2", "app-3"])];
+        if cluster != "dev-1" {
+            bundles.push(("web", vec!["web-1", "web-2"]));
+        }
+        bundles
+    });
+    fleet.run_for(40_000, &healthy);
+    for stage in ["dev", "prod"] {
+        let (_, rollout) = fleet.rollout(stage);
+        assert_eq!(rollout.status, RolloutStatus::Completed, "{stage}");
+        assert_eq!(rollout.deletion_hold, None, "{stage}");
+    }
+    for cluster in ["dev-1", "dev-2", "prod-1", "prod-2", "prod-3"] {
+        assert_eq!(fleet.assigned(cluster), Some("c2"), "{cluster}");
+    }
+    assert_eq!(fleet.state.desired_bundles("dev-1").len(), 1);
+}
+
+#[test]
+fn a_stage_whose_guard_is_disabled_is_not_held() {
+    let unguarded = SPEC.replace(
+        "    track: {branch: main}\n",
+        "    track: {branch: main}\n    rollout:\n      deletionGuard: {enabled: false}\n",
+    );
+    assert!(unguarded.contains("enabled: false"));
+    let mut fleet = guarded_fleet(&unguarded);
+    fleet.commit_with("c2", &spec_without_bundles(&unguarded), &|_| Vec::new());
+    fleet.run_for(10_000, &healthy);
+    let (_, dev) = fleet.rollout("dev");
+    assert_eq!(dev.status, RolloutStatus::Completed);
+    assert_eq!(dev.deletion_hold, None);
+    for cluster in ["dev-1", "dev-2"] {
+        assert!(fleet.state.desired_bundles(cluster).is_empty(), "{cluster}");
+    }
+    // prod keeps its guard.
+    let (_, prod) = fleet.rollout("prod");
+    assert_eq!(prod.status, RolloutStatus::AwaitingApproval);
+    assert!(prod.deletion_hold.is_some());
+    assert_eq!(fleet.assigned("prod-1"), Some("c1"));
 }

@@ -45,6 +45,17 @@ pub enum MirrorError {
         /// What git2 said.
         message: String,
     },
+    /// The commit's tree holds something the hub will not check out: a submodule, a file or a
+    /// tree too large.
+    #[error("commit {commit}: `{path}` {problem}")]
+    Unsupported {
+        /// The commit.
+        commit: String,
+        /// The path in the repository.
+        path: String,
+        /// What is wrong and what to do.
+        problem: String,
+    },
     /// Writing the commit's tree to a directory failed.
     #[error("cannot check out commit {commit}: {message}")]
     Checkout {
@@ -184,6 +195,7 @@ impl SourceMirror {
             .find_commit(oid)
             .and_then(|c| c.tree())
             .map_err(missing)?;
+        check_tree(&repo, &tree, commit)?;
         let mut checkout = CheckoutBuilder::new();
         checkout
             .target_dir(target)
@@ -196,6 +208,80 @@ impl SourceMirror {
                 message: e.message().to_owned(),
             })
     }
+}
+
+/// Largest file the hub checks out: manifests are read with a 4 MiB bound, so anything far
+/// beyond is not configuration, and libgit2 would hold it in memory whole while writing it.
+pub(crate) const MAX_CHECKOUT_FILE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Largest tree the hub checks out, all files together.
+pub(crate) const MAX_CHECKOUT_BYTES: u64 = 512 * 1024 * 1024;
+
+/// Looks at every entry of `tree` before anything is written: submodules (which a bare
+/// mirror cannot check out, and whose content would come from another repository) and files
+/// over the size bounds are refused, naming the path. Sizes come from object headers, so a
+/// large blob is never read here.
+fn check_tree(repo: &Repository, tree: &git2::Tree<'_>, commit: &str) -> Result<(), MirrorError> {
+    let odb = repo.odb().map_err(|e| MirrorError::Checkout {
+        commit: commit.to_owned(),
+        message: e.message().to_owned(),
+    })?;
+    let mut total: u64 = 0;
+    let mut problem: Option<(String, String)> = None;
+    let walked = tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        let path = format!("{dir}{}", entry.name().unwrap_or("?"));
+        match entry.kind() {
+            Some(git2::ObjectType::Commit) => {
+                problem = Some((
+                    path,
+                    "is a git submodule; the hub renders one repository and does not fetch \
+                     submodules: vendor its files into the repository instead"
+                        .to_owned(),
+                ));
+                git2::TreeWalkResult::Abort
+            }
+            Some(git2::ObjectType::Blob) => {
+                let size = odb
+                    .read_header(entry.id())
+                    .map_or(0, |(size, _)| size as u64);
+                total = total.saturating_add(size);
+                if size > MAX_CHECKOUT_FILE_BYTES {
+                    problem = Some((
+                        path,
+                        format!(
+                            "is {size} bytes, over the {MAX_CHECKOUT_FILE_BYTES}-byte bound of a \
+                             file the hub checks out; keep large files out of the repository it \
+                             follows (the bound is fixed)"
+                        ),
+                    ));
+                    git2::TreeWalkResult::Abort
+                } else if total > MAX_CHECKOUT_BYTES {
+                    problem = Some((
+                        path,
+                        format!(
+                            "takes the repository past {MAX_CHECKOUT_BYTES} bytes, the most the \
+                             hub checks out; slim the repository it follows (the bound is fixed)"
+                        ),
+                    ));
+                    git2::TreeWalkResult::Abort
+                } else {
+                    git2::TreeWalkResult::Ok
+                }
+            }
+            _ => git2::TreeWalkResult::Ok,
+        }
+    });
+    if let Some((path, problem)) = problem {
+        return Err(MirrorError::Unsupported {
+            commit: commit.to_owned(),
+            path,
+            problem,
+        });
+    }
+    walked.map_err(|e| MirrorError::Checkout {
+        commit: commit.to_owned(),
+        message: e.message().to_owned(),
+    })
 }
 
 /// Credentials for fetching: an ssh key file or the ssh agent, and https basic auth. Each kind

@@ -142,3 +142,68 @@ fn fetching_a_missing_branch_or_checking_out_a_missing_commit_says_what() {
     );
     assert!(!mirror.has_commit(missing));
 }
+
+#[test]
+fn a_submodule_or_an_oversized_file_is_refused_before_anything_is_written() {
+    let origin = Origin::new();
+    origin.write("bundles/app/config.yaml", b"a: 1\n");
+    let first = origin.commit("files");
+    // A gitlink, as `git submodule add` records one.
+    let head = origin
+        .repo
+        .find_commit(Oid::from_str(&first).unwrap())
+        .unwrap();
+    let mut builder = origin
+        .repo
+        .treebuilder(Some(&head.tree().unwrap()))
+        .unwrap();
+    builder.insert("vendored", head.id(), 0o160000).unwrap();
+    let tree = origin.repo.find_tree(builder.write().unwrap()).unwrap();
+    let signature = Signature::now("t", "t@example.com").unwrap();
+    let with_submodule = origin
+        .repo
+        .commit(
+            Some("HEAD"),
+            &signature,
+            &signature,
+            "submodule",
+            &tree,
+            &[&head],
+        )
+        .unwrap()
+        .to_string();
+
+    let data = tempfile::tempdir().unwrap();
+    let source = origin.source("main");
+    let mirror = mirror(data.path(), &source);
+    mirror.fetch(&source).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let error = mirror.checkout(&with_submodule, target.path()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("`vendored` is a git submodule") && message.contains("vendor its files"),
+        "{message}"
+    );
+    assert!(
+        !target.path().join("bundles").exists(),
+        "nothing was written"
+    );
+
+    origin.reset_hard(&first);
+    let big = vec![0u8; usize::try_from(mirror::MAX_CHECKOUT_FILE_BYTES).unwrap() + 1];
+    origin.write("assets/huge.bin", &big);
+    let with_big_file = origin.commit("a huge file");
+    mirror.fetch(&source).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let error = mirror.checkout(&with_big_file, target.path()).unwrap_err();
+    let message = error.to_string();
+    assert!(
+        message.contains("`assets/huge.bin` is 33554433 bytes")
+            && message.contains("bound is fixed"),
+        "{message}"
+    );
+    assert!(
+        !target.path().join("assets").exists(),
+        "nothing was written"
+    );
+}

@@ -1,12 +1,19 @@
 use super::*;
-use crate::state::Command;
+use std::collections::BTreeMap;
+
 use crate::state::tests::{apply_err, apply_ok, fleet, register, rev, t};
+use crate::state::{Command, CommandError};
 
 const GATE: Gate = Gate {
     max_unavailable: 1,
     health_timeout_ms: 1_000,
     on_failure: OnFailure::Rollback,
 };
+
+/// The limits every stage has unless it says otherwise.
+fn guard() -> DeletionLimits {
+    DeletionLimits::of(&flotilla_core::spec::DeletionGuard::default())
+}
 
 fn waves() -> Vec<PlannedWave> {
     vec![
@@ -29,6 +36,7 @@ fn start(to: &str, await_approval: bool, supersede: bool, at: u64) -> Command {
         to: rev(to),
         waves: waves(),
         gate: GATE,
+        guard: guard(),
         change: StageChange::Promote,
         await_approval,
         supersede,
@@ -143,6 +151,7 @@ fn a_cluster_is_given_the_target_only_where_it_has_bundles() {
             to: rev("c2"),
             waves: planned,
             gate: GATE,
+            guard: guard(),
             change: StageChange::Track,
             await_approval: false,
             supersede: false,
@@ -229,6 +238,137 @@ fn a_rollout_awaiting_approval_changes_nothing_until_approved() {
     assert_eq!((pin.by.as_str(), pin.at), ("bob", t(102)));
     assert_eq!(state.rollouts[&id].started_at, Some(t(102)));
     apply_ok(&mut state, step(id, assign(0, &["a"]), 103));
+}
+
+/// Renders `commit` for a, b and c with `bundles` (name and object names) each; the objects'
+/// content is `data`, so equal bundles and data make equal blobs.
+fn render_with(state: &mut State, commit: &str, data: &str, bundles: &[(&str, &[&str])]) {
+    apply_ok(
+        state,
+        Command::RecordFetch {
+            source: "main".into(),
+            url: "file:///repo".into(),
+            commit: commit.into(),
+            at: t(30),
+        },
+    );
+    let mut rendered = BTreeMap::new();
+    let mut blobs = Vec::new();
+    for cluster in ["a", "b", "c"] {
+        let mut of_cluster = BTreeMap::new();
+        for (bundle, objects) in bundles {
+            let blob = crate::state::tests::bundle_blob(bundle, objects, data);
+            of_cluster.insert((*bundle).to_owned(), blob.hash);
+            blobs.push(blob);
+        }
+        rendered.insert(cluster.to_owned(), of_cluster);
+    }
+    apply_ok(
+        state,
+        Command::RecordRender {
+            revision: rev(commit),
+            outcome: crate::state::RenderOutcome::Rendered {
+                bundles: rendered,
+                blobs,
+                spec: String::new(),
+            },
+            at: t(31),
+        },
+    );
+}
+
+#[test]
+fn a_deleting_rollout_is_held_as_it_applies_whatever_its_proposer_asked() {
+    let mut state = fleet();
+    render_with(&mut state, "empty", "", &[]);
+    let id = state.next_rollout_id;
+    // Proposed to run at once (a stage approving by itself): apply judges and holds it.
+    apply_ok(&mut state, start("empty", false, false, 100));
+    let rollout = &state.rollouts[&id];
+    assert_eq!(rollout.status, RolloutStatus::AwaitingApproval);
+    let hold = rollout.deletion_hold.clone().expect("held");
+    assert!(hold.no_bundles);
+    assert_eq!((hold.clusters, hold.pruning_clusters), (3, 3));
+    assert_eq!(state.stages["prod"].pinned, Some(rev("c1")), "not pinned");
+    apply_err(&mut state, step(id, assign(0, &["a"]), 101));
+    let refused = apply_err(&mut state, status(id, RolloutAction::ApproveByPolicy, 102));
+    assert!(
+        matches!(refused, CommandError::HeldByDeletionGuard { .. }),
+        "{refused}"
+    );
+    apply_ok(&mut state, status(id, RolloutAction::Approve, 103));
+    assert_eq!(state.rollouts[&id].status, RolloutStatus::Running);
+    assert_eq!(state.stages["prod"].pinned, Some(rev("empty")));
+    apply_ok(&mut state, step(id, assign(0, &["a"]), 104));
+    assert_eq!(
+        state.rollouts[&id].deletion_hold.as_ref(),
+        Some(&hold),
+        "the record of what was approved stays"
+    );
+}
+
+#[test]
+fn the_guard_counts_objects_across_bundles_and_each_check_can_be_off() {
+    let mut state = fleet();
+    // c1 and c2 hold one object, `app`, in bundle `app`. Moving it to another bundle prunes
+    // nothing, though bundle `app` leaves every cluster.
+    render_with(&mut state, "moved", "moved", &[("web", &["app"])]);
+    let limits = |removals: Option<guard::Limit>| DeletionLimits {
+        max_bundle_removals: removals,
+        ..guard()
+    };
+    let verdict = |state: &State, to: &str, limits: DeletionLimits| {
+        let clusters = ["a".to_owned(), "b".to_owned(), "c".to_owned()];
+        guard::verdict(state, "prod", &clusters, &rev(to), limits)
+    };
+    let hold = verdict(&state, "moved", limits(Some(guard::Limit::Percent(10)))).expect("held");
+    assert_eq!(hold.pruning_clusters, 0);
+    assert_eq!(hold.removals[0].bundle, "app");
+    assert_eq!(verdict(&state, "moved", limits(None)), None, "removals off");
+    assert_eq!(
+        verdict(&state, "moved", limits(Some(guard::Limit::Percent(100)))),
+        None,
+        "100% never holds"
+    );
+    // Two objects where there was one, then none of the old: 1 of 1 pruned.
+    render_with(
+        &mut state,
+        "renamed",
+        "renamed",
+        &[("app", &["other", "more"])],
+    );
+    let hold = verdict(&state, "renamed", guard()).expect("held");
+    assert_eq!((hold.pruning[0].pruned, hold.pruning[0].of), (1, 1));
+    assert_eq!(verdict(&state, "renamed", DeletionLimits::OFF), None);
+    assert_eq!(
+        verdict(&state, "c2", guard()),
+        None,
+        "new content, same objects"
+    );
+
+    // An unchanged bundle counts in the cluster's total: `app` leaving is 1 of 4 objects.
+    let web: (&str, &[&str]) = ("web", &["web-1", "web-2", "web-3"]);
+    render_with(&mut state, "base", "same", &[("app", &["app"]), web]);
+    render_with(&mut state, "no-app", "same", &[web]);
+    apply_ok(
+        &mut state,
+        Command::PinStage {
+            stage: "prod".into(),
+            revision: rev("base"),
+            change: StageChange::Track,
+            by: "alice".into(),
+            reason: "a base with two bundles".into(),
+            at: t(40),
+        },
+    );
+    let any = DeletionLimits {
+        max_pruned_objects: Some(guard::Limit::Count(0)),
+        ..DeletionLimits::OFF
+    };
+    let hold = verdict(&state, "no-app", any).expect("held");
+    assert_eq!((hold.pruning[0].pruned, hold.pruning[0].of), (1, 4));
+    let hold = verdict(&state, "no-app", guard()).expect("held for the bundle leaving");
+    assert_eq!(hold.pruning_clusters, 0, "1 of 4 is within 50%");
 }
 
 #[test]
@@ -320,6 +460,7 @@ fn a_rollout_with_no_cluster_completes_at_once_and_passes_its_target() {
             to: rev("c2"),
             waves: Vec::new(),
             gate: GATE,
+            guard: guard(),
             change: StageChange::Promote,
             await_approval: false,
             supersede: false,
@@ -344,6 +485,7 @@ fn a_failure_pauses_or_returns_every_moved_cluster_as_the_gate_says() {
                 to: rev("c2"),
                 waves: waves(),
                 gate: Gate { on_failure, ..GATE },
+                guard: guard(),
                 change: StageChange::Promote,
                 await_approval: false,
                 supersede: false,

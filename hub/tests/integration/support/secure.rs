@@ -14,7 +14,8 @@ use flotilla_hub::state::{Command, State};
 use flotilla_pki::{AgentKey, CaPem, GroupCa};
 use flotilla_proto::v1::agent_sync_client::AgentSyncClient;
 use flotilla_proto::v1::{
-    AgentCertificate, AgentMessage, Hello, HubMessage, RegisterRequest, agent_message, hub_message,
+    AgentCertificate, AgentMessage, ClusterIdentity, Hello, HubMessage, RegisterRequest,
+    agent_message, hub_message,
 };
 use tempfile::TempDir;
 use tokio::sync::mpsc;
@@ -99,6 +100,17 @@ impl SecureHub {
         token: &str,
         cluster: &str,
     ) -> Result<AgentIdentityPem, tonic::Status> {
+        self.register_from(token, cluster, None).await
+    }
+
+    /// Registers with `token` for `cluster`, saying the agent talks to the Kubernetes cluster
+    /// `identity` (none: an agent that predates cluster identities).
+    pub async fn register_from(
+        &self,
+        token: &str,
+        cluster: &str,
+        identity: Option<ClusterIdentity>,
+    ) -> Result<AgentIdentityPem, tonic::Status> {
         let key = AgentKey::generate().map_err(|e| tonic::Status::internal(e.to_string()))?;
         let csr_pem = key
             .csr_pem(cluster)
@@ -111,6 +123,7 @@ impl SecureHub {
             .register(RegisterRequest {
                 bootstrap_token: token.into(),
                 csr_pem,
+                identity,
             })
             .await?
             .into_inner();
@@ -189,13 +202,12 @@ pub struct SyncStream {
 impl SyncStream {
     /// Opens a stream saying hello as `cluster`; the hub's refusal is the error.
     pub async fn open(channel: Channel, cluster: &str) -> Result<SyncStream, tonic::Status> {
+        Self::open_with(channel, hello(cluster)).await
+    }
+
+    /// Opens a stream with `hello`; the hub's refusal is the error.
+    pub async fn open_with(channel: Channel, hello: Hello) -> Result<SyncStream, tonic::Status> {
         let (out, rx) = mpsc::channel(8);
-        let hello = Hello {
-            cluster: cluster.into(),
-            agent_version: "test".into(),
-            heartbeat_interval_ms: 200,
-            ..Hello::default()
-        };
         out.send(AgentMessage {
             kind: Some(agent_message::Kind::Hello(hello)),
         })
@@ -233,6 +245,34 @@ impl SyncStream {
                 Ok(Err(status)) => return Ok(Some(status)),
             }
         }
+    }
+}
+
+/// A hello as `cluster` from an agent that predates cluster identities and instances.
+pub fn hello(cluster: &str) -> Hello {
+    Hello {
+        cluster: cluster.into(),
+        agent_version: "test".into(),
+        heartbeat_interval_ms: 200,
+        ..Hello::default()
+    }
+}
+
+/// A hello as `cluster` from agent `instance` talking to the Kubernetes cluster whose
+/// kube-system namespace has `uid`.
+pub fn hello_from(cluster: &str, instance: &str, uid: &str) -> Hello {
+    Hello {
+        identity: Some(kube_system(uid)),
+        instance: instance.into(),
+        ..hello(cluster)
+    }
+}
+
+/// The identity of the Kubernetes cluster whose kube-system namespace has `uid`.
+pub fn kube_system(uid: &str) -> ClusterIdentity {
+    ClusterIdentity {
+        kube_system_uid: uid.into(),
+        unreadable: String::new(),
     }
 }
 
