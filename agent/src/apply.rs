@@ -5,7 +5,11 @@
 //! 3. Dry-run every object that can be checked now. Any failure: nothing is written.
 //! 4. If custom resources need a CRD of this revision, or objects a namespace that does not
 //!    exist yet: apply the CRDs and Namespaces, wait for the CRDs to be established, and
-//!    dry-run those objects. Any failure: only CRDs and Namespaces were written.
+//!    dry-run those objects. Any failure: only CRDs and Namespaces were written. An API
+//!    server may answer 404 for a custom resource for a moment after its CRD is established
+//!    (on a control plane of several API servers, the one answering may not serve the type
+//!    yet): objects of kinds this revision's CRDs define are tried again on 404 until the
+//!    establish timeout, counted from applying the CRDs, has passed; then the 404 is final.
 //! 5. Record the union of old and new objects in the inventory, so a crash from here on leaks
 //!    nothing; then apply tier by tier, in parallel within a tier.
 //! 6. Only when every object applied: prune what left the bundle, and record the new
@@ -15,6 +19,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde_json::Value;
+use tokio::time::Instant;
 
 use crate::bundle::BundleRevision;
 use crate::catalog::{Catalog, Kind};
@@ -175,6 +180,8 @@ async fn apply_planned(
     }
     let mut adopted = adopted_objects(&checked, inventory);
     let mut applied: HashMap<ObjectRef, Value> = HashMap::new();
+    // Until when a 404 for a kind this revision's CRDs define may mean "not served yet".
+    let mut served_by = None;
 
     if !later.is_empty() {
         record(cx, revision, inventory, &plan, &adopted, true).await?;
@@ -183,7 +190,8 @@ async fn apply_planned(
             .iter()
             .filter(|o| matches!(o.tier, Tier::Crds | Tier::Namespaces))
             .collect();
-        applied.extend(apply_tiers(cx, &foundation).await?);
+        served_by = Some(Instant::now() + cx.establish_timeout);
+        applied.extend(apply_tiers(cx, &foundation, None).await?);
         create_default_namespace(cx, revision, &plan, &missing).await?;
         let crds: Vec<&PlannedObject> = plan.tier(Tier::Crds).collect();
         if !crds.is_empty() {
@@ -196,7 +204,7 @@ async fn apply_planned(
                 .await
                 .map_err(|e| Failed::from_api(&e, "reading the cluster's API catalog", false))?;
         }
-        let (checked, failures) = cx.cluster.apply(&later, true).await;
+        let (checked, failures) = apply_served(cx, &later, true, served_by).await;
         if !failures.is_empty() {
             return Err(Failed::from_objects(failures, false));
         }
@@ -209,7 +217,7 @@ async fn apply_planned(
         .iter()
         .filter(|o| !applied.contains_key(&o.id))
         .collect();
-    applied.extend(apply_tiers(cx, &rest).await?);
+    applied.extend(apply_tiers(cx, &rest, served_by).await?);
 
     let leaving: Vec<Entry> = inventory
         .objects
@@ -280,16 +288,50 @@ async fn record(
 async fn apply_tiers(
     cx: &ApplyContext<'_>,
     objects: &[&PlannedObject],
+    served_by: Option<Instant>,
 ) -> Result<HashMap<ObjectRef, Value>, Failed> {
     let mut answers = HashMap::new();
     for (_, tier) in by_tier(objects.iter().copied()) {
-        let (applied, failures) = cx.cluster.apply(&tier, false).await;
+        let (applied, failures) = apply_served(cx, &tier, false, served_by).await;
         answers.extend(applied);
         if !failures.is_empty() {
             return Err(Failed::from_objects(failures, false));
         }
     }
     Ok(answers)
+}
+
+/// How often objects whose kind is not served yet are tried again.
+const SERVED_POLL: Duration = Duration::from_millis(250);
+
+/// Applies (or dry-runs) `objects`. While every failure is a 404 for an object whose kind a
+/// CRD of this revision defines, and `served_by` has not passed, those objects are tried
+/// again: the API server has not served their kind yet. Any other failure is answered at once.
+async fn apply_served(
+    cx: &ApplyContext<'_>,
+    objects: &[&PlannedObject],
+    dry_run: bool,
+    served_by: Option<Instant>,
+) -> (Vec<(ObjectRef, Value)>, Vec<ObjectFailure>) {
+    let mut answers = Vec::new();
+    let mut pending: Vec<&PlannedObject> = objects.to_vec();
+    loop {
+        let (done, failures) = cx.cluster.apply(&pending, dry_run).await;
+        answers.extend(done);
+        let not_served_yet = |(id, error): &ObjectFailure| {
+            error.is_not_found() && pending.iter().any(|o| o.id == *id && o.awaits_crd)
+        };
+        let may_wait = served_by.is_some_and(|deadline| Instant::now() + SERVED_POLL < deadline);
+        if failures.is_empty() || !may_wait || !failures.iter().all(not_served_yet) {
+            return (answers, failures);
+        }
+        tracing::debug!(
+            objects = failures.len(),
+            "the API server does not serve these custom resources yet; trying again"
+        );
+        pending.retain(|o| failures.iter().any(|(id, _)| *id == o.id));
+        tokio::time::sleep(SERVED_POLL).await;
+    }
 }
 
 /// Objects that existed before this bundle first applied them, so someone else created them:

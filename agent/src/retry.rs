@@ -1,7 +1,10 @@
 //! Calls to the API server, retried with backoff when the failure is transient.
 //!
 //! Server errors (5xx), throttling (429), timeouts and connection failures are retried; any
-//! other answer from the API server is final and is reported with its message.
+//! other answer from the API server is final and is reported with its message. One 500 is
+//! final too: a real API server answers a server-side apply whose object does not fit its
+//! schema (a string where an integer belongs, an undeclared field) with 500 "failed to create
+//! typed patch object" rather than 422, and retrying it only delays the report.
 
 use std::future::Future;
 use std::time::Duration;
@@ -70,7 +73,7 @@ impl ApiError {
     pub fn is_transient(&self) -> bool {
         match self {
             ApiError::Unavailable { .. } => true,
-            ApiError::Status { code, .. } => is_transient_code(*code),
+            ApiError::Status { code, message, .. } => is_transient_status(*code, message),
             ApiError::Unexpected(_) => false,
         }
     }
@@ -86,14 +89,17 @@ impl ApiError {
     }
 }
 
-fn is_transient_code(code: u16) -> bool {
-    code == 429 || code >= 500
+/// What a real API server's 500 says when a server-side apply patch does not fit the schema.
+const TYPED_PATCH_FAILURE: &str = "failed to create typed patch object";
+
+fn is_transient_status(code: u16, message: &str) -> bool {
+    (code == 429 || code >= 500) && !message.contains(TYPED_PATCH_FAILURE)
 }
 
 /// Whether a client error is worth retrying.
 fn transient(error: &kube::Error) -> bool {
     match error {
-        kube::Error::Api(status) => is_transient_code(status.code),
+        kube::Error::Api(status) => is_transient_status(status.code, &status.message),
         kube::Error::HyperError(_) | kube::Error::Service(_) | kube::Error::ReadEvents(_) => true,
         _ => false,
     }
@@ -101,11 +107,13 @@ fn transient(error: &kube::Error) -> bool {
 
 fn final_error(error: kube::Error, attempts: u32) -> ApiError {
     match error {
-        kube::Error::Api(status) if !is_transient_code(status.code) => ApiError::Status {
-            code: status.code,
-            reason: status.reason.clone(),
-            message: status.message.clone(),
-        },
+        kube::Error::Api(status) if !is_transient_status(status.code, &status.message) => {
+            ApiError::Status {
+                code: status.code,
+                reason: status.reason.clone(),
+                message: status.message.clone(),
+            }
+        }
         kube::Error::Api(status) => ApiError::Unavailable {
             detail: format!(
                 "API server answered {} {}: {}",
@@ -230,6 +238,29 @@ mod tests {
         let error = result.expect_err("rejected");
         assert!(!error.is_transient());
         assert_eq!(error.to_string(), "m422");
+    }
+
+    #[tokio::test]
+    async fn a_patch_that_does_not_fit_the_schema_is_final_though_answered_500() {
+        let calls = AtomicU32::new(0);
+        let result: Result<(), _> = retrying(&fast(), || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async {
+                Err(kube::Error::Api(Box::new(kube::core::Status {
+                    code: 500,
+                    message: "failed to create typed patch object (app/web; apps/v1, \
+                              Kind=Deployment): .spec.replicas: expected numeric (int or \
+                              float), got string"
+                        .into(),
+                    ..Default::default()
+                })))
+            }
+        })
+        .await;
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        let error = result.expect_err("rejected");
+        assert!(!error.is_transient());
+        assert!(error.to_string().contains(".spec.replicas"), "{error}");
     }
 
     #[tokio::test]

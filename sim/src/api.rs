@@ -189,11 +189,21 @@ async fn dispatch(
 }
 
 fn target(cluster: &Cluster, p: ResourcePath) -> Result<Target, ApiError> {
-    let rt = cluster
-        .read()
-        .find_type(&p.group, &p.resource)
-        .filter(|rt| rt.serves(&p.version))
-        .ok_or_else(ApiError::no_resource)?;
+    let rt = {
+        let state = cluster.read();
+        let rt = state
+            .find_type(&p.group, &p.resource)
+            .filter(|rt| rt.serves(&p.version))
+            .ok_or_else(ApiError::no_resource)?;
+        if let Some(crate::Fault::LaggingCustomResources(lag)) = cluster.fault()
+            && state
+                .registered_at(&rt.key())
+                .is_some_and(|at| at.elapsed() < lag)
+        {
+            return Err(ApiError::no_resource());
+        }
+        rt
+    };
     if let Some(sub) = &p.subresource {
         let ok = match sub.as_str() {
             "status" => rt.status_subresource,

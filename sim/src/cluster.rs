@@ -99,6 +99,8 @@ pub(crate) struct ClusterState {
     /// Controller work the current write produced.
     pub(crate) pending: Vec<Reconcile>,
     builtin_types: Arc<Vec<Arc<ResourceType>>>,
+    /// When each custom type was registered, for [`Fault::LaggingCustomResources`].
+    registered: HashMap<String, std::time::Instant>,
 }
 
 impl ClusterState {
@@ -135,12 +137,25 @@ impl ClusterState {
 
     /// Registers (or replaces) the type a CRD defines.
     pub(crate) fn register(&mut self, rt: ResourceType) {
+        let served_anew = self
+            .custom
+            .get(&rt.key())
+            .is_none_or(|old| old.versions != rt.versions);
+        if served_anew {
+            self.registered.insert(rt.key(), std::time::Instant::now());
+        }
         self.custom.insert(rt.key(), Arc::new(rt));
+    }
+
+    /// When the CRD of a custom type was created or last changed its served versions.
+    pub(crate) fn registered_at(&self, key: &str) -> Option<std::time::Instant> {
+        self.registered.get(key).copied()
     }
 
     /// Unregisters a CRD's type and drops its objects, with DELETED events.
     pub(crate) fn unregister(&mut self, key: &str) {
         self.custom.remove(key);
+        self.registered.remove(key);
         let keys: Vec<ObjectKey> = self
             .objects
             .get(key)
@@ -357,6 +372,7 @@ impl Cluster {
             custom: BTreeMap::new(),
             pending: Vec::new(),
             builtin_types,
+            registered: HashMap::new(),
         };
         for ns in ["default", "kube-node-lease", "kube-public", "kube-system"] {
             state.put(

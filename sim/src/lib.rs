@@ -98,6 +98,10 @@ pub enum Fault {
     Latency(Duration),
     /// Every request answers 500 InternalError.
     ServerErrors,
+    /// The resources of a CRD answer 404 for this long after the CRD is created or changed,
+    /// as on a control plane of several API servers where the one answering has not seen the
+    /// CRD yet (a single real API server holds such a request until it serves the type).
+    LaggingCustomResources(Duration),
 }
 
 /// Errors of the simulator's library API.

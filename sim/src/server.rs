@@ -153,7 +153,7 @@ async fn cluster_api(
                 "Internal error occurred: simulated server error",
             ));
         }
-        Some(Fault::Unreachable) | None => {}
+        Some(Fault::Unreachable | Fault::LaggingCustomResources(_)) | None => {}
     }
     if *fleet.shutdown.borrow() {
         return error_response(&ApiError::unavailable("the simulator is shutting down"));
@@ -175,6 +175,7 @@ enum FaultRequest {
     Unreachable,
     Latency { millis: u64 },
     ServerErrors,
+    LaggingCustomResources { millis: u64 },
 }
 
 /// Body of `POST /admin/clusters`.
@@ -204,6 +205,9 @@ fn fault_json(fault: Option<Fault>) -> serde_json::Value {
         Some(Fault::Unreachable) => json!({"type": "Unreachable"}),
         Some(Fault::Latency(d)) => json!({"type": "Latency", "millis": d.as_millis() as u64}),
         Some(Fault::ServerErrors) => json!({"type": "ServerErrors"}),
+        Some(Fault::LaggingCustomResources(d)) => {
+            json!({"type": "LaggingCustomResources", "millis": d.as_millis() as u64})
+        }
     }
 }
 
@@ -269,7 +273,7 @@ async fn set_fault(
             return admin_error(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "expected {{\"type\": \"Unreachable\"}}, {{\"type\": \"Latency\", \"millis\": N}} or {{\"type\": \"ServerErrors\"}}: {e}"
+                    "expected {{\"type\": \"Unreachable\"}}, {{\"type\": \"Latency\", \"millis\": N}}, {{\"type\": \"ServerErrors\"}} or {{\"type\": \"LaggingCustomResources\", \"millis\": N}}: {e}"
                 ),
             );
         }
@@ -278,6 +282,9 @@ async fn set_fault(
         FaultRequest::Unreachable => Fault::Unreachable,
         FaultRequest::Latency { millis } => Fault::Latency(Duration::from_millis(millis)),
         FaultRequest::ServerErrors => Fault::ServerErrors,
+        FaultRequest::LaggingCustomResources { millis } => {
+            Fault::LaggingCustomResources(Duration::from_millis(millis))
+        }
     };
     match fleet.get(&name) {
         Some(c) => {

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Result;
 use flotilla_agent::Event;
 use flotilla_agent::health::Health;
+use flotilla_sim::Fault;
 use serde_json::{Value, json};
 use support::*;
 
@@ -150,6 +151,79 @@ async fn objects_in_a_namespace_the_bundle_creates_are_checked_once_it_exists() 
     );
     assert!(
         get(&client, "v1", "ConfigMap", Some("app"), "fine")
+            .await?
+            .is_none()
+    );
+    engine.shutdown().await;
+    Ok(())
+}
+
+/// On a control plane of several API servers, the one answering may not serve a CRD's
+/// resources yet when the CRD is established: those 404s mean "not yet" and are tried again.
+#[tokio::test]
+async fn custom_resources_are_tried_again_until_the_api_server_serves_their_kind() -> Result<()> {
+    let sim = sim(Duration::from_millis(100)).await?;
+    sim.set_fault(
+        CLUSTER,
+        Fault::LaggingCustomResources(Duration::from_millis(1500)),
+    );
+    let client = client(&sim)?;
+    let (engine, mut reports) = engine(&sim, None)?;
+
+    let objects = vec![
+        widget_crd(),
+        widget("w1", json!(3)),
+        config_map("settings", "x"),
+    ];
+    engine.apply(revision("widgets", "r1", objects))?;
+    assert_eq!(applied(&mut reports, "widgets", "r1").await?, (3, 0));
+    let w1 = get(&client, "example.com/v1", "Widget", Some("app"), "w1").await?;
+    assert_eq!(w1.map(|w| w["spec"]["size"].clone()), Some(json!(3)));
+    engine.shutdown().await;
+    Ok(())
+}
+
+/// The 404s are tried again for the establish timeout only: a kind still not served after it
+/// fails the revision, naming the object, and nothing but the CRD is written.
+#[tokio::test]
+async fn custom_resources_never_served_fail_once_the_establish_timeout_has_passed() -> Result<()> {
+    let sim = sim(Duration::from_millis(100)).await?;
+    sim.set_fault(
+        CLUSTER,
+        Fault::LaggingCustomResources(Duration::from_secs(600)),
+    );
+    let client = client(&sim)?;
+    let mut config = config(None);
+    config.establish_timeout = Duration::from_secs(1);
+    let (engine, mut reports) = engine_with(&sim, config)?;
+
+    let objects = vec![
+        widget_crd(),
+        widget("w1", json!(3)),
+        config_map("settings", "x"),
+    ];
+    let started = std::time::Instant::now();
+    engine.apply(revision("widgets", "r1", objects))?;
+    let (errors, nothing_written, retry_in) =
+        wait_for(&mut reports, "widgets", |r| match &r.event {
+            Event::ApplyFailed {
+                errors,
+                nothing_written,
+                retry_in,
+            } => Some((errors.clone(), *nothing_written, *retry_in)),
+            _ => None,
+        })
+        .await?;
+    assert!(
+        started.elapsed() >= Duration::from_millis(700),
+        "gave up at once"
+    );
+    assert!(!nothing_written);
+    assert_eq!(retry_in, None, "{errors:?}");
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert_eq!(errors[0].object, "example.com/Widget app/w1");
+    assert!(
+        get(&client, "v1", "ConfigMap", Some("app"), "settings")
             .await?
             .is_none()
     );

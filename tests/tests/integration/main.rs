@@ -2,6 +2,7 @@
 //! per file keeps the build's disk use and link time down. Each module is one former test file;
 //! a new test file must be declared here.
 
+mod agent_on_real_clusters;
 mod cli_lint_and_diff_agree_with_the_clusters;
 mod delivery_broken_commit_changes_no_cluster;
 mod delivery_commit_reaches_every_cluster;
@@ -12,5 +13,6 @@ mod demo_runs_a_healthy_fleet_and_stops_cleanly;
 mod deploy_manifests;
 mod listeners_close_slow_and_idle_connections;
 mod listeners_survive_a_connection_flood;
+mod real_clusters_start_and_stop;
 mod security_agent_identity_bound_to_its_cluster;
 mod security_bad_input_corpus;
