@@ -620,6 +620,81 @@ fn bad_commits() -> Vec<BadCommit> {
             says: "promoteFrom",
         },
         BadCommit {
+            what: "kustomize component from a URL",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization("components:\n- https://example.com/components/evil\n"),
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "remote resource `https://example.com/components/evil`",
+        },
+        BadCommit {
+            what: "kustomize validator from a URL",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization("validators:\n- http://203.0.113.9/validator.yaml\n"),
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "remote resource `http://203.0.113.9/validator.yaml`",
+        },
+        BadCommit {
+            what: "kustomize patch read from outside the repository",
+            apply: |repo, _| {
+                repo.write(
+                    "bundles/app/kustomization.yaml",
+                    &kustomization("patches:\n- path: /etc/hostname\n"),
+                )
+            },
+            undo: |repo| repo.remove("bundles/app/kustomization.yaml"),
+            file: "bundles/app/kustomization.yaml",
+            says: "leads outside the repository",
+        },
+        BadCommit {
+            what: "overlay path leaving the repository",
+            apply: |repo, _| {
+                repo.edit(
+                    "flotilla.yaml",
+                    "        variables: {replicas: 2}\n",
+                    "        variables: {replicas: 2}\n        path: ../../../../etc\n",
+                )
+            },
+            undo: restore_spec,
+            file: "flotilla.yaml",
+            says: "outside the repository",
+        },
+        BadCommit {
+            what: "misspelled field in a bundle's allow",
+            apply: |repo, _| {
+                repo.edit(
+                    "flotilla.yaml",
+                    "    namespace: app\n",
+                    "    namespace: app\n    allow: {namespace: [app]}\n",
+                )
+            },
+            undo: restore_spec,
+            file: "flotilla.yaml",
+            says: "unknown field `namespace`",
+        },
+        BadCommit {
+            what: "allow kind written as a resource name",
+            apply: |repo, _| {
+                repo.edit(
+                    "flotilla.yaml",
+                    "    namespace: app\n",
+                    "    namespace: app\n    allow: {kinds: [apps/deployments]}\n",
+                )
+            },
+            undo: restore_spec,
+            file: "flotilla.yaml",
+            says: "not a kind",
+        },
+        BadCommit {
             what: "YAML syntax error",
             apply: |repo, _| {
                 repo.write(
@@ -1211,6 +1286,6 @@ async fn every_bad_input_gets_a_clear_error_and_changes_no_cluster() -> Result<(
     })
     .await?;
     eprintln!("{cases} bad inputs, each refused with a clear error and nothing changed");
-    assert!(cases >= 20, "{cases} cases");
+    assert!(cases >= 60, "{cases} cases");
     Ok(())
 }
