@@ -42,6 +42,8 @@ pub(super) enum Reason {
     IdentityUnknown,
     /// Another agent instance streams for the cluster.
     StreamHeld,
+    /// A registration's bootstrap token is malformed, unknown, spent or expired.
+    BootstrapToken,
 }
 
 impl Reason {
@@ -54,6 +56,7 @@ impl Reason {
             Reason::IdentityMissing => "identity_missing",
             Reason::IdentityUnknown => "identity_unknown",
             Reason::StreamHeld => "stream_held",
+            Reason::BootstrapToken => "bootstrap_token",
         }
     }
 
@@ -61,7 +64,7 @@ impl Reason {
     /// agent's credentials or the cluster it acts on. A cluster whose API server is down says
     /// nothing of the kind.
     fn audited(self) -> bool {
-        !matches!(self, Reason::IdentityUnknown)
+        !matches!(self, Reason::IdentityUnknown | Reason::BootstrapToken)
     }
 }
 
@@ -113,6 +116,25 @@ pub(super) async fn refuse(shared: &Shared, refusal: Refusal<'_>, status: Status
         audit::record_on(&shared.node, shared.clock.as_ref(), &shared.audit, entry).await;
     }
     status
+}
+
+/// Counts and logs (throttled, under the cluster name `-`) a registration refused for its
+/// bootstrap token. Never audited: anyone may call Register, and an audit event is a raft write
+/// a stranger could repeat at will.
+pub(super) fn refuse_bootstrap(shared: &Shared, refused: &dyn std::fmt::Display) {
+    let reason = Reason::BootstrapToken;
+    shared
+        .metrics
+        .agent_refusals
+        .get_or_create(&vec![("reason".to_owned(), reason.name().to_owned())])
+        .inc();
+    if let Some(more) = shared.refusals.admit("-", reason, Instant::now()) {
+        tracing::warn!(
+            %refused,
+            more_in_last_window = more,
+            "agent registration refused"
+        );
+    }
 }
 
 /// Which refusals to log: per cluster and reason, the first, then one line per window that

@@ -133,9 +133,7 @@ pub(super) async fn register(
     let (token_hash, cluster) = match checked {
         Ok(checked) => checked,
         Err(refused) => {
-            // Logged, not audited: anyone may call Register, and an audit event is a raft
-            // write a stranger could repeat at will.
-            tracing::warn!(%refused, "agent registration refused");
+            super::refusal::refuse_bootstrap(shared, &refused);
             return Err(bootstrap_status(&refused));
         }
     };

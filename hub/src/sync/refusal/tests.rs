@@ -42,3 +42,23 @@ fn other_clusters_and_reasons_are_logged_on_their_own() {
     assert_eq!(log.admit("prod-1", Reason::IdentityConflict, now), Some(0));
     assert_eq!(log.admit("dev-1", Reason::IdentityConflict, now), None);
 }
+
+#[test]
+fn five_thousand_garbage_registrations_cost_one_log_line_and_no_audit_event() {
+    let log = RefusalLog::default();
+    let start = Instant::now();
+    let logged = (0..5_000u64)
+        .filter_map(|i| {
+            log.admit(
+                "-",
+                Reason::BootstrapToken,
+                start + Duration::from_micros(40 * i),
+            )
+        })
+        .count();
+    assert_eq!(logged, 1, "the first is logged, the rest counted");
+    assert!(
+        !Reason::BootstrapToken.audited(),
+        "strangers write no audit events"
+    );
+}
