@@ -2,9 +2,11 @@
 //! in progress, failed and waiting, the soak, what is unavailable and what blocks — as the hub's
 //! rollout controller judges it.
 //!
-//! With `--watch` the hub streams the rollout as it changes until it ends (exit 0 completed or
-//! superseded, 1 rolled back): a terminal gets a live progress bar per wave, anything else one
-//! plain line per change (JSON: one document per line; YAML: separated by `---`).
+//! With `--watch` the hub streams the rollout as it changes until it ends or stops for an
+//! operator: exit 0 when completed or superseded, 1 when rolled back, abandoned or paused by a
+//! failed health gate (an operator's pause is watched on). A terminal gets a live progress bar
+//! per wave, anything else one plain line per change, each starting with the time (RFC 3339,
+//! UTC) (JSON: one document per line; YAML: separated by `---`).
 
 use std::io::IsTerminal;
 
@@ -59,6 +61,8 @@ pub(crate) struct RolloutView {
     to_revision: String,
     status: String,
     status_reason: Option<String>,
+    /// Who paused it, while paused (`controller:rollout` when its health gate failed).
+    paused_by: Option<String>,
     change: String,
     by: String,
     reason: String,
@@ -243,6 +247,7 @@ impl RolloutView {
             to_revision: p.to_revision,
             status: p.status,
             status_reason: some(p.status_reason),
+            paused_by: some(p.paused_by),
             change: p.change,
             by: p.by,
             reason: p.reason,
@@ -273,12 +278,29 @@ impl RolloutView {
         }
     }
 
-    /// Whether the rollout has ended.
+    /// Whether the rollout has ended, or stopped where only an operator moves it on: paused
+    /// because its health gate failed (`failureAction: pause`). A watch ends on either, so a
+    /// CI job waiting on it never hangs.
     fn ended(&self) -> bool {
         matches!(
             self.status.as_str(),
             "completed" | "rolled back" | "superseded" | "abandoned"
-        )
+        ) || self.paused_by_failure()
+    }
+
+    /// Paused by the controller because the health gate failed, not by an operator.
+    fn paused_by_failure(&self) -> bool {
+        self.status == "paused"
+            && self
+                .paused_by
+                .as_deref()
+                .is_some_and(|by| by.starts_with("controller:"))
+    }
+
+    /// Whether the target did not reach the stage: rolled back, abandoned, or stopped by a
+    /// failed health gate.
+    fn failed(&self) -> bool {
+        matches!(self.status.as_str(), "rolled back" | "abandoned") || self.paused_by_failure()
     }
 
     /// One line: `rollout 7 prod abc → def: running; canary done 1/1, remaining in progress 1/2`.
@@ -461,9 +483,7 @@ async fn status(args: &StatusArgs) -> anyhow::Result<std::process::ExitCode> {
         display.show(&view)?;
         if view.ended() {
             display.finish(&view)?;
-            // The target did not reach the stage.
-            let failed = matches!(view.status.as_str(), "rolled back" | "abandoned");
-            return Ok(if failed {
+            return Ok(if view.failed() {
                 std::process::ExitCode::FAILURE
             } else {
                 std::process::ExitCode::SUCCESS
@@ -499,7 +519,12 @@ impl Display {
             }
             Display::Plain { format, first } => {
                 match format {
-                    OutputFormat::Table => emit(&format!("{}\n", view.line()))?,
+                    // One time format on this surface: RFC 3339, UTC, to the second.
+                    OutputFormat::Table => emit(&format!(
+                        "{} {}\n",
+                        chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                        view.line()
+                    ))?,
                     OutputFormat::Json => emit(&format!("{}\n", serde_json::to_string(view)?))?,
                     OutputFormat::Yaml => {
                         if !*first {
@@ -629,3 +654,6 @@ pub(crate) fn print_action(
         format => print_structured(&view, format),
     }
 }
+
+#[cfg(test)]
+mod tests;

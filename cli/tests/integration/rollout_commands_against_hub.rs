@@ -216,6 +216,12 @@ fn promote_pause_resume_watch_history_and_rollback_drive_a_real_fleet() -> Resul
         String::from_utf8_lossy(&output.stderr)
     );
     let last = lines.lines().last().unwrap_or_default();
+    // Each line starts with the time it was printed, RFC 3339 in UTC.
+    let (at, last) = last.split_once(' ').unwrap_or_default();
+    assert!(
+        chrono::DateTime::parse_from_rfc3339(at).is_ok() && at.ends_with('Z'),
+        "{lines}"
+    );
     assert!(
         last.starts_with("rollout ")
             && last.contains(": completed")

@@ -100,6 +100,10 @@ pub(super) fn progress(
         to_revision: rollout.to.commit.clone(),
         status: rollout.status.name().to_owned(),
         status_reason,
+        paused_by: match &rollout.status {
+            RolloutStatus::Paused { by, .. } => by.clone(),
+            _ => String::new(),
+        },
         change: rollout.change.name().to_owned(),
         by: rollout.by.clone(),
         reason: rollout.reason.clone(),
