@@ -62,6 +62,25 @@ impl<IO> Connection<IO> {
         }
         Poll::Pending
     }
+
+    /// A write's outcome: bytes written keep the connection from going idle; a pending write
+    /// answers to the idle timeout.
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        written: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        match written {
+            Poll::Ready(Ok(n)) => {
+                if n > 0 {
+                    self.idle.touch();
+                }
+                Poll::Ready(Ok(n))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => self.pending(cx).map(Err),
+        }
+    }
 }
 
 /// When bytes last moved, and a timer for when that makes the connection idle.
@@ -149,16 +168,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Connection<IO> {
         if self.is_cut(cx) {
             return Poll::Ready(Err(severed()));
         }
-        match Pin::new(&mut self.io).poll_write(cx, buf) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.idle.touch();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.pending(cx).map(Err),
-        }
+        let written = Pin::new(&mut self.io).poll_write(cx, buf);
+        self.wrote(cx, written)
     }
 
     fn poll_write_vectored(
@@ -169,16 +180,8 @@ impl<IO: AsyncWrite + Unpin> AsyncWrite for Connection<IO> {
         if self.is_cut(cx) {
             return Poll::Ready(Err(severed()));
         }
-        match Pin::new(&mut self.io).poll_write_vectored(cx, bufs) {
-            Poll::Ready(Ok(n)) => {
-                if n > 0 {
-                    self.idle.touch();
-                }
-                Poll::Ready(Ok(n))
-            }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => self.pending(cx).map(Err),
-        }
+        let written = Pin::new(&mut self.io).poll_write_vectored(cx, bufs);
+        self.wrote(cx, written)
     }
 
     fn is_write_vectored(&self) -> bool {
