@@ -1,7 +1,7 @@
-//! `flotilla-agent run` processes, one per simulated cluster, registered with a bootstrap token
+//! `flotilla-agent run` processes, one per cluster (simulated or real), registered with a bootstrap token
 //! and streaming with their own client certificate (or plain, with an `--insecure` hub). For the
 //! security tests an agent can also start with another agent's credentials, or talk to another
-//! cluster of the simulator than the one it serves.
+//! cluster than the one it serves.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -11,7 +11,6 @@ use tempfile::TempDir;
 use crate::binaries;
 use crate::hub::HubProcess;
 use crate::process::Process;
-use crate::sim::SimProcess;
 
 /// The credentials file in an agent's state directory.
 pub const CREDENTIALS_FILE: &str = "credentials.pem";
@@ -21,7 +20,7 @@ pub const CREDENTIALS_FILE: &str = "credentials.pem";
 pub struct AgentSetup {
     /// The cluster it serves (`--cluster`).
     pub cluster: String,
-    /// The simulator's context its Kubernetes client uses: the cluster it really talks to.
+    /// The kubeconfig context its Kubernetes client uses: the cluster it really talks to.
     pub context: String,
     /// A state directory whose credentials it starts with, instead of registering with a fresh
     /// bootstrap token.
@@ -48,27 +47,19 @@ impl AgentSetup {
 
 /// A running agent, killed when dropped.
 pub struct AgentProcess {
+    kubeconfig: PathBuf,
     setup: AgentSetup,
     process: Process,
     state: TempDir,
 }
 
 impl AgentProcess {
-    /// Starts the agent of `cluster` (a context of the simulator's kubeconfig) streaming from
-    /// `hub`, with its own state directory: registered with a fresh bootstrap token and the
-    /// hub's CA, or plain when the hub is insecure.
+    /// Starts an agent as `setup` says, streaming from `hub` and applying through `kubeconfig`
+    /// (`setup.context` in it), with a state directory of its own: registered with a fresh
+    /// bootstrap token and the hub's CA, or plain when the hub is insecure.
     pub fn start(
         hub: &HubProcess,
-        cluster: &str,
-        sim: &SimProcess,
-    ) -> anyhow::Result<AgentProcess> {
-        Self::start_as(hub, sim, AgentSetup::new(cluster))
-    }
-
-    /// Starts an agent as `setup` says, with a state directory of its own.
-    pub fn start_as(
-        hub: &HubProcess,
-        sim: &SimProcess,
+        kubeconfig: &Path,
         setup: AgentSetup,
     ) -> anyhow::Result<AgentProcess> {
         let state = tempfile::tempdir()?;
@@ -86,8 +77,9 @@ impl AgentProcess {
             }
             (None, None) => true,
         };
-        let process = spawn(hub, sim, &setup, state.path(), register)?;
+        let process = spawn(hub, kubeconfig, &setup, state.path(), register)?;
         Ok(AgentProcess {
+            kubeconfig: kubeconfig.to_path_buf(),
             setup,
             process,
             state,
@@ -96,9 +88,9 @@ impl AgentProcess {
 
     /// Kills the agent and starts it again with the same state directory (its stored
     /// credentials and bundles), as a restarted pod does.
-    pub fn restart(&mut self, hub: &HubProcess, sim: &SimProcess) -> anyhow::Result<()> {
+    pub fn restart(&mut self, hub: &HubProcess) -> anyhow::Result<()> {
         self.process.kill();
-        self.process = spawn(hub, sim, &self.setup, self.state.path(), false)?;
+        self.process = spawn(hub, &self.kubeconfig, &self.setup, self.state.path(), false)?;
         Ok(())
     }
 
@@ -140,7 +132,7 @@ fn copy_dir(from: &Path, to: &Path) -> anyhow::Result<()> {
 
 fn spawn(
     hub: &HubProcess,
-    sim: &SimProcess,
+    kubeconfig: &Path,
     setup: &AgentSetup,
     state_dir: &Path,
     register: bool,
@@ -152,7 +144,7 @@ fn spawn(
         .arg("--state-dir")
         .arg(state_dir)
         .arg("--kubeconfig")
-        .arg(sim.kubeconfig())
+        .arg(kubeconfig)
         .args(["--context", &setup.context])
         .env_remove("FLOTILLA_HUB")
         .env_remove("FLOTILLA_CLUSTER")

@@ -1,18 +1,22 @@
-//! The whole chain in real processes: a `flotilla-sim` serving the inventory's clusters, a
-//! `flotilla-hub` following a Git repository and registering the inventory, a
-//! `flotilla-agent run` per cluster, and the `flotilla` CLI pointed at the hub.
+//! The whole chain in real processes: the inventory's clusters (a `flotilla-sim` serving them,
+//! or real clusters from `scripts/k8s-up`), a `flotilla-hub` following a Git repository and
+//! registering the inventory, a `flotilla-agent run` per cluster, and the `flotilla` CLI
+//! pointed at the hub.
 
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use flotilla_core::inventory::{Cluster, parse_inventory};
+use kube::api::{Api, DynamicObject};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::agent::AgentProcess;
+use crate::agent::{AgentProcess, AgentSetup};
 use crate::cli::Flotilla;
 use crate::git::GitRepo;
 use crate::hub::{HubOptions, HubProcess};
+use crate::real::RealClusters;
 use crate::sim::SimProcess;
 use crate::wait::{self, PATIENCE, Probe};
 
@@ -40,10 +44,27 @@ impl Default for FleetOptions {
     }
 }
 
-/// Simulator, hub, agents and CLI; every process is killed when dropped.
+/// Where a fleet's clusters run.
+pub enum Clusters {
+    /// A `flotilla-sim` process, a cluster per inventory entry, each context named after it.
+    Sim(SimProcess),
+    /// Real clusters, as many as the inventory has: its i-th cluster is context `k8s-i`.
+    Real(RealClusters),
+}
+
+impl Clusters {
+    /// The kubeconfig the agents use.
+    pub fn kubeconfig(&self) -> &Path {
+        match self {
+            Clusters::Sim(sim) => sim.kubeconfig(),
+            Clusters::Real(real) => real.kubeconfig(),
+        }
+    }
+}
+
+/// Clusters, hub, agents and CLI; every process is killed (and clusters started for the fleet
+/// stopped) when dropped.
 pub struct Fleet {
-    /// The simulated clusters.
-    pub sim: SimProcess,
     /// The hub.
     pub hub: HubProcess,
     /// One agent per cluster.
@@ -52,14 +73,37 @@ pub struct Fleet {
     pub cli: Flotilla,
     clusters: Vec<Cluster>,
     _inventory: TempDir,
+    // Last: the clusters outlive the agents applying to them.
+    kube: Clusters,
 }
 
 impl Fleet {
-    /// Starts the chain for `repo` and the clusters of `inventory` (a `ClusterInventory`).
+    /// Starts the chain for `repo` and the clusters of `inventory` (a `ClusterInventory`),
+    /// simulated.
     pub async fn start(
         repo: &GitRepo,
         inventory: &str,
         options: FleetOptions,
+    ) -> anyhow::Result<Fleet> {
+        Self::start_on(repo, inventory, options, None).await
+    }
+
+    /// Starts the chain for `repo` and the clusters of `inventory` on `real` clusters, one per
+    /// inventory entry in order; they stop when the fleet is dropped.
+    pub async fn start_on_real(
+        repo: &GitRepo,
+        inventory: &str,
+        options: FleetOptions,
+        real: RealClusters,
+    ) -> anyhow::Result<Fleet> {
+        Self::start_on(repo, inventory, options, Some(real)).await
+    }
+
+    async fn start_on(
+        repo: &GitRepo,
+        inventory: &str,
+        options: FleetOptions,
+        real: Option<RealClusters>,
     ) -> anyhow::Result<Fleet> {
         let clusters = parse_inventory(inventory, "clusters.yaml", &Default::default())
             .map_err(|e| anyhow::anyhow!("the test's inventory: {e}"))?;
@@ -67,7 +111,15 @@ impl Fleet {
         let clusters_file = dir.path().join("clusters.yaml");
         std::fs::write(&clusters_file, inventory)?;
         let names: Vec<&str> = clusters.iter().map(|c| c.name.as_str()).collect();
-        let sim = SimProcess::start(&names, options.rollout_delay).await?;
+        let kube = match real {
+            Some(real) if real.contexts().len() == names.len() => Clusters::Real(real),
+            Some(real) => anyhow::bail!(
+                "{} real clusters for an inventory of {}",
+                real.contexts().len(),
+                names.len()
+            ),
+            None => Clusters::Sim(SimProcess::start(&names, options.rollout_delay).await?),
+        };
         let hub = HubProcess::start_with_config(
             &HubOptions {
                 repo_url: repo.url(),
@@ -82,17 +134,89 @@ impl Fleet {
         wait_registered(&hub, &names).await?;
         let agents = names
             .iter()
-            .map(|name| AgentProcess::start(&hub, name, &sim))
+            .enumerate()
+            .map(|(i, name)| {
+                let mut setup = AgentSetup::new(name);
+                if let Clusters::Real(real) = &kube {
+                    setup.context = real.contexts()[i].clone();
+                }
+                AgentProcess::start(&hub, kube.kubeconfig(), setup)
+            })
             .collect::<anyhow::Result<Vec<_>>>()?;
         let cli = hub.cli();
         Ok(Fleet {
-            sim,
             hub,
             agents,
             cli,
             clusters,
             _inventory: dir,
+            kube,
         })
+    }
+
+    /// The simulator. Tests that use it run on simulated clusters only.
+    pub fn sim(&self) -> &SimProcess {
+        match &self.kube {
+            Clusters::Sim(sim) => sim,
+            Clusters::Real(_) => panic!("this fleet runs on real clusters, not the simulator"),
+        }
+    }
+
+    /// The simulator, to change its clusters.
+    pub fn sim_mut(&mut self) -> &mut SimProcess {
+        match &mut self.kube {
+            Clusters::Sim(sim) => sim,
+            Clusters::Real(_) => panic!("this fleet runs on real clusters, not the simulator"),
+        }
+    }
+
+    /// Where the clusters run.
+    pub fn kube(&self) -> &Clusters {
+        &self.kube
+    }
+
+    /// A client for the inventory's cluster `cluster`.
+    pub async fn client(&self, cluster: &str) -> anyhow::Result<kube::Client> {
+        match &self.kube {
+            Clusters::Sim(sim) => sim.client(cluster),
+            Clusters::Real(real) => {
+                let i = self
+                    .clusters
+                    .iter()
+                    .position(|c| c.name == cluster)
+                    .with_context(|| format!("no cluster {cluster} in the inventory"))?;
+                real.client(&real.contexts()[i]).await
+            }
+        }
+    }
+
+    /// An object of `cluster` (`None` when absent): `api_version`, `kind` as in a manifest.
+    pub async fn get(
+        &self,
+        cluster: &str,
+        api_version: &str,
+        kind: &str,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> anyhow::Result<Option<Value>> {
+        if let Clusters::Sim(sim) = &self.kube {
+            return sim.get(cluster, api_version, kind, namespace, name).await;
+        }
+        let client = self.client(cluster).await?;
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = kube::api::GroupVersionKind::gvk(group, version, kind);
+        let (resource, _) = kube::discovery::pinned_kind(&client, &gvk)
+            .await
+            .with_context(|| format!("discovering {api_version} {kind} in {cluster}"))?;
+        let api: Api<DynamicObject> = match namespace {
+            Some(ns) => Api::namespaced_with(client, ns, &resource),
+            None => Api::all_with(client, &resource),
+        };
+        let object = api
+            .get_opt(name)
+            .await
+            .with_context(|| format!("reading {kind} {name} in {cluster}"))?;
+        Ok(object.map(serde_json::to_value).transpose()?)
     }
 
     /// The inventory's clusters.

@@ -90,7 +90,7 @@ async fn lint_and_diff_of_the_example_repository_agree_with_the_clusters() -> Re
 
     // The first good revision goes to every stage.
     let status = fleet.wait_rolled_out(&first).await?;
-    let before = objects(&fleet.sim, &names).await?;
+    let before = objects(fleet.sim(), &names).await?;
     for cluster in status["clusters"].as_array().context("no clusters")? {
         let name = cluster["name"].as_str().unwrap_or_default();
         for bundle in cluster["bundles"].as_array().context("no bundles")? {
@@ -176,7 +176,7 @@ async fn lint_and_diff_of_the_example_repository_agree_with_the_clusters() -> Re
     );
 
     fleet.wait_rolled_out_on(&second, &["dev-1"]).await?;
-    let after = objects(&fleet.sim, &names).await?;
+    let after = objects(fleet.sim(), &names).await?;
     let mut observed = BTreeSet::new();
     for name in &names {
         let keys: BTreeSet<&String> = before[name].keys().chain(after[name].keys()).collect();

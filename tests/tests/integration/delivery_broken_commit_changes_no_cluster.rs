@@ -81,7 +81,7 @@ async fn a_broken_commit_shows_its_error_and_changes_no_cluster() -> Result<()> 
     fleet.wait_rolled_out(&good).await?;
     let mut versions = BTreeMap::new();
     for name in fleet.names() {
-        versions.insert(name.clone(), fleet.sim.resource_version(&name).await?);
+        versions.insert(name.clone(), fleet.sim().resource_version(&name).await?);
     }
 
     for breakage in breakages() {
@@ -141,13 +141,13 @@ async fn a_broken_commit_shows_its_error_and_changes_no_cluster() -> Result<()> 
     }
     for (name, version) in &versions {
         assert_eq!(
-            &fleet.sim.resource_version(name).await?,
+            &fleet.sim().resource_version(name).await?,
             version,
             "something was written to {name} while only broken commits arrived"
         );
     }
     let config = fleet
-        .sim
+        .sim()
         .get("dev-1", "v1", "ConfigMap", Some("app"), "app")
         .await?
         .context("dev-1 lost its ConfigMap")?;
@@ -159,13 +159,13 @@ async fn a_broken_commit_shows_its_error_and_changes_no_cluster() -> Result<()> 
     fleet.wait_rolled_out(&fixed).await?;
     for name in fleet.names() {
         let config = fleet
-            .sim
+            .sim()
             .get(&name, "v1", "ConfigMap", Some("app"), "app")
             .await?
             .with_context(|| format!("{name} lost its ConfigMap"))?;
         assert_eq!(config["data"]["greeting"], "fixed", "{name}");
         let secret = fleet
-            .sim
+            .sim()
             .get(&name, "v1", "Secret", Some("app"), "stolen")
             .await?;
         assert!(secret.is_none(), "{name} got the linked secret");

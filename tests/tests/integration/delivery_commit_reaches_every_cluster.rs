@@ -53,7 +53,7 @@ async fn a_commit_reaches_every_cluster_with_its_own_values_and_health_comes_bac
         assert_eq!(bundle["appliedRevision"], bundle["desiredRevision"]);
         assert_eq!(bundle["appliedHash"], bundle["desiredHash"]);
 
-        let (config, deployment) = app_objects(&fleet.sim, name).await?;
+        let (config, deployment) = app_objects(fleet.sim(), name).await?;
         assert_eq!(config["data"]["cluster"], name);
         assert_eq!(
             config["data"]["region"],
@@ -83,7 +83,7 @@ async fn a_commit_reaches_every_cluster_with_its_own_values_and_health_comes_bac
     let second = repo.commit("greeting hi, prod on three replicas")?;
     fleet.wait_rolled_out(&second).await?;
     for name in fleet.names() {
-        let (config, deployment) = app_objects(&fleet.sim, &name).await?;
+        let (config, deployment) = app_objects(fleet.sim(), &name).await?;
         assert_eq!(config["data"]["greeting"], "hi", "{name}");
         assert_eq!(config["data"]["cluster"], name.as_str());
         let replicas = if name.starts_with("prod") { 3 } else { 1 };

@@ -22,7 +22,7 @@ async fn objects_on(fleet: &Fleet, cluster: &str) -> Result<Vec<&'static str>> {
     let mut held = Vec::new();
     for (api_version, kind, namespace, name) in OBJECTS {
         if fleet
-            .sim
+            .sim()
             .get(cluster, api_version, kind, namespace, name)
             .await?
             .is_some()

@@ -55,13 +55,13 @@ async fn a_bundle_removed_from_the_repository_is_pruned_from_every_cluster() -> 
     for name in fleet.names() {
         for (kind, object) in [("ConfigMap", "extra"), ("Service", "extra")] {
             let found = fleet
-                .sim
+                .sim()
                 .get(&name, "v1", kind, Some("extra"), object)
                 .await?;
             assert!(found.is_some(), "{name} has no {kind} extra/{object}");
         }
         let app = fleet
-            .sim
+            .sim()
             .get(&name, "v1", "ConfigMap", Some("app"), "app")
             .await?
             .with_context(|| format!("{name} has no app ConfigMap"))?;
@@ -101,7 +101,7 @@ async fn a_bundle_removed_from_the_repository_is_pruned_from_every_cluster() -> 
                 ("Namespace", None, "extra"),
             ] {
                 if fleet
-                    .sim
+                    .sim()
                     .get(&name, "v1", kind, namespace, object)
                     .await?
                     .is_some()
@@ -117,7 +117,7 @@ async fn a_bundle_removed_from_the_repository_is_pruned_from_every_cluster() -> 
         })
         .await?;
         let app = fleet
-            .sim
+            .sim()
             .get(&name, "v1", "ConfigMap", Some("app"), "app")
             .await?
             .with_context(|| format!("{name} lost the app ConfigMap"))?;

@@ -58,7 +58,7 @@ async fn a_webhook_brings_a_commit_to_every_cluster_without_the_poll() -> Result
     fleet.wait_rolled_out(&second).await?;
     for name in fleet.names() {
         let config = fleet
-            .sim
+            .sim()
             .get(&name, "v1", "ConfigMap", Some("app"), "app")
             .await?
             .with_context(|| format!("no ConfigMap in {name}"))?;

@@ -7,6 +7,7 @@ mod cli_lint_and_diff_agree_with_the_clusters;
 mod delivery_broken_commit_changes_no_cluster;
 mod delivery_commit_reaches_every_cluster;
 mod delivery_emptied_bundle_list_waits_for_approval;
+mod delivery_on_real_clusters;
 mod delivery_removed_bundle_is_pruned;
 mod delivery_webhook_skips_the_poll;
 mod demo_runs_a_healthy_fleet_and_stops_cleanly;

@@ -28,12 +28,12 @@ fn cluster<'a>(status: &'a Value, name: &str) -> Result<&'a Value> {
 /// agent moves them.
 async fn app_versions(fleet: &Fleet, cluster: &str) -> Result<(Value, Value)> {
     let config = fleet
-        .sim
+        .sim()
         .get(cluster, "v1", "ConfigMap", Some("app"), "app")
         .await?
         .with_context(|| format!("no ConfigMap app/app in {cluster}"))?;
     let deployment = fleet
-        .sim
+        .sim()
         .get(cluster, "apps/v1", "Deployment", Some("app"), "app")
         .await?
         .with_context(|| format!("no Deployment app/app in {cluster}"))?;
@@ -96,8 +96,8 @@ async fn copied_credentials_on_another_cluster_and_a_second_agent_are_refused() 
     let (repo, first) = small_fleet::repository()?;
     let mut fleet = Fleet::start(&repo, small_fleet::INVENTORY, FleetOptions::default()).await?;
     fleet.wait_rolled_out(&first).await?;
-    let dev_uid = fleet.sim.kube_system_uid("dev-1").await?;
-    let prod_uid = fleet.sim.kube_system_uid("prod-eu-1").await?;
+    let dev_uid = fleet.sim().kube_system_uid("dev-1").await?;
+    let prod_uid = fleet.sim().kube_system_uid("prod-eu-1").await?;
     let status = fleet.cli.status().await?;
     assert_eq!(
         cluster(&status, "dev-1")?["kubeSystemUid"],
@@ -116,9 +116,9 @@ async fn copied_credentials_on_another_cluster_and_a_second_agent_are_refused() 
         .to_path_buf();
 
     // dev-1's whole state directory copied to an agent whose kubeconfig points at prod-eu-1.
-    let mut impostor = AgentProcess::start_as(
+    let mut impostor = AgentProcess::start(
         &fleet.hub,
-        &fleet.sim,
+        fleet.sim().kubeconfig(),
         AgentSetup {
             context: "prod-eu-1".into(),
             state_from: Some(dev_state.clone()),
@@ -173,9 +173,9 @@ async fn copied_credentials_on_another_cluster_and_a_second_agent_are_refused() 
     drop(impostor);
 
     // A second agent of dev-1 itself, with the same credentials, while the first streams.
-    let mut second = AgentProcess::start_as(
+    let mut second = AgentProcess::start(
         &fleet.hub,
-        &fleet.sim,
+        fleet.sim().kubeconfig(),
         AgentSetup {
             credentials_from: Some(dev_state),
             ..AgentSetup::new("dev-1")
@@ -239,15 +239,15 @@ async fn a_rebuilt_cluster_is_refused_until_an_admin_resets_its_identity() -> Re
     let (repo, first) = small_fleet::repository()?;
     let mut fleet = Fleet::start(&repo, ONE_CLUSTER, FleetOptions::default()).await?;
     fleet.wait_rolled_out_on(&first, &["dev-1"]).await?;
-    let old_uid = fleet.sim.kube_system_uid("dev-1").await?;
+    let old_uid = fleet.sim().kube_system_uid("dev-1").await?;
 
     // The cluster is rebuilt behind the same address; its agent's pod restarts.
-    fleet.sim.rebuild_cluster("dev-1").await?;
-    let new_uid = fleet.sim.kube_system_uid("dev-1").await?;
+    fleet.sim_mut().rebuild_cluster("dev-1").await?;
+    let new_uid = fleet.sim().kube_system_uid("dev-1").await?;
     assert_ne!(old_uid, new_uid);
     let agent = fleet.agents.first_mut().context("dev-1's agent")?;
     agent.setup_mut().max_backoff = Some("2s".into());
-    agent.restart(&fleet.hub, &fleet.sim)?;
+    agent.restart(&fleet.hub)?;
     until("the rebuilt cluster refused", PATIENCE, || async {
         let status = fleet.cli.status().await?;
         let dev = cluster(&status, "dev-1")?;
