@@ -1,6 +1,7 @@
 //! `flotilla demo`: a whole fleet on one machine, in this one process — a single-node hub
 //! following a fresh Git repository made from the example fleet, a Kubernetes API simulator
-//! serving the example inventory's five clusters, and an agent per cluster. It prints what
+//! serving the example inventory's five clusters (or, with `--real`, five real Kubernetes
+//! clusters: see `real.rs`), and an agent per cluster. It prints what
 //! another terminal needs, then follows the fleet until Ctrl-C or SIGTERM stops everything.
 //!
 //! The parts are the real libraries talking over real sockets: agents stream from the hub's API
@@ -23,6 +24,7 @@ mod banner;
 mod follow;
 mod place;
 mod progress;
+mod real;
 mod repo;
 #[cfg(test)]
 mod tests;
@@ -62,19 +64,26 @@ pub(crate) struct DemoArgs {
     /// Keep the temporary directory when the demo stops.
     #[arg(long)]
     keep: bool,
+    /// Run the clusters as real Kubernetes clusters (a kube-apiserver, controller-manager,
+    /// scheduler and kwok each, started by the embedded scripts/k8s-up) instead of simulated
+    /// ones. Needs Go for their first build (about 17 minutes on two cores, then cached in
+    /// ~/.cache/flotilla/k8s), openssl and kubectl; about 530 MiB of memory per cluster.
+    #[arg(long)]
+    real: bool,
 }
 
 /// What has been started so far, so that stopping stops exactly that, in reverse order.
 #[derive(Default)]
 struct Parts {
     sim: Option<Sim>,
+    real: Option<real::RealClusters>,
     hub: Option<Hub>,
     agents: Vec<Agent>,
 }
 
 impl Parts {
     /// Agents first (they stop streaming and applying), then the hub, then the clusters.
-    async fn stop(self) {
+    async fn stop(self, log: &Path) -> anyhow::Result<()> {
         agents::stop(self.agents).await;
         if let Some(hub) = self.hub {
             hub.shutdown().await;
@@ -82,6 +91,10 @@ impl Parts {
         if let Some(sim) = self.sim {
             sim.shutdown().await;
         }
+        if let Some(real) = self.real {
+            real.stop(log).await?;
+        }
+        Ok(())
     }
 }
 
@@ -96,10 +109,22 @@ pub(crate) async fn run(args: &DemoArgs) -> anyhow::Result<()> {
         () = shutdown_signal() => Ok(()),
     };
     progress.finish();
-    println!("\nStopping the agents, the hub and the simulated clusters...");
-    parts.stop().await;
+    let kind = if args.real { "real" } else { "simulated" };
+    println!("\nStopping the agents, the hub and the {kind} clusters...");
+    let stopped = parts.stop(&place.log_file()).await;
+    if let Err(e) = &stopped {
+        eprintln!("error: {e:#}");
+    }
+    if stopped.is_err() && place.is_temporary() {
+        // The clusters' processes and data are in it: say where, rather than remove it under them.
+        println!(
+            "Kept {} for the clusters left running.",
+            place.root().display()
+        );
+        return outcome.and(stopped);
+    }
     println!("{}", place.finish(args.keep)?);
-    outcome
+    outcome.and(stopped)
 }
 
 /// Starts every part, waits for the first rollout, prints the banner, then follows the fleet.
@@ -114,12 +139,38 @@ async fn serve(
     } else {
         progress.step("Writing the example repository");
     }
+    anyhow::ensure!(
+        !place.ran_on_real_clusters(),
+        "{} holds a demo that ran on real clusters, which stopped with it: new clusters' agents \
+         would be refused as other clusters than the ones its hub knows; pass a new --data-dir",
+        place.root().display()
+    );
+    let resumed = place.hub_dir().exists();
     let repo = repo::prepare(&place.repo_dir())?;
     let clusters = inventory(&repo.path)?;
 
-    progress.step(format!("Starting {} simulated clusters", clusters.len()));
-    let sim = start_sim(&clusters, &place.kubeconfig()).await?;
-    let sim = parts.sim.insert(sim);
+    if args.real {
+        anyhow::ensure!(
+            !resumed,
+            "{} holds a kept demo on simulated clusters; real clusters start afresh and their \
+             agents would be refused as other clusters than the ones its hub knows; pass a new \
+             --data-dir",
+            place.root().display()
+        );
+        place.mark_real()?;
+        progress.step(format!(
+            "Starting {} real Kubernetes clusters (their first build takes about 17 minutes)",
+            clusters.len()
+        ));
+        let names: Vec<String> = clusters.iter().map(|c| c.name.clone()).collect();
+        let real =
+            real::RealClusters::start(place.root(), &names, &place.kubeconfig(), &place.log_file())
+                .await?;
+        parts.real = Some(real);
+    } else {
+        progress.step(format!("Starting {} simulated clusters", clusters.len()));
+        parts.sim = Some(start_sim(&clusters, &place.kubeconfig()).await?);
+    }
 
     progress.step("Starting the hub");
     let (api_listen, api_note) = listen_address(
@@ -151,7 +202,7 @@ async fn serve(
     ));
     let credentials = agents::Credentials::issue(hub, &clusters).await?;
     parts.agents = agents::start(
-        sim,
+        &place.kubeconfig(),
         &clusters,
         hub.api_address(),
         &place.agents_dir(),
@@ -177,6 +228,7 @@ async fn serve(
         poll_interval: POLL_INTERVAL,
         clusters: clusters.iter().map(|c| c.name.clone()).collect(),
         data_dir: place.root().to_path_buf(),
+        real: args.real,
         removed_on_exit: place.is_temporary() && !args.keep,
         log: place.log_file(),
         flotilla: std::env::current_exe().ok(),

@@ -1,5 +1,5 @@
-//! One agent per simulated cluster, in this process: an engine with its own Kubernetes client
-//! for its cluster and its own link to the hub, as `flotilla-agent run` builds them — each
+//! One agent per cluster (simulated or real), in this process: an engine with its own Kubernetes
+//! client for its cluster and its own link to the hub, as `flotilla-agent run` builds them — each
 //! registered with a bootstrap token and streaming with its own client certificate.
 
 use std::collections::BTreeMap;
@@ -14,7 +14,6 @@ use flotilla_agent::{Engine, EngineConfig, SystemClock};
 use flotilla_core::inventory::Cluster;
 use flotilla_hub::server::Hub;
 use flotilla_pki::CredentialStore;
-use flotilla_sim::Sim;
 
 /// How long the demo waits for the hub to register the inventory's clusters.
 const REGISTRATION_TIMEOUT: Duration = Duration::from_secs(30);
@@ -93,10 +92,11 @@ pub(super) struct Agent {
     engine: Arc<Engine>,
 }
 
-/// Starts an agent for every cluster, each keeping its desired state under
-/// `state_root/<cluster>` so a resumed demo re-applies it at once.
+/// Starts an agent for every cluster, each reaching its cluster through the context named after
+/// it in `kubeconfig` and keeping its desired state under `state_root/<cluster>`, so a resumed
+/// demo re-applies it at once.
 pub(super) async fn start(
-    sim: &Sim,
+    kubeconfig: &Path,
     clusters: &[Cluster],
     hub: SocketAddr,
     state_root: &Path,
@@ -104,24 +104,28 @@ pub(super) async fn start(
 ) -> anyhow::Result<Vec<Agent>> {
     let mut agents = Vec::with_capacity(clusters.len());
     for cluster in clusters {
-        agents.push(start_one(sim, &cluster.name, hub, state_root, credentials).await?);
+        agents.push(start_one(kubeconfig, &cluster.name, hub, state_root, credentials).await?);
     }
     Ok(agents)
 }
 
 async fn start_one(
-    sim: &Sim,
+    kubeconfig: &Path,
     cluster: &str,
     hub: SocketAddr,
     state_root: &Path,
     credentials: &Credentials,
 ) -> anyhow::Result<Agent> {
     let state_dir = state_root.join(cluster);
-    let url = sim.cluster_url(cluster);
-    let config = kube::Config::new(
-        url.parse()
-            .with_context(|| format!("the simulated cluster's URL {url}"))?,
-    );
+    let options = kube::config::KubeConfigOptions {
+        context: Some(cluster.to_owned()),
+        ..Default::default()
+    };
+    let kubeconfig = kube::config::Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading {}", kubeconfig.display()))?;
+    let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+        .await
+        .with_context(|| format!("the kubeconfig's context {cluster}"))?;
     let client = kube::Client::try_from(config)
         .with_context(|| format!("a Kubernetes client for {cluster}"))?;
     let engine = Arc::new(

@@ -16,14 +16,16 @@ pub(super) struct Banner {
     pub(super) ca_file: PathBuf,
     /// The hub's first admin token.
     pub(super) token: String,
-    /// Kubeconfig of the simulated clusters.
+    /// Kubeconfig of the clusters.
     pub(super) kubeconfig: PathBuf,
     /// The repository the hub follows.
     pub(super) repo: PathBuf,
     /// How often the hub fetches it.
     pub(super) poll_interval: Duration,
-    /// The simulated clusters.
+    /// The clusters.
     pub(super) clusters: Vec<String>,
+    /// Whether they are real Kubernetes clusters rather than simulated ones.
+    pub(super) real: bool,
     /// The data directory.
     pub(super) data_dir: PathBuf,
     /// Whether the data directory goes when the demo stops.
@@ -52,8 +54,13 @@ impl Banner {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "\nFlotilla demo is running: a hub, {} simulated clusters and an agent for each, in this process.\n",
-            self.clusters.len()
+            "\nFlotilla demo is running: a hub, {} {} clusters and an agent for each, in this process.\n",
+            self.clusters.len(),
+            if self.real {
+                "real Kubernetes"
+            } else {
+                "simulated"
+            }
         );
         let removal = if self.removed_on_exit {
             "removed when the demo stops; --keep keeps it"

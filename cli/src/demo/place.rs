@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use tempfile::TempDir;
 
+/// A file in the data directory of a demo that ran on real clusters.
+const REAL_MARK: &str = "real-clusters";
+
 /// The demo's data directory.
 pub(super) enum Place {
     /// Made for this run.
@@ -82,15 +85,31 @@ impl Place {
         self.root().join("demo.log")
     }
 
+    /// Whether a demo kept here ran on real clusters: it cannot resume, since the clusters its
+    /// hub knows (by their kube-system UIDs) are gone.
+    pub(super) fn ran_on_real_clusters(&self) -> bool {
+        self.root().join(REAL_MARK).exists()
+    }
+
+    /// Marks the directory as a demo on real clusters.
+    pub(super) fn mark_real(&self) -> anyhow::Result<()> {
+        let mark = self.root().join(REAL_MARK);
+        std::fs::write(&mark, "this demo ran on real clusters, stopped with it\n")
+            .with_context(|| format!("writing {}", mark.display()))
+    }
+
     /// Removes a temporary directory unless `keep`; says what became of the directory.
     pub(super) fn finish(self, keep: bool) -> anyhow::Result<String> {
+        let resume = match self.ran_on_real_clusters() {
+            true => String::new(),
+            false => format!(
+                "; resume with `flotilla demo --data-dir {}`",
+                self.root().display()
+            ),
+        };
         match self {
             Place::Temporary(dir) if keep => {
-                let path = dir.keep();
-                Ok(format!(
-                    "Stopped. Kept {0}; resume with `flotilla demo --data-dir {0}`.",
-                    path.display()
-                ))
+                Ok(format!("Stopped. Kept {}{resume}.", dir.keep().display()))
             }
             Place::Temporary(dir) => {
                 let path = dir.path().to_path_buf();
@@ -98,10 +117,7 @@ impl Place {
                     .with_context(|| format!("removing {}", path.display()))?;
                 Ok(format!("Stopped. Removed {}.", path.display()))
             }
-            Place::Given(dir) => Ok(format!(
-                "Stopped. {0} is kept; resume with `flotilla demo --data-dir {0}`.",
-                dir.display()
-            )),
+            Place::Given(dir) => Ok(format!("Stopped. {} is kept{resume}.", dir.display())),
         }
     }
 }

@@ -165,6 +165,7 @@ fn banner(dir: &str) -> Banner {
         repo: root.join("repo"),
         poll_interval: Duration::from_secs(2),
         clusters: vec!["dev-1".into(), "prod-eu-1".into()],
+        real: false,
         data_dir: root.clone(),
         removed_on_exit: true,
         log: root.join("demo.log"),

@@ -1,7 +1,8 @@
-//! `flotilla demo`, the real binary: it starts, prints the environment another terminal needs,
-//! the fleet it runs reaches all-Healthy as `flotilla status -o json` shows through that
-//! environment, the printed kubeconfig reaches the simulated clusters, and SIGTERM stops
-//! everything cleanly and removes its temporary directory.
+//! `flotilla demo`, the real binary, on simulated clusters and with `--real` on real ones: it
+//! starts, prints the environment another terminal needs, the fleet it runs reaches all-Healthy
+//! as `flotilla status -o json` shows through that environment, the printed kubeconfig reaches
+//! the clusters, and SIGTERM stops everything cleanly (the real clusters' processes included)
+//! and removes its temporary directory.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -12,6 +13,7 @@ use flotilla_tests::binaries;
 use flotilla_tests::cli::Flotilla;
 use flotilla_tests::fleet::rollout_problems;
 use flotilla_tests::process::Process;
+use flotilla_tests::real::RealClusters;
 use flotilla_tests::wait::{self, Probe};
 
 const CLUSTERS: [&str; 5] = ["dev-1", "staging-1", "prod-eu-1", "prod-us-1", "prod-ap-1"];
@@ -38,6 +40,18 @@ fn row(lines: &[String], label: &str) -> Result<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_prints_its_environment_reaches_healthy_and_stops_on_sigterm() -> Result<()> {
+    demo(false).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_on_real_clusters_reaches_healthy_and_stops_them_on_sigterm() -> Result<()> {
+    if !RealClusters::available("the_demo_on_real_clusters")? {
+        return Ok(());
+    }
+    demo(true).await
+}
+
+async fn demo(real: bool) -> Result<()> {
     let mut command = Command::new(binaries::FLOTILLA.path()?);
     command
         .args([
@@ -48,6 +62,9 @@ async fn the_demo_prints_its_environment_reaches_healthy_and_stops_on_sigterm() 
             "127.0.0.1:0",
         ])
         .env_remove("RUST_LOG");
+    if real {
+        command.arg("--real");
+    }
     let mut demo = Process::spawn("flotilla demo", command)?;
     tokio::task::block_in_place(|| {
         demo.wait_for_stdout("its banner", Duration::from_secs(150), |l| {
@@ -55,6 +72,13 @@ async fn the_demo_prints_its_environment_reaches_healthy_and_stops_on_sigterm() 
         })
     })?;
     let banner = demo.stdout();
+    let kind = if real { "real Kubernetes" } else { "simulated" };
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains(&format!("a hub, 5 {kind} clusters"))),
+        "{banner:?}"
+    );
     let hub = exported(&banner, "FLOTILLA_HUB")?;
     let ca_file = PathBuf::from(exported(&banner, "FLOTILLA_CA_FILE")?);
     let token = exported(&banner, "FLOTILLA_TOKEN")?;
@@ -92,7 +116,7 @@ async fn the_demo_prints_its_environment_reaches_healthy_and_stops_on_sigterm() 
         .collect();
     assert_eq!(stages, ["dev", "staging", "prod"]);
 
-    // The printed kubeconfig reaches the simulated clusters, named as in the inventory.
+    // The printed kubeconfig reaches the clusters, named as in the inventory.
     let file = kube::config::Kubeconfig::read_from(&kubeconfig)?;
     let options = kube::config::KubeConfigOptions {
         context: Some("prod-eu-1".into()),
@@ -108,6 +132,10 @@ async fn the_demo_prints_its_environment_reaches_healthy_and_stops_on_sigterm() 
         Some(3),
         "prod runs three web replicas"
     );
+    if real {
+        // Pods made Ready by kwok, counted by the real Deployment controller.
+        assert_eq!(web.status.and_then(|s| s.ready_replicas), Some(3));
+    }
 
     let page =
         flotilla_tests::http::request_tls(&ca_file, "GET", &dashboard, &[], Vec::new()).await?;
@@ -125,5 +153,24 @@ async fn the_demo_prints_its_environment_reaches_healthy_and_stops_on_sigterm() 
         "{said}"
     );
     assert!(!data.exists(), "{} is left behind", data.display());
+    let left = processes_mentioning(&data.display().to_string())?;
+    assert!(left.is_empty(), "processes left running: {left:?}");
     Ok(())
+}
+
+/// The command lines of the processes whose arguments mention `text`.
+fn processes_mentioning(text: &str) -> Result<Vec<String>> {
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc")? {
+        let path = entry?.path().join("cmdline");
+        // Processes come and go while the directory is read.
+        let Ok(line) = std::fs::read(&path) else {
+            continue;
+        };
+        let line = String::from_utf8_lossy(&line).replace('\0', " ");
+        if line.contains(text) {
+            found.push(line);
+        }
+    }
+    Ok(found)
 }
