@@ -227,18 +227,23 @@ impl Report {
                 errors: Vec::new(),
                 applied: count(*applied),
                 pruned: count(*pruned),
+                permanent: false,
             }),
-            Event::ApplyFailed { errors, .. } => Wire::Apply(proto::ApplyResult {
+            Event::ApplyFailed {
+                errors, retry_in, ..
+            } => Wire::Apply(proto::ApplyResult {
                 ok: false,
                 errors: messages(errors),
                 applied: 0,
                 pruned: 0,
+                permanent: retry_in.is_none(),
             }),
             Event::Removed { pruned } => Wire::Apply(proto::ApplyResult {
                 ok: true,
                 errors: Vec::new(),
                 applied: 0,
                 pruned: count(*pruned),
+                permanent: false,
             }),
             Event::HealthChanged(health) => Wire::Health(proto::HealthReport {
                 health: health.health.to_string(),

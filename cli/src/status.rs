@@ -1,5 +1,6 @@
 //! `flotilla status [--watch]`: the fleet by stage and cluster — for every bundle the desired and
-//! applied revision, health and drift — with liveness, the latest revision and its error.
+//! applied revision, sync state, health and drift — with liveness, the latest revision and its
+//! error, and the bundles counted by sync state and health per stage and for the fleet.
 //!
 //! With `--watch` the hub streams a new status whenever it changes: a terminal is redrawn,
 //! anything else gets one document after another (JSON: one per line; YAML and tables:
@@ -40,8 +41,27 @@ struct StatusView {
     latest_revision: Option<RevisionView>,
     stages: Vec<StageView>,
     clusters: Vec<ClusterView>,
+    /// Bundles on every cluster, counted by sync state and by health.
+    counts: CountsView,
     rollouts: Vec<RolloutView>,
     events: Vec<EventView>,
+}
+
+/// Bundles (one per cluster and bundle) counted by sync state and by health.
+#[derive(Debug, Default, Serialize)]
+struct CountsView {
+    sync: BTreeMap<String, u32>,
+    health: BTreeMap<String, u32>,
+}
+
+impl CountsView {
+    fn of(counts: Option<flotilla_proto::v1::AdminCounts>) -> Self {
+        let counts = counts.unwrap_or_default();
+        CountsView {
+            sync: counts.sync.into_iter().collect(),
+            health: counts.health.into_iter().collect(),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -53,6 +73,8 @@ struct StageView {
     clusters: Vec<String>,
     /// Why the next revision cannot enter it (an unsigned or wrongly signed commit).
     blocked: Option<String>,
+    /// Bundles on its clusters, counted by sync state and by health.
+    counts: CountsView,
 }
 
 #[derive(Debug, Serialize)]
@@ -91,6 +113,8 @@ struct BundleView {
     name: String,
     desired_revision: Option<String>,
     applied_revision: Option<String>,
+    /// Synced, Applying, OutOfSync, ApplyFailed or Unknown.
+    sync_state: String,
     health: String,
     drifted: Vec<String>,
     message: String,
@@ -143,6 +167,7 @@ impl StatusView {
                     pinned_revision: some(s.pinned_revision),
                     clusters: s.clusters,
                     blocked: some(s.blocked),
+                    counts: CountsView::of(s.counts),
                 })
                 .collect(),
             clusters: status
@@ -163,6 +188,7 @@ impl StatusView {
                             name: b.name,
                             desired_revision: some(b.desired_revision),
                             applied_revision: some(b.applied_revision),
+                            sync_state: b.sync_state,
                             health: b.health,
                             drifted: b.drifted,
                             message: b.message,
@@ -181,6 +207,7 @@ impl StatusView {
                     last_seen_ms: c.last_seen_ms,
                 })
                 .collect(),
+            counts: CountsView::of(status.counts),
             rollouts: status
                 .rollouts
                 .into_iter()
@@ -296,6 +323,7 @@ fn table(view: &StatusView) -> String {
         "BUNDLE",
         "DESIRED",
         "APPLIED",
+        "SYNC",
         "HEALTH",
         "DRIFT",
     ]);
@@ -326,6 +354,7 @@ fn table(view: &StatusView) -> String {
                         .and_then(|b| b.applied_revision.as_deref())
                         .unwrap_or_default(),
                 )),
+                bundle.map_or("-".to_owned(), |b| b.sync_state.clone()),
                 bundle.map_or("-".to_owned(), |b| b.health.clone()),
                 bundle.map_or("-".to_owned(), |b| {
                     if b.drifted.is_empty() {
@@ -344,6 +373,25 @@ fn table(view: &StatusView) -> String {
         }
     }
     out.push_str(&table.render());
+    let failing: Vec<String> = view
+        .clusters
+        .iter()
+        .flat_map(|c| c.bundles.iter().map(move |b| (c, b)))
+        .filter(|(_, b)| matches!(b.sync_state.as_str(), "ApplyFailed" | "OutOfSync"))
+        .map(|(c, b)| {
+            let why = match b.sync_state.as_str() {
+                "OutOfSync" => format!("changed in the cluster: {}", b.drifted.join(", ")),
+                _ => b.message.clone(),
+            };
+            format!("  {}/{} {}: {why}", c.name, b.name, b.sync_state)
+        })
+        .collect();
+    if !failing.is_empty() {
+        out.push_str(&format!(
+            "\nNOT IN SYNC (the hub's objects are not what the cluster holds)\n{}\n",
+            failing.join("\n")
+        ));
+    }
     let errors: Vec<String> = view
         .clusters
         .iter()

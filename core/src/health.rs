@@ -82,6 +82,51 @@ impl FromStr for Health {
     }
 }
 
+/// Whether a cluster holds what it should of a bundle: a dimension beside [`Health`] (which
+/// judges the workload), as Argo CD's sync status is. Declared from best to worst.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SyncState {
+    /// The desired content is applied and nothing has drifted from it.
+    Synced,
+    /// The desired content is not applied yet: being delivered, dry-run or applied (or, for a
+    /// bundle no longer desired, being removed).
+    Applying,
+    /// Applied content was changed or deleted by someone else and is not (yet) corrected.
+    OutOfSync,
+    /// The last apply of the desired content failed; the message says which objects and why.
+    ApplyFailed,
+    /// Not known: the agent is offline, cannot reach its cluster's API, or has not reported.
+    Unknown,
+}
+
+impl SyncState {
+    /// Every variant, best first.
+    pub const ALL: [SyncState; 5] = [
+        SyncState::Synced,
+        SyncState::Applying,
+        SyncState::OutOfSync,
+        SyncState::ApplyFailed,
+        SyncState::Unknown,
+    ];
+
+    /// The name as shown to users and written in JSON.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncState::Synced => "Synced",
+            SyncState::Applying => "Applying",
+            SyncState::OutOfSync => "OutOfSync",
+            SyncState::ApplyFailed => "ApplyFailed",
+            SyncState::Unknown => "Unknown",
+        }
+    }
+}
+
+impl fmt::Display for SyncState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -108,5 +153,13 @@ mod tests {
             assert_eq!(health.to_string().parse::<Health>().unwrap(), health);
         }
         assert!("sick".parse::<Health>().is_err());
+    }
+
+    #[test]
+    fn sync_states_serialize_as_their_names() {
+        for state in SyncState::ALL {
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{state}\""));
+        }
     }
 }

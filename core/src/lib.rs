@@ -24,7 +24,7 @@ pub mod spec;
 mod yaml;
 
 pub use hash::ContentHash;
-pub use health::Health;
+pub use health::{Health, SyncState};
 pub use inventory::Cluster;
 pub use labels::Labels;
 pub use limits::Limits;

@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::node::{NodeHandle, Role};
-use crate::state::health::Health;
+use crate::state::health::{Health, SyncState, cluster_sync_states};
 
 /// Label set of a metric family: `(name, value)` pairs.
 type LabelPairs = Vec<(String, String)>;
@@ -43,6 +43,7 @@ pub struct Metrics {
     clusters: Gauge,
     clusters_online: Gauge,
     bundles: Family<LabelPairs, Gauge>,
+    bundles_sync: Family<LabelPairs, Gauge>,
     raft_term: Gauge,
     raft_commit: Gauge,
     raft_applied: Gauge,
@@ -71,6 +72,7 @@ impl Metrics {
         let clusters = Gauge::default();
         let clusters_online = Gauge::default();
         let bundles = Family::<LabelPairs, Gauge>::default();
+        let bundles_sync = Family::<LabelPairs, Gauge>::default();
         let raft_term = Gauge::default();
         let raft_commit = Gauge::default();
         let raft_applied = Gauge::default();
@@ -129,6 +131,12 @@ impl Metrics {
             "Bundles on clusters by reported health",
             bundles.clone(),
         );
+        registry.register(
+            "bundles_sync",
+            "Bundles desired on or reported by clusters, by sync state (Synced, Applying, \
+             OutOfSync, ApplyFailed, Unknown)",
+            bundles_sync.clone(),
+        );
         registry.register("raft_term", "Current raft term", raft_term.clone());
         registry.register(
             "raft_commit_index",
@@ -164,6 +172,7 @@ impl Metrics {
             clusters,
             clusters_online,
             bundles,
+            bundles_sync,
             raft_term,
             raft_commit,
             raft_applied,
@@ -188,6 +197,8 @@ impl Metrics {
         });
         self.node_certificate_expiry.set(expiry);
         let mut by_health: BTreeMap<Health, i64> = Health::ALL.iter().map(|h| (*h, 0)).collect();
+        let mut by_sync: BTreeMap<SyncState, i64> =
+            SyncState::ALL.iter().map(|s| (*s, 0)).collect();
         {
             let state = node.state();
             self.clusters.set(state.clusters.len() as i64);
@@ -198,6 +209,16 @@ impl Metrics {
                     *by_health.entry(record.health).or_default() += 1;
                 }
             }
+            for cluster in state.clusters.keys() {
+                for (_, sync) in cluster_sync_states(&state, cluster) {
+                    *by_sync.entry(sync).or_default() += 1;
+                }
+            }
+        }
+        for (sync, count) in by_sync {
+            self.bundles_sync
+                .get_or_create(&vec![("sync_state".to_owned(), sync.as_str().to_owned())])
+                .set(count);
         }
         for (health, count) in by_health {
             self.bundles

@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::controller::source::SourceConfig;
 use crate::pipeline;
+use crate::state::health::{SyncState, sync_state};
 use crate::state::identity::IdentityConflict;
 use crate::state::source::{BlobHash, RenderError, Revision, RevisionRef, RevisionStatus};
 use crate::state::stage::StageChange;
@@ -34,6 +35,8 @@ pub struct FleetStatus {
     pub stages: Vec<StageStatus>,
     /// Every registered cluster, by name.
     pub clusters: Vec<ClusterStatus>,
+    /// Bundles on every cluster, counted by sync state and by health.
+    pub counts: Counts,
     /// Rollouts, newest first.
     pub rollouts: Vec<RolloutSummary>,
     /// Recent events, newest first.
@@ -103,6 +106,29 @@ pub struct StageStatus {
     pub clusters: Vec<String>,
     /// Why the revision that would come next cannot enter it (its signature), if so.
     pub blocked: Option<String>,
+    /// Bundles on its clusters, counted by sync state and by health.
+    pub counts: Counts,
+}
+
+/// Bundles (one per cluster and bundle) counted by sync state and by health; states with none
+/// are left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Counts {
+    /// By sync state.
+    pub sync: BTreeMap<SyncState, usize>,
+    /// By health.
+    pub health: BTreeMap<String, usize>,
+}
+
+impl Counts {
+    fn of<'a>(clusters: impl IntoIterator<Item = &'a ClusterStatus>) -> Counts {
+        let mut counts = Counts::default();
+        for bundle in clusters.into_iter().flat_map(|c| &c.bundles) {
+            *counts.sync.entry(bundle.sync_state).or_default() += 1;
+            *counts.health.entry(bundle.health.clone()).or_default() += 1;
+        }
+        counts
+    }
 }
 
 /// One cluster.
@@ -178,6 +204,9 @@ pub struct BundleStatus {
     pub applied_revision: Option<String>,
     /// Hash of the applied content.
     pub applied_hash: Option<BlobHash>,
+    /// Whether the cluster holds the desired content (`Synced`, `Applying`, `OutOfSync`,
+    /// `ApplyFailed`, `Unknown`).
+    pub sync_state: SyncState,
     /// Reported health (`Unknown` before the first report).
     pub health: String,
     /// Objects drifted and not corrected.
@@ -253,6 +282,7 @@ pub fn fleet_status(
         source: source.map(|config| source_status(state, config)),
         latest_revision: latest_revision(state, source_name),
         stages: stages(state, spec.as_ref(), source, &clusters),
+        counts: Counts::of(&clusters),
         clusters,
         rollouts: rollouts(state),
         events: events(state),
@@ -370,6 +400,7 @@ fn cluster_status(
         .map(|bundle| {
             let desired_hash = desired.get(bundle).cloned();
             let record = reported.get(bundle);
+            let sync_state = sync_state(desired_hash.as_ref(), record.copied(), cluster.online);
             let applied_hash = record.and_then(|r| r.applied);
             let applied_revision = applied_hash
                 .as_ref()
@@ -383,6 +414,7 @@ fn cluster_status(
                 desired_hash,
                 applied_revision,
                 applied_hash,
+                sync_state,
                 health: record.map_or("Unknown", |r| r.health.as_str()).to_owned(),
                 drifted: record.map(|r| r.drifted.clone()).unwrap_or_default(),
                 message: record.map(|r| r.message.clone()).unwrap_or_default(),
@@ -461,17 +493,19 @@ fn stages(
         .map(|name| {
             let pinned = state.stages.get(&name);
             let declared = spec.and_then(|s| s.stage(&name));
+            let members = || {
+                clusters
+                    .iter()
+                    .filter(|c| c.stage.as_deref() == Some(name.as_str()))
+            };
             StageStatus {
                 pinned_revision: pinned
                     .and_then(|s| s.pinned.as_ref())
                     .map(|r| r.commit.clone()),
                 pinned_at: pinned.and_then(|s| s.history.last()).map(|h| h.at),
                 source: declared.map(describe_source).unwrap_or_default(),
-                clusters: clusters
-                    .iter()
-                    .filter(|c| c.stage.as_deref() == Some(name.as_str()))
-                    .map(|c| c.name.clone())
-                    .collect(),
+                clusters: members().map(|c| c.name.clone()).collect(),
+                counts: Counts::of(members()),
                 blocked: declared
                     .zip(source)
                     .and_then(|(stage, source)| signature_blocked(state, stage, source)),

@@ -105,6 +105,7 @@ pub(crate) fn snapshot(status: &[BundleStatus], at_ms: i64) -> Vec<proto::Report
                             message: e.message.clone(),
                         })
                         .collect(),
+                    errors_permanent: s.phase == Phase::Failed,
                 })),
                 cluster: String::new(),
             }

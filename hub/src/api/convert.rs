@@ -1,16 +1,16 @@
 //! The fleet status and revisions as Admin API messages.
 
 use flotilla_proto::v1::{
-    AdminBundleStatus, AdminClusterError, AdminClusterStatus, AdminEvent, AdminFleetStatus,
-    AdminIdentityConflict, AdminRevision, AdminRevisionError, AdminRolloutStatus, AdminSource,
-    AdminStageStatus,
+    AdminBundleStatus, AdminClusterError, AdminClusterStatus, AdminCounts, AdminEvent,
+    AdminFleetStatus, AdminIdentityConflict, AdminRevision, AdminRevisionError, AdminRolloutStatus,
+    AdminSource, AdminStageStatus,
 };
 
 use crate::state::Timestamp;
 use crate::state::source::RenderError;
 use crate::status::{
-    BundleStatus, ClusterStatus, Event, FleetStatus, IdentityConflictStatus, RevisionSummary,
-    RolloutSummary, SourceStatus, StageStatus,
+    BundleStatus, ClusterStatus, Counts, Event, FleetStatus, IdentityConflictStatus,
+    RevisionSummary, RolloutSummary, SourceStatus, StageStatus,
 };
 
 fn ms(at: Option<Timestamp>) -> i64 {
@@ -29,6 +29,7 @@ pub(super) fn fleet(status: FleetStatus) -> AdminFleetStatus {
         clusters: status.clusters.into_iter().map(cluster).collect(),
         rollouts: status.rollouts.into_iter().map(rollout).collect(),
         events: status.events.into_iter().map(event).collect(),
+        counts: Some(counts(status.counts)),
     }
 }
 
@@ -85,6 +86,23 @@ fn stage(stage: StageStatus) -> AdminStageStatus {
         source: stage.source,
         clusters: stage.clusters,
         blocked: stage.blocked.unwrap_or_default(),
+        counts: Some(counts(stage.counts)),
+    }
+}
+
+fn counts(counts: Counts) -> AdminCounts {
+    let n = |n: usize| u32::try_from(n).unwrap_or(u32::MAX);
+    AdminCounts {
+        sync: counts
+            .sync
+            .into_iter()
+            .map(|(state, count)| (state.as_str().to_owned(), n(count)))
+            .collect(),
+        health: counts
+            .health
+            .into_iter()
+            .map(|(health, count)| (health, n(count)))
+            .collect(),
     }
 }
 
@@ -121,6 +139,7 @@ fn bundle(bundle: BundleStatus) -> AdminBundleStatus {
         applied_revision: bundle.applied_revision.unwrap_or_default(),
         desired_hash: hash(bundle.desired_hash),
         applied_hash: hash(bundle.applied_hash),
+        sync_state: bundle.sync_state.as_str().to_owned(),
         health: bundle.health,
         drifted: bundle.drifted,
         message: bundle.message,

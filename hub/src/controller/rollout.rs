@@ -16,7 +16,8 @@
 //!   the deletion guard holds it (judged as `StartRollout` applies, `state::rollout::guard`;
 //!   such a hold is never approved by policy, only by a person). While a
 //!   rollout runs, a newer candidate waits for it to end (`supersede: afterRollout`, the
-//!   default) or replaces it (`supersede: immediate`, on stages with automatic approval).
+//!   default) or replaces it (`supersede: immediate`, on stages with automatic approval); a
+//!   rollout paused by its own failure is always replaced by a newer candidate.
 //! - A running rollout is driven by its judgement (`rollout::progress`): record clusters
 //!   becoming healthy or unhealthy, fail it (Degraded, a health timeout, blocked too long),
 //!   give the next batch of the current wave the target within `maxUnavailable`, begin the
@@ -412,6 +413,12 @@ fn promote(
         Some((_, rollout)) if rollout.to == candidate.revision => return,
         // Nothing happened yet: the newer candidate takes its place.
         Some((_, rollout)) if rollout.status == RolloutStatus::AwaitingApproval => true,
+        // Paused by its own failure: it goes nowhere without a person, and a newer commit is
+        // how people fix forward, so the newer candidate replaces it (and, on a stage with
+        // manual approval, waits for that approval).
+        Some((_, rollout)) if matches!(&rollout.status, RolloutStatus::Paused { by, .. } if *by == actor()) => {
+            true
+        }
         Some(_) if stage.rollout.supersede == Supersede::Immediate && !manual => true,
         Some(_) => return,
     };

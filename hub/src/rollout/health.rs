@@ -16,6 +16,9 @@ pub enum Readiness {
     Progressing(String),
     /// A bundle of the revision is applied and Degraded.
     Degraded(String),
+    /// The agent could not apply a bundle of the revision and will not retry: the API server
+    /// refused it (invalid, forbidden), so waiting cannot help.
+    ApplyFailed(String),
     /// Its agent is not connected: nothing it reported can be trusted to be current.
     Offline,
 }
@@ -26,7 +29,9 @@ impl Readiness {
         match self {
             Readiness::Healthy => "Healthy".to_owned(),
             Readiness::Offline => "offline".to_owned(),
-            Readiness::Progressing(detail) | Readiness::Degraded(detail) => detail.clone(),
+            Readiness::Progressing(detail)
+            | Readiness::Degraded(detail)
+            | Readiness::ApplyFailed(detail) => detail.clone(),
         }
     }
 }
@@ -50,6 +55,7 @@ pub fn at_revision(state: &State, cluster: &str, revision: &RevisionRef) -> Read
     };
     let mut progressing = Vec::new();
     let mut degraded = Vec::new();
+    let mut failed = Vec::new();
     for (bundle, hash) in bundles {
         let key = HealthKey {
             cluster: cluster.to_owned(),
@@ -57,6 +63,15 @@ pub fn at_revision(state: &State, cluster: &str, revision: &RevisionRef) -> Read
         };
         match state.health.get(&key) {
             None => progressing.push(format!("{bundle}: not reported yet")),
+            Some(record)
+                if record
+                    .failed
+                    .as_ref()
+                    .is_some_and(|f| f.permanent && f.content.as_ref() == Some(hash)) =>
+            {
+                let errors = record.failed.as_ref().map(|f| f.errors.join("; "));
+                failed.push(format!("{bundle}: {}", errors.unwrap_or_default()));
+            }
             Some(record) if record.applied.as_ref() != Some(hash) => {
                 progressing.push(with_message(bundle, "not applied yet", &record.message));
             }
@@ -73,7 +88,9 @@ pub fn at_revision(state: &State, cluster: &str, revision: &RevisionRef) -> Read
             Some(_) => {}
         }
     }
-    if !degraded.is_empty() {
+    if !failed.is_empty() {
+        Readiness::ApplyFailed(failed.join("; "))
+    } else if !degraded.is_empty() {
         Readiness::Degraded(degraded.join("; "))
     } else if !progressing.is_empty() {
         Readiness::Progressing(progressing.join("; "))

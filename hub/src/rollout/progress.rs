@@ -228,6 +228,13 @@ impl<'a> Judging<'a> {
                     self.target()
                 );
                 self.out.failure.get_or_insert(failure);
+            } else if let Readiness::ApplyFailed(detail) = &readiness {
+                let failure = format!(
+                    "cluster {cluster} could not apply {} (the API server refused it; only a \
+                     new revision can fix it): {detail}",
+                    self.target()
+                );
+                self.out.failure.get_or_insert(failure);
             } else if progress.wave == rollout.current && !healthy {
                 let deadline = Timestamp(progress.clock_from.0.saturating_add(self.timeout()));
                 if self.now >= deadline {
@@ -354,6 +361,11 @@ impl<'a> Judging<'a> {
             _ if matches!(readiness, Readiness::Degraded(_)) => {
                 (ClusterPhase::Failed, readiness.describe(), None)
             }
+            _ if matches!(readiness, Readiness::ApplyFailed(_)) => (
+                ClusterPhase::Failed,
+                format!("apply failed: {}", readiness.describe()),
+                None,
+            ),
             _ if progress.wave == rollout.current
                 && rollout.is_active()
                 && self.now >= deadline =>

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use super::source::BlobHash;
 use super::{State, Timestamp};
 
-pub use flotilla_core::Health;
+pub use flotilla_core::{Health, SyncState};
 
 /// Which bundle on which cluster.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -29,8 +29,21 @@ pub struct HealthReport {
     pub message: String,
     /// Objects changed or deleted by someone else and not (yet) corrected; empty when in sync.
     pub drifted: Vec<String>,
+    /// The last apply's failure, while no apply succeeded since.
+    pub failed: Option<ApplyFailure>,
     /// When the agent observed it.
     pub at: Timestamp,
+}
+
+/// An apply that failed: of which content, and each failing object with the API's message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyFailure {
+    /// The content the agent tried to apply.
+    pub content: Option<BlobHash>,
+    /// `object: message`, one per failing object.
+    pub errors: Vec<String>,
+    /// Whether only a new revision can fix it (the agent does not retry).
+    pub permanent: bool,
 }
 
 /// The latest report for a bundle on a cluster.
@@ -44,8 +57,77 @@ pub struct HealthRecord {
     pub message: String,
     /// Objects drifted and not corrected; empty when in sync.
     pub drifted: Vec<String>,
+    /// The last apply's failure, while no apply succeeded since.
+    pub failed: Option<ApplyFailure>,
     /// When observed.
     pub at: Timestamp,
+}
+
+/// Whether a cluster holds what it should of a bundle: `desired` is the content its assigned
+/// revision wants (none when the bundle is no longer desired there), `record` the agent's last
+/// report, `online` whether the agent streams now. What the agent reported is trusted only while
+/// it streams: offline, the state is Unknown.
+pub fn sync_state(
+    desired: Option<&BlobHash>,
+    record: Option<&HealthRecord>,
+    online: bool,
+) -> SyncState {
+    let Some(record) = record else {
+        return match (desired, online) {
+            (Some(_), true) => SyncState::Applying,
+            _ => SyncState::Unknown,
+        };
+    };
+    if !online {
+        return SyncState::Unknown;
+    }
+    if let Some(failed) = &record.failed
+        && failed.content.as_ref() == desired
+        && desired.is_some()
+    {
+        return SyncState::ApplyFailed;
+    }
+    if record.applied.as_ref() != desired {
+        return SyncState::Applying;
+    }
+    if !record.drifted.is_empty() {
+        return SyncState::OutOfSync;
+    }
+    SyncState::Synced
+}
+
+/// The sync state of every bundle desired on `cluster` or reported by its agent.
+pub fn cluster_sync_states(state: &State, cluster: &str) -> Vec<(String, SyncState)> {
+    let Some(registered) = state.clusters.get(cluster) else {
+        return Vec::new();
+    };
+    let desired = state.desired_bundles(cluster);
+    let from = HealthKey {
+        cluster: cluster.to_owned(),
+        bundle: String::new(),
+    };
+    let reported: std::collections::BTreeMap<&str, &HealthRecord> = state
+        .health
+        .range(from..)
+        .take_while(|(key, _)| key.cluster == cluster)
+        .map(|(key, record)| (key.bundle.as_str(), record))
+        .collect();
+    let names: std::collections::BTreeSet<&str> = desired
+        .keys()
+        .map(String::as_str)
+        .chain(reported.keys().copied())
+        .collect();
+    names
+        .into_iter()
+        .map(|bundle| {
+            let sync = sync_state(
+                desired.get(bundle),
+                reported.get(bundle).copied(),
+                registered.online,
+            );
+            (bundle.to_owned(), sync)
+        })
+        .collect()
 }
 
 /// Records a batch. Reports for clusters no longer registered are dropped (the cluster was
@@ -68,9 +150,84 @@ pub(super) fn record(state: &mut State, reports: &[HealthReport]) {
                     health: report.health,
                     message: report.message.clone(),
                     drifted: report.drifted.clone(),
+                    failed: report.failed.clone(),
                     at: report.at,
                 },
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hash(byte: u8) -> BlobHash {
+        flotilla_core::ContentHash::of(&[byte])
+    }
+
+    fn record(applied: Option<BlobHash>) -> HealthRecord {
+        HealthRecord {
+            applied,
+            health: Health::Healthy,
+            message: String::new(),
+            drifted: Vec::new(),
+            failed: None,
+            at: Timestamp(1),
+        }
+    }
+
+    #[test]
+    fn sync_state_says_whether_the_cluster_holds_the_desired_content() {
+        let (old, new) = (hash(1), hash(2));
+        let synced = record(Some(new));
+        assert_eq!(
+            sync_state(Some(&new), Some(&synced), true),
+            SyncState::Synced
+        );
+        // Offline, what the agent last said is not trusted.
+        assert_eq!(
+            sync_state(Some(&new), Some(&synced), false),
+            SyncState::Unknown
+        );
+        assert_eq!(sync_state(Some(&new), None, true), SyncState::Applying);
+        assert_eq!(sync_state(Some(&new), None, false), SyncState::Unknown);
+        let behind = record(Some(old));
+        assert_eq!(
+            sync_state(Some(&new), Some(&behind), true),
+            SyncState::Applying
+        );
+        // A removed bundle whose objects are still there is being removed.
+        assert_eq!(sync_state(None, Some(&behind), true), SyncState::Applying);
+        assert_eq!(
+            sync_state(None, Some(&record(None)), true),
+            SyncState::Synced
+        );
+        let failed = HealthRecord {
+            failed: Some(ApplyFailure {
+                content: Some(new),
+                errors: vec!["apps/v1/Deployment web/web: spec.replicas: Invalid".into()],
+                permanent: true,
+            }),
+            ..behind.clone()
+        };
+        assert_eq!(
+            sync_state(Some(&new), Some(&failed), true),
+            SyncState::ApplyFailed
+        );
+        // A failure of older content says nothing about the newer desired content.
+        let newer = hash(3);
+        assert_eq!(
+            sync_state(Some(&newer), Some(&failed), true),
+            SyncState::Applying
+        );
+        let drifted = HealthRecord {
+            drifted: vec!["v1/ConfigMap web/settings".into()],
+            ..synced
+        };
+        assert_eq!(
+            sync_state(Some(&new), Some(&drifted), true),
+            SyncState::OutOfSync
+        );
     }
 }

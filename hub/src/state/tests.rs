@@ -443,6 +443,7 @@ fn stage_pins_keep_who_when_and_why() {
 
 fn report(cluster: &str, health: Health, at: u64) -> HealthReport {
     HealthReport {
+        failed: None,
         key: HealthKey {
             cluster: cluster.into(),
             bundle: "app".into(),

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::Shared;
-use crate::state::health::{HealthKey, HealthRecord, HealthReport};
+use crate::state::health::{ApplyFailure, HealthKey, HealthRecord, HealthReport};
 use crate::state::{Command, State, Timestamp};
 
 /// Most reports in one `RecordHealth`, so a burst becomes several modest raft entries.
@@ -33,7 +33,7 @@ struct Latest {
     applied: Option<ContentHash>,
     health: Option<Health>,
     unhealthy: Vec<String>,
-    errors: Vec<String>,
+    failed: Option<ApplyFailure>,
     drifted: Vec<String>,
     at: Timestamp,
 }
@@ -43,14 +43,14 @@ impl Latest {
         Latest {
             applied: record.applied,
             health: Some(record.health),
-            // The message is a rendering of unhealthy objects and errors; the next health or
-            // apply event replaces it whole.
-            unhealthy: if record.message.is_empty() {
-                Vec::new()
-            } else {
-                vec![record.message.clone()]
+            // The message is a rendering of unhealthy objects (after the apply errors, which
+            // `failed` holds); the next health or apply event replaces it whole.
+            unhealthy: match record.message.strip_prefix(&failure_text(&record.failed)) {
+                Some("") => Vec::new(),
+                Some(rest) => vec![rest.trim_start_matches("; ").to_owned()],
+                None => vec![record.message.clone()],
             },
-            errors: Vec::new(),
+            failed: record.failed.clone(),
             drifted: record.drifted.clone(),
             at: record.at,
         }
@@ -58,8 +58,9 @@ impl Latest {
 
     fn message(&self) -> String {
         let mut parts: Vec<String> = Vec::new();
-        if !self.errors.is_empty() {
-            parts.push(format!("apply failed: {}", self.errors.join("; ")));
+        let failure = failure_text(&self.failed);
+        if !failure.is_empty() {
+            parts.push(failure);
         }
         parts.extend(self.unhealthy.iter().cloned());
         let mut message = parts.join("; ");
@@ -68,6 +69,16 @@ impl Latest {
             message.push('…');
         }
         message
+    }
+}
+
+/// How a failed apply reads at the start of a bundle's message; empty when none failed.
+fn failure_text(failed: &Option<ApplyFailure>) -> String {
+    match failed {
+        Some(failure) if !failure.errors.is_empty() => {
+            format!("apply failed: {}", failure.errors.join("; "))
+        }
+        _ => String::new(),
     }
 }
 
@@ -161,9 +172,15 @@ impl BundleReports {
                     next.unhealthy.clear();
                 }
                 next.applied = applied;
-                next.errors.clear();
+                next.failed = None;
             }
-            Some(Event::Apply(result)) => next.errors = object_lines(&result.errors),
+            Some(Event::Apply(result)) => {
+                next.failed = Some(ApplyFailure {
+                    content: hash(&report.content_hash)?,
+                    errors: object_lines(&result.errors),
+                    permanent: result.permanent,
+                });
+            }
             Some(Event::Health(h)) => {
                 next.health = health(&h.health)?;
                 next.unhealthy = object_lines(&h.unhealthy);
@@ -178,7 +195,16 @@ impl BundleReports {
                     next.health = Some(h);
                     next.unhealthy = object_lines(&s.unhealthy);
                 }
-                next.errors = object_lines(&s.errors);
+                // The errors are those of the desired content (`Report.content_hash`).
+                next.failed = (!s.errors.is_empty())
+                    .then(|| -> Result<ApplyFailure, ReportError> {
+                        Ok(ApplyFailure {
+                            content: hash(&report.content_hash)?,
+                            errors: object_lines(&s.errors),
+                            permanent: s.errors_permanent,
+                        })
+                    })
+                    .transpose()?;
             }
             Some(Event::Removed(_)) => {
                 next = Latest {
@@ -199,6 +225,7 @@ impl BundleReports {
             health: latest.health.unwrap_or(Health::Unknown),
             message: latest.message(),
             drifted: latest.drifted.clone(),
+            failed: latest.failed.clone(),
             at: latest.at,
         })
     }
@@ -216,7 +243,8 @@ pub(super) fn changes(state: &State, report: &HealthReport) -> bool {
                 && (record.applied != report.applied
                     || record.health != report.health
                     || record.message != report.message
-                    || record.drifted != report.drifted)
+                    || record.drifted != report.drifted
+                    || record.failed != report.failed)
         }
     }
 }

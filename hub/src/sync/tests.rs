@@ -104,6 +104,7 @@ fn health(name: &str, unhealthy: &[(&str, &str)]) -> proto::report::Event {
 
 fn applied_ok() -> proto::report::Event {
     proto::report::Event::Apply(proto::ApplyResult {
+        permanent: false,
         ok: true,
         errors: Vec::new(),
         applied: 3,
@@ -213,6 +214,7 @@ fn a_failed_apply_keeps_the_last_applied_hash_and_says_why() {
         .fold(&report("web", &v1.to_string(), 10, applied_ok()))
         .expect("folds");
     let failed = proto::report::Event::Apply(proto::ApplyResult {
+        permanent: false,
         ok: false,
         errors: vec![proto::ObjectMessage {
             object: "apps/Deployment web/api".into(),
@@ -242,6 +244,7 @@ fn a_state_snapshot_replaces_what_the_hub_knew() {
     state
         .apply(&Command::RecordHealth {
             reports: vec![HealthReport {
+                failed: None,
                 key: HealthKey {
                     cluster: "a".into(),
                     bundle: "web".into(),
@@ -256,6 +259,7 @@ fn a_state_snapshot_replaces_what_the_hub_knew() {
         .expect("recorded");
     let mut reports = BundleReports::new("a", &state);
     let snapshot = proto::report::Event::State(proto::BundleState {
+        errors_permanent: false,
         applied_hash: new.to_string(),
         health: "Healthy".into(),
         unhealthy: Vec::new(),
@@ -296,6 +300,7 @@ fn only_changes_other_than_time_are_worth_recording() {
         bundle: "web".into(),
     };
     let base = HealthReport {
+        failed: None,
         key: key.clone(),
         applied: Some(ContentHash::of(b"v1")),
         health: Health::Healthy,
@@ -331,6 +336,7 @@ fn only_changes_other_than_time_are_worth_recording() {
         "older than recorded"
     );
     let elsewhere = HealthReport {
+        failed: None,
         key: HealthKey {
             cluster: "gone".into(),
             bundle: "web".into(),

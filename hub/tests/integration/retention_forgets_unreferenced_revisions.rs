@@ -68,6 +68,7 @@ async fn retention_forgets_old_revisions_but_keeps_pinned_assigned_and_applied_o
         .context("third commit not rendered for dev-1")?;
     node.propose(&Command::RecordHealth {
         reports: vec![HealthReport {
+            failed: None,
             key: HealthKey {
                 cluster: "dev-1".into(),
                 bundle: "app".into(),
@@ -109,6 +110,7 @@ async fn retention_forgets_old_revisions_but_keeps_pinned_assigned_and_applied_o
         .context("no desired app")?;
     node.propose(&Command::RecordHealth {
         reports: vec![HealthReport {
+            failed: None,
             key: HealthKey {
                 cluster: "dev-1".into(),
                 bundle: "app".into(),

@@ -17,3 +17,4 @@ mod listeners_survive_a_connection_flood;
 mod real_clusters_start_and_stop;
 mod security_agent_identity_bound_to_its_cluster;
 mod security_bad_input_corpus;
+mod status_shows_a_failed_apply;

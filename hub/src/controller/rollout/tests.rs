@@ -206,6 +206,7 @@ impl Fleet {
                     health,
                     message: format!("{health}"),
                     drifted: Vec::new(),
+                    failed: None,
                     at: Timestamp(self.now),
                 });
             }

@@ -1,0 +1,167 @@
+//! A commit whose Deployment the API server refuses (`replicas: three`) is shown as what it is
+//! on every surface, on the simulator and on real clusters: `flotilla status -o json` gives the
+//! bundle `syncState: ApplyFailed` with the API server's message while its health stays that of
+//! the old, still running objects; the table's SYNC column and its NOT IN SYNC list say so; the
+//! dashboard's JSON says so; `/metrics` counts it. The fixed commit brings it back to Synced.
+
+use anyhow::{Context, Result};
+use flotilla_tests::fleet::{Fleet, FleetOptions};
+use flotilla_tests::real::RealClusters;
+use flotilla_tests::small_fleet;
+use flotilla_tests::wait::{self, PATIENCE, Probe};
+use serde_json::Value;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_apply_is_apply_failed_everywhere_on_the_simulator() -> Result<()> {
+    a_refused_apply_is_apply_failed_everywhere(None).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_apply_is_apply_failed_everywhere_on_real_clusters() -> Result<()> {
+    if !RealClusters::available("a_refused_apply_is_apply_failed_everywhere_on_real_clusters")? {
+        return Ok(());
+    }
+    let real = tokio::task::spawn_blocking(|| RealClusters::start(3)).await??;
+    a_refused_apply_is_apply_failed_everywhere(Some(real)).await
+}
+
+async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) -> Result<()> {
+    let (repo, first) = small_fleet::repository()?;
+    let options = FleetOptions::default();
+    let fleet = match real {
+        Some(real) => Fleet::start_on_real(&repo, small_fleet::INVENTORY, options, real).await?,
+        None => Fleet::start(&repo, small_fleet::INVENTORY, options).await?,
+    };
+    let status = fleet.wait_rolled_out(&first).await?;
+    assert_eq!(bundle(&status, "dev-1")?["syncState"], "Synced");
+    assert_eq!(
+        status["counts"]["sync"]["Synced"], 3,
+        "{}",
+        status["counts"]
+    );
+
+    repo.edit(
+        "bundles/app/deployment.yaml",
+        "replicas: ${replicas}",
+        "replicas: three",
+    )?;
+    let bad = repo.commit("replicas: three")?;
+    let status = wait::until("the bad commit ApplyFailed on dev-1", PATIENCE, || async {
+        let status = fleet.cli.status().await?;
+        let shown = bundle(&status, "dev-1")?;
+        Ok(
+            if shown["syncState"] == "ApplyFailed" && shown["desiredRevision"] == bad.as_str() {
+                Probe::Done(status)
+            } else {
+                Probe::NotYet(shown.to_string())
+            },
+        )
+    })
+    .await?;
+    let shown = bundle(&status, "dev-1")?;
+    let message = shown["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("Deployment") && message.contains("replicas"),
+        "the message names the object and the field: {shown}"
+    );
+    // The workload is the old one, still running: its health is its own, the sync state says
+    // the commit did not land.
+    assert_eq!(shown["appliedRevision"], first.as_str(), "{shown}");
+    let stage = status["stages"]
+        .as_array()
+        .and_then(|stages| stages.iter().find(|s| s["name"] == "dev"))
+        .context("no dev stage")?;
+    assert_eq!(stage["counts"]["sync"]["ApplyFailed"], 1, "{stage}");
+
+    // Waiting cannot fix it: dev's rollout fails at once, well before any health timeout.
+    let rollout = wait::until(
+        "dev's rollout of the bad commit paused",
+        PATIENCE,
+        || async {
+            let status = fleet.cli.status().await?;
+            let rollouts = status["rollouts"].as_array().cloned().unwrap_or_default();
+            let found = rollouts
+                .into_iter()
+                .find(|r| r["stage"] == "dev" && r["toRevision"] == bad.as_str());
+            Ok(match found {
+                Some(r) if r["status"] == "paused" => Probe::Done(r),
+                other => Probe::NotYet(format!("{other:?}")),
+            })
+        },
+    )
+    .await?;
+    let id = rollout["id"].to_string();
+    let progress = fleet
+        .cli
+        .json(&["rollout", "status", "dev", "--rollout", &id])
+        .await?;
+    let reason = progress["statusReason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains("could not apply") && reason.contains("replicas"),
+        "{progress}"
+    );
+
+    let table = fleet.cli.text(&["status"]).await?;
+    assert!(table.contains("SYNC"), "{table}");
+    assert!(
+        table.contains("NOT IN SYNC") && table.contains("dev-1/app ApplyFailed"),
+        "{table}"
+    );
+
+    let credentials = fleet.hub.credentials().context("a TLS hub")?;
+    let dashboard = flotilla_tests::http::request_tls(
+        &credentials.ca_file,
+        "GET",
+        &format!("https://{}/api/status", fleet.hub.http()),
+        &[],
+        Vec::new(),
+    )
+    .await?;
+    let dashboard: Value = serde_json::from_str(&dashboard.body)?;
+    assert_eq!(bundle(&dashboard, "dev-1")?["syncState"], "ApplyFailed");
+
+    let metrics = flotilla_tests::http::request_tls(
+        &credentials.ca_file,
+        "GET",
+        &format!("https://{}/metrics", fleet.hub.http()),
+        &[],
+        Vec::new(),
+    )
+    .await?;
+    let failed = metrics
+        .body
+        .lines()
+        .find(|l| l.starts_with("flotilla_bundles_sync{sync_state=\"ApplyFailed\"}"))
+        .with_context(|| format!("no ApplyFailed gauge in:\n{}", metrics.body))?;
+    let count: u32 = failed.rsplit(' ').next().unwrap_or_default().parse()?;
+    assert!(count >= 1, "{failed}");
+
+    repo.edit(
+        "bundles/app/deployment.yaml",
+        "replicas: three",
+        "replicas: ${replicas}",
+    )?;
+    let fixed = repo.commit("replicas fixed")?;
+    let status = fleet.wait_rolled_out(&fixed).await?;
+    // The failed rollouts made way for the fix.
+    let rollouts = status["rollouts"].as_array().cloned().unwrap_or_default();
+    for rollout in rollouts.iter().filter(|r| r["toRevision"] == bad.as_str()) {
+        assert_eq!(rollout["status"], "superseded", "{rollout}");
+    }
+    assert_eq!(
+        status["counts"]["sync"]["Synced"], 3,
+        "{}",
+        status["counts"]
+    );
+    Ok(())
+}
+
+/// The app bundle of `cluster` in a status document.
+fn bundle<'a>(status: &'a Value, cluster: &str) -> Result<&'a Value> {
+    status["clusters"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["name"] == cluster))
+        .and_then(|c| c["bundles"].as_array())
+        .and_then(|bundles| bundles.iter().find(|b| b["name"] == "app"))
+        .with_context(|| format!("no app bundle for {cluster} in {status}"))
+}
