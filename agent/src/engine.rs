@@ -18,6 +18,7 @@ use serde::Serialize;
 use tokio::sync::{OnceCell, broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::api_probe::ApiReachability;
 use crate::bundle::{BundleRevision, HeldBundle, InvalidBundle, is_dns_label};
 use crate::catalog::Catalog;
 use crate::clock::Clock;
@@ -195,6 +196,9 @@ pub struct Engine {
     bundles: Arc<Mutex<HashMap<String, Handle>>>,
     /// The cluster's client, for reading its identity.
     client: Client,
+    /// Whether the cluster's API server answers, and the task probing it.
+    api: tokio::sync::watch::Receiver<ApiReachability>,
+    probe: JoinHandle<()>,
 }
 
 impl Engine {
@@ -216,6 +220,7 @@ impl Engine {
         };
         let routes: Routes = Arc::default();
         let (reports, _) = broadcast::channel(4096);
+        let (api, probe) = crate::api_probe::start(client.clone(), Arc::clone(&clock));
         let shared = Arc::new(Shared {
             cluster: Cluster::new(client.clone(), config.retry.clone(), config.concurrency),
             catalog: Catalog::new(client.clone(), config.retry.clone()),
@@ -237,6 +242,8 @@ impl Engine {
             shared,
             bundles: Arc::default(),
             client,
+            api,
+            probe,
         };
         {
             let mut bundles = engine.bundles.lock();
@@ -252,6 +259,12 @@ impl Engine {
     /// The identity of the cluster the engine works on (see [`ClusterUid`]), read now.
     pub async fn cluster_identity(&self) -> ClusterUid {
         ClusterUid::read(&self.client).await
+    }
+
+    /// Whether the cluster's API server answers (probed every
+    /// [`crate::api_probe::PROBE_INTERVAL`]); the receiver sees every change.
+    pub fn api_reachability(&self) -> tokio::sync::watch::Receiver<ApiReachability> {
+        self.api.clone()
     }
 
     /// Reports from now on: every apply, prune, drift and health change of every bundle.
@@ -374,6 +387,7 @@ impl Engine {
     /// in the middle of an apply gets a few seconds to finish it, then is stopped where it is
     /// (the inventory already lists whatever it wrote).
     pub async fn shutdown(self) {
+        self.probe.abort();
         let handles: Vec<Handle> = self.bundles.lock().drain().map(|(_, h)| h).collect();
         for handle in &handles {
             let _ = handle.wake.send(worker::Command::Shutdown);

@@ -4,6 +4,7 @@
 //! [`Engine`] is the library API: the hub connection (or `flotilla-agent run`) hands it
 //! [`BundleRevision`]s and forwards the [`Report`]s it publishes.
 
+pub mod api_probe;
 pub mod apply;
 pub mod bundle;
 pub mod catalog;

@@ -84,6 +84,12 @@ struct ClusterView {
     stage: Option<String>,
     labels: BTreeMap<String, String>,
     online: bool,
+    /// Whether its agent reaches the cluster's API server; none before the agent said.
+    api_reachable: Option<bool>,
+    /// Since when it does or does not (RFC 3339).
+    api_since: Option<String>,
+    /// While unreachable: why.
+    api_error: Option<String>,
     last_seen: Option<String>,
     assigned_revision: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -178,6 +184,13 @@ impl StatusView {
                     stage: some(c.stage),
                     labels: c.labels.into_iter().collect(),
                     online: c.online,
+                    api_reachable: match c.api.as_str() {
+                        "reachable" => Some(true),
+                        "unreachable" => Some(false),
+                        _ => None,
+                    },
+                    api_since: rfc3339(c.api_since_ms),
+                    api_error: some(c.api_error),
                     last_seen: rfc3339(c.last_seen_ms),
                     assigned_revision: some(c.assigned_revision),
                     render_error: c.render_error.map(ErrorView::of),
@@ -318,7 +331,8 @@ fn table(view: &StatusView) -> String {
     let mut table = Table::new(&[
         "STAGE",
         "CLUSTER",
-        "ONLINE",
+        "AGENT",
+        "API",
         "LAST SEEN",
         "BUNDLE",
         "DESIRED",
@@ -341,7 +355,13 @@ fn table(view: &StatusView) -> String {
             vec![
                 or_dash(cluster.stage.as_deref().unwrap_or_default()),
                 cluster.name.clone(),
-                if cluster.online { "yes" } else { "no" }.to_owned(),
+                if cluster.online { "online" } else { "offline" }.to_owned(),
+                match cluster.api_reachable {
+                    Some(true) => "ok",
+                    Some(false) => "UNREACHABLE",
+                    None => "-",
+                }
+                .to_owned(),
                 ago(cluster.last_seen_ms, now),
                 bundle.map_or("-".to_owned(), |b| b.name.clone()),
                 or_dash(short(
@@ -390,6 +410,25 @@ fn table(view: &StatusView) -> String {
         out.push_str(&format!(
             "\nNOT IN SYNC (the hub's objects are not what the cluster holds)\n{}\n",
             failing.join("\n")
+        ));
+    }
+    let unreachable: Vec<String> = view
+        .clusters
+        .iter()
+        .filter(|c| c.api_reachable == Some(false))
+        .map(|c| {
+            format!(
+                "  {}: since {}: {}",
+                c.name,
+                c.api_since.as_deref().unwrap_or("-"),
+                c.api_error.as_deref().unwrap_or("-")
+            )
+        })
+        .collect();
+    if !unreachable.is_empty() {
+        out.push_str(&format!(
+            "\nCLUSTER API UNREACHABLE (its agent is connected but cannot reach the API server)\n{}\n",
+            unreachable.join("\n")
         ));
     }
     let errors: Vec<String> = view

@@ -44,6 +44,7 @@ pub struct Metrics {
     clusters_online: Gauge,
     bundles: Family<LabelPairs, Gauge>,
     bundles_sync: Family<LabelPairs, Gauge>,
+    clusters_api_unreachable: Gauge,
     raft_term: Gauge,
     raft_commit: Gauge,
     raft_applied: Gauge,
@@ -73,6 +74,7 @@ impl Metrics {
         let clusters_online = Gauge::default();
         let bundles = Family::<LabelPairs, Gauge>::default();
         let bundles_sync = Family::<LabelPairs, Gauge>::default();
+        let clusters_api_unreachable = Gauge::default();
         let raft_term = Gauge::default();
         let raft_commit = Gauge::default();
         let raft_applied = Gauge::default();
@@ -132,6 +134,11 @@ impl Metrics {
             bundles.clone(),
         );
         registry.register(
+            "clusters_api_unreachable",
+            "Clusters whose agent is connected but cannot reach the cluster's API server",
+            clusters_api_unreachable.clone(),
+        );
+        registry.register(
             "bundles_sync",
             "Bundles desired on or reported by clusters, by sync state (Synced, Applying, \
              OutOfSync, ApplyFailed, Unknown)",
@@ -173,6 +180,7 @@ impl Metrics {
             clusters_online,
             bundles,
             bundles_sync,
+            clusters_api_unreachable,
             raft_term,
             raft_commit,
             raft_applied,
@@ -209,6 +217,13 @@ impl Metrics {
                     *by_health.entry(record.health).or_default() += 1;
                 }
             }
+            self.clusters_api_unreachable.set(
+                state
+                    .clusters
+                    .values()
+                    .filter(|c| c.online && !c.reporting())
+                    .count() as i64,
+            );
             for cluster in state.clusters.keys() {
                 for (_, sync) in cluster_sync_states(&state, cluster) {
                     *by_sync.entry(sync).or_default() += 1;

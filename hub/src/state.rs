@@ -231,6 +231,7 @@ impl State {
                 online,
                 at,
             } => fleet::set_liveness(self, cluster, *online, *at),
+            Command::SetClusterApi { cluster, api } => fleet::set_api(self, cluster, api),
             Command::RecordFetch {
                 source,
                 url,

@@ -143,6 +143,12 @@ pub struct ClusterStatus {
     pub labels: Labels,
     /// Whether its agent is connected.
     pub online: bool,
+    /// Whether its agent reaches the cluster's API server; none before the agent said.
+    pub api_reachable: Option<bool>,
+    /// Since when it does (or does not).
+    pub api_since: Option<Timestamp>,
+    /// While unreachable: why.
+    pub api_error: Option<String>,
     /// When the hub last heard of it: its newest report or liveness change.
     pub last_seen: Option<Timestamp>,
     /// Commit it is assigned.
@@ -400,7 +406,8 @@ fn cluster_status(
         .map(|bundle| {
             let desired_hash = desired.get(bundle).cloned();
             let record = reported.get(bundle);
-            let sync_state = sync_state(desired_hash.as_ref(), record.copied(), cluster.online);
+            let sync_state =
+                sync_state(desired_hash.as_ref(), record.copied(), cluster.reporting());
             let applied_hash = record.and_then(|r| r.applied);
             let applied_revision = applied_hash
                 .as_ref()
@@ -436,6 +443,13 @@ fn cluster_status(
         stage,
         labels: cluster.labels.clone(),
         online: cluster.online,
+        api_reachable: cluster.api.as_ref().map(|api| api.reachable),
+        api_since: cluster.api.as_ref().map(|api| api.since),
+        api_error: cluster
+            .api
+            .as_ref()
+            .filter(|api| !api.reachable)
+            .map(|api| api.error.clone()),
         last_seen,
         assigned_revision: assigned.map(|(r, _)| r.commit.clone()),
         render_error,

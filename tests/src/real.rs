@@ -165,6 +165,20 @@ impl RealClusters {
         &self.contexts
     }
 
+    /// Freezes (SIGSTOP) or thaws (SIGCONT) the kube-apiserver of context `k8s-i`: frozen, it
+    /// accepts connections and answers nothing, as an overloaded or partitioned one does.
+    pub fn freeze_apiserver(&self, i: usize, frozen: bool) -> anyhow::Result<()> {
+        let mut data = self.kubeconfig.clone().into_os_string();
+        data.push(".d");
+        let pid_file = PathBuf::from(data).join(format!("pids/k8s-{i}-kube-apiserver.pid"));
+        let pid = std::fs::read_to_string(&pid_file)
+            .with_context(|| format!("reading {}", pid_file.display()))?;
+        let signal = if frozen { "-STOP" } else { "-CONT" };
+        let status = Command::new("kill").args([signal, pid.trim()]).status()?;
+        anyhow::ensure!(status.success(), "kill {signal} {} failed", pid.trim());
+        Ok(())
+    }
+
     /// A kube-rs client for one context.
     pub async fn client(&self, context: &str) -> anyhow::Result<kube::Client> {
         let kubeconfig = kube::config::Kubeconfig::read_from(&self.kubeconfig)?;

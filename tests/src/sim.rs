@@ -88,6 +88,32 @@ impl SimProcess {
         self.write_kubeconfig()
     }
 
+    /// Injects a fault into a cluster through the admin API: `fault` is its JSON, e.g.
+    /// `{"type": "ServerErrors"}`; `None` clears it.
+    pub async fn set_fault(&self, cluster: &str, fault: Option<Value>) -> anyhow::Result<()> {
+        let url = format!("http://{}/admin/clusters/{cluster}/fault", self.address);
+        let answer = match fault {
+            Some(fault) => {
+                crate::http::request(
+                    "POST",
+                    &url,
+                    &[("content-type", "application/json")],
+                    serde_json::to_vec(&fault)?,
+                )
+                .await?
+            }
+            None => crate::http::request("DELETE", &url, &[], Vec::new()).await?,
+        };
+        if !(200..300).contains(&answer.status) {
+            bail!(
+                "setting a fault on {cluster}: {}: {}",
+                answer.status,
+                answer.body
+            );
+        }
+        Ok(())
+    }
+
     /// Decommissions a cluster and adds a new one under the same name and address, as a
     /// cluster rebuilt behind the same API endpoint: empty, with a new kube-system UID.
     pub async fn rebuild_cluster(&mut self, name: &str) -> anyhow::Result<()> {

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use flotilla_proto::v1::agent_sync_client::AgentSyncClient;
 use flotilla_proto::v1::{
-    AgentMessage, BundleAck, BundleChunk, BundleRemoval, Heartbeat, HeldBundle, Hello, HubMessage,
-    ReportBatch, Welcome, agent_message, hub_message,
+    AgentMessage, BundleAck, BundleChunk, BundleRemoval, ClusterApi, Heartbeat, HeldBundle, Hello,
+    HubMessage, ReportBatch, Welcome, agent_message, hub_message,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -302,9 +302,24 @@ impl Session {
         heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut flush = tokio::time::interval(config.report_flush);
         flush.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The hub learns whether the cluster's API answers once the stream opens, then at every
+        // change.
+        let mut api = self.shared.engine.api_reachability();
+        api.mark_changed();
         loop {
             tokio::select! {
                 _ = self.shared.stop.cancelled() => return Ok(Outcome::Stopped),
+                Ok(()) = api.changed() => {
+                    let now = api.borrow_and_update().clone();
+                    let message = ClusterApi {
+                        reachable: now.reachable,
+                        since_ms: now.since_ms,
+                        error: now.error,
+                    };
+                    if !self.out.send(agent_message::Kind::ClusterApi(message)) {
+                        return Err("the stream is closed".into());
+                    }
+                }
                 message = self.inbound.message() => match message {
                     Ok(Some(message)) => self.receive(message).await?,
                     Ok(None) => return Err("the hub closed the stream".into()),

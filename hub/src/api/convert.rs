@@ -112,6 +112,13 @@ fn cluster(cluster: ClusterStatus) -> AdminClusterStatus {
         stage: cluster.stage.unwrap_or_default(),
         labels: cluster.labels.into_iter().collect(),
         online: cluster.online,
+        api: match cluster.api_reachable {
+            Some(true) => "reachable".to_owned(),
+            Some(false) => "unreachable".to_owned(),
+            None => String::new(),
+        },
+        api_since_ms: ms(cluster.api_since),
+        api_error: cluster.api_error.unwrap_or_default(),
         last_seen_ms: ms(cluster.last_seen),
         assigned_revision: cluster.assigned_revision.unwrap_or_default(),
         render_error: cluster.render_error.map(error),

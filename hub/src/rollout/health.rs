@@ -21,6 +21,9 @@ pub enum Readiness {
     ApplyFailed(String),
     /// Its agent is not connected: nothing it reported can be trusted to be current.
     Offline,
+    /// Its agent is connected but cannot reach the cluster's API server (the error): what it
+    /// reported cannot be current either.
+    Unreachable(String),
 }
 
 impl Readiness {
@@ -29,6 +32,7 @@ impl Readiness {
         match self {
             Readiness::Healthy => "Healthy".to_owned(),
             Readiness::Offline => "offline".to_owned(),
+            Readiness::Unreachable(error) => format!("cluster API unreachable: {error}"),
             Readiness::Progressing(detail)
             | Readiness::Degraded(detail)
             | Readiness::ApplyFailed(detail) => detail.clone(),
@@ -45,6 +49,9 @@ pub fn at_revision(state: &State, cluster: &str, revision: &RevisionRef) -> Read
     };
     if !registered.online {
         return Readiness::Offline;
+    }
+    if let Some(api) = registered.api.as_ref().filter(|api| !api.reachable) {
+        return Readiness::Unreachable(api.error.clone());
     }
     let Some(bundles) = state
         .revisions
@@ -107,6 +114,9 @@ pub fn available(state: &State, cluster: &str) -> Result<(), String> {
     };
     if !registered.online {
         return Err("offline".to_owned());
+    }
+    if let Some(api) = registered.api.as_ref().filter(|api| !api.reachable) {
+        return Err(format!("cluster API unreachable: {}", api.error));
     }
     match &registered.assigned {
         None => Ok(()),

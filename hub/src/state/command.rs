@@ -231,6 +231,13 @@ pub enum Command {
         /// When.
         at: Timestamp,
     },
+    /// A cluster's agent said whether it reaches the cluster's API server.
+    SetClusterApi {
+        /// Cluster name.
+        cluster: String,
+        /// What the agent said.
+        api: super::fleet::ApiReachability,
+    },
     /// An API token is created; only its hash is stored.
     CreateToken {
         /// Its name, unique among unrevoked tokens.
@@ -523,6 +530,7 @@ impl Command {
             Command::RollBack { .. } => "roll_back",
             Command::RecordHealth { .. } => "record_health",
             Command::SetLiveness { .. } => "set_liveness",
+            Command::SetClusterApi { .. } => "set_cluster_api",
             Command::CreateToken { .. } => "create_token",
             Command::RevokeToken { .. } => "revoke_token",
             Command::IssueBootstrapToken { .. } => "issue_bootstrap_token",

@@ -25,6 +25,28 @@ pub struct Cluster {
     pub identity: Option<BoundIdentity>,
     /// The last identity refused for its name since it was bound, until an admin resets it.
     pub identity_conflict: Option<IdentityConflict>,
+    /// Whether its agent reaches the cluster's API server, as the agent last said; none before
+    /// it said.
+    pub api: Option<ApiReachability>,
+}
+
+impl Cluster {
+    /// Whether what its agent reports is current: the agent streams and reaches the cluster's
+    /// API server (or has not said otherwise).
+    pub fn reporting(&self) -> bool {
+        self.online && self.api.as_ref().is_none_or(|api| api.reachable)
+    }
+}
+
+/// Whether an agent reaches its cluster's API server.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiReachability {
+    /// Whether the API server answers its readiness probe.
+    pub reachable: bool,
+    /// Since when (the agent's clock).
+    pub since: Timestamp,
+    /// The probe's error while unreachable.
+    pub error: String,
 }
 
 fn check_name(name: &str) -> Result<(), CommandError> {
@@ -55,6 +77,7 @@ pub(super) fn register(
             assigned_at: None,
             identity: None,
             identity_conflict: None,
+            api: None,
         },
     );
     Ok(())
@@ -99,6 +122,19 @@ pub(super) fn set_liveness(
         cluster.online = online;
         cluster.liveness_changed_at = Some(at);
     }
+    Ok(())
+}
+
+pub(super) fn set_api(
+    state: &mut State,
+    name: &str,
+    api: &ApiReachability,
+) -> Result<(), CommandError> {
+    let cluster = state
+        .clusters
+        .get_mut(name)
+        .ok_or_else(|| CommandError::UnknownCluster(name.to_owned()))?;
+    cluster.api = Some(api.clone());
     Ok(())
 }
 

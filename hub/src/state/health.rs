@@ -65,8 +65,8 @@ pub struct HealthRecord {
 
 /// Whether a cluster holds what it should of a bundle: `desired` is the content its assigned
 /// revision wants (none when the bundle is no longer desired there), `record` the agent's last
-/// report, `online` whether the agent streams now. What the agent reported is trusted only while
-/// it streams: offline, the state is Unknown.
+/// report, `online` whether what the agent reports is current (it streams and reaches the
+/// cluster's API: [`super::fleet::Cluster::reporting`]); when it is not, the state is Unknown.
 pub fn sync_state(
     desired: Option<&BlobHash>,
     record: Option<&HealthRecord>,
@@ -123,7 +123,7 @@ pub fn cluster_sync_states(state: &State, cluster: &str) -> Vec<(String, SyncSta
             let sync = sync_state(
                 desired.get(bundle),
                 reported.get(bundle).copied(),
-                registered.online,
+                registered.reporting(),
             );
             (bundle.to_owned(), sync)
         })

@@ -14,7 +14,8 @@ use std::time::Duration;
 use flotilla_core::ContentHash;
 use flotilla_pki::PeerCertificate;
 use flotilla_proto::v1::{
-    AgentMessage, BundleRemoval, HeldBundle, Hello, HubMessage, Welcome, agent_message, hub_message,
+    AgentMessage, BundleRemoval, ClusterApi, HeldBundle, Hello, HubMessage, Welcome, agent_message,
+    hub_message,
 };
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -29,8 +30,9 @@ use super::reports::BundleReports;
 use super::streams::{Liveness, StreamGuard};
 use super::{Shared, identity, presence, register};
 use crate::api::audit::AGENT_ACTOR_PREFIX;
-use crate::state::State;
+use crate::state::fleet::ApiReachability;
 use crate::state::source::Blob;
+use crate::state::{Command, State, Timestamp};
 
 /// Messages queued for one agent: enough to keep the connection busy, few enough that a slow
 /// agent holds back the writer instead of the node's memory.
@@ -345,10 +347,48 @@ async fn read(
                 tracing::warn!("second hello on a sync stream; closing it");
                 break;
             }
+            Some(agent_message::Kind::ClusterApi(api)) => {
+                // Off the read loop: a slow commit must not hold up the agent's other messages.
+                tokio::spawn(record_api(
+                    Arc::clone(&shared),
+                    reports.cluster().to_owned(),
+                    api,
+                ));
+            }
             Some(agent_message::Kind::Ack(_) | agent_message::Kind::Heartbeat(_)) | None => {}
         }
     }
     ended.cancel();
+}
+
+/// Records whether the agent reaches its cluster's API server, when that changed.
+async fn record_api(shared: Arc<Shared>, cluster: String, api: ClusterApi) {
+    let cluster = cluster.as_str();
+    let api = ApiReachability {
+        reachable: api.reachable,
+        since: Timestamp(u64::try_from(api.since_ms).unwrap_or(0)),
+        // An agent's error text is shown to people: bounded like its other messages.
+        error: api.error.chars().take(1000).collect(),
+    };
+    let known = shared
+        .node
+        .state()
+        .clusters
+        .get(cluster)
+        .and_then(|c| c.api.clone());
+    if known.as_ref() == Some(&api) {
+        return;
+    }
+    if !api.reachable {
+        tracing::warn!(cluster, error = %api.error, "agent cannot reach its cluster's API server");
+    }
+    let command = Command::SetClusterApi {
+        cluster: cluster.to_owned(),
+        api,
+    };
+    if let Err(e) = shared.node.propose(&command).await {
+        tracing::warn!(cluster, error = %e, "could not record whether the cluster's API answers");
+    }
 }
 
 /// The sending side of a stream, and what the agent holds as far as it knows: the hello's

@@ -18,3 +18,4 @@ mod real_clusters_start_and_stop;
 mod security_agent_identity_bound_to_its_cluster;
 mod security_bad_input_corpus;
 mod status_shows_a_failed_apply;
+mod status_shows_an_unreachable_cluster_api;
