@@ -170,7 +170,7 @@ fn run(state: &mut ClusterState, work: &Reconcile, default_delay: Duration) {
         }
         (Builtin::Service, Step::Finish(_)) => (Some(sim.service_settled(fail)), None),
         (Builtin::Ingress, Step::Finish(_)) => (Some(sim.ingress_settled(fail)), None),
-        (Builtin::PersistentVolumeClaim, Step::Finish(_)) => (Some(sim.claim_settled()), None),
+        (Builtin::PersistentVolumeClaim, Step::Finish(_)) => (Some(sim.claim_settled(fail)), None),
         (_, Step::Finish(_)) => (sim.workload_settled(builtin, fail), None),
     };
     if let Some(status) = status

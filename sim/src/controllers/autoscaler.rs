@@ -112,14 +112,17 @@ impl Sim<'_> {
             status.insert("desiredReplicas".into(), json!(0));
         } else if fail {
             // No metrics: the controller keeps the last desired count and metrics.
+            let namespace = self
+                .obj
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let (reason, error) = metrics_unavailable(&metrics, namespace);
             set(
                 "ScalingActive",
                 "False",
-                "FailedGetResourceMetric",
-                &format!(
-                    "the HPA was unable to compute the replica count: {}",
-                    metrics_unavailable(&metrics)
-                ),
+                reason,
+                &format!("the HPA was unable to compute the replica count: {error}"),
             );
             status.insert("currentReplicas".into(), json!(current));
         } else {
@@ -323,23 +326,59 @@ fn go_selector(selector: Option<&Value>) -> String {
     )
 }
 
-/// The error of a resource metric the metrics API returned nothing for: the first
-/// resource metric (cpu when there is none).
-fn metrics_unavailable(metrics: &[Value]) -> String {
-    let resource = metrics
-        .iter()
-        .find(|m| m.get("type").and_then(Value::as_str) == Some("Resource"))
-        .and_then(|m| m.get("resource"));
-    let name = resource
-        .and_then(|r| r.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("cpu");
-    let measure = if resource.is_some_and(|r| r.pointer("/target/averageValue").is_some()) {
-        "usage"
-    } else {
-        "utilization"
+/// The condition reason and error of the first metric when no metrics API returns anything, as
+/// the real controller reports them (the first failing metric names the condition); a
+/// Resource metric on cpu when there is none.
+fn metrics_unavailable(metrics: &[Value], namespace: &str) -> (&'static str, String) {
+    let first = metrics.first();
+    let text = |p: &str| {
+        first
+            .and_then(|m| m.pointer(p))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
     };
-    format!(
-        "failed to get {name} {measure}: unable to get metrics for resource {name}: no metrics returned from resource metrics API"
-    )
+    let resource = |key: &str| {
+        let name = first
+            .and_then(|m| m.pointer(&format!("/{key}/name")))
+            .and_then(Value::as_str)
+            .unwrap_or("cpu");
+        let average =
+            first.is_some_and(|m| m.pointer(&format!("/{key}/target/averageValue")).is_some());
+        let measure = if average { "usage" } else { "utilization" };
+        format!(
+            "failed to get {name} {measure}: unable to get metrics for resource {name}: no metrics returned from resource metrics API"
+        )
+    };
+    match first.and_then(|m| m.get("type")).and_then(Value::as_str) {
+        Some("ContainerResource") => (
+            "FailedGetContainerResourceMetric",
+            resource("containerResource"),
+        ),
+        Some("Pods") => (
+            "FailedGetPodsMetric",
+            format!(
+                "unable to get metric {}: no metrics returned from custom metrics API",
+                text("/pods/metric/name")
+            ),
+        ),
+        Some("Object") => (
+            "FailedGetObjectMetric",
+            format!(
+                "unable to get metric {} on {} {namespace}/{}: no metrics returned from custom metrics API",
+                text("/object/metric/name"),
+                text("/object/describedObject/kind"),
+                text("/object/describedObject/name")
+            ),
+        ),
+        Some("External") => (
+            "FailedGetExternalMetric",
+            format!(
+                "unable to get external metric {namespace}/{}/{}: no metrics returned from external metrics API",
+                text("/external/metric/name"),
+                go_selector(first.and_then(|m| m.pointer("/external/metric/selector")))
+            ),
+        ),
+        _ => ("FailedGetResourceMetric", resource("resource")),
+    }
 }

@@ -273,6 +273,35 @@ async fn load_balancers_get_an_address_and_claims_bind() {
     })
     .await;
     assert_eq!(bound["status"]["capacity"]["storage"], "1Gi");
+
+    // Made to fail, a claim stays Pending: no volume matches and no provisioner makes one.
+    create(
+        &c,
+        pvc,
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": "unbound", "annotations": {flotilla_sim::FAIL_ANNOTATION: "true"}},
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    )
+    .await;
+    let marker = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "after"},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}});
+    create(&c, pvc, marker).await;
+    wait_for(&c, &format!("{pvc}/after"), "Bound", |p| {
+        p["status"]["phase"] == "Bound"
+    })
+    .await;
+    let unbound = get(&c, &format!("{pvc}/unbound")).await.body;
+    assert_eq!(unbound["status"]["phase"], "Pending");
+
+    // PersistentVolumes are served, cluster-scoped, and stored as the PV controller leaves
+    // them before a claim binds: Available.
+    let pv = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv-1"},
+                    "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                             "storageClassName": "manual", "hostPath": {"path": "/data/pv-1"}}});
+    create(&c, "/api/v1/persistentvolumes", pv).await;
+    let stored = get(&c, "/api/v1/persistentvolumes/pv-1").await.body;
+    assert_eq!(stored["status"]["phase"], "Available");
+    assert_eq!(stored["spec"]["persistentVolumeReclaimPolicy"], "Retain");
     sim.shutdown().await;
 }
 
@@ -485,6 +514,73 @@ async fn hpa_reports_able_to_scale_valid_metric_and_its_targets_replicas() {
         again.body["metadata"]["resourceVersion"],
         web["metadata"]["resourceVersion"]
     );
+    sim.shutdown().await;
+}
+
+/// The real controller names the condition after the first metric it failed to read: a
+/// Pods, Object or External metric fails with its own reason, not `FailedGetResourceMetric`.
+#[tokio::test]
+async fn hpa_fail_annotation_names_the_first_metric_s_source() {
+    let sim = start(1).await;
+    let c = client(&sim, "sim-0");
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    apply(
+        &c,
+        &format!("{deployments}/web"),
+        workload("Deployment", "web", false),
+    )
+    .await;
+    let path = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
+    let failing = json!({flotilla_sim::FAIL_ANNOTATION: "true"});
+    let average = json!({"type": "AverageValue", "averageValue": "10"});
+    let cases = [
+        (
+            "external",
+            json!([{"type": "External", "external": {"metric": {"name": "queue_depth"}, "target": average}}]),
+            "FailedGetExternalMetric",
+            "unable to get external metric default/queue_depth/nil: no metrics returned from external metrics API",
+        ),
+        (
+            "pods",
+            json!([{"type": "Pods", "pods": {"metric": {"name": "rps"}, "target": average}}, cpu(50)[0]]),
+            "FailedGetPodsMetric",
+            "unable to get metric rps: no metrics returned from custom metrics API",
+        ),
+        (
+            "object",
+            json!([{"type": "Object", "object": {"metric": {"name": "hits"}, "target": {"type": "Value", "value": "10"},
+                    "describedObject": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "main"}}}]),
+            "FailedGetObjectMetric",
+            "unable to get metric hits on Ingress default/main: no metrics returned from custom metrics API",
+        ),
+    ];
+    for (name, metrics, reason, error) in cases {
+        apply(
+            &c,
+            &format!("{path}/{name}"),
+            hpa(name, "web", 1, failing.clone(), Some(metrics)),
+        )
+        .await;
+        let bad = wait_for(&c, &format!("{path}/{name}"), "ScalingActive", |h| {
+            condition(h, "ScalingActive").is_some()
+        })
+        .await;
+        assert_eq!(
+            conditions(&bad),
+            vec![
+                triple("AbleToScale", "True", "SucceededGetScale"),
+                triple("ScalingActive", "False", reason),
+            ],
+            "{name}"
+        );
+        assert_eq!(
+            condition(&bad, "ScalingActive").map(|c| c["message"].clone()),
+            Some(json!(format!(
+                "the HPA was unable to compute the replica count: {error}"
+            ))),
+            "{name}"
+        );
+    }
     sim.shutdown().await;
 }
 
