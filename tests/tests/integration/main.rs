@@ -4,6 +4,7 @@
 
 mod support;
 
+mod agent_health_of_storage_networking_and_autoscalers;
 mod agent_on_real_clusters;
 mod agent_restart_keeps_owned_objects;
 mod cli_lint_and_diff_agree_with_the_clusters;
