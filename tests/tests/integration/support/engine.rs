@@ -31,7 +31,25 @@ pub(crate) fn engine_keeping_state(
 ) -> Result<(Engine, broadcast::Receiver<Report>)> {
     let config = EngineConfig {
         state_dir: state_dir.map(Path::to_path_buf),
-        agent_namespace: target.name("flotilla"),
+        ..quick_config(target.name("flotilla"))
+    };
+    engine_with(target.client(), config)
+}
+
+/// An engine on `client`: one with other credentials than the target's own.
+pub(crate) fn engine_with(
+    client: kube::Client,
+    config: EngineConfig,
+) -> Result<(Engine, broadcast::Receiver<Report>)> {
+    let engine = Engine::start(client, config, std::sync::Arc::new(SystemClock))?;
+    let reports = engine.subscribe();
+    Ok((engine, reports))
+}
+
+/// Quick retries and debouncing, inventories in `agent_namespace`.
+pub(crate) fn quick_config(agent_namespace: String) -> EngineConfig {
+    EngineConfig {
+        agent_namespace,
         drift_debounce: Duration::from_millis(200),
         retry: RetryPolicy {
             attempts: 3,
@@ -43,10 +61,7 @@ pub(crate) fn engine_keeping_state(
         revision_retry_max: Duration::from_secs(2),
         establish_timeout: Duration::from_secs(20),
         ..EngineConfig::default()
-    };
-    let engine = Engine::start(target.client(), config, std::sync::Arc::new(SystemClock))?;
-    let reports = engine.subscribe();
-    Ok((engine, reports))
+    }
 }
 
 /// A revision of bundle `name` in `namespace`, hashed by its revision name.
