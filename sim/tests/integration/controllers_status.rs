@@ -456,10 +456,17 @@ async fn hpa_reports_able_to_scale_valid_metric_and_its_targets_replicas() {
         hpa("web", "web", 1, json!({}), Some(cpu(50))),
     )
     .await;
+    // Its own target: two HPAs on one would refuse to scale (AmbiguousSelector).
+    apply(
+        &c,
+        &format!("{deployments}/base"),
+        workload("Deployment", "base", false),
+    )
+    .await;
     apply(
         &c,
         &format!("{path}/floor"),
-        hpa("floor", "web", 3, json!({}), Some(cpu(50))),
+        hpa("floor", "base", 3, json!({}), Some(cpu(50))),
     )
     .await;
 
@@ -524,12 +531,6 @@ async fn hpa_fail_annotation_names_the_first_metric_s_source() {
     let sim = start(1).await;
     let c = client(&sim, "sim-0");
     let deployments = "/apis/apps/v1/namespaces/default/deployments";
-    apply(
-        &c,
-        &format!("{deployments}/web"),
-        workload("Deployment", "web", false),
-    )
-    .await;
     let path = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
     let failing = json!({flotilla_sim::FAIL_ANNOTATION: "true"});
     let average = json!({"type": "AverageValue", "averageValue": "10"});
@@ -557,8 +558,14 @@ async fn hpa_fail_annotation_names_the_first_metric_s_source() {
     for (name, metrics, reason, error) in cases {
         apply(
             &c,
+            &format!("{deployments}/{name}"),
+            workload("Deployment", name, false),
+        )
+        .await;
+        apply(
+            &c,
             &format!("{path}/{name}"),
-            hpa(name, "web", 1, failing.clone(), Some(metrics)),
+            hpa(name, name, 1, failing.clone(), Some(metrics)),
         )
         .await;
         let bad = wait_for(&c, &format!("{path}/{name}"), "ScalingActive", |h| {
@@ -581,6 +588,67 @@ async fn hpa_fail_annotation_names_the_first_metric_s_source() {
             "{name}"
         );
     }
+    sim.shutdown().await;
+}
+
+/// Two HPAs scaling one target: the real controller refuses to autoscale with either
+/// (`AmbiguousSelector`, naming the target's selector and the HPAs), until one is gone.
+#[tokio::test]
+async fn hpas_sharing_a_target_report_an_ambiguous_selector_until_one_is_removed() {
+    let sim = start(1).await;
+    let c = client(&sim, "sim-0");
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    apply(
+        &c,
+        &format!("{deployments}/web"),
+        workload("Deployment", "web", false),
+    )
+    .await;
+    let path = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
+    // The first autoscales alone; the second makes both stop.
+    for name in ["a", "b"] {
+        apply(
+            &c,
+            &format!("{path}/{name}"),
+            hpa(name, "web", 1, json!({}), Some(cpu(50))),
+        )
+        .await;
+        if name == "a" {
+            wait_for(&c, &format!("{path}/a"), "ScalingActive=True", |h| {
+                condition(h, "ScalingActive").is_some_and(|c| c["status"] == "True")
+            })
+            .await;
+        }
+    }
+    for name in ["a", "b"] {
+        let hpa = wait_for(&c, &format!("{path}/{name}"), "AmbiguousSelector", |h| {
+            condition(h, "ScalingActive").is_some_and(|c| c["reason"] == "AmbiguousSelector")
+        })
+        .await;
+        assert_eq!(
+            condition(&hpa, "AbleToScale").map(|c| c["status"].clone()),
+            Some(json!("True"))
+        );
+        assert_eq!(
+            condition(&hpa, "ScalingActive").map(|c| c["message"].clone()),
+            Some(json!(
+                "pods by selector app=web are controlled by more than one HPA (e.g. [default/a default/b])"
+            ))
+        );
+    }
+    let r = raw(
+        &c,
+        "DELETE",
+        &format!("{path}/b"),
+        "application/json",
+        String::new(),
+    )
+    .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    wait_for(&c, &format!("{path}/a"), "ScalingActive=True", |h| {
+        condition(h, "ScalingActive").is_some_and(|c| c["status"] == "True")
+    })
+    .await;
     sim.shutdown().await;
 }
 
