@@ -20,6 +20,7 @@ on_sim_and_real!(Duration::from_millis(200);
     a_cluster_ip_service_is_healthy_while_a_load_balancer_and_an_ingress_wait_for_an_address,
     a_claim_bound_to_a_matching_volume_is_healthy_and_an_unmatched_one_waits,
     autoscalers_that_cannot_read_metrics_are_degraded_and_one_scaled_to_zero_is_suspended,
+    two_autoscalers_on_one_workload_are_degraded,
 );
 
 async fn a_cluster_ip_service_is_healthy_while_a_load_balancer_and_an_ingress_wait_for_an_address(
@@ -212,6 +213,58 @@ async fn autoscalers_that_cannot_read_metrics_are_degraded_and_one_scaled_to_zer
     assert_eq!(
         verdicts[2].2,
         "ScalingDisabled: scaling is disabled since the replica count of the target is zero"
+    );
+    engine.shutdown().await;
+    Ok(())
+}
+
+/// A second HPA scaling a Deployment one already scales: the controller refuses to autoscale
+/// with it (`AmbiguousSelector`), and with the first too from its next pass. Neither is ever
+/// Healthy. The second comes in a later revision, once the controller has seen the first: two
+/// HPAs it meets at once first fail on their metrics (real cluster) and see each other only at
+/// their next pass, 15 s later.
+async fn two_autoscalers_on_one_workload_are_degraded(target: &Target) -> Result<()> {
+    let (engine, mut reports) = engine(target)?;
+    let ns = target.name("app");
+    let cpu = json!([{"type": "Resource", "resource": {"name": "cpu",
+                      "target": {"type": "Utilization", "averageUtilization": 50}}}]);
+    let first = autoscaler("web", cpu.clone(), false);
+    let mut second = autoscaler("web", cpu, false);
+    second["metadata"]["name"] = json!("web-too");
+    let objects = vec![deployment("web", 1), first.clone()];
+    engine.apply(revision(&ns, "scaling", "r1", objects))?;
+    applied(&mut reports, "scaling", "r1").await?;
+    // Seen by the controller: conditions written, whatever they say.
+    health_until(&mut reports, "scaling", |h| {
+        h.unhealthy
+            .iter()
+            .all(|(_, o)| !o.message.starts_with("waiting"))
+    })
+    .await?;
+    let objects = vec![deployment("web", 1), first, second];
+    engine.apply(revision(&ns, "scaling", "r2", objects))?;
+    applied(&mut reports, "scaling", "r2").await?;
+    let settled = health_until(&mut reports, "scaling", |h| {
+        h.unhealthy.len() == 2
+            && h.unhealthy
+                .iter()
+                .all(|(_, o)| o.health == Health::Degraded)
+            && h.unhealthy
+                .iter()
+                .any(|(_, o)| o.message.starts_with("AmbiguousSelector: "))
+    })
+    .await?;
+    let ambiguous = settled
+        .unhealthy
+        .iter()
+        .find(|(_, o)| o.message.starts_with("AmbiguousSelector: "))
+        .map(|(_, o)| o.message.clone())
+        .unwrap_or_default();
+    assert!(
+        ambiguous.starts_with(
+            "AmbiguousSelector: pods by selector app=web are controlled by more than one HPA"
+        ),
+        "{settled:?}"
     );
     engine.shutdown().await;
     Ok(())
