@@ -1,7 +1,8 @@
 //! An agent restarted with its state directory, on the simulator and on a real cluster: without
 //! hearing from the hub again it keeps what it owns (the same objects, not re-created), puts
 //! back what was changed while it was down, and prunes from what it recorded before the restart
-//! when the next revision drops objects.
+//! when the next revision drops objects. An agent on a fresh disk prunes from the inventory
+//! kept in the cluster; one whose desired revision is refused enforces the last one applied.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -21,6 +22,8 @@ use crate::support::engine::{
 
 on_sim_and_real!(Duration::from_millis(200);
     a_restarted_engine_keeps_its_objects_corrects_drift_and_prunes,
+    a_replacement_without_local_state_prunes_what_the_cluster_inventory_records,
+    after_a_restart_a_refused_revision_leaves_the_last_applied_one_enforced,
 );
 
 async fn a_restarted_engine_keeps_its_objects_corrects_drift_and_prunes(
@@ -152,6 +155,75 @@ async fn a_restarted_engine_keeps_its_objects_corrects_drift_and_prunes(
         config_maps.get("edited").await?.metadata.uid,
         before.get("ConfigMap edited").cloned(),
         "what stays in the bundle is left in place"
+    );
+    second.shutdown().await;
+    Ok(())
+}
+
+async fn a_replacement_without_local_state_prunes_what_the_cluster_inventory_records(
+    target: &Target,
+) -> Result<()> {
+    let ns = target.name("app");
+    let bundle = target.name("shop");
+    let old_disk = tempfile::tempdir()?;
+    let (old, mut reports) = engine_keeping_state(target, Some(old_disk.path()))?;
+    let r1 = vec![config_map("a", "1"), config_map("b", "1")];
+    old.apply(revision(&ns, &bundle, "r1", r1))?;
+    applied(&mut reports, &bundle, "r1").await?;
+    old.shutdown().await;
+
+    let new_disk = tempfile::tempdir()?;
+    let (replacement, mut reports) = engine_keeping_state(target, Some(new_disk.path()))?;
+    assert!(replacement.held().is_empty());
+    assert!(
+        replacement.inventoried().await?.contains(&bundle),
+        "the bundle's inventory is found in the cluster"
+    );
+    replacement.apply(revision(&ns, &bundle, "r2", vec![config_map("c", "1")]))?;
+    assert_eq!(applied(&mut reports, &bundle, "r2").await?, (1, 2));
+    let config_maps: Api<ConfigMap> = Api::namespaced(target.client(), &ns);
+    for name in ["a", "b"] {
+        assert!(config_maps.get_opt(name).await?.is_none(), "{name} leaked");
+    }
+    replacement.shutdown().await;
+    Ok(())
+}
+
+async fn after_a_restart_a_refused_revision_leaves_the_last_applied_one_enforced(
+    target: &Target,
+) -> Result<()> {
+    let ns = target.name("app");
+    let state = tempfile::tempdir()?;
+    let (first, mut reports) = engine_keeping_state(target, Some(state.path()))?;
+    first.apply(revision(&ns, "shop", "r1", vec![config_map("a", "1")]))?;
+    applied(&mut reports, "shop", "r1").await?;
+    let mut refused = config_map("a", "2");
+    refused["dataa"] = json!({});
+    first.apply(revision(&ns, "shop", "r2", vec![refused]))?;
+    wait_for(&mut reports, "shop", |r| {
+        matches!(r.event, Event::ApplyFailed { .. }).then_some(())
+    })
+    .await?;
+    first.shutdown().await;
+
+    let (second, mut reports) = engine_keeping_state(target, Some(state.path()))?;
+    assert_eq!(
+        second.held()[0].content_hash,
+        "hash-r2",
+        "the desired revision is still r2"
+    );
+    applied(&mut reports, "shop", "r1").await?;
+    let config_maps: Api<ConfigMap> = Api::namespaced(target.client(), &ns);
+    config_maps.delete("a", &Default::default()).await?;
+    wait_for(&mut reports, "shop", |r| match &r.event {
+        Event::DriftCorrected { objects } if r.revision == "r1" => Some(objects.clone()),
+        _ => None,
+    })
+    .await?;
+    let a = config_maps.get("a").await?;
+    assert_eq!(
+        a.data.unwrap_or_default().get("key").map(String::as_str),
+        Some("1")
     );
     second.shutdown().await;
     Ok(())
