@@ -91,6 +91,7 @@ pub fn assess(object: &ObjectRef, live: &Value) -> ObjectHealth {
         ("batch", "Job") => workloads::job(live),
         ("", "Pod") => workloads::pod(live),
         ("", "PersistentVolumeClaim") => services::persistent_volume_claim(live),
+        ("", "PersistentVolume") => services::persistent_volume(live),
         ("", "Service") => services::service(live),
         ("networking.k8s.io" | "extensions", "Ingress") => services::ingress(live),
         ("autoscaling", "HorizontalPodAutoscaler") => services::horizontal_pod_autoscaler(live),

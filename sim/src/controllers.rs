@@ -165,12 +165,23 @@ fn run(state: &mut ClusterState, work: &Reconcile, default_delay: Duration) {
         (_, Step::Finish(_)) if hold => return,
         (Builtin::HorizontalPodAutoscaler, Step::Finish(g)) => {
             let target = autoscaler::target_replicas(state, &obj);
-            let (status, retry) = sim.autoscaler_settled(target, fail);
+            let shared = autoscaler::shared_target(state, &obj);
+            let ambiguous = shared.as_ref().map(|s| s.message.clone());
+            for (object, uid, generation) in shared.map(|s| s.unaware).unwrap_or_default() {
+                state.pending.push(Reconcile {
+                    type_key: work.type_key.clone(),
+                    object,
+                    uid,
+                    step: Step::Finish(generation),
+                    delay,
+                });
+            }
+            let (status, retry) = sim.autoscaler_settled(target, ambiguous, fail);
             (Some(status), retry.then_some(Step::Finish(g)))
         }
         (Builtin::Service, Step::Finish(_)) => (Some(sim.service_settled(fail)), None),
         (Builtin::Ingress, Step::Finish(_)) => (Some(sim.ingress_settled(fail)), None),
-        (Builtin::PersistentVolumeClaim, Step::Finish(_)) => (Some(sim.claim_settled()), None),
+        (Builtin::PersistentVolumeClaim, Step::Finish(_)) => (Some(sim.claim_settled(fail)), None),
         (_, Step::Finish(_)) => (sim.workload_settled(builtin, fail), None),
     };
     if let Some(status) = status

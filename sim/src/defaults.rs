@@ -103,6 +103,17 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
                 obj["status"] = json!({"phase": "Pending"});
             }
         }
+        Builtin::PersistentVolume => {
+            if let Some(spec) = object_at(obj, "spec") {
+                set_default(spec, "volumeMode", json!("Filesystem"));
+                set_default(spec, "persistentVolumeReclaimPolicy", json!("Retain"));
+            }
+            // Stored Pending, then made Available at once by the real PV controller; the
+            // simulator has no PV controller, so it stores what that controller leaves.
+            if old.is_none() {
+                obj["status"] = json!({"phase": "Available"});
+            }
+        }
         Builtin::Secret => {
             if let Some(map) = obj.as_object_mut() {
                 set_default(map, "type", json!("Opaque"));

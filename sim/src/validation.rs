@@ -203,6 +203,7 @@ fn check_builtin(
         Builtin::Pod => typed::<core::v1::Pod>(&obj),
         Builtin::Event => typed::<core::v1::Event>(&obj),
         Builtin::PersistentVolumeClaim => typed::<core::v1::PersistentVolumeClaim>(&obj),
+        Builtin::PersistentVolume => typed::<core::v1::PersistentVolume>(&obj),
         Builtin::Deployment => typed::<apps::v1::Deployment>(&obj),
         Builtin::StatefulSet => typed::<apps::v1::StatefulSet>(&obj),
         Builtin::DaemonSet => typed::<apps::v1::DaemonSet>(&obj),

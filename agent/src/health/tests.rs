@@ -331,6 +331,45 @@ fn pvc_phases() {
 }
 
 #[test]
+fn a_pending_claim_says_which_volume_it_waits_for() {
+    let pending = |spec: Value| json!({"spec": spec, "status": {"phase": "Pending"}});
+    let message = |spec: Value| health("", "PersistentVolumeClaim", pending(spec)).message;
+    assert_eq!(
+        message(json!({"storageClassName": "manual"})),
+        "waiting for a volume of storage class \"manual\" to bind the claim (a matching one, or \
+         one its provisioner makes)"
+    );
+    assert_eq!(
+        message(json!({})),
+        "waiting for a volume without a storage class to bind the claim"
+    );
+    assert_eq!(
+        message(json!({"storageClassName": "manual", "volumeName": "pv-1"})),
+        "waiting for the claim to be bound to volume \"pv-1\""
+    );
+}
+
+#[test]
+fn a_volume_is_healthy_unless_its_reclamation_failed() {
+    let pv = |phase: &str| json!({"status": {"phase": phase, "message": "recycler failed"}});
+    for phase in ["Available", "Bound", "Released"] {
+        assert_eq!(
+            health("", "PersistentVolume", pv(phase)).health,
+            Health::Healthy
+        );
+    }
+    let failed = health("", "PersistentVolume", pv("Failed"));
+    assert_eq!(
+        (failed.health, failed.message.as_str()),
+        (Health::Degraded, "volume failed: recycler failed")
+    );
+    assert_eq!(
+        health("", "PersistentVolume", pv("Pending")).health,
+        Health::Progressing
+    );
+}
+
+#[test]
 fn load_balancers_wait_for_an_address() {
     let cluster_ip = json!({"spec": {"type": "ClusterIP"}});
     assert_eq!(health("", "Service", cluster_ip).health, Health::Healthy);
@@ -339,9 +378,18 @@ fn load_balancers_wait_for_an_address() {
     let ready = json!({"spec": {"type": "LoadBalancer"}, "status": {"loadBalancer": {"ingress": [{"ip": "10.0.0.1"}]}}});
     assert_eq!(health("", "Service", ready).health, Health::Healthy);
     let ingress = json!({"status": {"loadBalancer": {"ingress": []}}});
+    let waiting = health("networking.k8s.io", "Ingress", ingress);
     assert_eq!(
-        health("networking.k8s.io", "Ingress", ingress).health,
-        Health::Progressing
+        (waiting.health, waiting.message.as_str()),
+        (
+            Health::Progressing,
+            "waiting for the default ingress class's controller to publish an address"
+        )
+    );
+    let classed = json!({"spec": {"ingressClassName": "nginx"}, "status": {"loadBalancer": {}}});
+    assert_eq!(
+        health("networking.k8s.io", "Ingress", classed).message,
+        "waiting for the controller of ingress class \"nginx\" to publish an address"
     );
     let ingress = json!({"status": {"loadBalancer": {"ingress": [{"hostname": "lb"}]}}});
     assert_eq!(
@@ -353,33 +401,67 @@ fn load_balancers_wait_for_an_address() {
 #[test]
 fn hpa_rules() {
     let hpa = |conditions: Value| json!({"status": {"conditions": conditions}});
+    let judge = |conditions: Value| {
+        let h = health("autoscaling", "HorizontalPodAutoscaler", hpa(conditions));
+        (h.health, h.message)
+    };
     assert_eq!(
-        health("autoscaling", "HorizontalPodAutoscaler", hpa(json!([]))).health,
-        Health::Progressing
+        judge(json!([])),
+        (
+            Health::Progressing,
+            "waiting for the autoscaler controller to read its target's scale".into()
+        )
     );
-    let failing = hpa(
-        json!([{"type": "ScalingActive", "status": "False", "reason": "FailedGetResourceMetric", "message": "no metrics"}]),
+    let able = json!({"type": "AbleToScale", "status": "True", "reason": "SucceededGetScale", "message": "ok"});
+    assert_eq!(judge(json!([able])).0, Health::Progressing);
+    let active = json!({"type": "ScalingActive", "status": "True", "reason": "ValidMetricFound", "message": "ok"});
+    assert_eq!(judge(json!([able, active])).0, Health::Healthy);
+    let limited = json!({"type": "ScalingLimited", "status": "True", "reason": "TooManyReplicas", "message": "at the maximum"});
+    assert_eq!(judge(json!([able, active, limited])).0, Health::Healthy);
+    let missing_target = json!({"type": "AbleToScale", "status": "False", "reason": "FailedGetScale", "message": "deployments.apps \"web\" not found"});
+    assert_eq!(
+        judge(json!([missing_target])),
+        (
+            Health::Degraded,
+            "FailedGetScale: deployments.apps \"web\" not found".into()
+        )
     );
-    let h = health("autoscaling", "HorizontalPodAutoscaler", failing);
+}
+
+/// Every reason with which the real controller sets `ScalingActive=False` after reading the
+/// target's scale (`AbleToScale=True`, listed first): none of them autoscales.
+#[test]
+fn an_hpa_that_cannot_compute_a_replica_count_is_never_healthy() {
+    let able = json!({"type": "AbleToScale", "status": "True", "reason": "SucceededGetScale", "message": "ok"});
+    for reason in [
+        "FailedGetResourceMetric",
+        "FailedGetContainerResourceMetric",
+        "FailedGetPodsMetric",
+        "FailedGetObjectMetric",
+        "FailedGetExternalMetric",
+        "InvalidSelector",
+        "AmbiguousSelector",
+    ] {
+        let inactive = json!({"type": "ScalingActive", "status": "False", "reason": reason, "message": "cannot"});
+        let live = json!({"status": {"conditions": [able, inactive]}});
+        let h = health("autoscaling", "HorizontalPodAutoscaler", live);
+        assert_eq!(
+            (h.health, h.message),
+            (Health::Degraded, format!("{reason}: cannot")),
+            "{reason}"
+        );
+    }
+    let disabled = json!({"type": "ScalingActive", "status": "False", "reason": "ScalingDisabled",
+                          "message": "scaling is disabled since the replica count of the target is zero"});
+    let live = json!({"status": {"conditions": [able, disabled]}});
+    let h = health("autoscaling", "HorizontalPodAutoscaler", live);
     assert_eq!(
         (h.health, h.message.as_str()),
-        (Health::Degraded, "no metrics")
-    );
-    // The real controller's order: AbleToScale=True first, then the failing ScalingActive.
-    let failing_after_able = hpa(json!([
-        {"type": "AbleToScale", "status": "True", "reason": "SucceededGetScale", "message": "ok"},
-        {"type": "ScalingActive", "status": "False", "reason": "FailedGetResourceMetric", "message": "no metrics"}
-    ]));
-    let h = health("autoscaling", "HorizontalPodAutoscaler", failing_after_able);
-    assert_eq!(
-        (h.health, h.message.as_str()),
-        (Health::Degraded, "no metrics")
-    );
-    let able =
-        hpa(json!([{"type": "AbleToScale", "status": "True", "reason": "ReadyForNewScale"}]));
-    assert_eq!(
-        health("autoscaling", "HorizontalPodAutoscaler", able).health,
-        Health::Healthy
+        (
+            Health::Suspended,
+            "ScalingDisabled: scaling is disabled since the replica count of the target is zero"
+        ),
+        "a target scaled to zero switches autoscaling off on purpose"
     );
 }
 
@@ -406,7 +488,10 @@ fn an_autoscaling_v1_hpa_is_judged_by_the_conditions_in_its_annotation() {
     let h = health("autoscaling", "HorizontalPodAutoscaler", failing);
     assert_eq!(
         (h.health, h.message.as_str()),
-        (Health::Degraded, "missing request for cpu")
+        (
+            Health::Degraded,
+            "FailedGetResourceMetric: missing request for cpu"
+        )
     );
     let garbage = json!({"metadata": {"annotations": {"autoscaling.alpha.kubernetes.io/conditions": "not json"}}});
     assert_eq!(

@@ -6,10 +6,12 @@
 //! The target's scale is never written: the simulated autoscaler reports, it does not
 //! resize workloads.
 
+use std::sync::Arc;
+
 use serde_json::{Map, Value, json};
 
 use super::Sim;
-use crate::cluster::ClusterState;
+use crate::cluster::{ClusterState, ObjectKey};
 
 /// The replicas of the HPA's scale target, or why the controller cannot read them (the
 /// text the real controller puts after "unable to get the target's current scale: ").
@@ -47,12 +49,119 @@ pub(super) fn target_replicas(state: &ClusterState, hpa: &Value) -> Result<i64, 
         .unwrap_or(0))
 }
 
+/// Other HPAs of the namespace scaling the same target.
+pub(super) struct SharedTarget {
+    /// The real controller's `AmbiguousSelector` message, naming the target's selector and
+    /// every HPA on it.
+    pub(super) message: String,
+    /// The others whose status does not say so yet, to be looked at again (the real
+    /// controller notices at each one's next pass): key, uid and generation.
+    pub(super) unaware: Vec<(ObjectKey, String, i64)>,
+}
+
+/// Whether other HPAs of the namespace scale the same target, and which of them have not
+/// reported it yet. *Assumption:* HPAs share pods only when they share a target (the real
+/// controller compares the pods each target's selector matches), and the selector is its
+/// `matchLabels`.
+pub(super) fn shared_target(state: &ClusterState, hpa: &Value) -> Option<SharedTarget> {
+    let namespace = hpa.pointer("/metadata/namespace").and_then(Value::as_str)?;
+    let name = hpa.pointer("/metadata/name").and_then(Value::as_str)?;
+    let target = hpa.pointer("/spec/scaleTargetRef")?;
+    let rt = state
+        .resource_types()
+        .into_iter()
+        .find(|rt| rt.group == "autoscaling" && rt.kind == "HorizontalPodAutoscaler")?;
+    let same = |other: &Value| {
+        let field = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
+        let other = other.pointer("/spec/scaleTargetRef");
+        other.is_some_and(|o| {
+            ["apiVersion", "kind", "name"]
+                .iter()
+                .all(|k| field(o, k) == field(target, k))
+        })
+    };
+    let sharing: Vec<(&ObjectKey, &Arc<Value>)> = state
+        .list(&rt.key(), Some(namespace))
+        .filter(|(_, other)| same(other) && other.pointer("/metadata/deletionTimestamp").is_none())
+        .collect();
+    if sharing.len() < 2 {
+        return None;
+    }
+    let names: Vec<String> = sharing
+        .iter()
+        .map(|((ns, name), _)| format!("{ns}/{name}"))
+        .collect();
+    let message = format!(
+        "pods by selector {} are controlled by more than one HPA (e.g. [{}])",
+        target_selector(state, target, namespace),
+        names.join(" ")
+    );
+    let unaware = sharing
+        .into_iter()
+        .filter(|((_, other), obj)| {
+            other != name
+                && obj
+                    .pointer("/status/conditions")
+                    .and_then(Value::as_array)
+                    .is_none_or(|conditions| {
+                        !conditions.iter().any(|c| {
+                            c.get("reason").and_then(Value::as_str) == Some("AmbiguousSelector")
+                                && c.get("message").and_then(Value::as_str)
+                                    == Some(message.as_str())
+                        })
+                    })
+        })
+        .map(|(key, obj)| {
+            let uid = obj.pointer("/metadata/uid").and_then(Value::as_str);
+            let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64);
+            (
+                key.clone(),
+                uid.unwrap_or_default().to_owned(),
+                generation.unwrap_or(0),
+            )
+        })
+        .collect();
+    Some(SharedTarget { message, unaware })
+}
+
+/// The target's `spec.selector.matchLabels` as Kubernetes prints a label selector:
+/// `key=value` pairs sorted by key, comma-separated.
+fn target_selector(state: &ClusterState, target: &Value, namespace: &str) -> String {
+    let field = |k: &str| target.get(k).and_then(Value::as_str).unwrap_or_default();
+    let group = field("apiVersion")
+        .rsplit_once('/')
+        .map_or("", |(group, _)| group);
+    let labels = state
+        .resource_types()
+        .into_iter()
+        .find(|rt| rt.group == group && rt.kind == field("kind"))
+        .and_then(|rt| {
+            state
+                .get(
+                    &rt.key(),
+                    &(namespace.to_string(), field("name").to_string()),
+                )
+                .cloned()
+        })
+        .and_then(|obj| obj.pointer("/spec/selector/matchLabels").cloned())
+        .and_then(|labels| labels.as_object().cloned())
+        .unwrap_or_default();
+    let mut pairs: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+        .collect();
+    pairs.sort();
+    pairs.join(",")
+}
+
 impl Sim<'_> {
     /// The HPA's status after one pass of the controller, and whether to look again later
-    /// (while the target cannot be read, as the real controller retries every resync).
+    /// (while the target cannot be read or is shared with another HPA, as the real controller
+    /// looks again every resync).
     pub(super) fn autoscaler_settled(
         &self,
         target: Result<i64, String>,
+        ambiguous: Option<String>,
         fail: bool,
     ) -> (Value, bool) {
         let mut status = self.status.as_object().cloned().unwrap_or_default();
@@ -110,16 +219,24 @@ impl Sim<'_> {
             status.remove("currentMetrics");
             status.remove("currentReplicas");
             status.insert("desiredReplicas".into(), json!(0));
+        } else if let Some(message) = ambiguous {
+            // Checked with the selector, before any metric is read.
+            set("ScalingActive", "False", "AmbiguousSelector", &message);
+            status.insert("currentReplicas".into(), json!(current));
+            return (finish(status, conditions), true);
         } else if fail {
             // No metrics: the controller keeps the last desired count and metrics.
+            let namespace = self
+                .obj
+                .pointer("/metadata/namespace")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            let (reason, error) = metrics_unavailable(&metrics, namespace);
             set(
                 "ScalingActive",
                 "False",
-                "FailedGetResourceMetric",
-                &format!(
-                    "the HPA was unable to compute the replica count: {}",
-                    metrics_unavailable(&metrics)
-                ),
+                reason,
+                &format!("the HPA was unable to compute the replica count: {error}"),
             );
             status.insert("currentReplicas".into(), json!(current));
         } else {
@@ -323,23 +440,59 @@ fn go_selector(selector: Option<&Value>) -> String {
     )
 }
 
-/// The error of a resource metric the metrics API returned nothing for: the first
-/// resource metric (cpu when there is none).
-fn metrics_unavailable(metrics: &[Value]) -> String {
-    let resource = metrics
-        .iter()
-        .find(|m| m.get("type").and_then(Value::as_str) == Some("Resource"))
-        .and_then(|m| m.get("resource"));
-    let name = resource
-        .and_then(|r| r.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("cpu");
-    let measure = if resource.is_some_and(|r| r.pointer("/target/averageValue").is_some()) {
-        "usage"
-    } else {
-        "utilization"
+/// The condition reason and error of the first metric when no metrics API returns anything, as
+/// the real controller reports them (the first failing metric names the condition); a
+/// Resource metric on cpu when there is none.
+fn metrics_unavailable(metrics: &[Value], namespace: &str) -> (&'static str, String) {
+    let first = metrics.first();
+    let text = |p: &str| {
+        first
+            .and_then(|m| m.pointer(p))
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string()
     };
-    format!(
-        "failed to get {name} {measure}: unable to get metrics for resource {name}: no metrics returned from resource metrics API"
-    )
+    let resource = |key: &str| {
+        let name = first
+            .and_then(|m| m.pointer(&format!("/{key}/name")))
+            .and_then(Value::as_str)
+            .unwrap_or("cpu");
+        let average =
+            first.is_some_and(|m| m.pointer(&format!("/{key}/target/averageValue")).is_some());
+        let measure = if average { "usage" } else { "utilization" };
+        format!(
+            "failed to get {name} {measure}: unable to get metrics for resource {name}: no metrics returned from resource metrics API"
+        )
+    };
+    match first.and_then(|m| m.get("type")).and_then(Value::as_str) {
+        Some("ContainerResource") => (
+            "FailedGetContainerResourceMetric",
+            resource("containerResource"),
+        ),
+        Some("Pods") => (
+            "FailedGetPodsMetric",
+            format!(
+                "unable to get metric {}: no metrics returned from custom metrics API",
+                text("/pods/metric/name")
+            ),
+        ),
+        Some("Object") => (
+            "FailedGetObjectMetric",
+            format!(
+                "unable to get metric {} on {} {namespace}/{}: no metrics returned from custom metrics API",
+                text("/object/metric/name"),
+                text("/object/describedObject/kind"),
+                text("/object/describedObject/name")
+            ),
+        ),
+        Some("External") => (
+            "FailedGetExternalMetric",
+            format!(
+                "unable to get external metric {namespace}/{}/{}: no metrics returned from external metrics API",
+                text("/external/metric/name"),
+                go_selector(first.and_then(|m| m.pointer("/external/metric/selector")))
+            ),
+        ),
+        _ => ("FailedGetResourceMetric", resource("resource")),
+    }
 }

@@ -32,8 +32,12 @@ impl Sim<'_> {
         }
     }
 
-    /// A claim binds with the capacity it requested.
-    pub(super) fn claim_settled(&self) -> Value {
+    /// A claim binds with the capacity it requested, as if provisioned; made to fail, it stays
+    /// Pending, as when no volume matches and no provisioner serves its class.
+    pub(super) fn claim_settled(&self, fail: bool) -> Value {
+        if fail {
+            return json!({"phase": "Pending"});
+        }
         json!({
             "phase": "Bound",
             "accessModes": self.obj.pointer("/spec/accessModes").cloned().unwrap_or(json!(["ReadWriteOnce"])),

@@ -273,6 +273,35 @@ async fn load_balancers_get_an_address_and_claims_bind() {
     })
     .await;
     assert_eq!(bound["status"]["capacity"]["storage"], "1Gi");
+
+    // Made to fail, a claim stays Pending: no volume matches and no provisioner makes one.
+    create(
+        &c,
+        pvc,
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim",
+               "metadata": {"name": "unbound", "annotations": {flotilla_sim::FAIL_ANNOTATION: "true"}},
+               "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}),
+    )
+    .await;
+    let marker = json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "after"},
+                        "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}});
+    create(&c, pvc, marker).await;
+    wait_for(&c, &format!("{pvc}/after"), "Bound", |p| {
+        p["status"]["phase"] == "Bound"
+    })
+    .await;
+    let unbound = get(&c, &format!("{pvc}/unbound")).await.body;
+    assert_eq!(unbound["status"]["phase"], "Pending");
+
+    // PersistentVolumes are served, cluster-scoped, and stored as the PV controller leaves
+    // them before a claim binds: Available.
+    let pv = json!({"apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": "pv-1"},
+                    "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                             "storageClassName": "manual", "hostPath": {"path": "/data/pv-1"}}});
+    create(&c, "/api/v1/persistentvolumes", pv).await;
+    let stored = get(&c, "/api/v1/persistentvolumes/pv-1").await.body;
+    assert_eq!(stored["status"]["phase"], "Available");
+    assert_eq!(stored["spec"]["persistentVolumeReclaimPolicy"], "Retain");
     sim.shutdown().await;
 }
 
@@ -427,10 +456,17 @@ async fn hpa_reports_able_to_scale_valid_metric_and_its_targets_replicas() {
         hpa("web", "web", 1, json!({}), Some(cpu(50))),
     )
     .await;
+    // Its own target: two HPAs on one would refuse to scale (AmbiguousSelector).
+    apply(
+        &c,
+        &format!("{deployments}/base"),
+        workload("Deployment", "base", false),
+    )
+    .await;
     apply(
         &c,
         &format!("{path}/floor"),
-        hpa("floor", "web", 3, json!({}), Some(cpu(50))),
+        hpa("floor", "base", 3, json!({}), Some(cpu(50))),
     )
     .await;
 
@@ -485,6 +521,134 @@ async fn hpa_reports_able_to_scale_valid_metric_and_its_targets_replicas() {
         again.body["metadata"]["resourceVersion"],
         web["metadata"]["resourceVersion"]
     );
+    sim.shutdown().await;
+}
+
+/// The real controller names the condition after the first metric it failed to read: a
+/// Pods, Object or External metric fails with its own reason, not `FailedGetResourceMetric`.
+#[tokio::test]
+async fn hpa_fail_annotation_names_the_first_metric_s_source() {
+    let sim = start(1).await;
+    let c = client(&sim, "sim-0");
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    let path = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
+    let failing = json!({flotilla_sim::FAIL_ANNOTATION: "true"});
+    let average = json!({"type": "AverageValue", "averageValue": "10"});
+    let cases = [
+        (
+            "external",
+            json!([{"type": "External", "external": {"metric": {"name": "queue_depth"}, "target": average}}]),
+            "FailedGetExternalMetric",
+            "unable to get external metric default/queue_depth/nil: no metrics returned from external metrics API",
+        ),
+        (
+            "pods",
+            json!([{"type": "Pods", "pods": {"metric": {"name": "rps"}, "target": average}}, cpu(50)[0]]),
+            "FailedGetPodsMetric",
+            "unable to get metric rps: no metrics returned from custom metrics API",
+        ),
+        (
+            "object",
+            json!([{"type": "Object", "object": {"metric": {"name": "hits"}, "target": {"type": "Value", "value": "10"},
+                    "describedObject": {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "name": "main"}}}]),
+            "FailedGetObjectMetric",
+            "unable to get metric hits on Ingress default/main: no metrics returned from custom metrics API",
+        ),
+    ];
+    for (name, metrics, reason, error) in cases {
+        apply(
+            &c,
+            &format!("{deployments}/{name}"),
+            workload("Deployment", name, false),
+        )
+        .await;
+        apply(
+            &c,
+            &format!("{path}/{name}"),
+            hpa(name, name, 1, failing.clone(), Some(metrics)),
+        )
+        .await;
+        let bad = wait_for(&c, &format!("{path}/{name}"), "ScalingActive", |h| {
+            condition(h, "ScalingActive").is_some()
+        })
+        .await;
+        assert_eq!(
+            conditions(&bad),
+            vec![
+                triple("AbleToScale", "True", "SucceededGetScale"),
+                triple("ScalingActive", "False", reason),
+            ],
+            "{name}"
+        );
+        assert_eq!(
+            condition(&bad, "ScalingActive").map(|c| c["message"].clone()),
+            Some(json!(format!(
+                "the HPA was unable to compute the replica count: {error}"
+            ))),
+            "{name}"
+        );
+    }
+    sim.shutdown().await;
+}
+
+/// Two HPAs scaling one target: the real controller refuses to autoscale with either
+/// (`AmbiguousSelector`, naming the target's selector and the HPAs), until one is gone.
+#[tokio::test]
+async fn hpas_sharing_a_target_report_an_ambiguous_selector_until_one_is_removed() {
+    let sim = start(1).await;
+    let c = client(&sim, "sim-0");
+    let deployments = "/apis/apps/v1/namespaces/default/deployments";
+    apply(
+        &c,
+        &format!("{deployments}/web"),
+        workload("Deployment", "web", false),
+    )
+    .await;
+    let path = "/apis/autoscaling/v2/namespaces/default/horizontalpodautoscalers";
+    // The first autoscales alone; the second makes both stop.
+    for name in ["a", "b"] {
+        apply(
+            &c,
+            &format!("{path}/{name}"),
+            hpa(name, "web", 1, json!({}), Some(cpu(50))),
+        )
+        .await;
+        if name == "a" {
+            wait_for(&c, &format!("{path}/a"), "ScalingActive=True", |h| {
+                condition(h, "ScalingActive").is_some_and(|c| c["status"] == "True")
+            })
+            .await;
+        }
+    }
+    for name in ["a", "b"] {
+        let hpa = wait_for(&c, &format!("{path}/{name}"), "AmbiguousSelector", |h| {
+            condition(h, "ScalingActive").is_some_and(|c| c["reason"] == "AmbiguousSelector")
+        })
+        .await;
+        assert_eq!(
+            condition(&hpa, "AbleToScale").map(|c| c["status"].clone()),
+            Some(json!("True"))
+        );
+        assert_eq!(
+            condition(&hpa, "ScalingActive").map(|c| c["message"].clone()),
+            Some(json!(
+                "pods by selector app=web are controlled by more than one HPA (e.g. [default/a default/b])"
+            ))
+        );
+    }
+    let r = raw(
+        &c,
+        "DELETE",
+        &format!("{path}/b"),
+        "application/json",
+        String::new(),
+    )
+    .await;
+    assert!(r.status.is_success(), "{}", r.text);
+    wait_for(&c, &format!("{path}/a"), "ScalingActive=True", |h| {
+        condition(h, "ScalingActive").is_some_and(|c| c["status"] == "True")
+    })
+    .await;
     sim.shutdown().await;
 }
 

@@ -7,21 +7,17 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, bail};
-use flotilla_agent::engine::{Engine, EngineConfig};
-use flotilla_agent::health::{BundleHealth, Health};
-use flotilla_agent::retry::RetryPolicy;
-use flotilla_agent::{BundleRevision, DriftMode, Event, Report, SystemClock};
+use anyhow::Result;
+use flotilla_agent::Event;
+use flotilla_agent::health::Health;
 use flotilla_tests::on_sim_and_real;
 use flotilla_tests::real::Target;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
-use tokio::sync::broadcast;
 
-/// Longest a single wait may take: a real Deployment past a 10 s progress deadline included,
-/// with room for control-plane components starved of CPU on a busy machine (each test passes
-/// in about a second otherwise).
-const PATIENCE: Duration = Duration::from_secs(120);
+use crate::support::engine::{
+    applied, config_map, deployment, engine, get, get_cluster, health_until, revision, wait_for,
+};
 
 on_sim_and_real!(Duration::from_millis(200);
     an_invalid_object_blocks_the_revision_with_nothing_written,
@@ -431,158 +427,6 @@ async fn a_stuck_deployment_and_a_failed_job_degrade_the_bundle(target: &Target)
     assert!(job.contains("BackoffLimitExceeded"), "{degraded:?}");
     engine.shutdown().await;
     Ok(())
-}
-
-/// An engine on the target, with quick retries, in an agent namespace of this test's own.
-fn engine(target: &Target) -> Result<(Engine, broadcast::Receiver<Report>)> {
-    let config = EngineConfig {
-        agent_namespace: target.name("flotilla"),
-        drift_debounce: Duration::from_millis(200),
-        retry: RetryPolicy {
-            attempts: 3,
-            initial_delay: Duration::from_millis(50),
-            max_delay: Duration::from_millis(200),
-            request_timeout: Duration::from_secs(10),
-        },
-        revision_retry_initial: Duration::from_millis(300),
-        revision_retry_max: Duration::from_secs(2),
-        establish_timeout: Duration::from_secs(20),
-        ..EngineConfig::default()
-    };
-    let engine = Engine::start(target.client(), config, std::sync::Arc::new(SystemClock))?;
-    let reports = engine.subscribe();
-    Ok((engine, reports))
-}
-
-fn revision(namespace: &str, name: &str, revision: &str, objects: Vec<Value>) -> BundleRevision {
-    BundleRevision {
-        allow: Default::default(),
-        name: name.into(),
-        revision: revision.into(),
-        content_hash: format!("hash-{revision}"),
-        namespace: namespace.into(),
-        drift: DriftMode::Correct,
-        objects,
-    }
-}
-
-/// Waits for a report about `bundle` that `pick` accepts; every report seen is printed.
-async fn wait_for<T>(
-    reports: &mut broadcast::Receiver<Report>,
-    bundle: &str,
-    mut pick: impl FnMut(&Report) -> Option<T>,
-) -> Result<T> {
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        let report = match tokio::time::timeout_at(deadline, reports.recv()).await {
-            Ok(Ok(report)) => report,
-            Ok(Err(broadcast::error::RecvError::Lagged(n))) => bail!("missed {n} reports"),
-            Ok(Err(broadcast::error::RecvError::Closed)) => bail!("report stream closed"),
-            Err(_) => bail!("no matching report for bundle {bundle} within {PATIENCE:?}"),
-        };
-        eprintln!("{report}");
-        if report.bundle == bundle
-            && let Some(found) = pick(&report)
-        {
-            return Ok(found);
-        }
-    }
-}
-
-/// Waits until `revision` of `bundle` is applied, failing if it fails for good.
-async fn applied(
-    reports: &mut broadcast::Receiver<Report>,
-    bundle: &str,
-    revision: &str,
-) -> Result<(usize, usize)> {
-    let outcome = wait_for(reports, bundle, |r| match &r.event {
-        Event::Applied { applied, pruned } if r.revision == revision => {
-            Some(Ok((*applied, *pruned)))
-        }
-        Event::ApplyFailed {
-            errors,
-            retry_in: None,
-            ..
-        } if r.revision == revision => Some(Err(format!("{errors:?}"))),
-        _ => None,
-    })
-    .await?;
-    outcome.map_err(|e| anyhow::anyhow!("revision {revision} of {bundle} failed: {e}"))
-}
-
-async fn health_until(
-    reports: &mut broadcast::Receiver<Report>,
-    bundle: &str,
-    accept: impl Fn(&BundleHealth) -> bool,
-) -> Result<BundleHealth> {
-    wait_for(reports, bundle, |r| match &r.event {
-        Event::HealthChanged(h) if accept(h) => Some(h.clone()),
-        _ => None,
-    })
-    .await
-}
-
-/// A namespaced object as JSON, or `None`; `plural` saves a discovery call.
-async fn get(
-    client: &kube::Client,
-    api_version: &str,
-    plural: &str,
-    namespace: &str,
-    name: &str,
-) -> Result<Option<Value>> {
-    let api = Api::<DynamicObject>::namespaced_with(
-        client.clone(),
-        namespace,
-        &resource(api_version, plural),
-    );
-    Ok(api
-        .get_opt(name)
-        .await?
-        .map(serde_json::to_value)
-        .transpose()?)
-}
-
-async fn get_cluster(
-    client: &kube::Client,
-    api_version: &str,
-    plural: &str,
-    name: &str,
-) -> Result<Option<Value>> {
-    let api = Api::<DynamicObject>::all_with(client.clone(), &resource(api_version, plural));
-    Ok(api
-        .get_opt(name)
-        .await?
-        .map(serde_json::to_value)
-        .transpose()?)
-}
-
-fn resource(api_version: &str, plural: &str) -> kube::discovery::ApiResource {
-    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
-    kube::discovery::ApiResource {
-        group: group.into(),
-        version: version.into(),
-        api_version: api_version.into(),
-        kind: String::new(),
-        plural: plural.into(),
-    }
-}
-
-fn config_map(name: &str, value: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"key": value}})
-}
-
-fn deployment(name: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [{"name": "main", "image": format!("example/{name}:1")}]}
-            }
-        }
-    })
 }
 
 /// A Deployment whose Pods never become Ready: kwok's `never-ready` label on a real cluster,

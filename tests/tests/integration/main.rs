@@ -2,7 +2,12 @@
 //! per file keeps the build's disk use and link time down. Each module is one former test file;
 //! a new test file must be declared here.
 
+mod support;
+
+mod agent_health_of_storage_networking_and_autoscalers;
 mod agent_on_real_clusters;
+mod agent_rbac_least_privilege_on_a_real_cluster;
+mod agent_restart_keeps_owned_objects;
 mod cli_lint_and_diff_agree_with_the_clusters;
 mod delivery_broken_commit_changes_no_cluster;
 mod delivery_commit_reaches_every_cluster;

@@ -1,0 +1,3 @@
+//! What several test files of this binary share.
+
+pub(crate) mod engine;
