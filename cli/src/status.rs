@@ -75,6 +75,15 @@ struct StageView {
     blocked: Option<String>,
     /// Bundles on its clusters, counted by sync state and by health.
     counts: CountsView,
+    /// Idle, Rolling, AwaitingApproval, Paused, PausedByFailure, RolledBack or Blocked.
+    phase: String,
+    phase_reason: Option<String>,
+    /// Its active rollout, else its newest.
+    rollout: Option<u64>,
+    /// A newer revision it would take but has not started.
+    waiting_revision: Option<String>,
+    /// What to run to move it on.
+    next: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -174,6 +183,11 @@ impl StatusView {
                     clusters: s.clusters,
                     blocked: some(s.blocked),
                     counts: CountsView::of(s.counts),
+                    phase: s.phase,
+                    phase_reason: some(s.phase_reason),
+                    rollout: Some(s.rollout).filter(|id| *id != 0),
+                    waiting_revision: some(s.waiting_revision),
+                    next: some(s.next),
                 })
                 .collect(),
             clusters: status
@@ -322,6 +336,32 @@ fn table(view: &StatusView) -> String {
         },
     }
     out.push('\n');
+    if !view.stages.is_empty() {
+        let mut stages = Table::new(&["STAGE", "PINNED", "PHASE", "SYNC", "WAITING", "NEXT"]);
+        for stage in &view.stages {
+            let phase = match &stage.phase_reason {
+                Some(reason) => format!("{} ({reason})", stage.phase),
+                None => stage.phase.clone(),
+            };
+            let sync = stage
+                .counts
+                .sync
+                .iter()
+                .map(|(state, n)| format!("{state} {n}"))
+                .collect::<Vec<_>>()
+                .join(", ");
+            stages.row(vec![
+                stage.name.clone(),
+                or_dash(short(stage.pinned_revision.as_deref().unwrap_or_default())),
+                phase,
+                or_dash(&sync),
+                or_dash(short(stage.waiting_revision.as_deref().unwrap_or_default())),
+                or_dash(stage.next.as_deref().unwrap_or_default()),
+            ]);
+        }
+        out.push_str(&stages.render());
+        out.push('\n');
+    }
     if view.clusters.is_empty() {
         out.push_str(
             "No clusters registered. Add one with `flotilla cluster add NAME --labels k=v`.\n",

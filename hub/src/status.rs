@@ -10,6 +10,7 @@ use crate::controller::source::SourceConfig;
 use crate::pipeline;
 use crate::state::health::{SyncState, sync_state};
 use crate::state::identity::IdentityConflict;
+use crate::state::rollout::RolloutStatus;
 use crate::state::source::{BlobHash, RenderError, Revision, RevisionRef, RevisionStatus};
 use crate::state::stage::StageChange;
 use crate::state::{Labels, State, Timestamp};
@@ -108,6 +109,35 @@ pub struct StageStatus {
     pub blocked: Option<String>,
     /// Bundles on its clusters, counted by sync state and by health.
     pub counts: Counts,
+    /// Where it stands.
+    pub phase: StagePhase,
+    /// Why, in a sentence (the rollout's wave, who paused it and why, why it rolled back).
+    pub phase_reason: Option<String>,
+    /// Its active rollout, else its newest.
+    pub rollout: Option<u64>,
+    /// A newer revision it would take but has not started (behind its source).
+    pub waiting_revision: Option<String>,
+    /// What an operator runs to move it on, when it needs one.
+    pub next: Option<String>,
+}
+
+/// Where a stage stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum StagePhase {
+    /// Nothing to do: no rollout active (a newer revision may be waiting, see `next`).
+    Idle,
+    /// A rollout is moving through its waves.
+    Rolling,
+    /// A rollout waits for `flotilla approve` (manual approval, or held by the deletion guard).
+    AwaitingApproval,
+    /// An operator paused its rollout.
+    Paused,
+    /// Its rollout failed the health gate and stopped; a newer commit replaces it.
+    PausedByFailure,
+    /// It returned to an earlier revision (by its failure action or by hand).
+    RolledBack,
+    /// The revision that would come next may not enter it (its signature).
+    Blocked,
 }
 
 /// Bundles (one per cluster and bundle) counted by sync state and by health; states with none
@@ -512,6 +542,13 @@ fn stages(
                     .iter()
                     .filter(|c| c.stage.as_deref() == Some(name.as_str()))
             };
+            let blocked = declared
+                .zip(source)
+                .and_then(|(stage, source)| signature_blocked(state, stage, source));
+            let candidate = declared.zip(source).and_then(|(stage, source)| {
+                crate::rollout::promotion::candidate(state, stage, &source.name, &source.branch)
+            });
+            let progress = stage_progress(state, &name, candidate.map(|c| c.revision), &blocked);
             StageStatus {
                 pinned_revision: pinned
                     .and_then(|s| s.pinned.as_ref())
@@ -520,13 +557,123 @@ fn stages(
                 source: declared.map(describe_source).unwrap_or_default(),
                 clusters: members().map(|c| c.name.clone()).collect(),
                 counts: Counts::of(members()),
-                blocked: declared
-                    .zip(source)
-                    .and_then(|(stage, source)| signature_blocked(state, stage, source)),
+                blocked: blocked.clone(),
+                phase: progress.phase,
+                phase_reason: progress.reason,
+                rollout: progress.rollout,
+                waiting_revision: progress.waiting,
+                next: progress.next,
                 name,
             }
         })
         .collect()
+}
+
+/// A stage's phase, with why, its rollout, a revision waiting and what to run.
+struct StageProgress {
+    phase: StagePhase,
+    reason: Option<String>,
+    rollout: Option<u64>,
+    waiting: Option<String>,
+    next: Option<String>,
+}
+
+fn stage_progress(
+    state: &State,
+    stage: &str,
+    candidate: Option<RevisionRef>,
+    blocked: &Option<String>,
+) -> StageProgress {
+    let pinned = state.stages.get(stage).and_then(|s| s.pinned.as_ref());
+    let newest = state.newest_rollout(stage);
+    let waiting = candidate
+        .filter(|c| Some(c) != pinned)
+        .filter(|c| newest.is_none_or(|(_, r)| !(r.is_active() && r.to == *c)))
+        .map(|c| c.commit);
+    let last_pin = state.stages.get(stage).and_then(|s| s.history.last());
+    // A rollback by hand pins the stage without a rollout of its own; the failure action's
+    // rollback is its rollout's status.
+    let rolled_back_by_hand = last_pin.filter(|pin| {
+        pin.change == StageChange::Rollback
+            && pin.rollout.is_none()
+            && newest.is_none_or(|(_, r)| !r.is_active() && pin.at >= r.updated_at)
+    });
+    let promote = |waiting: &Option<String>| {
+        waiting.as_ref().map(|commit| {
+            format!(
+                "{} waits: `flotilla promote {stage} {}`",
+                pipeline::short(commit),
+                pipeline::short(commit)
+            )
+        })
+    };
+    let (phase, reason, next) = match newest {
+        Some((_, rollout)) if rollout.is_active() => match &rollout.status {
+            RolloutStatus::AwaitingApproval => (
+                StagePhase::AwaitingApproval,
+                Some(match &rollout.deletion_hold {
+                    Some(hold) => format!("held by the deletion guard: {}", hold.summary()),
+                    None => format!("{} waits for approval", pipeline::short(&rollout.to.commit)),
+                }),
+                Some(format!("flotilla approve {stage}")),
+            ),
+            RolloutStatus::Paused { reason, .. } if rollout.status.paused_by_failure() => (
+                StagePhase::PausedByFailure,
+                Some(reason.clone()),
+                Some(format!(
+                    "push a fix (a newer commit replaces this rollout), or `flotilla rollback \
+                     {stage}`, or `flotilla resume {stage}` to retry"
+                )),
+            ),
+            RolloutStatus::Paused { by, reason } => (
+                StagePhase::Paused,
+                Some(format!("paused by {by}: {reason}")),
+                Some(format!("flotilla resume {stage}")),
+            ),
+            _ => (
+                StagePhase::Rolling,
+                Some(format!(
+                    "{}: wave {} of {}",
+                    pipeline::short(&rollout.to.commit),
+                    (rollout.current + 1).min(rollout.waves.len()),
+                    rollout.waves.len()
+                )),
+                None,
+            ),
+        },
+        _ if let Some(pin) = rolled_back_by_hand => (
+            StagePhase::RolledBack,
+            Some(format!("by {}: {}", pin.by, pin.reason)),
+            promote(&waiting).or_else(|| {
+                Some(format!(
+                    "`flotilla promote {stage}` takes it forward again once something newer passes"
+                ))
+            }),
+        ),
+        Some((_, rollout)) if let RolloutStatus::RolledBack { reason } = &rollout.status => (
+            StagePhase::RolledBack,
+            Some(reason.clone()),
+            promote(&waiting).or_else(|| {
+                Some(format!(
+                    "push a fix: {} is not promoted to {stage} again",
+                    pipeline::short(&rollout.to.commit)
+                ))
+            }),
+        ),
+        _ if blocked.is_some() => (
+            StagePhase::Blocked,
+            blocked.clone(),
+            Some("sign the commit with a key the stage trusts".to_owned()),
+        ),
+        _ => (StagePhase::Idle, None, promote(&waiting)),
+    };
+    StageProgress {
+        phase,
+        reason,
+        rollout: newest.map(|(id, _)| id),
+        waiting,
+        next,
+    }
 }
 
 /// Why the stage's next candidate may not enter it for want of a valid signature, if so.

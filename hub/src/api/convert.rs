@@ -87,6 +87,11 @@ fn stage(stage: StageStatus) -> AdminStageStatus {
         clusters: stage.clusters,
         blocked: stage.blocked.unwrap_or_default(),
         counts: Some(counts(stage.counts)),
+        phase: format!("{:?}", stage.phase),
+        phase_reason: stage.phase_reason.unwrap_or_default(),
+        rollout: stage.rollout.unwrap_or_default(),
+        waiting_revision: stage.waiting_revision.unwrap_or_default(),
+        next: stage.next.unwrap_or_default(),
     }
 }
 

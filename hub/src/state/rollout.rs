@@ -181,8 +181,24 @@ impl Rollout {
     }
 }
 
+impl RolloutStatus {
+    /// Paused by the controller because the health gate failed, not by an operator.
+    pub fn paused_by_failure(&self) -> bool {
+        matches!(self, RolloutStatus::Paused { by, .. } if by.starts_with("controller:"))
+    }
+}
+
 impl State {
-    /// The active rollout of a stage, with its id.
+    /// The newest rollout of a stage, whatever its status, with its id.
+    pub fn newest_rollout(&self, stage: &str) -> Option<(u64, &Rollout)> {
+        self.rollouts
+            .iter()
+            .rev()
+            .find(|(_, r)| r.stage == stage)
+            .map(|(id, r)| (*id, r))
+    }
+
+    /// The stage's active rollout (awaiting approval, running or paused), if any.
     pub fn active_rollout(&self, stage: &str) -> Option<(u64, &Rollout)> {
         self.rollouts
             .iter()

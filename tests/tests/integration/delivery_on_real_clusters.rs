@@ -206,6 +206,25 @@ async fn commits_roll_out_roll_back_and_prune_on_real_clusters() -> Result<()> {
         reason.contains("prod-1") && reason.contains("progress deadline"),
         "the rollback names the canary and the real controller's reason: {progress}"
     );
+    // The stage says where it stands and what would move it on.
+    let status = fleet.cli.status().await?;
+    let prod = status["stages"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["name"] == "prod"))
+        .context("no prod stage")?;
+    assert_eq!(prod["phase"], "RolledBack", "{prod}");
+    assert!(
+        prod["phaseReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("progress deadline")),
+        "{prod}"
+    );
+    assert!(
+        prod["next"]
+            .as_str()
+            .is_some_and(|n| n.contains("push a fix")),
+        "{prod}"
+    );
     // Back to release 1 on the canary, by a new ReplicaSet of Ready Pods.
     fleet
         .wait_rolled_out_on(&first, &["prod-1", "prod-2"])

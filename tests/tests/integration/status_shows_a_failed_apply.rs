@@ -67,11 +67,8 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
     // The workload is the old one, still running: its health is its own, the sync state says
     // the commit did not land.
     assert_eq!(shown["appliedRevision"], first.as_str(), "{shown}");
-    let stage = status["stages"]
-        .as_array()
-        .and_then(|stages| stages.iter().find(|s| s["name"] == "dev"))
-        .context("no dev stage")?;
-    assert_eq!(stage["counts"]["sync"]["ApplyFailed"], 1, "{stage}");
+    let dev = stage(&status, "dev")?;
+    assert_eq!(dev["counts"]["sync"]["ApplyFailed"], 1, "{dev}");
 
     // Waiting cannot fix it: dev's rollout fails at once, well before any health timeout.
     let rollout = wait::until(
@@ -101,8 +98,25 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
         "{progress}"
     );
 
+    let status = fleet.cli.status().await?;
+    let dev = stage(&status, "dev")?;
+    assert_eq!(dev["phase"], "PausedByFailure", "{dev}");
+    assert!(
+        dev["phaseReason"]
+            .as_str()
+            .is_some_and(|r| r.contains("could not apply")),
+        "{dev}"
+    );
+    assert!(
+        dev["next"]
+            .as_str()
+            .is_some_and(|n| n.contains("push a fix")),
+        "{dev}"
+    );
+
     let table = fleet.cli.text(&["status"]).await?;
     assert!(table.contains("SYNC"), "{table}");
+    assert!(table.contains("PausedByFailure"), "{table}");
     assert!(
         table.contains("NOT IN SYNC") && table.contains("dev-1/app ApplyFailed"),
         "{table}"
@@ -153,7 +167,25 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
         "{}",
         status["counts"]
     );
+    wait::until("dev Idle again", PATIENCE, || async {
+        let status = fleet.cli.status().await?;
+        let dev = stage(&status, "dev")?;
+        Ok(if dev["phase"] == "Idle" {
+            Probe::Done(())
+        } else {
+            Probe::NotYet(dev.to_string())
+        })
+    })
+    .await?;
     Ok(())
+}
+
+/// A stage of a status document.
+fn stage<'a>(status: &'a Value, name: &str) -> Result<&'a Value> {
+    status["stages"]
+        .as_array()
+        .and_then(|all| all.iter().find(|s| s["name"] == name))
+        .with_context(|| format!("no stage {name} in {status}"))
 }
 
 /// The app bundle of `cluster` in a status document.
