@@ -756,7 +756,6 @@ fn apply(
     }
     check_type_meta(t, &mut applied, true)?;
     check_identity(t, &mut applied, Some(&name))?;
-    default_merge_keys(&t.rt, &mut applied);
     let old = state.get(&t.rt.key(), &t.key(&name)).cloned();
     if old.is_none() {
         if t.subresource.is_some() {

@@ -16,3 +16,4 @@ mod listeners_survive_a_connection_flood;
 mod real_clusters_start_and_stop;
 mod security_agent_identity_bound_to_its_cluster;
 mod security_bad_input_corpus;
+mod sim_matches_a_real_api_server;
