@@ -172,6 +172,8 @@ impl Applier<'_> {
             }
         }
         if !conflicts.is_empty() {
+            // By manager, as structured-merge-diff reports them.
+            conflicts.sort_by(|a, b| a.message.cmp(&b.message));
             return Err(conflicts);
         }
         for (i, path) in taken {

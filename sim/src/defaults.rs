@@ -21,6 +21,11 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
     match builtin {
         Builtin::Namespace => namespace(old, obj, name),
         Builtin::Service => service(old, obj, name),
+        Builtin::CustomResourceDefinition => {
+            if let Some(spec) = object_at(obj, "spec") {
+                set_default(spec, "conversion", json!({"strategy": "None"}));
+            }
+        }
         Builtin::Deployment => {
             if let Some(spec) = object_at(obj, "spec") {
                 set_default(spec, "replicas", json!(1));
@@ -106,6 +111,7 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
         Builtin::Secret => {
             if let Some(map) = obj.as_object_mut() {
                 set_default(map, "type", json!("Opaque"));
+                string_data(map);
             }
         }
         Builtin::Ingress if old.is_none() => obj["status"] = json!({"loadBalancer": {}}),
@@ -201,9 +207,8 @@ fn service(old: Option<&Value>, obj: &mut Value, name: &str) {
             }
         }
     }
-    if spec.get("type") != Some(&json!("ExternalName"))
-        && spec.get("clusterIP").and_then(Value::as_str) != Some("None")
-    {
+    if spec.get("type") != Some(&json!("ExternalName")) {
+        // A headless Service gets the same families and policies, its address being None.
         let ip = cluster_ip(name);
         set_default(spec, "clusterIP", json!(ip));
         let ip = spec.get("clusterIP").cloned().unwrap_or(json!(ip));
@@ -212,12 +217,34 @@ fn service(old: Option<&Value>, obj: &mut Value, name: &str) {
         set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
         set_default(spec, "internalTrafficPolicy", json!("Cluster"));
     }
-    if spec.get("type") == Some(&json!("LoadBalancer")) {
+    if matches!(
+        spec.get("type").and_then(Value::as_str),
+        Some("NodePort" | "LoadBalancer")
+    ) {
         set_default(spec, "externalTrafficPolicy", json!("Cluster"));
+    }
+    if spec.get("type") == Some(&json!("LoadBalancer")) {
         set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
     }
     if old.is_none() {
         obj["status"] = json!({"loadBalancer": {}});
+    }
+}
+
+/// A Secret's `stringData` is written into `data`, base64-encoded, and never stored, as the
+/// API server converts it.
+fn string_data(secret: &mut Map<String, Value>) {
+    use base64::Engine as _;
+    let Some(Value::Object(strings)) = secret.shift_remove("stringData") else {
+        return;
+    };
+    let data = secret.entry("data").or_insert_with(|| json!({}));
+    if let Some(data) = data.as_object_mut() {
+        for (key, value) in strings {
+            let text = value.as_str().unwrap_or_default();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            data.insert(key, json!(encoded));
+        }
     }
 }
 

@@ -53,13 +53,13 @@ pub(crate) fn patch(
             let p: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             let mut out = target.clone();
-            json_patch::patch(&mut out, &p).map_err(|e| ApiError {
+            // The API server says no more than this, whichever operation failed.
+            json_patch::patch(&mut out, &p).map_err(|_| ApiError {
                 code: 422,
                 reason: "Invalid",
-                message: format!(
-                    "the server rejected our request due to an error in our request: {e}"
-                ),
-                details: None,
+                message: "the server rejected our request due to an error in our request"
+                    .to_string(),
+                details: Some(serde_json::json!({})),
             })?;
             Ok(out)
         }

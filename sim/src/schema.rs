@@ -119,7 +119,11 @@ pub(crate) fn always_present(rt: &ResourceType, path: &[&str]) -> bool {
             | [.., "template", "metadata" | "spec"]
             | [.., "jobTemplate"]
             | [.., "jobTemplate", "metadata" | "spec"]
-            | ["spec", "strategy" | "updateStrategy" | "scaleTargetRef"]
+            | [
+                "spec",
+                "strategy" | "updateStrategy" | "scaleTargetRef" | "names"
+            ]
+            | ["status", "acceptedNames"]
             | [.., "containers" | "initContainers"]
             | [.., "containers" | "initContainers", "resources"]
             | ["spec", "resources"]

@@ -10,6 +10,10 @@ use serde_json::Value;
 use crate::catalog::{Builtin, NameRule, ResourceType};
 use crate::status::{ApiError, Cause};
 
+mod rules;
+
+pub(crate) use rules::rule_causes;
+
 /// How unknown fields are treated (`fieldValidation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FieldValidation {
@@ -40,6 +44,15 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Cause {
         reason: "FieldValueInvalid".to_string(),
         message: message.into(),
         field: field.into(),
+    }
+}
+
+/// A value of the wrong type for a custom resource's schema.
+fn type_invalid(field: &str, message: String) -> Cause {
+    Cause {
+        reason: "FieldValueTypeInvalid".to_string(),
+        message,
+        field: field.to_string(),
     }
 }
 
@@ -550,7 +563,7 @@ fn check_node(
 ) {
     if v.is_null() {
         if schema.get("nullable").and_then(Value::as_bool) != Some(true) {
-            causes.push(invalid(
+            causes.push(type_invalid(
                 path,
                 format!(
                     "Invalid value: \"null\": {path} in body must be of type {}: \"null\"",
@@ -579,7 +592,7 @@ fn check_node(
         };
         if !ok && !(int_or_string && (v.is_string() || v.is_i64())) {
             let actual = json_type(v);
-            causes.push(invalid(
+            causes.push(type_invalid(
                 path,
                 format!(
                     "Invalid value: \"{actual}\": {path} in body must be of type {t}: \"{actual}\""

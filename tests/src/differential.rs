@@ -85,6 +85,10 @@ pub struct Step {
     /// asynchronously: a namespace's removal, a new CRD's discovery).
     #[serde(default)]
     pub until_status: Option<u16>,
+    /// Repeat the request until these pointers of the answer hold these values (`[key=value]`
+    /// segments allowed, as in `only`).
+    #[serde(default)]
+    pub until: BTreeMap<String, Value>,
     /// Placeholders set from this answer's body: name → JSON pointer.
     #[serde(default)]
     pub capture: BTreeMap<String, String>,
@@ -232,19 +236,22 @@ async fn run_step(
     let started = Instant::now();
     loop {
         let answer = send_step(client, step, values).await?;
-        match step.until_status {
-            Some(status) if answer.status != status => {
-                if started.elapsed() > UNTIL_PATIENCE {
-                    bail!(
-                        "still {} after {UNTIL_PATIENCE:?}, waiting for {status}: {}",
-                        answer.status,
-                        answer.body
-                    );
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
-            }
-            _ => return Ok(answer),
+        let status = step.until_status.is_none_or(|s| s == answer.status);
+        let body = step
+            .until
+            .iter()
+            .all(|(pointer, value)| normalise::select(&answer.body, pointer) == Some(value));
+        if status && body {
+            return Ok(answer);
         }
+        if started.elapsed() > UNTIL_PATIENCE {
+            bail!(
+                "after {UNTIL_PATIENCE:?} still {}: {}",
+                answer.status,
+                answer.body
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
 

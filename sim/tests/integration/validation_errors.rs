@@ -189,7 +189,8 @@ async fn field_validation_strict_rejects_and_warn_warns_on_unknown_fields() {
         &r,
         400,
         "BadRequest",
-        "strict decoding error: unknown field \"bogus\"",
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: strict decoding error: \
+         unknown field \"bogus\"",
     );
 
     let mut d = deployment("web", json!(1));
@@ -204,7 +205,8 @@ async fn field_validation_strict_rejects_and_warn_warns_on_unknown_fields() {
         &r,
         400,
         "BadRequest",
-        "strict decoding error: unknown field \"spec.template.spec.containers[0].imagePullPolice\"",
+        "Deployment in version \"v1\" cannot be handled as a Deployment: strict decoding error: \
+         unknown field \"spec.template.spec.containers[0].imagePullPolice\"",
     );
 
     let r = post(&c, &format!("{CM_PATH}?fieldValidation=Warn"), cm.clone()).await;
@@ -409,7 +411,7 @@ async fn apply_requires_field_manager_and_rejects_managed_fields() {
         &r,
         400,
         "BadRequest",
-        "Incorrect version specified in apply patch. Specified patch version: apps/v1, expected: v1",
+        "invalid object type: apps/v1, Kind=ConfigMap",
     );
     sim.shutdown().await;
 }
@@ -469,7 +471,8 @@ async fn custom_resources_are_checked_against_their_schema() {
         &r,
         400,
         "BadRequest",
-        "strict decoding error: unknown field \"spec.shape\"",
+        "Widget in version \"v1\" cannot be handled as a Widget: strict decoding error: \
+         unknown field \"spec.shape\"",
     );
     let r = post(&c, path, w(json!({"size": 1, "shape": "round"}))).await;
     assert_eq!(r.status.as_u16(), 201, "{}", r.text);

@@ -153,7 +153,7 @@ fn numbers_as_n(text: &str) -> String {
 
 /// What `pointer` names, where a segment `[key=value]` picks the array item whose `key` is
 /// `value` (a discovery document's resources by name, say).
-fn select<'a>(value: &'a Value, pointer: &str) -> Option<&'a Value> {
+pub(super) fn select<'a>(value: &'a Value, pointer: &str) -> Option<&'a Value> {
     pointer
         .split('/')
         .skip(1)
