@@ -104,6 +104,15 @@ fn raw_json_response(code: u16, json: bytes::Bytes, warnings: &[String]) -> Resp
 
 /// A `Status` response for a failure.
 pub(crate) fn error_response(e: &ApiError) -> Response {
+    if e.is_plain() {
+        let mut response = Response::new(Body::from(format!("{}\n", e.message)));
+        *response.status_mut() = http::StatusCode::NOT_FOUND;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return response;
+    }
     json_response(e.code, &e.to_status(), &[])
 }
 
@@ -176,13 +185,13 @@ async fn dispatch(
             let types = cluster.read().resource_types();
             discovery::group(&types, &g)
                 .map(|v| json_response(200, &v, &[]))
-                .ok_or_else(ApiError::no_resource)
+                .ok_or_else(ApiError::page_not_found)
         }
         Route::GroupVersion(g, v) => {
             let types = cluster.read().resource_types();
             discovery::resource_list(&types, &g, &v)
                 .map(|v| json_response(200, &v, &[]))
-                .ok_or_else(ApiError::no_resource)
+                .ok_or_else(ApiError::page_not_found)
         }
         Route::Resource(p) => resource(fleet, cluster, p, req, &accept).await,
     }
@@ -194,7 +203,15 @@ fn target(cluster: &Cluster, p: ResourcePath) -> Result<Target, ApiError> {
         let rt = state
             .find_type(&p.group, &p.resource)
             .filter(|rt| rt.serves(&p.version))
-            .ok_or_else(ApiError::no_resource)?;
+            .ok_or_else(|| {
+                // Only a group-version someone serves answers with a Status.
+                let served = |rt: &Arc<ResourceType>| rt.group == p.group && rt.serves(&p.version);
+                if state.resource_types().iter().any(served) {
+                    ApiError::no_resource()
+                } else {
+                    ApiError::page_not_found()
+                }
+            })?;
         if let Some(crate::Fault::LaggingCustomResources(lag)) = cluster.fault()
             && state
                 .registered_at(&rt.key())
@@ -216,7 +233,8 @@ fn target(cluster: &Cluster, p: ResourcePath) -> Result<Target, ApiError> {
         }
     }
     if p.namespace.is_some() && !rt.namespaced {
-        return Err(ApiError::no_resource());
+        // No namespaced route exists for a cluster-scoped resource.
+        return Err(ApiError::page_not_found());
     }
     Ok(Target {
         rt,

@@ -228,12 +228,14 @@ impl Applier<'_> {
 }
 
 /// Fields the API server fills in after it recorded an update's managed fields (a
-/// Service's allocated addresses), so no update owns them.
+/// Service's allocated addresses, a namespace's `kubernetes` finalizer), so no update owns
+/// them.
 const ALLOCATED: &[&[&str]] = &[
     &["f:spec", "f:clusterIP"],
     &["f:spec", "f:clusterIPs"],
     &["f:spec", "f:ipFamilies"],
     &["f:spec", "f:ipFamilyPolicy"],
+    &["f:spec", "f:finalizers"],
 ];
 
 fn without_managed_fields(obj: &Value) -> Value {
@@ -262,7 +264,11 @@ pub(crate) fn track_update(
     let old_set = FieldSet::of_update(old_obj, rt, scope);
     let mut new_set = FieldSet::of_update(new, rt, scope);
     for allocated in ALLOCATED {
-        new_set.remove(&allocated.iter().map(|f| f.to_string()).collect::<Vec<_>>());
+        let path: Path = allocated.iter().map(|f| f.to_string()).collect();
+        // A headless Service's `None` is the client's own.
+        if get_at(new, &path) != Some(&json!("None")) {
+            new_set.remove(&path);
+        }
     }
     let changed: Vec<Path> = new_set
         .leaves()

@@ -18,9 +18,33 @@ fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
 /// Applies the defaults of a kind; `old` is the stored object on updates.
 pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, name: &str) {
     let Some(builtin) = rt.builtin else { return };
+    // Status is a struct the server always serializes: a new workload's is `{}`.
+    if old.is_none()
+        && matches!(
+            builtin,
+            Builtin::Deployment
+                | Builtin::StatefulSet
+                | Builtin::DaemonSet
+                | Builtin::ReplicaSet
+                | Builtin::Job
+                | Builtin::CronJob
+        )
+        && let Some(map) = obj.as_object_mut()
+    {
+        set_default(map, "status", json!({}));
+    }
     match builtin {
         Builtin::Namespace => namespace(old, obj, name),
         Builtin::Service => service(old, obj, name),
+        Builtin::NetworkPolicy => {
+            if let Some(spec) = object_at(obj, "spec") {
+                let mut types = vec![json!("Ingress")];
+                if spec.contains_key("egress") {
+                    types.push(json!("Egress"));
+                }
+                set_default(spec, "policyTypes", Value::Array(types));
+            }
+        }
         Builtin::CustomResourceDefinition => {
             if let Some(spec) = object_at(obj, "spec") {
                 set_default(spec, "conversion", json!({"strategy": "None"}));
@@ -53,7 +77,12 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
                 set_default(
                     spec,
                     "updateStrategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0, "maxUnavailable": 1}}),
+                );
+                set_default(
+                    spec,
+                    "persistentVolumeClaimRetentionPolicy",
+                    json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
                 );
             }
             pod_template(obj.pointer_mut("/spec/template/spec"));
@@ -82,6 +111,8 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
                 set_default(spec, "backoffLimit", json!(6));
                 set_default(spec, "completionMode", json!("NonIndexed"));
                 set_default(spec, "suspend", json!(false));
+                set_default(spec, "manualSelector", json!(false));
+                set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
             }
             pod_template(obj.pointer_mut("/spec/template/spec"));
         }
@@ -91,6 +122,17 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
                 set_default(spec, "suspend", json!(false));
                 set_default(spec, "successfulJobsHistoryLimit", json!(3));
                 set_default(spec, "failedJobsHistoryLimit", json!(1));
+                // Object metadata is a struct the server always serializes, empty or not.
+                if let Some(job) = spec.get_mut("jobTemplate").and_then(Value::as_object_mut) {
+                    set_default(job, "metadata", json!({}));
+                    if let Some(template) = job
+                        .get_mut("spec")
+                        .and_then(|s| s.get_mut("template"))
+                        .and_then(Value::as_object_mut)
+                    {
+                        set_default(template, "metadata", json!({}));
+                    }
+                }
             }
             pod_template(obj.pointer_mut("/spec/jobTemplate/spec/template/spec"));
         }

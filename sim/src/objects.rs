@@ -459,7 +459,32 @@ fn finish(
         };
         let status = new.get("status").cloned();
         let managed = new.pointer("/metadata/managedFields").cloned();
+        // Built-in kinds' status strategies reset the spec but keep metadata changes (the
+        // apps workloads reset labels too); a custom resource's keeps nothing but status.
+        let kept_metadata: Vec<(&str, Option<Value>)> = match t.rt.builtin {
+            None => vec![],
+            Some(
+                Builtin::Deployment
+                | Builtin::StatefulSet
+                | Builtin::DaemonSet
+                | Builtin::ReplicaSet,
+            ) => vec![("annotations", new.pointer("/metadata/annotations").cloned())],
+            Some(_) => ["labels", "annotations"]
+                .into_iter()
+                .map(|f| (f, new.pointer(&format!("/metadata/{f}")).cloned()))
+                .collect(),
+        };
         new = (**old).clone();
+        for (field, value) in kept_metadata {
+            match value {
+                Some(v) => {
+                    meta_mut(&mut new).insert(field.to_string(), v);
+                }
+                None => {
+                    meta_mut(&mut new).shift_remove(field);
+                }
+            }
+        }
         match status {
             Some(s) => new["status"] = s,
             None => {
@@ -625,11 +650,13 @@ fn finish(
         });
     }
     if new.pointer("/metadata/deletionTimestamp").is_some() && finalizers_gone {
-        // The last finalizer is gone: the deletion completes now.
-        let last = remove_object(state, &type_key, &key);
+        // The last finalizer is gone: the deletion completes now, and the answer is the
+        // object as this write left it, as the API server answers.
+        remove_object(state, &type_key, &key);
+        meta_mut(&mut new).insert("resourceVersion".to_string(), json!(state.rv().to_string()));
         return Ok(Written {
             code,
-            object: last.unwrap_or_else(|| Arc::new(new)),
+            object: Arc::new(new),
             json: None,
             warnings,
         });

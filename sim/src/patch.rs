@@ -191,6 +191,7 @@ fn merge_list<'a>(
             .collect();
         return Ok(());
     }
+    let server_order: Vec<Option<Value>> = target.iter().map(|t| t.get(&key).cloned()).collect();
     for item in items {
         let Some(id) = item.get(&key) else {
             return Err(ApiError::bad_request(format!(
@@ -213,5 +214,46 @@ fn merge_list<'a>(
             }
         }
     }
+    normalize_order(target, items, &server_order, &key);
     Ok(())
+}
+
+/// Orders a merged list as the API server does (`normalizeElementOrder`): the patch's items
+/// in the patch's order and the others in the server's, merged by their position on the
+/// server, items new to the server first.
+fn normalize_order(target: &mut Vec<Value>, patch: &[Value], server: &[Option<Value>], key: &str) {
+    let patch_ids: Vec<&Value> = patch.iter().filter_map(|i| i.get(key)).collect();
+    let on_server = |item: &Value| -> i64 {
+        let id = item.get(key);
+        server
+            .iter()
+            .position(|k| k.as_ref() == id)
+            .map_or(-1, |p| p as i64)
+    };
+    let in_patch = |item: &Value| -> Option<usize> {
+        let id = item.get(key)?;
+        patch_ids.iter().position(|p| *p == id)
+    };
+    let (mut patched, mut server_only): (Vec<Value>, Vec<Value>) = std::mem::take(target)
+        .into_iter()
+        .partition(|i| in_patch(i).is_some());
+    patched.sort_by_key(|i| in_patch(i));
+    let (mut patched, mut server_only) = (
+        patched.drain(..).peekable(),
+        server_only.drain(..).peekable(),
+    );
+    loop {
+        let take_patched = match (patched.peek(), server_only.peek()) {
+            (Some(p), Some(s)) => on_server(p) < on_server(s),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if take_patched {
+            patched.next()
+        } else {
+            server_only.next()
+        };
+        target.extend(next);
+    }
 }

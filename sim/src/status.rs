@@ -205,11 +205,24 @@ impl ApiError {
 
     /// 405 for a verb a resource does not support.
     pub(crate) fn method_not_allowed(method: &str) -> ApiError {
+        let _ = method;
         ApiError::new(
             405,
             "MethodNotAllowed",
-            format!("the server does not allow this method on the requested resource ({method})"),
+            "the server does not allow this method on the requested resource",
         )
+        .with_details(json!({}))
+    }
+
+    /// 404 for a path under a group or version nobody serves: the API server's mux answers
+    /// it in plain text, not with a Status (see [`ApiError::is_plain`]).
+    pub(crate) fn page_not_found() -> ApiError {
+        ApiError::new(404, "", "404 page not found")
+    }
+
+    /// Whether the answer is plain text rather than a Status.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.code == 404 && self.reason.is_empty()
     }
 
     /// 410 Expired for a continue token or resourceVersion that was compacted.
@@ -228,13 +241,10 @@ impl ApiError {
 
     /// 415 for a content type the verb does not take.
     pub(crate) fn unsupported_media_type(content_type: &str) -> ApiError {
-        ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
-            ),
-        )
+        // The API server names neither the type it got nor those it takes.
+        let _ = content_type;
+        ApiError::new(415, "UnsupportedMediaType", "415: Unsupported Media Type")
+            .with_details(json!({}))
     }
 
     /// 415 for a body encoding the simulator does not decode (protobuf, CBOR).

@@ -418,7 +418,8 @@ async fn patch_types_merge_lists_by_their_keys() {
     assert_eq!(containers[0]["image"], "nginx:2");
     assert_eq!(
         containers[0]["env"],
-        json!([{"name": "A", "value": "1"}, {"name": "B", "value": "2"}])
+        json!([{"name": "B", "value": "2"}, {"name": "A", "value": "1"}]),
+        "items new to the server come first, as the API server orders them"
     );
 
     let delete_side = json!({"spec": {"template": {"spec": {"containers": [{"name": "side", "$patch": "delete"}]}}}});

@@ -15,8 +15,9 @@ use super::Transcript;
 pub struct Accepted {
     /// A scenario name, or a prefix ending in `*` (`*` alone: every scenario).
     pub scenario: String,
-    /// A JSON pointer into a step's record (`/body/metadata/labels`, `/status`); a `*`
-    /// segment matches any one segment. A difference at or below it is accepted.
+    /// A JSON pointer into a step's record (`/body/metadata/labels`, `/status`, `/` for
+    /// all of it); a `*` segment matches any one segment. A difference at or below it is
+    /// accepted.
     pub path: String,
     /// Only this step (0-based), when given.
     #[serde(default)]
@@ -39,7 +40,7 @@ impl Accepted {
             None => difference.scenario == self.scenario,
         };
         let step = self.step.is_none_or(|step| Some(step) == difference.step);
-        let mut wanted = self.path.split('/').skip(1);
+        let mut wanted = self.path.trim_end_matches('/').split('/').skip(1);
         let mut found = difference.path.split('/').skip(1);
         let path = loop {
             match (wanted.next(), found.next()) {

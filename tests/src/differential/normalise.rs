@@ -25,13 +25,15 @@ const TIMES: &[&str] = &[
 ];
 
 /// The step's record: request, status, content type (without parameters), warnings and the
-/// normalised body, narrowed to `only` and without `ignore`.
+/// normalised body, narrowed to `only` and without `ignore` unless the answer is an error.
 pub(super) fn record(step: &Step, values: &BTreeMap<String, String>, answer: Answer) -> Value {
     let mut body = answer.body;
     normalise(&mut body, values);
+    // An error answer is compared whole: `only` and `ignore` narrow successful answers.
+    let failed = answer.status >= 400;
     if step.setup {
         body = Value::Null;
-    } else if !step.only.is_empty() {
+    } else if !step.only.is_empty() && !failed {
         let mut kept = Map::new();
         for pointer in &step.only {
             kept.insert(
@@ -41,7 +43,7 @@ pub(super) fn record(step: &Step, values: &BTreeMap<String, String>, answer: Ans
         }
         body = Value::Object(kept);
     }
-    for pointer in &step.ignore {
+    for pointer in step.ignore.iter().filter(|_| !failed) {
         remove(&mut body, pointer);
     }
     let media_type = answer
@@ -72,6 +74,17 @@ pub(super) fn normalise(value: &mut Value, values: &BTreeMap<String, String>) {
         Value::Object(map) => {
             normalise_generated_name(map);
             map.remove("selfLink");
+            // Entries are ordered by their times, which two servers never share.
+            if let Some(Value::Array(entries)) = map.get_mut("managedFields") {
+                entries.sort_by_key(|e| {
+                    ["operation", "manager", "apiVersion", "subresource"].map(|k| {
+                        e.get(k)
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_owned()
+                    })
+                });
+            }
             for (key, field) in map.iter_mut() {
                 match (key.as_str(), &*field) {
                     ("uid", Value::String(_)) => *field = json!("<uid>"),
