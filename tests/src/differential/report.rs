@@ -52,6 +52,24 @@ impl Report<'_> {
         Ok(())
     }
 
+    /// Each accepted reason in use, with the scenario steps it covers.
+    pub fn accepted(&self) -> BTreeMap<&str, Vec<String>> {
+        let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+        for outcome in self.outcomes {
+            for d in &outcome.differences {
+                if let Some(why) = &d.accepted {
+                    let step = d.step.map_or("-".into(), |s| s.to_string());
+                    let place = format!("{} (step {step})", d.scenario);
+                    let places = reasons.entry(why).or_default();
+                    if !places.contains(&place) {
+                        places.push(place);
+                    }
+                }
+            }
+        }
+        reasons
+    }
+
     /// Scenarios whose transcripts are equal.
     pub fn identical(&self) -> usize {
         self.outcomes.iter().filter(|o| o.identical()).count()
@@ -72,10 +90,11 @@ impl Report<'_> {
             out,
             "# The simulator against a real API server\n\n\
              Written by `{command}`; do not edit by hand.\n\n\
-             | scenarios | identical | with accepted differences only | differing | simulator fixes |\n\
-             |---|---|---|---|---|\n\
-             | {total} | {identical} | {accepted_only} | {failing} | {} |\n",
-            self.fixes.len()
+             | scenarios | identical | with accepted differences only | differing | simulator fixes | accepted differences |\n\
+             |---|---|---|---|---|---|\n\
+             | {total} | {identical} | {accepted_only} | {failing} | {} | {} |\n",
+            self.fixes.len(),
+            self.accepted().len()
         );
         let mut areas: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         for outcome in self.outcomes {
@@ -92,20 +111,8 @@ impl Report<'_> {
             let _ = writeln!(out, "- {} ({})", fix.what, fix.scenarios.join(", "));
         }
         out.push_str("\n## Accepted differences\n\n");
-        let mut reasons: BTreeMap<&str, Vec<String>> = BTreeMap::new();
-        for outcome in self.outcomes {
-            for d in &outcome.differences {
-                if let Some(why) = &d.accepted {
-                    let place = format!("{} `{}`", d.scenario, d.path);
-                    let places = reasons.entry(why).or_default();
-                    if !places.contains(&place) {
-                        places.push(place);
-                    }
-                }
-            }
-        }
-        for (why, places) in &reasons {
-            let _ = writeln!(out, "- {why}\n  Seen in: {}.", places.join("; "));
+        for (why, places) in &self.accepted() {
+            let _ = writeln!(out, "- {why}\n  Seen in: {}.", places.join(", "));
         }
         if failing > 0 {
             out.push_str("\n## Differing\n\n```\n");
