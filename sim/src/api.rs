@@ -232,6 +232,10 @@ fn target(cluster: &Cluster, p: ResourcePath) -> Result<Target, ApiError> {
             return Err(ApiError::no_resource());
         }
     }
+    if rt.namespaced && p.namespace.is_none() && p.name.is_some() {
+        // A namespaced object is only found under its namespace.
+        return Err(ApiError::no_resource());
+    }
     if p.namespace.is_some() && !rt.namespaced {
         // No namespaced route exists for a cluster-scoped resource.
         return Err(ApiError::page_not_found());

@@ -552,7 +552,9 @@ fn finish(
     }
     if let Some(old) = old
         && t.rt.tracks_generation
-        && spec_changed(old, &new)
+        && (spec_changed(old, &new)
+            || (t.rt.builtin == Some(Builtin::Deployment)
+                && old.pointer("/metadata/annotations") != new.pointer("/metadata/annotations")))
     {
         let g = old
             .pointer("/metadata/generation")

@@ -45,6 +45,9 @@ pub(crate) fn patch(
     match kind {
         PatchType::Merge => {
             let p: Value = parse_json(body)?;
+            if !p.is_object() {
+                return Err(not_a_map("error decoding patch: ", &p));
+            }
             let mut out = target.clone();
             json_patch::merge(&mut out, &p);
             Ok(out)
@@ -66,9 +69,7 @@ pub(crate) fn patch(
         PatchType::Strategic => {
             let p: Value = parse_json(body)?;
             if !p.is_object() {
-                return Err(ApiError::bad_request(
-                    "json: cannot unmarshal array into Go value of type map[string]interface {}",
-                ));
+                return Err(not_a_map("", &p));
             }
             let mut out = target.clone();
             let mut names = Vec::new();
@@ -77,6 +78,20 @@ pub(crate) fn patch(
         }
         PatchType::Apply => Err(ApiError::bad_request("apply is not a merge patch")),
     }
+}
+
+/// A merge patch must be an object; the API server says so as Go's decoder does.
+fn not_a_map(prefix: &str, patch: &Value) -> ApiError {
+    let found = match patch {
+        Value::Array(_) => "array",
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        Value::Null | Value::Object(_) => "null",
+    };
+    ApiError::bad_request(format!(
+        "{prefix}json: cannot unmarshal {found} into Go value of type map[string]interface {{}}"
+    ))
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
