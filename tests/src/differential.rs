@@ -12,6 +12,8 @@
 mod compare;
 mod normalise;
 mod report;
+#[cfg(test)]
+mod tests;
 
 use std::collections::BTreeMap;
 use std::path::Path;
