@@ -104,6 +104,15 @@ fn raw_json_response(code: u16, json: bytes::Bytes, warnings: &[String]) -> Resp
 
 /// A `Status` response for a failure.
 pub(crate) fn error_response(e: &ApiError) -> Response {
+    if e.is_plain() {
+        let mut response = Response::new(Body::from(format!("{}\n", e.message)));
+        *response.status_mut() = http::StatusCode::NOT_FOUND;
+        response.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("text/plain; charset=utf-8"),
+        );
+        return response;
+    }
     json_response(e.code, &e.to_status(), &[])
 }
 
@@ -176,13 +185,13 @@ async fn dispatch(
             let types = cluster.read().resource_types();
             discovery::group(&types, &g)
                 .map(|v| json_response(200, &v, &[]))
-                .ok_or_else(ApiError::no_resource)
+                .ok_or_else(ApiError::page_not_found)
         }
         Route::GroupVersion(g, v) => {
             let types = cluster.read().resource_types();
             discovery::resource_list(&types, &g, &v)
                 .map(|v| json_response(200, &v, &[]))
-                .ok_or_else(ApiError::no_resource)
+                .ok_or_else(ApiError::page_not_found)
         }
         Route::Resource(p) => resource(fleet, cluster, p, req, &accept).await,
     }
@@ -194,7 +203,15 @@ fn target(cluster: &Cluster, p: ResourcePath) -> Result<Target, ApiError> {
         let rt = state
             .find_type(&p.group, &p.resource)
             .filter(|rt| rt.serves(&p.version))
-            .ok_or_else(ApiError::no_resource)?;
+            .ok_or_else(|| {
+                // Only a group-version someone serves answers with a Status.
+                let served = |rt: &Arc<ResourceType>| rt.group == p.group && rt.serves(&p.version);
+                if state.resource_types().iter().any(served) {
+                    ApiError::no_resource()
+                } else {
+                    ApiError::page_not_found()
+                }
+            })?;
         if let Some(crate::Fault::LaggingCustomResources(lag)) = cluster.fault()
             && state
                 .registered_at(&rt.key())
@@ -215,8 +232,13 @@ fn target(cluster: &Cluster, p: ResourcePath) -> Result<Target, ApiError> {
             return Err(ApiError::no_resource());
         }
     }
-    if p.namespace.is_some() && !rt.namespaced {
+    if rt.namespaced && p.namespace.is_none() && p.name.is_some() {
+        // A namespaced object is only found under its namespace.
         return Err(ApiError::no_resource());
+    }
+    if p.namespace.is_some() && !rt.namespaced {
+        // No namespaced route exists for a cluster-scoped resource.
+        return Err(ApiError::page_not_found());
     }
     Ok(Target {
         rt,
@@ -256,17 +278,20 @@ fn filter(q: &Query, rt: &ResourceType) -> Result<Filter, ApiError> {
     })
 }
 
-fn dry_run(q: &Query) -> Result<bool, ApiError> {
+/// `dryRun`; `options` names the request's options kind (`CreateOptions`, ...) for errors.
+fn dry_run(q: &Query, options: &str) -> Result<bool, ApiError> {
     match q.get("dryRun") {
         None | Some("") => Ok(false),
         Some("All") => Ok(true),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "dryRun: Unsupported value: \"{other}\": supported values: \"All\""
-        ))),
+        Some(other) => Err(ApiError::invalid_options(
+            options,
+            "dryRun",
+            &format!("Unsupported value: [\"{other}\"]: supported values: \"All\""),
+        )),
     }
 }
 
-fn write_opts(q: &Query, headers: &HeaderMap) -> Result<WriteOpts, ApiError> {
+fn write_opts(q: &Query, headers: &HeaderMap, options: &str) -> Result<WriteOpts, ApiError> {
     let given = q.get("fieldManager").filter(|m| !m.is_empty());
     if let Some(m) = given
         && m.len() > 128
@@ -285,7 +310,7 @@ fn write_opts(q: &Query, headers: &HeaderMap) -> Result<WriteOpts, ApiError> {
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "unknown".to_string());
     Ok(WriteOpts {
-        dry_run: dry_run(q)?,
+        dry_run: dry_run(q, options)?,
         manager: given.map(str::to_string).unwrap_or(derived),
         manager_given: given.is_some(),
         force: q.flag("force"),
@@ -393,14 +418,14 @@ async fn resource(
             } else {
                 objects::parse_body(&body, content_type.contains("yaml"))?
             };
-            let opts = write_opts(q, &req.headers)?;
+            let opts = write_opts(q, &req.headers, "CreateOptions")?;
             let written = write(fleet, cluster, |s| objects::create(s, &t, obj, &opts))?;
             Ok(written_response(&t, written, rendering, q))
         }
         (Method::PUT, true) => {
             let body = read_body(req.body).await?;
             let obj = objects::parse_body(&body, content_type.contains("yaml"))?;
-            let opts = write_opts(q, &req.headers)?;
+            let opts = write_opts(q, &req.headers, "UpdateOptions")?;
             let written = write(fleet, cluster, |s| objects::update(s, &t, obj, &opts))?;
             Ok(written_response(&t, written, rendering, q))
         }
@@ -408,7 +433,7 @@ async fn resource(
             let kind = PatchType::from_content_type(&content_type)
                 .ok_or_else(|| ApiError::unsupported_media_type(&content_type))?;
             let body = read_body(req.body).await?;
-            let opts = write_opts(q, &req.headers)?;
+            let opts = write_opts(q, &req.headers, "PatchOptions")?;
             if kind != PatchType::Apply && (q.get("force").is_some()) {
                 return Err(ApiError::invalid_options(
                     "PatchOptions",
@@ -423,8 +448,12 @@ async fn resource(
         }
         (Method::DELETE, true) => {
             let body = read_body(req.body).await?;
-            let opts =
-                DeleteOpts::parse(q.get("propagationPolicy"), dry_run(q)?, &body, timestamp())?;
+            let opts = DeleteOpts::parse(
+                q.get("propagationPolicy"),
+                dry_run(q, "DeleteOptions")?,
+                &body,
+                timestamp(),
+            )?;
             let (code, obj) = write(fleet, cluster, |s| objects::delete(s, &t, &opts))?;
             Ok(json_response(
                 code,
@@ -434,28 +463,34 @@ async fn resource(
         }
         (Method::DELETE, false) => {
             let body = read_body(req.body).await?;
-            let opts =
-                DeleteOpts::parse(q.get("propagationPolicy"), dry_run(q)?, &body, timestamp())?;
+            let opts = DeleteOpts::parse(
+                q.get("propagationPolicy"),
+                dry_run(q, "DeleteOptions")?,
+                &body,
+                timestamp(),
+            )?;
             let f = filter(q, &t.rt)?;
             let deleted = write(fleet, cluster, |s| {
                 objects::delete_collection(s, &t, &f, &opts)
             })?;
             let api_version = t.rt.api_version(&t.version);
             let kind = format!("{}List", t.rt.kind);
+            // Typed lists carry no apiVersion and kind per item; unstructured ones do.
             let items: Vec<Served> = deleted
                 .iter()
                 .map(|o| Served {
                     obj: o,
                     api_version: &api_version,
-                    omit_type: false,
+                    omit_type: t.rt.builtin.is_some(),
                 })
                 .collect();
+            let rv = cluster.read().rv().to_string();
             Ok(json_response(
                 200,
                 &ListBody {
                     kind: &kind,
                     api_version: &api_version,
-                    metadata: json!({}),
+                    metadata: json!({"resourceVersion": rv}),
                     items,
                 },
                 &[],
@@ -495,6 +530,15 @@ fn list(
     rendering: Rendering,
 ) -> Result<Response, ApiError> {
     let f = filter(q, &t.rt)?;
+    if q.get("resourceVersionMatch").is_some_and(|m| !m.is_empty())
+        && q.get("resourceVersion").is_none_or(str::is_empty)
+    {
+        return Err(ApiError::invalid_options(
+            "ListOptions",
+            "resourceVersionMatch",
+            "Forbidden: resourceVersionMatch is forbidden unless resourceVersion is provided",
+        ));
+    }
     let limit = q
         .get("limit")
         .and_then(|l| l.parse::<usize>().ok())
@@ -528,9 +572,16 @@ fn list(
     )?;
     drop(state);
     let mut metadata = json!({"resourceVersion": page.rv.to_string()});
+    if t.rt.builtin.is_none() {
+        // A custom resource list is unstructured there: an empty token is still written.
+        metadata["continue"] = json!("");
+    }
     if let Some(c) = &page.continue_token {
         metadata["continue"] = json!(c);
-        metadata["remainingItemCount"] = json!(page.remaining);
+        // With a selector the server cannot count what is left, and does not say.
+        if f.labels.is_empty() && f.fields.is_empty() {
+            metadata["remainingItemCount"] = json!(page.remaining);
+        }
     }
     match rendering {
         Rendering::Table => {

@@ -50,10 +50,13 @@ impl Entry {
             "manager": self.manager,
             "operation": self.operation,
             "apiVersion": self.api_version,
-            "time": self.time,
-            "fieldsType": "FieldsV1",
-            "fieldsV1": self.fields.to_json(),
         });
+        // An apply that never changed the object has no time, as on the API server.
+        if !self.time.is_empty() {
+            v["time"] = json!(self.time);
+        }
+        v["fieldsType"] = json!("FieldsV1");
+        v["fieldsV1"] = self.fields.to_json();
         if let Some(s) = &self.subresource {
             v["subresource"] = json!(s);
         }
@@ -74,7 +77,17 @@ fn entries_of(obj: Option<&Value>) -> Vec<Entry> {
         .unwrap_or_default()
 }
 
-fn store_entries(obj: &mut Value, entries: Vec<Entry>) {
+/// Stores the entries in the API server's order: by operation (Apply first), time (none
+/// first), manager and subresource.
+fn store_entries(obj: &mut Value, mut entries: Vec<Entry>) {
+    entries.sort_by(|a, b| {
+        (&a.operation, &a.time, &a.manager, &a.subresource).cmp(&(
+            &b.operation,
+            &b.time,
+            &b.manager,
+            &b.subresource,
+        ))
+    });
     let entries: Vec<Value> = entries
         .iter()
         .filter(|e| !e.fields.is_empty())
@@ -159,6 +172,8 @@ impl Applier<'_> {
             }
         }
         if !conflicts.is_empty() {
+            // By manager, as structured-merge-diff reports them.
+            conflicts.sort_by(|a, b| a.message.cmp(&b.message));
             return Err(conflicts);
         }
         for (i, path) in taken {
@@ -187,12 +202,12 @@ impl Applier<'_> {
         let mut names = Vec::new();
         merge(&mut merged, applied, &mut names, self.rt);
 
-        // An apply that changes nothing keeps its entry's time, so it changes nothing at all.
-        let unchanged = mine.is_some_and(|i| {
-            entries[i].fields == new_set && entries[i].api_version == self.api_version
-        });
+        // An apply that changes no field of the object keeps its entry's time (none for a
+        // new entry), as the API server does, so a repeated apply changes nothing at all.
+        let unchanged = without_managed_fields(&merged) == without_managed_fields(live_obj);
         let time = match mine {
             Some(i) if unchanged => entries[i].time.clone(),
+            None if unchanged && live.is_some() => String::new(),
             _ => self.now.to_string(),
         };
         let entry = Entry {
@@ -212,6 +227,25 @@ impl Applier<'_> {
     }
 }
 
+/// Fields the API server fills in after it recorded an update's managed fields (a
+/// Service's allocated addresses, a namespace's `kubernetes` finalizer), so no update owns
+/// them.
+const ALLOCATED: &[&[&str]] = &[
+    &["f:spec", "f:clusterIP"],
+    &["f:spec", "f:clusterIPs"],
+    &["f:spec", "f:ipFamilies"],
+    &["f:spec", "f:ipFamilyPolicy"],
+    &["f:spec", "f:finalizers"],
+];
+
+fn without_managed_fields(obj: &Value) -> Value {
+    let mut obj = obj.clone();
+    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
+        meta.shift_remove("managedFields");
+    }
+    obj
+}
+
 /// Records the fields a create, update or patch changed as owned by `manager`
 /// (operation `Update`), taking them from other managers without conflict.
 pub(crate) fn track_update(
@@ -227,8 +261,15 @@ pub(crate) fn track_update(
     let sub = subresource_of(scope);
     let empty = json!({});
     let old_obj = old.unwrap_or(&empty);
-    let old_set = FieldSet::of_object(old_obj, rt, scope);
-    let new_set = FieldSet::of_object(new, rt, scope);
+    let old_set = FieldSet::of_update(old_obj, rt, scope);
+    let mut new_set = FieldSet::of_update(new, rt, scope);
+    for allocated in ALLOCATED {
+        let path: Path = allocated.iter().map(|f| f.to_string()).collect();
+        // A headless Service's `None` is the client's own.
+        if get_at(new, &path) != Some(&json!("None")) {
+            new_set.remove(&path);
+        }
+    }
     let changed: Vec<Path> = new_set
         .leaves()
         .into_iter()

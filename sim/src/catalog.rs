@@ -329,10 +329,10 @@ pub(crate) fn builtins() -> Vec<Arc<ResourceType>> {
                 singular: d.kind.to_lowercase(),
                 namespaced: d.namespaced,
                 short_names: d.short_names.iter().map(|s| s.to_string()).collect(),
-                categories: if d.all {
-                    vec!["all".to_string()]
-                } else {
-                    vec![]
+                categories: match d.builtin {
+                    _ if d.all => vec!["all".to_string()],
+                    Builtin::CustomResourceDefinition => vec!["api-extensions".to_string()],
+                    _ => vec![],
                 },
                 status_subresource: d.status,
                 scale_subresource: d.scale,

@@ -18,9 +18,38 @@ fn set_default(map: &mut Map<String, Value>, key: &str, value: Value) {
 /// Applies the defaults of a kind; `old` is the stored object on updates.
 pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, name: &str) {
     let Some(builtin) = rt.builtin else { return };
+    // Status is a struct the server always serializes: a new workload's is `{}`.
+    if old.is_none()
+        && matches!(
+            builtin,
+            Builtin::Deployment
+                | Builtin::StatefulSet
+                | Builtin::DaemonSet
+                | Builtin::ReplicaSet
+                | Builtin::Job
+                | Builtin::CronJob
+        )
+        && let Some(map) = obj.as_object_mut()
+    {
+        set_default(map, "status", json!({}));
+    }
     match builtin {
         Builtin::Namespace => namespace(old, obj, name),
         Builtin::Service => service(old, obj, name),
+        Builtin::NetworkPolicy => {
+            if let Some(spec) = object_at(obj, "spec") {
+                let mut types = vec![json!("Ingress")];
+                if spec.contains_key("egress") {
+                    types.push(json!("Egress"));
+                }
+                set_default(spec, "policyTypes", Value::Array(types));
+            }
+        }
+        Builtin::CustomResourceDefinition => {
+            if let Some(spec) = object_at(obj, "spec") {
+                set_default(spec, "conversion", json!({"strategy": "None"}));
+            }
+        }
         Builtin::Deployment => {
             if let Some(spec) = object_at(obj, "spec") {
                 set_default(spec, "replicas", json!(1));
@@ -48,7 +77,12 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
                 set_default(
                     spec,
                     "updateStrategy",
-                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0}}),
+                    json!({"type": "RollingUpdate", "rollingUpdate": {"partition": 0, "maxUnavailable": 1}}),
+                );
+                set_default(
+                    spec,
+                    "persistentVolumeClaimRetentionPolicy",
+                    json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
                 );
             }
             pod_template(obj.pointer_mut("/spec/template/spec"));
@@ -77,6 +111,8 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
                 set_default(spec, "backoffLimit", json!(6));
                 set_default(spec, "completionMode", json!("NonIndexed"));
                 set_default(spec, "suspend", json!(false));
+                set_default(spec, "manualSelector", json!(false));
+                set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
             }
             pod_template(obj.pointer_mut("/spec/template/spec"));
         }
@@ -86,6 +122,17 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
                 set_default(spec, "suspend", json!(false));
                 set_default(spec, "successfulJobsHistoryLimit", json!(3));
                 set_default(spec, "failedJobsHistoryLimit", json!(1));
+                // Object metadata is a struct the server always serializes, empty or not.
+                if let Some(job) = spec.get_mut("jobTemplate").and_then(Value::as_object_mut) {
+                    set_default(job, "metadata", json!({}));
+                    if let Some(template) = job
+                        .get_mut("spec")
+                        .and_then(|s| s.get_mut("template"))
+                        .and_then(Value::as_object_mut)
+                    {
+                        set_default(template, "metadata", json!({}));
+                    }
+                }
             }
             pod_template(obj.pointer_mut("/spec/jobTemplate/spec/template/spec"));
         }
@@ -117,6 +164,7 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
         Builtin::Secret => {
             if let Some(map) = obj.as_object_mut() {
                 set_default(map, "type", json!("Opaque"));
+                string_data(map);
             }
         }
         Builtin::Ingress if old.is_none() => obj["status"] = json!({"loadBalancer": {}}),
@@ -212,9 +260,8 @@ fn service(old: Option<&Value>, obj: &mut Value, name: &str) {
             }
         }
     }
-    if spec.get("type") != Some(&json!("ExternalName"))
-        && spec.get("clusterIP").and_then(Value::as_str) != Some("None")
-    {
+    if spec.get("type") != Some(&json!("ExternalName")) {
+        // A headless Service gets the same families and policies, its address being None.
         let ip = cluster_ip(name);
         set_default(spec, "clusterIP", json!(ip));
         let ip = spec.get("clusterIP").cloned().unwrap_or(json!(ip));
@@ -223,12 +270,34 @@ fn service(old: Option<&Value>, obj: &mut Value, name: &str) {
         set_default(spec, "ipFamilyPolicy", json!("SingleStack"));
         set_default(spec, "internalTrafficPolicy", json!("Cluster"));
     }
-    if spec.get("type") == Some(&json!("LoadBalancer")) {
+    if matches!(
+        spec.get("type").and_then(Value::as_str),
+        Some("NodePort" | "LoadBalancer")
+    ) {
         set_default(spec, "externalTrafficPolicy", json!("Cluster"));
+    }
+    if spec.get("type") == Some(&json!("LoadBalancer")) {
         set_default(spec, "allocateLoadBalancerNodePorts", json!(true));
     }
     if old.is_none() {
         obj["status"] = json!({"loadBalancer": {}});
+    }
+}
+
+/// A Secret's `stringData` is written into `data`, base64-encoded, and never stored, as the
+/// API server converts it.
+fn string_data(secret: &mut Map<String, Value>) {
+    use base64::Engine as _;
+    let Some(Value::Object(strings)) = secret.shift_remove("stringData") else {
+        return;
+    };
+    let data = secret.entry("data").or_insert_with(|| json!({}));
+    if let Some(data) = data.as_object_mut() {
+        for (key, value) in strings {
+            let text = value.as_str().unwrap_or_default();
+            let encoded = base64::engine::general_purpose::STANDARD.encode(text);
+            data.insert(key, json!(encoded));
+        }
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use crate::catalog::ResourceType;
+use crate::catalog::{Builtin, ResourceType};
 
 /// Kubernetes version the simulator reports (that of the k8s-openapi types it checks).
 pub(crate) const MINOR: &str = "34";
@@ -20,6 +20,27 @@ const VERBS: [&str; 8] = [
     "update",
     "watch",
 ];
+
+/// A resource's verbs, in the order the API server lists them: namespaces have no
+/// deletecollection, and a CRD's resources list theirs in the order of its handler.
+fn verbs(rt: &ResourceType) -> Vec<&'static str> {
+    if rt.builtin.is_none() {
+        return vec![
+            "delete",
+            "deletecollection",
+            "get",
+            "list",
+            "patch",
+            "create",
+            "update",
+            "watch",
+        ];
+    }
+    VERBS
+        .into_iter()
+        .filter(|v| !(rt.builtin == Some(Builtin::Namespace) && *v == "deletecollection"))
+        .collect()
+}
 
 /// `/version`.
 pub(crate) fn version() -> Value {
@@ -150,7 +171,7 @@ pub(crate) fn resource_list(
             "singularName": rt.singular,
             "namespaced": rt.namespaced,
             "kind": rt.kind,
-            "verbs": VERBS,
+            "verbs": verbs(rt),
         });
         if !rt.short_names.is_empty() {
             r["shortNames"] = json!(rt.short_names);
@@ -197,7 +218,7 @@ fn aggregated_group(group: &str, types: &[Arc<ResourceType>]) -> Value {
                         "responseKind": {"group": rt.group, "version": v, "kind": rt.kind},
                         "scope": if rt.namespaced { "Namespaced" } else { "Cluster" },
                         "singularResource": rt.singular,
-                        "verbs": VERBS,
+                        "verbs": verbs(rt),
                     });
                     if !rt.short_names.is_empty() {
                         r["shortNames"] = json!(rt.short_names);

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use crate::catalog::ResourceType;
-use crate::schema::{ListType, list_type};
+use crate::schema::{ListType, always_present, atomic_struct, key_default, list_type};
 
 /// A path in an object: a sequence of `FieldsV1` elements.
 pub(crate) type Path = Vec<String>;
@@ -45,10 +45,21 @@ impl FieldSet {
         self.0.is_empty()
     }
 
-    /// The fields a write of `obj` sets, as the API server tracks them: without
-    /// apiVersion, kind, server-owned metadata, and status or everything-but-status
+    /// The fields an applied configuration `obj` sets, as the API server tracks them:
+    /// without apiVersion, kind, server-owned metadata, and status or everything-but-status
     /// depending on the scope.
     pub(crate) fn of_object(obj: &Value, rt: &ResourceType, scope: Scope) -> FieldSet {
+        FieldSet::walk(obj, rt, scope, false)
+    }
+
+    /// The fields of `obj` as an update's diff sees them: like [`FieldSet::of_object`], and
+    /// every map and list the typed empty object lacks is a member too (`.`), so an update
+    /// that adds one owns it, as the API server's structured-merge-diff records it.
+    pub(crate) fn of_update(obj: &Value, rt: &ResourceType, scope: Scope) -> FieldSet {
+        FieldSet::walk(obj, rt, scope, true)
+    }
+
+    fn walk(obj: &Value, rt: &ResourceType, scope: Scope, dots: bool) -> FieldSet {
         let mut set = FieldSet::default();
         let Some(map) = obj.as_object() else {
             return set;
@@ -73,7 +84,7 @@ impl FieldSet {
                             continue;
                         }
                         names.push(mk.as_str());
-                        walk_value(mv, &mut names, child.child(format!("f:{mk}")), rt);
+                        walk_value(mv, &mut names, child.child(format!("f:{mk}")), rt, dots);
                         names.pop();
                     }
                 }
@@ -82,7 +93,7 @@ impl FieldSet {
                     set.0.remove("f:metadata");
                 }
             } else {
-                walk_value(v, &mut names, child, rt);
+                walk_value(v, &mut names, child, rt, dots);
             }
             names.pop();
         }
@@ -183,12 +194,24 @@ impl FieldSet {
     }
 }
 
-fn walk_value<'a>(v: &'a Value, names: &mut Vec<&'a str>, node: &mut FieldSet, rt: &ResourceType) {
+fn walk_value<'a>(
+    v: &'a Value,
+    names: &mut Vec<&'a str>,
+    node: &mut FieldSet,
+    rt: &ResourceType,
+    dots: bool,
+) {
+    let dot = |node: &mut FieldSet, names: &[&str]| {
+        if dots && !always_present(rt, names) {
+            node.child(".".to_string());
+        }
+    };
     match v {
-        Value::Object(map) if !map.is_empty() => {
+        Value::Object(map) if !map.is_empty() && !atomic_struct(rt, names) => {
+            dot(node, names);
             for (k, child) in map {
                 names.push(k.as_str());
-                walk_value(child, names, node.child(format!("f:{k}")), rt);
+                walk_value(child, names, node.child(format!("f:{k}")), rt, dots);
                 names.pop();
             }
         }
@@ -197,6 +220,7 @@ fn walk_value<'a>(v: &'a Value, names: &mut Vec<&'a str>, node: &mut FieldSet, r
                 if !items.iter().all(|i| i.is_object()) {
                     return;
                 }
+                dot(node, names);
                 for item in items {
                     let Some(element) = key_element(item, &keys) else {
                         continue;
@@ -206,13 +230,14 @@ fn walk_value<'a>(v: &'a Value, names: &mut Vec<&'a str>, node: &mut FieldSet, r
                     if let Some(map) = item.as_object() {
                         for (k, field) in map {
                             names.push(k.as_str());
-                            walk_value(field, names, child.child(format!("f:{k}")), rt);
+                            walk_value(field, names, child.child(format!("f:{k}")), rt, dots);
                             names.pop();
                         }
                     }
                 }
             }
             ListType::Set => {
+                dot(node, names);
                 for item in items {
                     node.child(format!("v:{item}"));
                 }
@@ -228,7 +253,7 @@ pub(crate) fn key_element(item: &Value, keys: &[String]) -> Option<String> {
     let obj = item.as_object()?;
     let mut key = BTreeMap::new();
     for k in keys {
-        if let Some(v) = obj.get(k) {
+        if let Some(v) = obj.get(k).or_else(|| key_default(k)) {
             key.insert(k.as_str(), v);
         }
     }
@@ -240,7 +265,8 @@ pub(crate) fn key_element(item: &Value, keys: &[String]) -> Option<String> {
 
 /// Whether a list item matches a `k:{...}` element.
 fn item_matches_key(item: &Value, key: &Map<String, Value>) -> bool {
-    key.iter().all(|(k, v)| item.get(k) == Some(v))
+    key.iter()
+        .all(|(k, v)| item.get(k).or_else(|| key_default(k)) == Some(v))
 }
 
 fn find_item(items: &[Value], element: &str) -> Option<usize> {

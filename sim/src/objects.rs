@@ -14,7 +14,7 @@ use crate::patch::{PatchType, patch};
 use crate::schema::default_merge_keys;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, success};
-use crate::validation::{FieldValidation, check_schema, crd_causes, name_causes};
+use crate::validation::{FieldValidation, check_schema, crd_causes, name_causes, rule_causes};
 
 /// The resource (and object) a request addresses.
 #[derive(Clone, Debug)]
@@ -273,6 +273,47 @@ pub(crate) fn parse_body(body: &[u8], yaml: bool) -> Result<Value, ApiError> {
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
 }
 
+/// Removes dropped unknown fields (`spec.foo`) from every managedFields entry: the API server
+/// records ownership of the object it stores, not of the request.
+fn disown(obj: &mut Value, unknown: &[String]) {
+    let Some(Value::Array(entries)) = obj.pointer_mut("/metadata/managedFields") else {
+        return;
+    };
+    for entry in entries.iter_mut() {
+        let Some(fields) = entry.get_mut("fieldsV1") else {
+            continue;
+        };
+        for path in unknown.iter().filter(|p| !p.contains('[')) {
+            let segments: Vec<String> = path
+                .split('.')
+                .map(|f| format!("f:{}", f.replace('~', "~0").replace('/', "~1")))
+                .collect();
+            if let Some((last, parents)) = segments.split_last() {
+                let parent = parents.iter().map(|p| format!("/{p}")).collect::<String>();
+                if let Some(map) = fields.pointer_mut(&parent).and_then(Value::as_object_mut) {
+                    map.shift_remove(&last.replace("~1", "/").replace("~0", "~"));
+                }
+            }
+        }
+    }
+    entries.retain(|e| {
+        e.get("fieldsV1")
+            .and_then(Value::as_object)
+            .is_some_and(|m| !m.is_empty())
+    });
+    if entries.is_empty()
+        && let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut)
+    {
+        meta.shift_remove("managedFields");
+    }
+}
+
+/// The API server's answer to an applied configuration of another type than the URL's.
+fn invalid_object_type(api_version: &str, kind: &str) -> String {
+    let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+    format!("invalid object type: {group}/{version}, Kind={kind}")
+}
+
 /// Checks `apiVersion` and `kind` of a body against the URL, filling them when absent.
 fn check_type_meta(t: &Target, obj: &mut Value, apply: bool) -> Result<(), ApiError> {
     let expected = t.api_version();
@@ -284,9 +325,8 @@ fn check_type_meta(t: &Target, obj: &mut Value, apply: bool) -> Result<(), ApiEr
     match map.get("apiVersion").and_then(Value::as_str) {
         Some(v) if v != expected => {
             return Err(ApiError::bad_request(if apply {
-                format!(
-                    "Incorrect version specified in apply patch. Specified patch version: {v}, expected: {expected}"
-                )
+                let kind = map.get("kind").and_then(Value::as_str).unwrap_or_default();
+                invalid_object_type(v, kind)
             } else {
                 format!(
                     "the API version in the data ({v}) does not match the expected API version ({expected})"
@@ -304,6 +344,9 @@ fn check_type_meta(t: &Target, obj: &mut Value, apply: bool) -> Result<(), ApiEr
         }
     }
     match map.get("kind").and_then(Value::as_str) {
+        Some(k) if k != t.rt.kind && apply => {
+            Err(ApiError::bad_request(invalid_object_type(&expected, k)))
+        }
         Some(k) if k != t.rt.kind => Err(ApiError::bad_request(format!(
             "the kind in the data ({k}) does not match the expected kind ({})",
             t.rt.kind
@@ -416,7 +459,32 @@ fn finish(
         };
         let status = new.get("status").cloned();
         let managed = new.pointer("/metadata/managedFields").cloned();
+        // Built-in kinds' status strategies reset the spec but keep metadata changes (the
+        // apps workloads reset labels too); a custom resource's keeps nothing but status.
+        let kept_metadata: Vec<(&str, Option<Value>)> = match t.rt.builtin {
+            None => vec![],
+            Some(
+                Builtin::Deployment
+                | Builtin::StatefulSet
+                | Builtin::DaemonSet
+                | Builtin::ReplicaSet,
+            ) => vec![("annotations", new.pointer("/metadata/annotations").cloned())],
+            Some(_) => ["labels", "annotations"]
+                .into_iter()
+                .map(|f| (f, new.pointer(&format!("/metadata/{f}")).cloned()))
+                .collect(),
+        };
         new = (**old).clone();
+        for (field, value) in kept_metadata {
+            match value {
+                Some(v) => {
+                    meta_mut(&mut new).insert(field.to_string(), v);
+                }
+                None => {
+                    meta_mut(&mut new).shift_remove(field);
+                }
+            }
+        }
         match status {
             Some(s) => new["status"] = s,
             None => {
@@ -484,7 +552,9 @@ fn finish(
     }
     if let Some(old) = old
         && t.rt.tracks_generation
-        && spec_changed(old, &new)
+        && (spec_changed(old, &new)
+            || (t.rt.builtin == Some(Builtin::Deployment)
+                && old.pointer("/metadata/annotations") != new.pointer("/metadata/annotations")))
     {
         let g = old
             .pointer("/metadata/generation")
@@ -505,6 +575,7 @@ fn finish(
     }
 
     let mut causes = name_causes(&t.rt, &name, &new);
+    causes.extend(rule_causes(&t.rt, old.map(|o| &**o), &new));
     if t.rt.builtin == Some(Builtin::CustomResourceDefinition) {
         causes.extend(crd_causes(&new));
     }
@@ -522,8 +593,10 @@ fn finish(
                     .map(|f| format!("unknown field \"{f}\""))
                     .collect();
                 return Err(ApiError::bad_request(format!(
-                    "strict decoding error: {}",
-                    list.join(", ")
+                    "{kind} in version \"{}\" cannot be handled as a {kind}: strict decoding error: {}",
+                    t.version,
+                    list.join(", "),
+                    kind = t.rt.kind,
                 )));
             }
             FieldValidation::Warn => {
@@ -537,6 +610,7 @@ fn finish(
         }
     }
     let mut new = checked.object;
+    disown(&mut new, &checked.unknown);
 
     if let Some(old) = old {
         // Compared with the old resourceVersion in place: a no-op write stores nothing.
@@ -578,11 +652,13 @@ fn finish(
         });
     }
     if new.pointer("/metadata/deletionTimestamp").is_some() && finalizers_gone {
-        // The last finalizer is gone: the deletion completes now.
-        let last = remove_object(state, &type_key, &key);
+        // The last finalizer is gone: the deletion completes now, and the answer is the
+        // object as this write left it, as the API server answers.
+        remove_object(state, &type_key, &key);
+        meta_mut(&mut new).insert("resourceVersion".to_string(), json!(state.rv().to_string()));
         return Ok(Written {
             code,
-            object: last.unwrap_or_else(|| Arc::new(new)),
+            object: Arc::new(new),
             json: None,
             warnings,
         });
@@ -756,7 +832,6 @@ fn apply(
     }
     check_type_meta(t, &mut applied, true)?;
     check_identity(t, &mut applied, Some(&name))?;
-    default_merge_keys(&t.rt, &mut applied);
     let old = state.get(&t.rt.key(), &t.key(&name)).cloned();
     if old.is_none() {
         if t.subresource.is_some() {
@@ -940,7 +1015,10 @@ pub(crate) fn delete(
         return Err(ApiError::precondition(
             &t.rt,
             &name,
-            format!("Precondition failed: UID in precondition: {want}, UID in object meta: {uid}"),
+            format!(
+                "the UID in the precondition ({want}) does not match the UID in record ({uid}). \
+                 The object might have been deleted and then recreated"
+            ),
         ));
     }
     if let Some(want) = &opts.rv
@@ -950,7 +1028,8 @@ pub(crate) fn delete(
             &t.rt,
             &name,
             format!(
-                "Precondition failed: ResourceVersion in precondition: {want}, ResourceVersion in object meta: {}",
+                "the ResourceVersion in the precondition ({want}) does not match the \
+                 ResourceVersion in record ({}). The object might have been modified",
                 meta_str(&obj, "resourceVersion").unwrap_or_default()
             ),
         ));
@@ -958,10 +1037,45 @@ pub(crate) fn delete(
     if opts.dry_run {
         return Ok((200, success(&t.rt, &name, &uid)));
     }
+    let deleting = deleting(&t.rt, &obj, opts);
     match delete_in(state, &t.rt, &key, opts) {
         Some(pending) => Ok((200, (*pending).clone())),
-        None => Ok((200, success(&t.rt, &name, &uid))),
+        None => Ok((200, deleting.unwrap_or_else(|| success(&t.rt, &name, &uid)))),
     }
+}
+
+/// What the API server answers a delete with when a controller finishes the deletion: the
+/// object marked for deletion, with the finalizer that controller removes. The simulator
+/// finishes at once, but answers the same, so clients see what they see on a cluster.
+fn deleting(rt: &ResourceType, obj: &Value, opts: &DeleteOpts) -> Option<Value> {
+    let finalizer = match (rt.builtin, &opts.propagation) {
+        (Some(Builtin::Namespace), _) => None,
+        (Some(Builtin::CustomResourceDefinition), _) => {
+            Some("customresourcecleanup.apiextensions.k8s.io")
+        }
+        (_, Propagation::Foreground) => Some("foregroundDeletion"),
+        (_, Propagation::Orphan) => Some("orphan"),
+        (_, Propagation::Background) => return None,
+    };
+    if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        return None;
+    }
+    let mut marked = obj.clone();
+    let meta = meta_mut(&mut marked);
+    meta.insert("deletionTimestamp".to_string(), json!(opts.now));
+    if let Some(finalizer) = finalizer {
+        meta.insert("deletionGracePeriodSeconds".to_string(), json!(0));
+        let finalizers = meta
+            .entry("finalizers")
+            .or_insert_with(|| json!([]))
+            .as_array_mut();
+        if let Some(finalizers) = finalizers {
+            finalizers.push(json!(finalizer));
+        }
+    } else {
+        marked["status"] = json!({"phase": "Terminating"});
+    }
+    Some(marked)
 }
 
 /// Deletes an object with propagation; returns the object if finalizers keep it.

@@ -45,6 +45,9 @@ pub(crate) fn patch(
     match kind {
         PatchType::Merge => {
             let p: Value = parse_json(body)?;
+            if !p.is_object() {
+                return Err(not_a_map("error decoding patch: ", &p));
+            }
             let mut out = target.clone();
             json_patch::merge(&mut out, &p);
             Ok(out)
@@ -53,22 +56,20 @@ pub(crate) fn patch(
             let p: json_patch::Patch = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             let mut out = target.clone();
-            json_patch::patch(&mut out, &p).map_err(|e| ApiError {
+            // The API server says no more than this, whichever operation failed.
+            json_patch::patch(&mut out, &p).map_err(|_| ApiError {
                 code: 422,
                 reason: "Invalid",
-                message: format!(
-                    "the server rejected our request due to an error in our request: {e}"
-                ),
-                details: None,
+                message: "the server rejected our request due to an error in our request"
+                    .to_string(),
+                details: Some(serde_json::json!({})),
             })?;
             Ok(out)
         }
         PatchType::Strategic => {
             let p: Value = parse_json(body)?;
             if !p.is_object() {
-                return Err(ApiError::bad_request(
-                    "json: cannot unmarshal array into Go value of type map[string]interface {}",
-                ));
+                return Err(not_a_map("", &p));
             }
             let mut out = target.clone();
             let mut names = Vec::new();
@@ -77,6 +78,20 @@ pub(crate) fn patch(
         }
         PatchType::Apply => Err(ApiError::bad_request("apply is not a merge patch")),
     }
+}
+
+/// A merge patch must be an object; the API server says so as Go's decoder does.
+fn not_a_map(prefix: &str, patch: &Value) -> ApiError {
+    let found = match patch {
+        Value::Array(_) => "array",
+        Value::String(_) => "string",
+        Value::Number(_) => "number",
+        Value::Bool(_) => "bool",
+        Value::Null | Value::Object(_) => "null",
+    };
+    ApiError::bad_request(format!(
+        "{prefix}json: cannot unmarshal {found} into Go value of type map[string]interface {{}}"
+    ))
 }
 
 fn parse_json(body: &[u8]) -> Result<Value, ApiError> {
@@ -191,6 +206,7 @@ fn merge_list<'a>(
             .collect();
         return Ok(());
     }
+    let server_order: Vec<Option<Value>> = target.iter().map(|t| t.get(&key).cloned()).collect();
     for item in items {
         let Some(id) = item.get(&key) else {
             return Err(ApiError::bad_request(format!(
@@ -213,5 +229,46 @@ fn merge_list<'a>(
             }
         }
     }
+    normalize_order(target, items, &server_order, &key);
     Ok(())
+}
+
+/// Orders a merged list as the API server does (`normalizeElementOrder`): the patch's items
+/// in the patch's order and the others in the server's, merged by their position on the
+/// server, items new to the server first.
+fn normalize_order(target: &mut Vec<Value>, patch: &[Value], server: &[Option<Value>], key: &str) {
+    let patch_ids: Vec<&Value> = patch.iter().filter_map(|i| i.get(key)).collect();
+    let on_server = |item: &Value| -> i64 {
+        let id = item.get(key);
+        server
+            .iter()
+            .position(|k| k.as_ref() == id)
+            .map_or(-1, |p| p as i64)
+    };
+    let in_patch = |item: &Value| -> Option<usize> {
+        let id = item.get(key)?;
+        patch_ids.iter().position(|p| *p == id)
+    };
+    let (mut patched, mut server_only): (Vec<Value>, Vec<Value>) = std::mem::take(target)
+        .into_iter()
+        .partition(|i| in_patch(i).is_some());
+    patched.sort_by_key(|i| in_patch(i));
+    let (mut patched, mut server_only) = (
+        patched.drain(..).peekable(),
+        server_only.drain(..).peekable(),
+    );
+    loop {
+        let take_patched = match (patched.peek(), server_only.peek()) {
+            (Some(p), Some(s)) => on_server(p) < on_server(s),
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (None, None) => break,
+        };
+        let next = if take_patched {
+            patched.next()
+        } else {
+            server_only.next()
+        };
+        target.extend(next);
+    }
 }

@@ -78,6 +78,61 @@ fn pod_spec_list_type(rel: &[&str]) -> ListType {
     }
 }
 
+/// The value a merge key takes when an item leaves it out: the API server defaults a port's
+/// `protocol` to TCP, so `{containerPort: 80}` is the item `k:{"containerPort":80,"protocol":"TCP"}`
+/// without its applier owning `protocol`.
+pub(crate) fn key_default(key: &str) -> Option<&'static Value> {
+    static TCP: std::sync::LazyLock<Value> = std::sync::LazyLock::new(|| Value::from("TCP"));
+    (key == "protocol").then(|| &*TCP)
+}
+
+/// Whether the map at `path` is atomic (`+structType=atomic`, `+mapType=atomic`): owned and
+/// replaced as a whole, as label selectors, a Service's selector and a role reference are.
+pub(crate) fn atomic_struct(rt: &ResourceType, path: &[&str]) -> bool {
+    let Some(builtin) = rt.builtin else {
+        return false;
+    };
+    match path {
+        ["spec", "selector"] => !matches!(builtin, Builtin::CronJob),
+        ["spec", "podSelector"] | ["roleRef"] => true,
+        [
+            ..,
+            "valueFrom",
+            "configMapKeyRef" | "secretKeyRef" | "fieldRef" | "resourceFieldRef",
+        ] => true,
+        [.., "jobTemplate", "spec", "selector"] => true,
+        _ => false,
+    }
+}
+
+/// Whether the field at `path` is a struct or list every typed object serializes, even an
+/// empty one (no `omitempty`, not a pointer): an update's diff never sees it added, so its
+/// field set has no `.` for it.
+pub(crate) fn always_present(rt: &ResourceType, path: &[&str]) -> bool {
+    if rt.builtin.is_none() {
+        return matches!(path, ["metadata"]);
+    }
+    matches!(
+        path,
+        ["metadata" | "spec" | "status"]
+            | [.., "template"]
+            | [.., "template", "metadata" | "spec"]
+            | [.., "jobTemplate"]
+            | [.., "jobTemplate", "metadata" | "spec"]
+            | [
+                "spec",
+                "strategy" | "updateStrategy" | "scaleTargetRef" | "names"
+            ]
+            | ["status", "acceptedNames"]
+            | [.., "containers" | "initContainers"]
+            | [.., "containers" | "initContainers", "resources"]
+            | ["spec", "resources"]
+            | ["status", "loadBalancer"]
+            | ["subjects" | "rules"]
+            | [.., "backend", "service", "port"]
+    )
+}
+
 /// Reads `x-kubernetes-list-type` and `x-kubernetes-list-map-keys` from a CRD schema.
 fn crd_list_type(schema: &Value, path: &[&str]) -> ListType {
     let mut node = schema;

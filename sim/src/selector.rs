@@ -31,10 +31,15 @@ impl LabelSelector {
             if part.is_empty() {
                 continue;
             }
-            reqs.push(parse_requirement(part).ok_or_else(|| {
-                ApiError::bad_request(format!(
-                    "unable to parse requirement: found '{part}', expected: in, notin, =, ==, !=, gt, lt"
-                ))
+            let found =
+                |token: &str| format!("found '{token}', expected: in, notin, =, ==, !=, gt, lt");
+            let req = parse_requirement(part).map_err(|token| match token {
+                Unparsed::Token(token) => found(&token),
+                Unparsed::Message(message) => message,
+                Unparsed::Whole => found(part),
+            });
+            reqs.push(req.map_err(|message| {
+                ApiError::bad_request(format!("unable to parse requirement: {message}"))
             })?);
         }
         Ok(LabelSelector(reqs))
@@ -86,9 +91,21 @@ fn split_top_level(s: &str) -> Vec<&str> {
     parts
 }
 
-fn parse_requirement(part: &str) -> Option<LabelReq> {
+/// Why a requirement did not parse, as the API server's selector lexer words it.
+enum Unparsed {
+    /// An unexpected token.
+    Token(String),
+    /// A message of its own.
+    Message(String),
+    /// Nothing more precise than the whole requirement.
+    Whole,
+}
+
+fn parse_requirement(part: &str) -> Result<LabelReq, Unparsed> {
+    let whole = |ok: bool| if ok { Ok(()) } else { Err(Unparsed::Whole) };
     if let Some(key) = part.strip_prefix('!') {
-        return valid_key(key.trim()).then(|| LabelReq::NotExists(key.trim().to_string()));
+        whole(valid_key(key.trim()))?;
+        return Ok(LabelReq::NotExists(key.trim().to_string()));
     }
     for (op, build) in [
         ("!=", LabelReq::NotEq as fn(String, String) -> LabelReq),
@@ -97,14 +114,21 @@ fn parse_requirement(part: &str) -> Option<LabelReq> {
     ] {
         if let Some((k, v)) = part.split_once(op) {
             let (k, v) = (k.trim(), v.trim());
-            return valid_key(k).then(|| build(k.to_string(), v.to_string()));
+            whole(valid_key(k))?;
+            if v.starts_with(['=', '!']) {
+                return Err(Unparsed::Message(format!(
+                    "found '{}', expected: identifier",
+                    &v[..1]
+                )));
+            }
+            return Ok(build(k.to_string(), v.to_string()));
         }
     }
     for (op, gt) in [(">", true), ("<", false)] {
         if let Some((k, v)) = part.split_once(op) {
-            let n = v.trim().parse::<i64>().ok()?;
+            let n = v.trim().parse::<i64>().map_err(|_| Unparsed::Whole)?;
             let k = k.trim().to_string();
-            return Some(if gt {
+            return Ok(if gt {
                 LabelReq::Gt(k, n)
             } else {
                 LabelReq::Lt(k, n)
@@ -112,22 +136,33 @@ fn parse_requirement(part: &str) -> Option<LabelReq> {
         }
     }
     let mut words = part.splitn(2, char::is_whitespace);
-    let key = words.next()?.trim();
+    let key = words.next().unwrap_or_default().trim();
     let rest = words.next().map(str::trim).unwrap_or("");
     if rest.is_empty() {
-        return valid_key(key).then(|| LabelReq::Exists(key.to_string()));
+        whole(valid_key(key))?;
+        return Ok(LabelReq::Exists(key.to_string()));
     }
-    let (op, values) = rest.split_once('(')?;
-    let values = values.trim_end().strip_suffix(')')?;
+    let word = rest
+        .split(|c: char| c.is_whitespace() || c == '(')
+        .next()
+        .unwrap_or_default();
+    if !matches!(word, "in" | "notin") {
+        return Err(Unparsed::Token(word.to_string()));
+    }
+    let Some((op, values)) = rest.split_once('(') else {
+        let next = rest[word.len()..].trim();
+        return Err(Unparsed::Message(format!("found '{next}' expected: '('")));
+    };
+    let values = values.trim_end().strip_suffix(')').ok_or(Unparsed::Whole)?;
     let values: Vec<String> = values
         .split(',')
         .map(|v| v.trim().to_string())
         .filter(|v| !v.is_empty())
         .collect();
     match op.trim() {
-        "in" => Some(LabelReq::In(key.to_string(), values)),
-        "notin" => Some(LabelReq::NotIn(key.to_string(), values)),
-        _ => None,
+        "in" => Ok(LabelReq::In(key.to_string(), values)),
+        "notin" => Ok(LabelReq::NotIn(key.to_string(), values)),
+        _ => Err(Unparsed::Whole),
     }
 }
 
@@ -162,7 +197,7 @@ impl FieldSelector {
             let field = field.trim();
             if !supported_field(rt, field) {
                 return Err(ApiError::bad_request(format!(
-                    "field label not supported: {field}"
+                    "\"{field}\" is not a known field selector: only \"metadata.name\", \"metadata.namespace\""
                 )));
             }
             reqs.push((field.to_string(), eq, value.trim().to_string()));

@@ -104,23 +104,29 @@ impl ApiError {
 
     /// 409 Conflict for a precondition (uid or resourceVersion) that does not hold.
     pub(crate) fn precondition(rt: &ResourceType, name: &str, what: String) -> ApiError {
+        let mut d = json!({"name": name});
+        if !rt.group.is_empty() {
+            d["group"] = json!(rt.group);
+        }
+        d["kind"] = json!(rt.kind);
         ApiError::new(
             409,
             "Conflict",
             format!(
                 "Operation cannot be fulfilled on {} \"{name}\": {what}",
-                rt.qualified_resource()
+                rt.kind
             ),
         )
-        .with_details(details(rt, name))
+        .with_details(d)
     }
 
     /// 409 Conflict for server-side apply fields owned by other managers.
     pub(crate) fn apply_conflicts(rt: &ResourceType, name: &str, causes: Vec<Cause>) -> ApiError {
+        // The API server names neither the object nor its kind here, only the causes.
+        let _ = (rt, name);
         let message = conflict_message(&causes);
-        let mut d = details(rt, name);
-        d["causes"] = causes_json(&causes);
-        ApiError::new(409, "Conflict", message).with_details(d)
+        ApiError::new(409, "Conflict", message)
+            .with_details(json!({"causes": causes_json(&causes)}))
     }
 
     /// 422 Invalid with field causes, message as `Kind.group "name" is invalid: ...`.
@@ -135,6 +141,9 @@ impl ApiError {
             format!("[{}]", items.join(", "))
         };
         let mut d = json!({"name": name, "kind": rt.kind});
+        if name.is_empty() {
+            d.as_object_mut().map(|d| d.shift_remove("name"));
+        }
         if !rt.group.is_empty() {
             d["group"] = json!(rt.group);
         }
@@ -149,8 +158,15 @@ impl ApiError {
 
     /// 422 Invalid for request options (`PatchOptions.meta.k8s.io "" is invalid: ...`).
     pub(crate) fn invalid_options(kind: &str, field: &str, message: &str) -> ApiError {
+        let reason = match message.split(':').next().unwrap_or_default() {
+            "Required value" => "FieldValueRequired",
+            "Forbidden" => "FieldValueForbidden",
+            "Unsupported value" => "FieldValueNotSupported",
+            "Too long" => "FieldValueTooLong",
+            _ => "FieldValueInvalid",
+        };
         let cause = Cause {
-            reason: "FieldValueRequired".to_string(),
+            reason: reason.to_string(),
             message: message.to_string(),
             field: field.to_string(),
         };
@@ -189,11 +205,24 @@ impl ApiError {
 
     /// 405 for a verb a resource does not support.
     pub(crate) fn method_not_allowed(method: &str) -> ApiError {
+        let _ = method;
         ApiError::new(
             405,
             "MethodNotAllowed",
-            format!("the server does not allow this method on the requested resource ({method})"),
+            "the server does not allow this method on the requested resource",
         )
+        .with_details(json!({}))
+    }
+
+    /// 404 for a path under a group or version nobody serves: the API server's mux answers
+    /// it in plain text, not with a Status (see [`ApiError::is_plain`]).
+    pub(crate) fn page_not_found() -> ApiError {
+        ApiError::new(404, "", "404 page not found")
+    }
+
+    /// Whether the answer is plain text rather than a Status.
+    pub(crate) fn is_plain(&self) -> bool {
+        self.code == 404 && self.reason.is_empty()
     }
 
     /// 410 Expired for a continue token or resourceVersion that was compacted.
@@ -212,13 +241,10 @@ impl ApiError {
 
     /// 415 for a content type the verb does not take.
     pub(crate) fn unsupported_media_type(content_type: &str) -> ApiError {
-        ApiError::new(
-            415,
-            "UnsupportedMediaType",
-            format!(
-                "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml, application/strategic-merge-patch+json (got {content_type:?})"
-            ),
-        )
+        // The API server names neither the type it got nor those it takes.
+        let _ = content_type;
+        ApiError::new(415, "UnsupportedMediaType", "415: Unsupported Media Type")
+            .with_details(json!({}))
     }
 
     /// 415 for a body encoding the simulator does not decode (protobuf, CBOR).

@@ -10,6 +10,10 @@ use serde_json::Value;
 use crate::catalog::{Builtin, NameRule, ResourceType};
 use crate::status::{ApiError, Cause};
 
+mod rules;
+
+pub(crate) use rules::rule_causes;
+
 /// How unknown fields are treated (`fieldValidation`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum FieldValidation {
@@ -40,6 +44,15 @@ fn invalid(field: impl Into<String>, message: impl Into<String>) -> Cause {
         reason: "FieldValueInvalid".to_string(),
         message: message.into(),
         field: field.into(),
+    }
+}
+
+/// A value of the wrong type for a custom resource's schema.
+fn type_invalid(field: &str, message: String) -> Cause {
+    Cause {
+        reason: "FieldValueTypeInvalid".to_string(),
+        message,
+        field: field.to_string(),
     }
 }
 
@@ -120,7 +133,10 @@ pub(crate) fn name_causes(rt: &ResourceType, name: &str, obj: &Value) -> Vec<Cau
                 is_label(name) && name.as_bytes()[0].is_ascii_lowercase()
             };
             if !ok {
-                let msg = if rt.name_rule == NameRule::Label {
+                // A valid subdomain that is no label can only hold dots.
+                let msg = if rt.name_rule == NameRule::Label && is_subdomain(name) {
+                    "must not contain dots"
+                } else if rt.name_rule == NameRule::Label {
                     LABEL_MSG
                 } else {
                     DNS1035_MSG
@@ -438,29 +454,31 @@ fn semantic_causes(b: Builtin, obj: &Value) -> Vec<Cause> {
     causes
 }
 
+/// A workload's template labels must satisfy its selector; a missing selector matches
+/// nothing, so its template is reported too, as the API server does.
 fn selector_matches_template(obj: &Value, causes: &mut Vec<Cause>) {
-    let Some(selector) = obj
-        .pointer("/spec/selector/matchLabels")
-        .and_then(Value::as_object)
-    else {
+    let selector = obj.pointer("/spec/selector");
+    let match_labels = selector
+        .and_then(|s| s.get("matchLabels"))
+        .and_then(Value::as_object);
+    if selector.is_some() && match_labels.is_none() {
         return;
-    };
+    }
     let labels = obj
         .pointer("/spec/template/metadata/labels")
         .and_then(Value::as_object);
-    let matches = selector
-        .iter()
-        .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v));
+    let matches = match_labels.is_some_and(|selector| {
+        selector
+            .iter()
+            .all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+    });
     if !matches {
-        let shown: Vec<String> = labels
-            .map(|l| l.iter().map(|(k, v)| format!("{k:?}:{v}")).collect())
-            .unwrap_or_default();
+        let sorted: std::collections::BTreeMap<&String, &Value> =
+            labels.into_iter().flatten().collect();
+        let shown = serde_json::to_string(&sorted).unwrap_or_default();
         causes.push(invalid(
             "spec.template.metadata.labels",
-            format!(
-                "Invalid value: map[string]string{{{}}}: `selector` does not match template `labels`",
-                shown.join(", ")
-            ),
+            format!("Invalid value: {shown}: `selector` does not match template `labels`"),
         ));
     }
 }
@@ -551,7 +569,7 @@ fn check_node(
 ) {
     if v.is_null() {
         if schema.get("nullable").and_then(Value::as_bool) != Some(true) {
-            causes.push(invalid(
+            causes.push(type_invalid(
                 path,
                 format!(
                     "Invalid value: \"null\": {path} in body must be of type {}: \"null\"",
@@ -580,7 +598,7 @@ fn check_node(
         };
         if !ok && !(int_or_string && (v.is_string() || v.is_i64())) {
             let actual = json_type(v);
-            causes.push(invalid(
+            causes.push(type_invalid(
                 path,
                 format!(
                     "Invalid value: \"{actual}\": {path} in body must be of type {t}: \"{actual}\""

@@ -234,14 +234,28 @@ impl Watcher {
                 })
             } else {
                 let parse = |b: &Bytes| serde_json::from_slice::<Value>(b).unwrap_or(Value::Null);
-                let now_matches = self.filter.matches(&parse(&e.object));
-                let before = e.previous.as_ref().map(|p| self.filter.matches(&parse(p)));
+                let now = parse(&e.object);
+                let now_matches = self.filter.matches(&now);
+                let previous = e.previous.as_ref().map(parse);
+                let before = previous.as_ref().map(|p| self.filter.matches(p));
                 match e.kind {
                     EventKind::Added => now_matches.then_some("ADDED"),
                     EventKind::Modified => match (before.unwrap_or(false), now_matches) {
                         (true, true) => Some("MODIFIED"),
                         (false, true) => Some("ADDED"),
-                        (true, false) => Some("DELETED"),
+                        (true, false) => {
+                            // The watch cache reports the object as it last matched, at the
+                            // version that made it leave.
+                            let mut last = previous.unwrap_or(Value::Null);
+                            if let Some(meta) =
+                                last.get_mut("metadata").and_then(Value::as_object_mut)
+                            {
+                                let rv = now.pointer("/metadata/resourceVersion").cloned();
+                                meta.insert("resourceVersion".into(), rv.unwrap_or(Value::Null));
+                            }
+                            self.push("DELETED", &last);
+                            None
+                        }
                         (false, false) => None,
                     },
                     EventKind::Deleted => before.unwrap_or(now_matches).then_some("DELETED"),

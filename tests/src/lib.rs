@@ -9,6 +9,7 @@ pub mod agent;
 pub mod attacker;
 pub mod binaries;
 pub mod cli;
+pub mod differential;
 pub mod fleet;
 pub mod git;
 pub mod http;

@@ -4,6 +4,7 @@
 
 mod support;
 
+mod api_rules_a_real_server_enforces;
 mod api_semantics;
 mod binary_process;
 mod controllers_status;

@@ -22,5 +22,6 @@ mod listeners_survive_a_connection_flood;
 mod real_clusters_start_and_stop;
 mod security_agent_identity_bound_to_its_cluster;
 mod security_bad_input_corpus;
+mod sim_matches_a_real_api_server;
 mod status_shows_a_failed_apply;
 mod status_shows_an_unreachable_cluster_api;
