@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::controller::source::SourceConfig;
 use crate::pipeline;
+use crate::state::audit::Outcome;
 use crate::state::health::{SyncState, sync_state};
 use crate::state::identity::IdentityConflict;
 use crate::state::rollout::RolloutStatus;
@@ -796,11 +797,37 @@ fn events(state: &State) -> Vec<Event> {
         });
     }
     for (_, event) in state.audit.newest_first().take(EVENT_LIMIT) {
+        let outcome = match &event.outcome {
+            Outcome::Succeeded => {
+                // A stage's pin moving is listed above, with who and why: once is enough.
+                let pinned = matches!(
+                    event.action.as_str(),
+                    "track" | "promote" | "force-promote" | "rollback"
+                );
+                if pinned && event.target.starts_with("stage/") {
+                    continue;
+                }
+                String::new()
+            }
+            Outcome::Denied(why) => format!(" — denied: {why}"),
+            Outcome::Failed(why) => format!(" — refused: {why}"),
+        };
+        let detail = match event.detail.as_str() {
+            "" => String::new(),
+            detail => format!(": {detail}"),
+        };
+        let repeated = match event.count {
+            0 | 1 => String::new(),
+            n => format!(" ({n} times)"),
+        };
         events.push(Event {
             at: event.at,
             kind: "audit",
             subject: event.target.clone(),
-            message: format!("{} by {}: {}", event.action, event.actor, event.detail),
+            message: format!(
+                "{} by {}{detail}{outcome}{repeated}",
+                event.action, event.actor
+            ),
         });
     }
     events.sort_by(|a, b| b.cmp(a));

@@ -166,10 +166,12 @@ impl BundleReports {
             Some(Event::Apply(result)) if result.ok => {
                 let applied = hash(&report.content_hash)?;
                 if applied != next.applied {
-                    // The health known so far was judged for other content; until the agent's
-                    // verdict for this content arrives (it follows every apply), none is known.
-                    next.health = None;
-                    next.unhealthy.clear();
+                    // The health known so far was judged for other content. The agent's
+                    // verdict for this content follows every apply; until it arrives the
+                    // content is just applied, which is Progressing, not Unknown (nothing is
+                    // unknown about it, and a healthy apply must not flicker through Unknown).
+                    next.health = Some(Health::Progressing);
+                    next.unhealthy = vec!["applied; its health is being judged".to_owned()];
                 }
                 next.applied = applied;
                 next.failed = None;

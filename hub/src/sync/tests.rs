@@ -122,7 +122,11 @@ fn reports_fold_into_the_bundles_latest_state() {
         .fold(&report("web", &hash.to_string(), 10, applied_ok()))
         .expect("folds");
     assert_eq!(folded.applied, Some(hash));
-    assert_eq!(folded.health, Health::Unknown, "no health judged yet");
+    assert_eq!(
+        folded.health,
+        Health::Progressing,
+        "just applied, no health judged yet: not Unknown"
+    );
 
     let folded = reports
         .fold(&report(
@@ -195,8 +199,8 @@ fn new_content_applied_forgets_the_health_judged_for_the_old_until_its_own_arriv
     assert_eq!(next.applied, Some(v2));
     assert_eq!(
         next.health,
-        Health::Unknown,
-        "v1's Healthy says nothing of v2"
+        Health::Progressing,
+        "v1's Healthy says nothing of v2, which is being judged"
     );
     let judged = reports
         .fold(&report("web", &v2.to_string(), 50, health("Healthy", &[])))

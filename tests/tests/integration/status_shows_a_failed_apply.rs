@@ -167,16 +167,40 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
         "{}",
         status["counts"]
     );
-    wait::until("dev Idle again", PATIENCE, || async {
+    wait::until("dev and prod Idle again", PATIENCE, || async {
         let status = fleet.cli.status().await?;
-        let dev = stage(&status, "dev")?;
-        Ok(if dev["phase"] == "Idle" {
+        let (dev, prod) = (stage(&status, "dev")?, stage(&status, "prod")?);
+        Ok(if dev["phase"] == "Idle" && prod["phase"] == "Idle" {
             Probe::Done(())
         } else {
-            Probe::NotYet(dev.to_string())
+            Probe::NotYet(format!("{dev}\n{prod}"))
         })
     })
     .await?;
+
+    // The event log: a refused action says so, and a stage's pin moving is listed once.
+    let refused = fleet.cli.run(&["pause", "prod"]).await?;
+    assert!(
+        !refused.status.success(),
+        "prod has no running rollout to pause"
+    );
+    let status = fleet.cli.status().await?;
+    let events: Vec<String> = status["events"]
+        .as_array()
+        .context("no events")?
+        .iter()
+        .map(|e| format!("{} {}", e["subject"], e["message"]))
+        .collect();
+    assert!(
+        events
+            .iter()
+            .any(|e| e.contains("stage/prod") && e.contains("pause by") && e.contains("refused")),
+        "{events:#?}"
+    );
+    assert!(
+        !events.iter().any(|e| e.contains("\"track by")),
+        "a tracked commit is listed once, as the stage's pin: {events:#?}"
+    );
     Ok(())
 }
 
