@@ -29,6 +29,26 @@ pub fn project(desired: &Value, actual: &Value) -> Value {
     }
 }
 
+/// Who last changed an object besides Flotilla, as far as its `managedFields` tell: the manager
+/// other than Flotilla's with the newest time (`kubectl-edit`, `kubectl`, a controller), status
+/// writers left out, or `None` when none is recorded.
+pub fn other_manager(live: &Value) -> Option<String> {
+    live.pointer("/metadata/managedFields")?
+        .as_array()?
+        .iter()
+        .filter(|f| f.get("manager").and_then(Value::as_str) != Some(crate::object::FIELD_MANAGER))
+        // A controller writing status is not drift; `kubectl scale` (the scale subresource) is.
+        .filter(|f| f.get("subresource").and_then(Value::as_str) != Some("status"))
+        .max_by_key(|f| {
+            f.get("time")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned()
+        })
+        .and_then(|f| f.get("manager").and_then(Value::as_str))
+        .map(str::to_owned)
+}
+
 /// The managed fields whose values differ between two projections, as dotted paths such as
 /// `spec.template.spec.containers[name=web].image`.
 pub fn changed_fields(reference: &Value, live: &Value) -> Vec<String> {

@@ -45,6 +45,7 @@ pub struct Metrics {
     bundles: Family<LabelPairs, Gauge>,
     bundles_sync: Family<LabelPairs, Gauge>,
     clusters_api_unreachable: Gauge,
+    drift_corrections: Gauge,
     raft_term: Gauge,
     raft_commit: Gauge,
     raft_applied: Gauge,
@@ -75,6 +76,7 @@ impl Metrics {
         let bundles = Family::<LabelPairs, Gauge>::default();
         let bundles_sync = Family::<LabelPairs, Gauge>::default();
         let clusters_api_unreachable = Gauge::default();
+        let drift_corrections = Gauge::default();
         let raft_term = Gauge::default();
         let raft_commit = Gauge::default();
         let raft_applied = Gauge::default();
@@ -134,6 +136,12 @@ impl Metrics {
             bundles.clone(),
         );
         registry.register(
+            "drift_corrections",
+            "Drift corrections agents made, summed over the bundles the hub knows (a removed \
+             cluster's count leaves the sum)",
+            drift_corrections.clone(),
+        );
+        registry.register(
             "clusters_api_unreachable",
             "Clusters whose agent is connected but cannot reach the cluster's API server",
             clusters_api_unreachable.clone(),
@@ -181,6 +189,7 @@ impl Metrics {
             bundles,
             bundles_sync,
             clusters_api_unreachable,
+            drift_corrections,
             raft_term,
             raft_commit,
             raft_applied,
@@ -212,11 +221,15 @@ impl Metrics {
             self.clusters.set(state.clusters.len() as i64);
             self.clusters_online
                 .set(state.clusters.values().filter(|c| c.online).count() as i64);
+            let mut corrections = 0u64;
             for (key, record) in &state.health {
                 if state.clusters.contains_key(&key.cluster) {
                     *by_health.entry(record.health).or_default() += 1;
+                    corrections = corrections.saturating_add(record.drift_corrections);
                 }
             }
+            self.drift_corrections
+                .set(i64::try_from(corrections).unwrap_or(i64::MAX));
             self.clusters_api_unreachable.set(
                 state
                     .clusters

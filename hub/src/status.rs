@@ -284,7 +284,7 @@ pub struct RolloutSummary {
 pub struct Event {
     /// When.
     pub at: Timestamp,
-    /// `revision`, `stage`, `cluster`, `rollout` or `audit`.
+    /// `revision`, `stage`, `cluster`, `drift`, `rollout` or `audit`.
     pub kind: &'static str,
     /// What it concerns.
     pub subject: String,
@@ -782,6 +782,26 @@ fn events(state: &State) -> Vec<Event> {
                 message: if cluster.online { "online" } else { "offline" }.into(),
             });
         }
+    }
+    for (key, record) in &state.health {
+        let Some(drift) = &record.last_drift else {
+            continue;
+        };
+        let what = if drift.corrected {
+            "drift corrected"
+        } else {
+            "drift found"
+        };
+        events.push(Event {
+            at: drift.at,
+            kind: "drift",
+            subject: format!("cluster/{}", key.cluster),
+            message: format!(
+                "bundle {}: {what}: {}",
+                key.bundle,
+                drift.objects.join("; ")
+            ),
+        });
     }
     for (id, rollout) in &state.rollouts {
         events.push(Event {

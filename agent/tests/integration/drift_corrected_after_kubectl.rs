@@ -81,11 +81,11 @@ async fn kubectl_edits_and_deletes_are_corrected() -> Result<()> {
             .find(|m| m.object == object)
             .map(|m| m.message.clone())
     };
-    assert_eq!(said("ConfigMap app/a").as_deref(), Some("data.key changed"));
+    assert_eq!(said("ConfigMap app/a").as_deref(), Some("data.key changed (by kubectl-patch)"));
     assert_eq!(said("ConfigMap app/b").as_deref(), Some("deleted"));
     assert_eq!(
         said("apps/Deployment app/web").as_deref(),
-        Some("spec.replicas changed")
+        Some("spec.replicas changed (by kubectl)")
     );
 
     let a = get(&client, "v1", "ConfigMap", Some("app"), "a")
@@ -148,7 +148,7 @@ async fn changes_to_fields_flotilla_does_not_manage_are_not_drift() -> Result<()
     .await?;
     assert_eq!(objects.len(), 1);
     assert_eq!(
-        objects[0].message, "data.key changed",
+        objects[0].message, "data.key changed (by kubectl-patch)",
         "the new label is not drift"
     );
     engine.shutdown().await;

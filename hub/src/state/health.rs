@@ -31,7 +31,22 @@ pub struct HealthReport {
     pub drifted: Vec<String>,
     /// The last apply's failure, while no apply succeeded since.
     pub failed: Option<ApplyFailure>,
+    /// The last drift the agent found, and whether it corrected it.
+    pub last_drift: Option<DriftNote>,
+    /// Drift corrections the agent made since the bundle was first reported.
+    pub drift_corrections: u64,
     /// When the agent observed it.
+    pub at: Timestamp,
+}
+
+/// Drift the agent found: each object with the fields changed and who changed them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DriftNote {
+    /// `object: fields (by manager)`, or `object: deleted`.
+    pub objects: Vec<String>,
+    /// Whether the agent re-applied them (`drift: correct`) or only reported them.
+    pub corrected: bool,
+    /// When it found (or corrected) it.
     pub at: Timestamp,
 }
 
@@ -59,6 +74,10 @@ pub struct HealthRecord {
     pub drifted: Vec<String>,
     /// The last apply's failure, while no apply succeeded since.
     pub failed: Option<ApplyFailure>,
+    /// The last drift the agent found, and whether it corrected it.
+    pub last_drift: Option<DriftNote>,
+    /// Drift corrections the agent made since the bundle was first reported.
+    pub drift_corrections: u64,
     /// When observed.
     pub at: Timestamp,
 }
@@ -151,6 +170,8 @@ pub(super) fn record(state: &mut State, reports: &[HealthReport]) {
                     message: report.message.clone(),
                     drifted: report.drifted.clone(),
                     failed: report.failed.clone(),
+                    last_drift: report.last_drift.clone(),
+                    drift_corrections: report.drift_corrections,
                     at: report.at,
                 },
             );
@@ -173,6 +194,8 @@ mod tests {
             message: String::new(),
             drifted: Vec::new(),
             failed: None,
+            last_drift: None,
+            drift_corrections: 0,
             at: Timestamp(1),
         }
     }

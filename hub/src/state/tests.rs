@@ -444,6 +444,8 @@ fn stage_pins_keep_who_when_and_why() {
 fn report(cluster: &str, health: Health, at: u64) -> HealthReport {
     HealthReport {
         failed: None,
+        last_drift: None,
+        drift_corrections: 0,
         key: HealthKey {
             cluster: cluster.into(),
             bundle: "app".into(),

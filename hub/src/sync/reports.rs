@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::Shared;
-use crate::state::health::{ApplyFailure, HealthKey, HealthRecord, HealthReport};
+use crate::state::health::{ApplyFailure, DriftNote, HealthKey, HealthRecord, HealthReport};
 use crate::state::{Command, State, Timestamp};
 
 /// Most reports in one `RecordHealth`, so a burst becomes several modest raft entries.
@@ -35,6 +35,8 @@ struct Latest {
     unhealthy: Vec<String>,
     failed: Option<ApplyFailure>,
     drifted: Vec<String>,
+    last_drift: Option<DriftNote>,
+    drift_corrections: u64,
     at: Timestamp,
 }
 
@@ -52,6 +54,8 @@ impl Latest {
             },
             failed: record.failed.clone(),
             drifted: record.drifted.clone(),
+            last_drift: record.last_drift.clone(),
+            drift_corrections: record.drift_corrections,
             at: record.at,
         }
     }
@@ -187,9 +191,27 @@ impl BundleReports {
                 next.health = health(&h.health)?;
                 next.unhealthy = object_lines(&h.unhealthy);
             }
-            Some(Event::Drift(d)) if d.corrected => next.drifted.clear(),
+            Some(Event::Drift(d)) if d.corrected => {
+                next.drifted.clear();
+                next.drift_corrections += 1;
+                // The correction follows the detection it answers, whose detail it keeps.
+                let objects = match next.last_drift.take() {
+                    Some(note) if !note.corrected => note.objects,
+                    _ => object_lines(&d.objects),
+                };
+                next.last_drift = Some(DriftNote {
+                    objects,
+                    corrected: true,
+                    at: next.at,
+                });
+            }
             Some(Event::Drift(d)) => {
                 next.drifted = d.objects.iter().map(|o| o.object.clone()).collect();
+                next.last_drift = Some(DriftNote {
+                    objects: object_lines(&d.objects),
+                    corrected: false,
+                    at: next.at,
+                });
             }
             Some(Event::State(s)) => {
                 next.applied = hash(&s.applied_hash)?;
@@ -212,6 +234,7 @@ impl BundleReports {
                 next = Latest {
                     health: Some(Health::Missing),
                     unhealthy: vec!["removed from the cluster".into()],
+                    drift_corrections: next.drift_corrections,
                     at: next.at,
                     ..Latest::default()
                 };
@@ -228,6 +251,8 @@ impl BundleReports {
             message: latest.message(),
             drifted: latest.drifted.clone(),
             failed: latest.failed.clone(),
+            last_drift: latest.last_drift.clone(),
+            drift_corrections: latest.drift_corrections,
             at: latest.at,
         })
     }
@@ -246,7 +271,9 @@ pub(super) fn changes(state: &State, report: &HealthReport) -> bool {
                     || record.health != report.health
                     || record.message != report.message
                     || record.drifted != report.drifted
-                    || record.failed != report.failed)
+                    || record.failed != report.failed
+                    || record.last_drift != report.last_drift
+                    || record.drift_corrections != report.drift_corrections)
         }
     }
 }

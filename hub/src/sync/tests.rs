@@ -249,6 +249,8 @@ fn a_state_snapshot_replaces_what_the_hub_knew() {
         .apply(&Command::RecordHealth {
             reports: vec![HealthReport {
                 failed: None,
+                last_drift: None,
+                drift_corrections: 0,
                 key: HealthKey {
                     cluster: "a".into(),
                     bundle: "web".into(),
@@ -305,6 +307,8 @@ fn only_changes_other_than_time_are_worth_recording() {
     };
     let base = HealthReport {
         failed: None,
+        last_drift: None,
+        drift_corrections: 0,
         key: key.clone(),
         applied: Some(ContentHash::of(b"v1")),
         health: Health::Healthy,
@@ -341,6 +345,8 @@ fn only_changes_other_than_time_are_worth_recording() {
     );
     let elsewhere = HealthReport {
         failed: None,
+        last_drift: None,
+        drift_corrections: 0,
         key: HealthKey {
             cluster: "gone".into(),
             bundle: "web".into(),

@@ -69,6 +69,8 @@ async fn retention_forgets_old_revisions_but_keeps_pinned_assigned_and_applied_o
     node.propose(&Command::RecordHealth {
         reports: vec![HealthReport {
             failed: None,
+            last_drift: None,
+            drift_corrections: 0,
             key: HealthKey {
                 cluster: "dev-1".into(),
                 bundle: "app".into(),
@@ -111,6 +113,8 @@ async fn retention_forgets_old_revisions_but_keeps_pinned_assigned_and_applied_o
     node.propose(&Command::RecordHealth {
         reports: vec![HealthReport {
             failed: None,
+            last_drift: None,
+            drift_corrections: 0,
             key: HealthKey {
                 cluster: "dev-1".into(),
                 bundle: "app".into(),

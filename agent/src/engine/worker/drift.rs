@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::Worker;
 use crate::bundle::{BundleRevision, DriftMode};
-use crate::drift::{changed_fields, project};
+use crate::drift::{changed_fields, other_manager, project};
 use crate::health::{ObjectHealth, assess};
 use crate::object::ObjectRef;
 use crate::plan::PlannedObject;
@@ -104,7 +104,10 @@ impl Worker {
                     let changed =
                         changed_fields(&object.reference, &project(&object.planned.body, &live));
                     if !changed.is_empty() {
-                        drifted.push((id, changed.join(", ")));
+                        let by = other_manager(&live)
+                            .map(|manager| format!(" (by {manager})"))
+                            .unwrap_or_default();
+                        drifted.push((id, format!("{}{by}", changed.join(", "))));
                     }
                 }
                 Err(error) => {

@@ -207,6 +207,8 @@ impl Fleet {
                     message: format!("{health}"),
                     drifted: Vec::new(),
                     failed: None,
+                    last_drift: None,
+                    drift_corrections: 0,
                     at: Timestamp(self.now),
                 });
             }
