@@ -81,7 +81,10 @@ async fn kubectl_edits_and_deletes_are_corrected() -> Result<()> {
             .find(|m| m.object == object)
             .map(|m| m.message.clone())
     };
-    assert_eq!(said("ConfigMap app/a").as_deref(), Some("data.key changed (by kubectl-patch)"));
+    assert_eq!(
+        said("ConfigMap app/a").as_deref(),
+        Some("data.key changed (by kubectl-patch)")
+    );
     assert_eq!(said("ConfigMap app/b").as_deref(), Some("deleted"));
     assert_eq!(
         said("apps/Deployment app/web").as_deref(),
