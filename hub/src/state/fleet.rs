@@ -134,7 +134,15 @@ pub(super) fn set_api(
         .clusters
         .get_mut(name)
         .ok_or_else(|| CommandError::UnknownCluster(name.to_owned()))?;
-    cluster.api = Some(api.clone());
+    // Proposals of one agent's changes may commit out of order (each is proposed on its own):
+    // an older one never replaces a newer one. Both come from the same agent's clock.
+    if cluster
+        .api
+        .as_ref()
+        .is_none_or(|known| known.since <= api.since)
+    {
+        cluster.api = Some(api.clone());
+    }
     Ok(())
 }
 

@@ -771,3 +771,37 @@ fn removing_a_cluster_drops_its_rendered_entries_and_their_blobs() {
     assert!(c_blobs.iter().all(|h| !state.blobs.contains_key(h)));
     assert!(!state.desired_bundles("a").is_empty());
 }
+
+#[test]
+fn an_older_cluster_api_report_never_replaces_a_newer_one() {
+    let mut state = State::default();
+    register(&mut state, "dev-1");
+    apply_ok(
+        &mut state,
+        Command::SetLiveness {
+            cluster: "dev-1".into(),
+            online: true,
+            at: t(2),
+        },
+    );
+    let api = |reachable: bool, since: u64| Command::SetClusterApi {
+        cluster: "dev-1".into(),
+        api: super::fleet::ApiReachability {
+            reachable,
+            since: t(since),
+            error: if reachable {
+                String::new()
+            } else {
+                "GET /readyz: 500".into()
+            },
+        },
+    };
+    // The agent said unreachable at 10, then reachable at 20; the two commit out of order.
+    apply_ok(&mut state, api(true, 20));
+    apply_ok(&mut state, api(false, 10));
+    let known = state.clusters["dev-1"].api.clone().expect("recorded");
+    assert!(known.reachable, "{known:?}");
+    assert!(state.clusters["dev-1"].reporting());
+    apply_ok(&mut state, api(false, 30));
+    assert!(!state.clusters["dev-1"].reporting());
+}
