@@ -142,8 +142,10 @@ async fn serve(
     anyhow::ensure!(
         !place.ran_on_real_clusters(),
         "{} holds a demo that ran on real clusters, which stopped with it: new clusters' agents \
-         would be refused as other clusters than the ones its hub knows; pass a new --data-dir",
-        place.root().display()
+         would be refused as other clusters than the ones its hub knows; pass a new --data-dir \
+         (were that demo killed, `{}` stops the clusters it left running)",
+        place.root().display(),
+        real::RealClusters::down_command(place.root())
     );
     let resumed = place.hub_dir().exists();
     let repo = repo::prepare(&place.repo_dir())?;
@@ -163,10 +165,12 @@ async fn serve(
             clusters.len()
         ));
         let names: Vec<String> = clusters.iter().map(|c| c.name.clone()).collect();
-        let real =
-            real::RealClusters::start(place.root(), &names, &place.kubeconfig(), &place.log_file())
-                .await?;
-        parts.real = Some(real);
+        // Held by `parts` before anything starts, so that every way out stops what started.
+        let real = parts
+            .real
+            .insert(real::RealClusters::prepare(place.root())?);
+        real.start(&names, &place.kubeconfig(), &place.log_file())
+            .await?;
     } else {
         progress.step(format!("Starting {} simulated clusters", clusters.len()));
         parts.sim = Some(start_sim(&clusters, &place.kubeconfig()).await?);

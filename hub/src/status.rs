@@ -174,7 +174,8 @@ pub struct ClusterStatus {
     pub labels: Labels,
     /// Whether its agent is connected.
     pub online: bool,
-    /// Whether its agent reaches the cluster's API server; none before the agent said.
+    /// Whether its agent reaches the cluster's API server; none before the agent said, and
+    /// while the agent is offline (what it said then is not current).
     pub api_reachable: Option<bool>,
     /// Since when it does (or does not).
     pub api_since: Option<Timestamp>,
@@ -465,6 +466,7 @@ fn cluster_status(
         .into_iter()
         .flatten()
         .max();
+    let current_api = cluster.api.as_ref().filter(|_| cluster.online);
     let render_error = stage
         .as_ref()
         .and_then(|stage| state.stages.get(stage)?.pinned.as_ref())
@@ -474,11 +476,9 @@ fn cluster_status(
         stage,
         labels: cluster.labels.clone(),
         online: cluster.online,
-        api_reachable: cluster.api.as_ref().map(|api| api.reachable),
-        api_since: cluster.api.as_ref().map(|api| api.since),
-        api_error: cluster
-            .api
-            .as_ref()
+        api_reachable: current_api.map(|api| api.reachable),
+        api_since: current_api.map(|api| api.since),
+        api_error: current_api
             .filter(|api| !api.reachable)
             .map(|api| api.error.clone()),
         last_seen,

@@ -29,26 +29,35 @@ pub(super) struct RealClusters {
 }
 
 impl RealClusters {
+    /// Writes the scripts under `root`, ready to start clusters. Whoever holds the value stops
+    /// them ([`RealClusters::stop`]), also when [`RealClusters::start`] failed half-way.
+    pub(super) fn prepare(root: &Path) -> anyhow::Result<RealClusters> {
+        let kit = root.join("k8s-kit");
+        write_kit(&kit)?;
+        Ok(RealClusters {
+            kit,
+            raw_kubeconfig: root.join("k8s").join("kubeconfig"),
+        })
+    }
+
+    /// The command that stops clusters a killed demo left running under `root`.
+    pub(super) fn down_command(root: &Path) -> String {
+        format!(
+            "{} {}",
+            root.join("k8s-kit/scripts/k8s-down").display(),
+            root.join("k8s/kubeconfig").display()
+        )
+    }
+
     /// Starts one real cluster per name in `clusters`, appending the scripts' output to `log`,
     /// and writes `kubeconfig` with a context per cluster named after it.
     pub(super) async fn start(
-        root: &Path,
+        &self,
         clusters: &[String],
         kubeconfig: &Path,
         log: &Path,
-    ) -> anyhow::Result<RealClusters> {
-        let kit = root.join("k8s-kit");
-        write_kit(&kit)?;
-        let raw_kubeconfig = root.join("k8s").join("kubeconfig");
-        let real = RealClusters {
-            kit,
-            raw_kubeconfig,
-        };
-        // A demo killed before it could stop its clusters left them (or their data) behind.
-        if real.data_dir().exists() {
-            real.down(log).await?;
-        }
-        real.script("k8s-up", &[&clusters.len().to_string()], log)
+    ) -> anyhow::Result<()> {
+        self.script("k8s-up", &[&clusters.len().to_string()], log)
             .await
             .with_context(|| {
                 format!(
@@ -58,12 +67,14 @@ impl RealClusters {
                     log.display()
                 )
             })?;
-        real.write_kubeconfig(clusters, kubeconfig)?;
-        Ok(real)
+        self.write_kubeconfig(clusters, kubeconfig)
     }
 
-    /// Stops the clusters and removes their data.
+    /// Stops the clusters (whatever of them started) and removes their data.
     pub(super) async fn stop(self, log: &Path) -> anyhow::Result<()> {
+        if !self.data_dir().exists() {
+            return Ok(());
+        }
         self.down(log).await
     }
 
@@ -95,6 +106,9 @@ impl RealClusters {
             .args(args)
             .arg(&self.raw_kubeconfig)
             .stdin(Stdio::null())
+            // Interrupted (Ctrl-C while it starts): the script dies, and `stop` stops what it
+            // had started from the pid files it wrote.
+            .kill_on_drop(true)
             .stdout(output.try_clone()?)
             .stderr(output)
             .status()

@@ -17,7 +17,8 @@
 //!   such a hold is never approved by policy, only by a person). While a
 //!   rollout runs, a newer candidate waits for it to end (`supersede: afterRollout`, the
 //!   default) or replaces it (`supersede: immediate`, on stages with automatic approval); a
-//!   rollout paused by its own failure is always replaced by a newer candidate.
+//!   rollout paused by its own failure is replaced by a newer candidate on stages with automatic
+//!   approval.
 //! - A running rollout is driven by its judgement (`rollout::progress`): record clusters
 //!   becoming healthy or unhealthy, fail it (Degraded, a health timeout, blocked too long),
 //!   give the next batch of the current wave the target within `maxUnavailable`, begin the
@@ -414,11 +415,10 @@ fn promote(
         // Nothing happened yet: the newer candidate takes its place.
         Some((_, rollout)) if rollout.status == RolloutStatus::AwaitingApproval => true,
         // Paused by its own failure: it goes nowhere without a person, and a newer commit is
-        // how people fix forward, so the newer candidate replaces it (and, on a stage with
-        // manual approval, waits for that approval).
-        Some((_, rollout)) if matches!(&rollout.status, RolloutStatus::Paused { by, .. } if *by == actor()) => {
-            true
-        }
+        // how people fix forward, so on a stage with automatic approval the newer candidate
+        // replaces it. On a manual stage it stays for the operator: a replacement awaiting
+        // approval would leave the failed revision pinned for every cluster meanwhile.
+        Some((_, rollout)) if rollout.status.paused_by_failure() && !manual => true,
         Some(_) if stage.rollout.supersede == Supersede::Immediate && !manual => true,
         Some(_) => return,
     };

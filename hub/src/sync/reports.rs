@@ -178,7 +178,11 @@ impl BundleReports {
                     next.unhealthy = vec!["applied; its health is being judged".to_owned()];
                 }
                 next.applied = applied;
-                next.failed = None;
+                // Only an apply of the content that failed answers its failure: a restarted
+                // agent falling back to the last good revision has not fixed the newer one.
+                if next.failed.as_ref().is_some_and(|f| f.content == applied) {
+                    next.failed = None;
+                }
             }
             Some(Event::Apply(result)) => {
                 next.failed = Some(ApplyFailure {

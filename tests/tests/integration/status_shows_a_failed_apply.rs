@@ -159,7 +159,15 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
     let status = fleet.wait_rolled_out(&fixed).await?;
     // The failed rollouts made way for the fix.
     let rollouts = status["rollouts"].as_array().cloned().unwrap_or_default();
-    for rollout in rollouts.iter().filter(|r| r["toRevision"] == bad.as_str()) {
+    let to_bad: Vec<&Value> = rollouts
+        .iter()
+        .filter(|r| r["toRevision"] == bad.as_str())
+        .collect();
+    assert!(
+        !to_bad.is_empty(),
+        "no rollout of the bad commit: {rollouts:?}"
+    );
+    for rollout in to_bad {
         assert_eq!(rollout["status"], "superseded", "{rollout}");
     }
     assert_eq!(
