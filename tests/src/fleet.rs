@@ -88,18 +88,9 @@ impl Fleet {
         Self::start_on(repo, inventory, options, None).await
     }
 
-    /// Starts the chain for `repo` and the clusters of `inventory` on `real` clusters, one per
-    /// inventory entry in order; they stop when the fleet is dropped.
-    pub async fn start_on_real(
-        repo: &GitRepo,
-        inventory: &str,
-        options: FleetOptions,
-        real: RealClusters,
-    ) -> anyhow::Result<Fleet> {
-        Self::start_on(repo, inventory, options, Some(real)).await
-    }
-
-    async fn start_on(
+    /// Starts the chain on `real` clusters when given (one per inventory entry in order; they
+    /// stop when the fleet is dropped), else on simulated ones.
+    pub async fn start_on(
         repo: &GitRepo,
         inventory: &str,
         options: FleetOptions,
@@ -152,6 +143,26 @@ impl Fleet {
             _inventory: dir,
             kube,
         })
+    }
+
+    /// The hub's `/metrics` text, read over TLS with its CA.
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let credentials = self.hub.credentials().context("the hub runs without TLS")?;
+        let answer = crate::http::request_tls(
+            &credentials.ca_file,
+            "GET",
+            &format!("https://{}/metrics", self.hub.http()),
+            &[],
+            Vec::new(),
+        )
+        .await?;
+        anyhow::ensure!(
+            answer.status == 200,
+            "/metrics: {}: {}",
+            answer.status,
+            answer.body
+        );
+        Ok(answer.body)
     }
 
     /// The simulator. Tests that use it run on simulated clusters only.

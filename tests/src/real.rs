@@ -112,6 +112,17 @@ impl RealClusters {
         Ok(Some(set))
     }
 
+    /// Starts `n` clusters for `test` alone (see [`RealClusters::start`]), off the runtime's
+    /// threads, or `None` when the test is skipped (see [`RealClusters::available`]).
+    pub async fn start_for(test: &str, n: usize) -> anyhow::Result<Option<RealClusters>> {
+        if !RealClusters::available(test)? {
+            return Ok(None);
+        }
+        Ok(Some(
+            tokio::task::spawn_blocking(move || RealClusters::start(n)).await??,
+        ))
+    }
+
     /// Whether real clusters can start here. When they cannot, `test` is skipped: false, with
     /// SKIPPED and the reason printed; under `CI=true` this is an error instead.
     pub fn available(test: &str) -> anyhow::Result<bool> {

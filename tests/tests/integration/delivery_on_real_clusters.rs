@@ -120,16 +120,15 @@ data:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn commits_roll_out_roll_back_and_prune_on_real_clusters() -> Result<()> {
     const TEST: &str = "commits_roll_out_roll_back_and_prune_on_real_clusters";
-    if !RealClusters::available(TEST)? {
+    let Some(real) = RealClusters::start_for(TEST, 4).await? else {
         return Ok(());
-    }
-    let real = tokio::task::spawn_blocking(|| RealClusters::start(4)).await??;
+    };
     let repo = GitRepo::new()?;
     repo.write("flotilla.yaml", &format!("{SPEC}{EXTRA_BUNDLE}"))?;
     repo.write("bundles/app/objects.yaml", APP)?;
     repo.write("bundles/extra/objects.yaml", EXTRA)?;
     let first = repo.commit("release 1 with an extra bundle")?;
-    let fleet = Fleet::start_on_real(&repo, INVENTORY, FleetOptions::default(), real).await?;
+    let fleet = Fleet::start_on(&repo, INVENTORY, FleetOptions::default(), Some(real)).await?;
 
     // 1. The first commit everywhere, with each cluster's values, Healthy.
     fleet.wait_rolled_out(&first).await?;

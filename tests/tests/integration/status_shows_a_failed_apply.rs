@@ -18,20 +18,21 @@ async fn a_refused_apply_is_apply_failed_everywhere_on_the_simulator() -> Result
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_apply_is_apply_failed_everywhere_on_real_clusters() -> Result<()> {
-    if !RealClusters::available("a_refused_apply_is_apply_failed_everywhere_on_real_clusters")? {
+    let Some(real) = RealClusters::start_for(
+        "a_refused_apply_is_apply_failed_everywhere_on_real_clusters",
+        3,
+    )
+    .await?
+    else {
         return Ok(());
-    }
-    let real = tokio::task::spawn_blocking(|| RealClusters::start(3)).await??;
+    };
     a_refused_apply_is_apply_failed_everywhere(Some(real)).await
 }
 
 async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) -> Result<()> {
     let (repo, first) = small_fleet::repository()?;
-    let options = FleetOptions::default();
-    let fleet = match real {
-        Some(real) => Fleet::start_on_real(&repo, small_fleet::INVENTORY, options, real).await?,
-        None => Fleet::start(&repo, small_fleet::INVENTORY, options).await?,
-    };
+    let fleet =
+        Fleet::start_on(&repo, small_fleet::INVENTORY, FleetOptions::default(), real).await?;
     let status = fleet.wait_rolled_out(&first).await?;
     assert_eq!(bundle(&status, "dev-1")?["syncState"], "Synced");
     assert_eq!(
@@ -134,19 +135,11 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
     let dashboard: Value = serde_json::from_str(&dashboard.body)?;
     assert_eq!(bundle(&dashboard, "dev-1")?["syncState"], "ApplyFailed");
 
-    let metrics = flotilla_tests::http::request_tls(
-        &credentials.ca_file,
-        "GET",
-        &format!("https://{}/metrics", fleet.hub.http()),
-        &[],
-        Vec::new(),
-    )
-    .await?;
+    let metrics = fleet.metrics().await?;
     let failed = metrics
-        .body
         .lines()
         .find(|l| l.starts_with("flotilla_bundles_sync{sync_state=\"ApplyFailed\"}"))
-        .with_context(|| format!("no ApplyFailed gauge in:\n{}", metrics.body))?;
+        .with_context(|| format!("no ApplyFailed gauge in:\n{metrics}"))?;
     let count: u32 = failed.rsplit(' ').next().unwrap_or_default().parse()?;
     assert!(count >= 1, "{failed}");
 

@@ -24,20 +24,18 @@ async fn an_unreachable_cluster_api_is_shown_on_the_simulator() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_cluster_api_is_shown_on_real_clusters() -> Result<()> {
-    if !RealClusters::available("an_unreachable_cluster_api_is_shown_on_real_clusters")? {
+    let Some(real) =
+        RealClusters::start_for("an_unreachable_cluster_api_is_shown_on_real_clusters", 3).await?
+    else {
         return Ok(());
-    }
-    let real = tokio::task::spawn_blocking(|| RealClusters::start(3)).await??;
+    };
     an_unreachable_cluster_api_is_shown(Some(real)).await
 }
 
 async fn an_unreachable_cluster_api_is_shown(real: Option<RealClusters>) -> Result<()> {
     let (repo, first) = small_fleet::repository()?;
-    let options = FleetOptions::default();
-    let fleet = match real {
-        Some(real) => Fleet::start_on_real(&repo, small_fleet::INVENTORY, options, real).await?,
-        None => Fleet::start(&repo, small_fleet::INVENTORY, options).await?,
-    };
+    let fleet =
+        Fleet::start_on(&repo, small_fleet::INVENTORY, FleetOptions::default(), real).await?;
     let status = fleet.wait_rolled_out(&first).await?;
     assert_eq!(cluster(&status, "dev-1")?["apiReachable"], true);
 
@@ -87,22 +85,13 @@ async fn an_unreachable_cluster_api_is_shown(real: Option<RealClusters>) -> Resu
         "{table}"
     );
 
-    let credentials = fleet.hub.credentials().context("a TLS hub")?;
-    let metrics = flotilla_tests::http::request_tls(
-        &credentials.ca_file,
-        "GET",
-        &format!("https://{}/metrics", fleet.hub.http()),
-        &[],
-        Vec::new(),
-    )
-    .await?;
+    let metrics = fleet.metrics().await?;
     assert!(
         metrics
-            .body
             .lines()
             .any(|l| l == "flotilla_clusters_api_unreachable 1"),
         "{}",
-        metrics.body
+        metrics
     );
 
     if let Clusters::Sim(sim) = fleet.kube() {

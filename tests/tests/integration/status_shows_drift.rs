@@ -18,20 +18,21 @@ async fn a_corrected_edit_is_an_event_and_a_count_on_the_simulator() -> Result<(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrected_edit_is_an_event_and_a_count_on_real_clusters() -> Result<()> {
-    if !RealClusters::available("a_corrected_edit_is_an_event_and_a_count_on_real_clusters")? {
+    let Some(real) = RealClusters::start_for(
+        "a_corrected_edit_is_an_event_and_a_count_on_real_clusters",
+        3,
+    )
+    .await?
+    else {
         return Ok(());
-    }
-    let real = tokio::task::spawn_blocking(|| RealClusters::start(3)).await??;
+    };
     a_corrected_edit_is_an_event_and_a_count(Some(real)).await
 }
 
 async fn a_corrected_edit_is_an_event_and_a_count(real: Option<RealClusters>) -> Result<()> {
     let (repo, first) = small_fleet::repository()?;
-    let options = FleetOptions::default();
-    let fleet = match real {
-        Some(real) => Fleet::start_on_real(&repo, small_fleet::INVENTORY, options, real).await?,
-        None => Fleet::start(&repo, small_fleet::INVENTORY, options).await?,
-    };
+    let fleet =
+        Fleet::start_on(&repo, small_fleet::INVENTORY, FleetOptions::default(), real).await?;
     fleet.wait_rolled_out(&first).await?;
 
     // Another field manager changes a field the bundle sets, as `kubectl edit` would.
@@ -84,20 +85,11 @@ async fn a_corrected_edit_is_an_event_and_a_count(real: Option<RealClusters>) ->
         .context("the ConfigMap is gone")?;
     assert_eq!(restored["data"]["greeting"], "hello");
 
-    let credentials = fleet.hub.credentials().context("a TLS hub")?;
-    let metrics = flotilla_tests::http::request_tls(
-        &credentials.ca_file,
-        "GET",
-        &format!("https://{}/metrics", fleet.hub.http()),
-        &[],
-        Vec::new(),
-    )
-    .await?;
+    let metrics = fleet.metrics().await?;
     let line = metrics
-        .body
         .lines()
         .find(|l| l.starts_with("flotilla_drift_corrections "))
-        .with_context(|| format!("no drift gauge in:\n{}", metrics.body))?;
+        .with_context(|| format!("no drift gauge in:\n{metrics}"))?;
     let count: u64 = line.rsplit(' ').next().unwrap_or_default().parse()?;
     assert!(count >= 1, "{line}");
     Ok(())
