@@ -1,7 +1,7 @@
 //! `flotilla lint PATH [--clusters FILE]`: parse a repository and render every bundle for
 //! every cluster of an inventory, offline, reporting every problem with file and line.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -9,13 +9,17 @@ use clap::Args;
 use flotilla_core::inventory::{Cluster, load_inventory};
 use flotilla_core::render::{FleetRender, Kustomize, render_fleet};
 use flotilla_core::spec::{FleetSpec, StageSource};
-use flotilla_core::{Limits, Repository, SourceLocation};
+use flotilla_core::validate::{self, CustomResources, Schemas, Verdict};
+use flotilla_core::{ContentHash, Limits, Repository, SourceLocation};
 
 use crate::output::{OutputFormat, emit, print_structured};
 
 mod report;
 
-use report::{BundleReport, ClusterReport, LintReport, Problem, Severity, StageReport, WaveReport};
+use report::{
+    BundleReport, ClusterReport, LintReport, Problem, SchemaReport, Severity, StageReport,
+    WaveReport,
+};
 
 /// The inventory file looked for in the repository when `--clusters` is not given.
 const DEFAULT_INVENTORY: &str = "clusters.yaml";
@@ -29,6 +33,14 @@ pub(crate) struct LintArgs {
     /// when it exists; without an inventory only the spec is checked).
     #[arg(long, value_name = "FILE")]
     clusters: Option<PathBuf>,
+    /// The Kubernetes version whose shipped OpenAPI schemas built-in kinds are checked
+    /// against (shipped: 1.36, 1.37; default the newest).
+    #[arg(long, value_name = "VERSION")]
+    kube_version: Option<String>,
+    /// Check against the OpenAPI v3 documents (`*.json`) in DIR instead of the shipped ones,
+    /// e.g. saved from a cluster with `kubectl get --raw /openapi/v3/apis/apps/v1`.
+    #[arg(long, value_name = "DIR", conflicts_with = "kube_version")]
+    schemas: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
@@ -36,7 +48,13 @@ pub(crate) struct LintArgs {
 
 /// Runs the lint and prints its report; exit code 0 when clean, 1 when any error was found.
 pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
-    let report = lint(&args.path, args.clusters.as_deref(), &Kustomize::discover());
+    let schemas = load_schemas(args)?;
+    let report = lint(
+        &args.path,
+        args.clusters.as_deref(),
+        &Kustomize::discover(),
+        &schemas,
+    );
     match args.output {
         OutputFormat::Table => emit(&report.render_table())?,
         format => print_structured(&report, format)?,
@@ -48,7 +66,62 @@ pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-fn lint(path: &Path, inventory: Option<&Path>, kustomize: &Kustomize) -> LintReport {
+/// The schemas a lint checks against, and where they came from.
+struct SchemaSet {
+    schemas: Schemas,
+    source: String,
+}
+
+fn load_schemas(args: &LintArgs) -> anyhow::Result<SchemaSet> {
+    let Some(directory) = &args.schemas else {
+        let version = args.kube_version.clone().unwrap_or_else(|| {
+            validate::SHIPPED_VERSIONS[validate::SHIPPED_VERSIONS.len() - 1].to_owned()
+        });
+        return Ok(SchemaSet {
+            schemas: validate::shipped(&version)?,
+            source: "shipped".to_owned(),
+        });
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(directory)
+        .map_err(|e| anyhow::anyhow!("--schemas {}: {e}", directory.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    let mut documents = Vec::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let document: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: not JSON: {e}", file.display()))?;
+        // Discovery documents (`/openapi/v3` itself) list paths, not schemas.
+        if document.pointer("/components/schemas").is_some() {
+            documents.push(document);
+        }
+    }
+    let version = documents
+        .iter()
+        .find_map(|d| d.pointer("/info/version").and_then(|v| v.as_str()))
+        .unwrap_or("from --schemas")
+        .to_owned();
+    let schemas = Schemas::from_documents(&version, documents).map_err(|e| {
+        anyhow::anyhow!(
+            "--schemas {}: {e}; give a directory of OpenAPI v3 documents (*.json)",
+            directory.display()
+        )
+    })?;
+    Ok(SchemaSet {
+        schemas,
+        source: directory.display().to_string(),
+    })
+}
+
+fn lint(
+    path: &Path,
+    inventory: Option<&Path>,
+    kustomize: &Kustomize,
+    schemas: &SchemaSet,
+) -> LintReport {
     let mut report = LintReport::new(path);
     // Offline lint runs on developer machines and CI runners where namespaces may be
     // forbidden; the static checks refuse remote references either way.
@@ -104,6 +177,7 @@ fn lint(path: &Path, inventory: Option<&Path>, kustomize: &Kustomize) -> LintRep
     check_membership(&mut report, repo.spec(), &clusters, path);
     let rendered = render_fleet(&repo, &clusters, kustomize);
     add_render_problems(&mut report, &rendered, path);
+    check_schemas(&mut report, &rendered, schemas, path);
     report.summary.pairs = rendered.pairs();
     report.summary.distinct_renders = rendered.distinct_renders;
     report.summary.blobs = rendered.blobs.len();
@@ -186,6 +260,105 @@ fn add_render_problems(report: &mut LintReport, rendered: &FleetRender, root: &P
         problem.bundle = Some(bundle);
         problem.clusters = clusters;
         report.push(problem);
+    }
+}
+
+/// Every distinct rendered object checked against the schemas; one problem per distinct
+/// finding, placed at the line that writes the field when the manifest shows it.
+fn check_schemas(
+    report: &mut LintReport,
+    rendered: &FleetRender,
+    schemas: &SchemaSet,
+    root: &Path,
+) {
+    let crds = CustomResources::from_objects(
+        rendered
+            .blobs
+            .values()
+            .flat_map(|blob| blob.objects.iter().map(|o| &o.object)),
+    );
+    let mut users: HashMap<&ContentHash, BTreeSet<&str>> = HashMap::new();
+    for (cluster, bundles) in &rendered.clusters {
+        for hash in bundles.values().filter_map(|outcome| outcome.as_ref().ok()) {
+            users.entry(hash).or_default().insert(cluster);
+        }
+    }
+    let mut texts: HashMap<String, Option<String>> = HashMap::new();
+    // Keyed by place too: overlays rendering the same mistake are reported each at its own.
+    type Finding = (Severity, String, String, Option<SourceLocation>);
+    let mut found: BTreeMap<Finding, BTreeSet<&str>> = BTreeMap::new();
+    let (mut checked, mut unchecked) = (BTreeSet::new(), BTreeSet::new());
+    for (hash, blob) in &rendered.blobs {
+        let clusters = users.get(hash).cloned().unwrap_or_default();
+        for (index, object) in blob.objects.iter().enumerate() {
+            let origin = rendered.origin(hash, index);
+            let mut add = |severity, message: String, location: Option<SourceLocation>| {
+                found
+                    .entry((severity, blob.bundle.clone(), message, location))
+                    .or_default()
+                    .extend(clusters.iter().copied());
+            };
+            match schemas.schemas.validate(&object.object, &crds) {
+                Verdict::Valid => {
+                    checked.insert(object.object.to_string());
+                }
+                Verdict::Invalid(violations) => {
+                    checked.insert(object.object.to_string());
+                    for violation in violations {
+                        let location =
+                            origin.map(|o| field_location(root, o, &violation.path, &mut texts));
+                        add(
+                            Severity::Error,
+                            format!("{}: {violation}", object.id),
+                            location,
+                        );
+                    }
+                }
+                Verdict::Unchecked(why) => {
+                    unchecked.insert(object.object.to_string());
+                    add(Severity::Warning, why, origin.cloned());
+                }
+            }
+        }
+    }
+    for ((severity, bundle, message, location), clusters) in found {
+        let mut problem = match &location {
+            Some(location) => Problem::in_repo(severity, root, location, &message),
+            None => Problem::plain(severity, message),
+        };
+        problem.bundle = Some(bundle);
+        problem.clusters = clusters.into_iter().map(str::to_owned).collect();
+        report.push(problem);
+    }
+    report.schemas = Some(SchemaReport {
+        kubernetes_version: schemas.schemas.version().to_owned(),
+        source: schemas.source.clone(),
+        checked: checked.len(),
+        unchecked: unchecked.len(),
+    });
+}
+
+/// The line writing `path` in the document at `origin`, or the document's own line.
+fn field_location(
+    root: &Path,
+    origin: &SourceLocation,
+    path: &validate::FieldPath,
+    texts: &mut HashMap<String, Option<String>>,
+) -> SourceLocation {
+    let text = texts
+        .entry(origin.file.clone())
+        .or_insert_with(|| std::fs::read_to_string(root.join(&origin.file)).ok());
+    let line = match (text, origin.line) {
+        (Some(text), Some(line)) => validate::locate(text, line, path),
+        _ => None,
+    };
+    match line {
+        Some(line) => SourceLocation {
+            file: origin.file.clone(),
+            line: Some(line),
+            column: None,
+        },
+        None => origin.clone(),
     }
 }
 

@@ -21,6 +21,7 @@ pub mod schema;
 pub mod selector;
 pub mod signing;
 pub mod spec;
+pub mod validate;
 mod yaml;
 
 pub use hash::ContentHash;

@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::output::Table;
 
 /// How bad a problem is: errors fail the lint, warnings do not.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(super) enum Severity {
     Error,
@@ -146,6 +146,21 @@ pub(super) struct BundleReport {
     pub(super) objects: Option<usize>,
 }
 
+/// Which schemas rendered objects were checked against, and how many were.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct SchemaReport {
+    /// The Kubernetes version of the built-in schemas.
+    pub(super) kubernetes_version: String,
+    /// `shipped`, or the directory the OpenAPI documents were read from.
+    pub(super) source: String,
+    /// Distinct rendered objects checked (built-in kinds and custom resources whose
+    /// definition the repository carries).
+    pub(super) checked: usize,
+    /// Distinct rendered objects no schema describes (warned about).
+    pub(super) unchecked: usize,
+}
+
 /// The whole result of a lint.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -155,6 +170,8 @@ pub(super) struct LintReport {
     pub(super) inventory: Option<String>,
     pub(super) ok: bool,
     pub(super) summary: Summary,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) schemas: Option<SchemaReport>,
     pub(super) problems: Vec<Problem>,
     pub(super) stages: Vec<StageReport>,
     pub(super) clusters: Vec<ClusterReport>,
@@ -167,6 +184,7 @@ impl LintReport {
             inventory: None,
             ok: false,
             summary: Summary::default(),
+            schemas: None,
             problems: Vec::new(),
             stages: Vec::new(),
             clusters: Vec::new(),
@@ -249,6 +267,13 @@ impl LintReport {
             "{}: {} stages, {} bundles, {} clusters; {} (cluster, bundle) pairs, {} distinct renders, {} distinct blobs",
             self.path, s.stages, s.bundles, s.clusters, s.pairs, s.distinct_renders, s.blobs
         );
+        if let Some(schemas) = &self.schemas {
+            let _ = writeln!(
+                out,
+                "objects checked against the Kubernetes {} schemas ({}): {} checked, {} without a schema",
+                schemas.kubernetes_version, schemas.source, schemas.checked, schemas.unchecked
+            );
+        }
         if self.inventory.is_none() {
             out.push_str(
                 "no inventory: only the spec was checked; pass --clusters FILE to render bundles\n",

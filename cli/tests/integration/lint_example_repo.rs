@@ -229,3 +229,108 @@ fn bad_inventory_is_reported_with_its_line() {
         "{text}"
     );
 }
+
+#[test]
+fn fields_the_api_server_would_refuse_fail_at_their_lines() {
+    if !kustomize_available("fields_the_api_server_would_refuse_fail_at_their_lines") {
+        return;
+    }
+    let dir = broken_copy();
+    let file = dir.path().join("bundles/monitoring/blackbox-exporter.yaml");
+    edit(
+        &file,
+        "  replicas: 1\n",
+        "  replicas: three\n  replicaz: 2\n",
+    );
+    edit(
+        &file,
+        "    topology.kubernetes.io/region: ${cluster.labels.region}\n",
+        "    topology.kubernetes.io/region: ${cluster.labels.region}\n    tier: front end\n",
+    );
+    std::fs::write(
+        dir.path().join("bundles/monitoring/certificate.yaml"),
+        "apiVersion: cert-manager.io/v1\nkind: Certificate\nmetadata:\n  name: probe\n  namespace: monitoring\nspec:\n  secretName: probe\n",
+    )
+    .unwrap();
+    let root = dir.path().to_str().unwrap();
+    let output = flotilla(&["lint", root, "-o", "json"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stdout(&output));
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(report["schemas"]["kubernetesVersion"], "1.37");
+    let problems = report["problems"].as_array().unwrap();
+    let text = |p: &serde_json::Value| {
+        format!(
+            "{}:{}: {} {}",
+            p["file"]
+                .as_str()
+                .unwrap_or_default()
+                .trim_start_matches(root),
+            p["line"],
+            p["severity"].as_str().unwrap(),
+            p["message"].as_str().unwrap()
+        )
+    };
+    let found: Vec<String> = problems.iter().map(text).collect();
+    let expect = |needle: &str| {
+        assert!(
+            found.iter().any(|f| f.contains(needle)),
+            "no problem contains {needle:?} in {found:#?}"
+        );
+    };
+    expect(
+        "/bundles/monitoring/blackbox-exporter.yaml:31: error apps/v1 Deployment \
+         monitoring/blackbox-exporter: spec.replicas: must be an integer, not the string \"three\"",
+    );
+    expect(
+        "/bundles/monitoring/blackbox-exporter.yaml:32: error apps/v1 Deployment \
+         monitoring/blackbox-exporter: spec.replicaz: unknown field",
+    );
+    expect("metadata.labels.tier: invalid label value `front end`");
+    expect(
+        "/bundles/monitoring/certificate.yaml:1: warning no schema for cert-manager.io/v1 \
+         Certificate: add its CustomResourceDefinition to the repository",
+    );
+    // Every error names the clusters whose render carries it.
+    assert!(
+        problems
+            .iter()
+            .filter(|p| p["severity"] == "error")
+            .all(|p| !p["clusters"].as_array().unwrap().is_empty())
+    );
+
+    // The older shipped schemas are selectable; an unshipped version is refused with the list.
+    let older = flotilla(&["lint", root, "--kube-version", "1.36", "-o", "json"]);
+    let report: serde_json::Value = serde_json::from_slice(&older.stdout).unwrap();
+    assert_eq!(report["schemas"]["kubernetesVersion"], "1.36");
+    assert_eq!(older.status.code(), Some(1));
+    let unshipped = flotilla(&["lint", root, "--kube-version", "1.20"]);
+    assert_ne!(unshipped.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&unshipped.stderr).contains("shipped: 1.36, 1.37"),
+        "{}",
+        String::from_utf8_lossy(&unshipped.stderr)
+    );
+
+    // Schemas saved from a cluster (`kubectl get --raw /openapi/v3/...`) are read the same way.
+    let saved = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../core/schemas/kubernetes-1.37.json"),
+        saved.path().join("apis__apps__v1_openapi.json"),
+    )
+    .unwrap();
+    let from_dir = flotilla(&[
+        "lint",
+        root,
+        "--schemas",
+        saved.path().to_str().unwrap(),
+        "-o",
+        "json",
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&from_dir.stdout).unwrap();
+    assert_eq!(
+        report["schemas"]["source"].as_str(),
+        saved.path().to_str(),
+        "{report:#}"
+    );
+    assert_eq!(from_dir.status.code(), Some(1));
+}

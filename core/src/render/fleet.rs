@@ -32,6 +32,8 @@ pub struct FleetRender {
     pub blobs: BTreeMap<ContentHash, RenderedBundle>,
     /// How many renders ran: one per distinct (bundle, overlay, used values) input.
     pub distinct_renders: usize,
+    /// Where each object of each blob is written, in the blob's object order.
+    origins: HashMap<ContentHash, Origins>,
 }
 
 impl FleetRender {
@@ -45,6 +47,12 @@ impl FleetRender {
                     .map(|e| (cluster.as_str(), bundle.as_str(), e))
             })
         })
+    }
+
+    /// Where the `index`th object of the blob `hash` is written (for an object an overlay
+    /// patches, the base manifest's document).
+    pub fn origin(&self, hash: &ContentHash, index: usize) -> Option<&SourceLocation> {
+        self.origins.get(hash)?.get(index)
     }
 
     /// True when every bundle rendered for every cluster.
@@ -78,6 +86,7 @@ pub fn render_fleet(repo: &Repository, clusters: &[Cluster], kustomize: &Kustomi
         clusters: result,
         distinct_renders: renderer.renders.len(),
         blobs: renderer.blobs,
+        origins: renderer.origins,
     }
 }
 
