@@ -52,6 +52,10 @@ pub struct EngineConfig {
     pub revision_retry_initial: Duration,
     /// Longest delay between re-applies of a revision that keeps failing transiently.
     pub revision_retry_max: Duration,
+    /// Delay before re-applying a revision that failed permanently (refused by the API
+    /// server): nothing in Git changed, but the cause may lie outside it (a namespace or RBAC
+    /// rule created by hand, a CRD installed meanwhile), as Flux retries at its interval.
+    pub permanent_retry: Duration,
     /// How long to wait for a bundle's CRDs to be established.
     pub establish_timeout: Duration,
 }
@@ -66,6 +70,7 @@ impl Default for EngineConfig {
             retry: RetryPolicy::default(),
             revision_retry_initial: Duration::from_secs(1),
             revision_retry_max: Duration::from_secs(60),
+            permanent_retry: Duration::from_secs(300),
             establish_timeout: Duration::from_secs(60),
         }
     }

@@ -15,7 +15,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::node::{NodeHandle, Role};
-use crate::state::health::{Health, SyncState, cluster_sync_states};
+use crate::state::health::{Health, SyncState, cluster_sync_states, current_health};
 
 /// Label set of a metric family: `(name, value)` pairs.
 type LabelPairs = Vec<(String, String)>;
@@ -223,8 +223,10 @@ impl Metrics {
                 .set(state.clusters.values().filter(|c| c.online).count() as i64);
             let mut corrections = 0u64;
             for (key, record) in &state.health {
-                if state.clusters.contains_key(&key.cluster) {
-                    *by_health.entry(record.health).or_default() += 1;
+                if let Some(cluster) = state.clusters.get(&key.cluster) {
+                    *by_health
+                        .entry(current_health(cluster, Some(record)))
+                        .or_default() += 1;
                     corrections = corrections.saturating_add(record.drift_corrections);
                 }
             }

@@ -52,6 +52,20 @@ pub use flotilla_core::Labels;
 )]
 pub struct Timestamp(pub u64);
 
+impl Timestamp {
+    /// As people and JSON read it: RFC 3339 UTC with milliseconds (the raw milliseconds if
+    /// out of range).
+    pub fn rfc3339(self) -> String {
+        i64::try_from(self.0)
+            .ok()
+            .and_then(chrono::DateTime::from_timestamp_millis)
+            .map_or_else(
+                || self.0.to_string(),
+                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+            )
+    }
+}
+
 /// Version of the snapshot encoding this build writes and the newest it reads.
 pub const SNAPSHOT_VERSION: u32 = 7;
 

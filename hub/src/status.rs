@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::controller::source::SourceConfig;
 use crate::pipeline;
 use crate::state::audit::Outcome;
-use crate::state::health::{SyncState, sync_state};
+use crate::state::health::{SyncState, current_health, sync_state};
 use crate::state::identity::IdentityConflict;
 use crate::state::rollout::RolloutStatus;
 use crate::state::source::{BlobHash, RenderError, Revision, RevisionRef, RevisionStatus};
@@ -454,9 +454,9 @@ fn cluster_status(
                 applied_revision,
                 applied_hash,
                 sync_state,
-                health: record.map_or("Unknown", |r| r.health.as_str()).to_owned(),
+                health: current_health(cluster, record.copied()).as_str().to_owned(),
                 drifted: record.map(|r| r.drifted.clone()).unwrap_or_default(),
-                message: record.map(|r| r.message.clone()).unwrap_or_default(),
+                message: record.map(|r| stale_note(cluster, r)).unwrap_or_default(),
                 updated_at: record.map(|r| r.at),
             }
         })
@@ -622,8 +622,10 @@ fn stage_progress(
                 StagePhase::PausedByFailure,
                 Some(reason.clone()),
                 Some(format!(
-                    "push a fix (a newer commit replaces this rollout), or `flotilla rollback \
-                     {stage}`, or `flotilla resume {stage}` to retry"
+                    "push a fix (a newer commit replaces this rollout) or `flotilla rollback \
+                     {stage}`; `flotilla resume {stage}` retries the wave, but an apply the API \
+                     server refused stays failed until its agent tries it again (every 5 min), \
+                     so resume only once its cause outside Git is fixed"
                 )),
             ),
             RolloutStatus::Paused { by, reason } => (
@@ -674,6 +676,31 @@ fn stage_progress(
         rollout: newest.map(|(id, _)| id),
         waiting,
         next,
+    }
+}
+
+/// A bundle's message; while its report is not current, prefixed with why and what it said.
+fn stale_note(
+    cluster: &crate::state::fleet::Cluster,
+    record: &crate::state::health::HealthRecord,
+) -> String {
+    if cluster.reporting() {
+        return record.message.clone();
+    }
+    let why = if cluster.online {
+        "the agent cannot reach the cluster's API"
+    } else {
+        "the agent is offline"
+    };
+    let last = format!(
+        "{why}; last reported {} at {}",
+        record.health.as_str(),
+        record.at.rfc3339()
+    );
+    if record.message.is_empty() {
+        last
+    } else {
+        format!("{last}: {}", record.message)
     }
 }
 

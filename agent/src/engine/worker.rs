@@ -214,6 +214,11 @@ impl Worker {
             Err(failed) => failed,
         };
         let retry_in = failed.transient.then(|| self.schedule_retry());
+        if retry_in.is_none() {
+            // Reported as permanent (the rollout fails at once); tried again much later in
+            // case what refused it was fixed outside Git.
+            self.retry_at = Some(Instant::now() + self.shared.config.permanent_retry);
+        }
         let phase = if retry_in.is_some() {
             Phase::Retrying
         } else {

@@ -57,7 +57,8 @@ pub struct ApplyFailure {
     pub content: Option<BlobHash>,
     /// `object: message`, one per failing object.
     pub errors: Vec<String>,
-    /// Whether only a new revision can fix it (the agent does not retry).
+    /// Whether the API server refused it, so waiting cannot fix it: the rollout fails at once
+    /// (the agent retries it only rarely, in case the cause outside Git is fixed).
     pub permanent: bool,
 }
 
@@ -80,6 +81,16 @@ pub struct HealthRecord {
     pub drift_corrections: u64,
     /// When observed.
     pub at: Timestamp,
+}
+
+/// The health to show for a bundle of `cluster`: its agent's last report while that report is
+/// current, `Unknown` while the agent is offline or cannot reach its cluster's API (the
+/// workload may have changed since; the last report is kept and shown as such).
+pub fn current_health(cluster: &super::fleet::Cluster, record: Option<&HealthRecord>) -> Health {
+    match record {
+        Some(record) if cluster.reporting() => record.health,
+        _ => Health::Unknown,
+    }
 }
 
 /// Whether a cluster holds what it should of a bundle: `desired` is the content its assigned

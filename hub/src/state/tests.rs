@@ -805,3 +805,92 @@ fn an_older_cluster_api_report_never_replaces_a_newer_one() {
     apply_ok(&mut state, api(false, 30));
     assert!(!state.clusters["dev-1"].reporting());
 }
+
+#[test]
+fn a_report_that_is_not_current_is_shown_unknown_and_gates_nothing_as_healthy() {
+    use super::health::{ApplyFailure, current_health};
+    use crate::rollout::health::{Readiness, at_revision};
+    let mut state = fleet();
+    for cluster in ["a", "b"] {
+        apply_ok(
+            &mut state,
+            Command::SetLiveness {
+                cluster: cluster.into(),
+                online: true,
+                at: t(30),
+            },
+        );
+    }
+    let (hash_a, hash_b) = (
+        state.desired_bundles("a")["app"],
+        state.desired_bundles("b")["app"],
+    );
+    let healthy = |cluster: &str, hash: BlobHash| HealthReport {
+        applied: Some(hash),
+        ..report(cluster, Health::Healthy, 40)
+    };
+    let mut failed = healthy("b", hash_b);
+    failed.applied = None;
+    failed.health = Health::Unknown;
+    failed.failed = Some(ApplyFailure {
+        content: Some(hash_b),
+        errors: vec!["v1/ConfigMap app/app: data: Invalid value".into()],
+        permanent: true,
+    });
+    apply_ok(
+        &mut state,
+        Command::RecordHealth {
+            reports: vec![healthy("a", hash_a), failed],
+        },
+    );
+    let key = |cluster: &str| HealthKey {
+        cluster: cluster.into(),
+        bundle: "app".into(),
+    };
+    let record_a = state.health.get(&key("a")).cloned();
+    assert_eq!(
+        current_health(&state.clusters["a"], record_a.as_ref()),
+        Health::Healthy
+    );
+    assert_eq!(at_revision(&state, "a", &rev("c1")), Readiness::Healthy);
+    assert!(
+        matches!(at_revision(&state, "b", &rev("c1")), Readiness::ApplyFailed(ref why) if why.contains("Invalid value")),
+        "{:?}",
+        at_revision(&state, "b", &rev("c1"))
+    );
+
+    // The API unreachable: the last report stays, but is neither shown nor counted as Healthy.
+    apply_ok(
+        &mut state,
+        Command::SetClusterApi {
+            cluster: "a".into(),
+            api: super::fleet::ApiReachability {
+                reachable: false,
+                since: t(50),
+                error: "GET /readyz: 500".into(),
+            },
+        },
+    );
+    assert_eq!(
+        current_health(&state.clusters["a"], record_a.as_ref()),
+        Health::Unknown
+    );
+    assert_eq!(
+        at_revision(&state, "a", &rev("c1")),
+        Readiness::Unreachable("GET /readyz: 500".into())
+    );
+    // Offline: the same.
+    apply_ok(
+        &mut state,
+        Command::SetLiveness {
+            cluster: "a".into(),
+            online: false,
+            at: t(60),
+        },
+    );
+    assert_eq!(
+        current_health(&state.clusters["a"], record_a.as_ref()),
+        Health::Unknown
+    );
+    assert_eq!(at_revision(&state, "a", &rev("c1")), Readiness::Offline);
+}

@@ -12,7 +12,6 @@
 use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SecondsFormat};
 use parking_lot::Mutex;
 
 use crate::state::Timestamp;
@@ -205,8 +204,8 @@ impl AuditTrail {
                     "{} more between {} and {}, recorded as this one event (the first {} of each \
                      {} s window are recorded one by one)",
                     fold.count,
-                    rfc3339(fold.first),
-                    rfc3339(fold.last),
+                    fold.first.rfc3339(),
+                    fold.last.rfc3339(),
                     self.limits.per_window,
                     self.limits.window.as_secs_f64()
                 ),
@@ -242,17 +241,6 @@ fn fold(window: &mut Window, event: AuditEvent) {
     fold.first = fold.first.min(event.at);
     fold.last = fold.last.max(event.at);
     fold.outcome = event.outcome;
-}
-
-/// A timestamp as people read it (the raw milliseconds if out of chrono's range).
-fn rfc3339(at: Timestamp) -> String {
-    i64::try_from(at.0)
-        .ok()
-        .and_then(DateTime::from_timestamp_millis)
-        .map_or_else(
-            || at.0.to_string(),
-            |t| t.to_rfc3339_opts(SecondsFormat::Millis, true),
-        )
 }
 
 #[cfg(test)]
