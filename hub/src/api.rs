@@ -28,8 +28,9 @@ use crate::controller::source::{RequestFetchError, request_fetch};
 use crate::node::ProposeError;
 use crate::server::HubContext;
 use crate::state::audit::{AuditClass, Outcome};
+use crate::state::rollout::pipeline;
 use crate::state::{Command, CommandError, Labels, RolloutAction};
-use crate::{pipeline, status};
+use crate::status;
 
 pub mod audit;
 pub mod caller;

@@ -13,8 +13,6 @@ pub mod controller;
 pub mod http;
 pub mod metrics;
 pub mod node;
-pub mod pipeline;
-pub mod rollout;
 pub mod server;
 pub mod state;
 pub mod status;

@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::controller::source::SourceConfig;
-use crate::pipeline;
 use crate::state::audit::Outcome;
 use crate::state::health::{SyncState, current_health, sync_state};
 use crate::state::identity::IdentityConflict;
 use crate::state::rollout::RolloutStatus;
+use crate::state::rollout::pipeline;
 use crate::state::source::{BlobHash, RenderError, Revision, RevisionRef, RevisionStatus};
 use crate::state::stage::StageChange;
 use crate::state::{Labels, State, Timestamp};
@@ -547,7 +547,12 @@ fn stages(
                 .zip(source)
                 .and_then(|(stage, source)| signature_blocked(state, stage, source));
             let candidate = declared.zip(source).and_then(|(stage, source)| {
-                crate::rollout::promotion::candidate(state, stage, &source.name, &source.branch)
+                crate::state::rollout::promotion::candidate(
+                    state,
+                    stage,
+                    &source.name,
+                    &source.branch,
+                )
             });
             let progress = stage_progress(state, &name, candidate.map(|c| c.revision), &blocked);
             StageStatus {
@@ -711,7 +716,7 @@ fn signature_blocked(
     source: &SourceConfig,
 ) -> Option<String> {
     let candidate =
-        crate::rollout::promotion::candidate(state, stage, &source.name, &source.branch)?;
+        crate::state::rollout::promotion::candidate(state, stage, &source.name, &source.branch)?;
     let why = crate::state::signature::check(state, &stage.name, &candidate.revision).err()?;
     Some(format!(
         "{} cannot enter: {why}",

@@ -8,8 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 use flotilla_hub::controller::source::SourceConfig;
-use flotilla_hub::pipeline::short;
 use flotilla_hub::server::Hub;
+use flotilla_hub::state::rollout::pipeline::short;
 use flotilla_hub::status::{self, Event, FleetStatus};
 
 use super::progress::Progress;

@@ -1,5 +1,5 @@
 //! A rollout's progress as an Admin API message: the same judgement the rollout controller acts
-//! on (`rollout::progress`), taken on this node's replica at the hub's clock.
+//! on (`state::rollout::gate`), taken on this node's replica at the hub's clock.
 
 use std::collections::BTreeSet;
 
@@ -9,10 +9,10 @@ use flotilla_proto::v1::{
 };
 use tonic::Status;
 
-use crate::controller::rollout::SETTLE;
-use crate::pipeline;
-use crate::rollout::progress::{StageScope, WavePhase, judge};
-use crate::rollout::promotion::stage_clusters;
+use crate::state::rollout::decide::SETTLE;
+use crate::state::rollout::gate::{StageScope, WavePhase, judge};
+use crate::state::rollout::pipeline;
+use crate::state::rollout::promotion::stage_clusters;
 use crate::state::rollout::{DeletionHold, OnFailure, Rollout, RolloutStatus};
 use crate::state::{State, Timestamp};
 

@@ -13,10 +13,11 @@ use tonic::Status;
 
 use super::caller::Caller;
 use super::{diff, progress, propose_status};
-use crate::pipeline::{self, short};
-use crate::rollout::promotion::{self, Start};
 use crate::server::HubContext;
 use crate::state::rollout::RolloutStatus;
+use crate::state::rollout::pipeline::{self, short};
+use crate::state::rollout::promotion::{self, Start};
+use crate::state::rollout::rollback;
 use crate::state::source::{RevisionRef, RevisionStatus};
 use crate::state::stage::StageChange;
 use crate::state::{Command, RolloutAction, State};
@@ -251,7 +252,7 @@ pub(super) async fn rollback(
         let (spec, stage) = pipeline_stage(hub, &state, &request.stage)?;
         let source = source_name(hub)?;
         let to = if request.to_revision.trim().is_empty() {
-            promotion::default_rollback(&state, &stage.name).ok_or_else(|| {
+            rollback::default_rollback(&state, &stage.name).ok_or_else(|| {
                 Status::failed_precondition(format!(
                     "stage `{}` has no earlier revision to return to; name one with --to (see `flotilla history {}`)",
                     stage.name, stage.name
@@ -260,10 +261,10 @@ pub(super) async fn rollback(
         } else {
             rendered_revision(&state, &request.to_revision)?
         };
-        promotion::rollback_gate(&state, &stage, source, &to)
+        rollback::rollback_gate(&state, &stage, source, &to)
             .map_err(Status::failed_precondition)?;
         let active = state.active_rollout(&stage.name).map(|(id, _)| id);
-        let clusters = promotion::rollback_clusters(&state, &spec, &stage.name, &to);
+        let clusters = rollback::rollback_clusters(&state, &spec, &stage.name, &to);
         let message = format!(
             "stage `{}` rolled back to {} on {} clusters{}",
             stage.name,

@@ -686,8 +686,13 @@ pub(super) fn transition(
     Ok(())
 }
 
+pub mod decide;
+pub mod gate;
 pub mod guard;
-mod rollback;
+pub mod pipeline;
+pub mod promotion;
+pub mod readiness;
+pub mod rollback;
 
 pub use guard::{DeletionHold, DeletionLimits};
 pub(super) use rollback::{RollBack, abandon, fail, roll_back};

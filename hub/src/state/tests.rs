@@ -809,7 +809,7 @@ fn an_older_cluster_api_report_never_replaces_a_newer_one() {
 #[test]
 fn a_report_that_is_not_current_is_shown_unknown_and_gates_nothing_as_healthy() {
     use super::health::{ApplyFailure, current_health};
-    use crate::rollout::health::{Readiness, at_revision};
+    use crate::state::rollout::readiness::{Readiness, at_revision};
     let mut state = fleet();
     for cluster in ["a", "b"] {
         apply_ok(

@@ -1,8 +1,14 @@
 //! Failures and rollbacks: a failed health gate pauses a rollout or returns its clusters to the
 //! start; an operator's rollback returns a stage to an earlier revision at once. Either way what
 //! the stage moves away from is marked failed for it, so it is never promoted there again by
-//! itself.
+//! itself. Also here: where `flotilla rollback` may return a stage to, and which clusters it
+//! moves.
 
+use flotilla_core::FleetSpec;
+use flotilla_core::spec::{Stage as StageSpec, StageSource};
+
+use super::pipeline::short;
+use super::promotion::{rendered, stage_clusters, upstream_gate};
 use super::{OnFailure, RolloutStatus, audit, require_bundles, rollout_mut};
 use crate::state::source::RevisionRef;
 use crate::state::stage::{PinRecord, StageChange, set_pin};
@@ -232,4 +238,67 @@ fn return_stage(state: &mut State, back: ReturnTo<'_>) {
         ),
         back.at,
     );
+}
+
+/// Where `flotilla rollback STAGE` returns to when no revision is named: the start of the
+/// active rollout, else the revision the stage was pinned to before its current one.
+pub fn default_rollback(state: &State, stage: &str) -> Option<RevisionRef> {
+    if let Some((_, rollout)) = state.active_rollout(stage) {
+        return rollout.from.clone();
+    }
+    let record = state.stages.get(stage)?;
+    let current = record.pinned.as_ref()?;
+    record
+        .history
+        .iter()
+        .rev()
+        .map(|pin| &pin.revision)
+        .find(|r| *r != current && rendered(state, r))
+        .cloned()
+}
+
+/// Whether `stage` may be rolled back to `revision`: one it ran before (in its history), one
+/// its upstream passed, or for a tracking stage any revision of its branch. Anything else is
+/// a promotion, with its gate.
+pub fn rollback_gate(
+    state: &State,
+    stage: &StageSpec,
+    source: &str,
+    revision: &RevisionRef,
+) -> Result<(), String> {
+    let ran_here = state
+        .stages
+        .get(&stage.name)
+        .is_some_and(|s| s.history.iter().any(|pin| &pin.revision == revision));
+    if ran_here || upstream_gate(state, stage, source, revision).is_ok() {
+        return Ok(());
+    }
+    Err(format!(
+        "stage `{}` never ran revision {}{}; roll back only to a revision it ran before (`flotilla history {}`), or promote it",
+        stage.name,
+        short(&revision.commit),
+        match &stage.source {
+            StageSource::PromoteFrom { stage: upstream } =>
+                format!(" and `{upstream}` has not passed it"),
+            StageSource::Track { .. } => String::new(),
+        },
+        stage.name
+    ))
+}
+
+/// The clusters a rollback of `stage` to `to` assigns: every cluster of the stage that `to`
+/// has bundles for.
+pub fn rollback_clusters(
+    state: &State,
+    spec: &FleetSpec,
+    stage: &str,
+    to: &RevisionRef,
+) -> Vec<String> {
+    let Some(revision) = state.revisions.get(to) else {
+        return Vec::new();
+    };
+    stage_clusters(state, spec, stage)
+        .into_iter()
+        .filter(|c| revision.bundles_for(c).is_some())
+        .collect()
 }

@@ -185,10 +185,9 @@ pub async fn stop_agent(agent: Agent) {
 pub fn describe(state: &State) -> String {
     let mut out = String::from("clusters:\n");
     for (name, cluster) in &state.clusters {
-        let readiness = cluster
-            .assigned
-            .as_ref()
-            .map(|r| flotilla_hub::rollout::health::at_revision(state, name, r).describe());
+        let readiness = cluster.assigned.as_ref().map(|r| {
+            flotilla_hub::state::rollout::readiness::at_revision(state, name, r).describe()
+        });
         out.push_str(&format!(
             "  {name}: online {}, assigned {:?}: {:?}\n",
             cluster.online,
@@ -219,8 +218,8 @@ pub fn healthy_at(state: &State, cluster: &str, commit: &str) -> bool {
         return false;
     };
     assigned.commit == commit
-        && flotilla_hub::rollout::health::at_revision(state, cluster, assigned)
-            == flotilla_hub::rollout::health::Readiness::Healthy
+        && flotilla_hub::state::rollout::readiness::at_revision(state, cluster, assigned)
+            == flotilla_hub::state::rollout::readiness::Readiness::Healthy
 }
 
 /// The newest rollout of a stage.
@@ -264,15 +263,17 @@ pub struct Instant {
 pub fn timeline(data_dir: &std::path::Path, stage: &str) -> Result<Vec<Instant>> {
     let mut out = Vec::new();
     super::log::replay(data_dir, 1, |index, command, state| {
-        let clusters = flotilla_hub::pipeline::current(state, "origin")
-            .map(|(_, spec)| flotilla_hub::rollout::promotion::stage_clusters(state, &spec, stage))
+        let clusters = flotilla_hub::state::rollout::pipeline::current(state, "origin")
+            .map(|(_, spec)| {
+                flotilla_hub::state::rollout::promotion::stage_clusters(state, &spec, stage)
+            })
             .unwrap_or_default();
         out.push(Instant {
             index,
             kind: command.kind(),
             unavailable: clusters
                 .into_iter()
-                .filter(|c| flotilla_hub::rollout::health::available(state, c).is_err())
+                .filter(|c| flotilla_hub::state::rollout::readiness::available(state, c).is_err())
                 .collect(),
             assigned: state
                 .clusters

@@ -47,8 +47,11 @@ fn rev(commit: &str) -> RevisionRef {
     }
 }
 
-fn source() -> SourceConfig {
-    SourceConfig::new("file:///repo", "main")
+fn source() -> Followed<'static> {
+    Followed {
+        name: "origin",
+        branch: "main",
+    }
 }
 
 /// A fleet in the real state machine, a clock, and simulated agents.
@@ -105,7 +108,7 @@ impl Fleet {
         };
         stage_clusters(&self.state, &spec, stage)
             .iter()
-            .filter(|c| crate::rollout::health::available(&self.state, c).is_err())
+            .filter(|c| crate::state::rollout::readiness::available(&self.state, c).is_err())
             .count()
     }
 
@@ -159,7 +162,7 @@ impl Fleet {
     fn pass(&mut self) -> Decision {
         let decision = decide(
             &self.state,
-            &source(),
+            source(),
             &mut self.specs,
             Timestamp(self.now),
             SETTLE_MS,

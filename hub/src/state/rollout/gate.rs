@@ -8,8 +8,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use super::health::{Readiness, at_revision, available};
-use crate::pipeline::short;
+use super::readiness::{Readiness, at_revision, available};
+use crate::state::rollout::pipeline::short;
 use crate::state::rollout::{Rollout, RolloutStatus};
 use crate::state::{State, Timestamp};
 

@@ -1,12 +1,13 @@
 //! Which revision a stage moves to, and whether it may: candidates for automatic promotion,
-//! the upstream gate, rollback targets, and the commands that start a rollout or roll back.
+//! the upstream gate, and the command that starts a rollout. Where a rollback may go is
+//! `rollback.rs`.
 
 use std::collections::BTreeSet;
 
 use flotilla_core::FleetSpec;
 use flotilla_core::spec::{FailureAction, Stage as StageSpec, StageSource};
 
-use crate::pipeline::short;
+use crate::state::rollout::pipeline::short;
 use crate::state::rollout::{DeletionLimits, Gate, OnFailure};
 use crate::state::source::{RevisionRef, RevisionStatus};
 use crate::state::stage::StageChange;
@@ -39,7 +40,7 @@ pub struct Candidate {
     pub reason: String,
 }
 
-fn rendered(state: &State, revision: &RevisionRef) -> bool {
+pub(super) fn rendered(state: &State, revision: &RevisionRef) -> bool {
     matches!(
         state.revisions.get(revision).map(|r| &r.status),
         Some(RevisionStatus::Rendered { .. })
@@ -62,7 +63,7 @@ pub fn candidate(
     let failed = |r: &RevisionRef| here.is_some_and(|s| s.failed.contains(r));
     match &stage.source {
         StageSource::Track { branch: tracked } if tracked == branch => {
-            let head = crate::pipeline::head_if_rendered(state, source)?;
+            let head = crate::state::rollout::pipeline::head_if_rendered(state, source)?;
             (!failed(&head)).then(|| Candidate {
                 reason: format!("branch `{branch}` is at {}", short(&head.commit)),
                 revision: head,
@@ -106,7 +107,9 @@ fn newest_passed(
 /// stage passed, or for a tracking stage the branch head.
 pub fn default_promotion(state: &State, stage: &StageSpec, source: &str) -> Option<RevisionRef> {
     match &stage.source {
-        StageSource::Track { .. } => crate::pipeline::head_if_rendered(state, source),
+        StageSource::Track { .. } => {
+            crate::state::rollout::pipeline::head_if_rendered(state, source)
+        }
         StageSource::PromoteFrom { stage: upstream } => newest_passed(state, upstream, |_, _| true),
     }
 }
@@ -218,67 +221,4 @@ pub fn start_rollout(
 
 fn millis(duration: std::time::Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-/// Where `flotilla rollback STAGE` returns to when no revision is named: the start of the
-/// active rollout, else the revision the stage was pinned to before its current one.
-pub fn default_rollback(state: &State, stage: &str) -> Option<RevisionRef> {
-    if let Some((_, rollout)) = state.active_rollout(stage) {
-        return rollout.from.clone();
-    }
-    let record = state.stages.get(stage)?;
-    let current = record.pinned.as_ref()?;
-    record
-        .history
-        .iter()
-        .rev()
-        .map(|pin| &pin.revision)
-        .find(|r| *r != current && rendered(state, r))
-        .cloned()
-}
-
-/// Whether `stage` may be rolled back to `revision`: one it ran before (in its history), one
-/// its upstream passed, or for a tracking stage any revision of its branch. Anything else is
-/// a promotion, with its gate.
-pub fn rollback_gate(
-    state: &State,
-    stage: &StageSpec,
-    source: &str,
-    revision: &RevisionRef,
-) -> Result<(), String> {
-    let ran_here = state
-        .stages
-        .get(&stage.name)
-        .is_some_and(|s| s.history.iter().any(|pin| &pin.revision == revision));
-    if ran_here || upstream_gate(state, stage, source, revision).is_ok() {
-        return Ok(());
-    }
-    Err(format!(
-        "stage `{}` never ran revision {}{}; roll back only to a revision it ran before (`flotilla history {}`), or promote it",
-        stage.name,
-        short(&revision.commit),
-        match &stage.source {
-            StageSource::PromoteFrom { stage: upstream } =>
-                format!(" and `{upstream}` has not passed it"),
-            StageSource::Track { .. } => String::new(),
-        },
-        stage.name
-    ))
-}
-
-/// The clusters a rollback of `stage` to `to` assigns: every cluster of the stage that `to`
-/// has bundles for.
-pub fn rollback_clusters(
-    state: &State,
-    spec: &FleetSpec,
-    stage: &str,
-    to: &RevisionRef,
-) -> Vec<String> {
-    let Some(revision) = state.revisions.get(to) else {
-        return Vec::new();
-    };
-    stage_clusters(state, spec, stage)
-        .into_iter()
-        .filter(|c| revision.bundles_for(c).is_some())
-        .collect()
 }

@@ -136,5 +136,5 @@ fn with_message(bundle: &str, what: &str, message: &str) -> String {
 }
 
 fn short(revision: &RevisionRef) -> &str {
-    crate::pipeline::short(&revision.commit)
+    crate::state::rollout::pipeline::short(&revision.commit)
 }
