@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::controller::source::SourceConfig;
 use crate::pipeline;
 use crate::state::audit::Outcome;
-use crate::state::health::{SyncState, sync_state};
+use crate::state::health::{HealthRecord, SyncState, sync_state};
 use crate::state::identity::IdentityConflict;
 use crate::state::rollout::RolloutStatus;
 use crate::state::source::{BlobHash, RenderError, Revision, RevisionRef, RevisionStatus};
@@ -249,7 +249,10 @@ pub struct BundleStatus {
     pub health: String,
     /// Objects drifted and not corrected.
     pub drifted: Vec<String>,
-    /// Detail from the agent.
+    /// Fields other managers added to the bundle's objects, one `object: fields added by
+    /// manager; …` line per object: reported, never corrected.
+    pub added: Vec<String>,
+    /// Detail from the agent, followed by the lines of `added`.
     pub message: String,
     /// When the agent observed it.
     pub updated_at: Option<Timestamp>,
@@ -456,7 +459,8 @@ fn cluster_status(
                 sync_state,
                 health: record.map_or("Unknown", |r| r.health.as_str()).to_owned(),
                 drifted: record.map(|r| r.drifted.clone()).unwrap_or_default(),
-                message: record.map(|r| r.message.clone()).unwrap_or_default(),
+                added: record.map(|r| r.added.clone()).unwrap_or_default(),
+                message: record.map(|r| bundle_message(r)).unwrap_or_default(),
                 updated_at: record.map(|r| r.at),
             }
         })
@@ -853,6 +857,15 @@ fn events(state: &State) -> Vec<Event> {
     events.sort_by(|a, b| b.cmp(a));
     events.truncate(EVENT_LIMIT);
     events
+}
+
+/// The agent's message with the fields others added after it: an OutOfSync bundle says why.
+fn bundle_message(record: &HealthRecord) -> String {
+    std::iter::once(record.message.as_str())
+        .chain(record.added.iter().map(String::as_str))
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `file:line: message`, or the message alone for problems of the whole commit.
