@@ -6,9 +6,14 @@
 //! the object the API server returned from Flotilla's own apply, *projected* onto the desired
 //! object's fields: the same projection of a live object differs from it only when someone
 //! changed a managed field. Fields the desired object does not mention (status, defaults,
-//! other managers' fields) are never looked at.
+//! other managers' fields) are never looked at by the projection; fields other managers *added*
+//! are found from `managedFields` by [`added_fields`] and only reported.
 
 use serde_json::{Map, Value};
+
+mod added;
+
+pub use added::{AddedField, SYSTEM_MANAGERS, added_fields, describe as describe_added};
 
 /// Keys that identify items in lists Kubernetes merges by key, in the order they are tried.
 const LIST_KEYS: [&str; 5] = ["name", "containerPort", "port", "mountPath", "key"];

@@ -116,6 +116,9 @@ pub struct BundleStatus {
     pub errors: Vec<ObjectMessage>,
     /// Health of the applied objects, once known.
     pub health: Option<BundleHealth>,
+    /// Objects with fields other managers added (additive drift, reported and never
+    /// corrected), each with the fields and their managers.
+    pub added: Vec<ObjectMessage>,
 }
 
 /// What the engine is doing with a bundle.
@@ -418,6 +421,7 @@ impl Engine {
             phase: Phase::Pending,
             errors: Vec::new(),
             health: None,
+            added: Vec::new(),
         }));
         let (wake, commands) = mpsc::unbounded_channel();
         let (observations_tx, observations) = mpsc::unbounded_channel();

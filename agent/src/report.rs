@@ -115,6 +115,14 @@ pub enum Event {
         /// Each failing object with the API server's message.
         errors: Vec<ObjectMessage>,
     },
+    /// The fields other managers added to the bundle's objects changed: additive drift, which
+    /// is reported and never corrected (server-side apply cannot remove another manager's
+    /// fields, and removing them would fight whoever added them).
+    FieldsAdded {
+        /// Every object with added fields now, each with the fields and their managers; empty
+        /// when none is left.
+        objects: Vec<ObjectMessage>,
+    },
     /// The bundle was removed and everything it owned was pruned.
     Removed {
         /// Objects pruned.
@@ -185,6 +193,13 @@ impl fmt::Display for Report {
             Event::DriftCorrectionFailed { errors } => {
                 f.write_str("drift correction failed")?;
                 list(f, errors)
+            }
+            Event::FieldsAdded { objects } if objects.is_empty() => {
+                f.write_str("no fields added by others are left")
+            }
+            Event::FieldsAdded { objects } => {
+                write!(f, "fields added by others in {} objects", objects.len())?;
+                list(f, objects)
             }
             Event::Removed { pruned } => write!(f, "removed; pruned {pruned} objects"),
         }
@@ -259,14 +274,22 @@ impl Report {
             Event::DriftDetected { objects } => Wire::Drift(proto::DriftReport {
                 objects: messages(objects),
                 corrected: false,
+                added: false,
             }),
             Event::DriftCorrected { objects } => Wire::Drift(proto::DriftReport {
                 objects: names(objects),
                 corrected: true,
+                added: false,
             }),
             Event::DriftCorrectionFailed { errors } => Wire::Drift(proto::DriftReport {
                 objects: messages(errors),
                 corrected: false,
+                added: false,
+            }),
+            Event::FieldsAdded { objects } => Wire::Drift(proto::DriftReport {
+                objects: messages(objects),
+                corrected: false,
+                added: true,
             }),
         };
         Some(proto::Report {

@@ -132,6 +132,8 @@ struct BundleView {
     sync_state: String,
     health: String,
     drifted: Vec<String>,
+    /// Fields other managers added (reported, never corrected), one line per object.
+    added: Vec<String>,
     message: String,
     desired_hash: Option<String>,
     applied_hash: Option<String>,
@@ -218,6 +220,7 @@ impl StatusView {
                             sync_state: b.sync_state,
                             health: b.health,
                             drifted: b.drifted,
+                            added: b.added,
                             message: b.message,
                             desired_hash: some(b.desired_hash),
                             applied_hash: some(b.applied_hash),
@@ -313,6 +316,18 @@ fn print(view: &StatusView, format: OutputFormat) -> anyhow::Result<()> {
         OutputFormat::Table => emit(&table(view)),
         format => print_structured(view, format),
     }
+}
+
+/// The objects of a bundle someone changed or added fields to, each once.
+fn changed_objects(bundle: &BundleView) -> Vec<String> {
+    let mut objects = bundle.drifted.clone();
+    for line in &bundle.added {
+        let object = line.split_once(": ").map_or(line.as_str(), |(o, _)| o);
+        if !objects.iter().any(|known| known == object) {
+            objects.push(object.to_owned());
+        }
+    }
+    objects
 }
 
 fn table(view: &StatusView) -> String {
@@ -417,10 +432,11 @@ fn table(view: &StatusView) -> String {
                 bundle.map_or("-".to_owned(), |b| b.sync_state.clone()),
                 bundle.map_or("-".to_owned(), |b| b.health.clone()),
                 bundle.map_or("-".to_owned(), |b| {
-                    if b.drifted.is_empty() {
+                    let objects = changed_objects(b);
+                    if objects.is_empty() {
                         "-".to_owned()
                     } else {
-                        b.drifted.join(",")
+                        objects.join(",")
                     }
                 }),
             ]
@@ -440,7 +456,17 @@ fn table(view: &StatusView) -> String {
         .filter(|(_, b)| matches!(b.sync_state.as_str(), "ApplyFailed" | "OutOfSync"))
         .map(|(c, b)| {
             let why = match b.sync_state.as_str() {
-                "OutOfSync" => format!("changed in the cluster: {}", b.drifted.join(", ")),
+                "OutOfSync" if b.added.is_empty() => {
+                    format!("changed in the cluster: {}", b.drifted.join(", "))
+                }
+                "OutOfSync" if b.drifted.is_empty() => {
+                    format!("added in the cluster: {}", b.added.join(" | "))
+                }
+                "OutOfSync" => format!(
+                    "changed in the cluster: {}; added in the cluster: {}",
+                    b.drifted.join(", "),
+                    b.added.join(" | ")
+                ),
                 _ => b.message.clone(),
             };
             format!("  {}/{} {}: {why}", c.name, b.name, b.sync_state)

@@ -227,11 +227,12 @@ pub enum SigningKeyMaterial {
     OpenPgp(String),
 }
 
-/// Whether the agent corrects drift or only reports it.
+/// Whether the agent corrects drift or only reports it. Either way, fields another manager
+/// added to an owned object (not set by the bundle) are reported and left in place.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum DriftMode {
-    /// Re-apply the desired state when an owned object drifts.
+    /// Re-apply the desired state when a field the bundle sets drifts or an object is deleted.
     Correct,
     /// Report drift without touching the object.
     Report,

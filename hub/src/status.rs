@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::controller::source::SourceConfig;
 use crate::state::audit::Outcome;
-use crate::state::health::{SyncState, current_health, sync_state};
+use crate::state::health::{HealthRecord, SyncState, current_health, sync_state};
 use crate::state::identity::IdentityConflict;
 use crate::state::rollout::RolloutStatus;
 use crate::state::rollout::pipeline;
@@ -249,7 +249,10 @@ pub struct BundleStatus {
     pub health: String,
     /// Objects drifted and not corrected.
     pub drifted: Vec<String>,
-    /// Detail from the agent.
+    /// Fields other managers added to the bundle's objects, one `object: fields added by
+    /// manager; …` line per object: reported, never corrected.
+    pub added: Vec<String>,
+    /// Detail from the agent, followed by the lines of `added`.
     pub message: String,
     /// When the agent observed it.
     pub updated_at: Option<Timestamp>,
@@ -456,7 +459,10 @@ fn cluster_status(
                 sync_state,
                 health: current_health(cluster, record.copied()).as_str().to_owned(),
                 drifted: record.map(|r| r.drifted.clone()).unwrap_or_default(),
-                message: record.map(|r| stale_note(cluster, r)).unwrap_or_default(),
+                added: record.map(|r| r.added.clone()).unwrap_or_default(),
+                message: record
+                    .map(|r| stale_note(cluster, &bundle_message(r), r))
+                    .unwrap_or_default(),
                 updated_at: record.map(|r| r.at),
             }
         })
@@ -687,10 +693,11 @@ fn stage_progress(
 /// A bundle's message; while its report is not current, prefixed with why and what it said.
 fn stale_note(
     cluster: &crate::state::fleet::Cluster,
-    record: &crate::state::health::HealthRecord,
+    message: &str,
+    record: &HealthRecord,
 ) -> String {
     if cluster.reporting() {
-        return record.message.clone();
+        return message.to_owned();
     }
     let why = if cluster.online {
         "the agent cannot reach the cluster's API"
@@ -702,10 +709,10 @@ fn stale_note(
         record.health.as_str(),
         record.at.rfc3339()
     );
-    if record.message.is_empty() {
+    if message.is_empty() {
         last
     } else {
-        format!("{last}: {}", record.message)
+        format!("{last}: {message}")
     }
 }
 
@@ -885,6 +892,15 @@ fn events(state: &State) -> Vec<Event> {
     events.sort_by(|a, b| b.cmp(a));
     events.truncate(EVENT_LIMIT);
     events
+}
+
+/// The agent's message with the fields others added after it: an OutOfSync bundle says why.
+fn bundle_message(record: &HealthRecord) -> String {
+    std::iter::once(record.message.as_str())
+        .chain(record.added.iter().map(String::as_str))
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// `file:line: message`, or the message alone for problems of the whole commit.

@@ -147,3 +147,152 @@ fn unkeyed_list_items_are_matched_by_position() {
         vec!["rules[1].verbs changed".to_string()]
     );
 }
+
+/// A Deployment as a real API server (v1.37) returns it after Flotilla applied it, the
+/// Deployment controller reported on it, and `kubectl patch` added a port and an env var.
+fn deployment_with_others_fields() -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": "web", "namespace": "t", "labels": {"app": "web"},
+            "annotations": {"deployment.kubernetes.io/revision": "1"},
+            "managedFields": [
+                {"apiVersion": "apps/v1", "fieldsType": "FieldsV1", "manager": "flotilla",
+                 "operation": "Apply", "time": "2026-12-06T16:40:53Z",
+                 "fieldsV1": {
+                    "f:metadata": {"f:labels": {"f:app": {}}},
+                    "f:spec": {"f:selector": {}, "f:template": {
+                        "f:metadata": {"f:labels": {"f:app": {}}},
+                        "f:spec": {"f:containers": {"k:{\"name\":\"web\"}": {
+                            ".": {}, "f:image": {}, "f:name": {},
+                            "f:ports": {"k:{\"containerPort\":8080,\"protocol\":\"TCP\"}": {
+                                ".": {}, "f:containerPort": {}}}}}}}}}},
+                {"apiVersion": "apps/v1", "fieldsType": "FieldsV1",
+                 "manager": "kube-controller-manager", "operation": "Update",
+                 "subresource": "status", "time": "2026-12-06T16:40:54Z",
+                 "fieldsV1": {
+                    "f:metadata": {"f:annotations": {
+                        ".": {}, "f:deployment.kubernetes.io/revision": {}}},
+                    "f:status": {"f:replicas": {}, "f:observedGeneration": {}}}},
+                {"apiVersion": "apps/v1", "fieldsType": "FieldsV1", "manager": "kubectl-patch",
+                 "operation": "Update", "time": "2026-12-06T16:40:54Z",
+                 "fieldsV1": {"f:spec": {"f:template": {"f:spec": {"f:containers": {
+                    "k:{\"name\":\"web\"}": {
+                        "f:env": {".": {}, "k:{\"name\":\"X\"}": {
+                            ".": {}, "f:name": {}, "f:value": {}}},
+                        "f:ports": {"k:{\"containerPort\":9090,\"protocol\":\"TCP\"}": {
+                            ".": {}, "f:containerPort": {}, "f:protocol": {}}}}}}}}}},
+                {"apiVersion": "apps/v1", "fieldsType": "FieldsV1", "manager": "kubectl",
+                 "operation": "Update", "subresource": "scale", "time": "2026-12-06T16:41:00Z",
+                 "fieldsV1": {"f:spec": {"f:replicas": {}}}},
+                {"apiVersion": "apps/v1", "fieldsType": "FieldsV1", "manager": "kubectl-label",
+                 "operation": "Update", "time": "2026-12-06T16:41:01Z",
+                 "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:team": {}}}}}
+            ]
+        },
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{
+                    "name": "web", "image": "nginx",
+                    "env": [{"name": "X", "value": "1"}],
+                    "ports": [{"containerPort": 8080, "protocol": "TCP"},
+                              {"containerPort": 9090, "protocol": "TCP"}]
+                }]}
+            }
+        },
+        "status": {"replicas": 3}
+    })
+}
+
+fn desired_web() -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "t", "labels": {"app": "web"}},
+        "spec": {
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [
+                    {"name": "web", "image": "nginx", "ports": [{"containerPort": 8080}]}
+                ]}
+            }
+        }
+    })
+}
+
+#[test]
+fn fields_other_managers_added_are_found_with_their_manager() {
+    let added = added_fields(&desired_web(), &deployment_with_others_fields());
+    let found: Vec<(&str, &str)> = added
+        .iter()
+        .map(|a| (a.path.as_str(), a.manager.as_str()))
+        .collect();
+    // Not reported: the controller's revision annotation and status, the replica count
+    // `kubectl scale` wrote while the bundle leaves it to an autoscaler, the port the bundle
+    // sets (its `protocol` defaulted), and Flotilla's own fields.
+    assert_eq!(
+        found,
+        [
+            ("metadata.labels.team", "kubectl-label"),
+            (
+                "spec.template.spec.containers[name=web].env[name=X]",
+                "kubectl-patch"
+            ),
+            (
+                "spec.template.spec.containers[name=web].ports[containerPort=9090]",
+                "kubectl-patch"
+            ),
+        ]
+    );
+    assert_eq!(
+        describe_added(&added),
+        "metadata.labels.team added by kubectl-label; \
+         spec.template.spec.containers[name=web].env[name=X], \
+         spec.template.spec.containers[name=web].ports[containerPort=9090] added by kubectl-patch; \
+         not in Git and not removed by Flotilla — remove them or add them to the bundle"
+    );
+}
+
+#[test]
+fn an_added_field_the_bundle_starts_setting_is_no_longer_added() {
+    let mut desired = desired_web();
+    desired["metadata"]["labels"]["team"] = json!("payments");
+    desired["spec"]["template"]["spec"]["containers"][0]["ports"] =
+        json!([{"containerPort": 8080}, {"containerPort": 9090}]);
+    desired["spec"]["template"]["spec"]["containers"][0]["env"] =
+        json!([{"name": "X", "value": "2"}]);
+    assert_eq!(
+        added_fields(&desired, &deployment_with_others_fields()),
+        Vec::<AddedField>::new()
+    );
+}
+
+#[test]
+fn a_single_added_label_is_named_with_its_manager() {
+    let live = json!({
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": "web",
+            "labels": {"team": "payments"}, "annotations": {"note": "x"},
+            "managedFields": [
+                {"manager": "flotilla", "operation": "Apply", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:data": {"f:a": {}}}},
+                {"manager": "kubectl-label", "operation": "Update", "fieldsType": "FieldsV1",
+                 "fieldsV1": {"f:metadata": {"f:labels": {".": {}, "f:team": {}}}}}
+            ]},
+        "data": {"a": "1"}
+    });
+    let desired = json!({"apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "settings", "namespace": "web"}, "data": {"a": "1"}});
+    let added = added_fields(&desired, &live);
+    assert_eq!(
+        describe_added(&added),
+        "metadata.labels.team added by kubectl-label; \
+         not in Git and not removed by Flotilla — remove it or add it to the bundle"
+    );
+    assert_eq!(describe_added(&[]), "");
+}

@@ -13,7 +13,7 @@ use super::{BundleStatus, Handle, Phase, Shared};
 use crate::apply::{Applied, ApplyContext, Failed, apply_revision};
 use crate::bundle::BundleRevision;
 use crate::catalog::Kind;
-use crate::drift::project;
+use crate::drift::{added_fields, describe_added, project};
 use crate::health::{BundleHealth, ObjectHealth, assess, roll_up};
 use crate::inventory::Inventory;
 use crate::object::ObjectRef;
@@ -65,6 +65,10 @@ pub(super) struct Worker {
     drift_at: Option<Instant>,
     /// What was last reported as drift per object, so `report` mode says it once.
     reported_drift: HashMap<ObjectRef, String>,
+    /// Fields other managers added, per object with any, as reported (`describe_added`).
+    added: BTreeMap<ObjectRef, String>,
+    /// The list last sent in `FieldsAdded`, so it is sent only when it changes.
+    reported_added: Vec<ObjectMessage>,
     apply_pending: bool,
     retry_at: Option<Instant>,
     failures: u32,
@@ -96,6 +100,8 @@ impl Worker {
             suspects: BTreeSet::new(),
             drift_at: None,
             reported_drift: HashMap::new(),
+            added: BTreeMap::new(),
+            reported_added: Vec::new(),
             apply_pending,
             retry_at: None,
             failures: 0,
@@ -284,12 +290,19 @@ impl Worker {
     fn enforce(&mut self, revision: &BundleRevision, applied: Applied) {
         self.report_pruned(revision, &applied.pruned);
         let mut objects = BTreeMap::new();
+        self.added.clear();
         for planned in applied.plan.objects {
             let Some(answer) = applied.answers.get(&planned.id) else {
                 continue;
             };
             self.health
                 .insert(planned.id.clone(), assess(&planned.id, answer));
+            // The apply's answer says who owns what now: fields the new revision sets are no
+            // longer added by others.
+            let added = describe_added(&added_fields(&planned.body, answer));
+            if !added.is_empty() {
+                self.added.insert(planned.id.clone(), added);
+            }
             let reference = project(&planned.body, answer);
             objects.insert(planned.id.clone(), EnforcedObject { planned, reference });
         }
@@ -344,6 +357,22 @@ impl Worker {
         // published after every apply, even when the verdict is the one sent before.
         self.reported_health = None;
         self.publish_health();
+        self.publish_added(revision);
+    }
+
+    /// Sends the objects with fields added by others when that list changed.
+    pub(super) fn publish_added(&mut self, revision: &BundleRevision) {
+        let objects: Vec<ObjectMessage> = self
+            .added
+            .iter()
+            .map(|(id, what)| ObjectMessage::new(id, what.clone()))
+            .collect();
+        if objects == self.reported_added {
+            return;
+        }
+        self.reported_added.clone_from(&objects);
+        self.set_status(|s| s.added.clone_from(&objects));
+        self.report(revision, Event::FieldsAdded { objects });
     }
 
     fn report_pruned(&self, revision: &BundleRevision, outcome: &PruneOutcome) {
@@ -407,6 +436,9 @@ impl Worker {
             }
         };
         self.enforced = None;
+        self.added.clear();
+        self.reported_added.clear();
+        self.set_status(|s| s.added.clear());
         self.shared.watches.set_kinds(&self.name, &[]);
         let entries = inventory.objects.values().cloned().collect();
         let outcome = prune(

@@ -74,7 +74,7 @@ pub(crate) fn snapshot(status: &[BundleStatus], at_ms: i64) -> Vec<proto::Report
     status
         .iter()
         .filter(|s| s.phase != Phase::Removing)
-        .map(|s| {
+        .flat_map(|s| {
             let (health, unhealthy) = match &s.health {
                 Some(h) => (
                     h.health.to_string(),
@@ -88,7 +88,7 @@ pub(crate) fn snapshot(status: &[BundleStatus], at_ms: i64) -> Vec<proto::Report
                 ),
                 None => (String::new(), Vec::new()),
             };
-            proto::Report {
+            let state = proto::Report {
                 bundle: s.name.clone(),
                 revision: s.revision.clone(),
                 content_hash: s.content_hash.clone(),
@@ -108,7 +108,29 @@ pub(crate) fn snapshot(status: &[BundleStatus], at_ms: i64) -> Vec<proto::Report
                     errors_permanent: s.phase == Phase::Failed,
                 })),
                 cluster: String::new(),
-            }
+            };
+            // The fields others added are sent whole, even when none are left, so the hub
+            // forgets what cleared while it was not listening.
+            let added = s.applied_hash.is_some().then(|| proto::Report {
+                bundle: s.name.clone(),
+                revision: s.revision.clone(),
+                content_hash: s.content_hash.clone(),
+                at_ms,
+                event: Some(Wire::Drift(proto::DriftReport {
+                    objects: s
+                        .added
+                        .iter()
+                        .map(|m| proto::ObjectMessage {
+                            object: m.object.clone(),
+                            message: m.message.clone(),
+                        })
+                        .collect(),
+                    corrected: false,
+                    added: true,
+                })),
+                cluster: String::new(),
+            });
+            std::iter::once(state).chain(added)
         })
         .collect()
 }

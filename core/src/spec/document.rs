@@ -228,7 +228,8 @@ pub(crate) struct BundleDocument {
     #[serde(default)]
     #[schemars(with = "Vec<OverlayDocument>")]
     pub(crate) overlays: Vec<Spanned<OverlayDocument>>,
-    /// `correct` (default): re-apply on drift; `report`: only report it.
+    /// `correct` (default): re-apply on drift; `report`: only report it. Fields other managers
+    /// add (a label, a port) are reported in both modes and never removed.
     #[serde(default)]
     pub(crate) drift: Option<DriftMode>,
     /// Bundles that must be healthy on a cluster before this one is applied there.

@@ -154,6 +154,7 @@ fn bundle(bundle: BundleStatus) -> AdminBundleStatus {
         sync_state: bundle.sync_state.as_str().to_owned(),
         health: bundle.health,
         drifted: bundle.drifted,
+        added: bundle.added,
         message: bundle.message,
         updated_at_ms: ms(bundle.updated_at),
     }

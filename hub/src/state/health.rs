@@ -35,6 +35,9 @@ pub struct HealthReport {
     pub last_drift: Option<DriftNote>,
     /// Drift corrections the agent made since the bundle was first reported.
     pub drift_corrections: u64,
+    /// Fields other managers added to the bundle's objects (additive drift, never corrected):
+    /// `object: fields added by manager; …`, one line per object; empty when none.
+    pub added: Vec<String>,
     /// When the agent observed it.
     pub at: Timestamp,
 }
@@ -79,6 +82,9 @@ pub struct HealthRecord {
     pub last_drift: Option<DriftNote>,
     /// Drift corrections the agent made since the bundle was first reported.
     pub drift_corrections: u64,
+    /// Fields other managers added to the bundle's objects (additive drift, never corrected):
+    /// `object: fields added by manager; …`, one line per object; empty when none.
+    pub added: Vec<String>,
     /// When observed.
     pub at: Timestamp,
 }
@@ -120,7 +126,8 @@ pub fn sync_state(
     if record.applied.as_ref() != desired {
         return SyncState::Applying;
     }
-    if !record.drifted.is_empty() {
+    // Fields someone added are not what Git says either, though Flotilla leaves them.
+    if !record.drifted.is_empty() || !record.added.is_empty() {
         return SyncState::OutOfSync;
     }
     SyncState::Synced
@@ -183,6 +190,7 @@ pub(super) fn record(state: &mut State, reports: &[HealthReport]) {
                     failed: report.failed.clone(),
                     last_drift: report.last_drift.clone(),
                     drift_corrections: report.drift_corrections,
+                    added: report.added.clone(),
                     at: report.at,
                 },
             );
@@ -207,6 +215,7 @@ mod tests {
             failed: None,
             last_drift: None,
             drift_corrections: 0,
+            added: Vec::new(),
             at: Timestamp(1),
         }
     }
@@ -257,10 +266,21 @@ mod tests {
         );
         let drifted = HealthRecord {
             drifted: vec!["v1/ConfigMap web/settings".into()],
-            ..synced
+            ..synced.clone()
         };
         assert_eq!(
             sync_state(Some(&new), Some(&drifted), true),
+            SyncState::OutOfSync
+        );
+        // A label someone added is out of sync too, though never corrected.
+        let added = HealthRecord {
+            added: vec![
+                "v1/ConfigMap web/settings: metadata.labels.team added by kubectl-label".into(),
+            ],
+            ..synced
+        };
+        assert_eq!(
+            sync_state(Some(&new), Some(&added), true),
             SyncState::OutOfSync
         );
     }

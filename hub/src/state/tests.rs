@@ -446,6 +446,7 @@ fn report(cluster: &str, health: Health, at: u64) -> HealthReport {
         failed: None,
         last_drift: None,
         drift_corrections: 0,
+        added: Vec::new(),
         key: HealthKey {
             cluster: cluster.into(),
             bundle: "app".into(),

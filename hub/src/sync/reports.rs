@@ -37,6 +37,7 @@ struct Latest {
     drifted: Vec<String>,
     last_drift: Option<DriftNote>,
     drift_corrections: u64,
+    added: Vec<String>,
     at: Timestamp,
 }
 
@@ -56,6 +57,7 @@ impl Latest {
             drifted: record.drifted.clone(),
             last_drift: record.last_drift.clone(),
             drift_corrections: record.drift_corrections,
+            added: record.added.clone(),
             at: record.at,
         }
     }
@@ -195,6 +197,19 @@ impl BundleReports {
                 next.health = health(&h.health)?;
                 next.unhealthy = object_lines(&h.unhealthy);
             }
+            Some(Event::Drift(d)) if d.added => {
+                let added = object_lines(&d.objects);
+                // Seen for the first time (or changed): the bundle's drift note, and so one
+                // event. The list replaces the last; its clearing is no event.
+                if !added.is_empty() && added != next.added {
+                    next.last_drift = Some(DriftNote {
+                        objects: added.clone(),
+                        corrected: false,
+                        at: next.at,
+                    });
+                }
+                next.added = added;
+            }
             Some(Event::Drift(d)) if d.corrected => {
                 next.drifted.clear();
                 next.drift_corrections += 1;
@@ -257,6 +272,7 @@ impl BundleReports {
             failed: latest.failed.clone(),
             last_drift: latest.last_drift.clone(),
             drift_corrections: latest.drift_corrections,
+            added: latest.added.clone(),
             at: latest.at,
         })
     }
@@ -277,7 +293,8 @@ pub(super) fn changes(state: &State, report: &HealthReport) -> bool {
                     || record.drifted != report.drifted
                     || record.failed != report.failed
                     || record.last_drift != report.last_drift
-                    || record.drift_corrections != report.drift_corrections)
+                    || record.drift_corrections != report.drift_corrections
+                    || record.added != report.added)
         }
     }
 }

@@ -153,6 +153,7 @@ fn reports_fold_into_the_bundles_latest_state() {
             message: "data.key changed".into(),
         }],
         corrected: false,
+        added: false,
     });
     let folded = reports
         .fold(&report("web", &hash.to_string(), 30, drift))
@@ -161,6 +162,7 @@ fn reports_fold_into_the_bundles_latest_state() {
     let corrected = proto::report::Event::Drift(proto::DriftReport {
         objects: Vec::new(),
         corrected: true,
+        added: false,
     });
     let folded = reports
         .fold(&report("web", &hash.to_string(), 40, corrected))
@@ -168,6 +170,71 @@ fn reports_fold_into_the_bundles_latest_state() {
     assert!(folded.drifted.is_empty());
     assert_eq!(folded.at, Timestamp(40));
     assert_eq!(folded.key.cluster, "a");
+}
+
+#[test]
+fn fields_others_added_are_out_of_sync_noted_once_and_cleared_when_gone() {
+    let state = registered(&["a"]);
+    let hash = ContentHash::of(b"v1");
+    let mut reports = BundleReports::new("a", &state);
+    reports
+        .fold(&report("web", &hash.to_string(), 10, applied_ok()))
+        .expect("folds");
+    let added = |objects: Vec<proto::ObjectMessage>| {
+        proto::report::Event::Drift(proto::DriftReport {
+            objects,
+            corrected: false,
+            added: true,
+        })
+    };
+    let label = proto::ObjectMessage {
+        object: "ConfigMap web/settings".into(),
+        message: "metadata.labels.team added by kubectl-label".into(),
+    };
+    let folded = reports
+        .fold(&report(
+            "web",
+            &hash.to_string(),
+            20,
+            added(vec![label.clone()]),
+        ))
+        .expect("folds");
+    let line = "ConfigMap web/settings: metadata.labels.team added by kubectl-label".to_owned();
+    assert_eq!(folded.added, vec![line.clone()]);
+    assert!(folded.drifted.is_empty(), "nothing to correct");
+    let note = folded
+        .last_drift
+        .clone()
+        .expect("a drift note, so an event");
+    assert_eq!(
+        (note.objects, note.corrected, note.at),
+        (vec![line.clone()], false, Timestamp(20))
+    );
+
+    // The same list again (a reconnecting agent sends it whole) is not a new event.
+    let again = reports
+        .fold(&report("web", &hash.to_string(), 30, added(vec![label])))
+        .expect("folds");
+    assert_eq!(again.last_drift, folded.last_drift);
+    // A correction of other drift leaves the added fields listed.
+    let corrected = reports
+        .fold(&report(
+            "web",
+            &hash.to_string(),
+            40,
+            proto::report::Event::Drift(proto::DriftReport {
+                objects: Vec::new(),
+                corrected: true,
+                added: false,
+            }),
+        ))
+        .expect("folds");
+    assert_eq!(corrected.added, vec![line]);
+
+    let cleared = reports
+        .fold(&report("web", &hash.to_string(), 50, added(Vec::new())))
+        .expect("folds");
+    assert!(cleared.added.is_empty());
 }
 
 #[test]
@@ -251,6 +318,7 @@ fn a_state_snapshot_replaces_what_the_hub_knew() {
                 failed: None,
                 last_drift: None,
                 drift_corrections: 0,
+                added: Vec::new(),
                 key: HealthKey {
                     cluster: "a".into(),
                     bundle: "web".into(),
@@ -309,6 +377,7 @@ fn only_changes_other_than_time_are_worth_recording() {
         failed: None,
         last_drift: None,
         drift_corrections: 0,
+        added: Vec::new(),
         key: key.clone(),
         applied: Some(ContentHash::of(b"v1")),
         health: Health::Healthy,
@@ -347,6 +416,7 @@ fn only_changes_other_than_time_are_worth_recording() {
         failed: None,
         last_drift: None,
         drift_corrections: 0,
+        added: Vec::new(),
         key: HealthKey {
             cluster: "gone".into(),
             bundle: "web".into(),

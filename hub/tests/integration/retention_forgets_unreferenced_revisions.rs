@@ -71,6 +71,7 @@ async fn retention_forgets_old_revisions_but_keeps_pinned_assigned_and_applied_o
             failed: None,
             last_drift: None,
             drift_corrections: 0,
+            added: Vec::new(),
             key: HealthKey {
                 cluster: "dev-1".into(),
                 bundle: "app".into(),
@@ -115,6 +116,7 @@ async fn retention_forgets_old_revisions_but_keeps_pinned_assigned_and_applied_o
             failed: None,
             last_drift: None,
             drift_corrections: 0,
+            added: Vec::new(),
             key: HealthKey {
                 cluster: "dev-1".into(),
                 bundle: "app".into(),

@@ -7,6 +7,7 @@ mod support;
 mod agent_health_of_storage_networking_and_autoscalers;
 mod agent_on_real_clusters;
 mod agent_rbac_least_privilege_on_a_real_cluster;
+mod agent_reports_fields_added_by_others;
 mod agent_restart_keeps_owned_objects;
 mod cli_lint_and_diff_agree_with_the_clusters;
 mod delivery_broken_commit_changes_no_cluster;

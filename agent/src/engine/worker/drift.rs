@@ -8,7 +8,7 @@ use tokio::time::Instant;
 
 use super::Worker;
 use crate::bundle::{BundleRevision, DriftMode};
-use crate::drift::{changed_fields, other_manager, project};
+use crate::drift::{added_fields, changed_fields, describe_added, other_manager, project};
 use crate::health::{ObjectHealth, assess};
 use crate::object::ObjectRef;
 use crate::plan::PlannedObject;
@@ -26,8 +26,15 @@ impl Worker {
                     return;
                 };
                 let drifted = project(&object.planned.body, &live) != object.reference;
+                // Whether fields added by others appeared, changed or went: confirmed by a
+                // read like drift, since this event may predate Flotilla's own apply.
+                let added = describe_added(&added_fields(&object.planned.body, &live));
+                let added_changed = self
+                    .added
+                    .get(&id)
+                    .map_or(!added.is_empty(), |a| *a != added);
                 self.health.insert(id.clone(), assess(&id, &live));
-                if drifted {
+                if drifted || added_changed {
                     self.suspect(id);
                 } else {
                     self.suspects.remove(&id);
@@ -97,10 +104,19 @@ impl Worker {
             match live {
                 Ok(None) => {
                     self.health.insert(id.clone(), ObjectHealth::missing());
+                    self.added.remove(&id);
                     drifted.push((id, "deleted".into()));
                 }
                 Ok(Some(live)) => {
                     self.health.insert(id.clone(), assess(&id, &live));
+                    // Additive drift is recorded to be reported, never corrected: it does not
+                    // join `drifted`, so it never causes a re-apply.
+                    let added = describe_added(&added_fields(&object.planned.body, &live));
+                    if added.is_empty() {
+                        self.added.remove(&id);
+                    } else {
+                        self.added.insert(id.clone(), added);
+                    }
                     let changed =
                         changed_fields(&object.reference, &project(&object.planned.body, &live));
                     if !changed.is_empty() {
@@ -127,6 +143,8 @@ impl Worker {
                 DriftMode::Correct => self.correct_drift(&revision, drifted).await,
             }
         }
+        // In both modes, and never re-applied: see `crate::drift::added_fields`.
+        self.publish_added(&revision);
         self.publish_health();
     }
 

@@ -212,6 +212,7 @@ impl Fleet {
                     failed: None,
                     last_drift: None,
                     drift_corrections: 0,
+                    added: Vec::new(),
                     at: Timestamp(self.now),
                 });
             }
