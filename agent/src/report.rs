@@ -275,21 +275,25 @@ impl Report {
                 objects: messages(objects),
                 corrected: false,
                 added: false,
+                correction_failed: false,
             }),
             Event::DriftCorrected { objects } => Wire::Drift(proto::DriftReport {
                 objects: names(objects),
                 corrected: true,
                 added: false,
+                correction_failed: false,
             }),
             Event::DriftCorrectionFailed { errors } => Wire::Drift(proto::DriftReport {
                 objects: messages(errors),
                 corrected: false,
                 added: false,
+                correction_failed: true,
             }),
             Event::FieldsAdded { objects } => Wire::Drift(proto::DriftReport {
                 objects: messages(objects),
                 corrected: false,
                 added: true,
+                correction_failed: false,
             }),
         };
         Some(proto::Report {

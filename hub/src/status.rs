@@ -823,24 +823,19 @@ fn events(state: &State) -> Vec<Event> {
         }
     }
     for (key, record) in &state.health {
-        let Some(drift) = &record.last_drift else {
-            continue;
-        };
-        let what = if drift.corrected {
-            "drift corrected"
-        } else {
-            "drift found"
-        };
-        events.push(Event {
-            at: drift.at,
-            kind: "drift",
-            subject: format!("cluster/{}", key.cluster),
-            message: format!(
-                "bundle {}: {what}: {}",
-                key.bundle,
-                drift.objects.join("; ")
-            ),
-        });
+        for drift in &record.drift_log {
+            events.push(Event {
+                at: drift.at,
+                kind: "drift",
+                subject: format!("cluster/{}", key.cluster),
+                message: format!(
+                    "bundle {}: {}: {}",
+                    key.bundle,
+                    drift.kind.describe(),
+                    drift.objects.join("; ")
+                ),
+            });
+        }
     }
     for (id, rollout) in &state.rollouts {
         events.push(Event {

@@ -127,6 +127,7 @@ pub(crate) fn snapshot(status: &[BundleStatus], at_ms: i64) -> Vec<proto::Report
                         .collect(),
                     corrected: false,
                     added: true,
+                    correction_failed: false,
                 })),
                 cluster: String::new(),
             });

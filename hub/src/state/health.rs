@@ -42,13 +42,41 @@ pub struct HealthReport {
     pub at: Timestamp,
 }
 
+/// How many drift notes a bundle's record keeps, newest last.
+pub const DRIFT_LOG_LEN: usize = 10;
+
+/// What an agent did about drift it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DriftKind {
+    /// Managed fields changed or objects deleted, not (yet) corrected.
+    Found,
+    /// Re-applied (`drift: correct`).
+    Corrected,
+    /// Re-applying failed; `objects` holds the API's errors. Still drifted.
+    CorrectionFailed,
+    /// Fields other managers added (reported, never removed).
+    Added,
+}
+
+impl DriftKind {
+    /// How events word it.
+    pub fn describe(self) -> &'static str {
+        match self {
+            DriftKind::Found => "drift found",
+            DriftKind::Corrected => "drift corrected",
+            DriftKind::CorrectionFailed => "drift correction failed",
+            DriftKind::Added => "fields added in the cluster (reported, not removed)",
+        }
+    }
+}
+
 /// Drift the agent found: each object with the fields changed and who changed them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DriftNote {
-    /// `object: fields (by manager)`, or `object: deleted`.
+    /// `object: fields (by manager)`, `object: deleted`, or the correction's errors.
     pub objects: Vec<String>,
-    /// Whether the agent re-applied them (`drift: correct`) or only reported them.
-    pub corrected: bool,
+    /// What it is and what the agent did.
+    pub kind: DriftKind,
     /// When it found (or corrected) it.
     pub at: Timestamp,
 }
@@ -78,8 +106,8 @@ pub struct HealthRecord {
     pub drifted: Vec<String>,
     /// The last apply's failure, while no apply succeeded since.
     pub failed: Option<ApplyFailure>,
-    /// The last drift the agent found, and whether it corrected it.
-    pub last_drift: Option<DriftNote>,
+    /// The newest drift notes, oldest first, at most [`DRIFT_LOG_LEN`]: each is an event.
+    pub drift_log: Vec<DriftNote>,
     /// Drift corrections the agent made since the bundle was first reported.
     pub drift_corrections: u64,
     /// Fields other managers added to the bundle's objects (additive drift, never corrected):
@@ -180,6 +208,18 @@ pub(super) fn record(state: &mut State, reports: &[HealthReport]) {
             .get(&report.key)
             .is_none_or(|old| old.at <= report.at);
         if newer {
+            let mut drift_log = state
+                .health
+                .get(&report.key)
+                .map(|old| old.drift_log.clone())
+                .unwrap_or_default();
+            if let Some(note) = &report.last_drift
+                && drift_log.last() != Some(note)
+            {
+                drift_log.push(note.clone());
+                let excess = drift_log.len().saturating_sub(DRIFT_LOG_LEN);
+                drift_log.drain(..excess);
+            }
             state.health.insert(
                 report.key.clone(),
                 HealthRecord {
@@ -188,7 +228,7 @@ pub(super) fn record(state: &mut State, reports: &[HealthReport]) {
                     message: report.message.clone(),
                     drifted: report.drifted.clone(),
                     failed: report.failed.clone(),
-                    last_drift: report.last_drift.clone(),
+                    drift_log,
                     drift_corrections: report.drift_corrections,
                     added: report.added.clone(),
                     at: report.at,
@@ -213,7 +253,7 @@ mod tests {
             message: String::new(),
             drifted: Vec::new(),
             failed: None,
-            last_drift: None,
+            drift_log: Vec::new(),
             drift_corrections: 0,
             added: Vec::new(),
             at: Timestamp(1),

@@ -895,3 +895,63 @@ fn a_report_that_is_not_current_is_shown_unknown_and_gates_nothing_as_healthy() 
     );
     assert_eq!(at_revision(&state, "a", &rev("c1")), Readiness::Offline);
 }
+
+#[test]
+fn every_drift_note_is_kept_as_an_event_up_to_the_log_length() {
+    use super::health::{DRIFT_LOG_LEN, DriftKind, DriftNote};
+    let mut state = fleet();
+    let note = |kind: DriftKind, at: u64| DriftNote {
+        objects: vec![format!("v1/ConfigMap app/app: data.value changed ({at})")],
+        kind,
+        at: t(at),
+    };
+    let with = |at: u64, drift: DriftNote| HealthReport {
+        last_drift: Some(drift),
+        ..report("a", Health::Healthy, at)
+    };
+    apply_ok(
+        &mut state,
+        Command::RecordHealth {
+            reports: vec![with(100, note(DriftKind::Found, 100))],
+        },
+    );
+    // The same note again (a later report carrying it) is not a second entry.
+    apply_ok(
+        &mut state,
+        Command::RecordHealth {
+            reports: vec![
+                with(101, note(DriftKind::Found, 100)),
+                with(102, note(DriftKind::CorrectionFailed, 102)),
+                with(103, note(DriftKind::Corrected, 103)),
+            ],
+        },
+    );
+    let key = HealthKey {
+        cluster: "a".into(),
+        bundle: "app".into(),
+    };
+    let kinds: Vec<DriftKind> = state.health[&key]
+        .drift_log
+        .iter()
+        .map(|n| n.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        vec![
+            DriftKind::Found,
+            DriftKind::CorrectionFailed,
+            DriftKind::Corrected
+        ]
+    );
+    for at in 200..230 {
+        apply_ok(
+            &mut state,
+            Command::RecordHealth {
+                reports: vec![with(at, note(DriftKind::Found, at))],
+            },
+        );
+    }
+    let log = &state.health[&key].drift_log;
+    assert_eq!(log.len(), DRIFT_LOG_LEN);
+    assert_eq!(log.last().map(|n| n.at), Some(t(229)), "newest kept");
+}

@@ -13,7 +13,9 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 
 use super::Shared;
-use crate::state::health::{ApplyFailure, DriftNote, HealthKey, HealthRecord, HealthReport};
+use crate::state::health::{
+    ApplyFailure, DriftKind, DriftNote, HealthKey, HealthRecord, HealthReport,
+};
 use crate::state::{Command, State, Timestamp};
 
 /// Most reports in one `RecordHealth`, so a burst becomes several modest raft entries.
@@ -55,7 +57,7 @@ impl Latest {
             },
             failed: record.failed.clone(),
             drifted: record.drifted.clone(),
-            last_drift: record.last_drift.clone(),
+            last_drift: record.drift_log.last().cloned(),
             drift_corrections: record.drift_corrections,
             added: record.added.clone(),
             at: record.at,
@@ -204,7 +206,7 @@ impl BundleReports {
                 if !added.is_empty() && added != next.added {
                     next.last_drift = Some(DriftNote {
                         objects: added.clone(),
-                        corrected: false,
+                        kind: DriftKind::Added,
                         at: next.at,
                     });
                 }
@@ -215,12 +217,20 @@ impl BundleReports {
                 next.drift_corrections += 1;
                 // The correction follows the detection it answers, whose detail it keeps.
                 let objects = match next.last_drift.take() {
-                    Some(note) if !note.corrected => note.objects,
+                    Some(note) if note.kind == DriftKind::Found => note.objects,
                     _ => object_lines(&d.objects),
                 };
                 next.last_drift = Some(DriftNote {
                     objects,
-                    corrected: true,
+                    kind: DriftKind::Corrected,
+                    at: next.at,
+                });
+            }
+            Some(Event::Drift(d)) if d.correction_failed => {
+                // Still drifted: the objects found before stay in `drifted`.
+                next.last_drift = Some(DriftNote {
+                    objects: object_lines(&d.objects),
+                    kind: DriftKind::CorrectionFailed,
                     at: next.at,
                 });
             }
@@ -228,7 +238,7 @@ impl BundleReports {
                 next.drifted = d.objects.iter().map(|o| o.object.clone()).collect();
                 next.last_drift = Some(DriftNote {
                     objects: object_lines(&d.objects),
-                    corrected: false,
+                    kind: DriftKind::Found,
                     at: next.at,
                 });
             }
@@ -292,7 +302,7 @@ pub(super) fn changes(state: &State, report: &HealthReport) -> bool {
                     || record.message != report.message
                     || record.drifted != report.drifted
                     || record.failed != report.failed
-                    || record.last_drift != report.last_drift
+                    || record.drift_log.last() != report.last_drift.as_ref()
                     || record.drift_corrections != report.drift_corrections
                     || record.added != report.added)
         }

@@ -7,7 +7,7 @@ use prost::Message as _;
 
 use super::chunk::{OVERHEAD_BYTES, chunk_size, chunks};
 use super::reports::BundleReports;
-use crate::state::health::{HealthKey, HealthReport};
+use crate::state::health::{DriftKind, HealthKey, HealthReport};
 use crate::state::source::Blob;
 use crate::state::{Command, State, Timestamp};
 
@@ -154,6 +154,7 @@ fn reports_fold_into_the_bundles_latest_state() {
         }],
         corrected: false,
         added: false,
+        correction_failed: false,
     });
     let folded = reports
         .fold(&report("web", &hash.to_string(), 30, drift))
@@ -163,6 +164,7 @@ fn reports_fold_into_the_bundles_latest_state() {
         objects: Vec::new(),
         corrected: true,
         added: false,
+        correction_failed: false,
     });
     let folded = reports
         .fold(&report("web", &hash.to_string(), 40, corrected))
@@ -185,6 +187,7 @@ fn fields_others_added_are_out_of_sync_noted_once_and_cleared_when_gone() {
             objects,
             corrected: false,
             added: true,
+            correction_failed: false,
         })
     };
     let label = proto::ObjectMessage {
@@ -207,8 +210,8 @@ fn fields_others_added_are_out_of_sync_noted_once_and_cleared_when_gone() {
         .clone()
         .expect("a drift note, so an event");
     assert_eq!(
-        (note.objects, note.corrected, note.at),
-        (vec![line.clone()], false, Timestamp(20))
+        (note.objects, note.kind, note.at),
+        (vec![line.clone()], DriftKind::Added, Timestamp(20))
     );
 
     // The same list again (a reconnecting agent sends it whole) is not a new event.
@@ -226,6 +229,7 @@ fn fields_others_added_are_out_of_sync_noted_once_and_cleared_when_gone() {
                 objects: Vec::new(),
                 corrected: true,
                 added: false,
+                correction_failed: false,
             }),
         ))
         .expect("folds");

@@ -183,7 +183,7 @@ async fn a_label_added_by_hand_is_out_of_sync_until_removed(
     assert_eq!(drift_events.len(), 1, "{drift_events:?}");
     let event = drift_events[0]["message"].as_str().unwrap_or_default();
     assert!(
-        event.contains("bundle app: drift found")
+        event.contains("bundle app: fields added in the cluster (reported, not removed)")
             && event.contains("metadata.labels.team added by kubectl-label"),
         "{event}"
     );
