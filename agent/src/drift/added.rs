@@ -3,7 +3,7 @@
 //! patch`). The projection in [`super::project`] never looks at them, because they are not in
 //! the desired object; `metadata.managedFields` says who owns them.
 //!
-//! Rule (also in docs/ARCHITECTURE.md, "Drift"): a field is *added* when it is owned, per the
+//! Rule (also in docs/agent.md, "Drift"): a field is *added* when it is owned, per the
 //! `fieldsV1` of a `managedFields` entry, by a manager other than Flotilla's, and the desired
 //! object does not set it. Left out, because they are bookkeeping, not someone's intent:
 //! - entries for the `status` subresource (controllers report there);

@@ -1,4 +1,4 @@
-//! Rules the differential corpus found a real API server enforcing (docs/SIMULATOR.md), held
+//! Rules the differential corpus found a real API server enforcing (docs/simulator.md), held
 //! here too so they stay without a real cluster: what is refused, what is converted, and how
 //! deletions and watches answer.
 
