@@ -24,7 +24,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::auth::Action;
-use crate::controller::source::{RequestFetchError, request_fetch};
+use crate::controller::source::{RequestFetchError, SourceConfig, request_fetch};
 use crate::node::ProposeError;
 use crate::server::HubContext;
 use crate::state::audit::{AuditClass, Outcome};
@@ -410,7 +410,7 @@ pub fn current_status(hub: &HubContext) -> status::FleetStatus {
     let state = hub.node.state();
     status::fleet_status(
         &state,
-        hub.source.as_ref(),
+        hub.source.as_ref().map(SourceConfig::view).as_ref(),
         hub.node.id(),
         leader,
         state.applied(),

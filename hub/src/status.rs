@@ -6,7 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::controller::source::SourceConfig;
 use crate::state::audit::Outcome;
 use crate::state::health::{HealthRecord, SyncState, current_health, sync_state};
 use crate::state::identity::IdentityConflict;
@@ -296,10 +295,21 @@ pub struct Event {
     pub message: String,
 }
 
+/// The source the hub follows, as status shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceView {
+    /// Its name in the replicated state (revisions are `name@commit`).
+    pub name: String,
+    /// Where it is fetched from.
+    pub url: String,
+    /// The branch followed.
+    pub branch: String,
+}
+
 /// Computes the fleet status from a replica.
 pub fn fleet_status(
     state: &State,
-    source: Option<&SourceConfig>,
+    source: Option<&SourceView>,
     node: u64,
     leader: Option<u64>,
     applied_index: u64,
@@ -330,7 +340,7 @@ pub fn fleet_status(
     }
 }
 
-fn source_status(state: &State, config: &SourceConfig) -> SourceStatus {
+fn source_status(state: &State, config: &SourceView) -> SourceStatus {
     let known = state.sources.get(&config.name);
     SourceStatus {
         name: config.name.clone(),
@@ -528,7 +538,7 @@ fn revision_holding(
 fn stages(
     state: &State,
     spec: Option<&flotilla_core::FleetSpec>,
-    source: Option<&SourceConfig>,
+    source: Option<&SourceView>,
     clusters: &[ClusterStatus],
 ) -> Vec<StageStatus> {
     let mut names: Vec<String> = spec
@@ -720,7 +730,7 @@ fn stale_note(
 fn signature_blocked(
     state: &State,
     stage: &flotilla_core::Stage,
-    source: &SourceConfig,
+    source: &SourceView,
 ) -> Option<String> {
     let candidate =
         crate::state::rollout::promotion::candidate(state, stage, &source.name, &source.branch)?;
@@ -900,9 +910,5 @@ fn bundle_message(record: &HealthRecord) -> String {
 
 /// `file:line: message`, or the message alone for problems of the whole commit.
 pub fn describe_error(error: &RenderError) -> String {
-    match (error.file.as_str(), error.line) {
-        ("", _) => error.message.clone(),
-        (file, Some(line)) => format!("{file}:{line}: {}", error.message),
-        (file, None) => format!("{file}: {}", error.message),
-    }
+    error.describe()
 }

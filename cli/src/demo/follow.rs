@@ -113,7 +113,13 @@ fn snapshot(hub: &Hub, source: &SourceConfig) -> FleetStatus {
     let node = hub.node();
     let leader = node.leadership().leader;
     let state = node.state();
-    status::fleet_status(&state, Some(source), node.id(), leader, state.applied())
+    status::fleet_status(
+        &state,
+        Some(&source.view()),
+        node.id(),
+        leader,
+        state.applied(),
+    )
 }
 
 /// Waits until every bundle of every cluster is applied and Healthy, showing progress, or

@@ -72,7 +72,7 @@ fn rendered_revision(state: &State, text: &str) -> Result<RevisionRef, Status> {
         Some(RevisionStatus::Failed { error, .. }) => Err(Status::failed_precondition(format!(
             "revision {} did not render ({}); it can reach no cluster",
             short(&revision.commit),
-            crate::status::describe_error(error)
+            error.describe()
         ))),
         _ => Err(Status::failed_precondition(format!(
             "revision {} is not rendered yet; try again in a moment",

@@ -22,8 +22,7 @@ const MAX_STAGES: usize = 64;
 /// Longest stage name a token may name.
 const MAX_STAGE_NAME_BYTES: usize = 253;
 
-/// The name of the token a new group's leader creates for its first admin.
-pub const INITIAL_ADMIN: &str = "initial-admin";
+pub use crate::auth::token::INITIAL_ADMIN;
 
 /// A token as the API shows it: never its secret or hash.
 pub(super) fn to_proto(id: &str, token: &Token) -> AdminToken {

@@ -17,6 +17,9 @@ use rand::{CryptoRng, RngCore};
 use crate::state::Timestamp;
 use crate::state::access::{Access, BootstrapToken, Token};
 
+/// The name of the token a new group's leader creates for its first admin.
+pub const INITIAL_ADMIN: &str = "initial-admin";
+
 const API_PREFIX: &str = "flt_";
 const BOOTSTRAP_PREFIX: &str = "fltb_";
 const ID_BYTES: usize = 8;

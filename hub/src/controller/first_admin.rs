@@ -14,8 +14,8 @@ use std::path::{Path, PathBuf};
 
 use futures::future::BoxFuture;
 
-use crate::api::tokens::INITIAL_ADMIN;
 use crate::auth::NewToken;
+use crate::auth::token::INITIAL_ADMIN;
 use crate::controller::{Controller, ControllerContext};
 use crate::state::Command;
 use crate::state::access::{Role, RoleBinding};

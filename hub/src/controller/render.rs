@@ -215,7 +215,7 @@ impl Run {
             },
         };
         let failure = match &outcome {
-            RenderOutcome::Failed { error } => Some(crate::status::describe_error(error)),
+            RenderOutcome::Failed { error } => Some(error.describe()),
             RenderOutcome::Rendered { .. } => None,
         };
         if failure.is_none() && !self.record_signature(&revision).await {

@@ -48,6 +48,15 @@ pub struct SourceConfig {
 }
 
 impl SourceConfig {
+    /// What status shows of it (no credentials).
+    pub fn view(&self) -> crate::status::SourceView {
+        crate::status::SourceView {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            branch: self.branch.clone(),
+        }
+    }
+
     /// A source with the default name and poll interval, without credentials.
     pub fn new(url: impl Into<String>, branch: impl Into<String>) -> Self {
         SourceConfig {

@@ -136,6 +136,17 @@ pub struct RenderError {
     pub message: String,
 }
 
+impl RenderError {
+    /// `file:line: message`, or the message alone for problems of the whole commit.
+    pub fn describe(&self) -> String {
+        match (self.file.as_str(), self.line) {
+            ("", _) => self.message.clone(),
+            (file, Some(line)) => format!("{file}:{line}: {}", self.message),
+            (file, None) => format!("{file}: {}", self.message),
+        }
+    }
+}
+
 /// blake3 of a blob's uncompressed content (core's content hash).
 pub type BlobHash = flotilla_core::ContentHash;
 

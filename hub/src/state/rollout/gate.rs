@@ -329,7 +329,7 @@ impl<'a> Judging<'a> {
                 return skipped(format!(
                     "{} did not render for it: {}",
                     self.target(),
-                    crate::status::describe_error(error)
+                    error.describe()
                 ));
             }
             if wave < rollout.current || !rollout.is_active() {
