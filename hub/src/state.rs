@@ -52,7 +52,17 @@ pub use flotilla_core::Labels;
 )]
 pub struct Timestamp(pub u64);
 
+/// A duration in whole milliseconds, as the state counts time (saturating).
+pub fn millis(duration: std::time::Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
 impl Timestamp {
+    /// This time moved on by `duration` (saturating).
+    pub fn after(self, duration: std::time::Duration) -> Timestamp {
+        Timestamp(self.0.saturating_add(millis(duration)))
+    }
+
     /// As people and JSON read it: RFC 3339 UTC with milliseconds (the raw milliseconds if
     /// out of range).
     pub fn rfc3339(self) -> String {

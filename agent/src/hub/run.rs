@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::clock::SystemClock;
 use crate::cluster_identity::guard_state_dir;
+use crate::connect::{ConnectError, connect};
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::state::StateDir;
 
@@ -77,13 +78,8 @@ pub struct RunArgs {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     /// The cluster's client configuration could not be loaded.
-    #[error("cannot load the cluster's client configuration{}: {detail}", from_file(.kubeconfig))]
-    Kubeconfig {
-        /// The file, if one was given.
-        kubeconfig: Option<PathBuf>,
-        /// What went wrong.
-        detail: String,
-    },
+    #[error(transparent)]
+    Kubeconfig(#[from] ConnectError),
     /// The engine did not start.
     #[error(transparent)]
     Engine(#[from] EngineError),
@@ -104,65 +100,26 @@ pub enum RunError {
     NoStateDir,
 }
 
-fn from_file(path: &Option<PathBuf>) -> String {
-    path.as_ref()
-        .map(|p| format!(" from {}", p.display()))
-        .unwrap_or_default()
-}
-
-/// Parses `250ms`, `2s`, `1m` (a bare number is seconds).
+/// Parses a duration in `flotilla.yaml`'s units (`250ms`, `2s`, `1m`, `1h30m`); a bare number
+/// is seconds.
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let text = text.trim();
-    let (number, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
-        Some(at) => text.split_at(at),
-        None => (text, "s"),
-    };
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("`{text}` is not a duration like 500ms, 2s or 1m"))?;
-    match unit {
-        "ms" => Ok(Duration::from_millis(n)),
-        "s" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!(
-            "`{text}` has an unknown unit `{unit}`: use ms, s or m"
-        )),
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map(Duration::from_secs)
+            .map_err(|_| format!("`{text}` is too many seconds"));
     }
-}
-
-/// The cluster's client, from the kubeconfig and context given or inferred.
-async fn client(args: &RunArgs) -> Result<kube::Client, RunError> {
-    let failed = |detail: String| RunError::Kubeconfig {
-        kubeconfig: args.kubeconfig.clone(),
-        detail,
-    };
-    let options = kube::config::KubeConfigOptions {
-        context: args.context.clone(),
-        ..Default::default()
-    };
-    let config = match (&args.kubeconfig, &args.context) {
-        (Some(path), _) => {
-            let file =
-                kube::config::Kubeconfig::read_from(path).map_err(|e| failed(e.to_string()))?;
-            kube::Config::from_custom_kubeconfig(file, &options)
-                .await
-                .map_err(|e| failed(e.to_string()))?
-        }
-        (None, Some(_)) => kube::Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| failed(e.to_string()))?,
-        (None, None) => kube::Config::infer()
-            .await
-            .map_err(|e| failed(e.to_string()))?,
-    };
-    kube::Client::try_from(config).map_err(|e| failed(e.to_string()))
+    text.parse::<flotilla_core::spec::Duration>()
+        .map(flotilla_core::spec::Duration::as_std)
+        .map_err(|e| e.to_string())
 }
 
 /// Runs the agent until `shutdown` resolves; then closes the stream and stops the engine,
 /// leaving the cluster as it is.
 pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     tokio::pin!(shutdown);
-    let client = client(&args).await?;
+    let client = connect(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
     if let Some(dir) = &args.state_dir {
         let dir = StateDir::open(dir).map_err(EngineError::from)?;
         tokio::select! {

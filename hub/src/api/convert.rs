@@ -13,7 +13,8 @@ use crate::status::{
     RevisionSummary, RolloutSummary, SourceStatus, StageStatus,
 };
 
-fn ms(at: Option<Timestamp>) -> i64 {
+/// A time as the Admin API's `*_ms` fields carry it (0 when unknown).
+pub(super) fn ms(at: Option<Timestamp>) -> i64 {
     at.map_or(0, |t| t.0 as i64)
 }
 

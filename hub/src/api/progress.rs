@@ -9,16 +9,13 @@ use flotilla_proto::v1::{
 };
 use tonic::Status;
 
+use super::convert::ms;
 use crate::state::rollout::decide::SETTLE;
 use crate::state::rollout::gate::{StageScope, WavePhase, judge};
 use crate::state::rollout::pipeline;
 use crate::state::rollout::promotion::stage_clusters;
 use crate::state::rollout::{DeletionHold, OnFailure, Rollout, RolloutStatus};
 use crate::state::{State, Timestamp};
-
-fn ms(at: Option<Timestamp>) -> i64 {
-    at.map_or(0, |t| t.0 as i64)
-}
 
 /// The rollout `id` of `stage`, or the stage's newest when `id` is 0.
 pub(super) fn find<'a>(
@@ -68,7 +65,7 @@ pub(super) fn progress(
         .as_ref()
         .and_then(|(_, spec)| spec.stages.iter().find(|s| s.name == rollout.stage))
         .is_some_and(|stage| stage.allow_empty);
-    let settle = u64::try_from(SETTLE.as_millis()).unwrap_or(u64::MAX);
+    let settle = crate::state::millis(SETTLE);
     let scope = StageScope {
         clusters: &clusters,
         allow_empty,

@@ -63,7 +63,13 @@ impl Run {
                     name: &self.source.name,
                     branch: &self.source.branch,
                 };
-                decide(&state, followed, &mut self.specs, now, millis(SETTLE))
+                decide(
+                    &state,
+                    followed,
+                    &mut self.specs,
+                    now,
+                    crate::state::millis(SETTLE),
+                )
             };
             let mut refused = false;
             for command in decision.commands {
@@ -98,8 +104,4 @@ impl Run {
             }
         }
     }
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

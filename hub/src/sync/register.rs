@@ -37,8 +37,7 @@ impl IssuedBootstrapToken {
     pub fn generate(clock: &dyn Clock, cluster: &str, ttl: Duration) -> (Self, Command) {
         let token = NewBootstrapToken::generate(&mut rand::rng());
         let at = clock.now();
-        let expires =
-            Timestamp(at.0.saturating_add(u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX)));
+        let expires = at.after(ttl);
         let command = Command::IssueBootstrapToken {
             cluster: cluster.to_owned(),
             token_hash: token.token_hash.clone(),

@@ -192,13 +192,13 @@ pub fn start_rollout(
         .map(|(_, w)| PlannedWave {
             name: w.name,
             clusters: w.clusters,
-            soak_ms: millis(w.soak.as_std()),
+            soak_ms: crate::state::millis(w.soak.as_std()),
         })
         .collect();
     let gate = Gate {
         max_unavailable: u32::try_from(policy.max_unavailable.resolve(clusters.len()))
             .unwrap_or(u32::MAX),
-        health_timeout_ms: millis(policy.health_timeout.as_std()),
+        health_timeout_ms: crate::state::millis(policy.health_timeout.as_std()),
         on_failure: match policy.failure_action {
             FailureAction::Pause => OnFailure::Pause,
             FailureAction::Rollback => OnFailure::Rollback,
@@ -217,8 +217,4 @@ pub fn start_rollout(
         reason: start.reason.to_owned(),
         at: start.at,
     }
-}
-
-fn millis(duration: std::time::Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
