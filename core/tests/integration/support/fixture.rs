@@ -1,7 +1,5 @@
 //! A repository in a temporary directory, written file by file.
 
-#![allow(dead_code)]
-
 use std::path::{Path, PathBuf};
 
 use flotilla_core::render::Kustomize;
