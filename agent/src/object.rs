@@ -4,12 +4,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-/// Label naming the bundle that owns an object; set by the agent on every object it applies.
-pub const BUNDLE_LABEL: &str = "flotilla.dev/bundle";
-/// Standard label marking objects written by Flotilla.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Value of [`MANAGED_BY_LABEL`] on Flotilla's objects.
-pub const MANAGED_BY_VALUE: &str = "flotilla";
+pub use flotilla_core::render::{BUNDLE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
 /// Annotation that, set to `"false"` on a live object, keeps it when it leaves its bundle.
 pub const PRUNE_ANNOTATION: &str = "flotilla.dev/prune";
 /// Field manager name used for every server-side apply.

@@ -5,23 +5,14 @@
 use std::collections::{BTreeMap, HashMap};
 
 use kube::discovery::ApiResource;
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::bundle::BundleRevision;
 use crate::catalog::Kind;
-use crate::object::{BUNDLE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, ObjectRef, Tier};
-use crate::report::ObjectMessage;
+use flotilla_core::render::as_applied;
 
-/// Metadata the API server owns; a manifest copied from a live object may carry it.
-const SERVER_METADATA: [&str; 7] = [
-    "resourceVersion",
-    "uid",
-    "creationTimestamp",
-    "generation",
-    "managedFields",
-    "selfLink",
-    "deletionTimestamp",
-];
+use crate::object::{ObjectRef, Tier};
+use crate::report::ObjectMessage;
 
 /// One object of a revision, ready to apply.
 #[derive(Clone, Debug, PartialEq)]
@@ -185,7 +176,7 @@ fn plan_one(
     {
         return Err(bad(format!("({kind_name} {name}): {reason}")));
     }
-    let body = applied_body(fields, &id, &revision.name);
+    let body = as_applied(fields, id.namespace.as_deref(), &revision.name);
     Ok(PlannedObject {
         tier: Tier::of(&id, kind.namespaced),
         id,
@@ -193,43 +184,6 @@ fn plan_one(
         body,
         awaits_crd,
     })
-}
-
-/// The object as Flotilla applies it.
-fn applied_body(fields: &Map<String, Value>, id: &ObjectRef, bundle: &str) -> Value {
-    let mut body = fields.clone();
-    body.remove("status");
-    let metadata = body
-        .entry("metadata")
-        .or_insert_with(|| Value::Object(Map::new()));
-    if let Value::Object(metadata) = metadata {
-        for field in SERVER_METADATA {
-            metadata.remove(field);
-        }
-        match &id.namespace {
-            Some(namespace) => {
-                metadata.insert("namespace".into(), Value::String(namespace.clone()));
-            }
-            // A namespace on a cluster-scoped object means nothing; kubectl ignores it too.
-            None => {
-                metadata.remove("namespace");
-            }
-        }
-        let labels = metadata
-            .entry("labels")
-            .or_insert_with(|| Value::Object(Map::new()));
-        if !labels.is_object() {
-            *labels = Value::Object(Map::new());
-        }
-        if let Value::Object(labels) = labels {
-            labels.insert(BUNDLE_LABEL.into(), Value::String(bundle.to_owned()));
-            labels.insert(
-                MANAGED_BY_LABEL.into(),
-                Value::String(MANAGED_BY_VALUE.into()),
-            );
-        }
-    }
-    Value::Object(body)
 }
 
 /// Kinds that CRDs among `objects` define, by `(apiVersion, kind)`, so their custom resources

@@ -15,6 +15,7 @@ mod hub;
 mod lint;
 mod output;
 mod promote;
+mod render;
 mod revisions;
 mod rollback;
 mod rollout;
@@ -36,6 +37,9 @@ enum Command {
     /// Check a repository offline: parse flotilla.yaml and render every bundle for every
     /// cluster of an inventory. Exits 1 when anything is wrong, for CI.
     Lint(lint::LintArgs),
+    /// Print, offline, exactly the objects one cluster would receive from a repository's
+    /// working tree: every bundle targeting it, as the agent applies it.
+    Render(render::RenderArgs),
     /// List the registered clusters with their stage, liveness and revision.
     Clusters(clusters::ClustersArgs),
     /// Add or remove a cluster.
@@ -80,6 +84,7 @@ async fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         Command::Lint(args) => lint::run(&args),
+        Command::Render(args) => render::run(&args),
         Command::Clusters(args) => clusters::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Cluster(args) => cluster::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Revisions(args) => revisions::run(&args).await.map(|()| ExitCode::SUCCESS),

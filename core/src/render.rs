@@ -16,6 +16,7 @@ use crate::location::SourceLocation;
 use crate::repository::Repository;
 use crate::spec::{API_VERSION, Allow, DriftMode, SpecError};
 
+mod applied;
 mod fleet;
 mod kustomize;
 mod object;
@@ -23,6 +24,7 @@ pub mod sandbox;
 mod source;
 mod substitute;
 
+pub use applied::{BUNDLE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, as_applied};
 pub use fleet::{BundleOutcome, FleetRender, render_fleet};
 pub use kustomize::Kustomize;
 pub use object::{ObjectId, RenderedObject};

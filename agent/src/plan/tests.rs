@@ -3,6 +3,7 @@ use serde_json::{Value, json};
 
 use super::*;
 use crate::bundle::DriftMode;
+use crate::object::{BUNDLE_LABEL, MANAGED_BY_LABEL};
 
 /// What a small cluster serves.
 fn lookup(api_version: &str, kind: &str) -> Option<Kind> {

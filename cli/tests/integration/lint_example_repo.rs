@@ -334,3 +334,67 @@ fn fields_the_api_server_would_refuse_fail_at_their_lines() {
     );
     assert_eq!(from_dir.status.code(), Some(1));
 }
+
+#[test]
+fn render_prints_what_one_cluster_receives_and_names_what_is_wrong() {
+    if !kustomize_available("render_prints_what_one_cluster_receives_and_names_what_is_wrong") {
+        return;
+    }
+    let root = example();
+    let root = root.to_str().unwrap();
+    let yaml = flotilla(&["render", root, "--cluster", "prod-eu-1", "--bundle", "web"]);
+    assert!(
+        yaml.status.success(),
+        "{}",
+        String::from_utf8_lossy(&yaml.stderr)
+    );
+    let text = stdout(&yaml);
+    assert!(
+        text.starts_with("# cluster prod-eu-1: 1 bundle(s)\n# bundle web ("),
+        "{text}"
+    );
+    assert!(
+        text.contains("flotilla.dev/bundle: web"),
+        "ownership label shown: {text}"
+    );
+    assert!(
+        text.contains("app.kubernetes.io/managed-by: flotilla"),
+        "{text}"
+    );
+    let json = flotilla(&["render", root, "--cluster", "dev-1", "-o", "json"]);
+    let rendered: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(rendered["cluster"], "dev-1");
+    let names: Vec<&str> = rendered["bundles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["monitoring", "cache", "web"]);
+
+    let unknown = flotilla(&["render", root, "--cluster", "nope"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&unknown.stderr).contains("no cluster `nope`"),
+        "{}",
+        String::from_utf8_lossy(&unknown.stderr)
+    );
+
+    // A broken manifest: exit 1, the file and line on stderr, nothing on stdout.
+    let dir = broken_copy();
+    edit(
+        &dir.path().join("bundles/monitoring/blackbox-exporter.yaml"),
+        "kind: ServiceAccount\n",
+        "kind: ServiceAccount\n  broken: [\n",
+    );
+    let path = dir.path().to_str().unwrap();
+    let broken = flotilla(&["render", path, "--cluster", "dev-1"]);
+    assert_eq!(broken.status.code(), Some(1));
+    assert!(broken.stdout.is_empty(), "{}", stdout(&broken));
+    let errors = String::from_utf8_lossy(&broken.stderr);
+    assert!(
+        errors.contains("bundles/monitoring/blackbox-exporter.yaml:")
+            && errors.contains("render failed: 1 bundle(s) of cluster `dev-1`"),
+        "{errors}"
+    );
+}

@@ -1,7 +1,8 @@
-//! `flotilla lint` and `flotilla diff` on the example repository tell the truth about what the
-//! clusters get: the content hash lint computes offline for every (cluster, bundle) is the one
-//! the hub desires and the agent reports applied, with as many objects in the simulated
-//! cluster; and after a commit, the objects `flotilla diff` says change are exactly the objects
+//! `flotilla lint`, `flotilla render` and `flotilla diff` on the example repository tell the
+//! truth about what the clusters get: the content hash lint computes offline for every
+//! (cluster, bundle) is the one the hub desires and the agent reports applied, with as many
+//! objects in the simulated cluster; every object `flotilla render` prints for a cluster is in
+//! that cluster with every field and value it shows; and after a commit, the objects `flotilla diff` says change are exactly the objects
 //! that change in the clusters, with the new values it shows. Real processes end to end.
 //!
 //! The example's `cache` bundle is a kustomization: rendering it needs kubectl or kustomize,
@@ -75,6 +76,93 @@ async fn objects(
     Ok(all)
 }
 
+/// `flotilla render REPO --cluster NAME -o json` against the cluster: the same bundles and
+/// content hashes as lint, and every rendered object live with every field it shows.
+async fn check_render(
+    repo: &GitRepo,
+    cluster: &str,
+    linted: &BTreeMap<(String, String), (String, u64)>,
+    live: &BTreeMap<String, Value>,
+) -> Result<()> {
+    let cli = Flotilla::new("127.0.0.1:1");
+    let path = repo.path().display().to_string();
+    let rendered = cli.json(&["render", &path, "--cluster", cluster]).await?;
+    let bundles = rendered["bundles"].as_array().context("no bundles")?;
+    let mut objects = 0;
+    for bundle in bundles {
+        let name = bundle["name"].as_str().unwrap_or_default();
+        let (hash, count) = &linted[&(cluster.to_owned(), name.to_owned())];
+        assert_eq!(bundle["contentHash"], hash.as_str(), "{cluster}/{name}");
+        let shown = bundle["objects"].as_array().context("no objects")?;
+        assert_eq!(shown.len() as u64, *count, "{cluster}/{name}");
+        for object in shown {
+            let key = match object["metadata"]["namespace"].as_str() {
+                Some(namespace) => format!(
+                    "{} {} {namespace}/{}",
+                    object["apiVersion"].as_str().unwrap_or_default(),
+                    object["kind"].as_str().unwrap_or_default(),
+                    object["metadata"]["name"].as_str().unwrap_or_default()
+                ),
+                None => format!(
+                    "{} {} {}",
+                    object["apiVersion"].as_str().unwrap_or_default(),
+                    object["kind"].as_str().unwrap_or_default(),
+                    object["metadata"]["name"].as_str().unwrap_or_default()
+                ),
+            };
+            let found = live
+                .get(&key)
+                .with_context(|| format!("{cluster}: rendered {key} is not in the cluster"))?;
+            // A list's items carry no apiVersion and kind; the key above matched them.
+            let mut body = object.clone();
+            if let Some(fields) = body.as_object_mut() {
+                fields.remove("apiVersion");
+                fields.remove("kind");
+            }
+            let mut path = String::new();
+            if let Some(difference) = not_within(&body, found, &mut path) {
+                anyhow::bail!("{cluster}: {key}: {difference}");
+            }
+            objects += 1;
+        }
+    }
+    assert_eq!(
+        bundles.len(),
+        linted.keys().filter(|(c, _)| c == cluster).count(),
+        "{cluster}: render prints every bundle lint renders"
+    );
+    assert!(objects > 0, "{cluster}: nothing rendered");
+    Ok(())
+}
+
+/// Where `shown` has a field or value `live` lacks (lists compared item by item).
+fn not_within(shown: &Value, live: &Value, path: &mut String) -> Option<String> {
+    match (shown, live) {
+        (Value::Object(shown), Value::Object(live)) => shown.iter().find_map(|(key, value)| {
+            let before = path.len();
+            path.push('.');
+            path.push_str(key);
+            let found = match live.get(key) {
+                Some(live) => not_within(value, live, path),
+                None => Some(format!("{path} is not in the live object")),
+            };
+            path.truncate(before);
+            found
+        }),
+        (Value::Array(shown), Value::Array(live)) if shown.len() == live.len() => {
+            shown.iter().zip(live).enumerate().find_map(|(i, (s, l))| {
+                let before = path.len();
+                path.push_str(&format!("[{i}]"));
+                let found = not_within(s, l, path);
+                path.truncate(before);
+                found
+            })
+        }
+        (shown, live) if shown == live => None,
+        (shown, live) => Some(format!("{path}: rendered {shown}, live {live}")),
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lint_and_diff_of_the_example_repository_agree_with_the_clusters() -> Result<()> {
     if !kustomize_available("lint_and_diff_of_the_example_repository_agree_with_the_clusters") {
@@ -106,6 +194,9 @@ async fn lint_and_diff_of_the_example_repository_agree_with_the_clusters() -> Re
                 .count() as u64;
             assert_eq!(live, *count, "{name}/{bundle_name}: objects in the cluster");
         }
+    }
+    for name in &names {
+        check_render(&repo, name, &linted, &before[name]).await?;
     }
     assert_eq!(
         linted.len(),
