@@ -41,8 +41,8 @@ use crate::http::{self, HttpContext};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeHandle, StartError};
 use crate::sync::{SyncConfig, SyncHub};
-use crate::transport::listener::ListenerLimits;
-use crate::transport::net::{self, NetError};
+use flotilla_consensus::transport::listener::ListenerLimits;
+use flotilla_consensus::transport::net::{self, NetError};
 
 /// Default address of the API listener.
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7071";
