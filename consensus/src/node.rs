@@ -31,12 +31,14 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
 use tonic::service::interceptor::InterceptedService;
 
 use crate::config::{Bootstrap, ConfigError, NodeConfig, Timing};
 use crate::group::{GroupClient, GroupService};
 use crate::storage::{Identity, RaftStore};
 use crate::transport::net::{self, HubPeersOnly, NetError, Security};
+use crate::transport::routes::GrpcRoutes;
 use crate::transport::{Inbox, PeerService, Proposal, ProposeReply, Stopped, Transport};
 use crate::{NodeId, StateMachine};
 
@@ -129,13 +131,35 @@ pub struct Applied {
 }
 
 /// The peer listener's services as [`Node::start`] hands them to the embedder: raft's and the
-/// group API's are in; the embedder adds its own, each behind `peers_only` as raft's are.
+/// group API's are in; the embedder adds its own with [`PeerRouter::add_service`].
 pub struct PeerRouter {
-    /// The listener's router.
-    pub router: tonic::transport::server::Router,
-    /// Lets only hub nodes in (mutual TLS with a node certificate); every peer service sits
-    /// behind it.
-    pub peers_only: HubPeersOnly,
+    routes: GrpcRoutes,
+    peers_only: HubPeersOnly,
+}
+
+impl PeerRouter {
+    /// Serves `service` on the peer listener too, behind the same check as raft's: only hub
+    /// nodes (a node certificate, over mutual TLS) get in.
+    pub fn add_service<Svc, B>(mut self, service: Svc) -> Self
+    where
+        Svc: tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<B>,
+                Error = std::convert::Infallible,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        Svc::Future: Send + 'static,
+        B: hyper::body::Body<Data = hyper::body::Bytes> + Send + 'static,
+        B::Error: Into<tower::BoxError>,
+    {
+        self.routes = self
+            .routes
+            .add_service(InterceptedService::new(service, self.peers_only));
+        self
+    }
 }
 
 impl Node {
@@ -243,23 +267,21 @@ impl Node {
             events: inbox,
             transport: transport.clone(),
         };
-        let peers_only = HubPeersOnly::new(&security);
-        let router = net::server(&config.peer_connections)
-            .add_service(InterceptedService::new(
-                RaftPeerServer::new(peers)
-                    .max_decoding_message_size(net::MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(net::MAX_MESSAGE_BYTES),
-                peers_only,
-            ))
-            .add_service(InterceptedService::new(
-                HubGroupServer::new(GroupService::new(handle.clone())),
-                peers_only,
-            ));
-        let PeerRouter { router, .. } = extend(&handle, PeerRouter { router, peers_only });
+        let peer_router = PeerRouter {
+            routes: GrpcRoutes::default(),
+            peers_only: HubPeersOnly::new(&security),
+        }
+        .add_service(
+            RaftPeerServer::new(peers)
+                .max_decoding_message_size(net::MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(net::MAX_MESSAGE_BYTES),
+        )
+        .add_service(HubGroupServer::new(GroupService::new(handle.clone())));
+        let routes = extend(&handle, peer_router).routes;
         let tls = security.tls().map(|tls| tls.peer_server());
         let server = tokio::spawn(net::serve(
             "peer",
-            router,
+            routes,
             listener,
             tls,
             config.peer_connections,

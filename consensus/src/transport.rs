@@ -32,6 +32,7 @@ use crate::NodeId;
 pub mod faults;
 pub mod listener;
 pub mod net;
+pub mod routes;
 
 use faults::{FaultPlan, Verdict};
 

@@ -9,8 +9,6 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
-use tonic::service::interceptor::InterceptedService;
-
 use crate::config::NodeConfig;
 use crate::state::State;
 use crate::sync::presence::{self, PresenceBoard};
@@ -50,19 +48,14 @@ impl Node {
     pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
         let presence = Arc::new(PresenceBoard::default());
         let board = presence.clone();
-        let consensus =
-            flotilla_consensus::node::Node::start(config, move |consensus, mut peers| {
-                let node = NodeHandle {
-                    consensus: consensus.clone(),
-                    presence: board,
-                };
-                peers.router = peers.router.add_service(InterceptedService::new(
-                    presence::server(node),
-                    peers.peers_only,
-                ));
-                peers
-            })
-            .await?;
+        let consensus = flotilla_consensus::node::Node::start(config, move |consensus, peers| {
+            let node = NodeHandle {
+                consensus: consensus.clone(),
+                presence: board,
+            };
+            peers.add_service(presence::server(node))
+        })
+        .await?;
         Ok(NodeHandle {
             consensus,
             presence,

@@ -28,11 +28,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Interceptor;
-use tonic::transport::server::Router;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use super::listener::{Event, Handshake, Listener, ListenerLimits, Plain, Protocol, Tls};
+use super::routes::GrpcRoutes;
 
 /// Largest gRPC message a hub node accepts or sends (snapshots are chunked below it).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -273,7 +273,7 @@ pub async fn bind(address: &str) -> Result<TcpListener, NetError> {
 
 /// A gRPC server builder with a listener's HTTP/2 limits: streams per connection, and pings
 /// that find dead clients (which also keep live ones from being closed as idle).
-pub fn server(limits: &ListenerLimits) -> tonic::transport::Server {
+fn server(limits: &ListenerLimits) -> tonic::transport::Server {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .max_concurrent_streams(limits.max_concurrent_streams)
@@ -281,30 +281,36 @@ pub fn server(limits: &ListenerLimits) -> tonic::transport::Server {
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
 }
 
-/// Serves `router` (built with [`server`] and the same `limits`) on `listener` until `stop` is
-/// cancelled; then every accepted connection is cut and the listener closed. With `tls`,
-/// connections are TLS (client certificates as the configuration asks) and services see the
-/// client's certificate (`Request::peer_certs`). `name` labels the listener's log lines.
+/// Serves the gRPC services of `routes` on `listener`, with the HTTP/2 limits of `limits`,
+/// until `stop` is cancelled; then every accepted connection is cut and the listener closed.
+/// With `tls`, connections are TLS (client certificates as the configuration asks) and
+/// services see the client's certificate (`Request::peer_certs`). `name` labels the listener's
+/// log lines.
 pub async fn serve(
     name: &'static str,
-    router: Router,
+    routes: GrpcRoutes,
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
     limits: ListenerLimits,
     stop: CancellationToken,
 ) {
     let cut = stop.clone();
+    let server = server(&limits);
     let result = match tls {
         None => {
             let incoming = Listener::new(name, listener, Plain, limits, cut).into_stream();
-            router
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            server
+                .serve_with_incoming_shutdown(routes, incoming, stop.cancelled_owned())
                 .await
         }
         Some(config) => {
             let incoming = Listener::new(name, listener, Tls::new(config), limits, cut);
-            router
-                .serve_with_incoming_shutdown(incoming.into_stream(), stop.cancelled_owned())
+            server
+                .serve_with_incoming_shutdown(
+                    routes,
+                    incoming.into_stream(),
+                    stop.cancelled_owned(),
+                )
                 .await
         }
     };
