@@ -16,7 +16,6 @@
 //! the embedder adds its own peer services to it through the `extend` argument of
 //! [`Node::start`].
 
-use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::Arc;
 use std::sync::mpsc::Sender as EventSender;
@@ -26,18 +25,16 @@ use flotilla_proto::v1::peer_forward_reply::Outcome as ForwardOutcome;
 use flotilla_proto::v1::raft_peer_server::RaftPeerServer;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
 use raft::RawNode;
-use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Snapshot};
+use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-use tonic::server::NamedService;
-use tonic::service::interceptor::InterceptedService;
 
-use crate::config::{Bootstrap, ConfigError, NodeConfig, Timing};
+use crate::config::{ConfigError, NodeConfig, Timing};
 use crate::group::{GroupClient, GroupService};
 use crate::storage::{Identity, RaftStore};
-use crate::transport::net::{self, HubPeersOnly, NetError, Security};
+use crate::transport::net::{self, HubPeersOnly, Security};
 use crate::transport::routes::GrpcRoutes;
 use crate::transport::{Inbox, PeerService, Proposal, ProposeReply, Stopped, Transport};
 use crate::{NodeId, StateMachine};
@@ -45,13 +42,16 @@ use crate::{NodeId, StateMachine};
 mod driver;
 mod errors;
 mod events;
+mod founding;
 mod logging;
+mod peers;
 mod security;
 mod status;
 mod waiters;
 
 pub use errors::{ProposeError, ReadError, StartError};
 pub(crate) use events::{EntryOutcome, Event};
+pub use peers::PeerRouter;
 pub use security::{CA_FILE, CA_KEY_FILE};
 pub use status::{Leadership, NodeStatus, Role};
 
@@ -130,38 +130,6 @@ pub struct Applied {
     pub index: u64,
 }
 
-/// The peer listener's services as [`Node::start`] hands them to the embedder: raft's and the
-/// group API's are in; the embedder adds its own with [`PeerRouter::add_service`].
-pub struct PeerRouter {
-    routes: GrpcRoutes,
-    peers_only: HubPeersOnly,
-}
-
-impl PeerRouter {
-    /// Serves `service` on the peer listener too, behind the same check as raft's: only hub
-    /// nodes (a node certificate, over mutual TLS) get in.
-    pub fn add_service<Svc, B>(mut self, service: Svc) -> Self
-    where
-        Svc: tower::Service<
-                http::Request<tonic::body::Body>,
-                Response = http::Response<B>,
-                Error = std::convert::Infallible,
-            > + NamedService
-            + Clone
-            + Send
-            + Sync
-            + 'static,
-        Svc::Future: Send + 'static,
-        B: hyper::body::Body<Data = hyper::body::Bytes> + Send + 'static,
-        B::Error: Into<tower::BoxError>,
-    {
-        self.routes = self
-            .routes
-            .add_service(InterceptedService::new(service, self.peers_only));
-        self
-    }
-}
-
 impl Node {
     /// Opens the data dir, binds the listen address, and starts the raft thread and the peer
     /// server on the current tokio runtime. `extend` adds the embedder's services to the peer
@@ -178,22 +146,22 @@ impl Node {
             .into());
         }
         let listener = net::bind(&config.listen).await?;
-        let address = advertised_address::<S>(&config, &listener)?;
+        let address = founding::advertised_address::<S>(&config, &listener)?;
         let identity = Identity {
             group: config.group.clone(),
             node_id: config.id,
         };
         let mut store = RaftStore::open(&config.data_dir, &identity)?;
         if !store.is_initialized()
-            && let Some(members) = founding_members(&config, &address)
+            && let Some(members) = founding::founding_members(&config, &address)
         {
             let ca = security::founding_ca::<S>(&config, members.len())?;
             if let Some(ca) = &ca {
                 security::keep_ca_key(&config.data_dir, ca)?;
             }
             let replicated = ca.map(security::replicated);
-            let bootstrap =
-                bootstrap_snapshot::<S>(members, replicated).map_err(StartError::Snapshot)?;
+            let bootstrap = founding::bootstrap_snapshot::<S>(members, replicated)
+                .map_err(StartError::Snapshot)?;
             store.apply_snapshot(&bootstrap)?;
         }
         let applied = store.snapshot_metadata().index;
@@ -318,57 +286,6 @@ impl Node {
         );
         Ok(handle)
     }
-}
-
-fn advertised_address<S: StateMachine>(
-    config: &NodeConfig,
-    listener: &tokio::net::TcpListener,
-) -> Result<String, StartError<S>> {
-    if let Some(advertise) = &config.advertise {
-        return Ok(advertise.clone());
-    }
-    let local = net::local_addr(listener).map_err(|source| NetError::Bind {
-        address: config.listen.clone(),
-        source,
-    })?;
-    if local.ip().is_unspecified() {
-        return Err(ConfigError::Invalid {
-            field: "--advertise",
-            problem: format!(
-                "listening on {local} gives peers no address to reach this node; pass \
-                 --advertise HOST:PORT"
-            ),
-        }
-        .into());
-    }
-    Ok(local.to_string())
-}
-
-/// The members a node with an empty data dir founds its group with, if it founds one.
-fn founding_members(config: &NodeConfig, address: &str) -> Option<BTreeMap<NodeId, String>> {
-    match &config.bootstrap {
-        Bootstrap::Join => None,
-        Bootstrap::Single => Some(BTreeMap::from([(config.id, address.to_owned())])),
-        Bootstrap::Members(members) => Some(members.clone()),
-    }
-}
-
-/// The snapshot every founding member starts from: index 1, term 1, the founding voters, and a
-/// state that records their addresses. Identical on every founder, so their logs agree.
-fn bootstrap_snapshot<S: StateMachine>(
-    members: BTreeMap<NodeId, String>,
-    ca: Option<flotilla_pki::CaPem>,
-) -> Result<Snapshot, S::SnapshotError> {
-    let mut snapshot = Snapshot::default();
-    let meta = snapshot.mut_metadata();
-    meta.index = 1;
-    meta.term = 1;
-    meta.set_conf_state(ConfState::from((
-        members.keys().copied().collect::<Vec<_>>(),
-        vec![],
-    )));
-    snapshot.data = S::founding(members, ca).snapshot()?.into();
-    Ok(snapshot)
 }
 
 impl<S: StateMachine> NodeHandle<S> {

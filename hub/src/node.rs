@@ -69,11 +69,6 @@ impl NodeHandle {
     pub fn presence(&self) -> &Arc<PresenceBoard> {
         &self.presence
     }
-
-    /// The consensus node alone.
-    pub fn consensus(&self) -> &ConsensusHandle {
-        &self.consensus
-    }
 }
 
 impl Deref for NodeHandle {
