@@ -4,7 +4,7 @@
 //! Start a node with [`node::Node::start`]; everything else goes through the returned
 //! [`node::NodeHandle`]. The crate knows nothing of what it replicates: the embedding service
 //! implements [`StateMachine`] and adds its own peer services through the router
-//! [`node::Node::start`] hands it ([`node::PeerServices`]).
+//! [`node::Node::start`] hands it ([`node::PeerRouter`]).
 
 pub mod config;
 pub mod group;

@@ -7,7 +7,7 @@ use tonic::service::interceptor::InterceptedService;
 use crate::transport::net::HubPeersOnly;
 use crate::transport::routes::GrpcRoutes;
 
-/// The peer listener's services as [`Node::start`] hands them to the embedder: raft's and the
+/// The peer listener's services as [`super::Node::start`] hands them to the embedder: raft's and the
 /// group API's are in; the embedder adds its own with [`PeerRouter::add_service`].
 pub struct PeerRouter {
     pub(super) routes: GrpcRoutes,
