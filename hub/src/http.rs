@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use axum::Router;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,8 +13,10 @@ use rustls::ServerConfig;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+use flotilla_consensus::transport::listener::ListenerLimits;
+use flotilla_consensus::transport::net;
+
 use crate::server::HubContext;
-use crate::transport::listener::ListenerLimits;
 
 pub mod dashboard;
 pub mod webhook;
@@ -49,7 +52,15 @@ pub async fn serve(
     limits: ListenerLimits,
     stop: CancellationToken,
 ) {
-    crate::transport::net::serve_http(router(context), listener, tls, limits, stop).await;
+    // A request that outlives the limit is answered here: the listener only enforces it.
+    let routes = router(context).layer(
+        tower::ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
+                StatusCode::REQUEST_TIMEOUT
+            }))
+            .timeout(limits.request_timeout),
+    );
+    net::serve_http(routes, listener, tls, limits, stop).await;
 }
 
 async fn healthz() -> &'static str {

@@ -1,10 +1,9 @@
-//! The Flotilla hub: a Raft-replicated state machine (raft-rs on a redb log), its peer
-//! transport, and the services built on them.
+//! The Flotilla hub: the fleet's replicated state, kept by a raft group of hub nodes
+//! (`flotilla_consensus`), and the services built on it.
 //!
 //! Start a node with [`node::Node::start`]; everything else goes through the returned
 //! [`node::NodeHandle`]. The replicated domain lives in [`state`].
 
-pub mod admin;
 pub mod api;
 pub mod auth;
 pub mod clock;
@@ -16,6 +15,4 @@ pub mod node;
 pub mod server;
 pub mod state;
 pub mod status;
-pub mod storage;
 pub mod sync;
-pub mod transport;

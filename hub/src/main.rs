@@ -17,12 +17,12 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
-use flotilla_hub::admin::GroupClient;
+use flotilla_consensus::transport::net;
 use flotilla_hub::config::SecurityConfig;
 use flotilla_hub::config::{FileConfig, parse_peers};
 use flotilla_hub::controller::source::GitCredentials;
+use flotilla_hub::node::GroupClient;
 use flotilla_hub::server::{Hub, HubConfig};
-use flotilla_hub::transport::net;
 
 #[derive(Parser)]
 #[command(name = "flotilla-hub", version, about = "Flotilla hub node")]

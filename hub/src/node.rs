@@ -1,642 +1,80 @@
-//! A hub node: one member of the raft group, and the API the rest of the hub builds on.
+//! The hub's node: a consensus node ([`flotilla_consensus::node`]) replicating the hub's
+//! [`State`], with the hub's own peer service (`sync::presence`) on its peer listener and the
+//! presence board that service fills.
 //!
-//! [`Node::start`] opens the data dir, starts serving peers and runs the raft thread; the
-//! returned [`NodeHandle`] is cheap to clone and is all a service or controller needs:
-//!
-//! - writes: [`NodeHandle::propose`] on any node (forwarded to the leader), answered once the
-//!   command applied on *this* node, so a read of [`NodeHandle::state`] right after sees it;
-//! - reads: [`NodeHandle::state`] (this replica, possibly behind the leader) or
-//!   [`NodeHandle::read_index`] / [`NodeHandle::linearizable`] (linearizable, via ReadIndex);
-//! - notifications: [`NodeHandle::watch_applied`] (applied index) and
-//!   [`NodeHandle::watch_leadership`] (leader and term), on which leader-only controllers start
-//!   and stop;
-//! - membership: [`NodeHandle::add_member`], [`NodeHandle::remove_member`], one at a time.
+//! [`Node::start`] starts one; the returned [`NodeHandle`] is all a service or controller
+//! needs: it dereferences to the consensus handle (proposals, reads, leadership, membership)
+//! and adds what the hub keeps beside the raft group.
 
-use std::collections::BTreeMap;
 use std::ops::Deref;
 use std::sync::Arc;
-use std::sync::mpsc::Sender as EventSender;
 
-use flotilla_proto::v1::hub_group_server::HubGroupServer;
-use flotilla_proto::v1::peer_forward_reply::Outcome as ForwardOutcome;
-use flotilla_proto::v1::raft_peer_server::RaftPeerServer;
-use parking_lot::{Mutex, RwLock, RwLockReadGuard};
-use raft::RawNode;
-use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2, ConfState, Snapshot};
-use tokio::sync::{oneshot, watch};
-use tokio::task::JoinHandle;
-use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
-use tonic::service::interceptor::InterceptedService;
-
-use crate::admin::GroupService;
-use crate::config::{Bootstrap, ConfigError, NodeConfig, Timing};
-use crate::state::{Command, NodeId, SnapshotError, State};
-use crate::storage::{Identity, RaftStore};
+use crate::config::NodeConfig;
+use crate::state::State;
 use crate::sync::presence::{self, PresenceBoard};
-use crate::transport::net::{self, HubPeersOnly, NetError, Security};
-use crate::transport::{PeerService, Transport};
 
-mod driver;
-mod errors;
-mod events;
-mod logging;
-mod security;
-mod status;
-mod waiters;
+pub use flotilla_consensus::node::{
+    Applied, CA_FILE, CA_KEY_FILE, Leadership, NodeStatus, ReadError, Role,
+};
 
-pub use errors::{ProposeError, ReadError, StartError};
-pub(crate) use events::{EntryOutcome, Event, Proposal, ProposeReply};
-pub use security::{CA_FILE, CA_KEY_FILE};
-pub use status::{Leadership, NodeStatus, Role};
+/// Why a proposal of a hub command did not apply.
+pub type ProposeError = flotilla_consensus::node::ProposeError<State>;
 
-#[cfg(test)]
-mod tests;
+/// Why a hub node did not start.
+pub type StartError = flotilla_consensus::node::StartError<State>;
+
+/// A read view of this replica's hub state.
+pub type StateView<'a> = flotilla_consensus::node::StateView<'a, State>;
+
+/// A client of a hub node's group API.
+pub type GroupClient = flotilla_consensus::group::GroupClient<State>;
+
+/// The consensus node under a hub node.
+pub type ConsensusHandle = flotilla_consensus::node::NodeHandle<State>;
 
 /// Starts hub nodes.
 pub struct Node;
 
-/// A running node. Clones share the node; call [`NodeHandle::shutdown`] to stop it.
+/// A running hub node. Clones share the node; call `shutdown` to stop it.
 #[derive(Clone)]
 pub struct NodeHandle {
-    shared: Arc<Shared>,
-}
-
-struct Shared {
-    id: NodeId,
-    group: String,
-    address: String,
-    timing: Timing,
-    events: EventSender<Event>,
-    replica: Arc<RwLock<Replica>>,
-    applied: watch::Receiver<u64>,
-    leadership: watch::Receiver<Leadership>,
-    failure: watch::Receiver<Option<String>>,
-    transport: Arc<Transport>,
+    consensus: ConsensusHandle,
     presence: Arc<PresenceBoard>,
-    security: Security,
-    data_dir: std::path::PathBuf,
-    stop: CancellationToken,
-    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    server: Mutex<Option<JoinHandle<()>>>,
-}
-
-/// The state machine and the log index it reflects, always updated together.
-#[derive(Debug, Clone)]
-pub struct Replica {
-    /// Index of the last applied entry.
-    pub applied: u64,
-    /// The state after applying it.
-    pub state: State,
-}
-
-/// A read view of this replica's state machine. Holding it blocks applying, so keep it short
-/// (it cannot be held across an `.await` in a spawned task: it is not `Send`).
-pub struct StateView<'a> {
-    guard: RwLockReadGuard<'a, Replica>,
-}
-
-impl StateView<'_> {
-    /// Index of the last entry the state reflects.
-    pub fn applied(&self) -> u64 {
-        self.guard.applied
-    }
-}
-
-impl Deref for StateView<'_> {
-    type Target = State;
-
-    fn deref(&self) -> &State {
-        &self.guard.state
-    }
-}
-
-/// A command that applied.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Applied {
-    /// Log index it applied at.
-    pub index: u64,
 }
 
 impl Node {
-    /// Opens the data dir, binds the listen address, and starts the raft thread and the peer
-    /// server on the current tokio runtime.
+    /// Starts a consensus node replicating the hub's state, with the presence service on its
+    /// peer listener, on the current tokio runtime.
     pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
-        if config.id == 0 {
-            return Err(ConfigError::Invalid {
-                field: "--id",
-                problem: "node id 0 is reserved; use 1 or more".into(),
-            }
-            .into());
-        }
-        let listener = net::bind(&config.listen).await?;
-        let address = advertised_address(&config, &listener)?;
-        let identity = Identity {
-            group: config.group.clone(),
-            node_id: config.id,
-        };
-        let mut store = RaftStore::open(&config.data_dir, &identity)?;
-        if !store.is_initialized()
-            && let Some(members) = founding_members(&config, &address)
-        {
-            let ca = security::founding_ca(&config, members.len())?;
-            if let Some(ca) = &ca {
-                security::keep_ca_key(&config.data_dir, ca)?;
-            }
-            let replicated = ca.map(security::replicated);
-            store.apply_snapshot(&bootstrap_snapshot(members, replicated)?)?;
-        }
-        let applied = store.snapshot_metadata().index;
-        let state = match applied {
-            0 => State::default(),
-            _ => State::from_snapshot(&store.snapshot_data()?)?,
-        };
-        let security = security::node_security(&config, &address, &state)?;
-        let sole_voter = store.snapshot_metadata().get_conf_state().voters == [config.id];
-        let raft_config = raft::Config {
-            id: config.id,
-            election_tick: config.timing.election_ticks,
-            heartbeat_tick: config.timing.heartbeat_ticks,
-            applied,
-            check_quorum: true,
-            pre_vote: true,
-            max_size_per_msg: 1024 * 1024,
-            max_inflight_msgs: 256,
-            ..raft::Config::default()
-        };
-        raft_config.validate()?;
-        let mut raw = RawNode::new(&raft_config, store, &logging::raft_logger(config.id))?;
-        if sole_voter {
-            // Nobody else can win; waiting an election timeout would only delay the first write.
-            raw.campaign()?;
-        }
-
-        let (events, events_rx) = std::sync::mpsc::channel();
-        let transport = Arc::new(Transport::new(
-            config.id,
-            config.group.clone(),
-            address.clone(),
-            config.faults.clone(),
-            tokio::runtime::Handle::current(),
-            events.clone(),
-            security.clone(),
-        ));
-        transport.set_members(&state.members);
-        let (applied_tx, applied_rx) = watch::channel(applied);
-        let (leadership_tx, leadership_rx) = watch::channel(Leadership::default());
-        let (failure_tx, failure_rx) = watch::channel(None);
-        let replica = Arc::new(RwLock::new(Replica { applied, state }));
-        let stop = CancellationToken::new();
-        let handle = NodeHandle {
-            shared: Arc::new(Shared {
-                id: config.id,
-                group: config.group.clone(),
-                address,
-                timing: config.timing,
-                events: events.clone(),
-                replica: replica.clone(),
-                applied: applied_rx,
-                leadership: leadership_rx,
-                failure: failure_rx,
-                transport: transport.clone(),
-                presence: Arc::default(),
-                security: security.clone(),
-                data_dir: config.data_dir.clone(),
-                stop: stop.clone(),
-                thread: Mutex::new(None),
-                server: Mutex::new(None),
-            }),
-        };
-
-        let peers = PeerService {
-            id: config.id,
-            group: config.group.clone(),
-            events: events.clone(),
-            transport: transport.clone(),
-        };
-        let peers_only = HubPeersOnly::new(&security);
-        let router = net::server(&config.peer_connections)
-            .add_service(InterceptedService::new(
-                RaftPeerServer::new(peers)
-                    .max_decoding_message_size(net::MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(net::MAX_MESSAGE_BYTES),
-                peers_only,
-            ))
-            .add_service(InterceptedService::new(
-                HubGroupServer::new(GroupService::new(handle.clone())),
-                peers_only,
-            ))
-            .add_service(InterceptedService::new(
-                presence::server(handle.clone()),
-                peers_only,
-            ));
-        let tls = security.tls().map(|tls| tls.peer_server());
-        let server = tokio::spawn(net::serve(
-            "peer",
-            router,
-            listener,
-            tls,
-            config.peer_connections,
-            stop,
-        ));
-
-        let driver = driver::Driver {
-            raw,
-            events: events_rx,
-            transport,
-            replica,
-            applied_tx,
-            leadership_tx,
-            failure_tx,
-            timing: config.timing,
-            compact_after: config.compact_after.max(1),
-            proposals: Default::default(),
-            reads: Default::default(),
-            ticks: 0,
-            next_read: 0,
-        };
-        let thread = std::thread::Builder::new()
-            .name(format!("raft-{}", config.id))
-            .spawn(move || driver.run())
-            .map_err(StartError::Thread)?;
-        *handle.shared.thread.lock() = Some(thread);
-        *handle.shared.server.lock() = Some(server);
-        tracing::info!(
-            node = config.id,
-            group = %config.group,
-            address = %handle.shared.address,
-            applied,
-            "hub node started"
-        );
-        Ok(handle)
+        let presence = Arc::new(PresenceBoard::default());
+        let board = presence.clone();
+        let consensus = flotilla_consensus::node::Node::start(config, move |consensus, peers| {
+            let node = NodeHandle {
+                consensus: consensus.clone(),
+                presence: board,
+            };
+            peers.add_service(presence::server(node))
+        })
+        .await?;
+        Ok(NodeHandle {
+            consensus,
+            presence,
+        })
     }
-}
-
-fn advertised_address(
-    config: &NodeConfig,
-    listener: &tokio::net::TcpListener,
-) -> Result<String, StartError> {
-    if let Some(advertise) = &config.advertise {
-        return Ok(advertise.clone());
-    }
-    let local = net::local_addr(listener).map_err(|source| NetError::Bind {
-        address: config.listen.clone(),
-        source,
-    })?;
-    if local.ip().is_unspecified() {
-        return Err(ConfigError::Invalid {
-            field: "--advertise",
-            problem: format!(
-                "listening on {local} gives peers no address to reach this node; pass \
-                 --advertise HOST:PORT"
-            ),
-        }
-        .into());
-    }
-    Ok(local.to_string())
-}
-
-/// The members a node with an empty data dir founds its group with, if it founds one.
-fn founding_members(config: &NodeConfig, address: &str) -> Option<BTreeMap<NodeId, String>> {
-    match &config.bootstrap {
-        Bootstrap::Join => None,
-        Bootstrap::Single => Some(BTreeMap::from([(config.id, address.to_owned())])),
-        Bootstrap::Members(members) => Some(members.clone()),
-    }
-}
-
-/// The snapshot every founding member starts from: index 1, term 1, the founding voters, and a
-/// state that records their addresses. Identical on every founder, so their logs agree.
-fn bootstrap_snapshot(
-    members: BTreeMap<NodeId, String>,
-    ca: Option<flotilla_pki::CaPem>,
-) -> Result<Snapshot, SnapshotError> {
-    let mut snapshot = Snapshot::default();
-    let meta = snapshot.mut_metadata();
-    meta.index = 1;
-    meta.term = 1;
-    meta.set_conf_state(ConfState::from((
-        members.keys().copied().collect::<Vec<_>>(),
-        vec![],
-    )));
-    let mut state = State::bootstrap(members);
-    state.pki.ca = ca;
-    snapshot.data = state.to_snapshot()?.into();
-    Ok(snapshot)
 }
 
 impl NodeHandle {
-    /// This node's raft id.
-    pub fn id(&self) -> NodeId {
-        self.shared.id
-    }
-
-    /// The group's name.
-    pub fn group(&self) -> &str {
-        &self.shared.group
-    }
-
-    /// The address peers and clients reach this node at.
-    pub fn address(&self) -> &str {
-        &self.shared.address
-    }
-
     /// Which clusters the group's nodes hold agent streams for, as reported to this node while
     /// it leads (see `sync::presence`).
     pub fn presence(&self) -> &Arc<PresenceBoard> {
-        &self.shared.presence
-    }
-
-    /// How this node's connections are protected: its TLS material, or plain.
-    pub fn security(&self) -> &Security {
-        &self.shared.security
-    }
-
-    /// The node's data directory.
-    pub fn data_dir(&self) -> &std::path::Path {
-        &self.shared.data_dir
-    }
-
-    /// The raft timers this node runs with.
-    pub fn timing(&self) -> Timing {
-        self.shared.timing
-    }
-
-    fn send(&self, event: Event) -> Result<(), ProposeError> {
-        self.shared
-            .events
-            .send(event)
-            .map_err(|_| ProposeError::Stopped)
-    }
-
-    /// Proposes a command and waits until it applied on this node. Accepted on any node: a
-    /// follower hands it to the leader. Waits at most the configured request timeout.
-    pub async fn propose(&self, command: &Command) -> Result<Applied, ProposeError> {
-        self.submit(Proposal::Command(command.encode()?)).await
-    }
-
-    /// Adds a voting member (one at a time). The new node must be started with `--join`; it
-    /// catches up by snapshot.
-    pub async fn add_member(&self, id: NodeId, address: &str) -> Result<Applied, ProposeError> {
-        self.change_membership(id, ConfChangeType::AddNode, address.as_bytes().to_vec())
-            .await
-    }
-
-    /// Removes a member, dead or alive. Removing the leader first hands leadership over.
-    pub async fn remove_member(&self, id: NodeId) -> Result<Applied, ProposeError> {
-        if id == self.shared.id {
-            return self.remove_self().await;
-        }
-        self.change_membership(id, ConfChangeType::RemoveNode, Vec::new())
-            .await
-    }
-
-    /// A removed node stops hearing from the group, so it may never learn that its own removal
-    /// committed: a member that stays proposes it and waits for it instead.
-    async fn remove_self(&self) -> Result<Applied, ProposeError> {
-        let id = self.shared.id;
-        let leader = self.leadership().leader;
-        let mut others: Vec<(NodeId, String)> = self
-            .state()
-            .members
-            .iter()
-            .filter(|(member, _)| **member != id)
-            .map(|(member, address)| (*member, address.clone()))
-            .collect();
-        if others.is_empty() {
-            return Err(ProposeError::Refused(
-                "the last member of a group cannot remove itself".into(),
-            ));
-        }
-        // Ask the leader first when it is another node: it answers soonest.
-        others.sort_by_key(|(member, _)| Some(*member) != leader);
-        let deadline = Instant::now() + self.shared.timing.request_timeout;
-        let mut last = ProposeError::NoLeader;
-        while Instant::now() < deadline {
-            for (member, address) in &others {
-                let Ok(mut client) =
-                    crate::admin::GroupClient::with_security(address, &self.shared.security)
-                else {
-                    continue;
-                };
-                match tokio::time::timeout_at(deadline, client.remove_member(id)).await {
-                    Ok(Ok(changed)) => {
-                        return Ok(Applied {
-                            index: changed.index,
-                        });
-                    }
-                    Ok(Err(status)) => {
-                        last =
-                            ProposeError::Refused(format!("node {member}: {}", status.message()));
-                    }
-                    Err(_) => return Err(ProposeError::Timeout { index: None }),
-                }
-            }
-            tokio::time::sleep(self.shared.timing.tick).await;
-        }
-        Err(last)
-    }
-
-    async fn change_membership(
-        &self,
-        id: NodeId,
-        change: ConfChangeType,
-        context: Vec<u8>,
-    ) -> Result<Applied, ProposeError> {
-        let mut single = ConfChangeSingle {
-            node_id: id,
-            ..Default::default()
-        };
-        single.set_change_type(change);
-        let cc = ConfChangeV2 {
-            changes: vec![single].into(),
-            context: context.into(),
-            ..Default::default()
-        };
-        self.submit(Proposal::ConfChange(cc)).await
-    }
-
-    /// Proposes locally if this node leads, otherwise forwards to the leader, retrying across
-    /// elections until the deadline.
-    async fn submit(&self, proposal: Proposal) -> Result<Applied, ProposeError> {
-        let conf_change = matches!(proposal, Proposal::ConfChange(_));
-        let deadline = Instant::now() + self.shared.timing.request_timeout;
-        let pause = self.shared.timing.tick;
-        let mut last_leader = None;
-        loop {
-            let (reply, answer) = oneshot::channel();
-            let (outcome, result) = oneshot::channel();
-            self.send(Event::Propose {
-                proposal: proposal.clone(),
-                reply,
-                outcome: Some(outcome),
-            })?;
-            let answer = match tokio::time::timeout_at(deadline, answer).await {
-                Err(_) => return Err(ProposeError::Timeout { index: None }),
-                Ok(Err(_)) => return Err(ProposeError::Stopped),
-                Ok(Ok(answer)) => answer,
-            };
-            match answer {
-                ProposeReply::Proposed { index, .. } => {
-                    return wait_outcome(result, index, deadline).await;
-                }
-                ProposeReply::Refused(why) => return Err(ProposeError::Refused(why)),
-                ProposeReply::NotLeader {
-                    leader: Some(leader),
-                } if leader != self.shared.id => {
-                    last_leader = Some(leader);
-                    match self.shared.transport.forward(leader, &proposal).await {
-                        Ok(reply) => match reply.outcome {
-                            Some(ForwardOutcome::Proposed(p)) => {
-                                let (outcome, result) = oneshot::channel();
-                                self.send(Event::Await {
-                                    index: p.index,
-                                    term: p.term,
-                                    conf_change,
-                                    outcome,
-                                })?;
-                                return wait_outcome(result, p.index, deadline).await;
-                            }
-                            Some(ForwardOutcome::Refused(why)) => {
-                                return Err(ProposeError::Refused(why));
-                            }
-                            Some(ForwardOutcome::NotLeader(n)) if n.leader != 0 => {
-                                last_leader = Some(n.leader);
-                            }
-                            _ => {}
-                        },
-                        Err(e) => tracing::debug!(error = %e, "forwarding to the leader failed"),
-                    }
-                }
-                ProposeReply::NotLeader { .. } => {}
-            }
-            if Instant::now() + pause >= deadline {
-                return Err(match last_leader {
-                    Some(leader) => ProposeError::NotLeader {
-                        leader,
-                        address: self.shared.transport.address_of(leader),
-                    },
-                    None => ProposeError::NoLeader,
-                });
-            }
-            tokio::time::sleep(pause).await;
-        }
-    }
-
-    /// A linearizable read index: once it returns, this node's state reflects every write
-    /// acknowledged anywhere before the call.
-    pub async fn read_index(&self) -> Result<u64, ReadError> {
-        let (reply, answer) = oneshot::channel();
-        self.shared
-            .events
-            .send(Event::ReadIndex(reply))
-            .map_err(|_| ReadError::Stopped)?;
-        match tokio::time::timeout(self.shared.timing.request_timeout, answer).await {
-            Ok(Ok(index)) => Ok(index),
-            Ok(Err(_)) => Err(ReadError::Stopped),
-            Err(_) => Err(ReadError::Timeout),
-        }
-    }
-
-    /// Runs `read` on this node's state after a linearizable read index.
-    pub async fn linearizable<R>(&self, read: impl FnOnce(&State) -> R) -> Result<R, ReadError> {
-        self.read_index().await?;
-        Ok(read(&self.state()))
-    }
-
-    /// This replica's state as applied so far (may lag the leader; see `linearizable`).
-    pub fn state(&self) -> StateView<'_> {
-        StateView {
-            guard: self.shared.replica.read(),
-        }
-    }
-
-    /// The applied index of this replica.
-    pub fn applied_index(&self) -> u64 {
-        *self.shared.applied.borrow()
-    }
-
-    /// Notified whenever the applied index advances (services stream from it).
-    pub fn watch_applied(&self) -> watch::Receiver<u64> {
-        self.shared.applied.clone()
-    }
-
-    /// Waits until this replica applied `index`.
-    pub async fn wait_applied(&self, index: u64) -> Result<u64, ReadError> {
-        let mut applied = self.watch_applied();
-        let reached = applied
-            .wait_for(|applied| *applied >= index)
-            .await
-            .map_err(|_| ReadError::Stopped)?;
-        Ok(*reached)
-    }
-
-    /// Whether this node leads right now.
-    pub fn is_leader(&self) -> bool {
-        self.shared.leadership.borrow().leader == Some(self.shared.id)
-    }
-
-    /// Leader and term as this node knows them.
-    pub fn leadership(&self) -> Leadership {
-        *self.shared.leadership.borrow()
-    }
-
-    /// Notified on every leader or term change; leader-only controllers start when it names this
-    /// node and stop when it does not.
-    pub fn watch_leadership(&self) -> watch::Receiver<Leadership> {
-        self.shared.leadership.clone()
-    }
-
-    /// Why the raft thread stopped on its own, if it did (a damaged log, an entry from a newer
-    /// hub). Notified once.
-    pub fn watch_failure(&self) -> watch::Receiver<Option<String>> {
-        self.shared.failure.clone()
-    }
-
-    /// Raft and state machine progress.
-    pub async fn status(&self) -> Result<NodeStatus, ProposeError> {
-        let (reply, answer) = oneshot::channel();
-        self.send(Event::Status(reply))?;
-        answer.await.map_err(|_| ProposeError::Stopped)
-    }
-
-    /// Starts an election on this node now (operators moving leadership, tests).
-    pub fn campaign(&self) -> Result<(), ProposeError> {
-        self.send(Event::Campaign)
-    }
-
-    /// Stops the node: the raft thread ends (closing the data dir), every peer connection is
-    /// cut and the listener closed. Safe to call more than once.
-    pub async fn shutdown(&self) {
-        let _ = self.shared.events.send(Event::Stop);
-        let thread = self.shared.thread.lock().take();
-        if let Some(thread) = thread {
-            let joined = tokio::task::spawn_blocking(move || thread.join()).await;
-            if !matches!(joined, Ok(Ok(()))) {
-                tracing::error!(node = self.shared.id, "raft thread panicked");
-            }
-        }
-        self.shared.transport.shutdown();
-        self.shared.stop.cancel();
-        let server = self.shared.server.lock().take();
-        if let Some(server) = server {
-            let _ = server.await;
-        }
+        &self.presence
     }
 }
 
-async fn wait_outcome(
-    result: oneshot::Receiver<EntryOutcome>,
-    index: u64,
-    deadline: Instant,
-) -> Result<Applied, ProposeError> {
-    match tokio::time::timeout_at(deadline, result).await {
-        Err(_) => Err(ProposeError::Timeout { index: Some(index) }),
-        Ok(Err(_)) => Err(ProposeError::Stopped),
-        Ok(Ok(EntryOutcome::Applied)) => Ok(Applied { index }),
-        Ok(Ok(EntryOutcome::Rejected(error))) => Err(ProposeError::Rejected { index, error }),
-        Ok(Ok(EntryOutcome::Refused(why))) => Err(ProposeError::Refused(why)),
-        Ok(Ok(EntryOutcome::Superseded)) => Err(ProposeError::Superseded { index }),
-        Ok(Ok(EntryOutcome::Unknown)) => Err(ProposeError::Unknown { index }),
+impl Deref for NodeHandle {
+    type Target = ConsensusHandle;
+
+    fn deref(&self) -> &ConsensusHandle {
+        &self.consensus
     }
 }

@@ -23,7 +23,6 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::server::Router;
 
 use crate::api::AdminService;
 use crate::api::audit::{AuditLimits, AuditTrail};
@@ -41,8 +40,9 @@ use crate::http::{self, HttpContext};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeHandle, StartError};
 use crate::sync::{SyncConfig, SyncHub};
-use crate::transport::listener::ListenerLimits;
-use crate::transport::net::{self, NetError};
+use flotilla_consensus::transport::listener::ListenerLimits;
+use flotilla_consensus::transport::net::{self, NetError};
+use flotilla_consensus::transport::routes::GrpcRoutes;
 
 /// Default address of the API listener.
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7071";
@@ -265,7 +265,7 @@ impl Hub {
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();
 
-        let router = api_router(&context, &config.api_connections);
+        let router = api_router(&context);
         let tls = node.security().tls().cloned();
         tasks.push(tokio::spawn(net::serve(
             "api",
@@ -380,9 +380,9 @@ fn local_addr(listener: &tokio::net::TcpListener, address: &str) -> Result<Socke
     })
 }
 
-/// The gRPC services of the API listener, served with `limits`.
-pub fn api_router(context: &HubContext, limits: &ListenerLimits) -> Router {
-    net::server(limits)
+/// The gRPC services of the API listener.
+pub fn api_router(context: &HubContext) -> GrpcRoutes {
+    GrpcRoutes::default()
         .add_service(
             AdminServer::new(AdminService::new(context.clone()))
                 .max_decoding_message_size(net::MAX_MESSAGE_BYTES)

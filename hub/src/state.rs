@@ -18,6 +18,7 @@ pub mod command;
 pub mod fleet;
 pub mod health;
 pub mod identity;
+mod machine;
 pub mod pki;
 pub mod rollout;
 pub mod signature;
@@ -41,7 +42,7 @@ use source::{Blob, BlobHash, Revision, RevisionRef, Source};
 use stage::Stage;
 
 /// Raft id of a hub node.
-pub type NodeId = u64;
+pub use flotilla_consensus::NodeId;
 
 /// Key/value labels of a cluster (core's type).
 pub use flotilla_core::Labels;

@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 
 use crate::ports::free_address;
-use flotilla_hub::admin::GroupClient;
+use flotilla_consensus::transport::net::Security;
+use flotilla_hub::node::GroupClient;
 use flotilla_hub::server::DEFAULT_BOOTSTRAP_TOKEN_TTL;
 use flotilla_hub::state::{Command, State};
 use flotilla_hub::sync::register::IssuedBootstrapToken;
-use flotilla_hub::transport::net::Security;
 use tempfile::TempDir;
 
 /// The group CA's files, as `flotilla-hub ca create` writes them.

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use super::{ConfigError, FileConfig};
-use crate::transport::listener::ListenerLimits;
+use flotilla_consensus::transport::listener::ListenerLimits;
 
 fn parse(yaml: &str) -> FileConfig {
     serde_saphyr::from_str(yaml).unwrap()

@@ -29,7 +29,7 @@ use crate::metrics::Metrics;
 use crate::node::ProposeError;
 use crate::state::source::{Blob, BlobHash, RenderError, RevisionRef, RevisionStatus};
 use crate::state::{Command, CommandError, RenderOutcome, State};
-use crate::transport::net::MAX_MESSAGE_BYTES;
+use flotilla_consensus::transport::net::MAX_MESSAGE_BYTES;
 
 mod job;
 

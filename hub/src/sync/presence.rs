@@ -35,7 +35,7 @@ use tonic::{Request, Response, Status};
 use super::streams::Streams;
 use crate::node::NodeHandle;
 use crate::state::NodeId;
-use crate::transport::net;
+use flotilla_consensus::transport::net;
 
 #[cfg(test)]
 mod tests;

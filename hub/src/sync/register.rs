@@ -19,7 +19,7 @@ use crate::auth::{BootstrapRefused, NewBootstrapToken, check_bootstrap};
 use crate::clock::Clock;
 use crate::node::{NodeHandle, ProposeError};
 use crate::state::{Command, CommandError, State, Timestamp};
-use crate::transport::net::{self, NodeTls};
+use flotilla_consensus::transport::net::{self, NodeTls};
 
 /// A bootstrap token just issued: show `token.reveal()` once, it is stored only as a hash.
 #[derive(Debug)]

@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use flotilla_consensus::transport::faults::FaultPlan;
 use flotilla_hub::config::{Bootstrap, NodeConfig, Timing};
 use flotilla_hub::controller::source::SourceConfig;
 use flotilla_hub::server::{Hub, HubConfig};
-use flotilla_hub::transport::faults::FaultPlan;
 use std::sync::Arc;
 use support::{FLEET_SPEC, assigned, http, inventory_file, rendered, wait_for};
 use tempfile::TempDir;

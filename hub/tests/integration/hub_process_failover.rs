@@ -31,7 +31,7 @@ async fn leader_kill_loses_nothing(size: u64) -> Result<()> {
         let mut acked = BTreeSet::new();
         for i in 0..60 {
             let name = format!("during-{i}");
-            let Ok(mut client) = flotilla_hub::admin::GroupClient::new(&client_address) else {
+            let Ok(mut client) = flotilla_hub::node::GroupClient::new(&client_address) else {
                 continue;
             };
             if client.propose(&register(&name)).await.is_ok() {

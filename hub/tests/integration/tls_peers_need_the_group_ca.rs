@@ -8,10 +8,10 @@ use crate::support::secure;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
-use flotilla_hub::admin::GroupClient;
+use flotilla_consensus::transport::net::Security;
 use flotilla_hub::config::{Bootstrap, NodeConfig, SecurityConfig, TlsSettings};
+use flotilla_hub::node::GroupClient;
 use flotilla_hub::node::{Node, NodeHandle};
-use flotilla_hub::transport::net::Security;
 use flotilla_pki::{CaPem, GroupCa};
 use flotilla_proto::v1::GroupStatusRequest;
 use flotilla_proto::v1::hub_group_client::HubGroupClient;

@@ -25,7 +25,7 @@ type Handshake = (SocketAddr, io::Result<TlsStream<TcpStream>>);
 
 /// A TCP listener whose connections come out TLS-established and, where the configuration
 /// asks for client certificates, verified. Serve tonic with
-/// `Server::builder().add_service(..).serve_with_incoming(listener.into_stream())`: tonic then
+/// `Server::builder().serve_with_incoming(service, listener.into_stream())`: tonic then
 /// exposes the peer's certificates through `Request::peer_certs()`.
 pub struct TlsListener {
     tcp: TcpListener,

@@ -83,11 +83,7 @@ async fn start(client_auth: ClientAuth) -> Result<(GroupCa, u16)> {
     let tcp = TcpListener::bind("127.0.0.1:0").await?;
     let port = tcp.local_addr()?.port();
     let incoming = TlsListener::new(tcp, Arc::new(config)).into_stream();
-    tokio::spawn(
-        Server::builder()
-            .add_service(HubGroupServer::new(WhoAmI))
-            .serve_with_incoming(incoming),
-    );
+    tokio::spawn(Server::builder().serve_with_incoming(HubGroupServer::new(WhoAmI), incoming));
     Ok((ca, port))
 }
 

@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use flotilla_consensus::transport::faults::FaultPlan;
 use flotilla_hub::config::{Bootstrap, NodeConfig, Timing};
 use flotilla_hub::node::{Node, NodeHandle};
 use flotilla_hub::state::{Command, Timestamp};
-use flotilla_hub::transport::faults::FaultPlan;
 use tempfile::TempDir;
 
 /// Fast timers so elections take a fraction of a second.

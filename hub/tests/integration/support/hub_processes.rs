@@ -125,7 +125,7 @@ impl HubProcesses {
         eventually("an agreed leader", || async {
             let mut seen = Vec::new();
             for id in self.running() {
-                let status = match flotilla_hub::admin::GroupClient::new(&self.peers[&id]) {
+                let status = match flotilla_hub::node::GroupClient::new(&self.peers[&id]) {
                     Ok(mut client) => client.status().await.ok(),
                     Err(_) => None,
                 };
@@ -143,7 +143,7 @@ impl HubProcesses {
         let mut last = None;
         for _ in 0..50 {
             for id in self.running() {
-                let mut client = flotilla_hub::admin::GroupClient::new(&self.peers[&id])?;
+                let mut client = flotilla_hub::node::GroupClient::new(&self.peers[&id])?;
                 match client.propose(command).await {
                     Ok(_) => return Ok(()),
                     Err(status) => last = Some(status),
@@ -156,7 +156,7 @@ impl HubProcesses {
 
     /// Node `id`'s replica of the state.
     pub async fn state(&self, id: u64) -> Result<flotilla_hub::state::State> {
-        let mut client = flotilla_hub::admin::GroupClient::new(&self.peers[&id])?;
+        let mut client = flotilla_hub::node::GroupClient::new(&self.peers[&id])?;
         Ok(client.read_state(false).await?.1)
     }
 }

@@ -7,9 +7,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use flotilla_consensus::storage::{Identity, RaftStore};
 use flotilla_hub::config::DEFAULT_GROUP;
 use flotilla_hub::state::{Command, State};
-use flotilla_hub::storage::{Identity, RaftStore};
 use raft::eraftpb::EntryType;
 use raft::{GetEntriesContext, Storage};
 

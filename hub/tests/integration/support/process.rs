@@ -8,7 +8,7 @@ use std::process::{Child, Command as Process, Output, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use flotilla_hub::admin::GroupClient;
+use flotilla_hub::node::GroupClient;
 use flotilla_hub::state::{Command, State, Timestamp};
 use flotilla_proto::v1::GroupStatus;
 use tempfile::TempDir;

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use flotilla_hub::admin::GroupClient;
+use flotilla_hub::node::GroupClient;
 use flotilla_hub::state::{Command, Timestamp};
 use flotilla_tests::hub_group::HubGroup;
 use serde_json::{Value, json};

@@ -8,7 +8,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::mpsc::Sender as EventSender;
 use std::time::Duration;
 
 use flotilla_proto::v1::raft_peer_client::RaftPeerClient;
@@ -28,12 +27,12 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::node::{Event, Proposal, ProposeReply};
-use crate::state::NodeId;
+use crate::NodeId;
 
 pub mod faults;
 pub mod listener;
 pub mod net;
+pub mod routes;
 
 use faults::{FaultPlan, Verdict};
 
@@ -49,6 +48,62 @@ const MAX_BATCH: usize = 256;
 /// Pause before re-opening a failed stream.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(50);
 
+/// What the transport hands the raft thread.
+pub(crate) enum Inbound {
+    /// A message from a peer.
+    Raft(Box<Message>),
+    /// Sending to the peer failed.
+    Unreachable(NodeId),
+    /// A snapshot upload to the peer finished or failed.
+    SnapshotReport(NodeId, SnapshotStatus),
+    /// A follower handed this node a proposal: answer `reply` at once.
+    Forwarded {
+        /// What to append.
+        proposal: Proposal,
+        /// The immediate answer.
+        reply: oneshot::Sender<ProposeReply>,
+    },
+}
+
+/// Something to append to the log.
+#[derive(Debug, Clone)]
+pub(crate) enum Proposal {
+    /// An encoded command.
+    Command(Vec<u8>),
+    /// A membership change.
+    ConfChange(ConfChangeV2),
+}
+
+/// The raft thread's immediate answer to a proposal.
+#[derive(Debug, Clone)]
+pub(crate) enum ProposeReply {
+    Proposed { index: u64, term: u64 },
+    NotLeader { leader: Option<NodeId> },
+    Refused(String),
+}
+
+/// The raft thread is gone.
+#[derive(Debug)]
+pub(crate) struct Stopped;
+
+/// Where inbound traffic goes: the raft thread's queue, whatever else that queue carries.
+#[derive(Clone)]
+pub(crate) struct Inbox(Arc<dyn Fn(Inbound) -> Result<(), Stopped> + Send + Sync>);
+
+impl Inbox {
+    /// An inbox that delivers through `deliver`.
+    pub(crate) fn new(
+        deliver: impl Fn(Inbound) -> Result<(), Stopped> + Send + Sync + 'static,
+    ) -> Self {
+        Inbox(Arc::new(deliver))
+    }
+
+    /// Delivers `inbound`, unless the raft thread stopped.
+    pub(crate) fn send(&self, inbound: Inbound) -> Result<(), Stopped> {
+        (self.0)(inbound)
+    }
+}
+
 /// Outgoing raft traffic of one node.
 pub(crate) struct Transport {
     id: NodeId,
@@ -56,7 +111,7 @@ pub(crate) struct Transport {
     advertise: String,
     faults: Arc<FaultPlan>,
     runtime: tokio::runtime::Handle,
-    events: EventSender<Event>,
+    events: Inbox,
     links: Mutex<HashMap<NodeId, Link>>,
     stop: CancellationToken,
     security: net::Security,
@@ -92,7 +147,7 @@ impl Transport {
         advertise: String,
         faults: Arc<FaultPlan>,
         runtime: tokio::runtime::Handle,
-        events: EventSender<Event>,
+        events: Inbox,
         security: net::Security,
     ) -> Self {
         Transport {
@@ -141,7 +196,8 @@ impl Transport {
                     self.runtime.spawn(async move {
                         tokio::time::sleep(delay).await;
                         if queue.send(msg).is_err() && is_snapshot {
-                            let _ = events.send(Event::SnapshotReport(to, SnapshotStatus::Failure));
+                            let _ =
+                                events.send(Inbound::SnapshotReport(to, SnapshotStatus::Failure));
                         }
                     });
                 }
@@ -153,7 +209,7 @@ impl Transport {
         if snapshot {
             let _ = self
                 .events
-                .send(Event::SnapshotReport(to, SnapshotStatus::Failure));
+                .send(Inbound::SnapshotReport(to, SnapshotStatus::Failure));
         }
     }
 
@@ -285,7 +341,7 @@ struct LinkSender {
     to: NodeId,
     header: PeerHeader,
     channel: Channel,
-    events: EventSender<Event>,
+    events: Inbox,
     stop: CancellationToken,
 }
 
@@ -295,7 +351,7 @@ impl LinkSender {
             let mut pending = Some(first);
             if let Err(status) = self.stream(&mut queue, &mut pending).await {
                 tracing::debug!(to = self.to, %status, "peer stream failed");
-                let _ = self.events.send(Event::Unreachable(self.to));
+                let _ = self.events.send(Inbound::Unreachable(self.to));
                 // Whatever queued up while the peer was away is stale; raft resends it. A
                 // snapshot must still be reported, or raft waits for its outcome forever.
                 tokio::select! {
@@ -306,7 +362,7 @@ impl LinkSender {
                     if msg.get_msg_type() == MessageType::MsgSnapshot {
                         let _ = self
                             .events
-                            .send(Event::SnapshotReport(self.to, SnapshotStatus::Failure));
+                            .send(Inbound::SnapshotReport(self.to, SnapshotStatus::Failure));
                     }
                 }
             }
@@ -385,12 +441,7 @@ fn call_error(
 }
 
 /// Uploads one snapshot message in chunks and reports the outcome to raft.
-async fn send_snapshot(
-    channel: Channel,
-    header: PeerHeader,
-    msg: Message,
-    events: EventSender<Event>,
-) {
+async fn send_snapshot(channel: Channel, header: PeerHeader, msg: Message, events: Inbox) {
     let to = header.to;
     let result = async {
         let bytes = msg
@@ -423,18 +474,18 @@ async fn send_snapshot(
         }
         Err(status) => {
             tracing::warn!(to, %status, "snapshot upload failed");
-            let _ = events.send(Event::Unreachable(to));
+            let _ = events.send(Inbound::Unreachable(to));
             SnapshotStatus::Failure
         }
     };
-    let _ = events.send(Event::SnapshotReport(to, status));
+    let _ = events.send(Inbound::SnapshotReport(to, status));
 }
 
 /// The receiving side: steps incoming raft traffic into the local node.
 pub(crate) struct PeerService {
     pub(crate) id: NodeId,
     pub(crate) group: String,
-    pub(crate) events: EventSender<Event>,
+    pub(crate) events: Inbox,
     pub(crate) transport: Arc<Transport>,
 }
 
@@ -453,7 +504,7 @@ impl PeerService {
 
     fn step(&self, msg: Message) -> Result<(), Status> {
         self.events
-            .send(Event::Raft(Box::new(msg)))
+            .send(Inbound::Raft(Box::new(msg)))
             .map_err(|_| Status::unavailable("hub node is stopping"))
     }
 }
@@ -528,11 +579,7 @@ impl RaftPeer for PeerService {
         };
         let (reply, answer) = oneshot::channel();
         self.events
-            .send(Event::Propose {
-                proposal,
-                reply,
-                outcome: None,
-            })
+            .send(Inbound::Forwarded { proposal, reply })
             .map_err(|_| Status::unavailable("hub node is stopping"))?;
         let answer = answer
             .await

@@ -28,27 +28,35 @@ pub(super) enum EntryKind {
     Empty,
 }
 
-struct Waiter {
+struct Waiter<R> {
     term: u64,
     conf_change: bool,
-    reply: oneshot::Sender<EntryOutcome>,
+    reply: oneshot::Sender<EntryOutcome<R>>,
 }
 
-/// Proposals waiting for their entry.
-#[derive(Default)]
-pub(super) struct Proposals {
-    waiting: BTreeMap<u64, Vec<Waiter>>,
-    recent: VecDeque<(u64, u64, EntryKind, EntryOutcome)>,
+/// Proposals waiting for their entry. `R` is the state machine's rejection.
+pub(super) struct Proposals<R> {
+    waiting: BTreeMap<u64, Vec<Waiter<R>>>,
+    recent: VecDeque<(u64, u64, EntryKind, EntryOutcome<R>)>,
 }
 
-impl Proposals {
+impl<R> Default for Proposals<R> {
+    fn default() -> Self {
+        Proposals {
+            waiting: BTreeMap::new(),
+            recent: VecDeque::new(),
+        }
+    }
+}
+
+impl<R: Clone> Proposals<R> {
     /// Waits for the entry proposed at `(index, term)`; answers at once if it already applied.
     pub(super) fn register(
         &mut self,
         index: u64,
         term: u64,
         conf_change: bool,
-        reply: oneshot::Sender<EntryOutcome>,
+        reply: oneshot::Sender<EntryOutcome<R>>,
         applied: u64,
     ) {
         let waiter = Waiter {
@@ -73,7 +81,7 @@ impl Proposals {
         index: u64,
         term: u64,
         kind: EntryKind,
-        outcome: EntryOutcome,
+        outcome: EntryOutcome<R>,
     ) {
         if let Some(waiters) = self.waiting.remove(&index) {
             for waiter in waiters {
@@ -108,7 +116,12 @@ impl Proposals {
     }
 }
 
-fn judge(waiter: &Waiter, term: u64, kind: EntryKind, outcome: &EntryOutcome) -> EntryOutcome {
+fn judge<R: Clone>(
+    waiter: &Waiter<R>,
+    term: u64,
+    kind: EntryKind,
+    outcome: &EntryOutcome<R>,
+) -> EntryOutcome<R> {
     if term != waiter.term {
         return EntryOutcome::Superseded;
     }

@@ -183,8 +183,9 @@ impl RaftStore {
                 detail: other.to_string(),
             },
         })?;
-        // The log holds tokens' hashes, agent certificates and every decision: owner only,
-        // whatever the umask was when redb created it.
+        // The log holds every decision of the state machine, secrets included (the hub's
+        // token hashes and certificates): owner only, whatever the umask was when redb
+        // created it.
         std::fs::set_permissions(dir.join(DB_FILE), std::fs::Permissions::from_mode(0o600))
             .map_err(io)?;
         let mut store = RaftStore {

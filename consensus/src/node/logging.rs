@@ -5,7 +5,7 @@ use std::fmt::{self, Write as _};
 
 use slog::{Drain, KV, Level, Never, OwnedKVList, Record};
 
-use crate::state::NodeId;
+use crate::NodeId;
 
 /// A slog logger for the raft node `id` that writes to `tracing`.
 pub(super) fn raft_logger(id: NodeId) -> slog::Logger {

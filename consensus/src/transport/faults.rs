@@ -10,7 +10,7 @@ use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::state::NodeId;
+use crate::NodeId;
 
 /// What happens to one outgoing message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,18 +2,20 @@ use tokio::sync::oneshot;
 
 use super::EntryOutcome;
 use super::waiters::{EntryKind, Proposals, Reads};
-use crate::state::CommandError;
+
+/// A state machine's rejection, as far as the waiters care: anything cloneable.
+type Rejection = String;
 
 fn waiter() -> (
-    oneshot::Sender<EntryOutcome>,
-    oneshot::Receiver<EntryOutcome>,
+    oneshot::Sender<EntryOutcome<Rejection>>,
+    oneshot::Receiver<EntryOutcome<Rejection>>,
 ) {
     oneshot::channel()
 }
 
 #[test]
 fn a_proposal_is_answered_by_the_entry_at_its_index_and_term() {
-    let mut proposals = Proposals::default();
+    let mut proposals = Proposals::<Rejection>::default();
     let (tx, mut rx) = waiter();
     proposals.register(5, 2, false, tx, 4);
     assert!(rx.try_recv().is_err(), "answered before its entry applied");
@@ -23,7 +25,7 @@ fn a_proposal_is_answered_by_the_entry_at_its_index_and_term() {
 
 #[test]
 fn an_entry_of_another_term_at_the_index_supersedes_the_proposal() {
-    let mut proposals = Proposals::default();
+    let mut proposals = Proposals::<Rejection>::default();
     let (tx, mut rx) = waiter();
     proposals.register(5, 2, false, tx, 4);
     proposals.resolve(5, 3, EntryKind::Command, EntryOutcome::Applied);
@@ -32,10 +34,10 @@ fn an_entry_of_another_term_at_the_index_supersedes_the_proposal() {
 
 #[test]
 fn a_rejection_reaches_the_proposer() {
-    let mut proposals = Proposals::default();
+    let mut proposals = Proposals::<Rejection>::default();
     let (tx, mut rx) = waiter();
     proposals.register(7, 1, false, tx, 0);
-    let error = CommandError::UnknownCluster("x".into());
+    let error: Rejection = "cluster x is not registered".into();
     proposals.resolve(
         7,
         1,
@@ -47,7 +49,7 @@ fn a_rejection_reaches_the_proposer() {
 
 #[test]
 fn a_conf_change_replaced_by_an_empty_entry_is_refused() {
-    let mut proposals = Proposals::default();
+    let mut proposals = Proposals::<Rejection>::default();
     let (tx, mut rx) = waiter();
     proposals.register(9, 4, true, tx, 8);
     proposals.resolve(9, 4, EntryKind::Empty, EntryOutcome::Applied);
@@ -56,7 +58,7 @@ fn a_conf_change_replaced_by_an_empty_entry_is_refused() {
 
 #[test]
 fn a_late_registration_is_answered_from_recent_outcomes() {
-    let mut proposals = Proposals::default();
+    let mut proposals = Proposals::<Rejection>::default();
     proposals.resolve(3, 1, EntryKind::Command, EntryOutcome::Applied);
     let (tx, mut rx) = waiter();
     proposals.register(3, 1, false, tx, 3);
@@ -68,7 +70,7 @@ fn a_late_registration_is_answered_from_recent_outcomes() {
 
 #[test]
 fn a_snapshot_over_waiting_proposals_leaves_their_outcome_unknown() {
-    let mut proposals = Proposals::default();
+    let mut proposals = Proposals::<Rejection>::default();
     let (early, mut early_rx) = waiter();
     let (late, mut late_rx) = waiter();
     proposals.register(4, 1, false, early, 1);

@@ -16,8 +16,8 @@ use std::time::SystemTime;
 
 use flotilla_pki::{CaPem, GroupCa};
 
+use crate::StateMachine;
 use crate::config::{ConfigError, NodeConfig, SecurityConfig};
-use crate::state::State;
 use crate::transport::net::{self, NetError, NodeTls, Security};
 
 use super::StartError;
@@ -54,10 +54,10 @@ pub(super) fn keep_ca_key(dir: &Path, ca: &CaPem) -> Result<(), NetError> {
 
 /// The CA a founding member puts in the bootstrap snapshot: the operator's, or a new one when
 /// it founds the group alone. `None` for an insecure group.
-pub(super) fn founding_ca(
+pub(super) fn founding_ca<S: StateMachine>(
     config: &NodeConfig,
     founders: usize,
-) -> Result<Option<CaPem>, StartError> {
+) -> Result<Option<CaPem>, StartError<S>> {
     let SecurityConfig::Tls(tls) = &config.security else {
         return Ok(None);
     };
@@ -83,15 +83,15 @@ pub(super) fn founding_ca(
 
 /// The node's TLS material: the group's CA (from the state, else the operator's files) and a
 /// fresh certificate for this node's names; the CA certificate is written to `DATA/ca.crt`.
-pub(super) fn node_security(
+pub(super) fn node_security<S: StateMachine>(
     config: &NodeConfig,
     address: &str,
-    state: &State,
-) -> Result<Security, StartError> {
+    state: &S,
+) -> Result<Security, StartError<S>> {
     let SecurityConfig::Tls(tls) = &config.security else {
         return Ok(Security::Plain);
     };
-    let ca = match (&state.pki.ca, &tls.ca) {
+    let ca = match (state.group_ca(), &tls.ca) {
         (Some(group), Some(given)) if group.certificate != given.certificate => {
             return Err(ConfigError::Invalid {
                 field: "--ca-cert / --ca-key",

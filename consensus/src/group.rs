@@ -1,5 +1,8 @@
 //! The group admin API (`HubGroup`): status and membership changes, served by every node and
-//! used by `flotilla-hub status` and `flotilla-hub member add|remove`.
+//! used by `flotilla-hub status` and `flotilla-hub member add|remove`; proposing an encoded
+//! command and reading the state machine's image, for tools and tests.
+
+use std::marker::PhantomData;
 
 use flotilla_proto::v1::hub_group_client::HubGroupClient;
 use flotilla_proto::v1::hub_group_server::HubGroup;
@@ -10,24 +13,24 @@ use flotilla_proto::v1::{
 };
 use tonic::{Request, Response, Status};
 
+use crate::StateMachine;
 use crate::node::{NodeHandle, NodeStatus, ProposeError};
-use crate::state::{Command, State};
 use crate::transport::net::{self, NetError, Security};
 
 /// Serves `HubGroup` from a node.
-pub(crate) struct GroupService {
-    node: NodeHandle,
+pub(crate) struct GroupService<S: StateMachine> {
+    node: NodeHandle<S>,
 }
 
-impl GroupService {
-    pub(crate) fn new(node: NodeHandle) -> Self {
+impl<S: StateMachine> GroupService<S> {
+    pub(crate) fn new(node: NodeHandle<S>) -> Self {
         GroupService { node }
     }
 
     fn members(&self) -> Vec<GroupMember> {
         self.node
             .state()
-            .members
+            .members()
             .iter()
             .map(|(id, address)| GroupMember {
                 id: *id,
@@ -37,7 +40,7 @@ impl GroupService {
     }
 }
 
-fn to_status(error: ProposeError) -> Status {
+fn to_status<S: StateMachine>(error: ProposeError<S>) -> Status {
     match error {
         ProposeError::Rejected { .. } | ProposeError::Refused(_) => {
             Status::failed_precondition(error.to_string())
@@ -69,7 +72,7 @@ fn status_message(group: &str, status: NodeStatus) -> GroupStatus {
 }
 
 #[tonic::async_trait]
-impl HubGroup for GroupService {
+impl<S: StateMachine> HubGroup for GroupService<S> {
     async fn status(
         &self,
         _request: Request<GroupStatusRequest>,
@@ -121,7 +124,7 @@ impl HubGroup for GroupService {
         &self,
         request: Request<GroupProposeRequest>,
     ) -> Result<Response<GroupProposed>, Status> {
-        let command = Command::decode(&request.into_inner().command)
+        let command = S::decode_command(&request.into_inner().command)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
         let applied = self.node.propose(&command).await.map_err(to_status)?;
         Ok(Response::new(GroupProposed {
@@ -140,28 +143,29 @@ impl HubGroup for GroupService {
                 .map_err(|e| Status::unavailable(e.to_string()))?;
         }
         let state = self.node.state();
-        // The image never carries the CA's private key: no API returns it, not even to peers.
-        let mut image_state = (*state).clone();
-        if let Some(ca) = &mut image_state.pki.ca {
-            ca.private_key = String::new();
-        }
+        // The image never carries a secret (the CA's private key): no API returns one, not even
+        // to peers.
         let image = GroupStateImage {
             applied: state.applied(),
-            snapshot: image_state
-                .to_snapshot()
+            snapshot: state
+                .without_secrets()
+                .snapshot()
                 .map_err(|e| Status::internal(e.to_string()))?,
-            state_hash: state.hash().map_err(|e| Status::internal(e.to_string()))?,
+            state_hash: state
+                .digest()
+                .map_err(|e| Status::internal(e.to_string()))?,
         };
         Ok(Response::new(image))
     }
 }
 
-/// A client of a node's `HubGroup` API.
-pub struct GroupClient {
+/// A client of a node's `HubGroup` API, for a group replicating `S`.
+pub struct GroupClient<S> {
     inner: HubGroupClient<tonic::transport::Channel>,
+    state: PhantomData<fn() -> S>,
 }
 
-impl GroupClient {
+impl<S: StateMachine> GroupClient<S> {
     /// A client for the node at `address` (HOST:PORT) of an `--insecure` group; connects on
     /// first use.
     pub fn new(address: &str) -> Result<Self, NetError> {
@@ -173,6 +177,7 @@ impl GroupClient {
     pub fn with_security(address: &str, security: &Security) -> Result<Self, NetError> {
         Ok(GroupClient {
             inner: HubGroupClient::new(net::channel(address, security)?),
+            state: PhantomData,
         })
     }
 
@@ -201,25 +206,23 @@ impl GroupClient {
     }
 }
 
-impl GroupClient {
+impl<S: StateMachine> GroupClient<S> {
     /// Proposes a command through the node; returns the index it applied at.
-    pub async fn propose(&mut self, command: &Command) -> Result<u64, Status> {
-        let command = command
-            .encode()
-            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+    pub async fn propose(&mut self, command: &S::Command) -> Result<u64, Status> {
+        let command =
+            S::encode_command(command).map_err(|e| Status::invalid_argument(e.to_string()))?;
         let request = GroupProposeRequest { command };
         Ok(self.inner.propose(request).await?.into_inner().index)
     }
 
     /// The node's state machine, decoded, with the index it reflects.
-    pub async fn read_state(&mut self, linearizable: bool) -> Result<(u64, State), Status> {
+    pub async fn read_state(&mut self, linearizable: bool) -> Result<(u64, S), Status> {
         let image = self
             .inner
             .read_state(GroupReadStateRequest { linearizable })
             .await?
             .into_inner();
-        let state =
-            State::from_snapshot(&image.snapshot).map_err(|e| Status::data_loss(e.to_string()))?;
+        let state = S::restore(&image.snapshot).map_err(|e| Status::data_loss(e.to_string()))?;
         Ok((image.applied, state))
     }
 }

@@ -1,4 +1,4 @@
-//! Every channel and server of the hub's gRPC and HTTP traffic is built here, so transport
+//! Every channel and server of a node's gRPC and HTTP traffic is built here, so transport
 //! security has one place: mutual TLS between hub nodes, TLS on the API listener (client
 //! certificates optional: agents present one, operators a bearer token) and on the HTTP
 //! listener, all with certificates from the group's CA — or plain HTTP/2 under `--insecure`.
@@ -14,8 +14,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use axum::error_handling::HandleErrorLayer;
-use axum::http::StatusCode;
 use flotilla_pki::{
     ClientAuth, GroupCa, NodeCredentials, PeerCertificate, PeerIdentity, RotatingIdentity,
     peer_certificate, rotating_client_config, rotating_server_config,
@@ -30,11 +28,11 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_util::sync::CancellationToken;
 use tonic::service::Interceptor;
-use tonic::transport::server::Router;
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Status};
 
 use super::listener::{Event, Handshake, Listener, ListenerLimits, Plain, Protocol, Tls};
+use super::routes::GrpcRoutes;
 
 /// Largest gRPC message a hub node accepts or sends (snapshots are chunked below it).
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
@@ -275,7 +273,7 @@ pub async fn bind(address: &str) -> Result<TcpListener, NetError> {
 
 /// A gRPC server builder with a listener's HTTP/2 limits: streams per connection, and pings
 /// that find dead clients (which also keep live ones from being closed as idle).
-pub fn server(limits: &ListenerLimits) -> tonic::transport::Server {
+fn server(limits: &ListenerLimits) -> tonic::transport::Server {
     tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .max_concurrent_streams(limits.max_concurrent_streams)
@@ -283,30 +281,36 @@ pub fn server(limits: &ListenerLimits) -> tonic::transport::Server {
         .http2_keepalive_timeout(Some(limits.keepalive_timeout))
 }
 
-/// Serves `router` (built with [`server`] and the same `limits`) on `listener` until `stop` is
-/// cancelled; then every accepted connection is cut and the listener closed. With `tls`,
-/// connections are TLS (client certificates as the configuration asks) and services see the
-/// client's certificate (`Request::peer_certs`). `name` labels the listener's log lines.
+/// Serves the gRPC services of `routes` on `listener`, with the HTTP/2 limits of `limits`,
+/// until `stop` is cancelled; then every accepted connection is cut and the listener closed.
+/// With `tls`, connections are TLS (client certificates as the configuration asks) and
+/// services see the client's certificate (`Request::peer_certs`). `name` labels the listener's
+/// log lines.
 pub async fn serve(
     name: &'static str,
-    router: Router,
+    routes: GrpcRoutes,
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
     limits: ListenerLimits,
     stop: CancellationToken,
 ) {
     let cut = stop.clone();
+    let server = server(&limits);
     let result = match tls {
         None => {
             let incoming = Listener::new(name, listener, Plain, limits, cut).into_stream();
-            router
-                .serve_with_incoming_shutdown(incoming, stop.cancelled_owned())
+            server
+                .serve_with_incoming_shutdown(routes, incoming, stop.cancelled_owned())
                 .await
         }
         Some(config) => {
             let incoming = Listener::new(name, listener, Tls::new(config), limits, cut);
-            router
-                .serve_with_incoming_shutdown(incoming.into_stream(), stop.cancelled_owned())
+            server
+                .serve_with_incoming_shutdown(
+                    routes,
+                    incoming.into_stream(),
+                    stop.cancelled_owned(),
+                )
                 .await
         }
     };
@@ -319,39 +323,74 @@ pub async fn serve(
 /// connections are cut.
 const HTTP_SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
-/// Serves an axum router on the HTTP listener until `stop` is cancelled: HTTPS (HTTP/1.1 or
-/// HTTP/2 as the client chose by ALPN, no client certificates) with `tls`, plain HTTP without.
-/// Requests in flight at the stop get 2 s to finish.
-pub async fn serve_http(
-    router: axum::Router,
+/// Serves an HTTP service (the embedder's routes, with its own answer to a request that
+/// outlived `limits.request_timeout`) on the HTTP listener until `stop` is cancelled: HTTPS
+/// (HTTP/1.1 or HTTP/2 as the client chose by ALPN, no client certificates) with `tls`, plain
+/// HTTP without. Requests in flight at the stop get 2 s to finish.
+pub async fn serve_http<S, B>(
+    service: S,
     listener: TcpListener,
     tls: Option<Arc<ServerConfig>>,
     limits: ListenerLimits,
     stop: CancellationToken,
-) {
+) where
+    S: HttpService<B>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<tower::BoxError>,
+{
     let cut = CancellationToken::new();
     match tls {
         None => {
             let listener = Listener::new("http", listener, Plain, limits, cut.clone());
-            serve_http_on(listener, router, &limits, &stop).await;
+            serve_http_on(listener, service, &limits, &stop).await;
         }
         Some(config) => {
             let listener = Listener::new("http", listener, Tls::new(config), limits, cut.clone());
-            serve_http_on(listener, router, &limits, &stop).await;
+            serve_http_on(listener, service, &limits, &stop).await;
         }
     }
     cut.cancel();
 }
 
+/// What [`serve_http`] serves: a cloneable tower service of HTTP requests.
+pub trait HttpService<B>:
+    tower::Service<
+        http::Request<hyper::body::Incoming>,
+        Response = http::Response<B>,
+        Error: Into<tower::BoxError>,
+        Future: Send + 'static,
+    > + Clone
+    + Send
+    + 'static
+{
+}
+
+impl<S, B> HttpService<B> for S where
+    S: tower::Service<
+            http::Request<hyper::body::Incoming>,
+            Response = http::Response<B>,
+            Error: Into<tower::BoxError>,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + 'static
+{
+}
+
 /// The HTTP listener's accept loop: each connection served by hyper with the listener's limits.
-async fn serve_http_on<H>(
+async fn serve_http_on<H, S, B>(
     mut listener: Listener<H>,
-    router: axum::Router,
+    service: S,
     limits: &ListenerLimits,
     stop: &CancellationToken,
 ) where
     H: Handshake,
     H::Io: AsyncRead + AsyncWrite + Unpin,
+    S: HttpService<B>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<tower::BoxError>,
 {
     // hyper enforces the header read timeout and pings only with a timer.
     let mut detect = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
@@ -365,13 +404,6 @@ async fn serve_http_on<H>(
         .max_concurrent_streams(limits.max_concurrent_streams)
         .keep_alive_interval(limits.keepalive_interval)
         .keep_alive_timeout(limits.keepalive_timeout);
-    let router = router.layer(
-        tower::ServiceBuilder::new()
-            .layer(HandleErrorLayer::new(|_: tower::BoxError| async {
-                StatusCode::REQUEST_TIMEOUT
-            }))
-            .timeout(limits.request_timeout),
-    );
     let http1 = detect.clone().http1_only();
     let http2 = detect.clone().http2_only();
     let graceful = GracefulShutdown::new();
@@ -387,7 +419,7 @@ async fn serve_http_on<H>(
             Protocol::Http1 => &http1,
             Protocol::Http2 => &http2,
         };
-        let service = TowerToHyperService::new(router.clone());
+        let service = TowerToHyperService::new(service.clone());
         let connection = builder
             .serve_connection(TokioIo::new(io), service)
             .into_owned();

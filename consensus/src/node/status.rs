@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::state::NodeId;
+use crate::NodeId;
 
 /// Who leads, as this node knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

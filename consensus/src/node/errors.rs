@@ -1,13 +1,13 @@
 //! Why a node did not start, a proposal did not apply, or a read did not complete.
 
 use crate::config::ConfigError;
-use crate::state::{CommandError, EncodeError, NodeId, SnapshotError};
 use crate::storage::StoreError;
 use crate::transport::net::NetError;
+use crate::{NodeId, StateMachine};
 
 /// Why a proposal did not apply. Only `Timeout` and `Unknown` leave the outcome open.
 #[derive(Debug, thiserror::Error)]
-pub enum ProposeError {
+pub enum ProposeError<S: StateMachine> {
     /// No leader was known before the deadline (an election is running, or a quorum is lost).
     #[error("no leader is known (election in progress or quorum lost); retry shortly")]
     NoLeader,
@@ -43,14 +43,14 @@ pub enum ProposeError {
         /// Where it committed.
         index: u64,
         /// Why it was refused.
-        error: CommandError,
+        error: S::Rejection,
     },
     /// The leader refused it outright (e.g. another membership change is in progress).
     #[error("refused: {0}")]
     Refused(String),
     /// The command could not be encoded.
     #[error(transparent)]
-    Encode(#[from] EncodeError),
+    Encode(S::EncodeError),
     /// The node is stopped.
     #[error("the hub node is stopped")]
     Stopped,
@@ -69,7 +69,7 @@ pub enum ReadError {
 
 /// Why a node did not start.
 #[derive(Debug, thiserror::Error)]
-pub enum StartError {
+pub enum StartError<S: StateMachine> {
     /// The configuration is wrong.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -81,7 +81,7 @@ pub enum StartError {
     Net(#[from] NetError),
     /// The stored state machine image is unreadable.
     #[error("data dir state snapshot: {0}")]
-    Snapshot(#[from] SnapshotError),
+    Snapshot(S::SnapshotError),
     /// raft refused the configuration or the log.
     #[error("raft: {0}")]
     Raft(#[from] raft::Error),

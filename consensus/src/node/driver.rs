@@ -18,18 +18,18 @@ use raft::{RawNode, StateRole, Storage};
 use tokio::sync::watch;
 
 use super::waiters::{EntryKind, Proposals, Reads};
-use super::{EntryOutcome, Event, Leadership, NodeStatus, Proposal, ProposeReply, Replica, Role};
+use super::{EntryOutcome, Event, Leadership, NodeStatus, Replica, Role};
+use crate::StateMachine;
 use crate::config::Timing;
-use crate::state::{Command, DecodeError, SnapshotError, State, audit};
 use crate::storage::{RaftStore, StoreError};
-use crate::transport::Transport;
+use crate::transport::{Inbound, Proposal, ProposeReply, Transport};
 
 /// Events handled between two readies at most, so ticks are never starved.
 const MAX_EVENTS_PER_ROUND: usize = 4096;
 
 /// Why the raft thread stopped on its own. The node cannot go on safely after any of these.
 #[derive(Debug, thiserror::Error)]
-pub(super) enum Fatal {
+pub(super) enum Fatal<S: StateMachine> {
     /// The log could not be written or read.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -42,31 +42,31 @@ pub(super) enum Fatal {
         /// The entry.
         index: u64,
         /// Why.
-        source: DecodeError,
+        source: S::DecodeError,
     },
     /// A snapshot could not be read or written.
     #[error("state snapshot: {0}")]
-    Snapshot(#[from] SnapshotError),
+    Snapshot(S::SnapshotError),
 }
 
 /// Everything the raft thread owns.
-pub(super) struct Driver {
+pub(super) struct Driver<S: StateMachine> {
     pub(super) raw: RawNode<RaftStore>,
-    pub(super) events: Receiver<Event>,
+    pub(super) events: Receiver<Event<S::Rejection>>,
     pub(super) transport: Arc<Transport>,
-    pub(super) replica: Arc<RwLock<Replica>>,
+    pub(super) replica: Arc<RwLock<Replica<S>>>,
     pub(super) applied_tx: watch::Sender<u64>,
     pub(super) leadership_tx: watch::Sender<Leadership>,
     pub(super) failure_tx: watch::Sender<Option<String>>,
     pub(super) timing: Timing,
     pub(super) compact_after: u64,
-    pub(super) proposals: Proposals,
+    pub(super) proposals: Proposals<S::Rejection>,
     pub(super) reads: Reads,
     pub(super) ticks: u64,
     pub(super) next_read: u64,
 }
 
-impl Driver {
+impl<S: StateMachine> Driver<S> {
     /// Runs until told to stop, or until an error makes going on unsafe.
     pub(super) fn run(mut self) {
         let id = self.raw.raft.id;
@@ -111,12 +111,20 @@ impl Driver {
         tracing::debug!(node = id, "raft thread exiting");
     }
 
-    fn handle(&mut self, event: Event) {
+    fn handle(&mut self, event: Event<S::Rejection>) {
         match event {
-            Event::Raft(msg) => {
+            Event::Peer(Inbound::Raft(msg)) => {
                 if let Err(e) = self.raw.step(*msg) {
                     tracing::debug!(error = %e, "raft message not stepped");
                 }
+            }
+            Event::Peer(Inbound::Forwarded { proposal, reply }) => {
+                // The follower that forwarded it waits for the entry itself (`Event::Await`).
+                let _ = reply.send(self.propose(proposal));
+            }
+            Event::Peer(Inbound::Unreachable(peer)) => self.raw.report_unreachable(peer),
+            Event::Peer(Inbound::SnapshotReport(peer, status)) => {
+                self.raw.report_snapshot(peer, status)
             }
             Event::Propose {
                 proposal,
@@ -125,8 +133,7 @@ impl Driver {
             } => {
                 let conf_change = matches!(proposal, Proposal::ConfChange(_));
                 let answer = self.propose(proposal);
-                if let (ProposeReply::Proposed { index, term }, Some(outcome)) = (&answer, outcome)
-                {
+                if let ProposeReply::Proposed { index, term } = &answer {
                     let applied = self.replica.read().applied;
                     self.proposals
                         .register(*index, *term, conf_change, outcome, applied);
@@ -149,8 +156,6 @@ impl Driver {
                 self.reads.add(ctx, reply, self.ticks);
                 self.raw.read_index(self.read_context(ctx));
             }
-            Event::Unreachable(peer) => self.raw.report_unreachable(peer),
-            Event::SnapshotReport(peer, status) => self.raw.report_snapshot(peer, status),
             Event::Status(reply) => {
                 let _ = reply.send(self.status());
             }
@@ -241,7 +246,7 @@ impl Driver {
     /// Handles one `Ready` in raft-rs's order: send messages, apply the snapshot, apply
     /// committed entries, append entries, persist the hard state, send the messages that had to
     /// wait for persistence, advance — then the same for the light ready advance returns.
-    fn on_ready(&mut self) -> Result<(), Fatal> {
+    fn on_ready(&mut self) -> Result<(), Fatal<S>> {
         if !self.raw.has_ready() {
             return Ok(());
         }
@@ -278,11 +283,11 @@ impl Driver {
     }
 
     /// Replaces the log and the state machine with a snapshot from the leader.
-    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Fatal> {
+    fn install_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), Fatal<S>> {
         let index = snapshot.get_metadata().index;
         self.raw.mut_store().apply_snapshot(snapshot)?;
-        let state = State::from_snapshot(&snapshot.data)?;
-        let members = state.members.clone();
+        let state = S::restore(&snapshot.data).map_err(Fatal::Snapshot)?;
+        let members = state.members().clone();
         {
             let mut replica = self.replica.write();
             if index <= replica.applied {
@@ -300,7 +305,7 @@ impl Driver {
         Ok(())
     }
 
-    fn apply_committed(&mut self, entries: Vec<Entry>) -> Result<(), Fatal> {
+    fn apply_committed(&mut self, entries: Vec<Entry>) -> Result<(), Fatal<S>> {
         let Some(last) = entries.last().map(|e| e.index) else {
             return Ok(());
         };
@@ -319,24 +324,21 @@ impl Driver {
                         (EntryKind::Empty, EntryOutcome::Applied)
                     }
                     EntryType::EntryNormal => {
-                        let command =
-                            Command::decode(&entry.data).map_err(|source| Fatal::Undecodable {
+                        let command = S::decode_command(&entry.data).map_err(|source| {
+                            Fatal::Undecodable {
                                 index: entry.index,
                                 source,
-                            })?;
-                        let audited = replica.state.audit.next_seq();
-                        let outcome = match replica.state.apply(&command) {
+                            }
+                        })?;
+                        let outcome = match replica.state.apply_command(&command) {
                             Ok(()) => EntryOutcome::Applied,
                             Err(e) => EntryOutcome::Rejected(e),
                         };
-                        // Here, not where events are proposed: apply also writes the state
-                        // machine's own events, and only here does each get its sequence number.
-                        audit::export(&replica.state.audit, audited);
                         (EntryKind::Command, outcome)
                     }
                     EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                         let outcome = self.apply_conf_change(&entry, &mut replica.state);
-                        members = Some(replica.state.members.clone());
+                        members = Some(replica.state.members().clone());
                         (EntryKind::ConfChange, outcome)
                     }
                 };
@@ -359,7 +361,7 @@ impl Driver {
         Ok(())
     }
 
-    fn apply_conf_change(&mut self, entry: &Entry, state: &mut State) -> EntryOutcome {
+    fn apply_conf_change(&mut self, entry: &Entry, state: &mut S) -> EntryOutcome<S::Rejection> {
         let cc = match entry.get_entry_type() {
             EntryType::EntryConfChangeV2 => ConfChangeV2::parse_from_bytes(&entry.data),
             _ => ConfChange::parse_from_bytes(&entry.data).map(|cc| v1_to_v2(&cc)),
@@ -375,9 +377,9 @@ impl Driver {
         for change in cc.changes.iter() {
             match change.get_change_type() {
                 ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
-                    state.apply_member_change(change.node_id, Some(address.clone()));
+                    state.change_member(change.node_id, Some(address.clone()));
                 }
-                ConfChangeType::RemoveNode => state.apply_member_change(change.node_id, None),
+                ConfChangeType::RemoveNode => state.change_member(change.node_id, None),
             }
         }
         tracing::info!(
@@ -391,7 +393,7 @@ impl Driver {
 
     /// Takes a snapshot of the state machine and drops the log it covers, every `compact_after`
     /// entries, or sooner when a peer needs a snapshot newer than the stored one.
-    fn maybe_compact(&mut self) -> Result<(), Fatal> {
+    fn maybe_compact(&mut self) -> Result<(), Fatal<S>> {
         let store = self.raw.store();
         let snapshot_index = store.snapshot_metadata().index;
         let replica = self.replica.read();
@@ -407,7 +409,7 @@ impl Driver {
             ..SnapshotMetadata::default()
         };
         meta.set_conf_state(self.raw.raft.prs().conf().to_conf_state());
-        let data = replica.state.to_snapshot()?;
+        let data = replica.state.snapshot().map_err(Fatal::Snapshot)?;
         drop(replica);
         self.raw.mut_store().compact(&meta, &data)?;
         tracing::debug!(
@@ -451,8 +453,8 @@ impl Driver {
             last_index: raft.raft_log.last_index(),
             ticks: self.ticks,
             voters: raft.prs().conf().voters().ids().iter().collect(),
-            members: replica.state.members.clone(),
-            state_hash: replica.state.hash().unwrap_or_default(),
+            members: replica.state.members().clone(),
+            state_hash: replica.state.digest().unwrap_or_default(),
         }
     }
 }
