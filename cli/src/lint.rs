@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use flotilla_core::inventory::{Cluster, load_inventory};
-use flotilla_core::render::{FleetRender, Kustomize, render_fleet};
+use flotilla_core::render::{FleetRender, Kustomize, as_applied, render_fleet};
 use flotilla_core::spec::{FleetSpec, StageSource};
 use flotilla_core::validate::{self, CustomResources, Schemas, Verdict};
 use flotilla_core::{ContentHash, Limits, Repository, SourceLocation};
@@ -298,7 +298,13 @@ fn check_schemas(
                     .or_default()
                     .extend(clusters.iter().copied());
             };
-            match schemas.schemas.validate(&object.object, &crds) {
+            // Judged as the agent sends it: no status or server-owned metadata, the
+            // namespace set or removed, the ownership labels added.
+            let applied = match object.object.as_object() {
+                Some(fields) => as_applied(fields, object.id.namespace.as_deref(), &blob.bundle),
+                None => object.object.clone(),
+            };
+            match schemas.schemas.validate(&applied, &crds) {
                 Verdict::Valid => {
                     checked.insert(object.object.to_string());
                 }

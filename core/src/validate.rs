@@ -461,7 +461,7 @@ pub struct CustomResources {
 impl CustomResources {
     /// Collects every `apiextensions.k8s.io/v1` CustomResourceDefinition among `objects`.
     pub fn from_objects<'a>(objects: impl IntoIterator<Item = &'a Value>) -> CustomResources {
-        let mut kinds = HashMap::new();
+        let mut kinds: HashMap<(String, String), CustomKind> = HashMap::new();
         for crd in objects {
             if crd.get("apiVersion").and_then(Value::as_str) != Some("apiextensions.k8s.io/v1")
                 || crd.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition")
@@ -492,13 +492,22 @@ impl CustomResources {
                     );
                 versions.insert(name.to_owned(), served.then_some(schema));
             }
-            kinds.insert(
-                (group.to_owned(), kind.to_owned()),
-                CustomKind {
+            // Renders for different clusters may carry different revisions of one CRD (an
+            // overlay, a staged upgrade): every version any of them serves is known.
+            let known = kinds
+                .entry((group.to_owned(), kind.to_owned()))
+                .or_insert_with(|| CustomKind {
                     crd: text("/metadata/name").unwrap_or(kind).to_owned(),
-                    versions,
-                },
-            );
+                    versions: BTreeMap::new(),
+                });
+            for (version, schema) in versions {
+                match known.versions.get(&version) {
+                    Some(Some(_)) => {}
+                    _ => {
+                        known.versions.insert(version, schema);
+                    }
+                }
+            }
         }
         CustomResources { kinds }
     }

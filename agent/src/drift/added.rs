@@ -13,7 +13,12 @@
 //! - Kubernetes' own components ([`SYSTEM_MANAGERS`]): the controller manager writes
 //!   `deployment.kubernetes.io/revision` on every Deployment and the root CA ConfigMap, the
 //!   scheduler and kubelet bind and report Pods;
+//! - `metadata.finalizers` and `metadata.ownerReferences`: controllers add them to the objects
+//!   they look after;
 //! - top-level `status`, `apiVersion` and `kind`.
+//!
+//! Other writes by add-ons (cert-manager's cainjector filling `caBundle`, `kubectl rollout
+//! restart`'s annotation) are reported: there is no per-bundle list of paths to ignore yet.
 //!
 //! Each added field is reported at the shallowest path the desired object does not have:
 //! `metadata.labels.team`, not `metadata.labels` (which the desired object may set),
@@ -26,20 +31,38 @@ use serde_json::{Map, Value};
 use super::LIST_KEYS;
 
 /// Kubernetes components whose writes to an object are bookkeeping, never additive drift.
-pub const SYSTEM_MANAGERS: [&str; 5] = [
+/// Single-binary distributions write under their binary's name (`k3s`, MicroK8s' `kubelite`).
+pub const SYSTEM_MANAGERS: [&str; 7] = [
     "kube-controller-manager",
     "kube-scheduler",
     "kubelet",
     "kube-apiserver",
     "cloud-controller-manager",
+    "k3s",
+    "kubelite",
 ];
 
 /// Subresources whose writers never add drift: `status` is reported state, `scale` writes only
 /// the replica count an autoscaler owns.
 const IGNORED_SUBRESOURCES: [&str; 2] = ["status", "scale"];
 
-/// Fields owned by autoscalers by design when the bundle does not set them.
-const IGNORED_PATHS: [&str; 1] = ["spec.replicas"];
+/// Fields others own by design when the bundle does not set them: the replica count an
+/// autoscaler owns, and the finalizers and owner references controllers add to objects they
+/// look after (a load balancer controller's finalizer on a Service, an operator's on its
+/// custom resource).
+const IGNORED_PATHS: [&str; 3] = [
+    "spec.replicas",
+    "metadata.finalizers",
+    "metadata.ownerReferences",
+];
+
+/// Whether `path` is, or lies inside, one of [`IGNORED_PATHS`].
+fn ignored(path: &str) -> bool {
+    IGNORED_PATHS.iter().any(|ignored| {
+        path.strip_prefix(ignored)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with(['.', '[']))
+    })
+}
 
 /// Top-level fields never reported.
 const IGNORED_TOP_LEVEL: [&str; 3] = ["status", "apiVersion", "kind"];
@@ -88,7 +111,7 @@ pub fn added_fields(desired: &Value, live: &Value) -> Vec<AddedField> {
         out.extend(
             paths
                 .into_iter()
-                .filter(|path| !IGNORED_PATHS.contains(&path.as_str()))
+                .filter(|path| !ignored(path))
                 .map(|path| AddedField {
                     path,
                     manager: manager.to_owned(),

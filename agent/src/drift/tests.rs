@@ -296,3 +296,33 @@ fn a_single_added_label_is_named_with_its_manager() {
     );
     assert_eq!(describe_added(&[]), "");
 }
+
+#[test]
+fn finalizers_and_owner_references_controllers_add_are_not_drift() {
+    let desired = json!({"metadata": {"name": "web"}, "spec": {"type": "LoadBalancer"}});
+    let live = json!({
+        "metadata": {
+            "name": "web",
+            "finalizers": ["service.k8s.aws/resources"],
+            "ownerReferences": [{"uid": "1"}],
+            "managedFields": [
+                {"manager": "aws-load-balancer-controller", "operation": "Update",
+                 "fieldsV1": {"f:metadata": {
+                    "f:finalizers": {".": {}, "v:\"service.k8s.aws/resources\"": {}},
+                    "f:ownerReferences": {".": {}, "k:{\"uid\":\"1\"}": {}},
+                    "f:labels": {"f:extra": {}}}}},
+                {"manager": "k3s", "operation": "Update",
+                 "fieldsV1": {"f:metadata": {"f:annotations": {"f:deployment.kubernetes.io/revision": {}}}}}
+            ]
+        },
+        "spec": {"type": "LoadBalancer"}
+    });
+    let added = added_fields(&desired, &live);
+    assert_eq!(
+        added,
+        vec![AddedField {
+            path: "metadata.labels.extra".into(),
+            manager: "aws-load-balancer-controller".into()
+        }]
+    );
+}

@@ -63,6 +63,8 @@ pub(super) struct Worker {
     /// Objects an observation says may have drifted, checked when `drift_at` comes.
     suspects: BTreeSet<ObjectRef>,
     drift_at: Option<Instant>,
+    /// Corrections failed in a row: the next try waits longer each time.
+    drift_failures: u32,
     /// What was last reported as drift per object, so `report` mode says it once.
     reported_drift: HashMap<ObjectRef, String>,
     /// Fields other managers added, per object with any, as reported (`describe_added`).
@@ -99,6 +101,7 @@ impl Worker {
             reported_health: None,
             suspects: BTreeSet::new(),
             drift_at: None,
+            drift_failures: 0,
             reported_drift: HashMap::new(),
             added: BTreeMap::new(),
             reported_added: Vec::new(),
@@ -220,9 +223,11 @@ impl Worker {
             Err(failed) => failed,
         };
         let retry_in = failed.transient.then(|| self.schedule_retry());
-        if retry_in.is_none() {
+        if retry_in.is_none() && failed.nothing_written {
             // Reported as permanent (the rollout fails at once); tried again much later in
-            // case what refused it was fixed outside Git.
+            // case what refused it was fixed outside Git. Only when nothing was written: a
+            // revision refused half-way would otherwise rewrite its first tiers every time,
+            // against the revision still enforced.
             self.retry_at = Some(Instant::now() + self.shared.config.permanent_retry);
         }
         let phase = if retry_in.is_some() {

@@ -19,6 +19,9 @@ pub(super) enum NameRule {
     PathSegment,
     /// A subdomain of at most 52 characters, leaving room for the Job name suffix (`CronJob`).
     CronJob,
+    /// Not judged here: kinds whose names the server checks its own way (IP addresses,
+    /// `signer:name`) or not at all.
+    Unchecked,
 }
 
 impl NameRule {
@@ -33,6 +36,8 @@ impl NameRule {
                 "Role" | "ClusterRole" | "RoleBinding" | "ClusterRoleBinding",
             ) => NameRule::PathSegment,
             ("batch", "CronJob") => NameRule::CronJob,
+            ("certificates.k8s.io", "CertificateSigningRequest" | "ClusterTrustBundle")
+            | ("networking.k8s.io", "IPAddress" | "ServiceCIDR") => NameRule::Unchecked,
             _ => NameRule::Subdomain,
         }
     }
@@ -46,6 +51,7 @@ impl NameRule {
             NameRule::CronJob => subdomain(name).or_else(|| {
                 (name.len() > 52).then(|| "must be no more than 52 characters".to_owned())
             }),
+            NameRule::Unchecked => None,
         }
     }
 }

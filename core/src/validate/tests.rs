@@ -306,3 +306,73 @@ spec:
     assert_eq!(locate(text, 1, &path(&["metadata", "name"])), Some(4));
     assert_eq!(locate(text, 3, &path(&["spec"])), None);
 }
+
+#[test]
+fn what_the_api_server_accepts_is_not_refused() {
+    let schemas = schemas();
+    let none = CustomResources::default();
+    // Go's base64 decoder skips line breaks (base64 wraps at 76 columns).
+    let wrapped = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "tls"},
+        "data": {"tls.crt": "c2Vj\ncmV0\n"}});
+    assert_eq!(schemas.validate(&wrapped, &none), Verdict::Valid);
+    // Names the server judges its own way.
+    let csr = json!({"apiVersion": "certificates.k8s.io/v1", "kind": "CertificateSigningRequest",
+        "metadata": {"name": "node:csr:1"},
+        "spec": {"request": "c2VjcmV0", "signerName": "example.com/signer", "usages": ["digital signature"]}});
+    assert_eq!(schemas.validate(&csr, &none), Verdict::Valid);
+
+    let mut definition = crd();
+    definition["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] = json!({
+        "type": "object",
+        "required": ["size", "replicas", "note"],
+        "properties": {
+            "size": {"type": "integer", "minimum": 1, "maximum": 10},
+            "replicas": {"type": "integer", "default": 1},
+            "note": {"type": "string", "nullable": true, "maxLength": 5},
+            "limits": {
+                "type": "object",
+                "properties": {"cpu": {"type": "integer"}, "mem": {"type": "integer"}},
+                "allOf": [{"properties": {"cpu": {"minimum": 0}}}]
+            },
+            "template": {"type": "object", "x-kubernetes-embedded-resource": true,
+                "properties": {"spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}},
+            "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 2}
+        }
+    });
+    let crds = CustomResources::from_objects([&definition]);
+    let good = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+        "spec": {"size": 1, "note": null, "limits": {"cpu": 1, "mem": 2},
+            "template": {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {"x": 1}},
+            "tags": ["a"]}});
+    assert_eq!(schemas.validate(&good, &crds), Verdict::Valid);
+    let bad = json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"},
+        "spec": {"size": 11, "note": "too long", "limits": {"cpu": -1}, "tags": ["a", "b", "c"]}});
+    assert_eq!(
+        messages(schemas.validate(&bad, &crds)),
+        vec![
+            "spec.limits.cpu: -1 is below the minimum 0",
+            "spec.note: has 8 characters; at most 5 are allowed",
+            "spec.size: 11 is above the maximum 10",
+            "spec.tags: has 3 items; at most 2 are allowed",
+        ]
+    );
+}
+
+#[test]
+fn every_version_of_a_crd_across_renders_is_known() {
+    let older = crd();
+    let mut newer = crd();
+    newer["spec"]["versions"] = json!([{"name": "v2", "served": true, "storage": true,
+        "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]);
+    let crds = CustomResources::from_objects([&older, &newer]);
+    let schemas = schemas();
+    for version in ["v1", "v2"] {
+        let widget = json!({"apiVersion": format!("example.com/{version}"), "kind": "Widget",
+            "metadata": {"name": "w"}, "spec": {"size": 1}});
+        assert_eq!(
+            schemas.validate(&widget, &crds),
+            Verdict::Valid,
+            "{version}"
+        );
+    }
+}

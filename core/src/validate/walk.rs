@@ -25,6 +25,9 @@ const REF_PREFIX: &str = "#/components/schemas/";
 pub(super) enum Mode {
     BuiltIn,
     Custom,
+    /// A branch of a custom resource's `allOf`/`anyOf`/`oneOf`: a value check only — the API
+    /// server prunes and refuses unknown fields against the outer schema alone.
+    Branch,
 }
 
 pub(super) struct Walker<'s> {
@@ -71,7 +74,14 @@ impl<'s> Walker<'s> {
         }
         if let Some(all) = schema.get("allOf").and_then(Value::as_array) {
             for part in all {
-                self.check(part, value, path);
+                if self.mode == Mode::BuiltIn {
+                    // The built-in schemas reach their types through `allOf: [{$ref}]`.
+                    self.check(part, value, path);
+                } else {
+                    let mut branch = Walker::new(self.definitions, Mode::Branch);
+                    branch.check(part, value, path);
+                    self.violations.extend(branch.violations);
+                }
             }
         }
         if schema
@@ -143,6 +153,7 @@ impl<'s> Walker<'s> {
             }
             _ => {}
         }
+        self.check_bounds(schema, value, path);
         if let Some(allowed) = schema.get("enum").and_then(Value::as_array)
             && !allowed.contains(value)
         {
@@ -158,9 +169,65 @@ impl<'s> Walker<'s> {
         }
     }
 
+    /// `minimum`/`maximum` (and their exclusive forms), lengths of strings and lists, and
+    /// counts of map entries, as CRD schemas use them (the built-in schemas state none).
+    fn check_bounds(&mut self, schema: &Value, value: &Value, path: &FieldPath) {
+        let bound = |key: &str| schema.get(key).and_then(Value::as_f64);
+        let exclusive = |key: &str| schema.get(key).and_then(Value::as_bool) == Some(true);
+        if let Some(number) = value.as_f64() {
+            if let Some(min) = bound("minimum") {
+                let below = if exclusive("exclusiveMinimum") {
+                    number <= min
+                } else {
+                    number < min
+                };
+                if below {
+                    self.report(path, format!("{value} is below the minimum {min}"));
+                }
+            }
+            if let Some(max) = bound("maximum") {
+                let above = if exclusive("exclusiveMaximum") {
+                    number >= max
+                } else {
+                    number > max
+                };
+                if above {
+                    self.report(path, format!("{value} is above the maximum {max}"));
+                }
+            }
+        }
+        let size = match value {
+            Value::String(text) => {
+                Some((text.chars().count(), "minLength", "maxLength", "characters"))
+            }
+            Value::Array(items) => Some((items.len(), "minItems", "maxItems", "items")),
+            Value::Object(map) => Some((map.len(), "minProperties", "maxProperties", "entries")),
+            _ => None,
+        };
+        if let Some((count, min_key, max_key, unit)) = size {
+            let count = count as f64;
+            if let Some(min) = bound(min_key).filter(|min| count < *min) {
+                self.report(
+                    path,
+                    format!("has {count} {unit}; at least {min} are required"),
+                );
+            }
+            if let Some(max) = bound(max_key).filter(|max| count > *max) {
+                self.report(
+                    path,
+                    format!("has {count} {unit}; at most {max} are allowed"),
+                );
+            }
+        }
+    }
+
     fn any_fits(&mut self, choices: &[Value], value: &Value, path: &mut FieldPath) -> bool {
+        let mode = match self.mode {
+            Mode::BuiltIn => Mode::BuiltIn,
+            Mode::Custom | Mode::Branch => Mode::Branch,
+        };
         choices.iter().any(|choice| {
-            let mut trial = Walker::new(self.definitions, self.mode);
+            let mut trial = Walker::new(self.definitions, mode);
             trial.check(choice, value, path);
             trial.violations.is_empty()
         })
@@ -176,13 +243,21 @@ impl<'s> Walker<'s> {
         let refuses_unknown = match self.mode {
             Mode::BuiltIn => properties.is_some_and(|p| !p.is_empty()),
             Mode::Custom => !preserve,
+            Mode::Branch => false,
         };
+        // An embedded resource may always carry apiVersion, kind and metadata.
+        let embedded = schema
+            .get("x-kubernetes-embedded-resource")
+            .and_then(Value::as_bool)
+            == Some(true);
         for (key, item) in map {
             path.push(Segment::Key(key.clone()));
             match (properties.and_then(|p| p.get(key)), additional) {
                 (Some(property), _) => self.check(property, item, path),
                 (None, Some(extra @ Value::Object(_))) => self.check(extra, item, path),
                 (None, Some(Value::Bool(true))) => {}
+                (None, _)
+                    if embedded && matches!(key.as_str(), "apiVersion" | "kind" | "metadata") => {}
                 (None, _) if refuses_unknown && !preserve => {
                     self.report(path, "unknown field; the API server refuses it".to_owned());
                 }
@@ -192,7 +267,18 @@ impl<'s> Walker<'s> {
         }
         if let Some(required) = schema.get("required").and_then(Value::as_array) {
             for field in required.iter().filter_map(Value::as_str) {
-                if map.get(field).is_none_or(Value::is_null) {
+                let declared = properties.and_then(|p| p.get(field));
+                // The API server fills a defaulted field before validating; a nullable one
+                // may be null.
+                let defaulted = declared.is_some_and(|p| p.get("default").is_some());
+                let nullable = declared
+                    .is_some_and(|p| p.get("nullable").and_then(Value::as_bool) == Some(true));
+                let missing = match map.get(field) {
+                    None => !defaulted,
+                    Some(Value::Null) => !(nullable || defaulted),
+                    Some(_) => false,
+                };
+                if missing {
                     path.push(Segment::Key(field.to_owned()));
                     self.report(path, "required field is missing".to_owned());
                     path.pop();
@@ -202,10 +288,14 @@ impl<'s> Walker<'s> {
     }
 
     fn check_string(&mut self, schema: &Value, text: &str, path: &FieldPath) {
+        // Go's decoder, which the API server uses, skips line breaks anywhere (base64 wraps
+        // its output at 76 columns) and accepts non-zero trailing bits.
+        const GO_STANDARD: base64::engine::GeneralPurpose = base64::engine::GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new().with_decode_allow_trailing_bits(true),
+        );
         if schema.get("format").and_then(Value::as_str) == Some("byte")
-            && base64::engine::general_purpose::STANDARD
-                .decode(text.trim_end_matches(['\n', '\r']))
-                .is_err()
+            && GO_STANDARD.decode(text.replace(['\n', '\r'], "")).is_err()
         {
             self.report(
                 path,

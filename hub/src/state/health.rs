@@ -216,7 +216,16 @@ pub(super) fn record(state: &mut State, reports: &[HealthReport]) {
             if let Some(note) = &report.last_drift
                 && drift_log.last() != Some(note)
             {
-                drift_log.push(note.clone());
+                // The same finding again (a correction that keeps failing) updates its time
+                // instead of pushing the others out of the log.
+                if let Some(last) = drift_log
+                    .last_mut()
+                    .filter(|last| last.kind == note.kind && last.objects == note.objects)
+                {
+                    last.at = note.at;
+                } else {
+                    drift_log.push(note.clone());
+                }
                 let excess = drift_log.len().saturating_sub(DRIFT_LOG_LEN);
                 drift_log.drain(..excess);
             }

@@ -302,7 +302,10 @@ pub(super) fn changes(state: &State, report: &HealthReport) -> bool {
                     || record.message != report.message
                     || record.drifted != report.drifted
                     || record.failed != report.failed
-                    || record.drift_log.last() != report.last_drift.as_ref()
+                    || report
+                        .last_drift
+                        .as_ref()
+                        .is_some_and(|note| record.drift_log.last() != Some(note))
                     || record.drift_corrections != report.drift_corrections
                     || record.added != report.added)
         }

@@ -194,6 +194,9 @@ impl Worker {
             }
         }
         corrected.sort();
+        if failures.is_empty() {
+            self.drift_failures = 0;
+        }
         if !corrected.is_empty() {
             self.report(revision, Event::DriftCorrected { objects: corrected });
         }
@@ -203,9 +206,20 @@ impl Worker {
                 .map(|(id, error)| ObjectMessage::new(id, error.to_string()))
                 .collect();
             self.report(revision, Event::DriftCorrectionFailed { errors });
+            // Tried again with a doubling delay (up to the permanent-failure retry), so a
+            // refusal that persists — an admission webhook, a quota — is not re-sent and
+            // re-reported every debounce.
+            self.drift_failures = self.drift_failures.saturating_add(1);
+            let config = &self.shared.config;
+            let delay = config
+                .drift_debounce
+                .saturating_mul(2u32.saturating_pow(self.drift_failures))
+                .min(config.permanent_retry);
             for (id, _) in failures {
-                self.suspect(id);
+                self.suspects.insert(id);
             }
+            let at = Instant::now() + delay;
+            self.drift_at = Some(self.drift_at.map_or(at, |due| due.max(at)));
         }
     }
 }

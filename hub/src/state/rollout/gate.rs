@@ -230,8 +230,8 @@ impl<'a> Judging<'a> {
                 self.out.failure.get_or_insert(failure);
             } else if let Readiness::ApplyFailed(detail) = &readiness {
                 let failure = format!(
-                    "cluster {cluster} could not apply {} (the API server refused it; only a \
-                     new revision can fix it): {detail}",
+                    "cluster {cluster} could not apply {} (the API server refused it, so \
+                     waiting cannot fix it; fix the commit, or its cause outside Git): {detail}",
                     self.target()
                 );
                 self.out.failure.get_or_insert(failure);

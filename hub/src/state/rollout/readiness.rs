@@ -16,8 +16,9 @@ pub enum Readiness {
     Progressing(String),
     /// A bundle of the revision is applied and Degraded.
     Degraded(String),
-    /// The agent could not apply a bundle of the revision and will not retry: the API server
-    /// refused it (invalid, forbidden), so waiting cannot help.
+    /// The agent could not apply a bundle of the revision: the API server refused it
+    /// (invalid, forbidden), so waiting cannot help (the agent tries again only every few
+    /// minutes, in case the cause lies outside Git).
     ApplyFailed(String),
     /// Its agent is not connected: nothing it reported can be trusted to be current.
     Offline,
