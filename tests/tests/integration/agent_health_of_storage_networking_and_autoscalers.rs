@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use flotilla_agent::health::{BundleHealth, Health};
-use flotilla_tests::on_sim_and_real;
-use flotilla_tests::real::Target;
+use flotilla_testkit::on_sim_and_real;
+use flotilla_testkit::real::Target;
 use serde_json::{Value, json};
 
 use crate::support::engine::{applied, deployment, engine, get, health_until, revision};

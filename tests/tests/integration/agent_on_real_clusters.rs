@@ -10,8 +10,8 @@ use std::time::Duration;
 use anyhow::Result;
 use flotilla_agent::Event;
 use flotilla_agent::health::Health;
-use flotilla_tests::on_sim_and_real;
-use flotilla_tests::real::Target;
+use flotilla_testkit::on_sim_and_real;
+use flotilla_testkit::real::Target;
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use serde_json::{Value, json};
 

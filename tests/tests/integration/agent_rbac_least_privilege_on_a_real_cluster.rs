@@ -14,8 +14,8 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use flotilla_agent::Event;
 use flotilla_agent::health::Health;
-use flotilla_tests::manifests::{Rendered, kubectl};
-use flotilla_tests::real::{Target, TargetKind};
+use flotilla_testkit::manifests::{Rendered, kubectl};
+use flotilla_testkit::real::{Target, TargetKind};
 use k8s_openapi::api::authorization::v1::{
     NonResourceAttributes, ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
@@ -29,7 +29,7 @@ use crate::support::engine::{
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_agent_s_service_account_applies_workloads_and_cannot_escalate() -> Result<()> {
-    flotilla_tests::real::run(
+    flotilla_testkit::real::run(
         TargetKind::Real,
         "the_agent_s_service_account_applies_workloads_and_cannot_escalate",
         Duration::from_millis(200),

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, ensure};
 use flotilla_agent::report::ObjectMessage;
 use flotilla_agent::{Event, Report};
-use flotilla_tests::on_sim_and_real;
-use flotilla_tests::real::Target;
+use flotilla_testkit::on_sim_and_real;
+use flotilla_testkit::real::Target;
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use flotilla_agent::{Event, HeldBundle};
-use flotilla_tests::on_sim_and_real;
-use flotilla_tests::real::Target;
+use flotilla_testkit::on_sim_and_real;
+use flotilla_testkit::real::Target;
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{Api, Patch, PatchParams};

@@ -11,10 +11,10 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use anyhow::{Context, Result};
-use flotilla_tests::cli::Flotilla;
-use flotilla_tests::fleet::{Fleet, FleetOptions};
-use flotilla_tests::git::{self, GitRepo};
-use flotilla_tests::sim::SimProcess;
+use flotilla_testkit::cli::Flotilla;
+use flotilla_testkit::fleet::{Fleet, FleetOptions};
+use flotilla_testkit::git::{self, GitRepo};
+use flotilla_testkit::sim::SimProcess;
 use serde_json::Value;
 
 /// The kinds the example's bundles hold.

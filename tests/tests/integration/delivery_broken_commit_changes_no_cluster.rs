@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use flotilla_tests::fleet::{Fleet, FleetOptions, rollout_problems};
-use flotilla_tests::git::GitRepo;
-use flotilla_tests::small_fleet;
+use flotilla_testkit::fleet::{Fleet, FleetOptions, rollout_problems};
+use flotilla_testkit::git::GitRepo;
+use flotilla_testkit::small_fleet;
 
 struct Breakage {
     what: &'static str,

@@ -4,9 +4,9 @@
 //! simulator with kube-rs.
 
 use anyhow::{Context, Result};
-use flotilla_tests::fleet::{Fleet, FleetOptions};
-use flotilla_tests::sim::SimProcess;
-use flotilla_tests::small_fleet;
+use flotilla_testkit::fleet::{Fleet, FleetOptions};
+use flotilla_testkit::sim::SimProcess;
+use flotilla_testkit::small_fleet;
 use serde_json::Value;
 
 /// The app ConfigMap and Deployment in `cluster`.

@@ -6,9 +6,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use flotilla_tests::fleet::{Fleet, FleetOptions};
-use flotilla_tests::small_fleet;
-use flotilla_tests::wait::{self, PATIENCE, Probe};
+use flotilla_testkit::fleet::{Fleet, FleetOptions};
+use flotilla_testkit::small_fleet;
+use flotilla_testkit::wait::{self, PATIENCE, Probe};
 
 /// The small fleet's objects, as (apiVersion, kind, namespace, name).
 const OBJECTS: [(&str, &str, Option<&str>, &str); 3] = [

@@ -9,10 +9,10 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use anyhow::{Context, Result};
-use flotilla_tests::fleet::{Fleet, FleetOptions, short};
-use flotilla_tests::git::GitRepo;
-use flotilla_tests::real::RealClusters;
-use flotilla_tests::wait::{self, PATIENCE, Probe};
+use flotilla_testkit::fleet::{Fleet, FleetOptions, short};
+use flotilla_testkit::git::GitRepo;
+use flotilla_testkit::real::RealClusters;
+use flotilla_testkit::wait::{self, PATIENCE, Probe};
 use serde_json::Value;
 
 /// One cluster in dev and staging, two in prod: `prod-1` is the canary.

@@ -7,9 +7,9 @@
 use std::collections::BTreeMap;
 
 use anyhow::{Context, Result};
-use flotilla_tests::fleet::{Fleet, FleetOptions};
-use flotilla_tests::small_fleet;
-use flotilla_tests::wait::{self, PATIENCE, Probe};
+use flotilla_testkit::fleet::{Fleet, FleetOptions};
+use flotilla_testkit::small_fleet;
+use flotilla_testkit::wait::{self, PATIENCE, Probe};
 
 const EXTRA_BUNDLE: &str = concat!(
     "  - name: extra\n",

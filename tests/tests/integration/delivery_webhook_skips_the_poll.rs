@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use flotilla_tests::fleet::{Fleet, FleetOptions};
-use flotilla_tests::small_fleet;
+use flotilla_testkit::fleet::{Fleet, FleetOptions};
+use flotilla_testkit::small_fleet;
 
 const SECRET: &str = "e2e-webhook-secret";
 
@@ -36,7 +36,7 @@ async fn a_webhook_brings_a_commit_to_every_cluster_without_the_poll() -> Result
 
     let body = br#"{"ref":"refs/heads/main","after":"0000000000000000000000000000000000000000"}"#;
     let ca_file = &fleet.hub.credentials().context("a hub with TLS")?.ca_file;
-    let answer = flotilla_tests::http::request_tls(
+    let answer = flotilla_testkit::http::request_tls(
         ca_file,
         "POST",
         &format!("https://{}/webhook", fleet.hub.http()),
@@ -45,7 +45,7 @@ async fn a_webhook_brings_a_commit_to_every_cluster_without_the_poll() -> Result
             ("x-github-event", "push"),
             (
                 "x-hub-signature-256",
-                &flotilla_tests::http::github_signature(SECRET, body)?,
+                &flotilla_testkit::http::github_signature(SECRET, body)?,
             ),
         ],
         body.to_vec(),

@@ -9,12 +9,12 @@ use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use flotilla_tests::binaries;
-use flotilla_tests::cli::Flotilla;
-use flotilla_tests::fleet::rollout_problems;
-use flotilla_tests::process::Process;
-use flotilla_tests::real::RealClusters;
-use flotilla_tests::wait::{self, Probe};
+use flotilla_testkit::binaries;
+use flotilla_testkit::cli::Flotilla;
+use flotilla_testkit::fleet::rollout_problems;
+use flotilla_testkit::process::Process;
+use flotilla_testkit::real::RealClusters;
+use flotilla_testkit::wait::{self, Probe};
 
 const CLUSTERS: [&str; 5] = ["dev-1", "staging-1", "prod-eu-1", "prod-us-1", "prod-ap-1"];
 
@@ -138,7 +138,7 @@ async fn demo(real: bool) -> Result<()> {
     }
 
     let page =
-        flotilla_tests::http::request_tls(&ca_file, "GET", &dashboard, &[], Vec::new()).await?;
+        flotilla_testkit::http::request_tls(&ca_file, "GET", &dashboard, &[], Vec::new()).await?;
     assert_eq!(page.status, 200, "{dashboard}: {}", page.body);
 
     let exit = tokio::task::block_in_place(|| demo.terminate(Duration::from_secs(30)))?;

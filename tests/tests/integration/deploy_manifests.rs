@@ -11,15 +11,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use flotilla_sim::{Sim, SimConfig};
-use flotilla_tests::binaries;
-use flotilla_tests::hub::{HubOptions, HubProcess};
-use flotilla_tests::manifests::{
+use flotilla_testkit::binaries;
+use flotilla_testkit::hub::{HubOptions, HubProcess};
+use flotilla_testkit::manifests::{
     BASES, Mounts, PodContainer, Rendered, container_port, items, kubectl, kubectl_or_skip,
     mount_path, port_of, probe, read_back, text, with_values,
 };
-use flotilla_tests::process::Process;
-use flotilla_tests::small_fleet;
-use flotilla_tests::wait;
+use flotilla_testkit::process::Process;
+use flotilla_testkit::small_fleet;
+use flotilla_testkit::wait;
 use kube::api::Api;
 use serde_json::Value;
 

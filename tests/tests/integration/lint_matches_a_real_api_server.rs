@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 use flotilla_core::validate::{self, CustomResources, Verdict};
-use flotilla_tests::real::RealClusters;
+use flotilla_testkit::real::RealClusters;
 use serde::Deserialize;
 use serde_json::Value;
 

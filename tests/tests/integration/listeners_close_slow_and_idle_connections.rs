@@ -14,9 +14,9 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail, ensure};
 use flotilla_proto::v1::admin_client::AdminClient;
 use flotilla_proto::v1::{AdminAddClusterRequest, AdminFleetStatusRequest};
-use flotilla_tests::attacker::{self, Alpn, Ended, TlsClient};
-use flotilla_tests::hub::{HubOptions, HubProcess};
-use flotilla_tests::small_fleet;
+use flotilla_testkit::attacker::{self, Alpn, Ended, TlsClient};
+use flotilla_testkit::hub::{HubOptions, HubProcess};
+use flotilla_testkit::small_fleet;
 use tokio::sync::watch;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 

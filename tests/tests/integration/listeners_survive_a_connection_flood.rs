@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
-use flotilla_tests::attacker::{self, ATTACKER, Alpn, Ended, TlsClient};
-use flotilla_tests::fleet::{Fleet, FleetOptions};
-use flotilla_tests::http::{WebhookAccess, push_webhook};
-use flotilla_tests::small_fleet;
+use flotilla_testkit::attacker::{self, ATTACKER, Alpn, Ended, TlsClient};
+use flotilla_testkit::fleet::{Fleet, FleetOptions};
+use flotilla_testkit::http::{WebhookAccess, push_webhook};
+use flotilla_testkit::small_fleet;
 use tokio::sync::{Semaphore, watch};
 
 const SECRET: &str = "flood-webhook-secret";

@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
-use flotilla_tests::real::RealClusters;
+use flotilla_testkit::real::RealClusters;
 use k8s_openapi::api::core::v1::Node;
 use kube::Api;
 

@@ -10,10 +10,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use flotilla_tests::agent::{AgentProcess, AgentSetup};
-use flotilla_tests::fleet::{Fleet, FleetOptions};
-use flotilla_tests::small_fleet;
-use flotilla_tests::wait::{PATIENCE, Probe, until};
+use flotilla_testkit::agent::{AgentProcess, AgentSetup};
+use flotilla_testkit::fleet::{Fleet, FleetOptions};
+use flotilla_testkit::small_fleet;
+use flotilla_testkit::wait::{PATIENCE, Probe, until};
 use serde_json::Value;
 
 /// A cluster's entry in `flotilla status -o json`.
@@ -48,7 +48,7 @@ async fn metric(fleet: &Fleet, series: &str) -> Result<f64> {
     let credentials = fleet.hub.credentials().context("a hub with TLS")?;
     let url = format!("https://{}/metrics", fleet.hub.http());
     let answer =
-        flotilla_tests::http::request_tls(&credentials.ca_file, "GET", &url, &[], Vec::new())
+        flotilla_testkit::http::request_tls(&credentials.ca_file, "GET", &url, &[], Vec::new())
             .await?;
     ensure!(answer.status == 200, "/metrics answered {}", answer.status);
     Ok(answer

@@ -23,11 +23,11 @@ use flotilla_proto::v1::{
     AdminAddClusterRequest, AgentMessage, ClusterIdentity, Hello, HubMessage, RegisterRequest,
     agent_message,
 };
-use flotilla_tests::binaries;
-use flotilla_tests::git::GitRepo;
-use flotilla_tests::hub::{HubOptions, HubProcess};
-use flotilla_tests::small_fleet;
-use flotilla_tests::wait::{PATIENCE, Probe, until};
+use flotilla_testkit::binaries;
+use flotilla_testkit::git::GitRepo;
+use flotilla_testkit::hub::{HubOptions, HubProcess};
+use flotilla_testkit::small_fleet;
+use flotilla_testkit::wait::{PATIENCE, Probe, until};
 use serde_json::Value;
 use tonic::transport::{Certificate, ClientTlsConfig, Endpoint};
 
@@ -155,9 +155,14 @@ impl Corpus {
     /// Sends a webhook to the hub; returns its status code and body.
     async fn webhook(&self, headers: &[(&str, &str)], body: &[u8]) -> Result<(u16, String)> {
         let url = format!("https://{}/webhook", self.hub.http());
-        let answer =
-            flotilla_tests::http::request_tls(&self.ca_file, "POST", &url, headers, body.to_vec())
-                .await?;
+        let answer = flotilla_testkit::http::request_tls(
+            &self.ca_file,
+            "POST",
+            &url,
+            headers,
+            body.to_vec(),
+        )
+        .await?;
         Ok((answer.status, answer.body))
     }
 

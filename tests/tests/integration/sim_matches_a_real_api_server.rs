@@ -9,8 +9,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
-use flotilla_tests::differential::{self, Accepted, Fix, Report};
-use flotilla_tests::real::{Target, TargetKind};
+use flotilla_testkit::differential::{self, Accepted, Fix, Report};
+use flotilla_testkit::real::{Target, TargetKind};
 
 /// Scenarios in flight at once on each server.
 const PARALLEL: usize = 12;

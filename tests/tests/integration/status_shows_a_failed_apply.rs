@@ -5,10 +5,10 @@
 //! dashboard's JSON says so; `/metrics` counts it. The fixed commit brings it back to Synced.
 
 use anyhow::{Context, Result};
-use flotilla_tests::fleet::{Fleet, FleetOptions};
-use flotilla_tests::real::RealClusters;
-use flotilla_tests::small_fleet;
-use flotilla_tests::wait::{self, PATIENCE, Probe};
+use flotilla_testkit::fleet::{Fleet, FleetOptions};
+use flotilla_testkit::real::RealClusters;
+use flotilla_testkit::small_fleet;
+use flotilla_testkit::wait::{self, PATIENCE, Probe};
 use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -124,7 +124,7 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
     );
 
     let credentials = fleet.hub.credentials().context("a TLS hub")?;
-    let dashboard = flotilla_tests::http::request_tls(
+    let dashboard = flotilla_testkit::http::request_tls(
         &credentials.ca_file,
         "GET",
         &format!("https://{}/api/status", fleet.hub.http()),

@@ -7,10 +7,10 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use flotilla_tests::fleet::{Clusters, Fleet, FleetOptions};
-use flotilla_tests::real::RealClusters;
-use flotilla_tests::small_fleet;
-use flotilla_tests::wait::{self, Probe};
+use flotilla_testkit::fleet::{Clusters, Fleet, FleetOptions};
+use flotilla_testkit::real::RealClusters;
+use flotilla_testkit::small_fleet;
+use flotilla_testkit::wait::{self, Probe};
 use serde_json::{Value, json};
 
 /// The agent probes every 2 s and calls the API unreachable after two failures; a real probe

@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use flotilla_tests::fleet::{Fleet, FleetOptions};
-use flotilla_tests::real::RealClusters;
-use flotilla_tests::small_fleet;
-use flotilla_tests::wait::{self, PATIENCE, Probe};
+use flotilla_testkit::fleet::{Fleet, FleetOptions};
+use flotilla_testkit::real::RealClusters;
+use flotilla_testkit::small_fleet;
+use flotilla_testkit::wait::{self, PATIENCE, Probe};
 use kube::api::{Api, DynamicObject, Patch, PatchParams};
 use kube::discovery::ApiResource;
 use serde_json::{Value, json};

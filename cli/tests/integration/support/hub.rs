@@ -28,7 +28,7 @@ pub fn hub_binary() -> Result<PathBuf> {
     Ok(hub)
 }
 
-pub use flotilla_tests::git::GitRepo;
+pub use flotilla_testkit::git::GitRepo;
 
 fn copy_tree(from: &Path, to: &Path) -> Result<()> {
     std::fs::create_dir_all(to)?;

@@ -55,7 +55,7 @@ clusters:
     labels: {env: prod, region: us}
 ";
 
-pub use flotilla_tests::git::GitRepo;
+pub use flotilla_testkit::git::GitRepo;
 
 /// A repository whose first commit holds the small fleet.
 pub fn with_fleet() -> Result<(GitRepo, String)> {

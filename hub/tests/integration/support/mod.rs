@@ -8,7 +8,7 @@ pub mod fleet;
 pub mod group;
 pub mod hub_processes;
 pub mod log;
-pub use flotilla_tests::ports;
+pub use flotilla_testkit::ports;
 pub mod process;
 pub mod rollout;
 pub mod secure;

@@ -35,9 +35,9 @@ use flotilla_hub::server::{DEFAULT_BOOTSTRAP_TOKEN_TTL, Hub, HubConfig};
 use flotilla_hub::state::health::HealthKey;
 use flotilla_hub::state::rollout::RolloutStatus;
 use flotilla_sim::{Sim, SimConfig};
-use flotilla_tests::git::GitRepo;
-use flotilla_tests::http::{WebhookAccess, push_webhook};
-use flotilla_tests::linked_agent::{AgentAccess, LinkedAgent, shutdown_all};
+use flotilla_testkit::git::GitRepo;
+use flotilla_testkit::http::{WebhookAccess, push_webhook};
+use flotilla_testkit::linked_agent::{AgentAccess, LinkedAgent, shutdown_all};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 

@@ -18,7 +18,7 @@ use flotilla_core::inventory::Cluster;
 use flotilla_core::{Kustomize, Limits, Repository};
 use flotilla_hub::controller::source::{SourceConfig, SourceMirror};
 use flotilla_hub::server::Hub;
-use flotilla_tests::http::push_webhook;
+use flotilla_testkit::http::push_webhook;
 use git2::Signature;
 use serde_json::{Value, json};
 

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use flotilla_hub::node::GroupClient;
 use flotilla_hub::state::{Command, Timestamp};
-use flotilla_tests::hub_group::HubGroup;
+use flotilla_testkit::hub_group::HubGroup;
 use serde_json::{Value, json};
 
 /// Options of `bench raft`.

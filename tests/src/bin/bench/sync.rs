@@ -32,8 +32,8 @@ use flotilla_hub::state::health::{Health, HealthKey};
 use flotilla_hub::state::source::{Blob, RevisionRef};
 use flotilla_hub::state::{Command, RenderOutcome, State, Timestamp};
 use flotilla_sim::{Sim, SimConfig};
-use flotilla_tests::hub_group::HubGroup;
-use flotilla_tests::linked_agent::{AgentAccess, LinkedAgent, shutdown_all};
+use flotilla_testkit::hub_group::HubGroup;
+use flotilla_testkit::linked_agent::{AgentAccess, LinkedAgent, shutdown_all};
 use serde_json::{Value, json};
 
 /// Options of `bench sync`.

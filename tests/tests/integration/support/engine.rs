@@ -9,7 +9,7 @@ use flotilla_agent::engine::{Engine, EngineConfig};
 use flotilla_agent::health::BundleHealth;
 use flotilla_agent::retry::RetryPolicy;
 use flotilla_agent::{BundleRevision, DriftMode, Event, Report, SystemClock};
-use flotilla_tests::real::Target;
+use flotilla_testkit::real::Target;
 use kube::api::{Api, DynamicObject};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
