@@ -69,7 +69,10 @@ enum Command {
     /// List audit events, newest first: who did what, when, and how it ended.
     Audit(audit::AuditArgs),
     /// Run a whole fleet on this machine: a hub following an example repository, five
-    /// simulated clusters and an agent for each. Prints what to try; Ctrl-C stops it.
+    /// simulated clusters and an agent for each. Prints what to try; Ctrl-C stops it. Runs the
+    /// `flotilla-demo` binary (beside this one, else on PATH); `flotilla demo --help` shows its
+    /// options.
+    #[command(disable_help_flag = true)]
     Demo(demo::DemoArgs),
 }
 
@@ -90,7 +93,7 @@ async fn main() -> ExitCode {
         Command::Revisions(args) => revisions::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Status(args) => status::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Diff(args) => diff::run(&args).await,
-        Command::Demo(args) => demo::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Demo(args) => demo::run(&args),
         Command::Promote(args) => promote::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Rollback(args) => rollback::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Pause(args) => rollout_action::run(&args, rollout_action::Action::Pause)

@@ -28,6 +28,12 @@ pub const FLOTILLA: Binary = Binary {
     package: "flotilla-cli",
 };
 
+/// `flotilla-demo`, the demo (`flotilla demo` runs it).
+pub const DEMO: Binary = Binary {
+    name: "flotilla-demo",
+    package: "flotilla-demo",
+};
+
 /// A binary of the workspace and the package that builds it.
 #[derive(Debug, Clone, Copy)]
 pub struct Binary {

@@ -1,8 +1,9 @@
-//! `flotilla demo`, the real binary, on simulated clusters and with `--real` on real ones: it
-//! starts, prints the environment another terminal needs, the fleet it runs reaches all-Healthy
-//! as `flotilla status -o json` shows through that environment, the printed kubeconfig reaches
-//! the clusters, and SIGTERM stops everything cleanly (the real clusters' processes included)
-//! and removes its temporary directory.
+//! The demo, the real binary, on simulated clusters started as `flotilla demo` and on real ones
+//! as `flotilla-demo --real` (the README's command): it starts, prints the environment another
+//! terminal needs, the fleet it runs reaches all-Healthy as `flotilla status -o json` shows
+//! through that environment, the printed kubeconfig reaches the clusters, and SIGTERM stops
+//! everything cleanly (the real clusters' processes included) and removes its temporary
+//! directory.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -52,10 +53,17 @@ async fn the_demo_on_real_clusters_reaches_healthy_and_stops_them_on_sigterm() -
 }
 
 async fn demo(real: bool) -> Result<()> {
-    let mut command = Command::new(binaries::FLOTILLA.path()?);
+    // `flotilla demo` runs `flotilla-demo`: a missing one fails here, saying how to build it.
+    let demo_binary = binaries::DEMO.path()?;
+    let mut command = if real {
+        Command::new(demo_binary)
+    } else {
+        let mut forwarded = Command::new(binaries::FLOTILLA.path()?);
+        forwarded.arg("demo");
+        forwarded
+    };
     command
         .args([
-            "demo",
             "--api-listen",
             "127.0.0.1:0",
             "--http-listen",

@@ -32,8 +32,9 @@ pub(super) struct Banner {
     pub(super) removed_on_exit: bool,
     /// The log of the hub, agents and simulator.
     pub(super) log: PathBuf,
-    /// This binary, so the other terminal can find it.
-    pub(super) flotilla: Option<PathBuf>,
+    /// The directory of this binary, where cargo builds the `flotilla` CLI too, so the other
+    /// terminal can find it.
+    pub(super) bin_dir: Option<PathBuf>,
     /// Things the user should know (ports chosen, bundles left out, a slow start).
     pub(super) notes: Vec<String>,
 }
@@ -95,7 +96,7 @@ impl Banner {
         for (name, value) in self.environment() {
             let _ = writeln!(out, "  export {name}={}", shell_quote(&value));
         }
-        if let Some(dir) = self.flotilla_dir_missing_from_path() {
+        if let Some(dir) = self.bin_dir_missing_from_path() {
             let _ = writeln!(
                 out,
                 "  export PATH={}:\"$PATH\"",
@@ -162,8 +163,8 @@ impl Banner {
     }
 
     /// The directory of this binary, unless `PATH` already leads to it.
-    fn flotilla_dir_missing_from_path(&self) -> Option<PathBuf> {
-        let dir = self.flotilla.as_deref()?.parent()?.to_path_buf();
+    fn bin_dir_missing_from_path(&self) -> Option<PathBuf> {
+        let dir = self.bin_dir.clone()?;
         let path = std::env::var_os("PATH").unwrap_or_default();
         let same = |other: &Path| {
             other == dir
@@ -174,6 +175,31 @@ impl Banner {
         (!std::env::split_paths(&path).any(|p| same(&p))).then_some(dir)
     }
 }
+
+/// A note saying how to get the `flotilla` CLI the banner's commands use, when it is neither
+/// beside this binary in `bin_dir` nor on `PATH`: the demo is a binary of its own, and
+/// `cargo run -p flotilla-demo` builds only it.
+pub(super) fn missing_cli_note(bin_dir: &Path, path: &std::ffi::OsStr) -> Option<String> {
+    let found = |dir: &Path| dir.join(CLI).is_file();
+    if found(bin_dir) || std::env::split_paths(path).any(|d| found(&d)) {
+        return None;
+    }
+    let how = match bin_dir.file_name().and_then(|n| n.to_str()) {
+        Some("debug") => "`cargo build -p flotilla-cli` in the repository builds it there",
+        Some("release") => {
+            "`cargo build --release -p flotilla-cli` in the repository builds it there"
+        }
+        _ => "put it on PATH (`cargo install --path cli` in the repository installs it)",
+    };
+    Some(format!(
+        "the commands below use the `flotilla` CLI, which is neither beside this demo in {} nor \
+         on PATH; {how}",
+        bin_dir.display()
+    ))
+}
+
+/// The operator CLI's executable name.
+const CLI: &str = "flotilla";
 
 /// `value` as one shell word.
 pub(super) fn shell_quote(value: &str) -> String {

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use flotilla_core::{Kustomize, Limits, Repository};
 
-use super::banner::{Banner, shell_quote};
+use super::banner::{Banner, missing_cli_note, shell_quote};
 use super::place::Place;
 use super::{listen_address, repo};
 
@@ -38,7 +38,7 @@ fn the_embedded_example_is_the_example_on_disk() {
     let dir = tempfile::tempdir().unwrap();
     repo::EXAMPLE.extract(dir.path()).unwrap();
     // A file added to examples/fleet is embedded only once this crate is rebuilt from a
-    // changed source: touch cli/src/demo/repo.rs.
+    // changed source: touch demo/src/repo.rs.
     assert_eq!(files_under(dir.path()), files_under(&example_on_disk()));
 }
 
@@ -169,7 +169,7 @@ fn banner(dir: &str) -> Banner {
         data_dir: root.clone(),
         removed_on_exit: true,
         log: root.join("demo.log"),
-        flotilla: None,
+        bin_dir: None,
         notes: vec!["127.0.0.1:7080 is taken".into()],
     }
 }
@@ -232,4 +232,27 @@ fn the_commit_the_banner_suggests_edits_the_example() {
         spec.contains("approval: manual"),
         "prod still needs `flotilla approve prod`"
     );
+}
+
+#[test]
+fn the_banner_says_how_to_build_the_cli_only_when_it_is_not_beside_the_demo_nor_on_path() {
+    let target = tempfile::tempdir().unwrap();
+    let release = target.path().join("release");
+    std::fs::create_dir(&release).unwrap();
+    let empty = std::ffi::OsString::new();
+
+    let note = missing_cli_note(&release, &empty).unwrap();
+    assert!(
+        note.contains("`cargo build --release -p flotilla-cli`"),
+        "{note}"
+    );
+    assert!(note.contains(&release.display().to_string()), "{note}");
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    std::fs::write(elsewhere.path().join("flotilla"), "").unwrap();
+    let path = std::env::join_paths([elsewhere.path()]).unwrap();
+    assert_eq!(missing_cli_note(&release, &path), None, "on PATH");
+
+    std::fs::write(release.join("flotilla"), "").unwrap();
+    assert_eq!(missing_cli_note(&release, &empty), None, "beside the demo");
 }
