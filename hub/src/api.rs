@@ -24,9 +24,9 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::auth::Action;
-use crate::controller::source::{RequestFetchError, SourceConfig, request_fetch};
+use crate::context::HubContext;
+use crate::controller::source::{RequestFetchError, request_fetch};
 use crate::node::ProposeError;
-use crate::server::HubContext;
 use crate::state::audit::{AuditClass, Outcome};
 use crate::state::rollout::pipeline;
 use crate::state::{Command, CommandError, Labels, RolloutAction};
@@ -41,7 +41,7 @@ mod progress;
 mod stage;
 pub mod tokens;
 
-use audit::{Entry, UNAUTHENTICATED_ACTOR};
+use crate::audit::{Entry, UNAUTHENTICATED_ACTOR};
 use caller::{Caller, identify};
 
 /// Coalesces bursts of state changes into one watch update.
@@ -59,7 +59,7 @@ impl AdminService {
     }
 
     fn fleet_status(&self, caller: &Caller) -> AdminFleetStatus {
-        convert::fleet(visible(caller, current_status(&self.hub)))
+        convert::fleet(visible(caller, self.hub.status()))
     }
 
     /// Identifies the caller of a read and checks it may view `stage` (or, without one, the
@@ -87,7 +87,7 @@ impl AdminService {
             outcome: Outcome::Denied(refused.to_string()),
             class: AuditClass::Unprivileged,
         };
-        audit::record(&self.hub, entry).await;
+        self.hub.record_audit(entry).await;
         Err(refused.into())
     }
 
@@ -122,7 +122,7 @@ impl AdminService {
             class: AuditClass::of(&outcome),
             outcome,
         };
-        audit::record(&self.hub, entry).await;
+        self.hub.record_audit(entry).await;
         result.map(Response::new)
     }
 
@@ -404,19 +404,6 @@ fn visible(caller: &Caller, mut status: status::FleetStatus) -> status::FleetSta
     status
 }
 
-/// The fleet status of a hub's replica.
-pub fn current_status(hub: &HubContext) -> status::FleetStatus {
-    let leader = hub.node.leadership().leader;
-    let state = hub.node.state();
-    status::fleet_status(
-        &state,
-        hub.source.as_ref().map(SourceConfig::view).as_ref(),
-        hub.node.id(),
-        leader,
-        state.applied(),
-    )
-}
-
 /// A proposal's failure as a gRPC status that says what to do.
 fn propose_status(error: ProposeError) -> Status {
     match &error {
@@ -602,7 +589,7 @@ impl Admin for AdminService {
             let mut applied = hub.node.watch_applied();
             let mut last: Option<status::FleetStatus> = None;
             loop {
-                let current = visible(&caller, current_status(&hub));
+                let current = visible(&caller, hub.status());
                 // The index moves with every entry; only a change of what is shown is news.
                 let mut shown = current.clone();
                 shown.applied_index = 0;

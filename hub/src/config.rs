@@ -401,3 +401,28 @@ pub fn parse_peers(text: &str) -> Result<BTreeMap<NodeId, String>, ConfigError> 
 
 #[cfg(test)]
 mod tests;
+
+/// When clusters count as offline, and how often the leader looks.
+#[derive(Debug, Clone)]
+pub struct LivenessConfig {
+    /// A cluster no presence report has named for this long is offline. Also how long a new
+    /// leader listens before it marks anything offline. Keep it at least two or three presence
+    /// periods, so one late report does not flap a cluster.
+    pub offline_after: Duration,
+    /// How often the leader looks for transitions (it also looks at every report).
+    pub check_interval: Duration,
+}
+
+impl Default for LivenessConfig {
+    /// Offline three seconds after the last report naming the cluster. With the default
+    /// presence period (1 s) and agent heartbeats (1 s, 3 missed), an agent whose connection
+    /// closes is offline within about three seconds, one that vanishes silently within about six,
+    /// and one whose hub node died within about three — four when that node led (an election,
+    /// then the new leader's wait).
+    fn default() -> Self {
+        LivenessConfig {
+            offline_after: Duration::from_secs(3),
+            check_interval: Duration::from_millis(250),
+        }
+    }
+}

@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 use flotilla_consensus::transport::listener::ListenerLimits;
 use flotilla_consensus::transport::net;
 
-use crate::server::HubContext;
+use crate::context::HubContext;
 
 pub mod dashboard;
 pub mod webhook;

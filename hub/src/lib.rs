@@ -5,9 +5,11 @@
 //! [`node::NodeHandle`]. The replicated domain lives in [`state`].
 
 pub mod api;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod context;
 pub mod controller;
 pub mod http;
 pub mod metrics;

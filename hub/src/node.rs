@@ -1,5 +1,5 @@
 //! The hub's node: a consensus node ([`flotilla_consensus::node`]) replicating the hub's
-//! [`State`], with the hub's own peer service (`sync::presence`) on its peer listener and the
+//! [`State`], with the hub's own peer service ([`presence`]) on its peer listener and the
 //! presence board that service fills.
 //!
 //! [`Node::start`] starts one; the returned [`NodeHandle`] is all a service or controller
@@ -11,7 +11,9 @@ use std::sync::Arc;
 
 use crate::config::NodeConfig;
 use crate::state::State;
-use crate::sync::presence::{self, PresenceBoard};
+pub mod presence;
+
+use presence::PresenceBoard;
 
 pub use flotilla_consensus::node::{
     Applied, CA_FILE, CA_KEY_FILE, Leadership, NodeStatus, ReadError, Role,
@@ -65,7 +67,7 @@ impl Node {
 
 impl NodeHandle {
     /// Which clusters the group's nodes hold agent streams for, as reported to this node while
-    /// it leads (see `sync::presence`).
+    /// it leads (see `node::presence`).
     pub fn presence(&self) -> &Arc<PresenceBoard> {
         &self.presence
     }

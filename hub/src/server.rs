@@ -11,7 +11,6 @@
 //! To serve another gRPC service on the API listener, add it in [`api_router`]; to run another
 //! leader-only controller, add it in [`controllers`].
 
-use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -25,9 +24,10 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::api::AdminService;
-use crate::api::audit::{AuditLimits, AuditTrail};
+use crate::audit::{AuditLimits, AuditTrail};
 use crate::clock::Clock;
 use crate::config::NodeConfig;
+pub use crate::context::{DEFAULT_BOOTSTRAP_TOKEN_TTL, HubContext, RegistrationConfig};
 use crate::controller::inventory::InventoryController;
 use crate::controller::liveness::Liveness;
 use crate::controller::render::RenderController;
@@ -84,27 +84,6 @@ pub struct HubConfig {
     pub api_connections: ListenerLimits,
     /// Connection limits and timeouts of the HTTP listener.
     pub http_connections: ListenerLimits,
-}
-
-/// How agents register: how long a bootstrap token and an agent certificate last.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RegistrationConfig {
-    /// How long a bootstrap token issued by `AddCluster` stays usable.
-    pub bootstrap_token_ttl: Duration,
-    /// Lifetime of the client certificates agents get at registration and renewal.
-    pub agent_cert_lifetime: Duration,
-}
-
-/// Default lifetime of a bootstrap token.
-pub const DEFAULT_BOOTSTRAP_TOKEN_TTL: Duration = Duration::from_secs(3600);
-
-impl Default for RegistrationConfig {
-    fn default() -> Self {
-        RegistrationConfig {
-            bootstrap_token_ttl: DEFAULT_BOOTSTRAP_TOKEN_TTL,
-            agent_cert_lifetime: flotilla_pki::DEFAULT_AGENT_CERT_LIFETIME,
-        }
-    }
 }
 
 impl HubConfig {
@@ -174,30 +153,6 @@ pub struct Hub {
     sync: Arc<SyncHub>,
     stop: CancellationToken,
     tasks: Mutex<Vec<JoinHandle<()>>>,
-}
-
-/// What the services and controllers of one hub share.
-#[derive(Clone)]
-pub struct HubContext {
-    /// The node.
-    pub node: NodeHandle,
-    /// Wall-clock time for proposed commands.
-    pub clock: Arc<dyn Clock>,
-    /// Counters and gauges.
-    pub metrics: Arc<Metrics>,
-    /// The followed source, if any.
-    pub source: Option<SourceConfig>,
-    /// Agent streams served by this node.
-    pub sync: Arc<SyncHub>,
-    /// Whether the Admin API is open to everyone (an insecure hub) rather than checking
-    /// bearer tokens.
-    pub insecure: bool,
-    /// What this node records of unprivileged events (refusals, failures, webhook deliveries).
-    pub audit: Arc<AuditTrail>,
-    /// Lifetimes of bootstrap tokens and agent certificates.
-    pub registration: RegistrationConfig,
-    /// This node's clusters file and the clusters it lists: their labels come from it.
-    pub clusters_file: Option<(PathBuf, BTreeSet<String>)>,
 }
 
 impl Hub {
@@ -289,7 +244,7 @@ impl Hub {
             stop.child_token(),
         )));
 
-        tasks.push(tokio::spawn(crate::api::audit::close_windows(
+        tasks.push(tokio::spawn(crate::audit::close_windows(
             node.clone(),
             config.clock.clone(),
             context.audit.clone(),

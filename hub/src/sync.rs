@@ -27,7 +27,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::api::audit::AuditTrail;
+use crate::audit::AuditTrail;
 use crate::clock::Clock;
 use crate::metrics::Metrics;
 use crate::node::NodeHandle;
@@ -35,9 +35,9 @@ use crate::node::NodeHandle;
 mod chunk;
 mod counters;
 mod identity;
-pub mod presence;
 mod refusal;
 pub mod register;
+mod report_presence;
 mod reports;
 mod session;
 mod streams;
@@ -45,10 +45,10 @@ mod streams;
 #[cfg(test)]
 mod tests;
 
-pub use crate::controller::liveness::LivenessConfig;
+pub use crate::config::LivenessConfig;
 pub use counters::{SyncCounters, SyncStats};
 
-use presence::LeaderChannel;
+use crate::node::presence::LeaderChannel;
 use refusal::RefusalLog;
 use reports::ReportBatcher;
 use streams::Streams;
@@ -157,7 +157,7 @@ impl SyncHub {
         });
         let tasks = vec![
             tokio::spawn(reports::run(Arc::clone(&shared))),
-            tokio::spawn(presence::report_loop(
+            tokio::spawn(report_presence::report_loop(
                 shared.node.clone(),
                 shared.streams.clone(),
                 Arc::clone(&shared.leader),

@@ -10,7 +10,7 @@
 use tonic::{Request, Status};
 
 use crate::auth::{self, Action, AuthError};
-use crate::server::HubContext;
+use crate::context::HubContext;
 use crate::state::access::{Role, RoleBinding};
 
 /// Who audit events name when the hub checks no tokens.

@@ -8,7 +8,7 @@ use tonic::Status;
 use super::caller::Caller;
 use super::convert;
 use super::propose_status;
-use crate::server::HubContext;
+use crate::context::HubContext;
 use crate::state::Command;
 use crate::state::fleet::Cluster;
 use crate::state::identity::check_uid;

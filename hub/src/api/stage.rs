@@ -13,7 +13,7 @@ use tonic::Status;
 
 use super::caller::Caller;
 use super::{diff, progress, propose_status};
-use crate::server::HubContext;
+use crate::context::HubContext;
 use crate::state::rollout::RolloutStatus;
 use crate::state::rollout::pipeline::{self, short};
 use crate::state::rollout::promotion::{self, Start};

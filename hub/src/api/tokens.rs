@@ -12,7 +12,7 @@ use tonic::Status;
 use super::caller::Caller;
 use super::propose_status;
 use crate::auth::NewToken;
-use crate::server::HubContext;
+use crate::context::HubContext;
 use crate::state::access::{Role, RoleBinding, Token, valid_token_name};
 use crate::state::{Command, Timestamp};
 

@@ -7,7 +7,6 @@ use axum::extract::State;
 use axum::response::Html;
 
 use super::HttpContext;
-use crate::api::current_status;
 use crate::status::FleetStatus;
 
 /// The page.
@@ -20,5 +19,5 @@ pub(super) async fn page() -> Html<&'static str> {
 
 /// `GET /api/status`: the fleet status of this node's replica as JSON.
 pub(super) async fn status(State(context): State<HttpContext>) -> Json<FleetStatus> {
-    Json(current_status(&context.hub))
+    Json(context.hub.status())
 }

@@ -21,7 +21,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 use super::HttpContext;
-use crate::api::audit::{self, Entry, UNAUTHENTICATED_ACTOR};
+use crate::audit::{Entry, UNAUTHENTICATED_ACTOR};
 use crate::controller::source::{RequestFetchError, request_fetch};
 use crate::state::audit::{AuditClass, Outcome};
 
@@ -277,7 +277,7 @@ async fn audit_fetch(context: &HttpContext, actor: &str, detail: String, outcome
         // Whoever holds a signed body can send it: nothing a role was needed for.
         class: AuditClass::Unprivileged,
     };
-    audit::record(&context.hub, entry).await;
+    context.hub.record_audit(entry).await;
 }
 
 fn ignored(why: String) -> Response {

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use tonic::Status;
 
 use super::Shared;
-use crate::api::audit;
+use crate::audit;
 use crate::state::audit::{AuditClass, Outcome};
 
 #[cfg(test)]

@@ -14,7 +14,7 @@ use tonic::{Request, Status};
 
 use super::Shared;
 use super::identity::{self, Call, Caller};
-use crate::api::audit::AGENT_ACTOR_PREFIX;
+use crate::audit::AGENT_ACTOR_PREFIX;
 use crate::auth::{BootstrapRefused, NewBootstrapToken, check_bootstrap};
 use crate::clock::Clock;
 use crate::node::{NodeHandle, ProposeError};

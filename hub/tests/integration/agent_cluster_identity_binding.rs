@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use flotilla_hub::api::audit::DEFAULT_PER_WINDOW;
+use flotilla_hub::audit::DEFAULT_PER_WINDOW;
 use flotilla_hub::clock::ManualClock;
 use flotilla_hub::state::{Command, State};
 use flotilla_proto::v1::{ClusterIdentity, Hello};

@@ -9,7 +9,7 @@ use crate::support::secure;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use flotilla_hub::api::audit::DEFAULT_PER_WINDOW;
+use flotilla_hub::audit::DEFAULT_PER_WINDOW;
 use flotilla_hub::state::Command;
 use flotilla_proto::v1::{AgentMessage, ReportBatch, agent_message};
 use secure::{AgentIdentityPem, SecureHub, SyncStream, denials, wait_state};

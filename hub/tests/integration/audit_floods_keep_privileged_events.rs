@@ -9,7 +9,7 @@ use crate::support::admin::{admin_token, client, create, secured_hub};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
-use flotilla_hub::api::audit::AuditLimits;
+use flotilla_hub::audit::AuditLimits;
 use flotilla_hub::http::webhook::sign;
 use flotilla_proto::v1::{
     AdminAuditEvent, AdminListAuditRequest, AdminPromoteRequest, AdminStageActionRequest,

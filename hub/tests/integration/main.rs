@@ -15,6 +15,7 @@ mod controllers_follow_leadership;
 mod hub_process_failover;
 mod hub_process_restart;
 mod hub_process_truncated_log;
+mod layering;
 mod raft_fault_schedules;
 mod raft_group_replication;
 mod raft_membership_changes;

@@ -1,4 +1,5 @@
 use super::*;
+use crate::state::audit::{AuditClass, Outcome};
 
 #[test]
 fn an_event_shows_its_outcome_and_reason() {

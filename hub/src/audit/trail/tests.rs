@@ -1,7 +1,7 @@
 use std::time::{Duration, Instant};
 
 use super::*;
-use crate::api::audit::UNAUTHENTICATED_ACTOR;
+use crate::audit::UNAUTHENTICATED_ACTOR;
 
 const LIMITS: AuditLimits = AuditLimits {
     window: Duration::from_secs(60),

@@ -28,21 +28,15 @@ use flotilla_proto::v1::{
 use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use super::streams::Streams;
-use crate::node::NodeHandle;
+use super::NodeHandle;
 use crate::state::NodeId;
 use flotilla_consensus::transport::net;
 
 #[cfg(test)]
 mod tests;
-
-/// Shortest pause between two reports triggered by stream changes, so a burst of agents
-/// connecting at once costs a few reports, not one per agent.
-const CHANGE_COALESCE: Duration = Duration::from_millis(100);
 
 /// How long a stream the leader heard of (or a claim it granted) counts as live without a
 /// report naming it, unless the node's sync configuration says otherwise.
@@ -324,36 +318,6 @@ pub(crate) async fn claim(
     }
 }
 
-/// Reports this node's streams to the leader every `period`, when they change, and when the
-/// leader changes, until `stop`.
-pub(crate) async fn report_loop(
-    node: NodeHandle,
-    streams: Streams,
-    leader: std::sync::Arc<LeaderChannel>,
-    period: Duration,
-    stop: CancellationToken,
-) {
-    let mut tick = tokio::time::interval(period);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut leadership = node.watch_leadership();
-    let mut changes = streams.watch();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tick.tick() => {}
-            changed = leadership.changed() => if changed.is_err() { return },
-            changed = changes.changed() => {
-                if changed.is_err() {
-                    return;
-                }
-                tokio::time::sleep(CHANGE_COALESCE).await;
-                changes.mark_unchanged();
-            }
-        }
-        send_report(&node, &leader, streams.streams(), period).await;
-    }
-}
-
 /// Where the leader is: this node, or a peer reached through a channel kept while it leads.
 #[derive(Default)]
 pub(crate) struct LeaderChannel {
@@ -397,7 +361,7 @@ impl LeaderChannel {
 }
 
 /// Tells whichever node leads which streams this node holds.
-async fn send_report(
+pub(crate) async fn send_report(
     node: &NodeHandle,
     leader: &LeaderChannel,
     streams: Vec<(String, String)>,

@@ -1,0 +1,83 @@
+//! What the services of one hub node share — the node, its clock, metrics, the followed
+//! source, the agent streams, the audit trail — and what they do with it together: the fleet
+//! status every surface shows and the audit events they record. The composition root
+//! (`server`) builds it; the Admin API, HTTP and their helpers take it.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::audit::{self, AuditTrail, Entry};
+use crate::clock::Clock;
+use crate::controller::source::SourceConfig;
+use crate::metrics::Metrics;
+use crate::node::NodeHandle;
+use crate::status::{self, FleetStatus};
+use crate::sync::SyncHub;
+
+/// How agents register: how long a bootstrap token and an agent certificate last.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistrationConfig {
+    /// How long a bootstrap token issued by `AddCluster` stays usable.
+    pub bootstrap_token_ttl: Duration,
+    /// Lifetime of the client certificates agents get at registration and renewal.
+    pub agent_cert_lifetime: Duration,
+}
+
+/// Default lifetime of a bootstrap token.
+pub const DEFAULT_BOOTSTRAP_TOKEN_TTL: Duration = Duration::from_secs(3600);
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig {
+            bootstrap_token_ttl: DEFAULT_BOOTSTRAP_TOKEN_TTL,
+            agent_cert_lifetime: flotilla_pki::DEFAULT_AGENT_CERT_LIFETIME,
+        }
+    }
+}
+
+/// What the services and controllers of one hub share.
+#[derive(Clone)]
+pub struct HubContext {
+    /// The node.
+    pub node: NodeHandle,
+    /// Wall-clock time for proposed commands.
+    pub clock: Arc<dyn Clock>,
+    /// Counters and gauges.
+    pub metrics: Arc<Metrics>,
+    /// The followed source, if any.
+    pub source: Option<SourceConfig>,
+    /// Agent streams served by this node.
+    pub sync: Arc<SyncHub>,
+    /// Whether the Admin API is open to everyone (an insecure hub) rather than checking
+    /// bearer tokens.
+    pub insecure: bool,
+    /// What this node records of unprivileged events (refusals, failures, webhook deliveries).
+    pub audit: Arc<AuditTrail>,
+    /// Lifetimes of bootstrap tokens and agent certificates.
+    pub registration: RegistrationConfig,
+    /// This node's clusters file and the clusters it lists: their labels come from it.
+    pub clusters_file: Option<(PathBuf, BTreeSet<String>)>,
+}
+
+impl HubContext {
+    /// The fleet status from this node's replica.
+    pub fn status(&self) -> FleetStatus {
+        let leader = self.node.leadership().leader;
+        let state = self.node.state();
+        status::fleet_status(
+            &state,
+            self.source.as_ref().map(SourceConfig::view).as_ref(),
+            self.node.id(),
+            leader,
+            state.applied(),
+        )
+    }
+
+    /// Records an audit event; a failure to record is logged, never fails the call it
+    /// describes. Unprivileged events are rate-limited per actor (`crate::audit`).
+    pub async fn record_audit(&self, entry: Entry<'_>) {
+        audit::record_on(&self.node, self.clock.as_ref(), &self.audit, entry).await;
+    }
+}
