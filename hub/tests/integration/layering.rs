@@ -184,25 +184,54 @@ fn dependency_tree(package: &str) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-#[test]
-fn the_consensus_crate_links_nothing_of_the_hub_or_kubernetes() {
-    let tree = dependency_tree("flotilla-consensus");
+/// Fails naming every crate of `forbidden` that `package` links, after checking the tree
+/// was read (it names `expected`).
+fn assert_links_none(package: &str, expected: &str, forbidden: &[&str]) {
+    let tree = dependency_tree(package);
     let crates: BTreeSet<&str> = tree
         .lines()
         .filter_map(|line| line.split_whitespace().next())
         .collect();
-    assert!(crates.contains("raft"), "the tree was read: {tree}");
-    for forbidden in [
-        "flotilla-hub",
-        "flotilla-agent",
-        "flotilla-sim",
-        "kube",
-        "git2",
-        "axum",
-    ] {
-        assert!(
-            !crates.contains(forbidden),
-            "flotilla-consensus links {forbidden}:\n{tree}"
-        );
-    }
+    assert!(crates.contains(expected), "the tree was read: {tree}");
+    let linked: Vec<&&str> = forbidden
+        .iter()
+        .filter(|name| crates.contains(**name))
+        .collect();
+    assert!(linked.is_empty(), "{package} links {linked:?}:\n{tree}");
+}
+
+#[test]
+fn the_consensus_crate_links_nothing_of_the_hub_or_kubernetes() {
+    assert_links_none(
+        "flotilla-consensus",
+        "raft",
+        &[
+            "flotilla-hub",
+            "flotilla-agent",
+            "flotilla-sim",
+            "kube",
+            "git2",
+            "axum",
+        ],
+    );
+}
+
+#[test]
+fn the_cli_links_only_core_proto_pki_and_its_grpc_client() {
+    assert_links_none(
+        "flotilla-cli",
+        "flotilla-core",
+        &[
+            "flotilla-hub",
+            "flotilla-agent",
+            "flotilla-sim",
+            "flotilla-consensus",
+            "flotilla-demo",
+            "flotilla-testkit",
+            "raft",
+            "redb",
+            "kube",
+            "kube-client",
+        ],
+    );
 }
