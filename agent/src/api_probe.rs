@@ -11,7 +11,7 @@ use kube::Client;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::clock::Clock;
+use flotilla_core::clock::Clock;
 
 /// How often the API server is probed.
 pub const PROBE_INTERVAL: Duration = Duration::from_secs(2);
@@ -40,7 +40,7 @@ pub(crate) fn start(
 ) -> (watch::Receiver<ApiReachability>, JoinHandle<()>) {
     let (tx, rx) = watch::channel(ApiReachability {
         reachable: true,
-        since_ms: clock.now_ms(),
+        since_ms: clock.now().signed_millis(),
         error: String::new(),
     });
     let task = tokio::spawn(async move {
@@ -58,7 +58,7 @@ pub(crate) fn start(
                         tracing::info!("the cluster's API server answers again");
                         let _ = tx.send(ApiReachability {
                             reachable: true,
-                            since_ms: clock.now_ms(),
+                            since_ms: clock.now().signed_millis(),
                             error: String::new(),
                         });
                     }
@@ -69,7 +69,7 @@ pub(crate) fn start(
                         tracing::warn!(%error, "the cluster's API server is unreachable");
                         let _ = tx.send(ApiReachability {
                             reachable: false,
-                            since_ms: clock.now_ms(),
+                            since_ms: clock.now().signed_millis(),
                             error,
                         });
                     }

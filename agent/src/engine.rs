@@ -21,7 +21,6 @@ use tokio::task::JoinHandle;
 use crate::api_probe::ApiReachability;
 use crate::bundle::{BundleRevision, HeldBundle, InvalidBundle, is_dns_label};
 use crate::catalog::Catalog;
-use crate::clock::Clock;
 use crate::cluster::Cluster;
 use crate::cluster_identity::ClusterUid;
 use crate::health::BundleHealth;
@@ -31,6 +30,7 @@ use crate::report::{ObjectMessage, Report};
 use crate::retry::RetryPolicy;
 use crate::state::{BundleState, StateDir, StateError};
 use crate::watch::{Routes, Watches};
+use flotilla_core::clock::Clock;
 
 /// How long `shutdown` lets a bundle task finish what it is doing.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

@@ -26,9 +26,9 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::clock::Clock;
 use crate::engine::Engine;
 use crate::report::Report;
+use flotilla_core::clock::Clock;
 
 mod assembly;
 mod backoff;

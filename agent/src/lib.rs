@@ -8,7 +8,6 @@ pub mod api_probe;
 pub mod apply;
 pub mod bundle;
 pub mod catalog;
-pub mod clock;
 pub mod cluster;
 pub mod cluster_identity;
 pub mod connect;
@@ -28,7 +27,8 @@ pub mod state;
 pub mod watch;
 
 pub use bundle::{BundleRevision, DriftMode, HeldBundle};
-pub use clock::{Clock, SystemClock};
 pub use cluster_identity::ClusterUid;
 pub use engine::{BundleStatus, Engine, EngineConfig, EngineError, Phase};
+/// Wall-clock time for report timestamps (core's, shared with the hub).
+pub use flotilla_core::clock::{Clock, SystemClock};
 pub use report::{Event, ObjectMessage, Report};

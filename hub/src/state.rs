@@ -47,35 +47,9 @@ pub use flotilla_consensus::NodeId;
 /// Key/value labels of a cluster (core's type).
 pub use flotilla_core::Labels;
 
-/// Milliseconds since the Unix epoch, as stamped by the proposer of a command.
-#[derive(
-    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
-)]
-pub struct Timestamp(pub u64);
-
-/// A duration in whole milliseconds, as the state counts time (saturating).
-pub fn millis(duration: std::time::Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-impl Timestamp {
-    /// This time moved on by `duration` (saturating).
-    pub fn after(self, duration: std::time::Duration) -> Timestamp {
-        Timestamp(self.0.saturating_add(millis(duration)))
-    }
-
-    /// As people and JSON read it: RFC 3339 UTC with milliseconds (the raw milliseconds if
-    /// out of range).
-    pub fn rfc3339(self) -> String {
-        i64::try_from(self.0)
-            .ok()
-            .and_then(chrono::DateTime::from_timestamp_millis)
-            .map_or_else(
-                || self.0.to_string(),
-                |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            )
-    }
-}
+/// Milliseconds since the Unix epoch, as stamped by the proposer of a command; and a
+/// duration in whole milliseconds, as the state counts time (core's).
+pub use flotilla_core::clock::{Timestamp, millis};
 
 /// Version of the snapshot encoding this build writes and the newest it reads.
 pub const SNAPSHOT_VERSION: u32 = 9;

@@ -19,6 +19,7 @@ pub mod linked_agent;
 pub mod manifests;
 pub mod ports;
 pub mod process;
+pub mod protocol;
 pub mod real;
 pub mod sim;
 pub mod small_fleet;

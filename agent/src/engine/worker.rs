@@ -170,7 +170,7 @@ impl Worker {
             bundle: self.name.clone(),
             revision: revision.revision.clone(),
             content_hash: revision.content_hash.clone(),
-            at_ms: self.shared.clock.now_ms(),
+            at_ms: self.shared.clock.now().signed_millis(),
             event,
         });
     }

@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::clock::SystemClock;
 use crate::cluster_identity::guard_state_dir;
 use crate::connect::{ConnectError, connect};
 use crate::engine::{Engine, EngineConfig, EngineError};
 use crate::state::StateDir;
+use flotilla_core::clock::SystemClock;
 
 use flotilla_pki::CredentialStore;
 use tokio_util::sync::CancellationToken;

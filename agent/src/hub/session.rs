@@ -279,7 +279,10 @@ impl Session {
     /// bundle stands now.
     fn resync(&mut self, link: &mut Link) {
         link.resync = false;
-        let snapshot = outbox::snapshot(&self.shared.engine.status(), self.shared.clock.now_ms());
+        let snapshot = outbox::snapshot(
+            &self.shared.engine.status(),
+            self.shared.clock.now().signed_millis(),
+        );
         let mut pending = Vec::new();
         while !link.outbox.is_empty() {
             pending.push(link.outbox.take_batch());
@@ -343,7 +346,7 @@ impl Session {
                         )
                         .into());
                     }
-                    let sent_at_ms = self.shared.clock.now_ms();
+                    let sent_at_ms = self.shared.clock.now().signed_millis();
                     if !self.out.send(agent_message::Kind::Heartbeat(Heartbeat { sent_at_ms })) {
                         return Err("the stream is closed".into());
                     }

@@ -11,11 +11,11 @@ use tokio::time::Instant;
 
 use super::{ClusterArgs, LocalError, manifests};
 use crate::bundle::DriftMode;
-use crate::clock::SystemClock;
 use crate::connect::connect;
 use crate::engine::{Engine, EngineConfig};
 use crate::health::Health;
 use crate::report::{Event, Report};
+use flotilla_core::clock::SystemClock;
 
 /// Arguments of `flotilla-agent apply`.
 #[derive(Debug, Clone, clap::Args)]

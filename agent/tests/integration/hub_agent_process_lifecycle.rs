@@ -2,10 +2,8 @@
 //! applies it to the (simulated) cluster and reports Applied and Healthy back into the hub's
 //! replicated state; killed with SIGKILL, its cluster is marked offline.
 
-// The agent protocol's fixtures live with the hub's tests; they need nothing from either
-// crate's private code.
-#[path = "../../../hub/tests/integration/support/sync.rs"]
-mod support;
+// The agent protocol's fixtures, shared with the hub's tests.
+use flotilla_testkit::protocol as support;
 
 use std::collections::BTreeMap;
 use std::process::{Child, Command, Stdio};

@@ -1,7 +1,7 @@
 //! Shared set-up for the agent's tests against the simulator: a simulated cluster, an engine
 //! on it, waiting for reports, and small object builders.
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(unreachable_pub)]
 
 use std::path::Path;
 use std::sync::Arc;

@@ -1,7 +1,7 @@
 //! Simulated clusters and their agents as real processes, for CLI tests that need health to
 //! flow: a `flotilla-sim` process serving N clusters and one `flotilla-agent run` per cluster,
 //! each built next to the test executable (a workspace build puts them there).
-#![allow(dead_code, unreachable_pub)]
+#![allow(unreachable_pub)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -38,11 +38,11 @@ impl Drop for Guard {
 }
 
 /// A `flotilla-sim` process and one `flotilla-agent` process per cluster, streaming to `hub`.
+/// Its fields only keep the processes running and their files in place until it is dropped.
 pub struct SimFleet {
-    dir: TempDir,
-    pub kubeconfig: PathBuf,
-    sim: Guard,
-    agents: Vec<Guard>,
+    _dir: TempDir,
+    _sim: Guard,
+    _agents: Vec<Guard>,
 }
 
 impl SimFleet {
@@ -93,10 +93,9 @@ impl SimFleet {
             agents.push(Guard(child));
         }
         Ok(SimFleet {
-            dir,
-            kubeconfig,
-            sim,
-            agents,
+            _dir: dir,
+            _sim: sim,
+            _agents: agents,
         })
     }
 }

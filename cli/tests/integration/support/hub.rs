@@ -1,6 +1,6 @@
 //! A real `flotilla-hub` process following a Git repository made with git2, and the real
 //! `flotilla` binary run against it.
-#![allow(dead_code, unreachable_pub)]
+#![allow(unreachable_pub)]
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -29,20 +29,6 @@ pub fn hub_binary() -> Result<PathBuf> {
 }
 
 pub use flotilla_testkit::git::GitRepo;
-
-fn copy_tree(from: &Path, to: &Path) -> Result<()> {
-    std::fs::create_dir_all(to)?;
-    for entry in std::fs::read_dir(from)? {
-        let entry = entry?;
-        let target = to.join(entry.file_name());
-        if entry.file_type()?.is_dir() {
-            copy_tree(&entry.path(), &target)?;
-        } else {
-            std::fs::copy(entry.path(), target)?;
-        }
-    }
-    Ok(())
-}
 
 /// A hub process, killed when dropped.
 pub struct HubProcess {

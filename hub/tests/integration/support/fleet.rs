@@ -1,6 +1,6 @@
 //! Real Git repositories (made with git2 in temp dirs) holding a small fleet, and hubs following
 //! them over `file://`, for the source, render and controller tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(unreachable_pub)]
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -34,16 +34,9 @@ bundles:
     variables: {greeting: hello}
 ";
 
-pub const APP_CONFIG: &str = "\
-apiVersion: v1
-kind: ConfigMap
-metadata:
-  name: app
-data:
-  cluster: ${cluster.name}
-  region: ${cluster.labels.region}
-  greeting: ${greeting}
-";
+/// The bundle's ConfigMap, with the cluster's name, a label and a variable (the end-to-end
+/// tests' small fleet has the same one).
+pub use flotilla_testkit::small_fleet::CONFIG as APP_CONFIG;
 
 pub const INVENTORY: &str = "\
 apiVersion: flotilla.dev/v1
@@ -78,7 +71,8 @@ pub fn inventory_file() -> Result<(TempDir, PathBuf)> {
 pub struct TestHub {
     pub hub: Hub,
     pub data: TempDir,
-    pub inventory: TempDir,
+    /// Holds the inventory file while the hub runs.
+    _inventory: TempDir,
 }
 
 impl TestHub {
@@ -98,7 +92,7 @@ impl TestHub {
         Ok(TestHub {
             hub,
             data,
-            inventory,
+            _inventory: inventory,
         })
     }
 
@@ -178,16 +172,10 @@ pub fn desired_app(state: &State, cluster: &str) -> Result<serde_json::Value> {
     Ok(serde_json::from_slice(&blob.content()?)?)
 }
 
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
-        )
-        .with_test_writer()
-        .try_init();
-}
+/// Tracing output for a failing test, when `RUST_LOG` asks for it.
+pub use flotilla_testkit::protocol::init_tracing;
 
-/// One HTTP/1.1 request over a fresh connection; returns the status code and body.
+/// One plain HTTP request to `address`; returns the status code and body.
 pub async fn http(
     address: std::net::SocketAddr,
     method: &str,
@@ -195,31 +183,9 @@ pub async fn http(
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> Result<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut stream = tokio::net::TcpStream::connect(address).await?;
-    let mut request = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\nContent-Length: {}\r\n",
-        body.len()
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    stream.write_all(body).await?;
-    let mut response = Vec::new();
-    stream.read_to_end(&mut response).await?;
-    let text = String::from_utf8_lossy(&response).into_owned();
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|code| code.parse().ok())
-        .context("no HTTP status line")?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, body)| body.to_owned())
-        .unwrap_or_default();
-    Ok((status, body))
+    let url = format!("http://{address}{path}");
+    let answer = flotilla_testkit::http::request(method, &url, headers, body.to_vec()).await?;
+    Ok((answer.status, answer.body))
 }
 
 /// The commit a cluster is assigned, if it is registered and assigned.

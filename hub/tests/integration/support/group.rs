@@ -1,7 +1,7 @@
 //! In-process hub groups over real loopback sockets, for integration tests: start, crash (drop
 //! a node and keep its data dir), restart (reopen the same data dir on the same port), and wait
 //! for leaders and convergence.
-#![allow(dead_code, unreachable_pub)]
+#![allow(unreachable_pub)]
 
 use std::collections::BTreeMap;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Real `flotilla-hub` processes for the agent protocol's tests, where only a process will do
 //! (SIGKILL). Include next to `support/sync.rs` as module `support`.
-#![allow(dead_code, unreachable_pub)]
+#![allow(unreachable_pub)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! A stopped node's raft log replayed entry by entry through the real state machine: every
 //! state the node applied, in order, for tests whose invariant must hold at every instant and
 //! not only at the moments a poll happened to look.
-#![allow(dead_code, unreachable_pub)]
+#![allow(unreachable_pub)]
 
 use std::path::Path;
 use std::time::Duration;

@@ -12,4 +12,4 @@ pub use flotilla_testkit::ports;
 pub mod process;
 pub mod rollout;
 pub mod secure;
-pub mod sync;
+pub use flotilla_testkit::protocol as sync;

@@ -1,6 +1,6 @@
 //! Groups of real `flotilla-hub` processes on loopback, for tests where only a real process
 //! will do: SIGKILL, full restarts, damaged data files.
-#![allow(dead_code, unreachable_pub)]
+#![allow(unreachable_pub)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;

@@ -2,7 +2,7 @@
 //! over `file://`, a simulator whose clusters are the hub's inventory, and a real agent for
 //! each cluster (`sync.rs`). Include next to `support/fleet.rs` as module `fleet`,
 //! `support/sync.rs` as module `support` and `support/log.rs` as module `log`.
-#![allow(dead_code, unreachable_pub)]
+#![allow(unreachable_pub)]
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -60,7 +60,7 @@ pub struct RolloutFleet {
     pub hub: TestHub,
     pub sim: Sim,
     pub agents: Vec<Agent>,
-    inventory: TempDir,
+    _inventory: TempDir,
 }
 
 /// `clusters.yaml` for the given clusters (named `sim-N`, as the simulator names them).
@@ -107,7 +107,7 @@ impl RolloutFleet {
             hub,
             sim,
             agents,
-            inventory,
+            _inventory: inventory,
         };
         fleet.wait_healthy_at(&first).await?;
         Ok((fleet, first))

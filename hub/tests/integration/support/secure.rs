@@ -1,17 +1,17 @@
 //! Hubs with TLS in this process, and the agent's side of registration and sync over real
 //! sockets: bootstrap tokens issued as the Admin API issues them, certificate requests, and raw
 //! `AgentSync` streams presenting a chosen certificate.
-#![allow(dead_code, unreachable_pub)]
+#![allow(unreachable_pub)]
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use flotilla_hub::clock::Clock;
 use flotilla_hub::config::{NodeConfig, SecurityConfig, TlsSettings};
 use flotilla_hub::server::{Hub, HubConfig};
 use flotilla_hub::state::{Command, State};
-use flotilla_pki::{AgentKey, CaPem, GroupCa};
+use flotilla_pki::{AgentKey, GroupCa};
 use flotilla_proto::v1::agent_sync_client::AgentSyncClient;
 use flotilla_proto::v1::{
     AgentCertificate, AgentMessage, ClusterIdentity, Hello, HubMessage, RegisterRequest,
@@ -297,9 +297,4 @@ pub fn denials(state: &State, target: &str) -> Vec<String> {
         .filter(|e| e.target == target && e.outcome.name() == "denied")
         .map(|e| format!("{}: {}", e.action, e.outcome.reason()))
         .collect()
-}
-
-/// The CA as the test holds it.
-pub fn ca_of(pem: &CaPem) -> Result<GroupCa> {
-    GroupCa::from_pem(pem).context("the hub's CA")
 }

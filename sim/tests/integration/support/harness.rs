@@ -1,7 +1,7 @@
 //! Shared test support: an in-process simulator, kube clients for its clusters, raw
 //! HTTP requests, and kubectl (which must exist under CI=true).
 
-#![allow(dead_code, unreachable_pub)]
+#![allow(unreachable_pub)]
 
 use std::path::PathBuf;
 use std::process::Output;

@@ -1,7 +1,6 @@
 //! Fixtures for the agent protocol's tests: rendered revisions proposed straight into the real
 //! state machine (the commands the source and render controllers would propose), in-process
 //! hubs, and simulated clusters each with an agent engine and its hub link.
-#![allow(dead_code, unreachable_pub)]
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -232,9 +231,13 @@ pub fn test_link(hubs: Vec<String>, cluster: &str) -> LinkConfig {
 
 /// An agent in this process: an engine on a simulated cluster and its link to the hub.
 pub struct Agent {
+    /// The engine applying to the simulated cluster.
     pub engine: Arc<Engine>,
+    /// The engine's stream to the hub.
     pub link: HubLink,
+    /// A client of the simulated cluster, to look at what was applied.
     pub client: kube::Client,
+    /// The agent's state directory (its identity and held bundles).
     pub state: TempDir,
 }
 
