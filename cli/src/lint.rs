@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 use flotilla_core::inventory::{Cluster, load_inventory};
-use flotilla_core::render::{FleetRender, Kustomize, as_applied, render_fleet};
+use flotilla_core::render::{FleetRender, Tools, as_applied, render_fleet};
 use flotilla_core::spec::{FleetSpec, StageSource};
 use flotilla_core::validate::{self, CustomResources, Schemas, Verdict};
 use flotilla_core::{ContentHash, Limits, Repository, SourceLocation};
@@ -52,7 +52,7 @@ pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
     let report = lint(
         &args.path,
         args.clusters.as_deref(),
-        &Kustomize::discover(),
+        &Tools::discover(),
         &schemas,
     );
     match args.output {
@@ -116,12 +116,7 @@ fn load_schemas(args: &LintArgs) -> anyhow::Result<SchemaSet> {
     })
 }
 
-fn lint(
-    path: &Path,
-    inventory: Option<&Path>,
-    kustomize: &Kustomize,
-    schemas: &SchemaSet,
-) -> LintReport {
+fn lint(path: &Path, inventory: Option<&Path>, tools: &Tools, schemas: &SchemaSet) -> LintReport {
     let mut report = LintReport::new(path);
     // Offline lint runs on developer machines and CI runners where namespaces may be
     // forbidden; the static checks refuse remote references either way.
@@ -175,7 +170,7 @@ fn lint(
     };
     report.summary.clusters = clusters.len();
     check_membership(&mut report, repo.spec(), &clusters, path);
-    let rendered = render_fleet(&repo, &clusters, kustomize);
+    let rendered = render_fleet(&repo, &clusters, tools);
     add_render_problems(&mut report, &rendered, path);
     check_schemas(&mut report, &rendered, schemas, path);
     report.summary.pairs = rendered.pairs();

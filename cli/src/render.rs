@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use flotilla_core::inventory::{Cluster, load_inventory};
-use flotilla_core::render::{Kustomize, RenderedBundle, as_applied, render_bundle};
+use flotilla_core::render::{RenderedBundle, Tools, as_applied, render_bundle};
 use flotilla_core::{Limits, Repository, SourceLocation};
 use serde::Serialize;
 use serde_json::Value;
@@ -100,7 +100,7 @@ pub(crate) fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
                 .join(", ")
         );
     }
-    let kustomize = Kustomize::discover();
+    let tools = Tools::discover();
     let mut bundles = Vec::new();
     let mut errors = Vec::new();
     for bundle in &spec.bundles {
@@ -123,7 +123,7 @@ pub(crate) fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
             }
             continue;
         }
-        match render_bundle(&repo, &bundle.name, &cluster, &kustomize) {
+        match render_bundle(&repo, &bundle.name, &cluster, &tools) {
             Ok(rendered) => bundles.push(for_cluster(&rendered)),
             Err(error) => errors.push(located(&args.path, error.location(), &error.to_string())),
         }

@@ -18,14 +18,17 @@ use crate::spec::{API_VERSION, Allow, DriftMode, SpecError};
 
 mod applied;
 mod fleet;
+mod helm;
 mod kustomize;
 mod object;
+mod run;
 pub mod sandbox;
 mod source;
 mod substitute;
 
 pub use applied::{BUNDLE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, as_applied};
 pub use fleet::{BundleOutcome, FleetRender, render_fleet};
+pub use helm::{DEFAULT_KUBE_VERSION, Helm};
 pub use kustomize::Kustomize;
 pub use object::{ObjectId, RenderedObject};
 
@@ -285,6 +288,41 @@ pub enum RenderError {
         /// The reference.
         resource: String,
     },
+    /// A chart bundle must be rendered but `helm` is not installed.
+    #[error(
+        "{location}: is a chart but `helm` is not on PATH; install helm v4 (scripts/k8s-build helm builds the pinned one)"
+    )]
+    HelmMissing {
+        /// The chart's directory.
+        location: SourceLocation,
+    },
+    /// `helm template` failed: a template error, a values problem, a broken chart.
+    #[error("{location}: helm template failed: {message}")]
+    HelmFailed {
+        /// The template it names, else the chart's directory.
+        location: SourceLocation,
+        /// Helm's error output.
+        message: String,
+    },
+    /// `helm template` ran past its time limit.
+    #[error(
+        "{location}: helm template did not finish within {timeout:?} and was stopped; make the chart lighter (the limit is the hub's --render-timeout)"
+    )]
+    HelmTimeout {
+        /// The chart's directory.
+        location: SourceLocation,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// A chart that cannot be rendered faithfully: a missing `Chart.yaml` field, a version
+    /// other than the bundle asks for, a dependency not vendored, `lookup`, a hook.
+    #[error("{location}: {message}")]
+    Chart {
+        /// The file (and line) concerned.
+        location: SourceLocation,
+        /// What is wrong and what to do.
+        message: String,
+    },
     /// The renderer could not be confined as the sandbox mode requires.
     #[error("{location}: rendering needs a sandbox this host cannot provide: {reason}")]
     SandboxUnavailable {
@@ -360,6 +398,10 @@ impl RenderError {
             | RenderError::KustomizeTimeout { location, .. }
             | RenderError::RemoteResource { location, .. }
             | RenderError::SandboxUnavailable { location, .. }
+            | RenderError::HelmMissing { location }
+            | RenderError::HelmFailed { location, .. }
+            | RenderError::HelmTimeout { location, .. }
+            | RenderError::Chart { location, .. }
             | RenderError::NotAllowed { location, .. }
             | RenderError::OwnedTwice { location, .. }
             | RenderError::Cancelled { location } => Some(location),
@@ -369,12 +411,54 @@ impl RenderError {
     }
 }
 
+/// The tools rendering runs: kustomize for kustomizations, helm for charts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tools {
+    /// Builds kustomizations.
+    pub kustomize: Kustomize,
+    /// Renders charts.
+    pub helm: Helm,
+}
+
+impl Tools {
+    /// Both tools, looked for on `PATH`.
+    pub fn discover() -> Tools {
+        Tools {
+            kustomize: Kustomize::discover(),
+            helm: Helm::discover(),
+        }
+    }
+
+    /// Neither tool: a kustomization or a chart fails to render, saying so.
+    pub fn none() -> Tools {
+        Tools {
+            kustomize: Kustomize::Unavailable,
+            helm: Helm::Unavailable,
+        }
+    }
+
+    /// These tools with another helm.
+    pub fn with_helm(self, helm: Helm) -> Tools {
+        Tools { helm, ..self }
+    }
+
+    /// These tools with another kustomize.
+    pub fn with_kustomize(self, kustomize: Kustomize) -> Tools {
+        Tools { kustomize, ..self }
+    }
+
+    /// A short description for messages.
+    pub fn describe(&self) -> String {
+        format!("{}; {}", self.kustomize.describe(), self.helm.describe())
+    }
+}
+
 /// Renders one bundle for one cluster.
 pub fn render_bundle(
     repo: &Repository,
     bundle: &str,
     cluster: &Cluster,
-    kustomize: &Kustomize,
+    tools: &Tools,
 ) -> Result<RenderedBundle, RenderError> {
     let index = repo
         .spec()
@@ -382,7 +466,7 @@ pub fn render_bundle(
         .iter()
         .position(|b| b.name == bundle)
         .ok_or_else(|| RenderError::UnknownBundle(bundle.to_owned()))?;
-    fleet::Renderer::new(repo, kustomize)
+    fleet::Renderer::new(repo, tools)
         .render(index, cluster)
         .map(|(_, bundle)| bundle)
 }

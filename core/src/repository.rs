@@ -140,6 +140,38 @@ impl Repository {
         Ok(canonical)
     }
 
+    /// The canonical path of a repository-relative file, refusing anything that resolves
+    /// outside the root.
+    pub(crate) fn resolve_file(
+        &self,
+        relative: &str,
+        location: &SourceLocation,
+    ) -> Result<PathBuf, SpecError> {
+        let canonical =
+            self.root
+                .join(relative)
+                .canonicalize()
+                .map_err(|e| SpecError::Invalid {
+                    location: location.clone(),
+                    field: "path".to_owned(),
+                    message: format!("file `{relative}` cannot be opened: {e}"),
+                })?;
+        if !canonical.starts_with(&self.root) {
+            return Err(SpecError::Escape {
+                location: location.clone(),
+                path: relative.to_owned(),
+            });
+        }
+        if !canonical.is_file() {
+            return Err(SpecError::Invalid {
+                location: location.clone(),
+                field: "path".to_owned(),
+                message: format!("`{relative}` is not a file"),
+            });
+        }
+        Ok(canonical)
+    }
+
     /// Whether an absolute path is inside the root once links are resolved.
     pub(crate) fn contains(&self, path: &Path) -> bool {
         path.canonicalize().is_ok_and(|p| p.starts_with(&self.root))

@@ -278,6 +278,41 @@ pub struct Bundle {
     pub location: SourceLocation,
     /// Where `path` is written, for errors about the directory.
     pub path_location: SourceLocation,
+    /// The Helm chart the bundle renders instead of manifests (its `path` is the chart's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub helm: Option<HelmChart>,
+}
+
+/// A Helm chart a bundle renders with `helm template`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmChart {
+    /// The exact version the chart's `Chart.yaml` must declare, when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The release name templates see as `.Release.Name`: the bundle's name unless set.
+    pub release_name: String,
+    /// The bundle's values, below any overlay's.
+    pub values: HelmValues,
+}
+
+/// Values given to a chart: the files in order, then the inline values; later ones win.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct HelmValues {
+    /// Values files relative to the repository root, normalized, each with where it is named.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<(String, SourceLocation)>,
+    /// Inline values (a mapping) and where they are written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inline: Option<(serde_json::Value, SourceLocation)>,
+}
+
+impl HelmValues {
+    /// True when no values are given.
+    pub fn is_empty(&self) -> bool {
+        self.files.is_empty() && self.inline.is_none()
+    }
 }
 
 /// What a bundle may touch on a cluster. `None` in a field allows everything of its sort.
@@ -382,6 +417,9 @@ pub struct Overlay {
     /// Variable values overriding the bundle's.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub variables: BTreeMap<String, String>,
+    /// Chart values over the bundle's (chart bundles only).
+    #[serde(default, skip_serializing_if = "HelmValues::is_empty")]
+    pub helm: HelmValues,
     /// Where the overlay is declared.
     pub location: SourceLocation,
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use flotilla_core::{Kustomize, Limits, Repository};
+use flotilla_core::{Limits, Repository, Tools};
 
 use super::banner::{Banner, missing_cli_note, shell_quote};
 use super::place::Place;
@@ -105,7 +105,7 @@ fn without_a_kustomize_tool_the_kustomize_bundle_is_left_out_and_the_rest_render
         &Limits::default(),
     )
     .unwrap();
-    let rendered = flotilla_core::render_fleet(&loaded, &clusters, &Kustomize::Unavailable);
+    let rendered = flotilla_core::render_fleet(&loaded, &clusters, &Tools::none());
     let errors: Vec<String> = rendered
         .errors()
         .map(|(c, b, e)| format!("{c}/{b}: {e}"))

@@ -5,11 +5,10 @@
 
 #![no_main]
 
-use std::ffi::OsStr;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-use flotilla_core::render::Kustomize;
+use flotilla_core::render::Tools;
 use flotilla_core::{Cluster, Limits, Repository, render_bundle};
 use libfuzzer_sys::fuzz_target;
 
@@ -66,12 +65,12 @@ fuzz_target!(|data: &[u8]| {
     };
     std::fs::write(&fixture.base, base).expect("write base");
     std::fs::write(&fixture.overlay, overlay).expect("write overlay");
-    // No kustomize: the fixture has no kustomization, and none may be run.
-    let kustomize = Kustomize::discover_in(OsStr::new(""));
+    // No kustomize or helm: the fixture has no kustomization or chart, and none may be run.
+    let tools = Tools::none();
     let eu = Cluster::new("prod-eu-1", [("region", "eu"), ("env", "prod")]);
     let us = Cluster::new("prod-us-1", [("region", "us")]);
     for cluster in [&eu, &us] {
-        if let Ok(bundle) = render_bundle(&fixture.repo, "web", cluster, &kustomize) {
+        if let Ok(bundle) = render_bundle(&fixture.repo, "web", cluster, &tools) {
             let blob = bundle.to_blob();
             assert!(blob.len() <= Limits::default().max_rendered_bytes);
         }

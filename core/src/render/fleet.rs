@@ -5,10 +5,13 @@ use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use serde_json::Value;
+
+use super::helm::merge_values;
 use super::object::{SourcedObject, assemble};
-use super::source::{Role, Template, load_template};
-use super::substitute::{Reference, substitute};
-use super::{Kustomize, RenderError, RenderedBundle};
+use super::source::{ChartTemplate, Role, Template, ValuesSource, load_template};
+use super::substitute::{Reference, substitute, tokenize};
+use super::{RenderError, RenderedBundle, Tools};
 use crate::hash::ContentHash;
 use crate::inventory::Cluster;
 use crate::location::SourceLocation;
@@ -68,8 +71,8 @@ impl FleetRender {
 
 /// Renders every bundle of `repo` for every cluster it targets. Clusters with equal render
 /// inputs share one render, and equal content is stored once in `blobs`.
-pub fn render_fleet(repo: &Repository, clusters: &[Cluster], kustomize: &Kustomize) -> FleetRender {
-    let mut renderer = Renderer::new(repo, kustomize);
+pub fn render_fleet(repo: &Repository, clusters: &[Cluster], tools: &Tools) -> FleetRender {
+    let mut renderer = Renderer::new(repo, tools);
     renderer.preload(clusters);
     let mut result = BTreeMap::new();
     for cluster in clusters {
@@ -102,7 +105,7 @@ type Origins = Arc<Vec<SourceLocation>>;
 
 pub(super) struct Renderer<'r> {
     repo: &'r Repository,
-    kustomize: &'r Kustomize,
+    tools: &'r Tools,
     templates: HashMap<(usize, Option<usize>), Result<Arc<Template>, RenderError>>,
     renders: HashMap<RenderKey, BundleOutcome>,
     blobs: BTreeMap<ContentHash, RenderedBundle>,
@@ -110,10 +113,10 @@ pub(super) struct Renderer<'r> {
 }
 
 impl<'r> Renderer<'r> {
-    pub(super) fn new(repo: &'r Repository, kustomize: &'r Kustomize) -> Self {
+    pub(super) fn new(repo: &'r Repository, tools: &'r Tools) -> Self {
         Self {
             repo,
-            kustomize,
+            tools,
             templates: HashMap::new(),
             renders: HashMap::new(),
             blobs: BTreeMap::new(),
@@ -147,7 +150,13 @@ impl<'r> Renderer<'r> {
         let next = AtomicUsize::new(0);
         let load = |(bundle, overlay): (usize, Option<usize>)| {
             let overlay_spec = overlay.map(|i| &bundles[bundle].overlays[i]);
-            load_template(self.repo, &bundles[bundle], overlay_spec, self.kustomize).map(Arc::new)
+            load_template(
+                self.repo,
+                &bundles[bundle],
+                overlay_spec,
+                &self.tools.kustomize,
+            )
+            .map(Arc::new)
         };
         let loaded: Vec<_> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
@@ -291,7 +300,7 @@ impl<'r> Renderer<'r> {
             .entry((bundle_index, overlay_index))
             .or_insert_with(|| {
                 let overlay = overlay_index.map(|i| &bundle.overlays[i]);
-                load_template(self.repo, bundle, overlay, self.kustomize).map(Arc::new)
+                load_template(self.repo, bundle, overlay, &self.tools.kustomize).map(Arc::new)
             })
             .clone()?;
         let values = template
@@ -339,28 +348,40 @@ impl<'r> Renderer<'r> {
             declared.sort();
             declared.dedup();
         }
+        let resolve = |reference: &Reference, location: SourceLocation| match (
+            reference,
+            lookup.get(reference).copied().flatten(),
+        ) {
+            (_, Some(value)) => Ok(value.clone()),
+            (Reference::Variable(name), None) => Err(RenderError::UndefinedVariable {
+                location,
+                name: name.clone(),
+                declared: declared.clone(),
+            }),
+            (Reference::ClusterLabel(key), None) => Err(RenderError::MissingLabel {
+                location,
+                key: key.clone(),
+            }),
+            (Reference::ClusterName, None) => Err(RenderError::BadReference {
+                location,
+                message: "cluster name unavailable".to_owned(),
+            }),
+        };
         let mut base = Vec::new();
         let mut overlay = Vec::new();
+        if let Some(chart) = &template.chart {
+            base = self.chart_objects(bundle, chart, &resolve)?;
+            if base.len() > limits.max_objects_per_bundle {
+                return Err(self.too_many(template, base.len()));
+            }
+        }
         let mut text_budget = limits.max_rendered_bytes.saturating_mul(2);
         for file in &template.files {
             let text = substitute(&file.text, &file.pieces, |reference, line, column| {
-                let location = SourceLocation::at(file.display.clone(), line, column);
-                match (reference, lookup.get(reference).copied().flatten()) {
-                    (_, Some(value)) => Ok(value.clone()),
-                    (Reference::Variable(name), None) => Err(RenderError::UndefinedVariable {
-                        location,
-                        name: name.clone(),
-                        declared: declared.clone(),
-                    }),
-                    (Reference::ClusterLabel(key), None) => Err(RenderError::MissingLabel {
-                        location,
-                        key: key.clone(),
-                    }),
-                    (Reference::ClusterName, None) => Err(RenderError::BadReference {
-                        location,
-                        message: "cluster name unavailable".to_owned(),
-                    }),
-                }
+                resolve(
+                    reference,
+                    SourceLocation::at(file.display.clone(), line, column),
+                )
             })?;
             text_budget =
                 text_budget
@@ -437,6 +458,67 @@ impl<'r> Renderer<'r> {
         Ok((ContentHash::of(&blob), rendered, Arc::new(origins)))
     }
 
+    /// Renders a chart with its values substituted and merged for one cluster: its objects,
+    /// each located at the template it comes from.
+    fn chart_objects(
+        &self,
+        bundle: &Bundle,
+        chart: &ChartTemplate,
+        resolve: &dyn Fn(&Reference, SourceLocation) -> Result<String, RenderError>,
+    ) -> Result<Vec<SourcedObject>, RenderError> {
+        let limits = self.repo.limits();
+        let mut values = Value::Object(serde_json::Map::new());
+        for source in &chart.values {
+            let layer = match source {
+                ValuesSource::File(file) => {
+                    let text = substitute(&file.text, &file.pieces, |reference, line, column| {
+                        resolve(
+                            reference,
+                            SourceLocation::at(file.display.clone(), line, column),
+                        )
+                    })?;
+                    values_document(&text, &file.display, file.json, limits)?
+                }
+                ValuesSource::Inline { value, location } => {
+                    substitute_value(value, location, resolve)?
+                }
+            };
+            merge_values(&mut values, layer);
+        }
+        let namespace = bundle.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
+        // Serializing a JSON value into memory cannot fail.
+        let input = serde_json::to_vec(&values).unwrap_or_default();
+        let output =
+            self.tools
+                .helm
+                .template(self.repo, &chart.chart, &chart.release, namespace, input)?;
+        let display = format!("{} (helm template)", chart.chart.display);
+        let sources = chart.chart.sources(&output);
+        let documents =
+            parse_documents(&output, &display, 0, limits).map_err(|problem| RenderError::Yaml {
+                location: problem.location,
+                message: problem.message,
+            })?;
+        documents
+            .into_iter()
+            .map(|(line, object)| {
+                let from = usize::try_from(line)
+                    .unwrap_or(usize::MAX)
+                    .saturating_sub(1);
+                let origin = match sources.get(from).cloned().flatten() {
+                    Some(template) => SourceLocation::file(template),
+                    None => SourceLocation {
+                        file: display.clone(),
+                        line: Some(line),
+                        column: None,
+                    },
+                };
+                chart.chart.refuse_hook(&object, &origin)?;
+                Ok(SourcedObject { object, origin })
+            })
+            .collect()
+    }
+
     fn too_many(&self, template: &Template, count: usize) -> RenderError {
         RenderError::TooManyObjects {
             location: template.location.clone(),
@@ -452,4 +534,69 @@ fn overlay_for(bundle: &Bundle, cluster: &Cluster) -> Option<usize> {
         .overlays
         .iter()
         .position(|overlay| overlay.cluster_selector.matches(&cluster.labels))
+}
+
+/// A values file's mapping (an empty file is no values).
+fn values_document(
+    text: &str,
+    display: &str,
+    json: bool,
+    limits: &crate::limits::Limits,
+) -> Result<Value, RenderError> {
+    let yaml_error = |problem: crate::yaml::YamlProblem| RenderError::Yaml {
+        location: problem.location,
+        message: problem.message,
+    };
+    let mut documents = if json {
+        vec![(1, parse_json(text, display, limits).map_err(yaml_error)?)]
+    } else {
+        parse_documents(text, display, 0, limits).map_err(yaml_error)?
+    };
+    match (documents.len(), documents.pop()) {
+        (0, _) => Ok(Value::Object(serde_json::Map::new())),
+        (1, Some((_, value))) if value.is_object() => Ok(value),
+        (_, Some((line, _))) => Err(RenderError::Chart {
+            location: SourceLocation {
+                file: display.to_owned(),
+                line: Some(line),
+                column: None,
+            },
+            message: "a values file holds one mapping of value names to values".to_owned(),
+        }),
+        (_, None) => Ok(Value::Object(serde_json::Map::new())),
+    }
+}
+
+/// Inline values with every `${...}` in their strings substituted. A substituted string stays
+/// a string: `tag: ${version}` with `version: 1.30` gives the tag `"1.30"`, never the number
+/// 1.3 (templates print `replicas: {{ .Values.replicas }}` the same either way). A values
+/// file is substituted as text, like a manifest, so there the YAML decides the type.
+fn substitute_value(
+    value: &Value,
+    location: &SourceLocation,
+    resolve: &dyn Fn(&Reference, SourceLocation) -> Result<String, RenderError>,
+) -> Result<Value, RenderError> {
+    Ok(match value {
+        Value::String(text) => {
+            let pieces = tokenize(text).map_err(|problem| RenderError::BadReference {
+                location: location.clone(),
+                message: problem.message,
+            })?;
+            Value::String(substitute(text, &pieces, |reference, _, _| {
+                resolve(reference, location.clone())
+            })?)
+        }
+        Value::Array(items) => Value::Array(
+            items
+                .iter()
+                .map(|item| substitute_value(item, location, resolve))
+                .collect::<Result<_, _>>()?,
+        ),
+        Value::Object(map) => Value::Object(
+            map.iter()
+                .map(|(key, item)| Ok((key.clone(), substitute_value(item, location, resolve)?)))
+                .collect::<Result<_, RenderError>>()?,
+        ),
+        other => other.clone(),
+    })
 }

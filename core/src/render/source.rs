@@ -1,15 +1,19 @@
-//! The text a bundle renders from, for one overlay choice: manifest files or kustomize
-//! output, tokenized once and shared by every cluster that makes the same choice.
+//! The text a bundle renders from, for one overlay choice: manifest files, kustomize output,
+//! or a chart and its values, tokenized once and shared by every cluster that makes the same
+//! choice.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+use serde_json::Value;
+
 use super::RenderError;
+use super::helm::Chart;
 use super::kustomize::{KUSTOMIZATION_FILES, Kustomize, kustomization_file};
 use super::substitute::{Piece, Reference, tokenize};
 use crate::location::SourceLocation;
 use crate::repository::{Repository, read_limited};
-use crate::spec::{Bundle, Overlay};
+use crate::spec::{Bundle, HelmChart, HelmValues, Overlay};
 
 /// Whether a file's objects form the bundle or are merged over it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,6 +39,27 @@ pub(crate) struct Template {
     pub(crate) references: BTreeSet<Reference>,
     /// The bundle directory, for errors about the bundle as a whole.
     pub(crate) location: SourceLocation,
+    /// For a chart bundle (whose `files` are empty): the chart and its values.
+    pub(crate) chart: Option<ChartTemplate>,
+}
+
+/// A chart and the values it is rendered with for one overlay choice.
+pub(crate) struct ChartTemplate {
+    pub(crate) chart: Chart,
+    pub(crate) release: String,
+    /// Lowest precedence first: the bundle's files and inline values, then the overlay's.
+    pub(crate) values: Vec<ValuesSource>,
+}
+
+/// One source of chart values.
+pub(crate) enum ValuesSource {
+    /// A values file, substituted as text (like a manifest) and then parsed.
+    File(SourceFile),
+    /// Inline values from `flotilla.yaml`, substituted string by string.
+    Inline {
+        value: Value,
+        location: SourceLocation,
+    },
 }
 
 /// Loads the bundle's sources for clusters that get `overlay`. A kustomization in the
@@ -47,6 +72,9 @@ pub(crate) fn load_template(
     overlay: Option<&Overlay>,
     kustomize: &Kustomize,
 ) -> Result<Template, RenderError> {
+    if let Some(helm) = &bundle.helm {
+        return load_chart(repo, bundle, helm, overlay);
+    }
     let bundle_dir = repo.resolve_dir(&bundle.path, &bundle.path_location)?;
     let overlay_dir = match overlay {
         Some(Overlay {
@@ -96,7 +124,79 @@ pub(crate) fn load_template(
         files,
         references,
         location: collector.location,
+        chart: None,
     })
+}
+
+/// Loads a chart bundle: the chart, checked, and its values sources in precedence order.
+fn load_chart(
+    repo: &Repository,
+    bundle: &Bundle,
+    helm: &HelmChart,
+    overlay: Option<&Overlay>,
+) -> Result<Template, RenderError> {
+    let chart = Chart::load(repo, bundle, helm)?;
+    let mut values = Vec::new();
+    let mut references = BTreeSet::new();
+    let layers = std::iter::once(&helm.values).chain(overlay.map(|o| &o.helm));
+    for layer in layers {
+        add_values(repo, layer, &mut values, &mut references)?;
+    }
+    Ok(Template {
+        files: Vec::new(),
+        references,
+        location: bundle.path_location.clone(),
+        chart: Some(ChartTemplate {
+            chart,
+            release: helm.release_name.clone(),
+            values,
+        }),
+    })
+}
+
+fn add_values(
+    repo: &Repository,
+    layer: &HelmValues,
+    values: &mut Vec<ValuesSource>,
+    references: &mut BTreeSet<Reference>,
+) -> Result<(), RenderError> {
+    for (path, location) in &layer.files {
+        let file = repo.resolve_file(path, location)?;
+        let text = read_limited(&file, path, repo.limits())?;
+        let source = source_file(path.clone(), text, path.ends_with(".json"), Role::Base)?;
+        references.extend(source.pieces.iter().filter_map(|piece| match piece {
+            Piece::Reference(reference, _, _) => Some(reference.clone()),
+            Piece::Text(_) => None,
+        }));
+        values.push(ValuesSource::File(source));
+    }
+    if let Some((value, location)) = &layer.inline {
+        for text in strings(value) {
+            let pieces = tokenize(text).map_err(|problem| RenderError::BadReference {
+                location: location.clone(),
+                message: problem.message,
+            })?;
+            references.extend(pieces.into_iter().filter_map(|piece| match piece {
+                Piece::Reference(reference, _, _) => Some(reference),
+                Piece::Text(_) => None,
+            }));
+        }
+        values.push(ValuesSource::Inline {
+            value: value.clone(),
+            location: location.clone(),
+        });
+    }
+    Ok(())
+}
+
+/// Every string value in `value`, depth first.
+fn strings(value: &Value) -> Vec<&str> {
+    match value {
+        Value::String(text) => vec![text.as_str()],
+        Value::Array(items) => items.iter().flat_map(strings).collect(),
+        Value::Object(map) => map.values().flat_map(strings).collect(),
+        _ => Vec::new(),
+    }
 }
 
 fn built(repo: &Repository, kustomize: &Kustomize, dir: &Path) -> Result<SourceFile, RenderError> {

@@ -209,9 +209,15 @@ pub(crate) struct BundleDocument {
     /// Unique name (DNS-1123 label).
     #[schemars(with = "String")]
     pub(crate) name: Spanned<String>,
-    /// Directory relative to the repository root.
-    #[schemars(with = "String")]
-    pub(crate) path: Spanned<String>,
+    /// Directory of manifests or of a kustomization, relative to the repository root.
+    /// Exactly one of `path` and `helm` is required.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub(crate) path: Option<Spanned<String>>,
+    /// A Helm chart rendered with `helm template` instead of manifests.
+    #[serde(default)]
+    #[schemars(with = "Option<HelmDocument>")]
+    pub(crate) helm: Option<Spanned<HelmDocument>>,
     /// The clusters that receive the bundle; absent selects every cluster.
     #[serde(default)]
     #[schemars(with = "Option<LabelSelector>")]
@@ -260,4 +266,53 @@ pub(crate) struct OverlayDocument {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, VariableValue>")]
     pub(crate) variables: BTreeMap<String, Spanned<VariableValue>>,
+    /// Chart values over the bundle's, for a chart bundle.
+    #[serde(default)]
+    pub(crate) helm: Option<HelmValuesDocument>,
+}
+
+/// A Helm chart and the values it is rendered with.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct HelmDocument {
+    /// The chart's directory relative to the repository root (its `Chart.yaml` there; its
+    /// dependencies vendored in its `charts/`).
+    #[schemars(with = "String")]
+    pub(crate) chart: Spanned<String>,
+    /// A chart repository URL or `oci://` reference to fetch `chart` from (not supported by
+    /// this version: vendor the chart into the repository).
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub(crate) repo: Option<Spanned<String>>,
+    /// The exact version `Chart.yaml` must declare.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub(crate) version: Option<Spanned<String>>,
+    /// The release name (`.Release.Name`); the bundle's name when absent.
+    #[serde(default)]
+    #[schemars(with = "Option<String>")]
+    pub(crate) release_name: Option<Spanned<String>>,
+    /// Values over the chart's `values.yaml`, after `valuesFiles`; `${...}` substitutes in
+    /// their strings.
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
+    pub(crate) values: Option<Spanned<serde_json::Value>>,
+    /// Values files relative to the repository root, applied in order over the chart's.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub(crate) values_files: Vec<Spanned<String>>,
+}
+
+/// Chart values an overlay adds over its bundle's.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub(crate) struct HelmValuesDocument {
+    /// Values over the bundle's values and the overlay's `valuesFiles`.
+    #[serde(default)]
+    #[schemars(with = "Option<BTreeMap<String, serde_json::Value>>")]
+    pub(crate) values: Option<Spanned<serde_json::Value>>,
+    /// Values files relative to the repository root, over the bundle's values.
+    #[serde(default)]
+    #[schemars(with = "Vec<String>")]
+    pub(crate) values_files: Vec<Spanned<String>>,
 }

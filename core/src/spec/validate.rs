@@ -5,14 +5,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_saphyr::{Location, Spanned};
 
 use super::document::{
-    AllowDocument, BundleDocument, DeletionGuardDocument, FleetDocument, OverlayDocument,
-    RolloutDocument, SigningKeyDocument, StageDocument, WaveDocument,
+    AllowDocument, BundleDocument, DeletionGuardDocument, FleetDocument, HelmDocument,
+    HelmValuesDocument, OverlayDocument, RolloutDocument, SigningKeyDocument, StageDocument,
+    WaveDocument,
 };
 use super::quantity::VariableValue;
 use super::{
-    API_VERSION, Allow, Bundle, DeletionGuard, DriftMode, FLEET_KIND, FleetSpec, IntOrPercent,
-    Overlay, RolloutPolicy, SigningKey, SigningKeyMaterial, SpecError, SpecErrors, Stage,
-    StageSource, Wave, WaveTarget,
+    API_VERSION, Allow, Bundle, DeletionGuard, DriftMode, FLEET_KIND, FleetSpec, HelmChart,
+    HelmValues, IntOrPercent, Overlay, RolloutPolicy, SigningKey, SigningKeyMaterial, SpecError,
+    SpecErrors, Stage, StageSource, Wave, WaveTarget,
 };
 use crate::labels::validate_dns1123_label;
 use crate::location::SourceLocation;
@@ -21,8 +22,8 @@ use crate::selector::LabelSelector;
 mod fields;
 
 use fields::{
-    PathProblem, normalize_path, validate_branch, validate_openpgp_key, validate_ssh_key,
-    validate_variable_name,
+    PathProblem, normalize_path, validate_branch, validate_openpgp_key, validate_release_name,
+    validate_ssh_key, validate_variable_name,
 };
 
 /// Every value of the guard is valid as parsed (a percentage is at most 100%, a count may be
@@ -419,33 +420,48 @@ impl Checker<'_> {
         let bundle = bundle.value;
         let field = format!("bundles[{index}]");
         self.name(&bundle.name, &format!("{field}.name"));
-        let path = match normalize_path("", &bundle.path.value) {
-            Ok(path) if path.is_empty() => {
-                self.invalid(
-                    bundle.path.referenced,
-                    format!("{field}.path"),
-                    "a bundle cannot be the repository root; put its manifests in a directory",
-                );
-                path
+        let (path, path_at) = match (&bundle.path, &bundle.helm) {
+            (Some(path), helm) => {
+                if helm.is_some() {
+                    self.invalid(
+                        path.referenced,
+                        format!("{field}.path"),
+                        "a bundle has either `path` (manifests or a kustomization) or `helm` (a \
+                         chart), not both; a chart's directory is `helm.chart`",
+                    );
+                }
+                (
+                    self.bundle_dir(path, &format!("{field}.path")),
+                    path.referenced,
+                )
             }
-            Ok(path) => path,
-            Err(why) => {
-                self.path_error(
-                    bundle.path.referenced,
-                    &format!("{field}.path"),
-                    &bundle.path.value,
-                    why,
+            (None, Some(helm)) => {
+                let chart = &helm.value.chart;
+                (
+                    self.bundle_dir(chart, &format!("{field}.helm.chart")),
+                    chart.referenced,
+                )
+            }
+            (None, None) => {
+                self.invalid(
+                    bundle.name.referenced,
+                    field.clone(),
+                    "a bundle needs `path` (a directory of manifests or a kustomization) or \
+                     `helm` (a chart)",
                 );
-                String::new()
+                (String::new(), bundle.name.referenced)
             }
         };
+        let helm = bundle
+            .helm
+            .map(|helm| self.helm(helm.value, &bundle.name.value, &field));
         let cluster_selector =
             self.selector(bundle.cluster_selector, &format!("{field}.clusterSelector"));
         if let Some(namespace) = &bundle.namespace {
             self.name(namespace, &format!("{field}.namespace"));
         }
         let variables = self.variables(bundle.variables, &format!("{field}.variables"));
-        let overlays = self.overlays(bundle.overlays, &path, &field);
+        let overlays = self.overlays(bundle.overlays, &path, &field, helm.is_some());
         Bundle {
             name: bundle.name.value,
             path,
@@ -456,9 +472,98 @@ impl Checker<'_> {
             drift: bundle.drift.unwrap_or(DriftMode::Correct),
             depends_on: bundle.depends_on.iter().map(|d| d.value.clone()).collect(),
             allow: self.allow(bundle.allow, &format!("{field}.allow")),
-            path_location: self.at(bundle.path.referenced),
+            path_location: self.at(path_at),
+            helm,
             location,
         }
+    }
+
+    /// A bundle's directory (of manifests, a kustomization or a chart), normalized.
+    fn bundle_dir(&mut self, path: &Spanned<String>, field: &str) -> String {
+        match normalize_path("", &path.value) {
+            Ok(normalized) if normalized.is_empty() => {
+                self.invalid(
+                    path.referenced,
+                    field,
+                    "a bundle cannot be the repository root; put its files in a directory",
+                );
+                normalized
+            }
+            Ok(normalized) => normalized,
+            Err(why) => {
+                self.path_error(path.referenced, field, &path.value, why);
+                String::new()
+            }
+        }
+    }
+
+    fn helm(&mut self, helm: HelmDocument, bundle: &str, bundle_field: &str) -> HelmChart {
+        let field = format!("{bundle_field}.helm");
+        if let Some(repo) = &helm.repo {
+            self.invalid(
+                repo.referenced,
+                format!("{field}.repo"),
+                format!(
+                    "charts from chart repositories and OCI registries are not supported by this \
+                     version; vendor the chart into this repository (`helm pull {} --repo {} \
+                     --untar`, with `--version`) and set `chart` to its directory",
+                    helm.chart.value, repo.value
+                ),
+            );
+        }
+        if let Some(version) = &helm.version
+            && version.value.trim().is_empty()
+        {
+            self.invalid(
+                version.referenced,
+                format!("{field}.version"),
+                "must not be empty",
+            );
+        }
+        let release_name = match &helm.release_name {
+            Some(name) => {
+                if let Err(why) = validate_release_name(&name.value) {
+                    self.invalid(name.referenced, format!("{field}.releaseName"), why);
+                }
+                name.value.clone()
+            }
+            None => bundle.to_owned(),
+        };
+        HelmChart {
+            version: helm.version.map(|v| v.value),
+            release_name,
+            values: self.helm_values(
+                HelmValuesDocument {
+                    values: helm.values,
+                    values_files: helm.values_files,
+                },
+                &field,
+            ),
+        }
+    }
+
+    fn helm_values(&mut self, values: HelmValuesDocument, field: &str) -> HelmValues {
+        let mut files = Vec::with_capacity(values.values_files.len());
+        for (index, file) in values.values_files.iter().enumerate() {
+            let file_field = format!("{field}.valuesFiles[{index}]");
+            match normalize_path("", &file.value) {
+                Ok(path) => files.push((path, self.at(file.referenced))),
+                Err(why) => self.path_error(file.referenced, &file_field, &file.value, why),
+            }
+        }
+        let inline = values.values.and_then(|values| {
+            if values.value.is_object() {
+                Some((values.value, self.at(values.referenced)))
+            } else {
+                self.invalid(
+                    values.referenced,
+                    format!("{field}.values"),
+                    "must be a mapping of value names to values",
+                );
+                None
+            }
+        });
+        HelmValues { files, inline }
     }
 
     fn allow(&mut self, allow: Option<AllowDocument>, field: &str) -> Allow {
@@ -539,6 +644,7 @@ impl Checker<'_> {
         overlays: Vec<Spanned<OverlayDocument>>,
         bundle_path: &str,
         bundle_field: &str,
+        chart: bool,
     ) -> Vec<Overlay> {
         let mut names = BTreeSet::new();
         let mut result = Vec::with_capacity(overlays.len());
@@ -582,12 +688,33 @@ impl Checker<'_> {
                             None
                         }
                     });
+            if chart && path.is_some() {
+                self.invalid(
+                    overlay.name.referenced,
+                    format!("{field}.path"),
+                    "a chart bundle's overlay adds values, not manifests: use `helm.values` or \
+                     `helm.valuesFiles`",
+                );
+            }
+            let helm = match overlay.helm {
+                Some(_) if !chart => {
+                    self.invalid(
+                        overlay.name.referenced,
+                        format!("{field}.helm"),
+                        "only a chart bundle (one with `helm`) takes chart values; use `variables`",
+                    );
+                    HelmValues::default()
+                }
+                Some(values) => self.helm_values(values, &format!("{field}.helm")),
+                None => HelmValues::default(),
+            };
             let variables = self.variables(overlay.variables, &format!("{field}.variables"));
             result.push(Overlay {
                 name: overlay.name.value,
                 cluster_selector,
                 path,
                 variables,
+                helm,
                 location,
             });
         }

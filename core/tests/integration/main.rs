@@ -8,6 +8,7 @@ mod examples_fleet_renders;
 mod render_allow_and_ownership;
 mod render_dedup;
 mod render_hash_stability;
+mod render_helm;
 mod render_kustomize;
 mod render_kustomize_confinement;
 mod render_limits;

@@ -8,7 +8,7 @@
 use crate::support::fixture;
 
 use fixture::{Fixture, cluster};
-use flotilla_core::render::{Kustomize, RenderError, RenderedBundle, render_bundle, render_fleet};
+use flotilla_core::render::{RenderError, RenderedBundle, Tools, render_bundle, render_fleet};
 
 const CONFIG: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: settings}\ndata: {a: b}\n";
 
@@ -28,7 +28,7 @@ fn render(repo: &Fixture, bundle: &str) -> Result<RenderedBundle, RenderError> {
         &repo.load().unwrap(),
         bundle,
         &cluster("c1", &[]),
-        &Kustomize::Unavailable,
+        &Tools::none(),
     )
 }
 
@@ -176,7 +176,7 @@ fn an_object_two_bundles_render_for_one_cluster_is_refused_naming_both() {
     let fleet = render_fleet(
         &loaded,
         &[cluster("c1", &[]), cluster("c2", &[])],
-        &Kustomize::Unavailable,
+        &Tools::none(),
     );
     for name in ["c1", "c2"] {
         let bundles = &fleet.clusters[name];

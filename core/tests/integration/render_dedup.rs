@@ -6,7 +6,7 @@
 use crate::support::fixture;
 
 use fixture::{Fixture, cluster};
-use flotilla_core::render::{Kustomize, render_fleet};
+use flotilla_core::render::{Tools, render_fleet};
 
 fn repo() -> Fixture {
     let repo = Fixture::new();
@@ -45,7 +45,7 @@ fn equal_inputs_render_once_and_unused_labels_do_not_split_renders() {
         cluster("eu-3", &[("region", "eu"), ("env", "prod")]),
         cluster("us-1", &[("region", "us"), ("env", "dev")]),
     ];
-    let rendered = render_fleet(&repo.load().unwrap(), &clusters, &Kustomize::Unavailable);
+    let rendered = render_fleet(&repo.load().unwrap(), &clusters, &Tools::none());
     assert!(rendered.is_clean());
     assert_eq!(rendered.pairs(), 12);
     // regional: (eu, small), (eu, large), (us, small); named: 4; static: 1.
@@ -78,7 +78,7 @@ fn an_error_is_reported_for_each_cluster_it_concerns() {
         cluster("none-1", &[]),
         cluster("none-2", &[]),
     ];
-    let rendered = render_fleet(&repo.load().unwrap(), &clusters, &Kustomize::Unavailable);
+    let rendered = render_fleet(&repo.load().unwrap(), &clusters, &Tools::none());
     let failed: Vec<(&str, &str)> = rendered.errors().map(|(c, b, _)| (c, b)).collect();
     assert_eq!(failed, [("none-1", "regional"), ("none-2", "regional")]);
     assert!(rendered.clusters["eu-1"]["regional"].is_ok());
@@ -102,7 +102,7 @@ fn clusters_a_bundle_does_not_target_get_nothing_from_it() {
         cluster("dev-1", &[("env", "dev")]),
         cluster("prod-1", &[("env", "prod")]),
     ];
-    let rendered = render_fleet(&repo.load().unwrap(), &clusters, &Kustomize::Unavailable);
+    let rendered = render_fleet(&repo.load().unwrap(), &clusters, &Tools::none());
     assert!(rendered.clusters["dev-1"].is_empty());
     assert!(rendered.clusters["prod-1"].contains_key("prod-only"));
 }

@@ -8,7 +8,7 @@ use crate::support::fixture;
 
 use fixture::{Fixture, cluster};
 use flotilla_core::ContentHash;
-use flotilla_core::render::{BlobError, Kustomize, RenderedBundle, render_bundle};
+use flotilla_core::render::{BlobError, RenderedBundle, Tools, render_bundle};
 
 fn hash_of(files: &[(&str, &str)]) -> (ContentHash, RenderedBundle) {
     let repo = Fixture::new();
@@ -20,7 +20,7 @@ fn hash_of(files: &[(&str, &str)]) -> (ContentHash, RenderedBundle) {
         &repo.load().unwrap(),
         "app",
         &cluster("c", &[]),
-        &Kustomize::Unavailable,
+        &Tools::none(),
     )
     .unwrap();
     (bundle.hash(), bundle)

@@ -6,7 +6,7 @@
 use crate::support::fixture;
 
 use fixture::{Fixture, cluster, kustomize_or_skip};
-use flotilla_core::render::{Kustomize, RenderError, render_bundle};
+use flotilla_core::render::{Kustomize, RenderError, Tools, render_bundle};
 
 fn kustomize_repo() -> Fixture {
     let repo = Fixture::new();
@@ -98,8 +98,13 @@ fn missing_tool_is_a_clear_error() {
     let tool = Kustomize::discover_in(empty.path().as_os_str());
     assert_eq!(tool, Kustomize::Unavailable);
     let repo = kustomize_repo();
-    let error =
-        render_bundle(&repo.load().unwrap(), "cache", &cluster("d", &[]), &tool).unwrap_err();
+    let error = render_bundle(
+        &repo.load().unwrap(),
+        "cache",
+        &cluster("d", &[]),
+        &Tools::none().with_kustomize(tool),
+    )
+    .unwrap_err();
     assert!(
         matches!(error, RenderError::KustomizeMissing { .. }),
         "{error}"
@@ -139,7 +144,7 @@ fn kustomization_inside_a_plain_bundle_is_refused() {
         &repo.load().unwrap(),
         "app",
         &cluster("a", &[]),
-        &Kustomize::Unavailable,
+        &Tools::none(),
     )
     .unwrap_err();
     assert!(

@@ -8,7 +8,7 @@
 use crate::support::fixture;
 
 use fixture::{Fixture, cluster, kustomize_or_skip};
-use flotilla_core::render::{Kustomize, RenderError, render_bundle};
+use flotilla_core::render::{Kustomize, RenderError, Tools, render_bundle};
 
 const CONFIG_MAP: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\ndata: {a: b}\n";
 
@@ -107,7 +107,7 @@ fn render(repo: &Fixture) -> Result<(), RenderError> {
         &repo.load().unwrap(),
         "app",
         &cluster("a", &[]),
-        &Kustomize::Kubectl("/nonexistent/kubectl".into()),
+        &Tools::none().with_kustomize(Kustomize::Kubectl("/nonexistent/kubectl".into())),
     )
     .map(|_| ())
 }
@@ -235,7 +235,7 @@ fn a_cancelled_render_stops_its_running_tool_at_once() {
         &loaded,
         "app",
         &cluster("a", &[]),
-        &Kustomize::Standalone(slow),
+        &Tools::none().with_kustomize(Kustomize::Standalone(slow)),
     )
     .unwrap_err();
     stopper.join().unwrap();

@@ -6,7 +6,7 @@
 use crate::support::fixture;
 
 use fixture::{Fixture, cluster};
-use flotilla_core::render::{Kustomize, RenderError, render_bundle};
+use flotilla_core::render::{RenderError, Tools, render_bundle};
 use flotilla_core::{Limits, SpecError};
 
 fn config_maps(count: usize) -> String {
@@ -21,7 +21,7 @@ fn render_with(
     limits: Limits,
 ) -> Result<flotilla_core::RenderedBundle, RenderError> {
     let loaded = repo.load_with(limits).expect("the spec is valid");
-    render_bundle(&loaded, "app", &cluster("a", &[]), &Kustomize::Unavailable)
+    render_bundle(&loaded, "app", &cluster("a", &[]), &Tools::none())
 }
 
 fn app_repo() -> Fixture {

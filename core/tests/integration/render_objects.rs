@@ -6,7 +6,7 @@
 use crate::support::fixture;
 
 use fixture::{Fixture, cluster};
-use flotilla_core::render::{Kustomize, RenderError, RenderedBundle, render_bundle};
+use flotilla_core::render::{RenderError, RenderedBundle, Tools, render_bundle};
 
 fn render(files: &[(&str, &str)]) -> Result<RenderedBundle, RenderError> {
     let repo = Fixture::new();
@@ -18,7 +18,7 @@ fn render(files: &[(&str, &str)]) -> Result<RenderedBundle, RenderError> {
         &repo.load().unwrap(),
         "app",
         &cluster("c", &[]),
-        &Kustomize::Unavailable,
+        &Tools::none(),
     )
 }
 

@@ -7,7 +7,7 @@
 use crate::support::fixture;
 
 use fixture::{Fixture, cluster};
-use flotilla_core::render::{Kustomize, RenderedBundle, render_bundle};
+use flotilla_core::render::{RenderedBundle, Tools, render_bundle};
 
 fn fixture() -> Fixture {
     let repo = Fixture::new();
@@ -50,7 +50,7 @@ fn render(repo: &Fixture, labels: &[(&str, &str)]) -> RenderedBundle {
         &repo.load().unwrap(),
         "web",
         &cluster("c", labels),
-        &Kustomize::Unavailable,
+        &Tools::none(),
     )
     .unwrap()
 }

@@ -6,7 +6,7 @@
 use crate::support::fixture;
 
 use fixture::{Fixture, cluster};
-use flotilla_core::render::{Kustomize, RenderError, render_bundle};
+use flotilla_core::render::{RenderError, Tools, render_bundle};
 
 const CONFIG_MAP: &str = "\
 apiVersion: v1
@@ -35,7 +35,7 @@ fn cluster_facts_and_variables_are_substituted() {
     let repo = repo_with(CONFIG_MAP, "    variables:\n      replicas: 3\n");
     let loaded = repo.load().unwrap();
     let eu = cluster("prod-eu-1", &[("region", "eu")]);
-    let bundle = render_bundle(&loaded, "app", &eu, &Kustomize::Unavailable).unwrap();
+    let bundle = render_bundle(&loaded, "app", &eu, &Tools::none()).unwrap();
     let object = &bundle.objects[0].object;
     assert_eq!(object["data"]["cluster"], "prod-eu-1");
     assert_eq!(object["data"]["replicas"], "3");
@@ -60,7 +60,7 @@ fn unquoted_substitution_yields_typed_values() {
         &repo.load().unwrap(),
         "app",
         &cluster("a", &[]),
-        &Kustomize::Unavailable,
+        &Tools::none(),
     )
     .unwrap();
     assert_eq!(bundle.objects[0].object["spec"]["replicas"], 4);
@@ -74,7 +74,7 @@ fn undefined_variable_names_file_line_and_variable() {
         &repo.load().unwrap(),
         "app",
         &cluster("a", &[("region", "eu")]),
-        &Kustomize::Unavailable,
+        &Tools::none(),
     )
     .unwrap_err();
     let RenderError::UndefinedVariable {
@@ -101,7 +101,7 @@ fn missing_label_is_an_error_at_its_use() {
         &repo.load().unwrap(),
         "app",
         &cluster("a", &[]),
-        &Kustomize::Unavailable,
+        &Tools::none(),
     )
     .unwrap_err();
     assert!(
@@ -124,7 +124,7 @@ fn malformed_reference_is_an_error_for_every_cluster() {
         &repo.load().unwrap(),
         "app",
         &cluster("a", &[]),
-        &Kustomize::Unavailable,
+        &Tools::none(),
     )
     .unwrap_err();
     assert!(matches!(error, RenderError::BadReference { .. }), "{error}");
@@ -144,7 +144,7 @@ fn yaml_broken_after_substitution_reports_the_file() {
         &repo.load().unwrap(),
         "app",
         &cluster("a", &[]),
-        &Kustomize::Unavailable,
+        &Tools::none(),
     )
     .unwrap_err();
     assert!(matches!(error, RenderError::Yaml { .. }), "{error}");

@@ -9,7 +9,7 @@ use std::os::unix::fs::symlink;
 
 use fixture::{Fixture, cluster};
 use flotilla_core::SpecError;
-use flotilla_core::render::{Kustomize, RenderError, render_bundle};
+use flotilla_core::render::{Kustomize, RenderError, Tools, render_bundle};
 
 const MANIFEST: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a}\n";
 
@@ -82,8 +82,7 @@ fn links_inside_the_repository_are_followed() {
     std::fs::create_dir_all(repo.root().join("app")).unwrap();
     symlink("../shared", repo.root().join("app/shared")).unwrap();
     let loaded = repo.load().unwrap();
-    let bundle =
-        render_bundle(&loaded, "app", &cluster("a", &[]), &Kustomize::Unavailable).unwrap();
+    let bundle = render_bundle(&loaded, "app", &cluster("a", &[]), &Tools::none()).unwrap();
     assert_eq!(bundle.objects.len(), 1);
 }
 
@@ -102,7 +101,7 @@ fn kustomization_referencing_outside_or_remote_is_refused_before_running() {
         &loaded,
         "app",
         &cluster("a", &[]),
-        &Kustomize::Kubectl("/nonexistent/kubectl".into()),
+        &Tools::none().with_kustomize(Kustomize::Kubectl("/nonexistent/kubectl".into())),
     )
     .unwrap_err();
     assert!(
@@ -119,7 +118,7 @@ fn kustomization_referencing_outside_or_remote_is_refused_before_running() {
         &loaded,
         "app",
         &cluster("a", &[]),
-        &Kustomize::Kubectl("/nonexistent/kubectl".into()),
+        &Tools::none().with_kustomize(Kustomize::Kubectl("/nonexistent/kubectl".into())),
     )
     .unwrap_err();
     assert!(
@@ -140,7 +139,7 @@ fn kustomization_referencing_outside_or_remote_is_refused_before_running() {
         &loaded,
         "app",
         &cluster("a", &[]),
-        &Kustomize::Kubectl("/nonexistent/kubectl".into()),
+        &Tools::none().with_kustomize(Kustomize::Kubectl("/nonexistent/kubectl".into())),
     )
     .unwrap_err();
     assert!(

@@ -7,7 +7,7 @@ use crate::support::fixture;
 
 use fixture::{Fixture, cluster};
 use flotilla_core::LabelSelector;
-use flotilla_core::render::{Kustomize, render_fleet};
+use flotilla_core::render::{Tools, render_fleet};
 
 const SELECTOR: &str = "
       matchLabels: {env: prod}
@@ -59,7 +59,7 @@ fn bundle_selector_targets_only_matching_clusters() {
         ),
         cluster("dev", &[("env", "dev"), ("region", "eu"), ("gpu", "")]),
     ];
-    let rendered = render_fleet(&repo.load().unwrap(), &clusters, &Kustomize::Unavailable);
+    let rendered = render_fleet(&repo.load().unwrap(), &clusters, &Tools::none());
     let targeted: Vec<&str> = rendered
         .clusters
         .iter()

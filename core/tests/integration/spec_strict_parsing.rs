@@ -120,3 +120,67 @@ fn missing_spec_file_is_a_read_error() {
     );
     assert_eq!(errors[0].location().file, "flotilla.yaml");
 }
+
+#[test]
+fn chart_bundles_are_checked_where_they_are_written() {
+    let spec = |bundles: &str| {
+        format!(
+            "apiVersion: flotilla.dev/v1\nkind: Fleet\nstages:\n  - name: dev\n    track: {{branch: main}}\nbundles:\n{bundles}"
+        )
+    };
+    let messages = |bundles: &str| -> Vec<String> {
+        load_errors(&spec(bundles))
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    let both = messages("  - name: web\n    path: bundles/web\n    helm: {chart: charts/web}\n");
+    assert!(
+        both[0].starts_with("flotilla.yaml:8:11: bundles[0].path: a bundle has either `path`"),
+        "{both:?}"
+    );
+    let neither = messages("  - name: web\n");
+    assert!(
+        neither[0].contains("bundles[0]: a bundle needs `path`"),
+        "{neither:?}"
+    );
+    let repo = messages(
+        "  - name: web\n    helm:\n      chart: redis\n      repo: https://charts.example.com\n",
+    );
+    assert!(
+        repo.iter().any(|m| m.starts_with("flotilla.yaml:10:13: bundles[0].helm.repo: charts from chart repositories and OCI registries are not supported")),
+        "{repo:?}"
+    );
+    let release = messages("  - name: web\n    helm: {chart: bundles/web, releaseName: Web_1}\n");
+    assert!(
+        release
+            .iter()
+            .any(|m| m.contains("bundles[0].helm.releaseName: `Web_1` is not a release name")),
+        "{release:?}"
+    );
+    let values = messages("  - name: web\n    helm: {chart: bundles/web, values: [1, 2]}\n");
+    assert!(
+        values
+            .iter()
+            .any(|m| m.contains("bundles[0].helm.values: must be a mapping")),
+        "{values:?}"
+    );
+    let overlay_path = messages(
+        "  - name: web\n    helm: {chart: bundles/web}\n    overlays:\n      - name: prod\n        clusterSelector: {matchLabels: {env: prod}}\n        path: prod\n",
+    );
+    assert!(
+        overlay_path.iter().any(
+            |m| m.contains("bundles[0].overlays[0].path: a chart bundle's overlay adds values")
+        ),
+        "{overlay_path:?}"
+    );
+    let plain_values = messages(
+        "  - name: web\n    path: bundles/web\n    overlays:\n      - name: prod\n        clusterSelector: {matchLabels: {env: prod}}\n        helm: {values: {a: 1}}\n",
+    );
+    assert!(
+        plain_values
+            .iter()
+            .any(|m| m.contains("bundles[0].overlays[0].helm: only a chart bundle")),
+        "{plain_values:?}"
+    );
+}

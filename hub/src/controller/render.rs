@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_core::inventory::Cluster;
-use flotilla_core::{Cancel, Kustomize, Labels};
+use flotilla_core::{Cancel, Labels, Tools};
 use futures::future::BoxFuture;
 
 use crate::controller::source::{SourceConfig, SourceMirror};
@@ -47,19 +47,20 @@ pub struct RenderController {
     source: SourceConfig,
     mirror: Arc<SourceMirror>,
     metrics: Arc<Metrics>,
-    kustomize: Arc<Kustomize>,
+    tools: Arc<Tools>,
     work_dir: PathBuf,
 }
 
 impl RenderController {
-    /// A controller rendering `source`'s revisions from `mirror`, with kustomize found on `PATH`.
+    /// A controller rendering `source`'s revisions from `mirror`, with kustomize and helm
+    /// found on `PATH`.
     pub fn new(source: SourceConfig, mirror: Arc<SourceMirror>, metrics: Arc<Metrics>) -> Self {
         let work_dir = mirror.path().with_extension("checkouts");
         RenderController {
             source,
             mirror,
             metrics,
-            kustomize: Arc::new(Kustomize::discover()),
+            tools: Arc::new(Tools::discover()),
             work_dir,
         }
     }
@@ -75,7 +76,7 @@ impl Controller for RenderController {
             source: self.source.clone(),
             mirror: self.mirror.clone(),
             metrics: self.metrics.clone(),
-            kustomize: self.kustomize.clone(),
+            tools: self.tools.clone(),
             work_dir: self.work_dir.clone(),
             checked: HashMap::new(),
             context,
@@ -97,7 +98,7 @@ struct Run {
     source: SourceConfig,
     mirror: Arc<SourceMirror>,
     metrics: Arc<Metrics>,
-    kustomize: Arc<Kustomize>,
+    tools: Arc<Tools>,
     work_dir: PathBuf,
     /// Per revision, the labels each cluster was last rendered with during this term.
     checked: HashMap<RevisionRef, BTreeMap<String, Labels>>,
@@ -174,13 +175,13 @@ impl Run {
         cancel: Cancel,
     ) -> Result<Rendered, RenderError> {
         let mirror = self.mirror.clone();
-        let kustomize = self.kustomize.clone();
+        let tools = self.tools.clone();
         let work_dir = self.work_dir.clone();
         let commit = commit.to_owned();
         let limits = self.source.render_limits.clone();
         tokio::task::spawn_blocking(move || {
             render_commit(
-                &mirror, &work_dir, &commit, &clusters, &kustomize, limits, cancel,
+                &mirror, &work_dir, &commit, &clusters, &tools, limits, cancel,
             )
         })
         .await

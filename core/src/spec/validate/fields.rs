@@ -130,3 +130,28 @@ pub(super) fn validate_openpgp_key(armored: &str) -> Result<(), String> {
         )
     }
 }
+
+/// A Helm release name: a DNS-1123 subdomain of at most 53 characters (Helm's rule: the name
+/// is used in the names of the objects it creates).
+pub(super) fn validate_release_name(name: &str) -> Result<(), String> {
+    const MAX: usize = 53;
+    if name.is_empty() || name.len() > MAX {
+        return Err(format!("a release name has 1 to {MAX} characters"));
+    }
+    let label_ok = |label: &str| {
+        !label.is_empty()
+            && label
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+    };
+    if name.split('.').all(label_ok) {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a release name: lowercase letters, digits, `-` and `.`, starting and \
+             ending with a letter or digit"
+        ))
+    }
+}

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use flotilla_core::render::Kustomize;
+use flotilla_core::render::{Helm, Kustomize, Tools};
 use flotilla_core::{Cluster, Limits, Repository, SpecErrors};
 
 /// A temporary repository.
@@ -62,9 +62,11 @@ pub(crate) fn cluster(name: &str, labels: &[(&str, &str)]) -> Cluster {
     Cluster::new(name, labels.iter().copied())
 }
 
-/// The kustomize tool, or `None` after saying loudly why the test is skipped. Under
-/// `CI=true` a missing tool fails the test instead.
-pub(crate) fn kustomize_or_skip(test: &str) -> Option<Kustomize> {
+/// The tools with kustomize found, or `None` after saying loudly why the test is skipped.
+/// Under `CI=true` a missing tool fails the test instead. Helm is found as
+/// [`helm_or_skip`] finds it, when it is there.
+pub(crate) fn kustomize_or_skip(test: &str) -> Option<Tools> {
+    let helm = pinned_helm().unwrap_or(Helm::Unavailable);
     match Kustomize::discover() {
         Kustomize::Unavailable if std::env::var("CI").as_deref() == Ok("true") => {
             panic!("{test}: neither kustomize nor kubectl is on PATH, and CI=true requires them")
@@ -73,6 +75,41 @@ pub(crate) fn kustomize_or_skip(test: &str) -> Option<Kustomize> {
             eprintln!("SKIPPED {test}: neither kustomize nor kubectl is on PATH");
             None
         }
-        tool => Some(tool),
+        kustomize => Some(Tools { kustomize, helm }),
+    }
+}
+
+/// The pinned helm that `scripts/k8s-build helm` built, or `None` after saying loudly why the
+/// test is skipped. Under `CI=true` a missing helm fails the test instead.
+pub(crate) fn helm_or_skip(test: &str) -> Option<Helm> {
+    match pinned_helm() {
+        Ok(helm) => Some(helm),
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{test}: {why}, and CI=true requires it")
+        }
+        Err(why) => {
+            eprintln!("SKIPPED {test}: {why}");
+            None
+        }
+    }
+}
+
+/// The helm `scripts/k8s-build --check helm` finds built (it never builds).
+fn pinned_helm() -> Result<Helm, String> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = std::process::Command::new(root.join("scripts/k8s-build"))
+        .args(["--check", "helm"])
+        .output()
+        .map_err(|e| format!("cannot run scripts/k8s-build --check helm: {e}"))?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    match stdout.lines().last() {
+        Some(bin) if output.status.success() => match Helm::discover_in(bin.as_ref()) {
+            Helm::Unavailable => Err(format!("helm is not in {bin}")),
+            helm => Ok(helm),
+        },
+        _ => Err(format!(
+            "helm is not built; run scripts/k8s-build helm: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )),
     }
 }

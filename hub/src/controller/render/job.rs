@@ -8,7 +8,7 @@ use std::path::Path;
 use flotilla_core::inventory::Cluster;
 use flotilla_core::render::render_fleet;
 use flotilla_core::spec::SPEC_FILE;
-use flotilla_core::{Cancel, ContentHash, Kustomize, Limits, Repository, SourceLocation};
+use flotilla_core::{Cancel, ContentHash, Limits, Repository, SourceLocation, Tools};
 
 use crate::controller::source::SourceMirror;
 use crate::state::source::{Blob, RenderError};
@@ -30,7 +30,7 @@ pub(super) fn render_commit(
     work_dir: &Path,
     commit: &str,
     clusters: &[Cluster],
-    kustomize: &Kustomize,
+    tools: &Tools,
     limits: Limits,
     cancel: Cancel,
 ) -> Result<Rendered, RenderError> {
@@ -75,7 +75,7 @@ pub(super) fn render_commit(
             Ok(_) => renderable.push(cluster.clone()),
         }
     }
-    let fleet = render_fleet(&repo, &renderable, kustomize);
+    let fleet = render_fleet(&repo, &renderable, tools);
     for (cluster, bundles) in fleet.clusters {
         let mut hashes = BTreeMap::new();
         let mut failure = None;

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use flotilla_agent::{BundleRevision, DriftMode, Engine, EngineConfig, Event, Report, SystemClock};
 use flotilla_core::inventory::Cluster;
-use flotilla_core::{Kustomize, Limits, Repository};
+use flotilla_core::{Limits, Repository, Tools};
 use flotilla_hub::config::{NodeConfig, SecurityConfig, TlsSettings};
 use flotilla_hub::controller::source::{SourceConfig, SourceMirror};
 use flotilla_hub::node::GroupClient;
@@ -386,11 +386,11 @@ struct ApplyFloor {
 
 impl ApplyFloor {
     async fn measure(&mut self, repo: &GitRepo, round: usize) -> anyhow::Result<(f64, f64)> {
-        let kustomize = Kustomize::discover();
+        let tools = Tools::discover();
         let started = Instant::now();
         let loaded =
             Repository::load(repo.path(), Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-        let rendered = flotilla_core::render_bundle(&loaded, BUNDLE, &self.cluster, &kustomize)
+        let rendered = flotilla_core::render_bundle(&loaded, BUNDLE, &self.cluster, &tools)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let render = millis(started.elapsed());
         let hash = rendered.hash().to_string();

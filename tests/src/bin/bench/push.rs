@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use flotilla_core::inventory::Cluster;
-use flotilla_core::{Kustomize, Limits, Repository};
+use flotilla_core::{Limits, Repository, Tools};
 use flotilla_hub::controller::source::{SourceConfig, SourceMirror};
 use flotilla_hub::server::Hub;
 use flotilla_testkit::http::push_webhook;
@@ -179,12 +179,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     .map_err(|e| anyhow::anyhow!("{e}"))?;
     let loaded =
         Repository::load(repo.dir.path(), Limits::default()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let kustomize = Kustomize::discover();
+    let tools = Tools::discover();
     let mut render = Vec::new();
     let mut distinct = 0;
     for _ in 0..args.rounds.max(5) {
         let started = Instant::now();
-        let rendered = flotilla_core::render_fleet(&loaded, &clusters as &[Cluster], &kustomize);
+        let rendered = flotilla_core::render_fleet(&loaded, &clusters as &[Cluster], &tools);
         render.push(millis(started.elapsed()));
         distinct = rendered.distinct_renders;
     }

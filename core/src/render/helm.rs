@@ -1,0 +1,616 @@
+//! Rendering chart bundles with `helm template`, confined like kustomize: no network, a
+//! read-only checkout, a scrubbed environment, and CPU, memory and time limits.
+//!
+//! Before helm runs, the chart is checked so that a render depends on the commit and the
+//! values alone and never misleads:
+//! - its `Chart.yaml` parses, and declares the version the bundle asks for;
+//! - every dependency is vendored in `charts/` (a directory or a packaged `.tgz`): nothing is
+//!   fetched;
+//! - no template calls `lookup`, which reads a live cluster: `helm template` answers it with
+//!   an empty result, so the chart would silently render something else than it does when
+//!   installed.
+//!
+//! After it runs, an object that is a hook (`helm.sh/hook`) is refused, naming its template:
+//! hooks run at moments of a release's life (before an install, after an upgrade) that a
+//! declarative apply does not have, and applying them as ordinary objects would run them on
+//! every sync. Test hooks are left out of the output (`--skip-tests`): they belong to
+//! `helm test`.
+
+use std::ffi::{OsStr, OsString};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use serde_json::Value;
+
+use super::RenderError;
+use super::run::{RunFailure, run_bounded};
+use super::sandbox::{self, Bounds};
+use crate::location::SourceLocation;
+use crate::repository::{Repository, read_limited};
+use crate::spec::{Bundle, HelmChart};
+use crate::yaml::parse_documents;
+
+/// The Kubernetes version templates see (`.Capabilities.KubeVersion`): the newest whose
+/// schemas Flotilla ships.
+pub const DEFAULT_KUBE_VERSION: &str = "v1.37.0";
+
+/// The annotation that makes an object a hook.
+const HOOK_ANNOTATION: &str = "helm.sh/hook";
+
+/// Packaged subcharts larger than this are refused before they are read.
+const MAX_PACKAGED_CHART_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The tool that renders charts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Helm {
+    /// A `helm` binary (v4), run as `helm template`.
+    Binary(PathBuf),
+    /// None was found; rendering a chart is an error saying so.
+    Unavailable,
+}
+
+impl Helm {
+    /// Looks for `helm` on `PATH`.
+    pub fn discover() -> Helm {
+        Self::discover_in(&std::env::var_os("PATH").unwrap_or_default())
+    }
+
+    /// Looks for `helm` in a `PATH`-style list of directories.
+    pub fn discover_in(path: &OsStr) -> Helm {
+        std::env::split_paths(path)
+            .map(|dir| dir.join("helm"))
+            .find(|candidate| candidate.is_file())
+            .map_or(Helm::Unavailable, Helm::Binary)
+    }
+
+    /// A short description for messages (`helm (/usr/bin/helm)`).
+    pub fn describe(&self) -> String {
+        match self {
+            Helm::Binary(path) => format!("helm ({})", path.display()),
+            Helm::Unavailable => "no helm".to_owned(),
+        }
+    }
+
+    /// Runs `helm template` on `chart` with `values` (a JSON document) and returns its YAML.
+    pub(crate) fn template(
+        &self,
+        repo: &Repository,
+        chart: &Chart,
+        release: &str,
+        namespace: &str,
+        values: Vec<u8>,
+    ) -> Result<String, RenderError> {
+        let location = SourceLocation::file(chart.display.clone());
+        let Helm::Binary(program) = self else {
+            return Err(RenderError::HelmMissing { location });
+        };
+        let limits = repo.limits();
+        let bounds = Bounds {
+            memory_bytes: limits.render_memory_bytes,
+            cpu_seconds: limits.render_timeout.as_secs().max(1),
+        };
+        let args: Vec<OsString> = [
+            OsStr::new("template"),
+            OsStr::new(release),
+            chart.dir.as_os_str(),
+            OsStr::new("--namespace"),
+            OsStr::new(namespace),
+            OsStr::new("--kube-version"),
+            OsStr::new(DEFAULT_KUBE_VERSION),
+            OsStr::new("--include-crds"),
+            OsStr::new("--skip-tests"),
+            OsStr::new("--values"),
+            OsStr::new("-"),
+        ]
+        .into_iter()
+        .map(OsStr::to_owned)
+        .collect();
+        let mut command =
+            sandbox::confine(limits.render_sandbox, bounds, repo.root(), program, &args).map_err(
+                |reason| RenderError::SandboxUnavailable {
+                    location: location.clone(),
+                    reason,
+                },
+            )?;
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let output = run_bounded(
+            command,
+            Some(values),
+            limits.max_rendered_bytes as u64,
+            limits.render_timeout,
+            repo.cancel(),
+        )
+        .map_err(|failure| match failure {
+            RunFailure::Spawn(message) => RenderError::HelmFailed {
+                location: location.clone(),
+                message,
+            },
+            RunFailure::Failed(message) => RenderError::HelmFailed {
+                location: chart.locate_message(&message),
+                message: tidy(&message),
+            },
+            RunFailure::Cancelled => RenderError::Cancelled {
+                location: location.clone(),
+            },
+            RunFailure::Timeout => RenderError::HelmTimeout {
+                location: location.clone(),
+                timeout: limits.render_timeout,
+            },
+            RunFailure::TooLarge => RenderError::TooLarge {
+                location: location.clone(),
+                size: limits.max_rendered_bytes + 1,
+                limit: limits.max_rendered_bytes,
+            },
+        })?;
+        String::from_utf8(output).map_err(|_| RenderError::HelmFailed {
+            location,
+            message: "output is not UTF-8".to_owned(),
+        })
+    }
+}
+
+/// A chart checked for rendering.
+#[derive(Debug, Clone)]
+pub(crate) struct Chart {
+    /// Its directory, canonical, inside the repository.
+    pub(crate) dir: PathBuf,
+    /// Its directory relative to the repository, for messages.
+    pub(crate) display: String,
+    /// The name `Chart.yaml` declares: helm's messages and `# Source:` lines start with it.
+    pub(crate) name: String,
+}
+
+impl Chart {
+    /// Loads and checks the chart of a chart bundle.
+    pub(crate) fn load(
+        repo: &Repository,
+        bundle: &Bundle,
+        helm: &HelmChart,
+    ) -> Result<Chart, RenderError> {
+        let dir = repo.resolve_dir(&bundle.path, &bundle.path_location)?;
+        let display = repo.relative(&dir);
+        let metadata = ChartMetadata::read(repo, &dir, &display)?;
+        if let Some(wanted) = &helm.version
+            && wanted.trim_start_matches('v') != metadata.version.trim_start_matches('v')
+        {
+            return Err(RenderError::Chart {
+                location: bundle.path_location.clone(),
+                message: format!(
+                    "the bundle asks for version {wanted} of chart `{}`, but {display}/Chart.yaml \
+                     declares {}; change `helm.version` or the chart",
+                    metadata.name, metadata.version
+                ),
+            });
+        }
+        check_chart_tree(repo, &dir, &display, &metadata)?;
+        Ok(Chart {
+            dir,
+            display,
+            name: metadata.name,
+        })
+    }
+
+    /// The repository file helm's `NAME/templates/x.yaml` means.
+    fn file_of(&self, helm_path: &str) -> Option<String> {
+        let rest = helm_path.strip_prefix(&self.name)?.strip_prefix('/')?;
+        Some(format!("{}/{rest}", self.display))
+    }
+
+    /// Where helm's error message points (`NAME/templates/x.yaml:12:3`), in the repository;
+    /// the chart's directory when it names no template.
+    fn locate_message(&self, message: &str) -> SourceLocation {
+        let prefix = format!("{}/", self.name);
+        for (start, _) in message.match_indices(&prefix) {
+            if start > 0
+                && !message[..start].ends_with(|c: char| c.is_whitespace() || c == '(' || c == '"')
+            {
+                continue;
+            }
+            let token: &str = message[start..]
+                .split(|c: char| c.is_whitespace() || c == ')' || c == '"')
+                .next()
+                .unwrap_or_default();
+            let mut parts = token.trim_end_matches(':').split(':');
+            let Some(file) = parts.next().and_then(|path| self.file_of(path)) else {
+                continue;
+            };
+            let mut number = || parts.next().and_then(|n| n.parse::<u32>().ok());
+            return match (number(), number()) {
+                (Some(line), Some(column)) => SourceLocation::at(file, line, column),
+                (Some(line), None) => SourceLocation {
+                    file,
+                    line: Some(line),
+                    column: None,
+                },
+                _ => SourceLocation::file(file),
+            };
+        }
+        SourceLocation::file(self.display.clone())
+    }
+
+    /// For each line of `helm template` output, the repository file of the template it came
+    /// from (from helm's `# Source:` comments).
+    pub(crate) fn sources(&self, output: &str) -> Vec<Option<String>> {
+        let mut current = None;
+        output
+            .lines()
+            .map(|line| {
+                if line == "---" {
+                    current = None;
+                } else if let Some(path) = line.strip_prefix("# Source: ") {
+                    current = self.file_of(path.trim());
+                }
+                current.clone()
+            })
+            .collect()
+    }
+
+    /// Refuses a hook, naming the template it comes from.
+    pub(crate) fn refuse_hook(
+        &self,
+        object: &Value,
+        origin: &SourceLocation,
+    ) -> Result<(), RenderError> {
+        let Some(hook) = object
+            .pointer("/metadata/annotations")
+            .and_then(|a| a.get(HOOK_ANNOTATION))
+            .and_then(Value::as_str)
+        else {
+            return Ok(());
+        };
+        let kind = object
+            .get("kind")
+            .and_then(Value::as_str)
+            .unwrap_or("object");
+        let name = object
+            .pointer("/metadata/name")
+            .and_then(Value::as_str)
+            .unwrap_or_default();
+        Err(RenderError::Chart {
+            location: origin.clone(),
+            message: format!(
+                "{kind} `{name}` is a Helm hook ({HOOK_ANNOTATION}: {hook}); Flotilla applies a \
+                 chart's objects declaratively and does not run hooks, so it refuses the chart \
+                 rather than drop the hook or run it on every sync; turn the hook off with the \
+                 chart's values, or remove it"
+            ),
+        })
+    }
+}
+
+/// What rendering needs from a `Chart.yaml`.
+struct ChartMetadata {
+    name: String,
+    version: String,
+    dependencies: Vec<(String, u32)>,
+}
+
+impl ChartMetadata {
+    fn read(repo: &Repository, dir: &Path, display: &str) -> Result<ChartMetadata, RenderError> {
+        let file = format!("{display}/Chart.yaml");
+        let path = dir.join("Chart.yaml");
+        if !path.is_file() {
+            return Err(RenderError::Chart {
+                location: SourceLocation::file(display.to_owned()),
+                message: "is not a chart: it has no Chart.yaml".to_owned(),
+            });
+        }
+        let text = read_limited(&path, &file, repo.limits())?;
+        let mut documents = parse_documents(&text, &file, 0, repo.limits()).map_err(|problem| {
+            RenderError::Yaml {
+                location: problem.location,
+                message: problem.message,
+            }
+        })?;
+        let (_, document) = documents
+            .drain(..)
+            .next()
+            .ok_or_else(|| RenderError::Chart {
+                location: SourceLocation::file(file.clone()),
+                message: "is empty".to_owned(),
+            })?;
+        let field = |name: &str| {
+            document
+                .get(name)
+                .and_then(|v| match v {
+                    Value::String(s) => Some(s.clone()),
+                    Value::Number(n) => Some(n.to_string()),
+                    _ => None,
+                })
+                .filter(|s| !s.is_empty())
+                .ok_or_else(|| RenderError::Chart {
+                    location: SourceLocation::file(file.clone()),
+                    message: format!("`{name}` is missing; a chart declares its name and version"),
+                })
+        };
+        let name = field("name")?;
+        let version = field("version")?;
+        let dependencies = document
+            .get("dependencies")
+            .and_then(Value::as_array)
+            .map(|list| {
+                list.iter()
+                    .filter_map(|d| d.get("name").and_then(Value::as_str))
+                    .map(|dependency| (dependency.to_owned(), line_of(&text, dependency)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(ChartMetadata {
+            name,
+            version,
+            dependencies,
+        })
+    }
+}
+
+/// The first line of `text` that names `needle` as a value (1 when none does).
+fn line_of(text: &str, needle: &str) -> u32 {
+    text.lines()
+        .position(|line| {
+            line.split_once(':')
+                .is_some_and(|(_, value)| value.trim().trim_matches(['"', '\'']) == needle)
+        })
+        .map_or(1, |index| u32::try_from(index + 1).unwrap_or(u32::MAX))
+}
+
+/// Checks a chart and its vendored subcharts: every dependency present, no `lookup`.
+fn check_chart_tree(
+    repo: &Repository,
+    dir: &Path,
+    display: &str,
+    metadata: &ChartMetadata,
+) -> Result<(), RenderError> {
+    let vendored = vendored_charts(repo, dir, display)?;
+    for (dependency, line) in &metadata.dependencies {
+        if !vendored.iter().any(|sub| &sub.name == dependency) {
+            return Err(RenderError::Chart {
+                location: SourceLocation {
+                    file: format!("{display}/Chart.yaml"),
+                    line: Some(*line),
+                    column: None,
+                },
+                message: format!(
+                    "dependency `{dependency}` is not vendored in {display}/charts/; run `helm \
+                     dependency build {display}` and commit charts/ (rendering never fetches)"
+                ),
+            });
+        }
+    }
+    check_templates(repo, &dir.join("templates"), display)?;
+    for sub in vendored {
+        match sub.source {
+            Vendored::Directory(path) => {
+                let sub_display = repo.relative(&path);
+                let sub_metadata = ChartMetadata::read(repo, &path, &sub_display)?;
+                check_chart_tree(repo, &path, &sub_display, &sub_metadata)?;
+            }
+            Vendored::Packaged(path) => check_package(repo, &path)?,
+        }
+    }
+    Ok(())
+}
+
+/// A subchart in `charts/`.
+struct VendoredChart {
+    name: String,
+    source: Vendored,
+}
+
+enum Vendored {
+    Directory(PathBuf),
+    Packaged(PathBuf),
+}
+
+/// The subcharts vendored in `dir/charts/`: directories with a `Chart.yaml`, and packaged
+/// `NAME-VERSION.tgz` files.
+fn vendored_charts(
+    repo: &Repository,
+    dir: &Path,
+    display: &str,
+) -> Result<Vec<VendoredChart>, RenderError> {
+    let charts = dir.join("charts");
+    if !charts.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut found = Vec::new();
+    let mut entries: Vec<_> = std::fs::read_dir(&charts)
+        .map_err(|e| read_error(format!("{display}/charts"), &e))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() && path.join("Chart.yaml").is_file() {
+            let sub_display = repo.relative(&path);
+            let metadata = ChartMetadata::read(repo, &path, &sub_display)?;
+            found.push(VendoredChart {
+                name: metadata.name,
+                source: Vendored::Directory(path),
+            });
+        } else if let Some(file) = path.file_name().and_then(OsStr::to_str)
+            && let Some(stem) = file.strip_suffix(".tgz")
+        {
+            // `NAME-VERSION.tgz`: the version starts at the last `-` followed by a digit.
+            let name = stem
+                .char_indices()
+                .filter(|&(i, c)| {
+                    c == '-' && stem[i + 1..].starts_with(|d: char| d.is_ascii_digit())
+                })
+                .map(|(i, _)| &stem[..i])
+                .next()
+                .unwrap_or(stem);
+            found.push(VendoredChart {
+                name: name.to_owned(),
+                source: Vendored::Packaged(path),
+            });
+        }
+    }
+    Ok(found)
+}
+
+fn read_error(file: String, error: &std::io::Error) -> RenderError {
+    RenderError::Spec(crate::spec::SpecError::Read {
+        location: SourceLocation::file(file),
+        message: error.to_string(),
+    })
+}
+
+/// Whether a file under `templates/` is a template helm renders or includes.
+fn is_template(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(OsStr::to_str),
+        Some("yaml" | "yml" | "tpl" | "txt" | "json")
+    )
+}
+
+/// Refuses any template under `dir` that calls `lookup`.
+fn check_templates(repo: &Repository, dir: &Path, display: &str) -> Result<(), RenderError> {
+    if !dir.is_dir() {
+        return Ok(());
+    }
+    let walker = walkdir::WalkDir::new(dir)
+        .follow_links(false)
+        .sort_by_file_name();
+    for entry in walker {
+        let entry = entry.map_err(|e| {
+            read_error(
+                format!("{display}/templates"),
+                &std::io::Error::other(e.to_string()),
+            )
+        })?;
+        if !entry.file_type().is_file() || !is_template(entry.path()) {
+            continue;
+        }
+        let file = repo.relative(entry.path());
+        let text = read_limited(entry.path(), &file, repo.limits())?;
+        refuse_lookup(&text, &file)?;
+    }
+    Ok(())
+}
+
+/// Refuses the templates of a packaged subchart that call `lookup`.
+fn check_package(repo: &Repository, path: &Path) -> Result<(), RenderError> {
+    let display = repo.relative(path);
+    let file = std::fs::File::open(path).map_err(|e| read_error(display.clone(), &e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| read_error(display.clone(), &e))?
+        .len();
+    if size > MAX_PACKAGED_CHART_BYTES {
+        return Err(RenderError::Chart {
+            location: SourceLocation::file(display),
+            message: format!(
+                "a packaged chart of {size} bytes is over the limit of {MAX_PACKAGED_CHART_BYTES}"
+            ),
+        });
+    }
+    let unreadable = |e: std::io::Error| RenderError::Chart {
+        location: SourceLocation::file(display.clone()),
+        message: format!("is not a readable packaged chart (gzipped tar): {e}"),
+    };
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut budget = repo.limits().max_rendered_bytes as u64;
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
+        let inner = entry.path().map_err(unreadable)?.into_owned();
+        let in_templates = inner.components().any(|c| c.as_os_str() == "templates");
+        if !entry.header().entry_type().is_file() || !in_templates || !is_template(&inner) {
+            continue;
+        }
+        let size = entry.header().size().map_err(unreadable)?;
+        budget = budget.checked_sub(size).ok_or_else(|| RenderError::Chart {
+            location: SourceLocation::file(display.clone()),
+            message: "its templates are larger than the render limit".to_owned(),
+        })?;
+        let mut text = String::new();
+        entry
+            .by_ref()
+            .take(size)
+            .read_to_string(&mut text)
+            .map_err(unreadable)?;
+        refuse_lookup(&text, &format!("{display}:{}", inner.display()))?;
+    }
+    Ok(())
+}
+
+/// Refuses a template whose actions (`{{ ... }}`) call `lookup`.
+fn refuse_lookup(text: &str, file: &str) -> Result<(), RenderError> {
+    let mut rest = text;
+    let mut offset = 0;
+    while let Some(open) = rest.find("{{") {
+        let action_start = open + 2;
+        let close = rest[action_start..]
+            .find("}}")
+            .map_or(rest.len(), |c| action_start + c);
+        let action = &rest[action_start..close];
+        if let Some(at) = find_word(action, "lookup") {
+            let absolute = offset + action_start + at;
+            let line = text[..absolute].matches('\n').count() + 1;
+            let column = absolute - text[..absolute].rfind('\n').map_or(0, |n| n + 1) + 1;
+            return Err(RenderError::Chart {
+                location: SourceLocation::at(
+                    file.to_owned(),
+                    u32::try_from(line).unwrap_or(u32::MAX),
+                    u32::try_from(column).unwrap_or(u32::MAX),
+                ),
+                message: "the template calls `lookup`, which reads a live cluster; rendering \
+                          has no cluster and helm would answer it with nothing, so the chart is \
+                          refused; give the value through the chart's values instead"
+                    .to_owned(),
+            });
+        }
+        let consumed = (close + 2).min(rest.len());
+        offset += consumed;
+        rest = &rest[consumed..];
+    }
+    Ok(())
+}
+
+/// The byte offset of `word` in `text` as a whole identifier.
+fn find_word(text: &str, word: &str) -> Option<usize> {
+    let is_ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '.' || c == '$';
+    text.match_indices(word).map(|(at, _)| at).find(|&at| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + word.len()..].chars().next();
+        !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
+    })
+}
+
+/// Helm's error output without its advice about flags Flotilla does not expose.
+fn tidy(message: &str) -> String {
+    message
+        .lines()
+        .filter(|line| !line.starts_with("Use --debug flag"))
+        .map(|line| line.strip_prefix("Error: ").unwrap_or(line))
+        .collect::<Vec<_>>()
+        .join("\n")
+        .trim()
+        .to_owned()
+}
+
+/// Merges chart values as helm merges its `--values` files: mappings merge key by key, any
+/// other value (a list, a scalar, `null`) replaces what was there.
+pub(crate) fn merge_values(base: &mut Value, over: Value) {
+    match (base, over) {
+        (Value::Object(base), Value::Object(over)) => {
+            for (key, value) in over {
+                match base.get_mut(&key) {
+                    Some(existing @ Value::Object(_)) if value.is_object() => {
+                        merge_values(existing, value);
+                    }
+                    _ => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, over) => *base = over,
+    }
+}
+
+#[cfg(test)]
+mod tests;
