@@ -165,7 +165,8 @@ async fn serve(
         real::RealClusters::down_command(place.root())
     );
     let resumed = place.hub_dir().exists();
-    let repo = repo::prepare(&place.repo_dir())?;
+    let tools = repo::render_tools();
+    let repo = repo::prepare(&place.repo_dir(), &tools)?;
     let clusters = inventory(&repo.path)?;
 
     if args.real {
@@ -204,7 +205,7 @@ async fn serve(
         DEFAULT_HTTP_LISTEN,
         "--http-listen",
     )?;
-    let source = source_config(&repo.path);
+    let source = source_config(&repo.path, tools);
     let mut node = NodeConfig::new(1, place.hub_dir(), "127.0.0.1:0");
     // The demo runs as a real hub would: TLS with its own CA, tokens, registered agents.
     node.security = SecurityConfig::Tls(TlsSettings::new());
@@ -291,9 +292,10 @@ async fn start_sim(clusters: &[Cluster], kubeconfig: &Path) -> anyhow::Result<Si
 }
 
 /// The demo repository as the hub's source: `main`, polled every [`POLL_INTERVAL`].
-fn source_config(repo: &Path) -> SourceConfig {
+fn source_config(repo: &Path, tools: flotilla_core::Tools) -> SourceConfig {
     let mut source = SourceConfig::new(format!("file://{}", repo.display()), "main");
     source.poll_interval = POLL_INTERVAL;
+    source.render_tools = tools;
     // The demo starts on any machine; where namespaces are not allowed it renders unconfined
     // (its repository is the embedded example).
     source.render_limits.render_sandbox = flotilla_core::SandboxMode::Preferred;

@@ -1,14 +1,16 @@
 //! The demo's Git repository: the example fleet, compiled into the binary, written out and
 //! committed on `main` with git2 (no `git` needed). A kept demo's repository is reused as is.
 //!
-//! The example's `cache` bundle is a kustomization. Without `kustomize` or `kubectl` on `PATH`
-//! the hub could not render it and the whole revision would fail, so such bundles are left out
-//! of the demo's `flotilla.yaml` (with a note) rather than showing a broken first revision.
+//! The example's `cache` bundle is a kustomization and its `status` bundle a Helm chart.
+//! Without `kustomize` or `kubectl` on `PATH`, or without helm (on `PATH` or built by
+//! `scripts/k8s-build` into its cache), the hub could not render them and the whole revision
+//! would fail, so such bundles are left out of the demo's `flotilla.yaml` (with a note) rather
+//! than showing a broken first revision.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow};
-use flotilla_core::{Kustomize, Limits, Repository};
+use flotilla_core::{Helm, Kustomize, Limits, Repository, Tools};
 use git2::{IndexAddOption, Signature};
 use include_dir::{Dir, include_dir};
 use serde_json::Value;
@@ -32,6 +34,8 @@ pub(super) struct DemoRepo {
     pub(super) path: PathBuf,
     /// Bundles left out because no kustomize tool was found.
     pub(super) left_out: Vec<String>,
+    /// Chart bundles left out because no helm was found.
+    pub(super) charts_left_out: Vec<String>,
     /// It is a kept demo's repository, reused as it was.
     pub(super) resumed: bool,
 }
@@ -47,6 +51,13 @@ impl DemoRepo {
                 self.left_out.join(", ")
             ));
         }
+        if !self.charts_left_out.is_empty() {
+            notes.push(format!(
+                "helm is neither on PATH nor built by scripts/k8s-build, so the chart bundle(s) \
+                 {} were left out of the demo repository; run scripts/k8s-build helm to see them",
+                self.charts_left_out.join(", ")
+            ));
+        }
         if self.resumed {
             notes.push(format!(
                 "resumed the demo repository {} as it was",
@@ -57,13 +68,41 @@ impl DemoRepo {
     }
 }
 
+/// The tools the demo's hub renders with: kustomize (or kubectl) on `PATH`, and helm on
+/// `PATH` or else the one `scripts/k8s-build` built into its cache.
+pub(super) fn render_tools() -> Tools {
+    let tools = Tools::discover();
+    if tools.helm != Helm::Unavailable {
+        return tools;
+    }
+    let cache = std::env::var_os("FLOTILLA_K8S_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/flotilla/k8s"))
+        });
+    let mut built: Vec<PathBuf> = cache
+        .and_then(|cache| std::fs::read_dir(cache).ok())
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .map(|version| version.path().join("bin/helm"))
+        .filter(|helm| helm.is_file())
+        .collect();
+    built.sort();
+    match built.pop() {
+        Some(helm) => tools.with_helm(Helm::Binary(helm)),
+        None => tools,
+    }
+}
+
 /// Writes the example into `dir` and commits it on `main`, or reuses a repository already
-/// there.
-pub(super) fn prepare(dir: &Path) -> anyhow::Result<DemoRepo> {
+/// there. Bundles `tools` cannot render are left out.
+pub(super) fn prepare(dir: &Path, tools: &Tools) -> anyhow::Result<DemoRepo> {
     if dir.join(".git").is_dir() {
         return Ok(DemoRepo {
             path: dir.to_path_buf(),
             left_out: Vec::new(),
+            charts_left_out: Vec::new(),
             resumed: true,
         });
     }
@@ -71,23 +110,33 @@ pub(super) fn prepare(dir: &Path) -> anyhow::Result<DemoRepo> {
     EXAMPLE
         .extract(dir)
         .with_context(|| format!("writing the example repository to {}", dir.display()))?;
-    let left_out = if Kustomize::discover() == Kustomize::Unavailable {
-        leave_out_kustomizations(dir)?
+    let left_out = if tools.kustomize == Kustomize::Unavailable {
+        leave_out(dir, Unrenderable::Kustomization)?
     } else {
         Vec::new()
     };
-    let message = if left_out.is_empty() {
+    let charts_left_out = if tools.helm == Helm::Unavailable {
+        leave_out(dir, Unrenderable::Chart)?
+    } else {
+        Vec::new()
+    };
+    let mut missing = Vec::new();
+    if !left_out.is_empty() {
+        missing.push(format!("{} (no kustomize tool)", left_out.join(", ")));
+    }
+    if !charts_left_out.is_empty() {
+        missing.push(format!("{} (no helm)", charts_left_out.join(", ")));
+    }
+    let message = if missing.is_empty() {
         "Example fleet".to_owned()
     } else {
-        format!(
-            "Example fleet, without {} (no kustomize tool)",
-            left_out.join(", ")
-        )
+        format!("Example fleet, without {}", missing.join(", "))
     };
     commit_all(dir, &message)?;
     Ok(DemoRepo {
         path: dir.to_path_buf(),
         left_out,
+        charts_left_out,
         resumed: false,
     })
 }
@@ -115,10 +164,18 @@ fn commit_all(dir: &Path, message: &str) -> anyhow::Result<String> {
     Ok(commit.to_string())
 }
 
-/// Removes every bundle built with kustomize (its directory or an overlay's holds a
-/// kustomization) from `flotilla.yaml` in `root`, and from other bundles' `dependsOn`.
-/// Returns the names removed.
-pub(super) fn leave_out_kustomizations(root: &Path) -> anyhow::Result<Vec<String>> {
+/// The bundles a missing tool leaves out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Unrenderable {
+    /// Built with kustomize: its directory or an overlay's holds a kustomization.
+    Kustomization,
+    /// A Helm chart.
+    Chart,
+}
+
+/// Removes every bundle of the sort `which` from `flotilla.yaml` in `root`, and from other
+/// bundles' `dependsOn`. Returns the names removed.
+pub(super) fn leave_out(root: &Path, which: Unrenderable) -> anyhow::Result<Vec<String>> {
     let repo = Repository::load(root, Limits::default())
         .map_err(|errors| anyhow!("the example repository does not load:\n{errors}"))?;
     let is_kustomization = |dir: &str| {
@@ -130,13 +187,17 @@ pub(super) fn leave_out_kustomizations(root: &Path) -> anyhow::Result<Vec<String
         .spec()
         .bundles
         .iter()
-        .filter(|bundle| {
-            is_kustomization(&bundle.path)
-                || bundle
-                    .overlays
-                    .iter()
-                    .filter_map(|overlay| overlay.path.as_deref())
-                    .any(is_kustomization)
+        .filter(|bundle| match which {
+            Unrenderable::Chart => bundle.helm.is_some(),
+            Unrenderable::Kustomization => {
+                bundle.helm.is_none()
+                    && (is_kustomization(&bundle.path)
+                        || bundle
+                            .overlays
+                            .iter()
+                            .filter_map(|overlay| overlay.path.as_deref())
+                            .any(is_kustomization))
+            }
         })
         .map(|bundle| bundle.name.clone())
         .collect();
@@ -163,8 +224,12 @@ pub(super) fn leave_out_kustomizations(root: &Path) -> anyhow::Result<Vec<String
         }
     }
     let yaml = serde_saphyr::to_string(&spec).context("writing flotilla.yaml")?;
+    let tool = match which {
+        Unrenderable::Kustomization => "kustomize tool",
+        Unrenderable::Chart => "helm",
+    };
     let header = format!(
-        "# Written by `flotilla demo`: no kustomize tool was found, so {} left out.\n",
+        "# Written by `flotilla demo`: no {tool} was found, so {} left out.\n",
         removed.join(", ")
     );
     std::fs::write(&path, header + &yaml).with_context(|| format!("writing {}", path.display()))?;

@@ -46,7 +46,7 @@ fn the_embedded_example_is_the_example_on_disk() {
 fn the_demo_repository_is_the_example_committed_on_main() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("repo");
-    let made = repo::prepare(&path).unwrap();
+    let made = repo::prepare(&path, &repo::render_tools()).unwrap();
     assert!(!made.resumed);
     let git = git2::Repository::open(&path).unwrap();
     assert_eq!(git.head().unwrap().name().unwrap(), "refs/heads/main");
@@ -68,7 +68,7 @@ fn the_demo_repository_is_the_example_committed_on_main() {
             .is_ok()
     );
 
-    let again = repo::prepare(&path).unwrap();
+    let again = repo::prepare(&path, &repo::render_tools()).unwrap();
     assert!(again.resumed);
     let head = git2::Repository::open(&path)
         .unwrap()
@@ -81,11 +81,13 @@ fn the_demo_repository_is_the_example_committed_on_main() {
 }
 
 #[test]
-fn without_a_kustomize_tool_the_kustomize_bundle_is_left_out_and_the_rest_renders() {
+fn without_kustomize_or_helm_their_bundles_are_left_out_and_the_rest_renders() {
     let dir = tempfile::tempdir().unwrap();
     repo::EXAMPLE.extract(dir.path()).unwrap();
-    let removed = repo::leave_out_kustomizations(dir.path()).unwrap();
+    let removed = repo::leave_out(dir.path(), repo::Unrenderable::Kustomization).unwrap();
     assert_eq!(removed, ["cache"]);
+    let removed = repo::leave_out(dir.path(), repo::Unrenderable::Chart).unwrap();
+    assert_eq!(removed, ["status"]);
 
     let loaded = Repository::load(dir.path(), Limits::default()).unwrap();
     let names: Vec<&str> = loaded

@@ -114,6 +114,8 @@ pub struct FileConfig {
     pub render_timeout: Option<String>,
     /// How renders are confined: `required`, `preferred` or `off`.
     pub render_sandbox: Option<String>,
+    /// The helm binary chart bundles are rendered with (default: `helm` on `PATH`).
+    pub helm: Option<PathBuf>,
     /// Connection limits and timeouts per listener.
     pub connections: Option<ConnectionsFile>,
 }

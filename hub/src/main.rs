@@ -145,6 +145,9 @@ struct RunArgs {
     /// `off` (resource limits only) [default: required].
     #[arg(long, value_name = "MODE")]
     render_sandbox: Option<String>,
+    /// The helm (v4) binary chart bundles are rendered with [default: `helm` on PATH].
+    #[arg(long, value_name = "PATH")]
+    helm: Option<PathBuf>,
 }
 
 /// How an operator command reaches a node's peer listener.
@@ -308,6 +311,7 @@ async fn run_node(args: RunArgs) -> Result<()> {
     file.bootstrap_token_ttl = args.bootstrap_token_ttl.or(file.bootstrap_token_ttl);
     file.render_timeout = args.render_timeout.or(file.render_timeout);
     file.render_sandbox = args.render_sandbox.or(file.render_sandbox);
+    file.helm = args.helm.or(file.helm);
     let credentials = GitCredentials {
         ssh_key: None,
         username: args.git_username,

@@ -475,6 +475,17 @@ impl HubConfig {
                     }
                 })?;
         }
+        if let Some(helm) = &file.helm
+            && !helm.is_file()
+        {
+            return Err(ConfigError::Invalid {
+                field: "--helm / helm",
+                problem: format!(
+                    "{} is not a file; give the path of a helm v4 binary",
+                    helm.display()
+                ),
+            });
+        }
         let source = file.repo.clone().map(|url| {
             let mut source = SourceConfig::new(
                 url,
@@ -484,6 +495,9 @@ impl HubConfig {
             );
             source.poll_interval = poll_interval;
             source.render_limits = render_limits.clone();
+            if let Some(helm) = &file.helm {
+                source.render_tools.helm = flotilla_core::Helm::Binary(helm.clone());
+            }
             source.credentials = crate::controller::source::GitCredentials {
                 ssh_key: file.ssh_key.clone(),
                 ..credentials

@@ -37,7 +37,10 @@ impl Flotilla {
     /// `flotilla ARGS` with the hub's address and credentials in its environment.
     pub fn command(&self, args: &[&str]) -> anyhow::Result<std::process::Command> {
         let mut command = std::process::Command::new(binaries::FLOTILLA.path()?);
-        command.args(args).env("FLOTILLA_HUB", &self.hub);
+        command
+            .args(args)
+            .env("FLOTILLA_HUB", &self.hub)
+            .env("PATH", crate::helm::path_with_helm());
         match (&self.ca_file, &self.token) {
             (Some(ca_file), token) => {
                 command

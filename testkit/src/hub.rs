@@ -74,6 +74,7 @@ impl HubProcess {
             .args(["--poll-interval", &options.poll_interval])
             .arg("--clusters")
             .arg(&options.clusters_file)
+            .env("PATH", crate::helm::path_with_helm())
             .env_remove("FLOTILLA_WEBHOOK_SECRET");
         if let Some(secret) = &options.webhook_secret {
             command.args(["--webhook-secret", secret]);

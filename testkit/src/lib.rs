@@ -12,6 +12,7 @@ pub mod cli;
 pub mod differential;
 pub mod fleet;
 pub mod git;
+pub mod helm;
 pub mod http;
 pub mod hub;
 pub mod hub_group;

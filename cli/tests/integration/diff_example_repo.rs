@@ -7,28 +7,16 @@ use crate::support::hub as support;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
+use flotilla_testkit::helm::example_renders_or_skip;
 use support::{GitRepo, HubProcess};
 
 fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/fleet")
 }
 
-/// The example's `cache` bundle is a kustomization: rendering it needs kubectl or kustomize.
-fn kustomize_available(test: &str) -> bool {
-    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .any(|dir| dir.join("kubectl").is_file() || dir.join("kustomize").is_file());
-    if !found && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: neither kubectl nor kustomize is on PATH, and CI=true requires them");
-    }
-    if !found {
-        eprintln!("SKIPPED {test}: neither kubectl nor kustomize is on PATH");
-    }
-    found
-}
-
 #[test]
 fn diff_between_two_commits_of_the_example_repository() -> Result<()> {
-    if !kustomize_available("diff_between_two_commits_of_the_example_repository") {
+    if !example_renders_or_skip("diff_between_two_commits_of_the_example_repository") {
         return Ok(());
     }
     let repo = GitRepo::new()?;

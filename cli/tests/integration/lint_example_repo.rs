@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+use flotilla_testkit::helm::{example_renders_or_skip, path_with_helm};
+
 fn example() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../examples/fleet")
 }
@@ -13,25 +15,13 @@ fn example() -> PathBuf {
 fn flotilla(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args(args)
+        .env("PATH", path_with_helm())
         .output()
         .unwrap()
 }
 
 fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
-}
-
-/// The example's `cache` bundle is a kustomization: rendering it needs kubectl or kustomize.
-fn kustomize_available(test: &str) -> bool {
-    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .any(|dir| dir.join("kubectl").is_file() || dir.join("kustomize").is_file());
-    if !found && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: neither kubectl nor kustomize is on PATH, and CI=true requires them");
-    }
-    if !found {
-        eprintln!("SKIPPED {test}: neither kubectl nor kustomize is on PATH");
-    }
-    found
 }
 
 fn copy_tree(from: &Path, to: &Path) {
@@ -61,7 +51,7 @@ fn edit(path: &Path, from: &str, to: &str) {
 
 #[test]
 fn example_fleet_lints_clean() {
-    if !kustomize_available("example_fleet_lints_clean") {
+    if !example_renders_or_skip("example_fleet_lints_clean") {
         return;
     }
     let path = example();
@@ -84,7 +74,7 @@ fn example_fleet_lints_clean() {
     );
     assert!(
         text.contains(
-            "3 stages, 3 bundles, 5 clusters; 15 (cluster, bundle) pairs, 11 distinct renders"
+            "3 stages, 4 bundles, 5 clusters; 20 (cluster, bundle) pairs, 16 distinct renders"
         ),
         "{text}"
     );
@@ -93,7 +83,7 @@ fn example_fleet_lints_clean() {
 
 #[test]
 fn broken_copy_fails_with_every_error_located() {
-    if !kustomize_available("broken_copy_fails_with_every_error_located") {
+    if !example_renders_or_skip("broken_copy_fails_with_every_error_located") {
         return;
     }
     let repo = broken_copy();
@@ -232,7 +222,7 @@ fn bad_inventory_is_reported_with_its_line() {
 
 #[test]
 fn fields_the_api_server_would_refuse_fail_at_their_lines() {
-    if !kustomize_available("fields_the_api_server_would_refuse_fail_at_their_lines") {
+    if !example_renders_or_skip("fields_the_api_server_would_refuse_fail_at_their_lines") {
         return;
     }
     let dir = broken_copy();
@@ -337,7 +327,7 @@ fn fields_the_api_server_would_refuse_fail_at_their_lines() {
 
 #[test]
 fn render_prints_what_one_cluster_receives_and_names_what_is_wrong() {
-    if !kustomize_available("render_prints_what_one_cluster_receives_and_names_what_is_wrong") {
+    if !example_renders_or_skip("render_prints_what_one_cluster_receives_and_names_what_is_wrong") {
         return;
     }
     let root = example();
@@ -370,7 +360,7 @@ fn render_prints_what_one_cluster_receives_and_names_what_is_wrong() {
         .iter()
         .map(|b| b["name"].as_str().unwrap())
         .collect();
-    assert_eq!(names, ["monitoring", "cache", "web"]);
+    assert_eq!(names, ["monitoring", "cache", "web", "status"]);
 
     let unknown = flotilla(&["render", root, "--cluster", "nope"]);
     assert_eq!(unknown.status.code(), Some(1));

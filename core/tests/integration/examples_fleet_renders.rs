@@ -7,7 +7,7 @@ use crate::support::fixture;
 
 use std::path::PathBuf;
 
-use fixture::kustomize_or_skip;
+use fixture::{helm_or_skip, kustomize_or_skip};
 use flotilla_core::inventory::load_inventory;
 use flotilla_core::render::render_fleet;
 use flotilla_core::{Limits, Repository};
@@ -18,10 +18,11 @@ fn example() -> PathBuf {
 
 #[test]
 fn example_fleet_renders_every_bundle_for_every_cluster() {
-    let Some(tool) = kustomize_or_skip("example_fleet_renders_every_bundle_for_every_cluster")
-    else {
+    let test = "example_fleet_renders_every_bundle_for_every_cluster";
+    let (Some(tool), Some(helm)) = (kustomize_or_skip(test), helm_or_skip(test)) else {
         return;
     };
+    let tool = tool.with_helm(helm);
     let repo = Repository::load(&example(), Limits::default()).unwrap();
     let clusters = load_inventory(&example().join("clusters.yaml"), &Limits::default()).unwrap();
     assert_eq!(clusters.len(), 5);
@@ -31,10 +32,10 @@ fn example_fleet_renders_every_bundle_for_every_cluster() {
         .map(|(c, b, e)| format!("{c}/{b}: {e}"))
         .collect();
     assert!(errors.is_empty(), "{errors:#?}");
-    assert_eq!(rendered.pairs(), 15);
+    assert_eq!(rendered.pairs(), 20);
     assert_eq!(
-        rendered.distinct_renders, 11,
-        "web 5, monitoring 3 regions, cache 3 environments"
+        rendered.distinct_renders, 16,
+        "web 5, monitoring 3 regions, cache 3 environments, status 5 (the cluster's name)"
     );
 
     let object = |cluster: &str, bundle: &str, kind: &str| {

@@ -52,15 +52,14 @@ pub struct RenderController {
 }
 
 impl RenderController {
-    /// A controller rendering `source`'s revisions from `mirror`, with kustomize and helm
-    /// found on `PATH`.
+    /// A controller rendering `source`'s revisions from `mirror` with its tools.
     pub fn new(source: SourceConfig, mirror: Arc<SourceMirror>, metrics: Arc<Metrics>) -> Self {
         let work_dir = mirror.path().with_extension("checkouts");
         RenderController {
+            tools: Arc::new(source.render_tools.clone()),
             source,
             mirror,
             metrics,
-            tools: Arc::new(Tools::discover()),
             work_dir,
         }
     }

@@ -45,6 +45,8 @@ pub struct SourceConfig {
     pub credentials: GitCredentials,
     /// Bounds and confinement of every render of this source's commits.
     pub render_limits: flotilla_core::Limits,
+    /// The kustomize and helm its renders run.
+    pub render_tools: flotilla_core::Tools,
 }
 
 impl SourceConfig {
@@ -66,6 +68,7 @@ impl SourceConfig {
             poll_interval: DEFAULT_POLL_INTERVAL,
             credentials: GitCredentials::default(),
             render_limits: flotilla_core::Limits::default(),
+            render_tools: flotilla_core::Tools::discover(),
         }
     }
 }

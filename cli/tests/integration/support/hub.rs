@@ -49,6 +49,7 @@ impl HubProcess {
     pub fn start(repo: &GitRepo, clusters: &Path) -> Result<Self> {
         let data = tempfile::tempdir()?;
         let mut child = Command::new(hub_binary()?)
+            .env("PATH", flotilla_testkit::helm::path_with_helm())
             .args(["--id", "1", "--listen", "127.0.0.1:0"])
             .args([
                 "--api-listen",
@@ -95,6 +96,7 @@ impl HubProcess {
             .args(args)
             .env("FLOTILLA_HUB", &self.api)
             .env("FLOTILLA_INSECURE", "1")
+            .env("PATH", flotilla_testkit::helm::path_with_helm())
             .output()?)
     }
 
