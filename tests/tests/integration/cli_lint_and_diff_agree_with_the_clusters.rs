@@ -5,8 +5,9 @@
 //! that cluster with every field and value it shows; and after a commit, the objects `flotilla diff` says change are exactly the objects
 //! that change in the clusters, with the new values it shows. Real processes end to end.
 //!
-//! The example's `cache` bundle is a kustomization: rendering it needs kubectl or kustomize,
-//! so without either this test fails under `CI=true` and is skipped loudly otherwise.
+//! The example's `cache` bundle is a kustomization and its `status` bundle a Helm chart:
+//! rendering them needs kubectl or kustomize and the built helm, so without them this test
+//! fails under `CI=true` and is skipped loudly otherwise.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,6 +15,7 @@ use anyhow::{Context, Result};
 use flotilla_testkit::cli::Flotilla;
 use flotilla_testkit::fleet::{Fleet, FleetOptions};
 use flotilla_testkit::git::{self, GitRepo};
+use flotilla_testkit::helm::example_renders_or_skip;
 use flotilla_testkit::sim::SimProcess;
 use serde_json::Value;
 
@@ -26,18 +28,6 @@ const KINDS: [(&str, &str); 6] = [
     ("apps/v1", "Deployment"),
     ("policy/v1", "PodDisruptionBudget"),
 ];
-
-fn kustomize_available(test: &str) -> bool {
-    let found = std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
-        .any(|dir| dir.join("kubectl").is_file() || dir.join("kustomize").is_file());
-    if !found && std::env::var("CI").as_deref() == Ok("true") {
-        panic!("{test}: neither kubectl nor kustomize is on PATH, and CI=true requires them");
-    }
-    if !found {
-        eprintln!("SKIPPED {test}: neither kubectl nor kustomize is on PATH");
-    }
-    found
-}
 
 /// `flotilla lint PATH -o json`, which must pass; per cluster and bundle: (hash, objects).
 async fn lint(repo: &GitRepo) -> Result<BTreeMap<(String, String), (String, u64)>> {
@@ -165,7 +155,7 @@ fn not_within(shown: &Value, live: &Value, path: &mut String) -> Option<String> 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lint_and_diff_of_the_example_repository_agree_with_the_clusters() -> Result<()> {
-    if !kustomize_available("lint_and_diff_of_the_example_repository_agree_with_the_clusters") {
+    if !example_renders_or_skip("lint_and_diff_of_the_example_repository_agree_with_the_clusters") {
         return Ok(());
     }
     let repo = GitRepo::new()?;
