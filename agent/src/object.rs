@@ -4,9 +4,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-pub use flotilla_core::render::{BUNDLE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE};
-/// Annotation that, set to `"false"` on a live object, keeps it when it leaves its bundle.
-pub const PRUNE_ANNOTATION: &str = "flotilla.dev/prune";
+pub use flotilla_core::render::{
+    BUNDLE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PRUNE_ANNOTATION,
+};
 /// Field manager name used for every server-side apply.
 pub const FIELD_MANAGER: &str = "flotilla";
 

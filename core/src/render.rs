@@ -26,7 +26,7 @@ pub mod sandbox;
 mod source;
 mod substitute;
 
-pub use applied::{BUNDLE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, as_applied};
+pub use applied::{BUNDLE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PRUNE_ANNOTATION, as_applied};
 pub use fleet::{BundleOutcome, FleetRender, render_fleet};
 pub use helm::{DEFAULT_KUBE_VERSION, Helm};
 pub use kustomize::Kustomize;

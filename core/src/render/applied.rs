@@ -5,6 +5,10 @@ use serde_json::{Map, Value};
 
 /// Label naming the bundle that owns an object; set on every object Flotilla applies.
 pub const BUNDLE_LABEL: &str = "flotilla.dev/bundle";
+
+/// Annotation that, set to `"false"` on a live object, keeps it when it leaves its bundle.
+pub const PRUNE_ANNOTATION: &str = "flotilla.dev/prune";
+
 /// Standard label marking objects written by Flotilla.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`] on Flotilla's objects.

@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
+use super::applied::PRUNE_ANNOTATION;
 use super::helm::merge_values;
 use super::object::{SourcedObject, assemble};
 use super::source::{ChartTemplate, Role, Template, ValuesSource, load_template};
@@ -499,7 +500,7 @@ impl<'r> Renderer<'r> {
                 location: problem.location,
                 message: problem.message,
             })?;
-        documents
+        let mut objects = documents
             .into_iter()
             .map(|(line, object)| {
                 let from = usize::try_from(line)
@@ -516,7 +517,28 @@ impl<'r> Renderer<'r> {
                 chart.chart.refuse_hook(&object, &origin)?;
                 Ok(SourcedObject { object, origin })
             })
-            .collect()
+            .collect::<Result<Vec<_>, RenderError>>()?;
+        // As `helm install --create-namespace`: the release's namespace exists first, and
+        // stays when the release goes (it may hold what others put there).
+        if let Some(namespace) = &bundle.namespace {
+            let renders_it = objects.iter().any(|o| {
+                o.object["kind"] == "Namespace" && o.object["metadata"]["name"] == **namespace
+            });
+            if !renders_it {
+                objects.push(SourcedObject {
+                    object: serde_json::json!({
+                        "apiVersion": "v1",
+                        "kind": "Namespace",
+                        "metadata": {
+                            "name": namespace,
+                            "annotations": {PRUNE_ANNOTATION: "false"},
+                        },
+                    }),
+                    origin: bundle.location.clone(),
+                });
+            }
+        }
+        Ok(objects)
     }
 
     fn too_many(&self, template: &Template, count: usize) -> RenderError {

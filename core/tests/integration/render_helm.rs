@@ -185,10 +185,14 @@ fn a_chart_brings_its_crds_and_vendored_dependency_but_not_its_tests() {
     ids.sort();
     assert_eq!(
         ids.len(),
-        4,
-        "a CRD, a Deployment, the settings and the subchart's ConfigMap: {ids:?}"
+        5,
+        "a CRD, a Deployment, the settings, the subchart's ConfigMap and the namespace: {ids:?}"
     );
     object(&bundle, "CustomResourceDefinition", "widgets.example.com");
+    // The release's namespace is created with it, as `helm install --create-namespace`, and
+    // kept when the bundle goes.
+    let namespace = object(&bundle, "Namespace", "shop");
+    assert_eq!(namespace["metadata"]["annotations"]["flotilla.dev/prune"], "false");
     object(&bundle, "ConfigMap", "storefront-cache");
     assert!(
         !ids.iter().any(|id| id.contains("storefront-test")),
