@@ -192,7 +192,10 @@ fn a_chart_brings_its_crds_and_vendored_dependency_but_not_its_tests() {
     // The release's namespace is created with it, as `helm install --create-namespace`, and
     // kept when the bundle goes.
     let namespace = object(&bundle, "Namespace", "shop");
-    assert_eq!(namespace["metadata"]["annotations"]["flotilla.dev/prune"], "false");
+    assert_eq!(
+        namespace["metadata"]["annotations"]["flotilla.dev/prune"],
+        "false"
+    );
     object(&bundle, "ConfigMap", "storefront-cache");
     assert!(
         !ids.iter().any(|id| id.contains("storefront-test")),
