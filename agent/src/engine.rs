@@ -207,6 +207,9 @@ pub struct Engine {
     /// Whether the cluster's API server answers, and the task probing it.
     api: tokio::sync::watch::Receiver<ApiReachability>,
     probe: JoinHandle<()>,
+    /// What the cluster serves, and the task reading it.
+    capabilities: tokio::sync::watch::Receiver<Option<crate::capabilities::Capabilities>>,
+    capabilities_reader: JoinHandle<()>,
 }
 
 impl Engine {
@@ -229,6 +232,7 @@ impl Engine {
         let routes: Routes = Arc::default();
         let (reports, _) = broadcast::channel(4096);
         let (api, probe) = crate::api_probe::start(client.clone(), Arc::clone(&clock));
+        let (capabilities, capabilities_reader) = crate::capabilities::start(client.clone());
         let shared = Arc::new(Shared {
             cluster: Cluster::new(client.clone(), config.retry.clone(), config.concurrency),
             catalog: Catalog::new(client.clone(), config.retry.clone()),
@@ -252,6 +256,8 @@ impl Engine {
             client,
             api,
             probe,
+            capabilities,
+            capabilities_reader,
         };
         {
             let mut bundles = engine.bundles.lock();
@@ -273,6 +279,14 @@ impl Engine {
     /// [`crate::api_probe::PROBE_INTERVAL`]); the receiver sees every change.
     pub fn api_reachability(&self) -> tokio::sync::watch::Receiver<ApiReachability> {
         self.api.clone()
+    }
+
+    /// What the cluster serves (read every [`crate::capabilities::READ_INTERVAL`]; `None`
+    /// until first read); the receiver sees every change.
+    pub fn capabilities(
+        &self,
+    ) -> tokio::sync::watch::Receiver<Option<crate::capabilities::Capabilities>> {
+        self.capabilities.clone()
     }
 
     /// Reports from now on: every apply, prune, drift and health change of every bundle.
@@ -396,6 +410,7 @@ impl Engine {
     /// (the inventory already lists whatever it wrote).
     pub async fn shutdown(self) {
         self.probe.abort();
+        self.capabilities_reader.abort();
         let handles: Vec<Handle> = self.bundles.lock().drain().map(|(_, h)| h).collect();
         for handle in &handles {
             let _ = handle.wake.send(worker::Command::Shutdown);
@@ -453,6 +468,8 @@ impl Engine {
 
 impl Drop for Engine {
     fn drop(&mut self) {
+        self.probe.abort();
+        self.capabilities_reader.abort();
         for (_, handle) in self.bundles.lock().drain() {
             handle.task.abort();
         }

@@ -7,6 +7,7 @@
 pub mod api_probe;
 pub mod apply;
 pub mod bundle;
+pub mod capabilities;
 pub mod catalog;
 pub mod cluster;
 pub mod cluster_identity;

@@ -42,6 +42,10 @@ pub(crate) struct RenderArgs {
     /// Only this bundle.
     #[arg(long, value_name = "NAME")]
     bundle: Option<String>,
+    /// The Kubernetes version charts are rendered against, like v1.37.2 (`flotilla status`
+    /// shows each cluster's); default: the hub's default for a cluster that has not reported.
+    #[arg(long, value_name = "VERSION")]
+    kube_version: Option<String>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = RenderFormat::Yaml)]
     output: RenderFormat,
@@ -85,7 +89,22 @@ pub(crate) fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
                 .join("\n")
         )
     })?;
-    let cluster = find_cluster(args, &limits)?;
+    let mut cluster = find_cluster(args, &limits)?;
+    if let Some(version) = &args.kube_version {
+        let valid = version
+            .strip_prefix('v')
+            .unwrap_or(version)
+            .split('.')
+            .take(2)
+            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_digit()));
+        if !valid {
+            bail!("--kube-version {version}: give a Kubernetes version like v1.37.2");
+        }
+        cluster.capabilities = Some(flotilla_core::inventory::Capabilities {
+            kube_version: version.clone(),
+            api_versions: Vec::new(),
+        });
+    }
     let spec = repo.spec();
     if let Some(wanted) = &args.bundle
         && !spec.bundles.iter().any(|b| &b.name == wanted)

@@ -99,6 +99,8 @@ struct ClusterView {
     api_since: Option<String>,
     /// While unreachable: why.
     api_error: Option<String>,
+    /// The Kubernetes version its agent read; none before it said.
+    kube_version: Option<String>,
     last_seen: Option<String>,
     assigned_revision: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -207,6 +209,7 @@ impl StatusView {
                     },
                     api_since: rfc3339(c.api_since_ms),
                     api_error: some(c.api_error),
+                    kube_version: some(c.kube_version),
                     last_seen: rfc3339(c.last_seen_ms),
                     assigned_revision: some(c.assigned_revision),
                     render_error: c.render_error.map(ErrorView::of),

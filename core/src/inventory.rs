@@ -23,7 +23,7 @@ use crate::spec::{API_VERSION, SpecError, SpecErrors};
 /// The `kind` of an inventory file.
 pub const INVENTORY_KIND: &str = "ClusterInventory";
 
-/// A cluster as rendering sees it: a name and labels.
+/// A cluster as rendering sees it: a name, labels, and what it serves once its agent said.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Cluster {
     /// Unique DNS-1123 label, e.g. `prod-eu-1`.
@@ -31,6 +31,20 @@ pub struct Cluster {
     /// Labels selectors match against.
     #[serde(default)]
     pub labels: Labels,
+    /// The Kubernetes version and APIs it serves (charts render against them); `None` for a
+    /// cluster whose agent has not reported yet, and offline (lint, render).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capabilities: Option<Capabilities>,
+}
+
+/// What a cluster serves, as its agent read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    /// The API server's version, like `v1.37.2`.
+    pub kube_version: String,
+    /// Every served `group/version` (`v1` for the core group), sorted.
+    pub api_versions: Vec<String>,
 }
 
 impl Cluster {
@@ -42,6 +56,7 @@ impl Cluster {
                 .into_iter()
                 .map(|(k, v)| (k.to_owned(), v.to_owned()))
                 .collect(),
+            capabilities: None,
         }
     }
 
@@ -126,6 +141,7 @@ pub fn parse_inventory(
         let cluster = Cluster {
             name: entry.value.name,
             labels: entry.value.labels,
+            capabilities: None,
         };
         for problem in cluster.validate() {
             invalid(entry.referenced, format!("clusters[{index}]"), problem);

@@ -132,6 +132,7 @@ impl AdminService {
         let cluster = InventoryCluster {
             name: request.name.clone(),
             labels: labels.clone(),
+            capabilities: None,
         };
         let problems = cluster.validate();
         if !problems.is_empty() {
@@ -320,6 +321,7 @@ fn relabelled(
     let problems = InventoryCluster {
         name: name.to_owned(),
         labels: labels.clone(),
+        capabilities: None,
     }
     .validate();
     if !problems.is_empty() {

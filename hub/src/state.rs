@@ -52,7 +52,7 @@ pub use flotilla_core::Labels;
 pub use flotilla_core::clock::{Timestamp, millis};
 
 /// Version of the snapshot encoding this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 9;
+pub const SNAPSHOT_VERSION: u32 = 10;
 
 /// The whole replicated state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -231,6 +231,11 @@ impl State {
                 at,
             } => fleet::set_liveness(self, cluster, *online, *at),
             Command::SetClusterApi { cluster, api } => fleet::set_api(self, cluster, api),
+            Command::SetClusterCapabilities {
+                cluster,
+                capabilities,
+                at,
+            } => fleet::set_capabilities(self, cluster, capabilities, *at),
             Command::RecordFetch {
                 source,
                 url,

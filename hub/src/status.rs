@@ -180,6 +180,8 @@ pub struct ClusterStatus {
     pub api_since: Option<Timestamp>,
     /// While unreachable: why.
     pub api_error: Option<String>,
+    /// The Kubernetes version its agent last read from the cluster; none before it said.
+    pub kube_version: Option<String>,
     /// When the hub last heard of it: its newest report or liveness change.
     pub last_seen: Option<Timestamp>,
     /// Commit it is assigned.
@@ -497,6 +499,10 @@ fn cluster_status(
         api_error: current_api
             .filter(|api| !api.reachable)
             .map(|api| api.error.clone()),
+        kube_version: cluster
+            .capabilities
+            .as_ref()
+            .map(|c| c.read.kube_version.clone()),
         last_seen,
         assigned_revision: assigned.map(|(r, _)| r.commit.clone()),
         render_error,

@@ -121,7 +121,12 @@ impl LinkCounters {
             }
             Some(agent_message::Kind::Ack(_)) => add(&self.acks_sent, 1),
             Some(agent_message::Kind::Heartbeat(_)) => add(&self.heartbeats_sent, 1),
-            Some(agent_message::Kind::Hello(_) | agent_message::Kind::ClusterApi(_)) | None => {}
+            Some(
+                agent_message::Kind::Hello(_)
+                | agent_message::Kind::ClusterApi(_)
+                | agent_message::Kind::Capabilities(_),
+            )
+            | None => {}
         }
     }
 

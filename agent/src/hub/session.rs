@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use flotilla_proto::v1::agent_sync_client::AgentSyncClient;
 use flotilla_proto::v1::{
-    AgentMessage, BundleAck, BundleChunk, BundleRemoval, ClusterApi, Heartbeat, HeldBundle, Hello,
-    HubMessage, ReportBatch, Welcome, agent_message, hub_message,
+    AgentMessage, BundleAck, BundleChunk, BundleRemoval, ClusterApi, ClusterCapabilities,
+    Heartbeat, HeldBundle, Hello, HubMessage, ReportBatch, Welcome, agent_message, hub_message,
 };
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -309,9 +309,24 @@ impl Session {
         // change.
         let mut api = self.shared.engine.api_reachability();
         api.mark_changed();
+        // Likewise what the cluster serves, once read.
+        let mut capabilities = self.shared.engine.capabilities();
+        capabilities.mark_changed();
         loop {
             tokio::select! {
                 _ = self.shared.stop.cancelled() => return Ok(Outcome::Stopped),
+                Ok(()) = capabilities.changed() => {
+                    let now = capabilities.borrow_and_update().clone();
+                    if let Some(now) = now {
+                        let message = ClusterCapabilities {
+                            kube_version: now.kube_version,
+                            api_versions: now.api_versions,
+                        };
+                        if !self.out.send(agent_message::Kind::Capabilities(message)) {
+                            return Err("the stream is closed".into());
+                        }
+                    }
+                }
                 Ok(()) = api.changed() => {
                     let now = api.borrow_and_update().clone();
                     let message = ClusterApi {

@@ -1,6 +1,6 @@
 //! Rendering a whole repository for a list of clusters, once per distinct render input.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -14,7 +14,7 @@ use super::source::{ChartTemplate, Role, Template, ValuesSource, load_template};
 use super::substitute::{Reference, substitute, tokenize};
 use super::{RenderError, RenderedBundle, Tools};
 use crate::hash::ContentHash;
-use crate::inventory::Cluster;
+use crate::inventory::{Capabilities, Cluster};
 use crate::location::SourceLocation;
 use crate::repository::Repository;
 use crate::spec::{Allow, Bundle};
@@ -75,6 +75,7 @@ impl FleetRender {
 pub fn render_fleet(repo: &Repository, clusters: &[Cluster], tools: &Tools) -> FleetRender {
     let mut renderer = Renderer::new(repo, tools);
     renderer.preload(clusters);
+    renderer.render_distinct(clusters);
     let mut result = BTreeMap::new();
     for cluster in clusters {
         let mut bundles = BTreeMap::new();
@@ -94,9 +95,15 @@ pub fn render_fleet(repo: &Repository, clusters: &[Cluster], tools: &Tools) -> F
     }
 }
 
-/// Which bundle, which overlay, what it may touch, and the value (or absence) of each
-/// reference used.
-type RenderKey = (usize, Option<usize>, Allow, Vec<Option<String>>);
+/// Which bundle, which overlay, what it may touch, the value (or absence) of each reference
+/// used, and for a chart what the cluster serves.
+type RenderKey = (
+    usize,
+    Option<usize>,
+    Allow,
+    Vec<Option<String>>,
+    Option<Capabilities>,
+);
 
 /// An object's identity across versions (group, kind, namespace, name), as owners see it.
 type OwnedKey = (String, String, Option<String>, String);
@@ -183,6 +190,69 @@ impl<'r> Renderer<'r> {
         self.templates.extend(loaded);
     }
 
+    /// Renders every distinct input the clusters need, on all cores: a chart's `helm
+    /// template` is the slow part of its render, and distinct inputs never wait for one
+    /// another. What fails here (a template that does not load) is rendered again, and
+    /// reported, on first use.
+    fn render_distinct(&mut self, clusters: &[Cluster]) {
+        let bundles = &self.repo.spec().bundles;
+        let mut seen = HashSet::new();
+        let mut wanted = Vec::new();
+        for cluster in clusters {
+            for (index, bundle) in bundles.iter().enumerate() {
+                if !bundle.targets(&cluster.labels) {
+                    continue;
+                }
+                if let Ok((key, template)) = self.key(index, cluster)
+                    && !self.renders.contains_key(&key)
+                    && seen.insert(key.clone())
+                {
+                    wanted.push((key, template));
+                }
+            }
+        }
+        let workers = std::thread::available_parallelism()
+            .map_or(1, NonZeroUsize::get)
+            .min(wanted.len());
+        if workers <= 1 {
+            return; // Rendered on first use, on this thread.
+        }
+        let next = AtomicUsize::new(0);
+        let this = &*self;
+        let produced: Vec<_> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..workers)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let mut done = Vec::new();
+                        while let Some((key, template)) =
+                            wanted.get(next.fetch_add(1, Ordering::Relaxed))
+                        {
+                            if this.repo.cancel().is_cancelled() {
+                                break;
+                            }
+                            let outcome = this.produce(key.0, key, template);
+                            done.push((key.clone(), outcome));
+                        }
+                        done
+                    })
+                })
+                .collect();
+            // A worker that panicked leaves its inputs to be rendered on first use.
+            handles
+                .into_iter()
+                .flat_map(|handle| handle.join().unwrap_or_default())
+                .collect()
+        });
+        for (key, produced) in produced {
+            let outcome = produced.map(|(hash, bundle, origins)| {
+                self.blobs.entry(hash).or_insert(bundle);
+                self.origins.entry(hash).or_insert(origins);
+                hash
+            });
+            self.renders.insert(key, outcome);
+        }
+    }
+
     /// Renders (or recalls) the bundle for the cluster, keeping the blob.
     fn outcome(&mut self, bundle_index: usize, cluster: &Cluster) -> BundleOutcome {
         let (key, template) = self.key(bundle_index, cluster)?;
@@ -190,7 +260,7 @@ impl<'r> Renderer<'r> {
             return outcome.clone();
         }
         let outcome = self
-            .produce(bundle_index, key.1, &key.2, &template, &key.3)
+            .produce(bundle_index, &key, &template)
             .map(|(hash, bundle, origins)| {
                 self.blobs.entry(hash).or_insert(bundle);
                 self.origins.entry(hash).or_insert(origins);
@@ -207,7 +277,7 @@ impl<'r> Renderer<'r> {
         cluster: &Cluster,
     ) -> Result<(ContentHash, RenderedBundle), RenderError> {
         let (key, template) = self.key(bundle_index, cluster)?;
-        self.produce(bundle_index, key.1, &key.2, &template, &key.3)
+        self.produce(bundle_index, &key, &template)
             .map(|(hash, bundle, _)| (hash, bundle))
     }
 
@@ -325,17 +395,21 @@ impl<'r> Renderer<'r> {
             .map(|stage| stage.allow.clone())
             .unwrap_or_default();
         let allow = bundle.allow.or(&stage_allow);
-        Ok(((bundle_index, overlay_index, allow, values), template))
+        let capabilities = template.chart.as_ref().and(cluster.capabilities.clone());
+        Ok((
+            (bundle_index, overlay_index, allow, values, capabilities),
+            template,
+        ))
     }
 
     fn produce(
         &self,
         bundle_index: usize,
-        overlay_index: Option<usize>,
-        allow: &Allow,
+        key: &RenderKey,
         template: &Template,
-        values: &[Option<String>],
     ) -> Result<(ContentHash, RenderedBundle, Origins), RenderError> {
+        let (_, overlay_index, allow, values, capabilities) = key;
+        let overlay_index = *overlay_index;
         let bundle = self.bundle(bundle_index);
         let limits = self.repo.limits();
         let lookup: BTreeMap<&Reference, Option<&String>> = template
@@ -371,7 +445,7 @@ impl<'r> Renderer<'r> {
         let mut base = Vec::new();
         let mut overlay = Vec::new();
         if let Some(chart) = &template.chart {
-            base = self.chart_objects(bundle, chart, &resolve)?;
+            base = self.chart_objects(bundle, chart, capabilities.as_ref(), &resolve)?;
             if base.len() > limits.max_objects_per_bundle {
                 return Err(self.too_many(template, base.len()));
             }
@@ -465,6 +539,7 @@ impl<'r> Renderer<'r> {
         &self,
         bundle: &Bundle,
         chart: &ChartTemplate,
+        capabilities: Option<&Capabilities>,
         resolve: &dyn Fn(&Reference, SourceLocation) -> Result<String, RenderError>,
     ) -> Result<Vec<SourcedObject>, RenderError> {
         let limits = self.repo.limits();
@@ -489,10 +564,14 @@ impl<'r> Renderer<'r> {
         let namespace = bundle.namespace.as_deref().unwrap_or(DEFAULT_NAMESPACE);
         // Serializing a JSON value into memory cannot fail.
         let input = serde_json::to_vec(&values).unwrap_or_default();
-        let output =
-            self.tools
-                .helm
-                .template(self.repo, &chart.chart, &chart.release, namespace, input)?;
+        let output = self.tools.helm.template(
+            self.repo,
+            &chart.chart,
+            &chart.release,
+            namespace,
+            capabilities,
+            input,
+        )?;
         let display = format!("{} (helm template)", chart.chart.display);
         let sources = chart.chart.sources(&output);
         let documents =

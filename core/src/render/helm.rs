@@ -10,29 +10,39 @@
 //!   an empty result, so the chart would silently render something else than it does when
 //!   installed.
 //!
+//! Its output is kept in a process-wide cache keyed by the digest of everything it depends on
+//! (helm, every file of the chart, release, namespace, Kubernetes version, values): a commit
+//! that leaves a chart and a cluster's values alone, or a re-render after a cluster joins,
+//! runs helm only for what changed.
+//!
 //! After it runs, an object that is a hook (`helm.sh/hook`) is refused, naming its template:
 //! hooks run at moments of a release's life (before an install, after an upgrade) that a
 //! declarative apply does not have, and applying them as ordinary objects would run them on
 //! every sync. Test hooks are left out of the output (`--skip-tests`): they belong to
 //! `helm test`.
 
+use std::collections::{HashMap, VecDeque};
 use std::ffi::{OsStr, OsString};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use serde_json::Value;
 
 use super::RenderError;
 use super::run::{RunFailure, run_bounded};
 use super::sandbox::{self, Bounds};
+use crate::hash::ContentHash;
+use crate::inventory::Capabilities;
 use crate::location::SourceLocation;
 use crate::repository::{Repository, read_limited};
 use crate::spec::{Bundle, HelmChart};
 use crate::yaml::parse_documents;
 
-/// The Kubernetes version templates see (`.Capabilities.KubeVersion`): the newest whose
-/// schemas Flotilla ships.
+/// The Kubernetes version templates see (`.Capabilities.KubeVersion`) for a cluster whose
+/// agent has not reported its own yet, and offline (lint, render): the newest whose schemas
+/// Flotilla ships. Its API versions are then helm's built-in set for that version.
 pub const DEFAULT_KUBE_VERSION: &str = "v1.37.0";
 
 /// The annotation that makes an object a hook.
@@ -40,6 +50,9 @@ const HOOK_ANNOTATION: &str = "helm.sh/hook";
 
 /// Packaged subcharts larger than this are refused before they are read.
 const MAX_PACKAGED_CHART_BYTES: u64 = 16 * 1024 * 1024;
+
+/// Most bytes of `helm template` output the cache keeps; the oldest go first.
+const CACHE_BYTES: usize = 256 * 1024 * 1024;
 
 /// The tool that renders charts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -72,32 +85,59 @@ impl Helm {
         }
     }
 
-    /// Runs `helm template` on `chart` with `values` (a JSON document) and returns its YAML.
+    /// Runs `helm template` on `chart` with `values` (a JSON document) and returns its YAML,
+    /// or the cached output of a run with the same inputs.
     pub(crate) fn template(
         &self,
         repo: &Repository,
         chart: &Chart,
         release: &str,
         namespace: &str,
+        capabilities: Option<&Capabilities>,
         values: Vec<u8>,
-    ) -> Result<String, RenderError> {
+    ) -> Result<Arc<str>, RenderError> {
         let location = SourceLocation::file(chart.display.clone());
         let Helm::Binary(program) = self else {
             return Err(RenderError::HelmMissing { location });
         };
+        let kube_version = capabilities.map_or(DEFAULT_KUBE_VERSION, |c| c.kube_version.as_str());
+        // Served group versions, as helm's `--api-versions` takes them (it adds its built-in
+        // set for the Kubernetes version).
+        let api_versions = capabilities
+            .map(|c| c.api_versions.join(","))
+            .unwrap_or_default();
+        let key = {
+            let mut hasher = blake3::Hasher::new();
+            for part in [
+                program.as_os_str().as_encoded_bytes(),
+                chart.digest.as_bytes(),
+                release.as_bytes(),
+                namespace.as_bytes(),
+                kube_version.as_bytes(),
+                api_versions.as_bytes(),
+                &values,
+            ] {
+                hasher.update(&(part.len() as u64).to_le_bytes());
+                hasher.update(part);
+            }
+            ContentHash::from_bytes(*hasher.finalize().as_bytes())
+        };
+        if let Some(output) = cached(&key) {
+            return Ok(output);
+        }
         let limits = repo.limits();
         let bounds = Bounds {
             memory_bytes: limits.render_memory_bytes,
             cpu_seconds: limits.render_timeout.as_secs().max(1),
         };
-        let args: Vec<OsString> = [
+        let mut args: Vec<OsString> = [
             OsStr::new("template"),
             OsStr::new(release),
             chart.dir.as_os_str(),
             OsStr::new("--namespace"),
             OsStr::new(namespace),
             OsStr::new("--kube-version"),
-            OsStr::new(DEFAULT_KUBE_VERSION),
+            OsStr::new(kube_version),
             OsStr::new("--include-crds"),
             OsStr::new("--skip-tests"),
             OsStr::new("--values"),
@@ -106,6 +146,10 @@ impl Helm {
         .into_iter()
         .map(OsStr::to_owned)
         .collect();
+        if !api_versions.is_empty() {
+            args.push("--api-versions".into());
+            args.push(api_versions.into());
+        }
         let mut command =
             sandbox::confine(limits.render_sandbox, bounds, repo.root(), program, &args).map_err(
                 |reason| RenderError::SandboxUnavailable {
@@ -146,11 +190,58 @@ impl Helm {
                 limit: limits.max_rendered_bytes,
             },
         })?;
-        String::from_utf8(output).map_err(|_| RenderError::HelmFailed {
-            location,
-            message: "output is not UTF-8".to_owned(),
-        })
+        let output: Arc<str> = String::from_utf8(output)
+            .map_err(|_| RenderError::HelmFailed {
+                location,
+                message: "output is not UTF-8".to_owned(),
+            })?
+            .into();
+        keep(key, output.clone());
+        Ok(output)
     }
+}
+
+/// Outputs of `helm template` by the digest of their inputs, oldest first out.
+#[derive(Default)]
+struct OutputCache {
+    entries: HashMap<ContentHash, Arc<str>>,
+    order: VecDeque<ContentHash>,
+    bytes: usize,
+}
+
+fn cache() -> &'static Mutex<OutputCache> {
+    static CACHE: OnceLock<Mutex<OutputCache>> = OnceLock::new();
+    CACHE.get_or_init(Mutex::default)
+}
+
+fn cached(key: &ContentHash) -> Option<Arc<str>> {
+    let cache = cache()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache.entries.get(key).cloned()
+}
+
+fn keep(key: ContentHash, output: Arc<str>) {
+    if output.len() > CACHE_BYTES {
+        return;
+    }
+    let mut cache = cache()
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if cache.entries.contains_key(&key) {
+        return;
+    }
+    while cache.bytes + output.len() > CACHE_BYTES {
+        let Some(oldest) = cache.order.pop_front() else {
+            break;
+        };
+        if let Some(gone) = cache.entries.remove(&oldest) {
+            cache.bytes -= gone.len();
+        }
+    }
+    cache.bytes += output.len();
+    cache.order.push_back(key);
+    cache.entries.insert(key, output);
 }
 
 /// A chart checked for rendering.
@@ -162,6 +253,8 @@ pub(crate) struct Chart {
     pub(crate) display: String,
     /// The name `Chart.yaml` declares: helm's messages and `# Source:` lines start with it.
     pub(crate) name: String,
+    /// The digest of every file of the chart (paths and contents), subcharts included.
+    pub(crate) digest: ContentHash,
 }
 
 impl Chart {
@@ -188,6 +281,7 @@ impl Chart {
         }
         check_chart_tree(repo, &dir, &display, &metadata)?;
         Ok(Chart {
+            digest: digest(repo, &dir, &display)?,
             dir,
             display,
             name: metadata.name,
@@ -280,6 +374,47 @@ impl Chart {
             ),
         })
     }
+}
+
+/// The digest of every file under `dir`: relative path and content, in name order.
+fn digest(repo: &Repository, dir: &Path, display: &str) -> Result<ContentHash, RenderError> {
+    let mut hasher = blake3::Hasher::new();
+    let walker = walkdir::WalkDir::new(dir)
+        .follow_links(true)
+        .sort_by_file_name();
+    for (count, entry) in walker.into_iter().enumerate() {
+        if count >= repo.limits().max_repo_entries {
+            return Err(RenderError::Chart {
+                location: SourceLocation::file(display.to_owned()),
+                message: format!(
+                    "has more than {} entries (the limit is fixed)",
+                    repo.limits().max_repo_entries
+                ),
+            });
+        }
+        let entry = entry
+            .map_err(|e| read_error(display.to_owned(), &std::io::Error::other(e.to_string())))?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let relative = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+        let name = relative.as_os_str().as_encoded_bytes();
+        let file = repo.relative(entry.path());
+        let size = entry.metadata().map(|m| m.len()).unwrap_or(0);
+        if size > repo.limits().max_file_bytes {
+            return Err(RenderError::Spec(crate::spec::SpecError::TooLarge {
+                location: SourceLocation::file(file),
+                size,
+                limit: repo.limits().max_file_bytes,
+            }));
+        }
+        let content = std::fs::read(entry.path()).map_err(|e| read_error(file, &e))?;
+        hasher.update(&(name.len() as u64).to_le_bytes());
+        hasher.update(name);
+        hasher.update(&(content.len() as u64).to_le_bytes());
+        hasher.update(&content);
+    }
+    Ok(ContentHash::from_bytes(*hasher.finalize().as_bytes()))
 }
 
 /// What rendering needs from a `Chart.yaml`.

@@ -358,3 +358,36 @@ fn a_reference_to_a_missing_label_in_values_is_an_error_at_the_values() {
     assert_eq!(key, "tag");
     assert_eq!(location.file, "flotilla.yaml");
 }
+
+#[test]
+fn a_changed_chart_file_is_rendered_again_not_recalled() {
+    let Some(helm) = helm_or_skip("a_changed_chart_file_is_rendered_again_not_recalled") else {
+        return;
+    };
+    let repo = chart_repo();
+    let tools = tools(helm);
+    let dev = cluster("dev-1", &[("env", "dev"), ("tag", "1")]);
+    let before = render_bundle(&repo.load().unwrap(), "web", &dev, &tools).unwrap();
+    let again = render_bundle(&repo.load().unwrap(), "web", &dev, &tools).unwrap();
+    assert_eq!(
+        before.hash(),
+        again.hash(),
+        "the same inputs render the same content"
+    );
+    // Helm's output is cached by a digest of the chart's files: a changed helper (not a
+    // template of its own) must still change the render.
+    repo.write("charts/web/charts/cache/values.yaml", "enabled: true\n");
+    repo.write(
+        "charts/web/values.yaml",
+        &VALUES_YAML.replace("cache: {enabled: true}\n", "cache: {enabled: false}\n"),
+    );
+    let after = render_bundle(&repo.load().unwrap(), "web", &dev, &tools).unwrap();
+    assert_ne!(before.hash(), after.hash());
+    assert!(
+        !after
+            .objects
+            .iter()
+            .any(|o| o.id.name == "storefront-cache"),
+        "the subchart is now off"
+    );
+}

@@ -125,6 +125,7 @@ fn cluster(cluster: ClusterStatus) -> AdminClusterStatus {
         },
         api_since_ms: ms(cluster.api_since),
         api_error: cluster.api_error.unwrap_or_default(),
+        kube_version: cluster.kube_version.unwrap_or_default(),
         last_seen_ms: ms(cluster.last_seen),
         assigned_revision: cluster.assigned_revision.unwrap_or_default(),
         render_error: cluster.render_error.map(error),

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use flotilla_core::inventory::Cluster;
-use flotilla_core::{Cancel, Labels, Tools};
+use flotilla_core::{Cancel, Tools};
 use futures::future::BoxFuture;
 
 use crate::controller::source::{SourceConfig, SourceMirror};
@@ -99,8 +99,9 @@ struct Run {
     metrics: Arc<Metrics>,
     tools: Arc<Tools>,
     work_dir: PathBuf,
-    /// Per revision, the labels each cluster was last rendered with during this term.
-    checked: HashMap<RevisionRef, BTreeMap<String, Labels>>,
+    /// Per revision, what each cluster was last rendered as during this term (its labels and
+    /// what it serves).
+    checked: HashMap<RevisionRef, BTreeMap<String, Cluster>>,
     context: ControllerContext,
 }
 
@@ -148,16 +149,9 @@ impl Run {
         }
         for revision in in_use(state, &self.source.name) {
             let checked = self.checked.get(&revision);
-            let stale: Vec<Cluster> = state
-                .clusters
-                .iter()
-                .filter(|(name, cluster)| {
-                    checked.and_then(|c| c.get(*name)) != Some(&cluster.labels)
-                })
-                .map(|(name, cluster)| Cluster {
-                    name: name.clone(),
-                    labels: cluster.labels.clone(),
-                })
+            let stale: Vec<Cluster> = registered(state)
+                .into_iter()
+                .filter(|cluster| checked.and_then(|c| c.get(&cluster.name)) != Some(cluster))
                 .collect();
             if !stale.is_empty() {
                 return Some(Work::Amend(revision, stale));
@@ -405,7 +399,7 @@ impl Run {
     fn remember(&mut self, revision: &RevisionRef, clusters: &[Cluster]) {
         let checked = self.checked.entry(revision.clone()).or_default();
         for cluster in clusters {
-            checked.insert(cluster.name.clone(), cluster.labels.clone());
+            checked.insert(cluster.name.clone(), cluster.clone());
         }
     }
 }
@@ -418,6 +412,7 @@ fn registered(state: &State) -> Vec<Cluster> {
         .map(|(name, cluster)| Cluster {
             name: name.clone(),
             labels: cluster.labels.clone(),
+            capabilities: cluster.capabilities.as_ref().map(|c| c.read.clone()),
         })
         .collect()
 }

@@ -17,7 +17,7 @@ use super::stage::StageChange;
 use super::{Labels, Timestamp};
 
 /// The command encoding this build writes and the newest it reads.
-pub const COMMAND_VERSION: u32 = 9;
+pub const COMMAND_VERSION: u32 = 10;
 
 /// A decision to record in the replicated state. Every timestamp travels in the command: apply
 /// never reads a clock, so every replica computes the same state.
@@ -237,6 +237,15 @@ pub enum Command {
         cluster: String,
         /// What the agent said.
         api: super::fleet::ApiReachability,
+    },
+    /// A cluster's agent said what the cluster serves (its version and API group versions).
+    SetClusterCapabilities {
+        /// Cluster name.
+        cluster: String,
+        /// What the agent said.
+        capabilities: flotilla_core::inventory::Capabilities,
+        /// When the proposing node heard it.
+        at: Timestamp,
     },
     /// An API token is created; only its hash is stored.
     CreateToken {
@@ -531,6 +540,7 @@ impl Command {
             Command::RecordHealth { .. } => "record_health",
             Command::SetLiveness { .. } => "set_liveness",
             Command::SetClusterApi { .. } => "set_cluster_api",
+            Command::SetClusterCapabilities { .. } => "set_cluster_capabilities",
             Command::CreateToken { .. } => "create_token",
             Command::RevokeToken { .. } => "revoke_token",
             Command::IssueBootstrapToken { .. } => "issue_bootstrap_token",

@@ -28,6 +28,18 @@ pub struct Cluster {
     /// Whether its agent reaches the cluster's API server, as the agent last said; none before
     /// it said.
     pub api: Option<ApiReachability>,
+    /// What the cluster serves, as its agent last said; none before it said.
+    #[serde(default)]
+    pub capabilities: Option<KnownCapabilities>,
+}
+
+/// What a cluster serves and when a hub node heard it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KnownCapabilities {
+    /// Its Kubernetes version and API group versions.
+    pub read: flotilla_core::inventory::Capabilities,
+    /// When the proposing node heard it.
+    pub at: Timestamp,
 }
 
 impl Cluster {
@@ -78,6 +90,7 @@ pub(super) fn register(
             identity: None,
             identity_conflict: None,
             api: None,
+            capabilities: None,
         },
     );
     Ok(())
@@ -142,6 +155,30 @@ pub(super) fn set_api(
         .is_none_or(|known| known.since <= api.since)
     {
         cluster.api = Some(api.clone());
+    }
+    Ok(())
+}
+
+pub(super) fn set_capabilities(
+    state: &mut State,
+    name: &str,
+    capabilities: &flotilla_core::inventory::Capabilities,
+    at: Timestamp,
+) -> Result<(), CommandError> {
+    let cluster = state
+        .clusters
+        .get_mut(name)
+        .ok_or_else(|| CommandError::UnknownCluster(name.to_owned()))?;
+    // As for the API's reachability: an older proposal committed later never wins.
+    if cluster
+        .capabilities
+        .as_ref()
+        .is_none_or(|known| known.at <= at)
+    {
+        cluster.capabilities = Some(KnownCapabilities {
+            read: capabilities.clone(),
+            at,
+        });
     }
     Ok(())
 }

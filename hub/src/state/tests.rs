@@ -808,6 +808,37 @@ fn an_older_cluster_api_report_never_replaces_a_newer_one() {
 }
 
 #[test]
+fn what_a_cluster_serves_is_kept_newest_first() {
+    let mut state = State::default();
+    register(&mut state, "dev-1");
+    let said = |version: &str, at: u64| Command::SetClusterCapabilities {
+        cluster: "dev-1".into(),
+        capabilities: flotilla_core::inventory::Capabilities {
+            kube_version: version.into(),
+            api_versions: vec!["apps/v1".into(), "v1".into()],
+        },
+        at: t(at),
+    };
+    // Heard v1.36 at 10, then v1.37 (an upgrade) at 20; the two commit out of order.
+    apply_ok(&mut state, said("v1.37.2", 20));
+    apply_ok(&mut state, said("v1.36.4", 10));
+    let known = state.clusters["dev-1"]
+        .capabilities
+        .clone()
+        .expect("recorded");
+    assert_eq!(known.read.kube_version, "v1.37.2");
+    assert!(matches!(state.apply(&said("v1.37.2", 30)), Ok(_)));
+    assert!(matches!(
+        state.apply(&Command::SetClusterCapabilities {
+            cluster: "nope".into(),
+            capabilities: Default::default(),
+            at: t(40),
+        }),
+        Err(CommandError::UnknownCluster(_))
+    ));
+}
+
+#[test]
 fn a_report_that_is_not_current_is_shown_unknown_and_gates_nothing_as_healthy() {
     use super::health::{ApplyFailure, current_health};
     use crate::state::rollout::readiness::{Readiness, at_revision};

@@ -125,7 +125,12 @@ impl SyncCounters {
                 add(&self.reports_received, batch.reports.len() as u64)
             }
             Some(agent_message::Kind::Heartbeat(_)) => add(&self.heartbeats_received, 1),
-            Some(agent_message::Kind::Hello(_) | agent_message::Kind::ClusterApi(_)) | None => {}
+            Some(
+                agent_message::Kind::Hello(_)
+                | agent_message::Kind::ClusterApi(_)
+                | agent_message::Kind::Capabilities(_),
+            )
+            | None => {}
         }
     }
 

@@ -14,8 +14,8 @@ use std::time::Duration;
 use flotilla_core::ContentHash;
 use flotilla_pki::PeerCertificate;
 use flotilla_proto::v1::{
-    AgentMessage, BundleRemoval, ClusterApi, HeldBundle, Hello, HubMessage, Welcome, agent_message,
-    hub_message,
+    AgentMessage, BundleRemoval, ClusterApi, ClusterCapabilities, HeldBundle, Hello, HubMessage,
+    Welcome, agent_message, hub_message,
 };
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
@@ -356,10 +356,66 @@ async fn read(
                     api,
                 ));
             }
+            Some(agent_message::Kind::Capabilities(capabilities)) => {
+                tokio::spawn(record_capabilities(
+                    Arc::clone(&shared),
+                    reports.cluster().to_owned(),
+                    capabilities,
+                ));
+            }
             Some(agent_message::Kind::Ack(_) | agent_message::Kind::Heartbeat(_)) | None => {}
         }
     }
     ended.cancel();
+}
+
+/// Most group versions recorded for a cluster: a cluster serving more is recorded with the
+/// first ones (charts that ask for the rest see them missing).
+const MAX_API_VERSIONS: usize = 1000;
+
+/// Records what the agent's cluster serves, when that changed.
+async fn record_capabilities(shared: Arc<Shared>, cluster: String, said: ClusterCapabilities) {
+    let cluster = cluster.as_str();
+    // What an agent says becomes render input and is shown to people: bounded and checked.
+    let printable = |text: &str| {
+        !text.is_empty()
+            && text.len() <= 253
+            && text
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '/' | '+' | '_'))
+    };
+    if !printable(&said.kube_version) || !said.api_versions.iter().all(|v| printable(v)) {
+        tracing::warn!(
+            cluster,
+            "agent sent malformed cluster capabilities; ignored"
+        );
+        return;
+    }
+    let mut api_versions = said.api_versions;
+    api_versions.sort();
+    api_versions.dedup();
+    api_versions.truncate(MAX_API_VERSIONS);
+    let capabilities = flotilla_core::inventory::Capabilities {
+        kube_version: said.kube_version,
+        api_versions,
+    };
+    let known = shared
+        .node
+        .state()
+        .clusters
+        .get(cluster)
+        .and_then(|c| c.capabilities.clone());
+    if known.as_ref().map(|k| &k.read) == Some(&capabilities) {
+        return;
+    }
+    let command = Command::SetClusterCapabilities {
+        cluster: cluster.to_owned(),
+        capabilities,
+        at: shared.clock.now(),
+    };
+    if let Err(e) = shared.node.propose(&command).await {
+        tracing::warn!(cluster, error = %e, "could not record what the cluster serves");
+    }
 }
 
 /// Records whether the agent reaches its cluster's API server, when that changed.

@@ -8,6 +8,8 @@ use clap::{Parser, Subcommand};
 mod agent;
 #[path = "bench/e2e.rs"]
 mod e2e;
+#[path = "bench/helm.rs"]
+mod helm;
 #[path = "bench/push.rs"]
 mod push;
 #[path = "bench/raft.rs"]
@@ -39,6 +41,8 @@ enum Area {
     Sync(sync::Args),
     /// The whole chain: from a push webhook to every agent's applied report, and the floor.
     E2e(e2e::Args),
+    /// Rendering a chart bundle for a fleet with per-cluster values: cold, cached, one changed.
+    Helm(helm::Args),
 }
 
 #[tokio::main]
@@ -50,6 +54,7 @@ async fn main() -> anyhow::Result<()> {
         Area::Agent(args) => agent::run(args).await?,
         Area::Sync(args) => sync::run(args).await?,
         Area::E2e(args) => e2e::run(args).await?,
+        Area::Helm(args) => helm::run(args).await?,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -1,7 +1,9 @@
 //! A Helm chart bundle end to end, with real processes (hub, agents, the `flotilla` CLI, the
 //! pinned helm) on the simulator and on real Kubernetes clusters: each cluster gets its own
 //! values (its name and region from values, more replicas in prod from an overlay) and nothing
-//! else's; `flotilla render` prints exactly what the agent applied; a chart version bump rolls
+//! else's; each is rendered against the Kubernetes version and APIs its agent read from it;
+//! `flotilla render` prints exactly what the agent applied (offline, so against the default
+//! version: compared before the agents report theirs); a chart version bump rolls
 //! out to dev and waits at prod's manual approval until promoted; a commit whose template
 //! fails is a failed revision naming the template and line, and no cluster changes.
 //!
@@ -69,6 +71,8 @@ data:
   cluster: {{ .Values.cluster | quote }}
   region: {{ .Values.region | quote }}
   chart: {{ .Chart.Version | quote }}
+  kube: {{ .Capabilities.KubeVersion.Version | quote }}
+  networking: {{ .Capabilities.APIVersions.Has "networking.k8s.io/v1" | quote }}
 "#;
 
 const DEPLOYMENT: &str = r#"apiVersion: apps/v1
@@ -137,7 +141,38 @@ async fn rolls_out_stage_by_stage(real: Option<RealClusters>) -> Result<()> {
         assert_eq!(deployment["spec"]["replicas"], replicas, "{name}");
     }
 
-    // 2. `flotilla render` prints exactly what each cluster holds: every object, every field.
+    // 2. Each cluster is rendered again against the version and APIs its agent read.
+    let mut versions = std::collections::BTreeMap::new();
+    for cluster in fleet.names() {
+        let name = cluster.as_str();
+        let (kube, networking) = wait::until(
+            &format!("{name} rendered against its own Kubernetes version"),
+            PATIENCE,
+            || async {
+                let status = fleet.cli.status().await?;
+                let reported = status["clusters"]
+                    .as_array()
+                    .and_then(|all| all.iter().find(|c| c["name"] == name))
+                    .and_then(|c| c["kubeVersion"].as_str())
+                    .map(str::to_owned);
+                let live = settings(&fleet, name).await?;
+                let kube = live["data"]["kube"].as_str().unwrap_or_default().to_owned();
+                Ok(match reported {
+                    Some(reported) if reported == kube => {
+                        Probe::Done((kube, live["data"]["networking"].clone()))
+                    }
+                    other => Probe::NotYet(format!("reported {other:?}, rendered {kube}")),
+                })
+            },
+        )
+        .await?;
+        assert!(kube.starts_with("v1."), "{name}: {kube}");
+        assert_eq!(networking, "true", "{name} serves networking.k8s.io/v1");
+        versions.insert(cluster.clone(), kube);
+    }
+
+    // 3. `flotilla render` (told the cluster's Kubernetes version) prints exactly what each
+    // cluster holds: every object, every field.
     for cluster in fleet.names() {
         let rendered = fleet
             .cli
@@ -146,6 +181,8 @@ async fn rolls_out_stage_by_stage(real: Option<RealClusters>) -> Result<()> {
                 &repo.path().display().to_string(),
                 "--cluster",
                 &cluster,
+                "--kube-version",
+                &versions[&cluster],
             ])
             .await?;
         let objects = rendered["bundles"][0]["objects"]
@@ -173,7 +210,7 @@ async fn rolls_out_stage_by_stage(real: Option<RealClusters>) -> Result<()> {
         }
     }
 
-    // 3. A chart version bump reaches dev, waits at prod's approval, then reaches prod.
+    // 4. A chart version bump reaches dev, waits at prod's approval, then reaches prod.
     repo.edit("charts/shop/Chart.yaml", "version: 1.0.0", "version: 1.1.0")?;
     repo.edit("flotilla.yaml", "version: 1.0.0", "version: 1.1.0")?;
     let bump = repo.commit("shop chart 1.1.0")?;
@@ -197,7 +234,7 @@ async fn rolls_out_stage_by_stage(real: Option<RealClusters>) -> Result<()> {
         );
     }
 
-    // 4. A template error fails the revision at the template's line; nothing changes.
+    // 5. A template error fails the revision at the template's line; nothing changes.
     repo.write(
         "charts/shop/templates/broken.yaml",
         "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: broken\ndata:\n  a: {{ .Values.missing.field }}\n",
@@ -205,7 +242,10 @@ async fn rolls_out_stage_by_stage(real: Option<RealClusters>) -> Result<()> {
     let broken = repo.commit("a broken template")?;
     let revision = fleet.wait_revision(&broken, "failed").await?;
     let error = &revision["error"];
-    assert_eq!(error["file"], "charts/shop/templates/broken.yaml", "{revision}");
+    assert_eq!(
+        error["file"], "charts/shop/templates/broken.yaml",
+        "{revision}"
+    );
     assert_eq!(error["line"], 6, "{revision}");
     assert!(
         error["message"]

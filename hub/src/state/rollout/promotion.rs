@@ -177,7 +177,11 @@ pub fn start_rollout(
         .into_iter()
         .filter_map(|name| {
             let labels = state.clusters.get(&name)?.labels.clone();
-            Some(flotilla_core::Cluster { name, labels })
+            Some(flotilla_core::Cluster {
+                name,
+                labels,
+                capabilities: None,
+            })
         })
         .collect();
     let policy = &stage.rollout;
