@@ -41,9 +41,24 @@ pub(crate) struct LintArgs {
     /// e.g. saved from a cluster with `kubectl get --raw /openapi/v3/apis/apps/v1`.
     #[arg(long, value_name = "DIR", conflicts_with = "kube_version")]
     schemas: Option<PathBuf>,
+    /// Packaged charts (`NAME-VERSION.tgz`, as `helm pull` writes them) for chart bundles
+    /// whose chart comes from a chart repository or registry: lint and render stay offline.
+    #[arg(long, value_name = "DIR")]
+    charts: Option<PathBuf>,
     /// Output format.
     #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
     output: OutputFormat,
+}
+
+/// The render tools found on `PATH`, with the packaged charts in `charts` when given.
+pub(crate) fn tools(charts: Option<&std::path::Path>) -> Tools {
+    let tools = Tools::discover();
+    match charts {
+        Some(dir) => tools.with_charts(std::sync::Arc::new(flotilla_core::ChartDir(
+            dir.to_path_buf(),
+        ))),
+        None => tools,
+    }
 }
 
 /// Runs the lint and prints its report; exit code 0 when clean, 1 when any error was found.
@@ -52,7 +67,7 @@ pub(crate) fn run(args: &LintArgs) -> anyhow::Result<ExitCode> {
     let report = lint(
         &args.path,
         args.clusters.as_deref(),
-        &Tools::discover(),
+        &tools(args.charts.as_deref()),
         &schemas,
     );
     match args.output {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::{Args, ValueEnum};
 use flotilla_core::inventory::{Cluster, load_inventory};
-use flotilla_core::render::{RenderedBundle, Tools, as_applied, render_bundle};
+use flotilla_core::render::{RenderedBundle, as_applied, render_bundle};
 use flotilla_core::{Limits, Repository, SourceLocation};
 use serde::Serialize;
 use serde_json::Value;
@@ -42,6 +42,10 @@ pub(crate) struct RenderArgs {
     /// Only this bundle.
     #[arg(long, value_name = "NAME")]
     bundle: Option<String>,
+    /// Packaged charts (`NAME-VERSION.tgz`, as `helm pull` writes them) for chart bundles
+    /// whose chart comes from a chart repository or registry: lint and render stay offline.
+    #[arg(long, value_name = "DIR")]
+    charts: Option<PathBuf>,
     /// The Kubernetes version charts are rendered against, like v1.37.2 (`flotilla status`
     /// shows each cluster's); default: the hub's default for a cluster that has not reported.
     #[arg(long, value_name = "VERSION")]
@@ -119,7 +123,7 @@ pub(crate) fn run(args: &RenderArgs) -> anyhow::Result<ExitCode> {
                 .join(", ")
         );
     }
-    let tools = Tools::discover();
+    let tools = crate::lint::tools(args.charts.as_deref());
     let mut bundles = Vec::new();
     let mut errors = Vec::new();
     for bundle in &spec.bundles {

@@ -33,8 +33,8 @@ pub use limits::Limits;
 pub use location::SourceLocation;
 pub use render::sandbox::SandboxMode;
 pub use render::{
-    FleetRender, Helm, Kustomize, ObjectId, RenderError, RenderedBundle, Tools, render_bundle,
-    render_fleet,
+    ChartDir, ChartFetcher, FleetRender, Helm, Kustomize, ObjectId, RenderError, RenderedBundle,
+    Tools, render_bundle, render_fleet,
 };
 pub use repository::{Cancel, Repository};
 pub use selector::LabelSelector;

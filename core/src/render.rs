@@ -6,6 +6,7 @@
 //! the overlay the cluster gets, and the values of the references the bundle's text
 //! actually uses. [`render_fleet`] renders each distinct input once.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -28,7 +29,7 @@ mod substitute;
 
 pub use applied::{BUNDLE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PRUNE_ANNOTATION, as_applied};
 pub use fleet::{BundleOutcome, FleetRender, render_fleet};
-pub use helm::{DEFAULT_KUBE_VERSION, Helm};
+pub use helm::{ChartDir, ChartFetcher, DEFAULT_KUBE_VERSION, Helm};
 pub use kustomize::Kustomize;
 pub use object::{ObjectId, RenderedObject};
 
@@ -411,13 +412,16 @@ impl RenderError {
     }
 }
 
-/// The tools rendering runs: kustomize for kustomizations, helm for charts.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The tools rendering runs: kustomize for kustomizations, helm for charts, and where charts
+/// from chart repositories and registries come from.
+#[derive(Debug, Clone)]
 pub struct Tools {
     /// Builds kustomizations.
     pub kustomize: Kustomize,
     /// Renders charts.
     pub helm: Helm,
+    /// Fetches remote charts; without one, a remote chart is an error saying how to give it.
+    pub charts: Option<Arc<dyn ChartFetcher>>,
 }
 
 impl Tools {
@@ -426,6 +430,7 @@ impl Tools {
         Tools {
             kustomize: Kustomize::discover(),
             helm: Helm::discover(),
+            charts: None,
         }
     }
 
@@ -434,6 +439,15 @@ impl Tools {
         Tools {
             kustomize: Kustomize::Unavailable,
             helm: Helm::Unavailable,
+            charts: None,
+        }
+    }
+
+    /// These tools with `charts` fetching remote charts.
+    pub fn with_charts(self, charts: Arc<dyn ChartFetcher>) -> Tools {
+        Tools {
+            charts: Some(charts),
+            ..self
         }
     }
 

@@ -180,7 +180,8 @@ impl Repository {
     fn check_directories(&self) -> Vec<SpecError> {
         let mut errors = Vec::new();
         for bundle in &self.spec.bundles {
-            if let Err(e) = self.resolve_dir(&bundle.path, &bundle.path_location) {
+            let remote_chart = bundle.helm.as_ref().is_some_and(|h| h.remote.is_some());
+            if !remote_chart && let Err(e) = self.resolve_dir(&bundle.path, &bundle.path_location) {
                 errors.push(e);
             }
             for overlay in &bundle.overlays {

@@ -287,13 +287,29 @@ pub struct Bundle {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct HelmChart {
-    /// The exact version the chart's `Chart.yaml` must declare, when given.
+    /// For a chart fetched from a chart repository (`https://…`) or an OCI registry
+    /// (`oci://…`): that source and the chart's name there. `None`: the chart is the bundle's
+    /// `path` in the repository.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub remote: Option<RemoteChart>,
+    /// The exact version the chart's `Chart.yaml` must declare, when given (always, for a
+    /// remote chart).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub version: Option<String>,
     /// The release name templates see as `.Release.Name`: the bundle's name unless set.
     pub release_name: String,
     /// The bundle's values, below any overlay's.
     pub values: HelmValues,
+}
+
+/// A chart in a chart repository or an OCI registry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoteChart {
+    /// `https://…` (or `http://…`) chart repository, or `oci://host/path` registry prefix.
+    pub repo: String,
+    /// The chart's name there.
+    pub name: String,
 }
 
 /// Values given to a chart: the files in order, then the inline values; later ones win.

@@ -114,8 +114,14 @@ pub struct FileConfig {
     pub render_timeout: Option<String>,
     /// How renders are confined: `required`, `preferred` or `off`.
     pub render_sandbox: Option<String>,
-    /// The helm binary chart bundles are rendered with (default: `helm` on `PATH`).
+    /// The helm binary chart bundles are rendered (and remote charts fetched) with (default:
+    /// `helm` on `PATH`).
     pub helm: Option<PathBuf>,
+    /// Chart repositories and OCI registries chart bundles may fetch from.
+    #[serde(default)]
+    pub chart_sources: Vec<crate::controller::charts::ChartSource>,
+    /// Longest one chart fetch may take, like `60s`.
+    pub chart_fetch_timeout: Option<String>,
     /// Connection limits and timeouts per listener.
     pub connections: Option<ConnectionsFile>,
 }

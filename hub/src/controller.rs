@@ -37,6 +37,7 @@ const RESTART_PAUSE: Duration = Duration::from_secs(1);
 /// How long cancelled runs get to finish before they are aborted.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
+pub mod charts;
 pub mod first_admin;
 pub mod inventory;
 pub mod liveness;

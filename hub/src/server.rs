@@ -405,6 +405,21 @@ pub fn controllers(
     }
     if let Some(source) = &config.source {
         let mirror = Arc::new(SourceMirror::open(&config.node.data_dir, source)?);
+        // Every hub fetches remote charts through its allowed sources (none allowed: a remote
+        // chart fails its revision saying so), into its data dir.
+        let helm = match &source.render_tools.helm {
+            flotilla_core::Helm::Binary(path) => Some(path.clone()),
+            flotilla_core::Helm::Unavailable => None,
+        };
+        let fetcher = crate::controller::charts::HelmFetcher::new(
+            helm,
+            config.node.data_dir.join("charts"),
+            source.chart_sources.clone(),
+        )
+        .with_timeout(source.chart_fetch_timeout);
+        let mut source = source.clone();
+        source.render_tools = source.render_tools.clone().with_charts(Arc::new(fetcher));
+        let source = &source;
         controllers.push(Arc::new(SourceController::new(
             source.clone(),
             mirror.clone(),
@@ -486,6 +501,31 @@ impl HubConfig {
                 ),
             });
         }
+        let chart_fetch_timeout = match &file.chart_fetch_timeout {
+            None => crate::controller::charts::DEFAULT_FETCH_TIMEOUT,
+            Some(text) => text
+                .parse::<flotilla_core::spec::Duration>()
+                .map_err(|problem| ConfigError::Invalid {
+                    field: "chartFetchTimeout",
+                    problem,
+                })?
+                .as_std(),
+        };
+        for (index, source) in file.chart_sources.iter().enumerate() {
+            let url = &source.url;
+            let known = ["https://", "http://", "oci://"].iter().any(|scheme| {
+                url.strip_prefix(scheme)
+                    .is_some_and(|rest| !rest.is_empty())
+            });
+            if !known || url.contains(['?', '#', '@']) {
+                return Err(ConfigError::Invalid {
+                    field: "chartSources",
+                    problem: format!(
+                        "chartSources[{index}].url `{url}`: give an https:// chart repository or an oci:// registry prefix, without credentials (they go in usernameFile and passwordFile)"
+                    ),
+                });
+            }
+        }
         let source = file.repo.clone().map(|url| {
             let mut source = SourceConfig::new(
                 url,
@@ -498,6 +538,8 @@ impl HubConfig {
             if let Some(helm) = &file.helm {
                 source.render_tools.helm = flotilla_core::Helm::Binary(helm.clone());
             }
+            source.chart_sources = file.chart_sources.clone();
+            source.chart_fetch_timeout = chart_fetch_timeout;
             source.credentials = crate::controller::source::GitCredentials {
                 ssh_key: file.ssh_key.clone(),
                 ..credentials

@@ -158,13 +158,7 @@ impl<'r> Renderer<'r> {
         let next = AtomicUsize::new(0);
         let load = |(bundle, overlay): (usize, Option<usize>)| {
             let overlay_spec = overlay.map(|i| &bundles[bundle].overlays[i]);
-            load_template(
-                self.repo,
-                &bundles[bundle],
-                overlay_spec,
-                &self.tools.kustomize,
-            )
-            .map(Arc::new)
+            load_template(self.repo, &bundles[bundle], overlay_spec, self.tools).map(Arc::new)
         };
         let loaded: Vec<_> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..workers)
@@ -371,7 +365,7 @@ impl<'r> Renderer<'r> {
             .entry((bundle_index, overlay_index))
             .or_insert_with(|| {
                 let overlay = overlay_index.map(|i| &bundle.overlays[i]);
-                load_template(self.repo, bundle, overlay, &self.tools.kustomize).map(Arc::new)
+                load_template(self.repo, bundle, overlay, self.tools).map(Arc::new)
             })
             .clone()?;
         let values = template

@@ -37,7 +37,7 @@ use crate::hash::ContentHash;
 use crate::inventory::Capabilities;
 use crate::location::SourceLocation;
 use crate::repository::{Repository, read_limited};
-use crate::spec::{Bundle, HelmChart};
+use crate::spec::{Bundle, HelmChart, RemoteChart};
 use crate::yaml::parse_documents;
 
 /// The Kubernetes version templates see (`.Capabilities.KubeVersion`) for a cluster whose
@@ -244,6 +244,35 @@ fn keep(key: ContentHash, output: Arc<str>) {
     cache.entries.insert(key, output);
 }
 
+/// Where charts from chart repositories and registries come from: the hub's fetcher (its
+/// allowed sources, credentials, a cache), or packaged charts in a directory offline.
+pub trait ChartFetcher: Send + Sync + std::fmt::Debug {
+    /// The packaged chart (`.tgz`) of `name` at `version` from `repo`, or why not (a message
+    /// naming no credential).
+    fn fetch(&self, repo: &str, name: &str, version: &str) -> Result<PathBuf, String>;
+}
+
+/// Packaged charts in a directory, `NAME-VERSION.tgz` as `helm pull` writes them: how `flotilla
+/// lint` and `flotilla render` (offline) get a remote chart.
+#[derive(Debug, Clone)]
+pub struct ChartDir(pub PathBuf);
+
+impl ChartFetcher for ChartDir {
+    fn fetch(&self, repo: &str, name: &str, version: &str) -> Result<PathBuf, String> {
+        let file = self.0.join(format!("{name}-{version}.tgz"));
+        if file.is_file() {
+            Ok(file)
+        } else {
+            Err(format!(
+                "{} is not there; `helm pull {name} --repo {repo} --version {version} -d {}` \
+                 (or `helm pull {repo}/{name} --version {version}` for oci://) puts it there",
+                file.display(),
+                self.0.display()
+            ))
+        }
+    }
+}
+
 /// A chart checked for rendering.
 #[derive(Debug, Clone)]
 pub(crate) struct Chart {
@@ -258,12 +287,17 @@ pub(crate) struct Chart {
 }
 
 impl Chart {
-    /// Loads and checks the chart of a chart bundle.
+    /// Loads and checks the chart of a chart bundle: its directory in the repository, or the
+    /// package `charts` fetches for a remote one.
     pub(crate) fn load(
         repo: &Repository,
         bundle: &Bundle,
         helm: &HelmChart,
+        charts: Option<&dyn ChartFetcher>,
     ) -> Result<Chart, RenderError> {
+        if let Some(remote) = &helm.remote {
+            return Self::fetched(repo, bundle, helm, remote, charts);
+        }
         let dir = repo.resolve_dir(&bundle.path, &bundle.path_location)?;
         let display = repo.relative(&dir);
         let metadata = ChartMetadata::read(repo, &dir, &display)?;
@@ -283,6 +317,56 @@ impl Chart {
         Ok(Chart {
             digest: digest(repo, &dir, &display)?,
             dir,
+            display,
+            name: metadata.name,
+        })
+    }
+
+    /// A remote chart: fetched (or found in the cache), checked, digested.
+    fn fetched(
+        repo: &Repository,
+        bundle: &Bundle,
+        helm: &HelmChart,
+        remote: &RemoteChart,
+        charts: Option<&dyn ChartFetcher>,
+    ) -> Result<Chart, RenderError> {
+        let RemoteChart { repo: source, name } = remote;
+        let version = helm.version.as_deref().unwrap_or_default();
+        let location = bundle.path_location.clone();
+        let Some(charts) = charts else {
+            return Err(RenderError::Chart {
+                location,
+                message: format!(
+                    "chart `{name}` {version} comes from {source}, which only the hub fetches; \
+                     offline, give its package with --charts DIR (`helm pull {name} --repo \
+                     {source} --version {version} -d DIR`)"
+                ),
+            });
+        };
+        let package = charts
+            .fetch(source, name, version)
+            .map_err(|why| RenderError::Chart {
+                location: location.clone(),
+                message: format!("cannot fetch chart `{name}` {version} from {source}: {why}"),
+            })?;
+        let display = format!("{source}/{name}:{version}");
+        let metadata = packaged_metadata(&package, &display, repo.limits())?;
+        if metadata.name != *name
+            || metadata.version.trim_start_matches('v') != version.trim_start_matches('v')
+        {
+            return Err(RenderError::Chart {
+                location,
+                message: format!(
+                    "{source} served chart `{}` {} for `{name}` {version}",
+                    metadata.name, metadata.version
+                ),
+            });
+        }
+        check_package(repo, &package, &display)?;
+        let bytes = std::fs::read(&package).map_err(|e| read_error(display.clone(), &e))?;
+        Ok(Chart {
+            dir: package,
+            digest: ContentHash::of(&bytes),
             display,
             name: metadata.name,
         })
@@ -523,7 +607,10 @@ fn check_chart_tree(
                 let sub_metadata = ChartMetadata::read(repo, &path, &sub_display)?;
                 check_chart_tree(repo, &path, &sub_display, &sub_metadata)?;
             }
-            Vendored::Packaged(path) => check_package(repo, &path)?,
+            Vendored::Packaged(path) => {
+                let display = repo.relative(&path);
+                check_package(repo, &path, &display)?
+            }
         }
     }
     Ok(())
@@ -627,9 +714,56 @@ fn check_templates(repo: &Repository, dir: &Path, display: &str) -> Result<(), R
     Ok(())
 }
 
-/// Refuses the templates of a packaged subchart that call `lookup`.
-fn check_package(repo: &Repository, path: &Path) -> Result<(), RenderError> {
-    let display = repo.relative(path);
+/// The name and version a packaged chart's `Chart.yaml` declares.
+fn packaged_metadata(
+    path: &Path,
+    display: &str,
+    limits: &crate::limits::Limits,
+) -> Result<ChartMetadata, RenderError> {
+    let unreadable = |e: std::io::Error| RenderError::Chart {
+        location: SourceLocation::file(display.to_owned()),
+        message: format!("is not a readable packaged chart (gzipped tar): {e}"),
+    };
+    let file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    for entry in archive.entries().map_err(unreadable)? {
+        let mut entry = entry.map_err(unreadable)?;
+        let inner = entry.path().map_err(unreadable)?.into_owned();
+        if inner.components().count() != 2 || !inner.ends_with("Chart.yaml") {
+            continue;
+        }
+        let mut text = String::new();
+        entry
+            .by_ref()
+            .take(1024 * 1024)
+            .read_to_string(&mut text)
+            .map_err(unreadable)?;
+        let file = format!("{display}/Chart.yaml");
+        let document: Value =
+            crate::yaml::parse_one(&text, &file, limits).map_err(|problem| RenderError::Yaml {
+                location: problem.location,
+                message: problem.message,
+            })?;
+        let field = |key: &str| match document.get(key) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => String::new(),
+        };
+        return Ok(ChartMetadata {
+            name: field("name"),
+            version: field("version"),
+            dependencies: Vec::new(),
+        });
+    }
+    Err(RenderError::Chart {
+        location: SourceLocation::file(display.to_owned()),
+        message: "the package holds no Chart.yaml".to_owned(),
+    })
+}
+
+/// Refuses the templates of a packaged chart that call `lookup`; `display` names it.
+fn check_package(repo: &Repository, path: &Path, display: &str) -> Result<(), RenderError> {
+    let display = display.to_owned();
     let file = std::fs::File::open(path).map_err(|e| read_error(display.clone(), &e))?;
     let size = file
         .metadata()

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use super::RenderError;
+use super::Tools;
 use super::helm::Chart;
 use super::kustomize::{KUSTOMIZATION_FILES, Kustomize, kustomization_file};
 use super::substitute::{Piece, Reference, tokenize};
@@ -70,11 +71,12 @@ pub(crate) fn load_template(
     repo: &Repository,
     bundle: &Bundle,
     overlay: Option<&Overlay>,
-    kustomize: &Kustomize,
+    tools: &Tools,
 ) -> Result<Template, RenderError> {
     if let Some(helm) = &bundle.helm {
-        return load_chart(repo, bundle, helm, overlay);
+        return load_chart(repo, bundle, helm, overlay, tools);
     }
+    let kustomize = &tools.kustomize;
     let bundle_dir = repo.resolve_dir(&bundle.path, &bundle.path_location)?;
     let overlay_dir = match overlay {
         Some(Overlay {
@@ -134,8 +136,9 @@ fn load_chart(
     bundle: &Bundle,
     helm: &HelmChart,
     overlay: Option<&Overlay>,
+    tools: &Tools,
 ) -> Result<Template, RenderError> {
-    let chart = Chart::load(repo, bundle, helm)?;
+    let chart = Chart::load(repo, bundle, helm, tools.charts.as_deref())?;
     let mut values = Vec::new();
     let mut references = BTreeSet::new();
     let layers = std::iter::once(&helm.values).chain(overlay.map(|o| &o.helm));

@@ -276,11 +276,12 @@ pub(crate) struct OverlayDocument {
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub(crate) struct HelmDocument {
     /// The chart's directory relative to the repository root (its `Chart.yaml` there; its
-    /// dependencies vendored in its `charts/`).
+    /// dependencies vendored in its `charts/`); with `repo`, the chart's name there.
     #[schemars(with = "String")]
     pub(crate) chart: Spanned<String>,
-    /// A chart repository URL or `oci://` reference to fetch `chart` from (not supported by
-    /// this version: vendor the chart into the repository).
+    /// A chart repository (`https://…`) or OCI registry prefix (`oci://host/path`) the hub
+    /// fetches `chart` from; the hub must allow it (`chartSources`), and `version` is then
+    /// required.
     #[serde(default)]
     #[schemars(with = "Option<String>")]
     pub(crate) repo: Option<Spanned<String>>,

@@ -12,8 +12,8 @@ use super::document::{
 use super::quantity::VariableValue;
 use super::{
     API_VERSION, Allow, Bundle, DeletionGuard, DriftMode, FLEET_KIND, FleetSpec, HelmChart,
-    HelmValues, IntOrPercent, Overlay, RolloutPolicy, SigningKey, SigningKeyMaterial, SpecError,
-    SpecErrors, Stage, StageSource, Wave, WaveTarget,
+    HelmValues, IntOrPercent, Overlay, RemoteChart, RolloutPolicy, SigningKey, SigningKeyMaterial,
+    SpecError, SpecErrors, Stage, StageSource, Wave, WaveTarget,
 };
 use crate::labels::validate_dns1123_label;
 use crate::location::SourceLocation;
@@ -22,8 +22,9 @@ use crate::selector::LabelSelector;
 mod fields;
 
 use fields::{
-    PathProblem, normalize_path, validate_branch, validate_openpgp_key, validate_release_name,
-    validate_ssh_key, validate_variable_name,
+    PathProblem, normalize_path, validate_branch, validate_chart_name, validate_chart_repo,
+    validate_exact_version, validate_openpgp_key, validate_release_name, validate_ssh_key,
+    validate_variable_name,
 };
 
 /// Every value of the guard is valid as parsed (a percentage is at most 100%, a count may be
@@ -435,6 +436,10 @@ impl Checker<'_> {
                     path.referenced,
                 )
             }
+            (None, Some(helm)) if helm.value.repo.is_some() => {
+                // A remote chart has no directory in the repository.
+                (String::new(), helm.value.chart.referenced)
+            }
             (None, Some(helm)) => {
                 let chart = &helm.value.chart;
                 (
@@ -499,18 +504,31 @@ impl Checker<'_> {
 
     fn helm(&mut self, helm: HelmDocument, bundle: &str, bundle_field: &str) -> HelmChart {
         let field = format!("{bundle_field}.helm");
-        if let Some(repo) = &helm.repo {
-            self.invalid(
-                repo.referenced,
-                format!("{field}.repo"),
-                format!(
-                    "charts from chart repositories and OCI registries are not supported by this \
-                     version; vendor the chart into this repository (`helm pull {} --repo {} \
-                     --untar`, with `--version`) and set `chart` to its directory",
-                    helm.chart.value, repo.value
+        let remote = helm.repo.as_ref().map(|repo| {
+            if let Err(why) = validate_chart_repo(&repo.value) {
+                self.invalid(repo.referenced, format!("{field}.repo"), why);
+            }
+            if let Err(why) = validate_chart_name(&helm.chart.value) {
+                self.invalid(helm.chart.referenced, format!("{field}.chart"), why);
+            }
+            match &helm.version {
+                None => self.invalid(
+                    repo.referenced,
+                    format!("{field}.version"),
+                    "a chart from a repository needs its exact `version` (a revision renders \
+                     the same chart whenever and wherever it is rendered)",
                 ),
-            );
-        }
+                Some(version) => {
+                    if let Err(why) = validate_exact_version(&version.value) {
+                        self.invalid(version.referenced, format!("{field}.version"), why);
+                    }
+                }
+            }
+            RemoteChart {
+                repo: repo.value.trim_end_matches('/').to_owned(),
+                name: helm.chart.value.clone(),
+            }
+        });
         if let Some(version) = &helm.version
             && version.value.trim().is_empty()
         {
@@ -530,6 +548,7 @@ impl Checker<'_> {
             None => bundle.to_owned(),
         };
         HelmChart {
+            remote,
             version: helm.version.map(|v| v.value),
             release_name,
             values: self.helm_values(

@@ -391,3 +391,80 @@ fn a_changed_chart_file_is_rendered_again_not_recalled() {
         "the subchart is now off"
     );
 }
+
+/// A bundle over a chart `web` 1.0.0 from a chart repository.
+fn remote_repo() -> Fixture {
+    let repo = Fixture::new();
+    repo.spec(
+        "  - name: web
+    namespace: shop
+    helm:
+      repo: https://charts.example.com/stable
+      chart: web
+      version: 1.0.0
+      values: {greeting: from-values}
+",
+    );
+    repo
+}
+
+#[test]
+fn a_remote_chart_renders_from_its_package_and_offline_says_how_to_give_it() {
+    let Some(helm) =
+        helm_or_skip("a_remote_chart_renders_from_its_package_and_offline_says_how_to_give_it")
+    else {
+        return;
+    };
+    // The package as `helm pull` writes it.
+    let source = Fixture::new();
+    source.write(
+        "web/Chart.yaml",
+        "apiVersion: v2\nname: web\nversion: 1.0.0\n",
+    );
+    source.write(
+        "web/templates/config.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: web\ndata:\n  greeting: {{ .Values.greeting | quote }}\n",
+    );
+    let packages = tempfile::tempdir().unwrap();
+    let packaged = std::process::Command::new(match &helm {
+        Helm::Binary(path) => path.clone(),
+        Helm::Unavailable => unreachable!("helm_or_skip gives a binary"),
+    })
+    .arg("package")
+    .arg(source.root().join("web"))
+    .arg("--destination")
+    .arg(packages.path())
+    .env("HOME", packages.path())
+    .output()
+    .unwrap();
+    assert!(packaged.status.success(), "{packaged:?}");
+
+    let repo = remote_repo();
+    let loaded = repo.load().unwrap();
+    let dev = cluster("dev-1", &[]);
+    let offline = render_bundle(&loaded, "web", &dev, &tools(helm.clone())).unwrap_err();
+    assert!(
+        offline.to_string().contains(
+            "chart `web` 1.0.0 comes from https://charts.example.com/stable, which only the hub fetches; offline, give its package with --charts DIR"
+        ),
+        "{offline}"
+    );
+    let with_packages = tools(helm).with_charts(std::sync::Arc::new(flotilla_core::ChartDir(
+        packages.path().to_path_buf(),
+    )));
+    let bundle = render_bundle(&loaded, "web", &dev, &with_packages).unwrap();
+    assert_eq!(
+        object(&bundle, "ConfigMap", "web")["data"]["greeting"],
+        "from-values"
+    );
+    std::fs::remove_file(packages.path().join("web-1.0.0.tgz")).unwrap();
+    let missing = render_bundle(&loaded, "web", &dev, &with_packages)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        missing.contains("cannot fetch chart `web` 1.0.0 from https://charts.example.com/stable")
+            && missing
+                .contains("helm pull web --repo https://charts.example.com/stable --version 1.0.0"),
+        "{missing}"
+    );
+}

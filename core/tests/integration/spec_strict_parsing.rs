@@ -148,7 +148,9 @@ fn chart_bundles_are_checked_where_they_are_written() {
         "  - name: web\n    helm:\n      chart: redis\n      repo: https://charts.example.com\n",
     );
     assert!(
-        repo.iter().any(|m| m.starts_with("flotilla.yaml:10:13: bundles[0].helm.repo: charts from chart repositories and OCI registries are not supported")),
+        repo.iter().any(|m| m.starts_with(
+            "flotilla.yaml:10:13: bundles[0].helm.version: a chart from a repository needs its exact `version`"
+        )),
         "{repo:?}"
     );
     let release = messages("  - name: web\n    helm: {chart: bundles/web, releaseName: Web_1}\n");
@@ -182,5 +184,53 @@ fn chart_bundles_are_checked_where_they_are_written() {
             .iter()
             .any(|m| m.contains("bundles[0].overlays[0].helm: only a chart bundle")),
         "{plain_values:?}"
+    );
+}
+
+#[test]
+fn a_remote_chart_needs_a_source_a_name_and_an_exact_version() {
+    let messages = |helm: &str| -> Vec<String> {
+        load_errors(&format!(
+            "apiVersion: flotilla.dev/v1\nkind: Fleet\nstages:\n  - name: dev\n    track: {{branch: main}}\nbundles:\n  - name: web\n    helm: {helm}\n"
+        ))
+        .iter()
+        .map(ToString::to_string)
+        .collect()
+    };
+    let no_version = messages("{repo: 'https://charts.example.com', chart: web}");
+    assert!(
+        no_version.iter().any(|m| m.contains(
+            "bundles[0].helm.version: a chart from a repository needs its exact `version`"
+        )),
+        "{no_version:?}"
+    );
+    let range =
+        messages("{repo: 'oci://registry.example.com/charts', chart: web, version: '^1.2'}");
+    assert!(
+        range
+            .iter()
+            .any(|m| m.contains("`^1.2` is not an exact version")),
+        "{range:?}"
+    );
+    let scheme = messages("{repo: 'ftp://charts.example.com', chart: web, version: 1.0.0}");
+    assert!(
+        scheme
+            .iter()
+            .any(|m| m.contains("is not a chart source: use https://")),
+        "{scheme:?}"
+    );
+    let credentials =
+        messages("{repo: 'https://user:pw@charts.example.com', chart: web, version: 1.0.0}");
+    assert!(
+        credentials
+            .iter()
+            .any(|m| m.contains("may not carry a query, a fragment or credentials")),
+        "{credentials:?}"
+    );
+    let path = messages("{repo: 'https://charts.example.com', chart: stable/web, version: 1.0.0}");
+    assert!(
+        path.iter()
+            .any(|m| m.contains("`stable/web` is not a chart name")),
+        "{path:?}"
     );
 }

@@ -47,6 +47,10 @@ pub struct SourceConfig {
     pub render_limits: flotilla_core::Limits,
     /// The kustomize and helm its renders run.
     pub render_tools: flotilla_core::Tools,
+    /// The chart repositories and registries its chart bundles may fetch from.
+    pub chart_sources: Vec<crate::controller::charts::ChartSource>,
+    /// Longest one chart fetch may take.
+    pub chart_fetch_timeout: Duration,
 }
 
 impl SourceConfig {
@@ -69,6 +73,8 @@ impl SourceConfig {
             credentials: GitCredentials::default(),
             render_limits: flotilla_core::Limits::default(),
             render_tools: flotilla_core::Tools::discover(),
+            chart_sources: Vec::new(),
+            chart_fetch_timeout: crate::controller::charts::DEFAULT_FETCH_TIMEOUT,
         }
     }
 }

@@ -10,6 +10,7 @@ mod agent_rbac_least_privilege_on_a_real_cluster;
 mod agent_reports_fields_added_by_others;
 mod agent_restart_keeps_owned_objects;
 mod chart_bundle_rolls_out_stage_by_stage;
+mod chart_bundles_from_chart_sources;
 mod chart_sources_serve_charts;
 mod cli_lint_and_diff_agree_with_the_clusters;
 mod delivery_broken_commit_changes_no_cluster;

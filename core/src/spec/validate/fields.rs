@@ -155,3 +155,62 @@ pub(super) fn validate_release_name(name: &str) -> Result<(), String> {
         ))
     }
 }
+
+/// A chart source: an `https://` (or `http://`) chart repository or an `oci://` registry
+/// prefix, with a host and no query, fragment or credentials.
+pub(super) fn validate_chart_repo(url: &str) -> Result<(), String> {
+    let rest = ["https://", "http://", "oci://"]
+        .iter()
+        .find_map(|scheme| url.strip_prefix(scheme))
+        .ok_or_else(|| {
+            format!("`{url}` is not a chart source: use https://… (a chart repository) or oci://… (a registry)")
+        })?;
+    let host = rest.split('/').next().unwrap_or_default();
+    if host.is_empty() {
+        return Err(format!("`{url}` names no host"));
+    }
+    if rest.contains(['?', '#', '@', ' ']) {
+        return Err(format!(
+            "`{url}` may not carry a query, a fragment or credentials (the hub's chart sources hold credentials)"
+        ));
+    }
+    Ok(())
+}
+
+/// A chart's name in a repository: letters, digits, `-`, `_` and `.`, no path.
+pub(super) fn validate_chart_name(name: &str) -> Result<(), String> {
+    let valid = !name.is_empty()
+        && name.len() <= 250
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.');
+    if valid {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{name}` is not a chart name: with `repo`, `chart` is the chart's name there (letters, digits, `-`, `_`, `.`)"
+        ))
+    }
+}
+
+/// An exact chart version: a semantic version, no range.
+pub(super) fn validate_exact_version(version: &str) -> Result<(), String> {
+    let core = version.strip_prefix('v').unwrap_or(version);
+    let numbers = core.split(['-', '+']).next().unwrap_or_default();
+    let parts: Vec<&str> = numbers.split('.').collect();
+    let exact = parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        && core
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '+'));
+    if exact {
+        Ok(())
+    } else {
+        Err(format!(
+            "`{version}` is not an exact version: give one like 1.2.3 (ranges would render different charts over time)"
+        ))
+    }
+}

@@ -75,7 +75,7 @@ pub(crate) fn kustomize_or_skip(test: &str) -> Option<Tools> {
             eprintln!("SKIPPED {test}: neither kustomize nor kubectl is on PATH");
             None
         }
-        kustomize => Some(Tools { kustomize, helm }),
+        kustomize => Some(Tools::none().with_kustomize(kustomize).with_helm(helm)),
     }
 }
 
