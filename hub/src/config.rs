@@ -119,7 +119,7 @@ pub struct FileConfig {
     pub helm: Option<PathBuf>,
     /// Chart repositories and OCI registries chart bundles may fetch from.
     #[serde(default)]
-    pub chart_sources: Vec<crate::controller::charts::ChartSource>,
+    pub chart_sources: Vec<ChartSource>,
     /// Longest one chart fetch may take, like `60s`.
     pub chart_fetch_timeout: Option<String>,
     /// Connection limits and timeouts per listener.
@@ -432,5 +432,37 @@ impl Default for LivenessConfig {
             offline_after: Duration::from_secs(3),
             check_interval: Duration::from_millis(250),
         }
+    }
+}
+
+/// A chart repository or registry prefix the hub fetches from.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ChartSource {
+    /// `https://…` chart repository, or `oci://host/path` prefix; a bundle's `helm.repo` must
+    /// equal it or lie below it.
+    pub url: String,
+    /// File holding the user name, for basic authentication.
+    #[serde(default)]
+    pub username_file: Option<PathBuf>,
+    /// File holding the password (or token).
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// CA certificate (PEM) to trust for it, beside the system's.
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// Talk plain HTTP to an `oci://` registry (loopback and test registries only).
+    #[serde(default)]
+    pub plain_http: bool,
+}
+
+impl ChartSource {
+    /// Whether a bundle's `repo` is this source or below it (by whole path segments).
+    pub fn covers(&self, repo: &str) -> bool {
+        let base = self.url.trim_end_matches('/');
+        repo == base
+            || repo
+                .strip_prefix(base)
+                .is_some_and(|rest| rest.starts_with('/'))
     }
 }

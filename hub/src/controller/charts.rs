@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use flotilla_core::ChartFetcher;
-use serde::Deserialize;
 
 /// Longest one fetch may take, by default.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -22,37 +21,7 @@ pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 /// Largest package kept, by default (charts are kilobytes; this bounds a hostile source).
 pub const DEFAULT_MAX_CHART_BYTES: u64 = 20 * 1024 * 1024;
 
-/// A chart repository or registry prefix the hub fetches from.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "camelCase")]
-pub struct ChartSource {
-    /// `https://…` chart repository, or `oci://host/path` prefix; a bundle's `helm.repo` must
-    /// equal it or lie below it.
-    pub url: String,
-    /// File holding the user name, for basic authentication.
-    #[serde(default)]
-    pub username_file: Option<PathBuf>,
-    /// File holding the password (or token).
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    /// CA certificate (PEM) to trust for it, beside the system's.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-    /// Talk plain HTTP to an `oci://` registry (loopback and test registries only).
-    #[serde(default)]
-    pub plain_http: bool,
-}
-
-impl ChartSource {
-    /// Whether a bundle's `repo` is this source or below it (by whole path segments).
-    fn covers(&self, repo: &str) -> bool {
-        let base = self.url.trim_end_matches('/');
-        repo == base
-            || repo
-                .strip_prefix(base)
-                .is_some_and(|rest| rest.starts_with('/'))
-    }
-}
+pub use crate::config::ChartSource;
 
 /// Fetches remote charts with the pinned helm into a cache.
 #[derive(Debug, Clone)]
