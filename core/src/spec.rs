@@ -20,6 +20,8 @@ mod quantity;
 mod tests;
 mod validate;
 
+pub(crate) use validate::exact_version;
+
 pub(crate) use document::FleetDocument as FleetDocumentSchema;
 pub use quantity::{Duration, IntOrPercent};
 

@@ -284,6 +284,9 @@ pub(crate) struct Chart {
     pub(crate) name: String,
     /// The digest of every file of the chart (paths and contents), subcharts included.
     pub(crate) digest: ContentHash,
+    /// The copy `dir` points into when dependencies were fetched: held (never read) so it
+    /// lives as long as the chart, and removed with it.
+    _scratch: Option<Arc<tempfile::TempDir>>,
 }
 
 impl Chart {
@@ -313,12 +316,32 @@ impl Chart {
                 ),
             });
         }
-        check_chart_tree(repo, &dir, &display, &metadata)?;
+        let fetched = check_chart_tree(repo, &dir, &display, &metadata, charts)?;
+        let mut digest = digest(repo, &dir, &display)?;
+        if fetched.is_empty() {
+            return Ok(Chart {
+                digest,
+                dir,
+                display,
+                name: metadata.name,
+                _scratch: None,
+            });
+        }
+        // The fetched dependencies join a copy of the chart: the checkout stays as committed.
+        let scratch = copy_with_dependencies(repo, &dir, &display, &fetched)?;
+        for (_, package) in &fetched {
+            let bytes = std::fs::read(package).map_err(|e| read_error(display.clone(), &e))?;
+            let mut hasher = blake3::Hasher::new();
+            hasher.update(digest.as_bytes());
+            hasher.update(ContentHash::of(&bytes).as_bytes());
+            digest = ContentHash::from_bytes(*hasher.finalize().as_bytes());
+        }
         Ok(Chart {
-            digest: digest(repo, &dir, &display)?,
-            dir,
+            digest,
+            dir: scratch.path().join("chart"),
             display,
             name: metadata.name,
+            _scratch: Some(Arc::new(scratch)),
         })
     }
 
@@ -369,6 +392,7 @@ impl Chart {
             digest: ContentHash::of(&bytes),
             display,
             name: metadata.name,
+            _scratch: None,
         })
     }
 
@@ -501,11 +525,49 @@ fn digest(repo: &Repository, dir: &Path, display: &str) -> Result<ContentHash, R
     Ok(ContentHash::from_bytes(*hasher.finalize().as_bytes()))
 }
 
+/// A copy of the chart in `dir` (at `chart/` in a new temporary directory) with the `fetched`
+/// packages added to its `charts/`.
+fn copy_with_dependencies(
+    repo: &Repository,
+    dir: &Path,
+    display: &str,
+    fetched: &[(String, PathBuf)],
+) -> Result<tempfile::TempDir, RenderError> {
+    let failed = |e: std::io::Error| read_error(display.to_owned(), &e);
+    let scratch = tempfile::Builder::new()
+        .prefix("flotilla-chart-")
+        .tempdir()
+        .map_err(failed)?;
+    let root = scratch.path().join("chart");
+    let walker = walkdir::WalkDir::new(dir).follow_links(true);
+    for (count, entry) in walker.into_iter().enumerate() {
+        if count >= repo.limits().max_repo_entries {
+            return Err(RenderError::Chart {
+                location: SourceLocation::file(display.to_owned()),
+                message: "has too many entries to copy".to_owned(),
+            });
+        }
+        let entry = entry.map_err(|e| failed(std::io::Error::other(e.to_string())))?;
+        let relative = entry.path().strip_prefix(dir).unwrap_or(entry.path());
+        let target = root.join(relative);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).map_err(failed)?;
+        } else if entry.file_type().is_file() {
+            std::fs::copy(entry.path(), &target).map_err(failed)?;
+        }
+    }
+    std::fs::create_dir_all(root.join("charts")).map_err(failed)?;
+    for (file, package) in fetched {
+        std::fs::copy(package, root.join("charts").join(file)).map_err(failed)?;
+    }
+    Ok(scratch)
+}
+
 /// What rendering needs from a `Chart.yaml`.
 struct ChartMetadata {
     name: String,
     version: String,
-    dependencies: Vec<(String, u32)>,
+    dependencies: Vec<Dependency>,
 }
 
 impl ChartMetadata {
@@ -553,8 +615,20 @@ impl ChartMetadata {
             .and_then(Value::as_array)
             .map(|list| {
                 list.iter()
-                    .filter_map(|d| d.get("name").and_then(Value::as_str))
-                    .map(|dependency| (dependency.to_owned(), line_of(&text, dependency)))
+                    .filter_map(|d| {
+                        let text_of = |key: &str| match d.get(key) {
+                            Some(Value::String(s)) => s.clone(),
+                            Some(Value::Number(n)) => n.to_string(),
+                            _ => String::new(),
+                        };
+                        let name = d.get("name").and_then(Value::as_str)?;
+                        Some(Dependency {
+                            name: name.to_owned(),
+                            version: text_of("version"),
+                            repository: text_of("repository"),
+                            line: line_of(&text, name),
+                        })
+                    })
                     .collect()
             })
             .unwrap_or_default();
@@ -564,6 +638,14 @@ impl ChartMetadata {
             dependencies,
         })
     }
+}
+
+/// A dependency a `Chart.yaml` declares.
+struct Dependency {
+    name: String,
+    version: String,
+    repository: String,
+    line: u32,
 }
 
 /// The first line of `text` that names `needle` as a value (1 when none does).
@@ -577,27 +659,65 @@ fn line_of(text: &str, needle: &str) -> u32 {
 }
 
 /// Checks a chart and its vendored subcharts: every dependency present, no `lookup`.
+/// Checks a chart and its vendored subcharts: every dependency present, no `lookup`. A
+/// dependency of the top chart that is not vendored is fetched with `charts` when its
+/// repository is a remote one and its version exact; those packages are returned, to be put
+/// in the chart's `charts/` for rendering.
 fn check_chart_tree(
     repo: &Repository,
     dir: &Path,
     display: &str,
     metadata: &ChartMetadata,
-) -> Result<(), RenderError> {
+    charts: Option<&dyn ChartFetcher>,
+) -> Result<Vec<(String, PathBuf)>, RenderError> {
     let vendored = vendored_charts(repo, dir, display)?;
-    for (dependency, line) in &metadata.dependencies {
-        if !vendored.iter().any(|sub| &sub.name == dependency) {
+    let mut fetched = Vec::new();
+    for dependency in &metadata.dependencies {
+        if vendored.iter().any(|sub| sub.name == dependency.name) {
+            continue;
+        }
+        let location = SourceLocation {
+            file: format!("{display}/Chart.yaml"),
+            line: Some(dependency.line),
+            column: None,
+        };
+        let name = &dependency.name;
+        let remote = ["https://", "http://", "oci://"]
+            .iter()
+            .any(|scheme| dependency.repository.starts_with(scheme));
+        let Some(charts) = charts.filter(|_| remote) else {
             return Err(RenderError::Chart {
-                location: SourceLocation {
-                    file: format!("{display}/Chart.yaml"),
-                    line: Some(*line),
-                    column: None,
-                },
+                location,
                 message: format!(
-                    "dependency `{dependency}` is not vendored in {display}/charts/; run `helm \
-                     dependency build {display}` and commit charts/ (rendering never fetches)"
+                    "dependency `{name}` is not vendored in {display}/charts/; run `helm \
+                     dependency build {display}` and commit charts/, or give it an https:// or \
+                     oci:// repository the hub allows and an exact version"
+                ),
+            });
+        };
+        if crate::spec::exact_version(&dependency.version).is_err() {
+            return Err(RenderError::Chart {
+                location,
+                message: format!(
+                    "dependency `{name}` asks for version `{}`, a range: a fetched dependency \
+                     needs an exact version (or vendor it in {display}/charts/)",
+                    dependency.version
                 ),
             });
         }
+        let repository = dependency.repository.trim_end_matches('/');
+        let package = charts
+            .fetch(repository, name, &dependency.version)
+            .map_err(|why| RenderError::Chart {
+                location: location.clone(),
+                message: format!(
+                    "cannot fetch dependency `{name}` {} from {repository}: {why}",
+                    dependency.version
+                ),
+            })?;
+        let package_display = format!("{repository}/{name}:{}", dependency.version);
+        check_package(repo, &package, &package_display)?;
+        fetched.push((format!("{name}-{}.tgz", dependency.version), package));
     }
     check_templates(repo, &dir.join("templates"), display)?;
     for sub in vendored {
@@ -605,7 +725,7 @@ fn check_chart_tree(
             Vendored::Directory(path) => {
                 let sub_display = repo.relative(&path);
                 let sub_metadata = ChartMetadata::read(repo, &path, &sub_display)?;
-                check_chart_tree(repo, &path, &sub_display, &sub_metadata)?;
+                check_chart_tree(repo, &path, &sub_display, &sub_metadata, None)?;
             }
             Vendored::Packaged(path) => {
                 let display = repo.relative(&path);
@@ -613,7 +733,7 @@ fn check_chart_tree(
             }
         }
     }
-    Ok(())
+    Ok(fetched)
 }
 
 /// A subchart in `charts/`.

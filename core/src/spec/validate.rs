@@ -21,6 +21,8 @@ use crate::selector::LabelSelector;
 
 mod fields;
 
+pub(crate) use fields::validate_exact_version as exact_version;
+
 use fields::{
     PathProblem, normalize_path, validate_branch, validate_chart_name, validate_chart_repo,
     validate_exact_version, validate_openpgp_key, validate_release_name, validate_ssh_key,

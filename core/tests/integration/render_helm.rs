@@ -468,3 +468,75 @@ fn a_remote_chart_renders_from_its_package_and_offline_says_how_to_give_it() {
         "{missing}"
     );
 }
+
+/// `helm package` of the chart in `dir` into `into`.
+fn package(helm: &Helm, dir: &std::path::Path, into: &std::path::Path) {
+    let Helm::Binary(binary) = helm else {
+        unreachable!("helm_or_skip gives a binary")
+    };
+    let output = std::process::Command::new(binary)
+        .arg("package")
+        .arg(dir)
+        .arg("--destination")
+        .arg(into)
+        .env("HOME", into)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+}
+
+#[test]
+fn a_dependency_from_a_chart_source_is_fetched_into_a_copy_of_the_chart() {
+    let Some(helm) =
+        helm_or_skip("a_dependency_from_a_chart_source_is_fetched_into_a_copy_of_the_chart")
+    else {
+        return;
+    };
+    let repo = chart_repo();
+    // The `cache` subchart is no longer vendored: it comes from a chart repository.
+    let cache = Fixture::new();
+    for file in ["Chart.yaml", "values.yaml", "templates/cm.yaml"] {
+        let text = std::fs::read_to_string(repo.root().join("charts/web/charts/cache").join(file))
+            .unwrap();
+        cache.write(&format!("cache/{file}"), &text);
+    }
+    std::fs::remove_dir_all(repo.root().join("charts/web/charts")).unwrap();
+    repo.write(
+        "charts/web/Chart.yaml",
+        &CHART_YAML.replace("file://../cache", "https://charts.example.com/stable"),
+    );
+    let packages = tempfile::tempdir().unwrap();
+    package(&helm, &cache.root().join("cache"), packages.path());
+    let loaded = repo.load().unwrap();
+    let dev = cluster("dev-1", &[("env", "dev"), ("tag", "1")]);
+    let fetching = tools(helm.clone()).with_charts(std::sync::Arc::new(flotilla_core::ChartDir(
+        packages.path().to_path_buf(),
+    )));
+    let bundle = render_bundle(&loaded, "web", &dev, &fetching).unwrap();
+    object(&bundle, "ConfigMap", "storefront-cache");
+    assert!(
+        !repo.root().join("charts/web/charts").exists(),
+        "the checkout stays as committed"
+    );
+
+    let offline = render_bundle(&loaded, "web", &dev, &tools(helm.clone()))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        offline.starts_with("charts/web/Chart.yaml:5: dependency `cache` is not vendored"),
+        "{offline}"
+    );
+    repo.write(
+        "charts/web/Chart.yaml",
+        &CHART_YAML
+            .replace("file://../cache", "https://charts.example.com/stable")
+            .replace("version: 0.1.0", "version: ~0.1.0"),
+    );
+    let range = render_bundle(&repo.load().unwrap(), "web", &dev, &fetching)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        range.contains("asks for version `~0.1.0`, a range"),
+        "{range}"
+    );
+}

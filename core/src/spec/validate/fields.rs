@@ -195,7 +195,7 @@ pub(super) fn validate_chart_name(name: &str) -> Result<(), String> {
 }
 
 /// An exact chart version: a semantic version, no range.
-pub(super) fn validate_exact_version(version: &str) -> Result<(), String> {
+pub(crate) fn validate_exact_version(version: &str) -> Result<(), String> {
     let core = version.strip_prefix('v').unwrap_or(version);
     let numbers = core.split(['-', '+']).next().unwrap_or_default();
     let parts: Vec<&str> = numbers.split('.').collect();
