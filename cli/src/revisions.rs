@@ -66,8 +66,20 @@ pub(crate) struct RevisionView {
     /// Stages that require signatures it lacks, with why.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub(crate) signature_refusals: Vec<String>,
+    /// The charts its chart bundles rendered from.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(crate) charts: Vec<ChartView>,
     #[serde(skip)]
     fetched_ms: i64,
+}
+
+/// The chart a chart bundle rendered from.
+#[derive(Debug, Serialize)]
+pub(crate) struct ChartView {
+    bundle: String,
+    source: String,
+    version: String,
+    digest: String,
 }
 
 /// A cluster a revision did not render for.
@@ -98,6 +110,16 @@ impl RevisionView {
                 })
                 .collect(),
             signature_refusals: revision.signature_refusals,
+            charts: revision
+                .charts
+                .into_iter()
+                .map(|c| ChartView {
+                    bundle: c.bundle,
+                    source: c.source,
+                    version: c.version,
+                    digest: c.digest,
+                })
+                .collect(),
             fetched_ms: revision.fetched_at_ms,
         }
     }

@@ -29,7 +29,7 @@ mod substitute;
 
 pub use applied::{BUNDLE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PRUNE_ANNOTATION, as_applied};
 pub use fleet::{BundleOutcome, FleetRender, render_fleet};
-pub use helm::{ChartDir, ChartFetcher, DEFAULT_KUBE_VERSION, Helm};
+pub use helm::{ChartDir, ChartFetcher, ChartUsed, DEFAULT_KUBE_VERSION, Helm};
 pub use kustomize::Kustomize;
 pub use object::{ObjectId, RenderedObject};
 

@@ -89,6 +89,8 @@ pub struct RevisionSummary {
     /// Stages that require signatures it lacks, each with why (`prod: the commit is not
     /// signed; ...`).
     pub signature_refusals: Vec<String>,
+    /// Per chart bundle, the chart it rendered from.
+    pub charts: BTreeMap<String, crate::state::source::ChartRecord>,
 }
 
 /// One stage.
@@ -395,6 +397,10 @@ pub fn revision_summary(state: &State, r: &RevisionRef, rev: &Revision) -> Revis
             ("failed", Some(*at), Some(error.clone()), 0, BTreeMap::new())
         }
     };
+    let charts = match &rev.status {
+        RevisionStatus::Rendered { charts, .. } => charts.clone(),
+        _ => BTreeMap::new(),
+    };
     RevisionSummary {
         source: r.source.clone(),
         commit: r.commit.clone(),
@@ -422,6 +428,7 @@ pub fn revision_summary(state: &State, r: &RevisionRef, rev: &Revision) -> Revis
                 .collect(),
             _ => Vec::new(),
         },
+        charts,
     }
 }
 

@@ -140,6 +140,7 @@ pub fn release(
                 bundles: per_cluster,
                 blobs: blobs.into_values().collect(),
                 spec: String::new(),
+                charts: Default::default(),
             },
             at: Timestamp(11),
         },

@@ -12,7 +12,7 @@ use super::helm::merge_values;
 use super::object::{SourcedObject, assemble};
 use super::source::{ChartTemplate, Role, Template, ValuesSource, load_template};
 use super::substitute::{Reference, substitute, tokenize};
-use super::{RenderError, RenderedBundle, Tools};
+use super::{ChartUsed, RenderError, RenderedBundle, Tools};
 use crate::hash::ContentHash;
 use crate::inventory::{Capabilities, Cluster};
 use crate::location::SourceLocation;
@@ -36,6 +36,8 @@ pub struct FleetRender {
     pub blobs: BTreeMap<ContentHash, RenderedBundle>,
     /// How many renders ran: one per distinct (bundle, overlay, used values) input.
     pub distinct_renders: usize,
+    /// Per chart bundle, the chart it rendered from.
+    pub charts: BTreeMap<String, ChartUsed>,
     /// Where each object of each blob is written, in the blob's object order.
     origins: HashMap<ContentHash, Origins>,
 }
@@ -87,7 +89,17 @@ pub fn render_fleet(repo: &Repository, clusters: &[Cluster], tools: &Tools) -> F
         result.insert(cluster.name.clone(), bundles);
     }
     renderer.check_ownership(&mut result);
+    let bundles = &repo.spec().bundles;
+    let charts = renderer
+        .templates
+        .iter()
+        .filter_map(|((bundle, _), template)| {
+            let chart = template.as_ref().ok()?.chart.as_ref()?;
+            Some((bundles[*bundle].name.clone(), chart.chart.used()))
+        })
+        .collect();
     FleetRender {
+        charts,
         clusters: result,
         distinct_renders: renderer.renders.len(),
         blobs: renderer.blobs,

@@ -273,6 +273,17 @@ impl ChartFetcher for ChartDir {
     }
 }
 
+/// The chart a bundle rendered from, as its revision records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartUsed {
+    /// Its directory in the repository, or `REPO/NAME:VERSION` for a remote one.
+    pub source: String,
+    /// The version its `Chart.yaml` declares.
+    pub version: String,
+    /// The digest of its files (a remote one: of its package), fetched dependencies included.
+    pub digest: ContentHash,
+}
+
 /// A chart checked for rendering.
 #[derive(Debug, Clone)]
 pub(crate) struct Chart {
@@ -282,6 +293,8 @@ pub(crate) struct Chart {
     pub(crate) display: String,
     /// The name `Chart.yaml` declares: helm's messages and `# Source:` lines start with it.
     pub(crate) name: String,
+    /// The version its `Chart.yaml` declares.
+    pub(crate) version: String,
     /// The digest of every file of the chart (paths and contents), subcharts included.
     pub(crate) digest: ContentHash,
     /// The copy `dir` points into when dependencies were fetched: held (never read) so it
@@ -290,6 +303,15 @@ pub(crate) struct Chart {
 }
 
 impl Chart {
+    /// What a revision records of it.
+    pub(crate) fn used(&self) -> ChartUsed {
+        ChartUsed {
+            source: self.display.clone(),
+            version: self.version.clone(),
+            digest: self.digest,
+        }
+    }
+
     /// Loads and checks the chart of a chart bundle: its directory in the repository, or the
     /// package `charts` fetches for a remote one.
     pub(crate) fn load(
@@ -324,6 +346,7 @@ impl Chart {
                 dir,
                 display,
                 name: metadata.name,
+                version: metadata.version,
                 _scratch: None,
             });
         }
@@ -341,6 +364,7 @@ impl Chart {
             dir: scratch.path().join("chart"),
             display,
             name: metadata.name,
+            version: metadata.version,
             _scratch: Some(Arc::new(scratch)),
         })
     }
@@ -392,6 +416,7 @@ impl Chart {
             digest: ContentHash::of(&bytes),
             display,
             name: metadata.name,
+            version: metadata.version,
             _scratch: None,
         })
     }

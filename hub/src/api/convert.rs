@@ -1,7 +1,7 @@
 //! The fleet status and revisions as Admin API messages.
 
 use flotilla_proto::v1::{
-    AdminBundleStatus, AdminClusterError, AdminClusterStatus, AdminCounts, AdminEvent,
+    AdminBundleStatus, AdminChart, AdminClusterError, AdminClusterStatus, AdminCounts, AdminEvent,
     AdminFleetStatus, AdminIdentityConflict, AdminRevision, AdminRevisionError, AdminRolloutStatus,
     AdminSource, AdminStageStatus,
 };
@@ -76,6 +76,16 @@ pub(super) fn revision(revision: RevisionSummary) -> AdminRevision {
             })
             .collect(),
         signature_refusals: revision.signature_refusals,
+        charts: revision
+            .charts
+            .into_iter()
+            .map(|(bundle, chart)| AdminChart {
+                bundle,
+                source: chart.source,
+                version: chart.version,
+                digest: chart.digest,
+            })
+            .collect(),
     }
 }
 

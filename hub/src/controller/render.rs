@@ -302,6 +302,7 @@ impl Run {
             bundles,
             blobs,
             spec: rendered.spec,
+            charts: rendered.charts,
         }
     }
 

@@ -377,6 +377,9 @@ pub enum RenderOutcome {
         /// The revision's `flotilla.yaml` text: stages and their policies travel with the
         /// revision, so any node can read them without the repository.
         spec: String,
+        /// Per chart bundle, the chart it rendered from (source, version, digest).
+        #[serde(default)]
+        charts: BTreeMap<String, super::source::ChartRecord>,
     },
     /// Rendering failed; the revision never reaches a cluster.
     Failed {

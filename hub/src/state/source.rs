@@ -73,6 +73,17 @@ pub struct Revision {
     pub signature: Option<super::signature::CommitSignature>,
 }
 
+/// The chart a chart bundle rendered from, as a revision records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChartRecord {
+    /// Its directory in the repository, or `REPO/NAME:VERSION` for a remote one.
+    pub source: String,
+    /// The version its `Chart.yaml` declares.
+    pub version: String,
+    /// The digest of its files or package, fetched dependencies included (hex).
+    pub digest: String,
+}
+
 /// Where a revision is in its life.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub enum RevisionStatus {
@@ -87,6 +98,9 @@ pub enum RevisionStatus {
         cluster_errors: BTreeMap<String, RenderError>,
         /// The `flotilla.yaml` text it was rendered from.
         spec: String,
+        /// Per chart bundle, the chart it rendered from.
+        #[serde(default)]
+        charts: BTreeMap<String, ChartRecord>,
         /// When.
         at: Timestamp,
     },
@@ -304,12 +318,14 @@ pub(super) fn record_render(
             bundles,
             blobs,
             spec,
+            charts,
         } => {
             store_blobs(state, bundles, blobs)?;
             RevisionStatus::Rendered {
                 bundles: bundles.clone(),
                 cluster_errors: BTreeMap::new(),
                 spec: spec.clone(),
+                charts: charts.clone(),
                 at,
             }
         }

@@ -152,6 +152,30 @@ async fn charts_come_from_allowed_sources_only_and_are_fetched_once() -> Result<
         "the cached package is not fetched again"
     );
 
+    // The revision records each chart with its version and digest.
+    let revisions = fleet.cli.revisions().await?;
+    let listed = revisions["revisions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|r| r["commit"] == second.as_str()))
+        .context("the second revision is listed")?;
+    let recorded = listed["charts"].as_array().context("its charts")?;
+    let web_chart = recorded
+        .iter()
+        .find(|c| c["bundle"] == "web")
+        .with_context(|| format!("no web chart in {listed}"))?;
+    assert_eq!(web_chart["source"], format!("{}/web:1.0.0", charts.url()));
+    assert_eq!(web_chart["version"], "1.0.0");
+    assert_eq!(
+        web_chart["digest"].as_str().map(str::len),
+        Some(64),
+        "{web_chart}"
+    );
+    assert!(
+        recorded
+            .iter()
+            .any(|c| c["bundle"] == "api" && c["version"] == "2.0.0")
+    );
+
     // 3. A source the hub does not allow fails the revision; nothing changes.
     let mut text = spec(charts.url(), &registry.reference("charts"), "hi");
     text.push_str(

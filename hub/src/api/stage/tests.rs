@@ -22,6 +22,7 @@ fn state_with(commits: &[(&str, bool)]) -> State {
                 bundles: BTreeMap::new(),
                 blobs: vec![blob],
                 spec: String::new(),
+                charts: Default::default(),
             }
         } else {
             RenderOutcome::Failed {

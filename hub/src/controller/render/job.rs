@@ -11,7 +11,7 @@ use flotilla_core::spec::SPEC_FILE;
 use flotilla_core::{Cancel, ContentHash, Limits, Repository, SourceLocation, Tools};
 
 use crate::controller::source::SourceMirror;
-use crate::state::source::{Blob, RenderError};
+use crate::state::source::{Blob, ChartRecord, RenderError};
 
 /// What rendering one commit for a set of clusters produced.
 pub(super) struct Rendered {
@@ -21,6 +21,8 @@ pub(super) struct Rendered {
     pub(super) clusters: BTreeMap<String, Result<BTreeMap<String, ContentHash>, RenderError>>,
     /// Every distinct rendered bundle, compressed.
     pub(super) blobs: BTreeMap<ContentHash, Blob>,
+    /// Per chart bundle, the chart it rendered from.
+    pub(super) charts: BTreeMap<String, ChartRecord>,
 }
 
 /// Renders `commit` for `clusters`. `Err` is a problem of the whole commit (it cannot be checked
@@ -76,6 +78,20 @@ pub(super) fn render_commit(
         }
     }
     let fleet = render_fleet(&repo, &renderable, tools);
+    let charts = fleet
+        .charts
+        .iter()
+        .map(|(bundle, chart)| {
+            (
+                bundle.clone(),
+                ChartRecord {
+                    source: chart.source.clone(),
+                    version: chart.version.clone(),
+                    digest: chart.digest.to_string(),
+                },
+            )
+        })
+        .collect();
     for (cluster, bundles) in fleet.clusters {
         let mut hashes = BTreeMap::new();
         let mut failure = None;
@@ -104,6 +120,7 @@ pub(super) fn render_commit(
         spec,
         clusters: outcome,
         blobs,
+        charts,
     })
 }
 

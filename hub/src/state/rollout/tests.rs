@@ -271,6 +271,7 @@ fn render_with(state: &mut State, commit: &str, data: &str, bundles: &[(&str, &[
                 bundles: rendered,
                 blobs,
                 spec: String::new(),
+                charts: Default::default(),
             },
             at: t(31),
         },

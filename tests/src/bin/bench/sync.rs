@@ -141,6 +141,7 @@ async fn release(
                 bundles: per_cluster,
                 blobs: blobs.into_values().collect(),
                 spec: String::new(),
+                charts: Default::default(),
             },
             at: Timestamp(3),
         })

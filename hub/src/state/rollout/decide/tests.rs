@@ -153,6 +153,7 @@ impl Fleet {
                 bundles: rendered,
                 blobs,
                 spec: spec.to_owned(),
+                charts: Default::default(),
             },
             at: Timestamp(self.now),
         });
