@@ -225,6 +225,7 @@ mod tests {
             depends_on: vec![],
             objects: objects.into_iter().map(object).collect(),
             allow: crate::spec::Allow::default(),
+            create_namespace: None,
         }
     }
 

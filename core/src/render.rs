@@ -49,6 +49,9 @@ pub struct RenderedBundle {
     pub objects: Vec<RenderedObject>,
     /// What the bundle may touch, checked at render and again by the agent.
     pub allow: Allow,
+    /// A namespace the agent creates when it is missing, owned by no bundle and never pruned
+    /// (a chart bundle's release namespace, as `helm install --create-namespace`).
+    pub create_namespace: Option<String>,
 }
 
 /// The serialized form of a [`RenderedBundle`]; field order is fixed, objects are canonical.
@@ -63,6 +66,8 @@ struct BlobDocument {
     objects: Vec<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Allow::is_unrestricted")]
     allow: Allow,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    create_namespace: Option<String>,
 }
 
 impl RenderedBundle {
@@ -77,6 +82,7 @@ impl RenderedBundle {
             depends_on: self.depends_on.clone(),
             objects: self.objects.iter().map(|o| o.object.clone()).collect(),
             allow: self.allow.clone(),
+            create_namespace: self.create_namespace.clone(),
         };
         // Serializing JSON values and plain strings into memory cannot fail.
         serde_json::to_vec(&document).unwrap_or_default()
@@ -119,6 +125,7 @@ impl RenderedBundle {
             depends_on: document.depends_on,
             objects,
             allow: document.allow,
+            create_namespace: document.create_namespace,
         })
     }
 }

@@ -20,7 +20,7 @@ mod quantity;
 mod tests;
 mod validate;
 
-pub(crate) use validate::exact_version;
+pub(crate) use validate::{chart_name, chart_repo, exact_version};
 
 pub(crate) use document::FleetDocument as FleetDocumentSchema;
 pub use quantity::{Duration, IntOrPercent};

@@ -270,6 +270,12 @@ impl FileConfig {
             field: "--data-dir / dataDir",
             problem: "a data directory is required".into(),
         })?;
+        // Absolute from here on: renderers run in a checkout, where a relative path would
+        // name the repository's files (a cached chart package, say).
+        let data_dir = std::path::absolute(&data_dir).map_err(|e| ConfigError::Invalid {
+            field: "--data-dir / dataDir",
+            problem: format!("{}: {e}", data_dir.display()),
+        })?;
         let listen = self.listen.ok_or(ConfigError::Invalid {
             field: "--listen / listen",
             problem: "a listen address (HOST:PORT) is required".into(),

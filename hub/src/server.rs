@@ -490,17 +490,26 @@ impl HubConfig {
                     }
                 })?;
         }
-        if let Some(helm) = &file.helm
-            && !helm.is_file()
-        {
-            return Err(ConfigError::Invalid {
-                field: "--helm / helm",
-                problem: format!(
-                    "{} is not a file; give the path of a helm v4 binary",
-                    helm.display()
-                ),
-            });
-        }
+        // Absolute: renders run in a checkout, where a relative path would name one of the
+        // repository's files.
+        let helm = match &file.helm {
+            Some(helm) if helm.is_file() => {
+                Some(helm.canonicalize().map_err(|e| ConfigError::Invalid {
+                    field: "--helm / helm",
+                    problem: format!("{}: {e}", helm.display()),
+                })?)
+            }
+            Some(helm) => {
+                return Err(ConfigError::Invalid {
+                    field: "--helm / helm",
+                    problem: format!(
+                        "{} is not a file; give the path of a helm v4 binary",
+                        helm.display()
+                    ),
+                });
+            }
+            None => None,
+        };
         let chart_fetch_timeout = match &file.chart_fetch_timeout {
             None => crate::controller::charts::DEFAULT_FETCH_TIMEOUT,
             Some(text) => text
@@ -535,7 +544,7 @@ impl HubConfig {
             );
             source.poll_interval = poll_interval;
             source.render_limits = render_limits.clone();
-            if let Some(helm) = &file.helm {
+            if let Some(helm) = &helm {
                 source.render_tools.helm = flotilla_core::Helm::Binary(helm.clone());
             }
             source.chart_sources = file.chart_sources.clone();

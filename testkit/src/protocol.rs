@@ -90,6 +90,7 @@ pub fn bundle(name: &str, objects: Vec<Value>) -> Result<RenderedBundle> {
         depends_on: Vec::new(),
         objects,
         allow: flotilla_core::Allow::default(),
+        create_namespace: None,
     })
 }
 

@@ -194,7 +194,12 @@ impl Partial {
             name: self.bundle.clone(),
             revision: self.revision.clone(),
             content_hash: self.content_hash.clone(),
-            namespace: DEFAULT_NAMESPACE.to_owned(),
+            // Objects arrive with their namespaces set; this one is created when missing (a
+            // chart's release namespace), owned by no bundle.
+            namespace: rendered
+                .create_namespace
+                .clone()
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
             drift: match rendered.drift {
                 SpecDriftMode::Correct => DriftMode::Correct,
                 SpecDriftMode::Report => DriftMode::Report,

@@ -60,6 +60,7 @@ fn rendered(name: &str, objects: usize, payload: usize) -> RenderedBundle {
         depends_on: Vec::new(),
         objects,
         allow: flotilla_core::Allow::default(),
+        create_namespace: None,
     }
 }
 

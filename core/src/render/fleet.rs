@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::Value;
 
-use super::applied::PRUNE_ANNOTATION;
 use super::helm::merge_values;
 use super::object::{SourcedObject, assemble};
 use super::source::{ChartTemplate, Role, Template, ValuesSource, load_template};
@@ -521,12 +520,21 @@ impl<'r> Renderer<'r> {
             .into_iter()
             .map(|item| (item.object, item.origin))
             .unzip();
+        // As `helm install --create-namespace`: the release's namespace is created when
+        // missing and stays when the release goes (it may hold what others put there); the
+        // agent creates it, so two charts (or a chart and a plain bundle) may share it.
+        let create_namespace = template
+            .chart
+            .as_ref()
+            .and(bundle.namespace.clone())
+            .filter(|namespace| !assembled_namespaces(&objects).contains(namespace.as_str()));
         let rendered = RenderedBundle {
             bundle: bundle.name.clone(),
             drift: bundle.drift,
             depends_on: bundle.depends_on.clone(),
             objects,
             allow: allow.clone(),
+            create_namespace,
         };
         let blob = rendered.to_blob();
         if blob.len() > limits.max_rendered_bytes {
@@ -585,7 +593,7 @@ impl<'r> Renderer<'r> {
                 location: problem.location,
                 message: problem.message,
             })?;
-        let mut objects = documents
+        documents
             .into_iter()
             .map(|(line, object)| {
                 let from = usize::try_from(line)
@@ -602,28 +610,7 @@ impl<'r> Renderer<'r> {
                 chart.chart.refuse_hook(&object, &origin)?;
                 Ok(SourcedObject { object, origin })
             })
-            .collect::<Result<Vec<_>, RenderError>>()?;
-        // As `helm install --create-namespace`: the release's namespace exists first, and
-        // stays when the release goes (it may hold what others put there).
-        if let Some(namespace) = &bundle.namespace {
-            let renders_it = objects.iter().any(|o| {
-                o.object["kind"] == "Namespace" && o.object["metadata"]["name"] == **namespace
-            });
-            if !renders_it {
-                objects.push(SourcedObject {
-                    object: serde_json::json!({
-                        "apiVersion": "v1",
-                        "kind": "Namespace",
-                        "metadata": {
-                            "name": namespace,
-                            "annotations": {PRUNE_ANNOTATION: "false"},
-                        },
-                    }),
-                    origin: bundle.location.clone(),
-                });
-            }
-        }
-        Ok(objects)
+            .collect()
     }
 
     fn too_many(&self, template: &Template, count: usize) -> RenderError {
@@ -706,4 +693,13 @@ fn substitute_value(
         ),
         other => other.clone(),
     })
+}
+
+/// The Namespaces a bundle's objects define.
+fn assembled_namespaces(objects: &[super::RenderedObject]) -> BTreeSet<&str> {
+    objects
+        .iter()
+        .filter(|o| o.id.group.is_empty() && o.id.kind == "Namespace")
+        .map(|o| o.id.name.as_str())
+        .collect()
 }

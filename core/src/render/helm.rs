@@ -69,9 +69,11 @@ impl Helm {
         Self::discover_in(&std::env::var_os("PATH").unwrap_or_default())
     }
 
-    /// Looks for `helm` in a `PATH`-style list of directories.
+    /// Looks for `helm` in a `PATH`-style list of directories (relative entries are skipped:
+    /// renders run in a checkout, where they would name the repository's files).
     pub fn discover_in(path: &OsStr) -> Helm {
         std::env::split_paths(path)
+            .filter(|dir| dir.is_absolute())
             .map(|dir| dir.join("helm"))
             .find(|candidate| candidate.is_file())
             .map_or(Helm::Unavailable, Helm::Binary)
@@ -100,6 +102,12 @@ impl Helm {
         let Helm::Binary(program) = self else {
             return Err(RenderError::HelmMissing { location });
         };
+        if !program.is_absolute() || !chart.dir.is_absolute() {
+            return Err(RenderError::HelmFailed {
+                location,
+                message: "helm and the chart must be named by absolute paths (renders run in the checkout)".to_owned(),
+            });
+        }
         let kube_version = capabilities.map_or(DEFAULT_KUBE_VERSION, |c| c.kube_version.as_str());
         // Served group versions, as helm's `--api-versions` takes them (it adds its built-in
         // set for the Kubernetes version).
@@ -409,7 +417,7 @@ impl Chart {
                 ),
             });
         }
-        check_package(repo, &package, &display)?;
+        check_package(&package, &display)?;
         let bytes = std::fs::read(&package).map_err(|e| read_error(display.clone(), &e))?;
         Ok(Chart {
             dir: package,
@@ -710,6 +718,15 @@ fn check_chart_tree(
         let remote = ["https://", "http://", "oci://"]
             .iter()
             .any(|scheme| dependency.repository.starts_with(scheme));
+        if remote
+            && let Err(why) = crate::spec::chart_repo(&dependency.repository)
+                .and_then(|()| crate::spec::chart_name(name))
+        {
+            return Err(RenderError::Chart {
+                location,
+                message: format!("dependency `{name}`: {why}"),
+            });
+        }
         let Some(charts) = charts.filter(|_| remote) else {
             return Err(RenderError::Chart {
                 location,
@@ -741,7 +758,7 @@ fn check_chart_tree(
                 ),
             })?;
         let package_display = format!("{repository}/{name}:{}", dependency.version);
-        check_package(repo, &package, &package_display)?;
+        check_package(&package, &package_display)?;
         fetched.push((format!("{name}-{}.tgz", dependency.version), package));
     }
     check_templates(repo, &dir.join("templates"), display)?;
@@ -754,7 +771,7 @@ fn check_chart_tree(
             }
             Vendored::Packaged(path) => {
                 let display = repo.relative(&path);
-                check_package(repo, &path, &display)?
+                check_package(&path, &display)?
             }
         }
     }
@@ -798,20 +815,13 @@ fn vendored_charts(
                 name: metadata.name,
                 source: Vendored::Directory(path),
             });
-        } else if let Some(file) = path.file_name().and_then(OsStr::to_str)
-            && let Some(stem) = file.strip_suffix(".tgz")
-        {
-            // `NAME-VERSION.tgz`: the version starts at the last `-` followed by a digit.
-            let name = stem
-                .char_indices()
-                .filter(|&(i, c)| {
-                    c == '-' && stem[i + 1..].starts_with(|d: char| d.is_ascii_digit())
-                })
-                .map(|(i, _)| &stem[..i])
-                .next()
-                .unwrap_or(stem);
+        } else if path.extension().is_some_and(|e| e == "tgz") && path.is_file() {
+            // Named by its own Chart.yaml, as helm names it (a file name like
+            // `cert-manager-v1.14.4.tgz` does not say where the name ends).
+            let shown = repo.relative(&path);
+            let metadata = packaged_metadata(&path, &shown, repo.limits())?;
             found.push(VendoredChart {
-                name: name.to_owned(),
+                name: metadata.name,
                 source: Vendored::Packaged(path),
             });
         }
@@ -826,21 +836,15 @@ fn read_error(file: String, error: &std::io::Error) -> RenderError {
     })
 }
 
-/// Whether a file under `templates/` is a template helm renders or includes.
-fn is_template(path: &Path) -> bool {
-    matches!(
-        path.extension().and_then(OsStr::to_str),
-        Some("yaml" | "yml" | "tpl" | "txt" | "json")
-    )
-}
-
 /// Refuses any template under `dir` that calls `lookup`.
 fn check_templates(repo: &Repository, dir: &Path, display: &str) -> Result<(), RenderError> {
     if !dir.is_dir() {
         return Ok(());
     }
+    // Every file: helm parses every file under `templates/`, whatever its name, and follows
+    // links (the repository's were checked to stay inside it when it loaded).
     let walker = walkdir::WalkDir::new(dir)
-        .follow_links(false)
+        .follow_links(true)
         .sort_by_file_name();
     for entry in walker {
         let entry = entry.map_err(|e| {
@@ -849,7 +853,7 @@ fn check_templates(repo: &Repository, dir: &Path, display: &str) -> Result<(), R
                 &std::io::Error::other(e.to_string()),
             )
         })?;
-        if !entry.file_type().is_file() || !is_template(entry.path()) {
+        if !entry.file_type().is_file() {
             continue;
         }
         let file = repo.relative(entry.path());
@@ -870,7 +874,7 @@ fn packaged_metadata(
         message: format!("is not a readable packaged chart (gzipped tar): {e}"),
     };
     let file = std::fs::File::open(path).map_err(unreadable)?;
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(file));
     for entry in archive.entries().map_err(unreadable)? {
         let mut entry = entry.map_err(unreadable)?;
         let inner = entry.path().map_err(unreadable)?.into_owned();
@@ -906,8 +910,15 @@ fn packaged_metadata(
     })
 }
 
-/// Refuses the templates of a packaged chart that call `lookup`; `display` names it.
-fn check_package(repo: &Repository, path: &Path, display: &str) -> Result<(), RenderError> {
+/// Most bytes a packaged chart (with the packages inside it) may hold uncompressed.
+const MAX_UNPACKED_CHART_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Most entries a packaged chart (with the packages inside it) may hold.
+const MAX_PACKAGED_ENTRIES: usize = 10_000;
+
+/// Refuses the templates of a packaged chart that call `lookup`, in it and in the packages
+/// it holds; `display` names it.
+fn check_package(path: &Path, display: &str) -> Result<(), RenderError> {
     let display = display.to_owned();
     let file = std::fs::File::open(path).map_err(|e| read_error(display.clone(), &e))?;
     let size = file
@@ -922,31 +933,79 @@ fn check_package(repo: &Repository, path: &Path, display: &str) -> Result<(), Re
             ),
         });
     }
-    let unreadable = |e: std::io::Error| RenderError::Chart {
-        location: SourceLocation::file(display.clone()),
-        message: format!("is not a readable packaged chart (gzipped tar): {e}"),
+    let mut budget = PackageBudget {
+        bytes: MAX_UNPACKED_CHART_BYTES,
+        entries: MAX_PACKAGED_ENTRIES,
     };
-    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));
-    let mut budget = repo.limits().max_rendered_bytes as u64;
+    scan_package(file, &display, &mut budget, 0)
+}
+
+/// What is left to unpack of one packaged chart.
+struct PackageBudget {
+    bytes: u64,
+    entries: usize,
+}
+
+/// Packages inside packages (a chart's vendored dependencies) are opened this deep at most.
+const MAX_PACKAGE_DEPTH: usize = 4;
+
+fn scan_package(
+    reader: impl Read,
+    display: &str,
+    budget: &mut PackageBudget,
+    depth: usize,
+) -> Result<(), RenderError> {
+    let refused = |message: String| RenderError::Chart {
+        location: SourceLocation::file(display.to_owned()),
+        message,
+    };
+    let unreadable = |e: std::io::Error| {
+        refused(format!(
+            "is not a readable packaged chart (gzipped tar): {e}"
+        ))
+    };
+    if depth > MAX_PACKAGE_DEPTH {
+        return Err(refused("holds packages nested too deep".to_owned()));
+    }
+    // Every gzip member, as Go's reader (and so helm) reads them.
+    let mut archive = tar::Archive::new(flate2::read::MultiGzDecoder::new(reader));
     for entry in archive.entries().map_err(unreadable)? {
         let mut entry = entry.map_err(unreadable)?;
-        let inner = entry.path().map_err(unreadable)?.into_owned();
-        let in_templates = inner.components().any(|c| c.as_os_str() == "templates");
-        if !entry.header().entry_type().is_file() || !in_templates || !is_template(&inner) {
+        budget.entries = budget
+            .entries
+            .checked_sub(1)
+            .ok_or_else(|| refused(format!("holds more than {MAX_PACKAGED_ENTRIES} entries")))?;
+        if !entry.header().entry_type().is_file() {
             continue;
         }
         let size = entry.header().size().map_err(unreadable)?;
-        budget = budget.checked_sub(size).ok_or_else(|| RenderError::Chart {
-            location: SourceLocation::file(display.clone()),
-            message: "its templates are larger than the render limit".to_owned(),
+        budget.bytes = budget.bytes.checked_sub(size).ok_or_else(|| {
+            refused(format!(
+                "unpacks to more than {MAX_UNPACKED_CHART_BYTES} bytes"
+            ))
         })?;
-        let mut text = String::new();
-        entry
-            .by_ref()
-            .take(size)
-            .read_to_string(&mut text)
-            .map_err(unreadable)?;
-        refuse_lookup(&text, &format!("{display}:{}", inner.display()))?;
+        let inner = entry.path().map_err(unreadable)?.into_owned();
+        let shown = format!("{display}:{}", inner.display());
+        let in_templates = inner.components().any(|c| c.as_os_str() == "templates");
+        let nested = inner.extension().is_some_and(|e| e == "tgz")
+            && inner.components().any(|c| c.as_os_str() == "charts");
+        if nested {
+            let mut bytes = Vec::new();
+            entry
+                .by_ref()
+                .take(size)
+                .read_to_end(&mut bytes)
+                .map_err(unreadable)?;
+            scan_package(bytes.as_slice(), &shown, budget, depth + 1)?;
+        } else if in_templates {
+            let mut bytes = Vec::new();
+            entry
+                .by_ref()
+                .take(size)
+                .read_to_end(&mut bytes)
+                .map_err(unreadable)?;
+            refuse_lookup(&String::from_utf8_lossy(&bytes), &shown)?;
+        }
     }
     Ok(())
 }

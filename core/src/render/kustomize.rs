@@ -39,6 +39,8 @@ impl Kustomize {
     pub fn discover_in(path: &OsStr) -> Kustomize {
         let find = |name: &str| {
             std::env::split_paths(path)
+                // Relative entries would name files of the checkout renders run in.
+                .filter(|dir| dir.is_absolute())
                 .map(|dir| dir.join(name))
                 .find(|candidate| candidate.is_file())
         };

@@ -22,6 +22,7 @@ use crate::selector::LabelSelector;
 mod fields;
 
 pub(crate) use fields::validate_exact_version as exact_version;
+pub(crate) use fields::{validate_chart_name as chart_name, validate_chart_repo as chart_repo};
 
 use fields::{
     PathProblem, normalize_path, validate_branch, validate_chart_name, validate_chart_repo,

@@ -185,17 +185,13 @@ fn a_chart_brings_its_crds_and_vendored_dependency_but_not_its_tests() {
     ids.sort();
     assert_eq!(
         ids.len(),
-        5,
-        "a CRD, a Deployment, the settings, the subchart's ConfigMap and the namespace: {ids:?}"
+        4,
+        "a CRD, a Deployment, the settings and the subchart's ConfigMap: {ids:?}"
     );
     object(&bundle, "CustomResourceDefinition", "widgets.example.com");
-    // The release's namespace is created with it, as `helm install --create-namespace`, and
-    // kept when the bundle goes.
-    let namespace = object(&bundle, "Namespace", "shop");
-    assert_eq!(
-        namespace["metadata"]["annotations"]["flotilla.dev/prune"],
-        "false"
-    );
+    // The release's namespace is created by the agent when missing, as `helm install
+    // --create-namespace`, owned by no bundle.
+    assert_eq!(bundle.create_namespace.as_deref(), Some("shop"));
     object(&bundle, "ConfigMap", "storefront-cache");
     assert!(
         !ids.iter().any(|id| id.contains("storefront-test")),
@@ -538,5 +534,32 @@ fn a_dependency_from_a_chart_source_is_fetched_into_a_copy_of_the_chart() {
     assert!(
         range.contains("asks for version `~0.1.0`, a range"),
         "{range}"
+    );
+}
+
+#[test]
+fn two_charts_share_a_namespace_neither_owns() {
+    let Some(helm) = helm_or_skip("two_charts_share_a_namespace_neither_owns") else {
+        return;
+    };
+    let repo = chart_repo();
+    let spec = std::fs::read_to_string(repo.root().join("flotilla.yaml")).unwrap();
+    repo.write(
+        "flotilla.yaml",
+        &format!(
+            "{spec}  - name: again\n    namespace: shop\n    helm: {{chart: charts/web, releaseName: again}}\n"
+        ),
+    );
+    let rendered = render_fleet(
+        &repo.load().unwrap(),
+        &[cluster("dev-1", &[("env", "dev"), ("tag", "1")])],
+        &tools(helm),
+    );
+    let errors: Vec<String> = rendered.errors().map(|(_, _, e)| e.to_string()).collect();
+    // The CRD both render is one object with two owners: refused as for any bundles. The
+    // namespace is not an object of either.
+    assert!(
+        errors.iter().all(|e| e.contains("widgets.example.com")),
+        "{errors:?}"
     );
 }

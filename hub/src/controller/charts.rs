@@ -18,14 +18,18 @@ use flotilla_core::ChartFetcher;
 /// Longest one fetch may take, by default.
 pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Largest package kept, by default (charts are kilobytes; this bounds a hostile source).
-pub const DEFAULT_MAX_CHART_BYTES: u64 = 20 * 1024 * 1024;
+/// Largest package kept (charts are kilobytes; this bounds a hostile source), the size the
+/// render's package check accepts.
+pub const DEFAULT_MAX_CHART_BYTES: u64 = 16 * 1024 * 1024;
 
 pub use crate::config::ChartSource;
 
 /// Fetches remote charts with the pinned helm into a cache.
 #[derive(Debug, Clone)]
 pub struct HelmFetcher {
+    /// One fetch at a time: parallel renders asking for the same chart wait for the first
+    /// fetch and then find it cached.
+    fetching: std::sync::Arc<std::sync::Mutex<()>>,
     helm: Option<PathBuf>,
     cache: PathBuf,
     sources: Vec<ChartSource>,
@@ -38,6 +42,7 @@ impl HelmFetcher {
     /// fetch fails saying helm is missing).
     pub fn new(helm: Option<PathBuf>, cache: PathBuf, sources: Vec<ChartSource>) -> Self {
         HelmFetcher {
+            fetching: std::sync::Arc::default(),
             helm,
             cache,
             sources,
@@ -165,10 +170,12 @@ impl HelmFetcher {
 
 impl ChartFetcher for HelmFetcher {
     fn fetch(&self, repo: &str, name: &str, version: &str) -> Result<PathBuf, String> {
+        // The most specific source: its credentials are the ones meant for this path.
         let source = self
             .sources
             .iter()
-            .find(|source| source.covers(repo))
+            .filter(|source| source.covers(repo))
+            .max_by_key(|source| source.url.trim_end_matches('/').len())
             .ok_or_else(|| {
                 format!(
                     "{repo} is not among the hub's chart sources; an operator allows it under \
@@ -176,6 +183,10 @@ impl ChartFetcher for HelmFetcher {
                 )
             })?;
         let kept = self.cached(repo, name, version);
+        let _one_at_a_time = self
+            .fetching
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if kept.is_file() {
             return Ok(kept);
         }

@@ -314,6 +314,33 @@ impl Run {
             .collect()
     }
 
+    /// Why a render of `revision` again may not be used: a chart whose digest differs from the
+    /// one the revision recorded.
+    fn chart_changed(
+        &self,
+        revision: &RevisionRef,
+        charts: &BTreeMap<String, crate::state::source::ChartRecord>,
+    ) -> Option<RenderError> {
+        let state = self.context.node.state();
+        let Some(RevisionStatus::Rendered {
+            charts: recorded, ..
+        }) = state.revisions.get(revision).map(|r| &r.status)
+        else {
+            return None;
+        };
+        recorded.iter().find_map(|(bundle, was)| {
+            let now = charts.get(bundle)?;
+            (now.digest != was.digest).then(|| {
+                whole(format!(
+                    "bundle `{bundle}`: chart {} {} is not the one this revision rendered \
+                     (digest {}, now {}): its source published different content under the \
+                     same version; push a commit to render what it serves now",
+                    was.source, was.version, was.digest, now.digest
+                ))
+            })
+        })
+    }
+
     /// Renders a revision in use again for some clusters; proposes only what changed.
     async fn amend(&mut self, revision: RevisionRef, clusters: Vec<Cluster>) -> bool {
         let rendered = self
@@ -333,6 +360,13 @@ impl Run {
                     if recorded.is_some_and(|r| r.bundles_for(&cluster.name).is_none()) {
                         errors.insert(cluster.name.clone(), error.clone());
                     }
+                }
+            }
+            Ok(rendered) if let Some(error) = self.chart_changed(&revision, &rendered.charts) => {
+                // A revision renders the charts it recorded: a source that republished a
+                // version must not change what clusters hold without a new revision.
+                for cluster in &clusters {
+                    errors.insert(cluster.name.clone(), error.clone());
                 }
             }
             Ok(rendered) => {

@@ -80,6 +80,7 @@ pub(crate) fn bundle_blob(bundle: &str, names: &[&str], data: &str) -> Blob {
         depends_on: Vec::new(),
         objects,
         allow: flotilla_core::spec::Allow::default(),
+        create_namespace: None,
     };
     Blob::from_content(&rendered.to_blob()).expect("blob")
 }

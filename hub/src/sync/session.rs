@@ -357,10 +357,14 @@ async fn read(
                 ));
             }
             Some(agent_message::Kind::Capabilities(capabilities)) => {
+                // Stamped as it arrives, so of two reports proposed out of order the later
+                // one wins.
+                let at = shared.clock.now();
                 tokio::spawn(record_capabilities(
                     Arc::clone(&shared),
                     reports.cluster().to_owned(),
                     capabilities,
+                    at,
                 ));
             }
             Some(agent_message::Kind::Ack(_) | agent_message::Kind::Heartbeat(_)) | None => {}
@@ -374,7 +378,12 @@ async fn read(
 const MAX_API_VERSIONS: usize = 1000;
 
 /// Records what the agent's cluster serves, when that changed.
-async fn record_capabilities(shared: Arc<Shared>, cluster: String, said: ClusterCapabilities) {
+async fn record_capabilities(
+    shared: Arc<Shared>,
+    cluster: String,
+    said: ClusterCapabilities,
+    at: crate::state::Timestamp,
+) {
     let cluster = cluster.as_str();
     // What an agent says becomes render input and is shown to people: bounded and checked.
     let printable = |text: &str| {
@@ -384,7 +393,22 @@ async fn record_capabilities(shared: Arc<Shared>, cluster: String, said: Cluster
                 .chars()
                 .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '/' | '+' | '_'))
     };
-    if !printable(&said.kube_version) || !said.api_versions.iter().all(|v| printable(v)) {
+    // A version helm would refuse would fail every revision the cluster's charts are in.
+    let semver = said
+        .kube_version
+        .strip_prefix('v')
+        .unwrap_or(&said.kube_version)
+        .split(['-', '+'])
+        .next()
+        .is_some_and(|core| {
+            let parts: Vec<&str> = core.split('.').collect();
+            (2..=3).contains(&parts.len())
+                && parts
+                    .iter()
+                    .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+        });
+    if !semver || !printable(&said.kube_version) || !said.api_versions.iter().all(|v| printable(v))
+    {
         tracing::warn!(
             cluster,
             "agent sent malformed cluster capabilities; ignored"
@@ -411,7 +435,7 @@ async fn record_capabilities(shared: Arc<Shared>, cluster: String, said: Cluster
     let command = Command::SetClusterCapabilities {
         cluster: cluster.to_owned(),
         capabilities,
-        at: shared.clock.now(),
+        at,
     };
     if let Err(e) = shared.node.propose(&command).await {
         tracing::warn!(cluster, error = %e, "could not record what the cluster serves");

@@ -188,11 +188,7 @@ async fn rolls_out_stage_by_stage(real: Option<RealClusters>) -> Result<()> {
         let objects = rendered["bundles"][0]["objects"]
             .as_array()
             .context("render lists the bundle's objects")?;
-        assert_eq!(
-            objects.len(),
-            3,
-            "namespace, settings, deployment: {rendered}"
-        );
+        assert_eq!(objects.len(), 2, "settings and deployment: {rendered}");
         for object in objects {
             let (api_version, kind) = (
                 object["apiVersion"].as_str().unwrap_or_default(),

@@ -158,7 +158,7 @@ pub(super) fn validate_release_name(name: &str) -> Result<(), String> {
 
 /// A chart source: an `https://` (or `http://`) chart repository or an `oci://` registry
 /// prefix, with a host and no query, fragment or credentials.
-pub(super) fn validate_chart_repo(url: &str) -> Result<(), String> {
+pub(crate) fn validate_chart_repo(url: &str) -> Result<(), String> {
     let rest = ["https://", "http://", "oci://"]
         .iter()
         .find_map(|scheme| url.strip_prefix(scheme))
@@ -169,22 +169,30 @@ pub(super) fn validate_chart_repo(url: &str) -> Result<(), String> {
     if host.is_empty() {
         return Err(format!("`{url}` names no host"));
     }
-    if rest.contains(['?', '#', '@', ' ']) {
+    if rest.contains(['?', '#', '@', ' ', '\\']) {
         return Err(format!(
             "`{url}` may not carry a query, a fragment or credentials (the hub's chart sources hold credentials)"
         ));
+    }
+    // Dot segments would lead out of the path a chart source is allowed by.
+    let dotted = rest.split('/').skip(1).any(|segment| {
+        let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+        decoded == "." || decoded == ".."
+    });
+    if dotted || rest.to_ascii_lowercase().contains("%2f") {
+        return Err(format!("`{url}` may not have `.` or `..` segments"));
     }
     Ok(())
 }
 
 /// A chart's name in a repository: letters, digits, `-`, `_` and `.`, no path.
-pub(super) fn validate_chart_name(name: &str) -> Result<(), String> {
+pub(crate) fn validate_chart_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 250
         && name
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        && !name.starts_with('.');
+        && name.starts_with(|c: char| c.is_ascii_alphanumeric());
     if valid {
         Ok(())
     } else {

@@ -99,6 +99,7 @@ fn bundle(cluster: &str, objects: usize) -> anyhow::Result<RenderedBundle> {
         depends_on: Vec::new(),
         objects,
         allow: flotilla_core::Allow::default(),
+        create_namespace: None,
     })
 }
 
