@@ -5,7 +5,6 @@
 //! otherwise.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
@@ -14,14 +13,13 @@ use flotilla_sim::{Sim, SimConfig};
 use flotilla_testkit::binaries;
 use flotilla_testkit::hub::{HubOptions, HubProcess};
 use flotilla_testkit::manifests::{
-    BASES, Mounts, PodContainer, Rendered, container_port, items, kubectl, kubectl_or_skip,
-    mount_path, port_of, probe, read_back, text, with_values,
+    BASES, Mounts, PodContainer, Rendered, hub_statefulset_answers_its_probes, items, kubectl,
+    kubectl_or_skip, mount_path, read_back, text,
 };
 use flotilla_testkit::process::Process;
 use flotilla_testkit::small_fleet;
 use flotilla_testkit::wait;
 use kube::api::Api;
-use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_base_passes_a_server_dry_run_and_applies_to_a_cluster() -> Result<()> {
@@ -117,168 +115,7 @@ async fn the_hub_statefulset_starts_a_node_that_answers_its_probes() -> Result<(
         return Ok(());
     }
     let hub = Rendered::render("hub")?;
-    let set = hub.only("StatefulSet")?;
-    let spec = &set["spec"];
-    let pod_spec = &spec["template"]["spec"];
-    let container = items(&pod_spec["containers"])
-        .find(|c| c["name"] == "hub")
-        .context("the StatefulSet has no container named hub")?;
-    let namespace = text(&set["metadata"]["namespace"], "namespace")?;
-    let ordinal = spec["ordinals"]["start"].as_u64().unwrap_or(0);
-    let replicas = spec["replicas"].as_u64().context("no replicas")?;
-    let pod_name = format!("{}-{ordinal}", text(&set["metadata"]["name"], "name")?);
-    let pod = PodContainer::resolve(container, &pod_name, namespace, ordinal, &BTreeMap::new())?;
-
-    // The config file, from the ConfigMap the `config` volume mounts.
-    let config_map_name = items(&pod_spec["volumes"])
-        .find(|v| v["name"] == "config")
-        .map(|v| &v["configMap"]["name"])
-        .context("no config volume")?;
-    let config_map = hub.named("ConfigMap", text(config_map_name, "configMap name")?)?;
-    let config_dir = mount_path(container, "config")?;
-    let config_path = pod.flag("--config")?;
-    let file_name = config_path
-        .strip_prefix(config_dir)
-        .map(|rest| rest.trim_start_matches('/'))
-        .with_context(|| format!("--config={config_path} is not in {config_dir}"))?;
-    let config_text = text(&config_map["data"][file_name], "the config file")?;
-    let config: Value = serde_saphyr::from_str(config_text)?;
-
-    // What the manifests must agree on.
-    for (key, port) in [
-        ("listen", "peer"),
-        ("apiListen", "api"),
-        ("httpListen", "http"),
-    ] {
-        assert_eq!(
-            port_of(text(&config[key], key)?)?,
-            container_port(container, port)?,
-            "{key} listens on the container port named {port}"
-        );
-    }
-    assert_eq!(config["dataDir"], mount_path(container, "data")?);
-    let peers = config["peers"]
-        .as_object()
-        .context("the config founds no group (no peers)")?;
-    let ids: Vec<String> = (ordinal..ordinal + replicas)
-        .map(|i| i.to_string())
-        .collect();
-    assert_eq!(
-        peers.keys().cloned().collect::<Vec<_>>(),
-        ids,
-        "the founders are the pods"
-    );
-    assert_eq!(pod.flag("--id")?, ordinal.to_string());
-    let service = text(&spec["serviceName"], "serviceName")?;
-    assert_eq!(
-        peers[&ordinal.to_string()],
-        format!(
-            "{pod_name}.{service}.{namespace}.svc:{}",
-            container_port(container, "peer")?
-        ),
-        "a founder's address in the config is its pod's stable name, which it advertises"
-    );
-    assert_eq!(peers[&ordinal.to_string()], pod.flag("--advertise")?);
-    assert_eq!(hub.named("Service", service)?["spec"]["clusterIP"], "None");
-    for object in hub.objects.iter().filter(|o| o["kind"] == "Service") {
-        for port in items(&object["spec"]["ports"]) {
-            container_port(container, text(&port["targetPort"], "targetPort")?)?;
-        }
-    }
-
-    // The CA as an operator makes it (`flotilla-hub ca create`) and the Secret mounts it.
-    let root = tempfile::tempdir()?;
-    let hub_binary = binaries::HUB.path()?;
-    let ca_dir = root.path().join("ca");
-    let created = Command::new(&hub_binary)
-        .args(["ca", "create", "--out"])
-        .arg(&ca_dir)
-        .output()?;
-    ensure!(
-        created.status.success(),
-        "flotilla-hub ca create: {}",
-        String::from_utf8_lossy(&created.stderr)
-    );
-    let mounts = Mounts(vec![
-        (config_dir.to_owned(), root.path().join("config")),
-        (mount_path(container, "ca")?.to_owned(), ca_dir.clone()),
-        (
-            mount_path(container, "data")?.to_owned(),
-            root.path().join("data"),
-        ),
-    ]);
-    let local = |key: &str| -> Result<String> {
-        Ok(mounts
-            .local(text(&config[key], key)?)?
-            .to_string_lossy()
-            .into_owned())
-    };
-    let ca_cert = local("caCert")?;
-    ensure!(
-        Path::new(&ca_cert).is_file() && Path::new(&local("caKey")?).is_file(),
-        "the config's caCert and caKey are the files `flotilla-hub ca create` writes"
-    );
-    // Only what cannot be the same outside a pod changes: places on disk and free ports.
-    let local_config = with_values(
-        config_text,
-        &[
-            ("dataDir", &local("dataDir")?),
-            ("caCert", &ca_cert),
-            ("caKey", &local("caKey")?),
-            ("listen", "127.0.0.1:0"),
-            ("apiListen", "127.0.0.1:0"),
-            ("httpListen", "127.0.0.1:0"),
-        ],
-    )?;
-    let config_file = mounts.local(config_path)?;
-    std::fs::create_dir_all(root.path().join("config"))?;
-    std::fs::write(&config_file, local_config)?;
-
-    let command = pod
-        .command
-        .first()
-        .context("the container sets no command")?;
-    assert!(
-        command.ends_with("/flotilla-hub"),
-        "the container runs flotilla-hub, not {command}"
-    );
-    let args: Vec<String> = pod
-        .args
-        .iter()
-        .map(|a| match a.strip_prefix("--config=") {
-            Some(_) => format!("--config={}", config_file.display()),
-            None => a.clone(),
-        })
-        .collect();
-    let mut node = Command::new(&hub_binary);
-    node.args(&args)
-        .envs(&pod.env)
-        .env_remove("FLOTILLA_HUB_CONFIG")
-        .env_remove("FLOTILLA_WEBHOOK_SECRET");
-    let node = Process::spawn("flotilla-hub", node)?;
-    let line = node.wait_for_stdout("its HTTP address", Duration::from_secs(60), |l| {
-        l.starts_with("http listening on ")
-    })?;
-    let http = line
-        .trim_start_matches("http listening on ")
-        .split_whitespace()
-        .next()
-        .context("no address on the http line")?;
-
-    for kind in ["startupProbe", "readinessProbe", "livenessProbe"] {
-        let get = &container[kind]["httpGet"];
-        ensure!(get.is_object(), "the hub has no {kind} with httpGet");
-        assert_eq!(get["port"], "http", "{kind} probes the HTTP listener");
-        let scheme = get["scheme"].as_str().unwrap_or("HTTP");
-        let path = text(&get["path"], "probe path")?;
-        let status = probe(scheme, http, path, Path::new(&ca_cert))
-            .await
-            .with_context(|| {
-                format!("{kind}: {scheme} {path}; hub log:\n{}", node.stderr_tail())
-            })?;
-        assert_eq!(status, 200, "{kind} {scheme} {path} answers 200");
-    }
-    Ok(())
+    hub_statefulset_answers_its_probes(&hub).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
