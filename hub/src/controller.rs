@@ -8,8 +8,10 @@
 //! again whenever something it watches changes (the applied index, a timer, a trigger), until the
 //! context's `stop` token is cancelled.
 //!
-//! The [`Supervisor`] starts a fresh run of every controller when this node becomes leader and
-//! cancels them all when it stops leading (or the term changes, or the hub stops). Nothing a
+//! The [`Supervisor`] starts a fresh run of every controller when this node becomes leader —
+//! once it has applied everything committed before its term (a read index: the leader has
+//! committed an entry of its own term, and applied through it), so no controller ever decides
+//! on a state older than what the previous leader acted on — and cancels them all when it stops leading (or the term changes, or the hub stops). Nothing a
 //! controller remembers survives a term: a new leader starts from the replicated state, so a
 //! failover never depends on what the old leader had in memory. A run that ends while the node
 //! still leads (an error it could not handle, a panic) is restarted after a short pause.
@@ -111,6 +113,8 @@ impl ControllerContext {
 pub struct Running {
     /// The term they lead in (0 when none run).
     pub term: u64,
+    /// The applied index when they started: at least everything committed before the term.
+    pub from_index: u64,
     /// Names of the controllers running.
     pub controllers: BTreeSet<&'static str>,
 }
@@ -160,9 +164,19 @@ impl Supervisor {
                     Err(_) => return,
                 },
             };
-            tracing::info!(node = id, term, "leading: starting controllers");
+            let lost_term = |l: &Leadership| l.leader != Some(id) || l.term != term;
+            let caught_up = tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = leadership.wait_for(lost_term) => None,
+                index = self.caught_up() => Some(index),
+            };
+            let Some(from_index) = caught_up else {
+                continue;
+            };
+            tracing::info!(node = id, term, from_index, "leading: starting controllers");
             self.running.send_replace(Running {
                 term,
+                from_index,
                 controllers: self.controllers.iter().map(|c| c.name()).collect(),
             });
             let lost = stop.child_token();
@@ -182,7 +196,7 @@ impl Supervisor {
             }
             tokio::select! {
                 _ = stop.cancelled() => {}
-                _ = leadership.wait_for(|l| l.leader != Some(id) || l.term != term) => {}
+                _ = leadership.wait_for(lost_term) => {}
             }
             tracing::info!(node = id, term, "no longer leading: stopping controllers");
             lost.cancel();
@@ -195,6 +209,23 @@ impl Supervisor {
                 while tasks.join_next().await.is_some() {}
             }
             self.running.send_replace(Running::default());
+        }
+    }
+}
+
+impl Supervisor {
+    /// Waits until this node applied everything committed before now, as a read index
+    /// confirms it (retried until it does); returns the applied index.
+    async fn caught_up(&self) -> u64 {
+        loop {
+            match self.node.read_index().await {
+                Ok(index) => match self.node.wait_applied(index).await {
+                    Ok(applied) => return applied,
+                    Err(e) => tracing::debug!(error = %e, "waiting to apply before leading"),
+                },
+                Err(e) => tracing::debug!(error = %e, "no read index yet before leading"),
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 }

@@ -186,6 +186,11 @@ pub enum CommandError {
         /// Its stage.
         stage: String,
     },
+    /// A rollout decision made on an older state that the state it applies to no longer
+    /// supports (a cluster went offline or Degraded in between, the budget is spent): refused
+    /// so the controller decides again.
+    #[error("decision outdated: {0}; the controller decides again")]
+    Outdated(String),
     /// The command is malformed in a way apply can tell (empty name, empty wave, ...).
     #[error("invalid command: {0}")]
     Invalid(String),

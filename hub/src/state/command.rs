@@ -17,7 +17,7 @@ use super::stage::StageChange;
 use super::{Labels, Timestamp};
 
 /// The command encoding this build writes and the newest it reads.
-pub const COMMAND_VERSION: u32 = 10;
+pub const COMMAND_VERSION: u32 = 11;
 
 /// A decision to record in the replicated state. Every timestamp travels in the command: apply
 /// never reads a clock, so every replica computes the same state.

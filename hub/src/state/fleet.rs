@@ -193,6 +193,7 @@ pub(super) fn assign(
     if let Some(unknown) = clusters.iter().find(|c| !state.clusters.contains_key(*c)) {
         return Err(CommandError::UnknownCluster(unknown.clone()));
     }
+    super::rollout::check_assignment(state, clusters, revision)?;
     set_assigned(state, clusters, revision, at);
     Ok(())
 }

@@ -231,6 +231,7 @@ pub(super) fn start(state: &mut State, new: NewRollout<'_>) -> Result<(), Comman
     let pinned = stage.pinned.clone();
     super::source::require_rendered(state, new.to)?;
     super::signature::require(state, new.stage, new.to)?;
+    check::start(state, new.stage, new.to, new.change)?;
     if new.gate.max_unavailable == 0 {
         return Err(CommandError::Invalid(
             "a rollout's maxUnavailable must be at least 1".into(),
@@ -405,6 +406,7 @@ pub(super) fn step(
     if rollout.status != RolloutStatus::Running {
         return Err(rollout.refuse(id, step.name()));
     }
+    check::step(state, id, rollout, step, at)?;
     match step {
         RolloutStep::Assign { wave, clusters } => assign(state, id, *wave, clusters, at),
         RolloutStep::Healthy { clusters } => mark_health(state, id, clusters, true, at),
@@ -686,6 +688,7 @@ pub(super) fn transition(
     Ok(())
 }
 
+mod check;
 pub mod decide;
 pub mod gate;
 pub mod guard;
@@ -694,6 +697,7 @@ pub mod promotion;
 pub mod readiness;
 pub mod rollback;
 
+pub(in crate::state) use check::assignment as check_assignment;
 pub use guard::{DeletionHold, DeletionLimits};
 pub(super) use rollback::{RollBack, abandon, fail, roll_back};
 

@@ -85,6 +85,20 @@ pub(crate) fn bundle_blob(bundle: &str, names: &[&str], data: &str) -> Blob {
     Blob::from_content(&rendered.to_blob()).expect("blob")
 }
 
+/// The pipeline every fixture revision carries: one stage, `prod`, holding every cluster
+/// labelled `env: dev`, tracking `main`.
+pub(super) const SPEC: &str = "\
+apiVersion: flotilla.dev/v1
+kind: Fleet
+stages:
+  - name: prod
+    clusterSelector: {matchLabels: {env: dev}}
+    track: {branch: main}
+bundles:
+  - name: app
+    path: app
+";
+
 /// Fetches and renders `commit` for `clusters`, each with one bundle `app` whose content names
 /// the commit and cluster.
 pub(super) fn render(state: &mut State, commit: &str, clusters: &[&str]) {
@@ -114,7 +128,7 @@ pub(super) fn render(state: &mut State, commit: &str, clusters: &[&str]) {
             outcome: RenderOutcome::Rendered {
                 bundles,
                 blobs,
-                spec: String::new(),
+                spec: SPEC.to_owned(),
                 charts: Default::default(),
             },
             at: t(11),

@@ -130,6 +130,7 @@ async fn controllers_run_only_on_the_leader_and_move_with_leadership() -> Result
         .copied()
         .filter(|id| *id != leader)
         .collect();
+    let committed = group.hubs[&leader].node().status().await?.commit;
     group.faults.partition(&[leader], &others);
     let new_leader = group.controllers_on_one_leader(Some(leader)).await?;
     assert!(
@@ -143,6 +144,12 @@ async fn controllers_run_only_on_the_leader_and_move_with_leadership() -> Result
     assert_ne!(group.hubs[&leader].node().leadership().leader, Some(leader));
     let moved = group.hubs[&new_leader].watch_controllers().borrow().clone();
     assert!(moved.term > term, "{moved:?} after term {term}");
+    // It started only once it had applied everything committed under the old leader.
+    assert!(
+        moved.from_index >= committed,
+        "controllers started at index {} before applying {committed}",
+        moved.from_index
+    );
     group.faults.heal();
 
     // The new leader follows the repository: a webhook to the old leader, now a follower, is

@@ -135,7 +135,8 @@ pub fn decide(
         let clusters = stage_clusters(state, &spec, &stage.name);
         let mut stage_decision = Decision::default();
         promote(state, source, &spec, stage, now, &mut stage_decision);
-        if stage_decision.commands.is_empty()
+        let starts = !stage_decision.commands.is_empty();
+        if !starts
             && let Some((id, rollout)) = state.active_rollout(&stage.name)
             && rollout.status == RolloutStatus::Running
         {
@@ -149,9 +150,13 @@ pub fn decide(
                 .commands
                 .extend(drive(id, rollout, judgement, now));
         }
-        stage_decision
-            .commands
-            .extend(assignments(state, &stage.name, &clusters, now));
+        // A rollout starting changes what the stage's clusters may be given: assignments
+        // wait for the next pass, which sees it.
+        if !starts {
+            stage_decision
+                .commands
+                .extend(assignments(state, &stage.name, &clusters, now));
+        }
         decision.wake(stage_decision.wake_at);
         decision.commands.extend(stage_decision.commands);
     }

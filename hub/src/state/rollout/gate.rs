@@ -26,6 +26,8 @@ pub struct Judgement {
     pub failure: Option<String>,
     /// Clusters of the stage counted unavailable, with why.
     pub unavailable: BTreeMap<String, String>,
+    /// Clusters of the current wave waiting for the target that have bundles in it.
+    pub assignable: Vec<String>,
     /// Clusters of the current wave to give the target now.
     pub next_batch: Vec<String>,
     /// Every cluster of the current wave is done (or skipped): its soak may begin or end.
@@ -438,6 +440,7 @@ impl<'a> Judging<'a> {
             .cloned()
             .collect();
         batch.sort();
+        self.out.assignable = assignable.iter().map(|c| (*c).clone()).collect();
         self.out.wave_settled = pending.is_empty() && in_flight == 0;
         if self.out.wave_settled
             && let Some(healthy_at) = wave.healthy_at

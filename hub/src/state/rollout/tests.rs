@@ -1,11 +1,12 @@
 use super::*;
 use std::collections::BTreeMap;
 
-use crate::state::tests::{apply_err, apply_ok, fleet, register, rev, t};
+use crate::state::health::{Health, HealthKey, HealthReport};
+use crate::state::tests::{apply_err, apply_ok, register, rev, t};
 use crate::state::{Command, CommandError};
 
 const GATE: Gate = Gate {
-    max_unavailable: 1,
+    max_unavailable: 2,
     health_timeout_ms: 1_000,
     on_failure: OnFailure::Rollback,
 };
@@ -77,6 +78,54 @@ fn status(rollout: u64, action: RolloutAction, at: u64) -> Command {
     }
 }
 
+/// The state fixture with its clusters' agents connected.
+fn fleet() -> State {
+    let mut state = crate::state::tests::fleet();
+    for cluster in ["a", "b", "c"] {
+        online(&mut state, cluster, true, 1);
+    }
+    state
+}
+
+fn online(state: &mut State, cluster: &str, online: bool, at: u64) {
+    apply_ok(
+        state,
+        Command::SetLiveness {
+            cluster: cluster.into(),
+            online,
+            at: t(at),
+        },
+    );
+}
+
+/// The clusters' agents report what they are assigned applied, with `health`.
+fn report(state: &mut State, clusters: &[&str], health: Health, at: u64) {
+    let reports = clusters
+        .iter()
+        .flat_map(|cluster| {
+            state
+                .desired_bundles(cluster)
+                .into_iter()
+                .map(|(bundle, hash)| HealthReport {
+                    key: HealthKey {
+                        cluster: (*cluster).to_owned(),
+                        bundle,
+                    },
+                    applied: Some(hash),
+                    health,
+                    message: health.to_string(),
+                    drifted: Vec::new(),
+                    failed: None,
+                    last_drift: None,
+                    drift_corrections: 0,
+                    added: Vec::new(),
+                    at: t(at),
+                })
+        })
+        .collect();
+    apply_ok(state, Command::RecordHealth { reports });
+}
+
 fn assigned(state: &State, cluster: &str) -> String {
     state.clusters[cluster]
         .assigned
@@ -113,24 +162,47 @@ fn a_rollout_pins_its_stage_then_passes_wave_by_wave_after_each_soak() {
         step(id, RolloutStep::WaveHealthy { wave: 1 }, 102),
     );
     apply_err(&mut state, step(id, RolloutStep::WaveDone { wave: 0 }, 102));
+    // Marked healthy only once its agent reports the target applied and Healthy.
+    let early = apply_err(&mut state, step(id, healthy(&["a"]), 140));
+    assert!(matches!(early, CommandError::Outdated(_)), "{early}");
+    report(&mut state, &["a"], Health::Healthy, 149);
     apply_ok(&mut state, step(id, healthy(&["a"]), 150));
     apply_err(&mut state, step(id, healthy(&["a"]), 151));
+    // The soak begins once it has been Healthy for the settle period.
+    let unsettled = apply_err(
+        &mut state,
+        step(id, RolloutStep::WaveHealthy { wave: 0 }, 1_149),
+    );
+    assert!(
+        matches!(unsettled, CommandError::Outdated(_)),
+        "{unsettled}"
+    );
     apply_ok(
         &mut state,
-        step(id, RolloutStep::WaveHealthy { wave: 0 }, 200),
+        step(id, RolloutStep::WaveHealthy { wave: 0 }, 1_150),
     );
-    let err = apply_err(&mut state, step(id, RolloutStep::WaveDone { wave: 0 }, 299));
-    assert!(err.to_string().contains("soaks until 300"), "{err}");
-    apply_ok(&mut state, step(id, RolloutStep::WaveDone { wave: 0 }, 300));
+    let err = apply_err(
+        &mut state,
+        step(id, RolloutStep::WaveDone { wave: 0 }, 1_249),
+    );
+    assert!(err.to_string().contains("soaks until 1250"), "{err}");
+    apply_ok(
+        &mut state,
+        step(id, RolloutStep::WaveDone { wave: 0 }, 1_250),
+    );
     assert_eq!(state.rollouts[&id].current, 1);
 
-    apply_ok(&mut state, step(id, assign(1, &["b", "c"]), 301));
-    apply_ok(&mut state, step(id, healthy(&["b", "c"]), 302));
+    apply_ok(&mut state, step(id, assign(1, &["b", "c"]), 1_251));
+    report(&mut state, &["b", "c"], Health::Healthy, 1_252);
+    apply_ok(&mut state, step(id, healthy(&["b", "c"]), 1_252));
     apply_ok(
         &mut state,
-        step(id, RolloutStep::WaveHealthy { wave: 1 }, 303),
+        step(id, RolloutStep::WaveHealthy { wave: 1 }, 2_252),
     );
-    apply_ok(&mut state, step(id, RolloutStep::WaveDone { wave: 1 }, 303));
+    apply_ok(
+        &mut state,
+        step(id, RolloutStep::WaveDone { wave: 1 }, 2_252),
+    );
     let rollout = &state.rollouts[&id];
     assert_eq!(rollout.status, RolloutStatus::Completed);
     assert!(state.stages["prod"].passed.contains(&rev("c2")));
@@ -161,15 +233,20 @@ fn a_cluster_is_given_the_target_only_where_it_has_bundles() {
         },
     );
     apply_ok(&mut state, step(id, assign(0, &["a"]), 101));
+    report(&mut state, &["a"], Health::Healthy, 101);
     apply_ok(&mut state, step(id, healthy(&["a"]), 102));
     apply_ok(
         &mut state,
-        step(id, RolloutStep::WaveHealthy { wave: 0 }, 103),
+        step(id, RolloutStep::WaveHealthy { wave: 0 }, 1_102),
     );
-    apply_ok(&mut state, step(id, RolloutStep::WaveDone { wave: 0 }, 203));
-    let err = apply_err(&mut state, step(id, assign(1, &["b", "d"]), 204));
+    apply_ok(
+        &mut state,
+        step(id, RolloutStep::WaveDone { wave: 0 }, 1_202),
+    );
+    let err = apply_err(&mut state, step(id, assign(1, &["b", "d"]), 1_203));
     assert!(
-        err.to_string().contains("no bundles for cluster 'd'"),
+        err.to_string()
+            .contains("cluster 'd' is not waiting for the target"),
         "{err}"
     );
     assert_eq!(assigned(&state, "b"), "c1");
@@ -181,25 +258,32 @@ fn a_cluster_leaving_healthy_restarts_the_soak_and_its_clock() {
     let id = state.next_rollout_id;
     apply_ok(&mut state, start("c2", false, false, 100));
     apply_ok(&mut state, step(id, assign(0, &["a"]), 101));
+    report(&mut state, &["a"], Health::Healthy, 101);
     apply_ok(&mut state, step(id, healthy(&["a"]), 102));
     apply_ok(
         &mut state,
-        step(id, RolloutStep::WaveHealthy { wave: 0 }, 103),
+        step(id, RolloutStep::WaveHealthy { wave: 0 }, 1_102),
     );
-    apply_ok(
-        &mut state,
+    let unhealthy = |at| {
         step(
             id,
             RolloutStep::Unhealthy {
                 clusters: vec!["a".into()],
             },
-            150,
-        ),
-    );
+            at,
+        )
+    };
+    let still = apply_err(&mut state, unhealthy(1_140));
+    assert!(matches!(still, CommandError::Outdated(_)), "{still}");
+    report(&mut state, &["a"], Health::Progressing, 1_149);
+    apply_ok(&mut state, unhealthy(1_150));
     let rollout = &state.rollouts[&id];
     assert_eq!(rollout.waves[0].healthy_at, None);
-    assert_eq!(rollout.clusters["a"].clock_from, t(150));
-    apply_err(&mut state, step(id, RolloutStep::WaveDone { wave: 0 }, 500));
+    assert_eq!(rollout.clusters["a"].clock_from, t(1_150));
+    apply_err(
+        &mut state,
+        step(id, RolloutStep::WaveDone { wave: 0 }, 1_500),
+    );
 }
 
 #[test]
@@ -270,7 +354,7 @@ fn render_with(state: &mut State, commit: &str, data: &str, bundles: &[(&str, &[
             outcome: crate::state::RenderOutcome::Rendered {
                 bundles: rendered,
                 blobs,
-                spec: String::new(),
+                spec: crate::state::tests::SPEC.to_owned(),
                 charts: Default::default(),
             },
             at: t(31),
