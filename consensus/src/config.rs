@@ -9,6 +9,7 @@ use std::time::Duration;
 use flotilla_pki::CaPem;
 
 use crate::NodeId;
+use crate::storage::SimulatedDisk;
 use crate::transport::faults::FaultPlan;
 use crate::transport::listener::ListenerLimits;
 
@@ -41,6 +42,8 @@ pub struct NodeConfig {
     pub security: SecurityConfig,
     /// Connection limits and timeouts of the peer listener.
     pub peer_connections: ListenerLimits,
+    /// Tests only: the raft log on a simulated disk; `None` = the file in the data dir.
+    pub disk: Option<SimulatedDisk>,
 }
 
 /// Whether and how a node protects its connections.
@@ -146,6 +149,7 @@ impl NodeConfig {
             faults: Arc::new(FaultPlan::default()),
             security: SecurityConfig::Insecure,
             peer_connections: ListenerLimits::peer(),
+            disk: None,
         }
     }
 }

@@ -9,10 +9,12 @@
 pub mod config;
 pub mod group;
 pub mod node;
+pub mod request;
 pub mod state_machine;
 pub mod storage;
 pub mod transport;
 
+pub use request::RequestId;
 pub use state_machine::StateMachine;
 
 /// A node's raft id: non-zero and unique in its group.

@@ -37,7 +37,7 @@ use crate::storage::{Identity, RaftStore};
 use crate::transport::net::{self, HubPeersOnly, Security};
 use crate::transport::routes::GrpcRoutes;
 use crate::transport::{Inbox, PeerService, Proposal, ProposeReply, Stopped, Transport};
-use crate::{NodeId, StateMachine};
+use crate::{NodeId, RequestId, StateMachine};
 
 mod driver;
 mod errors;
@@ -151,7 +151,7 @@ impl Node {
             group: config.group.clone(),
             node_id: config.id,
         };
-        let mut store = RaftStore::open(&config.data_dir, &identity)?;
+        let mut store = RaftStore::open_on(&config.data_dir, &identity, config.disk.as_ref())?;
         if !store.is_initialized()
             && let Some(members) = founding::founding_members(&config, &address)
         {
@@ -328,9 +328,16 @@ impl<S: StateMachine> NodeHandle<S> {
 
     /// Proposes a command and waits until it applied on this node. Accepted on any node: a
     /// follower hands it to the leader. Waits at most the configured request timeout.
+    ///
+    /// The write applies at most once: it carries one request id through every forward and
+    /// retry (see [`crate::request`]). `Superseded` means it did not apply and never will.
     pub async fn propose(&self, command: &S::Command) -> Result<Applied, ProposeError<S>> {
         let bytes = S::encode_command(command).map_err(ProposeError::Encode)?;
-        self.submit(Proposal::Command(bytes)).await
+        self.submit(Proposal::Command {
+            request: RequestId::random(),
+            bytes,
+        })
+        .await
     }
 
     /// Adds a voting member (one at a time). The new node must be started with `--join`; it
@@ -416,11 +423,23 @@ impl<S: StateMachine> NodeHandle<S> {
 
     /// Proposes locally if this node leads, otherwise forwards to the leader, retrying across
     /// elections until the deadline.
+    ///
+    /// A forward that failed in transit may still have been appended by the leader, so after
+    /// one the write is sent again with the same request id: if both copies commit, the state
+    /// machine applies it once and answers the second with the first's outcome. For the same
+    /// reason a superseded copy is only reported as such when no other copy can exist; otherwise
+    /// the write is sent again until it has an outcome or the deadline passes.
     async fn submit(&self, proposal: Proposal) -> Result<Applied, ProposeError<S>> {
         let conf_change = matches!(proposal, Proposal::ConfChange(_));
+        let request = match &proposal {
+            Proposal::Command { request, .. } => Some(*request),
+            Proposal::ConfChange(_) => None,
+        };
         let deadline = Instant::now() + self.shared.timing.request_timeout;
         let pause = self.shared.timing.tick;
         let mut last_leader = None;
+        // Whether a copy of the write may have been appended without this node knowing where.
+        let mut copies_in_doubt = false;
         loop {
             let (reply, answer) = oneshot::channel();
             let (outcome, result) = oneshot::channel();
@@ -436,7 +455,10 @@ impl<S: StateMachine> NodeHandle<S> {
             };
             match answer {
                 ProposeReply::Proposed { index, .. } => {
-                    return wait_outcome(result, index, deadline).await;
+                    match wait_outcome(result, index, deadline).await {
+                        Err(ProposeError::Superseded { .. }) if copies_in_doubt => {}
+                        outcome => return outcome,
+                    }
                 }
                 ProposeReply::Refused(why) => return Err(ProposeError::Refused(why)),
                 ProposeReply::NotLeader {
@@ -450,10 +472,14 @@ impl<S: StateMachine> NodeHandle<S> {
                                 self.send(Event::Await {
                                     index: p.index,
                                     term: p.term,
+                                    request,
                                     conf_change,
                                     outcome,
                                 })?;
-                                return wait_outcome(result, p.index, deadline).await;
+                                match wait_outcome(result, p.index, deadline).await {
+                                    Err(ProposeError::Superseded { .. }) if copies_in_doubt => {}
+                                    outcome => return outcome,
+                                }
                             }
                             Some(ForwardOutcome::Refused(why)) => {
                                 return Err(ProposeError::Refused(why));
@@ -463,12 +489,20 @@ impl<S: StateMachine> NodeHandle<S> {
                             }
                             _ => {}
                         },
-                        Err(e) => tracing::debug!(error = %e, "forwarding to the leader failed"),
+                        Err(e) => {
+                            // The leader may have appended it before the answer was lost.
+                            copies_in_doubt |= request.is_some();
+                            tracing::debug!(error = %e, "forwarding to the leader failed");
+                        }
                     }
                 }
                 ProposeReply::NotLeader { .. } => {}
             }
             if Instant::now() + pause >= deadline {
+                // A copy may still apply: the outcome is unknown, not a refusal.
+                if copies_in_doubt {
+                    return Err(ProposeError::Timeout { index: None });
+                }
                 return Err(match last_leader {
                     Some(leader) => ProposeError::NotLeader {
                         leader,

@@ -7,7 +7,7 @@ use std::fmt;
 
 use flotilla_pki::CaPem;
 
-use crate::NodeId;
+use crate::{NodeId, RequestId};
 
 /// The replicated state. Applying must be deterministic: every replica applies the same
 /// commands in the same order and must end in the same state (no clocks, no randomness; what
@@ -30,8 +30,19 @@ pub trait StateMachine: fmt::Debug + Default + Clone + Send + Sync + 'static {
     /// The command a log entry carries.
     fn decode_command(bytes: &[u8]) -> Result<Self::Command, Self::DecodeError>;
 
-    /// Applies a committed command.
-    fn apply_command(&mut self, command: &Self::Command) -> Result<(), Self::Rejection>;
+    /// Applies a committed command. `request` is the id of the write it carries (none for
+    /// entries written without one): a request that already applied must change nothing and
+    /// return its first outcome, so each write applies at most once however often it was sent.
+    /// Recent requests and their outcomes are part of the state (snapshots carry them).
+    fn apply_command(
+        &mut self,
+        command: &Self::Command,
+        request: Option<RequestId>,
+    ) -> Result<(), Self::Rejection>;
+
+    /// The outcome of `request`, if it applied recently: how a caller whose own copy of the
+    /// write was superseded or jumped over by a snapshot learns what became of the write.
+    fn request_outcome(&self, request: RequestId) -> Option<Result<(), Self::Rejection>>;
 
     /// The state every founding member of a group starts from: the founders (id → advertised
     /// address) and the group's CA certificate (never its private key), if the group uses TLS.

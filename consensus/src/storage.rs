@@ -1,7 +1,8 @@
 //! The durable raft log in redb: entries, hard state, the latest snapshot (its metadata, conf
 //! state and state machine image) and the identity of the data dir.
 //!
-//! One redb file per node. Every write that raft relies on surviving a crash commits with
+//! One redb file per node (tests may put it on a [`SimulatedDisk`] instead, to cut its power
+//! or fail its syncs). Every write that raft relies on surviving a crash commits with
 //! `Durability::Immediate` (fsync) before the caller goes on; the one exception is an append that
 //! is immediately followed, in the same ready, by a durable hard-state write (redb makes the
 //! earlier commit durable with the later one, so a single fsync covers both).
@@ -20,14 +21,20 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot, SnapshotMetadata};
 use raft::{GetEntriesContext, RaftState, StorageError};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
+mod disk;
 #[cfg(test)]
 mod tests;
+
+pub use disk::{DiskBackend, SimulatedDisk};
 
 /// Name of the database file inside a node's data dir.
 pub const DB_FILE: &str = "raft.redb";
 
 /// Version of the on-disk layout; a data dir written by a newer layout is refused.
 const FORMAT_VERSION: u64 = 1;
+
+/// `ENOSPC`, for io errors whose kind was lost on the way.
+const ENOSPC: i32 = 28;
 
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
 const ENTRIES: TableDefinition<u64, &[u8]> = TableDefinition::new("entries");
@@ -108,6 +115,16 @@ pub enum StoreError {
         /// Layout version found.
         found: u64,
     },
+    /// The device under the data dir is full. redb refuses every later write on the open log,
+    /// so the store must be reopened once space is freed.
+    #[error(
+        "data dir {path}: no space left on the device; this node refuses writes until space is \
+         freed on it"
+    )]
+    DiskFull {
+        /// The data dir.
+        path: PathBuf,
+    },
     /// redb failed while reading or writing.
     #[error("data dir {path}: database error: {source}")]
     Db {
@@ -126,6 +143,39 @@ pub enum StoreError {
         /// Decoder message.
         detail: String,
     },
+}
+
+impl StoreError {
+    /// Whether the open log is unusable after this error and must be reopened: redb latches any
+    /// I/O error (a failed write or sync, a full disk) and fails every later transaction with
+    /// `PreviousIo` until the database is closed.
+    pub fn needs_reopen(&self) -> bool {
+        match self {
+            StoreError::DiskFull { .. } => true,
+            StoreError::Db { source, .. } => {
+                matches!(**source, redb::Error::Io(_) | redb::Error::PreviousIo)
+            }
+            _ => false,
+        }
+    }
+
+    /// Sorts a redb failure: a full device is [`StoreError::DiskFull`], anything else
+    /// [`StoreError::Db`].
+    fn from_redb(path: &Path, e: redb::Error) -> StoreError {
+        match &e {
+            redb::Error::Io(io) if is_no_space(io) => StoreError::DiskFull {
+                path: path.to_path_buf(),
+            },
+            _ => StoreError::Db {
+                path: path.to_path_buf(),
+                source: Box::new(e),
+            },
+        }
+    }
+}
+
+fn is_no_space(e: &std::io::Error) -> bool {
+    e.kind() == std::io::ErrorKind::StorageFull || e.raw_os_error() == Some(ENOSPC)
 }
 
 /// The raft log of one node, kept in redb, with the small parts raft asks for often (indexes,
@@ -164,13 +214,27 @@ impl RaftStore {
     /// Opens (creating if needed) the log in `dir`, checks it belongs to `identity`, and checks the
     /// log is whole: contiguous entries after the snapshot, reaching at least the commit index.
     pub fn open(dir: &Path, identity: &Identity) -> Result<Self, StoreError> {
+        RaftStore::open_on(dir, identity, None)
+    }
+
+    /// [`RaftStore::open`] with the log on `disk` instead of in a file in `dir` (tests only);
+    /// `dir` is still created, for the node's other files.
+    pub fn open_on(
+        dir: &Path,
+        identity: &Identity,
+        disk: Option<&SimulatedDisk>,
+    ) -> Result<Self, StoreError> {
         let io = |source| StoreError::Io {
             path: dir.to_path_buf(),
             source,
         };
         private_dir(dir).map_err(io)?;
         let path = dir.to_path_buf();
-        let db = Database::create(dir.join(DB_FILE)).map_err(|e| match e {
+        let opened = match disk {
+            Some(disk) => Database::builder().create_with_backend(disk.backend()),
+            None => Database::create(dir.join(DB_FILE)),
+        };
+        let db = opened.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path: path.clone() },
             redb::DatabaseError::Storage(redb::StorageError::Corrupted(detail)) => {
                 StoreError::Damaged {
@@ -178,16 +242,22 @@ impl RaftStore {
                     detail,
                 }
             }
+            // A failing device is not a damaged log: the same data dir may open once it is fixed.
+            redb::DatabaseError::Storage(redb::StorageError::Io(e)) => {
+                StoreError::from_redb(&path, redb::Error::Io(e))
+            }
             other => StoreError::Damaged {
                 path: path.clone(),
                 detail: other.to_string(),
             },
         })?;
-        // The log holds every decision of the state machine, secrets included (the hub's
-        // token hashes and certificates): owner only, whatever the umask was when redb
-        // created it.
-        std::fs::set_permissions(dir.join(DB_FILE), std::fs::Permissions::from_mode(0o600))
-            .map_err(io)?;
+        if disk.is_none() {
+            // The log holds every decision of the state machine, secrets included (the hub's
+            // token hashes and certificates): owner only, whatever the umask was when redb
+            // created it.
+            std::fs::set_permissions(dir.join(DB_FILE), std::fs::Permissions::from_mode(0o600))
+                .map_err(io)?;
+        }
         let mut store = RaftStore {
             db,
             path,
@@ -202,10 +272,7 @@ impl RaftStore {
     }
 
     fn db_err(&self, e: impl Into<redb::Error>) -> StoreError {
-        StoreError::Db {
-            path: self.path.clone(),
-            source: Box::new(e.into()),
-        }
+        StoreError::from_redb(&self.path, e.into())
     }
 
     fn damaged(&self, detail: String) -> StoreError {

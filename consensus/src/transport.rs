@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::NodeId;
+use crate::{NodeId, RequestId};
 
 pub mod faults;
 pub mod listener;
@@ -68,8 +68,13 @@ pub(crate) enum Inbound {
 /// Something to append to the log.
 #[derive(Debug, Clone)]
 pub(crate) enum Proposal {
-    /// An encoded command.
-    Command(Vec<u8>),
+    /// An encoded command and the id of the write it carries.
+    Command {
+        /// The write's id, the same in every copy of it.
+        request: RequestId,
+        /// The encoded command.
+        bytes: Vec<u8>,
+    },
     /// A membership change.
     ConfChange(ConfChangeV2),
 }
@@ -300,9 +305,15 @@ impl Transport {
                 status: Box::new(Status::unavailable("link cut by the fault plan")),
             });
         }
+        let proposal_id = match proposal {
+            Proposal::Command { request, .. } => Some(*request),
+            Proposal::ConfChange(_) => None,
+        };
         let proposal =
             match proposal {
-                Proposal::Command(bytes) => peer_forward_request::Proposal::Command(bytes.clone()),
+                Proposal::Command { bytes, .. } => {
+                    peer_forward_request::Proposal::Command(bytes.clone())
+                }
                 Proposal::ConfChange(cc) => peer_forward_request::Proposal::ConfChange(
                     cc.write_to_bytes().map_err(|e| ForwardError::Call {
                         node: to,
@@ -310,21 +321,33 @@ impl Transport {
                     })?,
                 ),
             };
+        let request_id = match proposal_id {
+            Some(id) => id.as_bytes().to_vec(),
+            None => Vec::new(),
+        };
         let request = PeerForwardRequest {
             header: Some(self.header(to)),
             proposal: Some(proposal),
+            request_id,
         };
         let mut client = RaftPeerClient::new(channel)
             .max_decoding_message_size(net::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(net::MAX_MESSAGE_BYTES);
-        client
+        let answer = client
             .forward(request)
             .await
             .map(Response::into_inner)
             .map_err(|status| ForwardError::Call {
                 node: to,
                 status: Box::new(status),
-            })
+            })?;
+        if self.faults.forward_answer_lost(self.id, to) {
+            return Err(ForwardError::Call {
+                node: to,
+                status: Box::new(Status::unavailable("answer lost by the fault plan")),
+            });
+        }
+        Ok(answer)
     }
 
     /// Stops every sending task.
@@ -569,7 +592,12 @@ impl RaftPeer for PeerService {
         let request = request.into_inner();
         self.check(request.header.as_ref())?;
         let proposal = match request.proposal {
-            Some(peer_forward_request::Proposal::Command(bytes)) => Proposal::Command(bytes),
+            Some(peer_forward_request::Proposal::Command(bytes)) => Proposal::Command {
+                request: RequestId::from_context(&request.request_id).ok_or_else(|| {
+                    Status::invalid_argument("a forwarded command needs a 16-byte request id")
+                })?,
+                bytes,
+            },
             Some(peer_forward_request::Proposal::ConfChange(bytes)) => {
                 Proposal::ConfChange(ConfChangeV2::parse_from_bytes(&bytes).map_err(|e| {
                     Status::invalid_argument(format!("undecodable conf change: {e}"))

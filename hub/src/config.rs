@@ -335,6 +335,7 @@ impl FileConfig {
             timing,
             compact_after: self.compact_after.unwrap_or(DEFAULT_COMPACT_AFTER).max(1),
             faults: Default::default(),
+            disk: None,
             peer_connections: self.connections.unwrap_or_default().peer()?,
             security: security(
                 self.insecure.unwrap_or(false),

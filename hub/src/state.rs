@@ -20,6 +20,7 @@ pub mod health;
 pub mod identity;
 mod machine;
 pub mod pki;
+pub mod requests;
 pub mod rollout;
 pub mod signature;
 pub mod source;
@@ -52,7 +53,7 @@ pub use flotilla_core::Labels;
 pub use flotilla_core::clock::{Timestamp, millis};
 
 /// Version of the snapshot encoding this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 10;
+pub const SNAPSHOT_VERSION: u32 = 11;
 
 /// The whole replicated state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -81,10 +82,12 @@ pub struct State {
     pub audit: AuditLog,
     /// The group's CA and the agent certificates it issued and revoked.
     pub pki: pki::Pki,
+    /// Recent client writes and their outcomes, so each applies at most once.
+    pub requests: requests::RequestLog,
 }
 
 /// Why a committed command was not applied. The state is unchanged when apply returns one.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum CommandError {
     /// The cluster is not registered.
     #[error("cluster '{0}' is not registered")]
@@ -152,7 +155,7 @@ pub enum CommandError {
     UnknownToken(String),
     /// The bootstrap token is unknown, used or expired.
     #[error("bootstrap token is {0}")]
-    BootstrapTokenRefused(&'static str),
+    BootstrapTokenRefused(String),
     /// The revision is not signed as the stage requires.
     #[error("revision {revision} may not enter stage '{stage}': {reason}")]
     SignatureRequired {

@@ -15,14 +15,14 @@ use raft::eraftpb::{
     ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Snapshot, SnapshotMetadata,
 };
 use raft::{RawNode, StateRole, Storage};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 
-use super::waiters::{EntryKind, Proposals, Reads};
+use super::waiters::{EntryKind, Proposals, Proposed, Reads};
 use super::{EntryOutcome, Event, Leadership, NodeStatus, Replica, Role};
-use crate::StateMachine;
 use crate::config::Timing;
 use crate::storage::{RaftStore, StoreError};
 use crate::transport::{Inbound, Proposal, ProposeReply, Transport};
+use crate::{RequestId, StateMachine};
 
 /// Events handled between two readies at most, so ticks are never starved.
 const MAX_EVENTS_PER_ROUND: usize = 4096;
@@ -131,24 +131,36 @@ impl<S: StateMachine> Driver<S> {
                 reply,
                 outcome,
             } => {
-                let conf_change = matches!(proposal, Proposal::ConfChange(_));
+                let (request, conf_change) = match &proposal {
+                    Proposal::Command { request, .. } => (Some(*request), false),
+                    Proposal::ConfChange(_) => (None, true),
+                };
                 let answer = self.propose(proposal);
                 if let ProposeReply::Proposed { index, term } = &answer {
-                    let applied = self.replica.read().applied;
-                    self.proposals
-                        .register(*index, *term, conf_change, outcome, applied);
+                    let proposed = Proposed {
+                        index: *index,
+                        term: *term,
+                        request,
+                        conf_change,
+                    };
+                    self.await_entry(proposed, outcome);
                 }
                 let _ = reply.send(answer);
             }
             Event::Await {
                 index,
                 term,
+                request,
                 conf_change,
                 outcome,
             } => {
-                let applied = self.replica.read().applied;
-                self.proposals
-                    .register(index, term, conf_change, outcome, applied);
+                let proposed = Proposed {
+                    index,
+                    term,
+                    request,
+                    conf_change,
+                };
+                self.await_entry(proposed, outcome);
             }
             Event::ReadIndex(reply) => {
                 self.next_read += 1;
@@ -166,6 +178,19 @@ impl<S: StateMachine> Driver<S> {
             }
             Event::Stop => {}
         }
+    }
+
+    /// Answers `outcome` when the proposed entry applies (at once if it already did).
+    fn await_entry(
+        &mut self,
+        proposed: Proposed,
+        outcome: oneshot::Sender<EntryOutcome<S::Rejection>>,
+    ) {
+        let replica = self.replica.read();
+        self.proposals
+            .register(proposed, outcome, replica.applied, |request| {
+                replica.state.request_outcome(request)
+            });
     }
 
     /// Read contexts carry the node id, so reads of different nodes never share one at the leader.
@@ -196,7 +221,9 @@ impl<S: StateMachine> Driver<S> {
         }
         let before = raft.raft_log.last_index();
         let result = match proposal {
-            Proposal::Command(data) => self.raw.propose(vec![], data),
+            Proposal::Command { request, bytes } => {
+                self.raw.propose(request.as_bytes().to_vec(), bytes)
+            }
             Proposal::ConfChange(cc) => {
                 if self.raw.raft.has_pending_conf() {
                     return ProposeReply::Refused(
@@ -299,7 +326,10 @@ impl<S: StateMachine> Driver<S> {
             };
         }
         tracing::info!(node = self.raw.raft.id, index, "installed snapshot");
-        self.proposals.unknown_through(index);
+        let replica = self.replica.read();
+        self.proposals
+            .unknown_through(index, |request| replica.state.request_outcome(request));
+        drop(replica);
         self.transport.set_members(&members);
         let _ = self.applied_tx.send(index);
         Ok(())
@@ -330,7 +360,8 @@ impl<S: StateMachine> Driver<S> {
                                 source,
                             }
                         })?;
-                        let outcome = match replica.state.apply_command(&command) {
+                        let request = RequestId::from_context(&entry.context);
+                        let outcome = match replica.state.apply_command(&command, request) {
                             Ok(()) => EntryOutcome::Applied,
                             Err(e) => EntryOutcome::Rejected(e),
                         };
@@ -352,9 +383,14 @@ impl<S: StateMachine> Driver<S> {
             *applied = (*applied).max(last);
             moved
         });
+        let state = self.replica.read();
         for (index, term, kind, outcome) in outcomes {
-            self.proposals.resolve(index, term, kind, outcome);
+            self.proposals
+                .resolve(index, term, kind, outcome, |request| {
+                    state.state.request_outcome(request)
+                });
         }
+        drop(state);
         if let Some(members) = members {
             self.transport.set_members(&members);
         }

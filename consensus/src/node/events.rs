@@ -3,6 +3,7 @@
 use tokio::sync::oneshot;
 
 use super::NodeStatus;
+use crate::RequestId;
 use crate::transport::{Inbound, Proposal, ProposeReply};
 
 /// What the raft thread is asked to do. `R` is the state machine's rejection.
@@ -19,6 +20,7 @@ pub(crate) enum Event<R> {
     Await {
         index: u64,
         term: u64,
+        request: Option<RequestId>,
         conf_change: bool,
         outcome: oneshot::Sender<EntryOutcome<R>>,
     },

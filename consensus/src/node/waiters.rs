@@ -5,13 +5,17 @@
 //! index applies, the log matching property tells whether it is ours: same term, ours; another
 //! term, ours was overwritten by a later leader (superseded, safe to retry). Every waiter is
 //! answered exactly once: by that entry, by a snapshot that jumped over it (outcome unknown), or
-//! by the caller's own deadline (its receiver closes and the waiter is swept).
+//! by the caller's own deadline (its receiver closes and the waiter is swept). A command's
+//! waiter also knows its write's request id: when its own copy was superseded or jumped over,
+//! the state machine's record of that id (another copy of the same write may have applied)
+//! gives the real outcome.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use tokio::sync::oneshot;
 
 use super::EntryOutcome;
+use crate::RequestId;
 
 /// Applied outcomes remembered for callers that register after their entry applied (a
 /// forwarded proposal can apply locally before the leader's answer arrives).
@@ -30,6 +34,7 @@ pub(super) enum EntryKind {
 
 struct Waiter<R> {
     term: u64,
+    request: Option<RequestId>,
     conf_change: bool,
     reply: oneshot::Sender<EntryOutcome<R>>,
 }
@@ -51,16 +56,23 @@ impl<R> Default for Proposals<R> {
 
 impl<R: Clone> Proposals<R> {
     /// Waits for the entry proposed at `(index, term)`; answers at once if it already applied.
+    /// `known` is the state machine's record of requests that applied.
     pub(super) fn register(
         &mut self,
-        index: u64,
-        term: u64,
-        conf_change: bool,
+        proposed: Proposed,
         reply: oneshot::Sender<EntryOutcome<R>>,
         applied: u64,
+        known: impl Fn(RequestId) -> Option<Result<(), R>>,
     ) {
+        let Proposed {
+            index,
+            term,
+            request,
+            conf_change,
+        } = proposed;
         let waiter = Waiter {
             term,
+            request,
             conf_change,
             reply,
         };
@@ -72,6 +84,7 @@ impl<R: Clone> Proposals<R> {
             Some((_, t, kind, outcome)) => judge(&waiter, *t, *kind, outcome),
             None => EntryOutcome::Unknown,
         };
+        let outcome = learn(&waiter, outcome, &known);
         let _ = waiter.reply.send(outcome);
     }
 
@@ -82,10 +95,11 @@ impl<R: Clone> Proposals<R> {
         term: u64,
         kind: EntryKind,
         outcome: EntryOutcome<R>,
+        known: impl Fn(RequestId) -> Option<Result<(), R>>,
     ) {
         if let Some(waiters) = self.waiting.remove(&index) {
             for waiter in waiters {
-                let answer = judge(&waiter, term, kind, &outcome);
+                let answer = learn(&waiter, judge(&waiter, term, kind, &outcome), &known);
                 let _ = waiter.reply.send(answer);
             }
         }
@@ -95,14 +109,20 @@ impl<R: Clone> Proposals<R> {
         }
     }
 
-    /// A snapshot replaced the state up to `index`: whether those entries were ours is unknown.
-    pub(super) fn unknown_through(&mut self, index: u64) {
+    /// A snapshot replaced the state up to `index`: whether those entries were ours is unknown,
+    /// unless the state's record of their requests says.
+    pub(super) fn unknown_through(
+        &mut self,
+        index: u64,
+        known: impl Fn(RequestId) -> Option<Result<(), R>>,
+    ) {
         let later = self.waiting.split_off(&(index + 1));
         for waiter in std::mem::replace(&mut self.waiting, later)
             .into_values()
             .flatten()
         {
-            let _ = waiter.reply.send(EntryOutcome::Unknown);
+            let answer = learn(&waiter, EntryOutcome::Unknown, &known);
+            let _ = waiter.reply.send(answer);
         }
         self.recent.clear();
     }
@@ -113,6 +133,36 @@ impl<R: Clone> Proposals<R> {
             waiters.retain(|w| !w.reply.is_closed());
             !waiters.is_empty()
         });
+    }
+}
+
+/// Where a proposal was appended, and what it carries.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Proposed {
+    /// Its index.
+    pub(super) index: u64,
+    /// The leader's term when it was appended.
+    pub(super) term: u64,
+    /// The write's request id, for a command.
+    pub(super) request: Option<RequestId>,
+    /// Whether it is a membership change.
+    pub(super) conf_change: bool,
+}
+
+/// A superseded or unknown outcome of a command is replaced by the outcome its request had,
+/// if another copy of the same write applied.
+fn learn<R>(
+    waiter: &Waiter<R>,
+    outcome: EntryOutcome<R>,
+    known: &impl Fn(RequestId) -> Option<Result<(), R>>,
+) -> EntryOutcome<R> {
+    match (&outcome, waiter.request) {
+        (EntryOutcome::Superseded | EntryOutcome::Unknown, Some(request)) => match known(request) {
+            Some(Ok(())) => EntryOutcome::Applied,
+            Some(Err(rejection)) => EntryOutcome::Rejected(rejection),
+            None => outcome,
+        },
+        _ => outcome,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Faults injected into outgoing peer traffic: partitions (symmetric or one-way), dropped and
-//! delayed messages. Tests share one plan between every node of an in-process group and change it
+//! delayed messages, and lost answers to forwarded proposals (the leader appended the write,
+//! the follower never hears so). Tests share one plan between every node of an in-process group and change it
 //! while the group runs; in production the plan is empty and every verdict is `Deliver`.
 
 use std::collections::BTreeSet;
@@ -39,6 +40,8 @@ struct Faults {
     delay: Option<Range<Duration>>,
     /// Probability a delivered message is delayed.
     delay_probability: f64,
+    /// Answers to forwarded proposals still to be lost on purpose.
+    lost_answers: u32,
     rng: StdRng,
 }
 
@@ -57,6 +60,7 @@ impl FaultPlan {
                 drop_probability: 0.0,
                 delay: None,
                 delay_probability: 0.0,
+                lost_answers: 0,
                 rng: StdRng::seed_from_u64(seed),
             }),
         }
@@ -90,6 +94,25 @@ impl FaultPlan {
         inner.delay = (!range.is_empty()).then_some(range);
     }
 
+    /// The answers to the next `count` forwarded proposals are lost after the receiver handled
+    /// them, as when a connection drops with the reply in flight.
+    pub fn lose_forward_answers(&self, count: u32) {
+        self.inner.lock().lost_answers = count;
+    }
+
+    /// Whether the answer to a proposal `from` forwarded to `to` is lost: on purpose
+    /// (`lose_forward_answers`), or like any message on the way back `to → from`.
+    pub fn forward_answer_lost(&self, from: NodeId, to: NodeId) -> bool {
+        {
+            let mut inner = self.inner.lock();
+            if inner.lost_answers > 0 {
+                inner.lost_answers -= 1;
+                return true;
+            }
+        }
+        self.verdict(to, from) == Verdict::Drop
+    }
+
     /// Removes every fault.
     pub fn heal(&self) {
         let mut inner = self.inner.lock();
@@ -97,6 +120,7 @@ impl FaultPlan {
         inner.drop_probability = 0.0;
         inner.delay = None;
         inner.delay_probability = 0.0;
+        inner.lost_answers = 0;
     }
 
     /// Whether the link `from → to` is cut.

@@ -199,7 +199,7 @@ fn a_bootstrap_token_names_its_cluster_and_works_once() {
     // Replayed: refused by the state machine and by the pre-check alike.
     assert_eq!(
         state.apply(&consume),
-        Err(CommandError::BootstrapTokenRefused("already used"))
+        Err(CommandError::BootstrapTokenRefused("already used".into()))
     );
     assert_eq!(
         check_bootstrap(&state.access, token.reveal(), Timestamp(2_001)).map(|_| ()),

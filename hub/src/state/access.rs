@@ -192,12 +192,12 @@ pub(super) fn consume_bootstrap(
         .access
         .bootstrap
         .get_mut(token_hash)
-        .ok_or(CommandError::BootstrapTokenRefused("unknown"))?;
+        .ok_or(CommandError::BootstrapTokenRefused("unknown".into()))?;
     if token.used_at.is_some() {
-        return Err(CommandError::BootstrapTokenRefused("already used"));
+        return Err(CommandError::BootstrapTokenRefused("already used".into()));
     }
     if at >= token.expires {
-        return Err(CommandError::BootstrapTokenRefused("expired"));
+        return Err(CommandError::BootstrapTokenRefused("expired".into()));
     }
     token.used_at = Some(at);
     Ok(())

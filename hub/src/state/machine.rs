@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use flotilla_consensus::{NodeId, StateMachine};
+use flotilla_consensus::{NodeId, RequestId, StateMachine};
 use flotilla_pki::CaPem;
 
 use super::{Command, CommandError, DecodeError, EncodeError, SnapshotError, State, audit};
@@ -24,13 +24,27 @@ impl StateMachine for State {
         Command::decode(bytes)
     }
 
-    fn apply_command(&mut self, command: &Command) -> Result<(), CommandError> {
+    fn apply_command(
+        &mut self,
+        command: &Command,
+        request: Option<RequestId>,
+    ) -> Result<(), CommandError> {
+        if let Some(first) = request.and_then(|r| self.requests.get(r)) {
+            return first.clone();
+        }
         let audited = self.audit.next_seq();
         let applied = self.apply(command);
+        if let Some(request) = request {
+            self.requests.record(request, applied.clone());
+        }
         // Here, not where events are proposed: apply also writes the state machine's own
         // events, and only here does each get its sequence number.
         audit::export(&self.audit, audited);
         applied
+    }
+
+    fn request_outcome(&self, request: RequestId) -> Option<Result<(), CommandError>> {
+        self.requests.get(request).cloned()
     }
 
     fn founding(members: BTreeMap<NodeId, String>, ca: Option<CaPem>) -> Self {

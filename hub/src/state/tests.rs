@@ -545,16 +545,16 @@ fn a_bootstrap_token_works_once_and_not_after_expiry() {
     apply_ok(&mut state, consume("h1", 500));
     assert_eq!(
         apply_err(&mut state, consume("h1", 501)),
-        CommandError::BootstrapTokenRefused("already used")
+        CommandError::BootstrapTokenRefused("already used".into())
     );
     apply_ok(&mut state, issue("h2"));
     assert_eq!(
         apply_err(&mut state, consume("h2", 1_000)),
-        CommandError::BootstrapTokenRefused("expired")
+        CommandError::BootstrapTokenRefused("expired".into())
     );
     assert_eq!(
         apply_err(&mut state, consume("nope", 10)),
-        CommandError::BootstrapTokenRefused("unknown")
+        CommandError::BootstrapTokenRefused("unknown".into())
     );
     apply_ok(
         &mut state,
@@ -1003,4 +1003,37 @@ fn every_drift_note_is_kept_as_an_event_up_to_the_log_length() {
     let log = &state.health[&key].drift_log;
     assert_eq!(log.len(), DRIFT_LOG_LEN);
     assert_eq!(log.last().map(|n| n.at), Some(t(229)), "newest kept");
+}
+
+#[test]
+fn a_request_applies_once_and_every_copy_answers_its_first_outcome() {
+    use flotilla_consensus::{RequestId, StateMachine};
+    let mut state = fleet();
+    let first = RequestId([1; 16]);
+    let command = Command::RegisterCluster {
+        name: "d".into(),
+        labels: labels(&[("env", "dev")]),
+        at: t(5),
+    };
+    assert_eq!(state.apply_command(&command, Some(first)), Ok(()));
+    let after = state.clone();
+    // The same write again (a retry whose first copy applied): nothing changes, same answer.
+    assert_eq!(state.apply_command(&command, Some(first)), Ok(()));
+    assert_eq!(state, after, "a duplicate changed the state");
+    assert_eq!(state.request_outcome(first), Some(Ok(())));
+    // Another write of the same cluster is refused as it always was, and so are its copies.
+    let second = RequestId([2; 16]);
+    let refused = Err(CommandError::ClusterExists("d".into()));
+    assert_eq!(state.apply_command(&command, Some(second)), refused);
+    assert_eq!(state.apply_command(&command, Some(second)), refused);
+    // Without an id (an entry from before ids) a command applies as it always did.
+    assert_eq!(state.apply_command(&command, None), refused);
+    // Only the newest requests are remembered, in the order they applied.
+    for i in 0..requests::REQUEST_LOG_LEN as u32 {
+        let mut id = [0xff; 16];
+        id[..4].copy_from_slice(&i.to_le_bytes());
+        state.requests.record(RequestId(id), Ok(()));
+    }
+    assert_eq!(state.requests.len(), requests::REQUEST_LOG_LEN);
+    assert_eq!(state.request_outcome(first), None, "the oldest was forgotten");
 }

@@ -167,7 +167,7 @@ pub(super) async fn register(
             error: CommandError::BootstrapTokenRefused(why),
             ..
         }) => {
-            tracing::warn!(%cluster, why, "agent registration refused");
+            tracing::warn!(%cluster, %why, "agent registration refused");
             return Err(Status::permission_denied(format!(
                 "the bootstrap token is {why}; ask an admin for a new one"
             )));

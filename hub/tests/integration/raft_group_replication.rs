@@ -65,3 +65,40 @@ async fn proposals_on_any_node_of_three_commit_everywhere() -> Result<()> {
     group.shutdown().await;
     Ok(())
 }
+
+/// A follower's forward whose answer is lost after the leader appended the write: the follower
+/// sends it again, and its caller learns that its one write applied — not "cluster exists"
+/// for its own write (the second copy applies as the first's duplicate, changing nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_answer_was_lost_applies_once_and_its_caller_learns_so() -> Result<()> {
+    support::init_tracing();
+    let group = TestGroup::start(3, 3, 1000).await?;
+    let leader = group.leader(Duration::from_secs(5)).await?;
+    let follower = group
+        .live()
+        .into_iter()
+        .find(|n| n.id() != leader)
+        .expect("follower");
+    for round in 0..5 {
+        let name = format!("lost-{round}");
+        group.faults.lose_forward_answers(1 + round % 2);
+        let outcome = follower.propose(&register(&name)).await;
+        assert!(outcome.is_ok(), "round {round}: {outcome:?}");
+        group.converged(Duration::from_secs(5)).await?;
+        assert!(follower.state().clusters.contains_key(&name));
+    }
+    // A write that really is a duplicate is still refused as one.
+    let again = follower.propose(&register("lost-0")).await;
+    assert!(
+        matches!(
+            again,
+            Err(ProposeError::Rejected {
+                error: CommandError::ClusterExists(_),
+                ..
+            })
+        ),
+        "{again:?}"
+    );
+    group.shutdown().await;
+    Ok(())
+}
