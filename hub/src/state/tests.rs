@@ -1035,5 +1035,9 @@ fn a_request_applies_once_and_every_copy_answers_its_first_outcome() {
         state.requests.record(RequestId(id), Ok(()));
     }
     assert_eq!(state.requests.len(), requests::REQUEST_LOG_LEN);
-    assert_eq!(state.request_outcome(first), None, "the oldest was forgotten");
+    assert_eq!(
+        state.request_outcome(first),
+        None,
+        "the oldest was forgotten"
+    );
 }
