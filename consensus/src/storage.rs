@@ -242,7 +242,18 @@ impl RaftStore {
                     detail,
                 }
             }
-            // A failing device is not a damaged log: the same data dir may open once it is fixed.
+            // A file shorter than its own header says (cut at any length, as a crash can leave
+            // it) is a damaged log.
+            redb::DatabaseError::Storage(redb::StorageError::Io(e))
+                if e.kind() == std::io::ErrorKind::UnexpectedEof =>
+            {
+                StoreError::Damaged {
+                    path: path.clone(),
+                    detail: format!("the file ends early: {e}"),
+                }
+            }
+            // A failing or full device is not a damaged log: the same data dir may open once it
+            // is fixed.
             redb::DatabaseError::Storage(redb::StorageError::Io(e)) => {
                 StoreError::from_redb(&path, redb::Error::Io(e))
             }

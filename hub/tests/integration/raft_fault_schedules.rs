@@ -4,8 +4,13 @@
 //! on random nodes.
 //!
 //! Invariants checked for every seed: at most one leader per term; no acknowledged write lost;
-//! every replica's state identical (same applied index, same state hash) after healing; the
-//! applied index of a running node never goes backwards.
+//! every write answered as not applied (`Superseded`, `NotLeader`, `NoLeader`, `Refused`) absent
+//! from every replica, and no write refused as a duplicate of itself; every replica's state
+//! identical (same applied index, same state hash) after healing; at least
+//! [`MIN_ACKED_PER_SEED`] writes acknowledged (a regression where every proposal times out
+//! fails); every crash "during a snapshot" hit a node that really needed one (the leader had
+//! compacted past it), and across a test's seeds some crashes landed before the snapshot was
+//! installed.
 //!
 //! The schedule (which faults, in which order, for how long) is a pure function of the seed;
 //! thread and socket timing is not, so a replay reproduces the schedule, not every interleaving.
@@ -21,7 +26,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use flotilla_hub::config::Timing;
-use flotilla_hub::node::NodeHandle;
+use flotilla_hub::node::{NodeHandle, ProposeError};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::seq::IndexedRandom;
@@ -31,6 +36,14 @@ use tokio::task::JoinHandle;
 
 /// Seeds per test function; the functions run in parallel under nextest.
 const SEEDS_PER_TEST: u64 = 15;
+
+/// Fewest acknowledged writes a seed must see. Under faults a seed may commit few (a schedule
+/// of partitions and crashes can leave no quorum most of the time), so the writers also run for
+/// [`HEALED_WRITES`] once the healed group has a leader, where a working group commits dozens.
+const MIN_ACKED_PER_SEED: usize = 5;
+
+/// How long the writers go on once the group healed and elected a leader.
+const HEALED_WRITES: Duration = Duration::from_millis(300);
 
 #[derive(Debug, Clone)]
 enum Step {
@@ -171,15 +184,26 @@ fn watch_incarnation(
     });
 }
 
+/// What writers learned of their writes.
+#[derive(Debug, Default)]
+struct Outcomes {
+    /// Answered as applied.
+    acked: BTreeSet<String>,
+    /// Answered as not applied, with the answer: must be absent everywhere.
+    absent: BTreeMap<String, String>,
+    /// Answered with an error that cannot be (a unique name refused).
+    wrong: Vec<String>,
+}
+
 fn spawn_writer(
     live: Live,
     seed: u64,
     writer: usize,
     stop: Arc<AtomicBool>,
-) -> JoinHandle<BTreeSet<String>> {
+) -> JoinHandle<Outcomes> {
     tokio::spawn(async move {
         let mut rng = StdRng::seed_from_u64(seed ^ (writer as u64) << 32);
-        let mut acked = BTreeSet::new();
+        let mut outcomes = Outcomes::default();
         let mut i = 0;
         while !stop.load(Ordering::Relaxed) {
             let node = {
@@ -193,11 +217,26 @@ fn spawn_writer(
             };
             let name = format!("w{writer}-{i}");
             i += 1;
-            if node.propose(&register(&name)).await.is_ok() {
-                acked.insert(name);
+            match node.propose(&register(&name)).await {
+                Ok(_) => {
+                    outcomes.acked.insert(name);
+                }
+                Err(
+                    e @ (ProposeError::Superseded { .. }
+                    | ProposeError::NotLeader { .. }
+                    | ProposeError::NoLeader
+                    | ProposeError::Refused(_)),
+                ) => {
+                    outcomes.absent.insert(name, e.to_string());
+                }
+                Err(e @ ProposeError::Rejected { .. }) => {
+                    outcomes.wrong.push(format!("{name}: {e}"));
+                }
+                // Timeout, Unknown, Stopped: it may or may not have applied.
+                Err(_) => {}
             }
         }
-        acked
+        outcomes
     })
 }
 
@@ -206,9 +245,22 @@ struct Run {
     live: Live,
     leaders: Arc<Mutex<BTreeMap<u64, BTreeSet<u64>>>>,
     violations: Arc<Violations>,
+    /// Crashes during a snapshot that landed before the node had installed it.
+    snapshot_crashes_in_flight: u64,
 }
 
 impl Run {
+    /// The highest index a running node's log was compacted through (its snapshot).
+    async fn compacted_index(&self) -> u64 {
+        let mut highest = 0;
+        for node in self.group.live() {
+            if let Ok(status) = node.status().await {
+                highest = highest.max(status.first_index.saturating_sub(1));
+            }
+        }
+        highest
+    }
+
     async fn crash(&mut self, id: u64) -> Result<()> {
         self.live.lock().remove(&id);
         self.group.crash(id).await
@@ -225,7 +277,7 @@ impl Run {
         Ok(())
     }
 
-    async fn step(&mut self, step: &Step, compact_after: u64) -> Result<()> {
+    async fn step(&mut self, step: &Step) -> Result<()> {
         let faults = self.group.faults.clone();
         match step {
             Step::Partition(a, b) => faults.partition(a, b),
@@ -258,24 +310,45 @@ impl Run {
                 for other in (1..=self.group.addresses.len() as u64).filter(|o| o != id) {
                     self.restart(other).await?;
                 }
+                // What the node's log holds when it crashes: it must be running to know.
+                self.restart(*id).await?;
+                let had = self.group.node(*id)?.status().await?.last_index;
                 self.crash(*id).await?;
-                let writer = self.live.lock().values().next().cloned();
-                if let Some(writer) = writer {
-                    let mut failures = 0;
-                    for i in 0..compact_after + 2 {
+                // Write until the others compacted past everything the node holds, so it
+                // needs a snapshot when it comes back.
+                let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+                let mut i = 0;
+                while self.compacted_index().await <= had {
+                    if tokio::time::Instant::now() > deadline {
+                        bail!(
+                            "crash during snapshot: the group did not compact past node {id}'s \
+                             index {had} within 15 s of healing"
+                        );
+                    }
+                    let writer = self.live.lock().values().next().cloned();
+                    if let Some(writer) = writer {
                         let command = register(&format!("snap-{id}-{i}"));
                         let write = writer.propose(&command);
-                        match tokio::time::timeout(Duration::from_millis(500), write).await {
-                            Ok(Ok(_)) => failures = 0,
-                            _ => failures += 1,
-                        }
-                        if failures > 3 {
-                            break;
-                        }
+                        let _ = tokio::time::timeout(Duration::from_millis(500), write).await;
                     }
+                    i += 1;
                 }
+                // Confirm the node needs a snapshot: the others compacted past its log.
+                let compacted = self.compacted_index().await;
                 self.restart(*id).await?;
+                let node = self.group.node(*id)?.clone();
+                let restarted_at = node.status().await?.last_index;
+                if compacted <= restarted_at {
+                    bail!(
+                        "crash during snapshot: node {id} restarted with its log at index \
+                         {restarted_at}, but the group compacted only through {compacted}: no \
+                         snapshot was needed"
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(*ms)).await;
+                if node.applied_index() < compacted {
+                    self.snapshot_crashes_in_flight += 1;
+                }
                 self.crash(*id).await?;
                 self.restart(*id).await?;
             }
@@ -300,7 +373,14 @@ async fn final_write(node: &NodeHandle, within: Duration) -> Result<()> {
     }
 }
 
-async fn run_schedule(schedule: &Schedule) -> Result<()> {
+/// What a seed did: acknowledged writes, and crashes during a snapshot (all, in flight).
+struct Ran {
+    acked: usize,
+    snapshot_crashes: u64,
+    in_flight: u64,
+}
+
+async fn run_schedule(schedule: &Schedule) -> Result<Ran> {
     // Short request deadlines: writers blocked by a partition give up quickly.
     let timing = Timing {
         request_timeout: Duration::from_secs(1),
@@ -313,6 +393,7 @@ async fn run_schedule(schedule: &Schedule) -> Result<()> {
         live: Arc::new(Mutex::new(BTreeMap::new())),
         leaders: Arc::new(Mutex::new(BTreeMap::new())),
         violations: Arc::new(Violations::default()),
+        snapshot_crashes_in_flight: 0,
         group,
     };
     for node in run.group.live() {
@@ -327,7 +408,7 @@ async fn run_schedule(schedule: &Schedule) -> Result<()> {
     let t0 = std::time::Instant::now();
     for (step, ms) in &schedule.steps {
         eprintln!("{:?} step {step:?}", t0.elapsed());
-        run.step(step, schedule.compact_after).await?;
+        run.step(step).await?;
         tokio::time::sleep(Duration::from_millis(*ms)).await;
     }
 
@@ -336,11 +417,26 @@ async fn run_schedule(schedule: &Schedule) -> Result<()> {
     for id in 1..=schedule.size {
         run.restart(id).await?;
     }
+    run.group.leader(Duration::from_secs(30)).await?;
     eprintln!("{:?} healed", t0.elapsed());
+    tokio::time::sleep(HEALED_WRITES).await;
     stop.store(true, Ordering::Relaxed);
-    let mut acked = BTreeSet::new();
+    let mut outcomes = Outcomes::default();
     for writer in writers {
-        acked.extend(writer.await?);
+        let mine = writer.await?;
+        outcomes.acked.extend(mine.acked);
+        outcomes.absent.extend(mine.absent);
+        outcomes.wrong.extend(mine.wrong);
+    }
+    let mut acked = outcomes.acked;
+    if !outcomes.wrong.is_empty() {
+        bail!("writes refused as duplicates of themselves: {:?}", outcomes.wrong);
+    }
+    if acked.len() < MIN_ACKED_PER_SEED {
+        bail!(
+            "only {} writes acknowledged (at least {MIN_ACKED_PER_SEED} expected)",
+            acked.len()
+        );
     }
     // One more write through the healed group proves it is live again. On a loaded machine the
     // healed group may need a few election rounds first, so the write is retried until a
@@ -361,19 +457,43 @@ async fn run_schedule(schedule: &Schedule) -> Result<()> {
         if !missing.is_empty() {
             bail!("node {} lost acknowledged writes: {missing:?}", node.id());
         }
+        let present: Vec<_> = outcomes
+            .absent
+            .iter()
+            .filter(|(n, _)| state.clusters.contains_key(*n))
+            .collect();
+        if !present.is_empty() {
+            bail!(
+                "node {} holds writes answered as not applied: {present:?}",
+                node.id()
+            );
+        }
     }
     let violations = run.violations.0.lock().clone();
     run.group.shutdown().await;
     if !violations.is_empty() {
         bail!("invariants violated: {violations:#?}");
     }
+    let snapshot_crashes = schedule
+        .steps
+        .iter()
+        .filter(|(s, _)| matches!(s, Step::CrashDuringSnapshot(..)))
+        .count() as u64;
     eprintln!(
-        "seed {}: {} acknowledged writes, converged at index {applied} with state {}",
+        "seed {}: {} acknowledged writes, {} answered not applied and absent, {}/{} snapshot \
+         crashes in flight, converged at index {applied} with state {}",
         schedule.seed,
         acked.len(),
+        outcomes.absent.len(),
+        run.snapshot_crashes_in_flight,
+        snapshot_crashes,
         &hash[..12]
     );
-    Ok(())
+    Ok(Ran {
+        acked: acked.len(),
+        snapshot_crashes,
+        in_flight: run.snapshot_crashes_in_flight,
+    })
 }
 
 /// Runs seeds `first..first + SEEDS_PER_TEST`, or only `FLOTILLA_SEED` when it is set.
@@ -383,13 +503,28 @@ async fn run_seeds(first: u64, test: &str) -> Result<()> {
         Ok(seed) => vec![seed.trim().parse()?],
         Err(_) => (first..first + SEEDS_PER_TEST).collect(),
     };
+    let (mut snapshot_crashes, mut in_flight, mut acked) = (0, 0, 0);
+    let replaying = seeds.len() == 1;
     for seed in seeds {
         let schedule = Schedule::generate(seed);
-        if let Err(e) = run_schedule(&schedule).await {
-            bail!(
+        match run_schedule(&schedule).await {
+            Ok(ran) => {
+                snapshot_crashes += ran.snapshot_crashes;
+                in_flight += ran.in_flight;
+                acked += ran.acked;
+            }
+            Err(e) => bail!(
                 "{e:#}\n{schedule}\nreplay with: FLOTILLA_SEED={seed} cargo nextest run -p flotilla-hub --test integration raft_fault_schedules::{test}"
-            );
+            ),
         }
+    }
+    eprintln!(
+        "{test}: {acked} acknowledged writes; {in_flight} of {snapshot_crashes} crashes during a \
+         snapshot landed before it was installed"
+    );
+    // The schedules mean to crash nodes with a snapshot in flight: some must have.
+    if !replaying && snapshot_crashes > 0 && in_flight == 0 {
+        bail!("none of {snapshot_crashes} crashes during a snapshot landed before its install");
     }
     Ok(())
 }

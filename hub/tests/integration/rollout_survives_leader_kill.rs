@@ -1,7 +1,8 @@
 //! SIGKILL of the hub leader in the middle of a wave: a group of three real `flotilla-hub`
 //! processes follows a repository while real agents on simulated clusters report health. The
 //! new leader carries the rollout on from the replicated state and completes it; the raft log,
-//! replayed entry by entry, shows no wave skipped or cut short and no cluster ever given the
+//! replayed entry by entry (every entry from the group's founding to the commit index, none
+//! skipped or compacted away), shows no wave skipped or cut short and no cluster ever given the
 //! revision unless the rollout gave it to it, wave by wave.
 
 use crate::support::fleet;
@@ -93,6 +94,9 @@ async fn a_rollout_resumes_where_it_was_after_the_leader_is_killed_mid_wave() ->
             "200ms".into(),
             "--clusters".into(),
             clusters.display().to_string(),
+            // The replay below must see every entry: no compaction during the test.
+            "--compact-after".into(),
+            "1000000".into(),
         ],
     )?;
     let sim = sim(4, Duration::from_millis(200)).await?;
@@ -166,18 +170,29 @@ async fn a_rollout_resumes_where_it_was_after_the_leader_is_killed_mid_wave() ->
     for agent in agents {
         rollout::stop_agent(agent).await;
     }
+    // What the survivor had applied, read just before it stops: the replay must reach it and
+    // reproduce that state exactly (the log's stored commit index, written without an fsync,
+    // may lag behind it after the SIGKILL).
+    let (applied, applied_state) = flotilla_hub::node::GroupClient::new(&hubs.peers[&new_leader])?
+        .read_state(false)
+        .await?;
     for id in hubs.running() {
         hubs.kill(id)?;
     }
     // Every entry of the survivor's log: a cluster holds release 2 only once the rollout gave
     // it, in a wave that had begun, and waves move one at a time.
     let mut last_wave = 0;
-    let mut entries = 0;
-    log::replay(
+    let mut commands = 0;
+    let mut at_applied = None;
+    let replayed = log::replay_log(
         &hubs.data_dir(new_leader),
         new_leader,
+        applied,
         |index, command, state| {
-            entries += 1;
+            commands += 1;
+            if index <= applied {
+                at_applied = Some(state.clone());
+            }
             let Some((_, rollout)) =
                 newest_rollout(state, "prod").filter(|(_, r)| r.to.commit == second)
             else {
@@ -220,6 +235,44 @@ async fn a_rollout_resumes_where_it_was_after_the_leader_is_killed_mid_wave() ->
             }
         },
     )?;
-    assert!(entries > 0, "the log was replayed");
+    // The replay went through every entry from the founding snapshot to the commit index
+    // (`replay_log` fails naming any gap after the snapshot), so the checks above saw every
+    // state the node applied, the whole rollout of release 2 included, from before it began
+    // to its completion.
+    replayed.whole()?;
+    eprintln!(
+        "replayed entries {}..={} of node {new_leader}'s log: {} entries, {commands} commands; \
+         it had applied {applied}, its stored commit index is {}",
+        replayed.snapshot + 1,
+        replayed.last,
+        replayed.entries,
+        replayed.commit
+    );
+    assert_eq!(replayed.entries, replayed.last - replayed.snapshot);
+    assert!(
+        replayed.last >= applied,
+        "the replay stopped at entry {}, before entry {applied} the node had applied",
+        replayed.last
+    );
+    assert_eq!(
+        at_applied.context("no command replayed")?.hash()?,
+        applied_state.hash()?,
+        "the replay does not reproduce the state node {new_leader} had applied at {applied}"
+    );
+    assert!(
+        newest_rollout(&replayed.at_snapshot, "prod").is_none(),
+        "the replay started after a rollout had begun"
+    );
+    let (_, replayed_rollout) =
+        newest_rollout(&replayed.state, "prod").context("the replayed log's rollout")?;
+    assert_eq!(replayed_rollout.to.commit, second);
+    assert_eq!(replayed_rollout.status, RolloutStatus::Completed);
+    // `current` equals the number of waves once every wave passed; the replay saw it step
+    // there one wave at a time.
+    assert_eq!(
+        last_wave,
+        rollout.waves.len(),
+        "the replay did not see every wave pass"
+    );
     Ok(())
 }
