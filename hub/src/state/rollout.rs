@@ -692,6 +692,7 @@ mod check;
 pub mod decide;
 pub mod gate;
 pub mod guard;
+pub mod invariants;
 pub mod pipeline;
 pub mod promotion;
 pub mod readiness;

@@ -2,8 +2,8 @@
 //! each of its commands applies, seeded random entries commit in between — agents reporting
 //! Healthy, Progressing or Degraded, going offline and coming back, losing their cluster's API —
 //! as on a real group where the leader's proposals and the agents' reports interleave in the
-//! log. After every entry of that log the rollout invariants are checked on the state before
-//! and after it, by code independent of the judgement apply uses:
+//! log. After every entry of that log the rollout invariants (`invariants.rs`, written apart from
+//! the judgement apply uses) are checked on the states around it:
 //!
 //! - an assignment never takes a stage past `maxUnavailable` (offline, unreachable, unsettled
 //!   and unhealthy clusters counted as the entry applies);
@@ -18,7 +18,7 @@
 //! overrun when an offline cluster comes back between decision and apply, and a soak begins
 //! on a cluster that just went Degraded).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use flotilla_core::Health;
 use rand::rngs::StdRng;
@@ -27,17 +27,11 @@ use rand::{Rng, SeedableRng};
 
 use crate::state::fleet::ApiReachability;
 use crate::state::health::{HealthKey, HealthReport};
-use crate::state::rollout::RolloutStatus;
 use crate::state::rollout::decide::{Followed, SETTLE, SpecCache, decide};
-use crate::state::rollout::pipeline;
-use crate::state::rollout::promotion::stage_clusters;
-use crate::state::rollout::readiness::{Readiness, at_revision, available};
+use crate::state::rollout::invariants;
 use crate::state::source::RevisionRef;
-use crate::state::stage::StageChange;
 use crate::state::tests::bundle_blob;
-use crate::state::{
-    Command, CommandError, Labels, RenderOutcome, RolloutStep, State, Timestamp, millis,
-};
+use crate::state::{Command, CommandError, Labels, RenderOutcome, State, Timestamp, millis};
 
 /// dev tracks main, two clusters at a time; prod promotes from dev: a canary, then the rest one
 /// at a time, pausing on failure so paused rollouts are met too.
@@ -150,7 +144,7 @@ impl Race {
         let result = self.state.apply(&command);
         self.entries += 1;
         if result.is_ok() {
-            let found = violations(&before, &self.state, &command);
+            let found = invariants::violations(&before, &self.state, &command);
             self.violations.extend(
                 found
                     .into_iter()
@@ -279,145 +273,6 @@ impl Race {
         }
         self.now += TICK_MS;
     }
-}
-
-/// The stage's clusters as the current `flotilla.yaml` gives them.
-fn members(state: &State, stage: &str) -> BTreeSet<String> {
-    pipeline::current(state, "origin")
-        .map(|(_, spec)| stage_clusters(state, &spec, stage))
-        .unwrap_or_default()
-}
-
-/// What the invariants say about one applied entry, from the states around it.
-fn violations(before: &State, after: &State, command: &Command) -> Vec<String> {
-    let mut out = Vec::new();
-    let settle = millis(SETTLE);
-    match command {
-        Command::RolloutStep { rollout, step, at } => {
-            let r = &before.rollouts[rollout];
-            if r.status != RolloutStatus::Running {
-                out.push(format!("a step of rollout {rollout}, {}", r.status.name()));
-            }
-            let settled = |cluster: &str| {
-                at_revision(before, cluster, &r.to) == Readiness::Healthy
-                    && r.clusters
-                        .get(cluster)
-                        .and_then(|p| p.healthy_since)
-                        .is_some_and(|s| s.0 + settle <= at.0)
-            };
-            match step {
-                RolloutStep::Assign { wave, clusters } => {
-                    if *wave != r.current {
-                        out.push(format!("assigned in wave {wave}, current {}", r.current));
-                    }
-                    let stage = members(before, &r.stage);
-                    let unavailable: BTreeSet<&String> = stage
-                        .iter()
-                        .filter(|c| {
-                            if r.clusters.contains_key(*c) {
-                                !settled(c)
-                            } else {
-                                available(before, c).is_err()
-                            }
-                        })
-                        .collect();
-                    let newly = clusters.iter().filter(|c| !unavailable.contains(c)).count();
-                    let max = r.gate.max_unavailable as usize;
-                    if unavailable.len() + newly > max.max(unavailable.len()) {
-                        out.push(format!(
-                            "maxUnavailable {max} overrun: {} unavailable {unavailable:?}, {newly} \
-                             more given {}",
-                            unavailable.len(),
-                            r.to.commit
-                        ));
-                    }
-                }
-                RolloutStep::Healthy { clusters } => {
-                    for c in clusters {
-                        if at_revision(before, c, &r.to) != Readiness::Healthy {
-                            out.push(format!("{c} marked healthy while not Healthy"));
-                        }
-                    }
-                }
-                RolloutStep::Unhealthy { clusters } => {
-                    for c in clusters {
-                        if at_revision(before, c, &r.to) == Readiness::Healthy {
-                            out.push(format!("{c} marked unhealthy while Healthy"));
-                        }
-                    }
-                }
-                RolloutStep::WaveHealthy { wave } | RolloutStep::WaveDone { wave } => {
-                    let stage = members(before, &r.stage);
-                    for c in r.waves[*wave]
-                        .clusters
-                        .iter()
-                        .filter(|c| stage.contains(*c))
-                    {
-                        if r.clusters.contains_key(c) && !settled(c) {
-                            out.push(format!(
-                                "wave {wave} soaked or passed with {c} not settled Healthy: {:?}",
-                                at_revision(before, c, &r.to)
-                            ));
-                        }
-                    }
-                    for c in r.clusters.keys().filter(|c| stage.contains(*c)) {
-                        if let Readiness::Degraded(_) | Readiness::ApplyFailed(_) =
-                            at_revision(before, c, &r.to)
-                        {
-                            out.push(format!("wave {wave} soaked or passed with {c} failing"));
-                        }
-                    }
-                }
-            }
-        }
-        Command::StartRollout {
-            stage, to, change, ..
-        } if *change == StageChange::Promote
-            && stage == "prod"
-            && !before.stages["dev"].passed.contains(to) =>
-        {
-            out.push(format!(
-                "prod started at {}, which dev never passed",
-                to.commit
-            ));
-        }
-        _ => {}
-    }
-    // A paused rollout's clusters move only by a rollback.
-    let moving_back = matches!(
-        command,
-        Command::RollBack { .. } | Command::FailRollout { .. }
-    );
-    for r in before.rollouts.values() {
-        if !matches!(r.status, RolloutStatus::Paused { .. }) || moving_back {
-            continue;
-        }
-        for c in r.waves.iter().flat_map(|w| &w.clusters) {
-            let was = before.clusters.get(c).and_then(|c| c.assigned.as_ref());
-            let is = after.clusters.get(c).and_then(|c| c.assigned.as_ref());
-            if was != is {
-                out.push(format!(
-                    "{c} of paused rollout moved from {was:?} to {is:?}"
-                ));
-            }
-        }
-    }
-    // Waves in order.
-    for (id, r) in &after.rollouts {
-        if let Some((c, p)) = r.clusters.iter().find(|(_, p)| p.wave > r.current) {
-            out.push(format!(
-                "rollout {id}: {c} given the target in wave {} before wave {}",
-                p.wave, r.current
-            ));
-        }
-        if r.waves[..r.current.min(r.waves.len())]
-            .iter()
-            .any(|w| w.done_at.is_none())
-        {
-            out.push(format!("rollout {id} passed a wave without finishing it"));
-        }
-    }
-    out
 }
 
 /// Runs one seed; its violations, and what it did (entries, rollouts, refused decisions).
