@@ -9,7 +9,8 @@
 //!   [`NodeHandle::read_index`] / [`NodeHandle::linearizable`] (linearizable, via ReadIndex);
 //! - notifications: [`NodeHandle::watch_applied`] (applied index) and
 //!   [`NodeHandle::watch_leadership`] (leader and term), on which leader-only controllers start
-//!   and stop;
+//!   and stop; [`NodeHandle::watch_failure`] (the raft thread stopped) and
+//!   [`NodeHandle::watch_disk_full`] (the disk is full: this node refuses writes until it is not);
 //! - membership: [`NodeHandle::add_member`], [`NodeHandle::remove_member`], one at a time.
 //!
 //! The peer listener serves raft ([`crate::transport`]) and the group API ([`crate::group`]);
@@ -24,7 +25,6 @@ use flotilla_proto::v1::hub_group_server::HubGroupServer;
 use flotilla_proto::v1::peer_forward_reply::Outcome as ForwardOutcome;
 use flotilla_proto::v1::raft_peer_server::RaftPeerServer;
 use parking_lot::{Mutex, RwLock, RwLockReadGuard};
-use raft::RawNode;
 use raft::eraftpb::{ConfChangeSingle, ConfChangeType, ConfChangeV2};
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::{ConfigError, NodeConfig, Timing};
 use crate::group::{GroupClient, GroupService};
-use crate::storage::{Identity, RaftStore};
+use crate::storage::Identity;
 use crate::transport::net::{self, HubPeersOnly, Security};
 use crate::transport::routes::GrpcRoutes;
 use crate::transport::{Inbox, PeerService, Proposal, ProposeReply, Stopped, Transport};
@@ -85,6 +85,7 @@ struct Shared<S: StateMachine> {
     applied: watch::Receiver<u64>,
     leadership: watch::Receiver<Leadership>,
     failure: watch::Receiver<Option<String>>,
+    disk_full: watch::Receiver<Option<String>>,
     transport: Arc<Transport>,
     security: Security,
     data_dir: std::path::PathBuf,
@@ -147,11 +148,15 @@ impl Node {
         }
         let listener = net::bind(&config.listen).await?;
         let address = founding::advertised_address::<S>(&config, &listener)?;
-        let identity = Identity {
-            group: config.group.clone(),
-            node_id: config.id,
+        let log = driver::LogLocation {
+            dir: config.data_dir.clone(),
+            identity: Identity {
+                group: config.group.clone(),
+                node_id: config.id,
+            },
+            disk: config.disk.clone(),
         };
-        let mut store = RaftStore::open_on(&config.data_dir, &identity, config.disk.as_ref())?;
+        let mut store = log.open()?;
         if !store.is_initialized()
             && let Some(members) = founding::founding_members(&config, &address)
         {
@@ -170,24 +175,7 @@ impl Node {
             _ => S::restore(&store.snapshot_data()?).map_err(StartError::Snapshot)?,
         };
         let security = security::node_security(&config, &address, &state)?;
-        let sole_voter = store.snapshot_metadata().get_conf_state().voters == [config.id];
-        let raft_config = raft::Config {
-            id: config.id,
-            election_tick: config.timing.election_ticks,
-            heartbeat_tick: config.timing.heartbeat_ticks,
-            applied,
-            check_quorum: true,
-            pre_vote: true,
-            max_size_per_msg: 1024 * 1024,
-            max_inflight_msgs: 256,
-            ..raft::Config::default()
-        };
-        raft_config.validate()?;
-        let mut raw = RawNode::new(&raft_config, store, &logging::raft_logger(config.id))?;
-        if sole_voter {
-            // Nobody else can win; waiting an election timeout would only delay the first write.
-            raw.campaign()?;
-        }
+        let raw = driver::raft_node(config.id, &config.timing, store)?;
 
         let (events, events_rx) = std::sync::mpsc::channel();
         let inbox = {
@@ -207,6 +195,7 @@ impl Node {
         let (applied_tx, applied_rx) = watch::channel(applied);
         let (leadership_tx, leadership_rx) = watch::channel(Leadership::default());
         let (failure_tx, failure_rx) = watch::channel(None);
+        let (disk_full_tx, disk_full_rx) = watch::channel(None);
         let replica = Arc::new(RwLock::new(Replica { applied, state }));
         let stop = CancellationToken::new();
         let handle = NodeHandle {
@@ -220,6 +209,7 @@ impl Node {
                 applied: applied_rx,
                 leadership: leadership_rx,
                 failure: failure_rx,
+                disk_full: disk_full_rx,
                 transport: transport.clone(),
                 security: security.clone(),
                 data_dir: config.data_dir.clone(),
@@ -257,13 +247,16 @@ impl Node {
         ));
 
         let driver = driver::Driver {
-            raw,
+            id: config.id,
+            log,
             events: events_rx,
             transport,
             replica,
             applied_tx,
             leadership_tx,
             failure_tx,
+            disk_full_tx,
+            disk_full: None,
             timing: config.timing,
             compact_after: config.compact_after.max(1),
             proposals: Default::default(),
@@ -273,7 +266,7 @@ impl Node {
         };
         let thread = std::thread::Builder::new()
             .name(format!("raft-{}", config.id))
-            .spawn(move || driver.run())
+            .spawn(move || driver.run(raw))
             .map_err(StartError::Thread)?;
         *handle.shared.thread.lock() = Some(thread);
         *handle.shared.server.lock() = Some(server);
@@ -525,7 +518,10 @@ impl<S: StateMachine> NodeHandle<S> {
             .map_err(|_| ReadError::Stopped)?;
         match tokio::time::timeout(self.shared.timing.request_timeout, answer).await {
             Ok(Ok(index)) => Ok(index),
-            Ok(Err(_)) => Err(ReadError::Stopped),
+            Ok(Err(_)) => Err(match self.disk_full() {
+                Some(why) => ReadError::DiskFull(why),
+                None => ReadError::Stopped,
+            }),
             Err(_) => Err(ReadError::Timeout),
         }
     }
@@ -579,10 +575,24 @@ impl<S: StateMachine> NodeHandle<S> {
         self.shared.leadership.clone()
     }
 
-    /// Why the raft thread stopped on its own, if it did (a damaged log, an entry from a newer
-    /// hub). Notified once.
+    /// Why the raft thread stopped on its own, if it did (a failed write or fsync of the log, a
+    /// damaged log, an entry from a newer hub; a full disk does not stop it, see
+    /// [`NodeHandle::watch_disk_full`]). Notified once.
     pub fn watch_failure(&self) -> watch::Receiver<Option<String>> {
         self.shared.failure.clone()
+    }
+
+    /// Why this node refuses writes while the disk under its log is full; `None` while it takes
+    /// them. Meanwhile it is out of the group: reads of [`NodeHandle::state`] go on,
+    /// linearizable reads fail, and it rejoins by itself once a write to its log succeeds again.
+    pub fn watch_disk_full(&self) -> watch::Receiver<Option<String>> {
+        self.shared.disk_full.clone()
+    }
+
+    /// Why this node refuses writes right now, if its disk is full (see
+    /// [`NodeHandle::watch_disk_full`]).
+    pub fn disk_full(&self) -> Option<String> {
+        self.shared.disk_full.borrow().clone()
     }
 
     /// Raft and state machine progress.

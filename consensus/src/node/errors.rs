@@ -62,6 +62,12 @@ pub enum ReadError {
     /// The leader did not confirm a read index before the deadline.
     #[error("no read index confirmed by a leader in time (no leader, or quorum lost)")]
     Timeout,
+    /// This node's disk is full, so it is out of the group until space is freed: its replica
+    /// cannot be known to be current. Carries the node's reason.
+    #[error(
+        "{0}; this node cannot serve linearizable reads until it rejoins: read from another node"
+    )]
+    DiskFull(String),
     /// The node is stopped.
     #[error("the hub node is stopped")]
     Stopped,

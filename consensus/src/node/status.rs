@@ -65,4 +65,8 @@ pub struct NodeStatus {
     pub members: BTreeMap<NodeId, String>,
     /// blake3 of the state machine's canonical encoding.
     pub state_hash: String,
+    /// Set while the disk under the log is full: why this node refuses writes. Meanwhile the
+    /// node is out of the group (role follower, no leader; term, commit and indexes as they were
+    /// when the disk filled up) and rejoins by itself once a write to its log succeeds again.
+    pub disk_full: Option<String>,
 }

@@ -16,6 +16,7 @@ mod hub_process_failover;
 mod hub_process_restart;
 mod hub_process_truncated_log;
 mod layering;
+mod raft_disk_faults;
 mod raft_fault_schedules;
 mod raft_group_replication;
 mod raft_membership_changes;

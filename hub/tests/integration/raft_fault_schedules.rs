@@ -1,7 +1,10 @@
 //! Seeded, reproducible fault schedules against in-process groups over real loopback sockets:
-//! symmetric and one-way partitions, dropped and delayed messages, crashes and restarts of any
-//! node (the leader, and nodes in the middle of catching up by snapshot), while proposals flow
-//! on random nodes.
+//! symmetric and one-way partitions, dropped and delayed messages (and lost answers to forwarded
+//! proposals), power cuts and restarts of any node (the leader, and nodes in the middle of
+//! catching up by snapshot), while proposals flow on random nodes. Every node's raft log is on a
+//! simulated disk (`SimulatedDisk`): a crash is a power cut that loses everything not synced —
+//! every other one on a disk that reorders writes, keeping a seeded subset of them — so a node
+//! never gets to flush what it had in flight.
 //!
 //! Invariants checked for every seed: at most one leader per term; no acknowledged write lost;
 //! every write answered as not applied (`Superseded`, `NotLeader`, `NoLeader`, `Refused`) absent
@@ -51,7 +54,9 @@ enum Step {
     OneWay(u64, u64),
     Drop(f64),
     Delay(f64, u64),
+    /// A power cut of the node.
     Crash(u64),
+    /// A power cut of the leader.
     CrashLeader,
     Restart(u64),
     /// Crash a node, write past a compaction so it needs a snapshot, restart it, and crash it
@@ -247,6 +252,9 @@ struct Run {
     violations: Arc<Violations>,
     /// Crashes during a snapshot that landed before the node had installed it.
     snapshot_crashes_in_flight: u64,
+    /// Power cuts so far; every other one is torn, seeded by the schedule's seed and this count.
+    cuts: u64,
+    seed: u64,
 }
 
 impl Run {
@@ -261,9 +269,17 @@ impl Run {
         highest
     }
 
+    /// Cuts the node's power: whatever it had not synced is lost (or torn).
     async fn crash(&mut self, id: u64) -> Result<()> {
         self.live.lock().remove(&id);
-        self.group.crash(id).await
+        self.cuts += 1;
+        if self.cuts.is_multiple_of(2) {
+            self.group
+                .power_cut_torn(id, self.seed.wrapping_mul(1_000).wrapping_add(self.cuts))
+                .await
+        } else {
+            self.group.power_cut(id).await
+        }
     }
 
     async fn restart(&mut self, id: u64) -> Result<()> {
@@ -386,14 +402,20 @@ async fn run_schedule(schedule: &Schedule) -> Result<Ran> {
         request_timeout: Duration::from_secs(1),
         ..support::test_timing()
     };
-    let group =
-        TestGroup::start_with_timing(schedule.size, schedule.seed, schedule.compact_after, timing)
-            .await?;
+    let group = TestGroup::start_on_simulated_disks(
+        schedule.size,
+        schedule.seed,
+        schedule.compact_after,
+        timing,
+    )
+    .await?;
     let mut run = Run {
         live: Arc::new(Mutex::new(BTreeMap::new())),
         leaders: Arc::new(Mutex::new(BTreeMap::new())),
         violations: Arc::new(Violations::default()),
         snapshot_crashes_in_flight: 0,
+        cuts: 0,
+        seed: schedule.seed,
         group,
     };
     for node in run.group.live() {
@@ -430,7 +452,10 @@ async fn run_schedule(schedule: &Schedule) -> Result<Ran> {
     }
     let mut acked = outcomes.acked;
     if !outcomes.wrong.is_empty() {
-        bail!("writes refused as duplicates of themselves: {:?}", outcomes.wrong);
+        bail!(
+            "writes refused as duplicates of themselves: {:?}",
+            outcomes.wrong
+        );
     }
     if acked.len() < MIN_ACKED_PER_SEED {
         bail!(

@@ -1,6 +1,8 @@
 //! In-process hub groups over real loopback sockets, for integration tests: start, crash (drop
 //! a node and keep its data dir), restart (reopen the same data dir on the same port), and wait
-//! for leaders and convergence.
+//! for leaders and convergence. A group started with [`TestGroup::start_on_simulated_disks`]
+//! keeps each node's raft log on a [`SimulatedDisk`], which outlives the node: cut its power,
+//! fail a sync or fill it, then restart the node on it.
 #![allow(unreachable_pub)]
 
 use std::collections::BTreeMap;
@@ -8,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use flotilla_consensus::storage::SimulatedDisk;
 use flotilla_consensus::transport::faults::FaultPlan;
 use flotilla_hub::config::{Bootstrap, NodeConfig, Timing};
 use flotilla_hub::node::{Node, NodeHandle};
@@ -35,6 +38,9 @@ pub struct TestGroup {
     pub dirs: BTreeMap<u64, TempDir>,
     pub compact_after: u64,
     pub timing: Timing,
+    /// Each node's disk, when the group was started on simulated disks (empty otherwise); a
+    /// restarted node opens its log on the same disk.
+    pub disks: BTreeMap<u64, SimulatedDisk>,
 }
 
 impl TestGroup {
@@ -50,6 +56,27 @@ impl TestGroup {
         compact_after: u64,
         timing: Timing,
     ) -> Result<Self> {
+        Self::found(size, seed, compact_after, timing, false).await
+    }
+
+    /// Founds a group of `size` voters whose raft logs are on simulated disks, one per node
+    /// (see [`TestGroup::disk`]); nodes that join later get one too.
+    pub async fn start_on_simulated_disks(
+        size: u64,
+        seed: u64,
+        compact_after: u64,
+        timing: Timing,
+    ) -> Result<Self> {
+        Self::found(size, seed, compact_after, timing, true).await
+    }
+
+    async fn found(
+        size: u64,
+        seed: u64,
+        compact_after: u64,
+        timing: Timing,
+        simulated_disks: bool,
+    ) -> Result<Self> {
         let mut addresses = BTreeMap::new();
         for id in 1..=size {
             addresses.insert(id, free_address()?);
@@ -61,9 +88,13 @@ impl TestGroup {
             dirs: BTreeMap::new(),
             compact_after,
             timing,
+            disks: BTreeMap::new(),
         };
         for id in 1..=size {
             group.dirs.insert(id, tempfile::tempdir()?);
+            if simulated_disks {
+                group.disks.insert(id, SimulatedDisk::new());
+            }
             group
                 .boot(id, Bootstrap::Members(group.addresses.clone()))
                 .await?;
@@ -78,6 +109,7 @@ impl TestGroup {
         config.timing = self.timing;
         config.compact_after = self.compact_after;
         config.faults = self.faults.clone();
+        config.disk = self.disks.get(&id).cloned();
         Ok(config)
     }
 
@@ -102,6 +134,9 @@ impl TestGroup {
     pub async fn start_joiner(&mut self, id: u64) -> Result<()> {
         self.addresses.insert(id, free_address()?);
         self.dirs.insert(id, tempfile::tempdir()?);
+        if !self.disks.is_empty() {
+            self.disks.insert(id, SimulatedDisk::new());
+        }
         self.boot(id, Bootstrap::Join).await
     }
 
@@ -130,6 +165,27 @@ impl TestGroup {
             node.shutdown().await;
         }
         Ok(())
+    }
+
+    /// The simulated disk under node `id`'s raft log.
+    pub fn disk(&self, id: u64) -> Result<&SimulatedDisk> {
+        self.disks.get(&id).with_context(|| {
+            format!("node {id} has no simulated disk (start the group on simulated disks)")
+        })
+    }
+
+    /// Cuts the power of node `id`'s disk, losing every write not synced, then stops the node:
+    /// nothing it does while stopping reaches the disk. Restart it with [`TestGroup::restart`].
+    pub async fn power_cut(&mut self, id: u64) -> Result<()> {
+        self.disk(id)?.power_cut();
+        self.crash(id).await
+    }
+
+    /// [`TestGroup::power_cut`] on a disk that reorders writes: each unsynced write survives or
+    /// not, as chosen by `seed`.
+    pub async fn power_cut_torn(&mut self, id: u64, seed: u64) -> Result<()> {
+        self.disk(id)?.power_cut_torn(seed);
+        self.crash(id).await
     }
 
     /// Restarts a crashed node from its data dir.
