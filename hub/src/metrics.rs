@@ -50,6 +50,7 @@ pub struct Metrics {
     raft_commit: Gauge,
     raft_applied: Gauge,
     raft_leader: Gauge,
+    raft_disk_full: Gauge,
     node_certificate_expiry: Gauge,
 }
 
@@ -81,6 +82,7 @@ impl Metrics {
         let raft_commit = Gauge::default();
         let raft_applied = Gauge::default();
         let raft_leader = Gauge::default();
+        let raft_disk_full = Gauge::default();
         let node_certificate_expiry = Gauge::default();
         registry.register(
             "revisions_rendered",
@@ -169,6 +171,12 @@ impl Metrics {
             raft_leader.clone(),
         );
         registry.register(
+            "raft_disk_full",
+            "1 while this node's disk is full: it refuses writes until space is freed, and the \
+             group goes on without it",
+            raft_disk_full.clone(),
+        );
+        registry.register(
             "node_certificate_expiry_timestamp_seconds",
             "When this node's current TLS certificate expires (Unix seconds; 0 without TLS); it \
              is renewed with a third of its lifetime left",
@@ -194,6 +202,7 @@ impl Metrics {
             raft_commit,
             raft_applied,
             raft_leader,
+            raft_disk_full,
             node_certificate_expiry,
         }
     }
@@ -205,6 +214,8 @@ impl Metrics {
             self.raft_commit.set(status.commit as i64);
             self.raft_applied.set(status.applied as i64);
             self.raft_leader.set(i64::from(status.role == Role::Leader));
+            self.raft_disk_full
+                .set(i64::from(status.disk_full.is_some()));
         }
         let expiry = node.security().tls().map_or(0, |tls| {
             let not_after = tls.credentials().not_after;

@@ -106,6 +106,12 @@ async fn fill_up_and_free(group: &TestGroup, writes: &Writes, full: u64) -> Resu
     );
     let status = node.status().await?;
     assert_eq!(status.disk_full.as_deref(), Some(why.as_str()));
+    // Operators see it in the node's metrics.
+    let scraped = flotilla_hub::metrics::Metrics::new().scrape(&node).await?;
+    assert!(
+        scraped.contains("flotilla_raft_disk_full 1"),
+        "the disk-full gauge is not set:\n{scraped}"
+    );
 
     // Its replica still answers; linearizable reads fail with the reason instead of hanging.
     let applied = node.state().applied();
