@@ -407,6 +407,15 @@ fn visible(caller: &Caller, mut status: status::FleetStatus) -> status::FleetSta
 }
 
 /// A proposal's failure as a gRPC status that says what to do.
+/// A linearizable read that could not be served: this node cannot tell whether its replica
+/// has every acknowledged write.
+fn read_status(error: crate::node::ReadError) -> Status {
+    Status::unavailable(format!(
+        "this hub node cannot confirm it has the group's latest state: {error}; retry, or ask \
+         another node of the group"
+    ))
+}
+
 fn propose_status(error: ProposeError) -> Status {
     match &error {
         ProposeError::Rejected { error: e, .. } => match e {
@@ -799,13 +808,21 @@ impl Admin for AdminService {
         request: Request<AdminListTokensRequest>,
     ) -> Result<Response<AdminTokenList>, Status> {
         identify(&self.hub, &request)?.allow(Action::ManageTokens, None)?;
-        let state = self.hub.node.state();
-        let tokens = state
-            .access
-            .tokens
-            .iter()
-            .map(|(id, token)| tokens::to_proto(id, token))
-            .collect();
+        // Linearizable: a token created or revoked through any node is listed as it is now,
+        // even by a node behind the leader.
+        let tokens = self
+            .hub
+            .node
+            .linearizable(|state| {
+                state
+                    .access
+                    .tokens
+                    .iter()
+                    .map(|(id, token)| tokens::to_proto(id, token))
+                    .collect()
+            })
+            .await
+            .map_err(read_status)?;
         Ok(Response::new(AdminTokenList { tokens }))
     }
 

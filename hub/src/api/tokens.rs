@@ -10,11 +10,12 @@ use flotilla_proto::v1::{
 use tonic::Status;
 
 use super::caller::Caller;
-use super::propose_status;
+use super::{propose_status, read_status};
 use crate::auth::NewToken;
 use crate::context::HubContext;
+use crate::node::ProposeError;
 use crate::state::access::{Role, RoleBinding, Token, valid_token_name};
-use crate::state::{Command, Timestamp};
+use crate::state::{Command, CommandError, Timestamp};
 
 /// Most stages one token may name.
 const MAX_STAGES: usize = 64;
@@ -128,26 +129,35 @@ pub(super) async fn revoke(
     hub: &HubContext,
     request: &AdminRevokeTokenRequest,
 ) -> Result<AdminToken, Status> {
-    let id = {
-        let state = hub.node.state();
-        let name = request.name.trim();
-        state
-            .access
-            .token_named(name)
-            .map(|(id, _)| id.to_owned())
-            .ok_or_else(|| {
-                Status::not_found(format!(
-                    "no unrevoked token is named `{name}`; `flotilla token list` shows the tokens"
-                ))
-            })?
+    let name = request.name.trim();
+    let not_found = || {
+        Status::not_found(format!(
+            "no unrevoked token is named `{name}`; `flotilla token list` shows the tokens"
+        ))
     };
-    hub.node
+    // The name is resolved on a state at least as new as every acknowledged write (a replica
+    // behind the leader may not know of a token created or revoked elsewhere), and the revoke
+    // is refused as it applies if the token was revoked in between.
+    let id = hub
+        .node
+        .linearizable(|state| state.access.token_named(name).map(|(id, _)| id.to_owned()))
+        .await
+        .map_err(read_status)?
+        .ok_or_else(not_found)?;
+    let revoked = hub
+        .node
         .propose(&Command::RevokeToken {
             id: id.clone(),
             at: hub.clock.now(),
         })
-        .await
-        .map_err(propose_status)?;
+        .await;
+    match revoked {
+        Err(ProposeError::Rejected {
+            error: CommandError::UnknownToken(_),
+            ..
+        }) => return Err(not_found()),
+        other => other.map_err(propose_status)?,
+    };
     let state = hub.node.state();
     let token = state
         .access

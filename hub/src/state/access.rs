@@ -147,13 +147,16 @@ pub(super) fn create_token(
     Ok(())
 }
 
+/// Revokes a token once: a second revoke of the same token is refused, so of two concurrent
+/// revokes exactly one is told it revoked it.
 pub(super) fn revoke_token(state: &mut State, id: &str, at: Timestamp) -> Result<(), CommandError> {
     let token = state
         .access
         .tokens
         .get_mut(id)
+        .filter(|t| t.revoked_at.is_none())
         .ok_or_else(|| CommandError::UnknownToken(id.to_owned()))?;
-    token.revoked_at.get_or_insert(at);
+    token.revoked_at = Some(at);
     Ok(())
 }
 

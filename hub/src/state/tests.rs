@@ -1041,3 +1041,38 @@ fn a_request_applies_once_and_every_copy_answers_its_first_outcome() {
         "the oldest was forgotten"
     );
 }
+
+#[test]
+fn a_token_is_revoked_once() {
+    let mut state = fleet();
+    apply_ok(
+        &mut state,
+        Command::CreateToken {
+            name: "ci".into(),
+            id: "t1".into(),
+            secret_hash: "00".into(),
+            bindings: Vec::new(),
+            expires: None,
+            by: "alice".into(),
+            at: t(5),
+        },
+    );
+    apply_ok(
+        &mut state,
+        Command::RevokeToken {
+            id: "t1".into(),
+            at: t(6),
+        },
+    );
+    // A second revoke (another caller's, decided on the same state) is refused: of two
+    // concurrent revokes exactly one is told it revoked the token.
+    let again = apply_err(
+        &mut state,
+        Command::RevokeToken {
+            id: "t1".into(),
+            at: t(7),
+        },
+    );
+    assert_eq!(again, CommandError::UnknownToken("t1".into()));
+    assert_eq!(state.access.tokens["t1"].revoked_at, Some(t(6)));
+}
