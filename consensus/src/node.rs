@@ -453,6 +453,10 @@ impl<S: StateMachine> NodeHandle<S> {
                         outcome => return outcome,
                     }
                 }
+                // A copy sent before may still apply: the outcome is unknown, not a refusal.
+                ProposeReply::Refused(_) if copies_in_doubt => {
+                    return Err(ProposeError::Timeout { index: None });
+                }
                 ProposeReply::Refused(why) => return Err(ProposeError::Refused(why)),
                 ProposeReply::NotLeader {
                     leader: Some(leader),
@@ -473,6 +477,9 @@ impl<S: StateMachine> NodeHandle<S> {
                                     Err(ProposeError::Superseded { .. }) if copies_in_doubt => {}
                                     outcome => return outcome,
                                 }
+                            }
+                            Some(ForwardOutcome::Refused(_)) if copies_in_doubt => {
+                                return Err(ProposeError::Timeout { index: None });
                             }
                             Some(ForwardOutcome::Refused(why)) => {
                                 return Err(ProposeError::Refused(why));

@@ -15,7 +15,8 @@ use crate::{NodeId, RequestId};
 pub trait StateMachine: fmt::Debug + Default + Clone + Send + Sync + 'static {
     /// A write, proposed by a node and applied by every replica once committed.
     type Command: Send + Sync + 'static;
-    /// Why a committed command was refused; the state is unchanged when one is returned.
+    /// Why a committed command was refused; nothing the command would have changed is changed
+    /// when one is returned (the record of its request and outcome is kept).
     type Rejection: std::error::Error + Clone + Send + Sync + 'static;
     /// Why a command could not be encoded into a log entry.
     type EncodeError: std::error::Error + Send + Sync + 'static;

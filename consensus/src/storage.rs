@@ -22,6 +22,7 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 mod disk;
+mod file;
 #[cfg(test)]
 mod tests;
 
@@ -232,7 +233,15 @@ impl RaftStore {
         let path = dir.to_path_buf();
         let opened = match disk {
             Some(disk) => Database::builder().create_with_backend(disk.backend()),
-            None => Database::create(dir.join(DB_FILE)),
+            None => std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .open(dir.join(DB_FILE))
+                .map_err(redb::DatabaseError::from)
+                .and_then(file::LogFile::new)
+                .and_then(|file| Database::builder().create_with_backend(file)),
         };
         let db = opened.map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => StoreError::InUse { path: path.clone() },

@@ -406,7 +406,6 @@ fn visible(caller: &Caller, mut status: status::FleetStatus) -> status::FleetSta
     status
 }
 
-/// A proposal's failure as a gRPC status that says what to do.
 /// A linearizable read that could not be served: this node cannot tell whether its replica
 /// has every acknowledged write.
 fn read_status(error: crate::node::ReadError) -> Status {
@@ -416,6 +415,7 @@ fn read_status(error: crate::node::ReadError) -> Status {
     ))
 }
 
+/// A proposal's failure as a gRPC status that says what to do.
 fn propose_status(error: ProposeError) -> Status {
     match &error {
         ProposeError::Rejected { error: e, .. } => match e {

@@ -86,7 +86,10 @@ pub struct State {
     pub requests: requests::RequestLog,
 }
 
-/// Why a committed command was not applied. The state is unchanged when apply returns one.
+/// Why a committed command was not applied. `State::apply` leaves the state unchanged when it
+/// returns one (`apply_command` still records the request's outcome). Recorded outcomes are part
+/// of the snapshot encoding (`State.requests`): changing this enum changes that encoding and
+/// needs a new `SNAPSHOT_VERSION`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum CommandError {
     /// The cluster is not registered.

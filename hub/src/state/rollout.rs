@@ -231,7 +231,7 @@ pub(super) fn start(state: &mut State, new: NewRollout<'_>) -> Result<(), Comman
     let pinned = stage.pinned.clone();
     super::source::require_rendered(state, new.to)?;
     super::signature::require(state, new.stage, new.to)?;
-    check::start(state, new.stage, new.to, new.change)?;
+    check::start(state, &new)?;
     if new.gate.max_unavailable == 0 {
         return Err(CommandError::Invalid(
             "a rollout's maxUnavailable must be at least 1".into(),
@@ -648,6 +648,9 @@ pub(super) fn transition(
             RolloutAction::Approve | RolloutAction::ApproveByPolicy,
             RolloutStatus::AwaitingApproval,
         ) => {
+            if action == RolloutAction::ApproveByPolicy {
+                check::approve_by_policy(state, rollout)?;
+            }
             let (to, change) = (rollout.to.clone(), rollout.change);
             super::source::require_rendered(state, &to)?;
             set_pin(

@@ -31,6 +31,10 @@ const REJOIN_WITHIN: Duration = Duration::from_secs(10);
 /// How long the group may take to notice a fault, elect a leader, commit or converge.
 const WITHIN: Duration = Duration::from_secs(20);
 
+/// How soon a full node answers a write or a linearizable read (a refusal, not a wait for the
+/// request timeout): well under the 3 s timeout, with room for a loaded machine.
+const ANSWERED_WITHIN: Duration = Duration::from_secs(2);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_serves_reads_and_recovers_when_space_returns() -> Result<()> {
     support::init_tracing();
@@ -97,7 +101,7 @@ async fn fill_up_and_free(group: &TestGroup, writes: &Writes, full: u64) -> Resu
         }
         other => bail!("a write on the full node was not refused: {other:?}"),
     }
-    assert!(started.elapsed() < Duration::from_secs(1), "refused late");
+    assert!(started.elapsed() < ANSWERED_WITHIN, "refused late");
     assert!(!node.is_leader(), "the full node still claims to lead");
     assert_eq!(
         *node.watch_failure().borrow(),
@@ -114,17 +118,13 @@ async fn fill_up_and_free(group: &TestGroup, writes: &Writes, full: u64) -> Resu
     );
 
     // Its replica still answers; linearizable reads fail with the reason instead of hanging.
-    let applied = node.state().applied();
     assert!(node.state().clusters.len() > 1);
     let started = Instant::now();
     match node.read_index().await {
         Err(ReadError::DiskFull(reason)) => assert_eq!(reason, why),
         other => bail!("a linearizable read on the full node: {other:?}"),
     }
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "read failed late"
-    );
+    assert!(started.elapsed() < ANSWERED_WITHIN, "read failed late");
 
     // The others elect a leader among themselves if needed, and keep committing.
     let ids: Vec<u64> = others.iter().map(|n| n.id()).collect();
@@ -139,11 +139,6 @@ async fn fill_up_and_free(group: &TestGroup, writes: &Writes, full: u64) -> Resu
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert_eq!(
-        node.state().applied(),
-        applied,
-        "a full node applied entries"
-    );
 
     group.disk(full)?.set_full(false);
     tokio::time::timeout(

@@ -326,10 +326,17 @@ impl Run {
                 for other in (1..=self.group.addresses.len() as u64).filter(|o| o != id) {
                     self.restart(other).await?;
                 }
-                // What the node's log holds when it crashes: it must be running to know.
+                // What the node's log holds when it crashes: it must be running to know, and
+                // cut off so that nothing reaches its log between the look and the crash.
                 self.restart(*id).await?;
+                let others: Vec<u64> = (1..=self.group.addresses.len() as u64)
+                    .filter(|o| o != id)
+                    .collect();
+                faults.partition(&[*id], &others);
+                tokio::time::sleep(Duration::from_millis(20)).await;
                 let had = self.group.node(*id)?.status().await?.last_index;
                 self.crash(*id).await?;
+                faults.heal();
                 // Write until the others compacted past everything the node holds, so it
                 // needs a snapshot when it comes back.
                 let deadline = tokio::time::Instant::now() + Duration::from_secs(15);

@@ -406,13 +406,19 @@ async fn inject(
             hubs.cli(leader)
                 .run(&["token", "create", &probe, "--role", "viewer", "-o", "json"])
                 .await?;
-            match hubs.created_skew(leader, &probe).await? {
-                Some(skew) => format!(
-                    "hub{leader} (leader) +{CLOCK_JUMP_S}s: it stamped a token {skew:+.1} s off \
-                     this machine's clock"
-                ),
-                None => format!("hub{leader} +{CLOCK_JUMP_S}s; the probe token was not created"),
-            }
+            let skew = hubs
+                .created_skew(leader, &probe)
+                .await?
+                .with_context(|| format!("hub{leader}: the clock probe token was not created"))?;
+            // The jump took effect: the hub's clock, not only the file, moved.
+            ensure!(
+                skew >= CLOCK_JUMP_S as f64 - 5.0,
+                "hub{leader}'s clock did not jump: it stamped a token {skew:+.1} s off"
+            );
+            format!(
+                "hub{leader} (leader) +{CLOCK_JUMP_S}s: it stamped a token {skew:+.1} s off \
+                 this machine's clock"
+            )
         }
         Fault::KillLeader => {
             hubs.wait_state(&format!("a rollout of {commit} running"), |s| {

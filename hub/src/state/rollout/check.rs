@@ -27,6 +27,7 @@
 use std::collections::BTreeSet;
 
 use flotilla_core::FleetSpec;
+use flotilla_core::spec::{Approval, Supersede};
 
 use super::decide::SETTLE;
 use super::gate::{Judgement, StageScope, judge};
@@ -146,14 +147,12 @@ pub(super) fn step(
     Ok(())
 }
 
-/// Checks that a rollout of `stage` to `to` may start: by promotion, only a revision the
-/// upstream stage passed (or from the source a tracking stage follows).
-pub(super) fn start(
-    state: &State,
-    stage: &str,
-    to: &RevisionRef,
-    change: StageChange,
-) -> Result<(), CommandError> {
+/// Checks that a rollout may start: by promotion, only a revision the upstream stage passed
+/// (or from the source a tracking stage follows); and, when the controller decided it, as the
+/// stage's policy says now — awaiting approval on a manual stage, replacing a running rollout
+/// only where the stage supersedes immediately.
+pub(super) fn start(state: &State, new: &super::NewRollout<'_>) -> Result<(), CommandError> {
+    let (stage, to, change) = (new.stage, new.to, new.change);
     if change == StageChange::ForcePromote {
         return Ok(());
     }
@@ -168,7 +167,40 @@ pub(super) fn start(
             "stage '{stage}' is not declared in the current flotilla.yaml"
         )));
     };
-    upstream_gate(state, declared, &to.source, to).map_err(CommandError::Outdated)
+    upstream_gate(state, declared, &to.source, to).map_err(CommandError::Outdated)?;
+    if !new.by.starts_with("controller:") {
+        return Ok(());
+    }
+    let policy = &declared.rollout;
+    if policy.approval == Approval::Manual && !new.await_approval {
+        return Err(CommandError::Outdated(format!(
+            "stage '{stage}' asks for approval now"
+        )));
+    }
+    let replaces_running = state
+        .active_rollout(stage)
+        .is_some_and(|(_, r)| r.status == RolloutStatus::Running);
+    if new.supersede && replaces_running && policy.supersede != Supersede::Immediate {
+        return Err(CommandError::Outdated(format!(
+            "stage '{stage}' lets a running rollout finish before a newer one starts now"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that the policy still lets a waiting rollout of `stage` run without a person: the
+/// stage no longer asks for approval.
+pub(super) fn approve_by_policy(state: &State, rollout: &Rollout) -> Result<(), CommandError> {
+    let manual = pipeline_of(state, &rollout.to.source)
+        .and_then(|spec| spec.stages.into_iter().find(|s| s.name == rollout.stage))
+        .is_none_or(|s| s.rollout.approval == Approval::Manual);
+    if manual {
+        return Err(CommandError::Outdated(format!(
+            "stage '{}' asks for approval",
+            rollout.stage
+        )));
+    }
+    Ok(())
 }
 
 /// Checks an assignment outside rollouts: each cluster belongs to a stage whose running or

@@ -673,3 +673,83 @@ fn abandoning_ends_an_active_rollout_and_pins_a_moved_stage_back_to_its_start() 
     assert_eq!(state.stages["prod"].pinned, Some(rev("c1")));
     apply_err(&mut state, abandon(waiting + 7, 202));
 }
+
+/// The fixture's pipeline with stage `prod` asking for approval.
+const MANUAL: &str = "\
+apiVersion: flotilla.dev/v1
+kind: Fleet
+stages:
+  - name: prod
+    clusterSelector: {matchLabels: {env: dev}}
+    track: {branch: main}
+    rollout: {approval: manual}
+bundles:
+  - name: app
+    path: app
+";
+
+#[test]
+fn a_controller_decision_made_before_the_stage_asked_for_approval_is_refused() {
+    let mut state = fleet();
+    // A commit that makes the stage manual renders before the controller's decision applies.
+    apply_ok(
+        &mut state,
+        Command::RecordFetch {
+            source: "main".into(),
+            url: "file:///repo".into(),
+            commit: "c3".into(),
+            at: t(30),
+        },
+    );
+    let blob = crate::state::tests::bundle_blob("app", &["app"], "c3");
+    let bundles = ["a", "b", "c"]
+        .iter()
+        .map(|c| {
+            (
+                (*c).to_owned(),
+                BTreeMap::from([("app".to_owned(), blob.hash)]),
+            )
+        })
+        .collect();
+    apply_ok(
+        &mut state,
+        Command::RecordRender {
+            revision: rev("c3"),
+            outcome: crate::state::RenderOutcome::Rendered {
+                bundles,
+                blobs: vec![blob],
+                spec: MANUAL.to_owned(),
+                charts: Default::default(),
+            },
+            at: t(31),
+        },
+    );
+    let by_controller = |await_approval| Command::StartRollout {
+        stage: "prod".into(),
+        to: rev("c2"),
+        waves: waves(),
+        gate: GATE,
+        guard: guard(),
+        change: StageChange::Track,
+        await_approval,
+        supersede: false,
+        by: "controller:rollout".into(),
+        reason: "branch moved".into(),
+        at: t(100),
+    };
+    let refused = apply_err(&mut state, by_controller(false));
+    assert!(matches!(refused, CommandError::Outdated(_)), "{refused}");
+    let id = state.next_rollout_id;
+    apply_ok(&mut state, by_controller(true));
+    let policy = Command::SetRolloutStatus {
+        rollout: id,
+        action: RolloutAction::ApproveByPolicy,
+        by: "controller:rollout".into(),
+        reason: "the stage no longer asks for approval".into(),
+        at: t(101),
+    };
+    let refused = apply_err(&mut state, policy);
+    assert!(matches!(refused, CommandError::Outdated(_)), "{refused}");
+    // A person approves.
+    apply_ok(&mut state, status(id, RolloutAction::Approve, 102));
+}

@@ -19,8 +19,9 @@ use tonic::transport::Channel;
 use super::fleet::{GitRepo, TestHub};
 use super::sync::{Agent, agent, fast_sync, fast_timing, sim, test_link};
 
-/// How long a rollout test waits for one step before it fails.
-pub const STEP: Duration = Duration::from_secs(30);
+/// How long a rollout test waits for one step before it fails: generous, since the whole suite
+/// runs in parallel on two cores (a step takes a few seconds alone).
+pub const STEP: Duration = Duration::from_secs(60);
 
 /// The app bundle (namespace `app`, which the spec must name): its Namespace, a ConfigMap carrying the release and the cluster's name, and a
 /// Deployment the simulator rolls out (or stalls, when `fail` is `"true"`).
