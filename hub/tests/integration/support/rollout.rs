@@ -143,10 +143,13 @@ impl RolloutFleet {
         waited.with_context(|| describe(&self.hub.hub.node().state()))
     }
 
-    /// Waits until every cluster is assigned `commit` and reports it applied and Healthy.
+    /// Waits until every cluster of the fleet is registered, assigned `commit` and reports it
+    /// applied and Healthy (not vacuously: before the inventory registered them, no cluster is).
     pub async fn wait_healthy_at(&self, commit: &str) -> Result<()> {
+        let expected = self.agents.len();
         self.wait_for(&format!("every cluster Healthy at {commit}"), |state| {
-            state.clusters.keys().all(|c| healthy_at(state, c, commit))
+            state.clusters.len() == expected
+                && state.clusters.keys().all(|c| healthy_at(state, c, commit))
         })
         .await
     }
