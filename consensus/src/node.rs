@@ -47,7 +47,8 @@ mod logging;
 mod peers;
 mod security;
 mod status;
-mod waiters;
+pub(crate) mod waiters;
+use waiters::Proposed;
 
 pub use errors::{ProposeError, ReadError, StartError};
 pub(crate) use events::{EntryOutcome, Event};
@@ -466,13 +467,13 @@ impl<S: StateMachine> NodeHandle<S> {
                         Ok(reply) => match reply.outcome {
                             Some(ForwardOutcome::Proposed(p)) => {
                                 let (outcome, result) = oneshot::channel();
-                                self.send(Event::Await {
+                                let proposed = Proposed {
                                     index: p.index,
                                     term: p.term,
                                     request,
                                     conf_change,
-                                    outcome,
-                                })?;
+                                };
+                                self.send(Event::Await { proposed, outcome })?;
                                 match wait_outcome(result, p.index, deadline).await {
                                     Err(ProposeError::Superseded { .. }) if copies_in_doubt => {}
                                     outcome => return outcome,

@@ -245,21 +245,7 @@ impl<S: StateMachine> Driver<S> {
                 }
                 let _ = reply.send(answer);
             }
-            Event::Await {
-                index,
-                term,
-                request,
-                conf_change,
-                outcome,
-            } => {
-                let proposed = Proposed {
-                    index,
-                    term,
-                    request,
-                    conf_change,
-                };
-                self.await_entry(proposed, outcome);
-            }
+            Event::Await { proposed, outcome } => self.await_entry(proposed, outcome),
             // Dropping the reply fails the read; its caller finds why in the disk-full watch.
             Event::ReadIndex(_) if self.disk_full.is_some() => {}
             Event::ReadIndex(reply) => {

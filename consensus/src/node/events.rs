@@ -3,7 +3,7 @@
 use tokio::sync::oneshot;
 
 use super::NodeStatus;
-use crate::RequestId;
+use super::waiters::Proposed;
 use crate::transport::{Inbound, Proposal, ProposeReply};
 
 /// What the raft thread is asked to do. `R` is the state machine's rejection.
@@ -18,10 +18,7 @@ pub(crate) enum Event<R> {
     },
     /// Answer `outcome` when the entry the leader appended at (index, term) applies here.
     Await {
-        index: u64,
-        term: u64,
-        request: Option<RequestId>,
-        conf_change: bool,
+        proposed: Proposed,
         outcome: oneshot::Sender<EntryOutcome<R>>,
     },
     /// A linearizable read: answer with a read index once applied reaches it.

@@ -138,15 +138,15 @@ impl<R: Clone> Proposals<R> {
 
 /// Where a proposal was appended, and what it carries.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Proposed {
+pub(crate) struct Proposed {
     /// Its index.
-    pub(super) index: u64,
+    pub(crate) index: u64,
     /// The leader's term when it was appended.
-    pub(super) term: u64,
+    pub(crate) term: u64,
     /// The write's request id, for a command.
-    pub(super) request: Option<RequestId>,
+    pub(crate) request: Option<RequestId>,
     /// Whether it is a membership change.
-    pub(super) conf_change: bool,
+    pub(crate) conf_change: bool,
 }
 
 /// A superseded or unknown outcome of a command is replaced by the outcome its request had,

@@ -124,21 +124,7 @@ impl<S: StateMachine> Driver<S> {
             Event::Propose { reply, .. } => {
                 let _ = reply.send(self.refusal());
             }
-            Event::Await {
-                index,
-                term,
-                request,
-                conf_change,
-                outcome,
-            } => {
-                let proposed = Proposed {
-                    index,
-                    term,
-                    request,
-                    conf_change,
-                };
-                self.await_entry(proposed, outcome);
-            }
+            Event::Await { proposed, outcome } => self.await_entry(proposed, outcome),
             // Dropping the reply fails the read; its caller finds why in the disk-full watch.
             Event::ReadIndex(_) => {}
             Event::Status(reply) => {
