@@ -68,6 +68,7 @@ fn status_message(group: &str, status: NodeStatus) -> GroupStatus {
         state_hash: status.state_hash,
         election_tick: 0,
         first_index: status.first_index,
+        last_index: status.last_index,
         disk_full: status.disk_full.unwrap_or_default(),
     }
 }

@@ -471,6 +471,7 @@ async fn send_snapshot(channel: Channel, header: PeerHeader, msg: Message, event
             .write_to_bytes()
             .map_err(|e| Status::internal(e.to_string()))?;
         let total_len = bytes.len() as u64;
+        tracing::info!(to, bytes = total_len, "sending snapshot");
         let chunks: Vec<PeerSnapshotChunk> = bytes
             .chunks(SNAPSHOT_CHUNK_BYTES)
             .enumerate()

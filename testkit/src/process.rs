@@ -18,6 +18,8 @@ const STDERR_TAIL: usize = 400;
 struct Output {
     stdout: Vec<String>,
     stderr: VecDeque<String>,
+    /// Lines printed on stderr since the start, kept or not.
+    stderr_lines: u64,
     /// Both pipes closed.
     closed: usize,
 }
@@ -103,6 +105,42 @@ impl Process {
         }
     }
 
+    /// How many lines it has printed on stderr so far: a mark for [`Process::wait_for_stderr`].
+    pub fn stderr_lines(&self) -> u64 {
+        self.output.0.lock().stderr_lines
+    }
+
+    /// Waits until a stderr line printed after the first `after` satisfies `matches` and
+    /// returns it; fails if the process exits or `timeout` passes first.
+    pub fn wait_for_stderr(
+        &self,
+        after: u64,
+        what: &str,
+        timeout: Duration,
+        matches: impl Fn(&str) -> bool,
+    ) -> anyhow::Result<String> {
+        let deadline = Instant::now() + timeout;
+        let (lock, ready) = &*self.output;
+        let mut output = lock.lock();
+        loop {
+            let first_kept = output.stderr_lines - output.stderr.len() as u64;
+            let skip = after.saturating_sub(first_kept) as usize;
+            if let Some(line) = output.stderr.iter().skip(skip).find(|l| matches(l)) {
+                return Ok(line.clone());
+            }
+            if output.closed == 2 {
+                bail!("{} exited before printing {what} on stderr", self.name);
+            }
+            if ready.wait_until(&mut output, deadline).timed_out() {
+                bail!(
+                    "{} did not print {what} within {timeout:?}; stderr:\n{}",
+                    self.name,
+                    output.stderr.iter().cloned().collect::<Vec<_>>().join("\n")
+                );
+            }
+        }
+    }
+
     /// Sends SIGTERM and waits up to `timeout` for the process to exit.
     pub fn terminate(&mut self, timeout: Duration) -> anyhow::Result<ExitStatus> {
         let status = Command::new("kill")
@@ -157,6 +195,7 @@ fn read_lines(pipe: impl Read + Send + 'static, output: Arc<(Mutex<Output>, Cond
                     output.stderr.pop_front();
                 }
                 output.stderr.push_back(line);
+                output.stderr_lines += 1;
             } else {
                 output.stdout.push(line);
             }

@@ -22,9 +22,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, ensure};
 use flotilla_hub::node::GroupClient;
 use flotilla_hub::server::DEFAULT_BOOTSTRAP_TOKEN_TTL;
+use flotilla_hub::state::audit::{AuditClass, AuditEvent, Outcome};
 use flotilla_hub::state::rollout::{RolloutStatus, invariants};
-use flotilla_hub::state::{Command, State};
+use flotilla_hub::state::{Command, State, Timestamp};
 use flotilla_hub::sync::register::IssuedBootstrapToken;
+use flotilla_proto::v1::GroupStatus;
 use flotilla_testkit::binaries;
 use flotilla_testkit::cli::Flotilla;
 use flotilla_testkit::fleet::rollout_problems;
@@ -52,6 +54,10 @@ const SIM_PORT: u16 = 6443;
 const CLOCK_JUMP_S: u64 = 30;
 /// Longest a client waits for an answer before it records the outcome as unknown.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// The node that never compacts: its log replays whole, every entry of the run.
+const ARCHIVE: u64 = 1;
+/// `--compact-after` of the other nodes for the last fault, the kill mid-snapshot.
+const COMPACT_AFTER: u64 = 100;
 
 const SPEC: &str = "\
 apiVersion: flotilla.dev/v1
@@ -192,7 +198,7 @@ async fn run(seed: u64) -> Result<()> {
 
     let mut releases = 0;
     for (step, fault) in schedule(&mut rng).into_iter().enumerate() {
-        if step % 2 == 0 || matches!(fault, Fault::KillLeader) {
+        if step % 2 == 0 || matches!(fault, Fault::KillLeader | Fault::KillLeaderMidSnapshot) {
             releases += 1;
             repo.write("flotilla.yaml", &release(releases))?;
             commit = repo.commit(&format!("release {releases}"))?;
@@ -296,6 +302,9 @@ enum Fault {
     ClockJump,
     /// SIGKILL of the leader while a rollout runs, then a restart.
     KillLeader,
+    /// SIGKILL of the leader while it uploads a snapshot to a follower that fell behind its
+    /// compacted log, then a restart.
+    KillLeaderMidSnapshot,
 }
 
 /// Every kind of fault once, in a seeded order and with seeded targets.
@@ -318,6 +327,8 @@ fn schedule(rng: &mut Rng) -> Vec<Fault> {
     for i in (1..faults.len()).rev() {
         faults.swap(i, rng.below(i as u64 + 1) as usize);
     }
+    // Last: from it on, nodes other than the archive compact their logs.
+    faults.push(Fault::KillLeaderMidSnapshot);
     faults
 }
 
@@ -436,9 +447,144 @@ async fn inject(
             hubs.spawn(net, leader)?;
             format!("hub{leader} killed mid-rollout, hub{next} took over, hub{leader} restarted")
         }
+        Fault::KillLeaderMidSnapshot => kill_leader_mid_snapshot(net, hubs).await?,
     };
     net.heal()?;
     Ok(evidence)
+}
+
+/// The leader must be uploading a snapshot when it dies: the nodes other than the archive are
+/// restarted compacting their logs, one of them leads (the archive is paused if it led), the
+/// other is killed until the leader has compacted past its log, then restarted behind a lossy
+/// link; the leader is killed as soon as it logs the upload's start, and must not have logged
+/// its end (the follower's answer). Whether the bytes had all reached the follower is shown,
+/// not required: both are crashes mid-snapshot, and either must leave the group safe. The
+/// archive stays in every quorum meanwhile, so it holds every committed entry and never needs
+/// a snapshot: its log still replays whole.
+async fn kill_leader_mid_snapshot(net: &Arc<Network>, hubs: &mut Hubs) -> Result<String> {
+    let compacting: Vec<u64> = (1..=HUBS).filter(|id| *id != ARCHIVE).collect();
+    for id in &compacting {
+        hubs.kill(*id);
+        hubs.compact_after.insert(*id, COMPACT_AFTER);
+        hubs.spawn(net, *id)?;
+        hubs.wait_caught_up(*id).await?;
+    }
+    let mut leader = hubs.leader(Duration::from_secs(30)).await?;
+    if leader == ARCHIVE {
+        hubs.signal(ARCHIVE, "STOP")?;
+        leader = wait::until(
+            "a compacting node leading",
+            Duration::from_secs(30),
+            || async {
+                for id in &compacting {
+                    if let Ok(status) = hubs.status(*id).await
+                        && status.role == "leader"
+                    {
+                        return Ok(Probe::Done(*id));
+                    }
+                }
+                Ok(Probe::NotYet(String::new()))
+            },
+        )
+        .await?;
+        hubs.signal(ARCHIVE, "CONT")?;
+        hubs.wait_caught_up(ARCHIVE).await?;
+    }
+    let behind = *compacting
+        .iter()
+        .find(|id| **id != leader)
+        .context("no second compacting node")?;
+    // Down, not cut off: over a partition the leader's stream only stalls, and TCP delivers
+    // every append once it heals; a dead peer's stream breaks and raft must probe it again.
+    let had = hubs.status(behind).await?.last_index;
+    hubs.kill(behind);
+    let compacted = fill_until_compacted(hubs, leader, had).await?;
+
+    let mark = hubs.processes[&leader].stderr_lines();
+    // A lossy link (and filler entries of some size) stretch the upload from milliseconds
+    // to a good part of a second.
+    net.lose(&hub(behind), 0.5)?;
+    hubs.spawn(net, behind)?;
+    let wanted = format!("to={behind}");
+    let process = &hubs.processes[&leader];
+    // Blocking: the kill must follow the line at once.
+    let started = tokio::task::block_in_place(|| {
+        process.wait_for_stderr(mark, "a snapshot upload", Duration::from_secs(60), |line| {
+            line.contains("sending snapshot") && line.contains(&wanted)
+        })
+    });
+    let mut killed = hubs
+        .processes
+        .remove(&leader)
+        .context("the leader is not running")?;
+    killed.kill();
+    let started = started.with_context(|| {
+        format!("hub{leader} compacted through {compacted}, hub{behind} had {had}")
+    })?;
+    let applied = hubs.status(behind).await?.applied;
+    net.heal()?;
+    // What the leader printed up to its death.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let finished = killed
+        .stderr_tail()
+        .lines()
+        .any(|line| line.contains("snapshot sent") && line.contains(&wanted));
+    ensure!(
+        !finished,
+        "hub{leader} finished uploading the snapshot to hub{behind} before it was killed"
+    );
+    drop(killed);
+    hubs.spawn(net, leader)?;
+    let next = hubs.leader(Duration::from_secs(30)).await?;
+    hubs.wait_caught_up(behind).await?;
+    let bytes = started
+        .split("bytes=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or("?");
+    let arrived = match applied >= compacted {
+        true => "it had arrived and applied",
+        false => "it had not arrived",
+    };
+    Ok(format!(
+        "hub{leader} compacted through {compacted} past hub{behind}'s log end {had}, was \
+         killed uploading a {bytes}-byte snapshot to it ({arrived}: hub{behind} at {applied}); \
+         hub{next} took over and hub{behind} caught up"
+    ))
+}
+
+/// Proposes filler entries through `leader` until it has compacted its log past `index`;
+/// returns the index it compacted through.
+async fn fill_until_compacted(hubs: &Hubs, leader: u64, index: u64) -> Result<u64> {
+    let mut client = hubs.client(leader)?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for i in 0.. {
+        let status: GroupStatus = hubs.status(leader).await?;
+        let compacted = status.first_index.saturating_sub(1);
+        if compacted > index {
+            return Ok(compacted);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "hub{leader} compacted only through {compacted}, not past {index}, within 60 s"
+        );
+        let filler = Command::RecordAudit {
+            event: AuditEvent {
+                actor: "nemesis".into(),
+                action: "fill".into(),
+                target: format!("hub{leader}"),
+                detail: format!("{i}: {}", "x".repeat(32 * 1024)),
+                at: Timestamp(0),
+                outcome: Outcome::Succeeded,
+                class: AuditClass::Unprivileged,
+                count: 1,
+            },
+        };
+        tokio::time::timeout(CALL_TIMEOUT, client.propose(&filler))
+            .await
+            .context("a filler entry timed out")??;
+    }
+    unreachable!("the loop returns")
 }
 
 /// Whether `from` opens a TCP connection to `to`'s `port`, off the async threads.
@@ -695,16 +841,21 @@ fn check_log(hubs: &Hubs, id: u64, applied: u64) -> Result<()> {
             ));
         }
     })?;
-    replayed.whole()?;
+    if id == ARCHIVE {
+        replayed.whole()?;
+    }
     ensure!(
         broken.is_empty(),
         "node {id}'s log breaks the rollout invariants:\n{}",
         broken.join("\n")
     );
+    let from = match replayed.snapshot {
+        0 | raft_log::FOUNDING_SNAPSHOT => String::new(),
+        at => format!(" after its snapshot at {at}"),
+    };
     eprintln!(
-        "node {id}: entries {}..={} replayed, every rollout invariant kept",
-        replayed.snapshot + 1,
-        replayed.last
+        "node {id}: {} entries{from} replayed through {}, every rollout invariant kept",
+        replayed.entries, replayed.last
     );
     Ok(())
 }

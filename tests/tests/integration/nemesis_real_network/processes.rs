@@ -11,6 +11,8 @@ pub(super) struct Hubs {
     pub(super) apis: BTreeMap<u64, String>,
     pub(super) repo: String,
     pub(super) processes: BTreeMap<u64, Process>,
+    /// Each node's `--compact-after`: at first none compacts, so every log replays whole.
+    pub(super) compact_after: BTreeMap<u64, u64>,
     /// The first admin token, once read.
     pub(super) token: String,
 }
@@ -41,6 +43,7 @@ impl Hubs {
             apis: BTreeMap::new(),
             repo: repo.to_owned(),
             processes: BTreeMap::new(),
+            compact_after: (1..=HUBS).map(|id| (id, 1_000_000)).collect(),
             token: String::new(),
         };
         for id in 1..=HUBS {
@@ -73,13 +76,13 @@ impl Hubs {
             .args(["--repo", &self.repo, "--poll-interval", "200ms"])
             .arg("--clusters")
             .arg(self.dir.path().join("clusters.yaml"))
-            // Every entry stays in the log for the replay.
-            .args(["--compact-after", "1000000"])
+            .args(["--compact-after", &self.compact_after[&id].to_string()])
             .arg("--ca-cert")
             .arg(ca.join("ca.crt"))
             .arg("--ca-key")
             .arg(ca.join("ca.key"))
-            .env("RUST_LOG", "warn")
+            // Snapshot uploads show, for the kill mid-snapshot.
+            .env("RUST_LOG", "warn,flotilla_consensus::transport=info")
             .env("LD_PRELOAD", LIBFAKETIME)
             .env("FAKETIME_TIMESTAMP_FILE", self.clock_file(id))
             .env("FAKETIME_NO_CACHE", "1")
@@ -142,6 +145,38 @@ impl Hubs {
 
     pub(super) fn client(&self, id: u64) -> Result<GroupClient> {
         self.operator.client(&self.peers[&id])
+    }
+
+    /// Node `id`'s raft status, through the observer link no fault cuts.
+    pub(super) async fn status(&self, id: u64) -> Result<GroupStatus> {
+        let status = tokio::time::timeout(CALL_TIMEOUT, self.client(id)?.status())
+            .await
+            .with_context(|| {
+                format!("hub{id} did not answer its status within {CALL_TIMEOUT:?}")
+            })??;
+        Ok(status)
+    }
+
+    /// Waits until node `id` has applied everything the others had committed when it began.
+    pub(super) async fn wait_caught_up(&self, id: u64) -> Result<()> {
+        let mut target = 0;
+        for other in self.processes.keys().filter(|o| **o != id) {
+            if let Ok(status) = self.status(*other).await {
+                target = target.max(status.commit);
+            }
+        }
+        wait::until(
+            &format!("hub{id} applied through {target}"),
+            Duration::from_secs(30),
+            || async {
+                let applied = self.status(id).await.map_or(0, |s| s.applied);
+                Ok(match applied >= target {
+                    true => Probe::Done(()),
+                    false => Probe::NotYet(format!("applied {applied}")),
+                })
+            },
+        )
+        .await
     }
 
     /// The leader every running node agrees on.
