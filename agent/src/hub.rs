@@ -26,7 +26,11 @@ use tokio::sync::{broadcast, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::engine::Engine;
+use crate::api_probe::ApiReachability;
+use crate::bundle::{BundleRevision, HeldBundle};
+use crate::capabilities::Capabilities;
+use crate::cluster_identity::ClusterUid;
+use crate::engine::{BundleStatus, Engine, EngineError};
 use crate::report::Report;
 use flotilla_core::clock::Clock;
 
@@ -49,6 +53,58 @@ pub use identity::{AgentIdentity, IdentityError};
 use counters::LinkCounters;
 use outbox::Outbox;
 use session::Outcome;
+
+/// What the link drives: the agent's [`Engine`] on its cluster. The swarm benchmark drives
+/// thin agents that keep bundles in memory through the same link, so that thousands of real
+/// streams (registration, certificates, hellos, chunks, acks, reports) load a hub from one
+/// machine; nothing else implements it.
+#[tonic::async_trait]
+pub trait LinkEngine: Send + Sync + 'static {
+    /// The cluster's identity, read afresh for every hello.
+    async fn cluster_identity(&self) -> ClusterUid;
+    /// Whether the cluster's API server answers; notified on every change.
+    fn api_reachability(&self) -> watch::Receiver<ApiReachability>;
+    /// What the cluster serves, once read; notified on every change.
+    fn capabilities(&self) -> watch::Receiver<Option<Capabilities>>;
+    /// The engine's report events.
+    fn subscribe(&self) -> broadcast::Receiver<Report>;
+    /// Takes a bundle revision to enforce; it is persisted when this returns.
+    fn apply(&self, revision: BundleRevision) -> Result<(), EngineError>;
+    /// Stops enforcing a bundle and prunes what it owned.
+    async fn remove(&self, bundle: &str) -> Result<(), EngineError>;
+    /// The bundles held, for the hello.
+    fn held(&self) -> Vec<HeldBundle>;
+    /// Where each bundle stands, for the first reports of a stream.
+    fn status(&self) -> Vec<BundleStatus>;
+}
+
+#[tonic::async_trait]
+impl LinkEngine for Engine {
+    async fn cluster_identity(&self) -> ClusterUid {
+        Engine::cluster_identity(self).await
+    }
+    fn api_reachability(&self) -> watch::Receiver<ApiReachability> {
+        Engine::api_reachability(self)
+    }
+    fn capabilities(&self) -> watch::Receiver<Option<Capabilities>> {
+        Engine::capabilities(self)
+    }
+    fn subscribe(&self) -> broadcast::Receiver<Report> {
+        Engine::subscribe(self)
+    }
+    fn apply(&self, revision: BundleRevision) -> Result<(), EngineError> {
+        Engine::apply(self, revision)
+    }
+    async fn remove(&self, bundle: &str) -> Result<(), EngineError> {
+        Engine::remove(self, bundle).await
+    }
+    fn held(&self) -> Vec<HeldBundle> {
+        Engine::held(self)
+    }
+    fn status(&self) -> Vec<BundleStatus> {
+        Engine::status(self)
+    }
+}
 
 /// How the link behaves.
 #[derive(Debug, Clone)]
@@ -128,7 +184,7 @@ pub struct Connection {
 
 /// What the link's task and its handle share.
 struct Shared {
-    engine: Arc<Engine>,
+    engine: Arc<dyn LinkEngine>,
     config: LinkConfig,
     random: Arc<dyn Random>,
     clock: Arc<dyn Clock>,
@@ -151,7 +207,7 @@ pub struct HubLink {
 impl HubLink {
     /// Starts connecting to the hub on the current tokio runtime.
     pub fn start(
-        engine: Arc<Engine>,
+        engine: Arc<dyn LinkEngine>,
         config: LinkConfig,
         random: Arc<dyn Random>,
         clock: Arc<dyn Clock>,

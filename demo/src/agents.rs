@@ -153,7 +153,7 @@ async fn start_one(
     let mut config = LinkConfig::new(vec![hub.to_string()], cluster);
     config.identity = Some(identity);
     let link = HubLink::start(
-        Arc::clone(&engine),
+        engine.clone(),
         config,
         Arc::new(ThreadRandom),
         Arc::new(SystemClock),

@@ -34,6 +34,12 @@ pub const DEMO: Binary = Binary {
     package: "flotilla-demo",
 };
 
+/// `bench`, the benchmarks.
+pub const BENCH: Binary = Binary {
+    name: "bench",
+    package: "flotilla-tests",
+};
+
 /// A binary of the workspace and the package that builds it.
 #[derive(Debug, Clone, Copy)]
 pub struct Binary {

@@ -132,6 +132,11 @@ impl HubGroup {
         Ok(())
     }
 
+    /// The process id of node `id`, while it runs.
+    pub fn pid(&self, id: u64) -> Option<u32> {
+        self.children.get(&id).map(Child::id)
+    }
+
     /// Whether the group runs with TLS.
     pub fn is_secure(&self) -> bool {
         self.ca.is_some()

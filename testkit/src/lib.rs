@@ -28,4 +28,5 @@ pub mod raft_log;
 pub mod real;
 pub mod sim;
 pub mod small_fleet;
+pub mod swarm;
 pub mod wait;

@@ -79,7 +79,7 @@ impl LinkedAgent {
         let mut config = LinkConfig::new(hubs, cluster);
         config.identity = identity;
         let link = HubLink::start(
-            Arc::clone(&engine),
+            engine.clone(),
             config,
             Arc::new(ThreadRandom),
             Arc::new(SystemClock),

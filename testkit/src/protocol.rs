@@ -266,7 +266,7 @@ pub fn agent(sim: &Sim, cluster: &str, link: LinkConfig) -> Result<Agent> {
         Arc::new(SystemClock),
     )?);
     let link = HubLink::start(
-        Arc::clone(&engine),
+        engine.clone(),
         link,
         Arc::new(FixedRandom(0.5)),
         Arc::new(SystemClock),

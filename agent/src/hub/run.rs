@@ -195,7 +195,7 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         ..Backoff::default()
     };
     let link = HubLink::start(
-        Arc::clone(&engine),
+        engine.clone(),
         config,
         Arc::new(ThreadRandom),
         Arc::new(SystemClock),

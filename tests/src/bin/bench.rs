@@ -16,6 +16,8 @@ mod push;
 mod raft;
 #[path = "bench/sim.rs"]
 mod sim;
+#[path = "bench/swarm.rs"]
+mod swarm;
 #[path = "bench/sync.rs"]
 mod sync;
 
@@ -43,6 +45,11 @@ enum Area {
     E2e(e2e::Args),
     /// Rendering a chart bundle for a fleet with per-cluster values: cold, cached, one changed.
     Helm(helm::Args),
+    /// Thousands of thin agents (the real link, bundles in memory) on a 3-node group.
+    Swarm(swarm::Args),
+    /// One process's share of `bench swarm`'s agents (its plan on stdin).
+    #[command(hide = true)]
+    SwarmAgents,
 }
 
 #[tokio::main]
@@ -55,6 +62,8 @@ async fn main() -> anyhow::Result<()> {
         Area::Sync(args) => sync::run(args).await?,
         Area::E2e(args) => e2e::run(args).await?,
         Area::Helm(args) => helm::run(args).await?,
+        Area::Swarm(args) => swarm::run(args).await?,
+        Area::SwarmAgents => return swarm::agents().await,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

@@ -33,3 +33,4 @@ mod sim_matches_a_real_api_server;
 mod status_shows_a_failed_apply;
 mod status_shows_an_unreachable_cluster_api;
 mod status_shows_drift;
+mod swarm_of_thin_agents;

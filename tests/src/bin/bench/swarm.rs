@@ -1,0 +1,440 @@
+//! Thousands of agents on one hub group: a 3-node group of real `flotilla-hub` processes (TLS,
+//! a group CA, default timers) and thin agents (`flotilla_testkit::swarm`: the agent's real
+//! link — registration with a bootstrap token, a client certificate, hellos, chunks checked
+//! against their hash, acks, reports — with bundles kept in memory) spread over several
+//! processes (`bench swarm-agents`, fed its share on stdin), so that no process nears the
+//! descriptor limit.
+//!
+//! Figures:
+//! - `fanout`: from proposing the assignment of a new revision (one bundle per cluster, its
+//!   ConfigMaps naming the cluster) to each agent holding the new bundle (received whole and
+//!   checked), p50/p99/max over the agents, by the wall clock every process shares;
+//! - `hubs`: each node's RSS before the agents came and with every agent streaming, the growth
+//!   per agent, and its CPU during the fan-out; the leader's CPU per cluster;
+//! - `render_entry_bytes`: the size of the raft entry recording the rendered revision (with
+//!   the content in it, as the state machine keeps it today);
+//! - set-up times: registering the clusters, issuing tokens, the agents registering and
+//!   connecting.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, Write};
+use std::path::PathBuf;
+use std::process::{Child, Command as Process, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use flotilla_core::render::{ObjectId, RenderedBundle, RenderedObject};
+use flotilla_core::spec::DriftMode;
+use flotilla_hub::state::source::{Blob, RevisionRef};
+use flotilla_hub::state::{Command, RenderOutcome, Timestamp};
+use flotilla_testkit::hub_group::HubGroup;
+use flotilla_testkit::swarm::{self, AgentsPlan};
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+/// Options of `bench swarm`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// The `flotilla-hub` binary (default: next to this one).
+    #[arg(long)]
+    hub_bin: Option<PathBuf>,
+    /// Thin agents, one cluster each.
+    #[arg(long, default_value_t = 1000)]
+    agents: usize,
+    /// Agents per process.
+    #[arg(long, default_value_t = 2500)]
+    per_process: usize,
+    /// ConfigMaps in each cluster's bundle (plus its Namespace).
+    #[arg(long, default_value_t = 10)]
+    objects: usize,
+    /// Registrations in flight at once per process.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+}
+
+/// Longest the agents may take to register and connect.
+const CONNECT_WAIT: Duration = Duration::from_secs(900);
+/// Longest the fan-out may take.
+const FANOUT_WAIT: Duration = Duration::from_secs(300);
+
+fn default_hub_bin() -> anyhow::Result<PathBuf> {
+    let bin = std::env::current_exe()?.with_file_name("flotilla-hub");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it with `cargo build --release -p flotilla-hub`, or pass --hub-bin",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// `bench swarm-agents`: runs the thin agents of the plan read on stdin, printing one JSON line
+/// per event on stdout (`registered`, `connected`, then each bundle received), until killed.
+pub(crate) async fn agents() -> anyhow::Result<()> {
+    let mut input = String::new();
+    std::io::stdin().lock().read_line(&mut input)?;
+    let (plan, concurrency): (AgentsPlan, usize) =
+        serde_json::from_str(&input).context("the plan on stdin")?;
+    let started = Instant::now();
+    let on_bundle = Arc::new(|cluster: &str, revision: &flotilla_agent::BundleRevision| {
+        emit(&json!({"bundle": cluster, "revision": revision.revision, "atMs": swarm::now_ms()}));
+    });
+    let links = swarm::start_agents(&plan, concurrency, on_bundle).await?;
+    emit(&json!({"registered": links.len(), "ms": started.elapsed().as_millis() as u64}));
+    loop {
+        let connected = swarm::connected(&links);
+        if connected == links.len() {
+            emit(&json!({"connected": connected, "ms": started.elapsed().as_millis() as u64}));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+fn emit(line: &Value) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+fn cluster_name(i: usize) -> String {
+    format!("swarm-{i}")
+}
+
+/// One bundle: a Namespace and `objects` ConfigMaps naming the cluster.
+fn bundle(cluster: &str, objects: usize, release: u32) -> anyhow::Result<RenderedBundle> {
+    let mut values = vec![json!({"apiVersion": "v1", "kind": "Namespace",
+        "metadata": {"name": "bench"}})];
+    for i in 0..objects {
+        values.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": format!("cm-{i}"), "namespace": "bench"},
+            "data": {"cluster": cluster, "index": i.to_string(), "release": release.to_string()}}));
+    }
+    let mut objects = values
+        .into_iter()
+        .map(|object| {
+            let object = flotilla_core::hash::canonical_json(object);
+            let id = ObjectId::of(&object).map_err(anyhow::Error::msg)?;
+            Ok(RenderedObject { id, object })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    objects.sort_by(|a, b| a.id.cmp(&b.id));
+    Ok(RenderedBundle {
+        bundle: "bench".into(),
+        drift: DriftMode::Correct,
+        depends_on: Vec::new(),
+        objects,
+        allow: flotilla_core::Allow::default(),
+        create_namespace: None,
+    })
+}
+
+/// The commands recording release `n` rendered for `clusters`, and the one assigning it.
+fn release(clusters: &[String], objects: usize, n: u32) -> anyhow::Result<[Command; 3]> {
+    let revision = RevisionRef {
+        source: "origin".into(),
+        commit: format!("c{n}"),
+    };
+    let mut per_cluster = BTreeMap::new();
+    let mut blobs = BTreeMap::new();
+    for cluster in clusters {
+        let blob = Blob::from_content(&bundle(cluster, objects, n)?.to_blob())?;
+        per_cluster.insert(
+            cluster.clone(),
+            BTreeMap::from([("bench".to_owned(), blob.hash)]),
+        );
+        blobs.insert(blob.hash, blob);
+    }
+    Ok([
+        Command::RecordFetch {
+            source: revision.source.clone(),
+            url: "file:///bench".into(),
+            commit: revision.commit.clone(),
+            at: Timestamp(u64::from(n) * 10),
+        },
+        Command::RecordRender {
+            revision: revision.clone(),
+            outcome: RenderOutcome::Rendered {
+                bundles: per_cluster,
+                blobs: blobs.into_values().collect(),
+                spec: String::new(),
+                charts: Default::default(),
+            },
+            at: Timestamp(u64::from(n) * 10 + 1),
+        },
+        Command::AssignRevision {
+            clusters: clusters.to_vec(),
+            revision,
+            at: Timestamp(u64::from(n) * 10 + 2),
+        },
+    ])
+}
+
+/// A worker process and what it printed.
+struct Worker {
+    child: Child,
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `bench swarm-agents` for `plan`; its lines come to `lines`.
+fn spawn_worker(
+    index: usize,
+    plan: &AgentsPlan,
+    concurrency: usize,
+    lines: mpsc::UnboundedSender<(usize, Value)>,
+) -> anyhow::Result<Worker> {
+    let mut child = Process::new(std::env::current_exe()?)
+        .arg("swarm-agents")
+        .env("RUST_LOG", "error")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting bench swarm-agents")?;
+    let mut stdin = child.stdin.take().context("no stdin")?;
+    writeln!(stdin, "{}", serde_json::to_string(&(plan, concurrency))?)?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(value) = serde_json::from_str(&line) {
+                let _ = lines.send((index, value));
+            }
+        }
+    });
+    Ok(Worker { child })
+}
+
+/// Resident set size of a process, in KiB.
+fn rss_kib(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .context("no VmRSS")
+}
+
+/// CPU time (user + system) a process has used, in milliseconds.
+fn cpu_ms(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let fields: Vec<&str> = stat
+        .rsplit(") ")
+        .next()
+        .context("no /proc stat")?
+        .split_whitespace()
+        .collect();
+    let ticks: u64 = fields[11].parse::<u64>()? + fields[12].parse::<u64>()?;
+    // USER_HZ is 100 on Linux.
+    Ok(ticks * 10)
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
+    let bin = match args.hub_bin {
+        Some(bin) => bin,
+        None => default_hub_bin()?,
+    };
+    let group = HubGroup::start(&bin, 3, false)?;
+    let ca_pem = group.ca_pem().context("a TLS group has a CA")?.to_owned();
+    let leader = group.leader(Duration::from_secs(20)).await?;
+    let clusters: Vec<String> = (0..args.agents).map(cluster_name).collect();
+
+    let started = Instant::now();
+    let group = &group;
+    let registered: Vec<anyhow::Result<()>> = futures::stream::iter(clusters.iter().cloned())
+        .map(|name| async move {
+            group
+                .propose(&Command::RegisterCluster {
+                    name,
+                    labels: BTreeMap::new(),
+                    at: Timestamp(1),
+                })
+                .await
+        })
+        .buffer_unordered(16)
+        .collect()
+        .await;
+    registered.into_iter().collect::<anyhow::Result<()>>()?;
+    let register_ms = started.elapsed().as_millis() as u64;
+
+    let started = Instant::now();
+    let tokens: Vec<anyhow::Result<(String, String)>> =
+        futures::stream::iter(clusters.iter().cloned())
+            .map(|name| async move {
+                let token = group.bootstrap_token(&name).await?;
+                anyhow::Ok((name, token))
+            })
+            .buffer_unordered(16)
+            .collect()
+            .await;
+    let tokens: Vec<(String, String)> = tokens.into_iter().collect::<anyhow::Result<_>>()?;
+    let tokens_ms = started.elapsed().as_millis() as u64;
+
+    let pids: BTreeMap<u64, u32> = group
+        .running()
+        .into_iter()
+        .filter_map(|id| group.pid(id).map(|pid| (id, pid)))
+        .collect();
+    let rss_before: BTreeMap<u64, u64> = pids
+        .iter()
+        .map(|(id, pid)| Ok((*id, rss_kib(*pid)?)))
+        .collect::<anyhow::Result<_>>()?;
+
+    let state_root = tempfile::tempdir()?;
+    let (tx, mut lines) = mpsc::unbounded_channel();
+    let mut workers = Vec::new();
+    for (index, share) in tokens.chunks(args.per_process.max(1)).enumerate() {
+        let plan = AgentsPlan {
+            hubs: group.apis(),
+            ca_pem: ca_pem.clone(),
+            state_root: state_root.path().join(format!("process-{index}")),
+            agents: share.to_vec(),
+        };
+        workers.push(spawn_worker(index, &plan, args.concurrency, tx.clone())?);
+    }
+    drop(tx);
+
+    let started = Instant::now();
+    let mut connected = 0;
+    let mut registered_ms = 0;
+    let deadline = tokio::time::Instant::now() + CONNECT_WAIT;
+    while connected < args.agents {
+        let (_, line) = tokio::time::timeout_at(deadline, lines.recv())
+            .await
+            .with_context(|| format!("{connected} of {} agents connected", args.agents))?
+            .context("every worker process ended")?;
+        if let Some(n) = line.get("connected").and_then(Value::as_u64) {
+            connected += n as usize;
+        }
+        if let Some(ms) = line.get("ms").and_then(Value::as_u64)
+            && line.get("registered").is_some()
+        {
+            registered_ms = registered_ms.max(ms);
+        }
+    }
+    let connect_ms = started.elapsed().as_millis() as u64;
+    // Hellos answered and first reports recorded.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let rss_streaming: BTreeMap<u64, u64> = pids
+        .iter()
+        .map(|(id, pid)| Ok((*id, rss_kib(*pid)?)))
+        .collect::<anyhow::Result<_>>()?;
+
+    // Release 1: every agent receives its first bundle (not measured), then release 2.
+    let mut figures = Vec::new();
+    for n in 1..=2 {
+        let commands = release(&clusters, args.objects, n)?;
+        let entry_bytes = commands[1].encode()?.len();
+        for command in &commands[..2] {
+            group.propose(command).await?;
+        }
+        let cpu_before: BTreeMap<u64, u64> = pids
+            .iter()
+            .map(|(id, pid)| Ok((*id, cpu_ms(*pid)?)))
+            .collect::<anyhow::Result<_>>()?;
+        let start_ms = swarm::now_ms();
+        let revision = format!("origin@c{n}");
+        group.propose(&commands[2]).await?;
+        let mut received: BTreeMap<String, i64> = BTreeMap::new();
+        let deadline = tokio::time::Instant::now() + FANOUT_WAIT;
+        while received.len() < args.agents {
+            let (_, line) = tokio::time::timeout_at(deadline, lines.recv())
+                .await
+                .with_context(|| {
+                    format!(
+                        "release {n}: {} of {} agents received it",
+                        received.len(),
+                        args.agents
+                    )
+                })?
+                .context("every worker process ended")?;
+            let (Some(cluster), Some(at), Some(rev)) = (
+                line.get("bundle").and_then(Value::as_str),
+                line.get("atMs").and_then(Value::as_i64),
+                line.get("revision").and_then(Value::as_str),
+            ) else {
+                continue;
+            };
+            if rev.ends_with(&format!("c{n}")) || rev == revision {
+                received.insert(cluster.to_owned(), at);
+            }
+        }
+        let cpu_after: BTreeMap<u64, u64> = pids
+            .iter()
+            .map(|(id, pid)| Ok((*id, cpu_ms(*pid)?)))
+            .collect::<anyhow::Result<_>>()?;
+        let mut latencies: Vec<u64> = received
+            .values()
+            .map(|at| (at - start_ms).max(0) as u64)
+            .collect();
+        latencies.sort_unstable();
+        let cpu: BTreeMap<String, u64> = cpu_after
+            .iter()
+            .map(|(id, after)| (id.to_string(), after - cpu_before[id]))
+            .collect();
+        figures.push(json!({
+            "release": n,
+            "renderEntryBytes": entry_bytes,
+            "fanoutMs": {
+                "p50": percentile(&latencies, 50.0),
+                "p99": percentile(&latencies, 99.0),
+                "max": latencies.last().copied().unwrap_or(0),
+            },
+            "cpuMsByNode": cpu,
+            "leaderCpuMsPerCluster": cpu_after[&leader].saturating_sub(cpu_before[&leader]) as f64
+                / args.agents as f64,
+        }));
+    }
+    drop(workers);
+
+    let hubs: Vec<Value> = pids
+        .keys()
+        .map(|id| {
+            let (before, streaming) = (rss_before[id], rss_streaming[id]);
+            json!({
+                "node": id,
+                "leader": *id == leader,
+                "rssBeforeAgentsKiB": before,
+                "rssStreamingKiB": streaming,
+                "rssPerAgentKiB": (streaming.saturating_sub(before)) as f64 / args.agents as f64,
+            })
+        })
+        .collect();
+    let growth: u64 = pids
+        .keys()
+        .map(|id| rss_streaming[id].saturating_sub(rss_before[id]))
+        .sum();
+    Ok(json!({
+        "agents": args.agents,
+        "rssGrowthAllNodesKiBPerAgent": growth as f64 / args.agents as f64,
+        "processes": args.agents.div_ceil(args.per_process.max(1)),
+        "objectsPerBundle": args.objects + 1,
+        "setupMs": {
+            "registerClusters": register_ms,
+            "issueTokens": tokens_ms,
+            "agentsRegistered": registered_ms,
+            "agentsConnected": connect_ms,
+        },
+        "hubs": hubs,
+        "releases": figures,
+    }))
+}
