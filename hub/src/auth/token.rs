@@ -226,6 +226,11 @@ pub fn check_bootstrap<'a>(
     Ok((token_hash, token))
 }
 
+/// The id of an API token as the operator passes it (`flt_<id>_<secret>`), if well formed.
+pub fn api_token_id(presented: &str) -> Option<&str> {
+    parse_api_token(presented).ok().map(|(id, _)| id)
+}
+
 fn parse_api_token(presented: &str) -> Result<(&str, &str), TokenError> {
     presented
         .trim()

@@ -4,10 +4,13 @@
 //! machine; the log names the file, never the secret. It runs once per term and does nothing
 //! once any token exists (revoked ones too), so revoking `initial-admin` retires it for good.
 //!
-//! The file is written before the token is proposed: a crash in between leaves a file whose
-//! token does not exist, and the next leader (with still no token) writes a fresh one; the other
-//! order could commit a token whose secret no one has. A refused proposal (another leader's
-//! token won) removes the file.
+//! The secret is written (durably, to `admin-token.pending`) before the token is proposed, and
+//! the file is renamed to `admin-token` once the token is committed, so whoever sees the file
+//! can use the token at once: a crash before the proposal leaves a pending file whose token
+//! does not exist, and the next leader (with still no token) writes a fresh one; a crash after
+//! the commit and before the rename is finished when this node leads again (the pending
+//! secret's token is in the state). The other order could commit a token whose secret no one
+//! has. A refused proposal (another leader's token won) removes the pending file.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -15,7 +18,7 @@ use std::path::{Path, PathBuf};
 use futures::future::BoxFuture;
 
 use crate::auth::NewToken;
-use crate::auth::token::INITIAL_ADMIN;
+use crate::auth::token::{INITIAL_ADMIN, api_token_id};
 use crate::controller::{Controller, ControllerContext};
 use crate::state::Command;
 use crate::state::access::{Role, RoleBinding};
@@ -23,9 +26,13 @@ use crate::state::access::{Role, RoleBinding};
 /// The file, in the data directory, the first admin token's secret is written to.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
+/// Where the secret waits until its token is committed.
+const PENDING_FILE: &str = "admin-token.pending";
+
 /// Creates the first admin token of a group that has none.
 pub struct FirstAdminController {
     file: PathBuf,
+    pending: PathBuf,
 }
 
 impl FirstAdminController {
@@ -33,6 +40,7 @@ impl FirstAdminController {
     pub fn new(data_dir: &Path) -> Self {
         FirstAdminController {
             file: data_dir.join(ADMIN_TOKEN_FILE),
+            pending: data_dir.join(PENDING_FILE),
         }
     }
 }
@@ -43,21 +51,48 @@ impl Controller for FirstAdminController {
     }
 
     fn run(&self, context: ControllerContext) -> BoxFuture<'static, ()> {
-        let file = self.file.clone();
+        let (file, pending) = (self.file.clone(), self.pending.clone());
         Box::pin(async move {
             if context.node.state().access.tokens.is_empty() {
-                create(&context, &file).await;
+                create(&context, &file, &pending).await;
+            } else {
+                finish(&context, &file, &pending);
             }
             context.stop.cancelled().await;
         })
     }
 }
 
-async fn create(context: &ControllerContext, file: &Path) {
+/// A pending secret left by a crash: published if its token was committed, removed if not.
+fn finish(context: &ControllerContext, file: &Path, pending: &Path) {
+    let Ok(secret) = std::fs::read_to_string(pending) else {
+        return;
+    };
+    let committed =
+        api_token_id(&secret).is_some_and(|id| context.node.state().access.tokens.contains_key(id));
+    let outcome = match committed {
+        true => publish(pending, file),
+        false => std::fs::remove_file(pending),
+    };
+    if let Err(e) = outcome {
+        tracing::error!(file = %pending.display(), error = %e, "cannot finish the first admin token's file");
+    }
+}
+
+/// Renames the pending file to the one operators read, durably.
+fn publish(pending: &Path, file: &Path) -> std::io::Result<()> {
+    std::fs::rename(pending, file)?;
+    if let Some(directory) = file.parent() {
+        std::fs::File::open(directory)?.sync_all()?;
+    }
+    Ok(())
+}
+
+async fn create(context: &ControllerContext, file: &Path, pending: &Path) {
     let token = NewToken::generate(&mut rand::rng());
-    if let Err(e) = write_secret(file, token.reveal()) {
+    if let Err(e) = write_secret(pending, token.reveal()) {
         tracing::error!(
-            file = %file.display(),
+            file = %pending.display(),
             error = %e,
             "cannot write the first admin token; fix the data directory's permissions and restart"
         );
@@ -76,13 +111,20 @@ async fn create(context: &ControllerContext, file: &Path) {
         at: context.clock.now(),
     };
     match context.node.propose(&command).await {
-        Ok(_) => tracing::warn!(
-            file = %file.display(),
-            "created the first admin token `{INITIAL_ADMIN}`; its secret is in the file named here (pass it with --token or FLOTILLA_TOKEN, create named tokens with `flotilla token create`, then revoke it)"
-        ),
+        Ok(_) => match publish(pending, file) {
+            Ok(()) => tracing::warn!(
+                file = %file.display(),
+                "created the first admin token `{INITIAL_ADMIN}`; its secret is in the file named here (pass it with --token or FLOTILLA_TOKEN, create named tokens with `flotilla token create`, then revoke it)"
+            ),
+            Err(e) => tracing::error!(
+                file = %pending.display(),
+                error = %e,
+                "created the first admin token `{INITIAL_ADMIN}` but cannot rename the file holding its secret to {ADMIN_TOKEN_FILE}; its secret is in the file named here"
+            ),
+        },
         Err(e) => {
             // Another leader's token won, or this one was never committed: the file is stale.
-            let _ = std::fs::remove_file(file);
+            let _ = std::fs::remove_file(pending);
             tracing::info!(error = %e, "first admin token not created");
         }
     }
