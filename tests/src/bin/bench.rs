@@ -14,6 +14,8 @@ mod helm;
 mod push;
 #[path = "bench/raft.rs"]
 mod raft;
+#[path = "bench/render.rs"]
+mod render;
 #[path = "bench/sim.rs"]
 mod sim;
 #[path = "bench/swarm.rs"]
@@ -45,6 +47,8 @@ enum Area {
     E2e(e2e::Args),
     /// Rendering a chart bundle for a fleet with per-cluster values: cold, cached, one changed.
     Helm(helm::Args),
+    /// Rendering plain-manifest bundles for a large fleet: cold, compressed, one changed.
+    Render(render::Args),
     /// Thousands of thin agents (the real link, bundles in memory) on a 3-node group.
     Swarm(swarm::Args),
     /// One process's share of `bench swarm`'s agents (its plan on stdin).
@@ -62,6 +66,7 @@ async fn main() -> anyhow::Result<()> {
         Area::Sync(args) => sync::run(args).await?,
         Area::E2e(args) => e2e::run(args).await?,
         Area::Helm(args) => helm::run(args).await?,
+        Area::Render(args) => render::run(args).await?,
         Area::Swarm(args) => swarm::run(args).await?,
         Area::SwarmAgents => return swarm::agents().await,
     };
