@@ -1,5 +1,6 @@
 //! Git sources, their revisions, render results and the content-addressed blobs they reference.
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt;
 
@@ -197,13 +198,13 @@ impl Blob {
         Ok(Blob {
             hash: BlobHash::of(content),
             size: content.len() as u64,
-            compressed: zstd::bulk::compress(content, ZSTD_LEVEL)?,
+            compressed: compress(content)?,
         })
     }
 
     /// Decompresses the content and checks it against the hash.
     pub fn content(&self) -> Result<Vec<u8>, BlobError> {
-        let content = zstd::bulk::decompress(&self.compressed, self.size as usize)?;
+        let content = decompress(&self.compressed, self.size as usize)?;
         let actual = BlobHash::of(&content);
         if actual != self.hash {
             return Err(BlobError::HashMismatch {
@@ -213,6 +214,39 @@ impl Blob {
         }
         Ok(content)
     }
+}
+
+/// zstd at [`ZSTD_LEVEL`] with a context kept per thread: creating one costs more than
+/// compressing a small bundle (it was a third of compressing 100,000 blobs).
+fn compress(content: &[u8]) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static COMPRESSOR: RefCell<Option<zstd::bulk::Compressor<'static>>> =
+            const { RefCell::new(None) };
+    }
+    COMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let compressor = match slot.as_mut() {
+            Some(compressor) => compressor,
+            None => slot.insert(zstd::bulk::Compressor::new(ZSTD_LEVEL)?),
+        };
+        compressor.compress(content)
+    })
+}
+
+/// zstd decompression of at most `capacity` bytes, with a context kept per thread.
+fn decompress(compressed: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
+    thread_local! {
+        static DECOMPRESSOR: RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+            const { RefCell::new(None) };
+    }
+    DECOMPRESSOR.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        let decompressor = match slot.as_mut() {
+            Some(decompressor) => decompressor,
+            None => slot.insert(zstd::bulk::Decompressor::new()?),
+        };
+        decompressor.decompress(compressed, capacity)
+    })
 }
 
 /// Checks that a revision exists and rendered successfully.
@@ -482,4 +516,21 @@ fn user_of(state: &State, revision: &RevisionRef) -> Option<String> {
         .iter()
         .find(|(_, r)| r.is_active() && (&r.to == revision || r.from.as_ref() == Some(revision)))
         .map(|(id, _)| format!("rollout {id}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reused_compression_context_gives_one_shot_zstd_bytes_and_round_trips() {
+        // Larger first, so a context sized by it then compresses a small one.
+        let large = "kind: ConfigMap\n".repeat(4_000).into_bytes();
+        for content in [large.as_slice(), b"small", b""] {
+            let blob = Blob::from_content(content).expect("compress");
+            let one_shot = zstd::bulk::compress(content, ZSTD_LEVEL).expect("zstd");
+            assert_eq!(blob.compressed, one_shot);
+            assert_eq!(blob.content().expect("decompress"), content);
+        }
+    }
 }
