@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 #[path = "bench/agent.rs"]
 mod agent;
+#[path = "bench/common.rs"]
+mod common;
 #[path = "bench/e2e.rs"]
 mod e2e;
 #[path = "bench/helm.rs"]

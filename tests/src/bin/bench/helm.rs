@@ -17,6 +17,8 @@ use flotilla_core::inventory::{Cluster, parse_inventory};
 use flotilla_core::{Limits, Repository};
 use serde_json::{Value, json};
 
+use crate::common::{load_average, millis_since};
+
 /// Options of `bench helm`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -78,19 +80,6 @@ fn inventory(clusters: usize) -> String {
     text
 }
 
-fn millis(started: Instant) -> f64 {
-    (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0
-}
-
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// Runs the measurement.
 pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let Some(helm) = flotilla_testkit::helm::helm_or_skip("bench helm") else {
@@ -127,7 +116,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
 
     let started = Instant::now();
     let cold = flotilla_core::render_fleet(&repo, &clusters, &tools);
-    let cold_ms = millis(started);
+    let cold_ms = millis_since(started);
     if let Some((cluster, bundle, error)) = cold.errors().next() {
         anyhow::bail!("{cluster}/{bundle}: {error}");
     }
@@ -140,7 +129,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
 
     let started = Instant::now();
     let cached = flotilla_core::render_fleet(&repo, &clusters, &tools);
-    let cached_ms = millis(started);
+    let cached_ms = millis_since(started);
     anyhow::ensure!(
         cached.clusters == cold.clusters,
         "a cached render differs from the cold one"
@@ -152,7 +141,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     }
     let started = Instant::now();
     let one_changed = flotilla_core::render_fleet(&repo, &moved, &tools);
-    let one_changed_ms = millis(started);
+    let one_changed_ms = millis_since(started);
     anyhow::ensure!(
         one_changed.is_clean(),
         "the render after a label change failed"

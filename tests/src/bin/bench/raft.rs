@@ -6,9 +6,10 @@
 //! leader.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::common::default_hub_bin;
 use anyhow::{Context, bail};
 use flotilla_hub::node::GroupClient;
 use flotilla_hub::state::{Command, Timestamp};
@@ -54,23 +55,11 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
-fn default_hub_bin() -> anyhow::Result<PathBuf> {
-    let exe = std::env::current_exe()?;
-    let dir = exe.parent().context("bench binary has no directory")?;
-    Ok(dir.join("flotilla-hub"))
-}
-
 pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let bin = match args.hub_bin {
         Some(bin) => bin,
         None => default_hub_bin()?,
     };
-    if !Path::new(&bin).exists() {
-        bail!(
-            "{} not found: build it first (cargo build --release -p flotilla-hub) or pass --hub-bin",
-            bin.display()
-        );
-    }
     let mut group = HubGroup::start(&bin, 3, args.insecure)?;
     let leader = group.leader(Duration::from_secs(20)).await?;
 

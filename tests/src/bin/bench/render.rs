@@ -16,6 +16,8 @@ use flotilla_core::{Limits, Repository};
 use flotilla_hub::state::source::Blob;
 use serde_json::{Value, json};
 
+use crate::common::{load_average, millis_since};
+
 /// Options of `bench render`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -61,19 +63,6 @@ fn inventory(clusters: usize) -> String {
     text
 }
 
-fn millis(started: Instant) -> f64 {
-    (started.elapsed().as_secs_f64() * 10_000.0).round() / 10.0
-}
-
-fn load_average() -> Option<f64> {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()?
-        .split_whitespace()
-        .next()?
-        .parse()
-        .ok()
-}
-
 /// Runs the measurement.
 pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let load = load_average();
@@ -93,7 +82,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
 
     let started = Instant::now();
     let cold = flotilla_core::render_fleet(&repo, &clusters, &tools);
-    let cold_ms = millis(started);
+    let cold_ms = millis_since(started);
     if let Some((cluster, bundle, error)) = cold.errors().next() {
         anyhow::bail!("{cluster}/{bundle}: {error}");
     }
@@ -106,7 +95,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
             .compressed
             .len();
     }
-    let blobs_ms = millis(started);
+    let blobs_ms = millis_since(started);
 
     let mut moved: Vec<Cluster> = clusters.clone();
     if let Some(first) = moved.first_mut() {
@@ -114,7 +103,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     }
     let started = Instant::now();
     let again = flotilla_core::render_fleet(&repo, &moved, &tools);
-    let one_changed_ms = millis(started);
+    let one_changed_ms = millis_since(started);
     anyhow::ensure!(again.is_clean(), "the render after a label change failed");
 
     Ok(json!({

@@ -23,9 +23,7 @@ use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use flotilla_core::render::{ObjectId, RenderedBundle, RenderedObject};
-use flotilla_core::spec::DriftMode;
+use anyhow::Context;
 use flotilla_hub::state::source::{Blob, RevisionRef};
 use flotilla_hub::state::{Command, RenderOutcome, Timestamp};
 use flotilla_testkit::hub_group::HubGroup;
@@ -33,6 +31,8 @@ use flotilla_testkit::swarm::{self, AgentsPlan};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
+
+use crate::common::{config_maps, default_hub_bin};
 
 /// Options of `bench swarm`.
 #[derive(Debug, clap::Args)]
@@ -58,17 +58,6 @@ pub(crate) struct Args {
 const CONNECT_WAIT: Duration = Duration::from_secs(900);
 /// Longest the fan-out may take.
 const FANOUT_WAIT: Duration = Duration::from_secs(300);
-
-fn default_hub_bin() -> anyhow::Result<PathBuf> {
-    let bin = std::env::current_exe()?.with_file_name("flotilla-hub");
-    if !bin.exists() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p flotilla-hub`, or pass --hub-bin",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
 
 /// `bench swarm-agents`: runs the thin agents of the plan read on stdin, printing one JSON line
 /// per event on stdout (`registered`, `connected`, then each bundle received), until killed.
@@ -105,34 +94,6 @@ fn cluster_name(i: usize) -> String {
     format!("swarm-{i}")
 }
 
-/// One bundle: a Namespace and `objects` ConfigMaps naming the cluster.
-fn bundle(cluster: &str, objects: usize, release: u32) -> anyhow::Result<RenderedBundle> {
-    let mut values = vec![json!({"apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": "bench"}})];
-    for i in 0..objects {
-        values.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": format!("cm-{i}"), "namespace": "bench"},
-            "data": {"cluster": cluster, "index": i.to_string(), "release": release.to_string()}}));
-    }
-    let mut objects = values
-        .into_iter()
-        .map(|object| {
-            let object = flotilla_core::hash::canonical_json(object);
-            let id = ObjectId::of(&object).map_err(anyhow::Error::msg)?;
-            Ok(RenderedObject { id, object })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    objects.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(RenderedBundle {
-        bundle: "bench".into(),
-        drift: DriftMode::Correct,
-        depends_on: Vec::new(),
-        objects,
-        allow: flotilla_core::Allow::default(),
-        create_namespace: None,
-    })
-}
-
 /// The commands recording release `n` rendered for `clusters`, and the one assigning it.
 fn release(clusters: &[String], objects: usize, n: u32) -> anyhow::Result<[Command; 3]> {
     let revision = RevisionRef {
@@ -142,7 +103,11 @@ fn release(clusters: &[String], objects: usize, n: u32) -> anyhow::Result<[Comma
     let mut per_cluster = BTreeMap::new();
     let mut blobs = BTreeMap::new();
     for cluster in clusters {
-        let blob = Blob::from_content(&bundle(cluster, objects, n)?.to_blob())?;
+        let content = config_maps(
+            objects,
+            &json!({"cluster": cluster, "release": n.to_string()}),
+        )?;
+        let blob = Blob::from_content(&content.to_blob())?;
         per_cluster.insert(
             cluster.clone(),
             BTreeMap::from([("bench".to_owned(), blob.hash)]),

@@ -26,8 +26,6 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use flotilla_agent::Event;
 use flotilla_agent::hub::LinkStats;
-use flotilla_core::render::{ObjectId, RenderedBundle, RenderedObject};
-use flotilla_core::spec::DriftMode;
 use flotilla_hub::state::health::{Health, HealthKey};
 use flotilla_hub::state::source::{Blob, RevisionRef};
 use flotilla_hub::state::{Command, RenderOutcome, State, Timestamp};
@@ -35,6 +33,8 @@ use flotilla_sim::{Sim, SimConfig};
 use flotilla_testkit::hub_group::HubGroup;
 use flotilla_testkit::linked_agent::{AgentAccess, LinkedAgent, shutdown_all};
 use serde_json::{Value, json};
+
+use crate::common::{config_maps, default_hub_bin};
 
 /// Options of `bench sync`.
 #[derive(Debug, clap::Args)]
@@ -60,47 +60,8 @@ pub(crate) struct Args {
 /// How long the group may take to agree on a leader.
 const ELECTION_WAIT: Duration = Duration::from_secs(20);
 
-fn default_hub_bin() -> anyhow::Result<PathBuf> {
-    let bin = std::env::current_exe()?.with_file_name("flotilla-hub");
-    if !bin.exists() {
-        bail!(
-            "{} not found: build it with `cargo build --release -p flotilla-hub`, or pass --hub-bin",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
 fn cluster_name(i: usize) -> String {
     format!("sim-{i}")
-}
-
-/// One bundle per cluster: a Namespace and `objects` ConfigMaps naming the cluster.
-fn bundle(cluster: &str, objects: usize) -> anyhow::Result<RenderedBundle> {
-    let mut values = vec![json!({"apiVersion": "v1", "kind": "Namespace",
-        "metadata": {"name": "bench"}})];
-    for i in 0..objects {
-        values.push(json!({"apiVersion": "v1", "kind": "ConfigMap",
-            "metadata": {"name": format!("cm-{i}"), "namespace": "bench"},
-            "data": {"cluster": cluster, "index": i.to_string()}}));
-    }
-    let mut objects = values
-        .into_iter()
-        .map(|object| {
-            let object = flotilla_core::hash::canonical_json(object);
-            let id = ObjectId::of(&object).map_err(anyhow::Error::msg)?;
-            Ok(RenderedObject { id, object })
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    objects.sort_by(|a, b| a.id.cmp(&b.id));
-    Ok(RenderedBundle {
-        bundle: "bench".into(),
-        drift: DriftMode::Correct,
-        depends_on: Vec::new(),
-        objects,
-        allow: flotilla_core::Allow::default(),
-        create_namespace: None,
-    })
 }
 
 /// Records a rendered revision with one bundle for each of `clusters`, and assigns it.
@@ -118,7 +79,7 @@ async fn release(
     let mut blobs = BTreeMap::new();
     let mut hashes = BTreeMap::new();
     for cluster in clusters {
-        let rendered = bundle(cluster, objects)?;
+        let rendered = config_maps(objects, &json!({"cluster": cluster}))?;
         let blob = Blob::from_content(&rendered.to_blob())?;
         per_cluster.insert(
             cluster.clone(),
