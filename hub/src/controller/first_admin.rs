@@ -10,7 +10,9 @@
 //! does not exist, and the next leader (with still no token) writes a fresh one; a crash after
 //! the commit and before the rename is finished when this node leads again (the pending
 //! secret's token is in the state). The other order could commit a token whose secret no one
-//! has. A refused proposal (another leader's token won) removes the pending file.
+//! has. A proposal that surely did not apply (another leader's token won, a later leader
+//! overwrote it) removes the pending file; one in doubt (a timeout) keeps it until the token
+//! shows up.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -20,6 +22,7 @@ use futures::future::BoxFuture;
 use crate::auth::NewToken;
 use crate::auth::token::{INITIAL_ADMIN, api_token_id};
 use crate::controller::{Controller, ControllerContext};
+use crate::node::ProposeError;
 use crate::state::Command;
 use crate::state::access::{Role, RoleBinding};
 
@@ -63,13 +66,21 @@ impl Controller for FirstAdminController {
     }
 }
 
-/// A pending secret left by a crash: published if its token was committed, removed if not.
+/// A pending secret: published if its token was committed (and not revoked), removed if not.
 fn finish(context: &ControllerContext, file: &Path, pending: &Path) {
     let Ok(secret) = std::fs::read_to_string(pending) else {
         return;
     };
-    let committed =
-        api_token_id(&secret).is_some_and(|id| context.node.state().access.tokens.contains_key(id));
+    // Committed and not revoked since: only then is the secret worth an operator's reading.
+    let committed = api_token_id(&secret).is_some_and(|id| {
+        context
+            .node
+            .state()
+            .access
+            .tokens
+            .get(id)
+            .is_some_and(|token| token.revoked_at.is_none())
+    });
     let outcome = match committed {
         true => publish(pending, file),
         false => std::fs::remove_file(pending),
@@ -122,12 +133,39 @@ async fn create(context: &ControllerContext, file: &Path, pending: &Path) {
                 "created the first admin token `{INITIAL_ADMIN}` but cannot rename the file holding its secret to {ADMIN_TOKEN_FILE}; its secret is in the file named here"
             ),
         },
-        Err(e) => {
-            // Another leader's token won, or this one was never committed: the file is stale.
+        Err(e) if surely_not_applied(&e) => {
+            // Another leader's token won, or this one was overwritten: the file is stale.
             let _ = std::fs::remove_file(pending);
             tracing::info!(error = %e, "first admin token not created");
         }
+        Err(e) => {
+            // It may still apply: keep the secret, and publish it once the token shows up
+            // (or, if this term ends first, when this node leads again: `finish`).
+            tracing::warn!(error = %e, "first admin token in doubt; waiting to see it applied");
+            let mut applied = context.node.watch_applied();
+            loop {
+                if context.node.state().access.tokens.contains_key(&token.id) {
+                    finish(context, file, pending);
+                    return;
+                }
+                tokio::select! {
+                    _ = context.stop.cancelled() => return,
+                    changed = applied.changed() => if changed.is_err() { return },
+                }
+            }
+        }
     }
+}
+
+/// Whether a failed proposal certainly did not apply, so its secret may be thrown away.
+fn surely_not_applied(error: &ProposeError) -> bool {
+    matches!(
+        error,
+        ProposeError::Superseded { .. }
+            | ProposeError::Rejected { .. }
+            | ProposeError::Refused(_)
+            | ProposeError::Encode(_)
+    )
 }
 
 /// Writes `secret` to `file`, readable by the owner only, replacing the file atomically.

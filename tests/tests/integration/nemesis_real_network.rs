@@ -56,8 +56,9 @@ const CLOCK_JUMP_S: u64 = 30;
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
 /// The node that never compacts: its log replays whole, every entry of the run.
 const ARCHIVE: u64 = 1;
-/// `--compact-after` of the other nodes for the last fault, the kill mid-snapshot.
-const COMPACT_AFTER: u64 = 100;
+/// `--compact-after` of the other nodes for the last fault, the kill mid-snapshot: far more
+/// entries than commit while node 1 is paused, so the new leader cannot compact past it then.
+const COMPACT_AFTER: u64 = 300;
 
 const SPEC: &str = "\
 apiVersion: flotilla.dev/v1
@@ -204,7 +205,7 @@ async fn run(seed: u64) -> Result<()> {
             commit = repo.commit(&format!("release {releases}"))?;
         }
         let hold = Duration::from_millis(1500 + rng.below(2000));
-        let evidence = inject(&fault, hold, &net, &mut hubs, &commit)
+        let evidence = inject(&fault, hold, &net, &mut hubs, &commit, &recorder.quiet)
             .await
             .with_context(|| format!("step {step}: {fault:?}"))?;
         eprintln!("seed {seed} step {step}: {fault:?} for {hold:?}: {evidence}");
@@ -340,6 +341,7 @@ async fn inject(
     net: &Arc<Network>,
     hubs: &mut Hubs,
     commit: &str,
+    quiet: &AtomicBool,
 ) -> Result<String> {
     let evidence = match fault {
         Fault::Partition(a, b) => {
@@ -447,7 +449,7 @@ async fn inject(
             hubs.spawn(net, leader)?;
             format!("hub{leader} killed mid-rollout, hub{next} took over, hub{leader} restarted")
         }
-        Fault::KillLeaderMidSnapshot => kill_leader_mid_snapshot(net, hubs).await?,
+        Fault::KillLeaderMidSnapshot => kill_leader_mid_snapshot(net, hubs, quiet).await?,
     };
     net.heal()?;
     Ok(evidence)
@@ -461,7 +463,11 @@ async fn inject(
 /// not required: both are crashes mid-snapshot, and either must leave the group safe. The
 /// archive stays in every quorum meanwhile, so it holds every committed entry and never needs
 /// a snapshot: its log still replays whole.
-async fn kill_leader_mid_snapshot(net: &Arc<Network>, hubs: &mut Hubs) -> Result<String> {
+async fn kill_leader_mid_snapshot(
+    net: &Arc<Network>,
+    hubs: &mut Hubs,
+    quiet: &AtomicBool,
+) -> Result<String> {
     let compacting: Vec<u64> = (1..=HUBS).filter(|id| *id != ARCHIVE).collect();
     for id in &compacting {
         hubs.kill(*id);
@@ -471,6 +477,9 @@ async fn kill_leader_mid_snapshot(net: &Arc<Network>, hubs: &mut Hubs) -> Result
     }
     let mut leader = hubs.leader(Duration::from_secs(30)).await?;
     if leader == ARCHIVE {
+        // The clients hold their writes meanwhile, so few entries commit while node 1 is
+        // paused: the new leader must not compact past it.
+        quiet.store(true, Ordering::Relaxed);
         hubs.signal(ARCHIVE, "STOP")?;
         leader = wait::until(
             "a compacting node leading",
@@ -489,6 +498,13 @@ async fn kill_leader_mid_snapshot(net: &Arc<Network>, hubs: &mut Hubs) -> Result
         .await?;
         hubs.signal(ARCHIVE, "CONT")?;
         hubs.wait_caught_up(ARCHIVE).await?;
+        quiet.store(false, Ordering::Relaxed);
+        let first = hubs.status(ARCHIVE).await?.first_index;
+        ensure!(
+            first <= raft_log::FOUNDING_SNAPSHOT + 1,
+            "node {ARCHIVE} needed a snapshot after its pause (its log starts at {first}): the \
+             new leader compacted past it, so its log no longer replays whole"
+        );
     }
     let behind = *compacting
         .iter()
@@ -573,7 +589,7 @@ async fn fill_until_compacted(hubs: &Hubs, leader: u64, index: u64) -> Result<u6
                 actor: "nemesis".into(),
                 action: "fill".into(),
                 target: format!("hub{leader}"),
-                detail: format!("{i}: {}", "x".repeat(32 * 1024)),
+                detail: format!("{i}: {}", "x".repeat(3 * 1024)),
                 at: Timestamp(0),
                 outcome: Outcome::Succeeded,
                 class: AuditClass::Unprivileged,
@@ -622,6 +638,8 @@ struct Recorder {
     start: Instant,
     /// Each operation and the hub it was sent to.
     operations: std::sync::Mutex<Vec<(Operation<SetInput, SetOutput>, String)>>,
+    /// While set, the clients send nothing.
+    quiet: AtomicBool,
 }
 
 impl Recorder {
@@ -629,6 +647,7 @@ impl Recorder {
         Recorder {
             start: Instant::now(),
             operations: Default::default(),
+            quiet: AtomicBool::new(false),
         }
     }
 
@@ -688,6 +707,10 @@ impl Caller {
     ) {
         let mut rng = Rng(seed);
         while !stop.load(Ordering::Relaxed) {
+            if log.quiet.load(Ordering::Relaxed) {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
             let target = rng.below(self.apis.len() as u64) as usize;
             let (api, served_by) = (&self.apis[target], hub(target as u64 + 1));
             let name = &pool[rng.below(pool.len() as u64) as usize];
