@@ -77,32 +77,12 @@ impl Process {
         timeout: Duration,
         matches: impl Fn(&str) -> bool,
     ) -> anyhow::Result<String> {
-        let deadline = Instant::now() + timeout;
-        let (lock, ready) = &*self.output;
-        let mut output = lock.lock();
         let mut looked = 0;
-        loop {
-            if let Some(line) = output.stdout[looked..].iter().find(|l| matches(l)) {
-                return Ok(line.clone());
-            }
+        self.wait_for(what, timeout, |output| {
+            let found = output.stdout[looked..].iter().find(|l| matches(l)).cloned();
             looked = output.stdout.len();
-            if output.closed == 2 {
-                bail!(
-                    "{} exited before printing {what}; stdout:\n{}\nstderr:\n{}",
-                    self.name,
-                    output.stdout.join("\n"),
-                    output.stderr.iter().cloned().collect::<Vec<_>>().join("\n")
-                );
-            }
-            if ready.wait_until(&mut output, deadline).timed_out() {
-                bail!(
-                    "{} did not print {what} within {timeout:?}; stdout:\n{}\nstderr:\n{}",
-                    self.name,
-                    output.stdout.join("\n"),
-                    output.stderr.iter().cloned().collect::<Vec<_>>().join("\n")
-                );
-            }
-        }
+            found
+        })
     }
 
     /// How many lines it has printed on stderr so far: a mark for [`Process::wait_for_stderr`].
@@ -119,25 +99,46 @@ impl Process {
         timeout: Duration,
         matches: impl Fn(&str) -> bool,
     ) -> anyhow::Result<String> {
+        self.wait_for(what, timeout, |output| {
+            let first_kept = output.stderr_lines - output.stderr.len() as u64;
+            let skip = after.saturating_sub(first_kept) as usize;
+            output
+                .stderr
+                .iter()
+                .skip(skip)
+                .find(|l| matches(l))
+                .cloned()
+        })
+    }
+
+    /// Waits until `find` finds a line in what the process printed, checking again at every
+    /// new line; fails if the process exits or `timeout` passes first, showing its output.
+    fn wait_for(
+        &self,
+        what: &str,
+        timeout: Duration,
+        mut find: impl FnMut(&Output) -> Option<String>,
+    ) -> anyhow::Result<String> {
         let deadline = Instant::now() + timeout;
         let (lock, ready) = &*self.output;
         let mut output = lock.lock();
         loop {
-            let first_kept = output.stderr_lines - output.stderr.len() as u64;
-            let skip = after.saturating_sub(first_kept) as usize;
-            if let Some(line) = output.stderr.iter().skip(skip).find(|l| matches(l)) {
-                return Ok(line.clone());
+            if let Some(line) = find(&output) {
+                return Ok(line);
             }
-            if output.closed == 2 {
-                bail!("{} exited before printing {what} on stderr", self.name);
-            }
-            if ready.wait_until(&mut output, deadline).timed_out() {
-                bail!(
-                    "{} did not print {what} within {timeout:?}; stderr:\n{}",
-                    self.name,
-                    output.stderr.iter().cloned().collect::<Vec<_>>().join("\n")
-                );
-            }
+            let ended = if output.closed == 2 {
+                "exited before printing"
+            } else if ready.wait_until(&mut output, deadline).timed_out() {
+                "did not print in time"
+            } else {
+                continue;
+            };
+            bail!(
+                "{} {ended} {what} (waited up to {timeout:?}); stdout:\n{}\nstderr:\n{}",
+                self.name,
+                output.stdout.join("\n"),
+                output.stderr.iter().cloned().collect::<Vec<_>>().join("\n")
+            );
         }
     }
 
