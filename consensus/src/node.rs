@@ -308,6 +308,11 @@ impl<S: StateMachine> NodeHandle<S> {
         &self.shared.data_dir
     }
 
+    /// Cancelled when the node is shut down: tasks kept beside the node end with it.
+    pub fn stopping(&self) -> CancellationToken {
+        self.shared.stop.clone()
+    }
+
     /// The raft timers this node runs with.
     pub fn timing(&self) -> Timing {
         self.shared.timing

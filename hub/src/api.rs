@@ -626,22 +626,36 @@ impl Admin for AdminService {
     ) -> Result<Response<AdminDiffReply>, Status> {
         let caller = self.viewer(&request, None)?;
         let request = request.into_inner();
-        let state = self.hub.node.state();
-        // A diff shows manifests: of every cluster only to viewers of every stage.
-        if !caller.sees_everything() {
-            let stage = cluster_stage(&self.hub, &state, &request.cluster);
-            caller
-                .allow(Action::View, Some(stage.as_deref().unwrap_or("")))
-                .map_err(|refused| {
-                    Status::permission_denied(format!(
-                        "{refused}; name a cluster of a stage the token may view with --cluster"
-                    ))
+        let plan = {
+            let state = self.hub.node.state();
+            // A diff shows manifests: of every cluster only to viewers of every stage.
+            if !caller.sees_everything() {
+                let stage = cluster_stage(&self.hub, &state, &request.cluster);
+                caller
+                    .allow(Action::View, Some(stage.as_deref().unwrap_or("")))
+                    .map_err(|refused| {
+                        Status::permission_denied(format!(
+                            "{refused}; name a cluster of a stage the token may view with --cluster"
+                        ))
+                    })?;
+            }
+            let from = diff::resolve(&state, &request.from_revision)?;
+            let to = diff::resolve(&state, &request.to_revision)?;
+            let cluster = Some(request.cluster.as_str()).filter(|c| !c.is_empty());
+            diff::plan(&state, &from, &to, cluster)?
+        };
+        let mut content = std::collections::BTreeMap::new();
+        for hash in plan.blobs() {
+            let blob =
+                self.hub.node.blob(&hash).await.map_err(|e| {
+                    Status::unavailable(format!("cannot read a rendered bundle: {e}"))
                 })?;
+            let bytes = blob
+                .content()
+                .map_err(|e| Status::data_loss(format!("blob {hash}: {e}")))?;
+            content.insert(hash, bytes);
         }
-        let from = diff::resolve(&state, &request.from_revision)?;
-        let to = diff::resolve(&state, &request.to_revision)?;
-        let cluster = Some(request.cluster.as_str()).filter(|c| !c.is_empty());
-        Ok(Response::new(diff::diff(&state, &from, &to, cluster)?))
+        Ok(Response::new(diff::diff(plan, &content)?))
     }
 
     async fn request_fetch(

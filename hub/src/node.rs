@@ -1,6 +1,7 @@
 //! The hub's node: a consensus node ([`flotilla_consensus::node`]) replicating the hub's
-//! [`State`], with the hub's own peer service ([`presence`]) on its peer listener and the
-//! presence board that service fills.
+//! [`State`], with the hub's own peer services on its peer listener: [`presence`] (and the
+//! presence board it fills) and [`content`] (the rendered bundles the state names by hash, in a
+//! store beside the raft log).
 //!
 //! [`Node::start`] starts one; the returned [`NodeHandle`] is all a service or controller
 //! needs: it dereferences to the consensus handle (proposals, reads, leadership, membership)
@@ -11,8 +12,11 @@ use std::sync::Arc;
 
 use crate::config::NodeConfig;
 use crate::state::State;
+pub mod content;
 pub mod presence;
 
+use crate::state::source::{Blob, BlobHash};
+use content::{Content, ContentError, ContentStore};
 use presence::PresenceBoard;
 
 pub use flotilla_consensus::node::{
@@ -42,26 +46,37 @@ pub struct Node;
 pub struct NodeHandle {
     consensus: ConsensusHandle,
     presence: Arc<PresenceBoard>,
+    content: Arc<Content>,
 }
 
 impl Node {
-    /// Starts a consensus node replicating the hub's state, with the presence service on its
-    /// peer listener, on the current tokio runtime.
+    /// Starts a consensus node replicating the hub's state, with the presence and content
+    /// services on its peer listener, on the current tokio runtime; the node keeps its content
+    /// store holding what the state references until it stops.
     pub async fn start(config: NodeConfig) -> Result<NodeHandle, StartError> {
+        let store =
+            ContentStore::open(&config.data_dir).map_err(|e| StartError::Beside(e.to_string()))?;
+        let content = Arc::new(Content::new(Arc::new(store)));
         let presence = Arc::new(PresenceBoard::default());
-        let board = presence.clone();
+        let (board, held) = (presence.clone(), content.clone());
         let consensus = flotilla_consensus::node::Node::start(config, move |consensus, peers| {
             let node = NodeHandle {
                 consensus: consensus.clone(),
                 presence: board,
+                content: held,
             };
-            peers.add_service(presence::server(node))
+            peers
+                .add_service(presence::server(node.clone()))
+                .add_service(content::server(node))
         })
         .await?;
-        Ok(NodeHandle {
+        let node = NodeHandle {
             consensus,
             presence,
-        })
+            content,
+        };
+        tokio::spawn(content::keep_up(node.clone()));
+        Ok(node)
     }
 }
 
@@ -70,6 +85,28 @@ impl NodeHandle {
     /// it leads (see `node::presence`).
     pub fn presence(&self) -> &Arc<PresenceBoard> {
         &self.presence
+    }
+
+    /// Stops the node (see the consensus handle's `shutdown`) and closes its content store.
+    pub async fn shutdown(&self) {
+        self.consensus.shutdown().await;
+        self.content.store().close();
+    }
+
+    /// This node's content: its store of blobs and its clients to the peers' stores.
+    pub fn content(&self) -> &Arc<Content> {
+        &self.content
+    }
+
+    /// A blob the state names, from this node's store or fetched from a peer (checked).
+    pub async fn blob(&self, hash: &BlobHash) -> Result<Blob, ContentError> {
+        content::blob(self, hash).await
+    }
+
+    /// Stores new blobs here and on a majority of the group, durably: done before proposing
+    /// the hashes that name them.
+    pub async fn replicate(&self, blobs: Vec<Blob>) -> Result<(), ContentError> {
+        content::replicate(self, blobs).await
     }
 }
 

@@ -39,7 +39,9 @@ use audit::AuditLog;
 use fleet::Cluster;
 use health::{HealthKey, HealthRecord};
 use rollout::Rollout;
-use source::{Blob, BlobHash, Revision, RevisionRef, Source};
+use source::{
+    BlobHash, BlobInfo, ObjectKey, ObjectSetId, PendingRender, Revision, RevisionRef, Source,
+};
 use stage::Stage;
 
 /// Raft id of a hub node.
@@ -53,7 +55,7 @@ pub use flotilla_core::Labels;
 pub use flotilla_core::clock::{Timestamp, millis};
 
 /// Version of the snapshot encoding this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 11;
+pub const SNAPSHOT_VERSION: u32 = 12;
 
 /// The whole replicated state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -66,8 +68,13 @@ pub struct State {
     pub sources: BTreeMap<String, Source>,
     /// Fetched revisions and their render results.
     pub revisions: BTreeMap<RevisionRef, Revision>,
-    /// Rendered manifests, content-addressed and zstd-compressed.
-    pub blobs: BTreeMap<BlobHash, Blob>,
+    /// The blobs revisions reference, by content hash: size and objects, not content (which
+    /// each node keeps in its content store, `node::content`).
+    pub blobs: BTreeMap<BlobHash, BlobInfo>,
+    /// The object sets blobs hold, each once.
+    pub object_sets: BTreeMap<ObjectSetId, Vec<ObjectKey>>,
+    /// Renders recorded in several entries whose final entry has not applied yet.
+    pub pending_renders: BTreeMap<RevisionRef, PendingRender>,
     /// Stages by name: pinned revision and history.
     pub stages: BTreeMap<String, Stage>,
     /// Rollouts by id.
@@ -118,14 +125,6 @@ pub enum CommandError {
     /// A render result names a blob that is neither stored nor carried.
     #[error("blob {0} is referenced but neither stored nor included")]
     MissingBlob(BlobHash),
-    /// A carried blob's content does not hash to its name or does not decompress.
-    #[error("blob {hash} is corrupt: {detail}")]
-    CorruptBlob {
-        /// The claimed hash.
-        hash: BlobHash,
-        /// What is wrong.
-        detail: String,
-    },
     /// The stage has never been pinned.
     #[error("stage '{0}' is unknown")]
     UnknownStage(String),
@@ -274,9 +273,19 @@ impl State {
                 revision,
                 bundles,
                 errors,
-                blobs,
+                index,
+                staged,
                 at,
-            } => source::amend_render(self, revision, bundles, errors, blobs, *at),
+            } => source::amend_render(self, revision, bundles, errors, index, *staged, *at),
+            Command::StageRender {
+                revision,
+                attempt,
+                part,
+                bundles,
+                errors,
+                index,
+                at: _,
+            } => source::stage_render(self, revision, *attempt, *part, bundles, errors, index),
             Command::ForgetRevision { revision, at: _ } => source::forget(self, revision),
             Command::AssignRevision {
                 clusters,
@@ -455,6 +464,14 @@ impl State {
             SNAPSHOT_VERSION => Ok(postcard::from_bytes(body)?),
             other => Err(SnapshotError::UnknownVersion(other)),
         }
+    }
+
+    /// Every blob the state references (rendered revisions and staged render parts): what each
+    /// node's content store must hold.
+    pub fn referenced_blobs(&self) -> impl Iterator<Item = &BlobHash> {
+        self.blobs
+            .keys()
+            .chain(self.pending_renders.values().flat_map(|p| p.blobs.keys()))
     }
 
     /// The bundles a cluster must hold: bundle name → blob hash, from its assigned revision.

@@ -200,6 +200,24 @@ impl HubGroup {
         }
     }
 
+    /// Stores blobs in every running node's content store, as a leader's render does before it
+    /// proposes their hashes.
+    pub async fn put_content(
+        &self,
+        blobs: &[flotilla_hub::state::source::Blob],
+    ) -> anyhow::Result<()> {
+        for id in self.running() {
+            crate::protocol::put_content(
+                &self.peers[&id],
+                &self.security,
+                flotilla_consensus::config::DEFAULT_GROUP,
+                blobs,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Proposes through the leader, retrying a few times when a busy machine makes it time out.
     pub async fn propose(&self, command: &Command) -> anyhow::Result<()> {
         let mut attempts = 0;

@@ -15,7 +15,7 @@ use flotilla_core::render::{ObjectId, RenderedBundle, RenderedObject};
 use flotilla_core::spec::DriftMode;
 use flotilla_hub::config::{NodeConfig, Timing};
 use flotilla_hub::server::{Hub, HubConfig};
-use flotilla_hub::state::source::{Blob, RevisionRef};
+use flotilla_hub::state::source::{Blob, BlobIndex, RevisionRef};
 use flotilla_hub::state::{Command, RenderOutcome, Timestamp};
 use flotilla_hub::sync::{LivenessConfig, SyncConfig};
 use flotilla_sim::{Sim, SimConfig};
@@ -45,6 +45,20 @@ pub fn config_map_of(namespace: &str, name: &str, data: &[(&str, &str)]) -> Valu
         "metadata": {"name": name, "namespace": namespace},
         "data": data,
     })
+}
+
+/// Text zstd cannot shrink much (a xorshift stream over 62 symbols), the same for a seed.
+pub fn noise(seed: u64, len: usize) -> String {
+    const SYMBOLS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            SYMBOLS[(x % SYMBOLS.len() as u64) as usize] as char
+        })
+        .collect()
 }
 
 /// The namespace test bundles put their objects in.
@@ -111,12 +125,62 @@ pub fn register(name: &str) -> Command {
     }
 }
 
-/// The commands that record `commit` as fetched and rendered, with `bundles` per cluster, and
-/// assign it to those clusters.
-pub fn release(
-    commit: &str,
-    bundles: &BTreeMap<&str, Vec<RenderedBundle>>,
-) -> Result<Vec<Command>> {
+/// A rendered revision as the render controller would record it: the blobs its leader stores on
+/// a majority of the group first, then the commands naming them.
+pub struct Release {
+    /// The rendered bundles, compressed.
+    pub blobs: Vec<Blob>,
+    /// Fetch, render and assignment.
+    pub commands: Vec<Command>,
+}
+
+/// Stores a release's blobs on the hub's group (as the render controller does before it
+/// proposes), then proposes its commands.
+pub async fn publish(hub: &Hub, release: Release) -> Result<()> {
+    hub.node()
+        .replicate(release.blobs)
+        .await
+        .context("storing the release's blobs")?;
+    propose_all(hub, release.commands).await
+}
+
+/// Stores blobs in the content store of the hub node at `address` (its peer listener), over
+/// `security`: how a test that drives hub processes directly stands in for a leader's render.
+pub async fn put_content(
+    address: &str,
+    security: &flotilla_consensus::transport::net::Security,
+    group: &str,
+    blobs: &[Blob],
+) -> Result<()> {
+    use flotilla_proto::v1::hub_content_client::HubContentClient;
+    use flotilla_proto::v1::{ContentBlob, ContentPut};
+    let channel = flotilla_consensus::transport::net::channel(address, security)?;
+    let mut client = HubContentClient::new(channel)
+        .max_encoding_message_size(flotilla_consensus::transport::net::MAX_MESSAGE_BYTES);
+    for batch in blobs.chunks(64) {
+        let request = ContentPut {
+            group: group.to_owned(),
+            from: 0,
+            blobs: batch
+                .iter()
+                .map(|b| ContentBlob {
+                    hash: b.hash.as_bytes().to_vec(),
+                    size: b.size,
+                    compressed: b.compressed.clone(),
+                })
+                .collect(),
+        };
+        client
+            .put(request)
+            .await
+            .with_context(|| format!("storing content on the node at {address}"))?;
+    }
+    Ok(())
+}
+
+/// The blobs and commands that record `commit` as fetched and rendered, with `bundles` per
+/// cluster, and assign it to those clusters.
+pub fn release(commit: &str, bundles: &BTreeMap<&str, Vec<RenderedBundle>>) -> Result<Release> {
     let mut per_cluster = BTreeMap::new();
     let mut blobs = BTreeMap::new();
     for (cluster, rendered) in bundles {
@@ -128,7 +192,9 @@ pub fn release(
         }
         per_cluster.insert((*cluster).to_owned(), hashes);
     }
-    Ok(vec![
+    let blobs: Vec<Blob> = blobs.into_values().collect();
+    let index = BlobIndex::describe(&blobs)?;
+    let commands = vec![
         Command::RecordFetch {
             source: SOURCE.to_owned(),
             url: "file:///fleet".to_owned(),
@@ -139,9 +205,10 @@ pub fn release(
             revision: revision(commit),
             outcome: RenderOutcome::Rendered {
                 bundles: per_cluster,
-                blobs: blobs.into_values().collect(),
+                index,
                 spec: String::new(),
                 charts: Default::default(),
+                staged: None,
             },
             at: Timestamp(11),
         },
@@ -150,7 +217,8 @@ pub fn release(
             revision: revision(commit),
             at: Timestamp(12),
         },
-    ])
+    ];
+    Ok(Release { blobs, commands })
 }
 
 /// Fast raft timers.

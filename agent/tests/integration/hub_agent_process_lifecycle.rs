@@ -39,12 +39,12 @@ async fn the_agent_process_reports_health_and_goes_offline_when_killed() -> Resu
             deployment("web"),
         ],
     )?;
-    let mut commands = vec![register("sim-0")];
-    commands.extend(release(
-        "c1",
-        &BTreeMap::from([("sim-0", vec![web.clone()])]),
-    )?);
-    propose_all(&hub, commands).await?;
+    propose_all(&hub, vec![register("sim-0")]).await?;
+    publish(
+        &hub,
+        release("c1", &BTreeMap::from([("sim-0", vec![web.clone()])]))?,
+    )
+    .await?;
 
     let child = Command::new(env!("CARGO_BIN_EXE_flotilla-agent"))
         .arg("run")

@@ -94,4 +94,8 @@ pub enum StartError<S: StateMachine> {
     /// The raft thread could not be started.
     #[error("cannot start the raft thread: {0}")]
     Thread(std::io::Error),
+    /// What the embedding program keeps beside the log could not be opened (the message says
+    /// what and why).
+    #[error("{0}")]
+    Beside(String),
 }

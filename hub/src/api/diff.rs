@@ -1,5 +1,5 @@
-//! The difference between two revisions, per cluster: from the blobs both revisions hold in the
-//! state, compared with flotilla-core's diff.
+//! The difference between two revisions, per cluster: the bundles whose blobs differ are read
+//! from the node's content store (or a peer's) and compared with flotilla-core's diff.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -41,13 +41,38 @@ pub fn resolve(state: &State, text: &str) -> Result<RevisionRef, Status> {
     }
 }
 
-/// Per cluster, what changes from `from` to `to` (only `cluster` when given).
-pub fn diff(
+/// What a diff compares: per cluster, the blobs of the bundles that changed on each side.
+pub struct DiffPlan {
+    from: RevisionRef,
+    to: RevisionRef,
+    clusters: Vec<ChangedCluster>,
+}
+
+/// A cluster's bundles that differ between the two revisions: bundle → blob on each side.
+struct ChangedCluster {
+    name: String,
+    old: BTreeMap<String, BlobHash>,
+    new: BTreeMap<String, BlobHash>,
+}
+
+impl DiffPlan {
+    /// Every blob the diff reads.
+    pub fn blobs(&self) -> BTreeSet<BlobHash> {
+        self.clusters
+            .iter()
+            .flat_map(|c| c.old.values().chain(c.new.values()))
+            .copied()
+            .collect()
+    }
+}
+
+/// Per cluster, which bundles change from `from` to `to` (only `cluster` when given).
+pub fn plan(
     state: &State,
     from: &RevisionRef,
     to: &RevisionRef,
     cluster: Option<&str>,
-) -> Result<AdminDiffReply, Status> {
+) -> Result<DiffPlan, Status> {
     let from_bundles = rendered(state, from)?;
     let to_bundles = rendered(state, to)?;
     let names: BTreeSet<&String> = from_bundles.keys().chain(to_bundles.keys()).collect();
@@ -74,22 +99,49 @@ pub fn diff(
         if changed.is_empty() {
             continue;
         }
-        let decode = |bundles: &BTreeMap<String, BlobHash>| {
+        let keep = |bundles: &BTreeMap<String, BlobHash>| {
             bundles
                 .iter()
                 .filter(|(b, _)| changed.contains(b))
-                .map(|(b, hash)| Ok((b.clone(), decode(state, hash)?)))
+                .map(|(b, h)| (b.clone(), *h))
+                .collect()
+        };
+        clusters.push(ChangedCluster {
+            name: name.clone(),
+            old: keep(old),
+            new: keep(new),
+        });
+    }
+    Ok(DiffPlan {
+        from: from.clone(),
+        to: to.clone(),
+        clusters,
+    })
+}
+
+/// The diff a plan describes, from the content of its blobs (`content` holds every blob
+/// [`DiffPlan::blobs`] names, decompressed and checked).
+pub fn diff(
+    plan: DiffPlan,
+    content: &BTreeMap<BlobHash, Vec<u8>>,
+) -> Result<AdminDiffReply, Status> {
+    let mut clusters = Vec::new();
+    for ChangedCluster { name, old, new } in plan.clusters {
+        let decode = |bundles: &BTreeMap<String, BlobHash>| {
+            bundles
+                .iter()
+                .map(|(b, hash)| Ok((b.clone(), decode(content, hash)?)))
                 .collect::<Result<BTreeMap<String, RenderedBundle>, Status>>()
         };
-        let bundles = diff_cluster(&decode(old)?, &decode(new)?);
+        let bundles = diff_cluster(&decode(&old)?, &decode(&new)?);
         clusters.push(AdminClusterDiff {
-            cluster: name.clone(),
+            cluster: name,
             bundles: bundles.into_iter().map(bundle_message).collect(),
         });
     }
     Ok(AdminDiffReply {
-        from_revision: from.commit.clone(),
-        to_revision: to.commit.clone(),
+        from_revision: plan.from.commit,
+        to_revision: plan.to.commit,
         clusters,
     })
 }
@@ -115,15 +167,14 @@ fn rendered<'s>(
     }
 }
 
-fn decode(state: &State, hash: &BlobHash) -> Result<RenderedBundle, Status> {
-    let blob = state
-        .blobs
+fn decode(
+    content: &BTreeMap<BlobHash, Vec<u8>>,
+    hash: &BlobHash,
+) -> Result<RenderedBundle, Status> {
+    let bytes = content
         .get(hash)
-        .ok_or_else(|| Status::internal(format!("blob {hash} is referenced but not stored")))?;
-    let content = blob
-        .content()
-        .map_err(|e| Status::data_loss(format!("blob {hash}: {e}")))?;
-    RenderedBundle::from_blob(&content, hash)
+        .ok_or_else(|| Status::internal(format!("blob {hash} was not read")))?;
+    RenderedBundle::from_blob(bytes, hash)
         .map_err(|e| Status::data_loss(format!("blob {hash}: {e}")))
 }
 

@@ -14,7 +14,7 @@
 //! and proposes nothing when the results are unchanged. A cluster that fails such a render keeps
 //! what it had and the error is recorded against it (`AmendRender`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,9 +26,12 @@ use futures::future::BoxFuture;
 use crate::controller::source::{SourceConfig, SourceMirror};
 use crate::controller::{Controller, ControllerContext, Wake};
 use crate::metrics::Metrics;
-use crate::node::ProposeError;
-use crate::state::source::{Blob, BlobHash, RenderError, RevisionRef, RevisionStatus};
-use crate::state::{Command, CommandError, RenderOutcome, State};
+use crate::node::content::ContentError;
+use crate::node::{Applied, ProposeError};
+use crate::state::source::{
+    Blob, BlobHash, BlobIndex, ObjectKey, RenderError, RevisionRef, RevisionStatus, Staged,
+};
+use crate::state::{Command, CommandError, RenderOutcome, State, Timestamp};
 use flotilla_consensus::transport::net::MAX_MESSAGE_BYTES;
 
 mod job;
@@ -37,6 +40,10 @@ use job::{Rendered, first_failure, render_commit, whole};
 
 /// Largest encoded render command: it must cross the peer transport in one message.
 const MAX_RENDER_COMMAND_BYTES: usize = MAX_MESSAGE_BYTES / 2;
+
+/// The size (estimated) a render is split at: with the estimate's slack, each entry stays under
+/// 1 MiB whatever the fleet's size.
+const PART_BYTES: usize = 640 * 1024;
 
 /// How often the controller looks again when nothing changed (a commit missing from the mirror
 /// may arrive with the next fetch).
@@ -201,34 +208,33 @@ impl Run {
             tracing::info!(%revision, "render preempted by a newer commit");
             return false;
         }
-        let outcome = match rendered {
-            Err(error) => RenderOutcome::Failed { error },
+        let rendered = match rendered {
+            Err(error) => Err(error),
             Ok(rendered) => match first_failure(&rendered) {
-                Some(error) => RenderOutcome::Failed { error },
-                None => self.success(rendered),
+                Some(error) => Err(error),
+                None => Ok(rendered),
             },
         };
-        let failure = match &outcome {
-            RenderOutcome::Failed { error } => Some(error.describe()),
-            RenderOutcome::Rendered { .. } => None,
-        };
-        if failure.is_none() && !self.record_signature(&revision).await {
+        if rendered.is_ok() && !self.record_signature(&revision).await {
             return false;
         }
-        let command = Command::RecordRender {
-            revision: revision.clone(),
-            outcome,
-            at: self.context.clock.now(),
+        let failure = rendered.as_ref().err().map(RenderError::describe);
+        let recorded = match rendered {
+            Err(error) => {
+                let command = Command::RecordRender {
+                    revision: revision.clone(),
+                    outcome: RenderOutcome::Failed { error },
+                    at: self.context.clock.now(),
+                };
+                self.context
+                    .node
+                    .propose(&command)
+                    .await
+                    .map_err(Recording::from)
+            }
+            Ok(rendered) => self.record_success(&revision, rendered).await,
         };
-        let command = match fits(&command) {
-            Ok(()) => command,
-            Err(error) => Command::RecordRender {
-                revision: revision.clone(),
-                outcome: RenderOutcome::Failed { error },
-                at: self.context.clock.now(),
-            },
-        };
-        match self.context.node.propose(&command).await {
+        match recorded {
             Ok(_) => {
                 if let Some(error) = failure {
                     self.metrics.render_errors.inc();
@@ -240,7 +246,7 @@ impl Run {
                 self.remember(&revision, &clusters);
                 true
             }
-            Err(ProposeError::Rejected { error, .. }) => {
+            Err(Recording::Propose(ProposeError::Rejected { error, .. })) => {
                 // Another leader recorded it first, or it was forgotten meanwhile.
                 tracing::debug!(%revision, %error, "render result not recorded");
                 if let CommandError::AlreadyRendered(_) = error {
@@ -253,6 +259,68 @@ impl Run {
                 self.context.pause(Duration::from_secs(1)).await
             }
         }
+    }
+
+    /// Stores the new blobs of a successful render on a majority of the group, then records
+    /// the hashes, in several entries when one would be too large. An entry too large even
+    /// alone records the revision as failed, saying why.
+    async fn record_success(
+        &self,
+        revision: &RevisionRef,
+        rendered: Rendered,
+    ) -> Result<Applied, Recording> {
+        let bundles: BTreeMap<String, BTreeMap<String, BlobHash>> = rendered
+            .clusters
+            .into_iter()
+            .filter_map(|(cluster, outcome)| outcome.ok().map(|b| (cluster, b)))
+            .collect();
+        let (blobs, index) = self.new_content(rendered.blobs, rendered.objects, |_| true);
+        self.context.node.replicate(blobs).await?;
+        let entries = render_entries(
+            revision,
+            bundles,
+            BTreeMap::new(),
+            index,
+            rand::random(),
+            self.context.clock.now(),
+            |last, staged| Command::RecordRender {
+                revision: revision.clone(),
+                outcome: RenderOutcome::Rendered {
+                    bundles: last.bundles,
+                    index: last.index,
+                    spec: rendered.spec,
+                    charts: rendered.charts,
+                    staged,
+                },
+                at: self.context.clock.now(),
+            },
+        );
+        let recorded = self.propose_entries(entries).await;
+        match recorded {
+            Err(Recording::TooLarge(error)) => {
+                let command = Command::RecordRender {
+                    revision: revision.clone(),
+                    outcome: RenderOutcome::Failed { error },
+                    at: self.context.clock.now(),
+                };
+                Ok(self.context.node.propose(&command).await?)
+            }
+            other => other,
+        }
+    }
+
+    /// Proposes the entries of a render in order, once each is known to fit in one entry.
+    async fn propose_entries(&self, entries: Vec<Command>) -> Result<Applied, Recording> {
+        for entry in &entries {
+            fits(entry).map_err(Recording::TooLarge)?;
+        }
+        let mut applied = None;
+        for entry in &entries {
+            applied = Some(self.context.node.propose(entry).await?);
+        }
+        applied.ok_or(Recording::TooLarge(whole(
+            "a render without entries".to_owned(),
+        )))
     }
 
     /// Records the commit's signature, if it has one, before the revision counts as rendered,
@@ -290,28 +358,24 @@ impl Run {
         }
     }
 
-    /// The `Rendered` outcome with only the blobs the state lacks.
-    fn success(&self, rendered: Rendered) -> RenderOutcome {
-        let bundles = rendered
-            .clusters
-            .into_iter()
-            .filter_map(|(cluster, outcome)| outcome.ok().map(|b| (cluster, b)))
-            .collect();
-        let blobs = self.new_blobs(rendered.blobs);
-        RenderOutcome::Rendered {
-            bundles,
-            blobs,
-            spec: rendered.spec,
-            charts: rendered.charts,
-        }
-    }
-
-    fn new_blobs(&self, blobs: BTreeMap<BlobHash, Blob>) -> Vec<Blob> {
+    /// The blobs the state does not index yet among `blobs` (those `wanted` keeps), and their
+    /// index.
+    fn new_content(
+        &self,
+        blobs: BTreeMap<BlobHash, Blob>,
+        mut objects: BTreeMap<BlobHash, Vec<ObjectKey>>,
+        wanted: impl Fn(&BlobHash) -> bool,
+    ) -> (Vec<Blob>, BlobIndex) {
         let state = self.context.node.state();
-        blobs
+        let new: Vec<Blob> = blobs
             .into_values()
-            .filter(|blob| !state.blobs.contains_key(&blob.hash))
-            .collect()
+            .filter(|blob| !state.blobs.contains_key(&blob.hash) && wanted(&blob.hash))
+            .collect();
+        let index = BlobIndex::of(new.iter().map(|blob| {
+            let keys = objects.remove(&blob.hash).unwrap_or_default();
+            (blob.hash, blob.size, keys)
+        }));
+        (new, index)
     }
 
     /// Why a render of `revision` again may not be used: a chart whose digest differs from the
@@ -348,7 +412,7 @@ impl Run {
             .await;
         let mut bundles = BTreeMap::new();
         let mut errors = BTreeMap::new();
-        let mut blobs = Vec::new();
+        let mut content = (BTreeMap::new(), BTreeMap::new());
         match rendered {
             // The commit rendered before, so a failure of the whole commit now (it left the
             // mirror after a force-push, kustomize went missing) says nothing about clusters
@@ -380,7 +444,7 @@ impl Run {
                         }
                     }
                 }
-                blobs = self.new_blobs(rendered.blobs);
+                content = (rendered.blobs, rendered.objects);
             }
         }
         {
@@ -393,34 +457,50 @@ impl Run {
                     || recorded.error_for(cluster).is_some()
             });
             errors.retain(|cluster, error| recorded.error_for(cluster) != Some(error));
-            let referenced: BTreeSet<&BlobHash> =
-                bundles.values().flat_map(|b| b.values()).collect();
-            blobs.retain(|blob| referenced.contains(&blob.hash));
         }
         if bundles.is_empty() && errors.is_empty() {
             self.remember(&revision, &clusters);
             return true;
         }
+        let referenced: BTreeSet<BlobHash> =
+            bundles.values().flat_map(|b| b.values()).copied().collect();
+        let (blobs, index) = self.new_content(content.0, content.1, |h| referenced.contains(h));
         let changed = bundles.len() + errors.len();
-        let command = Command::AmendRender {
-            revision: revision.clone(),
-            bundles,
-            errors,
-            blobs,
-            at: self.context.clock.now(),
+        let recorded = match self.context.node.replicate(blobs).await {
+            Err(error) => Err(Recording::from(error)),
+            Ok(()) => {
+                let at = self.context.clock.now();
+                let entries = render_entries(
+                    &revision,
+                    bundles,
+                    errors,
+                    index,
+                    rand::random(),
+                    at,
+                    |last, staged| Command::AmendRender {
+                        revision: revision.clone(),
+                        bundles: last.bundles,
+                        errors: last.errors,
+                        index: last.index,
+                        staged,
+                        at,
+                    },
+                );
+                self.propose_entries(entries).await
+            }
         };
-        if let Err(error) = fits(&command) {
-            tracing::warn!(%revision, message = %error.message, "cannot amend the render");
-            self.remember(&revision, &clusters);
-            return true;
-        }
-        match self.context.node.propose(&command).await {
+        match recorded {
             Ok(_) => {
                 tracing::info!(%revision, clusters = changed, "render amended for new or relabelled clusters");
                 self.remember(&revision, &clusters);
                 true
             }
-            Err(ProposeError::Rejected { error, .. }) => {
+            Err(Recording::TooLarge(error)) => {
+                tracing::warn!(%revision, message = %error.message, "cannot amend the render");
+                self.remember(&revision, &clusters);
+                true
+            }
+            Err(Recording::Propose(ProposeError::Rejected { error, .. })) => {
                 tracing::debug!(%revision, %error, "amendment refused; looking again");
                 false
             }
@@ -478,6 +558,160 @@ fn in_use(state: &State, source: &str) -> Vec<RevisionRef> {
     used.into_iter().collect()
 }
 
+/// Entries of a render destined for one log entry.
+#[derive(Debug, Default)]
+pub struct RenderPart {
+    /// cluster → bundle → blob hash.
+    pub bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
+    /// cluster → why it did not render.
+    pub errors: BTreeMap<String, RenderError>,
+    /// The blobs it introduces.
+    pub index: BlobIndex,
+}
+
+/// The log entries that record a render: parts of about [`PART_BYTES`] each (so each entry
+/// stays under 1 MiB whatever the fleet's size), every one but the last staged
+/// (`StageRender`, under `attempt`), the last built by `last` from its part and the staged
+/// parts it must take in (`None` when it is the only entry).
+pub fn render_entries(
+    revision: &RevisionRef,
+    bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
+    errors: BTreeMap<String, RenderError>,
+    index: BlobIndex,
+    attempt: u64,
+    at: Timestamp,
+    last: impl FnOnce(RenderPart, Option<Staged>) -> Command,
+) -> Vec<Command> {
+    let mut parts = split(bundles, errors, &index);
+    let final_part = parts.pop().unwrap_or_default();
+    let staged = (!parts.is_empty()).then_some(Staged {
+        attempt,
+        parts: parts.len() as u32,
+    });
+    let mut entries: Vec<Command> = parts
+        .into_iter()
+        .enumerate()
+        .map(|(number, part)| Command::StageRender {
+            revision: revision.clone(),
+            attempt,
+            part: number as u32,
+            bundles: part.bundles,
+            errors: part.errors,
+            index: part.index,
+            at,
+        })
+        .collect();
+    entries.push(last(final_part, staged));
+    entries
+}
+
+/// Splits a render's entries into parts of about [`PART_BYTES`] encoded, cluster by cluster;
+/// each blob's index entry travels with the first cluster that references it.
+fn split(
+    bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
+    mut errors: BTreeMap<String, RenderError>,
+    index: &BlobIndex,
+) -> Vec<RenderPart> {
+    // postcard: a hash is 32 bytes; strings carry a length byte or two.
+    const HASH: usize = 32;
+    let positions: HashMap<BlobHash, usize> = index
+        .blobs
+        .iter()
+        .enumerate()
+        .map(|(i, b)| (b.hash, i))
+        .collect();
+    let set_bytes: Vec<usize> = index
+        .object_sets
+        .iter()
+        .map(|keys| {
+            keys.iter()
+                .map(|(g, k, n, name)| {
+                    g.len() + k.len() + n.as_ref().map_or(1, |n| n.len() + 3) + name.len() + 6
+                })
+                .sum::<usize>()
+                + 3
+        })
+        .collect();
+    let mut parts = Vec::new();
+    let mut part = RenderPart::default();
+    let (mut bytes, mut placed) = (0usize, HashSet::new());
+    let mut part_blobs: HashSet<BlobHash> = HashSet::new();
+    let mut part_sets: HashSet<u32> = HashSet::new();
+    let close = |part: &mut RenderPart, blobs: &mut HashSet<BlobHash>, sets: &mut HashSet<u32>| {
+        part.index = index.subset(|h| blobs.contains(h));
+        blobs.clear();
+        sets.clear();
+        std::mem::take(part)
+    };
+    let names: BTreeSet<String> = bundles.keys().chain(errors.keys()).cloned().collect();
+    let mut bundles = bundles;
+    for cluster in names {
+        let mut cost = cluster.len() + 2;
+        let entry = bundles.remove(&cluster);
+        let error = errors.remove(&cluster);
+        let mut new_blobs = Vec::new();
+        if let Some(entry) = &entry {
+            for (bundle, hash) in entry {
+                cost += bundle.len() + 2 + HASH;
+                if let Some(position) = positions.get(hash)
+                    && !placed.contains(hash)
+                {
+                    new_blobs.push((*hash, index.blobs[*position].objects));
+                }
+            }
+        }
+        if let Some(error) = &error {
+            cost += error.file.len() + error.message.len() + 12;
+        }
+        for (_, set) in &new_blobs {
+            cost += HASH + 12;
+            if !part_sets.contains(set) {
+                cost += set_bytes.get(*set as usize).copied().unwrap_or(0);
+            }
+        }
+        if bytes > 0 && bytes + cost > PART_BYTES {
+            parts.push(close(&mut part, &mut part_blobs, &mut part_sets));
+            bytes = 0;
+        }
+        bytes += cost;
+        for (hash, set) in new_blobs {
+            placed.insert(hash);
+            part_blobs.insert(hash);
+            part_sets.insert(set);
+        }
+        if let Some(entry) = entry {
+            part.bundles.insert(cluster.clone(), entry);
+        }
+        if let Some(error) = error {
+            part.errors.insert(cluster, error);
+        }
+    }
+    // Blobs no cluster references (none are proposed so) travel with the last part.
+    part_blobs.extend(
+        index
+            .blobs
+            .iter()
+            .map(|b| b.hash)
+            .filter(|h| !placed.contains(h)),
+    );
+    parts.push(close(&mut part, &mut part_blobs, &mut part_sets));
+    parts
+}
+
+/// Why a render was not recorded.
+#[derive(Debug, thiserror::Error)]
+enum Recording {
+    /// Its content did not reach a majority.
+    #[error(transparent)]
+    Content(#[from] ContentError),
+    /// A proposal failed.
+    #[error(transparent)]
+    Propose(#[from] ProposeError),
+    /// One entry would be too large even alone.
+    #[error("{}", .0.message)]
+    TooLarge(RenderError),
+}
+
 /// Checks that a command crosses the peer transport in one message.
 fn fits(command: &Command) -> Result<(), RenderError> {
     let size = command
@@ -521,3 +755,6 @@ async fn preempt_when_newer(
         }
     }
 }
+
+#[cfg(test)]
+mod tests;

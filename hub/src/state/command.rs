@@ -12,12 +12,12 @@ use super::access::RoleBinding;
 use super::audit::AuditEvent;
 use super::health::HealthReport;
 use super::rollout::{DeletionLimits, Gate};
-use super::source::{Blob, BlobHash, RenderError, RevisionRef};
+use super::source::{BlobHash, BlobIndex, RenderError, RevisionRef, Staged};
 use super::stage::StageChange;
 use super::{Labels, Timestamp};
 
 /// The command encoding this build writes and the newest it reads.
-pub const COMMAND_VERSION: u32 = 11;
+pub const COMMAND_VERSION: u32 = 12;
 
 /// A decision to record in the replicated state. Every timestamp travels in the command: apply
 /// never reads a clock, so every replica computes the same state.
@@ -101,8 +101,30 @@ pub enum Command {
         bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
         /// cluster → why it did not render.
         errors: BTreeMap<String, RenderError>,
-        /// Blobs not yet in the state.
-        blobs: Vec<Blob>,
+        /// Blobs not yet in the state, described (their content is in the nodes' content
+        /// stores, on a majority before this is proposed).
+        index: BlobIndex,
+        /// The parts staged before it (`StageRender`), whose entries it takes in.
+        staged: Option<Staged>,
+        /// When.
+        at: Timestamp,
+    },
+    /// One part of a render too large for one entry: its entries wait, staged, for the
+    /// `RecordRender` or `AmendRender` that names the attempt and takes them all in. Part 0
+    /// starts an attempt (dropping parts of another); each next part must follow the last.
+    StageRender {
+        /// The revision.
+        revision: RevisionRef,
+        /// Chosen by the leader that renders; parts of one attempt share it.
+        attempt: u64,
+        /// 0, 1, … in order.
+        part: u32,
+        /// cluster → bundle → blob hash.
+        bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
+        /// cluster → why it did not render (amendments).
+        errors: BTreeMap<String, RenderError>,
+        /// Blobs this part introduces, described.
+        index: BlobIndex,
         /// When.
         at: Timestamp,
     },
@@ -372,14 +394,17 @@ pub enum RenderOutcome {
     Rendered {
         /// cluster → bundle → blob hash.
         bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
-        /// Blobs not yet in the state (content-addressed, so re-sending one is harmless).
-        blobs: Vec<Blob>,
+        /// Blobs not yet in the state, described (content-addressed, so describing one again
+        /// is harmless; the content is in the nodes' content stores).
+        index: BlobIndex,
         /// The revision's `flotilla.yaml` text: stages and their policies travel with the
         /// revision, so any node can read them without the repository.
         spec: String,
         /// Per chart bundle, the chart it rendered from (source, version, digest).
         #[serde(default)]
         charts: BTreeMap<String, super::source::ChartRecord>,
+        /// The parts staged before it (`StageRender`), whose entries it takes in.
+        staged: Option<Staged>,
     },
     /// Rendering failed; the revision never reaches a cluster.
     Failed {
@@ -532,6 +557,7 @@ impl Command {
             Command::RecordFetchError { .. } => "record_fetch_error",
             Command::RecordRender { .. } => "record_render",
             Command::AmendRender { .. } => "amend_render",
+            Command::StageRender { .. } => "stage_render",
             Command::ForgetRevision { .. } => "forget_revision",
             Command::AssignRevision { .. } => "assign_revision",
             Command::PinStage { .. } => "pin_stage",

@@ -182,6 +182,9 @@ pub enum BlobError {
     /// zstd failed.
     #[error("zstd: {0}")]
     Zstd(#[from] std::io::Error),
+    /// The content is not a rendered bundle.
+    #[error("not a rendered bundle: {0}")]
+    Bundle(String),
     /// The content does not hash to the blob's name.
     #[error("content hashes to {actual}, not {expected}")]
     HashMismatch {
@@ -214,6 +217,173 @@ impl Blob {
         }
         Ok(content)
     }
+}
+
+/// An object's identity across API versions: group, kind, namespace, name.
+pub type ObjectKey = (String, String, Option<String>, String);
+
+/// What the replicated state knows of a blob: never its content (that lives in each node's
+/// content store, `node::content`), only what decisions need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobInfo {
+    /// Uncompressed size in bytes.
+    pub size: u64,
+    /// The set of objects it holds (a key of `State::object_sets`), which the deletion guard
+    /// counts.
+    pub objects: ObjectSetId,
+}
+
+/// Names a set of object ids: the hash of its encoding, so equal sets are stored once.
+pub type ObjectSetId = BlobHash;
+
+/// The id of a set of object ids.
+pub fn object_set_id(keys: &[ObjectKey]) -> ObjectSetId {
+    let bytes = postcard::to_allocvec(keys).unwrap_or_default();
+    ObjectSetId::of(&bytes)
+}
+
+/// Blobs a command introduces, described without their content: hash, size and the objects
+/// each holds, equal object sets written once.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobIndex {
+    /// The blobs.
+    pub blobs: Vec<IndexedBlob>,
+    /// The object sets they hold, each once; `IndexedBlob::objects` is a position here.
+    pub object_sets: Vec<Vec<ObjectKey>>,
+}
+
+/// One blob of a [`BlobIndex`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IndexedBlob {
+    /// Content hash.
+    pub hash: BlobHash,
+    /// Uncompressed size in bytes.
+    pub size: u64,
+    /// Position of its object set in `BlobIndex::object_sets`.
+    pub objects: u32,
+}
+
+impl BlobIndex {
+    /// An index of `entries` (hash, size, object ids), equal object sets written once.
+    pub fn of(entries: impl IntoIterator<Item = (BlobHash, u64, Vec<ObjectKey>)>) -> Self {
+        let mut index = BlobIndex::default();
+        let mut positions: std::collections::HashMap<Vec<ObjectKey>, u32> =
+            std::collections::HashMap::new();
+        for (hash, size, mut keys) in entries {
+            keys.sort();
+            keys.dedup();
+            let objects = match positions.get(&keys) {
+                Some(position) => *position,
+                None => {
+                    let position = index.object_sets.len() as u32;
+                    positions.insert(keys.clone(), position);
+                    index.object_sets.push(keys);
+                    position
+                }
+            };
+            index.blobs.push(IndexedBlob {
+                hash,
+                size,
+                objects,
+            });
+        }
+        index
+    }
+
+    /// An index of blobs, read from their content (tests and tools; the render controller
+    /// indexes what it rendered directly).
+    pub fn describe<'a>(blobs: impl IntoIterator<Item = &'a Blob>) -> Result<Self, BlobError> {
+        let mut entries = Vec::new();
+        for blob in blobs {
+            let content = blob.content()?;
+            let bundle = flotilla_core::render::RenderedBundle::from_blob(&content, &blob.hash)
+                .map_err(|e| BlobError::Bundle(e.to_string()))?;
+            entries.push((blob.hash, blob.size, object_keys(&bundle)));
+        }
+        Ok(Self::of(entries))
+    }
+
+    /// The part of the index `keep` selects, its object sets renumbered.
+    pub fn subset(&self, keep: impl Fn(&BlobHash) -> bool) -> Self {
+        let mut index = BlobIndex::default();
+        let mut renumbered: BTreeMap<u32, u32> = BTreeMap::new();
+        for blob in self.blobs.iter().filter(|b| keep(&b.hash)) {
+            let objects = *renumbered.entry(blob.objects).or_insert_with(|| {
+                index.object_sets.push(
+                    self.object_sets
+                        .get(blob.objects as usize)
+                        .cloned()
+                        .unwrap_or_default(),
+                );
+                (index.object_sets.len() - 1) as u32
+            });
+            index.blobs.push(IndexedBlob { objects, ..*blob });
+        }
+        index
+    }
+
+    /// Whether it names no blob.
+    pub fn is_empty(&self) -> bool {
+        self.blobs.is_empty()
+    }
+}
+
+/// An index of test blobs: those holding a rendered bundle with its objects, others (any
+/// bytes) with none.
+#[cfg(test)]
+pub(crate) fn test_index(blobs: &[Blob]) -> BlobIndex {
+    BlobIndex::of(blobs.iter().map(|blob| {
+        let keys = blob
+            .content()
+            .ok()
+            .and_then(|c| flotilla_core::render::RenderedBundle::from_blob(&c, &blob.hash).ok())
+            .map(|bundle| object_keys(&bundle))
+            .unwrap_or_default();
+        (blob.hash, blob.size, keys)
+    }))
+}
+
+/// The object ids of a rendered bundle, as the index and the deletion guard key them.
+pub fn object_keys(bundle: &flotilla_core::render::RenderedBundle) -> Vec<ObjectKey> {
+    bundle
+        .objects
+        .iter()
+        .map(|o| {
+            (
+                o.id.group.clone(),
+                o.id.kind.clone(),
+                o.id.namespace.clone(),
+                o.id.name.clone(),
+            )
+        })
+        .collect()
+}
+
+/// A render recorded in several entries: the parts staged so far (`Command::StageRender`),
+/// which the final `RecordRender` or `AmendRender` takes in.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PendingRender {
+    /// The attempt the parts belong to; a part 0 of another attempt starts over.
+    pub attempt: u64,
+    /// Parts staged.
+    pub parts: u32,
+    /// cluster → bundle → blob hash, so far.
+    pub bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
+    /// cluster → why it did not render (amendments), so far.
+    pub errors: BTreeMap<String, RenderError>,
+    /// Blobs the parts introduce.
+    pub blobs: BTreeMap<BlobHash, BlobInfo>,
+    /// Object sets the parts introduce.
+    pub object_sets: BTreeMap<ObjectSetId, Vec<ObjectKey>>,
+}
+
+/// Which staged parts a final render command takes in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Staged {
+    /// The attempt its parts were staged under.
+    pub attempt: u64,
+    /// How many parts (all must be staged).
+    pub parts: u32,
 }
 
 /// zstd at [`ZSTD_LEVEL`] with a context kept per thread: creating one costs more than
@@ -350,13 +520,16 @@ pub(super) fn record_render(
         },
         RenderOutcome::Rendered {
             bundles,
-            blobs,
+            index,
             spec,
             charts,
+            staged,
         } => {
-            store_blobs(state, bundles, blobs)?;
+            let (bundles, _, resolved) =
+                with_staged(state, revision, *staged, bundles, &BTreeMap::new(), index)?;
+            store_index(state, &bundles, resolved)?;
             RevisionStatus::Rendered {
-                bundles: bundles.clone(),
+                bundles,
                 cluster_errors: BTreeMap::new(),
                 spec: spec.clone(),
                 charts: charts.clone(),
@@ -364,29 +537,164 @@ pub(super) fn record_render(
             }
         }
     };
+    state.pending_renders.remove(revision);
     if let Some(rev) = state.revisions.get_mut(revision) {
         rev.status = status;
     }
     Ok(())
 }
 
-/// Checks that every referenced blob is stored or carried (and sound), then stores the carried
-/// ones. Nothing is stored when any check fails.
-fn store_blobs(
+/// Blobs and object sets an index introduces, checked and keyed.
+#[derive(Default)]
+struct Resolved {
+    blobs: BTreeMap<BlobHash, BlobInfo>,
+    object_sets: BTreeMap<ObjectSetId, Vec<ObjectKey>>,
+}
+
+fn resolve(index: &BlobIndex) -> Result<Resolved, CommandError> {
+    let ids: Vec<ObjectSetId> = index
+        .object_sets
+        .iter()
+        .map(|keys| object_set_id(keys))
+        .collect();
+    let mut resolved = Resolved::default();
+    for blob in &index.blobs {
+        let Some(id) = ids.get(blob.objects as usize) else {
+            return Err(CommandError::Invalid(format!(
+                "blob {} names object set {} of {}",
+                blob.hash,
+                blob.objects,
+                ids.len()
+            )));
+        };
+        resolved.blobs.insert(
+            blob.hash,
+            BlobInfo {
+                size: blob.size,
+                objects: *id,
+            },
+        );
+    }
+    for (id, keys) in ids.into_iter().zip(&index.object_sets) {
+        resolved
+            .object_sets
+            .entry(id)
+            .or_insert_with(|| keys.clone());
+    }
+    Ok(resolved)
+}
+
+/// A final render command's entries with those of its staged parts; refused unless exactly the
+/// parts it names are staged.
+#[allow(clippy::type_complexity)]
+fn with_staged(
+    state: &State,
+    revision: &RevisionRef,
+    staged: Option<Staged>,
+    bundles: &BTreeMap<String, BTreeMap<String, BlobHash>>,
+    errors: &BTreeMap<String, RenderError>,
+    index: &BlobIndex,
+) -> Result<
+    (
+        BTreeMap<String, BTreeMap<String, BlobHash>>,
+        BTreeMap<String, RenderError>,
+        Resolved,
+    ),
+    CommandError,
+> {
+    let mut resolved = resolve(index)?;
+    let Some(staged) = staged else {
+        return Ok((bundles.clone(), errors.clone(), resolved));
+    };
+    let pending = state
+        .pending_renders
+        .get(revision)
+        .filter(|p| p.attempt == staged.attempt && p.parts == staged.parts)
+        .ok_or_else(|| {
+            CommandError::Outdated(format!(
+                "the render of {revision} names {} staged parts of attempt {:x}, which are not \
+                 all recorded",
+                staged.parts, staged.attempt
+            ))
+        })?;
+    let mut all = pending.bundles.clone();
+    all.extend(bundles.iter().map(|(c, b)| (c.clone(), b.clone())));
+    let mut all_errors = pending.errors.clone();
+    all_errors.extend(errors.iter().map(|(c, e)| (c.clone(), e.clone())));
+    for (hash, info) in &pending.blobs {
+        resolved.blobs.entry(*hash).or_insert(*info);
+    }
+    for (id, keys) in &pending.object_sets {
+        resolved
+            .object_sets
+            .entry(*id)
+            .or_insert_with(|| keys.clone());
+    }
+    Ok((all, all_errors, resolved))
+}
+
+/// Checks that every referenced blob is indexed already or by `resolved`, then records the new
+/// entries. Nothing is recorded when any check fails.
+fn store_index(
     state: &mut State,
     bundles: &BTreeMap<String, BTreeMap<String, BlobHash>>,
-    blobs: &[Blob],
+    resolved: Resolved,
 ) -> Result<(), CommandError> {
-    let carried = verify_blobs(blobs)?;
     let referenced = bundles.values().flat_map(|b| b.values());
     for hash in referenced {
-        if !state.blobs.contains_key(hash) && !carried.contains_key(hash) {
+        if !state.blobs.contains_key(hash) && !resolved.blobs.contains_key(hash) {
             return Err(CommandError::MissingBlob(*hash));
         }
     }
-    for (hash, blob) in carried {
-        state.blobs.entry(hash).or_insert_with(|| blob.clone());
+    for (id, keys) in resolved.object_sets {
+        state.object_sets.entry(id).or_insert(keys);
     }
+    for (hash, info) in resolved.blobs {
+        state.blobs.entry(hash).or_insert(info);
+    }
+    Ok(())
+}
+
+/// Stages one part of a render recorded in several entries.
+pub(super) fn stage_render(
+    state: &mut State,
+    revision: &RevisionRef,
+    attempt: u64,
+    part: u32,
+    bundles: &BTreeMap<String, BTreeMap<String, BlobHash>>,
+    errors: &BTreeMap<String, RenderError>,
+    index: &BlobIndex,
+) -> Result<(), CommandError> {
+    if !state.revisions.contains_key(revision) {
+        return Err(CommandError::UnknownRevision(revision.clone()));
+    }
+    let follows = state
+        .pending_renders
+        .get(revision)
+        .is_some_and(|p| p.attempt == attempt && p.parts == part);
+    if part != 0 && !follows {
+        return Err(CommandError::Outdated(format!(
+            "render part {part} of attempt {attempt:x} of {revision} does not follow the parts \
+             recorded"
+        )));
+    }
+    let resolved = resolve(index)?;
+    let pending = state.pending_renders.entry(revision.clone()).or_default();
+    if part == 0 {
+        *pending = PendingRender {
+            attempt,
+            ..PendingRender::default()
+        };
+    }
+    pending.parts += 1;
+    pending
+        .bundles
+        .extend(bundles.iter().map(|(c, b)| (c.clone(), b.clone())));
+    pending
+        .errors
+        .extend(errors.iter().map(|(c, e)| (c.clone(), e.clone())));
+    pending.blobs.extend(resolved.blobs);
+    pending.object_sets.extend(resolved.object_sets);
     Ok(())
 }
 
@@ -395,10 +703,12 @@ pub(super) fn amend_render(
     revision: &RevisionRef,
     bundles: &BTreeMap<String, BTreeMap<String, BlobHash>>,
     errors: &BTreeMap<String, RenderError>,
-    blobs: &[Blob],
+    index: &BlobIndex,
+    staged: Option<Staged>,
     _at: Timestamp,
 ) -> Result<(), CommandError> {
     require_rendered(state, revision)?;
+    let (bundles, errors, resolved) = with_staged(state, revision, staged, bundles, errors, index)?;
     if let Some(unknown) = bundles
         .keys()
         .chain(errors.keys())
@@ -406,7 +716,10 @@ pub(super) fn amend_render(
     {
         return Err(CommandError::UnknownCluster(unknown.clone()));
     }
-    store_blobs(state, bundles, blobs)?;
+    store_index(state, &bundles, resolved)?;
+    if staged.is_some() {
+        state.pending_renders.remove(revision);
+    }
     if let Some(Revision {
         status:
             RevisionStatus::Rendered {
@@ -418,18 +731,19 @@ pub(super) fn amend_render(
     }) = state.revisions.get_mut(revision)
     {
         for (cluster, rendered) in bundles {
-            current.insert(cluster.clone(), rendered.clone());
-            cluster_errors.remove(cluster);
+            cluster_errors.remove(&cluster);
+            current.insert(cluster, rendered);
         }
         for (cluster, error) in errors {
-            cluster_errors.insert(cluster.clone(), error.clone());
+            cluster_errors.insert(cluster, error);
         }
     }
     collect_garbage(state);
     Ok(())
 }
 
-/// Drops every blob no rendered revision references.
+/// Drops every blob no rendered revision (nor staged render part) references, and every object
+/// set no blob holds.
 pub(super) fn collect_garbage(state: &mut State) {
     let live: std::collections::BTreeSet<&BlobHash> = state
         .revisions
@@ -438,6 +752,7 @@ pub(super) fn collect_garbage(state: &mut State) {
             RevisionStatus::Rendered { bundles, .. } => Some(bundles),
             _ => None,
         })
+        .chain(state.pending_renders.values().map(|p| &p.bundles))
         .flat_map(|b| b.values().flat_map(|m| m.values()))
         .collect();
     let dead: Vec<BlobHash> = state
@@ -449,6 +764,9 @@ pub(super) fn collect_garbage(state: &mut State) {
     for hash in dead {
         state.blobs.remove(&hash);
     }
+    let sets: std::collections::BTreeSet<ObjectSetId> =
+        state.blobs.values().map(|b| b.objects).collect();
+    state.object_sets.retain(|id, _| sets.contains(id));
 }
 
 /// Forgets a removed cluster's entries in every revision (and the blobs only it used).
@@ -467,19 +785,6 @@ pub(super) fn drop_cluster(state: &mut State, cluster: &str) {
     collect_garbage(state);
 }
 
-/// Checks every carried blob decompresses to content with its hash.
-fn verify_blobs(blobs: &[Blob]) -> Result<BTreeMap<BlobHash, &Blob>, CommandError> {
-    let mut out = BTreeMap::new();
-    for blob in blobs {
-        blob.content().map_err(|e| CommandError::CorruptBlob {
-            hash: blob.hash,
-            detail: e.to_string(),
-        })?;
-        out.insert(blob.hash, blob);
-    }
-    Ok(out)
-}
-
 pub(super) fn forget(state: &mut State, revision: &RevisionRef) -> Result<(), CommandError> {
     if !state.revisions.contains_key(revision) {
         return Err(CommandError::UnknownRevision(revision.clone()));
@@ -491,6 +796,7 @@ pub(super) fn forget(state: &mut State, revision: &RevisionRef) -> Result<(), Co
         });
     }
     state.revisions.remove(revision);
+    state.pending_renders.remove(revision);
     collect_garbage(state);
     Ok(())
 }

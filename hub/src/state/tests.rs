@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use super::access::{Role, RoleBinding};
 use super::audit::{AuditClass, AuditEvent, Outcome, PRIVILEGED_LIMIT};
 use super::health::{Health, HealthKey, HealthReport};
-use super::source::{Blob, BlobHash, RenderError, RevisionRef, RevisionStatus};
+use super::source::{Blob, BlobHash, BlobIndex, RenderError, RevisionRef, RevisionStatus, Staged};
 use super::stage::StageChange;
 use super::*;
 
@@ -127,7 +127,8 @@ pub(super) fn render(state: &mut State, commit: &str, clusters: &[&str]) {
             revision: rev(commit),
             outcome: RenderOutcome::Rendered {
                 bundles,
-                blobs,
+                index: crate::state::source::test_index(&blobs),
+                staged: None,
                 spec: SPEC.to_owned(),
                 charts: Default::default(),
             },
@@ -277,18 +278,13 @@ fn rendered_revisions_give_each_cluster_its_bundles() {
     let state = fleet();
     let desired = state.desired_bundles("b");
     let hash = &desired["app"];
-    let content = state.blobs[hash].content().expect("content");
-    assert_eq!(
-        content,
-        bundle_blob("app", &["app"], "c1 b")
-            .content()
-            .expect("content")
-    );
+    assert_eq!(*hash, bundle_blob("app", &["app"], "c1 b").hash);
+    assert!(state.blobs.contains_key(hash), "the blob is indexed");
     assert!(state.desired_bundles("unknown").is_empty());
 }
 
 #[test]
-fn a_render_with_a_corrupt_or_missing_blob_is_rejected() {
+fn a_render_naming_an_unindexed_blob_or_object_set_is_rejected() {
     let mut state = fleet();
     apply_ok(
         &mut state,
@@ -299,34 +295,36 @@ fn a_render_with_a_corrupt_or_missing_blob_is_rejected() {
             at: t(30),
         },
     );
-    let mut blob = Blob::from_content(b"apiVersion: v1").expect("blob");
-    let forged = Blob::from_content(b"something else").expect("blob");
-    blob.compressed = forged.compressed;
+    let blob = Blob::from_content(b"apiVersion: v1").expect("blob");
     let bundles = BTreeMap::from([(
         "a".to_owned(),
         BTreeMap::from([("app".to_owned(), blob.hash)]),
     )]);
+    let mut index = crate::state::source::test_index(std::slice::from_ref(&blob));
+    index.blobs[0].objects = 5;
     let err = apply_err(
         &mut state,
         Command::RecordRender {
             revision: rev("c3"),
             outcome: RenderOutcome::Rendered {
                 bundles: bundles.clone(),
-                blobs: vec![blob.clone()],
+                index,
+                staged: None,
                 spec: String::new(),
                 charts: Default::default(),
             },
             at: t(31),
         },
     );
-    assert!(matches!(err, CommandError::CorruptBlob { .. }), "{err}");
+    assert!(matches!(err, CommandError::Invalid(_)), "{err}");
     let err = apply_err(
         &mut state,
         Command::RecordRender {
             revision: rev("c3"),
             outcome: RenderOutcome::Rendered {
                 bundles,
-                blobs: vec![],
+                index: BlobIndex::default(),
+                staged: None,
                 spec: String::new(),
                 charts: Default::default(),
             },
@@ -334,6 +332,144 @@ fn a_render_with_a_corrupt_or_missing_blob_is_rejected() {
         },
     );
     assert_eq!(err, CommandError::MissingBlob(blob.hash));
+}
+
+/// `commit` fetched and its render for clusters `a` and `b` split into a staged part (a) and
+/// the final entry (b), the blob of each introduced with its cluster.
+fn staged_render(state: &mut State, commit: &str, attempt: u64) -> (Command, Command) {
+    apply_ok(
+        state,
+        Command::RecordFetch {
+            source: "main".into(),
+            url: "file:///repo".into(),
+            commit: commit.into(),
+            at: t(40),
+        },
+    );
+    let part = |cluster: &str| {
+        let blob = bundle_blob("app", &["app"], &format!("{commit} {cluster} staged"));
+        let bundles = BTreeMap::from([(
+            cluster.to_owned(),
+            BTreeMap::from([("app".to_owned(), blob.hash)]),
+        )]);
+        (bundles, crate::state::source::test_index(&[blob]))
+    };
+    let (first, first_index) = part("a");
+    let (last, last_index) = part("b");
+    let stage = Command::StageRender {
+        revision: rev(commit),
+        attempt,
+        part: 0,
+        bundles: first,
+        errors: BTreeMap::new(),
+        index: first_index,
+        at: t(41),
+    };
+    let record = Command::RecordRender {
+        revision: rev(commit),
+        outcome: RenderOutcome::Rendered {
+            bundles: last,
+            index: last_index,
+            staged: Some(Staged { attempt, parts: 1 }),
+            spec: SPEC.to_owned(),
+            charts: Default::default(),
+        },
+        at: t(42),
+    };
+    (stage, record)
+}
+
+#[test]
+fn a_render_in_parts_is_rendered_only_when_its_final_entry_takes_in_every_part() {
+    let mut state = fleet();
+    let (stage, record) = staged_render(&mut state, "c4", 7);
+    // The final entry without its part is refused, and changes nothing.
+    let before = state.clone();
+    let err = apply_err(&mut state, record.clone());
+    assert!(matches!(err, CommandError::Outdated(_)), "{err}");
+    assert_eq!(state, before);
+    // A part that does not follow (part 1 first) is refused.
+    let Command::StageRender {
+        revision,
+        bundles,
+        errors,
+        index,
+        at,
+        ..
+    } = stage.clone()
+    else {
+        unreachable!()
+    };
+    let err = apply_err(
+        &mut state,
+        Command::StageRender {
+            revision: revision.clone(),
+            attempt: 7,
+            part: 1,
+            bundles: bundles.clone(),
+            errors: errors.clone(),
+            index: index.clone(),
+            at,
+        },
+    );
+    assert!(matches!(err, CommandError::Outdated(_)), "{err}");
+    apply_ok(&mut state, stage);
+    assert!(matches!(
+        state.revisions[&rev("c4")].status,
+        RevisionStatus::Fetched
+    ));
+    assert_eq!(state.referenced_blobs().count(), state.blobs.len() + 1);
+    apply_ok(&mut state, record);
+    let rendered = &state.revisions[&rev("c4")];
+    assert!(rendered.bundles_for("a").is_some() && rendered.bundles_for("b").is_some());
+    assert!(state.pending_renders.is_empty());
+    for cluster in ["a", "b"] {
+        let hash = rendered.bundles_for(cluster).expect("rendered")["app"];
+        let info = state.blobs[&hash];
+        assert!(state.object_sets[&info.objects].len() == 1, "{cluster}");
+    }
+}
+
+#[test]
+fn a_new_attempt_drops_the_parts_of_the_last_and_its_final_entry_is_refused() {
+    let mut state = fleet();
+    let (stage, record) = staged_render(&mut state, "c5", 1);
+    apply_ok(&mut state, stage.clone());
+    let Command::StageRender {
+        revision,
+        bundles,
+        errors,
+        index,
+        at,
+        ..
+    } = stage
+    else {
+        unreachable!()
+    };
+    apply_ok(
+        &mut state,
+        Command::StageRender {
+            revision,
+            attempt: 2,
+            part: 0,
+            bundles,
+            errors,
+            index,
+            at,
+        },
+    );
+    let err = apply_err(&mut state, record);
+    assert!(matches!(err, CommandError::Outdated(_)), "{err}");
+    assert_eq!(state.pending_renders[&rev("c5")].attempt, 2);
+    // Forgetting the revision drops its staged parts.
+    apply_ok(
+        &mut state,
+        Command::ForgetRevision {
+            revision: rev("c5"),
+            at: t(50),
+        },
+    );
+    assert!(state.pending_renders.is_empty());
 }
 
 #[test]
@@ -655,7 +791,8 @@ fn an_amended_render_replaces_entries_records_errors_and_collects_blobs() {
             revision: rev("c1"),
             bundles: bundles.clone(),
             errors: BTreeMap::from([("b".to_owned(), error.clone())]),
-            blobs: vec![blob.clone()],
+            index: crate::state::source::test_index(std::slice::from_ref(&blob)),
+            staged: None,
             at: t(50),
         },
     );
@@ -679,7 +816,8 @@ fn an_amended_render_replaces_entries_records_errors_and_collects_blobs() {
             revision: rev("c1"),
             bundles,
             errors: BTreeMap::new(),
-            blobs: vec![blob],
+            index: crate::state::source::test_index(&[blob]),
+            staged: None,
             at: t(51),
         },
     );
@@ -696,7 +834,8 @@ fn an_amended_render_is_refused_for_unknown_clusters_and_unrendered_revisions() 
             revision: rev("c1"),
             bundles,
             errors: BTreeMap::new(),
-            blobs: vec![blob.clone()],
+            index: crate::state::source::test_index(std::slice::from_ref(&blob)),
+            staged: None,
             at: t(50),
         },
     );
@@ -717,7 +856,8 @@ fn an_amended_render_is_refused_for_unknown_clusters_and_unrendered_revisions() 
             revision: rev("c9"),
             bundles,
             errors: BTreeMap::new(),
-            blobs: vec![blob],
+            index: crate::state::source::test_index(&[blob]),
+            staged: None,
             at: t(53),
         },
     );

@@ -32,7 +32,6 @@ use super::{Shared, identity, register};
 use crate::audit::AGENT_ACTOR_PREFIX;
 use crate::node::presence;
 use crate::state::fleet::ApiReachability;
-use crate::state::source::Blob;
 use crate::state::{Command, State, Timestamp};
 
 /// Messages queued for one agent: enough to keep the connection busy, few enough that a slow
@@ -558,36 +557,24 @@ async fn write(mut writer: Writer) {
     tracing::info!(cluster = %writer.cluster, "agent stream closed");
 }
 
-/// The bundles a cluster must hold, with their blobs, read under one short state lock.
+/// The bundles a cluster must hold, read under one short state lock; their blobs are read from
+/// the node's content store as they are sent.
 struct Desired {
     index: u64,
     revision: Option<String>,
     bundles: BTreeMap<String, ContentHash>,
-    blobs: BTreeMap<ContentHash, Blob>,
 }
 
 impl Desired {
-    /// `None` when the cluster is no longer registered. Blobs are copied only for bundles whose
-    /// hash differs from `held`.
-    fn read(
-        state: &State,
-        index: u64,
-        cluster: &str,
-        held: &BTreeMap<String, ContentHash>,
-    ) -> Option<Desired> {
+    /// `None` when the cluster is no longer registered.
+    fn read(state: &State, index: u64, cluster: &str) -> Option<Desired> {
         let registered = state.clusters.get(cluster)?;
         let revision = registered.assigned.as_ref().map(|r| r.commit.clone());
         let bundles = state.desired_bundles(cluster);
-        let blobs = bundles
-            .iter()
-            .filter(|(name, hash)| held.get(*name) != Some(*hash))
-            .filter_map(|(_, hash)| Some((*hash, state.blobs.get(hash)?.clone())))
-            .collect();
         Some(Desired {
             index,
             revision,
             bundles,
-            blobs,
         })
     }
 }
@@ -649,7 +636,7 @@ impl Writer {
         {
             return Err(End::Status(status));
         }
-        Desired::read(&state, index, &self.cluster, &self.held).ok_or_else(|| {
+        Desired::read(&state, index, &self.cluster).ok_or_else(|| {
             End::Status(Status::permission_denied(format!(
                 "cluster '{}' was removed from the fleet",
                 self.cluster
@@ -736,13 +723,17 @@ impl Writer {
             if self.held.get(name) == Some(hash) {
                 continue;
             }
-            let Some(blob) = desired.blobs.get(hash) else {
-                // The state references blobs it holds (RecordRender checks); a missing one
-                // would be a bug, and the agent keeps its current revision meanwhile.
-                tracing::error!(bundle = %name, %hash, "desired bundle's blob is missing");
-                continue;
+            let blob = match self.shared.node.blob(hash).await {
+                Ok(blob) => blob,
+                Err(error) => {
+                    // A majority held it before its hash was proposed, so some node of any
+                    // quorum has it; meanwhile the agent keeps what it holds, and the bundle is
+                    // sent when the state next changes or the stream reconnects.
+                    tracing::error!(bundle = %name, %hash, %error, "cannot read the desired bundle's blob");
+                    continue;
+                }
             };
-            for message in chunk::chunks(name, &revision, blob, desired.index, self.chunk_size) {
+            for message in chunk::chunks(name, &revision, &blob, desired.index, self.chunk_size) {
                 if let Some(end) = self.send(message).await {
                     return Some(end);
                 }

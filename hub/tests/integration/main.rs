@@ -11,6 +11,7 @@ mod agent_identity_isolation;
 mod agent_registration_tokens;
 mod api_tokens_roles_and_audit;
 mod audit_floods_keep_privileged_events;
+mod content_outside_the_log;
 mod controllers_follow_leadership;
 mod hub_process_failover;
 mod hub_process_restart;

@@ -144,7 +144,7 @@ async fn a_broken_commit_is_recorded_with_its_location_and_changes_no_cluster() 
     })
     .await?;
     let state = hub.hub.node().state();
-    let app = support::desired_app(&state, "dev-1")?;
+    let app = support::desired_app(&hub.hub, &state, "dev-1")?;
     assert_eq!(
         app["objects"][0]["data"]["greeting"]
             .as_str()

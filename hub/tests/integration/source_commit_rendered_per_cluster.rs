@@ -37,13 +37,13 @@ async fn a_commit_is_rendered_per_cluster_and_assigned_to_every_stage() -> Resul
                 "{stage}"
             );
         }
-        let dev = desired_app(&state, "dev-1")?;
+        let dev = desired_app(&hub.hub, &state, "dev-1")?;
         let data = &dev["objects"][0]["data"];
         assert_eq!(data["cluster"], "dev-1");
         assert_eq!(data["region"], "eu");
         assert_eq!(data["greeting"], "hello");
         assert_eq!(dev["objects"][0]["metadata"]["namespace"], "app");
-        let prod = desired_app(&state, "prod-1")?;
+        let prod = desired_app(&hub.hub, &state, "prod-1")?;
         assert_eq!(prod["objects"][0]["data"]["cluster"], "prod-1");
         assert_eq!(prod["objects"][0]["data"]["region"], "us");
     }
@@ -61,13 +61,13 @@ async fn a_commit_is_rendered_per_cluster_and_assigned_to_every_stage() -> Resul
     let state = hub.hub.node().state();
     assert!(rendered(&state, &second));
     assert_eq!(
-        desired_app(&state, "dev-1")?["objects"][0]["data"]["greeting"],
+        desired_app(&hub.hub, &state, "dev-1")?["objects"][0]["data"]["greeting"],
         "bonjour"
     );
     assert_eq!(state.clusters["prod-1"].assigned, Some(revision(&first)));
     assert_eq!(state.stages["prod"].pinned, Some(revision(&first)));
     assert_eq!(
-        desired_app(&state, "prod-1")?["objects"][0]["data"]["greeting"],
+        desired_app(&hub.hub, &state, "prod-1")?["objects"][0]["data"]["greeting"],
         "hello"
     );
     drop(state);
@@ -110,7 +110,7 @@ async fn a_force_push_moves_the_head_back_and_sideways() -> Result<()> {
         Some(rewritten.as_str())
     );
     assert_eq!(
-        desired_app(&state, "dev-1")?["objects"][0]["data"]["greeting"],
+        desired_app(&hub.hub, &state, "dev-1")?["objects"][0]["data"]["greeting"],
         "rewritten"
     );
     drop(state);
@@ -165,7 +165,7 @@ async fn clusters_registered_or_relabelled_later_get_their_stage_revision() -> R
     .await?;
     {
         let state = node.state();
-        let app = desired_app(&state, "prod-2")?;
+        let app = desired_app(&hub.hub, &state, "prod-2")?;
         assert_eq!(app["objects"][0]["data"]["cluster"], "prod-2");
         assert_eq!(app["objects"][0]["data"]["region"], "ap");
         assert_eq!(app["objects"][0]["data"]["greeting"], "hello");
@@ -181,7 +181,7 @@ async fn clusters_registered_or_relabelled_later_get_their_stage_revision() -> R
     })
     .await?;
     hub.wait_for("dev-1 rendered again with its new label", WAIT, |s| {
-        desired_app(s, "dev-1")
+        desired_app(&hub.hub, s, "dev-1")
             .map(|app| app["objects"][0]["data"]["region"] == "sa")
             .unwrap_or(false)
     })

@@ -31,12 +31,12 @@ async fn an_agent_without_a_hub_keeps_enforcing_and_its_reports_resume() -> Resu
             deployment("web"),
         ],
     )?;
-    let mut commands = vec![register("sim-0")];
-    commands.extend(release(
-        "c1",
-        &BTreeMap::from([("sim-0", vec![web.clone()])]),
-    )?);
-    propose_all(&hub, commands).await?;
+    propose_all(&hub, vec![register("sim-0")]).await?;
+    publish(
+        &hub,
+        release("c1", &BTreeMap::from([("sim-0", vec![web.clone()])]))?,
+    )
+    .await?;
     let a = agent(&sim, "sim-0", test_link(vec![api.clone()], "sim-0"))?;
 
     let key = HealthKey {

@@ -42,9 +42,8 @@ async fn each_agent_applies_its_own_bundles_and_reports_health_back() -> Result<
         ("sim-0", vec![web0.clone(), extra.clone()]),
         ("sim-1", vec![web1.clone()]),
     ]);
-    let mut commands = vec![register("sim-0"), register("sim-1")];
-    commands.extend(release("c1", &v1)?);
-    propose_all(&hub, commands).await?;
+    propose_all(&hub, vec![register("sim-0"), register("sim-1")]).await?;
+    publish(&hub, release("c1", &v1)?).await?;
 
     let api = hub.api_address().to_string();
     let a = agent(&sim, "sim-0", test_link(vec![api.clone()], "sim-0"))?;
@@ -97,7 +96,7 @@ async fn each_agent_applies_its_own_bundles_and_reports_health_back() -> Result<
 
     // v2 drops `extra` for sim-0 and keeps `web` unchanged: a removal, no resend.
     let v2 = BTreeMap::from([("sim-0", vec![web0.clone()]), ("sim-1", vec![web1.clone()])]);
-    propose_all(&hub, release("c2", &v2)?).await?;
+    publish(&hub, release("c2", &v2)?).await?;
     eventually("extra-config pruned from sim-0", || {
         let client = a.client.clone();
         async move {

@@ -28,12 +28,10 @@ async fn killing_the_agents_hub_node_moves_it_elsewhere_with_nothing_resent() ->
             deployment("web"),
         ],
     )?;
-    let mut commands = vec![register("sim-0")];
-    commands.extend(release(
-        "c1",
-        &BTreeMap::from([("sim-0", vec![web.clone()])]),
-    )?);
-    for command in &commands {
+    let release = release("c1", &BTreeMap::from([("sim-0", vec![web.clone()])]))?;
+    hubs.put_content(&release.blobs).await?;
+    hubs.propose(&register("sim-0")).await?;
+    for command in &release.commands {
         hubs.propose(command).await?;
     }
 

@@ -10,20 +10,6 @@ use anyhow::Result;
 use flotilla_hub::state::source::Blob;
 use support::*;
 
-/// Text zstd cannot shrink much (a xorshift stream over 62 symbols).
-fn noise(seed: u64, len: usize) -> String {
-    const SYMBOLS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            SYMBOLS[(x % SYMBOLS.len() as u64) as usize] as char
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bundle_larger_than_the_message_limit_arrives_whole() -> Result<()> {
     init_tracing();
@@ -44,9 +30,12 @@ async fn a_bundle_larger_than_the_message_limit_arrives_whole() -> Result<()> {
         "the compressed bundle ({} bytes) must exceed the limit at least twice",
         blob.compressed.len()
     );
-    let mut commands = vec![register("sim-0")];
-    commands.extend(release("c1", &BTreeMap::from([("sim-0", vec![big])]))?);
-    propose_all(&hub, commands).await?;
+    propose_all(&hub, vec![register("sim-0")]).await?;
+    publish(
+        &hub,
+        release("c1", &BTreeMap::from([("sim-0", vec![big])]))?,
+    )
+    .await?;
 
     let mut link = test_link(vec![hub.api_address().to_string()], "sim-0");
     link.max_message_bytes = LIMIT;

@@ -20,7 +20,8 @@ fn state_with(commits: &[(&str, bool)]) -> State {
             let blob = Blob::from_content(commit.as_bytes()).expect("blob");
             RenderOutcome::Rendered {
                 bundles: BTreeMap::new(),
-                blobs: vec![blob],
+                index: crate::state::source::test_index(&[blob]),
+                staged: None,
                 spec: String::new(),
                 charts: Default::default(),
             }

@@ -11,7 +11,7 @@ use flotilla_core::spec::SPEC_FILE;
 use flotilla_core::{Cancel, ContentHash, Limits, Repository, SourceLocation, Tools};
 
 use crate::controller::source::SourceMirror;
-use crate::state::source::{Blob, ChartRecord, RenderError};
+use crate::state::source::{Blob, ChartRecord, ObjectKey, RenderError, object_keys};
 
 /// What rendering one commit for a set of clusters produced.
 pub(super) struct Rendered {
@@ -21,6 +21,8 @@ pub(super) struct Rendered {
     pub(super) clusters: BTreeMap<String, Result<BTreeMap<String, ContentHash>, RenderError>>,
     /// Every distinct rendered bundle, compressed.
     pub(super) blobs: BTreeMap<ContentHash, Blob>,
+    /// The object ids of each.
+    pub(super) objects: BTreeMap<ContentHash, Vec<ObjectKey>>,
     /// Per chart bundle, the chart it rendered from.
     pub(super) charts: BTreeMap<String, ChartRecord>,
 }
@@ -111,15 +113,18 @@ pub(super) fn render_commit(
         outcome.insert(cluster, failure.map_or(Ok(hashes), Err));
     }
     let mut blobs = BTreeMap::new();
+    let mut objects = BTreeMap::new();
     for (hash, bundle) in fleet.blobs {
         let blob = Blob::from_content(&bundle.to_blob())
             .map_err(|e| whole(format!("cannot compress a rendered bundle: {e}")))?;
         blobs.insert(hash, blob);
+        objects.insert(hash, object_keys(&bundle));
     }
     Ok(Rendered {
         spec,
         clusters: outcome,
         blobs,
+        objects,
         charts,
     })
 }

@@ -18,12 +18,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use flotilla_core::RenderedBundle;
 use flotilla_core::spec::{DeletionGuard, IntOrPercent};
 use serde::{Deserialize, Serialize};
 
 use crate::state::State;
-use crate::state::source::{BlobHash, RevisionRef};
+use crate::state::source::{BlobHash, ObjectKey, RevisionRef};
 
 /// Clusters (or bundles) a hold names; the counts say how many there are in all.
 const NAMED: usize = 10;
@@ -216,9 +215,6 @@ fn more(total: u32, named: usize) -> String {
     }
 }
 
-/// An object's identity across API versions: group, kind, namespace, name.
-type ObjectKey = (String, String, Option<String>, String);
-
 /// What the guard says of a rollout of `stage` to `to` over `clusters` (those its waves plan),
 /// judged against the stage's pin: `None` when nothing exceeds a limit.
 pub fn verdict<'a>(
@@ -378,15 +374,13 @@ impl<'a> ObjectCounter<'a> {
 }
 
 fn read_objects(state: &State, hash: &BlobHash) -> Result<BTreeSet<ObjectKey>, String> {
-    let blob = state
+    let info = state
         .blobs
         .get(hash)
-        .ok_or_else(|| format!("blob {hash} is not stored"))?;
-    let content = blob.content().map_err(|e| e.to_string())?;
-    let bundle = RenderedBundle::from_blob(&content, hash).map_err(|e| e.to_string())?;
-    Ok(bundle
-        .objects
-        .into_iter()
-        .map(|o| (o.id.group, o.id.kind, o.id.namespace, o.id.name))
-        .collect())
+        .ok_or_else(|| format!("blob {hash} is not indexed"))?;
+    let keys = state
+        .object_sets
+        .get(&info.objects)
+        .ok_or_else(|| format!("the object set of blob {hash} is not recorded"))?;
+    Ok(keys.iter().cloned().collect())
 }

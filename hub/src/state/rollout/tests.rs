@@ -353,7 +353,8 @@ fn render_with(state: &mut State, commit: &str, data: &str, bundles: &[(&str, &[
             revision: rev(commit),
             outcome: crate::state::RenderOutcome::Rendered {
                 bundles: rendered,
-                blobs,
+                index: crate::state::source::test_index(&blobs),
+                staged: None,
                 spec: crate::state::tests::SPEC.to_owned(),
                 charts: Default::default(),
             },
@@ -717,7 +718,8 @@ fn a_controller_decision_made_before_the_stage_asked_for_approval_is_refused() {
             revision: rev("c3"),
             outcome: crate::state::RenderOutcome::Rendered {
                 bundles,
-                blobs: vec![blob],
+                index: crate::state::source::test_index(&[blob]),
+                staged: None,
                 spec: MANUAL.to_owned(),
                 charts: Default::default(),
             },

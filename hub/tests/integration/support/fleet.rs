@@ -161,14 +161,20 @@ pub fn assignments(state: &State) -> Vec<(String, Option<String>)> {
         .collect()
 }
 
-/// The content of the `app` bundle the cluster must hold, as JSON.
-pub fn desired_app(state: &State, cluster: &str) -> Result<serde_json::Value> {
+/// The content of the `app` bundle the cluster must hold, as JSON, from the hub node's content
+/// store.
+pub fn desired_app(hub: &Hub, state: &State, cluster: &str) -> Result<serde_json::Value> {
     let hash = state
         .desired_bundles(cluster)
         .get("app")
         .cloned()
         .context("no app bundle desired")?;
-    let blob = state.blobs.get(&hash).context("blob not stored")?;
+    let blob = hub
+        .node()
+        .content()
+        .store()
+        .get(&hash)?
+        .context("blob not in the node's content store")?;
     Ok(serde_json::from_slice(&blob.content()?)?)
 }
 

@@ -154,6 +154,21 @@ impl HubProcesses {
         bail!("{} not accepted: {last:?}", command.kind())
     }
 
+    /// Stores blobs in every running node's content store, as a leader's render would before
+    /// proposing their hashes.
+    pub async fn put_content(&self, blobs: &[flotilla_hub::state::source::Blob]) -> Result<()> {
+        for id in self.running() {
+            flotilla_testkit::protocol::put_content(
+                &self.peers[&id],
+                &flotilla_consensus::transport::net::Security::Plain,
+                flotilla_consensus::config::DEFAULT_GROUP,
+                blobs,
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Node `id`'s replica of the state.
     pub async fn state(&self, id: u64) -> Result<flotilla_hub::state::State> {
         let mut client = flotilla_hub::node::GroupClient::new(&self.peers[&id])?;

@@ -11,8 +11,9 @@
 //!   checked), p50/p99/max over the agents, by the wall clock every process shares;
 //! - `hubs`: each node's RSS before the agents came and with every agent streaming, the growth
 //!   per agent, and its CPU during the fan-out; the leader's CPU per cluster;
-//! - `render_entry_bytes`: the size of the raft entry recording the rendered revision (with
-//!   the content in it, as the state machine keeps it today);
+//! - `renderEntryBytes`, `renderEntries`, `contentPutMs`: the largest raft entry recording the
+//!   rendered revision (hashes and object ids; the content is not in the log), how many entries
+//!   the render took, and how long storing its blobs on the three nodes took;
 //! - set-up times: registering the clusters, issuing tokens, the agents registering and
 //!   connecting.
 
@@ -25,14 +26,14 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use flotilla_hub::state::source::{Blob, RevisionRef};
-use flotilla_hub::state::{Command, RenderOutcome, Timestamp};
+use flotilla_hub::state::{Command, Timestamp};
 use flotilla_testkit::hub_group::HubGroup;
 use flotilla_testkit::swarm::{self, AgentsPlan};
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::common::{config_maps, default_hub_bin};
+use crate::common::{config_maps, default_hub_bin, render_entries};
 
 /// Options of `bench swarm`.
 #[derive(Debug, clap::Args)]
@@ -94,8 +95,15 @@ fn cluster_name(i: usize) -> String {
     format!("swarm-{i}")
 }
 
-/// The commands recording release `n` rendered for `clusters`, and the one assigning it.
-fn release(clusters: &[String], objects: usize, n: u32) -> anyhow::Result<[Command; 3]> {
+/// Release `n` rendered for `clusters`: its blobs, the entries recording it (fetch, render
+/// parts) and the one assigning it.
+struct Release {
+    blobs: Vec<Blob>,
+    record: Vec<Command>,
+    assign: Command,
+}
+
+fn release(clusters: &[String], objects: usize, n: u32) -> anyhow::Result<Release> {
     let revision = RevisionRef {
         source: "origin".into(),
         commit: format!("c{n}"),
@@ -114,29 +122,28 @@ fn release(clusters: &[String], objects: usize, n: u32) -> anyhow::Result<[Comma
         );
         blobs.insert(blob.hash, blob);
     }
-    Ok([
-        Command::RecordFetch {
-            source: revision.source.clone(),
-            url: "file:///bench".into(),
-            commit: revision.commit.clone(),
-            at: Timestamp(u64::from(n) * 10),
-        },
-        Command::RecordRender {
-            revision: revision.clone(),
-            outcome: RenderOutcome::Rendered {
-                bundles: per_cluster,
-                blobs: blobs.into_values().collect(),
-                spec: String::new(),
-                charts: Default::default(),
-            },
-            at: Timestamp(u64::from(n) * 10 + 1),
-        },
-        Command::AssignRevision {
+    let blobs: Vec<Blob> = blobs.into_values().collect();
+    let mut record = vec![Command::RecordFetch {
+        source: revision.source.clone(),
+        url: "file:///bench".into(),
+        commit: revision.commit.clone(),
+        at: Timestamp(u64::from(n) * 10),
+    }];
+    record.extend(render_entries(
+        &revision,
+        per_cluster,
+        &blobs,
+        Timestamp(u64::from(n) * 10 + 1),
+    )?);
+    Ok(Release {
+        blobs,
+        record,
+        assign: Command::AssignRevision {
             clusters: clusters.to_vec(),
             revision,
             at: Timestamp(u64::from(n) * 10 + 2),
         },
-    ])
+    })
 }
 
 /// A worker process and what it printed.
@@ -307,9 +314,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     // Release 1: every agent receives its first bundle (not measured), then release 2.
     let mut figures = Vec::new();
     for n in 1..=2 {
-        let commands = release(&clusters, args.objects, n)?;
-        let entry_bytes = commands[1].encode()?.len();
-        for command in &commands[..2] {
+        let release = release(&clusters, args.objects, n)?;
+        let mut entry_bytes = 0;
+        for command in &release.record[1..] {
+            entry_bytes = entry_bytes.max(command.encode()?.len());
+        }
+        let put = Instant::now();
+        group.put_content(&release.blobs).await?;
+        let content_ms = put.elapsed().as_millis() as u64;
+        for command in &release.record {
             group.propose(command).await?;
         }
         let cpu_before: BTreeMap<u64, u64> = pids
@@ -318,7 +331,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
             .collect::<anyhow::Result<_>>()?;
         let start_ms = swarm::now_ms();
         let revision = format!("origin@c{n}");
-        group.propose(&commands[2]).await?;
+        group.propose(&release.assign).await?;
         let mut received: BTreeMap<String, i64> = BTreeMap::new();
         let deadline = tokio::time::Instant::now() + FANOUT_WAIT;
         while received.len() < args.agents {
@@ -359,6 +372,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         figures.push(json!({
             "release": n,
             "renderEntryBytes": entry_bytes,
+            "renderEntries": release.record.len() - 1,
+            "contentPutMs": content_ms,
             "fanoutMs": {
                 "p50": percentile(&latencies, 50.0),
                 "p99": percentile(&latencies, 99.0),

@@ -28,13 +28,13 @@ use flotilla_agent::Event;
 use flotilla_agent::hub::LinkStats;
 use flotilla_hub::state::health::{Health, HealthKey};
 use flotilla_hub::state::source::{Blob, RevisionRef};
-use flotilla_hub::state::{Command, RenderOutcome, State, Timestamp};
+use flotilla_hub::state::{Command, State, Timestamp};
 use flotilla_sim::{Sim, SimConfig};
 use flotilla_testkit::hub_group::HubGroup;
 use flotilla_testkit::linked_agent::{AgentAccess, LinkedAgent, shutdown_all};
 use serde_json::{Value, json};
 
-use crate::common::{config_maps, default_hub_bin};
+use crate::common::{config_maps, default_hub_bin, render_entries};
 
 /// Options of `bench sync`.
 #[derive(Debug, clap::Args)]
@@ -96,18 +96,11 @@ async fn release(
             at: Timestamp(2),
         })
         .await?;
-    group
-        .propose(&Command::RecordRender {
-            revision: revision.clone(),
-            outcome: RenderOutcome::Rendered {
-                bundles: per_cluster,
-                blobs: blobs.into_values().collect(),
-                spec: String::new(),
-                charts: Default::default(),
-            },
-            at: Timestamp(3),
-        })
-        .await?;
+    let blobs: Vec<Blob> = blobs.into_values().collect();
+    group.put_content(&blobs).await?;
+    for entry in render_entries(&revision, per_cluster, &blobs, Timestamp(3))? {
+        group.propose(&entry).await?;
+    }
     let start = Instant::now();
     group
         .propose(&Command::AssignRevision {

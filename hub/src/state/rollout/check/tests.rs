@@ -182,7 +182,8 @@ impl Race {
             revision: rev(&commit),
             outcome: RenderOutcome::Rendered {
                 bundles,
-                blobs,
+                index: crate::state::source::test_index(&blobs),
+                staged: None,
                 spec: SPEC.to_owned(),
                 charts: Default::default(),
             },

@@ -151,7 +151,8 @@ impl Fleet {
             revision: rev(commit),
             outcome: RenderOutcome::Rendered {
                 bundles: rendered,
-                blobs,
+                index: crate::state::source::test_index(&blobs),
+                staged: None,
                 spec: spec.to_owned(),
                 charts: Default::default(),
             },
@@ -636,7 +637,8 @@ fn a_cluster_joining_a_stage_mid_rollout_gets_its_start_then_the_pin() {
                 BTreeMap::from([("app".to_owned(), blob.hash)]),
             )]),
             errors: BTreeMap::new(),
-            blobs: vec![blob],
+            index: crate::state::source::test_index(&[blob]),
+            staged: None,
             at: Timestamp(fleet.now),
         });
     }
