@@ -46,6 +46,10 @@ pub const CONTENT_FILE: &str = "content.redb";
 /// hash (32 bytes) → stored-at (ms since the epoch, 8 bytes LE), size (8 bytes LE), zstd frame.
 const BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blobs");
 
+/// redb's page cache for the store: the OS page cache holds recent blobs anyway, and the
+/// default (1 GiB) would let the store alone outgrow the hub's memory limit.
+const CACHE_BYTES: usize = 32 * 1024 * 1024;
+
 /// Bytes of blob data in one `Put` or `Get` message: well under the peer transport's limit.
 const BATCH_BYTES: usize = 4 * 1024 * 1024;
 
@@ -132,7 +136,10 @@ impl ContentStore {
             detail,
         };
         std::fs::create_dir_all(dir).map_err(|e| failed(e.to_string()))?;
-        let db = Database::create(&path).map_err(|e| match e {
+        let db = redb::Builder::new()
+            .set_cache_size(CACHE_BYTES)
+            .create(&path)
+            .map_err(|e| match e {
             redb::DatabaseError::DatabaseAlreadyOpen => failed(
                 "in use by another hub process; stop it or choose another --data-dir".to_owned(),
             ),
@@ -474,13 +481,12 @@ fn from_message(message: ContentBlob) -> Result<Blob, String> {
 }
 
 /// The blob, from this node's store or else from a peer (checked, then stored here).
+///
+/// A held blob is read on the calling task: one read of a few KiB that was written moments
+/// before (the OS page cache holds it) costs microseconds, while a blocking-pool task per read
+/// grows hundreds of threads when ten thousand agents are sent their bundles at once.
 pub async fn blob(node: &NodeHandle, hash: &BlobHash) -> Result<Blob, ContentError> {
-    let store = node.content().store().clone();
-    let wanted = *hash;
-    let held = tokio::task::spawn_blocking(move || store.get(&wanted))
-        .await
-        .map_err(|e| node.content().store().failed(e))??;
-    if let Some(blob) = held {
+    if let Some(blob) = node.content().store().get(hash)? {
         return Ok(blob);
     }
     let mut fetched = fetch(node, vec![*hash]).await?;
