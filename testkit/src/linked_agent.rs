@@ -47,7 +47,17 @@ impl LinkedAgent {
         hubs: Vec<String>,
         access: AgentAccess<'_>,
     ) -> anyhow::Result<LinkedAgent> {
-        let url = sim.cluster_url(cluster);
+        Self::start_at(&sim.cluster_url(cluster), cluster, hubs, access).await
+    }
+
+    /// Starts the agent of `cluster`, whose Kubernetes API is at `url` (a simulator's cluster,
+    /// perhaps in another process), streaming from `hubs`; with TLS it registers first.
+    pub async fn start_at(
+        url: &str,
+        cluster: &str,
+        hubs: Vec<String>,
+        access: AgentAccess<'_>,
+    ) -> anyhow::Result<LinkedAgent> {
         let client = kube::Client::try_from(kube::Config::new(
             url.parse()
                 .with_context(|| format!("the simulated cluster's URL {url}"))?,

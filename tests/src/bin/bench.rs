@@ -56,6 +56,9 @@ enum Area {
     /// One process's share of `bench swarm`'s agents (its plan on stdin).
     #[command(hide = true)]
     SwarmAgents,
+    /// One process's share of `bench e2e`'s agents (its plan on stdin).
+    #[command(hide = true)]
+    E2eAgents,
 }
 
 #[tokio::main]
@@ -71,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         Area::Render(args) => render::run(args).await?,
         Area::Swarm(args) => swarm::run(args).await?,
         Area::SwarmAgents => return swarm::agents().await,
+        Area::E2eAgents => return e2e::agents().await,
     };
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())

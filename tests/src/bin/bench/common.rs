@@ -100,3 +100,67 @@ pub(crate) fn render_entries(
         },
     ))
 }
+
+/// A worker process of a benchmark; killed when dropped.
+pub(crate) struct Worker {
+    child: std::process::Child,
+}
+
+impl Worker {
+    /// Its process id.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Worker {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `bench SUBCOMMAND` with `plan` as one JSON line on its stdin; each JSON line it
+/// prints comes to `lines` with `index`.
+pub(crate) fn spawn_worker(
+    subcommand: &str,
+    index: usize,
+    plan: &impl serde::Serialize,
+    lines: tokio::sync::mpsc::UnboundedSender<(usize, Value)>,
+) -> anyhow::Result<Worker> {
+    use std::io::{BufRead, Write};
+    let mut child = std::process::Command::new(std::env::current_exe()?)
+        .arg(subcommand)
+        .env("RUST_LOG", "error")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("starting bench {subcommand}: {e}"))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdin"))?;
+    writeln!(stdin, "{}", serde_json::to_string(plan)?)?;
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdout"))?;
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(value) = serde_json::from_str(&line) {
+                let _ = lines.send((index, value));
+            }
+        }
+    });
+    Ok(Worker { child })
+}
+
+/// Prints one JSON line on stdout, as a worker tells its coordinator.
+pub(crate) fn emit(line: &Value) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}

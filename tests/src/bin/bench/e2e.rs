@@ -20,6 +20,12 @@
 //! The floor, measured in the same run on the same machine, one step at a time: one fetch of a
 //! new commit into a mirror, one load and render of one bundle for one cluster, one gRPC round
 //! trip to the hub, one apply of one bundle by an engine to a simulated cluster; and their sum.
+//!
+//! Above `--per-process` clusters (250 by default) the agents run in worker processes
+//! (`bench e2e-agents`, fed their share on stdin; each engine's `Applied` comes back as a JSON
+//! line with the wall-clock time), so that no process nears the 20,000-descriptor limit: an
+//! agent holds a stream to the hub and several connections (requests, watches) to its cluster,
+//! and every one of those has a peer in the hub's or the simulator's process.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -41,6 +47,8 @@ use flotilla_testkit::linked_agent::{AgentAccess, LinkedAgent, shutdown_all};
 use serde_json::{Value, json};
 use tokio::sync::broadcast;
 
+use crate::common::{Worker, emit, spawn_worker};
+
 /// Options of `bench e2e`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -56,6 +64,32 @@ pub(crate) struct Args {
     /// Run the hub and the agents with `--insecure` (no TLS, tokens or webhook signatures).
     #[arg(long)]
     insecure: bool,
+    /// Agents in one process: with more clusters, they run in worker processes of this many.
+    #[arg(long, default_value_t = 250)]
+    per_process: usize,
+}
+
+/// What a worker process (`bench e2e-agents`) runs: agents for some clusters.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct AgentsPlan {
+    /// The hub's Agent API addresses.
+    hubs: Vec<String>,
+    /// The group CA's certificate (PEM), unless the hub runs `--insecure`.
+    ca_pem: Option<String>,
+    /// Where the agents keep their credentials, one directory per cluster.
+    state_root: std::path::PathBuf,
+    /// The agents.
+    agents: Vec<PlannedAgent>,
+}
+
+/// One agent of a worker.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+struct PlannedAgent {
+    cluster: String,
+    /// Its simulated cluster's Kubernetes API.
+    url: String,
+    /// Its one-time bootstrap token (TLS only).
+    token: Option<String>,
 }
 
 /// The secret the hub verifies webhooks with, when secure.
@@ -147,21 +181,31 @@ pub(crate) async fn start_hub(
     Ok((hub, webhook))
 }
 
-/// Starts every cluster's agent: on a secure hub, once the leader has registered the
-/// inventory, each with a bootstrap token issued as `flotilla cluster token` issues it.
-async fn start_agents(
+/// Every cluster's agent as a worker or this process starts it: on a secure hub, once the
+/// leader has registered the inventory, each with a bootstrap token issued as `flotilla cluster
+/// token` issues it.
+async fn plan_agents(
     hub: &Hub,
     sim: &Sim,
     names: &[String],
     state_root: &std::path::Path,
-) -> anyhow::Result<Vec<LinkedAgent>> {
-    let api = vec![hub.api_address().to_string()];
+) -> anyhow::Result<AgentsPlan> {
+    let hubs = vec![hub.api_address().to_string()];
     let Some(tls) = hub.node().security().tls() else {
-        let mut agents = Vec::with_capacity(names.len());
-        for name in names {
-            agents.push(LinkedAgent::start(sim, name, api.clone(), AgentAccess::Insecure).await?);
-        }
-        return Ok(agents);
+        let agents = names
+            .iter()
+            .map(|name| PlannedAgent {
+                cluster: name.clone(),
+                url: sim.cluster_url(name),
+                token: None,
+            })
+            .collect();
+        return Ok(AgentsPlan {
+            hubs,
+            ca_pem: None,
+            state_root: state_root.to_owned(),
+            agents,
+        });
     };
     let mut applied = hub.node().watch_applied();
     while !names
@@ -182,15 +226,160 @@ async fn start_agents(
             DEFAULT_BOOTSTRAP_TOKEN_TTL,
         )
         .await?;
-        let state_dir = state_root.join(name);
-        let access = AgentAccess::Tls {
-            ca_pem: tls.ca_pem(),
-            token: issued.token.reveal(),
-            state_dir: &state_dir,
+        agents.push(PlannedAgent {
+            cluster: name.clone(),
+            url: sim.cluster_url(name),
+            token: Some(issued.token.reveal().to_owned()),
+        });
+    }
+    Ok(AgentsPlan {
+        hubs,
+        ca_pem: Some(tls.ca_pem().to_owned()),
+        state_root: state_root.to_owned(),
+        agents,
+    })
+}
+
+/// Starts the agents of a plan in this process.
+async fn start_agents(plan: &AgentsPlan) -> anyhow::Result<Vec<LinkedAgent>> {
+    let mut agents = Vec::with_capacity(plan.agents.len());
+    for agent in &plan.agents {
+        let state_dir = plan.state_root.join(&agent.cluster);
+        let access = match (&plan.ca_pem, &agent.token) {
+            (Some(ca_pem), Some(token)) => AgentAccess::Tls {
+                ca_pem,
+                token,
+                state_dir: &state_dir,
+            },
+            _ => AgentAccess::Insecure,
         };
-        agents.push(LinkedAgent::start(sim, name, api.clone(), access).await?);
+        agents.push(
+            LinkedAgent::start_at(&agent.url, &agent.cluster, plan.hubs.clone(), access).await?,
+        );
     }
     Ok(agents)
+}
+
+/// `bench e2e-agents`: runs the agents of the plan read on stdin, printing `{"started": N}`
+/// once all run, then `{"cluster", "hash", "atMs"}` for each `Applied` of an engine, until
+/// killed.
+pub(crate) async fn agents() -> anyhow::Result<()> {
+    use std::io::BufRead;
+    let mut input = String::new();
+    std::io::stdin().lock().read_line(&mut input)?;
+    let plan: AgentsPlan = serde_json::from_str(&input).context("the plan on stdin")?;
+    let agents = start_agents(&plan).await?;
+    for agent in &agents {
+        let mut reports = agent.engine.subscribe();
+        let cluster = agent.cluster.clone();
+        tokio::spawn(async move {
+            loop {
+                match reports.recv().await {
+                    Ok(report) if matches!(report.event, Event::Applied { .. }) => {
+                        emit(&json!({
+                            "cluster": cluster,
+                            "hash": report.content_hash,
+                            "atMs": flotilla_testkit::swarm::now_ms(),
+                        }));
+                    }
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                }
+            }
+        });
+    }
+    emit(&json!({"started": agents.len()}));
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// The fleet's agents: in this process, or in worker processes reporting by lines.
+enum Agents {
+    Here(Vec<LinkedAgent>),
+    Workers {
+        workers: Vec<Worker>,
+        lines: tokio::sync::mpsc::UnboundedReceiver<(usize, Value)>,
+        /// Per cluster, the last hash its engine reported Applied and when (ms since the
+        /// epoch).
+        applied: std::collections::HashMap<String, (String, i64)>,
+    },
+}
+
+impl Agents {
+    /// Starts the plan's agents here, or in workers of `per_process` agents each when there
+    /// are more.
+    async fn start(plan: AgentsPlan, per_process: usize) -> anyhow::Result<Agents> {
+        if plan.agents.len() <= per_process {
+            return Ok(Agents::Here(start_agents(&plan).await?));
+        }
+        let (tx, mut lines) = tokio::sync::mpsc::unbounded_channel();
+        let AgentsPlan {
+            hubs,
+            ca_pem,
+            state_root,
+            agents,
+        } = plan;
+        let mut workers = Vec::new();
+        let mut shares = agents.into_iter().peekable();
+        while shares.peek().is_some() {
+            let share = AgentsPlan {
+                hubs: hubs.clone(),
+                ca_pem: ca_pem.clone(),
+                state_root: state_root.clone(),
+                agents: shares.by_ref().take(per_process.max(1)).collect(),
+            };
+            workers.push(spawn_worker(
+                "e2e-agents",
+                workers.len(),
+                &share,
+                tx.clone(),
+            )?);
+        }
+        drop(tx);
+        let mut started = 0;
+        while started < workers.len() {
+            let (_, line) = tokio::time::timeout(STALL, lines.recv())
+                .await
+                .context("the agent workers did not start within 120 s")?
+                .context("an agent worker exited")?;
+            if line.get("started").is_some() {
+                started += 1;
+            }
+        }
+        Ok(Agents::Workers {
+            workers,
+            lines,
+            applied: std::collections::HashMap::new(),
+        })
+    }
+
+    /// Resident memory of the worker processes, in MiB (none when the agents run here).
+    fn workers_rss_mib(&self) -> Vec<u64> {
+        match self {
+            Agents::Here(_) => Vec::new(),
+            Agents::Workers { workers, .. } => workers
+                .iter()
+                .filter_map(|w| {
+                    let status =
+                        std::fs::read_to_string(format!("/proc/{}/status", w.pid())).ok()?;
+                    let kib: u64 = status
+                        .lines()
+                        .find_map(|l| l.strip_prefix("VmRSS:"))?
+                        .split_whitespace()
+                        .next()?
+                        .parse()
+                        .ok()?;
+                    Some(kib / 1024)
+                })
+                .collect(),
+        }
+    }
+
+    async fn shutdown(self) {
+        if let Agents::Here(agents) = self {
+            shutdown_all(agents).await;
+        }
+    }
 }
 
 /// Waits until every cluster is assigned `commit`; returns each cluster's desired hash of the
@@ -432,7 +621,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let mut source = SourceConfig::new(repo.url(), "main");
     source.poll_interval = Duration::from_secs(3600);
     let (hub, webhook) = start_hub(data.path(), inventory_file, &source, args.insecure).await?;
-    let agents = start_agents(&hub, &sim, &names, &data.path().join("agents")).await?;
+    let plan = plan_agents(&hub, &sim, &names, &data.path().join("agents")).await?;
+    let mut agents = Agents::start(plan, args.per_process).await?;
     let desired = assigned(&hub, &first, args.clusters).await?;
     // The first revision is pinned to every stage without a rollout: there is none to wait for.
     applied_in_hub(&hub, &desired).await?;
@@ -444,21 +634,32 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let mut to_assigned = Vec::new();
     let mut to_completed = Vec::new();
     for round in 1..=args.rounds {
-        let mut reports: Vec<_> = agents.iter().map(|a| a.engine.subscribe()).collect();
+        let mut reports: Vec<_> = match &agents {
+            Agents::Here(agents) => agents.iter().map(|a| a.engine.subscribe()).collect(),
+            Agents::Workers { .. } => Vec::new(),
+        };
         let commit = commit(&repo, round, args.objects)?;
         let started = Instant::now();
+        let started_ms = flotilla_testkit::swarm::now_ms();
         let cpu_started = cpu_time();
         push_webhook(hub.http_address(), &webhook, &commit).await?;
         let desired = assigned(&hub, &commit, args.clusters).await?;
         to_assigned.push(millis(started.elapsed()));
-        let waits = agents
-            .iter()
-            .zip(reports.iter_mut())
-            .zip(&desired)
-            .map(|((agent, reports), hash)| engine_applied(&agent.engine, reports, hash));
-        let applied_at = futures::future::try_join_all(waits).await?;
-        let last = applied_at.into_iter().max().context("no agents")?;
-        at_agents.push(millis(last - started));
+        match &mut agents {
+            Agents::Here(agents) => {
+                let waits =
+                    agents.iter().zip(reports.iter_mut()).zip(&desired).map(
+                        |((agent, reports), hash)| engine_applied(&agent.engine, reports, hash),
+                    );
+                let applied_at = futures::future::try_join_all(waits).await?;
+                let last = applied_at.into_iter().max().context("no agents")?;
+                at_agents.push(millis(last - started));
+            }
+            Agents::Workers { lines, applied, .. } => {
+                let last = applied_by_workers(lines, applied, &names, &desired).await?;
+                at_agents.push((last - started_ms) as f64);
+            }
+        }
         applied_in_hub(&hub, &desired).await?;
         to_applied.push(millis(started.elapsed()));
         cpu_while_applying += cpu_time().saturating_sub(cpu_started);
@@ -519,8 +720,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let floor_sum = median(&fetches) + median(&renders) + median(&trips) + median(&applies);
     let memory = memory();
 
+    let workers_rss = agents.workers_rss_mib();
     floor.engine.shutdown().await;
-    shutdown_all(agents).await;
+    agents.shutdown().await;
     hub.shutdown().await;
     sim.shutdown().await;
 
@@ -545,5 +747,42 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         },
         "load": load,
         "memory": memory,
+        "agentProcesses": workers_rss.len().max(1),
+        "agentWorkersRssMiB": workers_rss,
     }))
+}
+
+/// Waits until the workers have reported every cluster's desired hash Applied; returns when
+/// the last one was (ms since the epoch).
+async fn applied_by_workers(
+    lines: &mut tokio::sync::mpsc::UnboundedReceiver<(usize, Value)>,
+    applied: &mut std::collections::HashMap<String, (String, i64)>,
+    names: &[String],
+    desired: &[String],
+) -> anyhow::Result<i64> {
+    loop {
+        let done = names
+            .iter()
+            .zip(desired)
+            .try_fold(0i64, |last, (name, hash)| {
+                applied
+                    .get(name)
+                    .filter(|(held, _)| held == hash)
+                    .map(|(_, at)| last.max(*at))
+            });
+        if let Some(last) = done {
+            return Ok(last);
+        }
+        let (_, line) = tokio::time::timeout(STALL, lines.recv())
+            .await
+            .context("no Applied from the agents for 120 s")?
+            .context("an agent worker exited")?;
+        if let (Some(cluster), Some(hash), Some(at)) = (
+            line["cluster"].as_str(),
+            line["hash"].as_str(),
+            line["atMs"].as_i64(),
+        ) {
+            applied.insert(cluster.to_owned(), (hash.to_owned(), at));
+        }
+    }
 }

@@ -18,9 +18,8 @@
 //!   connecting.
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, Write};
+use std::io::BufRead;
 use std::path::PathBuf;
-use std::process::{Child, Command as Process, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -33,7 +32,7 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::common::{config_maps, default_hub_bin, render_entries};
+use crate::common::{config_maps, default_hub_bin, emit, render_entries, spawn_worker};
 
 /// Options of `bench swarm`.
 #[derive(Debug, clap::Args)]
@@ -83,12 +82,6 @@ pub(crate) async fn agents() -> anyhow::Result<()> {
     }
     std::future::pending::<()>().await;
     Ok(())
-}
-
-fn emit(line: &Value) {
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 fn cluster_name(i: usize) -> String {
@@ -144,47 +137,6 @@ fn release(clusters: &[String], objects: usize, n: u32) -> anyhow::Result<Releas
             at: Timestamp(u64::from(n) * 10 + 2),
         },
     })
-}
-
-/// A worker process and what it printed.
-struct Worker {
-    child: Child,
-}
-
-impl Drop for Worker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `bench swarm-agents` for `plan`; its lines come to `lines`.
-fn spawn_worker(
-    index: usize,
-    plan: &AgentsPlan,
-    concurrency: usize,
-    lines: mpsc::UnboundedSender<(usize, Value)>,
-) -> anyhow::Result<Worker> {
-    let mut child = Process::new(std::env::current_exe()?)
-        .arg("swarm-agents")
-        .env("RUST_LOG", "error")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting bench swarm-agents")?;
-    let mut stdin = child.stdin.take().context("no stdin")?;
-    writeln!(stdin, "{}", serde_json::to_string(&(plan, concurrency))?)?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if let Ok(value) = serde_json::from_str(&line) {
-                let _ = lines.send((index, value));
-            }
-        }
-    });
-    Ok(Worker { child })
 }
 
 /// Resident set size of a process, in KiB.
@@ -281,7 +233,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
             state_root: state_root.path().join(format!("process-{index}")),
             agents: share.to_vec(),
         };
-        workers.push(spawn_worker(index, &plan, args.concurrency, tx.clone())?);
+        workers.push(spawn_worker(
+            "swarm-agents",
+            index,
+            &(&plan, args.concurrency),
+            tx.clone(),
+        )?);
     }
     drop(tx);
 
