@@ -29,6 +29,58 @@ pub(crate) struct StatusArgs {
     /// Keep printing the status as it changes, until interrupted.
     #[arg(short, long)]
     watch: bool,
+    /// Only clusters of this stage (`-`: clusters no stage selects).
+    #[arg(long)]
+    stage: Option<String>,
+    /// Only this cluster, or with a trailing `*` those whose name starts with the rest.
+    #[arg(long)]
+    cluster: Option<String>,
+    /// Only clusters with these labels: `key=value,key=value`.
+    #[arg(short = 'l', long)]
+    selector: Option<String>,
+    /// Only clusters that need attention: agent offline, API unreachable, not rendered, an
+    /// identity conflict, or a bundle not Synced and Healthy.
+    #[arg(long)]
+    problems: bool,
+    /// At most this many clusters (default: 50 in a table, every one in JSON and YAML; 0: all).
+    #[arg(long)]
+    limit: Option<u32>,
+    /// Skip this many matching clusters (in name order): the next page.
+    #[arg(long, default_value_t = 0)]
+    offset: u32,
+}
+
+/// Clusters a table shows unless `--limit` says otherwise.
+const TABLE_LIMIT: u32 = 50;
+
+impl StatusArgs {
+    /// The request for the clusters these arguments select.
+    fn request(&self) -> anyhow::Result<AdminFleetStatusRequest> {
+        let mut labels = std::collections::HashMap::new();
+        for pair in self.selector.iter().flat_map(|s| s.split(',')) {
+            let pair = pair.trim();
+            if pair.is_empty() {
+                continue;
+            }
+            let Some((key, value)) = pair.split_once('=') else {
+                anyhow::bail!("-l {pair}: write labels as key=value, separated by commas");
+            };
+            labels.insert(key.trim().to_owned(), value.trim().to_owned());
+        }
+        let limit = match (self.limit, self.output) {
+            (Some(limit), _) => limit,
+            (None, OutputFormat::Table) => TABLE_LIMIT,
+            (None, _) => 0,
+        };
+        Ok(AdminFleetStatusRequest {
+            stage: self.stage.clone().unwrap_or_default(),
+            cluster: self.cluster.clone().unwrap_or_default(),
+            labels,
+            problems: self.problems,
+            offset: self.offset,
+            limit,
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -45,6 +97,23 @@ struct StatusView {
     counts: CountsView,
     rollouts: Vec<RolloutView>,
     events: Vec<EventView>,
+    /// Which clusters `clusters` holds, when filters or a limit chose them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster_page: Option<PageView>,
+}
+
+/// Which clusters a status lists.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PageView {
+    /// Registered clusters (that the token may view).
+    total: u32,
+    /// Clusters the filters matched.
+    matched: u32,
+    /// Matching clusters skipped before those listed.
+    offset: u32,
+    /// Where the next page starts (`--offset`); none on the last.
+    next_offset: Option<u32>,
 }
 
 /// Bundles (one per cluster and bundle) counted by sync state and by health.
@@ -241,6 +310,12 @@ impl StatusView {
                 })
                 .collect(),
             counts: CountsView::of(status.counts),
+            cluster_page: status.cluster_page.map(|page| PageView {
+                total: page.total,
+                matched: page.matched,
+                offset: page.offset,
+                next_offset: page.next_offset,
+            }),
             rollouts: status
                 .rollouts
                 .into_iter()
@@ -271,17 +346,18 @@ impl StatusView {
 
 /// Prints the fleet status, once or as it changes.
 pub(crate) async fn run(args: &StatusArgs) -> anyhow::Result<()> {
+    let request = args.request()?;
     let mut admin = args.hub.connect().await?;
     if !args.watch {
         let status = admin
-            .fleet_status(AdminFleetStatusRequest {})
+            .fleet_status(request)
             .await
             .map_err(|s| args.hub.call_error("reading the fleet status", s))?
             .into_inner();
         return print(&StatusView::of(status), args.output);
     }
     let mut stream = admin
-        .watch_fleet_status(AdminFleetStatusRequest {})
+        .watch_fleet_status(request)
         .await
         .map_err(|s| args.hub.call_error("watching the fleet status", s))?
         .into_inner();
@@ -321,6 +397,47 @@ fn print(view: &StatusView, format: OutputFormat) -> anyhow::Result<()> {
     }
 }
 
+/// What a table that lists only some clusters says about the rest: how many, where the next
+/// page starts, and how many bundles of the whole fleet are not Synced and Healthy.
+fn page_note(page: &PageView, view: &StatusView) -> Option<String> {
+    let shown = view.clusters.len() as u32;
+    if page.offset == 0 && shown == page.total {
+        return None;
+    }
+    let mut note = format!(
+        "\nclusters {}–{} of {} matching ({} registered)",
+        page.offset + 1,
+        page.offset + shown,
+        page.matched,
+        page.total
+    );
+    if let Some(next) = page.next_offset {
+        note.push_str(&format!("; next page: --offset {next}"));
+    }
+    note.push('\n');
+    let unsynced: u32 = view
+        .counts
+        .sync
+        .iter()
+        .filter(|(state, _)| state.as_str() != "Synced")
+        .map(|(_, n)| *n)
+        .sum();
+    let unhealthy: u32 = view
+        .counts
+        .health
+        .iter()
+        .filter(|(health, _)| !matches!(health.as_str(), "Healthy" | "Suspended"))
+        .map(|(_, n)| *n)
+        .sum();
+    if unsynced + unhealthy > 0 {
+        note.push_str(&format!(
+            "fleet-wide: {unsynced} bundles not Synced, {unhealthy} not Healthy — \
+             `flotilla status --problems` lists their clusters\n"
+        ));
+    }
+    Some(note)
+}
+
 /// The objects of a bundle someone changed or added fields to, each once.
 fn changed_objects(bundle: &BundleView) -> Vec<String> {
     let mut objects = bundle.drifted.clone();
@@ -355,7 +472,9 @@ fn table(view: &StatusView) -> String {
     }
     out.push('\n');
     if !view.stages.is_empty() {
-        let mut stages = Table::new(&["STAGE", "PINNED", "PHASE", "SYNC", "WAITING", "NEXT"]);
+        let mut stages = Table::new(&[
+            "STAGE", "CLUSTERS", "PINNED", "PHASE", "SYNC", "WAITING", "NEXT",
+        ]);
         for stage in &view.stages {
             let phase = match &stage.phase_reason {
                 Some(reason) => format!("{} ({reason})", stage.phase),
@@ -370,6 +489,7 @@ fn table(view: &StatusView) -> String {
                 .join(", ");
             stages.row(vec![
                 stage.name.clone(),
+                stage.clusters.len().to_string(),
                 or_dash(short(stage.pinned_revision.as_deref().unwrap_or_default())),
                 phase,
                 or_dash(&sync),
@@ -379,6 +499,16 @@ fn table(view: &StatusView) -> String {
         }
         out.push_str(&stages.render());
         out.push('\n');
+    }
+    if let Some(page) = &view.cluster_page
+        && page.total > 0
+        && view.clusters.is_empty()
+    {
+        out.push_str(&format!(
+            "No cluster of the {} registered matches (offset {}).\n",
+            page.total, page.offset
+        ));
+        return out;
     }
     if view.clusters.is_empty() {
         out.push_str(
@@ -452,6 +582,13 @@ fn table(view: &StatusView) -> String {
         }
     }
     out.push_str(&table.render());
+    if let Some(note) = view
+        .cluster_page
+        .as_ref()
+        .and_then(|page| page_note(page, view))
+    {
+        out.push_str(&note);
+    }
     let failing: Vec<String> = view
         .clusters
         .iter()

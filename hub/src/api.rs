@@ -30,7 +30,7 @@ use crate::node::ProposeError;
 use crate::state::audit::{AuditClass, Outcome};
 use crate::state::rollout::pipeline;
 use crate::state::{Command, CommandError, Labels, RolloutAction};
-use crate::status;
+use crate::status::{self, ClusterQuery};
 
 pub mod audit;
 pub mod caller;
@@ -58,8 +58,8 @@ impl AdminService {
         AdminService { hub }
     }
 
-    fn fleet_status(&self, caller: &Caller) -> AdminFleetStatus {
-        convert::fleet(visible(caller, self.hub.status()))
+    fn fleet_status(&self, caller: &Caller, query: &ClusterQuery) -> AdminFleetStatus {
+        convert::fleet(selected(visible(caller, self.hub.status()), query))
     }
 
     /// Identifies the caller of a read and checks it may view `stage` (or, without one, the
@@ -392,6 +392,14 @@ fn cluster_stage(hub: &HubContext, state: &crate::state::State, cluster: &str) -
 
 /// What of a fleet status the caller may view: everything for a viewer of every stage; else
 /// the stages it may view, their clusters and rollouts, and no fleet-wide events.
+/// The status with only the clusters `query` selects (all, unless it filters or pages).
+fn selected(mut status: status::FleetStatus, query: &ClusterQuery) -> status::FleetStatus {
+    if !query.is_everything() {
+        status.select(query);
+    }
+    status
+}
+
 fn visible(caller: &Caller, mut status: status::FleetStatus) -> status::FleetStatus {
     if caller.sees_everything() {
         return status;
@@ -584,7 +592,8 @@ impl Admin for AdminService {
         request: Request<AdminFleetStatusRequest>,
     ) -> Result<Response<AdminFleetStatus>, Status> {
         let caller = self.viewer(&request, None)?;
-        Ok(Response::new(self.fleet_status(&caller)))
+        let query = convert::cluster_query(request.get_ref());
+        Ok(Response::new(self.fleet_status(&caller, &query)))
     }
 
     type WatchFleetStatusStream = StatusStream;
@@ -594,13 +603,14 @@ impl Admin for AdminService {
         request: Request<AdminFleetStatusRequest>,
     ) -> Result<Response<Self::WatchFleetStatusStream>, Status> {
         let caller = self.viewer(&request, None)?;
+        let query = convert::cluster_query(request.get_ref());
         let (sender, receiver) = tokio::sync::mpsc::channel(4);
         let hub = self.hub.clone();
         tokio::spawn(async move {
             let mut applied = hub.node.watch_applied();
             let mut last: Option<status::FleetStatus> = None;
             loop {
-                let current = visible(&caller, hub.status());
+                let current = selected(visible(&caller, hub.status()), &query);
                 // The index moves with every entry; only a change of what is shown is news.
                 let mut shown = current.clone();
                 shown.applied_index = 0;
@@ -644,18 +654,16 @@ impl Admin for AdminService {
             let cluster = Some(request.cluster.as_str()).filter(|c| !c.is_empty());
             diff::plan(&state, &from, &to, cluster)?
         };
-        let mut content = std::collections::BTreeMap::new();
-        for hash in plan.blobs() {
-            let blob =
-                self.hub.node.blob(&hash).await.map_err(|e| {
-                    Status::unavailable(format!("cannot read a rendered bundle: {e}"))
-                })?;
-            let bytes = blob
-                .content()
-                .map_err(|e| Status::data_loss(format!("blob {hash}: {e}")))?;
-            content.insert(hash, bytes);
-        }
-        Ok(Response::new(diff::diff(plan, &content)?))
+        let node = &self.hub.node;
+        let read = |hash| async move {
+            let blob = node
+                .blob(&hash)
+                .await
+                .map_err(|e| Status::unavailable(format!("cannot read a rendered bundle: {e}")))?;
+            blob.content()
+                .map_err(|e| Status::data_loss(format!("blob {hash}: {e}")))
+        };
+        Ok(Response::new(diff::diff(plan, read).await?))
     }
 
     async fn request_fetch(

@@ -474,6 +474,15 @@ impl State {
             .chain(self.pending_renders.values().flat_map(|p| p.blobs.keys()))
     }
 
+    /// Whether the state references the blob (see [`State::referenced_blobs`]).
+    pub fn references_blob(&self, hash: &BlobHash) -> bool {
+        self.blobs.contains_key(hash)
+            || self
+                .pending_renders
+                .values()
+                .any(|p| p.blobs.contains_key(hash))
+    }
+
     /// The bundles a cluster must hold: bundle name → blob hash, from its assigned revision.
     pub fn desired_bundles(&self, cluster: &str) -> BTreeMap<String, BlobHash> {
         self.clusters

@@ -15,6 +15,10 @@ use crate::state::source::{BlobHash, RenderError, Revision, RevisionRef, Revisio
 use crate::state::stage::StageChange;
 use crate::state::{Labels, State, Timestamp};
 
+mod query;
+
+pub use query::{ClusterPage, ClusterQuery};
+
 /// Events kept in a status.
 pub const EVENT_LIMIT: usize = 50;
 
@@ -42,6 +46,10 @@ pub struct FleetStatus {
     pub rollouts: Vec<RolloutSummary>,
     /// Recent events, newest first.
     pub events: Vec<Event>,
+    /// Which clusters `clusters` holds when a query chose them ([`FleetStatus::select`]); none
+    /// when it holds every cluster. Stages, counts, rollouts and events are the whole fleet's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_page: Option<ClusterPage>,
 }
 
 /// The followed source.
@@ -341,6 +349,7 @@ pub fn fleet_status(
         clusters,
         rollouts: rollouts(state),
         events: events(state),
+        cluster_page: None,
     }
 }
 

@@ -1,15 +1,15 @@
 //! The fleet status and revisions as Admin API messages.
 
 use flotilla_proto::v1::{
-    AdminBundleStatus, AdminChart, AdminClusterError, AdminClusterStatus, AdminCounts, AdminEvent,
-    AdminFleetStatus, AdminIdentityConflict, AdminRevision, AdminRevisionError, AdminRolloutStatus,
-    AdminSource, AdminStageStatus,
+    AdminBundleStatus, AdminChart, AdminClusterError, AdminClusterPage, AdminClusterStatus,
+    AdminCounts, AdminEvent, AdminFleetStatus, AdminFleetStatusRequest, AdminIdentityConflict,
+    AdminRevision, AdminRevisionError, AdminRolloutStatus, AdminSource, AdminStageStatus,
 };
 
 use crate::state::Timestamp;
 use crate::state::source::RenderError;
 use crate::status::{
-    BundleStatus, ClusterStatus, Counts, Event, FleetStatus, IdentityConflictStatus,
+    BundleStatus, ClusterQuery, ClusterStatus, Counts, Event, FleetStatus, IdentityConflictStatus,
     RevisionSummary, RolloutSummary, SourceStatus, StageStatus,
 };
 
@@ -31,6 +31,25 @@ pub(super) fn fleet(status: FleetStatus) -> AdminFleetStatus {
         rollouts: status.rollouts.into_iter().map(rollout).collect(),
         events: status.events.into_iter().map(event).collect(),
         counts: Some(counts(status.counts)),
+        cluster_page: status.cluster_page.map(|page| AdminClusterPage {
+            total: page.total as u32,
+            matched: page.matched as u32,
+            offset: page.offset as u32,
+            next_offset: page.next_offset.map(|n| n as u32),
+        }),
+    }
+}
+
+/// The clusters a fleet status request asks for.
+pub(super) fn cluster_query(request: &AdminFleetStatusRequest) -> ClusterQuery {
+    let text = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+    ClusterQuery {
+        stage: text(&request.stage),
+        cluster: text(&request.cluster),
+        labels: request.labels.clone().into_iter().collect(),
+        problems: request.problems,
+        offset: request.offset as usize,
+        limit: (request.limit > 0).then_some(request.limit as usize),
     }
 }
 

@@ -55,17 +55,6 @@ struct ChangedCluster {
     new: BTreeMap<String, BlobHash>,
 }
 
-impl DiffPlan {
-    /// Every blob the diff reads.
-    pub fn blobs(&self) -> BTreeSet<BlobHash> {
-        self.clusters
-            .iter()
-            .flat_map(|c| c.old.values().chain(c.new.values()))
-            .copied()
-            .collect()
-    }
-}
-
 /// Per cluster, which bundles change from `from` to `to` (only `cluster` when given).
 pub fn plan(
     state: &State,
@@ -119,21 +108,25 @@ pub fn plan(
     })
 }
 
-/// The diff a plan describes, from the content of its blobs (`content` holds every blob
-/// [`DiffPlan::blobs`] names, decompressed and checked).
-pub fn diff(
-    plan: DiffPlan,
-    content: &BTreeMap<BlobHash, Vec<u8>>,
-) -> Result<AdminDiffReply, Status> {
+/// The diff a plan describes, one cluster at a time: `read` gives the content of a blob
+/// (decompressed and checked), so only one cluster's bundles are in memory at once.
+pub async fn diff<F, Fut>(plan: DiffPlan, read: F) -> Result<AdminDiffReply, Status>
+where
+    F: Fn(BlobHash) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<u8>, Status>>,
+{
     let mut clusters = Vec::new();
     for ChangedCluster { name, old, new } in plan.clusters {
-        let decode = |bundles: &BTreeMap<String, BlobHash>| {
-            bundles
-                .iter()
-                .map(|(b, hash)| Ok((b.clone(), decode(content, hash)?)))
-                .collect::<Result<BTreeMap<String, RenderedBundle>, Status>>()
-        };
-        let bundles = diff_cluster(&decode(&old)?, &decode(&new)?);
+        let mut sides = Vec::with_capacity(2);
+        for bundles in [&old, &new] {
+            let mut decoded = BTreeMap::new();
+            for (bundle, hash) in bundles {
+                let content = read(*hash).await?;
+                decoded.insert(bundle.clone(), decode(&content, hash)?);
+            }
+            sides.push(decoded);
+        }
+        let bundles = diff_cluster(&sides[0], &sides[1]);
         clusters.push(AdminClusterDiff {
             cluster: name,
             bundles: bundles.into_iter().map(bundle_message).collect(),
@@ -167,13 +160,7 @@ fn rendered<'s>(
     }
 }
 
-fn decode(
-    content: &BTreeMap<BlobHash, Vec<u8>>,
-    hash: &BlobHash,
-) -> Result<RenderedBundle, Status> {
-    let bytes = content
-        .get(hash)
-        .ok_or_else(|| Status::internal(format!("blob {hash} was not read")))?;
+fn decode(bytes: &[u8], hash: &BlobHash) -> Result<RenderedBundle, Status> {
     RenderedBundle::from_blob(bytes, hash)
         .map_err(|e| Status::data_loss(format!("blob {hash}: {e}")))
 }

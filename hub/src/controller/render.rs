@@ -283,6 +283,7 @@ impl Run {
             index,
             rand::random(),
             self.context.clock.now(),
+            rendered.spec.len(),
             |last, staged| Command::RecordRender {
                 revision: revision.clone(),
                 outcome: RenderOutcome::Rendered {
@@ -366,11 +367,13 @@ impl Run {
         mut objects: BTreeMap<BlobHash, Vec<ObjectKey>>,
         wanted: impl Fn(&BlobHash) -> bool,
     ) -> (Vec<Blob>, BlobIndex) {
-        let state = self.context.node.state();
-        let new: Vec<Blob> = blobs
-            .into_values()
-            .filter(|blob| !state.blobs.contains_key(&blob.hash) && wanted(&blob.hash))
-            .collect();
+        let new: Vec<Blob> = {
+            let state = self.context.node.state();
+            blobs
+                .into_values()
+                .filter(|blob| !state.blobs.contains_key(&blob.hash) && wanted(&blob.hash))
+                .collect()
+        };
         let index = BlobIndex::of(new.iter().map(|blob| {
             let keys = objects.remove(&blob.hash).unwrap_or_default();
             (blob.hash, blob.size, keys)
@@ -477,6 +480,7 @@ impl Run {
                     index,
                     rand::random(),
                     at,
+                    0,
                     |last, staged| Command::AmendRender {
                         revision: revision.clone(),
                         bundles: last.bundles,
@@ -572,7 +576,10 @@ pub struct RenderPart {
 /// The log entries that record a render: parts of about [`PART_BYTES`] each (so each entry
 /// stays under 1 MiB whatever the fleet's size), every one but the last staged
 /// (`StageRender`, under `attempt`), the last built by `last` from its part and the staged
-/// parts it must take in (`None` when it is the only entry).
+/// parts it must take in (`None` when it is the only entry). `last_extra` is what the last
+/// entry carries besides its part (the revision's `flotilla.yaml`): its part leaves room for
+/// it.
+#[allow(clippy::too_many_arguments)]
 pub fn render_entries(
     revision: &RevisionRef,
     bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
@@ -580,9 +587,10 @@ pub fn render_entries(
     index: BlobIndex,
     attempt: u64,
     at: Timestamp,
+    last_extra: usize,
     last: impl FnOnce(RenderPart, Option<Staged>) -> Command,
 ) -> Vec<Command> {
-    let mut parts = split(bundles, errors, &index);
+    let mut parts = split(bundles, errors, &index, last_extra);
     let final_part = parts.pop().unwrap_or_default();
     let staged = (!parts.is_empty()).then_some(Staged {
         attempt,
@@ -611,6 +619,7 @@ fn split(
     bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
     mut errors: BTreeMap<String, RenderError>,
     index: &BlobIndex,
+    last_extra: usize,
 ) -> Vec<RenderPart> {
     // postcard: a hash is 32 bytes; strings carry a length byte or two.
     const HASH: usize = 32;
@@ -694,6 +703,10 @@ fn split(
             .map(|b| b.hash)
             .filter(|h| !placed.contains(h)),
     );
+    if bytes > 0 && bytes + last_extra > PART_BYTES {
+        // The last entry's own payload would not fit beside this part: stage it too.
+        parts.push(close(&mut part, &mut part_blobs, &mut part_sets));
+    }
     parts.push(close(&mut part, &mut part_blobs, &mut part_sets));
     parts
 }
@@ -720,8 +733,9 @@ fn fits(command: &Command) -> Result<(), RenderError> {
         .len();
     if size > MAX_RENDER_COMMAND_BYTES {
         return Err(whole(format!(
-            "the rendered output new in this revision is {} MiB compressed, over the {} MiB one \
-             replicated entry may carry; split large bundles or reduce per-cluster differences",
+            "one replicated entry of this render would be {} MiB, over the {} MiB an entry may \
+             carry (rendered content is not in it: its flotilla.yaml, or one cluster's object \
+             ids, is that large); shrink flotilla.yaml or split bundles with thousands of objects",
             size / (1024 * 1024),
             MAX_RENDER_COMMAND_BYTES / (1024 * 1024)
         )));

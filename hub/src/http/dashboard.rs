@@ -3,11 +3,13 @@
 //! latest revision and its error, rollouts and recent events.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::Html;
 
 use super::HttpContext;
-use crate::status::FleetStatus;
+use crate::status::{ClusterQuery, FleetStatus};
 
 /// The page.
 const PAGE: &str = include_str!("dashboard.html");
@@ -17,7 +19,57 @@ pub(super) async fn page() -> Html<&'static str> {
     Html(PAGE)
 }
 
-/// `GET /api/status`: the fleet status of this node's replica as JSON.
-pub(super) async fn status(State(context): State<HttpContext>) -> Json<FleetStatus> {
-    Json(context.hub.status())
+/// Which clusters `GET /api/status` lists: `stage`, `cluster` (a name, or a prefix ending in
+/// `*`), `selector` (`key=value,…`, every one must match), `problems=true`, `offset`, `limit`.
+/// None: every cluster.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(super) struct StatusParams {
+    stage: Option<String>,
+    cluster: Option<String>,
+    selector: Option<String>,
+    #[serde(default)]
+    problems: bool,
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+impl StatusParams {
+    fn query(self) -> Result<ClusterQuery, String> {
+        let mut labels = std::collections::BTreeMap::new();
+        for pair in self.selector.iter().flat_map(|s| s.split(',')) {
+            let pair = pair.trim();
+            if pair.is_empty() {
+                continue;
+            }
+            let (key, value) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("selector `{pair}`: write key=value"))?;
+            labels.insert(key.trim().to_owned(), value.trim().to_owned());
+        }
+        Ok(ClusterQuery {
+            stage: self.stage.filter(|s| !s.is_empty()),
+            cluster: self.cluster.filter(|s| !s.is_empty()),
+            labels,
+            problems: self.problems,
+            offset: self.offset,
+            limit: self.limit,
+        })
+    }
+}
+
+/// `GET /api/status`: the fleet status of this node's replica as JSON, with the clusters the
+/// query parameters select (`clusterPage` says which); a bad parameter is a 400 naming it.
+pub(super) async fn status(
+    State(context): State<HttpContext>,
+    params: Result<Query<StatusParams>, QueryRejection>,
+) -> Result<Json<FleetStatus>, (StatusCode, String)> {
+    let bad = |why: String| (StatusCode::BAD_REQUEST, format!("{why}\n"));
+    let Query(params) = params.map_err(|e| bad(e.body_text()))?;
+    let query = params.query().map_err(bad)?;
+    let mut status = context.hub.status();
+    if !query.is_everything() {
+        status.select(&query);
+    }
+    Ok(Json(status))
 }

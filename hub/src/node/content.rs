@@ -15,8 +15,10 @@
 //! that do not hash to their name are refused.
 //!
 //! Garbage: a blob no revision references any more (its revisions were forgotten, its clusters
-//! removed) is deleted from a node's store once it has been unreferenced there and is older
-//! than [`GC_GRACE`], so blobs pushed for a proposal that has not applied yet are kept.
+//! removed) is deleted from a node's store once it was stored more than [`GC_GRACE`] ago.
+//! Storing a held blob again renews that time, so a blob pushed for a proposal that has not
+//! applied yet is kept even if it was garbage before; the state is asked again just before a
+//! blob goes, with writers held off.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -43,8 +45,16 @@ mod tests;
 /// The store's file in the node's data directory.
 pub const CONTENT_FILE: &str = "content.redb";
 
-/// hash (32 bytes) → stored-at (ms since the epoch, 8 bytes LE), size (8 bytes LE), zstd frame.
+/// hash (32 bytes) → size (8 bytes LE), zstd frame.
 const BLOBS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("blobs");
+
+/// hash → when it was last stored or stored again (ms since the epoch): what collection reads,
+/// without touching the blobs.
+const STORED: TableDefinition<&[u8], u64> = TableDefinition::new("stored");
+
+/// The largest blob accepted from a peer (uncompressed): well above what a render may produce
+/// (`Limits::max_rendered_bytes`), and a bound on what a claimed size may make a node allocate.
+const MAX_BLOB_BYTES: u64 = 64 * 1024 * 1024;
 
 /// redb's page cache for the store: the OS page cache holds recent blobs anyway, and the
 /// default (1 GiB) would let the store alone outgrow the hub's memory limit.
@@ -66,7 +76,10 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 const KEEP_UP_PERIOD: Duration = Duration::from_secs(2);
 
 /// Least time between two looks for missing content (a busy log applies many entries a second).
-const KEEP_UP_SPACING: Duration = Duration::from_millis(200);
+const KEEP_UP_SPACING: Duration = Duration::from_millis(500);
+
+/// Longest wait between two attempts to fetch content no peer gave.
+const KEEP_UP_BACKOFF: Duration = Duration::from_secs(30);
 
 /// How often unreferenced content is collected.
 const GC_PERIOD: Duration = Duration::from_secs(60);
@@ -123,8 +136,11 @@ pub struct ContentStore {
     /// the file again while stray handles linger.
     db: parking_lot::RwLock<Option<Database>>,
     path: PathBuf,
-    /// The hashes held, so "is it here" costs no read.
+    /// The hashes held, so "is it here" costs no read. Changed only with `writing` held,
+    /// together with the file.
     held: Mutex<HashSet<BlobHash>>,
+    /// Serialises what writes (storing, collecting), so the file and `held` change together.
+    writing: Mutex<()>,
 }
 
 impl ContentStore {
@@ -140,18 +156,20 @@ impl ContentStore {
             .set_cache_size(CACHE_BYTES)
             .create(&path)
             .map_err(|e| match e {
-            redb::DatabaseError::DatabaseAlreadyOpen => failed(
-                "in use by another hub process; stop it or choose another --data-dir".to_owned(),
-            ),
-            e => failed(e.to_string()),
-        })?;
+                redb::DatabaseError::DatabaseAlreadyOpen => failed(
+                    "in use by another hub process; stop it or choose another --data-dir"
+                        .to_owned(),
+                ),
+                e => failed(e.to_string()),
+            })?;
         let mut held = HashSet::new();
         {
             let txn = db.begin_write().map_err(|e| failed(e.to_string()))?;
             txn.open_table(BLOBS).map_err(|e| failed(e.to_string()))?;
+            txn.open_table(STORED).map_err(|e| failed(e.to_string()))?;
             txn.commit().map_err(|e| failed(e.to_string()))?;
             let txn = db.begin_read().map_err(|e| failed(e.to_string()))?;
-            let table = txn.open_table(BLOBS).map_err(|e| failed(e.to_string()))?;
+            let table = txn.open_table(STORED).map_err(|e| failed(e.to_string()))?;
             for entry in table.iter().map_err(|e| failed(e.to_string()))? {
                 let (key, _) = entry.map_err(|e| failed(e.to_string()))?;
                 if let Ok(bytes) = <[u8; 32]>::try_from(key.value()) {
@@ -163,6 +181,7 @@ impl ContentStore {
             db: parking_lot::RwLock::new(Some(db)),
             path,
             held: Mutex::new(held),
+            writing: Mutex::new(()),
         })
     }
 
@@ -188,6 +207,16 @@ impl ContentStore {
         self.held.lock().contains(hash)
     }
 
+    /// Those of `hashes` not held.
+    pub fn missing<'a>(&self, hashes: impl IntoIterator<Item = &'a BlobHash>) -> Vec<BlobHash> {
+        let held = self.held.lock();
+        hashes
+            .into_iter()
+            .filter(|h| !held.contains(*h))
+            .copied()
+            .collect()
+    }
+
     /// How many blobs are held.
     pub fn len(&self) -> usize {
         self.held.lock().len()
@@ -198,44 +227,46 @@ impl ContentStore {
         self.len() == 0
     }
 
-    /// Stores the blobs not held yet in one fsynced transaction; returns how many were new.
-    /// The caller has checked them (content hashes to the name). Blocking.
+    /// Stores the blobs in one fsynced transaction — those held already only have their
+    /// stored-at time renewed, so a blob pushed again for a new proposal is not collected as
+    /// the old garbage it was — and returns how many were new. The caller has checked them
+    /// (content hashes to the name). Blocking.
     pub fn put(&self, blobs: &[Blob]) -> Result<usize, ContentError> {
-        let new: Vec<&Blob> = {
-            let held = self.held.lock();
-            let mut seen = HashSet::new();
-            blobs
-                .iter()
-                .filter(|b| !held.contains(&b.hash) && seen.insert(b.hash))
-                .collect()
-        };
-        if new.is_empty() {
+        if blobs.is_empty() {
             return Ok(0);
         }
-        let now = now_ms().to_le_bytes();
+        let _writing = self.writing.lock();
+        let now = now_ms();
         let db = self.db()?;
         let mut txn = db.begin_write().map_err(|e| self.failed(e))?;
         txn.set_durability(Durability::Immediate)
             .map_err(|e| self.failed(e))?;
+        let mut new = 0;
         {
             let mut table = txn.open_table(BLOBS).map_err(|e| self.failed(e))?;
+            let mut stored = txn.open_table(STORED).map_err(|e| self.failed(e))?;
             let mut value = Vec::new();
-            for blob in &new {
-                value.clear();
-                value.extend_from_slice(&now);
-                value.extend_from_slice(&blob.size.to_le_bytes());
-                value.extend_from_slice(&blob.compressed);
-                table
-                    .insert(blob.hash.as_bytes().as_slice(), value.as_slice())
-                    .map_err(|e| self.failed(e))?;
+            for blob in blobs {
+                let key = blob.hash.as_bytes().as_slice();
+                let present = table.get(key).map_err(|e| self.failed(e))?.is_some();
+                if !present {
+                    value.clear();
+                    value.extend_from_slice(&blob.size.to_le_bytes());
+                    value.extend_from_slice(&blob.compressed);
+                    table
+                        .insert(key, value.as_slice())
+                        .map_err(|e| self.failed(e))?;
+                    new += 1;
+                }
+                stored.insert(key, now).map_err(|e| self.failed(e))?;
             }
         }
         txn.commit().map_err(|e| self.failed(e))?;
-        self.held.lock().extend(new.iter().map(|b| b.hash));
-        Ok(new.len())
+        self.held.lock().extend(blobs.iter().map(|b| b.hash));
+        Ok(new)
     }
 
-    /// The blob, if held. Blocking (one read).
+    /// The blob, if held, as stored (not checked). Blocking (one read).
     pub fn get(&self, hash: &BlobHash) -> Result<Option<Blob>, ContentError> {
         if !self.holds(hash) {
             return Ok(None);
@@ -250,59 +281,105 @@ impl ContentStore {
             return Ok(None);
         };
         let value = value.value();
-        let Some((header, compressed)) = value.split_at_checked(16) else {
+        let Some((header, compressed)) = value.split_first_chunk::<8>() else {
             return Err(ContentError::Corrupt {
                 hash: *hash,
                 detail: format!("stored record of {} bytes is truncated", value.len()),
             });
         };
-        let size = u64::from_le_bytes(header[8..16].try_into().unwrap_or_default());
         Ok(Some(Blob {
             hash: *hash,
-            size,
+            size: u64::from_le_bytes(*header),
             compressed: compressed.to_vec(),
         }))
     }
 
-    /// Deletes every blob `live` rejects that was stored more than `grace` ago; returns how
-    /// many. Blocking.
+    /// Forgets one blob (found damaged), so it is fetched again. Blocking.
+    pub fn forget(&self, hash: &BlobHash) -> Result<(), ContentError> {
+        let _writing = self.writing.lock();
+        self.delete(&[*hash])?;
+        self.held.lock().remove(hash);
+        Ok(())
+    }
+
+    fn delete(&self, hashes: &[BlobHash]) -> Result<(), ContentError> {
+        let db = self.db()?;
+        let txn = db.begin_write().map_err(|e| self.failed(e))?;
+        {
+            let mut table = txn.open_table(BLOBS).map_err(|e| self.failed(e))?;
+            let mut stored = txn.open_table(STORED).map_err(|e| self.failed(e))?;
+            for hash in hashes {
+                let key = hash.as_bytes().as_slice();
+                table.remove(key).map_err(|e| self.failed(e))?;
+                stored.remove(key).map_err(|e| self.failed(e))?;
+            }
+        }
+        txn.commit().map_err(|e| self.failed(e))
+    }
+
+    /// Deletes the blobs stored (or stored again) more than `grace` ago that no state
+    /// references; returns how many. `live` is a quick first look (a copy of the state's
+    /// references); `still_dead` is asked again, of the few candidates, just before they go,
+    /// with writers held off, so a blob referenced or stored again meanwhile stays. Blocking.
     pub fn collect(
         &self,
         live: &dyn Fn(&BlobHash) -> bool,
+        still_dead: &dyn Fn(&[BlobHash]) -> Vec<BlobHash>,
         grace: Duration,
     ) -> Result<usize, ContentError> {
         let cutoff = now_ms().saturating_sub(grace.as_millis() as u64);
-        let db = self.db()?;
-        let txn = db.begin_write().map_err(|e| self.failed(e))?;
+        let candidates = self.stored_before(cutoff, live)?;
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        let _writing = self.writing.lock();
         let mut dead = Vec::new();
         {
-            let mut table = txn.open_table(BLOBS).map_err(|e| self.failed(e))?;
-            for entry in table.iter().map_err(|e| self.failed(e))? {
-                let (key, value) = entry.map_err(|e| self.failed(e))?;
-                let Ok(bytes) = <[u8; 32]>::try_from(key.value()) else {
-                    continue;
-                };
-                let hash = BlobHash::from_bytes(bytes);
-                let stored = value
-                    .value()
-                    .first_chunk::<8>()
-                    .map_or(0, |b| u64::from_le_bytes(*b));
-                if !live(&hash) && stored <= cutoff {
+            let db = self.db()?;
+            let txn = db.begin_read().map_err(|e| self.failed(e))?;
+            let stored = txn.open_table(STORED).map_err(|e| self.failed(e))?;
+            for hash in still_dead(&candidates) {
+                let at = stored
+                    .get(hash.as_bytes().as_slice())
+                    .map_err(|e| self.failed(e))?
+                    .map(|v| v.value());
+                if at.is_some_and(|at| at <= cutoff) {
                     dead.push(hash);
                 }
             }
-            for hash in &dead {
-                table
-                    .remove(hash.as_bytes().as_slice())
-                    .map_err(|e| self.failed(e))?;
-            }
         }
-        txn.commit().map_err(|e| self.failed(e))?;
+        if dead.is_empty() {
+            return Ok(0);
+        }
+        self.delete(&dead)?;
         let mut held = self.held.lock();
         for hash in &dead {
             held.remove(hash);
         }
         Ok(dead.len())
+    }
+
+    /// Hashes `live` rejects, stored at or before `cutoff`, read without holding off writers.
+    fn stored_before(
+        &self,
+        cutoff: u64,
+        live: &dyn Fn(&BlobHash) -> bool,
+    ) -> Result<Vec<BlobHash>, ContentError> {
+        let db = self.db()?;
+        let txn = db.begin_read().map_err(|e| self.failed(e))?;
+        let stored = txn.open_table(STORED).map_err(|e| self.failed(e))?;
+        let mut out = Vec::new();
+        for entry in stored.iter().map_err(|e| self.failed(e))? {
+            let (key, at) = entry.map_err(|e| self.failed(e))?;
+            let Ok(bytes) = <[u8; 32]>::try_from(key.value()) else {
+                continue;
+            };
+            let hash = BlobHash::from_bytes(bytes);
+            if at.value() <= cutoff && !live(&hash) {
+                out.push(hash);
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -316,6 +393,8 @@ fn now_ms() -> u64 {
 pub struct Content {
     store: Arc<ContentStore>,
     clients: Mutex<HashMap<NodeId, (String, HubContentClient<Channel>)>>,
+    /// Held while fetching from peers: callers missing blobs wait for one fetch of all.
+    fetching: tokio::sync::Mutex<()>,
 }
 
 impl Content {
@@ -324,6 +403,7 @@ impl Content {
         Content {
             store,
             clients: Mutex::new(HashMap::new()),
+            fetching: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -367,8 +447,17 @@ fn peers(node: &NodeHandle) -> Vec<(NodeId, String)> {
     peers
 }
 
-/// Checks that a blob's bytes are what its name says.
+/// Checks that a blob's bytes are what its name says (and its size what the bytes hold).
 fn check(blob: &Blob) -> Result<(), ContentError> {
+    if blob.size > MAX_BLOB_BYTES {
+        return Err(ContentError::Corrupt {
+            hash: blob.hash,
+            detail: format!(
+                "a claimed size of {} bytes, over the {MAX_BLOB_BYTES} accepted",
+                blob.size
+            ),
+        });
+    }
     blob.content()
         .map(|_| ())
         .map_err(|e| ContentError::Corrupt {
@@ -480,40 +569,58 @@ fn from_message(message: ContentBlob) -> Result<Blob, String> {
     })
 }
 
-/// The blob, from this node's store or else from a peer (checked, then stored here).
+/// The blob, from this node's store (checked: a damaged record is forgotten and fetched
+/// again) or else from a peer.
 ///
 /// A held blob is read on the calling task: one read of a few KiB that was written moments
 /// before (the OS page cache holds it) costs microseconds, while a blocking-pool task per read
-/// grows hundreds of threads when ten thousand agents are sent their bundles at once.
+/// grows hundreds of threads when ten thousand agents are sent their bundles at once. A missing
+/// one makes this node fetch everything it lacks, once for all the callers waiting: a node that
+/// restarted behind does not ask its peers once per agent.
 pub async fn blob(node: &NodeHandle, hash: &BlobHash) -> Result<Blob, ContentError> {
-    if let Some(blob) = node.content().store().get(hash)? {
-        return Ok(blob);
+    let store = node.content().store();
+    if let Some(blob) = store.get(hash)? {
+        match check(&blob) {
+            Ok(()) => return Ok(blob),
+            Err(error) => {
+                tracing::error!(%error, "a stored blob is damaged; fetching it again");
+                store.forget(hash)?;
+            }
+        }
     }
-    let mut fetched = fetch(node, vec![*hash]).await?;
-    fetched.pop().ok_or_else(|| ContentError::Unavailable {
+    {
+        let _fetching = node.content().fetching.lock().await;
+        if !store.holds(hash) {
+            let mut wanted = store.missing(node.state().referenced_blobs());
+            if !wanted.contains(hash) {
+                wanted.push(*hash);
+            }
+            fetch(node, wanted).await?;
+        }
+    }
+    store.get(hash)?.ok_or_else(|| ContentError::Unavailable {
         hash: *hash,
         detail: "no peer returned it".to_owned(),
     })
 }
 
-/// Fetches `hashes` from the peers, checks and stores them; returns the blobs found. A hash no
-/// peer holds is an error naming what each peer said.
-pub async fn fetch(node: &NodeHandle, hashes: Vec<BlobHash>) -> Result<Vec<Blob>, ContentError> {
+/// Fetches `hashes` from the peers, checks and stores them; returns how many came. A hash no
+/// peer holds is an error naming what each peer said (those found are stored all the same).
+pub async fn fetch(node: &NodeHandle, hashes: Vec<BlobHash>) -> Result<usize, ContentError> {
     let mut wanted = hashes;
-    let mut found = Vec::new();
+    let mut found = 0;
     let mut said = Vec::new();
     for (id, address) in peers(node) {
         if wanted.is_empty() {
             break;
         }
         match fetch_from(node, id, &address, &wanted).await {
-            Ok(blobs) => {
-                let got: HashSet<BlobHash> = blobs.iter().map(|b| b.hash).collect();
+            Ok(got) => {
+                found += got.len();
                 wanted.retain(|h| !got.contains(h));
                 if !wanted.is_empty() {
                     said.push(format!("node {id} lacks {}", wanted.len()));
                 }
-                found.extend(blobs);
             }
             Err(why) => said.push(format!("node {id}: {why}")),
         }
@@ -531,17 +638,18 @@ pub async fn fetch(node: &NodeHandle, hashes: Vec<BlobHash>) -> Result<Vec<Blob>
     Ok(found)
 }
 
-/// Asks one peer for `wanted` until it has returned all it holds; checks and stores them.
+/// Asks one peer for `wanted` until it has returned all it holds; checks and stores what was
+/// asked for (anything else is dropped). Returns the hashes stored.
 async fn fetch_from(
     node: &NodeHandle,
     id: NodeId,
     address: &str,
     wanted: &[BlobHash],
-) -> Result<Vec<Blob>, String> {
+) -> Result<HashSet<BlobHash>, String> {
     let mut client = node.content().client(node, id, address)?;
-    let mut found = Vec::new();
+    let mut found = HashSet::new();
     for asked in wanted.chunks(BATCH_HASHES) {
-        let mut left: Vec<BlobHash> = asked.to_vec();
+        let mut left: HashSet<BlobHash> = asked.iter().copied().collect();
         while !left.is_empty() {
             let request = ContentWanted {
                 group: node.group().to_owned(),
@@ -552,37 +660,61 @@ async fn fetch_from(
                 .map_err(|_| "timed out".to_owned())?
                 .map_err(|status| status.message().to_owned())?
                 .into_inner();
-            let missing: HashSet<Vec<u8>> = reply.missing.into_iter().collect();
-            let blobs = reply
+            let blobs: Vec<Blob> = reply
                 .blobs
                 .into_iter()
                 .map(from_message)
-                .collect::<Result<Vec<Blob>, String>>()?;
-            let blobs = checked_put(node, blobs).await.map_err(|e| e.to_string())?;
-            let got: HashSet<BlobHash> = blobs.iter().map(|b| b.hash).collect();
-            left.retain(|h| !got.contains(h) && !missing.contains(h.as_bytes().as_slice()));
-            if got.is_empty() {
+                .collect::<Result<Vec<Blob>, String>>()?
+                .into_iter()
+                .filter(|b| left.contains(&b.hash))
+                .collect();
+            if blobs.is_empty() {
                 // Nothing more comes from this peer: what is left it lacks.
                 break;
             }
-            found.extend(blobs);
+            let stored = checked_put(node, blobs).await.map_err(|e| e.to_string())?;
+            for hash in stored {
+                left.remove(&hash);
+                found.insert(hash);
+            }
+            for missing in reply.missing {
+                if let Ok(bytes) = <[u8; 32]>::try_from(missing.as_slice()) {
+                    left.remove(&BlobHash::from_bytes(bytes));
+                }
+            }
         }
     }
     Ok(found)
 }
 
-/// Checks blobs against their hashes and stores them here, off the async threads.
-async fn checked_put(node: &NodeHandle, blobs: Vec<Blob>) -> Result<Vec<Blob>, ContentError> {
+/// Checks blobs against their hashes and stores them here, off the async threads; returns
+/// their hashes.
+async fn checked_put(node: &NodeHandle, blobs: Vec<Blob>) -> Result<Vec<BlobHash>, ContentError> {
     let store = node.content().store().clone();
     tokio::task::spawn_blocking(move || {
         for blob in &blobs {
             check(blob)?;
         }
         store.put(&blobs)?;
-        Ok(blobs)
+        Ok(blobs.iter().map(|b| b.hash).collect())
     })
     .await
     .map_err(|e| node.content().store().failed(e))?
+}
+
+/// Fetches every blob the state references and this node lacks; returns how many came.
+async fn catch_up(node: &NodeHandle) -> Result<usize, ContentError> {
+    let referenced: Vec<BlobHash> = node.state().referenced_blobs().copied().collect();
+    let missing = node.content().store().missing(&referenced);
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    let _fetching = node.content().fetching.lock().await;
+    let missing = node.content().store().missing(&missing);
+    if missing.is_empty() {
+        return Ok(0);
+    }
+    fetch(node, missing).await
 }
 
 /// Keeps this node's store holding every blob the state references, and collects what it no
@@ -591,6 +723,7 @@ pub(crate) async fn keep_up(node: NodeHandle) {
     let stop = node.stopping();
     let mut applied = node.watch_applied();
     let mut collected = Instant::now();
+    let mut failures = 0u32;
     let mut warned: Option<Instant> = None;
     loop {
         tokio::select! {
@@ -598,24 +731,22 @@ pub(crate) async fn keep_up(node: NodeHandle) {
             _ = applied.changed() => {}
             _ = tokio::time::sleep(KEEP_UP_PERIOD) => {}
         }
-        let missing: Vec<BlobHash> = {
-            let store = node.content().store();
-            let state = node.state();
-            state
-                .referenced_blobs()
-                .filter(|h| !store.holds(h))
-                .copied()
-                .collect()
-        };
-        if !missing.is_empty() {
-            let count = missing.len();
-            match fetch(&node, missing).await {
-                Ok(_) => tracing::info!(blobs = count, "fetched content from peers"),
-                Err(error) if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(30)) => {
+        let mut pause = KEEP_UP_SPACING;
+        match catch_up(&node).await {
+            Ok(0) => failures = 0,
+            Ok(count) => {
+                failures = 0;
+                tracing::info!(blobs = count, "fetched content from peers");
+            }
+            Err(error) => {
+                failures = failures.saturating_add(1);
+                pause = KEEP_UP_SPACING
+                    .saturating_mul(1 << failures.min(6))
+                    .min(KEEP_UP_BACKOFF);
+                if warned.is_none_or(|at| at.elapsed() > KEEP_UP_BACKOFF) {
                     warned = Some(Instant::now());
                     tracing::warn!(%error, "cannot fetch content the state references");
                 }
-                Err(_) => {}
             }
         }
         if collected.elapsed() >= GC_PERIOD {
@@ -624,7 +755,7 @@ pub(crate) async fn keep_up(node: NodeHandle) {
         }
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(KEEP_UP_SPACING) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
 }
@@ -632,9 +763,19 @@ pub(crate) async fn keep_up(node: NodeHandle) {
 /// Deletes unreferenced content older than [`GC_GRACE`].
 pub(crate) async fn collect(node: &NodeHandle) {
     let live: HashSet<BlobHash> = node.state().referenced_blobs().copied().collect();
-    let store = node.content().store().clone();
-    let collected =
-        tokio::task::spawn_blocking(move || store.collect(&|h| live.contains(h), GC_GRACE)).await;
+    let (store, handle) = (node.content().store().clone(), node.clone());
+    let collected = tokio::task::spawn_blocking(move || {
+        let still_dead = |candidates: &[BlobHash]| {
+            let state = handle.state();
+            candidates
+                .iter()
+                .filter(|h| !state.references_blob(h))
+                .copied()
+                .collect()
+        };
+        store.collect(&|h| live.contains(h), &still_dead, GC_GRACE)
+    })
+    .await;
     match collected {
         Ok(Ok(0)) => {}
         Ok(Ok(count)) => tracing::info!(blobs = count, "collected unreferenced content"),

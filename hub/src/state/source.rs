@@ -185,6 +185,14 @@ pub enum BlobError {
     /// The content is not a rendered bundle.
     #[error("not a rendered bundle: {0}")]
     Bundle(String),
+    /// The content is not the size the blob claims.
+    #[error("content of {actual} bytes, not the {claimed} claimed")]
+    Size {
+        /// The blob's size.
+        claimed: u64,
+        /// The content's.
+        actual: u64,
+    },
     /// The content does not hash to the blob's name.
     #[error("content hashes to {actual}, not {expected}")]
     HashMismatch {
@@ -205,9 +213,15 @@ impl Blob {
         })
     }
 
-    /// Decompresses the content and checks it against the hash.
+    /// Decompresses the content and checks it against the size and the hash.
     pub fn content(&self) -> Result<Vec<u8>, BlobError> {
         let content = decompress(&self.compressed, self.size as usize)?;
+        if content.len() as u64 != self.size {
+            return Err(BlobError::Size {
+                claimed: self.size,
+                actual: content.len() as u64,
+            });
+        }
         let actual = BlobHash::of(&content);
         if actual != self.hash {
             return Err(BlobError::HashMismatch {
@@ -541,6 +555,8 @@ pub(super) fn record_render(
     if let Some(rev) = state.revisions.get_mut(revision) {
         rev.status = status;
     }
+    // Staged parts may have indexed blobs of clusters removed before the final entry.
+    collect_garbage(state);
     Ok(())
 }
 
@@ -717,9 +733,9 @@ pub(super) fn amend_render(
         return Err(CommandError::UnknownCluster(unknown.clone()));
     }
     store_index(state, &bundles, resolved)?;
-    if staged.is_some() {
-        state.pending_renders.remove(revision);
-    }
+    // A final entry ends any attempt: parts of another (a leader that stopped midway, an
+    // attempt refused at its end) would otherwise stay until the revision is forgotten.
+    state.pending_renders.remove(revision);
     if let Some(Revision {
         status:
             RevisionStatus::Rendered {
@@ -769,8 +785,13 @@ pub(super) fn collect_garbage(state: &mut State) {
     state.object_sets.retain(|id, _| sets.contains(id));
 }
 
-/// Forgets a removed cluster's entries in every revision (and the blobs only it used).
+/// Forgets a removed cluster's entries in every revision and staged render part (and the blobs
+/// only it used).
 pub(super) fn drop_cluster(state: &mut State, cluster: &str) {
+    for pending in state.pending_renders.values_mut() {
+        pending.bundles.remove(cluster);
+        pending.errors.remove(cluster);
+    }
     for revision in state.revisions.values_mut() {
         if let RevisionStatus::Rendered {
             bundles,

@@ -123,7 +123,7 @@ async fn the_admin_api_dashboard_and_metrics_of_a_hub_process() -> Result<()> {
 
     // A watch sees the cluster added below.
     let mut watch = admin
-        .watch_fleet_status(AdminFleetStatusRequest {})
+        .watch_fleet_status(AdminFleetStatusRequest::default())
         .await?
         .into_inner();
     let initial = watch.message().await?.context("watch ended")?;
@@ -253,7 +253,7 @@ async fn the_admin_api_dashboard_and_metrics_of_a_hub_process() -> Result<()> {
         .expect_err("removed twice");
     assert_eq!(gone.code(), tonic::Code::NotFound);
     let status = admin
-        .fleet_status(AdminFleetStatusRequest {})
+        .fleet_status(AdminFleetStatusRequest::default())
         .await?
         .into_inner();
     assert_eq!(status.clusters.len(), 2);

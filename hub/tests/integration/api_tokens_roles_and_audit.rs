@@ -256,7 +256,7 @@ async fn roles_are_scoped_per_stage_and_refusals_are_audited() -> Result<()> {
 
     // A stage viewer's status shows its stage's clusters only.
     let status = watcher
-        .fleet_status(AdminFleetStatusRequest {})
+        .fleet_status(AdminFleetStatusRequest::default())
         .await?
         .into_inner();
     let names: Vec<&str> = status.clusters.iter().map(|c| c.name.as_str()).collect();

@@ -107,7 +107,7 @@ async fn only_commits_signed_by_the_listed_key_reach_the_stage() -> Result<()> {
     drop(state);
     let mut admin = AdminClient::connect(format!("http://{}", hub.hub.api_address())).await?;
     let status = admin
-        .fleet_status(AdminFleetStatusRequest {})
+        .fleet_status(AdminFleetStatusRequest::default())
         .await?
         .into_inner();
     let prod = status
@@ -160,7 +160,7 @@ async fn only_commits_signed_by_the_listed_key_reach_the_stage() -> Result<()> {
     })
     .await?;
     let status = admin
-        .fleet_status(AdminFleetStatusRequest {})
+        .fleet_status(AdminFleetStatusRequest::default())
         .await?
         .into_inner();
     let prod = status
@@ -187,7 +187,7 @@ async fn only_commits_signed_by_the_listed_key_reach_the_stage() -> Result<()> {
     })
     .await?;
     let status = admin
-        .fleet_status(AdminFleetStatusRequest {})
+        .fleet_status(AdminFleetStatusRequest::default())
         .await?
         .into_inner();
     let prod = status

@@ -67,7 +67,7 @@ async fn watch_survives(hub: &HubProcess, quiet: Duration) -> Result<()> {
             Ok(request)
         });
     let mut updates = admin
-        .watch_fleet_status(AdminFleetStatusRequest {})
+        .watch_fleet_status(AdminFleetStatusRequest::default())
         .await?
         .into_inner();
     updates.message().await?.context("no first update")?;

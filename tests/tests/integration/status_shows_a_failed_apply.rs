@@ -123,6 +123,42 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
         "{table}"
     );
 
+    // Filters: the failed cluster is among the problems, a stage lists its own clusters, a
+    // page says where the next starts; stages and counts stay the whole fleet's.
+    let problems = fleet
+        .cli
+        .json(&["status", "--problems", "-o", "json"])
+        .await?;
+    let listed = cluster_names(&problems);
+    assert!(listed.contains(&"dev-1".to_owned()), "{listed:?}");
+    assert_eq!(
+        problems["clusterPage"]["total"], 3,
+        "{}",
+        problems["clusterPage"]
+    );
+    assert_eq!(
+        problems["clusterPage"]["matched"],
+        listed.len(),
+        "{}",
+        problems["clusterPage"]
+    );
+    assert_eq!(problems["stages"].as_array().map(Vec::len), Some(2));
+    let prod = fleet
+        .cli
+        .json(&["status", "--stage", "prod", "-o", "json"])
+        .await?;
+    let listed = cluster_names(&prod);
+    assert!(
+        !listed.is_empty() && listed.iter().all(|c| c.starts_with("prod")),
+        "{listed:?}"
+    );
+    let paged = fleet.cli.text(&["status", "--limit", "1"]).await?;
+    assert!(
+        paged.contains("clusters 1–1 of 3 matching (3 registered); next page: --offset 1"),
+        "{paged}"
+    );
+    assert!(paged.contains("flotilla status --problems"), "{paged}");
+
     let credentials = fleet.hub.credentials().context("a TLS hub")?;
     let dashboard = flotilla_testkit::http::request_tls(
         &credentials.ca_file,
@@ -134,6 +170,29 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
     .await?;
     let dashboard: Value = serde_json::from_str(&dashboard.body)?;
     assert_eq!(bundle(&dashboard, "dev-1")?["syncState"], "ApplyFailed");
+    let only = flotilla_testkit::http::request_tls(
+        &credentials.ca_file,
+        "GET",
+        &format!(
+            "https://{}/api/status?problems=true&cluster=dev-*",
+            fleet.hub.http()
+        ),
+        &[],
+        Vec::new(),
+    )
+    .await?;
+    let only: Value = serde_json::from_str(&only.body)?;
+    assert_eq!(cluster_names(&only), ["dev-1"], "{}", only["clusterPage"]);
+    let refused = flotilla_testkit::http::request_tls(
+        &credentials.ca_file,
+        "GET",
+        &format!("https://{}/api/status?selector=env", fleet.hub.http()),
+        &[],
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(refused.body.contains("key=value"), "{}", refused.body);
 
     let metrics = fleet.metrics().await?;
     let failed = metrics
@@ -221,4 +280,16 @@ fn bundle<'a>(status: &'a Value, cluster: &str) -> Result<&'a Value> {
         .and_then(|c| c["bundles"].as_array())
         .and_then(|bundles| bundles.iter().find(|b| b["name"] == "app"))
         .with_context(|| format!("no app bundle for {cluster} in {status}"))
+}
+
+fn cluster_names(status: &Value) -> Vec<String> {
+    status["clusters"]
+        .as_array()
+        .map(|clusters| {
+            clusters
+                .iter()
+                .filter_map(|c| c["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }

@@ -37,6 +37,14 @@ fn fleet(
 }
 
 fn record(bundles: BTreeMap<String, BTreeMap<String, BlobHash>>, index: BlobIndex) -> Vec<Command> {
+    record_with_spec(bundles, index, "stages: []\n".into())
+}
+
+fn record_with_spec(
+    bundles: BTreeMap<String, BTreeMap<String, BlobHash>>,
+    index: BlobIndex,
+    spec: String,
+) -> Vec<Command> {
     let revision = RevisionRef {
         source: "origin".into(),
         commit: "c1".into(),
@@ -48,12 +56,13 @@ fn record(bundles: BTreeMap<String, BTreeMap<String, BlobHash>>, index: BlobInde
         index,
         42,
         Timestamp(2),
+        spec.len(),
         |last, staged| Command::RecordRender {
             revision: revision.clone(),
             outcome: RenderOutcome::Rendered {
                 bundles: last.bundles,
                 index: last.index,
-                spec: "stages: []\n".into(),
+                spec,
                 charts: BTreeMap::new(),
                 staged,
             },
@@ -125,4 +134,16 @@ fn a_small_render_is_one_entry() {
             ..
         }
     ));
+}
+
+#[test]
+fn the_last_entry_leaves_room_for_a_large_flotilla_yaml() {
+    let (bundles, index) = fleet(1_000, 10);
+    let spec = format!("# {}\n", "x".repeat(600 * 1024));
+    let entries = record_with_spec(bundles, index, spec);
+    let sizes: Vec<usize> = entries
+        .iter()
+        .map(|e| e.encode().expect("encode").len())
+        .collect();
+    assert!(sizes.iter().all(|s| *s <= 1024 * 1024), "{sizes:?}");
 }

@@ -46,13 +46,65 @@ fn collection_keeps_live_and_young_blobs() {
     let (live, dead) = (blob("live"), blob("dead"));
     store.put(&[live.clone(), dead.clone()]).expect("put");
     let is_live = |h: &BlobHash| *h == live.hash;
+    let all_dead = |candidates: &[BlobHash]| candidates.to_vec();
     // Young: an unreferenced blob may belong to a proposal in flight.
-    assert_eq!(store.collect(&is_live, GC_GRACE).expect("collect"), 0);
-    assert_eq!(store.collect(&is_live, Duration::ZERO).expect("collect"), 1);
+    assert_eq!(
+        store
+            .collect(&is_live, &all_dead, GC_GRACE)
+            .expect("collect"),
+        0
+    );
+    // Referenced by the time it would go: kept.
+    let referenced_meanwhile = |_: &[BlobHash]| Vec::new();
+    assert_eq!(
+        store
+            .collect(&is_live, &referenced_meanwhile, Duration::ZERO)
+            .expect("collect"),
+        0
+    );
+    assert_eq!(
+        store
+            .collect(&is_live, &all_dead, Duration::ZERO)
+            .expect("collect"),
+        1
+    );
     assert!(store.holds(&live.hash) && !store.holds(&dead.hash));
     drop(store);
     let store = ContentStore::open(dir.path()).expect("reopen");
     assert_eq!(store.len(), 1, "the deletion is durable");
+}
+
+#[test]
+fn storing_a_held_blob_again_renews_it_so_it_is_not_collected() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = ContentStore::open(dir.path()).expect("open");
+    let old = blob("garbage once, pushed again");
+    store.put(std::slice::from_ref(&old)).expect("put");
+    std::thread::sleep(Duration::from_millis(30));
+    assert_eq!(store.put(std::slice::from_ref(&old)).expect("again"), 0);
+    let nothing_live = |_: &BlobHash| false;
+    let all_dead = |candidates: &[BlobHash]| candidates.to_vec();
+    assert_eq!(
+        store
+            .collect(&nothing_live, &all_dead, Duration::from_millis(20))
+            .expect("collect"),
+        0,
+        "stored again 0 ms ago, within the grace"
+    );
+    assert!(store.holds(&old.hash));
+}
+
+#[test]
+fn a_claimed_size_past_the_bound_or_unlike_the_content_is_refused() {
+    let mut huge = blob("small");
+    huge.size = MAX_BLOB_BYTES + 1;
+    assert!(matches!(check(&huge), Err(ContentError::Corrupt { .. })));
+    let mut short = blob("twelve bytes");
+    short.size -= 1;
+    assert!(check(&short).is_err(), "decompresses to more than claimed");
+    let mut long = blob("twelve bytes");
+    long.size += 5;
+    assert!(check(&long).is_err(), "decompresses to less than claimed");
 }
 
 #[test]

@@ -87,6 +87,7 @@ pub(crate) fn render_entries(
         index,
         at.0,
         at,
+        0,
         |last, staged| Command::RecordRender {
             revision: revision.clone(),
             outcome: RenderOutcome::Rendered {

@@ -375,6 +375,17 @@ impl Agents {
         }
     }
 
+    /// CPU time the worker processes have used (zero when the agents run here).
+    fn workers_cpu_time(&self) -> Duration {
+        match self {
+            Agents::Here(_) => Duration::ZERO,
+            Agents::Workers { workers, .. } => workers
+                .iter()
+                .map(|w| process_cpu_time(&w.pid().to_string()))
+                .sum(),
+        }
+    }
+
     async fn shutdown(self) {
         if let Agents::Here(agents) = self {
             shutdown_all(agents).await;
@@ -536,7 +547,12 @@ fn memory() -> Value {
 /// CPU time this process has used (user and system, every thread), from `/proc/self/stat`,
 /// whose clock ticks are Linux's fixed `USER_HZ` of 100 per second.
 fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    process_cpu_time("self")
+}
+
+/// CPU time a process has used (user and system, every thread); `pid` is a number or `self`.
+fn process_cpu_time(pid: &str) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at the last ')'.
     let fields: Vec<&str> = stat
         .rsplit_once(')')
@@ -629,6 +645,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
 
     let requests_before = requests(&sim, &names);
     let mut cpu_while_applying = Duration::ZERO;
+    let mut workers_cpu_while_applying = Duration::ZERO;
     let mut to_applied = Vec::new();
     let mut at_agents = Vec::new();
     let mut to_assigned = Vec::new();
@@ -642,6 +659,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         let started = Instant::now();
         let started_ms = flotilla_testkit::swarm::now_ms();
         let cpu_started = cpu_time();
+        let workers_cpu_started = agents.workers_cpu_time();
         push_webhook(hub.http_address(), &webhook, &commit).await?;
         let desired = assigned(&hub, &commit, args.clusters).await?;
         to_assigned.push(millis(started.elapsed()));
@@ -663,6 +681,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         applied_in_hub(&hub, &desired).await?;
         to_applied.push(millis(started.elapsed()));
         cpu_while_applying += cpu_time().saturating_sub(cpu_started);
+        workers_cpu_while_applying += agents
+            .workers_cpu_time()
+            .saturating_sub(workers_cpu_started);
         rollout_completed(&hub, &commit).await?;
         to_completed.push(millis(started.elapsed()));
     }
@@ -677,6 +698,9 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         // From each webhook to its revision applied in the hub, summed over the rounds.
         "wallSecondsApplying": (applying_wall * 10.0).round() / 10.0,
         "cpuSecondsApplying": (cpu_while_applying.as_secs_f64() * 10.0).round() / 10.0,
+        // The agent worker processes', when the agents run in them.
+        "agentWorkersCpuSecondsApplying":
+            (workers_cpu_while_applying.as_secs_f64() * 10.0).round() / 10.0,
         "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         "kubernetesRequestsPerClusterPerRevision": {
             "total": per_revision(0),
