@@ -80,6 +80,20 @@ impl HubGroup {
 
     /// Starts node `id` (again, after [`HubGroup::kill`]) on its data directory.
     pub fn spawn(&mut self, id: u64) -> anyhow::Result<()> {
+        self.spawn_as(id, false)
+    }
+
+    /// Starts a new node `id` with `--join`, empty, waiting for the group to add it; returns
+    /// its peer address (what `add_member` takes).
+    pub fn join(&mut self, id: u64) -> anyhow::Result<String> {
+        let address = free_address()?;
+        self.peers.insert(id, address.clone());
+        self.apis.insert(id, free_address()?);
+        self.spawn_as(id, true)?;
+        Ok(address)
+    }
+
+    fn spawn_as(&mut self, id: u64, join: bool) -> anyhow::Result<()> {
         let peers: Vec<String> = self
             .peers
             .iter()
@@ -94,7 +108,12 @@ impl HubGroup {
             .args(["--id", &id.to_string()])
             .arg("--data-dir")
             .arg(self.dir.path().join(format!("node-{id}")))
-            .args(["--listen", &self.peers[&id], "--peers", &peers.join(",")])
+            .args(["--listen", &self.peers[&id]])
+            .args(if join {
+                vec!["--join".to_owned()]
+            } else {
+                vec!["--peers".to_owned(), peers.join(",")]
+            })
             .args([
                 "--api-listen",
                 &self.apis[&id],
@@ -198,6 +217,21 @@ impl HubGroup {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+
+    /// How many of `blobs` node `id` does not serve byte for byte (`HubContent.Get`).
+    pub async fn content_missing(
+        &self,
+        id: u64,
+        blobs: &[flotilla_hub::state::source::Blob],
+    ) -> anyhow::Result<usize> {
+        crate::protocol::content_missing(
+            &self.peers[&id],
+            &self.security,
+            flotilla_consensus::config::DEFAULT_GROUP,
+            blobs,
+        )
+        .await
     }
 
     /// Stores blobs in every running node's content store, as a leader's render does before it

@@ -178,6 +178,55 @@ pub async fn put_content(
     Ok(())
 }
 
+/// How many of `blobs` the hub node at `address` does not serve byte for byte
+/// (`HubContent.Get` on its peer listener).
+pub async fn content_missing(
+    address: &str,
+    security: &flotilla_consensus::transport::net::Security,
+    group: &str,
+    blobs: &[Blob],
+) -> Result<usize> {
+    use flotilla_proto::v1::ContentWanted;
+    use flotilla_proto::v1::hub_content_client::HubContentClient;
+    let channel = flotilla_consensus::transport::net::channel(address, security)?;
+    let mut client = HubContentClient::new(channel)
+        .max_decoding_message_size(flotilla_consensus::transport::net::MAX_MESSAGE_BYTES);
+    let mut missing = 0;
+    for batch in blobs.chunks(512) {
+        let mut left: BTreeMap<Vec<u8>, &Blob> = batch
+            .iter()
+            .map(|b| (b.hash.as_bytes().to_vec(), b))
+            .collect();
+        while !left.is_empty() {
+            let reply = client
+                .get(ContentWanted {
+                    group: group.to_owned(),
+                    hashes: left.keys().cloned().collect(),
+                })
+                .await
+                .with_context(|| format!("reading content from the node at {address}"))?
+                .into_inner();
+            for hash in reply.missing {
+                if left.remove(&hash).is_some() {
+                    missing += 1;
+                }
+            }
+            if reply.blobs.is_empty() {
+                break;
+            }
+            for served in reply.blobs {
+                if let Some(want) = left.remove(&served.hash)
+                    && (served.size != want.size || served.compressed != want.compressed)
+                {
+                    missing += 1;
+                }
+            }
+        }
+        missing += left.len();
+    }
+    Ok(missing)
+}
+
 /// The blobs and commands that record `commit` as fetched and rendered, with `bundles` per
 /// cluster, and assign it to those clusters.
 pub fn release(commit: &str, bundles: &BTreeMap<&str, Vec<RenderedBundle>>) -> Result<Release> {

@@ -125,10 +125,7 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
 
     // Filters: the failed cluster is among the problems, a stage lists its own clusters, a
     // page says where the next starts; stages and counts stay the whole fleet's.
-    let problems = fleet
-        .cli
-        .json(&["status", "--problems", "-o", "json"])
-        .await?;
+    let problems = fleet.cli.json(&["status", "--problems"]).await?;
     let listed = cluster_names(&problems);
     assert!(listed.contains(&"dev-1".to_owned()), "{listed:?}");
     assert_eq!(
@@ -143,10 +140,7 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
         problems["clusterPage"]
     );
     assert_eq!(problems["stages"].as_array().map(Vec::len), Some(2));
-    let prod = fleet
-        .cli
-        .json(&["status", "--stage", "prod", "-o", "json"])
-        .await?;
+    let prod = fleet.cli.json(&["status", "--stage", "prod"]).await?;
     let listed = cluster_names(&prod);
     assert!(
         !listed.is_empty() && listed.iter().all(|c| c.starts_with("prod")),

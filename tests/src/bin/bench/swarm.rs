@@ -58,9 +58,15 @@ pub(crate) struct Args {
 const CONNECT_WAIT: Duration = Duration::from_secs(900);
 /// Longest the fan-out may take.
 const FANOUT_WAIT: Duration = Duration::from_secs(300);
+/// Longest the agents may take to stream again after the leader's kill, and a new node to
+/// catch up.
+const FAILOVER_WAIT: Duration = Duration::from_secs(120);
+/// Longest an election may take.
+const ELECTION_WAIT: Duration = Duration::from_secs(20);
 
 /// `bench swarm-agents`: runs the thin agents of the plan read on stdin, printing one JSON line
-/// per event on stdout (`registered`, `connected`, then each bundle received), until killed.
+/// per event on stdout (`registered`, `connected`, then each bundle received and each change of
+/// how many stream), until killed.
 pub(crate) async fn agents() -> anyhow::Result<()> {
     let mut input = String::new();
     std::io::stdin().lock().read_line(&mut input)?;
@@ -80,8 +86,16 @@ pub(crate) async fn agents() -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    std::future::pending::<()>().await;
-    Ok(())
+    // From now on, every change of how many stream (a hub node killed, the agents moving).
+    let mut streaming = links.len();
+    loop {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let now = swarm::connected(&links);
+        if now != streaming {
+            streaming = now;
+            emit(&json!({"streaming": now, "atMs": swarm::now_ms()}));
+        }
+    }
 }
 
 fn cluster_name(i: usize) -> String {
@@ -177,16 +191,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         Some(bin) => bin,
         None => default_hub_bin()?,
     };
-    let group = HubGroup::start(&bin, 3, false)?;
+    let mut group = HubGroup::start(&bin, 3, false)?;
     let ca_pem = group.ca_pem().context("a TLS group has a CA")?.to_owned();
     let leader = group.leader(Duration::from_secs(20)).await?;
     let clusters: Vec<String> = (0..args.agents).map(cluster_name).collect();
 
     let started = Instant::now();
-    let group = &group;
+    let shared = &group;
     let registered: Vec<anyhow::Result<()>> = futures::stream::iter(clusters.iter().cloned())
         .map(|name| async move {
-            group
+            shared
                 .propose(&Command::RegisterCluster {
                     name,
                     labels: BTreeMap::new(),
@@ -204,7 +218,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let tokens: Vec<anyhow::Result<(String, String)>> =
         futures::stream::iter(clusters.iter().cloned())
             .map(|name| async move {
-                let token = group.bootstrap_token(&name).await?;
+                let token = shared.bootstrap_token(&name).await?;
                 anyhow::Ok((name, token))
             })
             .buffer_unordered(16)
@@ -226,6 +240,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let state_root = tempfile::tempdir()?;
     let (tx, mut lines) = mpsc::unbounded_channel();
     let mut workers = Vec::new();
+    let shares: Vec<usize> = tokens
+        .chunks(args.per_process.max(1))
+        .map(<[_]>::len)
+        .collect();
     for (index, share) in tokens.chunks(args.per_process.max(1)).enumerate() {
         let plan = AgentsPlan {
             hubs: group.apis(),
@@ -270,8 +288,10 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
 
     // Release 1: every agent receives its first bundle (not measured), then release 2.
     let mut figures = Vec::new();
+    let mut blobs_held = Vec::new();
     for n in 1..=2 {
         let release = release(&clusters, args.objects, n)?;
+        blobs_held.extend(release.blobs.iter().cloned());
         let mut entry_bytes = 0;
         for command in &release.record[1..] {
             entry_bytes = entry_bytes.max(command.encode()?.len());
@@ -341,6 +361,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
                 / args.agents as f64,
         }));
     }
+    let failover = failover(&mut group, leader, &mut lines, &shares, &blobs_held).await?;
     drop(workers);
 
     let hubs: Vec<Value> = pids
@@ -373,5 +394,115 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         },
         "hubs": hubs,
         "releases": figures,
+        "failover": failover,
+    }))
+}
+
+/// SIGKILL of the leader with every agent streaming: how long until every agent streams again
+/// (from a worker's first report of fewer to its last of all), and how many bundles were sent
+/// again meanwhile (none should be: the agents hold them). Then a new node joins: how long
+/// until it has applied the leader's commit and serves every blob, byte for byte.
+async fn failover(
+    group: &mut HubGroup,
+    leader: u64,
+    lines: &mut mpsc::UnboundedReceiver<(usize, Value)>,
+    shares: &[usize],
+    blobs: &[Blob],
+) -> anyhow::Result<Value> {
+    let killed_ms = swarm::now_ms();
+    group.kill(leader)?;
+    let mut latest: BTreeMap<usize, (usize, i64)> = BTreeMap::new();
+    let mut dipped = 0usize;
+    let mut resent = 0usize;
+    let deadline = tokio::time::Instant::now() + FAILOVER_WAIT;
+    loop {
+        let all = shares
+            .iter()
+            .enumerate()
+            .all(|(i, share)| latest.get(&i).is_none_or(|(n, _)| n == share));
+        if all && swarm::now_ms() - killed_ms > 2_000 {
+            break;
+        }
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "agents streaming after the leader's kill: {latest:?} of {shares:?}"
+        );
+        let Ok(Some((index, line))) =
+            tokio::time::timeout(Duration::from_millis(200), lines.recv()).await
+        else {
+            continue;
+        };
+        if line.get("bundle").is_some() {
+            resent += 1;
+        }
+        if let (Some(n), Some(at)) = (
+            line.get("streaming").and_then(Value::as_u64),
+            line.get("atMs").and_then(Value::as_i64),
+        ) {
+            if (n as usize) < shares[index] {
+                dipped = dipped.max(shares[index] - n as usize);
+            }
+            latest.insert(index, (n as usize, at));
+        }
+    }
+    let recovered_ms = latest
+        .values()
+        .map(|(_, at)| at - killed_ms)
+        .max()
+        .unwrap_or(0);
+    // Anything sent late still counts as resent.
+    let settle = tokio::time::Instant::now() + Duration::from_secs(3);
+    while let Ok(Some((_, line))) = tokio::time::timeout_at(settle, lines.recv()).await {
+        if line.get("bundle").is_some() {
+            resent += 1;
+        }
+    }
+    let new_leader = group.leader(ELECTION_WAIT).await?;
+
+    // A new id: past every running node and the killed one (still a member).
+    let joiner = group
+        .running()
+        .into_iter()
+        .chain([leader])
+        .max()
+        .unwrap_or(0)
+        + 1;
+    let address = group.join(joiner)?;
+    let added = Instant::now();
+    group
+        .client(new_leader)?
+        .add_member(joiner, &address)
+        .await
+        .context("adding the new node")?;
+    let commit = group.client(new_leader)?.status().await?.commit;
+    let deadline = tokio::time::Instant::now() + FAILOVER_WAIT;
+    let (mut applied_ms, mut content_ms) = (None, None);
+    while content_ms.is_none() {
+        anyhow::ensure!(
+            tokio::time::Instant::now() < deadline,
+            "the new node did not catch up within {FAILOVER_WAIT:?}"
+        );
+        if applied_ms.is_none()
+            && let Ok(status) = group.client(joiner)?.status().await
+            && status.applied >= commit
+        {
+            applied_ms = Some(added.elapsed().as_millis() as u64);
+        }
+        if applied_ms.is_some() && group.content_missing(joiner, blobs).await? == 0 {
+            content_ms = Some(added.elapsed().as_millis() as u64);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(json!({
+        "killedLeader": leader,
+        "newLeader": new_leader,
+        "agentsDropped": dipped,
+        "allStreamingAgainMs": recovered_ms,
+        "bundlesResent": resent,
+        "newNode": {
+            "appliedLeadersCommitMs": applied_ms,
+            "servesEveryBlobMs": content_ms,
+            "blobs": blobs.len(),
+        },
     }))
 }
