@@ -504,10 +504,17 @@ fn table(view: &StatusView) -> String {
         && page.total > 0
         && view.clusters.is_empty()
     {
-        out.push_str(&format!(
-            "No cluster of the {} registered matches (offset {}).\n",
-            page.total, page.offset
-        ));
+        if page.matched > 0 {
+            out.push_str(&format!(
+                "--offset {} is past the {} matching clusters.\n",
+                page.offset, page.matched
+            ));
+        } else {
+            out.push_str(&format!(
+                "No cluster of the {} registered matches.\n",
+                page.total
+            ));
+        }
         return out;
     }
     if view.clusters.is_empty() {

@@ -390,8 +390,6 @@ fn cluster_stage(hub: &HubContext, state: &crate::state::State, cluster: &str) -
     Some(stage.name.clone())
 }
 
-/// What of a fleet status the caller may view: everything for a viewer of every stage; else
-/// the stages it may view, their clusters and rollouts, and no fleet-wide events.
 /// The status with only the clusters `query` selects (all, unless it filters or pages).
 fn selected(mut status: status::FleetStatus, query: &ClusterQuery) -> status::FleetStatus {
     if !query.is_everything() {
@@ -400,6 +398,8 @@ fn selected(mut status: status::FleetStatus, query: &ClusterQuery) -> status::Fl
     status
 }
 
+/// What of a fleet status the caller may view: everything for a viewer of every stage; else
+/// the stages it may view, their clusters, their counts and rollouts, and no fleet-wide events.
 fn visible(caller: &Caller, mut status: status::FleetStatus) -> status::FleetStatus {
     if caller.sees_everything() {
         return status;
@@ -409,6 +409,7 @@ fn visible(caller: &Caller, mut status: status::FleetStatus) -> status::FleetSta
     status
         .clusters
         .retain(|c| c.stage.as_deref().is_some_and(can));
+    status.counts = status::Counts::of(&status.clusters);
     status.rollouts.retain(|r| can(&r.stage));
     status.events.clear();
     status

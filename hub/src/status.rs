@@ -161,7 +161,8 @@ pub struct Counts {
 }
 
 impl Counts {
-    fn of<'a>(clusters: impl IntoIterator<Item = &'a ClusterStatus>) -> Counts {
+    /// The bundles of `clusters`, counted.
+    pub fn of<'a>(clusters: impl IntoIterator<Item = &'a ClusterStatus>) -> Counts {
         let mut counts = Counts::default();
         for bundle in clusters.into_iter().flat_map(|c| &c.bundles) {
             *counts.sync.entry(bundle.sync_state).or_default() += 1;

@@ -35,6 +35,8 @@ pub struct HubGroup {
     children: BTreeMap<u64, Child>,
     ca: Option<CaFiles>,
     security: Security,
+    /// The `--config` file every node is given, if any.
+    config: Option<PathBuf>,
 }
 
 impl Drop for HubGroup {
@@ -51,7 +53,26 @@ impl HubGroup {
     /// TLS and a new group CA, or `--insecure`. Each node logs warnings to `node-<id>.log` in
     /// the group's directory.
     pub fn start(bin: &Path, size: u64, insecure: bool) -> anyhow::Result<HubGroup> {
+        Self::start_with_config(bin, size, insecure, None)
+    }
+
+    /// [`HubGroup::start`], every node (and every node started later) also given `config` as
+    /// its `--config` file.
+    pub fn start_with_config(
+        bin: &Path,
+        size: u64,
+        insecure: bool,
+        config: Option<&str>,
+    ) -> anyhow::Result<HubGroup> {
         let dir = tempfile::tempdir()?;
+        let config = match config {
+            Some(text) => {
+                let path = dir.path().join("config.yaml");
+                std::fs::write(&path, text)?;
+                Some(path)
+            }
+            None => None,
+        };
         let (ca, security) = if insecure {
             (None, Security::Plain)
         } else {
@@ -67,6 +88,7 @@ impl HubGroup {
             children: BTreeMap::new(),
             ca,
             security,
+            config,
         };
         for id in 1..=size {
             group.peers.insert(id, free_address()?);
@@ -123,6 +145,9 @@ impl HubGroup {
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(log);
+        if let Some(config) = &self.config {
+            command.arg("--config").arg(config);
+        }
         match &self.ca {
             Some(ca) => {
                 command

@@ -53,7 +53,8 @@ impl StatusParams {
             labels,
             problems: self.problems,
             offset: self.offset,
-            limit: self.limit,
+            // 0 is "all", as for the Admin API and the CLI.
+            limit: self.limit.filter(|limit| *limit > 0),
         })
     }
 }

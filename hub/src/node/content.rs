@@ -176,6 +176,33 @@ impl ContentStore {
                     held.insert(BlobHash::from_bytes(bytes));
                 }
             }
+            // A blob record without its stored-at row (a write of an older layout): dropped,
+            // so it is fetched again rather than read in a shape it does not have.
+            let blobs = txn.open_table(BLOBS).map_err(|e| failed(e.to_string()))?;
+            let mut orphans: Vec<Vec<u8>> = Vec::new();
+            for entry in blobs.iter().map_err(|e| failed(e.to_string()))? {
+                let (key, _) = entry.map_err(|e| failed(e.to_string()))?;
+                let known = <[u8; 32]>::try_from(key.value())
+                    .is_ok_and(|bytes| held.contains(&BlobHash::from_bytes(bytes)));
+                if !known {
+                    orphans.push(key.value().to_vec());
+                }
+            }
+            drop(blobs);
+            drop(table);
+            drop(txn);
+            if !orphans.is_empty() {
+                let txn = db.begin_write().map_err(|e| failed(e.to_string()))?;
+                {
+                    let mut blobs = txn.open_table(BLOBS).map_err(|e| failed(e.to_string()))?;
+                    for key in &orphans {
+                        blobs
+                            .remove(key.as_slice())
+                            .map_err(|e| failed(e.to_string()))?;
+                    }
+                }
+                txn.commit().map_err(|e| failed(e.to_string()))?;
+            }
         }
         Ok(ContentStore {
             db: parking_lot::RwLock::new(Some(db)),
@@ -584,18 +611,29 @@ pub async fn blob(node: &NodeHandle, hash: &BlobHash) -> Result<Blob, ContentErr
             Ok(()) => return Ok(blob),
             Err(error) => {
                 tracing::error!(%error, "a stored blob is damaged; fetching it again");
-                store.forget(hash)?;
+                let (store, hash) = (store.clone(), *hash);
+                tokio::task::spawn_blocking(move || store.forget(&hash))
+                    .await
+                    .map_err(|e| node.content().store().failed(e))??;
             }
         }
     }
     {
         let _fetching = node.content().fetching.lock().await;
         if !store.holds(hash) {
-            let mut wanted = store.missing(node.state().referenced_blobs());
-            if !wanted.contains(hash) {
-                wanted.push(*hash);
+            let mut wanted = vec![*hash];
+            wanted.extend(
+                store
+                    .missing(node.state().referenced_blobs())
+                    .into_iter()
+                    .filter(|h| h != hash),
+            );
+            // Another blob no peer has is not this caller's failure.
+            if let Err(error) = fetch(node, wanted).await
+                && !store.holds(hash)
+            {
+                return Err(error);
             }
-            fetch(node, wanted).await?;
         }
     }
     store.get(hash)?.ok_or_else(|| ContentError::Unavailable {

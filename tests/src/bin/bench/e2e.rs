@@ -272,17 +272,31 @@ pub(crate) async fn agents() -> anyhow::Result<()> {
     for agent in &agents {
         let mut reports = agent.engine.subscribe();
         let cluster = agent.cluster.clone();
+        let engine = agent.engine.clone();
         tokio::spawn(async move {
+            let applied = |hash: &str| {
+                emit(&json!({
+                    "cluster": cluster,
+                    "hash": hash,
+                    "atMs": flotilla_testkit::swarm::now_ms(),
+                }));
+            };
             loop {
                 match reports.recv().await {
                     Ok(report) if matches!(report.event, Event::Applied { .. }) => {
-                        emit(&json!({
-                            "cluster": cluster,
-                            "hash": report.content_hash,
-                            "atMs": flotilla_testkit::swarm::now_ms(),
-                        }));
+                        applied(&report.content_hash);
                     }
-                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Ok(_) => {}
+                    // Reports were missed: what the engine holds applied says what they were.
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        for bundle in engine.status() {
+                            if bundle.name == BUNDLE
+                                && let Some(hash) = &bundle.applied_hash
+                            {
+                                applied(hash);
+                            }
+                        }
+                    }
                     Err(broadcast::error::RecvError::Closed) => return,
                 }
             }
