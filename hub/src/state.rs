@@ -380,9 +380,11 @@ impl State {
                 expires,
                 at,
             } => access::issue_bootstrap(self, cluster, token_hash, *expires, *at),
-            Command::ConsumeBootstrapToken { token_hash, at } => {
-                access::consume_bootstrap(self, token_hash, *at)
-            }
+            Command::ConsumeBootstrapToken {
+                token_hash,
+                request,
+                at,
+            } => access::consume_bootstrap(self, token_hash, request, *at),
             Command::RecordAudit { event } => {
                 self.audit.push(event.clone());
                 Ok(())

@@ -183,7 +183,8 @@ fn a_bootstrap_token_names_its_cluster_and_works_once() {
     let token = NewBootstrapToken::generate(&mut rng(7));
     assert!(token.reveal().starts_with("fltb_"));
     let mut state = state_with_bootstrap(&token);
-    let (hash, record) = check_bootstrap(&state.access, token.reveal(), Timestamp(2_000)).unwrap();
+    let (hash, record) =
+        check_bootstrap(&state.access, token.reveal(), "csr-1", Timestamp(2_000)).unwrap();
     assert_eq!(record.cluster, "edge-1");
     assert_eq!(hash, token.token_hash);
     assert_eq!(
@@ -191,18 +192,29 @@ fn a_bootstrap_token_names_its_cluster_and_works_once() {
         token.token_hash
     );
 
-    let consume = Command::ConsumeBootstrapToken {
-        token_hash: hash,
+    let consume = |request: &str| Command::ConsumeBootstrapToken {
+        token_hash: hash.clone(),
+        request: request.into(),
         at: Timestamp(2_000),
     };
-    state.apply(&consume).unwrap();
-    // Replayed: refused by the state machine and by the pre-check alike.
+    state.apply(&consume("csr-1")).unwrap();
+    // Another request (another key): refused by the state machine and by the pre-check alike.
     assert_eq!(
-        state.apply(&consume),
+        state.apply(&consume("csr-2")),
         Err(CommandError::BootstrapTokenRefused("already used".into()))
     );
     assert_eq!(
-        check_bootstrap(&state.access, token.reveal(), Timestamp(2_001)).map(|_| ()),
+        check_bootstrap(&state.access, token.reveal(), "csr-2", Timestamp(2_001)).map(|_| ()),
+        Err(BootstrapRefused::Used)
+    );
+    // The same request sent again (its answer was lost) passes, and uses nothing more.
+    assert!(check_bootstrap(&state.access, token.reveal(), "csr-1", Timestamp(2_001)).is_ok());
+    let before = state.clone();
+    state.apply(&consume("csr-1")).unwrap();
+    assert_eq!(state.access, before.access);
+    // A request naming none cannot be sent again.
+    assert_eq!(
+        check_bootstrap(&state.access, token.reveal(), "", Timestamp(2_001)).map(|_| ()),
         Err(BootstrapRefused::Used)
     );
 }
@@ -212,17 +224,17 @@ fn an_expired_or_unknown_bootstrap_token_is_refused() {
     let token = NewBootstrapToken::generate(&mut rng(7));
     let state = state_with_bootstrap(&token);
     assert_eq!(
-        check_bootstrap(&state.access, token.reveal(), Timestamp(10_000)).map(|_| ()),
+        check_bootstrap(&state.access, token.reveal(), "csr", Timestamp(10_000)).map(|_| ()),
         Err(BootstrapRefused::Expired)
     );
     let stranger = NewBootstrapToken::generate(&mut rng(8));
     assert_eq!(
-        check_bootstrap(&state.access, stranger.reveal(), Timestamp(2_000)).map(|_| ()),
+        check_bootstrap(&state.access, stranger.reveal(), "csr", Timestamp(2_000)).map(|_| ()),
         Err(BootstrapRefused::Unknown)
     );
     let api = NewToken::generate(&mut rng(9));
     assert_eq!(
-        check_bootstrap(&state.access, api.reveal(), Timestamp(2_000)).map(|_| ()),
+        check_bootstrap(&state.access, api.reveal(), "csr", Timestamp(2_000)).map(|_| ()),
         Err(BootstrapRefused::Malformed(
             TokenError::MalformedBootstrapToken
         ))

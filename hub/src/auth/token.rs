@@ -206,10 +206,12 @@ pub fn bootstrap_token_hash(presented: &str) -> Result<String, TokenError> {
 /// Looks a presented bootstrap token up without using it, so garbage and stale tokens are
 /// refused before a write is proposed. Returns the token's record: its `cluster` is the only
 /// name the agent's CSR may ask for. Proposing `ConsumeBootstrapToken` remains the one-time
-/// guarantee (two agents racing with one token: the second proposal is refused).
+/// guarantee (two agents racing with one token: the second proposal is refused). A token used
+/// by `request` (the hash of a registration's CSR) passes for that same request sent again.
 pub fn check_bootstrap<'a>(
     access: &'a Access,
     presented: &str,
+    request: &str,
     now: Timestamp,
 ) -> Result<(String, &'a BootstrapToken), BootstrapRefused> {
     let token_hash = bootstrap_token_hash(presented)?;
@@ -217,7 +219,8 @@ pub fn check_bootstrap<'a>(
         .bootstrap
         .get(&token_hash)
         .ok_or(BootstrapRefused::Unknown)?;
-    if token.used_at.is_some() {
+    let again = !request.is_empty() && token.used_by.as_deref() == Some(request);
+    if token.used_at.is_some() && !again {
         return Err(BootstrapRefused::Used);
     }
     if now >= token.expires {

@@ -83,6 +83,11 @@ pub struct BootstrapToken {
     pub expires: Timestamp,
     /// When it was used, if it was.
     pub used_at: Option<Timestamp>,
+    /// The registration request that used it (blake3 of its CSR, hex): the same request sent
+    /// again — its answer was lost, or another node was asked after a timeout — gets a
+    /// certificate again; any other is refused.
+    #[serde(default)]
+    pub used_by: Option<String>,
 }
 
 /// Longest token name.
@@ -181,6 +186,7 @@ pub(super) fn issue_bootstrap(
             cluster: cluster.to_owned(),
             expires,
             used_at: None,
+            used_by: None,
         },
     );
     Ok(())
@@ -189,6 +195,7 @@ pub(super) fn issue_bootstrap(
 pub(super) fn consume_bootstrap(
     state: &mut State,
     token_hash: &str,
+    request: &str,
     at: Timestamp,
 ) -> Result<(), CommandError> {
     let token = state
@@ -196,12 +203,16 @@ pub(super) fn consume_bootstrap(
         .bootstrap
         .get_mut(token_hash)
         .ok_or(CommandError::BootstrapTokenRefused("unknown".into()))?;
-    if token.used_at.is_some() {
+    let again = !request.is_empty() && token.used_by.as_deref() == Some(request);
+    if token.used_at.is_some() && !again {
         return Err(CommandError::BootstrapTokenRefused("already used".into()));
     }
     if at >= token.expires {
         return Err(CommandError::BootstrapTokenRefused("expired".into()));
     }
-    token.used_at = Some(at);
+    if !again {
+        token.used_at = Some(at);
+        token.used_by = Some(request.to_owned()).filter(|r| !r.is_empty());
+    }
     Ok(())
 }

@@ -304,10 +304,14 @@ pub enum Command {
         /// When.
         at: Timestamp,
     },
-    /// A bootstrap token is used; refused when unknown, used or expired at `at`.
+    /// A bootstrap token is used; refused when unknown, expired at `at`, or used by another
+    /// registration request.
     ConsumeBootstrapToken {
         /// Hash of the token presented, hex.
         token_hash: String,
+        /// The registration request using it: blake3 of its CSR, hex (empty: none named, so
+        /// it cannot be sent again).
+        request: String,
         /// When.
         at: Timestamp,
     },

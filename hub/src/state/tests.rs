@@ -675,6 +675,7 @@ fn a_bootstrap_token_works_once_and_not_after_expiry() {
     };
     let consume = |hash: &str, at| Command::ConsumeBootstrapToken {
         token_hash: hash.into(),
+        request: format!("csr-{at}"),
         at: t(at),
     };
     apply_ok(&mut state, issue("h1"));

@@ -114,9 +114,13 @@ pub(super) async fn register(
         identity: cluster_identity,
     } = request.into_inner();
     let now = shared.clock.now();
+    // Names this registration request: an agent whose answer was lost sends the same CSR
+    // again (to this node or another) and is answered again rather than told the token is
+    // used.
+    let request_hash = flotilla_core::ContentHash::of(csr_pem.as_bytes()).to_string();
     let check = || {
         let state = shared.node.state();
-        check_bootstrap(&state.access, &bootstrap_token, now)
+        check_bootstrap(&state.access, &bootstrap_token, &request_hash, now)
             .map(|(hash, token)| (hash, token.cluster.clone()))
     };
     let mut checked = check();
@@ -158,6 +162,7 @@ pub(super) async fn register(
         .node
         .propose(&Command::ConsumeBootstrapToken {
             token_hash,
+            request: request_hash,
             at: now,
         })
         .await

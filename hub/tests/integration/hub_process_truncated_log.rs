@@ -229,6 +229,21 @@ async fn a_node_that_lost_committed_entries_refuses_to_start(damage: Damage) -> 
         added.starts_with(&format!("node {victim} added at index ")),
         "{added}"
     );
+    // Writes go round the running nodes, the one back included: wait until it serves and
+    // knows the leader (it was started just before `member add` and may still be opening).
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        if let Ok(status) = group.status(victim).await
+            && status.leader != 0
+        {
+            break;
+        }
+        ensure!(
+            tokio::time::Instant::now() < deadline,
+            "node {victim} did not rejoin within {within:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 
     let after = write_all(&group, (0..10).map(|i| format!("e{i}"))).await;
     assert_eq!(after.len(), 10, "writes refused after the node came back");

@@ -854,8 +854,15 @@ async fn hold(
     };
     out.unbounded_send(hello)
         .map_err(|_| tonic::Status::internal("the queue closed"))?;
-    let mut inbound = AgentSyncClient::new(channel).sync(rx).await?.into_inner();
-    let first = inbound.message().await?;
+    // Bounded: a hub that never answers fails the case with a message, not the run's timeout.
+    let answer = async {
+        let mut inbound = AgentSyncClient::new(channel).sync(rx).await?.into_inner();
+        let first = inbound.message().await?;
+        Ok::<_, tonic::Status>((inbound, first))
+    };
+    let (mut inbound, first) = tokio::time::timeout(std::time::Duration::from_secs(30), answer)
+        .await
+        .map_err(|_| tonic::Status::deadline_exceeded("no answer to the hello within 30 s"))??;
     // The stream stays open while `out` and `inbound` live: keep reading in the background.
     tokio::spawn(async move { while let Ok(Some(_)) = inbound.message().await {} });
     Ok((out, first))
