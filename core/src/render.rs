@@ -24,6 +24,7 @@ mod kustomize;
 mod object;
 mod run;
 pub mod sandbox;
+mod skeleton;
 mod source;
 mod substitute;
 
@@ -70,19 +71,36 @@ struct BlobDocument {
     create_namespace: Option<String>,
 }
 
+/// [`BlobDocument`] borrowed from a [`RenderedBundle`], to serialize without copying it: the
+/// same fields in the same order, so the same bytes.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct BlobDocumentRef<'a> {
+    api_version: &'a str,
+    kind: &'a str,
+    bundle: &'a str,
+    drift: DriftMode,
+    depends_on: &'a [String],
+    objects: Vec<&'a serde_json::Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allow: Option<&'a Allow>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    create_namespace: Option<&'a str>,
+}
+
 impl RenderedBundle {
     /// The canonical bytes (compact JSON, sorted keys) that the content hash is taken over
     /// and that the hub stores and sends.
     pub fn to_blob(&self) -> Vec<u8> {
-        let document = BlobDocument {
-            api_version: API_VERSION.to_owned(),
-            kind: RENDERED_BUNDLE_KIND.to_owned(),
-            bundle: self.bundle.clone(),
+        let document = BlobDocumentRef {
+            api_version: API_VERSION,
+            kind: RENDERED_BUNDLE_KIND,
+            bundle: &self.bundle,
             drift: self.drift,
-            depends_on: self.depends_on.clone(),
-            objects: self.objects.iter().map(|o| o.object.clone()).collect(),
-            allow: self.allow.clone(),
-            create_namespace: self.create_namespace.clone(),
+            depends_on: &self.depends_on,
+            objects: self.objects.iter().map(|o| &o.object).collect(),
+            allow: (!self.allow.is_unrestricted()).then_some(&self.allow),
+            create_namespace: self.create_namespace.as_deref(),
         };
         // Serializing JSON values and plain strings into memory cannot fail.
         serde_json::to_vec(&document).unwrap_or_default()
@@ -490,4 +508,59 @@ pub fn render_bundle(
     fleet::Renderer::new(repo, tools)
         .render(index, cluster)
         .map(|(_, bundle)| bundle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The hash of every stored blob is taken over these bytes: writing them from borrowed
+    /// fields must give exactly what the owned document gives.
+    #[test]
+    fn borrowed_blob_bytes_equal_the_owned_document() {
+        let object = serde_json::json!({
+            "apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "a", "namespace": "n"}, "data": {"k": "v"},
+        });
+        let id = ObjectId::of(&object).expect("object id");
+        for (allow, create_namespace) in [
+            (Allow::default(), None),
+            (
+                Allow {
+                    namespaces: Some(vec!["n".to_owned()]),
+                    kinds: Some(vec!["ConfigMap".to_owned()]),
+                    cluster_scoped: Some(false),
+                },
+                Some("n".to_owned()),
+            ),
+        ] {
+            let bundle = RenderedBundle {
+                bundle: "web".to_owned(),
+                drift: DriftMode::Report,
+                depends_on: vec!["base".to_owned()],
+                objects: vec![RenderedObject {
+                    id: id.clone(),
+                    object: object.clone(),
+                }],
+                allow: allow.clone(),
+                create_namespace: create_namespace.clone(),
+            };
+            let owned = BlobDocument {
+                api_version: API_VERSION.to_owned(),
+                kind: RENDERED_BUNDLE_KIND.to_owned(),
+                bundle: bundle.bundle.clone(),
+                drift: bundle.drift,
+                depends_on: bundle.depends_on.clone(),
+                objects: vec![object.clone()],
+                allow,
+                create_namespace,
+            };
+            let blob = bundle.to_blob();
+            assert_eq!(blob, serde_json::to_vec(&owned).expect("serialize"));
+            assert_eq!(
+                RenderedBundle::from_blob(&blob, &ContentHash::of(&blob)).expect("decode"),
+                bundle
+            );
+        }
+    }
 }

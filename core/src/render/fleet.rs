@@ -9,11 +9,13 @@ use serde_json::Value;
 
 use super::helm::merge_values;
 use super::object::{SourcedObject, assemble};
-use super::source::{ChartTemplate, Role, Template, ValuesSource, load_template};
-use super::substitute::{Reference, substitute, tokenize};
+use super::skeleton::Skeleton;
+use super::source::{ChartTemplate, Role, SourceFile, Template, ValuesSource, load_template};
+use super::substitute::{Piece, Reference, substitute, tokenize};
 use super::{ChartUsed, RenderError, RenderedBundle, Tools};
 use crate::hash::ContentHash;
 use crate::inventory::{Capabilities, Cluster};
+use crate::limits::Limits;
 use crate::location::SourceLocation;
 use crate::repository::Repository;
 use crate::spec::{Allow, Bundle};
@@ -37,6 +39,8 @@ pub struct FleetRender {
     pub distinct_renders: usize,
     /// Per chart bundle, the chart it rendered from.
     pub charts: BTreeMap<String, ChartUsed>,
+    /// Each blob's canonical bytes ([`RenderedBundle::to_blob`]), what its hash is taken over.
+    pub encoded: HashMap<ContentHash, Vec<u8>>,
     /// Where each object of each blob is written, in the blob's object order.
     origins: HashMap<ContentHash, Origins>,
 }
@@ -102,6 +106,7 @@ pub fn render_fleet(repo: &Repository, clusters: &[Cluster], tools: &Tools) -> F
         clusters: result,
         distinct_renders: renderer.renders.len(),
         blobs: renderer.blobs,
+        encoded: renderer.encoded,
         origins: renderer.origins,
     }
 }
@@ -117,7 +122,7 @@ type RenderKey = (
 );
 
 /// An object's identity across versions (group, kind, namespace, name), as owners see it.
-type OwnedKey = (String, String, Option<String>, String);
+type OwnedKey<'a> = (&'a str, &'a str, Option<&'a str>, &'a str);
 
 /// Where each object of a rendered bundle is written, in the bundle's object order.
 type Origins = Arc<Vec<SourceLocation>>;
@@ -128,7 +133,17 @@ pub(super) struct Renderer<'r> {
     templates: HashMap<(usize, Option<usize>), Result<Arc<Template>, RenderError>>,
     renders: HashMap<RenderKey, BundleOutcome>,
     blobs: BTreeMap<ContentHash, RenderedBundle>,
+    encoded: HashMap<ContentHash, Vec<u8>>,
     origins: HashMap<ContentHash, Origins>,
+}
+
+/// One render's result: the blob's hash, the bundle, where its objects are written and its
+/// canonical bytes.
+struct Produced {
+    hash: ContentHash,
+    bundle: RenderedBundle,
+    origins: Origins,
+    encoded: Vec<u8>,
 }
 
 impl<'r> Renderer<'r> {
@@ -139,6 +154,7 @@ impl<'r> Renderer<'r> {
             templates: HashMap::new(),
             renders: HashMap::new(),
             blobs: BTreeMap::new(),
+            encoded: HashMap::new(),
             origins: HashMap::new(),
         }
     }
@@ -249,11 +265,7 @@ impl<'r> Renderer<'r> {
                 .collect()
         });
         for (key, produced) in produced {
-            let outcome = produced.map(|(hash, bundle, origins)| {
-                self.blobs.entry(hash).or_insert(bundle);
-                self.origins.entry(hash).or_insert(origins);
-                hash
-            });
+            let outcome = produced.map(|produced| self.keep(produced));
             self.renders.insert(key, outcome);
         }
     }
@@ -266,13 +278,20 @@ impl<'r> Renderer<'r> {
         }
         let outcome = self
             .produce(bundle_index, &key, &template)
-            .map(|(hash, bundle, origins)| {
-                self.blobs.entry(hash).or_insert(bundle);
-                self.origins.entry(hash).or_insert(origins);
-                hash
-            });
+            .map(|produced| self.keep(produced));
         self.renders.insert(key, outcome.clone());
         outcome
+    }
+
+    /// Keeps a render's blob (once per content) and gives its hash.
+    fn keep(&mut self, produced: Produced) -> ContentHash {
+        let hash = produced.hash;
+        if let std::collections::btree_map::Entry::Vacant(entry) = self.blobs.entry(hash) {
+            entry.insert(produced.bundle);
+            self.encoded.insert(hash, produced.encoded);
+            self.origins.insert(hash, produced.origins);
+        }
+        hash
     }
 
     /// Renders the bundle for the cluster without caching the result.
@@ -283,7 +302,7 @@ impl<'r> Renderer<'r> {
     ) -> Result<(ContentHash, RenderedBundle), RenderError> {
         let (key, template) = self.key(bundle_index, cluster)?;
         self.produce(bundle_index, &key, &template)
-            .map(|(hash, bundle, _)| (hash, bundle))
+            .map(|produced| (produced.hash, produced.bundle))
     }
 
     /// Refuses, for each cluster, an object two of its bundles render: the bundle declared
@@ -323,7 +342,7 @@ impl<'r> Renderer<'r> {
     /// The bundles of `rendered` (in declaration order) that render an object an earlier one
     /// already does, each with its first such object.
     fn conflicts(&self, rendered: &[(&str, ContentHash)]) -> Vec<(String, RenderError)> {
-        let mut owners: HashMap<OwnedKey, (&str, &SourceLocation)> = HashMap::new();
+        let mut owners: HashMap<OwnedKey<'_>, (&str, &SourceLocation)> = HashMap::new();
         let mut conflicts = Vec::new();
         for (bundle, hash) in rendered {
             let (Some(blob), Some(origins)) = (self.blobs.get(hash), self.origins.get(hash)) else {
@@ -332,10 +351,10 @@ impl<'r> Renderer<'r> {
             for (object, origin) in blob.objects.iter().zip(origins.iter()) {
                 let id = &object.id;
                 let key = (
-                    id.group.clone(),
-                    id.kind.clone(),
-                    id.namespace.clone(),
-                    id.name.clone(),
+                    id.group.as_str(),
+                    id.kind.as_str(),
+                    id.namespace.as_deref(),
+                    id.name.as_str(),
                 );
                 match owners.get(&key) {
                     Some((other, other_location)) => {
@@ -412,7 +431,7 @@ impl<'r> Renderer<'r> {
         bundle_index: usize,
         key: &RenderKey,
         template: &Template,
-    ) -> Result<(ContentHash, RenderedBundle, Origins), RenderError> {
+    ) -> Result<Produced, RenderError> {
         let (_, overlay_index, allow, values, capabilities) = key;
         let overlay_index = *overlay_index;
         let bundle = self.bundle(bundle_index);
@@ -457,29 +476,35 @@ impl<'r> Renderer<'r> {
         }
         let mut text_budget = limits.max_rendered_bytes.saturating_mul(2);
         for file in &template.files {
-            let text = substitute(&file.text, &file.pieces, |reference, line, column| {
-                resolve(
-                    reference,
-                    SourceLocation::at(file.display.clone(), line, column),
-                )
-            })?;
-            text_budget =
-                text_budget
-                    .checked_sub(text.len())
-                    .ok_or_else(|| RenderError::TooLarge {
-                        location: template.location.clone(),
-                        size: limits.max_rendered_bytes.saturating_mul(2),
-                        limit: limits.max_rendered_bytes,
+            let (documents, length) = match filled(file, &lookup, limits) {
+                Some(filled) => filled,
+                None => {
+                    let text = substitute(&file.text, &file.pieces, |reference, line, column| {
+                        resolve(
+                            reference,
+                            SourceLocation::at(file.display.clone(), line, column),
+                        )
                     })?;
-            let documents = if file.json {
-                parse_json(&text, &file.display, limits).map(|value| vec![(1, value)])
-            } else {
-                parse_documents(&text, &file.display, 0, limits)
-            }
-            .map_err(|problem| RenderError::Yaml {
-                location: problem.location,
-                message: problem.message,
-            })?;
+                    let documents = if file.json {
+                        parse_json(&text, &file.display, limits).map(|value| vec![(1, value)])
+                    } else {
+                        parse_documents(&text, &file.display, 0, limits)
+                    }
+                    .map_err(|problem| RenderError::Yaml {
+                        location: problem.location,
+                        message: problem.message,
+                    });
+                    (documents, text.len())
+                }
+            };
+            text_budget = text_budget
+                .checked_sub(length)
+                .ok_or_else(|| RenderError::TooLarge {
+                    location: template.location.clone(),
+                    size: limits.max_rendered_bytes.saturating_mul(2),
+                    limit: limits.max_rendered_bytes,
+                })?;
+            let documents = documents?;
             let target = if file.role == Role::Overlay {
                 &mut overlay
             } else {
@@ -544,7 +569,12 @@ impl<'r> Renderer<'r> {
                 limit: limits.max_rendered_bytes,
             });
         }
-        Ok((ContentHash::of(&blob), rendered, Arc::new(origins)))
+        Ok(Produced {
+            hash: ContentHash::of(&blob),
+            bundle: rendered,
+            origins: Arc::new(origins),
+            encoded: blob,
+        })
     }
 
     /// Renders a chart with its values substituted and merged for one cluster: its objects,
@@ -623,6 +653,45 @@ impl<'r> Renderer<'r> {
 }
 
 /// The overlay of `bundle` that `cluster` gets: the first whose selector matches.
+/// A YAML file's documents for the cluster's values taken from its skeleton (parsed once for
+/// every cluster), with the length of the text they stand for; `None` when the file has no
+/// skeleton, a reference has no value, or a value must be substituted as text and parsed.
+fn filled(
+    file: &SourceFile,
+    lookup: &BTreeMap<&Reference, Option<&String>>,
+    limits: &Limits,
+) -> Option<(Result<Vec<(u32, Value)>, RenderError>, usize)> {
+    if file.json {
+        return None;
+    }
+    let skeleton = file
+        .skeleton
+        .get_or_init(|| Skeleton::parse(&file.text, &file.pieces, &file.display, limits))
+        .as_ref()?;
+    let values: Vec<String> = skeleton
+        .slots()
+        .iter()
+        .map(|reference| lookup.get(reference).copied().flatten().cloned())
+        .collect::<Option<_>>()?;
+    let mut length = 0usize;
+    for piece in &file.pieces {
+        length += match piece {
+            Piece::Text(range) => range.len(),
+            Piece::Reference(reference, _, _) => {
+                let slot = skeleton
+                    .slots()
+                    .iter()
+                    .position(|known| known == reference)?;
+                values[slot].len()
+            }
+        };
+    }
+    if u64::try_from(length).map_or(true, |length| length > limits.max_file_bytes) {
+        return None; // The text parse reports it.
+    }
+    Some((Ok(skeleton.fill(&values)?), length))
+}
+
 fn overlay_for(bundle: &Bundle, cluster: &Cluster) -> Option<usize> {
     bundle
         .overlays

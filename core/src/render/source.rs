@@ -4,6 +4,7 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
@@ -11,6 +12,7 @@ use super::RenderError;
 use super::Tools;
 use super::helm::Chart;
 use super::kustomize::{KUSTOMIZATION_FILES, Kustomize, kustomization_file};
+use super::skeleton::Skeleton;
 use super::substitute::{Piece, Reference, tokenize};
 use crate::location::SourceLocation;
 use crate::repository::{Repository, read_limited};
@@ -31,6 +33,8 @@ pub(crate) struct SourceFile {
     pub(crate) json: bool,
     pub(crate) role: Role,
     pub(crate) pieces: Vec<Piece>,
+    /// The text parsed once with placeholders for its references, when it can be.
+    pub(crate) skeleton: OnceLock<Option<Skeleton>>,
 }
 
 /// Everything a bundle renders from for one overlay choice.
@@ -228,6 +232,7 @@ fn source_file(
         json,
         role,
         pieces,
+        skeleton: OnceLock::new(),
     })
 }
 

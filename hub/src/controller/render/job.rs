@@ -112,14 +112,28 @@ pub(super) fn render_commit(
         }
         outcome.insert(cluster, failure.map_or(Ok(hashes), Err));
     }
-    let mut blobs = BTreeMap::new();
-    let mut objects = BTreeMap::new();
-    for (hash, bundle) in fleet.blobs {
-        let blob = Blob::from_content(&bundle.to_blob())
-            .map_err(|e| whole(format!("cannot compress a rendered bundle: {e}")))?;
-        blobs.insert(hash, blob);
-        objects.insert(hash, object_keys(&bundle));
-    }
+    let contents: Vec<&[u8]> = fleet
+        .blobs
+        .keys()
+        .map(|hash| {
+            fleet
+                .encoded
+                .get(hash)
+                .map(Vec::as_slice)
+                .ok_or_else(|| whole(format!("the render kept no bytes for blob {hash}")))
+        })
+        .collect::<Result<_, _>>()?;
+    let compressed = Blob::from_contents(&contents)
+        .map_err(|e| whole(format!("cannot compress a rendered bundle: {e}")))?;
+    let blobs: BTreeMap<_, _> = compressed
+        .into_iter()
+        .map(|blob| (blob.hash, blob))
+        .collect();
+    let objects = fleet
+        .blobs
+        .iter()
+        .map(|(hash, bundle)| (*hash, object_keys(bundle)))
+        .collect();
     Ok(Rendered {
         spec,
         clusters: outcome,

@@ -88,13 +88,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     }
 
     let started = Instant::now();
-    let mut compressed = 0;
-    for bundle in cold.blobs.values() {
-        compressed += Blob::from_content(&bundle.to_blob())
-            .context("compressing a blob")?
-            .compressed
-            .len();
-    }
+    let contents: Vec<&[u8]> = cold.encoded.values().map(Vec::as_slice).collect();
+    let compressed: usize = Blob::from_contents(&contents)
+        .context("compressing the blobs")?
+        .iter()
+        .map(|blob| blob.compressed.len())
+        .sum();
     let blobs_ms = millis_since(started);
 
     let mut moved: Vec<Cluster> = clusters.clone();
