@@ -249,7 +249,7 @@ impl HubGroup {
         &self,
         id: u64,
         blobs: &[flotilla_hub::state::source::Blob],
-    ) -> anyhow::Result<usize> {
+    ) -> anyhow::Result<Vec<flotilla_hub::state::source::BlobHash>> {
         crate::protocol::content_missing(
             &self.peers[&id],
             &self.security,

@@ -15,7 +15,7 @@ use flotilla_core::render::{ObjectId, RenderedBundle, RenderedObject};
 use flotilla_core::spec::DriftMode;
 use flotilla_hub::config::{NodeConfig, Timing};
 use flotilla_hub::server::{Hub, HubConfig};
-use flotilla_hub::state::source::{Blob, BlobIndex, RevisionRef};
+use flotilla_hub::state::source::{Blob, BlobHash, BlobIndex, RevisionRef};
 use flotilla_hub::state::{Command, RenderOutcome, Timestamp};
 use flotilla_hub::sync::{LivenessConfig, SyncConfig};
 use flotilla_sim::{Sim, SimConfig};
@@ -185,13 +185,13 @@ pub async fn content_missing(
     security: &flotilla_consensus::transport::net::Security,
     group: &str,
     blobs: &[Blob],
-) -> Result<usize> {
+) -> Result<Vec<BlobHash>> {
     use flotilla_proto::v1::ContentWanted;
     use flotilla_proto::v1::hub_content_client::HubContentClient;
     let channel = flotilla_consensus::transport::net::channel(address, security)?;
     let mut client = HubContentClient::new(channel)
         .max_decoding_message_size(flotilla_consensus::transport::net::MAX_MESSAGE_BYTES);
-    let mut missing = 0;
+    let mut missing = Vec::new();
     for batch in blobs.chunks(512) {
         let mut left: BTreeMap<Vec<u8>, &Blob> = batch
             .iter()
@@ -207,8 +207,8 @@ pub async fn content_missing(
                 .with_context(|| format!("reading content from the node at {address}"))?
                 .into_inner();
             for hash in reply.missing {
-                if left.remove(&hash).is_some() {
-                    missing += 1;
+                if let Some(want) = left.remove(&hash) {
+                    missing.push(want.hash);
                 }
             }
             if reply.blobs.is_empty() {
@@ -218,11 +218,11 @@ pub async fn content_missing(
                 if let Some(want) = left.remove(&served.hash)
                     && (served.size != want.size || served.compressed != want.compressed)
                 {
-                    missing += 1;
+                    missing.push(want.hash);
                 }
             }
         }
-        missing += left.len();
+        missing.extend(left.values().map(|b| b.hash));
     }
     Ok(missing)
 }

@@ -477,7 +477,7 @@ impl<'r> Renderer<'r> {
         let mut text_budget = limits.max_rendered_bytes.saturating_mul(2);
         for file in &template.files {
             let (documents, length) = match filled(file, &lookup, limits) {
-                Some(filled) => filled,
+                Some((documents, length)) => (Ok(documents), length),
                 None => {
                     let text = substitute(&file.text, &file.pieces, |reference, line, column| {
                         resolve(
@@ -660,7 +660,7 @@ fn filled(
     file: &SourceFile,
     lookup: &BTreeMap<&Reference, Option<&String>>,
     limits: &Limits,
-) -> Option<(Result<Vec<(u32, Value)>, RenderError>, usize)> {
+) -> Option<(Vec<(u32, Value)>, usize)> {
     if file.json {
         return None;
     }
@@ -689,7 +689,7 @@ fn filled(
     if u64::try_from(length).map_or(true, |length| length > limits.max_file_bytes) {
         return None; // The text parse reports it.
     }
-    Some((Ok(skeleton.fill(&values)?), length))
+    Some((skeleton.fill(&values)?, length))
 }
 
 fn overlay_for(bundle: &Bundle, cluster: &Cluster) -> Option<usize> {

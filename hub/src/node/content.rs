@@ -72,6 +72,9 @@ const REPLICATE_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long one `Get` may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// Batches fetched at once, spread over the peers.
+const FETCH_PARALLEL: usize = 4;
+
 /// How often a node looks for content it lacks when nothing applied meanwhile.
 const KEEP_UP_PERIOD: Duration = Duration::from_secs(2);
 
@@ -644,36 +647,78 @@ pub async fn blob(node: &NodeHandle, hash: &BlobHash) -> Result<Blob, ContentErr
 
 /// Fetches `hashes` from the peers, checks and stores them; returns how many came. A hash no
 /// peer holds is an error naming what each peer said (those found are stored all the same).
+///
+/// Batches go to the peers in turn, [`FETCH_PARALLEL`] at a time, so a node catching up is
+/// fed by every peer at once and checks one batch while the next is on the wire; a batch a
+/// peer cannot complete is asked of the others.
 pub async fn fetch(node: &NodeHandle, hashes: Vec<BlobHash>) -> Result<usize, ContentError> {
-    let mut wanted = hashes;
+    use futures::StreamExt;
+
+    let peers = peers(node);
+    if peers.is_empty() {
+        return match hashes.first() {
+            Some(hash) => Err(ContentError::Unavailable {
+                hash: *hash,
+                detail: "this node has no peers".to_owned(),
+            }),
+            None => Ok(0),
+        };
+    }
+    let batches: Vec<Vec<BlobHash>> = hashes.chunks(BATCH_HASHES).map(<[_]>::to_vec).collect();
+    let results: Vec<(usize, Vec<BlobHash>, Vec<String>)> =
+        futures::stream::iter(batches.into_iter().enumerate())
+            .map(|(index, batch)| fetch_batch(node, &peers, index, batch))
+            .buffer_unordered(FETCH_PARALLEL)
+            .collect()
+            .await;
+    let mut found = 0;
+    let mut left = Vec::new();
+    let mut said: Vec<String> = Vec::new();
+    for (got, missing, reasons) in results {
+        found += got;
+        left.extend(missing);
+        for reason in reasons {
+            if !said.contains(&reason) {
+                said.push(reason);
+            }
+        }
+    }
+    if let Some(hash) = left.first() {
+        return Err(ContentError::Unavailable {
+            hash: *hash,
+            detail: said.join("; "),
+        });
+    }
+    Ok(found)
+}
+
+/// Fetches one batch, from the peer its index picks first and then from the others; returns
+/// how many were stored, those no peer gave, and what the peers said.
+async fn fetch_batch(
+    node: &NodeHandle,
+    peers: &[(NodeId, String)],
+    index: usize,
+    mut wanted: Vec<BlobHash>,
+) -> (usize, Vec<BlobHash>, Vec<String>) {
     let mut found = 0;
     let mut said = Vec::new();
-    for (id, address) in peers(node) {
+    for turn in 0..peers.len() {
         if wanted.is_empty() {
             break;
         }
-        match fetch_from(node, id, &address, &wanted).await {
+        let (id, address) = &peers[(index + turn) % peers.len()];
+        match fetch_from(node, *id, address, &wanted).await {
             Ok(got) => {
                 found += got.len();
                 wanted.retain(|h| !got.contains(h));
                 if !wanted.is_empty() {
-                    said.push(format!("node {id} lacks {}", wanted.len()));
+                    said.push(format!("node {id} does not hold them"));
                 }
             }
             Err(why) => said.push(format!("node {id}: {why}")),
         }
     }
-    if let Some(hash) = wanted.first() {
-        return Err(ContentError::Unavailable {
-            hash: *hash,
-            detail: if said.is_empty() {
-                "this node has no peers".to_owned()
-            } else {
-                said.join("; ")
-            },
-        });
-    }
-    Ok(found)
+    (found, wanted, said)
 }
 
 /// Asks one peer for `wanted` until it has returned all it holds; checks and stores what was
