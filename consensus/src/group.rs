@@ -77,9 +77,14 @@ fn status_message(group: &str, status: NodeStatus) -> GroupStatus {
 impl<S: StateMachine> HubGroup for GroupService<S> {
     async fn status(
         &self,
-        _request: Request<GroupStatusRequest>,
+        request: Request<GroupStatusRequest>,
     ) -> Result<Response<GroupStatus>, Status> {
-        let status = self.node.status().await.map_err(to_status)?;
+        let status = if request.into_inner().state_hash {
+            self.node.status_with_state_hash().await
+        } else {
+            self.node.status().await
+        }
+        .map_err(to_status)?;
         let mut message = status_message(self.node.group(), status);
         message.election_tick = self.node.timing().election_ticks as u64;
         Ok(Response::new(message))
@@ -185,7 +190,14 @@ impl<S: StateMachine> GroupClient<S> {
 
     /// The node's status.
     pub async fn status(&mut self) -> Result<GroupStatus, Status> {
-        Ok(self.inner.status(GroupStatusRequest {}).await?.into_inner())
+        let request = GroupStatusRequest { state_hash: false };
+        Ok(self.inner.status(request).await?.into_inner())
+    }
+
+    /// The node's status with the hash of its state (see `GroupStatusRequest.state_hash`).
+    pub async fn status_with_state_hash(&mut self) -> Result<GroupStatus, Status> {
+        let request = GroupStatusRequest { state_hash: true };
+        Ok(self.inner.status(request).await?.into_inner())
     }
 
     /// Adds a member through the node (forwarded to the leader).

@@ -608,10 +608,21 @@ impl<S: StateMachine> NodeHandle<S> {
         self.shared.disk_full.borrow().clone()
     }
 
-    /// Raft and state machine progress.
+    /// Raft and state machine progress, without the state's hash (`state_hash` is empty).
     pub async fn status(&self) -> Result<NodeStatus, ProposeError<S>> {
+        self.status_of(false).await
+    }
+
+    /// Raft and state machine progress with the hash of the state's canonical encoding, equal
+    /// on replicas exactly when their states are. Serializes the whole state on the raft
+    /// thread: for comparing replicas, not for polling.
+    pub async fn status_with_state_hash(&self) -> Result<NodeStatus, ProposeError<S>> {
+        self.status_of(true).await
+    }
+
+    async fn status_of(&self, with_hash: bool) -> Result<NodeStatus, ProposeError<S>> {
         let (reply, answer) = oneshot::channel();
-        self.send(Event::Status(reply))?;
+        self.send(Event::Status(reply, with_hash))?;
         answer.await.map_err(|_| ProposeError::Stopped)
     }
 

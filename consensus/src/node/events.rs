@@ -23,8 +23,9 @@ pub(crate) enum Event<R> {
     },
     /// A linearizable read: answer with a read index once applied reaches it.
     ReadIndex(oneshot::Sender<u64>),
-    /// Report status.
-    Status(oneshot::Sender<NodeStatus>),
+    /// Report status; with the state's hash when the flag is set (it serializes the whole
+    /// state on the raft thread, so polling never asks for it).
+    Status(oneshot::Sender<NodeStatus>, bool),
     /// Start an election now.
     Campaign,
     /// Stop the raft thread.

@@ -104,7 +104,7 @@ async fn the_peer_listener_refuses_other_cas_and_agents() -> Result<()> {
     };
     let channel = secure::channel(node.address(), group_ca.certificate_pem(), Some(&agent)).await?;
     let status = HubGroupClient::new(channel)
-        .status(GroupStatusRequest {})
+        .status(GroupStatusRequest::default())
         .await
         .err()
         .context("an agent certificate was answered on the peer listener")?;

@@ -113,7 +113,10 @@ async fn the_server_reads_the_agents_cluster_from_its_certificate() -> Result<()
         .ca_certificate(Certificate::from_pem(ca.certificate_pem()))
         .identity(agent_identity(&ca, "prod-eu-1")?);
     let mut client = connect(port, tls).await?;
-    let status = client.status(GroupStatusRequest {}).await?.into_inner();
+    let status = client
+        .status(GroupStatusRequest::default())
+        .await?
+        .into_inner();
     assert_eq!(status.group, "cluster prod-eu-1");
     Ok(())
 }
@@ -123,7 +126,10 @@ async fn a_client_without_certificate_is_anonymous_where_optional() -> Result<()
     let (ca, port) = start(ClientAuth::Optional).await?;
     let tls = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca.certificate_pem()));
     let mut client = connect(port, tls).await?;
-    let status = client.status(GroupStatusRequest {}).await?.into_inner();
+    let status = client
+        .status(GroupStatusRequest::default())
+        .await?
+        .into_inner();
     assert_eq!(status.group, "anonymous: the peer presented no certificate");
     Ok(())
 }
@@ -137,7 +143,7 @@ async fn a_client_with_another_cas_certificate_gets_no_answer() -> Result<()> {
         .identity(agent_identity(&other, "prod-eu-1")?);
     let answer = match connect(port, tls).await {
         Ok(mut client) => client
-            .status(GroupStatusRequest {})
+            .status(GroupStatusRequest::default())
             .await
             .map(|_| ())
             .map_err(anyhow::Error::from),
@@ -155,7 +161,7 @@ async fn a_client_refuses_a_hub_whose_ca_it_does_not_trust() -> Result<()> {
         ClientTlsConfig::new().ca_certificate(Certificate::from_pem(impostor_ca.certificate_pem()));
     let outcome = match connect(port, tls).await {
         Ok(mut client) => client
-            .status(GroupStatusRequest {})
+            .status(GroupStatusRequest::default())
             .await
             .map(|_| ())
             .map_err(anyhow::Error::from),

@@ -127,7 +127,7 @@ impl<S: StateMachine> Driver<S> {
             Event::Await { proposed, outcome } => self.await_entry(proposed, outcome),
             // Dropping the reply fails the read; its caller finds why in the disk-full watch.
             Event::ReadIndex(_) => {}
-            Event::Status(reply) => {
+            Event::Status(reply, _) => {
                 let _ = reply.send(NodeStatus {
                     ticks: self.ticks,
                     disk_full: self.disk_full.as_ref().map(|full| full.why.clone()),

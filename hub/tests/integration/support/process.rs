@@ -170,7 +170,11 @@ impl ProcessGroup {
         loop {
             let mut seen = BTreeMap::new();
             for id in self.running() {
-                if let Ok(status) = self.status(id).await {
+                let status = match GroupClient::new(&self.addresses[&id]) {
+                    Ok(mut client) => client.status_with_state_hash().await.ok(),
+                    Err(_) => None,
+                };
+                if let Some(status) = status {
                     seen.insert(id, (status.applied, status.state_hash));
                 }
             }
