@@ -227,6 +227,38 @@ pub async fn content_missing(
     Ok(missing)
 }
 
+/// The raft entries recording `per_cluster` as `revision`'s render (attempt `at`), split as
+/// the render controller splits them (each under 1 MiB); `blobs` are what the entries
+/// introduce.
+pub fn render_entries(
+    revision: &RevisionRef,
+    per_cluster: BTreeMap<String, BTreeMap<String, BlobHash>>,
+    blobs: &[Blob],
+    at: Timestamp,
+) -> Result<Vec<Command>> {
+    let index = BlobIndex::describe(blobs)?;
+    Ok(flotilla_hub::controller::render::render_entries(
+        revision,
+        per_cluster,
+        BTreeMap::new(),
+        index,
+        at.0,
+        at,
+        0,
+        |last, staged| Command::RecordRender {
+            revision: revision.clone(),
+            outcome: RenderOutcome::Rendered {
+                bundles: last.bundles,
+                index: last.index,
+                spec: String::new(),
+                charts: BTreeMap::new(),
+                staged,
+            },
+            at,
+        },
+    ))
+}
+
 /// The blobs and commands that record `commit` as fetched and rendered, with `bundles` per
 /// cluster, and assign it to those clusters.
 pub fn release(commit: &str, bundles: &BTreeMap<&str, Vec<RenderedBundle>>) -> Result<Release> {

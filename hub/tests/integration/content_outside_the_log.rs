@@ -9,11 +9,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
-use flotilla_hub::controller::render::render_entries;
 use flotilla_hub::node::NodeHandle;
-use flotilla_hub::state::source::{Blob, BlobHash, BlobIndex, RevisionRef};
-use flotilla_hub::state::{Command, RenderOutcome, Timestamp};
-use flotilla_testkit::protocol::{bundle, config_map_of, noise};
+use flotilla_hub::state::source::{Blob, BlobHash, RevisionRef};
+use flotilla_hub::state::{Command, Timestamp};
+use flotilla_testkit::protocol::{bundle, config_map_of, noise, render_entries};
 use support::{TestGroup, register};
 
 const MIB: usize = 1024 * 1024;
@@ -53,7 +52,6 @@ fn render(
         }
         per_cluster.insert(cluster, hashes);
     }
-    let index = BlobIndex::describe(&blobs)?;
     let mut entries = vec![Command::RecordFetch {
         source: "origin".into(),
         url: "file:///fleet".into(),
@@ -63,23 +61,9 @@ fn render(
     entries.extend(render_entries(
         &revision,
         per_cluster,
-        BTreeMap::new(),
-        index,
-        7,
+        &blobs,
         Timestamp(2),
-        0,
-        |last, staged| Command::RecordRender {
-            revision: revision.clone(),
-            outcome: RenderOutcome::Rendered {
-                bundles: last.bundles,
-                index: last.index,
-                spec: String::new(),
-                charts: BTreeMap::new(),
-                staged,
-            },
-            at: Timestamp(2),
-        },
-    ));
+    )?);
     Ok((blobs, entries))
 }
 

@@ -67,41 +67,6 @@ pub(crate) fn config_maps(objects: usize, data: &Value) -> anyhow::Result<Render
     })
 }
 
-/// The raft entries recording `per_cluster` as `revision`'s render, split as the render
-/// controller splits them (each under 1 MiB); `blobs` are what the entries introduce.
-pub(crate) fn render_entries(
-    revision: &flotilla_hub::state::source::RevisionRef,
-    per_cluster: std::collections::BTreeMap<
-        String,
-        std::collections::BTreeMap<String, flotilla_core::ContentHash>,
-    >,
-    blobs: &[flotilla_hub::state::source::Blob],
-    at: flotilla_hub::state::Timestamp,
-) -> anyhow::Result<Vec<flotilla_hub::state::Command>> {
-    use flotilla_hub::state::{Command, RenderOutcome};
-    let index = flotilla_hub::state::source::BlobIndex::describe(blobs)?;
-    Ok(flotilla_hub::controller::render::render_entries(
-        revision,
-        per_cluster,
-        Default::default(),
-        index,
-        at.0,
-        at,
-        0,
-        |last, staged| Command::RecordRender {
-            revision: revision.clone(),
-            outcome: RenderOutcome::Rendered {
-                bundles: last.bundles,
-                index: last.index,
-                spec: String::new(),
-                charts: Default::default(),
-                staged,
-            },
-            at,
-        },
-    ))
-}
-
 /// A worker process of a benchmark; killed when dropped.
 pub(crate) struct Worker {
     child: std::process::Child,

@@ -32,7 +32,8 @@ use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use crate::common::{config_maps, default_hub_bin, emit, render_entries, spawn_worker};
+use crate::common::{config_maps, default_hub_bin, emit, spawn_worker};
+use flotilla_testkit::protocol::render_entries;
 
 /// Options of `bench swarm`.
 #[derive(Debug, clap::Args)]

@@ -34,7 +34,8 @@ use flotilla_testkit::hub_group::HubGroup;
 use flotilla_testkit::linked_agent::{AgentAccess, LinkedAgent, shutdown_all};
 use serde_json::{Value, json};
 
-use crate::common::{config_maps, default_hub_bin, render_entries};
+use crate::common::{config_maps, default_hub_bin};
+use flotilla_testkit::protocol::render_entries;
 
 /// Options of `bench sync`.
 #[derive(Debug, clap::Args)]
