@@ -476,8 +476,20 @@ impl<'r> Renderer<'r> {
         }
         let mut text_budget = limits.max_rendered_bytes.saturating_mul(2);
         for file in &template.files {
-            let (documents, length) = match filled(file, &lookup, limits) {
-                Some((documents, length)) => (Ok(documents), length),
+            let spend = |budget: usize, length: usize| {
+                budget
+                    .checked_sub(length)
+                    .ok_or_else(|| RenderError::TooLarge {
+                        location: template.location.clone(),
+                        size: limits.max_rendered_bytes.saturating_mul(2),
+                        limit: limits.max_rendered_bytes,
+                    })
+            };
+            let documents = match filled(file, &lookup, limits) {
+                Some((documents, length)) => {
+                    text_budget = spend(text_budget, length)?;
+                    documents
+                }
                 None => {
                     let text = substitute(&file.text, &file.pieces, |reference, line, column| {
                         resolve(
@@ -485,7 +497,8 @@ impl<'r> Renderer<'r> {
                             SourceLocation::at(file.display.clone(), line, column),
                         )
                     })?;
-                    let documents = if file.json {
+                    text_budget = spend(text_budget, text.len())?;
+                    if file.json {
                         parse_json(&text, &file.display, limits).map(|value| vec![(1, value)])
                     } else {
                         parse_documents(&text, &file.display, 0, limits)
@@ -493,18 +506,9 @@ impl<'r> Renderer<'r> {
                     .map_err(|problem| RenderError::Yaml {
                         location: problem.location,
                         message: problem.message,
-                    });
-                    (documents, text.len())
+                    })?
                 }
             };
-            text_budget = text_budget
-                .checked_sub(length)
-                .ok_or_else(|| RenderError::TooLarge {
-                    location: template.location.clone(),
-                    size: limits.max_rendered_bytes.saturating_mul(2),
-                    limit: limits.max_rendered_bytes,
-                })?;
-            let documents = documents?;
             let target = if file.role == Role::Overlay {
                 &mut overlay
             } else {
@@ -652,7 +656,6 @@ impl<'r> Renderer<'r> {
     }
 }
 
-/// The overlay of `bundle` that `cluster` gets: the first whose selector matches.
 /// A YAML file's documents for the cluster's values taken from its skeleton (parsed once for
 /// every cluster), with the length of the text they stand for; `None` when the file has no
 /// skeleton, a reference has no value, or a value must be substituted as text and parsed.
@@ -692,6 +695,7 @@ fn filled(
     Some((skeleton.fill(&values)?, length))
 }
 
+/// The overlay of `bundle` that `cluster` gets: the first whose selector matches.
 fn overlay_for(bundle: &Bundle, cluster: &Cluster) -> Option<usize> {
     bundle
         .overlays

@@ -29,7 +29,15 @@ const LAST_PLACEHOLDER: u32 = 0xF_FFFD;
 pub(crate) struct Skeleton {
     documents: Vec<(u32, Value)>,
     slots: Vec<Reference>,
+    /// Per line holding placeholders: its other characters and the slots on it, so a fill
+    /// can tell how long the line would be as text.
+    lines: Vec<(usize, Vec<usize>)>,
 }
+
+/// The longest line a placeholder may stand on once filled: the parser looks at most 1,024
+/// characters ahead for the `:` ending an implicit key, so a longer key fails as text while
+/// its one-character placeholder parsed. Kept below with a margin.
+const MAX_FILLED_LINE: usize = 1_000;
 
 impl Skeleton {
     /// Parses `text` with its references as placeholders; `None` when a reference may stand
@@ -63,8 +71,21 @@ impl Skeleton {
         if slots.is_empty() || !only_in_scalars(&placed) {
             return None;
         }
+        let lines = placed
+            .lines()
+            .filter(|line| line.chars().any(is_placeholder))
+            .map(|line| {
+                let others = line.chars().filter(|c| !is_placeholder(*c)).count();
+                let on_it = line.chars().filter_map(slot_of).collect();
+                (others, on_it)
+            })
+            .collect();
         let documents = parse_documents(&placed, file, 0, limits).ok()?;
-        Some(Skeleton { documents, slots })
+        Some(Skeleton {
+            documents,
+            slots,
+            lines,
+        })
     }
 
     /// The references, in slot order: `fill` takes their values in the same order.
@@ -78,6 +99,16 @@ impl Skeleton {
         if values.len() != self.slots.len() || !values.iter().all(|value| is_word(value)) {
             return None;
         }
+        let too_long = self.lines.iter().any(|(others, on_it)| {
+            let filled: usize = on_it
+                .iter()
+                .map(|&slot| values.get(slot).map_or(usize::MAX / 2, String::len))
+                .sum();
+            others + filled > MAX_FILLED_LINE
+        });
+        if too_long {
+            return None;
+        }
         self.documents
             .iter()
             .map(|(line, document)| Some((*line, fill_value(document, values)?)))
@@ -89,14 +120,21 @@ fn is_placeholder(c: char) -> bool {
     (PLACEHOLDER..=LAST_PLACEHOLDER).contains(&u32::from(c))
 }
 
-/// Whether no placeholder follows, on its line, a character that could make it part of a
-/// comment, an anchor, an alias, a tag or a directive.
+fn slot_of(c: char) -> Option<usize> {
+    is_placeholder(c)
+        .then(|| usize::try_from(u32::from(c) - PLACEHOLDER).ok())
+        .flatten()
+}
+
+/// Whether every line with a placeholder is free of what could make one part of a comment
+/// (a `#` before it), or of an anchor, an alias, a tag or a directive (`&`, `*`, `!`, `%`
+/// anywhere on the line: an anchor named after a placeholder could be redefined by a value).
 fn only_in_scalars(placed: &str) -> bool {
     placed.lines().all(|line| {
         let Some(first) = line.find(is_placeholder) else {
             return true;
         };
-        !line[..first].contains(['#', '&', '*', '!', '%'])
+        !line[..first].contains('#') && !line.contains(['&', '*', '!', '%'])
     })
 }
 
@@ -126,11 +164,9 @@ fn may_not_be_string(text: &str) -> bool {
 fn fill_str(text: &str, values: &[String]) -> Option<String> {
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
-        if is_placeholder(c) {
-            let slot = usize::try_from(u32::from(c) - PLACEHOLDER).ok()?;
-            out.push_str(values.get(slot)?);
-        } else {
-            out.push(c);
+        match slot_of(c) {
+            Some(slot) => out.push_str(values.get(slot)?),
+            None => out.push(c),
         }
     }
     (!may_not_be_string(&out)).then_some(out)
@@ -198,6 +234,10 @@ mod tests {
             "a: [${x}${y}]\n",
             "a: {${x}: 1, ${y}: 2}\n",
             "a: ${x}:${y}\n",
+            "a: &n one\n${x}: &${y} two\nb: *n\n",
+            "a: b\n${x}: v\n",
+            "a: b\n\"${x}\": v\n",
+            "{${x}: 1}\n",
         ];
         let values = [
             "eu",
@@ -231,14 +271,18 @@ mod tests {
             "!x",
             "multi\nline",
             "%x",
+            "n",
+            "k",
         ];
+        let long = "k".repeat(1_025);
+        let values: Vec<&str> = values.into_iter().chain([long.as_str()]).collect();
         let limits = Limits::default();
         let mut filled = 0;
         for template in templates {
             let pieces = tokenize(template).expect("template tokenizes");
             let skeleton = Skeleton::parse(template, &pieces, "t.yaml", &limits);
-            for x in values {
-                for y in values {
+            for &x in &values {
+                for &y in &values {
                     let value = |reference: &Reference| match reference {
                         Reference::Variable(name) if name == "x" => x.to_owned(),
                         _ => y.to_owned(),
@@ -273,6 +317,8 @@ mod tests {
             "%${x}\n---\na: 1\n",
             "a: \u{F0000} ${x}\n",
             "a: 1\n",
+            "${x}: &anchor 1\n",
+            "a: ${x} *b\n",
         ] {
             let pieces = tokenize(template).expect("template tokenizes");
             assert!(

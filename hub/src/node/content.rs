@@ -664,10 +664,14 @@ pub async fn fetch(node: &NodeHandle, hashes: Vec<BlobHash>) -> Result<usize, Co
             None => Ok(0),
         };
     }
+    // The state may name a hash twice (a pending render and the revisions); ask once.
+    let mut seen = HashSet::new();
+    let hashes: Vec<BlobHash> = hashes.into_iter().filter(|h| seen.insert(*h)).collect();
     let batches: Vec<Vec<BlobHash>> = hashes.chunks(BATCH_HASHES).map(<[_]>::to_vec).collect();
+    let failed = Mutex::new(HashSet::new());
     let results: Vec<(usize, Vec<BlobHash>, Vec<String>)> =
         futures::stream::iter(batches.into_iter().enumerate())
-            .map(|(index, batch)| fetch_batch(node, &peers, index, batch))
+            .map(|(index, batch)| fetch_batch(node, &peers, &failed, index, batch))
             .buffer_unordered(FETCH_PARALLEL)
             .collect()
             .await;
@@ -692,21 +696,29 @@ pub async fn fetch(node: &NodeHandle, hashes: Vec<BlobHash>) -> Result<usize, Co
     Ok(found)
 }
 
-/// Fetches one batch, from the peer its index picks first and then from the others; returns
-/// how many were stored, those no peer gave, and what the peers said.
+/// Fetches one batch, from the peer its index picks first and then from the others (those
+/// that failed an earlier batch of this fetch last, so a dead peer costs one timeout, not
+/// one per batch); returns how many were stored, those no peer gave, and what the peers said.
 async fn fetch_batch(
     node: &NodeHandle,
     peers: &[(NodeId, String)],
+    failed: &Mutex<HashSet<NodeId>>,
     index: usize,
     mut wanted: Vec<BlobHash>,
 ) -> (usize, Vec<BlobHash>, Vec<String>) {
     let mut found = 0;
     let mut said = Vec::new();
-    for turn in 0..peers.len() {
+    let mut order: Vec<&(NodeId, String)> = (0..peers.len())
+        .map(|turn| &peers[(index + turn) % peers.len()])
+        .collect();
+    {
+        let failed = failed.lock();
+        order.sort_by_key(|(id, _)| failed.contains(id));
+    }
+    for (id, address) in order {
         if wanted.is_empty() {
             break;
         }
-        let (id, address) = &peers[(index + turn) % peers.len()];
         match fetch_from(node, *id, address, &wanted).await {
             Ok(got) => {
                 found += got.len();
@@ -715,7 +727,10 @@ async fn fetch_batch(
                     said.push(format!("node {id} does not hold them"));
                 }
             }
-            Err(why) => said.push(format!("node {id}: {why}")),
+            Err(why) => {
+                failed.lock().insert(*id);
+                said.push(format!("node {id}: {why}"));
+            }
         }
     }
     (found, wanted, said)
