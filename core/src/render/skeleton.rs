@@ -8,11 +8,13 @@
 //! only when nothing in the values could have parsed differently: every value is a word of
 //! letters, digits, `.`, `_`, `-` and `/` starting with a letter or digit (no quote, space,
 //! colon, `#` or line break can end a scalar or start a comment), every scalar it lands in
-//! still reads as a string (not a number, boolean or null), and no two keys of a mapping
-//! become equal. Anything else — and a file where a reference follows `#`, `&`, `*`, `!` or
-//! `%` on its line, so it may sit in a comment, an anchor, an alias, a tag or a directive —
-//! is substituted as text and parsed, as before. `skeleton_matches_text_substitution` in the
-//! tests compares both ways over references in every position a manifest can put them.
+//! still reads as a string (not a number, boolean or null), no two keys of a mapping become
+//! equal, and no line with a reference grows past 1,000 characters (an implicit key must end
+//! within 1,024). Anything else — and a file where a reference follows `#` on its line, or
+//! shares its line with `&`, `*`, `!` or `%`, so it may sit in a comment, an anchor, an
+//! alias, a tag or a directive — is substituted as text and parsed, as before.
+//! `skeleton_matches_text_substitution` in the tests compares both ways over references in
+//! every position a manifest can put them.
 
 use serde_json::{Map, Value};
 
