@@ -11,7 +11,7 @@ use super::helm::merge_values;
 use super::object::{SourcedObject, assemble};
 use super::skeleton::Skeleton;
 use super::source::{ChartTemplate, Role, SourceFile, Template, ValuesSource, load_template};
-use super::substitute::{Piece, Reference, substitute, tokenize};
+use super::substitute::{Reference, substitute, tokenize};
 use super::{ChartUsed, RenderError, RenderedBundle, Tools};
 use crate::hash::ContentHash;
 use crate::inventory::{Capabilities, Cluster};
@@ -671,24 +671,12 @@ fn filled(
         .skeleton
         .get_or_init(|| Skeleton::parse(&file.text, &file.pieces, &file.display, limits))
         .as_ref()?;
-    let values: Vec<String> = skeleton
+    let values: Vec<&str> = skeleton
         .slots()
         .iter()
-        .map(|reference| lookup.get(reference).copied().flatten().cloned())
+        .map(|reference| lookup.get(reference).copied().flatten().map(String::as_str))
         .collect::<Option<_>>()?;
-    let mut length = 0usize;
-    for piece in &file.pieces {
-        length += match piece {
-            Piece::Text(range) => range.len(),
-            Piece::Reference(reference, _, _) => {
-                let slot = skeleton
-                    .slots()
-                    .iter()
-                    .position(|known| known == reference)?;
-                values[slot].len()
-            }
-        };
-    }
+    let length = skeleton.text_length(&values);
     if u64::try_from(length).map_or(true, |length| length > limits.max_file_bytes) {
         return None; // The text parse reports it.
     }

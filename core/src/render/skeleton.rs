@@ -31,6 +31,10 @@ const LAST_PLACEHOLDER: u32 = 0xF_FFFD;
 pub(crate) struct Skeleton {
     documents: Vec<(u32, Value)>,
     slots: Vec<Reference>,
+    /// The text's length without its references, and how often each slot's reference occurs:
+    /// what the substituted text's length is derived from.
+    literal: usize,
+    uses: Vec<usize>,
     /// Per line holding placeholders: its other characters and the slots on it, so a fill
     /// can tell how long the line would be as text.
     lines: Vec<(usize, Vec<usize>)>,
@@ -55,14 +59,17 @@ impl Skeleton {
             return None;
         }
         let mut slots: Vec<Reference> = Vec::new();
+        let mut uses: Vec<usize> = Vec::new();
         let placed = substitute(text, pieces, |reference, _, _| {
             let slot = match slots.iter().position(|known| known == reference) {
                 Some(slot) => slot,
                 None => {
                     slots.push(reference.clone());
+                    uses.push(0);
                     slots.len() - 1
                 }
             };
+            uses[slot] += 1;
             let code = u32::try_from(slot).ok().map(|slot| PLACEHOLDER + slot);
             code.filter(|&code| code <= LAST_PLACEHOLDER)
                 .and_then(char::from_u32)
@@ -82,10 +89,19 @@ impl Skeleton {
                 (others, on_it)
             })
             .collect();
+        let literal = pieces
+            .iter()
+            .map(|piece| match piece {
+                Piece::Text(range) => range.len(),
+                Piece::Reference(..) => 0,
+            })
+            .sum();
         let documents = parse_documents(&placed, file, 0, limits).ok()?;
         Some(Skeleton {
             documents,
             slots,
+            literal,
+            uses,
             lines,
         })
     }
@@ -95,16 +111,27 @@ impl Skeleton {
         &self.slots
     }
 
+    /// The length in bytes of the text substituted with `values` (in slot order).
+    pub(crate) fn text_length(&self, values: &[&str]) -> usize {
+        let references: usize = self
+            .uses
+            .iter()
+            .zip(values)
+            .map(|(uses, value)| uses * value.len())
+            .sum();
+        self.literal + references
+    }
+
     /// The documents with each slot's value in place of its placeholder, or `None` when a
     /// value might parse differently as text (the caller substitutes and parses instead).
-    pub(crate) fn fill(&self, values: &[String]) -> Option<Vec<(u32, Value)>> {
+    pub(crate) fn fill(&self, values: &[&str]) -> Option<Vec<(u32, Value)>> {
         if values.len() != self.slots.len() || !values.iter().all(|value| is_word(value)) {
             return None;
         }
         let too_long = self.lines.iter().any(|(others, on_it)| {
             let filled: usize = on_it
                 .iter()
-                .map(|&slot| values.get(slot).map_or(usize::MAX / 2, String::len))
+                .map(|&slot| values.get(slot).map_or(usize::MAX / 2, |value| value.len()))
                 .sum();
             others + filled > MAX_FILLED_LINE
         });
@@ -163,7 +190,7 @@ fn may_not_be_string(text: &str) -> bool {
     )
 }
 
-fn fill_str(text: &str, values: &[String]) -> Option<String> {
+fn fill_str(text: &str, values: &[&str]) -> Option<String> {
     let mut out = String::with_capacity(text.len() + 16);
     for c in text.chars() {
         match slot_of(c) {
@@ -174,7 +201,7 @@ fn fill_str(text: &str, values: &[String]) -> Option<String> {
     (!may_not_be_string(&out)).then_some(out)
 }
 
-fn fill_value(value: &Value, values: &[String]) -> Option<Value> {
+fn fill_value(value: &Value, values: &[&str]) -> Option<Value> {
     Some(match value {
         Value::String(text) if text.chars().any(is_placeholder) => {
             Value::String(fill_str(text, values)?)
@@ -294,6 +321,7 @@ mod tests {
                     let parsed = parse_documents(&text, "t.yaml", 0, &limits).ok();
                     let Some(skeleton) = &skeleton else { continue };
                     let slot_values: Vec<String> = skeleton.slots().iter().map(value).collect();
+                    let slot_values: Vec<&str> = slot_values.iter().map(String::as_str).collect();
                     if let Some(documents) = skeleton.fill(&slot_values) {
                         filled += 1;
                         assert_eq!(

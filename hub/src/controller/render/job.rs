@@ -112,17 +112,7 @@ pub(super) fn render_commit(
         }
         outcome.insert(cluster, failure.map_or(Ok(hashes), Err));
     }
-    let contents: Vec<&[u8]> = fleet
-        .blobs
-        .keys()
-        .map(|hash| {
-            fleet
-                .encoded
-                .get(hash)
-                .map(Vec::as_slice)
-                .ok_or_else(|| whole(format!("the render kept no bytes for blob {hash}")))
-        })
-        .collect::<Result<_, _>>()?;
+    let contents: Vec<&[u8]> = fleet.encoded.values().map(Vec::as_slice).collect();
     let compressed = Blob::from_contents(&contents)
         .map_err(|e| whole(format!("cannot compress a rendered bundle: {e}")))?;
     let blobs: BTreeMap<_, _> = compressed
