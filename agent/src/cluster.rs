@@ -7,6 +7,7 @@ use std::time::Duration;
 use futures::{StreamExt, stream};
 use kube::Client;
 use kube::api::{Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, Preconditions};
+use kube::core::Request;
 use serde_json::Value;
 
 use crate::catalog::Kind;
@@ -95,8 +96,15 @@ impl Cluster {
             .validation_strict();
         params.dry_run = dry_run;
         let patch = Patch::Apply(&object.body);
-        let answer = retrying(&self.policy, || api.patch(&object.id.name, &params, &patch)).await?;
-        serde_json::to_value(answer).map_err(|e| ApiError::Unexpected(e.to_string()))
+        // The answer is read straight into a `Value`: the engine needs nothing typed from it.
+        let request = || async {
+            let mut request = Request::new(api.resource_url())
+                .patch(&object.id.name, &params, &patch)
+                .map_err(kube::Error::BuildRequest)?;
+            request.extensions_mut().insert("patch");
+            self.client.request::<Value>(request).await
+        };
+        retrying(&self.policy, request).await
     }
 
     /// The live object, or `None` when it does not exist.

@@ -238,6 +238,11 @@ enum MemberChange {
     },
 }
 
+/// mimalloc, not the system allocator: glibc's malloc took about a third of the agents' and
+/// the simulator's CPU at 1,000 clusters (docs/BENCHMARKS.md, `bench e2e`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     flotilla_pki::install_crypto_provider();
     tracing_subscriber::fmt()

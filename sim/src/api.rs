@@ -17,6 +17,7 @@ use crate::discovery;
 use crate::fleet::{Fleet, timestamp};
 use crate::objects::{self, DeleteOpts, Filter, Target, WriteOpts, Written};
 use crate::patch::PatchType;
+use crate::pointer::At;
 use crate::render::{ListBody, Served, warning_header};
 use crate::route::{ResourcePath, Route};
 use crate::selector::{FieldSelector, LabelSelector};
@@ -325,7 +326,7 @@ fn render_one(t: &Target, obj: &Value, rendering: Rendering, q: &Query) -> Value
         Rendering::Table => table(
             &t.rt,
             &[obj],
-            obj.pointer("/metadata/resourceVersion")
+            obj.at("/metadata/resourceVersion")
                 .and_then(Value::as_str)
                 .map(str::to_string),
             IncludeObject::parse(q.get("includeObject")),

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 
 use crate::catalog::ResourceType;
 use crate::fieldset::{FieldSet, Path, Scope, get_at, key_element, path_string, remove_at};
+use crate::pointer::At;
 use crate::schema::{ListType, list_type};
 use crate::status::Cause;
 
@@ -71,7 +72,7 @@ impl Entry {
 }
 
 fn entries_of(obj: Option<&Value>) -> Vec<Entry> {
-    obj.and_then(|o| o.pointer("/metadata/managedFields"))
+    obj.and_then(|o| o.at("/metadata/managedFields"))
         .and_then(Value::as_array)
         .map(|a| a.iter().filter_map(Entry::parse).collect())
         .unwrap_or_default()
@@ -204,7 +205,7 @@ impl Applier<'_> {
 
         // An apply that changes no field of the object keeps its entry's time (none for a
         // new entry), as the API server does, so a repeated apply changes nothing at all.
-        let unchanged = without_managed_fields(&merged) == without_managed_fields(live_obj);
+        let unchanged = equal_but_managed_fields(&merged, live_obj);
         let time = match mine {
             Some(i) if unchanged => entries[i].time.clone(),
             None if unchanged && live.is_some() => String::new(),
@@ -238,12 +239,34 @@ const ALLOCATED: &[&[&str]] = &[
     &["f:spec", "f:finalizers"],
 ];
 
-fn without_managed_fields(obj: &Value) -> Value {
-    let mut obj = obj.clone();
-    if let Some(meta) = obj.get_mut("metadata").and_then(Value::as_object_mut) {
-        meta.shift_remove("managedFields");
+/// Whether two objects are equal apart from `metadata.managedFields`.
+fn equal_but_managed_fields(a: &Value, b: &Value) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            a.len() == b.len()
+                && a.iter().all(|(k, va)| {
+                    b.get(k).is_some_and(|vb| match k.as_str() {
+                        "metadata" => equal_without(va, vb, "managedFields"),
+                        _ => va == vb,
+                    })
+                })
+        }
+        _ => a == b,
     }
-    obj
+}
+
+/// Whether two values are equal, ignoring the field `skip` when both are objects.
+fn equal_without(a: &Value, b: &Value, skip: &str) -> bool {
+    match (a.as_object(), b.as_object()) {
+        (Some(a), Some(b)) => {
+            let kept = |m: &serde_json::Map<String, Value>| m.keys().filter(|k| *k != skip).count();
+            kept(a) == kept(b)
+                && a.iter()
+                    .filter(|(k, _)| *k != skip)
+                    .all(|(k, va)| b.get(k) == Some(va))
+        }
+        _ => a == b,
+    }
 }
 
 /// Records the fields a create, update or patch changed as owned by `manager`
@@ -366,6 +389,6 @@ fn merge<'a>(target: &mut Value, src: &'a Value, names: &mut Vec<&'a str>, rt: &
 
 /// Rejects an apply body that sets managedFields, as the API server does.
 pub(crate) fn has_managed_fields(obj: &Value) -> bool {
-    obj.pointer("/metadata/managedFields")
+    obj.at("/metadata/managedFields")
         .is_some_and(|v| !v.is_null())
 }

@@ -4,6 +4,8 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use crate::pointer::At;
+
 /// A built-in kind the simulator knows more about than its name: how to validate it
 /// against the k8s-openapi types and which simulated controller drives its status.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,7 +176,7 @@ impl ResourceType {
                 status_subresource |= sub.get("status").is_some();
                 scale_subresource |= sub.get("scale").is_some();
             }
-            if let Some(schema) = v.pointer("/schema/openAPIV3Schema") {
+            if let Some(schema) = v.at("/schema/openAPIV3Schema") {
                 schemas.push((name.clone(), schema.clone()));
             }
             versions.push(name);
@@ -210,7 +212,7 @@ impl ResourceType {
 
     /// The CRD status the API server reports once names are accepted and the type is served.
     pub(crate) fn crd_status(crd: &Value, rt: &ResourceType, now: &str) -> Value {
-        let mut accepted = crd.pointer("/spec/names").cloned().unwrap_or(json!({}));
+        let mut accepted = crd.at("/spec/names").cloned().unwrap_or(json!({}));
         if let Some(names) = accepted.as_object_mut() {
             names
                 .entry("singular")

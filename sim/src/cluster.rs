@@ -13,6 +13,7 @@ use tokio::sync::watch;
 
 use crate::Fault;
 use crate::catalog::{Builtin, ResourceType, builtins};
+use crate::pointer::At;
 use crate::requests::RequestCounters;
 
 /// Kind of a watch event.
@@ -237,7 +238,7 @@ impl ClusterState {
             for (k, stored) in map {
                 let owned = stored
                     .obj
-                    .pointer("/metadata/ownerReferences")
+                    .at("/metadata/ownerReferences")
                     .and_then(Value::as_array)
                     .is_some_and(|refs| {
                         refs.iter()

@@ -21,6 +21,7 @@ use crate::apply::track_update;
 use crate::catalog::Builtin;
 use crate::cluster::{Cluster, ClusterState, Reconcile, Step};
 use crate::fieldset::Scope;
+use crate::pointer::At;
 
 /// `"true"` makes a workload stall with ProgressDeadlineExceeded, a Job fail with
 /// BackoffLimitExceeded and a Pod go CrashLoopBackOff.
@@ -126,14 +127,14 @@ fn run(state: &mut ClusterState, work: &Reconcile, default_delay: Duration) {
     let Some(obj) = state.get(&work.type_key, &work.object).cloned() else {
         return;
     };
-    if obj.pointer("/metadata/uid").and_then(Value::as_str) != Some(work.uid.as_str())
-        || obj.pointer("/metadata/deletionTimestamp").is_some()
+    if obj.at("/metadata/uid").and_then(Value::as_str) != Some(work.uid.as_str())
+        || obj.at("/metadata/deletionTimestamp").is_some()
     {
         return;
     }
     let Some(builtin) = rt.builtin else { return };
     let annotation = |k: &str| {
-        obj.pointer("/metadata/annotations")
+        obj.at("/metadata/annotations")
             .and_then(|a| a.get(k))
             .and_then(Value::as_str)
     };
@@ -144,7 +145,7 @@ fn run(state: &mut ClusterState, work: &Reconcile, default_delay: Duration) {
         .map(Duration::from_millis)
         .unwrap_or(default_delay);
     let generation = obj
-        .pointer("/metadata/generation")
+        .at("/metadata/generation")
         .and_then(Value::as_i64)
         .unwrap_or(0);
     let old_status = obj.get("status").cloned().unwrap_or(json!({}));
@@ -225,14 +226,14 @@ struct Sim<'a> {
 impl Sim<'_> {
     fn name(&self) -> &str {
         self.obj
-            .pointer("/metadata/name")
+            .at("/metadata/name")
             .and_then(Value::as_str)
             .unwrap_or_default()
     }
 
     fn replicas(&self) -> i64 {
         self.obj
-            .pointer("/spec/replicas")
+            .at("/spec/replicas")
             .and_then(Value::as_i64)
             .unwrap_or(1)
     }
@@ -241,7 +242,7 @@ impl Sim<'_> {
     fn revision(&self) -> String {
         let template = self
             .obj
-            .pointer("/spec/template")
+            .at("/spec/template")
             .map(Value::to_string)
             .unwrap_or_default();
         let mut h: u64 = 0xcbf2_9ce4_8422_2325;

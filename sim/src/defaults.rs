@@ -4,6 +4,7 @@
 use serde_json::{Map, Value, json};
 
 use crate::catalog::{Builtin, ResourceType};
+use crate::pointer::At;
 
 fn object_at<'a>(v: &'a mut Value, key: &str) -> Option<&'a mut Map<String, Value>> {
     let map = v.as_object_mut()?;
@@ -67,7 +68,7 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
                     }
                 }
             }
-            pod_template(obj.pointer_mut("/spec/template/spec"));
+            pod_template(obj.at_mut("/spec/template/spec"));
         }
         Builtin::StatefulSet => {
             if let Some(spec) = object_at(obj, "spec") {
@@ -85,7 +86,7 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
                     json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
                 );
             }
-            pod_template(obj.pointer_mut("/spec/template/spec"));
+            pod_template(obj.at_mut("/spec/template/spec"));
         }
         Builtin::DaemonSet => {
             if let Some(spec) = object_at(obj, "spec") {
@@ -96,13 +97,13 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
                     json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}}),
                 );
             }
-            pod_template(obj.pointer_mut("/spec/template/spec"));
+            pod_template(obj.at_mut("/spec/template/spec"));
         }
         Builtin::ReplicaSet => {
             if let Some(spec) = object_at(obj, "spec") {
                 set_default(spec, "replicas", json!(1));
             }
-            pod_template(obj.pointer_mut("/spec/template/spec"));
+            pod_template(obj.at_mut("/spec/template/spec"));
         }
         Builtin::Job => {
             if let Some(spec) = object_at(obj, "spec") {
@@ -114,7 +115,7 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
                 set_default(spec, "manualSelector", json!(false));
                 set_default(spec, "podReplacementPolicy", json!("TerminatingOrFailed"));
             }
-            pod_template(obj.pointer_mut("/spec/template/spec"));
+            pod_template(obj.at_mut("/spec/template/spec"));
         }
         Builtin::CronJob => {
             if let Some(spec) = object_at(obj, "spec") {
@@ -134,10 +135,10 @@ pub(crate) fn apply(rt: &ResourceType, old: Option<&Value>, obj: &mut Value, nam
                     }
                 }
             }
-            pod_template(obj.pointer_mut("/spec/jobTemplate/spec/template/spec"));
+            pod_template(obj.at_mut("/spec/jobTemplate/spec/template/spec"));
         }
         Builtin::Pod => {
-            pod_template(obj.pointer_mut("/spec"));
+            pod_template(obj.at_mut("/spec"));
             if old.is_none() {
                 obj["status"] = json!({"phase": "Pending", "qosClass": "BestEffort"});
             }

@@ -23,6 +23,7 @@ mod kubeconfig;
 mod objects;
 mod openapi;
 mod patch;
+mod pointer;
 mod protobuf;
 mod render;
 mod requests;

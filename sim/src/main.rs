@@ -31,6 +31,11 @@ struct Args {
     watch_history: usize,
 }
 
+/// mimalloc, not the system allocator: glibc's malloc took about a third of the agents' and
+/// the simulator's CPU at 1,000 clusters (docs/BENCHMARKS.md, `bench e2e`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()

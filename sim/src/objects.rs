@@ -11,6 +11,7 @@ use crate::catalog::{Builtin, ResourceType};
 use crate::cluster::{ClusterState, ObjectKey, Reconcile, Step, is_controlled};
 use crate::fieldset::Scope;
 use crate::patch::{PatchType, patch};
+use crate::pointer::At;
 use crate::schema::default_merge_keys;
 use crate::selector::{FieldSelector, LabelSelector};
 use crate::status::{ApiError, success};
@@ -103,6 +104,26 @@ impl Filter {
     pub(crate) fn matches(&self, obj: &Value) -> bool {
         self.labels.matches(obj) && self.fields.matches(obj)
     }
+
+    /// Whether an object stored as JSON passes: without field selectors only its labels are
+    /// read from the text, not the whole object. Text that does not parse never passes.
+    pub(crate) fn matches_json(&self, json: &[u8]) -> bool {
+        #[derive(serde::Deserialize)]
+        struct Labelled {
+            #[serde(default)]
+            metadata: Metadata,
+        }
+        #[derive(Default, serde::Deserialize)]
+        struct Metadata {
+            #[serde(default)]
+            labels: Option<Map<String, Value>>,
+        }
+        if !self.fields.is_empty() {
+            return serde_json::from_slice::<Value>(json).is_ok_and(|obj| self.matches(&obj));
+        }
+        serde_json::from_slice::<Labelled>(json)
+            .is_ok_and(|obj| self.labels.matches_labels(obj.metadata.labels.as_ref()))
+    }
 }
 
 /// Checks the namespace part of a target: namespaced types need one that exists,
@@ -126,7 +147,7 @@ pub(crate) fn check_namespace(
     let Some(namespace) = state.namespace(ns) else {
         return Err(ApiError::namespace_not_found(ns));
     };
-    if creating && namespace.pointer("/metadata/deletionTimestamp").is_some() {
+    if creating && namespace.at("/metadata/deletionTimestamp").is_some() {
         return Err(ApiError::namespace_terminating(&t.rt, name, ns));
     }
     Ok(())
@@ -276,7 +297,7 @@ pub(crate) fn parse_body(body: &[u8], yaml: bool) -> Result<Value, ApiError> {
 /// Removes dropped unknown fields (`spec.foo`) from every managedFields entry: the API server
 /// records ownership of the object it stores, not of the request.
 fn disown(obj: &mut Value, unknown: &[String]) {
-    let Some(Value::Array(entries)) = obj.pointer_mut("/metadata/managedFields") else {
+    let Some(Value::Array(entries)) = obj.at_mut("/metadata/managedFields") else {
         return;
     };
     for entry in entries.iter_mut() {
@@ -290,7 +311,7 @@ fn disown(obj: &mut Value, unknown: &[String]) {
                 .collect();
             if let Some((last, parents)) = segments.split_last() {
                 let parent = parents.iter().map(|p| format!("/{p}")).collect::<String>();
-                if let Some(map) = fields.pointer_mut(&parent).and_then(Value::as_object_mut) {
+                if let Some(map) = fields.at_mut(&parent).and_then(Value::as_object_mut) {
                     map.shift_remove(&last.replace("~1", "/").replace("~0", "~"));
                 }
             }
@@ -458,7 +479,7 @@ fn finish(
             return Err(ApiError::not_found(&t.rt, &name));
         };
         let status = new.get("status").cloned();
-        let managed = new.pointer("/metadata/managedFields").cloned();
+        let managed = new.at("/metadata/managedFields").cloned();
         // Built-in kinds' status strategies reset the spec but keep metadata changes (the
         // apps workloads reset labels too); a custom resource's keeps nothing but status.
         let kept_metadata: Vec<(&str, Option<Value>)> = match t.rt.builtin {
@@ -468,10 +489,10 @@ fn finish(
                 | Builtin::StatefulSet
                 | Builtin::DaemonSet
                 | Builtin::ReplicaSet,
-            ) => vec![("annotations", new.pointer("/metadata/annotations").cloned())],
+            ) => vec![("annotations", new.at("/metadata/annotations").cloned())],
             Some(_) => ["labels", "annotations"]
                 .into_iter()
-                .map(|f| (f, new.pointer(&format!("/metadata/{f}")).cloned()))
+                .map(|f| (f, new.at(&format!("/metadata/{f}")).cloned()))
                 .collect(),
         };
         new = (**old).clone();
@@ -529,7 +550,7 @@ fn finish(
                 "deletionGracePeriodSeconds",
                 "generation",
             ] {
-                match old.pointer(&format!("/metadata/{f}")) {
+                match old.at(&format!("/metadata/{f}")) {
                     Some(v) => {
                         meta.insert(f.to_string(), v.clone());
                     }
@@ -554,10 +575,10 @@ fn finish(
         && t.rt.tracks_generation
         && (spec_changed(old, &new)
             || (t.rt.builtin == Some(Builtin::Deployment)
-                && old.pointer("/metadata/annotations") != new.pointer("/metadata/annotations")))
+                && old.at("/metadata/annotations") != new.at("/metadata/annotations")))
     {
         let g = old
-            .pointer("/metadata/generation")
+            .at("/metadata/generation")
             .and_then(Value::as_i64)
             .unwrap_or(0);
         meta_mut(&mut new).insert("generation".to_string(), json!(g + 1));
@@ -614,7 +635,7 @@ fn finish(
 
     if let Some(old) = old {
         // Compared with the old resourceVersion in place: a no-op write stores nothing.
-        if let Some(rv) = old.pointer("/metadata/resourceVersion") {
+        if let Some(rv) = old.at("/metadata/resourceVersion") {
             meta_mut(&mut new).insert("resourceVersion".to_string(), rv.clone());
         }
         let same = new == **old;
@@ -632,14 +653,14 @@ fn finish(
     let key = t.key(&name);
     let type_key = t.rt.key();
     let finalizers_gone = new
-        .pointer("/metadata/finalizers")
+        .at("/metadata/finalizers")
         .and_then(Value::as_array)
         .is_none_or(Vec::is_empty);
     if opts.dry_run {
         if let Some(old) = old {
             meta_mut(&mut new).insert(
                 "resourceVersion".to_string(),
-                old.pointer("/metadata/resourceVersion")
+                old.at("/metadata/resourceVersion")
                     .cloned()
                     .unwrap_or(json!("")),
             );
@@ -651,7 +672,7 @@ fn finish(
             warnings,
         });
     }
-    if new.pointer("/metadata/deletionTimestamp").is_some() && finalizers_gone {
+    if new.at("/metadata/deletionTimestamp").is_some() && finalizers_gone {
         // The last finalizer is gone: the deletion completes now, and the answer is the
         // object as this write left it, as the API server answers.
         remove_object(state, &type_key, &key);
@@ -667,7 +688,7 @@ fn finish(
         register_crd(state, &mut new, &opts.now);
     }
     let generation_changed =
-        old.and_then(|o| o.pointer("/metadata/generation")) != new.pointer("/metadata/generation");
+        old.and_then(|o| o.at("/metadata/generation")) != new.at("/metadata/generation");
     let stored = state.put(&type_key, key.clone(), new);
     if is_controlled(&t.rt)
         && scope == Scope::Main
@@ -694,7 +715,7 @@ fn finish(
 /// Whether the fault annotation changed, which the controllers react to.
 fn fault_flipped(old: Option<&Arc<Value>>, new: &Value) -> bool {
     let get = |v: &Value| {
-        v.pointer("/metadata/annotations")
+        v.at("/metadata/annotations")
             .and_then(|a| a.get(crate::controllers::FAIL_ANNOTATION))
             .cloned()
     };
@@ -772,7 +793,7 @@ pub(crate) fn update(
         ));
     }
     meta_mut(&mut obj).shift_remove("managedFields");
-    if let Some(m) = old.pointer("/metadata/managedFields") {
+    if let Some(m) = old.at("/metadata/managedFields") {
         meta_mut(&mut obj).insert("managedFields".to_string(), m.clone());
     }
     finish(state, t, Some(&old), obj, WriteKind::Update, opts)
@@ -861,7 +882,7 @@ fn apply(
 /// The `autoscaling/v1` Scale of an object.
 pub(crate) fn scale_of(obj: &Value) -> Value {
     let selector = obj
-        .pointer("/spec/selector/matchLabels")
+        .at("/spec/selector/matchLabels")
         .and_then(Value::as_object)
         .map(|m| {
             m.iter()
@@ -874,15 +895,15 @@ pub(crate) fn scale_of(obj: &Value) -> Value {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": {
-            "name": obj.pointer("/metadata/name"),
-            "namespace": obj.pointer("/metadata/namespace"),
-            "uid": obj.pointer("/metadata/uid"),
-            "resourceVersion": obj.pointer("/metadata/resourceVersion"),
-            "creationTimestamp": obj.pointer("/metadata/creationTimestamp"),
+            "name": obj.at("/metadata/name"),
+            "namespace": obj.at("/metadata/namespace"),
+            "uid": obj.at("/metadata/uid"),
+            "resourceVersion": obj.at("/metadata/resourceVersion"),
+            "creationTimestamp": obj.at("/metadata/creationTimestamp"),
         },
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(json!(0))},
+        "spec": {"replicas": obj.at("/spec/replicas").cloned().unwrap_or(json!(0))},
         "status": {
-            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(json!(0)),
+            "replicas": obj.at("/status/replicas").cloned().unwrap_or(json!(0)),
             "selector": selector,
         },
     })
@@ -900,7 +921,7 @@ fn update_scale(
         .cloned()
         .ok_or_else(|| ApiError::not_found(&t.rt, &name))?;
     let replicas = scale
-        .pointer("/spec/replicas")
+        .at("/spec/replicas")
         .and_then(Value::as_i64)
         .ok_or_else(|| ApiError::bad_request("spec.replicas: Required value"))?;
     let mut new = (*old).clone();
@@ -981,11 +1002,11 @@ impl DeleteOpts {
         Ok(DeleteOpts {
             propagation,
             uid: body
-                .pointer("/preconditions/uid")
+                .at("/preconditions/uid")
                 .and_then(Value::as_str)
                 .map(str::to_string),
             rv: body
-                .pointer("/preconditions/resourceVersion")
+                .at("/preconditions/resourceVersion")
                 .and_then(Value::as_str)
                 .map(str::to_string),
             dry_run,
@@ -1057,7 +1078,7 @@ fn deleting(rt: &ResourceType, obj: &Value, opts: &DeleteOpts) -> Option<Value> 
         (_, Propagation::Orphan) => Some("orphan"),
         (_, Propagation::Background) => return None,
     };
-    if obj.pointer("/metadata/deletionTimestamp").is_some() {
+    if obj.at("/metadata/deletionTimestamp").is_some() {
         return None;
     }
     let mut marked = obj.clone();
@@ -1094,7 +1115,7 @@ fn delete_in(
                 if let Some(dep) = state.get(&dep_type, &dep_key) {
                     let mut dep = (**dep).clone();
                     if let Some(refs) = dep
-                        .pointer_mut("/metadata/ownerReferences")
+                        .at_mut("/metadata/ownerReferences")
                         .and_then(Value::as_array_mut)
                     {
                         refs.retain(|r| r.get("uid").and_then(Value::as_str) != Some(&uid));
@@ -1117,11 +1138,11 @@ fn delete_in(
         return delete_namespace(state, key, opts);
     }
     let has_finalizers = obj
-        .pointer("/metadata/finalizers")
+        .at("/metadata/finalizers")
         .and_then(Value::as_array)
         .is_some_and(|f| !f.is_empty());
     if has_finalizers {
-        if obj.pointer("/metadata/deletionTimestamp").is_some() {
+        if obj.at("/metadata/deletionTimestamp").is_some() {
             return Some(obj);
         }
         let mut marked = (*obj).clone();
@@ -1154,7 +1175,7 @@ fn delete_namespace(
 ) -> Option<Arc<Value>> {
     let ns = key.1.clone();
     let obj = state.get("namespaces", key)?.clone();
-    if obj.pointer("/metadata/deletionTimestamp").is_none() {
+    if obj.at("/metadata/deletionTimestamp").is_none() {
         let mut marked = (*obj).clone();
         meta_mut(&mut marked).insert("deletionTimestamp".to_string(), json!(opts.now));
         marked["status"] = json!({"phase": "Terminating"});
@@ -1175,9 +1196,9 @@ fn finish_namespace(state: &mut ClusterState, ns: &str) {
     let Some(obj) = state.get("namespaces", &key) else {
         return;
     };
-    let terminating = obj.pointer("/metadata/deletionTimestamp").is_some();
+    let terminating = obj.at("/metadata/deletionTimestamp").is_some();
     let held = obj
-        .pointer("/metadata/finalizers")
+        .at("/metadata/finalizers")
         .and_then(Value::as_array)
         .is_some_and(|f| !f.is_empty());
     if terminating && !held && state.namespace_is_empty(ns) {

@@ -4,6 +4,7 @@
 use serde_json::Value;
 
 use crate::catalog::{Builtin, ResourceType};
+use crate::pointer::At;
 
 /// How a list field merges.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -176,7 +177,7 @@ fn crd_list_type(schema: &Value, path: &[&str]) -> ListType {
 pub(crate) fn default_merge_keys(rt: &ResourceType, obj: &mut Value) {
     let Some(builtin) = rt.builtin else { return };
     if builtin == Builtin::Service {
-        default_protocol(obj.pointer_mut("/spec/ports"));
+        default_protocol(obj.at_mut("/spec/ports"));
         return;
     }
     let pod_spec = match builtin {
@@ -189,7 +190,7 @@ pub(crate) fn default_merge_keys(rt: &ResourceType, obj: &mut Value) {
         Builtin::CronJob => "/spec/jobTemplate/spec/template/spec",
         _ => return,
     };
-    let Some(spec) = obj.pointer_mut(pod_spec) else {
+    let Some(spec) = obj.at_mut(pod_spec) else {
         return;
     };
     for list in ["containers", "initContainers", "ephemeralContainers"] {

@@ -3,6 +3,7 @@
 use serde_json::Value;
 
 use crate::catalog::{Builtin, ResourceType};
+use crate::pointer::At;
 use crate::status::ApiError;
 
 #[derive(Clone, Debug, PartialEq)]
@@ -52,7 +53,15 @@ impl LabelSelector {
 
     /// Whether an object's labels satisfy the selector.
     pub(crate) fn matches(&self, obj: &Value) -> bool {
-        let labels = obj.pointer("/metadata/labels").and_then(Value::as_object);
+        let labels = obj
+            .get("metadata")
+            .and_then(|m| m.get("labels"))
+            .and_then(Value::as_object);
+        self.matches_labels(labels)
+    }
+
+    /// Whether labels (`None`: none at all) satisfy the selector.
+    pub(crate) fn matches_labels(&self, labels: Option<&serde_json::Map<String, Value>>) -> bool {
         let get = |k: &str| labels.and_then(|l| l.get(k)).and_then(Value::as_str);
         self.0.iter().all(|r| match r {
             LabelReq::Eq(k, v) => get(k) == Some(v.as_str()),
@@ -214,7 +223,7 @@ impl FieldSelector {
     pub(crate) fn matches(&self, obj: &Value) -> bool {
         self.0.iter().all(|(field, eq, value)| {
             let pointer = format!("/{}", field.replace('.', "/"));
-            let actual = match obj.pointer(&pointer) {
+            let actual = match obj.at(&pointer) {
                 Some(Value::String(s)) => s.clone(),
                 Some(Value::Null) | None => String::new(),
                 Some(other) => other.to_string(),

@@ -4,6 +4,7 @@
 use serde_json::{Value, json};
 
 use crate::catalog::{Builtin, ResourceType};
+use crate::pointer::At;
 
 /// How a response renders objects.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -173,21 +174,17 @@ fn json_path(obj: &Value, path: &str) -> Value {
 }
 
 fn int(obj: &Value, pointer: &str) -> i64 {
-    obj.pointer(pointer).and_then(Value::as_i64).unwrap_or(0)
+    obj.at(pointer).and_then(Value::as_i64).unwrap_or(0)
 }
 
 fn text<'a>(obj: &'a Value, pointer: &str) -> &'a str {
-    obj.pointer(pointer).and_then(Value::as_str).unwrap_or("")
+    obj.at(pointer).and_then(Value::as_str).unwrap_or("")
 }
 
 fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
     let name = json!(text(obj, "/metadata/name"));
     let age = json!(age(text(obj, "/metadata/creationTimestamp")));
-    let len = |p: &str| {
-        obj.pointer(p)
-            .and_then(Value::as_object)
-            .map_or(0, |m| m.len())
-    };
+    let len = |p: &str| obj.at(p).and_then(Value::as_object).map_or(0, |m| m.len());
     match rt.builtin {
         Some(Builtin::Namespace) => vec![name, json!(text(obj, "/status/phase")), age],
         Some(Builtin::Node) => vec![
@@ -199,12 +196,12 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
         ],
         Some(Builtin::Pod) => {
             let statuses = obj
-                .pointer("/status/containerStatuses")
+                .at("/status/containerStatuses")
                 .and_then(Value::as_array)
                 .cloned()
                 .unwrap_or_default();
             let total = obj
-                .pointer("/spec/containers")
+                .at("/spec/containers")
                 .and_then(Value::as_array)
                 .map_or(0, Vec::len);
             let ready = statuses
@@ -214,7 +211,7 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
             let restarts: i64 = statuses.iter().map(|s| int(s, "/restartCount")).sum();
             let waiting = statuses
                 .iter()
-                .find_map(|s| s.pointer("/state/waiting/reason").and_then(Value::as_str));
+                .find_map(|s| s.at("/state/waiting/reason").and_then(Value::as_str));
             let status = waiting.unwrap_or(text(obj, "/status/phase"));
             vec![
                 name,
@@ -265,7 +262,7 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
         ],
         Some(Builtin::Service) => {
             let ports: Vec<String> = obj
-                .pointer("/spec/ports")
+                .at("/spec/ports")
                 .and_then(Value::as_array)
                 .map(|ps| {
                     ps.iter()
@@ -280,7 +277,7 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
                 })
                 .unwrap_or_default();
             let external = obj
-                .pointer("/status/loadBalancer/ingress/0/ip")
+                .at("/status/loadBalancer/ingress/0/ip")
                 .and_then(Value::as_str)
                 .unwrap_or(if text(obj, "/spec/type") == "LoadBalancer" {
                     "<pending>"
@@ -304,7 +301,7 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
         Some(Builtin::Secret) => vec![name, json!(text(obj, "/type")), json!(len("/data")), age],
         Some(Builtin::Job) => {
             let done = obj
-                .pointer("/status/conditions")
+                .at("/status/conditions")
                 .and_then(Value::as_array)
                 .and_then(|c| {
                     c.iter()
@@ -324,7 +321,7 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
                 json!(format!(
                     "{}/{}",
                     int(obj, "/status/succeeded"),
-                    obj.pointer("/spec/completions")
+                    obj.at("/spec/completions")
                         .and_then(Value::as_i64)
                         .unwrap_or(1)
                 )),
@@ -338,7 +335,7 @@ fn cells(rt: &ResourceType, obj: &Value) -> Vec<Value> {
             json!(text(obj, "/spec/volumeName")),
             json!(text(obj, "/status/capacity/storage")),
             json!(
-                obj.pointer("/status/accessModes")
+                obj.at("/status/accessModes")
                     .and_then(Value::as_array)
                     .map(|a| a
                         .iter()

@@ -8,6 +8,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 use crate::catalog::{Builtin, NameRule, ResourceType};
+use crate::pointer::At;
 use crate::status::{ApiError, Cause};
 
 mod rules;
@@ -161,12 +162,9 @@ pub(crate) fn name_causes(rt: &ResourceType, name: &str, obj: &Value) -> Vec<Cau
             }
         }
         NameRule::CrdName => {
-            let group = obj
-                .pointer("/spec/group")
-                .and_then(Value::as_str)
-                .unwrap_or("");
+            let group = obj.at("/spec/group").and_then(Value::as_str).unwrap_or("");
             let plural = obj
-                .pointer("/spec/names/plural")
+                .at("/spec/names/plural")
                 .and_then(Value::as_str)
                 .unwrap_or("");
             if name != format!("{plural}.{group}") {
@@ -410,7 +408,7 @@ fn semantic_causes(b: Builtin, obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     let template = match b {
         Builtin::Deployment | Builtin::StatefulSet | Builtin::ReplicaSet | Builtin::DaemonSet => {
-            if let Some(r) = obj.pointer("/spec/replicas").and_then(Value::as_i64)
+            if let Some(r) = obj.at("/spec/replicas").and_then(Value::as_i64)
                 && r < 0
             {
                 causes.push(invalid(
@@ -418,7 +416,7 @@ fn semantic_causes(b: Builtin, obj: &Value) -> Vec<Cause> {
                     format!("Invalid value: {r}: must be greater than or equal to 0"),
                 ));
             }
-            if obj.pointer("/spec/selector").is_none_or(Value::is_null) {
+            if obj.at("/spec/selector").is_none_or(Value::is_null) {
                 causes.push(required("spec.selector"));
             }
             selector_matches_template(obj, &mut causes);
@@ -430,7 +428,7 @@ fn semantic_causes(b: Builtin, obj: &Value) -> Vec<Cause> {
     };
     if let Some((pointer, field)) = template
         && let Some(containers) = obj
-            .pointer(&format!("{pointer}/containers"))
+            .at(&format!("{pointer}/containers"))
             .and_then(Value::as_array)
     {
         if containers.is_empty() {
@@ -457,7 +455,7 @@ fn semantic_causes(b: Builtin, obj: &Value) -> Vec<Cause> {
 /// A workload's template labels must satisfy its selector; a missing selector matches
 /// nothing, so its template is reported too, as the API server does.
 fn selector_matches_template(obj: &Value, causes: &mut Vec<Cause>) {
-    let selector = obj.pointer("/spec/selector");
+    let selector = obj.at("/spec/selector");
     let match_labels = selector
         .and_then(|s| s.get("matchLabels"))
         .and_then(Value::as_object);
@@ -465,7 +463,7 @@ fn selector_matches_template(obj: &Value, causes: &mut Vec<Cause>) {
         return;
     }
     let labels = obj
-        .pointer("/spec/template/metadata/labels")
+        .at("/spec/template/metadata/labels")
         .and_then(Value::as_object);
     let matches = match_labels.is_some_and(|selector| {
         selector
@@ -665,7 +663,7 @@ fn check_node(
 pub(crate) fn crd_causes(obj: &Value) -> Vec<Cause> {
     let mut causes = Vec::new();
     let versions = obj
-        .pointer("/spec/versions")
+        .at("/spec/versions")
         .and_then(Value::as_array)
         .cloned()
         .unwrap_or_default();
@@ -683,7 +681,7 @@ pub(crate) fn crd_causes(obj: &Value) -> Vec<Cause> {
             ));
         }
     }
-    match obj.pointer("/spec/scope").and_then(Value::as_str) {
+    match obj.at("/spec/scope").and_then(Value::as_str) {
         Some("Namespaced" | "Cluster") => {}
         Some(other) => causes.push(Cause {
             reason: "FieldValueNotSupported".to_string(),

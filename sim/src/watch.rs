@@ -15,6 +15,7 @@ use tokio::time::Instant;
 use crate::Fault;
 use crate::cluster::{Cluster, ClusterState, EventKind};
 use crate::objects::{Filter, Target};
+use crate::pointer::At;
 use crate::render::{Served, event_line};
 use crate::status::ApiError;
 use crate::table::{IncludeObject, Rendering, metadata_of, table};
@@ -234,10 +235,8 @@ impl Watcher {
                 })
             } else {
                 let parse = |b: &Bytes| serde_json::from_slice::<Value>(b).unwrap_or(Value::Null);
-                let now = parse(&e.object);
-                let now_matches = self.filter.matches(&now);
-                let previous = e.previous.as_ref().map(parse);
-                let before = previous.as_ref().map(|p| self.filter.matches(p));
+                let now_matches = self.filter.matches_json(&e.object);
+                let before = e.previous.as_ref().map(|p| self.filter.matches_json(p));
                 match e.kind {
                     EventKind::Added => now_matches.then_some("ADDED"),
                     EventKind::Modified => match (before.unwrap_or(false), now_matches) {
@@ -246,11 +245,12 @@ impl Watcher {
                         (true, false) => {
                             // The watch cache reports the object as it last matched, at the
                             // version that made it leave.
-                            let mut last = previous.unwrap_or(Value::Null);
+                            let mut last = e.previous.as_ref().map_or(Value::Null, parse);
                             if let Some(meta) =
                                 last.get_mut("metadata").and_then(Value::as_object_mut)
                             {
-                                let rv = now.pointer("/metadata/resourceVersion").cloned();
+                                let now = parse(&e.object);
+                                let rv = now.at("/metadata/resourceVersion").cloned();
                                 meta.insert("resourceVersion".into(), rv.unwrap_or(Value::Null));
                             }
                             self.push("DELETED", &last);

@@ -12,11 +12,12 @@ use serde_json::{Map, Value, json};
 
 use super::Sim;
 use crate::cluster::{ClusterState, ObjectKey};
+use crate::pointer::At;
 
 /// The replicas of the HPA's scale target, or why the controller cannot read them (the
 /// text the real controller puts after "unable to get the target's current scale: ").
 pub(super) fn target_replicas(state: &ClusterState, hpa: &Value) -> Result<i64, String> {
-    let target = hpa.pointer("/spec/scaleTargetRef");
+    let target = hpa.at("/spec/scaleTargetRef");
     let field = |k: &str| {
         target
             .and_then(|t| t.get(k))
@@ -36,7 +37,7 @@ pub(super) fn target_replicas(state: &ClusterState, hpa: &Value) -> Result<i64, 
         return Err("the server could not find the requested resource".to_string());
     }
     let namespace = hpa
-        .pointer("/metadata/namespace")
+        .at("/metadata/namespace")
         .and_then(Value::as_str)
         .unwrap_or_default();
     let name = field("name");
@@ -44,7 +45,7 @@ pub(super) fn target_replicas(state: &ClusterState, hpa: &Value) -> Result<i64, 
         .get(&rt.key(), &(namespace.to_string(), name.to_string()))
         .ok_or_else(|| format!("{} {name:?} not found", rt.key()))?;
     Ok(obj
-        .pointer("/spec/replicas")
+        .at("/spec/replicas")
         .and_then(Value::as_i64)
         .unwrap_or(0))
 }
@@ -64,16 +65,16 @@ pub(super) struct SharedTarget {
 /// controller compares the pods each target's selector matches), and the selector is its
 /// `matchLabels`.
 pub(super) fn shared_target(state: &ClusterState, hpa: &Value) -> Option<SharedTarget> {
-    let namespace = hpa.pointer("/metadata/namespace").and_then(Value::as_str)?;
-    let name = hpa.pointer("/metadata/name").and_then(Value::as_str)?;
-    let target = hpa.pointer("/spec/scaleTargetRef")?;
+    let namespace = hpa.at("/metadata/namespace").and_then(Value::as_str)?;
+    let name = hpa.at("/metadata/name").and_then(Value::as_str)?;
+    let target = hpa.at("/spec/scaleTargetRef")?;
     let rt = state
         .resource_types()
         .into_iter()
         .find(|rt| rt.group == "autoscaling" && rt.kind == "HorizontalPodAutoscaler")?;
     let same = |other: &Value| {
         let field = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-        let other = other.pointer("/spec/scaleTargetRef");
+        let other = other.at("/spec/scaleTargetRef");
         other.is_some_and(|o| {
             ["apiVersion", "kind", "name"]
                 .iter()
@@ -82,7 +83,7 @@ pub(super) fn shared_target(state: &ClusterState, hpa: &Value) -> Option<SharedT
     };
     let sharing: Vec<(&ObjectKey, &Arc<Value>)> = state
         .list(&rt.key(), Some(namespace))
-        .filter(|(_, other)| same(other) && other.pointer("/metadata/deletionTimestamp").is_none())
+        .filter(|(_, other)| same(other) && other.at("/metadata/deletionTimestamp").is_none())
         .collect();
     if sharing.len() < 2 {
         return None;
@@ -101,7 +102,7 @@ pub(super) fn shared_target(state: &ClusterState, hpa: &Value) -> Option<SharedT
         .filter(|((_, other), obj)| {
             other != name
                 && obj
-                    .pointer("/status/conditions")
+                    .at("/status/conditions")
                     .and_then(Value::as_array)
                     .is_none_or(|conditions| {
                         !conditions.iter().any(|c| {
@@ -112,8 +113,8 @@ pub(super) fn shared_target(state: &ClusterState, hpa: &Value) -> Option<SharedT
                     })
         })
         .map(|(key, obj)| {
-            let uid = obj.pointer("/metadata/uid").and_then(Value::as_str);
-            let generation = obj.pointer("/metadata/generation").and_then(Value::as_i64);
+            let uid = obj.at("/metadata/uid").and_then(Value::as_str);
+            let generation = obj.at("/metadata/generation").and_then(Value::as_i64);
             (
                 key.clone(),
                 uid.unwrap_or_default().to_owned(),
@@ -143,7 +144,7 @@ fn target_selector(state: &ClusterState, target: &Value, namespace: &str) -> Str
                 )
                 .cloned()
         })
-        .and_then(|obj| obj.pointer("/spec/selector/matchLabels").cloned())
+        .and_then(|obj| obj.at("/spec/selector/matchLabels").cloned())
         .and_then(|labels| labels.as_object().cloned())
         .unwrap_or_default();
     let mut pairs: Vec<String> = labels
@@ -195,17 +196,17 @@ impl Sim<'_> {
         );
         let min = self
             .obj
-            .pointer("/spec/minReplicas")
+            .at("/spec/minReplicas")
             .and_then(Value::as_i64)
             .unwrap_or(1);
         let max = self
             .obj
-            .pointer("/spec/maxReplicas")
+            .at("/spec/maxReplicas")
             .and_then(Value::as_i64)
             .unwrap_or(current);
         let metrics: Vec<Value> = self
             .obj
-            .pointer("/spec/metrics")
+            .at("/spec/metrics")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
@@ -228,7 +229,7 @@ impl Sim<'_> {
             // No metrics: the controller keeps the last desired count and metrics.
             let namespace = self
                 .obj
-                .pointer("/metadata/namespace")
+                .at("/metadata/namespace")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
             let (reason, error) = metrics_unavailable(&metrics, namespace);
@@ -357,12 +358,12 @@ fn source_key(kind: &str) -> Option<&'static str> {
 fn metric_name(metric: Option<&Value>) -> String {
     let text = |p: &str| {
         metric
-            .and_then(|m| m.pointer(p))
+            .and_then(|m| m.at(p))
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string()
     };
-    let utilization = |p: &str| metric.and_then(|m| m.pointer(p)).is_some();
+    let utilization = |p: &str| metric.and_then(|m| m.at(p)).is_some();
     match metric.and_then(|m| m.get("type")).and_then(Value::as_str) {
         Some("Resource") if !utilization("/resource/target/averageUtilization") => {
             format!("{} resource", text("/resource/name"))
@@ -387,7 +388,7 @@ fn metric_name(metric: Option<&Value>) -> String {
         Some("External") => format!(
             "external metric {}({})",
             text("/external/metric/name"),
-            go_selector(metric.and_then(|m| m.pointer("/external/metric/selector")))
+            go_selector(metric.and_then(|m| m.at("/external/metric/selector")))
         ),
         Some("Resource") => format!(
             "{} resource utilization (percentage of request)",
@@ -447,18 +448,17 @@ fn metrics_unavailable(metrics: &[Value], namespace: &str) -> (&'static str, Str
     let first = metrics.first();
     let text = |p: &str| {
         first
-            .and_then(|m| m.pointer(p))
+            .and_then(|m| m.at(p))
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_string()
     };
     let resource = |key: &str| {
         let name = first
-            .and_then(|m| m.pointer(&format!("/{key}/name")))
+            .and_then(|m| m.at(&format!("/{key}/name")))
             .and_then(Value::as_str)
             .unwrap_or("cpu");
-        let average =
-            first.is_some_and(|m| m.pointer(&format!("/{key}/target/averageValue")).is_some());
+        let average = first.is_some_and(|m| m.at(&format!("/{key}/target/averageValue")).is_some());
         let measure = if average { "usage" } else { "utilization" };
         format!(
             "failed to get {name} {measure}: unable to get metrics for resource {name}: no metrics returned from resource metrics API"
@@ -490,7 +490,7 @@ fn metrics_unavailable(metrics: &[Value], namespace: &str) -> (&'static str, Str
             format!(
                 "unable to get external metric {namespace}/{}/{}: no metrics returned from external metrics API",
                 text("/external/metric/name"),
-                go_selector(first.and_then(|m| m.pointer("/external/metric/selector")))
+                go_selector(first.and_then(|m| m.at("/external/metric/selector")))
             ),
         ),
         _ => ("FailedGetResourceMetric", resource("resource")),

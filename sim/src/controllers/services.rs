@@ -5,6 +5,8 @@ use serde_json::{Value, json};
 
 use super::Sim;
 
+use crate::pointer::At;
+
 /// The address the simulated ingress controller publishes for every Ingress: that of its
 /// own load balancer, so all Ingresses share it as they do behind one ingress controller.
 const INGRESS_ADDRESS: &str = "172.18.255.251";
@@ -13,7 +15,7 @@ impl Sim<'_> {
     /// A LoadBalancer Service gets an address from the pool (172.18.255.1-250) unless
     /// it is made to fail; other Services have none.
     pub(super) fn service_settled(&self, fail: bool) -> Value {
-        let lb = self.obj.pointer("/spec/type").and_then(Value::as_str) == Some("LoadBalancer");
+        let lb = self.obj.at("/spec/type").and_then(Value::as_str) == Some("LoadBalancer");
         if lb && !fail {
             let ip = format!("172.18.255.{}", 1 + self.name().len() % 250);
             json!({"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"}]}})
@@ -40,8 +42,8 @@ impl Sim<'_> {
         }
         json!({
             "phase": "Bound",
-            "accessModes": self.obj.pointer("/spec/accessModes").cloned().unwrap_or(json!(["ReadWriteOnce"])),
-            "capacity": {"storage": self.obj.pointer("/spec/resources/requests/storage").cloned().unwrap_or(json!("1Gi"))},
+            "accessModes": self.obj.at("/spec/accessModes").cloned().unwrap_or(json!(["ReadWriteOnce"])),
+            "capacity": {"storage": self.obj.at("/spec/resources/requests/storage").cloned().unwrap_or(json!("1Gi"))},
         })
     }
 }

@@ -6,6 +6,7 @@ use serde_json::{Value, json};
 
 use super::Sim;
 use crate::catalog::Builtin;
+use crate::pointer::At;
 
 impl Sim<'_> {
     /// The status right after a controller observed a new generation.
@@ -77,7 +78,7 @@ impl Sim<'_> {
             })),
             Builtin::Job => json!({
                 "startTime": self.status.get("startTime").cloned().unwrap_or(json!(self.now)),
-                "active": self.obj.pointer("/spec/parallelism").and_then(Value::as_i64).unwrap_or(1),
+                "active": self.obj.at("/spec/parallelism").and_then(Value::as_i64).unwrap_or(1),
                 "ready": 0,
                 "terminating": 0,
                 "uncountedTerminatedPods": {},
@@ -177,7 +178,7 @@ impl Sim<'_> {
             Builtin::Job if fail => {
                 let limit = self
                     .obj
-                    .pointer("/spec/backoffLimit")
+                    .at("/spec/backoffLimit")
                     .and_then(Value::as_i64)
                     .unwrap_or(6);
                 let msg = "Job has reached the specified backoff limit";
@@ -198,7 +199,7 @@ impl Sim<'_> {
                 json!({
                     "startTime": self.status.get("startTime").cloned().unwrap_or(json!(self.now)),
                     "completionTime": self.now,
-                    "succeeded": self.obj.pointer("/spec/completions").and_then(Value::as_i64).unwrap_or(1),
+                    "succeeded": self.obj.at("/spec/completions").and_then(Value::as_i64).unwrap_or(1),
                     "ready": 0,
                     "terminating": 0,
                     "uncountedTerminatedPods": {},
@@ -216,7 +217,7 @@ impl Sim<'_> {
     fn pod_status(&self, fail: bool) -> Value {
         let containers = self
             .obj
-            .pointer("/spec/containers")
+            .at("/spec/containers")
             .and_then(Value::as_array)
             .cloned()
             .unwrap_or_default();
@@ -226,12 +227,12 @@ impl Sim<'_> {
             .collect();
         let uid = self
             .obj
-            .pointer("/metadata/uid")
+            .at("/metadata/uid")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let ns = self
             .obj
-            .pointer("/metadata/namespace")
+            .at("/metadata/namespace")
             .and_then(Value::as_str)
             .unwrap_or_default();
         let statuses: Vec<Value> = containers

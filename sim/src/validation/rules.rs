@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use crate::catalog::{Builtin, ResourceType};
+use crate::pointer::At;
 use crate::status::Cause;
 
 /// The finalizers Kubernetes itself defines, allowed without a domain.
@@ -46,7 +47,7 @@ fn invalid(field: &str, value: &str, message: &str) -> Cause {
 
 fn metadata_causes(obj: &Value, causes: &mut Vec<Cause>) {
     let map_at = |name: &str| {
-        obj.pointer(&format!("/metadata/{name}"))
+        obj.at(&format!("/metadata/{name}"))
             .and_then(Value::as_object)
             .cloned()
             .unwrap_or_default()
@@ -65,9 +66,7 @@ fn metadata_causes(obj: &Value, causes: &mut Vec<Cause>) {
             causes.push(invalid("metadata.annotations", key, NAME_PART));
         }
     }
-    let finalizers = obj
-        .pointer("/metadata/finalizers")
-        .and_then(Value::as_array);
+    let finalizers = obj.at("/metadata/finalizers").and_then(Value::as_array);
     for (i, finalizer) in finalizers.into_iter().flatten().enumerate() {
         let finalizer = finalizer.as_str().unwrap_or_default();
         if !STANDARD_FINALIZERS.contains(&finalizer) && !finalizer.contains('/') {
@@ -82,11 +81,11 @@ fn metadata_causes(obj: &Value, causes: &mut Vec<Cause>) {
 
 /// An object being deleted may lose finalizers, never gain one.
 fn deletion_causes(old: &Value, new: &Value, causes: &mut Vec<Cause>) {
-    if old.pointer("/metadata/deletionTimestamp").is_none() {
+    if old.at("/metadata/deletionTimestamp").is_none() {
         return;
     }
     let finalizers = |obj: &Value| -> Vec<String> {
-        obj.pointer("/metadata/finalizers")
+        obj.at("/metadata/finalizers")
             .and_then(Value::as_array)
             .map(|f| {
                 f.iter()
@@ -134,7 +133,7 @@ fn immutable_causes(rt: &ResourceType, old: &Value, new: &Value, causes: &mut Ve
             if old.get("roleRef") != new.get("roleRef") =>
         {
             let field = |name: &str| {
-                new.pointer(&format!("/roleRef/{name}"))
+                new.at(&format!("/roleRef/{name}"))
                     .and_then(Value::as_str)
                     .unwrap_or_default()
                     .to_string()

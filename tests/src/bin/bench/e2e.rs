@@ -21,7 +21,7 @@
 //! new commit into a mirror, one load and render of one bundle for one cluster, one gRPC round
 //! trip to the hub, one apply of one bundle by an engine to a simulated cluster; and their sum.
 //!
-//! Above `--per-process` clusters (250 by default) the agents run in worker processes
+//! Above `--per-process` clusters (500 by default) the agents run in worker processes
 //! (`bench e2e-agents`, fed their share on stdin; each engine's `Applied` comes back as a JSON
 //! line with the wall-clock time), so that no process nears the 20,000-descriptor limit: an
 //! agent holds a stream to the hub and several connections (requests, watches) to its cluster,
@@ -65,7 +65,7 @@ pub(crate) struct Args {
     #[arg(long)]
     insecure: bool,
     /// Agents in one process: with more clusters, they run in worker processes of this many.
-    #[arg(long, default_value_t = 250)]
+    #[arg(long, default_value_t = 500)]
     per_process: usize,
 }
 
