@@ -70,7 +70,13 @@ impl Banner {
         };
         let rows = [
             ("hub API", self.api.to_string()),
-            ("dashboard", format!("https://{}/", self.http)),
+            (
+                "dashboard",
+                format!(
+                    "https://{}/  (trust the hub CA; sign in with FLOTILLA_TOKEN below)",
+                    self.http
+                ),
+            ),
             ("metrics", format!("https://{}/metrics", self.http)),
             ("hub CA", self.ca_file.display().to_string()),
             (

@@ -400,7 +400,7 @@ fn selected(mut status: status::FleetStatus, query: &ClusterQuery) -> status::Fl
 
 /// What of a fleet status the caller may view: everything for a viewer of every stage; else
 /// the stages it may view, their clusters, their counts and rollouts, and no fleet-wide events.
-fn visible(caller: &Caller, mut status: status::FleetStatus) -> status::FleetStatus {
+pub(crate) fn visible(caller: &Caller, mut status: status::FleetStatus) -> status::FleetStatus {
     if caller.sees_everything() {
         return status;
     }

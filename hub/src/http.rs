@@ -1,5 +1,9 @@
-//! The HTTP listener: webhooks that trigger a fetch, the dashboard and its JSON, Prometheus
-//! metrics and a liveness probe. Served by every node from its own replica.
+//! The HTTP listener: webhooks that trigger a fetch, the dashboard with its sign-in, JSON and
+//! actions, Prometheus metrics and a liveness probe. Served by every node from its own replica.
+//!
+//! Everything under `/api/` needs an API token (a session cookie or `Authorization: Bearer`)
+//! unless the hub runs `--insecure`; `/metrics` and `/healthz` are for scrapers and probes and
+//! need none, as Argo CD's and Flux's are.
 
 use std::sync::Arc;
 
@@ -18,7 +22,9 @@ use flotilla_consensus::transport::net;
 
 use crate::context::HubContext;
 
+mod actions;
 pub mod dashboard;
+pub mod session;
 pub mod webhook;
 
 /// What the HTTP handlers share.
@@ -37,6 +43,13 @@ pub fn router(context: HttpContext) -> Router {
     Router::new()
         .route("/", get(dashboard::page))
         .route("/api/status", get(dashboard::status))
+        .route(
+            "/api/session",
+            get(session::current)
+                .post(session::sign_in)
+                .delete(session::sign_out),
+        )
+        .route("/api/stages/{stage}/{action}", post(actions::act))
         .route("/webhook", post(webhook::receive))
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))

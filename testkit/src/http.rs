@@ -6,13 +6,23 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-/// An answer: status code and body text.
+/// An answer: status code, cookies set and body text.
 #[derive(Debug, Clone)]
 pub struct Answer {
     /// The status code.
     pub status: u16,
+    /// Each `Set-Cookie` header, as sent.
+    pub set_cookies: Vec<String>,
     /// The body, as text.
     pub body: String,
+}
+
+fn set_cookies(headers: &http::HeaderMap) -> Vec<String> {
+    headers
+        .get_all(http::header::SET_COOKIE)
+        .iter()
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
+        .collect()
 }
 
 /// Sends `method url` with `headers` and `body`; any answer is returned, only failing to get
@@ -33,9 +43,11 @@ pub async fn request(
         .await
         .map_err(|e| anyhow::anyhow!("{method} {url}: {e}"))?;
     let status = response.status().as_u16();
+    let set_cookies = set_cookies(response.headers());
     let body = response.into_body().collect().await?.to_bytes();
     Ok(Answer {
         status,
+        set_cookies,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }
@@ -79,9 +91,11 @@ pub async fn request_tls(
         .await
         .map_err(|e| anyhow::anyhow!("{method} {url}: {e}"))?;
     let status = response.status().as_u16();
+    let set_cookies = set_cookies(response.headers());
     let body = response.into_body().collect().await?.to_bytes();
     Ok(Answer {
         status,
+        set_cookies,
         body: String::from_utf8_lossy(&body).into_owned(),
     })
 }

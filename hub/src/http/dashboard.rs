@@ -1,14 +1,17 @@
-//! The dashboard: one self-contained page (inline CSS and script, nothing to build) that polls
-//! `/api/status` every two seconds and draws stages × clusters × bundles colored by health, the
-//! latest revision and its error, rollouts and recent events.
+//! The dashboard: one self-contained page (inline CSS and script, nothing to build). It asks
+//! for an API token (sign-in, `session.rs`), then polls `/api/status` every two seconds and
+//! draws stages × clusters × bundles colored by health, the latest revision and its error,
+//! rollouts and recent events, with the stage actions the signed-in role allows (`actions.rs`).
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::Html;
 
 use super::HttpContext;
+use super::session::{HttpError, reader};
+use crate::api::visible;
 use crate::status::{ClusterQuery, FleetStatus};
 
 /// The page.
@@ -59,16 +62,20 @@ impl StatusParams {
     }
 }
 
-/// `GET /api/status`: the fleet status of this node's replica as JSON, with the clusters the
-/// query parameters select (`clusterPage` says which); a bad parameter is a 400 naming it.
+/// `GET /api/status`: the fleet status of this node's replica as JSON, as much of it as the
+/// caller may view, with the clusters the query parameters select (`clusterPage` says which);
+/// a bad parameter is a 400 naming it, no token a 401.
 pub(super) async fn status(
     State(context): State<HttpContext>,
+    headers: HeaderMap,
     params: Result<Query<StatusParams>, QueryRejection>,
-) -> Result<Json<FleetStatus>, (StatusCode, String)> {
-    let bad = |why: String| (StatusCode::BAD_REQUEST, format!("{why}\n"));
+) -> Result<Json<FleetStatus>, HttpError> {
+    let caller = reader(&context.hub, &headers)?;
+    let bad = |why: String| HttpError::new(StatusCode::BAD_REQUEST, why);
     let Query(params) = params.map_err(|e| bad(e.body_text()))?;
     let query = params.query().map_err(bad)?;
-    let mut status = context.hub.status();
+    // A viewer of some stages sees those stages only, as over the Admin API.
+    let mut status = visible(&caller, context.hub.status());
     if !query.is_everything() {
         status.select(&query);
     }

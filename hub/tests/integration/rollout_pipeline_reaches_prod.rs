@@ -1,6 +1,7 @@
 //! A three-stage pipeline carries a good commit all the way to prod: dev tracks main, staging
 //! promotes from dev by itself once dev ran it Healthy for its soak, prod promotes from staging
-//! only when approved. Real agents on simulated clusters report the health that gates each step.
+//! only when approved — from the dashboard's HTTP action. Real agents on simulated clusters
+//! report the health that gates each step.
 
 use crate::support::rollout;
 use crate::support::sync as support;
@@ -8,7 +9,7 @@ use crate::support::sync as support;
 use anyhow::Result;
 use flotilla_hub::state::rollout::RolloutStatus;
 use flotilla_hub::state::source::RevisionRef;
-use flotilla_proto::v1::{AdminStageActionRequest, AdminStageHistoryRequest};
+use flotilla_proto::v1::AdminStageHistoryRequest;
 use rollout::{RolloutFleet, assigned, healthy_at, newest_rollout};
 
 const SPEC: &str = "\
@@ -109,16 +110,21 @@ async fn a_good_commit_goes_from_dev_through_staging_to_prod_after_approval() ->
     }
     assert_eq!(fleet.release_on(2).await?.as_deref(), Some("1"));
 
+    // Approved from the dashboard: its HTTP action, as the page's Approve button sends it.
+    let approved = flotilla_testkit::http::request(
+        "POST",
+        &format!(
+            "http://{}/api/stages/prod/approve",
+            fleet.hub().http_address()
+        ),
+        &[("content-type", "application/json")],
+        br#"{"reason": "release 2 looks good in staging"}"#.to_vec(),
+    )
+    .await?;
+    assert_eq!(approved.status, 200, "{}", approved.body);
+    let reply: serde_json::Value = serde_json::from_str(&approved.body)?;
+    assert_eq!(reply["pinnedRevision"], second.as_str(), "{reply}");
     let mut admin = fleet.admin().await?;
-    let reply = admin
-        .approve(AdminStageActionRequest {
-            stage: "prod".into(),
-            reason: "release 2 looks good in staging".into(),
-            rollout: 0,
-        })
-        .await?
-        .into_inner();
-    assert_eq!(reply.pinned_revision, second);
     fleet
         .wait_for("prod to complete release 2", |s| {
             s.stages["prod"].passed.contains(&revision)

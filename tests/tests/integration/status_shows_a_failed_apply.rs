@@ -154,11 +154,22 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
     assert!(paged.contains("flotilla status --problems"), "{paged}");
 
     let credentials = fleet.hub.credentials().context("a TLS hub")?;
-    let dashboard = flotilla_testkit::http::request_tls(
+    let no_token = flotilla_testkit::http::request_tls(
         &credentials.ca_file,
         "GET",
         &format!("https://{}/api/status", fleet.hub.http()),
         &[],
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(no_token.status, 401, "{}", no_token.body);
+    let bearer = format!("Bearer {}", credentials.token);
+    let signed = [("authorization", bearer.as_str())];
+    let dashboard = flotilla_testkit::http::request_tls(
+        &credentials.ca_file,
+        "GET",
+        &format!("https://{}/api/status", fleet.hub.http()),
+        &signed,
         Vec::new(),
     )
     .await?;
@@ -171,7 +182,7 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
             "https://{}/api/status?problems=true&cluster=dev-*",
             fleet.hub.http()
         ),
-        &[],
+        &signed,
         Vec::new(),
     )
     .await?;
@@ -181,7 +192,7 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
         &credentials.ca_file,
         "GET",
         &format!("https://{}/api/status?selector=env", fleet.hub.http()),
-        &[],
+        &signed,
         Vec::new(),
     )
     .await?;

@@ -1,0 +1,147 @@
+//! The dashboard's actions on a stage — approve, promote, pause, resume, roll back — as
+//! `POST /api/stages/{stage}/{action}` with a JSON body. Each is the Admin API call of the same
+//! name made with the caller's own token, so it is refused, checked and audited exactly as
+//! `flotilla` would be; the page adds only the confirmation and the reason, which is required.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode};
+use flotilla_proto::v1::admin_server::Admin;
+use flotilla_proto::v1::{
+    AdminPromoteRequest, AdminRollbackRequest, AdminStageActionReply, AdminStageActionRequest,
+};
+use serde::{Deserialize, Serialize};
+use tonic::{Code, Request, Status};
+
+use super::HttpContext;
+use super::session::{HttpError, token, writer};
+use crate::api::AdminService;
+
+/// The body of an action.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(super) struct ActionBody {
+    /// Why: recorded in the audit log. Required.
+    reason: String,
+    /// promote: the commit (empty: what the upstream stage passed); rollback: the commit to go
+    /// back to (empty: where the active rollout began, else the previous pin).
+    revision: String,
+    /// approve, pause, resume: the rollout the user reviewed (0: the stage's active one).
+    rollout: u64,
+    /// promote: promote a revision the upstream stage has not passed (admins only).
+    force: bool,
+}
+
+/// What an action did.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ActionReply {
+    stage: String,
+    /// The commit the stage is pinned to afterwards.
+    pinned_revision: String,
+    /// What happened, for people.
+    message: String,
+}
+
+impl From<AdminStageActionReply> for ActionReply {
+    fn from(reply: AdminStageActionReply) -> ActionReply {
+        ActionReply {
+            stage: reply.stage,
+            pinned_revision: reply.pinned_revision,
+            message: reply.message,
+        }
+    }
+}
+
+fn http_status(code: Code) -> StatusCode {
+    match code {
+        Code::Unauthenticated => StatusCode::UNAUTHORIZED,
+        Code::PermissionDenied => StatusCode::FORBIDDEN,
+        Code::InvalidArgument | Code::OutOfRange => StatusCode::BAD_REQUEST,
+        Code::NotFound => StatusCode::NOT_FOUND,
+        Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
+        Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl From<Status> for HttpError {
+    fn from(status: Status) -> HttpError {
+        HttpError::new(http_status(status.code()), status.message().to_owned())
+    }
+}
+
+/// An Admin API request carrying the caller's token, as `flotilla` sends it.
+fn authorized<T>(message: T, bearer: Option<&str>) -> Request<T> {
+    let mut request = Request::new(message);
+    if let Some(value) = bearer.and_then(|bearer| bearer.parse().ok()) {
+        request.metadata_mut().insert("authorization", value);
+    }
+    request
+}
+
+/// `POST /api/stages/{stage}/{action}`.
+pub(super) async fn act(
+    State(context): State<HttpContext>,
+    Path((stage, action)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Json<ActionReply>, HttpError> {
+    // Authentication and the CSRF check come first; the role is checked by the Admin API call.
+    writer(&context.hub, &method, &headers)?;
+    let body: ActionBody = serde_json::from_slice(&body).map_err(|e| {
+        HttpError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the body: {e}; send JSON {{\"reason\": \"…\"}} (with \"revision\" for promote \
+                 and rollback, \"rollout\" for approve, pause and resume)"
+            ),
+        )
+    })?;
+    let reason = body.reason.trim().to_owned();
+    if reason.is_empty() {
+        return Err(HttpError::new(
+            StatusCode::BAD_REQUEST,
+            "give a reason: it is recorded in the audit log",
+        ));
+    }
+    let admin = AdminService::new(context.hub.clone());
+    let bearer = token(&headers).map(|token| format!("Bearer {token}"));
+    let bearer = bearer.as_deref();
+    let step = AdminStageActionRequest {
+        stage: stage.clone(),
+        reason: reason.clone(),
+        rollout: body.rollout,
+    };
+    let reply = match action.as_str() {
+        "approve" => admin.approve(authorized(step, bearer)).await,
+        "pause" => admin.pause(authorized(step, bearer)).await,
+        "resume" => admin.resume(authorized(step, bearer)).await,
+        "promote" => {
+            let request = AdminPromoteRequest {
+                stage,
+                revision: body.revision,
+                force: body.force,
+                reason,
+            };
+            admin.promote(authorized(request, bearer)).await
+        }
+        "rollback" => {
+            let request = AdminRollbackRequest {
+                stage,
+                to_revision: body.revision,
+                reason,
+            };
+            admin.rollback(authorized(request, bearer)).await
+        }
+        other => {
+            return Err(HttpError::new(
+                StatusCode::NOT_FOUND,
+                format!("no action `{other}`; use approve, promote, pause, resume or rollback"),
+            ));
+        }
+    }?;
+    Ok(Json(reply.into_inner().into()))
+}
