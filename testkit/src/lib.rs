@@ -8,6 +8,7 @@
 pub mod agent;
 pub mod attacker;
 pub mod binaries;
+pub mod browser;
 pub mod charts;
 pub mod cli;
 pub mod differential;

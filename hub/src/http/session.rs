@@ -158,6 +158,11 @@ pub(super) struct SignIn {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub(super) struct Session {
+    /// Whether a usable token came with the request; the rest is empty when not.
+    signed_in: bool,
+    /// Why a token that came was refused (revoked, expired, unknown).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    refused: Option<String>,
     /// `token:NAME`, or the insecure hub's anonymous admin.
     name: String,
     /// The hub checks no tokens.
@@ -198,6 +203,8 @@ fn session_of(hub: &HubContext, caller: &Caller) -> Session {
         })
         .collect();
     Session {
+        signed_in: true,
+        refused: None,
         name: caller.name.clone(),
         insecure: hub.insecure,
         stages,
@@ -205,13 +212,25 @@ fn session_of(hub: &HubContext, caller: &Caller) -> Session {
     }
 }
 
-/// `GET /api/session`: who is signed in (401 when nobody).
+/// `GET /api/session`: who is signed in, or `signedIn: false` (with why a token that came was
+/// refused) — the page asks on load, so nobody signed in is an answer, not an error. It reveals
+/// nothing of the fleet.
 pub(super) async fn current(
     State(context): State<HttpContext>,
     headers: HeaderMap,
-) -> Result<Json<Session>, HttpError> {
-    let caller = reader(&context.hub, &headers)?;
-    Ok(Json(session_of(&context.hub, &caller)))
+) -> Json<Session> {
+    let (token, _) = presented(&headers);
+    Json(match identify_token(&context.hub, token) {
+        Ok(caller) => session_of(&context.hub, &caller),
+        Err(refused) => Session {
+            signed_in: false,
+            refused: token.map(|_| refused.to_string()),
+            name: String::new(),
+            insecure: false,
+            stages: Vec::new(),
+            fleet_admin: false,
+        },
+    })
 }
 
 /// `POST /api/session` with `{"token": "flt_…"}`: checks the token and sets the session and

@@ -40,16 +40,23 @@ async fn reads_need_a_token_and_actions_need_the_role_the_csrf_header_and_a_reas
     let base = format!("http://{}", hub.hub.http_address());
     let url = |path: &str| format!("{base}{path}");
 
-    // Nothing is read without a token.
-    for path in ["/api/status", "/api/session"] {
-        let answer = request("GET", &url(path), &[], Vec::new()).await?;
-        assert_eq!(answer.status, 401, "{path}: {}", answer.body);
-        assert!(
-            json(&answer)?["message"].as_str().is_some(),
-            "{}",
-            answer.body
-        );
-    }
+    // Nothing is read without a token; the session says nobody is signed in.
+    let answer = request("GET", &url("/api/status"), &[], Vec::new()).await?;
+    assert_eq!(answer.status, 401, "{}", answer.body);
+    assert!(
+        json(&answer)?["message"].as_str().is_some(),
+        "{}",
+        answer.body
+    );
+    let nobody = request("GET", &url("/api/session"), &[], Vec::new()).await?;
+    assert_eq!(nobody.status, 200, "{}", nobody.body);
+    let nobody = json(&nobody)?;
+    assert_eq!(nobody["signedIn"], false, "{nobody}");
+    assert_eq!(
+        nobody["stages"].as_array().map(Vec::len),
+        Some(0),
+        "{nobody}"
+    );
     // The page itself holds no data and loads to ask for a token.
     let page = request("GET", &url("/"), &[], Vec::new()).await?;
     assert_eq!(page.status, 200);
@@ -232,6 +239,21 @@ async fn reads_need_a_token_and_actions_need_the_role_the_csrf_header_and_a_reas
     )
     .await?;
     assert_eq!(revoked.status, 401, "{}", revoked.body);
+    let session = request(
+        "GET",
+        &url("/api/session"),
+        &[("cookie", cookies.as_str())],
+        Vec::new(),
+    )
+    .await?;
+    let session = json(&session)?;
+    assert_eq!(session["signedIn"], false, "{session}");
+    assert!(
+        session["refused"]
+            .as_str()
+            .is_some_and(|r| r.contains("revoked")),
+        "{session}"
+    );
 
     // Signing out clears both cookies.
     let out = request(

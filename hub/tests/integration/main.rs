@@ -13,6 +13,7 @@ mod api_tokens_roles_and_audit;
 mod audit_floods_keep_privileged_events;
 mod content_outside_the_log;
 mod controllers_follow_leadership;
+mod dashboard_in_a_browser;
 mod dashboard_sign_in_and_actions;
 mod hub_process_failover;
 mod hub_process_restart;

@@ -81,6 +81,15 @@ impl RolloutFleet {
     /// Commits `spec` and the app bundle at release 1, starts everything and waits until every
     /// cluster runs that first commit Healthy.
     pub async fn start(spec: &str, clusters: &[&[(&str, &str)]]) -> Result<(Self, String)> {
+        Self::start_configured(spec, clusters, |_| {}).await
+    }
+
+    /// As [`RolloutFleet::start`], with the hub's config adjusted by `configure` first.
+    pub async fn start_configured(
+        spec: &str,
+        clusters: &[&[(&str, &str)]],
+        configure: impl FnOnce(&mut flotilla_hub::server::HubConfig),
+    ) -> Result<(Self, String)> {
         let repo = GitRepo::new()?;
         repo.write("flotilla.yaml", spec)?;
         repo.write("bundles/app/app.yaml", APP)?;
@@ -93,6 +102,7 @@ impl RolloutFleet {
             config.sync = fast_sync();
             config.node.timing = fast_timing();
             config.node.compact_after = 1_000_000;
+            configure(config);
         })
         .await?;
         let sim = sim(clusters.len(), Duration::from_millis(200)).await?;

@@ -1,0 +1,191 @@
+//! The dashboard in a real browser (headless Chromium over WebDriver): a user signs in with a
+//! token, sees prod awaiting approval, approves it with a reason from the page — and the wave
+//! really starts and completes on the agents' clusters, recorded as that token's approval —
+//! then signs out, after which the page reads nothing. The page logs no errors.
+
+use crate::support::admin::admin_token;
+use crate::support::rollout;
+use crate::support::sync as support;
+
+use std::time::Duration;
+
+use anyhow::Result;
+use flotilla_hub::state::rollout::RolloutStatus;
+use flotilla_hub::state::source::RevisionRef;
+use flotilla_testkit::browser::{Browser, Locator};
+use rollout::{RolloutFleet, newest_rollout};
+
+const SPEC: &str = "\
+apiVersion: flotilla.dev/v1
+kind: Fleet
+stages:
+  - name: dev
+    clusterSelector: {matchLabels: {env: dev}}
+    track: {branch: main}
+    rollout: {soak: 1s}
+  - name: prod
+    clusterSelector: {matchLabels: {env: prod}}
+    promoteFrom: dev
+    rollout: {approval: manual}
+bundles:
+  - name: app
+    path: bundles/app
+    namespace: app
+    variables: {release: \"1\", fail: \"false\"}
+";
+
+/// How long the page may take to show what the hub's state already holds (it polls every 2 s).
+const PAGE: Duration = Duration::from_secs(20);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<()> {
+    support::init_tracing();
+    let test = "a_user_signs_in_approves_prod_from_the_page_and_signs_out";
+    let Some(browser) = Browser::start_or_skip(test, 1280, 900).await? else {
+        return Ok(());
+    };
+    let (fleet, _first) =
+        RolloutFleet::start_configured(SPEC, &[&[("env", "dev")], &[("env", "prod")]], |config| {
+            config.authenticate = true
+        })
+        .await?;
+    let token = admin_token(&fleet.hub).await?;
+    let second = fleet.release("2", None)?;
+    let revision = RevisionRef {
+        source: "origin".into(),
+        commit: second.clone(),
+    };
+    fleet
+        .wait_for("prod's rollout awaiting approval", |s| {
+            newest_rollout(s, "prod").is_some_and(|(_, r)| {
+                r.to == revision && r.status == RolloutStatus::AwaitingApproval
+            })
+        })
+        .await?;
+
+    let page = format!("http://{}/", fleet.hub().http_address());
+    browser.client.goto(&page).await?;
+    // Nobody is signed in: the page asks for a token and shows no fleet.
+    browser.wait_for("#signin:not([hidden])", PAGE).await?;
+    browser
+        .client
+        .find(Locator::Css("#token"))
+        .await?
+        .send_keys(&token)
+        .await?;
+    browser
+        .client
+        .find(Locator::Css("#signin-form button"))
+        .await?
+        .click()
+        .await?;
+    browser
+        .wait_for_text("#who", PAGE, |t| t == "signed in as token:initial-admin")
+        .await?;
+
+    // prod waits for approval; its Approve button asks for a reason, then approves.
+    let approve = browser
+        .wait_for(r#"button[data-stage="prod"][data-action="approve"]"#, PAGE)
+        .await?;
+    approve.click().await?;
+    browser.wait_for("dialog#confirm[open]", PAGE).await?;
+    // Confirming without a reason is refused by the form itself.
+    browser
+        .client
+        .find(Locator::Css("#confirm-ok"))
+        .await?
+        .click()
+        .await?;
+    browser.wait_for("dialog#confirm[open]", PAGE).await?;
+    browser
+        .client
+        .find(Locator::Css("#confirm-reason"))
+        .await?
+        .send_keys("staging looks good")
+        .await?;
+    // The README's picture of the dashboard, when asked for (`FLOTILLA_SCREENSHOTS=docs/images`).
+    if let Some(dir) = std::env::var_os("FLOTILLA_SCREENSHOTS") {
+        let png = browser.client.screenshot().await?;
+        std::fs::write(
+            std::path::Path::new(&dir).join("dashboard-approve.png"),
+            png,
+        )?;
+    }
+    browser
+        .client
+        .find(Locator::Css("#confirm-ok"))
+        .await?
+        .click()
+        .await?;
+    browser.wait_for("dialog#confirm:not([open])", PAGE).await?;
+
+    fleet
+        .wait_for("prod to complete release 2", |s| {
+            s.stages["prod"].passed.contains(&revision)
+        })
+        .await?;
+    assert_eq!(fleet.release_on(1).await?.as_deref(), Some("2"));
+    {
+        let state = fleet.hub().node().state();
+        let (_, prod) = newest_rollout(&state, "prod").expect("prod rolled out");
+        assert_eq!(prod.to, revision);
+        let approved = state
+            .audit
+            .newest_first()
+            .map(|(_, e)| e)
+            .find(|e| e.action == "approve")
+            .expect("an approval in the audit log");
+        assert_eq!(approved.actor, "token:initial-admin");
+    }
+    browser
+        .wait_for_text(r#"#stages"#, PAGE, |t| !t.contains("AwaitingApproval"))
+        .await?;
+    // Everything so far logged no error in the page (the refusals below log their 401s).
+    let errors = browser.console_errors().await?;
+    assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
+
+    // Signing out: the sign-in form again, and the page's reads are refused.
+    browser
+        .client
+        .find(Locator::Css("#signout"))
+        .await?
+        .click()
+        .await?;
+    browser.wait_for("#signin:not([hidden])", PAGE).await?;
+    // A wrong token is refused, saying why.
+    browser
+        .client
+        .find(Locator::Css("#token"))
+        .await?
+        .send_keys("flt_nobody_0000")
+        .await?;
+    browser
+        .client
+        .find(Locator::Css("#signin-form button"))
+        .await?
+        .click()
+        .await?;
+    browser
+        .wait_for_text("#signin-error", PAGE, |t| !t.is_empty())
+        .await?;
+    assert!(
+        browser
+            .client
+            .find(Locator::Css("#signout[hidden]"))
+            .await
+            .is_ok(),
+        "still signed out"
+    );
+    let status: serde_json::Value = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('api/status').then(r => done(r.status));",
+            vec![],
+        )
+        .await?;
+    assert_eq!(status, 401);
+    browser.close().await?;
+    fleet.shutdown().await;
+    Ok(())
+}
