@@ -1,7 +1,8 @@
 //! The dashboard in a real browser (headless Chromium over WebDriver): a user signs in with a
-//! token, sees prod awaiting approval, approves it with a reason from the page — and the wave
-//! really starts and completes on the agents' clusters, recorded as that token's approval —
-//! then signs out, after which the page reads nothing. The page logs no errors.
+//! token, reads the overview's counts (equal to the API's), filters the clusters by name, sees
+//! prod awaiting approval, approves it with a reason from the page — and the wave really starts
+//! and completes on the agents' clusters, recorded as that token's approval — then signs out,
+//! after which the page reads nothing. The page logs no errors.
 
 use crate::support::admin::admin_token;
 use crate::support::rollout;
@@ -83,6 +84,53 @@ async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<(
         .wait_for_text("#who", PAGE, |t| t == "signed in as token:initial-admin")
         .await?;
 
+    // The overview counts what the API counts.
+    let api: serde_json::Value = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('api/status').then(r => r.json()).then(done);",
+            vec![],
+        )
+        .await?;
+    let synced = api["counts"]["sync"]["Synced"].as_u64().unwrap_or(0);
+    assert_eq!(synced, 2, "both clusters in sync: {}", api["counts"]);
+    browser
+        .wait_for_text("#overview tr:last-child td:nth-child(4)", PAGE, |t| {
+            t == synced.to_string()
+        })
+        .await?;
+    browser
+        .wait_for_text("#overview tr:last-child td:nth-child(3)", PAGE, |t| {
+            t == "2"
+        })
+        .await?;
+    // A filter: the hub pages and filters, the page shows what matched.
+    browser
+        .client
+        .find(Locator::Css("#f-cluster"))
+        .await?
+        .send_keys("sim-1")
+        .await?;
+    browser
+        .wait_for_text("#page-info", PAGE, |t| {
+            t.contains("of 1 matching (2 registered)")
+        })
+        .await?;
+    let shown = browser
+        .wait_for_text("#stages", PAGE, |t| t.contains("sim-1"))
+        .await?;
+    assert!(!shown.contains("sim-0"), "{shown}");
+    browser
+        .client
+        .find(Locator::Css("#f-cluster"))
+        .await?
+        .clear()
+        .await?;
+    browser
+        .wait_for_text("#page-info", PAGE, |t| t.contains("of 2 matching"))
+        .await?;
+
     // prod waits for approval; its Approve button asks for a reason, then approves.
     let approve = browser
         .wait_for(r#"button[data-stage="prod"][data-action="approve"]"#, PAGE)
@@ -138,7 +186,9 @@ async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<(
         assert_eq!(approved.actor, "token:initial-admin");
     }
     browser
-        .wait_for_text(r#"#stages"#, PAGE, |t| !t.contains("AwaitingApproval"))
+        .wait_for_text("#overview", PAGE, |t| {
+            t.contains("prod") && !t.contains("AwaitingApproval")
+        })
         .await?;
     // Everything so far logged no error in the page (the refusals below log their 401s).
     let errors = browser.console_errors().await?;
