@@ -24,6 +24,7 @@ use crate::context::HubContext;
 
 mod actions;
 pub mod dashboard;
+mod live;
 pub mod session;
 pub mod webhook;
 
@@ -43,6 +44,7 @@ pub fn router(context: HttpContext) -> Router {
     Router::new()
         .route("/", get(dashboard::page))
         .route("/api/status", get(dashboard::status))
+        .route("/api/watch", get(live::watch))
         .route(
             "/api/session",
             get(session::current)

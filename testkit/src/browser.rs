@@ -174,12 +174,18 @@ impl Browser {
             br#"{"type": "browser"}"#.to_vec(),
         )
         .await?;
+        anyhow::ensure!(
+            answer.status == 200,
+            "reading the browser's log: {}",
+            answer.body
+        );
         let logs: serde_json::Value = serde_json::from_str(&answer.body)
             .with_context(|| format!("the browser's log: {}", answer.body))?;
-        Ok(logs["value"]
+        let entries = logs["value"]
             .as_array()
-            .into_iter()
-            .flatten()
+            .with_context(|| format!("the browser's log holds no entries: {logs}"))?;
+        Ok(entries
+            .iter()
             .filter(|entry| entry["level"] == "SEVERE")
             .filter_map(|entry| entry["message"].as_str().map(str::to_owned))
             .collect())

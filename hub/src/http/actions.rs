@@ -2,9 +2,11 @@
 //! `POST /api/stages/{stage}/{action}` with a JSON body. Each is the Admin API call of the same
 //! name made with the caller's own token, so it is refused, checked and audited exactly as
 //! `flotilla` would be; the page adds only the confirmation and the reason, which is required.
+//! The body must be JSON, and a write carried by the session cookie needs the CSRF header.
 
 use axum::Json;
 use axum::extract::{Path, State};
+use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, Method, StatusCode};
 use flotilla_proto::v1::admin_server::Admin;
 use flotilla_proto::v1::{
@@ -14,8 +16,10 @@ use serde::{Deserialize, Serialize};
 use tonic::{Code, Request, Status};
 
 use super::HttpContext;
-use super::session::{HttpError, token, writer};
+use super::session::{HttpError, csrf_if_cookie, token};
 use crate::api::AdminService;
+use crate::api::caller::identify_token;
+use crate::auth::Action;
 
 /// The body of an action.
 #[derive(Debug, Default, Deserialize)]
@@ -61,6 +65,7 @@ fn http_status(code: Code) -> StatusCode {
         Code::NotFound => StatusCode::NOT_FOUND,
         Code::FailedPrecondition | Code::AlreadyExists | Code::Aborted => StatusCode::CONFLICT,
         Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        Code::ResourceExhausted => StatusCode::TOO_MANY_REQUESTS,
         Code::DeadlineExceeded => StatusCode::GATEWAY_TIMEOUT,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
@@ -89,8 +94,21 @@ pub(super) async fn act(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Json<ActionReply>, HttpError> {
-    // Authentication and the CSRF check come first; the role is checked by the Admin API call.
-    writer(&context.hub, &method, &headers)?;
+    // JSON only: a cross-site page cannot send it without a preflight this listener never
+    // answers, which matters on an insecure hub, where no token is needed.
+    let json = headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"));
+    if !json {
+        return Err(HttpError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "send the action as JSON (Content-Type: application/json)",
+        ));
+    }
+    // A write carried by the session cookie needs its CSRF value; who the caller is, and
+    // whether it may, is the Admin API call's to decide and audit (refusals included).
+    csrf_if_cookie(&method, &headers)?;
     let body: ActionBody = serde_json::from_slice(&body).map_err(|e| {
         HttpError::new(
             StatusCode::BAD_REQUEST,
@@ -101,7 +119,21 @@ pub(super) async fn act(
         )
     })?;
     let reason = body.reason.trim().to_owned();
-    if reason.is_empty() {
+    let needs = match action.as_str() {
+        "approve" => Some(Action::Promote),
+        "pause" | "resume" => Some(Action::Pause),
+        "promote" if body.force => Some(Action::ForcePromote),
+        "promote" => Some(Action::Promote),
+        "rollback" => Some(Action::Rollback),
+        _ => None,
+    };
+    // Without a reason an action is refused as bad input — only for a caller who may take it:
+    // anyone else gets the Admin API's refusal, audited.
+    let may = needs.is_some_and(|needs| {
+        identify_token(&context.hub, token(&headers))
+            .is_ok_and(|caller| caller.can(needs, Some(&stage)))
+    });
+    if reason.is_empty() && may {
         return Err(HttpError::new(
             StatusCode::BAD_REQUEST,
             "give a reason: it is recorded in the audit log",

@@ -26,7 +26,7 @@ pub(super) async fn page() -> Html<&'static str> {
 /// `*`), `selector` (`key=value,…`, every one must match), `problems=true`, `offset`, `limit`.
 /// None: every cluster.
 #[derive(Debug, Default, serde::Deserialize)]
-pub(super) struct StatusParams {
+pub(crate) struct StatusParams {
     stage: Option<String>,
     cluster: Option<String>,
     selector: Option<String>,
@@ -38,7 +38,7 @@ pub(super) struct StatusParams {
 }
 
 impl StatusParams {
-    fn query(self) -> Result<ClusterQuery, String> {
+    pub(crate) fn query(self) -> Result<ClusterQuery, String> {
         let mut labels = std::collections::BTreeMap::new();
         for pair in self.selector.iter().flat_map(|s| s.split(',')) {
             let pair = pair.trim();

@@ -1,8 +1,9 @@
 //! The dashboard in a real browser (headless Chromium over WebDriver): a user signs in with a
 //! token, reads the overview's counts (equal to the API's), filters the clusters by name, sees
 //! prod awaiting approval, approves it with a reason from the page — and the wave really starts
-//! and completes on the agents' clusters, recorded as that token's approval — then signs out,
-//! after which the page reads nothing. The page logs no errors.
+//! and completes on the agents' clusters, recorded as that token's approval, and the page
+//! shows it through its event stream — then signs out, after which the page reads nothing. The
+//! page logs no errors.
 
 use crate::support::admin::admin_token;
 use crate::support::rollout;
@@ -83,6 +84,10 @@ async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<(
     browser
         .wait_for_text("#who", PAGE, |t| t == "signed in as token:initial-admin")
         .await?;
+    // The page follows the hub's event stream (no polling): what changes arrives by itself.
+    browser
+        .wait_for_text("#node", PAGE, |t| t.ends_with(" · live"))
+        .await?;
 
     // The overview counts what the API counts.
     let api: serde_json::Value = browser
@@ -137,14 +142,24 @@ async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<(
         .await?;
     approve.click().await?;
     browser.wait_for("dialog#confirm[open]", PAGE).await?;
-    // Confirming without a reason is refused by the form itself.
+    // Confirming without a reason is refused by the form itself: nothing is sent.
     browser
         .client
         .find(Locator::Css("#confirm-ok"))
         .await?
         .click()
         .await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     browser.wait_for("dialog#confirm[open]", PAGE).await?;
+    {
+        let state = fleet.hub().node().state();
+        let approvals = state
+            .audit
+            .newest_first()
+            .filter(|(_, e)| e.action == "approve")
+            .count();
+        assert_eq!(approvals, 0, "an approval without a reason went through");
+    }
     browser
         .client
         .find(Locator::Css("#confirm-reason"))

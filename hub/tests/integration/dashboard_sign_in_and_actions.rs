@@ -134,8 +134,11 @@ async fn reads_need_a_token_and_actions_need_the_role_the_csrf_header_and_a_reas
         let url = url(&format!("/api/stages/{stage}/{action}"));
         let body = body.as_bytes().to_vec();
         async move {
-            let headers: Vec<(&str, &str)> =
+            let mut headers: Vec<(&str, &str)> =
                 headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            if !headers.iter().any(|(k, _)| *k == "content-type") {
+                headers.push(JSON);
+            }
             request("POST", &url, &headers, body).await
         }
     };
@@ -191,6 +194,11 @@ async fn reads_need_a_token_and_actions_need_the_role_the_csrf_header_and_a_reas
         "{}",
         unreasoned.body
     );
+    // Not JSON (what a cross-site form or a no-cors fetch can send): refused before anything.
+    let mut plain = headers();
+    plain.push(("content-type", "text/plain".to_owned()));
+    let plain = act("dev", "pause", plain, reasoned).await?;
+    assert_eq!(plain.status, 415, "{}", plain.body);
     let unknown = act("dev", "explode", headers(), reasoned).await?;
     assert_eq!(unknown.status, 404, "{}", unknown.body);
     let prod = act("prod", "pause", headers(), reasoned).await?;
