@@ -40,6 +40,18 @@ impl Browser {
     /// A headless browser with a `width`×`height` window, or `None` after saying loudly why
     /// `test` is skipped; under `CI=true` a missing browser fails the test instead.
     pub async fn start_or_skip(test: &str, width: u32, height: u32) -> Result<Option<Browser>> {
+        Browser::start_with_or_skip(test, width, height, &[]).await
+    }
+
+    /// As [`Browser::start_or_skip`], with extra command-line flags for the browser — such as
+    /// `--ignore-certificate-errors` for a hub whose own CA the browser does not know (the
+    /// hub's TLS is tested elsewhere; this browser only reads its pages).
+    pub async fn start_with_or_skip(
+        test: &str,
+        width: u32,
+        height: u32,
+        flags: &[&str],
+    ) -> Result<Option<Browser>> {
         let (driver, browser) = match tools() {
             Ok(tools) => tools,
             Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
@@ -50,7 +62,7 @@ impl Browser {
                 return Ok(None);
             }
         };
-        Browser::start(&driver, &browser, width, height)
+        Browser::start(&driver, &browser, width, height, flags)
             .await
             .map(Some)
     }
@@ -60,6 +72,7 @@ impl Browser {
         browser: &PathBuf,
         width: u32,
         height: u32,
+        flags: &[&str],
     ) -> Result<Browser> {
         let address = crate::ports::free_address()?;
         let port = address.rsplit(':').next().unwrap_or_default().to_owned();
@@ -69,6 +82,19 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", driver.display()))?;
+        let mut args: Vec<String> = [
+            "--headless=new",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--lang=en-US",
+        ]
+        .iter()
+        .chain(flags)
+        .map(|flag| flag.to_string())
+        .collect();
+        args.push(format!("--window-size={width},{height}"));
         let mut capabilities = serde_json::Map::new();
         capabilities.insert(
             "goog:loggingPrefs".into(),
@@ -78,15 +104,7 @@ impl Browser {
             "goog:chromeOptions".into(),
             serde_json::json!({
                 "binary": browser,
-                "args": [
-                    "--headless=new",
-                    "--no-sandbox",
-                    "--disable-gpu",
-                    "--disable-dev-shm-usage",
-                    "--no-first-run",
-                    "--lang=en-US",
-                    format!("--window-size={width},{height}"),
-                ],
+                "args": args,
             }),
         );
         let url = format!("http://127.0.0.1:{port}");

@@ -2,9 +2,12 @@
 //! on every surface, on the simulator and on real clusters: `flotilla status -o json` gives the
 //! bundle `syncState: ApplyFailed` with the API server's message while its health stays that of
 //! the old, still running objects; the table's SYNC column and its NOT IN SYNC list say so; the
-//! dashboard's JSON says so; `/metrics` counts it. The fixed commit brings it back to Synced.
+//! dashboard's JSON says so, and the dashboard in a real browser shows the bundle red with the
+//! message and counts it in the overview; `/metrics` counts it. The fixed commit brings it back
+//! to Synced.
 
 use anyhow::{Context, Result};
+use flotilla_testkit::browser::{Browser, Locator};
 use flotilla_testkit::fleet::{Fleet, FleetOptions};
 use flotilla_testkit::real::RealClusters;
 use flotilla_testkit::small_fleet;
@@ -198,6 +201,63 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
     .await?;
     assert_eq!(refused.status, 400, "{}", refused.body);
     assert!(refused.body.contains("key=value"), "{}", refused.body);
+
+    // The dashboard in a real browser: the failed bundle is red, with the API server's message.
+    if let Some(browser) = Browser::start_with_or_skip(
+        "a_refused_apply_is_apply_failed_everywhere",
+        1280,
+        900,
+        &["--ignore-certificate-errors"],
+    )
+    .await?
+    {
+        browser
+            .client
+            .goto(&format!("https://{}/", fleet.hub.http()))
+            .await?;
+        browser
+            .wait_for("#signin:not([hidden])", PATIENCE)
+            .await?
+            .find(Locator::Css("#token"))
+            .await?
+            .send_keys(&credentials.token)
+            .await?;
+        browser
+            .client
+            .find(Locator::Css("#signin-form button"))
+            .await?
+            .click()
+            .await?;
+        let attention = browser
+            .wait_for_text("#problems", PATIENCE, |t| t.contains("dev-1"))
+            .await?;
+        assert!(
+            attention.contains(message),
+            "the message is shown: {attention}"
+        );
+        let chip = browser
+            .wait_for("#problems .bundle", PATIENCE)
+            .await?
+            .attr("style")
+            .await?
+            .unwrap_or_default();
+        assert!(chip.contains("--Degraded"), "a failed apply is red: {chip}");
+        browser
+            .wait_for_text("#overview tr:last-child td:nth-child(7)", PATIENCE, |t| {
+                t != "0"
+            })
+            .await?;
+        if let Some(dir) = std::env::var_os("FLOTILLA_SCREENSHOTS") {
+            let png = browser.client.screenshot().await?;
+            std::fs::write(
+                std::path::Path::new(&dir).join("dashboard-apply-failed.png"),
+                png,
+            )?;
+        }
+        let errors = browser.console_errors().await?;
+        assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
+        browser.close().await?;
+    }
 
     let metrics = fleet.metrics().await?;
     let failed = metrics
