@@ -12,6 +12,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod agent;
 #[path = "bench/common.rs"]
 mod common;
+#[path = "bench/dashboard.rs"]
+mod dashboard;
 #[path = "bench/e2e.rs"]
 mod e2e;
 #[path = "bench/helm.rs"]
@@ -39,6 +41,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Area {
+    /// The dashboard in headless Chromium against a synthetic fleet: load and update times.
+    Dashboard(dashboard::Args),
     /// The Kubernetes API simulator at scale: its RSS and server-side apply latency.
     Sim(sim::Args),
     /// The hub's raft group: commit latency, throughput, leader failover.
@@ -85,6 +89,7 @@ async fn run(area: Area) -> anyhow::Result<()> {
         Area::Agent(args) => agent::run(args).await?,
         Area::Sync(args) => sync::run(args).await?,
         Area::E2e(args) => e2e::run(args).await?,
+        Area::Dashboard(args) => dashboard::run(args).await?,
         Area::Helm(args) => helm::run(args).await?,
         Area::Render(args) => render::run(args).await?,
         Area::Swarm(args) => swarm::run(args).await?,

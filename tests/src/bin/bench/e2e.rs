@@ -522,7 +522,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
     (sorted[index] * 10.0).round() / 10.0
 }
 
-fn summary(mut samples: Vec<f64>) -> Value {
+pub(crate) fn summary(mut samples: Vec<f64>) -> Value {
     samples.sort_by(f64::total_cmp);
     if samples.is_empty() {
         return json!({"samples": 0});
