@@ -136,6 +136,35 @@ impl Browser {
         })
     }
 
+    /// Opens the dashboard at `page`, signs in with `token` through its form and waits until
+    /// the page says who is signed in.
+    pub async fn sign_in(&self, page: &str, token: &str, timeout: Duration) -> Result<()> {
+        self.client.goto(page).await?;
+        self.wait_for("#signin:not([hidden])", timeout).await?;
+        self.type_into("#token", token).await?;
+        self.click("#signin-form button").await?;
+        self.wait_for_text("#who", timeout, |t| t.starts_with("signed in as "))
+            .await
+            .map(|_| ())
+    }
+
+    /// Types `text` into the element matching `selector`.
+    pub async fn type_into(&self, selector: &str, text: &str) -> Result<()> {
+        let element = self.client.find(Locator::Css(selector)).await?;
+        element.send_keys(text).await?;
+        Ok(())
+    }
+
+    /// Clicks the element matching `selector`.
+    pub async fn click(&self, selector: &str) -> Result<()> {
+        self.client
+            .find(Locator::Css(selector))
+            .await?
+            .click()
+            .await?;
+        Ok(())
+    }
+
     /// Waits up to `timeout` for an element matching the CSS `selector`.
     pub async fn wait_for(
         &self,

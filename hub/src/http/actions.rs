@@ -6,7 +6,6 @@
 
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderMap, Method, StatusCode};
 use flotilla_proto::v1::admin_server::Admin;
 use flotilla_proto::v1::{
@@ -16,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use tonic::{Code, Request, Status};
 
 use super::HttpContext;
-use super::session::{HttpError, csrf_if_cookie, token};
+use super::session::{HttpError, csrf_if_cookie, is_json, token};
 use crate::api::AdminService;
 use crate::api::caller::identify_token;
 use crate::auth::Action;
@@ -96,11 +95,7 @@ pub(super) async fn act(
 ) -> Result<Json<ActionReply>, HttpError> {
     // JSON only: a cross-site page cannot send it without a preflight this listener never
     // answers, which matters on an insecure hub, where no token is needed.
-    let json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    if !json {
+    if !is_json(&headers) {
         return Err(HttpError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "send the action as JSON (Content-Type: application/json)",

@@ -154,6 +154,15 @@ fn check_csrf(headers: &HeaderMap) -> Result<(), HttpError> {
     }
 }
 
+/// Whether a request's body is JSON: a cross-site form or `no-cors` fetch cannot send that
+/// without a preflight, which this listener never answers.
+pub fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(CONTENT_TYPE)
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|value| value.starts_with("application/json"))
+}
+
 /// `POST /api/session`'s body.
 #[derive(Debug, Deserialize)]
 pub(super) struct SignIn {
@@ -246,11 +255,7 @@ pub(super) async fn sign_in(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Result<Response, HttpError> {
-    let json = headers
-        .get(CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    if !json {
+    if !is_json(&headers) {
         return Err(HttpError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "sign in with a JSON body: {\"token\": \"flt_…\"}",

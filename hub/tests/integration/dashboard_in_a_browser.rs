@@ -66,21 +66,8 @@ async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<(
         .await?;
 
     let page = format!("http://{}/", fleet.hub().http_address());
-    browser.client.goto(&page).await?;
     // Nobody is signed in: the page asks for a token and shows no fleet.
-    browser.wait_for("#signin:not([hidden])", PAGE).await?;
-    browser
-        .client
-        .find(Locator::Css("#token"))
-        .await?
-        .send_keys(&token)
-        .await?;
-    browser
-        .client
-        .find(Locator::Css("#signin-form button"))
-        .await?
-        .click()
-        .await?;
+    browser.sign_in(&page, &token, PAGE).await?;
     browser
         .wait_for_text("#who", PAGE, |t| t == "signed in as token:initial-admin")
         .await?;
@@ -111,12 +98,7 @@ async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<(
         })
         .await?;
     // A filter: the hub pages and filters, the page shows what matched.
-    browser
-        .client
-        .find(Locator::Css("#f-cluster"))
-        .await?
-        .send_keys("sim-1")
-        .await?;
+    browser.type_into("#f-cluster", "sim-1").await?;
     browser
         .wait_for_text("#page-info", PAGE, |t| {
             t.contains("of 1 matching (2 registered)")
@@ -143,12 +125,7 @@ async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<(
     approve.click().await?;
     browser.wait_for("dialog#confirm[open]", PAGE).await?;
     // Confirming without a reason is refused by the form itself: nothing is sent.
-    browser
-        .client
-        .find(Locator::Css("#confirm-ok"))
-        .await?
-        .click()
-        .await?;
+    browser.click("#confirm-ok").await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     browser.wait_for("dialog#confirm[open]", PAGE).await?;
     {
@@ -161,10 +138,7 @@ async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<(
         assert_eq!(approvals, 0, "an approval without a reason went through");
     }
     browser
-        .client
-        .find(Locator::Css("#confirm-reason"))
-        .await?
-        .send_keys("staging looks good")
+        .type_into("#confirm-reason", "staging looks good")
         .await?;
     // The README's picture of the dashboard, when asked for (`FLOTILLA_SCREENSHOTS=docs/images`).
     if let Some(dir) = std::env::var_os("FLOTILLA_SCREENSHOTS") {
@@ -174,12 +148,7 @@ async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<(
             png,
         )?;
     }
-    browser
-        .client
-        .find(Locator::Css("#confirm-ok"))
-        .await?
-        .click()
-        .await?;
+    browser.click("#confirm-ok").await?;
     browser.wait_for("dialog#confirm:not([open])", PAGE).await?;
 
     fleet
@@ -210,26 +179,11 @@ async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<(
     assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
 
     // Signing out: the sign-in form again, and the page's reads are refused.
-    browser
-        .client
-        .find(Locator::Css("#signout"))
-        .await?
-        .click()
-        .await?;
+    browser.click("#signout").await?;
     browser.wait_for("#signin:not([hidden])", PAGE).await?;
     // A wrong token is refused, saying why.
-    browser
-        .client
-        .find(Locator::Css("#token"))
-        .await?
-        .send_keys("flt_nobody_0000")
-        .await?;
-    browser
-        .client
-        .find(Locator::Css("#signin-form button"))
-        .await?
-        .click()
-        .await?;
+    browser.type_into("#token", "flt_nobody_0000").await?;
+    browser.click("#signin-form button").await?;
     browser
         .wait_for_text("#signin-error", PAGE, |t| !t.is_empty())
         .await?;

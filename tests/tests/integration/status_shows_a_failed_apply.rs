@@ -7,7 +7,7 @@
 //! to Synced.
 
 use anyhow::{Context, Result};
-use flotilla_testkit::browser::{Browser, Locator};
+use flotilla_testkit::browser::Browser;
 use flotilla_testkit::fleet::{Fleet, FleetOptions};
 use flotilla_testkit::real::RealClusters;
 use flotilla_testkit::small_fleet;
@@ -212,21 +212,11 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
     .await?
     {
         browser
-            .client
-            .goto(&format!("https://{}/", fleet.hub.http()))
-            .await?;
-        browser
-            .wait_for("#signin:not([hidden])", PATIENCE)
-            .await?
-            .find(Locator::Css("#token"))
-            .await?
-            .send_keys(&credentials.token)
-            .await?;
-        browser
-            .client
-            .find(Locator::Css("#signin-form button"))
-            .await?
-            .click()
+            .sign_in(
+                &format!("https://{}/", fleet.hub.http()),
+                &credentials.token,
+                PATIENCE,
+            )
             .await?;
         let attention = browser
             .wait_for_text("#problems", PATIENCE, |t| t.contains("dev-1"))

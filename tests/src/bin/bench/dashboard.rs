@@ -20,7 +20,7 @@ use anyhow::Context;
 use flotilla_hub::config::NodeConfig;
 use flotilla_hub::controller::source::SourceConfig;
 use flotilla_hub::server::{Hub, HubConfig};
-use flotilla_testkit::browser::{Browser, Locator};
+use flotilla_testkit::browser::Browser;
 use flotilla_testkit::git::GitRepo;
 use flotilla_testkit::http::{WebhookAccess, push_webhook, request};
 use serde_json::{Value, json};
@@ -185,21 +185,8 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     }
 
     // Sign in once; then each load starts from navigation with the session cookie.
-    browser.client.goto(&format!("{base}/")).await?;
     browser
-        .wait_for("#signin:not([hidden])", Duration::from_secs(30))
-        .await?;
-    browser
-        .client
-        .find(Locator::Css("#token"))
-        .await?
-        .send_keys(&token)
-        .await?;
-    browser
-        .client
-        .find(Locator::Css("#signin-form button"))
-        .await?
-        .click()
+        .sign_in(&format!("{base}/"), &token, Duration::from_secs(60))
         .await?;
     let fleet_row = format!(
         "document.querySelector('#overview tr:last-child td:nth-child(3)')?.textContent === '{}'",
