@@ -51,6 +51,7 @@ pub fn router(context: HttpContext) -> Router {
                 .post(session::sign_in)
                 .delete(session::sign_out),
         )
+        .route("/api/stages/{stage}/history", get(actions::history))
         .route("/api/stages/{stage}/{action}", post(actions::act))
         .route("/webhook", post(webhook::receive))
         .route("/healthz", get(healthz))

@@ -10,6 +10,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use flotilla_proto::v1::admin_server::Admin;
 use flotilla_proto::v1::{
     AdminPromoteRequest, AdminRollbackRequest, AdminStageActionReply, AdminStageActionRequest,
+    AdminStageHistoryRequest,
 };
 use serde::{Deserialize, Serialize};
 use tonic::{Code, Request, Status};
@@ -171,4 +172,65 @@ pub(super) async fn act(
         }
     }?;
     Ok(Json(reply.into_inner().into()))
+}
+
+/// One pin of a stage's history, for the page's revision picker.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct Pin {
+    revision: String,
+    /// track, promote, force-promote or rollback.
+    change: String,
+    by: String,
+    reason: String,
+    /// Milliseconds since the Unix epoch.
+    at: i64,
+    rollout_status: String,
+}
+
+/// A stage's pins and the revisions that passed or failed it, newest first.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct History {
+    stage: String,
+    pinned_revision: String,
+    pins: Vec<Pin>,
+    passed_revisions: Vec<String>,
+    failed_revisions: Vec<String>,
+}
+
+/// `GET /api/stages/{stage}/history`: the Admin API's stage history with the caller's token
+/// (a viewer of the stage may read it), for the page to offer revisions to roll back to.
+pub(super) async fn history(
+    State(context): State<HttpContext>,
+    Path(stage): Path<String>,
+    headers: HeaderMap,
+) -> Result<Json<History>, HttpError> {
+    let admin = AdminService::new(context.hub.clone());
+    let bearer = token(&headers).map(|token| format!("Bearer {token}"));
+    let reply = admin
+        .stage_history(authorized(
+            AdminStageHistoryRequest { stage },
+            bearer.as_deref(),
+        ))
+        .await?
+        .into_inner();
+    Ok(Json(History {
+        stage: reply.stage,
+        pinned_revision: reply.pinned_revision,
+        pins: reply
+            .pins
+            .into_iter()
+            .map(|p| Pin {
+                revision: p.revision,
+                change: p.change,
+                by: p.by,
+                reason: p.reason,
+                at: p.at_ms,
+                rollout_status: p.rollout_status,
+            })
+            .collect(),
+        passed_revisions: reply.passed_revisions,
+        failed_revisions: reply.failed_revisions,
+    }))
 }

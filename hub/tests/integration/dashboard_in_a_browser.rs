@@ -46,7 +46,7 @@ async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<(
     let Some(browser) = Browser::start_or_skip(test, 1280, 900).await? else {
         return Ok(());
     };
-    let (fleet, _first) =
+    let (fleet, first) =
         RolloutFleet::start_configured(SPEC, &[&[("env", "dev")], &[("env", "prod")]], |config| {
             config.authenticate = true
         })
@@ -174,6 +174,19 @@ async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<(
             t.contains("prod") && !t.contains("AwaitingApproval")
         })
         .await?;
+    // Rolling prod back offers its earlier pins: release 1's commit among them.
+    browser
+        .click(r#"button[data-stage="prod"][data-action="rollback"]"#)
+        .await?;
+    browser.wait_for("dialog#confirm[open]", PAGE).await?;
+    browser
+        .wait_for(
+            &format!(r#"#confirm-revisions option[value="{first}"]"#),
+            PAGE,
+        )
+        .await?;
+    browser.click("#confirm-cancel").await?;
+    browser.wait_for("dialog#confirm:not([open])", PAGE).await?;
     // Everything so far logged no error in the page (the refusals below log their 401s).
     let errors = browser.console_errors().await?;
     assert!(errors.is_empty(), "the page logged errors: {errors:#?}");

@@ -129,6 +129,30 @@ async fn reads_need_a_token_and_actions_need_the_role_the_csrf_header_and_a_reas
         .collect();
     assert_eq!(clusters, ["dev-1"], "prod is not the viewer's");
 
+    // The stage's history, for the rollback picker: a viewer of dev reads dev's, not prod's.
+    let history = request(
+        "GET",
+        &url("/api/stages/dev/history"),
+        &with_session,
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(history.status, 200, "{}", history.body);
+    let history = json(&history)?;
+    assert_eq!(history["stage"], "dev", "{history}");
+    assert!(
+        history["pins"].as_array().is_some_and(|p| !p.is_empty()),
+        "{history}"
+    );
+    let refused = request(
+        "GET",
+        &url("/api/stages/prod/history"),
+        &with_session,
+        Vec::new(),
+    )
+    .await?;
+    assert_eq!(refused.status, 403, "{}", refused.body);
+
     // A viewer may not act, with the CSRF header or without.
     let act = |stage: &str, action: &str, headers: Vec<(&'static str, String)>, body: &str| {
         let url = url(&format!("/api/stages/{stage}/{action}"));
