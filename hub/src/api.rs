@@ -391,7 +391,10 @@ fn cluster_stage(hub: &HubContext, state: &crate::state::State, cluster: &str) -
 }
 
 /// The status with only the clusters `query` selects (all, unless it filters or pages).
-fn selected(mut status: status::FleetStatus, query: &ClusterQuery) -> status::FleetStatus {
+pub(crate) fn selected(
+    mut status: status::FleetStatus,
+    query: &ClusterQuery,
+) -> status::FleetStatus {
     if !query.is_everything() {
         status.select(query);
     }

@@ -11,7 +11,7 @@ use axum::response::Html;
 
 use super::HttpContext;
 use super::session::{HttpError, reader};
-use crate::api::visible;
+use crate::api::{selected, visible};
 use crate::status::{ClusterQuery, FleetStatus};
 
 /// The page.
@@ -75,9 +75,8 @@ pub(super) async fn status(
     let Query(params) = params.map_err(|e| bad(e.body_text()))?;
     let query = params.query().map_err(bad)?;
     // A viewer of some stages sees those stages only, as over the Admin API.
-    let mut status = visible(&caller, context.hub.status());
-    if !query.is_everything() {
-        status.select(&query);
-    }
-    Ok(Json(status))
+    Ok(Json(selected(
+        visible(&caller, context.hub.status()),
+        &query,
+    )))
 }

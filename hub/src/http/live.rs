@@ -24,7 +24,7 @@ use super::HttpContext;
 use super::dashboard::StatusParams;
 use super::session::{HttpError, reader, token};
 use crate::api::caller::identify_token;
-use crate::api::visible;
+use crate::api::{selected, visible};
 
 /// Bursts of applied entries are coalesced into one event at most this often.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -112,10 +112,7 @@ pub(super) async fn watch(
         let mut caller = caller;
         let mut last: Option<Shown> = None;
         loop {
-            let mut status = visible(&caller, hub.status());
-            if !query.is_everything() {
-                status.select(&query);
-            }
+            let status = selected(visible(&caller, hub.status()), &query);
             let Ok(value) = serde_json::to_value(&status) else {
                 return;
             };
