@@ -13,7 +13,7 @@ use crate::clock::Clock;
 use crate::controller::source::SourceConfig;
 use crate::metrics::Metrics;
 use crate::node::NodeHandle;
-use crate::status::{self, FleetStatus};
+use crate::status::{self, ClusterDetail, FleetStatus, StageDetail, Timeline, TimelineError};
 use crate::sync::SyncHub;
 
 /// How agents register: how long a bootstrap token and an agent certificate last.
@@ -68,11 +68,50 @@ impl HubContext {
         let state = self.node.state();
         status::fleet_status(
             &state,
-            self.source.as_ref().map(SourceConfig::view).as_ref(),
+            self.source_view().as_ref(),
             self.node.id(),
             leader,
             state.applied(),
         )
+    }
+
+    /// A cluster in detail, from this node's replica; none when it is not registered.
+    pub fn cluster_detail(&self, name: &str) -> Option<ClusterDetail> {
+        let state = self.node.state();
+        status::cluster_detail(&state, self.source_view().as_ref(), name)
+    }
+
+    /// A stage in detail, with the fleet status it is part of; none when there is no such stage.
+    pub fn stage_detail(&self, name: &str) -> Option<StageDetail> {
+        let state = self.node.state();
+        let fleet = self.status();
+        status::stage_detail(&state, &fleet, name)
+    }
+
+    /// The timeline of the commit `prefix` names, over the stages `visible` lets through, with
+    /// one page of its clusters.
+    pub fn timeline(
+        &self,
+        prefix: &str,
+        visible: impl Fn(Option<&str>) -> bool,
+        offset: usize,
+        limit: Option<usize>,
+    ) -> Result<Timeline, TimelineError> {
+        let state = self.node.state();
+        let commit = status::resolve_commit(&state, prefix)?;
+        let source = self.source_view();
+        Ok(status::timeline(
+            &state,
+            source.as_ref(),
+            &commit,
+            visible,
+            offset,
+            limit,
+        ))
+    }
+
+    fn source_view(&self) -> Option<status::SourceView> {
+        self.source.as_ref().map(SourceConfig::view)
     }
 
     /// Records an audit event; a failure to record is logged, never fails the call it

@@ -24,6 +24,7 @@ use crate::context::HubContext;
 
 mod actions;
 pub mod dashboard;
+mod detail;
 mod live;
 pub mod session;
 pub mod webhook;
@@ -51,6 +52,9 @@ pub fn router(context: HttpContext) -> Router {
                 .post(session::sign_in)
                 .delete(session::sign_out),
         )
+        .route("/api/clusters/{name}", get(detail::cluster))
+        .route("/api/commits/{commit}", get(detail::commit))
+        .route("/api/stages/{stage}", get(detail::stage))
         .route("/api/stages/{stage}/history", get(actions::history))
         .route("/api/stages/{stage}/{action}", post(actions::act))
         .route("/webhook", post(webhook::receive))

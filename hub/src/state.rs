@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 pub mod access;
 pub mod audit;
 pub mod command;
+pub mod delivery;
 pub mod fleet;
 pub mod health;
 pub mod identity;
@@ -55,7 +56,7 @@ pub use flotilla_core::Labels;
 pub use flotilla_core::clock::{Timestamp, millis};
 
 /// Version of the snapshot encoding this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 12;
+pub const SNAPSHOT_VERSION: u32 = 13;
 
 /// The whole replicated state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -244,8 +245,9 @@ impl State {
             Command::SetClusterCapabilities {
                 cluster,
                 capabilities,
+                agent_version,
                 at,
-            } => fleet::set_capabilities(self, cluster, capabilities, *at),
+            } => fleet::set_capabilities(self, cluster, capabilities, agent_version, *at),
             Command::RecordFetch {
                 source,
                 url,

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::Serialize;
 
 use crate::state::audit::Outcome;
-use crate::state::health::{HealthRecord, SyncState, current_health, sync_state};
+use crate::state::health::{HealthRecord, SyncState, current_health, records_of, sync_state};
 use crate::state::identity::IdentityConflict;
 use crate::state::rollout::RolloutStatus;
 use crate::state::rollout::pipeline;
@@ -15,9 +15,14 @@ use crate::state::source::{BlobHash, RenderError, Revision, RevisionRef, Revisio
 use crate::state::stage::StageChange;
 use crate::state::{Labels, State, Timestamp};
 
+mod detail;
 mod query;
 
-pub use query::{ClusterPage, ClusterQuery};
+pub use detail::{
+    ClusterDetail, StageDetail, Timeline, TimelineError, cluster_detail, resolve_commit,
+    stage_detail, timeline,
+};
+pub use query::{ClusterPage, ClusterQuery, Sort};
 
 /// Events kept in a status.
 pub const EVENT_LIMIT: usize = 50;
@@ -328,16 +333,12 @@ pub fn fleet_status(
     applied_index: u64,
 ) -> FleetStatus {
     let source_name = source.map(|s| s.name.as_str()).unwrap_or_default();
-    let spec = pipeline::current(state, source_name).map(|(_, spec)| spec);
-    let stage_of = |labels: &Labels| {
-        spec.as_ref()
-            .and_then(|spec| spec.stage_for(labels).ok().flatten())
-            .map(|s| s.name.clone())
-    };
+    let spec = current_spec(state, source);
+    let stage_of = stage_namer(spec.as_ref());
     let clusters: Vec<ClusterStatus> = state
         .clusters
         .keys()
-        .filter_map(|name| cluster_status(state, name, stage_of))
+        .filter_map(|name| cluster_status(state, name, &stage_of))
         .collect();
     FleetStatus {
         node,
@@ -352,6 +353,33 @@ pub fn fleet_status(
         events: events(state),
         cluster_page: None,
     }
+}
+
+/// The `flotilla.yaml` of the followed source's newest rendered revision, if any.
+fn current_spec(state: &State, source: Option<&SourceView>) -> Option<flotilla_core::FleetSpec> {
+    let name = source.map(|s| s.name.as_str()).unwrap_or_default();
+    pipeline::current(state, name).map(|(_, spec)| spec)
+}
+
+/// Names the stage that selects a cluster with these labels, under `spec`.
+fn stage_namer(spec: Option<&flotilla_core::FleetSpec>) -> impl Fn(&Labels) -> Option<String> {
+    move |labels| {
+        spec.and_then(|spec| spec.stage_for(labels).ok().flatten())
+            .map(|s| s.name.clone())
+    }
+}
+
+/// The stages of `spec` in pipeline order, then any pinned stage it no longer declares.
+fn stages_in_order(state: &State, spec: Option<&flotilla_core::FleetSpec>) -> Vec<String> {
+    let mut names: Vec<String> = spec
+        .map(|s| s.stages.iter().map(|st| st.name.clone()).collect())
+        .unwrap_or_default();
+    for name in state.stages.keys() {
+        if !names.contains(name) {
+            names.push(name.clone());
+        }
+    }
+    names
 }
 
 fn source_status(state: &State, config: &SourceView) -> SourceStatus {
@@ -445,7 +473,7 @@ pub fn revision_summary(state: &State, r: &RevisionRef, rev: &Revision) -> Revis
 fn cluster_status(
     state: &State,
     name: &str,
-    stage_of: impl Fn(&Labels) -> Option<String>,
+    stage_of: &impl Fn(&Labels) -> Option<String>,
 ) -> Option<ClusterStatus> {
     let cluster = state.clusters.get(name)?;
     let stage = stage_of(&cluster.labels);
@@ -454,12 +482,7 @@ fn cluster_status(
         .as_ref()
         .and_then(|r| state.revisions.get(r).map(|rev| (r, rev)));
     let desired: BTreeMap<String, BlobHash> = state.desired_bundles(name);
-    let reported: BTreeMap<&str, _> = state
-        .health
-        .iter()
-        .filter(|(key, _)| key.cluster == name)
-        .map(|(key, record)| (key.bundle.as_str(), record))
-        .collect();
+    let reported: BTreeMap<&str, _> = records_of(&state.health, name).collect();
     let names: BTreeSet<&str> = desired
         .keys()
         .map(String::as_str)
@@ -564,15 +587,7 @@ fn stages(
     source: Option<&SourceView>,
     clusters: &[ClusterStatus],
 ) -> Vec<StageStatus> {
-    let mut names: Vec<String> = spec
-        .map(|s| s.stages.iter().map(|st| st.name.clone()).collect())
-        .unwrap_or_default();
-    for name in state.stages.keys() {
-        if !names.contains(name) {
-            names.push(name.clone());
-        }
-    }
-    names
+    stages_in_order(state, spec)
         .into_iter()
         .map(|name| {
             let pinned = state.stages.get(&name);
@@ -857,17 +872,7 @@ fn events(state: &State) -> Vec<Event> {
     }
     for (key, record) in &state.health {
         for drift in &record.drift_log {
-            events.push(Event {
-                at: drift.at,
-                kind: "drift",
-                subject: format!("cluster/{}", key.cluster),
-                message: format!(
-                    "bundle {}: {}: {}",
-                    key.bundle,
-                    drift.kind.describe(),
-                    drift.objects.join("; ")
-                ),
-            });
+            events.push(drift_event(&key.cluster, &key.bundle, drift));
         }
     }
     for (id, rollout) in &state.rollouts {
@@ -883,43 +888,66 @@ fn events(state: &State) -> Vec<Event> {
             ),
         });
     }
-    for (_, event) in state.audit.newest_first().take(EVENT_LIMIT) {
-        let outcome = match &event.outcome {
-            Outcome::Succeeded => {
-                // A stage's pin moving is listed above, with who and why: once is enough.
-                let pinned = matches!(
-                    event.action.as_str(),
-                    "track" | "promote" | "force-promote" | "rollback"
-                );
-                if pinned && event.target.starts_with("stage/") {
-                    continue;
-                }
-                String::new()
-            }
-            Outcome::Denied(why) => format!(" — denied: {why}"),
-            Outcome::Failed(why) => format!(" — refused: {why}"),
-        };
-        let detail = match event.detail.as_str() {
-            "" => String::new(),
-            detail => format!(": {detail}"),
-        };
-        let repeated = match event.count {
-            0 | 1 => String::new(),
-            n => format!(" ({n} times)"),
-        };
-        events.push(Event {
-            at: event.at,
-            kind: "audit",
-            subject: event.target.clone(),
-            message: format!(
-                "{} by {}{detail}{outcome}{repeated}",
-                event.action, event.actor
-            ),
-        });
-    }
+    events.extend(
+        state
+            .audit
+            .newest_first()
+            .take(EVENT_LIMIT)
+            .filter_map(|(_, event)| audit_event(event)),
+    );
     events.sort_by(|a, b| b.cmp(a));
     events.truncate(EVENT_LIMIT);
     events
+}
+
+/// A drift note of a cluster's bundle as an event.
+fn drift_event(cluster: &str, bundle: &str, drift: &crate::state::health::DriftNote) -> Event {
+    Event {
+        at: drift.at,
+        kind: "drift",
+        subject: format!("cluster/{cluster}"),
+        message: format!(
+            "bundle {bundle}: {}: {}",
+            drift.kind.describe(),
+            drift.objects.join("; ")
+        ),
+    }
+}
+
+/// An audit event as an event; none for a stage's pin moving, which its pin's event says with
+/// who and why (once is enough).
+fn audit_event(event: &crate::state::audit::AuditEvent) -> Option<Event> {
+    let outcome = match &event.outcome {
+        Outcome::Succeeded => {
+            let pinned = matches!(
+                event.action.as_str(),
+                "track" | "promote" | "force-promote" | "rollback"
+            );
+            if pinned && event.target.starts_with("stage/") {
+                return None;
+            }
+            String::new()
+        }
+        Outcome::Denied(why) => format!(" — denied: {why}"),
+        Outcome::Failed(why) => format!(" — refused: {why}"),
+    };
+    let detail = match event.detail.as_str() {
+        "" => String::new(),
+        detail => format!(": {detail}"),
+    };
+    let repeated = match event.count {
+        0 | 1 => String::new(),
+        n => format!(" ({n} times)"),
+    };
+    Some(Event {
+        at: event.at,
+        kind: "audit",
+        subject: event.target.clone(),
+        message: format!(
+            "{} by {}{detail}{outcome}{repeated}",
+            event.action, event.actor
+        ),
+    })
 }
 
 /// The agent's message with the fields others added after it: an OutOfSync bundle says why.

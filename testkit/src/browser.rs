@@ -12,6 +12,42 @@ use anyhow::{Context, Result};
 pub use fantoccini::Locator;
 use fantoccini::{Client, ClientBuilder};
 
+/// The WebDriver codes of the Tab and Enter keys.
+const TAB: char = '\u{E004}';
+const ENTER: char = '\u{E007}';
+
+/// Measures the WCAG contrast of every visible text against the first opaque background
+/// behind it (WCAG 2 relative luminance; semi-transparent colours are taken as opaque).
+const CONTRAST_SCRIPT: &str = r#"
+const minimum = arguments[0];
+const rgb = text => (text.match(/[\d.]+/g) || []).map(Number);
+const luminance = ([r, g, b]) => {
+  const c = [r, g, b].map(v => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+  return 0.2126 * c[0] + 0.7152 * c[1] + 0.0722 * c[2];
+};
+const background = element => {
+  for (let e = element; e; e = e.parentElement) {
+    const colour = getComputedStyle(e).backgroundColor;
+    const parts = rgb(colour);
+    if (parts.length === 3 || (parts.length === 4 && parts[3] > 0)) return colour;
+  }
+  return "rgb(255, 255, 255)";
+};
+const low = [];
+for (const element of document.querySelectorAll("body *")) {
+  const own = [...element.childNodes].filter(n => n.nodeType === 3).map(n => n.textContent.trim()).join(" ").trim();
+  if (!own || element.closest("[hidden], dialog:not([open]), option, script, style") || element.closest(":disabled")) continue;
+  const box = element.getBoundingClientRect();
+  if (box.width === 0 || box.height === 0) continue;
+  const style = getComputedStyle(element);
+  if (style.visibility === "hidden" || style.display === "none") continue;
+  const fg = luminance(rgb(style.color)), bg = luminance(rgb(background(element)));
+  const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+  if (ratio < minimum) low.push(`${ratio.toFixed(2)}: ${style.color} on ${background(element)}: ${own.slice(0, 60)}`);
+}
+return low;
+"#;
+
 /// A headless Chromium session and its chromedriver.
 pub struct Browser {
     /// The WebDriver session.
@@ -236,6 +272,51 @@ impl Browser {
             .filter(|entry| entry["level"] == "SEVERE")
             .filter_map(|entry| entry["message"].as_str().map(str::to_owned))
             .collect())
+    }
+
+    /// Moves the keyboard focus with the Tab key, as a keyboard user would, until the focused
+    /// element matches `selector`; fails after `presses` presses.
+    pub async fn tab_to(&self, selector: &str, presses: usize) -> Result<()> {
+        for _ in 0..presses {
+            let focused = self
+                .client
+                .execute(
+                    "return document.activeElement !== null && document.activeElement.matches(arguments[0]);",
+                    vec![serde_json::json!(selector)],
+                )
+                .await?;
+            if focused == serde_json::json!(true) {
+                return Ok(());
+            }
+            self.press(TAB).await?;
+        }
+        anyhow::bail!("`{selector}` not reached in {presses} presses of Tab")
+    }
+
+    /// Presses Enter on the focused element.
+    pub async fn press_enter(&self) -> Result<()> {
+        self.press(ENTER).await
+    }
+
+    /// Presses and releases one key, wherever the focus is.
+    async fn press(&self, key: char) -> Result<()> {
+        use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+        let keys = KeyActions::new("keyboard".into())
+            .then(KeyAction::Down { value: key })
+            .then(KeyAction::Up { value: key });
+        self.client.perform_actions(keys).await?;
+        Ok(())
+    }
+
+    /// Every piece of visible text (not of a disabled control) whose contrast with the
+    /// background behind it is below `minimum` (WCAG's ratio; AA asks 4.5 for body text), each
+    /// as `ratio: colour on background: text`.
+    pub async fn low_contrast(&self, minimum: f64) -> Result<Vec<String>> {
+        let found = self
+            .client
+            .execute(CONTRAST_SCRIPT, vec![serde_json::json!(minimum)])
+            .await?;
+        Ok(serde_json::from_value(found)?)
     }
 
     /// Ends the session and stops chromedriver.

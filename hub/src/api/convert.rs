@@ -50,6 +50,7 @@ pub(super) fn cluster_query(request: &AdminFleetStatusRequest) -> ClusterQuery {
         problems: request.problems,
         offset: request.offset as usize,
         limit: (request.limit > 0).then_some(request.limit as usize),
+        ..ClusterQuery::default()
     }
 }
 

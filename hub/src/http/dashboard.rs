@@ -12,7 +12,8 @@ use axum::response::Html;
 use super::HttpContext;
 use super::session::{HttpError, reader};
 use crate::api::{selected, visible};
-use crate::status::{ClusterQuery, FleetStatus};
+use crate::state::health::{Health, SyncState};
+use crate::status::{ClusterQuery, FleetStatus, Sort};
 
 /// The page.
 const PAGE: &str = include_str!("dashboard.html");
@@ -23,8 +24,9 @@ pub(super) async fn page() -> Html<&'static str> {
 }
 
 /// Which clusters `GET /api/status` lists: `stage`, `cluster` (a name, or a prefix ending in
-/// `*`), `selector` (`key=value,…`, every one must match), `problems=true`, `offset`, `limit`.
-/// None: every cluster.
+/// `*`), `selector` (`key=value,…`, every one must match), `problems=true`, `bundle` (clusters
+/// with it, each shown with it alone), `sync` and `health` (a bundle in that state), `sort`
+/// (`name`, `problems`, `stage`, `lastSeen`), `offset`, `limit`. None: every cluster.
 #[derive(Debug, Default, serde::Deserialize)]
 pub(crate) struct StatusParams {
     stage: Option<String>,
@@ -32,6 +34,11 @@ pub(crate) struct StatusParams {
     selector: Option<String>,
     #[serde(default)]
     problems: bool,
+    bundle: Option<String>,
+    sync: Option<String>,
+    health: Option<String>,
+    #[serde(default)]
+    sort: Sort,
     #[serde(default)]
     offset: usize,
     limit: Option<usize>,
@@ -50,11 +57,38 @@ impl StatusParams {
                 .ok_or_else(|| format!("selector `{pair}`: write key=value"))?;
             labels.insert(key.trim().to_owned(), value.trim().to_owned());
         }
+        let sync = match self.sync.filter(|s| !s.is_empty()) {
+            None => None,
+            Some(sync) => Some(
+                SyncState::ALL
+                    .into_iter()
+                    .find(|s| s.as_str() == sync)
+                    .ok_or_else(|| {
+                        format!(
+                            "sync `{sync}`: write one of {}",
+                            SyncState::ALL.map(SyncState::as_str).join(", ")
+                        )
+                    })?,
+            ),
+        };
+        let health = match self.health.filter(|h| !h.is_empty()) {
+            Some(health) if health.parse::<Health>().is_err() => {
+                return Err(format!(
+                    "health `{health}`: write one of Healthy, Progressing, Degraded, \
+                     Suspended, Missing, Unknown"
+                ));
+            }
+            health => health,
+        };
         Ok(ClusterQuery {
             stage: self.stage.filter(|s| !s.is_empty()),
             cluster: self.cluster.filter(|s| !s.is_empty()),
             labels,
             problems: self.problems,
+            bundle: self.bundle.filter(|b| !b.is_empty()),
+            sync,
+            health,
+            sort: self.sort,
             offset: self.offset,
             // 0 is "all", as for the Admin API and the CLI.
             limit: self.limit.filter(|limit| *limit > 0),

@@ -17,7 +17,7 @@ use super::stage::StageChange;
 use super::{Labels, Timestamp};
 
 /// The command encoding this build writes and the newest it reads.
-pub const COMMAND_VERSION: u32 = 12;
+pub const COMMAND_VERSION: u32 = 13;
 
 /// A decision to record in the replicated state. Every timestamp travels in the command: apply
 /// never reads a clock, so every replica computes the same state.
@@ -266,6 +266,8 @@ pub enum Command {
         cluster: String,
         /// What the agent said.
         capabilities: flotilla_core::inventory::Capabilities,
+        /// The agent's version, from its hello.
+        agent_version: String,
         /// When the proposing node heard it.
         at: Timestamp,
     },

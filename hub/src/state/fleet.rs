@@ -31,6 +31,9 @@ pub struct Cluster {
     /// What the cluster serves, as its agent last said; none before it said.
     #[serde(default)]
     pub capabilities: Option<KnownCapabilities>,
+    /// The revisions it was given, newest last, each with how far it got
+    /// ([`super::delivery::DELIVERIES_KEPT`] at most).
+    pub deliveries: Vec<super::delivery::Delivery>,
 }
 
 /// What a cluster serves and when a hub node heard it.
@@ -38,6 +41,8 @@ pub struct Cluster {
 pub struct KnownCapabilities {
     /// Its Kubernetes version and API group versions.
     pub read: flotilla_core::inventory::Capabilities,
+    /// The version of the agent that said it.
+    pub agent_version: String,
     /// When the proposing node heard it.
     pub at: Timestamp,
 }
@@ -91,6 +96,7 @@ pub(super) fn register(
             identity_conflict: None,
             api: None,
             capabilities: None,
+            deliveries: Vec::new(),
         },
     );
     Ok(())
@@ -163,6 +169,7 @@ pub(super) fn set_capabilities(
     state: &mut State,
     name: &str,
     capabilities: &flotilla_core::inventory::Capabilities,
+    agent_version: &str,
     at: Timestamp,
 ) -> Result<(), CommandError> {
     let cluster = state
@@ -177,6 +184,7 @@ pub(super) fn set_capabilities(
     {
         cluster.capabilities = Some(KnownCapabilities {
             read: capabilities.clone(),
+            agent_version: agent_version.to_owned(),
             at,
         });
     }
@@ -211,4 +219,5 @@ pub(super) fn set_assigned(
             cluster.assigned_at = Some(at);
         }
     }
+    super::delivery::given(state, clusters, revision, at);
 }

@@ -161,22 +161,29 @@ pub fn sync_state(
     SyncState::Synced
 }
 
+/// The health records of `cluster`'s bundles, by bundle name.
+pub fn records_of<'a>(
+    health: &'a std::collections::BTreeMap<HealthKey, HealthRecord>,
+    cluster: &'a str,
+) -> impl Iterator<Item = (&'a str, &'a HealthRecord)> + 'a {
+    let from = HealthKey {
+        cluster: cluster.to_owned(),
+        bundle: String::new(),
+    };
+    health
+        .range(from..)
+        .take_while(move |(key, _)| key.cluster == cluster)
+        .map(|(key, record)| (key.bundle.as_str(), record))
+}
+
 /// The sync state of every bundle desired on `cluster` or reported by its agent.
 pub fn cluster_sync_states(state: &State, cluster: &str) -> Vec<(String, SyncState)> {
     let Some(registered) = state.clusters.get(cluster) else {
         return Vec::new();
     };
     let desired = state.desired_bundles(cluster);
-    let from = HealthKey {
-        cluster: cluster.to_owned(),
-        bundle: String::new(),
-    };
-    let reported: std::collections::BTreeMap<&str, &HealthRecord> = state
-        .health
-        .range(from..)
-        .take_while(|(key, _)| key.cluster == cluster)
-        .map(|(key, record)| (key.bundle.as_str(), record))
-        .collect();
+    let reported: std::collections::BTreeMap<&str, &HealthRecord> =
+        records_of(&state.health, cluster).collect();
     let names: std::collections::BTreeSet<&str> = desired
         .keys()
         .map(String::as_str)
@@ -199,6 +206,9 @@ pub fn cluster_sync_states(state: &State, cluster: &str) -> Vec<(String, SyncSta
 /// removed while the report travelled), and a report older than the recorded one never
 /// overwrites it (batches from two hub nodes may commit out of order).
 pub(super) fn record(state: &mut State, reports: &[HealthReport]) {
+    // Each cluster the batch reports on, with its newest report's time: how far its newest
+    // revision got is judged once all of the batch is recorded.
+    let mut observed: std::collections::BTreeMap<&str, Timestamp> = Default::default();
     for report in reports {
         if !state.clusters.contains_key(&report.key.cluster) {
             continue;
@@ -243,7 +253,12 @@ pub(super) fn record(state: &mut State, reports: &[HealthReport]) {
                     at: report.at,
                 },
             );
+            let newest = observed.entry(&report.key.cluster).or_insert(report.at);
+            *newest = (*newest).max(report.at);
         }
+    }
+    for (cluster, at) in observed {
+        super::delivery::observe(state, cluster, at);
     }
 }
 

@@ -976,6 +976,7 @@ fn what_a_cluster_serves_is_kept_newest_first() {
             kube_version: version.into(),
             api_versions: vec!["apps/v1".into(), "v1".into()],
         },
+        agent_version: format!("agent for {version}"),
         at: t(at),
     };
     // Heard v1.36 at 10, then v1.37 (an upgrade) at 20; the two commit out of order.
@@ -986,11 +987,13 @@ fn what_a_cluster_serves_is_kept_newest_first() {
         .clone()
         .expect("recorded");
     assert_eq!(known.read.kube_version, "v1.37.2");
+    assert_eq!(known.agent_version, "agent for v1.37.2");
     assert!(state.apply(&said("v1.37.2", 30)).is_ok());
     assert!(matches!(
         state.apply(&Command::SetClusterCapabilities {
             cluster: "nope".into(),
             capabilities: Default::default(),
+            agent_version: String::new(),
             at: t(40),
         }),
         Err(CommandError::UnknownCluster(_))

@@ -1,11 +1,12 @@
-//! Which clusters a status shows: filters (stage, name, labels, problems only) and a page, so a
-//! fleet of 10,000 clusters is read a screen at a time while stages and counts stay whole.
+//! Which clusters a status shows: filters (stage, name, labels, bundle, sync state, health,
+//! problems only), an order and a page, so a fleet of 10,000 clusters is read a screen at a time
+//! while stages and counts stay whole.
 
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{ClusterStatus, FleetStatus};
+use super::{ClusterStatus, Counts, FleetStatus};
 use crate::state::health::SyncState;
 
 /// Which clusters to show.
@@ -19,14 +20,37 @@ pub struct ClusterQuery {
     pub labels: BTreeMap<String, String>,
     /// Only clusters that need attention ([`ClusterStatus::problem`]).
     pub problems: bool,
-    /// Matching clusters skipped, in name order.
+    /// Only clusters with this bundle, each shown with that bundle alone.
+    pub bundle: Option<String>,
+    /// Only clusters with a bundle (the one `bundle` names, if it does) in this sync state.
+    pub sync: Option<SyncState>,
+    /// Only clusters with a bundle (the one `bundle` names, if it does) of this health.
+    pub health: Option<String>,
+    /// In which order the matching clusters are paged.
+    pub sort: Sort,
+    /// Matching clusters skipped, in `sort` order.
     pub offset: usize,
     /// At most this many shown; none: all.
     pub limit: Option<usize>,
 }
 
+/// The order of the clusters a query matches.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Sort {
+    /// By name.
+    #[default]
+    Name,
+    /// Clusters needing attention first, then by name.
+    Problems,
+    /// By stage (pipeline order, clusters of no stage last), then by name.
+    Stage,
+    /// Heard of longest ago first, never heard of before all, then by name.
+    LastSeen,
+}
+
 /// How many clusters a query matched and which of them are shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterPage {
     /// Registered clusters.
@@ -37,12 +61,33 @@ pub struct ClusterPage {
     pub offset: usize,
     /// The offset of the next page; none on the last.
     pub next_offset: Option<usize>,
+    /// The bundles of every matching cluster (only the one `bundle` names, if it does),
+    /// counted by sync state and by health.
+    pub counts: Counts,
 }
 
 impl ClusterQuery {
     /// Whether it selects every cluster (no filter, no page).
     pub fn is_everything(&self) -> bool {
         *self == ClusterQuery::default()
+    }
+
+    /// The cluster as the query shows it (with its `bundle` alone), if it matches.
+    fn shown(&self, mut cluster: ClusterStatus) -> Option<ClusterStatus> {
+        if let Some(bundle) = &self.bundle {
+            cluster.bundles.retain(|b| &b.name == bundle);
+            if cluster.bundles.is_empty() {
+                return None;
+            }
+        }
+        let in_state = cluster.bundles.iter().any(|b| {
+            self.sync.is_none_or(|sync| b.sync_state == sync)
+                && self
+                    .health
+                    .as_ref()
+                    .is_none_or(|health| &b.health == health)
+        });
+        (in_state && self.matches(&cluster)).then_some(cluster)
     }
 
     fn matches(&self, cluster: &ClusterStatus) -> bool {
@@ -106,8 +151,25 @@ impl FleetStatus {
         let total = self.clusters.len();
         let mut matched: Vec<ClusterStatus> = std::mem::take(&mut self.clusters)
             .into_iter()
-            .filter(|c| query.matches(c))
+            .filter_map(|c| query.shown(c))
             .collect();
+        match query.sort {
+            // Clusters are listed by name already.
+            Sort::Name => {}
+            Sort::Problems => matched.sort_by_key(|c| c.problem().is_none()),
+            Sort::Stage => {
+                let order: Vec<&str> = self.stages.iter().map(|s| s.name.as_str()).collect();
+                let position = |c: &ClusterStatus| {
+                    c.stage
+                        .as_deref()
+                        .and_then(|s| order.iter().position(|o| *o == s))
+                        .unwrap_or(order.len())
+                };
+                matched.sort_by_cached_key(position);
+            }
+            Sort::LastSeen => matched.sort_by_key(|c| c.last_seen),
+        }
+        let counts = Counts::of(&matched);
         let count = matched.len();
         let offset = query.offset.min(count);
         let end = query
@@ -120,6 +182,7 @@ impl FleetStatus {
             matched: count,
             offset,
             next_offset: (end < count).then_some(end),
+            counts,
         });
     }
 }

@@ -75,6 +75,7 @@ pub(super) async fn open(
         Arc::clone(&shared),
         inbound,
         reports,
+        agent_version(&hello.agent_version),
         Arc::clone(&liveness.heard),
         ended.clone(),
         out.clone(),
@@ -292,6 +293,7 @@ async fn read(
     shared: Arc<Shared>,
     mut inbound: Streaming<AgentMessage>,
     mut reports: BundleReports,
+    agent_version: String,
     heard: Arc<Mutex<Instant>>,
     ended: CancellationToken,
     out: Outbound,
@@ -363,6 +365,7 @@ async fn read(
                     Arc::clone(&shared),
                     reports.cluster().to_owned(),
                     capabilities,
+                    agent_version.clone(),
                     at,
                 ));
             }
@@ -370,6 +373,21 @@ async fn read(
         }
     }
     ended.cancel();
+}
+
+/// The version an agent's hello names, as recorded and shown: at most 64 printable ASCII
+/// characters (`?` for others), `unknown` when empty.
+fn agent_version(said: &str) -> String {
+    let version: String = said
+        .chars()
+        .take(64)
+        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .collect();
+    if version.is_empty() {
+        "unknown".to_owned()
+    } else {
+        version
+    }
 }
 
 /// Most group versions recorded for a cluster: a cluster serving more is recorded with the
@@ -381,6 +399,7 @@ async fn record_capabilities(
     shared: Arc<Shared>,
     cluster: String,
     said: ClusterCapabilities,
+    agent_version: String,
     at: crate::state::Timestamp,
 ) {
     let cluster = cluster.as_str();
@@ -428,12 +447,16 @@ async fn record_capabilities(
         .clusters
         .get(cluster)
         .and_then(|c| c.capabilities.clone());
-    if known.as_ref().map(|k| &k.read) == Some(&capabilities) {
+    if known
+        .as_ref()
+        .is_some_and(|k| k.read == capabilities && k.agent_version == agent_version)
+    {
         return;
     }
     let command = Command::SetClusterCapabilities {
         cluster: cluster.to_owned(),
         capabilities,
+        agent_version,
         at,
     };
     if let Err(e) = shared.node.propose(&command).await {

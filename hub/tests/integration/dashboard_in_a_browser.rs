@@ -1,8 +1,10 @@
 //! The dashboard in a real browser (headless Chromium over WebDriver): a user signs in with a
 //! token, reads the overview's counts (equal to the API's), filters the clusters by name, sees
-//! prod awaiting approval, approves it with a reason from the page — and the wave really starts
-//! and completes on the agents' clusters, recorded as that token's approval, and the page
-//! shows it through its event stream — then signs out, after which the page reads nothing. The
+//! prod awaiting approval, reaches its Approve button with the keyboard and approves it with a
+//! reason — and the wave really starts and completes on the agents' clusters, recorded as that
+//! token's approval, and the page shows it through its event stream — then follows the commit's
+//! timeline (counts equal to the API's) to a cluster and to a stage, and signs out, after which
+//! the page reads nothing. Every text on the pages it saw is readable (contrast ≥ 4.5:1); the
 //! page logs no errors.
 
 use crate::support::admin::admin_token;
@@ -122,8 +124,21 @@ async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<(
     let approve = browser
         .wait_for(r#"button[data-stage="prod"][data-action="approve"]"#, PAGE)
         .await?;
-    approve.click().await?;
+    // A keyboard user reaches it with Tab and presses Enter.
+    drop(approve);
+    browser
+        .tab_to(r#"button[data-stage="prod"][data-action="approve"]"#, 200)
+        .await?;
+    browser.press_enter().await?;
     browser.wait_for("dialog#confirm[open]", PAGE).await?;
+    let focused = browser
+        .client
+        .execute("return document.activeElement.id;", vec![])
+        .await?;
+    assert_eq!(
+        focused, "confirm-reason",
+        "the dialog takes the focus to its reason"
+    );
     // Confirming without a reason is refused by the form itself: nothing is sent.
     browser.click("#confirm-ok").await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -174,9 +189,93 @@ async fn a_user_signs_in_approves_prod_from_the_page_and_signs_out() -> Result<(
             t.contains("prod") && !t.contains("AwaitingApproval")
         })
         .await?;
+    let low = browser.low_contrast(4.5).await?;
+    assert!(low.is_empty(), "hard to read on the overview: {low:#?}");
+
+    // The commit's timeline, from its link in the rollouts: both clusters were given it,
+    // applied it and are Healthy at it; dev tracked it, prod's promotion was approved.
+    browser
+        .click(&format!(r##"#rollouts a[href="#/commit/{second}"]"##))
+        .await?;
+    let timeline = browser
+        .wait_for_text("#detail", PAGE, |t| {
+            t.contains("2 given · 2 applied · 2 healthy")
+        })
+        .await?;
+    let api: serde_json::Value = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('api/commits/' + arguments[0]).then(r => r.json()).then(done);",
+            vec![serde_json::json!(&second[..10])],
+        )
+        .await?;
+    assert_eq!(api["commit"], second.as_str(), "{api}");
+    assert_eq!(
+        api["counts"],
+        serde_json::json!({"given": 2, "applied": 2, "healthy": 2, "failed": 0}),
+        "{api}"
+    );
+    for cluster in api["clusters"].as_array().into_iter().flatten() {
+        let (given, applied, healthy) = (
+            cluster["givenAt"].as_u64().unwrap_or(0),
+            cluster["appliedAt"].as_u64().unwrap_or(0),
+            cluster["healthyAt"].as_u64().unwrap_or(0),
+        );
+        assert!(
+            given > 0 && applied >= given && healthy >= applied,
+            "given, then applied, then healthy: {cluster}"
+        );
+    }
+    assert!(
+        timeline.contains("sim-0") && timeline.contains("sim-1"),
+        "{timeline}"
+    );
+    assert!(
+        timeline.contains("promote by token:initial-admin"),
+        "prod's pin says who approved it: {timeline}"
+    );
+    let low = browser.low_contrast(4.5).await?;
+    assert!(low.is_empty(), "hard to read on the timeline: {low:#?}");
+    if let Some(dir) = std::env::var_os("FLOTILLA_SCREENSHOTS") {
+        let png = browser.client.screenshot().await?;
+        std::fs::write(
+            std::path::Path::new(&dir).join("dashboard-timeline.png"),
+            png,
+        )?;
+    }
+    // On to the prod cluster: its bundle, objects and the revisions it was given.
+    browser
+        .click(r##"#detail a[href="#/cluster/sim-1"]"##)
+        .await?;
+    let cluster = browser
+        .wait_for_text("#detail", PAGE, |t| {
+            t.contains("Cluster sim-1") && t.contains("Revisions given")
+        })
+        .await?;
+    assert!(cluster.contains("apps/Deployment app/"), "{cluster}");
+    assert!(cluster.contains(&second[..8]), "{cluster}");
+    assert!(
+        cluster.contains("version "),
+        "the agent's version: {cluster}"
+    );
+    // And to its stage: prod's rollout, every wave done.
+    browser.click(r##"#detail a[href="#/stage/prod"]"##).await?;
+    let stage = browser
+        .wait_for_text("#detail", PAGE, |t| {
+            t.contains("Stage prod") && t.contains("Rollout ")
+        })
+        .await?;
+    assert!(
+        stage.contains("dev → prod"),
+        "its place in the pipeline: {stage}"
+    );
+    assert!(stage.contains("completed"), "{stage}");
+    browser.click(r##"header a[href="#/"]"##).await?;
+    browser.wait_for("#detail[hidden]", PAGE).await?;
     // Rolling prod back offers its earlier pins: release 1's commit among them.
     browser
-        .click(r#"button[data-stage="prod"][data-action="rollback"]"#)
+        .click(r#"#overview button[data-stage="prod"][data-action="rollback"]"#)
         .await?;
     browser.wait_for("dialog#confirm[open]", PAGE).await?;
     browser
