@@ -3,8 +3,9 @@
 //! bundle `syncState: ApplyFailed` with the API server's message while its health stays that of
 //! the old, still running objects; the table's SYNC column and its NOT IN SYNC list say so; the
 //! dashboard's JSON says so, and the dashboard in a real browser shows the bundle red with the
-//! message and counts it in the overview; `/metrics` counts it. The fixed commit brings it back
-//! to Synced.
+//! message and counts it in the overview, the commit's timeline shows the cluster that never
+//! applied it in red with why, and the cluster's view names the refused object; `/metrics`
+//! counts it. The fixed commit brings it back to Synced.
 
 use anyhow::{Context, Result};
 use flotilla_testkit::browser::Browser;
@@ -244,6 +245,84 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
                 png,
             )?;
         }
+        // The bad commit's timeline, from the failed cluster's link: every cluster (both stages
+        // track main) was given it and none applied it, each red with the API server's refusal.
+        browser
+            .click(&format!(r##"#problems a[href="#/commit/{bad}"]"##))
+            .await?;
+        let timeline = browser
+            .wait_for_text("#detail", PATIENCE, |t| {
+                t.contains("3 given · 0 applied · 0 healthy · 3 failed")
+            })
+            .await?;
+        assert!(timeline.contains("dev-1"), "{timeline}");
+        assert!(
+            timeline.contains("apply failed") && timeline.contains("replicas"),
+            "why it failed: {timeline}"
+        );
+        let problem = browser
+            .wait_for(r##"#detail a[href="#/cluster/dev-1"]"##, PATIENCE)
+            .await?;
+        let row_class = browser
+            .client
+            .execute(
+                "return document.querySelector('#detail a[href=\"#/cluster/dev-1\"]').closest('tr').querySelector('td.problem') !== null;",
+                vec![],
+            )
+            .await?;
+        assert_eq!(row_class, serde_json::json!(true), "the failure is red");
+        let line = flotilla_testkit::http::request_tls(
+            &credentials.ca_file,
+            "GET",
+            &format!("https://{}/api/commits/{}", fleet.hub.http(), &bad[..12]),
+            &signed,
+            Vec::new(),
+        )
+        .await?;
+        let line: Value = serde_json::from_str(&line.body)?;
+        assert_eq!(
+            line["counts"],
+            serde_json::json!({"given": 3, "applied": 0, "healthy": 0, "failed": 3}),
+            "{line}"
+        );
+        let dev_1 = &line["clusters"][0];
+        assert_eq!(dev_1["name"], "dev-1", "{line}");
+        assert!(dev_1["appliedAt"].is_null() && dev_1["healthyAt"].is_null(), "{dev_1}");
+        assert!(
+            dev_1["problem"]
+                .as_str()
+                .is_some_and(|p| p.contains("apply failed") && p.contains("replicas")),
+            "{dev_1}"
+        );
+        // dev-1 itself: its Deployment is the object the API server refused, with why.
+        problem.click().await?;
+        let detail = browser
+            .wait_for_text("#detail", PATIENCE, |t| {
+                t.contains("Cluster dev-1") && t.contains("Objects")
+            })
+            .await?;
+        assert!(detail.contains("apps/Deployment"), "{detail}");
+        let refused_object = browser
+            .client
+            .execute(
+                "return [...document.querySelectorAll('#detail tr')].filter(r => r.textContent.includes('apps/Deployment') && r.textContent.includes('ApplyFailed')).map(r => r.textContent).join('\\n');",
+                vec![],
+            )
+            .await?;
+        let refused_object = refused_object.as_str().unwrap_or_default().to_owned();
+        assert!(
+            refused_object.contains("replicas"),
+            "the refused object with the API server's message: {detail}"
+        );
+        if let Some(dir) = std::env::var_os("FLOTILLA_SCREENSHOTS") {
+            let png = browser.client.screenshot().await?;
+            std::fs::write(
+                std::path::Path::new(&dir).join("dashboard-cluster-apply-failed.png"),
+                png,
+            )?;
+        }
+        let low = browser.low_contrast(4.5).await?;
+        assert!(low.is_empty(), "hard to read: {low:#?}");
         let errors = browser.console_errors().await?;
         assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
         browser.close().await?;
