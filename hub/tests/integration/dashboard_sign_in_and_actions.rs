@@ -153,6 +153,71 @@ async fn reads_need_a_token_and_actions_need_the_role_the_csrf_header_and_a_reas
     .await?;
     assert_eq!(refused.status, 403, "{}", refused.body);
 
+    // Detail reads show the viewer only what it may view: dev-1 and dev, not prod's.
+    let get = |path: &str| {
+        let url = url(path);
+        let headers = with_session;
+        async move { request("GET", &url, &headers, Vec::new()).await }
+    };
+    let dev_1 = get("/api/clusters/dev-1").await?;
+    assert_eq!(dev_1.status, 200, "{}", dev_1.body);
+    let dev_1 = json(&dev_1)?;
+    assert_eq!(dev_1["name"], "dev-1", "{dev_1}");
+    assert_eq!(dev_1["stage"], "dev", "{dev_1}");
+    let given = dev_1["deliveries"].as_array().context("deliveries")?;
+    assert_eq!(given.len(), 1, "dev-1 was given the first commit: {dev_1}");
+    let commit = given[0]["commit"].as_str().context("a commit")?.to_owned();
+    assert!(
+        dev_1["objects"].as_array().is_some_and(|o| !o.is_empty()),
+        "its objects: {dev_1}"
+    );
+    for hidden in ["/api/clusters/prod-1", "/api/clusters/nope", "/api/stages/prod"] {
+        let answer = get(hidden).await?;
+        assert_eq!(answer.status, 404, "{hidden}: {}", answer.body);
+    }
+    let dev = json(&get("/api/stages/dev").await?)?;
+    assert_eq!(dev["name"], "dev", "{dev}");
+    assert_eq!(dev["pipeline"], serde_json::json!(["dev"]), "prod is hidden: {dev}");
+    assert!(dev["pins"].as_array().is_some_and(|p| !p.is_empty()), "{dev}");
+    // The commit's timeline, named by a prefix: the viewer's stage and clusters only.
+    let line = get(&format!("/api/commits/{}", &commit[..8])).await?;
+    assert_eq!(line.status, 200, "{}", line.body);
+    let line = json(&line)?;
+    assert_eq!(line["commit"], commit.as_str(), "{line}");
+    let names = |list: &Value| -> Vec<String> {
+        list.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e["name"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(names(&line["stages"]), ["dev"], "{line}");
+    assert_eq!(names(&line["clusters"]), ["dev-1"], "{line}");
+    for (path, code, says) in [
+        ("/api/commits/zz", 400, "hexadecimal"),
+        ("/api/commits/ffffffff", 404, "no revision"),
+        ("/api/status?sync=Fine", 400, "sync `Fine`"),
+        ("/api/status?health=Okay", 400, "health `Okay`"),
+        ("/api/status?sort=size", 400, "sort"),
+    ] {
+        let answer = get(path).await?;
+        assert_eq!(answer.status, code, "{path}: {}", answer.body);
+        let message = json(&answer)?["message"].as_str().unwrap_or_default().to_owned();
+        assert!(message.contains(says), "{path}: {message}");
+    }
+    // A bundle across the fleet: the clusters with it, counted.
+    let bundle = json(&get("/api/status?bundle=app&sort=problems").await?)?;
+    assert_eq!(names(&bundle["clusters"]), ["dev-1"], "{bundle}");
+    let counted: u64 = bundle["clusterPage"]["counts"]["sync"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter_map(|(_, n)| n.as_u64())
+        .sum();
+    assert_eq!(counted, 1, "{bundle}");
+    let none = json(&get("/api/status?bundle=nothing").await?)?;
+    assert_eq!(none["clusterPage"]["matched"], 0, "{none}");
+
     // A viewer may not act, with the CSRF header or without.
     let act = |stage: &str, action: &str, headers: Vec<(&'static str, String)>, body: &str| {
         let url = url(&format!("/api/stages/{stage}/{action}"));
