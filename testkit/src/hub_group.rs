@@ -32,6 +32,7 @@ pub struct HubGroup {
     dir: TempDir,
     peers: BTreeMap<u64, String>,
     apis: BTreeMap<u64, String>,
+    https: BTreeMap<u64, String>,
     children: BTreeMap<u64, Child>,
     ca: Option<CaFiles>,
     security: Security,
@@ -85,6 +86,7 @@ impl HubGroup {
             dir,
             peers: BTreeMap::new(),
             apis: BTreeMap::new(),
+            https: BTreeMap::new(),
             children: BTreeMap::new(),
             ca,
             security,
@@ -93,6 +95,7 @@ impl HubGroup {
         for id in 1..=size {
             group.peers.insert(id, free_address()?);
             group.apis.insert(id, free_address()?);
+            group.https.insert(id, free_address()?);
         }
         for id in 1..=size {
             group.spawn(id)?;
@@ -111,6 +114,7 @@ impl HubGroup {
         let address = free_address()?;
         self.peers.insert(id, address.clone());
         self.apis.insert(id, free_address()?);
+        self.https.insert(id, free_address()?);
         self.spawn_as(id, true)?;
         Ok(address)
     }
@@ -129,7 +133,7 @@ impl HubGroup {
         command
             .args(["--id", &id.to_string()])
             .arg("--data-dir")
-            .arg(self.dir.path().join(format!("node-{id}")))
+            .arg(self.data_dir(id))
             .args(["--listen", &self.peers[&id]])
             .args(if join {
                 vec!["--join".to_owned()]
@@ -140,7 +144,7 @@ impl HubGroup {
                 "--api-listen",
                 &self.apis[&id],
                 "--http-listen",
-                "127.0.0.1:0",
+                &self.https[&id],
             ])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
@@ -199,6 +203,16 @@ impl HubGroup {
     /// Node `id`'s API address (agents).
     pub fn api(&self, id: u64) -> &str {
         &self.apis[&id]
+    }
+
+    /// Node `id`'s HTTP address (dashboard, webhooks, metrics): HTTPS on a secure group.
+    pub fn http(&self, id: u64) -> &str {
+        &self.https[&id]
+    }
+
+    /// Node `id`'s data directory.
+    pub fn data_dir(&self, id: u64) -> PathBuf {
+        self.dir.path().join(format!("node-{id}"))
     }
 
     /// Every node's API address, for an agent's list of hubs.

@@ -13,6 +13,7 @@ pub mod charts;
 pub mod cli;
 pub mod differential;
 pub mod fleet;
+pub mod forward;
 pub mod git;
 pub mod helm;
 pub mod http;

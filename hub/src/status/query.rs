@@ -80,13 +80,16 @@ impl ClusterQuery {
                 return None;
             }
         }
-        let in_state = cluster.bundles.iter().any(|b| {
-            self.sync.is_none_or(|sync| b.sync_state == sync)
-                && self
-                    .health
-                    .as_ref()
-                    .is_none_or(|health| &b.health == health)
-        });
+        // A state filter needs a bundle in that state; without one, a cluster with no bundle
+        // matches too.
+        let in_state = (self.sync.is_none() && self.health.is_none())
+            || cluster.bundles.iter().any(|b| {
+                self.sync.is_none_or(|sync| b.sync_state == sync)
+                    && self
+                        .health
+                        .as_ref()
+                        .is_none_or(|health| &b.health == health)
+            });
         (in_state && self.matches(&cluster)).then_some(cluster)
     }
 

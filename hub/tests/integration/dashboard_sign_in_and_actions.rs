@@ -171,14 +171,25 @@ async fn reads_need_a_token_and_actions_need_the_role_the_csrf_header_and_a_reas
         dev_1["objects"].as_array().is_some_and(|o| !o.is_empty()),
         "its objects: {dev_1}"
     );
-    for hidden in ["/api/clusters/prod-1", "/api/clusters/nope", "/api/stages/prod"] {
+    for hidden in [
+        "/api/clusters/prod-1",
+        "/api/clusters/nope",
+        "/api/stages/prod",
+    ] {
         let answer = get(hidden).await?;
         assert_eq!(answer.status, 404, "{hidden}: {}", answer.body);
     }
     let dev = json(&get("/api/stages/dev").await?)?;
     assert_eq!(dev["name"], "dev", "{dev}");
-    assert_eq!(dev["pipeline"], serde_json::json!(["dev"]), "prod is hidden: {dev}");
-    assert!(dev["pins"].as_array().is_some_and(|p| !p.is_empty()), "{dev}");
+    assert_eq!(
+        dev["pipeline"],
+        serde_json::json!(["dev"]),
+        "prod is hidden: {dev}"
+    );
+    assert!(
+        dev["pins"].as_array().is_some_and(|p| !p.is_empty()),
+        "{dev}"
+    );
     // The commit's timeline, named by a prefix: the viewer's stage and clusters only.
     let line = get(&format!("/api/commits/{}", &commit[..8])).await?;
     assert_eq!(line.status, 200, "{}", line.body);
@@ -202,7 +213,10 @@ async fn reads_need_a_token_and_actions_need_the_role_the_csrf_header_and_a_reas
     ] {
         let answer = get(path).await?;
         assert_eq!(answer.status, code, "{path}: {}", answer.body);
-        let message = json(&answer)?["message"].as_str().unwrap_or_default().to_owned();
+        let message = json(&answer)?["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
         assert!(message.contains(says), "{path}: {message}");
     }
     // A bundle across the fleet: the clusters with it, counted.

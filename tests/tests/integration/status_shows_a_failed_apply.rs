@@ -287,7 +287,10 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
         );
         let dev_1 = &line["clusters"][0];
         assert_eq!(dev_1["name"], "dev-1", "{line}");
-        assert!(dev_1["appliedAt"].is_null() && dev_1["healthyAt"].is_null(), "{dev_1}");
+        assert!(
+            dev_1["appliedAt"].is_null() && dev_1["healthyAt"].is_null(),
+            "{dev_1}"
+        );
         assert!(
             dev_1["problem"]
                 .as_str()

@@ -183,3 +183,57 @@ fn pages_cover_every_match_once_and_say_where_the_next_starts() {
     assert!(past.clusters.is_empty());
     assert_eq!(past.cluster_page.expect("page").offset, 14);
 }
+
+#[test]
+fn bundle_and_state_filters_and_orders() {
+    let mut status = fleet();
+    let mut bare = cluster("aa-bare", Some("dev"), true, SyncState::Synced, "Healthy");
+    bare.bundles.clear();
+    status.clusters.insert(0, bare);
+    let chosen = |query: ClusterQuery| {
+        let mut status = status.clone();
+        status.select(&query);
+        status
+    };
+    // With no filter, a cluster without bundles is listed too.
+    let all = chosen(ClusterQuery {
+        limit: Some(100),
+        ..ClusterQuery::default()
+    });
+    assert_eq!(all.clusters.len(), 15);
+    assert_eq!(all.clusters[0].name, "aa-bare");
+    // A bundle: the clusters with it, each with that bundle alone, counted.
+    let app = chosen(ClusterQuery {
+        bundle: Some("app".into()),
+        ..ClusterQuery::default()
+    });
+    assert_eq!(app.clusters.len(), 14);
+    let page = app.cluster_page.expect("page");
+    assert_eq!(page.counts.sync.get(&SyncState::ApplyFailed), Some(&1));
+    assert_eq!(page.counts.health.get("Degraded"), Some(&1));
+    let none = chosen(ClusterQuery {
+        bundle: Some("other".into()),
+        ..ClusterQuery::default()
+    });
+    assert!(none.clusters.is_empty());
+    // A state: clusters with a bundle in it.
+    let failed = chosen(ClusterQuery {
+        sync: Some(SyncState::ApplyFailed),
+        ..ClusterQuery::default()
+    });
+    assert_eq!(names(&failed), ["us-failed"]);
+    let degraded = chosen(ClusterQuery {
+        health: Some("Degraded".into()),
+        ..ClusterQuery::default()
+    });
+    assert_eq!(names(&degraded), ["us-degraded"]);
+    // Problems first, the rest by name after them.
+    let sorted = chosen(ClusterQuery {
+        sort: Sort::Problems,
+        ..ClusterQuery::default()
+    });
+    assert_eq!(
+        names(&sorted)[..4],
+        ["us-failed", "us-offline", "us-degraded", "aa-bare"]
+    );
+}
