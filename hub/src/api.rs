@@ -59,7 +59,7 @@ impl AdminService {
     }
 
     fn fleet_status(&self, caller: &Caller, query: &ClusterQuery) -> AdminFleetStatus {
-        convert::fleet(selected(visible(caller, self.hub.status()), query))
+        convert::fleet(view(caller, &self.hub.status(), query))
     }
 
     /// Identifies the caller of a read and checks it may view `stage` (or, without one, the
@@ -390,32 +390,19 @@ fn cluster_stage(hub: &HubContext, state: &crate::state::State, cluster: &str) -
     Some(stage.name.clone())
 }
 
-/// The status with only the clusters `query` selects (all, unless it filters or pages).
-pub(crate) fn selected(
-    mut status: status::FleetStatus,
+/// What `caller` may view of a fleet status — everything for a viewer of every stage; else the
+/// stages it may view, their clusters, counts and rollouts, and no fleet-wide events — with the
+/// clusters `query` selects.
+pub(crate) fn view(
+    caller: &Caller,
+    status: &status::FleetStatus,
     query: &ClusterQuery,
 ) -> status::FleetStatus {
-    if !query.is_everything() {
-        status.select(query);
-    }
-    status
-}
-
-/// What of a fleet status the caller may view: everything for a viewer of every stage; else
-/// the stages it may view, their clusters, their counts and rollouts, and no fleet-wide events.
-pub(crate) fn visible(caller: &Caller, mut status: status::FleetStatus) -> status::FleetStatus {
     if caller.sees_everything() {
-        return status;
+        return status.view(&status::Scope::Everything, query);
     }
     let can = |stage: &str| caller.can(Action::View, Some(stage));
-    status.stages.retain(|s| can(&s.name));
-    status
-        .clusters
-        .retain(|c| c.stage.as_deref().is_some_and(can));
-    status.counts = status::Counts::of(&status.clusters);
-    status.rollouts.retain(|r| can(&r.stage));
-    status.events.clear();
-    status
+    status.view(&status::Scope::Stages(&can), query)
 }
 
 /// A linearizable read that could not be served: this node cannot tell whether its replica
@@ -614,7 +601,7 @@ impl Admin for AdminService {
             let mut applied = hub.node.watch_applied();
             let mut last: Option<status::FleetStatus> = None;
             loop {
-                let current = selected(visible(&caller, hub.status()), &query);
+                let current = view(&caller, &hub.status(), &query);
                 // The index moves with every entry; only a change of what is shown is news.
                 let mut shown = current.clone();
                 shown.applied_index = 0;

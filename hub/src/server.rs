@@ -216,6 +216,7 @@ impl Hub {
             audit,
             registration: config.registration,
             clusters_file,
+            status_cache: Default::default(),
         };
         let stop = CancellationToken::new();
         let mut tasks = Vec::new();

@@ -22,7 +22,7 @@ pub use detail::{
     ClusterDetail, StageDetail, Timeline, TimelineError, cluster_detail, resolve_commit,
     stage_detail, timeline,
 };
-pub use query::{ClusterPage, ClusterQuery, Sort};
+pub use query::{ClusterPage, ClusterQuery, Scope, Sort};
 
 /// Events kept in a status.
 pub const EVENT_LIMIT: usize = 50;
@@ -118,8 +118,12 @@ pub struct StageStatus {
     pub pinned_at: Option<Timestamp>,
     /// `track BRANCH` or `promoteFrom STAGE` (empty when the current spec lacks the stage).
     pub source: String,
-    /// Its clusters, by name.
+    /// Its clusters, by name (not in the dashboard's JSON, which pages clusters: at 10,000
+    /// they would ride along with every status).
+    #[serde(skip)]
     pub clusters: Vec<String>,
+    /// How many clusters it has.
+    pub cluster_count: usize,
     /// Why the revision that would come next cannot enter it (its signature), if so.
     pub blocked: Option<String>,
     /// Bundles on its clusters, counted by sync state and by health.
@@ -168,8 +172,13 @@ pub struct Counts {
 impl Counts {
     /// The bundles of `clusters`, counted.
     pub fn of<'a>(clusters: impl IntoIterator<Item = &'a ClusterStatus>) -> Counts {
+        Counts::of_bundles(clusters.into_iter().flat_map(|c| &c.bundles))
+    }
+
+    /// `bundles`, counted.
+    pub fn of_bundles<'a>(bundles: impl IntoIterator<Item = &'a BundleStatus>) -> Counts {
         let mut counts = Counts::default();
-        for bundle in clusters.into_iter().flat_map(|c| &c.bundles) {
+        for bundle in bundles {
             *counts.sync.entry(bundle.sync_state).or_default() += 1;
             *counts.health.entry(bundle.health.clone()).or_default() += 1;
         }
@@ -616,6 +625,7 @@ fn stages(
                 pinned_at: pinned.and_then(|s| s.history.last()).map(|h| h.at),
                 source: declared.map(describe_source).unwrap_or_default(),
                 clusters: members().map(|c| c.name.clone()).collect(),
+                cluster_count: members().count(),
                 counts: Counts::of(members()),
                 blocked: blocked.clone(),
                 phase: progress.phase,

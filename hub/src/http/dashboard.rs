@@ -11,7 +11,7 @@ use axum::response::Html;
 
 use super::HttpContext;
 use super::session::{HttpError, reader};
-use crate::api::{selected, visible};
+use crate::api::view;
 use crate::state::health::{Health, SyncState};
 use crate::status::{ClusterQuery, FleetStatus, Sort};
 
@@ -109,8 +109,5 @@ pub(super) async fn status(
     let Query(params) = params.map_err(|e| bad(e.body_text()))?;
     let query = params.query().map_err(bad)?;
     // A viewer of some stages sees those stages only, as over the Admin API.
-    Ok(Json(selected(
-        visible(&caller, context.hub.status()),
-        &query,
-    )))
+    Ok(Json(view(&caller, &context.hub.status(), &query)))
 }

@@ -24,7 +24,7 @@ use super::HttpContext;
 use super::dashboard::StatusParams;
 use super::session::{HttpError, reader, token};
 use crate::api::caller::identify_token;
-use crate::api::{selected, visible};
+use crate::api::view;
 
 /// Bursts of applied entries are coalesced into one event at most this often.
 const DEBOUNCE: Duration = Duration::from_millis(250);
@@ -112,7 +112,7 @@ pub(super) async fn watch(
         let mut caller = caller;
         let mut last: Option<Shown> = None;
         loop {
-            let status = selected(visible(&caller, hub.status()), &query);
+            let status = view(&caller, &hub.status(), &query);
             let Ok(value) = serde_json::to_value(&status) else {
                 return;
             };

@@ -60,6 +60,9 @@ pub(super) fn given(state: &mut State, clusters: &[String], revision: &RevisionR
         let empty = rendered
             .and_then(|r| r.bundles_for(name))
             .is_some_and(|bundles| bundles.is_empty());
+        // Dropped before the push, so the list never holds (nor allocates for) more.
+        let excess = (cluster.deliveries.len() + 1).saturating_sub(DELIVERIES_KEPT);
+        cluster.deliveries.drain(..excess);
         cluster.deliveries.push(Delivery {
             commit: revision.commit.clone(),
             given_at: at,
@@ -67,8 +70,6 @@ pub(super) fn given(state: &mut State, clusters: &[String], revision: &RevisionR
             healthy_at: empty.then_some(at),
             problem: None,
         });
-        let excess = cluster.deliveries.len().saturating_sub(DELIVERIES_KEPT);
-        cluster.deliveries.drain(..excess);
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::{ClusterStatus, Counts, FleetStatus};
+use super::{BundleStatus, ClusterStatus, Counts, FleetStatus};
 use crate::state::health::SyncState;
 
 /// Which clusters to show.
@@ -72,28 +72,28 @@ impl ClusterQuery {
         *self == ClusterQuery::default()
     }
 
-    /// The cluster as the query shows it (with its `bundle` alone), if it matches.
-    fn shown(&self, mut cluster: ClusterStatus) -> Option<ClusterStatus> {
-        if let Some(bundle) = &self.bundle {
-            cluster.bundles.retain(|b| &b.name == bundle);
-            if cluster.bundles.is_empty() {
-                return None;
-            }
+    /// The bundles of `cluster` the query looks at and shows: the one `bundle` names, or all.
+    fn bundles<'a>(&'a self, cluster: &'a ClusterStatus) -> impl Iterator<Item = &'a BundleStatus> {
+        cluster
+            .bundles
+            .iter()
+            .filter(|b| self.bundle.as_ref().is_none_or(|name| &b.name == name))
+    }
+
+    fn matches(&self, cluster: &ClusterStatus) -> bool {
+        if self.bundle.is_some() && self.bundles(cluster).next().is_none() {
+            return false;
         }
         // A state filter needs a bundle in that state; without one, a cluster with no bundle
         // matches too.
         let in_state = (self.sync.is_none() && self.health.is_none())
-            || cluster.bundles.iter().any(|b| {
+            || self.bundles(cluster).any(|b| {
                 self.sync.is_none_or(|sync| b.sync_state == sync)
                     && self
                         .health
                         .as_ref()
                         .is_none_or(|health| &b.health == health)
             });
-        (in_state && self.matches(&cluster)).then_some(cluster)
-    }
-
-    fn matches(&self, cluster: &ClusterStatus) -> bool {
         let stage_matches = match self.stage.as_deref() {
             None => true,
             Some("-") => cluster.stage.is_none(),
@@ -106,13 +106,23 @@ impl ClusterQuery {
                 None => cluster.name == pattern,
             },
         };
-        stage_matches
+        in_state
+            && stage_matches
             && name_matches
             && self
                 .labels
                 .iter()
                 .all(|(k, v)| cluster.labels.get(k) == Some(v))
-            && (!self.problems || cluster.problem().is_some())
+            && (!self.problems || cluster.problem_of(self.bundles(cluster)).is_some())
+    }
+
+    /// The cluster as the query shows it: with the bundle it names alone, if it names one.
+    fn shown(&self, cluster: &ClusterStatus) -> ClusterStatus {
+        let mut shown = cluster.clone();
+        if let Some(bundle) = &self.bundle {
+            shown.bundles.retain(|b| &b.name == bundle);
+        }
+        shown
     }
 }
 
@@ -122,6 +132,14 @@ impl ClusterStatus {
     /// is not Synced and Healthy (applying, out of sync, failed, unknown; degraded, missing,
     /// progressing, unknown). Suspended counts as healthy: it is paused on purpose.
     pub fn problem(&self) -> Option<String> {
+        self.problem_of(self.bundles.iter())
+    }
+
+    /// As [`ClusterStatus::problem`], looking at `bundles` of it only.
+    fn problem_of<'a>(
+        &self,
+        mut bundles: impl Iterator<Item = &'a BundleStatus>,
+    ) -> Option<String> {
         if !self.online {
             return Some("agent offline".to_owned());
         }
@@ -134,7 +152,7 @@ impl ClusterStatus {
         if self.identity_conflict.is_some() {
             return Some("agents of another cluster use its name".to_owned());
         }
-        self.bundles.iter().find_map(|b| {
+        bundles.find_map(|b| {
             let healthy = matches!(b.health.as_str(), "Healthy" | "Suspended");
             (b.sync_state != SyncState::Synced || !healthy).then(|| {
                 format!(
@@ -148,21 +166,97 @@ impl ClusterStatus {
     }
 }
 
+/// What of a fleet status a caller may view.
+pub enum Scope<'a> {
+    /// Everything: a viewer of every stage.
+    Everything,
+    /// The stages this says yes to, their clusters, counts and rollouts; no fleet-wide events.
+    Stages(&'a dyn Fn(&str) -> bool),
+}
+
+impl Scope<'_> {
+    fn stage(&self, stage: &str) -> bool {
+        match self {
+            Scope::Everything => true,
+            Scope::Stages(can) => can(stage),
+        }
+    }
+
+    fn cluster(&self, cluster: &ClusterStatus) -> bool {
+        match self {
+            Scope::Everything => true,
+            Scope::Stages(can) => cluster.stage.as_deref().is_some_and(|s| can(s)),
+        }
+    }
+}
+
 impl FleetStatus {
-    /// Keeps the clusters `query` selects (in name order, one page) and records which.
-    pub fn select(&mut self, query: &ClusterQuery) {
-        let total = self.clusters.len();
-        let mut matched: Vec<ClusterStatus> = std::mem::take(&mut self.clusters)
-            .into_iter()
-            .filter_map(|c| query.shown(c))
+    /// What `scope` may view of the status, with the clusters `query` selects (one page, in
+    /// its order) and which those are; only what is shown is copied, so one status computed
+    /// for a change serves every watcher.
+    pub fn view(&self, scope: &Scope, query: &ClusterQuery) -> FleetStatus {
+        let visible: Vec<&ClusterStatus> =
+            self.clusters.iter().filter(|c| scope.cluster(c)).collect();
+        let everything = matches!(scope, Scope::Everything);
+        let (clusters, cluster_page) = if query.is_everything() {
+            (visible.iter().map(|c| (*c).clone()).collect(), None)
+        } else {
+            let (shown, page) = self.page(&visible, query);
+            (shown, Some(page))
+        };
+        FleetStatus {
+            node: self.node,
+            leader: self.leader,
+            applied_index: self.applied_index,
+            source: self.source.clone(),
+            latest_revision: self.latest_revision.clone(),
+            stages: self
+                .stages
+                .iter()
+                .filter(|s| scope.stage(&s.name))
+                .cloned()
+                .collect(),
+            counts: if everything {
+                self.counts.clone()
+            } else {
+                Counts::of(visible.iter().copied())
+            },
+            clusters,
+            rollouts: self
+                .rollouts
+                .iter()
+                .filter(|r| scope.stage(&r.stage))
+                .cloned()
+                .collect(),
+            events: if everything {
+                self.events.clone()
+            } else {
+                Vec::new()
+            },
+            cluster_page,
+        }
+    }
+
+    /// The page of `visible` clusters `query` selects, and which it is.
+    fn page(
+        &self,
+        visible: &[&ClusterStatus],
+        query: &ClusterQuery,
+    ) -> (Vec<ClusterStatus>, ClusterPage) {
+        let mut matched: Vec<&ClusterStatus> = visible
+            .iter()
+            .copied()
+            .filter(|c| query.matches(c))
             .collect();
         match query.sort {
             // Clusters are listed by name already.
             Sort::Name => {}
-            Sort::Problems => matched.sort_by_key(|c| c.problem().is_none()),
+            Sort::Problems => {
+                matched.sort_by_cached_key(|c| c.problem_of(query.bundles(c)).is_none())
+            }
             Sort::Stage => {
                 let order: Vec<&str> = self.stages.iter().map(|s| s.name.as_str()).collect();
-                let position = |c: &ClusterStatus| {
+                let position = |c: &&ClusterStatus| {
                     c.stage
                         .as_deref()
                         .and_then(|s| order.iter().position(|o| *o == s))
@@ -172,21 +266,24 @@ impl FleetStatus {
             }
             Sort::LastSeen => matched.sort_by_key(|c| c.last_seen),
         }
-        let counts = Counts::of(&matched);
+        let counts = Counts::of_bundles(matched.iter().flat_map(|c| query.bundles(c)));
         let count = matched.len();
         let offset = query.offset.min(count);
         let end = query
             .limit
             .map_or(count, |limit| offset.saturating_add(limit).min(count));
-        matched.truncate(end);
-        self.clusters = matched.split_off(offset);
-        self.cluster_page = Some(ClusterPage {
-            total,
+        let shown = matched[offset..end]
+            .iter()
+            .map(|c| query.shown(c))
+            .collect();
+        let page = ClusterPage {
+            total: visible.len(),
             matched: count,
             offset,
             next_offset: (end < count).then_some(end),
             counts,
-        });
+        };
+        (shown, page)
     }
 }
 

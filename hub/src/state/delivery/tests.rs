@@ -180,4 +180,5 @@ fn a_cluster_keeps_its_newest_deliveries_only() {
         .map(String::as_str)
         .collect();
     assert_eq!(kept, newest);
+    assert!(state.clusters["a"].deliveries.capacity() <= DELIVERIES_KEPT);
 }

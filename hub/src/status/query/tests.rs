@@ -100,9 +100,7 @@ fn names(status: &FleetStatus) -> Vec<&str> {
 }
 
 fn select(query: ClusterQuery) -> FleetStatus {
-    let mut status = fleet();
-    status.select(&query);
-    status
+    fleet().view(&Scope::Everything, &query)
 }
 
 #[test]
@@ -190,11 +188,7 @@ fn bundle_and_state_filters_and_orders() {
     let mut bare = cluster("aa-bare", Some("dev"), true, SyncState::Synced, "Healthy");
     bare.bundles.clear();
     status.clusters.insert(0, bare);
-    let chosen = |query: ClusterQuery| {
-        let mut status = status.clone();
-        status.select(&query);
-        status
-    };
+    let chosen = |query: ClusterQuery| status.view(&Scope::Everything, &query);
     // With no filter, a cluster without bundles is listed too.
     let all = chosen(ClusterQuery {
         limit: Some(100),
@@ -235,5 +229,32 @@ fn bundle_and_state_filters_and_orders() {
     assert_eq!(
         names(&sorted)[..4],
         ["us-failed", "us-offline", "us-degraded", "aa-bare"]
+    );
+}
+
+#[test]
+fn a_viewer_of_some_stages_sees_their_clusters_counts_and_no_fleet_events() {
+    let mut status = fleet();
+    status.counts = Counts::of(&status.clusters);
+    status.events.push(crate::status::Event {
+        at: crate::state::Timestamp(1),
+        kind: "cluster",
+        subject: "cluster/eu-0".into(),
+        message: "registered".into(),
+    });
+    let dev = |stage: &str| stage == "dev";
+    let seen = status.view(&Scope::Stages(&dev), &ClusterQuery::default());
+    assert_eq!(seen.clusters.len(), 6);
+    assert!(
+        seen.clusters
+            .iter()
+            .all(|c| c.stage.as_deref() == Some("dev"))
+    );
+    assert_eq!(seen.counts, Counts::of(&seen.clusters));
+    assert!(seen.events.is_empty());
+    let everything = status.view(&Scope::Everything, &ClusterQuery::default());
+    assert_eq!(
+        everything, status,
+        "everything, unpaged, is the status itself"
     );
 }

@@ -1,7 +1,10 @@
 //! `bench dashboard`: the dashboard in headless Chromium (Debian's, over WebDriver) against a
 //! hub holding a synthetic fleet: N registered clusters in three stages, each assigned B
-//! bundles by a real render of a real Git repository; no agents, so every cluster is offline
-//! and every bundle unknown — the page draws the fleet as it is, which is the most it shows.
+//! bundles by a real render of a real Git repository. With `--reported` (the default) every
+//! cluster's agent is online and has reported every bundle applied and Healthy (proposed as
+//! the hub records agents' reports, until every stage has rolled the first commit out), so the
+//! status holds a health record per bundle; with `--reported=false` there are no agents, every
+//! cluster offline and every bundle unknown, so every cluster is a problem.
 //!
 //! - `statusMs`: `GET /api/status?limit=100` as the page asks it (the hub computes the status
 //!   and pages it), with its size.
@@ -10,6 +13,10 @@
 //!   the first drawing).
 //! - `updateMs`: a new commit: from the hub's replica recording its render until the page
 //!   shows the commit as the latest revision, rendered (the stream's change, drawn).
+//! - `computeMs`: computing the whole fleet status from the replica, once per change however
+//!   many pages and streams read it.
+//! - `timelineMs`: `GET /api/commits/{first}?limit=100`, the first commit across the fleet;
+//!   `clusterMs`: `GET /api/clusters/{name}`, one cluster in detail.
 //!
 //! Times in the page are taken by polling the page every 10 ms over WebDriver, so each
 //! carries up to ~15 ms of polling.
@@ -39,6 +46,9 @@ pub(crate) struct Args {
     /// Commits whose arrival on the page is timed.
     #[arg(long, default_value_t = 5)]
     updates: usize,
+    /// Agents online that reported every bundle applied and Healthy (else no agents at all).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    reported: bool,
 }
 
 const STAGES: [(&str, &str); 3] = [
@@ -104,6 +114,89 @@ async fn rendered(hub: &Hub, commit: &str, clusters: usize) -> anyhow::Result<In
     }
 }
 
+/// Brings every cluster's agent online and reports every bundle its revision wants applied
+/// and Healthy, round after round as the stages roll out, until no cluster waits for a report
+/// and every one holds a revision. Returns the number of reports.
+async fn report_healthy(hub: &Hub) -> anyhow::Result<usize> {
+    use flotilla_hub::state::Command;
+    use flotilla_hub::state::health::{Health, HealthKey, HealthReport};
+    let now = || flotilla_hub::state::Timestamp(flotilla_hub::clock::system().now().0);
+    let offline: Vec<String> = {
+        let state = hub.node().state();
+        state
+            .clusters
+            .iter()
+            .filter(|(_, c)| !c.online)
+            .map(|(name, _)| name.clone())
+            .collect()
+    };
+    for chunk in offline.chunks(500) {
+        let proposals = chunk.iter().map(|cluster| async move {
+            let online = Command::SetLiveness {
+                cluster: cluster.clone(),
+                online: true,
+                at: now(),
+            };
+            hub.node().propose(&online).await
+        });
+        for outcome in futures::future::join_all(proposals).await {
+            outcome.map_err(|e| anyhow::anyhow!("liveness: {e}"))?;
+        }
+    }
+    let mut reported = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    loop {
+        let (due, unassigned) = {
+            let state = hub.node().state();
+            let mut due = Vec::new();
+            let mut unassigned = 0;
+            for (name, cluster) in &state.clusters {
+                if cluster.assigned.is_none() {
+                    unassigned += 1;
+                }
+                for (bundle, hash) in state.desired_bundles(name) {
+                    let key = HealthKey {
+                        cluster: name.clone(),
+                        bundle,
+                    };
+                    if state.health.get(&key).and_then(|r| r.applied) != Some(hash) {
+                        due.push(HealthReport {
+                            key,
+                            applied: Some(hash),
+                            health: Health::Healthy,
+                            message: String::new(),
+                            drifted: Vec::new(),
+                            failed: None,
+                            last_drift: None,
+                            drift_corrections: 0,
+                            added: Vec::new(),
+                            at: now(),
+                        });
+                    }
+                }
+            }
+            (due, unassigned)
+        };
+        if due.is_empty() && unassigned == 0 {
+            return Ok(reported);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the fleet did not roll out within 600 s ({unassigned} clusters without a revision)"
+        );
+        reported += due.len();
+        for batch in due.chunks(2_000) {
+            hub.node()
+                .propose(&Command::RecordHealth {
+                    reports: batch.to_vec(),
+                })
+                .await
+                .map_err(|e| anyhow::anyhow!("health: {e}"))?;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Polls the page every 10 ms until `script` (a JS expression) is true.
 async fn until(browser: &Browser, script: &str, timeout: Duration) -> anyhow::Result<Instant> {
     let deadline = Instant::now() + timeout;
@@ -149,9 +242,16 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     config.source = Some(source);
     // Tokens on, TLS off: the browser reads plain HTTP on loopback.
     config.authenticate = true;
+    // The agents that report here hold no stream: their clusters stay online as reported.
+    config.sync.liveness.offline_after = Duration::from_secs(24 * 3600);
     let hub = Hub::start(config).await?;
     let started = Instant::now();
     rendered(&hub, &first, args.clusters).await?;
+    let reports = if args.reported {
+        report_healthy(&hub).await?
+    } else {
+        0
+    };
     let setup = started.elapsed();
     let token_file = hub
         .node()
@@ -168,6 +268,39 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     let base = format!("http://{}", hub.http_address());
     let bearer = format!("Bearer {token}");
 
+    let mut compute_ms = Vec::new();
+    for _ in 0..5 {
+        let state = hub.node().state();
+        let t = Instant::now();
+        let status = flotilla_hub::status::fleet_status(&state, None, 1, Some(1), state.applied());
+        compute_ms.push(millis(t.elapsed()));
+        anyhow::ensure!(status.clusters.len() == args.clusters);
+    }
+    let get = |path: String| {
+        let bearer = bearer.clone();
+        async move {
+            let t = Instant::now();
+            let answer = request(
+                "GET",
+                &path,
+                &[("authorization", bearer.as_str())],
+                Vec::new(),
+            )
+            .await?;
+            anyhow::ensure!(answer.status == 200, "{path}: {}", answer.body);
+            Ok::<_, anyhow::Error>((millis(t.elapsed()), answer.body.len()))
+        }
+    };
+    let mut timeline_ms = Vec::new();
+    let mut cluster_ms = Vec::new();
+    for _ in 0..10 {
+        timeline_ms.push(
+            get(format!("{base}/api/commits/{first}?limit=100"))
+                .await?
+                .0,
+        );
+        cluster_ms.push(get(format!("{base}/api/clusters/c-00001")).await?.0);
+    }
     let mut status_ms = Vec::new();
     let mut status_bytes = 0;
     for _ in 0..10 {
@@ -182,6 +315,15 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         anyhow::ensure!(answer.status == 200, "{}", answer.body);
         status_ms.push(millis(t.elapsed()));
         status_bytes = answer.body.len();
+        if args.reported {
+            let status: Value = serde_json::from_str(&answer.body)?;
+            let healthy = status["counts"]["health"]["Healthy"].as_u64().unwrap_or(0);
+            anyhow::ensure!(
+                healthy == (args.clusters * args.bundles) as u64,
+                "every bundle reported Healthy, yet the status counts {}",
+                status["counts"]
+            );
+        }
     }
 
     // Sign in once; then each load starts from navigation with the session cookie.
@@ -226,7 +368,12 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
         "clusters": args.clusters,
         "bundlesPerCluster": args.bundles,
         "unit": "ms",
+        "agentsReported": args.reported,
+        "healthReports": reports,
         "setupMs": millis(setup),
+        "computeMs": summary(compute_ms),
+        "timelineMs": summary(timeline_ms),
+        "clusterMs": summary(cluster_ms),
         "statusMs": summary(status_ms),
         "statusBytesPage100": status_bytes,
         "loadMs": summary(load_ms),
