@@ -15,6 +15,7 @@ pub mod inventory;
 pub mod labels;
 pub mod limits;
 pub mod location;
+pub mod process;
 pub mod render;
 pub mod repository;
 pub mod rollout;

@@ -51,6 +51,7 @@ use crate::state::NodeId;
 /// bootstrapTokenTtl: 1h
 /// renderTimeout: 20s
 /// renderSandbox: required
+/// metrics: {clusterInfo: true, clusterLabels: [region]}
 /// connections:             # per listener: api, http, peer; every key optional
 ///   api: {maxConnections: 16384, maxConnectionsPerPeer: 4096, idleTimeout: 30s}
 ///   http: {maxConnectionsPerPeer: 64, headerReadTimeout: 10s, requestTimeout: 30s}
@@ -124,6 +125,36 @@ pub struct FileConfig {
     pub chart_fetch_timeout: Option<String>,
     /// Connection limits and timeouts per listener.
     pub connections: Option<ConnectionsFile>,
+    /// What `/metrics` shows of each cluster.
+    pub metrics: Option<MetricsFile>,
+}
+
+/// The `metrics` key.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MetricsFile {
+    /// One `flotilla_cluster_info` series per cluster (default true).
+    pub cluster_info: Option<bool>,
+    /// Cluster labels copied onto it.
+    #[serde(default)]
+    pub cluster_labels: Vec<String>,
+}
+
+impl FileConfig {
+    /// The `metrics` key, checked: label keys must be cluster label keys.
+    pub fn metrics_config(&self) -> Result<crate::metrics::MetricsConfig, ConfigError> {
+        let file = self.metrics.clone().unwrap_or_default();
+        if let Some(bad) = file.cluster_labels.iter().find(|k| k.trim().is_empty()) {
+            return Err(ConfigError::Invalid {
+                field: "metrics.clusterLabels",
+                problem: format!("`{bad}` is empty; list cluster label keys, like `region`"),
+            });
+        }
+        Ok(crate::metrics::MetricsConfig {
+            cluster_info: file.cluster_info.unwrap_or(true),
+            cluster_labels: file.cluster_labels,
+        })
+    }
 }
 
 /// The `connections` key: limits and timeouts per listener. A key left out keeps the

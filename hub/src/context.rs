@@ -66,28 +66,55 @@ pub struct HubContext {
 /// The fleet status of one applied index and leader: computed once, however many pages and
 /// watchers read it (at 10,000 clusters computing it takes tens of milliseconds).
 #[derive(Default)]
-pub struct StatusCache(std::sync::Mutex<Option<Arc<FleetStatus>>>);
+pub struct StatusCache {
+    latest: std::sync::Mutex<Option<Arc<FleetStatus>>>,
+    computing: std::sync::Mutex<()>,
+}
 
 impl HubContext {
-    /// The fleet status from this node's replica, computed once per applied index and leader.
+    /// The fleet status from this node's replica, computed once per applied index and leader:
+    /// readers arriving together wait for the one computing it.
     pub fn status(&self) -> Arc<FleetStatus> {
-        let leader = self.node.leadership().leader;
-        let state = self.node.state();
-        let current = |status: &FleetStatus| {
-            status.applied_index == state.applied() && status.leader == leader.unwrap_or(0)
+        let cached = || {
+            self.status_cache
+                .latest
+                .lock()
+                .expect("status cache")
+                .clone()
         };
-        let cached = self.status_cache.0.lock().expect("status cache").clone();
-        if let Some(status) = cached.filter(|s| current(s)) {
+        let current = |status: &FleetStatus| {
+            status.applied_index == self.node.state().applied()
+                && status.leader == self.node.leadership().leader.unwrap_or(0)
+        };
+        if let Some(status) = cached().filter(|s| current(s)) {
             return status;
         }
-        let status = Arc::new(status::fleet_status(
-            &state,
-            self.source_view().as_ref(),
-            self.node.id(),
-            leader,
-            state.applied(),
-        ));
-        *self.status_cache.0.lock().expect("status cache") = Some(Arc::clone(&status));
+        let _computing = self
+            .status_cache
+            .computing
+            .lock()
+            .expect("status computing");
+        if let Some(status) = cached().filter(|s| current(s)) {
+            return status;
+        }
+        let leader = self.node.leadership().leader;
+        let status = {
+            let state = self.node.state();
+            Arc::new(status::fleet_status(
+                &state,
+                self.source_view().as_ref(),
+                self.node.id(),
+                leader,
+                state.applied(),
+            ))
+        };
+        let mut latest = self.status_cache.latest.lock().expect("status cache");
+        if latest
+            .as_ref()
+            .is_none_or(|l| l.applied_index <= status.applied_index)
+        {
+            *latest = Some(Arc::clone(&status));
+        }
         status
     }
 
@@ -99,8 +126,10 @@ impl HubContext {
 
     /// A stage in detail, with the fleet status it is part of; none when there is no such stage.
     pub fn stage_detail(&self, name: &str) -> Option<StageDetail> {
-        let state = self.node.state();
+        // The status first: it reads the replica itself, and a second read lock taken by the
+        // same thread could wait behind a writer waiting for the first.
         let fleet = self.status();
+        let state = self.node.state();
         status::stage_detail(&state, &fleet, name)
     }
 

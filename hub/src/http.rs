@@ -88,7 +88,28 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(context): State<HttpContext>) -> Response {
-    match context.hub.metrics.scrape(&context.hub.node).await {
+    let stats = context.hub.sync.stats();
+    let streams = crate::metrics::StreamCounts {
+        live: stats.streams_live,
+        opened: stats.streams_opened,
+        refused: stats.streams_refused,
+        timed_out: stats.streams_timed_out,
+        bundles_sent: stats.bundles_sent,
+        bundle_bytes_sent: stats.bundle_bytes_sent,
+        reports_received: stats.reports_received,
+    };
+    let fleet = context.hub.status();
+    let scraped = context
+        .hub
+        .metrics
+        .scrape(
+            &context.hub.node,
+            Some(&fleet),
+            streams,
+            context.hub.clock.now(),
+        )
+        .await;
+    match scraped {
         Ok(text) => (
             [(
                 header::CONTENT_TYPE,

@@ -1,13 +1,16 @@
 //! Prometheus metrics of one hub node, served at `/metrics` on the HTTP listener.
 //!
 //! Counters and the fetch histogram are this process's own (the leader's controllers count what
-//! they do); fleet and raft gauges are read from the node's replica and raft status at scrape
-//! time, so every node reports them and they can never drift from the state.
+//! they do); fleet and raft gauges are read from the node's replica, its fleet status and raft
+//! status at scrape time (`scraped.rs`), so every node reports them and they can never drift
+//! from the state. Names follow Prometheus' conventions: prefix `flotilla_`, counters end in
+//! `_total`, durations in `_seconds`; the process's own use is `process_*`, as every client
+//! library names it.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
-use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::text::{encode_eof, encode_registry};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -15,7 +18,53 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::node::{NodeHandle, Role};
+use crate::state::Timestamp;
 use crate::state::health::{Health, SyncState, cluster_sync_states, current_health};
+use crate::status::{FleetStatus, StagePhase};
+
+mod scraped;
+
+use scraped::{Kind, Sampled, Scraped};
+
+/// What `/metrics` shows of each cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// One `flotilla_cluster_info` series per cluster (its stage, agent, API, worst sync state
+    /// and health, and `cluster_labels`). At 10,000 clusters that is 10,000 series: a fleet
+    /// that cannot afford them turns it off and keeps the per-stage counts.
+    pub cluster_info: bool,
+    /// Cluster labels copied onto `flotilla_cluster_info` as `label_<key>` (characters a
+    /// Prometheus label name cannot hold become `_`).
+    pub cluster_labels: Vec<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            cluster_info: true,
+            cluster_labels: Vec::new(),
+        }
+    }
+}
+
+/// This node's agent streams, as the sync service counts them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StreamCounts {
+    /// Streams live now.
+    pub live: u64,
+    /// Streams accepted since the process started (a reconnect is one more).
+    pub opened: u64,
+    /// Streams refused at the hello.
+    pub refused: u64,
+    /// Streams ended because the agent stopped sending.
+    pub timed_out: u64,
+    /// Whole bundles sent.
+    pub bundles_sent: u64,
+    /// Compressed bundle bytes sent.
+    pub bundle_bytes_sent: u64,
+    /// Report events received.
+    pub reports_received: u64,
+}
 
 /// Label set of a metric family: `(name, value)` pairs.
 type LabelPairs = Vec<(String, String)>;
@@ -49,9 +98,15 @@ pub struct Metrics {
     raft_term: Gauge,
     raft_commit: Gauge,
     raft_applied: Gauge,
-    raft_leader: Gauge,
+    raft_is_leader: Gauge,
     raft_disk_full: Gauge,
     node_certificate_expiry: Gauge,
+    /// Leader changes this process saw (its node's view of who leads moved).
+    pub leader_changes: Counter,
+    scraped: std::sync::Arc<Scraped>,
+    process: std::sync::Arc<Scraped>,
+    process_registry: Registry,
+    config: MetricsConfig,
 }
 
 impl Default for Metrics {
@@ -61,8 +116,13 @@ impl Default for Metrics {
 }
 
 impl Metrics {
-    /// Fresh metrics, registered.
+    /// Fresh metrics, registered, with the default [`MetricsConfig`].
     pub fn new() -> Self {
+        Self::configured(MetricsConfig::default())
+    }
+
+    /// Fresh metrics, registered.
+    pub fn configured(config: MetricsConfig) -> Self {
         let mut registry = Registry::with_prefix("flotilla");
         let revisions_rendered = Counter::default();
         let render_errors = Counter::default();
@@ -81,7 +141,30 @@ impl Metrics {
         let raft_term = Gauge::default();
         let raft_commit = Gauge::default();
         let raft_applied = Gauge::default();
-        let raft_leader = Gauge::default();
+        let raft_is_leader = Gauge::default();
+        let leader_changes = Counter::default();
+        let build_info = Family::<LabelPairs, Gauge>::default();
+        build_info
+            .get_or_create(&vec![(
+                "version".to_owned(),
+                env!("CARGO_PKG_VERSION").to_owned(),
+            )])
+            .set(1);
+        registry.register(
+            "build_info",
+            "1, labelled with the version of this hub's build",
+            build_info,
+        );
+        registry.register(
+            "raft_leader_changes",
+            "Times this node saw the group's leader change",
+            leader_changes.clone(),
+        );
+        let scraped = std::sync::Arc::new(Scraped::default());
+        registry.register_collector(Box::new(scraped.clone()));
+        let mut process_registry = Registry::default();
+        let process = std::sync::Arc::new(Scraped::default());
+        process_registry.register_collector(Box::new(process.clone()));
         let raft_disk_full = Gauge::default();
         let node_certificate_expiry = Gauge::default();
         registry.register(
@@ -166,9 +249,9 @@ impl Metrics {
             raft_applied.clone(),
         );
         registry.register(
-            "raft_leader",
+            "raft_is_leader",
             "1 when this node leads the group",
-            raft_leader.clone(),
+            raft_is_leader.clone(),
         );
         registry.register(
             "raft_disk_full",
@@ -201,22 +284,53 @@ impl Metrics {
             raft_term,
             raft_commit,
             raft_applied,
-            raft_leader,
+            raft_is_leader,
             raft_disk_full,
             node_certificate_expiry,
+            leader_changes,
+            scraped,
+            process,
+            process_registry,
+            config,
         }
     }
 
-    /// Refreshes the gauges from the node and encodes everything in the text exposition format.
-    pub async fn scrape(&self, node: &NodeHandle) -> Result<String, fmt::Error> {
+    /// Refreshes the gauges from the node, `fleet` (its status now) and `streams`, and encodes
+    /// everything in the text exposition format.
+    pub async fn scrape(
+        &self,
+        node: &NodeHandle,
+        fleet: Option<&FleetStatus>,
+        streams: StreamCounts,
+        now: Timestamp,
+    ) -> Result<String, fmt::Error> {
+        let mut families = Vec::new();
         if let Ok(status) = node.status().await {
             self.raft_term.set(status.term as i64);
             self.raft_commit.set(status.commit as i64);
             self.raft_applied.set(status.applied as i64);
-            self.raft_leader.set(i64::from(status.role == Role::Leader));
+            self.raft_is_leader
+                .set(i64::from(status.role == Role::Leader));
             self.raft_disk_full
                 .set(i64::from(status.disk_full.is_some()));
+            let mut lag = Sampled::new(
+                "raft_follower_lag_entries",
+                "On the leader: log entries each other voter is known to be behind (last index \
+                 minus its match index)",
+                Kind::Gauge,
+            );
+            for (peer, matched) in &status.matched {
+                let behind = status.last_index.saturating_sub(*matched);
+                lag.sample(&[("peer", &peer.to_string())], behind as f64);
+            }
+            families.push(lag);
         }
+        if let Some(fleet) = fleet {
+            families.extend(fleet_families(fleet, now, &self.config));
+        }
+        families.extend(stream_families(streams));
+        self.scraped.set(families);
+        self.process.set(process_families());
         let expiry = node.security().tls().map_or(0, |tls| {
             let not_after = tls.credentials().not_after;
             not_after
@@ -267,7 +381,259 @@ impl Metrics {
                 .set(count);
         }
         let mut text = String::new();
-        encode(&mut text, &self.registry)?;
+        encode_registry(&mut text, &self.registry)?;
+        encode_registry(&mut text, &self.process_registry)?;
+        encode_eof(&mut text)?;
         Ok(text)
     }
+}
+
+/// Seconds between two timestamps (0 when `to` is not after `from`).
+fn seconds(from: Timestamp, to: Timestamp) -> f64 {
+    to.0.saturating_sub(from.0) as f64 / 1000.0
+}
+
+/// Every stage phase, as `flotilla_stage_phase` names them.
+const PHASES: [StagePhase; 7] = [
+    StagePhase::Idle,
+    StagePhase::Rolling,
+    StagePhase::AwaitingApproval,
+    StagePhase::Paused,
+    StagePhase::PausedByFailure,
+    StagePhase::RolledBack,
+    StagePhase::Blocked,
+];
+
+/// The families read from the fleet status: per stage and per cluster.
+fn fleet_families(fleet: &FleetStatus, now: Timestamp, config: &MetricsConfig) -> Vec<Sampled> {
+    let mut bundles = Sampled::new(
+        "stage_bundles",
+        "Bundles on the clusters of each stage (`-`: clusters no stage selects), by sync state \
+         and health; combinations with none are left out",
+        Kind::Gauge,
+    );
+    let mut counted: BTreeMap<(&str, &str, &str), u64> = BTreeMap::new();
+    for cluster in &fleet.clusters {
+        let stage = cluster.stage.as_deref().unwrap_or("-");
+        for bundle in &cluster.bundles {
+            *counted
+                .entry((stage, bundle.sync_state.as_str(), bundle.health.as_str()))
+                .or_default() += 1;
+        }
+    }
+    for ((stage, sync, health), n) in counted {
+        bundles.sample(
+            &[("stage", stage), ("sync_state", sync), ("health", health)],
+            n as f64,
+        );
+    }
+    let mut clusters = Sampled::new("stage_clusters", "Clusters each stage selects", Kind::Gauge);
+    let mut phase = Sampled::new(
+        "stage_phase",
+        "1 for the phase each stage is in, 0 for the others (Idle, Rolling, AwaitingApproval, \
+         Paused, PausedByFailure, RolledBack, Blocked)",
+        Kind::Gauge,
+    );
+    for stage in &fleet.stages {
+        clusters.sample(&[("stage", &stage.name)], stage.cluster_count as f64);
+        for candidate in PHASES {
+            let name = format!("{candidate:?}");
+            phase.sample(
+                &[("stage", &stage.name), ("phase", &name)],
+                f64::from(u8::from(candidate == stage.phase)),
+            );
+        }
+    }
+    // The newest rollout of each stage (the list is newest first): how long it has run, and
+    // each wave it started.
+    let mut rollout = Sampled::new(
+        "stage_rollout_duration_seconds",
+        "How long each stage's newest rollout ran: from its start (or approval) until its \
+         last change once it ended, until now while it runs",
+        Kind::Gauge,
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    for r in &fleet.rollouts {
+        if !seen.insert(r.stage.as_str()) {
+            continue;
+        }
+        let active = matches!(
+            r.status.as_str(),
+            "running" | "paused" | "awaiting approval"
+        );
+        let end = if active { now } else { r.updated_at };
+        let status = r.status.replace(' ', "_");
+        rollout.sample(
+            &[("stage", &r.stage), ("status", &status)],
+            seconds(r.started_at.unwrap_or(r.updated_at), end),
+        );
+    }
+    let mut families = vec![bundles, clusters, phase, rollout];
+    if config.cluster_info {
+        families.push(cluster_info(fleet, config));
+    }
+    families
+}
+
+/// `flotilla_cluster_info`: one series per cluster.
+fn cluster_info(fleet: &FleetStatus, config: &MetricsConfig) -> Sampled {
+    let mut info = Sampled::new(
+        "cluster_info",
+        "1 per registered cluster, labelled with its stage, whether its agent is online, \
+         whether the agent reaches its API server, its worst bundle sync state and health, and \
+         the cluster labels the hub is configured to copy",
+        Kind::Gauge,
+    );
+    for cluster in &fleet.clusters {
+        let sync = cluster
+            .bundles
+            .iter()
+            .map(|b| b.sync_state)
+            .max()
+            .map_or("None", SyncState::as_str);
+        let health = Health::worst_of(
+            cluster
+                .bundles
+                .iter()
+                .filter_map(|b| b.health.parse::<Health>().ok()),
+        );
+        let health = if cluster.bundles.is_empty() {
+            "None"
+        } else {
+            health.as_str()
+        };
+        let api = match cluster.api_reachable {
+            Some(true) => "reachable",
+            Some(false) => "unreachable",
+            None => "unknown",
+        };
+        let mut labels: Vec<(String, String)> = vec![
+            ("cluster".into(), cluster.name.clone()),
+            (
+                "stage".into(),
+                cluster.stage.clone().unwrap_or_else(|| "-".into()),
+            ),
+            (
+                "agent".into(),
+                if cluster.online { "online" } else { "offline" }.into(),
+            ),
+            ("api".into(), api.into()),
+            ("sync_state".into(), sync.into()),
+            ("health".into(), health.into()),
+        ];
+        for key in &config.cluster_labels {
+            labels.push((
+                format!("label_{}", label_name(key)),
+                cluster.labels.get(key).cloned().unwrap_or_default(),
+            ));
+        }
+        info.sample_owned(labels, 1.0);
+    }
+    info
+}
+
+/// `key` as a Prometheus label name: characters other than letters, digits and `_` become `_`.
+fn label_name(key: &str) -> String {
+    key.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// This node's agent streams.
+fn stream_families(streams: StreamCounts) -> Vec<Sampled> {
+    vec![
+        Sampled::single(
+            "agent_streams",
+            "Agent streams this node serves now",
+            Kind::Gauge,
+            streams.live as f64,
+        ),
+        Sampled::single(
+            "agent_streams_opened",
+            "Agent streams this node accepted (each reconnect is one more)",
+            Kind::Counter,
+            streams.opened as f64,
+        ),
+        Sampled::single(
+            "agent_streams_refused",
+            "Agent streams this node refused at the hello",
+            Kind::Counter,
+            streams.refused as f64,
+        ),
+        Sampled::single(
+            "agent_streams_timed_out",
+            "Agent streams this node ended because the agent stopped sending",
+            Kind::Counter,
+            streams.timed_out as f64,
+        ),
+        Sampled::single(
+            "bundles_sent",
+            "Whole bundles this node sent to agents",
+            Kind::Counter,
+            streams.bundles_sent as f64,
+        ),
+        Sampled::single(
+            "bundle_bytes_sent",
+            "Compressed bundle bytes this node sent to agents",
+            Kind::Counter,
+            streams.bundle_bytes_sent as f64,
+        ),
+        Sampled::single(
+            "agent_reports_received",
+            "Report events this node received from agents",
+            Kind::Counter,
+            streams.reports_received as f64,
+        ),
+    ]
+}
+
+/// `process_*`, as Prometheus' client libraries name them; none where `/proc` is missing.
+fn process_families() -> Vec<Sampled> {
+    let Some(p) = flotilla_core::process::ProcessStats::read() else {
+        return Vec::new();
+    };
+    vec![
+        Sampled::single(
+            "process_cpu_seconds",
+            "Total user and system CPU time spent in seconds",
+            Kind::Counter,
+            p.cpu_seconds,
+        ),
+        Sampled::single(
+            "process_resident_memory_bytes",
+            "Resident memory size in bytes",
+            Kind::Gauge,
+            p.resident_bytes as f64,
+        ),
+        Sampled::single(
+            "process_virtual_memory_bytes",
+            "Virtual memory size in bytes",
+            Kind::Gauge,
+            p.virtual_bytes as f64,
+        ),
+        Sampled::single(
+            "process_open_fds",
+            "Number of open file descriptors",
+            Kind::Gauge,
+            p.open_fds as f64,
+        ),
+        Sampled::single(
+            "process_max_fds",
+            "Maximum number of open file descriptors",
+            Kind::Gauge,
+            p.max_fds as f64,
+        ),
+        Sampled::single(
+            "process_threads",
+            "Number of OS threads in the process",
+            Kind::Gauge,
+            p.threads as f64,
+        ),
+        Sampled::single(
+            "process_start_time_seconds",
+            "Start time of the process since the Unix epoch in seconds",
+            Kind::Gauge,
+            p.start_time_seconds,
+        ),
+    ]
 }

@@ -84,6 +84,8 @@ pub struct HubConfig {
     pub api_connections: ListenerLimits,
     /// Connection limits and timeouts of the HTTP listener.
     pub http_connections: ListenerLimits,
+    /// What `/metrics` shows of each cluster.
+    pub metrics: crate::metrics::MetricsConfig,
 }
 
 impl HubConfig {
@@ -103,6 +105,7 @@ impl HubConfig {
             audit: AuditLimits::default(),
             api_connections: ListenerLimits::api(),
             http_connections: ListenerLimits::http(),
+            metrics: Default::default(),
             node,
         }
     }
@@ -158,7 +161,7 @@ pub struct Hub {
 impl Hub {
     /// Binds every listener, starts the raft node, the services and the controller supervisor.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
-        let metrics = Arc::new(Metrics::new());
+        let metrics = Arc::new(Metrics::configured(config.metrics.clone()));
         if let Some(source) = &config.source {
             let mode = source.render_limits.render_sandbox;
             flotilla_core::render::sandbox::check(mode).map_err(HubError::Sandbox)?;
@@ -242,6 +245,12 @@ impl Hub {
             http_listener,
             tls.as_ref().map(|tls| tls.http_server()),
             config.http_connections,
+            stop.child_token(),
+        )));
+
+        tasks.push(tokio::spawn(count_leader_changes(
+            node.clone(),
+            metrics.clone(),
             stop.child_token(),
         )));
 
@@ -601,6 +610,7 @@ impl HubConfig {
         let connections = file.connections.clone().unwrap_or_default();
         let api_connections = connections.api()?;
         let http_connections = connections.http()?;
+        let metrics = file.metrics_config()?;
         let node = file.into_node_config()?;
         Ok(HubConfig {
             authenticate: !matches!(node.security, crate::config::SecurityConfig::Insecure),
@@ -617,7 +627,28 @@ impl HubConfig {
             audit: AuditLimits::default(),
             api_connections,
             http_connections,
+            metrics,
         })
+    }
+}
+
+/// Counts in `flotilla_raft_leader_changes_total` each time this node learns of a leader other
+/// than the last one it knew (an election with no leader yet counts once, when one is known).
+async fn count_leader_changes(node: NodeHandle, metrics: Arc<Metrics>, stop: CancellationToken) {
+    let mut leadership = node.watch_leadership();
+    let mut last = leadership.borrow().leader;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            changed = leadership.changed() => if changed.is_err() { return },
+        }
+        let leader = leadership.borrow().leader;
+        if leader.is_some() && leader != last {
+            if last.is_some() {
+                metrics.leader_changes.inc();
+            }
+            last = leader;
+        }
     }
 }
 

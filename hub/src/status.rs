@@ -302,6 +302,8 @@ pub struct RolloutSummary {
     pub waves_started: usize,
     /// Waves in all.
     pub waves: usize,
+    /// When it began to run (at once, or when approved).
+    pub started_at: Option<Timestamp>,
     /// When it last changed.
     pub updated_at: Timestamp,
     /// Why the deletion guard held it for an approval, if it did (kept once approved).
@@ -809,6 +811,7 @@ fn rollouts(state: &State) -> Vec<RolloutSummary> {
             status: r.status.name().to_owned(),
             waves_started: r.waves.iter().filter(|w| w.started_at.is_some()).count(),
             waves: r.waves.len(),
+            started_at: r.started_at,
             updated_at: r.updated_at,
             deletion_hold: r.deletion_hold.as_ref().map(|hold| hold.summary()),
         })

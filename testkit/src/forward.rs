@@ -49,8 +49,9 @@ impl Drop for Forwarder {
 
 async fn accept(listener: TcpListener, target: Arc<Mutex<String>>, moved: watch::Sender<u64>) {
     while let Ok((mut client, _)) = listener.accept().await {
-        let to = target.lock().expect("target lock").clone();
+        // Subscribed first: a move after reading the target still cuts this connection.
         let mut moved = moved.subscribe();
+        let to = target.lock().expect("target lock").clone();
         tokio::spawn(async move {
             // A backend that is down closes the client's connection at once.
             let Ok(mut backend) = TcpStream::connect(&to).await else {

@@ -26,6 +26,7 @@
 //! - its replica never moves back: the new raft node replays the log from the stored snapshot,
 //!   and entries the replica already applied only give raft back its configuration changes.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -547,6 +548,15 @@ impl<S: StateMachine> Driver<S> {
                 replica.state.digest().unwrap_or_default()
             } else {
                 String::new()
+            },
+            matched: if raft.state == StateRole::Leader {
+                raft.prs()
+                    .iter()
+                    .filter(|(id, _)| **id != raft.id)
+                    .map(|(id, progress)| (*id, progress.matched))
+                    .collect()
+            } else {
+                BTreeMap::new()
             },
             disk_full: self.disk_full.as_ref().map(|full| full.why.clone()),
         }

@@ -65,6 +65,9 @@ pub struct NodeStatus {
     pub members: BTreeMap<NodeId, String>,
     /// blake3 of the state machine's canonical encoding.
     pub state_hash: String,
+    /// On the leader: how far each other voter's log is known to match the leader's (its
+    /// match index); empty on other nodes. `last_index` minus it is the voter's lag.
+    pub matched: BTreeMap<NodeId, u64>,
     /// Set while the disk under the log is full: why this node refuses writes. Meanwhile the
     /// node is out of the group (role follower, no leader; term, commit and indexes as they were
     /// when the disk filled up) and rejoins by itself once a write to its log succeeds again.

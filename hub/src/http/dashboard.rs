@@ -1,7 +1,9 @@
 //! The dashboard: one self-contained page (inline CSS and script, nothing to build). It asks
-//! for an API token (sign-in, `session.rs`), then polls `/api/status` every two seconds and
-//! draws stages × clusters × bundles colored by health, the latest revision and its error,
-//! rollouts and recent events, with the stage actions the signed-in role allows (`actions.rs`).
+//! for an API token (sign-in, `session.rs`), then follows the fleet through server-sent events
+//! (`live.rs`) and draws the overview, the clusters needing attention and a filtered, sorted
+//! page of clusters, with the stage actions the signed-in role allows (`actions.rs`); its
+//! detail views (a cluster, a stage, a bundle across the fleet, a commit's timeline) read
+//! `detail.rs` and `GET /api/status`.
 
 use axum::Json;
 use axum::extract::rejection::QueryRejection;

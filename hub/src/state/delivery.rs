@@ -15,8 +15,9 @@ use super::{State, Timestamp};
 /// How many revisions each cluster's record keeps, newest last: older ones are dropped.
 pub const DELIVERIES_KEPT: usize = 8;
 
-/// Most characters of a problem kept (the agent bounds its messages too).
-const PROBLEM_CHARS: usize = 1000;
+/// Most characters of a problem kept: enough for the object and the API server's reason, and
+/// bounded because every cluster keeps several in the replicated state.
+const PROBLEM_CHARS: usize = 300;
 
 /// One revision given to one cluster.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,6 +47,7 @@ pub struct Problem {
 /// records nothing new; a cluster with nothing to apply from it has applied it at once.
 pub(super) fn given(state: &mut State, clusters: &[String], revision: &RevisionRef, at: Timestamp) {
     let rendered = state.revisions.get(revision);
+    let mut judge_now = Vec::new();
     for name in clusters {
         let Some(cluster) = state.clusters.get_mut(name) else {
             continue;
@@ -70,6 +72,14 @@ pub(super) fn given(state: &mut State, clusters: &[String], revision: &RevisionR
             healthy_at: empty.then_some(at),
             problem: None,
         });
+        if cluster.reporting() {
+            judge_now.push(name);
+        }
+    }
+    // A revision whose content the cluster already holds brings no new report (the agent has
+    // nothing to apply): it is judged now, from the reports recorded — while they are current.
+    for name in judge_now {
+        observe(state, name, at);
     }
 }
 

@@ -165,6 +165,9 @@ pub(super) fn set_api(
     Ok(())
 }
 
+/// Most characters of an agent's version the state records.
+pub const MAX_AGENT_VERSION_CHARS: usize = 64;
+
 pub(super) fn set_capabilities(
     state: &mut State,
     name: &str,
@@ -172,6 +175,17 @@ pub(super) fn set_capabilities(
     agent_version: &str,
     at: Timestamp,
 ) -> Result<(), CommandError> {
+    // Shown to people: bounded and printable, whoever proposed it.
+    if agent_version.chars().count() > MAX_AGENT_VERSION_CHARS
+        || !agent_version
+            .chars()
+            .all(|c| c == ' ' || c.is_ascii_graphic())
+    {
+        return Err(CommandError::Invalid(format!(
+            "agent version of '{name}' is not up to {MAX_AGENT_VERSION_CHARS} printable \
+             ASCII characters"
+        )));
+    }
     let cluster = state
         .clusters
         .get_mut(name)

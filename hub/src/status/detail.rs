@@ -164,12 +164,24 @@ fn bundle_objects(
     record: Option<&HealthRecord>,
     names: &[String],
 ) -> Vec<ObjectStatus> {
+    // A line names its object first: `object: what`, or the object alone.
     let said = |lines: &[String], object: &str| -> Option<String> {
         lines.iter().find_map(|line| {
-            line.strip_prefix(object)?
-                .strip_prefix(": ")
-                .map(str::to_owned)
+            let rest = line.strip_prefix(object)?;
+            if rest.is_empty() {
+                Some(String::new())
+            } else {
+                rest.strip_prefix(": ").map(str::to_owned)
+            }
         })
+    };
+    // What the newest drift note says of an object: the fields changed and by whom.
+    let drift_of = |object: &str| -> String {
+        record
+            .into_iter()
+            .flat_map(|r| r.drift_log.iter().rev())
+            .find_map(|note| said(&note.objects, object).filter(|what| !what.is_empty()))
+            .unwrap_or_default()
     };
     let failed: &[String] = match record.and_then(|r| r.failed.as_ref()) {
         Some(failed) if failed.content == bundle.desired_hash => &failed.errors,
@@ -178,6 +190,8 @@ fn bundle_objects(
     let unhealthy = record
         .map(|r| unhealthy_lines(&r.message, names))
         .unwrap_or_default();
+    // A message cut short (the hub keeps 2,000 characters) may have lost some objects' lines.
+    let complete = record.is_some_and(|r| !r.message.ends_with('…'));
     let current = bundle.sync_state != SyncState::Unknown;
     let applied = bundle.applied_hash.is_some() && bundle.applied_hash == bundle.desired_hash;
     names
@@ -203,25 +217,36 @@ fn bundle_objects(
                 message.push(format!("apply failed: {error}"));
             }
             let drifted = record.map(|r| r.drifted.as_slice()).unwrap_or_default();
-            if let Some(drift) = said(drifted, object) {
+            if said(drifted, object).is_some() {
                 sync = SyncState::OutOfSync;
-                message.push(format!("drifted: {drift}"));
+                match drift_of(object) {
+                    what if what.is_empty() => message.push("drifted".to_owned()),
+                    what => message.push(format!("drifted: {what}")),
+                }
             }
             let added = record.map(|r| r.added.as_slice()).unwrap_or_default();
             if let Some(fields) = said(added, object) {
                 if sync == SyncState::Synced {
                     sync = SyncState::OutOfSync;
                 }
-                message.push(fields);
+                message.push(if fields.is_empty() {
+                    "fields added in the cluster".to_owned()
+                } else {
+                    fields
+                });
             }
             let health = match unhealthy.get(object.as_str()) {
                 Some((health, why)) => {
                     message.push(why.clone());
                     health.clone()
                 }
-                // The agent names every unhealthy object up to five: an applied object it
-                // does not name is Healthy, unless it named five.
-                None if applied && unhealthy.len() < UNHEALTHY_LISTED => "Healthy".to_owned(),
+                // The bundle is Healthy: so is every object of it.
+                None if applied && bundle.health == "Healthy" => "Healthy".to_owned(),
+                // The agent names every unhealthy object up to five: an applied object it did
+                // not name, in a whole message naming one to four, is Healthy.
+                None if applied && complete && (1..UNHEALTHY_LISTED).contains(&unhealthy.len()) => {
+                    "Healthy".to_owned()
+                }
                 _ => "Unknown".to_owned(),
             };
             ObjectStatus {
@@ -478,7 +503,9 @@ fn rollout_detail(id: u64, rollout: &Rollout) -> RolloutDetail {
         .enumerate()
         .map(|(i, wave)| {
             let progress = || rollout.clusters.values().filter(move |p| p.wave == i);
-            let soaking = wave.done_at.is_none() && rollout.current == i;
+            let soaking = wave.done_at.is_none()
+                && rollout.current == i
+                && rollout.status == RolloutStatus::Running;
             WaveDetail {
                 name: wave.name.clone(),
                 clusters: wave.clusters.len(),
@@ -663,7 +690,8 @@ pub fn timeline(
     let mut counts = DeliveryCounts::default();
     let mut per_stage: BTreeMap<String, DeliveryCounts> = BTreeMap::new();
     for (name, cluster) in &state.clusters {
-        let Some(i) = cluster.deliveries.iter().position(|d| d.commit == commit) else {
+        // The newest: a commit given again (after a rollback) is shown as it went last.
+        let Some(i) = cluster.deliveries.iter().rposition(|d| d.commit == commit) else {
             continue;
         };
         let stage = stage_of(&cluster.labels);
@@ -738,7 +766,24 @@ pub fn timeline(
         .revisions
         .iter()
         .find(|(r, _)| r.commit == commit)
-        .map(|(r, rev)| revision_summary(state, r, rev));
+        .map(|(r, rev)| {
+            let mut summary = revision_summary(state, r, rev);
+            // Only what the caller's stages and their clusters hold.
+            summary.pinned_by.retain(|s| visible(Some(s)));
+            summary.signature_refusals.retain(|refusal| {
+                refusal
+                    .split_once(':')
+                    .is_some_and(|(stage, _)| visible(Some(stage)))
+            });
+            summary.cluster_errors.retain(|cluster, _| {
+                let stage = state
+                    .clusters
+                    .get(cluster)
+                    .and_then(|c| stage_of(&c.labels));
+                visible(stage.as_deref())
+            });
+            summary
+        });
     Timeline {
         commit: commit.to_owned(),
         revision,

@@ -375,13 +375,20 @@ async fn read(
     ended.cancel();
 }
 
-/// The version an agent's hello names, as recorded and shown: at most 64 printable ASCII
-/// characters (`?` for others), `unknown` when empty.
+/// The version an agent's hello names, as recorded and shown: at most
+/// [`crate::state::fleet::MAX_AGENT_VERSION_CHARS`] printable ASCII characters (`?` for others), `unknown` when
+/// empty.
 fn agent_version(said: &str) -> String {
     let version: String = said
         .chars()
-        .take(64)
-        .map(|c| if c.is_ascii_graphic() { c } else { '?' })
+        .take(crate::state::fleet::MAX_AGENT_VERSION_CHARS)
+        .map(|c| {
+            if c == ' ' || c.is_ascii_graphic() {
+                c
+            } else {
+                '?'
+            }
+        })
         .collect();
     if version.is_empty() {
         "unknown".to_owned()

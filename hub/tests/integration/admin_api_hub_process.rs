@@ -281,7 +281,7 @@ async fn the_admin_api_dashboard_and_metrics_of_a_hub_process() -> Result<()> {
         "flotilla_revisions_rendered_total 2",
         "flotilla_clusters 2",
         "flotilla_clusters_online 0",
-        "flotilla_raft_leader 1",
+        "flotilla_raft_is_leader 1",
         "flotilla_fetch_duration_seconds_count",
         "flotilla_bundles{health=\"Healthy\"} 0",
     ] {

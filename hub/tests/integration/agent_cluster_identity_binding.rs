@@ -97,7 +97,16 @@ async fn an_agent_of_another_cluster_is_refused_naming_both_uids_while_the_right
         .state(|s| s.clusters["edge-1"].identity_conflict.clone())
         .context("the conflict is recorded on the cluster")?;
     assert_eq!(conflict.kube_system_uid, OTHER);
-    let metrics = hub.hub.metrics().scrape(hub.hub.node()).await?;
+    let metrics = hub
+        .hub
+        .metrics()
+        .scrape(
+            hub.hub.node(),
+            None,
+            Default::default(),
+            flotilla_hub::state::Timestamp(0),
+        )
+        .await?;
     assert!(
         metrics.contains(&format!(
             "flotilla_agent_identity_conflicts_total{{cluster=\"edge-1\"}} {attempts}"

@@ -111,7 +111,14 @@ async fn fill_up_and_free(group: &TestGroup, writes: &Writes, full: u64) -> Resu
     let status = node.status().await?;
     assert_eq!(status.disk_full.as_deref(), Some(why.as_str()));
     // Operators see it in the node's metrics.
-    let scraped = flotilla_hub::metrics::Metrics::new().scrape(&node).await?;
+    let scraped = flotilla_hub::metrics::Metrics::new()
+        .scrape(
+            &node,
+            None,
+            Default::default(),
+            flotilla_hub::state::Timestamp(0),
+        )
+        .await?;
     assert!(
         scraped.contains("flotilla_raft_disk_full 1"),
         "the disk-full gauge is not set:\n{scraped}"

@@ -3,7 +3,8 @@
 //! the leader; the leader is killed (SIGKILL) and the balancer sends new connections to a
 //! survivor. The page says it is reconnecting, reconnects by itself to the survivor with the
 //! same session (nothing of a session is stored on a node), starts again from a snapshot, and
-//! shows what the new leader records — with no reload and no new sign-in.
+//! shows what the new leader records — with no reload and no new sign-in. The survivor's
+//! `/metrics` counts the leader change.
 
 use std::time::Duration;
 
@@ -76,6 +77,10 @@ async fn the_page_follows_the_fleet_across_a_leader_kill() -> Result<()> {
     group.kill(leader)?;
     let survivor = *group.running().first().context("a survivor")?;
     balancer.point_at(group.http(survivor));
+    // The stream broke: the page says so before it is back.
+    browser
+        .wait_for_text("#node", PAGE, |t| t.ends_with(" · reconnecting…"))
+        .await?;
     let text = browser
         .wait_for_text("#node", PAGE, |t| {
             t.starts_with(&format!("node {survivor} ")) && t.ends_with(" · live")
@@ -96,6 +101,47 @@ async fn the_page_follows_the_fleet_across_a_leader_kill() -> Result<()> {
             .await
             .is_ok(),
         "still signed in, with the same session, after the failover ({text})"
+    );
+    // The survivor's metrics, through the same address: it saw the leader change; if it now
+    // leads, it says how far behind its one living follower is (the dead one, ever further).
+    let metrics: serde_json::Value = browser
+        .client
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             fetch('/metrics').then(r => r.text()).then(done);",
+            vec![],
+        )
+        .await?;
+    let metrics = metrics.as_str().unwrap_or_default().to_owned();
+    let value = |name: &str| -> Option<f64> {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    assert!(
+        value("flotilla_raft_leader_changes_total").is_some_and(|n| n >= 1.0),
+        "{metrics}"
+    );
+    let leads = value("flotilla_raft_is_leader") == Some(1.0);
+    assert_eq!(leads, survivor == new_leader, "{metrics}");
+    if leads {
+        assert_eq!(
+            metrics
+                .lines()
+                .filter(|l| l.starts_with("flotilla_raft_follower_lag_entries{"))
+                .count(),
+            2,
+            "{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("flotilla_cluster_info{cluster=\"after-failover\""),
+        "{metrics}"
+    );
+    assert!(
+        value("process_resident_memory_bytes").is_some_and(|b| b > 0.0),
+        "{metrics}"
     );
     // The only errors the page logged are the stream's broken connection to the dead node.
     let errors = browser.console_errors().await?;

@@ -308,7 +308,7 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
         let refused_object = browser
             .client
             .execute(
-                "return [...document.querySelectorAll('#detail tr')].filter(r => r.textContent.includes('apps/Deployment') && r.textContent.includes('ApplyFailed')).map(r => r.textContent).join('\\n');",
+                "const objects = [...document.querySelectorAll('#detail h3')].find(h => h.textContent === 'Objects').nextElementSibling; return [...objects.querySelectorAll('tr')].filter(r => r.textContent.includes('apps/Deployment') && r.textContent.includes('ApplyFailed')).map(r => r.textContent).join('\\n');",
                 vec![],
             )
             .await?;
@@ -338,6 +338,26 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
         .with_context(|| format!("no ApplyFailed gauge in:\n{metrics}"))?;
     let count: u32 = failed.rsplit(' ').next().unwrap_or_default().parse()?;
     assert!(count >= 1, "{failed}");
+    // Labelled: per stage by sync state and health, per cluster, the stage's phase.
+    let labelled = |prefix: &str| {
+        metrics
+            .lines()
+            .find(|l| l.starts_with(prefix))
+            .map(str::to_owned)
+            .with_context(|| format!("no `{prefix}` in:\n{metrics}"))
+    };
+    labelled("flotilla_stage_bundles{stage=\"dev\",sync_state=\"ApplyFailed\"")?;
+    labelled("flotilla_stage_phase{stage=\"dev\",phase=\"PausedByFailure\"} 1")?;
+    let dev_1 = labelled("flotilla_cluster_info{cluster=\"dev-1\"")?;
+    assert!(
+        dev_1.contains("stage=\"dev\"")
+            && dev_1.contains("agent=\"online\"")
+            && dev_1.contains("sync_state=\"ApplyFailed\""),
+        "{dev_1}"
+    );
+    labelled("flotilla_build_info{version=")?;
+    labelled("flotilla_agent_streams 3")?;
+    labelled("process_cpu_seconds_total ")?;
 
     repo.edit(
         "bundles/app/deployment.yaml",

@@ -80,6 +80,7 @@ impl<S: StateMachine> Driver<S> {
         let status = NodeStatus {
             role: Role::Follower,
             leader: None,
+            matched: Default::default(),
             ..last
         };
         let mut next_tick = Instant::now() + self.timing.tick;

@@ -182,3 +182,98 @@ fn a_cluster_keeps_its_newest_deliveries_only() {
     assert_eq!(kept, newest);
     assert!(state.clusters["a"].deliveries.capacity() <= DELIVERIES_KEPT);
 }
+
+/// Renders `commit` with the very content `c1` has for every cluster: a commit that changes
+/// nothing these clusters hold (a README, another stage's overlay).
+fn render_unchanged(state: &mut State, commit: &str) {
+    use crate::state::RenderOutcome;
+    use crate::state::tests::bundle_blob;
+    apply_ok(
+        state,
+        Command::RecordFetch {
+            source: "main".into(),
+            url: "file:///repo".into(),
+            commit: commit.into(),
+            at: t(10),
+        },
+    );
+    let mut bundles = std::collections::BTreeMap::new();
+    let mut blobs = Vec::new();
+    for cluster in ["a", "b", "c"] {
+        let blob = bundle_blob("app", &["app"], &format!("c1 {cluster}"));
+        bundles.insert(
+            cluster.to_owned(),
+            std::collections::BTreeMap::from([("app".to_owned(), blob.hash)]),
+        );
+        blobs.push(blob);
+    }
+    apply_ok(
+        state,
+        Command::RecordRender {
+            revision: rev(commit),
+            outcome: RenderOutcome::Rendered {
+                bundles,
+                index: crate::state::source::test_index(&blobs),
+                staged: None,
+                spec: crate::state::tests::SPEC.to_owned(),
+                charts: Default::default(),
+            },
+            at: t(11),
+        },
+    );
+}
+
+fn online(state: &mut State, cluster: &str) {
+    apply_ok(
+        state,
+        Command::SetLiveness {
+            cluster: cluster.into(),
+            online: true,
+            at: t(50),
+        },
+    );
+}
+
+#[test]
+fn a_commit_that_changes_nothing_a_reporting_cluster_holds_is_applied_and_healthy_when_given() {
+    let mut state = fleet();
+    online(&mut state, "a");
+    let c1 = content(&state, "c1", "a");
+    record(
+        &mut state,
+        vec![report("a", Some(c1), Health::Healthy, 100)],
+    );
+    render_unchanged(&mut state, "same");
+    assert_eq!(content(&state, "same", "a"), c1, "the same content");
+    give_a(&mut state, "same", 200);
+    let delivery = newest(&state, "a");
+    assert_eq!(delivery.commit, "same");
+    assert_eq!(
+        (delivery.applied_at, delivery.healthy_at),
+        (Some(t(200)), Some(t(200))),
+        "the agent had nothing to apply: it holds the commit's content, Healthy"
+    );
+    // An offline agent's reports are not current: nothing is judged until it reports.
+    let mut state = fleet();
+    let c1 = content(&state, "c1", "a");
+    record(
+        &mut state,
+        vec![report("a", Some(c1), Health::Healthy, 100)],
+    );
+    render_unchanged(&mut state, "same");
+    give_a(&mut state, "same", 200);
+    assert_eq!(newest(&state, "a").applied_at, None);
+}
+
+#[test]
+fn a_commit_given_again_after_another_starts_a_new_delivery() {
+    let mut state = fleet();
+    give_a(&mut state, "c2", 200);
+    give_a(&mut state, "c1", 300);
+    let commits: Vec<(&str, Timestamp)> = state.clusters["a"]
+        .deliveries
+        .iter()
+        .map(|d| (d.commit.as_str(), d.given_at))
+        .collect();
+    assert_eq!(commits, [("c1", t(21)), ("c2", t(200)), ("c1", t(300))]);
+}

@@ -107,7 +107,13 @@ fn each_object_gets_its_own_sync_state_health_and_message() {
         Health::Degraded,
         "apps/Deployment web/api: Degraded: pods crash",
     );
-    degraded.drifted = vec!["ConfigMap web/settings: data.level (by kubectl-edit)".into()];
+    // As the hub records them: the drifted objects by name, what changed in the drift log.
+    degraded.drifted = vec!["ConfigMap web/settings".into()];
+    degraded.drift_log = vec![crate::state::health::DriftNote {
+        objects: vec!["ConfigMap web/settings: data.level (by kubectl-edit)".into()],
+        kind: crate::state::health::DriftKind::Found,
+        at: Timestamp(1),
+    }];
     let shown = bundle_objects(
         &bundle(SyncState::OutOfSync, "Degraded", hash, Some(hash)),
         Some(&degraded),
@@ -158,6 +164,18 @@ fn each_object_gets_its_own_sync_state_health_and_message() {
             .filter(|o| o.object != "Service web/api")
             .all(|o| o.sync_state == SyncState::Applying)
     );
+
+    // Right after an apply the agent judges health: no object is named yet, none is Healthy.
+    let judging = bundle_objects(
+        &bundle(SyncState::Synced, "Progressing", hash, Some(hash)),
+        Some(&record(
+            Some(hash),
+            Health::Progressing,
+            "applied; its health is being judged",
+        )),
+        &objects,
+    );
+    assert!(judging.iter().all(|o| o.health == "Unknown"), "{judging:?}");
 
     // While the agent's reports are not current, nothing is known of any object.
     let shown = bundle_objects(

@@ -272,7 +272,14 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<Value> {
     for _ in 0..5 {
         let state = hub.node().state();
         let t = Instant::now();
-        let status = flotilla_hub::status::fleet_status(&state, None, 1, Some(1), state.applied());
+        let source = flotilla_hub::status::SourceView {
+            name: "origin".into(),
+            url: repo.url(),
+            branch: "main".into(),
+        };
+        let status =
+            flotilla_hub::status::fleet_status(&state, Some(&source), 1, Some(1), state.applied());
+        anyhow::ensure!(status.stages.len() == STAGES.len(), "{:?}", status.stages);
         compute_ms.push(millis(t.elapsed()));
         anyhow::ensure!(status.clusters.len() == args.clusters);
     }
