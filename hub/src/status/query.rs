@@ -185,7 +185,7 @@ impl Scope<'_> {
     fn cluster(&self, cluster: &ClusterStatus) -> bool {
         match self {
             Scope::Everything => true,
-            Scope::Stages(can) => cluster.stage.as_deref().is_some_and(|s| can(s)),
+            Scope::Stages(can) => cluster.stage.as_deref().is_some_and(can),
         }
     }
 }
