@@ -25,6 +25,35 @@ pub async fn connect(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
 ) -> Result<kube::Client, ConnectError> {
+    let config = config(kubeconfig, context).await?;
+    kube::Client::try_from(config).map_err(|e| ConnectError {
+        kubeconfig: kubeconfig.map(Path::to_path_buf),
+        detail: e.to_string(),
+    })
+}
+
+/// As [`connect`], every request counted in `metrics` by verb and answer.
+pub async fn connect_counted(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+    metrics: std::sync::Arc<crate::metrics::AgentMetrics>,
+) -> Result<kube::Client, ConnectError> {
+    let failed = |detail: String| ConnectError {
+        kubeconfig: kubeconfig.map(Path::to_path_buf),
+        detail,
+    };
+    let config = config(kubeconfig, context).await?;
+    let builder =
+        kube::client::ClientBuilder::try_from(config).map_err(|e| failed(e.to_string()))?;
+    Ok(builder
+        .with_layer(&crate::metrics::CountRequests(metrics))
+        .build())
+}
+
+async fn config(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<kube::Config, ConnectError> {
     let failed = |detail: String| ConnectError {
         kubeconfig: kubeconfig.map(Path::to_path_buf),
         detail,
@@ -48,5 +77,5 @@ pub async fn connect(
             .await
             .map_err(|e| failed(e.to_string()))?,
     };
-    kube::Client::try_from(config).map_err(|e| failed(e.to_string()))
+    Ok(config)
 }

@@ -18,6 +18,7 @@ pub mod health;
 pub mod hub;
 pub mod inventory;
 pub mod local;
+pub mod metrics;
 pub mod object;
 pub mod owners;
 pub mod plan;

@@ -30,6 +30,8 @@ pub struct AgentSetup {
     pub state_from: Option<PathBuf>,
     /// Its `--max-backoff`, e.g. `1s` (the agent's default otherwise).
     pub max_backoff: Option<String>,
+    /// Its `--metrics-listen` (none: not served).
+    pub metrics_listen: Option<String>,
 }
 
 impl AgentSetup {
@@ -41,6 +43,7 @@ impl AgentSetup {
             credentials_from: None,
             state_from: None,
             max_backoff: None,
+            metrics_listen: None,
         }
     }
 }
@@ -113,6 +116,20 @@ impl AgentProcess {
     pub fn process(&mut self) -> &mut Process {
         &mut self.process
     }
+
+    /// The agent's `/metrics` text (it must have been started with `metrics_listen`).
+    pub async fn metrics(&self) -> anyhow::Result<String> {
+        let address = self
+            .setup
+            .metrics_listen
+            .as_deref()
+            .ok_or_else(|| anyhow::anyhow!("the agent serves no metrics"))?;
+        let answer =
+            crate::http::request("GET", &format!("http://{address}/metrics"), &[], Vec::new())
+                .await?;
+        anyhow::ensure!(answer.status == 200, "/metrics: {}", answer.status);
+        Ok(answer.body)
+    }
 }
 
 /// Copies the files and folders of `from` into `to`.
@@ -153,6 +170,9 @@ fn spawn(
         .env_remove("FLOTILLA_BOOTSTRAP_TOKEN");
     if let Some(max) = &setup.max_backoff {
         command.args(["--max-backoff", max]);
+    }
+    if let Some(address) = &setup.metrics_listen {
+        command.args(["--metrics-listen", address]);
     }
     match hub.credentials() {
         Some(credentials) if register => {

@@ -131,6 +131,7 @@ impl Fleet {
                 if let Clusters::Real(real) = &kube {
                     setup.context = real.contexts()[i].clone();
                 }
+                setup.metrics_listen = Some(crate::ports::free_address()?);
                 AgentProcess::start(&hub, kube.kubeconfig(), setup)
             })
             .collect::<anyhow::Result<Vec<_>>>()?;

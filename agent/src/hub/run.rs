@@ -7,8 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::cluster_identity::guard_state_dir;
-use crate::connect::{ConnectError, connect};
+use crate::connect::{ConnectError, connect_counted};
 use crate::engine::{Engine, EngineConfig, EngineError};
+use crate::metrics::AgentMetrics;
 use crate::state::StateDir;
 use flotilla_core::clock::SystemClock;
 
@@ -72,6 +73,10 @@ pub struct RunArgs {
     /// Speak plain HTTP/2 to a hub started with --insecure (no TLS, no certificate).
     #[arg(long, conflicts_with_all = ["ca_file", "bootstrap_token", "bootstrap_token_file"])]
     pub insecure: bool,
+    /// Serve `GET /metrics` (Prometheus) and `GET /healthz` on this address, e.g.
+    /// `0.0.0.0:9464` (default: not served).
+    #[arg(long, env = "FLOTILLA_METRICS_LISTEN", value_name = "ADDRESS")]
+    pub metrics_listen: Option<String>,
 }
 
 /// Why `run` failed.
@@ -83,6 +88,14 @@ pub enum RunError {
     /// The engine did not start.
     #[error(transparent)]
     Engine(#[from] EngineError),
+    /// `--metrics-listen` cannot be listened on.
+    #[error("--metrics-listen {address}: {error}")]
+    MetricsListen {
+        /// The address.
+        address: String,
+        /// Why.
+        error: std::io::Error,
+    },
     /// The link's settings are wrong.
     #[error(transparent)]
     Link(#[from] LinkError),
@@ -119,7 +132,29 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 /// leaving the cluster as it is.
 pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     tokio::pin!(shutdown);
-    let client = connect(args.kubeconfig.as_deref(), args.context.as_deref()).await?;
+    let metrics = Arc::new(AgentMetrics::new());
+    let served = match &args.metrics_listen {
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address)
+                .await
+                .map_err(|error| RunError::MetricsListen {
+                    address: address.clone(),
+                    error,
+                })?;
+            tracing::info!(address = %address, "serving /metrics and /healthz");
+            Some(tokio::spawn(crate::metrics::serve(
+                listener,
+                Arc::clone(&metrics),
+            )))
+        }
+        None => None,
+    };
+    let client = connect_counted(
+        args.kubeconfig.as_deref(),
+        args.context.as_deref(),
+        Arc::clone(&metrics),
+    )
+    .await?;
     if let Some(dir) = &args.state_dir {
         let dir = StateDir::open(dir).map_err(EngineError::from)?;
         tokio::select! {
@@ -137,10 +172,26 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         Arc::new(SystemClock),
     )?);
     let mut reports = engine.subscribe();
+    let mut api = engine.api_reachability();
+    let counting = Arc::clone(&metrics);
     let logger = tokio::spawn(async move {
+        let mut applying = std::collections::HashMap::new();
+        counting.set_api_reachable(api.borrow_and_update().reachable);
         loop {
-            match reports.recv().await {
-                Ok(report) => tracing::info!("{report}"),
+            let received = tokio::select! {
+                received = reports.recv() => received,
+                changed = api.changed() => {
+                    if changed.is_ok() {
+                        counting.set_api_reachable(api.borrow_and_update().reachable);
+                    }
+                    continue;
+                }
+            };
+            match received {
+                Ok(report) => {
+                    counting.observe(&report, &mut applying);
+                    tracing::info!("{report}");
+                }
                 Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                     tracing::warn!(missed = n, "report log fell behind");
                 }
@@ -152,6 +203,9 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         let result =
             crate::local::source::run(&engine, dir, Duration::from_secs(1), shutdown).await;
         logger.abort();
+        if let Some(served) = served {
+            served.abort();
+        }
         if let Ok(engine) = Arc::try_unwrap(engine) {
             engine.shutdown().await;
         }
@@ -206,6 +260,9 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
     renewal.cancel();
     link.shutdown().await;
     logger.abort();
+    if let Some(served) = served {
+        served.abort();
+    }
     if let Ok(engine) = Arc::try_unwrap(engine) {
         engine.shutdown().await;
     }

@@ -356,6 +356,36 @@ async fn a_refused_apply_is_apply_failed_everywhere(real: Option<RealClusters>) 
         "{dev_1}"
     );
     labelled("flotilla_build_info{version=")?;
+    // dev-1's agent says the same from its side: the refused apply, the API server's answers.
+    let agent = fleet.agents[0].metrics().await?;
+    assert_eq!(fleet.agents[0].cluster(), "dev-1");
+    let has = |prefix: &str| agent.lines().any(|l| l.starts_with(prefix));
+    assert!(
+        has("flotilla_agent_applies_total{result=\"refused\"}"),
+        "{agent}"
+    );
+    assert!(
+        has("flotilla_agent_applies_total{result=\"applied\"}"),
+        "{agent}"
+    );
+    assert!(
+        has("flotilla_agent_kube_requests_total{verb=\"patch\",code=\"200\"}"),
+        "{agent}"
+    );
+    // The refusal counted by its status: 422 from the simulator; a real API server answers
+    // this typed-patch failure with 500.
+    assert!(
+        agent.lines().any(|l| {
+            l.starts_with("flotilla_agent_kube_requests_total{verb=\"patch\",code=\"4")
+                || l.starts_with("flotilla_agent_kube_requests_total{verb=\"patch\",code=\"5")
+        }),
+        "the refusal counted by its status: {agent}"
+    );
+    assert!(has("flotilla_agent_api_reachable 1"), "{agent}");
+    assert!(
+        has("flotilla_agent_bundle_health{bundle=\"app\",health=\"Healthy\"} 1"),
+        "{agent}"
+    );
     labelled("flotilla_agent_streams 3")?;
     labelled("process_cpu_seconds_total ")?;
 
