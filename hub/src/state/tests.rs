@@ -102,6 +102,19 @@ bundles:
 /// Fetches and renders `commit` for `clusters`, each with one bundle `app` whose content names
 /// the commit and cluster.
 pub(super) fn render(state: &mut State, commit: &str, clusters: &[&str]) {
+    render_with(state, commit, clusters, |cluster| {
+        format!("{commit} {cluster}")
+    });
+}
+
+/// Fetches and renders `commit` for `clusters`, each with one bundle `app` holding `data` of
+/// the cluster.
+pub(super) fn render_with(
+    state: &mut State,
+    commit: &str,
+    clusters: &[&str],
+    data: impl Fn(&str) -> String,
+) {
     apply_ok(
         state,
         Command::RecordFetch {
@@ -114,7 +127,7 @@ pub(super) fn render(state: &mut State, commit: &str, clusters: &[&str]) {
     let mut bundles = BTreeMap::new();
     let mut blobs = Vec::new();
     for cluster in clusters {
-        let blob = bundle_blob("app", &["app"], &format!("{commit} {cluster}"));
+        let blob = bundle_blob("app", &["app"], &data(cluster));
         bundles.insert(
             (*cluster).to_owned(),
             BTreeMap::from([("app".to_owned(), blob.hash)]),

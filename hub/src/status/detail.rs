@@ -449,6 +449,19 @@ pub struct PinView {
     pub rollout: Option<u64>,
 }
 
+impl PinView {
+    fn of(pin: &crate::state::stage::PinRecord) -> PinView {
+        PinView {
+            revision: pin.revision.commit.clone(),
+            change: change_name(pin.change),
+            by: pin.by.clone(),
+            reason: pin.reason.clone(),
+            at: pin.at,
+            rollout: pin.rollout,
+        }
+    }
+}
+
 /// How a pin's change is named.
 pub(crate) fn change_name(change: StageChange) -> &'static str {
     match change {
@@ -477,14 +490,7 @@ pub fn stage_detail(state: &State, status: &FleetStatus, name: &str) -> Option<S
                 .iter()
                 .rev()
                 .take(20)
-                .map(|pin| PinView {
-                    revision: pin.revision.commit.clone(),
-                    change: change_name(pin.change),
-                    by: pin.by.clone(),
-                    reason: pin.reason.clone(),
-                    at: pin.at,
-                    rollout: pin.rollout,
-                })
+                .map(PinView::of)
                 .collect()
         })
         .unwrap_or_default();
@@ -734,14 +740,7 @@ pub fn timeline(
                     s.history
                         .iter()
                         .filter(|p| p.revision.commit == commit)
-                        .map(|pin| PinView {
-                            revision: pin.revision.commit.clone(),
-                            change: change_name(pin.change),
-                            by: pin.by.clone(),
-                            reason: pin.reason.clone(),
-                            at: pin.at,
-                            rollout: pin.rollout,
-                        })
+                        .map(PinView::of)
                         .collect()
                 })
                 .unwrap_or_default();

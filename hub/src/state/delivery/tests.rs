@@ -186,41 +186,9 @@ fn a_cluster_keeps_its_newest_deliveries_only() {
 /// Renders `commit` with the very content `c1` has for every cluster: a commit that changes
 /// nothing these clusters hold (a README, another stage's overlay).
 fn render_unchanged(state: &mut State, commit: &str) {
-    use crate::state::RenderOutcome;
-    use crate::state::tests::bundle_blob;
-    apply_ok(
-        state,
-        Command::RecordFetch {
-            source: "main".into(),
-            url: "file:///repo".into(),
-            commit: commit.into(),
-            at: t(10),
-        },
-    );
-    let mut bundles = std::collections::BTreeMap::new();
-    let mut blobs = Vec::new();
-    for cluster in ["a", "b", "c"] {
-        let blob = bundle_blob("app", &["app"], &format!("c1 {cluster}"));
-        bundles.insert(
-            cluster.to_owned(),
-            std::collections::BTreeMap::from([("app".to_owned(), blob.hash)]),
-        );
-        blobs.push(blob);
-    }
-    apply_ok(
-        state,
-        Command::RecordRender {
-            revision: rev(commit),
-            outcome: RenderOutcome::Rendered {
-                bundles,
-                index: crate::state::source::test_index(&blobs),
-                staged: None,
-                spec: crate::state::tests::SPEC.to_owned(),
-                charts: Default::default(),
-            },
-            at: t(11),
-        },
-    );
+    crate::state::tests::render_with(state, commit, &["a", "b", "c"], |cluster| {
+        format!("c1 {cluster}")
+    });
 }
 
 fn online(state: &mut State, cluster: &str) {
