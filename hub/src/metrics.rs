@@ -78,6 +78,9 @@ pub struct Metrics {
     pub render_errors: Counter,
     /// Seconds each fetch of the source took, successful or not.
     pub fetch_duration: Histogram,
+    /// Seconds each recorded render of a revision took, for every cluster (successful or
+    /// not; preempted renders are not recorded).
+    pub render_duration: Histogram,
     /// Fetches that failed.
     pub fetch_errors: Counter,
     /// Webhooks accepted.
@@ -127,6 +130,7 @@ impl Metrics {
         let revisions_rendered = Counter::default();
         let render_errors = Counter::default();
         let fetch_duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        let render_duration = Histogram::new(exponential_buckets(0.005, 2.0, 14));
         let fetch_errors = Counter::default();
         let webhooks = Counter::default();
         let webhook_duplicates = Counter::default();
@@ -181,6 +185,11 @@ impl Metrics {
             "fetch_duration_seconds",
             "Time taken by each fetch of the source",
             fetch_duration.clone(),
+        );
+        registry.register(
+            "render_duration_seconds",
+            "Time taken by each render of a revision for every cluster, recorded",
+            render_duration.clone(),
         );
         registry.register(
             "fetch_errors",
@@ -270,6 +279,7 @@ impl Metrics {
             revisions_rendered,
             render_errors,
             fetch_duration,
+            render_duration,
             fetch_errors,
             webhooks,
             webhook_duplicates,

@@ -199,9 +199,11 @@ impl Run {
             revision.clone(),
             cancel.clone(),
         ));
+        let started = std::time::Instant::now();
         let rendered = self
             .render_blocking(&revision.commit, clusters.clone(), cancel.clone())
             .await;
+        let took = started.elapsed();
         preemption.abort();
         if cancel.is_cancelled() {
             // Newest first: the newer commit renders now, this one after it.
@@ -236,6 +238,7 @@ impl Run {
         };
         match recorded {
             Ok(_) => {
+                self.metrics.render_duration.observe(took.as_secs_f64());
                 if let Some(error) = failure {
                     self.metrics.render_errors.inc();
                     tracing::warn!(%revision, %error, "revision failed to render");

@@ -23,6 +23,7 @@ mod delivery_webhook_skips_the_poll;
 mod demo_runs_a_healthy_fleet_and_stops_cleanly;
 mod deploy_chart;
 mod deploy_manifests;
+mod deploy_monitoring;
 mod lint_matches_a_real_api_server;
 mod listeners_close_slow_and_idle_connections;
 mod listeners_survive_a_connection_flood;
