@@ -137,7 +137,7 @@ impl AgentMetrics {
         );
         registry.register(
             "bundle_health",
-            "1 for each bundle's current health",
+            "1, labelled with each bundle's current health (one series per bundle)",
             bundle_health.clone(),
         );
         registry.register(
@@ -152,7 +152,8 @@ impl AgentMetrics {
         );
         registry.register(
             "api_reachable",
-            "1 while the cluster's API server answers the agent's readiness probe",
+            "0 once the cluster's API server failed the agent's readiness probe twice in a row, \
+             until it answers again; 1 otherwise (also before the first probe)",
             api_reachable.clone(),
         );
         AgentMetrics {
@@ -188,8 +189,9 @@ impl AgentMetrics {
                 self.applies
                     .get_or_create(&labels(&[("result", "applied")]))
                     .inc();
+                // Its `pruned` were counted by the `Pruned` report that came first.
+                let _ = pruned;
                 self.objects_applied.inc_by(*applied as u64);
-                self.objects_pruned.inc_by(*pruned as u64);
                 if let Some(seconds) = took(started) {
                     self.apply_duration.observe(seconds);
                 }
@@ -213,8 +215,9 @@ impl AgentMetrics {
                 self.objects_pruned.inc_by(objects.len() as u64);
                 self.prune_failures.inc_by(failed.len() as u64);
             }
-            Event::Removed { pruned } => {
-                self.objects_pruned.inc_by(*pruned as u64);
+            // Its objects were counted by the `Pruned` report that came first.
+            Event::Removed { .. } => {
+                started.remove(&report.bundle);
                 for health in flotilla_core::Health::ALL {
                     self.bundle_health.remove(&labels(&[
                         ("bundle", &report.bundle),
@@ -227,13 +230,14 @@ impl AgentMetrics {
                 self.health_changes
                     .get_or_create(&labels(&[("health", now)]))
                     .inc();
+                // One series per bundle, its current health: a change moves it.
                 for each in flotilla_core::Health::ALL {
-                    self.bundle_health
-                        .get_or_create(&labels(&[
-                            ("bundle", &report.bundle),
-                            ("health", each.as_str()),
-                        ]))
-                        .set(i64::from(each.as_str() == now));
+                    let key = labels(&[("bundle", &report.bundle), ("health", each.as_str())]);
+                    if each.as_str() == now {
+                        self.bundle_health.get_or_create(&key).set(1);
+                    } else {
+                        self.bundle_health.remove(&key);
+                    }
                 }
             }
             Event::DriftDetected { objects } => {
@@ -405,12 +409,26 @@ where
     }
 }
 
+/// Most connections the metrics listener serves at once (a scraper and a probe need two).
+const MAX_CONNECTIONS: usize = 16;
+
+/// Longest one connection may stay open: scrapers reconnect.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);
+
 /// Serves `GET /metrics` and `GET /healthz` on `listener` until the task is dropped: plain
 /// HTTP/1.1 for a scraper and a kubelet probe inside the cluster.
 pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<AgentMetrics>) {
     use http_body_util::Full;
     use hyper::body::Bytes;
+    // Bounded: a flood of connections must not take the descriptors the agent needs for its
+    // hub stream and its API client. Dropped with this task, the connections end with it.
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let mut connections = tokio::task::JoinSet::new();
     loop {
+        while connections.try_join_next().is_some() {}
+        let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
+            return;
+        };
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
             Err(e) => {
@@ -421,7 +439,8 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<AgentMetrics>
             }
         };
         let metrics = Arc::clone(&metrics);
-        tokio::spawn(async move {
+        connections.spawn(async move {
+            let _slot = slot;
             let service = hyper::service::service_fn(move |request: hyper::Request<_>| {
                 let metrics = Arc::clone(&metrics);
                 async move {
@@ -443,11 +462,11 @@ pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<AgentMetrics>
                         .body(Full::new(Bytes::from(body)))
                 }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let connection = hyper::server::conn::http1::Builder::new()
                 .timer(hyper_util::rt::TokioTimer::new())
                 .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), service);
+            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection).await;
         });
     }
 }

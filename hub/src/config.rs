@@ -129,6 +129,35 @@ pub struct FileConfig {
     pub metrics: Option<MetricsFile>,
 }
 
+/// What `/metrics` shows of each cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Five series per cluster: `flotilla_cluster_info` (its stage and `cluster_labels`),
+    /// whether its agent is online and reaches its API, and its bundles not synced and not
+    /// healthy. At 10,000 clusters that is 50,000 series: a fleet that cannot afford them turns
+    /// it off and keeps the per-stage counts.
+    pub cluster_info: bool,
+    /// Cluster labels copied onto `flotilla_cluster_info` as `label_<key>` (characters a
+    /// Prometheus label name cannot hold become `_`).
+    pub cluster_labels: Vec<String>,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            cluster_info: true,
+            cluster_labels: Vec::new(),
+        }
+    }
+}
+
+/// `key` as a Prometheus label name: characters other than letters, digits and `_` become `_`.
+pub fn metric_label_name(key: &str) -> String {
+    key.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
 /// The `metrics` key.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
@@ -142,7 +171,7 @@ pub struct MetricsFile {
 
 impl FileConfig {
     /// The `metrics` key, checked: label keys must be cluster label keys.
-    pub fn metrics_config(&self) -> Result<crate::metrics::MetricsConfig, ConfigError> {
+    pub fn metrics_config(&self) -> Result<MetricsConfig, ConfigError> {
         let file = self.metrics.clone().unwrap_or_default();
         if let Some(bad) = file.cluster_labels.iter().find(|k| k.trim().is_empty()) {
             return Err(ConfigError::Invalid {
@@ -150,7 +179,20 @@ impl FileConfig {
                 problem: format!("`{bad}` is empty; list cluster label keys, like `region`"),
             });
         }
-        Ok(crate::metrics::MetricsConfig {
+        let mut seen = std::collections::BTreeMap::new();
+        for key in &file.cluster_labels {
+            let name = metric_label_name(key);
+            if let Some(other) = seen.insert(name.clone(), key.clone()) {
+                return Err(ConfigError::Invalid {
+                    field: "metrics.clusterLabels",
+                    problem: format!(
+                        "`{other}` and `{key}` would both be the metric label `label_{name}`; \
+                         list each key once, and keys that differ in more than `.`, `/` or `-`"
+                    ),
+                });
+            }
+        }
+        Ok(MetricsConfig {
             cluster_info: file.cluster_info.unwrap_or(true),
             cluster_labels: file.cluster_labels,
         })

@@ -82,11 +82,14 @@ impl HubContext {
                 .expect("status cache")
                 .clone()
         };
-        let current = |status: &FleetStatus| {
-            status.applied_index == self.node.state().applied()
-                && status.leader == self.node.leadership().leader.unwrap_or(0)
-        };
-        if let Some(status) = cached().filter(|s| current(s)) {
+        // What the caller asks for is the state as of now: a status computed for this index or
+        // a later one (by a reader it waited for) answers it.
+        let (index, leader) = (
+            self.node.state().applied(),
+            self.node.leadership().leader.unwrap_or(0),
+        );
+        let fresh = |status: &FleetStatus| status.applied_index >= index && status.leader == leader;
+        if let Some(status) = cached().filter(|s| fresh(s)) {
             return status;
         }
         let _computing = self
@@ -94,7 +97,7 @@ impl HubContext {
             .computing
             .lock()
             .expect("status computing");
-        if let Some(status) = cached().filter(|s| current(s)) {
+        if let Some(status) = cached().filter(|s| fresh(s)) {
             return status;
         }
         let leader = self.node.leadership().leader;

@@ -17,6 +17,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+pub use crate::config::MetricsConfig;
+use crate::config::metric_label_name as label_name;
 use crate::node::{NodeHandle, Role};
 use crate::state::Timestamp;
 use crate::state::health::{Health, SyncState, cluster_sync_states, current_health};
@@ -25,27 +27,6 @@ use crate::status::{FleetStatus, StagePhase};
 mod scraped;
 
 use scraped::{Kind, Sampled, Scraped};
-
-/// What `/metrics` shows of each cluster.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MetricsConfig {
-    /// One `flotilla_cluster_info` series per cluster (its stage, agent, API, worst sync state
-    /// and health, and `cluster_labels`). At 10,000 clusters that is 10,000 series: a fleet
-    /// that cannot afford them turns it off and keeps the per-stage counts.
-    pub cluster_info: bool,
-    /// Cluster labels copied onto `flotilla_cluster_info` as `label_<key>` (characters a
-    /// Prometheus label name cannot hold become `_`).
-    pub cluster_labels: Vec<String>,
-}
-
-impl Default for MetricsConfig {
-    fn default() -> Self {
-        MetricsConfig {
-            cluster_info: true,
-            cluster_labels: Vec::new(),
-        }
-    }
-}
 
 /// This node's agent streams, as the sync service counts them.
 #[derive(Debug, Clone, Copy, Default)]
@@ -323,6 +304,12 @@ impl Metrics {
                 .set(i64::from(status.role == Role::Leader));
             self.raft_disk_full
                 .set(i64::from(status.disk_full.is_some()));
+            families.push(Sampled::single(
+                "raft_voters",
+                "Voters of the group as this node's raft sees them: every one should be scraped",
+                Kind::Gauge,
+                status.voters.len() as f64,
+            ));
             let mut lag = Sampled::new(
                 "raft_follower_lag_entries",
                 "On the leader: log entries each other voter is known to be behind (last index \
@@ -480,56 +467,51 @@ fn fleet_families(fleet: &FleetStatus, now: Timestamp, config: &MetricsConfig) -
     }
     let mut families = vec![bundles, clusters, phase, rollout];
     if config.cluster_info {
-        families.push(cluster_info(fleet, config));
+        families.extend(per_cluster(fleet, config));
     }
     families
 }
 
-/// `flotilla_cluster_info`: one series per cluster.
-fn cluster_info(fleet: &FleetStatus, config: &MetricsConfig) -> Sampled {
+/// Per cluster: `flotilla_cluster_info` (stable labels: stage and the configured cluster
+/// labels) and gauges of what changes (agent, API, bundles), so a rollout changes values, not
+/// series.
+fn per_cluster(fleet: &FleetStatus, config: &MetricsConfig) -> Vec<Sampled> {
     let mut info = Sampled::new(
         "cluster_info",
-        "1 per registered cluster, labelled with its stage, whether its agent is online, \
-         whether the agent reaches its API server, its worst bundle sync state and health, and \
-         the cluster labels the hub is configured to copy",
+        "1 per registered cluster, labelled with its stage (`-`: none) and the cluster labels \
+         the hub is configured to copy (`label_<key>`)",
+        Kind::Gauge,
+    );
+    let mut online = Sampled::new(
+        "cluster_agent_online",
+        "1 while the cluster's agent is connected to a hub node",
+        Kind::Gauge,
+    );
+    let mut api = Sampled::new(
+        "cluster_api_reachable",
+        "1 while the cluster's agent reaches its API server, 0 while it does not; absent \
+         while not known (the agent offline, or it has not said)",
+        Kind::Gauge,
+    );
+    let mut not_synced = Sampled::new(
+        "cluster_bundles_not_synced",
+        "Bundles of the cluster whose sync state is not Synced (Applying, OutOfSync, \
+         ApplyFailed, Unknown)",
+        Kind::Gauge,
+    );
+    let mut not_healthy = Sampled::new(
+        "cluster_bundles_not_healthy",
+        "Bundles of the cluster whose health is neither Healthy nor Suspended",
         Kind::Gauge,
     );
     for cluster in &fleet.clusters {
-        let sync = cluster
-            .bundles
-            .iter()
-            .map(|b| b.sync_state)
-            .max()
-            .map_or("None", SyncState::as_str);
-        let health = Health::worst_of(
-            cluster
-                .bundles
-                .iter()
-                .filter_map(|b| b.health.parse::<Health>().ok()),
-        );
-        let health = if cluster.bundles.is_empty() {
-            "None"
-        } else {
-            health.as_str()
-        };
-        let api = match cluster.api_reachable {
-            Some(true) => "reachable",
-            Some(false) => "unreachable",
-            None => "unknown",
-        };
+        let name = cluster.name.as_str();
         let mut labels: Vec<(String, String)> = vec![
-            ("cluster".into(), cluster.name.clone()),
+            ("cluster".into(), name.to_owned()),
             (
                 "stage".into(),
                 cluster.stage.clone().unwrap_or_else(|| "-".into()),
             ),
-            (
-                "agent".into(),
-                if cluster.online { "online" } else { "offline" }.into(),
-            ),
-            ("api".into(), api.into()),
-            ("sync_state".into(), sync.into()),
-            ("health".into(), health.into()),
         ];
         for key in &config.cluster_labels {
             labels.push((
@@ -538,15 +520,24 @@ fn cluster_info(fleet: &FleetStatus, config: &MetricsConfig) -> Sampled {
             ));
         }
         info.sample_owned(labels, 1.0);
+        online.sample(&[("cluster", name)], f64::from(u8::from(cluster.online)));
+        if let Some(reachable) = cluster.api_reachable {
+            api.sample(&[("cluster", name)], f64::from(u8::from(reachable)));
+        }
+        let unsynced = cluster
+            .bundles
+            .iter()
+            .filter(|b| b.sync_state != SyncState::Synced)
+            .count();
+        not_synced.sample(&[("cluster", name)], unsynced as f64);
+        let unhealthy = cluster
+            .bundles
+            .iter()
+            .filter(|b| !matches!(b.health.as_str(), "Healthy" | "Suspended"))
+            .count();
+        not_healthy.sample(&[("cluster", name)], unhealthy as f64);
     }
-    info
-}
-
-/// `key` as a Prometheus label name: characters other than letters, digits and `_` become `_`.
-fn label_name(key: &str) -> String {
-    key.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
+    vec![info, online, api, not_synced, not_healthy]
 }
 
 /// This node's agent streams.

@@ -133,22 +133,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<(), RunError> {
     tokio::pin!(shutdown);
     let metrics = Arc::new(AgentMetrics::new());
-    let served = match &args.metrics_listen {
-        Some(address) => {
-            let listener = tokio::net::TcpListener::bind(address)
-                .await
-                .map_err(|error| RunError::MetricsListen {
+    // Bound first, so a taken address fails the start; served once the engine runs.
+    let listener =
+        match &args.metrics_listen {
+            Some(address) => Some(tokio::net::TcpListener::bind(address).await.map_err(
+                |error| RunError::MetricsListen {
                     address: address.clone(),
                     error,
-                })?;
-            tracing::info!(address = %address, "serving /metrics and /healthz");
-            Some(tokio::spawn(crate::metrics::serve(
-                listener,
-                Arc::clone(&metrics),
-            )))
-        }
-        None => None,
-    };
+                },
+            )?),
+            None => None,
+        };
     let client = connect_counted(
         args.kubeconfig.as_deref(),
         args.context.as_deref(),
@@ -171,18 +166,25 @@ pub async fn run(args: RunArgs, shutdown: impl Future<Output = ()>) -> Result<()
         },
         Arc::new(SystemClock),
     )?);
+    let served = listener.map(|listener| {
+        tracing::info!(address = ?listener.local_addr().ok(), "serving /metrics and /healthz");
+        tokio::spawn(crate::metrics::serve(listener, Arc::clone(&metrics)))
+    });
     let mut reports = engine.subscribe();
     let mut api = engine.api_reachability();
     let counting = Arc::clone(&metrics);
     let logger = tokio::spawn(async move {
         let mut applying = std::collections::HashMap::new();
         counting.set_api_reachable(api.borrow_and_update().reachable);
+        // Once the probe has ended (the engine stopping), only reports are left to read.
+        let mut probing = true;
         loop {
             let received = tokio::select! {
                 received = reports.recv() => received,
-                changed = api.changed() => {
-                    if changed.is_ok() {
-                        counting.set_api_reachable(api.borrow_and_update().reachable);
+                changed = api.changed(), if probing => {
+                    match changed {
+                        Ok(()) => counting.set_api_reachable(api.borrow_and_update().reachable),
+                        Err(_) => probing = false,
                     }
                     continue;
                 }

@@ -43,6 +43,15 @@ fn engine_reports_are_counted_by_what_happened() {
         ),
         report(
             "web",
+            1_100,
+            Event::Pruned {
+                objects: vec!["ConfigMap web/old".into()],
+                kept: Vec::new(),
+                failed: Vec::new(),
+            },
+        ),
+        report(
+            "web",
             3_000,
             Event::DriftDetected {
                 objects: vec![ObjectMessage::bundle("ConfigMap web/a: data.x")],
@@ -94,11 +103,8 @@ fn engine_reports_are_counted_by_what_happened() {
         "{text}"
     );
     assert!(
-        line(
-            &text,
-            "flotilla_agent_bundle_health{bundle=\"web\",health=\"Healthy\"} 0"
-        )
-        .is_some()
+        !text.contains("flotilla_agent_bundle_health{bundle=\"web\",health=\"Healthy\"}"),
+        "one series per bundle: {text}"
     );
     assert!(line(&text, "flotilla_agent_api_reachable 1").is_some());
     assert!(line(&text, "flotilla_agent_build_info{version=").is_some());

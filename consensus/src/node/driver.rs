@@ -550,9 +550,10 @@ impl<S: StateMachine> Driver<S> {
                 String::new()
             },
             matched: if raft.state == StateRole::Leader {
+                let voters = raft.prs().conf().voters().ids();
                 raft.prs()
                     .iter()
-                    .filter(|(id, _)| **id != raft.id)
+                    .filter(|(id, _)| **id != raft.id && voters.contains(**id))
                     .map(|(id, progress)| (*id, progress.matched))
                     .collect()
             } else {

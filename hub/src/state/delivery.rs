@@ -44,11 +44,11 @@ pub struct Problem {
 }
 
 /// Records that `clusters` were given `revision`. Giving a cluster the revision it already has
-/// records nothing new; a cluster with nothing to apply from it has applied it at once.
+/// records nothing new.
 pub(super) fn given(state: &mut State, clusters: &[String], revision: &RevisionRef, at: Timestamp) {
-    let rendered = state.revisions.get(revision);
     let mut judge_now = Vec::new();
     for name in clusters {
+        let holds_nothing = records_of(&state.health, name).all(|(_, r)| r.applied.is_none());
         let Some(cluster) = state.clusters.get_mut(name) else {
             continue;
         };
@@ -59,25 +59,23 @@ pub(super) fn given(state: &mut State, clusters: &[String], revision: &RevisionR
         {
             continue;
         }
-        let empty = rendered
-            .and_then(|r| r.bundles_for(name))
-            .is_some_and(|bundles| bundles.is_empty());
         // Dropped before the push, so the list never holds (nor allocates for) more.
         let excess = (cluster.deliveries.len() + 1).saturating_sub(DELIVERIES_KEPT);
         cluster.deliveries.drain(..excess);
         cluster.deliveries.push(Delivery {
             commit: revision.commit.clone(),
             given_at: at,
-            applied_at: empty.then_some(at),
-            healthy_at: empty.then_some(at),
+            applied_at: None,
+            healthy_at: None,
             problem: None,
         });
-        if cluster.reporting() {
+        if cluster.reporting() || holds_nothing {
             judge_now.push(name);
         }
     }
-    // A revision whose content the cluster already holds brings no new report (the agent has
-    // nothing to apply): it is judged now, from the reports recorded — while they are current.
+    // A revision that changes nothing the cluster holds brings no new report (the agent has
+    // nothing to do): it is judged now, from the reports recorded while they are current, or
+    // at once when the cluster holds nothing and the revision gives it nothing.
     for name in judge_now {
         observe(state, name, at);
     }
@@ -138,6 +136,11 @@ pub(super) fn observe(state: &mut State, cluster: &str, at: Timestamp) {
             problem.get_or_insert_with(|| format!("bundle {bundle}: Degraded: {}", record.message));
         }
     }
+    // A bundle the revision no longer has is applied once its objects are gone (the agent
+    // reports it holding nothing).
+    applied &= reported
+        .iter()
+        .all(|(bundle, record)| desired.contains_key(*bundle) || record.applied.is_none());
     if applied && delivery.applied_at.is_none() {
         delivery.applied_at = Some(at);
     }

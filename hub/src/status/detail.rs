@@ -180,6 +180,7 @@ fn bundle_objects(
         record
             .into_iter()
             .flat_map(|r| r.drift_log.iter().rev())
+            .filter(|note| note.kind == crate::state::health::DriftKind::Found)
             .find_map(|note| said(&note.objects, object).filter(|what| !what.is_empty()))
             .unwrap_or_default()
     };

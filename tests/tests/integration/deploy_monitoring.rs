@@ -76,14 +76,20 @@ fn served(text: &str, into: &mut BTreeSet<String>) {
         let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
             continue;
         };
-        into.insert(name.to_owned());
-        let suffixes: &[&str] = match kind {
-            "counter" => &["_total"],
-            "histogram" => &["_bucket", "_sum", "_count"],
-            _ => &[],
-        };
-        for suffix in suffixes {
-            into.insert(format!("{name}{suffix}"));
+        // The names a query may use: a counter's and a histogram's samples, never the bare
+        // family name, which no series carries.
+        match kind {
+            "counter" => {
+                into.insert(format!("{name}_total"));
+            }
+            "histogram" => {
+                for suffix in ["_bucket", "_sum", "_count"] {
+                    into.insert(format!("{name}{suffix}"));
+                }
+            }
+            _ => {
+                into.insert(name.to_owned());
+            }
         }
     }
 }
