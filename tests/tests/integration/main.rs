@@ -9,6 +9,7 @@ mod agent_on_real_clusters;
 mod agent_rbac_least_privilege_on_a_real_cluster;
 mod agent_reports_fields_added_by_others;
 mod agent_restart_keeps_owned_objects;
+mod bench_dashboard_runs_in_chromium;
 mod chart_bundle_rolls_out_stage_by_stage;
 mod chart_bundles_from_chart_sources;
 mod chart_sources_serve_charts;
