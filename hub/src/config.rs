@@ -20,6 +20,8 @@ pub use flotilla_consensus::config::{
 
 use crate::state::NodeId;
 
+pub mod notifications;
+
 /// The YAML config file. Every key is optional; flags override keys.
 ///
 /// ```yaml
@@ -52,6 +54,8 @@ use crate::state::NodeId;
 /// renderTimeout: 20s
 /// renderSandbox: required
 /// metrics: {clusterInfo: true, clusterLabels: [region]}
+/// notifications:           # see `config::notifications`
+///   - {name: ops, type: webhook, url: https://ops.example/flotilla, secretFile: /etc/flotilla/ops.key}
 /// connections:             # per listener: api, http, peer; every key optional
 ///   api: {maxConnections: 16384, maxConnectionsPerPeer: 4096, idleTimeout: 30s}
 ///   http: {maxConnectionsPerPeer: 64, headerReadTimeout: 10s, requestTimeout: 30s}
@@ -127,6 +131,9 @@ pub struct FileConfig {
     pub connections: Option<ConnectionsFile>,
     /// What `/metrics` shows of each cluster.
     pub metrics: Option<MetricsFile>,
+    /// Where notices are sent (`config::notifications`).
+    #[serde(default)]
+    pub notifications: Vec<notifications::ReceiverFile>,
 }
 
 /// What `/metrics` shows of each cluster.

@@ -43,6 +43,7 @@ pub mod charts;
 pub mod first_admin;
 pub mod inventory;
 pub mod liveness;
+pub mod notify;
 pub mod render;
 pub mod retention;
 pub mod rollout;

@@ -14,6 +14,7 @@ pub mod controller;
 pub mod http;
 pub mod metrics;
 pub mod node;
+pub mod notify;
 pub mod server;
 pub mod state;
 pub mod status;

@@ -47,6 +47,54 @@ pub struct StreamCounts {
     pub reports_received: u64,
 }
 
+impl Metrics {
+    fn pending_notices(&self, node: &NodeHandle) -> Sampled {
+        let mut pending = Sampled::new(
+            "notifications_pending",
+            "Notices recorded that a receiver is not done with yet (delivered, given up on, or \
+             not for it): it grows while a receiver fails",
+            Kind::Gauge,
+        );
+        let state = node.state();
+        let last = state.notices.last();
+        for receiver in &self.receivers {
+            let done = state.notices.done.get(receiver).copied().unwrap_or(last);
+            pending.sample(&[("receiver", receiver)], last.saturating_sub(done) as f64);
+        }
+        pending
+    }
+}
+
+/// Per stage, its newest rollout's waves: seconds from each wave's start to its end (until now
+/// while the rollout runs, until its last change once it ended); waves not started are absent.
+fn wave_durations(state: &crate::state::State, now: Timestamp) -> Sampled {
+    let mut family = Sampled::new(
+        "rollout_wave_duration_seconds",
+        "Per stage, each started wave of its newest rollout: seconds from the wave's start to \
+         its end, or until now while it runs",
+        Kind::Gauge,
+    );
+    let mut newest = BTreeMap::new();
+    for rollout in state.rollouts.values() {
+        newest.insert(rollout.stage.as_str(), rollout);
+    }
+    for (stage, rollout) in newest {
+        for wave in &rollout.waves {
+            let Some(start) = wave.started_at else {
+                continue;
+            };
+            let end = match wave.done_at {
+                Some(done) => done,
+                None if rollout.is_active() => now,
+                None => rollout.updated_at,
+            };
+            let seconds = end.0.saturating_sub(start.0) as f64 / 1000.0;
+            family.sample(&[("stage", stage), ("wave", &wave.name)], seconds);
+        }
+    }
+    family
+}
+
 /// Label set of a metric family: `(name, value)` pairs.
 type LabelPairs = Vec<(String, String)>;
 
@@ -87,10 +135,19 @@ pub struct Metrics {
     node_certificate_expiry: Gauge,
     /// Leader changes this process saw (its node's view of who leads moved).
     pub leader_changes: Counter,
+    /// Seconds from proposing a command on this node until it applied here (or failed).
+    pub proposal_duration: Histogram,
+    /// Notices this node (as leader) finished with, by receiver and result: `delivered`,
+    /// `failed` (refused, or given up on after its tries), `dropped` (lost unsent: the
+    /// receiver fell too far behind).
+    pub notifications: Family<LabelPairs, Counter>,
+    /// Attempts at sending a notice, by receiver and result: `delivered`, `retry`, `refused`.
+    pub notification_attempts: Family<LabelPairs, Counter>,
     scraped: std::sync::Arc<Scraped>,
     process: std::sync::Arc<Scraped>,
     process_registry: Registry,
     config: MetricsConfig,
+    receivers: Vec<String>,
 }
 
 impl Default for Metrics {
@@ -128,6 +185,27 @@ impl Metrics {
         let raft_applied = Gauge::default();
         let raft_is_leader = Gauge::default();
         let leader_changes = Counter::default();
+        let proposal_duration = Histogram::new(exponential_buckets(0.001, 2.0, 14));
+        registry.register(
+            "raft_proposal_duration_seconds",
+            "Time from proposing a command on this node until it applied here (or failed): \
+             the write latency every controller, agent report and Admin API call waits",
+            proposal_duration.clone(),
+        );
+        let notifications = Family::<LabelPairs, Counter>::default();
+        let notification_attempts = Family::<LabelPairs, Counter>::default();
+        registry.register(
+            "notifications",
+            "Notices this node finished with as leader, by receiver and result: delivered, \
+             failed (refused, or given up on after its tries), dropped (lost unsent: the \
+             receiver fell more than 1000 notices behind)",
+            notifications.clone(),
+        );
+        registry.register(
+            "notification_attempts",
+            "Attempts at sending a notice, by receiver and result: delivered, retry, refused",
+            notification_attempts.clone(),
+        );
         let build_info = Family::<LabelPairs, Gauge>::default();
         build_info
             .get_or_create(&vec![(
@@ -279,11 +357,21 @@ impl Metrics {
             raft_disk_full,
             node_certificate_expiry,
             leader_changes,
+            proposal_duration,
+            notifications,
+            notification_attempts,
             scraped,
             process,
             process_registry,
             config,
+            receivers: Vec::new(),
         }
+    }
+
+    /// These metrics, also showing how far behind each of these notification receivers is.
+    pub fn with_receivers(mut self, receivers: Vec<String>) -> Self {
+        self.receivers = receivers;
+        self
     }
 
     /// Refreshes the gauges from the node, `fleet` (its status now) and `streams`, and encodes
@@ -326,6 +414,10 @@ impl Metrics {
             families.extend(fleet_families(fleet, now, &self.config));
         }
         families.extend(stream_families(streams));
+        if !self.receivers.is_empty() {
+            families.push(self.pending_notices(node));
+        }
+        families.push(wave_durations(&node.state(), now));
         self.scraped.set(families);
         self.process.set(process_families());
         let expiry = node.security().tls().map_or(0, |tls| {

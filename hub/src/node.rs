@@ -8,6 +8,8 @@
 //! and adds what the hub keeps beside the raft group.
 
 use std::ops::Deref;
+
+use prometheus_client::metrics::histogram::Histogram;
 use std::sync::Arc;
 
 use crate::config::NodeConfig;
@@ -47,6 +49,7 @@ pub struct NodeHandle {
     consensus: ConsensusHandle,
     presence: Arc<PresenceBoard>,
     content: Arc<Content>,
+    proposals: Arc<std::sync::OnceLock<Histogram>>,
 }
 
 impl Node {
@@ -64,6 +67,7 @@ impl Node {
                 consensus: consensus.clone(),
                 presence: board,
                 content: held,
+                proposals: Arc::default(),
             };
             peers
                 .add_service(presence::server(node.clone()))
@@ -74,6 +78,7 @@ impl Node {
             consensus,
             presence,
             content,
+            proposals: Arc::default(),
         };
         tokio::spawn(content::keep_up(node.clone()));
         Ok(node)
@@ -81,6 +86,23 @@ impl Node {
 }
 
 impl NodeHandle {
+    /// Proposes a command (the consensus handle's `propose`), timing it into the histogram
+    /// [`NodeHandle::time_proposals`] gave, if any.
+    pub async fn propose(&self, command: &crate::state::Command) -> Result<Applied, ProposeError> {
+        let start = std::time::Instant::now();
+        let outcome = self.consensus.propose(command).await;
+        if let Some(histogram) = self.proposals.get() {
+            histogram.observe(start.elapsed().as_secs_f64());
+        }
+        outcome
+    }
+
+    /// Times every later proposal through this handle and its clones into `histogram` (the
+    /// first histogram given stays).
+    pub fn time_proposals(&self, histogram: Histogram) {
+        let _ = self.proposals.set(histogram);
+    }
+
     /// Which clusters the group's nodes hold agent streams for, as reported to this node while
     /// it leads (see `node::presence`).
     pub fn presence(&self) -> &Arc<PresenceBoard> {

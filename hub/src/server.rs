@@ -30,6 +30,7 @@ use crate::config::NodeConfig;
 pub use crate::context::{DEFAULT_BOOTSTRAP_TOKEN_TTL, HubContext, RegistrationConfig};
 use crate::controller::inventory::InventoryController;
 use crate::controller::liveness::Liveness;
+use crate::controller::notify::NotifyController;
 use crate::controller::render::RenderController;
 use crate::controller::retention::RetentionController;
 use crate::controller::rollout::RolloutController;
@@ -86,6 +87,8 @@ pub struct HubConfig {
     pub http_connections: ListenerLimits,
     /// What `/metrics` shows of each cluster.
     pub metrics: crate::metrics::MetricsConfig,
+    /// Where the leader sends notices.
+    pub notifications: Vec<crate::config::notifications::ReceiverConfig>,
 }
 
 impl HubConfig {
@@ -106,6 +109,7 @@ impl HubConfig {
             api_connections: ListenerLimits::api(),
             http_connections: ListenerLimits::http(),
             metrics: Default::default(),
+            notifications: Vec::new(),
             node,
         }
     }
@@ -131,6 +135,9 @@ pub enum HubError {
     /// The source's local mirror could not be prepared.
     #[error(transparent)]
     Mirror(#[from] crate::controller::source::MirrorError),
+    /// A notification receiver could not be set up.
+    #[error(transparent)]
+    Receiver(#[from] crate::notify::ReceiverError),
     /// Renders cannot be confined as configured.
     #[error(
         "cannot confine renders (--render-sandbox required): {0}; or start with --render-sandbox off to rely on the static checks alone"
@@ -161,7 +168,13 @@ pub struct Hub {
 impl Hub {
     /// Binds every listener, starts the raft node, the services and the controller supervisor.
     pub async fn start(config: HubConfig) -> Result<Hub, HubError> {
-        let metrics = Arc::new(Metrics::configured(config.metrics.clone()));
+        let receivers = config
+            .notifications
+            .iter()
+            .map(|r| r.name.clone())
+            .collect();
+        let metrics =
+            Arc::new(Metrics::configured(config.metrics.clone()).with_receivers(receivers));
         if let Some(source) = &config.source {
             let mode = source.render_limits.render_sandbox;
             flotilla_core::render::sandbox::check(mode).map_err(HubError::Sandbox)?;
@@ -197,6 +210,7 @@ impl Hub {
                 source,
             })?;
         let node = Node::start(config.node.clone()).await?;
+        node.time_proposals(metrics.proposal_duration.clone());
         let sync_config = SyncConfig {
             agent_cert_lifetime: config.registration.agent_cert_lifetime,
             ..config.sync.clone()
@@ -413,6 +427,14 @@ pub fn controllers(
     if let Some(clusters) = inventory {
         controllers.push(Arc::new(InventoryController::new(clusters)));
     }
+    if !config.notifications.is_empty() {
+        let receivers = crate::notify::receivers(&config.notifications, &config.node.group)?;
+        controllers.push(Arc::new(NotifyController::new(
+            receivers,
+            config.source.as_ref().map(|s| s.name.clone()),
+            metrics.clone(),
+        )));
+    }
     if let Some(source) = &config.source {
         let mirror = Arc::new(SourceMirror::open(&config.node.data_dir, source)?);
         // Every hub fetches remote charts through its allowed sources (none allowed: a remote
@@ -611,6 +633,7 @@ impl HubConfig {
         let api_connections = connections.api()?;
         let http_connections = connections.http()?;
         let metrics = file.metrics_config()?;
+        let notifications = crate::config::notifications::receivers(&file.notifications)?;
         let node = file.into_node_config()?;
         Ok(HubConfig {
             authenticate: !matches!(node.security, crate::config::SecurityConfig::Insecure),
@@ -628,6 +651,7 @@ impl HubConfig {
             api_connections,
             http_connections,
             metrics,
+            notifications,
         })
     }
 }

@@ -20,6 +20,7 @@ pub mod fleet;
 pub mod health;
 pub mod identity;
 mod machine;
+pub mod notice;
 pub mod pki;
 pub mod requests;
 pub mod rollout;
@@ -56,7 +57,7 @@ pub use flotilla_core::Labels;
 pub use flotilla_core::clock::{Timestamp, millis};
 
 /// Version of the snapshot encoding this build writes and the newest it reads.
-pub const SNAPSHOT_VERSION: u32 = 13;
+pub const SNAPSHOT_VERSION: u32 = 14;
 
 /// The whole replicated state.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -92,6 +93,8 @@ pub struct State {
     pub pki: pki::Pki,
     /// Recent client writes and their outcomes, so each applies at most once.
     pub requests: requests::RequestLog,
+    /// Notices for the outside world, and how far each receiver got.
+    pub notices: notice::Notices,
 }
 
 /// Why a committed command was not applied. `State::apply` leaves the state unchanged when it
@@ -425,6 +428,7 @@ impl State {
                 by,
                 at,
             } => identity::reset(self, cluster, kube_system_uid.as_deref(), by, *at),
+            Command::AckNotices { receiver, through } => notice::done(self, receiver, *through),
         }
     }
 

@@ -28,6 +28,7 @@ pub mod process;
 pub mod protocol;
 pub mod raft_log;
 pub mod real;
+pub mod receiver;
 pub mod sim;
 pub mod small_fleet;
 pub mod swarm;

@@ -17,7 +17,7 @@ use super::stage::StageChange;
 use super::{Labels, Timestamp};
 
 /// The command encoding this build writes and the newest it reads.
-pub const COMMAND_VERSION: u32 = 13;
+pub const COMMAND_VERSION: u32 = 14;
 
 /// A decision to record in the replicated state. Every timestamp travels in the command: apply
 /// never reads a clock, so every replica computes the same state.
@@ -391,6 +391,14 @@ pub enum Command {
         /// When.
         at: Timestamp,
     },
+    /// The notify controller is done with a receiver's notices up to `through` (delivered,
+    /// given up on, or not for it).
+    AckNotices {
+        /// The receiver's configured name.
+        receiver: String,
+        /// The last notice it is done with.
+        through: u64,
+    },
 }
 
 /// What rendering a revision produced.
@@ -587,6 +595,7 @@ impl Command {
             Command::BindClusterIdentity { .. } => "bind_cluster_identity",
             Command::RecordIdentityConflict { .. } => "record_identity_conflict",
             Command::ResetClusterIdentity { .. } => "reset_cluster_identity",
+            Command::AckNotices { .. } => "ack_notices",
         }
     }
 }

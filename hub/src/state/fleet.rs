@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::identity::{BoundIdentity, IdentityConflict};
+use super::notice::{About, NoticeKind};
 use super::source::RevisionRef;
 use super::{CommandError, Labels, State, Timestamp};
 
@@ -138,8 +139,17 @@ pub(super) fn set_liveness(
         .get_mut(name)
         .ok_or_else(|| CommandError::UnknownCluster(name.to_owned()))?;
     if cluster.online != online {
+        // Its first connection is no news; going offline, and coming back after, are.
+        let notice = match (online, cluster.liveness_changed_at) {
+            (false, _) => Some((NoticeKind::ClusterOffline, "its agent stopped reporting")),
+            (true, Some(_)) => Some((NoticeKind::ClusterBack, "its agent reports again")),
+            (true, None) => None,
+        };
         cluster.online = online;
         cluster.liveness_changed_at = Some(at);
+        if let Some((kind, message)) = notice {
+            state.notices.push(kind, at, cluster_about(name), message);
+        }
     }
     Ok(())
 }
@@ -160,9 +170,33 @@ pub(super) fn set_api(
         .as_ref()
         .is_none_or(|known| known.since <= api.since)
     {
+        let was = cluster.api.as_ref().map(|known| known.reachable);
         cluster.api = Some(api.clone());
+        let notice = match (was, api.reachable) {
+            (Some(true) | None, false) => Some((
+                NoticeKind::ClusterUnreachable,
+                format!("its agent cannot reach the API server: {}", api.error),
+            )),
+            (Some(false), true) => Some((
+                NoticeKind::ClusterBack,
+                "its agent reaches the API server again".to_owned(),
+            )),
+            _ => None,
+        };
+        if let Some((kind, message)) = notice {
+            state
+                .notices
+                .push(kind, api.since, cluster_about(name), &message);
+        }
     }
     Ok(())
+}
+
+fn cluster_about(name: &str) -> About {
+    About {
+        cluster: Some(name.to_owned()),
+        ..About::default()
+    }
 }
 
 /// Most characters of an agent's version the state records.

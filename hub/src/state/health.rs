@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::notice::NoticeKind;
 use super::source::BlobHash;
 use super::{State, Timestamp};
 
@@ -226,6 +227,20 @@ pub(super) fn record(state: &mut State, reports: &[HealthReport]) {
             if let Some(note) = &report.last_drift
                 && drift_log.last() != Some(note)
             {
+                if note.kind == DriftKind::Corrected {
+                    let about = super::notice::About {
+                        cluster: Some(report.key.cluster.clone()),
+                        ..Default::default()
+                    };
+                    let message = format!(
+                        "bundle {}: re-applied {}",
+                        report.key.bundle,
+                        note.objects.join(", ")
+                    );
+                    state
+                        .notices
+                        .push(NoticeKind::DriftCorrected, note.at, about, &message);
+                }
                 // The same finding again (a correction that keeps failing) updates its time
                 // instead of pushing the others out of the log.
                 if let Some(last) = drift_log

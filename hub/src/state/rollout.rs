@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::audit::AuditEvent;
 use super::command::{PlannedWave, RolloutAction, RolloutStep};
+use super::notice::{About, NoticeKind};
 use super::source::RevisionRef;
 use super::stage::{PinRecord, StageChange, set_pin};
 use super::{CommandError, State, Timestamp};
@@ -359,12 +360,48 @@ pub(super) fn start(state: &mut State, new: NewRollout<'_>) -> Result<(), Comman
             deletion_hold,
         },
     );
-    complete_if_done(state, id);
+    let rollout = &state.rollouts[&id];
+    let (kind, message) = match (&rollout.deletion_hold, &rollout.status) {
+        (Some(hold), _) => (
+            NoticeKind::DeletionGuardHolding,
+            format!(
+                "rollout {id} to {} held until approved: {}",
+                pipeline::short(&new.to.commit),
+                hold.summary()
+            ),
+        ),
+        (None, RolloutStatus::AwaitingApproval) => (
+            NoticeKind::RolloutAwaitingApproval,
+            format!(
+                "rollout {id} to {} awaits approval: `flotilla approve {}`",
+                pipeline::short(&new.to.commit),
+                new.stage
+            ),
+        ),
+        _ => (
+            NoticeKind::RolloutStarted,
+            format!(
+                "rollout {id} to {} started by {}: {}",
+                pipeline::short(&new.to.commit),
+                new.by,
+                new.reason
+            ),
+        ),
+    };
+    notice(
+        state,
+        kind,
+        (new.stage, Some(id)),
+        &new.to.commit,
+        new.at,
+        &message,
+    );
+    complete_if_done(state, id, new.at);
     Ok(())
 }
 
 /// A running rollout with no wave left (a stage without clusters) completes at once.
-fn complete_if_done(state: &mut State, id: u64) {
+fn complete_if_done(state: &mut State, id: u64, at: Timestamp) {
     let Some(rollout) = state.rollouts.get_mut(&id) else {
         return;
     };
@@ -372,14 +409,44 @@ fn complete_if_done(state: &mut State, id: u64) {
         return;
     }
     rollout.status = RolloutStatus::Completed;
-    let (stage, to) = (rollout.stage.clone(), rollout.to.clone());
-    let stage = state.stages.entry(stage).or_default();
+    let (stage_name, to) = (rollout.stage.clone(), rollout.to.clone());
+    let message = format!(
+        "rollout {id} to {} completed: every wave passed",
+        pipeline::short(&to.commit)
+    );
+    let stage = state.stages.entry(stage_name.clone()).or_default();
     stage.failed.remove(&to);
-    stage.passed.insert(to);
+    stage.passed.insert(to.clone());
+    notice(
+        state,
+        NoticeKind::RolloutCompleted,
+        (&stage_name, Some(id)),
+        &to.commit,
+        at,
+        &message,
+    );
 }
 
 /// Records an audit event about a stage; rollout decisions are audited as they apply, so the
 /// record can never miss one.
+/// Records a notice about rollout `rollout` of `stage`, concerning `commit`.
+pub(super) fn notice(
+    state: &mut State,
+    kind: NoticeKind,
+    (stage, rollout): (&str, Option<u64>),
+    commit: &str,
+    at: Timestamp,
+    message: &str,
+) {
+    let about = About {
+        stage: Some(stage.to_owned()),
+        commit: Some(commit.to_owned()),
+        rollout,
+        cluster: None,
+    };
+    state.notices.push(kind, at, about, message);
+}
+
 fn audit(state: &mut State, actor: &str, action: &str, stage: &str, detail: String, at: Timestamp) {
     state.audit.push(AuditEvent {
         actor: actor.to_owned(),
@@ -594,7 +661,7 @@ fn wave_done(state: &mut State, id: u64, wave: usize, at: Timestamp) -> Result<(
     rollout.current += 1;
     rollout.updated_at = at;
     rollout.progressed_at = at;
-    complete_if_done(state, id);
+    complete_if_done(state, id, at);
     Ok(())
 }
 
@@ -670,7 +737,20 @@ pub(super) fn transition(
             rollout.started_at = Some(at);
             rollout.updated_at = at;
             rollout.progressed_at = at;
-            complete_if_done(state, id);
+            let commit = rollout.to.commit.clone();
+            let message = format!(
+                "rollout {id} to {} started: approved by {by}",
+                pipeline::short(&commit)
+            );
+            notice(
+                state,
+                NoticeKind::RolloutStarted,
+                (&stage, Some(id)),
+                &commit,
+                at,
+                &message,
+            );
+            complete_if_done(state, id, at);
         }
         (action, _) => return Err(rollout.refuse(id, action.verb())),
     }

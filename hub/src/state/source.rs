@@ -558,10 +558,20 @@ pub(super) fn record_render(
         return Err(CommandError::AlreadyRendered(revision.clone()));
     }
     let status = match outcome {
-        RenderOutcome::Failed { error } => RevisionStatus::Failed {
-            error: error.clone(),
-            at,
-        },
+        RenderOutcome::Failed { error } => {
+            let about = super::notice::About {
+                commit: Some(revision.commit.clone()),
+                ..Default::default()
+            };
+            let message = format!("{revision}: {}", error.describe());
+            state
+                .notices
+                .push(super::notice::NoticeKind::RenderFailed, at, about, &message);
+            RevisionStatus::Failed {
+                error: error.clone(),
+                at,
+            }
+        }
         RenderOutcome::Rendered {
             bundles,
             index,

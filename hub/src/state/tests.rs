@@ -515,6 +515,15 @@ fn a_failed_render_never_reaches_a_stage_or_cluster() {
         &state.revisions[&rev("bad")].status,
         RevisionStatus::Failed { error, .. } if error.line == Some(7)
     ));
+    let notice = state.notices.recent.back().expect("a notice");
+    assert_eq!(notice.kind, super::notice::NoticeKind::RenderFailed);
+    assert_eq!(notice.commit.as_deref(), Some("bad"));
+    assert_eq!(notice.stage, None);
+    assert!(
+        notice.message.contains("apps/web/deploy.yaml"),
+        "{}",
+        notice.message
+    );
     let err = apply_err(
         &mut state,
         Command::PinStage {
@@ -977,6 +986,86 @@ fn an_older_cluster_api_report_never_replaces_a_newer_one() {
     assert!(state.clusters["dev-1"].reporting());
     apply_ok(&mut state, api(false, 30));
     assert!(!state.clusters["dev-1"].reporting());
+    // Reachable at 20 was no news (the first word); the late 10 changed nothing; 30 did.
+    let kinds: Vec<_> = state
+        .notices
+        .recent
+        .iter()
+        .map(|n| (n.kind, n.at))
+        .collect();
+    assert_eq!(
+        kinds,
+        [(super::notice::NoticeKind::ClusterUnreachable, t(30))]
+    );
+    assert!(state.notices.recent[0].message.contains("GET /readyz: 500"));
+    apply_ok(&mut state, api(true, 40));
+    assert_eq!(
+        state.notices.recent[1].kind,
+        super::notice::NoticeKind::ClusterBack
+    );
+}
+
+#[test]
+fn a_drift_correction_is_a_notice_once() {
+    let mut state = fleet();
+    let corrected = |at: u64| super::health::DriftNote {
+        objects: vec!["ConfigMap app/app: data.greeting (by kubectl)".into()],
+        kind: super::health::DriftKind::Corrected,
+        at: t(at),
+    };
+    let mut first = report("a", Health::Healthy, 100);
+    first.last_drift = Some(corrected(99));
+    let mut again = report("a", Health::Healthy, 101);
+    again.last_drift = Some(corrected(99));
+    apply_ok(
+        &mut state,
+        Command::RecordHealth {
+            reports: vec![first],
+        },
+    );
+    apply_ok(
+        &mut state,
+        Command::RecordHealth {
+            reports: vec![again],
+        },
+    );
+    let drift: Vec<_> = state
+        .notices
+        .recent
+        .iter()
+        .filter(|n| n.kind == super::notice::NoticeKind::DriftCorrected)
+        .collect();
+    assert_eq!(
+        drift.len(),
+        1,
+        "the same correction reported twice is one notice"
+    );
+    assert_eq!(drift[0].cluster.as_deref(), Some("a"));
+    assert!(
+        drift[0]
+            .message
+            .contains("bundle app: re-applied ConfigMap app/app"),
+        "{}",
+        drift[0].message
+    );
+    let mut later = report("a", Health::Healthy, 200);
+    later.last_drift = Some(corrected(199));
+    apply_ok(
+        &mut state,
+        Command::RecordHealth {
+            reports: vec![later],
+        },
+    );
+    assert_eq!(
+        state
+            .notices
+            .recent
+            .iter()
+            .filter(|n| n.kind == super::notice::NoticeKind::DriftCorrected)
+            .count(),
+        2,
+        "a new correction is a new notice"
+    );
 }
 
 #[test]

@@ -125,9 +125,17 @@ async fn alert_rules_and_dashboard_are_valid_and_name_only_served_metrics() -> R
     assert!(checked.contains("SUCCESS"), "{checked}");
 
     // Every metric they name is one the hub or an agent serves.
+    // With a notification receiver, so the notification series are served too.
+    let receiver = flotilla_testkit::receiver::ReceiverServer::start(false).await?;
+    let options = FleetOptions {
+        hub_config: Some(format!(
+            "notifications:\n- {{name: ops, type: webhook, url: '{}'}}\n",
+            receiver.url
+        )),
+        ..FleetOptions::default()
+    };
     let (repo, first) = small_fleet::repository()?;
-    let fleet =
-        Fleet::start_on(&repo, small_fleet::INVENTORY, FleetOptions::default(), None).await?;
+    let fleet = Fleet::start_on(&repo, small_fleet::INVENTORY, options, None).await?;
     fleet.wait_rolled_out(&first).await?;
     let mut names = BTreeSet::new();
     served(&fleet.metrics().await?, &mut names);

@@ -29,6 +29,8 @@ mod lint_matches_a_real_api_server;
 mod listeners_close_slow_and_idle_connections;
 mod listeners_survive_a_connection_flood;
 mod nemesis_real_network;
+mod notifications_follow_a_commit;
+mod notifications_once_across_failover;
 mod real_clusters_start_and_stop;
 mod security_agent_identity_bound_to_its_cluster;
 mod security_bad_input_corpus;

@@ -10,6 +10,7 @@ use flotilla_core::spec::{Stage as StageSpec, StageSource};
 use super::pipeline::short;
 use super::promotion::{rendered, stage_clusters, upstream_gate};
 use super::{OnFailure, RolloutStatus, audit, require_bundles, rollout_mut};
+use crate::state::notice::NoticeKind;
 use crate::state::source::RevisionRef;
 use crate::state::stage::{PinRecord, StageChange, set_pin};
 use crate::state::{CommandError, State, Timestamp};
@@ -37,6 +38,24 @@ pub(in crate::state) fn fail(
         &stage,
         format!("rollout {id}: {reason}"),
         at,
+    );
+    let rollout = &state.rollouts[&id];
+    let then = match (rollout.gate.on_failure, &rollout.from) {
+        (OnFailure::Rollback, Some(_)) => "rolling back",
+        _ => "paused",
+    };
+    let commit = rollout.to.commit.clone();
+    let message = format!(
+        "rollout {id} to {} failed ({then}): {reason}",
+        short(&commit)
+    );
+    super::notice(
+        state,
+        NoticeKind::RolloutFailed,
+        (&stage, Some(id)),
+        &commit,
+        at,
+        &message,
     );
     let rollout = &state.rollouts[&id];
     match (rollout.gate.on_failure, rollout.from.clone()) {
@@ -199,6 +218,7 @@ fn return_stage(state: &mut State, back: ReturnTo<'_>) {
         .collect();
     if let Some((id, rollout)) = state.active_rollout(back.stage) {
         failed.push(rollout.to.clone());
+        // The notice concerns what the stage leaves: the rollout's target, else its pin.
         if let Some(rollout) = state.rollouts.get_mut(&id) {
             rollout.status = RolloutStatus::RolledBack {
                 reason: back.reason.to_owned(),
@@ -206,6 +226,7 @@ fn return_stage(state: &mut State, back: ReturnTo<'_>) {
             rollout.updated_at = back.at;
         }
     }
+    let failed_commit = failed.last().map(|r| r.commit.clone());
     if let Some(stage) = state.stages.get_mut(back.stage) {
         for revision in failed.into_iter().filter(|r| r != back.to) {
             stage.passed.remove(&revision);
@@ -225,6 +246,24 @@ fn return_stage(state: &mut State, back: ReturnTo<'_>) {
             rollout: back.rollout,
         },
     );
+    if let Some(left) = failed_commit {
+        let message = format!(
+            "stage {} rolled back from {} to {} by {}: {}",
+            back.stage,
+            short(&left),
+            short(&back.to.commit),
+            back.by,
+            back.reason
+        );
+        super::notice(
+            state,
+            NoticeKind::RolloutRolledBack,
+            (back.stage, back.rollout),
+            &left,
+            back.at,
+            &message,
+        );
+    }
     audit(
         state,
         back.by,

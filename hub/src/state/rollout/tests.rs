@@ -2,6 +2,7 @@ use super::*;
 use std::collections::BTreeMap;
 
 use crate::state::health::{Health, HealthKey, HealthReport};
+use crate::state::notice::NoticeKind;
 use crate::state::tests::{apply_err, apply_ok, register, rev, t};
 use crate::state::{Command, CommandError};
 
@@ -126,6 +127,31 @@ fn report(state: &mut State, clusters: &[&str], health: Health, at: u64) {
     apply_ok(state, Command::RecordHealth { reports });
 }
 
+/// The notices recorded: kind, stage, commit and rollout.
+fn notices(state: &State) -> Vec<(NoticeKind, String, String, Option<u64>)> {
+    state
+        .notices
+        .recent
+        .iter()
+        .map(|n| {
+            (
+                n.kind,
+                n.stage.clone().unwrap_or_default(),
+                n.commit.clone().unwrap_or_default(),
+                n.rollout,
+            )
+        })
+        .collect()
+}
+
+fn notice(
+    kind: NoticeKind,
+    commit: &str,
+    rollout: u64,
+) -> (NoticeKind, String, String, Option<u64>) {
+    (kind, "prod".into(), commit.into(), Some(rollout))
+}
+
 fn assigned(state: &State, cluster: &str) -> String {
     state.clusters[cluster]
         .assigned
@@ -207,6 +233,14 @@ fn a_rollout_pins_its_stage_then_passes_wave_by_wave_after_each_soak() {
     assert_eq!(rollout.status, RolloutStatus::Completed);
     assert!(state.stages["prod"].passed.contains(&rev("c2")));
     apply_err(&mut state, status(id, RolloutAction::Pause, 304));
+    assert_eq!(
+        notices(&state),
+        [
+            notice(NoticeKind::RolloutStarted, "c2", id),
+            notice(NoticeKind::RolloutCompleted, "c2", id)
+        ]
+    );
+    assert_eq!(state.notices.recent[1].at, t(2_252));
 }
 
 #[test]
@@ -315,7 +349,16 @@ fn a_rollout_awaiting_approval_changes_nothing_until_approved() {
     assert_eq!(state.rollouts[&id].status, RolloutStatus::AwaitingApproval);
     assert_eq!(state.stages["prod"].pinned, Some(rev("c1")));
     apply_err(&mut state, step(id, assign(0, &["a"]), 101));
+    assert_eq!(
+        notices(&state),
+        [notice(NoticeKind::RolloutAwaitingApproval, "c2", id)]
+    );
     apply_ok(&mut state, status(id, RolloutAction::Approve, 102));
+    assert_eq!(
+        notices(&state)[1..],
+        [notice(NoticeKind::RolloutStarted, "c2", id)]
+    );
+    assert!(state.notices.recent[1].message.contains("approved by bob"));
     let stage = &state.stages["prod"];
     assert_eq!(stage.pinned, Some(rev("c2")));
     let pin = stage.history.last().expect("history");
@@ -374,6 +417,11 @@ fn a_deleting_rollout_is_held_as_it_applies_whatever_its_proposer_asked() {
     assert_eq!(rollout.status, RolloutStatus::AwaitingApproval);
     let hold = rollout.deletion_hold.clone().expect("held");
     assert!(hold.no_bundles);
+    let held = notices(&state);
+    assert_eq!(
+        held.last(),
+        Some(&notice(NoticeKind::DeletionGuardHolding, "empty", id))
+    );
     assert_eq!((hold.clusters, hold.pruning_clusters), (3, 3));
     assert_eq!(state.stages["prod"].pinned, Some(rev("c1")), "not pinned");
     apply_err(&mut state, step(id, assign(0, &["a"]), 101));
@@ -485,6 +533,14 @@ fn rolling_back_returns_clusters_pins_back_and_marks_the_target_failed() {
     assert!(!stage.failed.contains(&rev("c1")));
     let pin = stage.history.last().expect("history");
     assert_eq!((pin.change, pin.rollout), (StageChange::Rollback, Some(id)));
+    // The notice is about what the stage left: the rollout's target.
+    assert_eq!(
+        notices(&state),
+        [
+            notice(NoticeKind::RolloutStarted, "c2", id),
+            notice(NoticeKind::RolloutRolledBack, "c2", id)
+        ]
+    );
     let err = apply_err(&mut state, back("c1"));
     assert!(err.to_string().contains("already pinned"), "{err}");
 }
@@ -605,6 +661,18 @@ fn a_failure_pauses_or_returns_every_moved_cluster_as_the_gate_says() {
                 assert_eq!(assigned(&state, "a"), "c2", "a pause moves nobody");
                 assert!(!state.stages["prod"].failed.contains(&rev("c2")));
                 assert_eq!(actions, ["promote", "rollout.fail"]);
+                assert_eq!(
+                    notices(&state),
+                    [
+                        notice(NoticeKind::RolloutStarted, "c2", id),
+                        notice(NoticeKind::RolloutFailed, "c2", id)
+                    ]
+                );
+                assert!(
+                    state.notices.recent[1]
+                        .message
+                        .contains("failed (paused): cluster a is Degraded")
+                );
             }
             OnFailure::Rollback => {
                 assert!(matches!(
@@ -615,6 +683,14 @@ fn a_failure_pauses_or_returns_every_moved_cluster_as_the_gate_says() {
                 assert_eq!(state.stages["prod"].pinned, Some(rev("c1")));
                 assert!(state.stages["prod"].failed.contains(&rev("c2")));
                 assert_eq!(actions, ["promote", "rollout.fail", "rollback"]);
+                assert_eq!(
+                    notices(&state),
+                    [
+                        notice(NoticeKind::RolloutStarted, "c2", id),
+                        notice(NoticeKind::RolloutFailed, "c2", id),
+                        notice(NoticeKind::RolloutRolledBack, "c2", id)
+                    ]
+                );
             }
         }
         apply_err(
