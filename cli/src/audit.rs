@@ -25,10 +25,10 @@ pub(crate) struct AuditArgs {
     /// At most this many events.
     #[arg(long, default_value_t = 100)]
     limit: u32,
-    #[command(flatten)]
+    #[arg(skip = crate::global::hub())]
     hub: HubArgs,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(skip = crate::global::output())]
     output: OutputFormat,
 }
 

@@ -30,10 +30,10 @@ enum ClusterAction {
         /// Labels as k=v,k2=v2.
         #[arg(long, default_value = "")]
         labels: String,
-        #[command(flatten)]
+        #[arg(skip = crate::global::hub())]
         hub: HubArgs,
         /// Output format.
-        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        #[arg(skip = crate::global::output())]
         output: OutputFormat,
     },
     /// Set labels (KEY=VALUE) and remove them (KEY-) on a registered cluster, all or nothing;
@@ -45,10 +45,10 @@ enum ClusterAction {
         /// KEY=VALUE to set, KEY- to remove.
         #[arg(required = true)]
         labels: Vec<String>,
-        #[command(flatten)]
+        #[arg(skip = crate::global::hub())]
         hub: HubArgs,
         /// Output format.
-        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        #[arg(skip = crate::global::output())]
         output: OutputFormat,
     },
     /// A new one-time bootstrap token for a registered cluster's agent (one from the hub's
@@ -56,10 +56,10 @@ enum ClusterAction {
     Token {
         /// Cluster name.
         name: String,
-        #[command(flatten)]
+        #[arg(skip = crate::global::hub())]
         hub: HubArgs,
         /// Output format.
-        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        #[arg(skip = crate::global::output())]
         output: OutputFormat,
     },
     /// Forget the Kubernetes cluster (kube-system namespace UID) bound to a cluster's name, when
@@ -72,10 +72,10 @@ enum ClusterAction {
         /// jsonpath='{.metadata.uid}'`), so that no other cluster's agent can bind first.
         #[arg(long)]
         uid: Option<String>,
-        #[command(flatten)]
+        #[arg(skip = crate::global::hub())]
         hub: HubArgs,
         /// Output format.
-        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        #[arg(skip = crate::global::output())]
         output: OutputFormat,
     },
     /// Remove a cluster: it is assigned nothing more, its agent's certificates are revoked and
@@ -83,7 +83,7 @@ enum ClusterAction {
     Remove {
         /// Cluster name.
         name: String,
-        #[command(flatten)]
+        #[arg(skip = crate::global::hub())]
         hub: HubArgs,
     },
 }

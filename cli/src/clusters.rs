@@ -13,10 +13,10 @@ use crate::time::rfc3339;
 /// Arguments of `flotilla clusters`.
 #[derive(Debug, Args)]
 pub(crate) struct ClustersArgs {
-    #[command(flatten)]
+    #[arg(skip = crate::global::hub())]
     hub: HubArgs,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(skip = crate::global::output())]
     output: OutputFormat,
 }
 

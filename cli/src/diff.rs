@@ -22,10 +22,10 @@ pub(crate) struct DiffArgs {
     /// Only this cluster.
     #[arg(long)]
     cluster: Option<String>,
-    #[command(flatten)]
+    #[arg(skip = crate::global::hub())]
     hub: HubArgs,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(skip = crate::global::output())]
     output: OutputFormat,
     /// Exit with 1 when the revisions differ and 0 when they do not (errors exit with 2), as
     /// `git diff --exit-code` and `kubectl diff` do, for scripts and CI gates.

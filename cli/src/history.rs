@@ -15,10 +15,10 @@ use crate::time::rfc3339;
 pub(crate) struct HistoryArgs {
     /// The stage.
     stage: String,
-    #[command(flatten)]
+    #[arg(skip = crate::global::hub())]
     hub: HubArgs,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(skip = crate::global::output())]
     output: OutputFormat,
 }
 

@@ -4,7 +4,6 @@
 use std::time::Duration;
 
 use anyhow::anyhow;
-use clap::Args;
 use flotilla_proto::v1::admin_client::AdminClient;
 use tonic::metadata::MetadataValue;
 use tonic::service::Interceptor;
@@ -18,22 +17,32 @@ pub(crate) const DEFAULT_HUB: &str = "127.0.0.1:7071";
 /// Largest message accepted from the hub (a fleet status of many clusters).
 const MAX_MESSAGE_BYTES: usize = 64 * 1024 * 1024;
 
-/// How to reach the hub; flattened into every command that talks to one.
-#[derive(Debug, Clone, Args)]
+/// How to reach the hub, as `global` resolved it from the flags, the environment and the
+/// context.
+#[derive(Debug, Clone)]
 pub(crate) struct HubArgs {
-    /// The hub's API address (HOST:PORT), as `flotilla-hub` prints it (`api listening on ...`).
-    #[arg(long, env = "FLOTILLA_HUB", default_value = DEFAULT_HUB)]
+    /// The hub's API address (HOST:PORT).
     pub(crate) hub: String,
-    /// The API token (flt_...), as `flotilla token create` printed it; a new hub writes its
-    /// first admin token to `<data-dir>/admin-token`.
-    #[arg(long, env = "FLOTILLA_TOKEN", hide_env_values = true)]
+    /// The API token (flt_...).
     pub(crate) token: Option<String>,
-    /// The hub's CA certificate (its `<data-dir>/ca.crt`): connect with TLS trusting it alone.
-    #[arg(long, env = "FLOTILLA_CA_FILE", value_name = "FILE")]
+    /// The hub's CA certificate file: connect with TLS trusting it alone.
     pub(crate) ca_file: Option<std::path::PathBuf>,
+    /// The hub's CA certificate (PEM) from the context, when no file is given.
+    pub(crate) ca_pem: Option<String>,
     /// Speak plain HTTP/2 to a hub started with --insecure.
-    #[arg(long, env = "FLOTILLA_INSECURE", value_parser = clap::builder::BoolishValueParser::new(), default_value_t = false)]
     pub(crate) insecure: bool,
+}
+
+impl Default for HubArgs {
+    fn default() -> Self {
+        HubArgs {
+            hub: DEFAULT_HUB.to_owned(),
+            token: None,
+            ca_file: None,
+            ca_pem: None,
+            insecure: false,
+        }
+    }
 }
 
 /// An Admin API client bound to one hub.
@@ -87,7 +96,7 @@ impl HubArgs {
             .timeout(Duration::from_secs(30))
             .connect()
             .await
-            .map_err(|e| unreachable_hub(address, &e.to_string()))?;
+            .map_err(|e| self.connect_error(&e))?;
         let header = self.bearer_header()?;
         Ok(AdminClient::with_interceptor(channel, Bearer { header })
             .max_decoding_message_size(MAX_MESSAGE_BYTES))
@@ -99,15 +108,18 @@ impl HubArgs {
         if self.insecure {
             return Ok(None);
         }
-        let Some(path) = &self.ca_file else {
-            return Err(anyhow!(
-                "the hub speaks TLS: pass --ca-file (or set FLOTILLA_CA_FILE) to the hub's CA \
-                 certificate, `<data-dir>/ca.crt` on a hub node; for a hub started with \
-                 --insecure, pass --insecure (or FLOTILLA_INSECURE=1)"
-            ));
+        let pem = match (&self.ca_file, &self.ca_pem) {
+            (Some(path), _) => std::fs::read_to_string(path)
+                .map_err(|e| anyhow!("cannot read the CA file {}: {e}", path.display()))?,
+            (None, Some(pem)) => pem.clone(),
+            (None, None) => {
+                return Err(anyhow!(
+                    "the hub speaks TLS: pass --ca-file (or set FLOTILLA_CA_FILE) to the hub's CA \
+                     certificate, `<data-dir>/ca.crt` on a hub node, or `flotilla login` once; for \
+                     a hub started with --insecure, pass --insecure (or FLOTILLA_INSECURE=1)"
+                ));
+            }
         };
-        let pem = std::fs::read_to_string(path)
-            .map_err(|e| anyhow!("cannot read the CA file {}: {e}", path.display()))?;
         let host = match self.address().rsplit_once(':') {
             Some((host, _)) => host.trim_start_matches('[').trim_end_matches(']'),
             None => self.address(),
@@ -140,7 +152,21 @@ impl HubArgs {
         let address = self.address();
         match status.code() {
             Code::Unavailable if status.message().contains("transport") => {
-                unreachable_hub(address, status.message())
+                match std::error::Error::source(&status) {
+                    Some(source) => self.connect_error(source),
+                    None => unreachable_hub(address, status.message()),
+                }
+            }
+            Code::Cancelled | Code::Unknown | Code::Internal
+                if self.insecure
+                    && (status.code() != Code::Internal
+                        || status.message().contains("protocol error")) =>
+            {
+                anyhow!(
+                    "{what}: the hub at {address} ended the call ({}); a hub that speaks TLS \
+                     does that to a client using --insecure: pass --ca-file instead",
+                    status.message()
+                )
             }
             Code::Unauthenticated if self.token.is_none() => anyhow!(
                 "{what}: the hub at {address} needs a token: {}; pass --token or set FLOTILLA_TOKEN (a new hub writes its first admin token to <data-dir>/admin-token)",
@@ -160,6 +186,65 @@ impl HubArgs {
             _ => anyhow!("{what}: {}", status.message()),
         }
     }
+}
+
+impl HubArgs {
+    /// Why connecting failed, named: a TLS failure says it is one (an unknown CA, a name the
+    /// certificate does not hold, a hub that does not speak TLS), with what to do.
+    fn connect_error(&self, error: &(dyn std::error::Error + 'static)) -> anyhow::Error {
+        let address = self.address();
+        let mut source = Some(error);
+        let mut deepest = error.to_string();
+        while let Some(e) = source {
+            if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+                return tls_error(address, tls);
+            }
+            deepest = e.to_string();
+            source = match e
+                .downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+            {
+                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+                None => e.source(),
+            };
+        }
+        if self.insecure && (deepest.contains("canceled") || deepest.contains("closed")) {
+            return anyhow!(
+                "cannot talk to the hub at {address} without TLS ({deepest}): it speaks TLS; \
+                 pass --ca-file with its CA certificate instead of --insecure"
+            );
+        }
+        unreachable_hub(address, &deepest)
+    }
+}
+
+/// A TLS failure as people can act on it.
+fn tls_error(address: &str, error: &rustls::Error) -> anyhow::Error {
+    use rustls::{CertificateError, Error};
+    let hint = match error {
+        Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
+            "the hub's certificate is not signed by the CA in --ca-file: pass the CA of this \
+             hub's group (`<data-dir>/ca.crt` on one of its nodes)"
+        }
+        Error::InvalidCertificate(
+            CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
+        ) => {
+            "the hub's certificate does not hold the name you dialled: use an address it was \
+             issued for (`flotilla-hub` `--tls-san` adds names)"
+        }
+        Error::InvalidCertificate(
+            CertificateError::Expired | CertificateError::ExpiredContext { .. },
+        ) => {
+            "the hub's certificate has expired: its node renews it while it runs; check the \
+             node's clock and log"
+        }
+        Error::InvalidMessage(_) | Error::InappropriateMessage { .. } => {
+            "the hub did not answer in TLS: is it started with --insecure (then pass --insecure), \
+             or is this not its API address?"
+        }
+        _ => "check --ca-file and --hub",
+    };
+    anyhow!("TLS handshake with the hub at {address} failed: {error}; {hint}")
 }
 
 fn unreachable_hub(address: &str, detail: &str) -> anyhow::Error {

@@ -46,7 +46,7 @@ pub(crate) struct LintArgs {
     #[arg(long, value_name = "DIR")]
     charts: Option<PathBuf>,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(skip = crate::global::output())]
     output: OutputFormat,
 }
 

@@ -3,16 +3,19 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 mod audit;
 mod cluster;
 mod clusters;
+mod contexts;
 mod demo;
 mod diff;
+mod global;
 mod history;
 mod hub;
 mod lint;
+mod login;
 mod output;
 mod promote;
 mod render;
@@ -28,6 +31,8 @@ mod token;
 #[derive(Debug, Parser)]
 #[command(name = "flotilla", version, about, long_about = None)]
 struct Cli {
+    #[command(flatten)]
+    global: global::Global,
     #[command(subcommand)]
     command: Command,
 }
@@ -74,12 +79,28 @@ enum Command {
     /// options.
     #[command(disable_help_flag = true)]
     Demo(demo::DemoArgs),
+    /// Save a hub's address, CA and token as a context and make it current, so later commands
+    /// need no flags (checks that the hub answers and takes the token first).
+    Login(login::LoginArgs),
+    /// Show and switch the contexts `flotilla login` saved.
+    Config(contexts::ConfigArgs),
+    /// Print a shell completion script: `source <(flotilla completion bash)`.
+    Completion {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     flotilla_pki::install_crypto_provider();
-    let cli = Cli::parse();
+    let cli = match parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     // `diff --exit-code` says "they differ" with 1, so its failures need another code.
     let failure = match &cli.command {
         Command::Diff(args) if args.exit_code => ExitCode::from(2),
@@ -109,6 +130,15 @@ async fn main() -> ExitCode {
         Command::Rollout(args) => rollout::run(&args).await,
         Command::Token(args) => token::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Audit(args) => audit::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Login(args) => login::run(&args, &cli.global)
+            .await
+            .map(|()| ExitCode::SUCCESS),
+        Command::Config(args) => contexts::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Completion { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "flotilla", &mut script);
+            output::emit(&String::from_utf8_lossy(&script)).map(|()| ExitCode::SUCCESS)
+        }
     };
     match outcome {
         Ok(code) => code,
@@ -117,4 +147,24 @@ async fn main() -> ExitCode {
             failure
         }
     }
+}
+
+/// Parses the command line: the global flags first, resolved against the contexts (so that a
+/// command's `#[arg(skip = …)]` fields read the settings in force), then the command.
+fn parse() -> anyhow::Result<Cli> {
+    let matches = Cli::command().get_matches();
+    let global = global::Global::from_arg_matches(&matches).map_err(|e| e.exit())?;
+    // `login` and `config` work on the contexts themselves: a broken or unknown one must not
+    // stop them.
+    let own = matches!(
+        matches.subcommand_name(),
+        Some("login" | "config" | "completion" | "lint" | "render" | "demo")
+    );
+    let contexts = if own {
+        contexts::Contexts::default()
+    } else {
+        contexts::Contexts::load()?
+    };
+    global.resolve(&contexts)?;
+    Cli::from_arg_matches(&matches).map_err(|e| e.exit())
 }

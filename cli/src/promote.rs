@@ -26,10 +26,10 @@ pub(crate) struct PromoteArgs {
     /// Why, for the stage's history.
     #[arg(long, default_value = "")]
     reason: String,
-    #[command(flatten)]
+    #[arg(skip = crate::global::hub())]
     hub: HubArgs,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(skip = crate::global::output())]
     output: OutputFormat,
 }
 

@@ -28,6 +28,16 @@ pub(crate) enum RenderFormat {
     Json,
 }
 
+impl RenderFormat {
+    /// `-o json` is JSON; anything else (`yaml`, none) the YAML stream.
+    fn given() -> RenderFormat {
+        match crate::global::output_given() {
+            Some(crate::output::OutputFormat::Json) => RenderFormat::Json,
+            _ => RenderFormat::Yaml,
+        }
+    }
+}
+
 /// Arguments of `flotilla render`.
 #[derive(Debug, Args)]
 pub(crate) struct RenderArgs {
@@ -51,7 +61,7 @@ pub(crate) struct RenderArgs {
     #[arg(long, value_name = "VERSION")]
     kube_version: Option<String>,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = RenderFormat::Yaml)]
+    #[arg(skip = RenderFormat::given())]
     output: RenderFormat,
 }
 

@@ -12,10 +12,10 @@ use crate::time::{ago, rfc3339};
 /// Arguments of `flotilla revisions`.
 #[derive(Debug, Args)]
 pub(crate) struct RevisionsArgs {
-    #[command(flatten)]
+    #[arg(skip = crate::global::hub())]
     hub: HubArgs,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(skip = crate::global::output())]
     output: OutputFormat,
 }
 

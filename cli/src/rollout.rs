@@ -44,10 +44,10 @@ struct StatusArgs {
     /// Follow the rollout until it ends.
     #[arg(short, long)]
     watch: bool,
-    #[command(flatten)]
+    #[arg(skip = crate::global::hub())]
     hub: HubArgs,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(skip = crate::global::output())]
     output: OutputFormat,
 }
 

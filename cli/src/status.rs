@@ -21,10 +21,10 @@ use crate::time::{ago, rfc3339};
 /// Arguments of `flotilla status`.
 #[derive(Debug, Args)]
 pub(crate) struct StatusArgs {
-    #[command(flatten)]
+    #[arg(skip = crate::global::hub())]
     hub: HubArgs,
     /// Output format.
-    #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+    #[arg(skip = crate::global::output())]
     output: OutputFormat,
     /// Keep printing the status as it changes, until interrupted.
     #[arg(short, long)]

@@ -36,28 +36,28 @@ enum TokenAction {
         /// How long it works, like 30d or 12h. None: until revoked.
         #[arg(long)]
         expires: Option<String>,
-        #[command(flatten)]
+        #[arg(skip = crate::global::hub())]
         hub: HubArgs,
         /// Output format.
-        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        #[arg(skip = crate::global::output())]
         output: OutputFormat,
     },
     /// List the tokens (never their secrets).
     List {
-        #[command(flatten)]
+        #[arg(skip = crate::global::hub())]
         hub: HubArgs,
         /// Output format.
-        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        #[arg(skip = crate::global::output())]
         output: OutputFormat,
     },
     /// Revoke a token: it stops working at once.
     Revoke {
         /// The token's name.
         name: String,
-        #[command(flatten)]
+        #[arg(skip = crate::global::hub())]
         hub: HubArgs,
         /// Output format.
-        #[arg(short, long, value_enum, default_value_t = OutputFormat::Table)]
+        #[arg(skip = crate::global::output())]
         output: OutputFormat,
     },
 }

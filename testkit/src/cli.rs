@@ -40,6 +40,9 @@ impl Flotilla {
         command
             .args(args)
             .env("FLOTILLA_HUB", &self.hub)
+            // No operator's contexts: only what the test sets.
+            .env("FLOTILLA_CONFIG", "/nonexistent/flotilla/config.yaml")
+            .env_remove("FLOTILLA_CONTEXT")
             .env("PATH", crate::helm::path_with_helm());
         match (&self.ca_file, &self.token) {
             (Some(ca_file), token) => {

@@ -5,6 +5,7 @@
 mod support;
 
 mod cli_commands_against_hub;
+mod contexts_and_global_flags;
 mod demo_command_runs_the_demo_binary;
 mod diff_example_repo;
 mod lint_example_repo;

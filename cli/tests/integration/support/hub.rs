@@ -96,6 +96,7 @@ impl HubProcess {
             .args(args)
             .env("FLOTILLA_HUB", &self.api)
             .env("FLOTILLA_INSECURE", "1")
+            .env("FLOTILLA_CONFIG", "/nonexistent/flotilla/config.yaml")
             .env("PATH", flotilla_testkit::helm::path_with_helm())
             .output()?)
     }
