@@ -370,6 +370,23 @@ impl Metrics {
 
     /// These metrics, also showing how far behind each of these notification receivers is.
     pub fn with_receivers(mut self, receivers: Vec<String>) -> Self {
+        // Every series exists from the start at 0, so the first failure is an increase.
+        for receiver in &receivers {
+            let labels = |result: &str| {
+                vec![
+                    ("receiver".to_owned(), receiver.clone()),
+                    ("result".to_owned(), result.to_owned()),
+                ]
+            };
+            for result in ["delivered", "failed", "dropped"] {
+                self.notifications.get_or_create(&labels(result)).inc_by(0);
+            }
+            for result in ["delivered", "retry", "refused"] {
+                self.notification_attempts
+                    .get_or_create(&labels(result))
+                    .inc_by(0);
+            }
+        }
         self.receivers = receivers;
         self
     }

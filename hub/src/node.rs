@@ -61,13 +61,14 @@ impl Node {
             ContentStore::open(&config.data_dir).map_err(|e| StartError::Beside(e.to_string()))?;
         let content = Arc::new(Content::new(Arc::new(store)));
         let presence = Arc::new(PresenceBoard::default());
-        let (board, held) = (presence.clone(), content.clone());
+        let proposals: Arc<std::sync::OnceLock<Histogram>> = Arc::default();
+        let (board, held, timed) = (presence.clone(), content.clone(), proposals.clone());
         let consensus = flotilla_consensus::node::Node::start(config, move |consensus, peers| {
             let node = NodeHandle {
                 consensus: consensus.clone(),
                 presence: board,
                 content: held,
-                proposals: Arc::default(),
+                proposals: timed,
             };
             peers
                 .add_service(presence::server(node.clone()))
@@ -78,7 +79,7 @@ impl Node {
             consensus,
             presence,
             content,
-            proposals: Arc::default(),
+            proposals,
         };
         tokio::spawn(content::keep_up(node.clone()));
         Ok(node)

@@ -3,8 +3,8 @@
 //! out, in what order and how often they are tried is the notify controller's
 //! (`controller::notify`).
 //!
-//! Every request carries the notice's id (`X-Flotilla-Delivery`: the group's name and the
-//! notice's number, the same from every hub node) and, with a secret, the HMAC-SHA256 of its
+//! Every request carries the notice's id (`X-Flotilla-Delivery`: the group's name, when its
+//! state recorded its first notice, and the notice's number — the same from every hub node) and, with a secret, the HMAC-SHA256 of its
 //! body (`X-Flotilla-Signature-256: sha256=HEX`). A receiver that may see a notice twice — once
 //! from a leader that died before it recorded the delivery, once from the next — drops the
 //! second by its id.
@@ -129,7 +129,7 @@ impl Receiver {
 
     /// The request telling this receiver about `notice`, whose stage is `stage`.
     pub fn message(&self, notice: &Notice, stage: Option<&str>) -> Message {
-        let id = format!("{}-{}", self.group, notice.seq);
+        let id = notice.id(&self.group);
         let link = self.link(notice, stage);
         let (url, mut headers, body) = match &self.config.kind {
             ReceiverKind::Webhook => {
@@ -203,7 +203,11 @@ impl Receiver {
         let answer = tokio::time::timeout(self.config.timeout, async {
             let response = self.client.request(request).await?;
             let status = response.status();
-            let body = response.into_body().collect().await.map(|b| b.to_bytes());
+            // Only the start of an answer is kept; a receiver streaming more is cut off.
+            let body = http_body_util::Limited::new(response.into_body(), ANSWER_BYTES)
+                .collect()
+                .await
+                .map(|b| b.to_bytes());
             Ok::<_, hyper_util::client::legacy::Error>((status, body.unwrap_or_default()))
         })
         .await;
@@ -237,9 +241,9 @@ impl Receiver {
     fn link(&self, notice: &Notice, stage: Option<&str>) -> Option<String> {
         let base = self.config.dashboard_url.as_ref()?;
         let fragment = match (&notice.commit, &notice.cluster, stage) {
-            (Some(commit), _, _) => format!("commit/{commit}"),
-            (None, Some(cluster), _) => format!("cluster/{cluster}"),
-            (None, None, Some(stage)) => format!("stage/{stage}"),
+            (Some(commit), _, _) => format!("commit/{}", path_segment(commit)),
+            (None, Some(cluster), _) => format!("cluster/{}", path_segment(cluster)),
+            (None, None, Some(stage)) => format!("stage/{}", path_segment(stage)),
             (None, None, None) => return Some(format!("{base}/")),
         };
         Some(format!("{base}/#/{fragment}"))
@@ -256,6 +260,8 @@ fn github_state(kind: NoticeKind) -> Option<&'static str> {
         | NoticeKind::DeletionGuardHolding => Some("pending"),
         NoticeKind::RolloutCompleted => Some("success"),
         NoticeKind::RolloutFailed | NoticeKind::RolloutRolledBack => Some("failure"),
+        // It never finished in the stage: not a failure of the commit, but not pending either.
+        NoticeKind::RolloutSuperseded | NoticeKind::RolloutAbandoned => Some("error"),
         NoticeKind::ClusterOffline
         | NoticeKind::ClusterUnreachable
         | NoticeKind::ClusterBack
@@ -273,26 +279,36 @@ fn slack_text(notice: &Notice, stage: Option<&str>, link: Option<&str>) -> Strin
         NoticeKind::RolloutAwaitingApproval | NoticeKind::DeletionGuardHolding => ":raised_hand:",
         NoticeKind::RolloutCompleted | NoticeKind::ClusterBack => ":large_green_circle:",
         NoticeKind::RolloutStarted | NoticeKind::DriftCorrected => ":large_blue_circle:",
+        NoticeKind::RolloutSuperseded | NoticeKind::RolloutAbandoned => ":white_circle:",
     };
     let mut about = Vec::new();
     if let Some(stage) = stage {
-        about.push(format!("stage `{stage}`"));
+        about.push(format!("stage `{}`", slack_escape(stage)));
     }
     if let Some(cluster) = &notice.cluster {
-        about.push(format!("cluster `{cluster}`"));
+        about.push(format!("cluster `{}`", slack_escape(cluster)));
     }
     if let Some(commit) = &notice.commit {
-        about.push(format!("commit `{}`", cut(commit, 12)));
+        about.push(format!("commit `{}`", slack_escape(&cut(commit, 12))));
     }
     let mut text = format!("{mark} *{}*", notice.kind.describe());
     if !about.is_empty() {
         text.push_str(&format!(" ({})", about.join(", ")));
     }
-    text.push_str(&format!(": {}", notice.message));
+    // What agents, committers and operators wrote: escaped, so it can neither mention
+    // (`<!channel>`) nor hide a link (`<https://…|text>`).
+    text.push_str(&format!(": {}", slack_escape(&notice.message)));
     if let Some(link) = link {
         text.push_str(&format!(" <{link}|open>"));
     }
     text
+}
+
+/// Text as Slack's markup takes it literally: `&`, `<` and `>` escaped.
+fn slack_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
 }
 
 /// `sha256=HEX` of the HMAC-SHA256 of `body` under `secret`.
@@ -302,6 +318,19 @@ pub fn sign(secret: &[u8], body: &[u8]) -> String {
         hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).expect("HMAC takes a key of any size");
     mac.update(body);
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// `text` with everything but letters, digits, `-`, `_` and `.` percent-encoded.
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-_.".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 fn cut(text: &str, chars: usize) -> String {

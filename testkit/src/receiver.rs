@@ -236,19 +236,17 @@ async fn answer(
         body,
         answered: None,
     };
-    let answer = {
-        let mut seen = seen.lock();
-        let before = seen
-            .iter()
-            .filter(|r| r.delivery() == received.delivery())
-            .count();
-        let answer = policy(&received, before);
-        if let Answer::Status(status) = answer {
-            received.answered = Some(status);
-        }
-        seen.push(received);
-        answer
-    };
+    let before = seen
+        .lock()
+        .iter()
+        .filter(|r| r.delivery() == received.delivery())
+        .count();
+    // Called without the lock held, so a policy may look at what was received.
+    let answer = policy(&received, before);
+    if let Answer::Status(status) = answer {
+        received.answered = Some(status);
+    }
+    seen.lock().push(received);
     match answer {
         Answer::Status(status) => {
             let mut response = hyper::Response::new(Full::new(Bytes::from_static(b"{}")));

@@ -5,7 +5,7 @@
 //! notifications:
 //!   - name: ops                      # unique; the delivery cursor is kept under it
 //!     type: webhook                  # webhook (JSON), slack, or github (commit statuses)
-//!     url: https://ops.example/flotilla
+//!     url: https://ops.example/flotilla    # or urlFile: a file holding it (Slack's is secret)
 //!     secretFile: /etc/flotilla/notify-ops.key   # HMAC-SHA256 of each body
 //!     events: [rolloutFailed, rolloutRolledBack] # default: every kind
 //!     stages: [prod]                             # default: every stage
@@ -48,6 +48,8 @@ pub struct ReceiverFile {
     pub kind: String,
     /// Where to send (GitHub: the API's base URL).
     pub url: Option<String>,
+    /// File holding `url`, for a URL that is itself a secret (Slack's).
+    pub url_file: Option<PathBuf>,
     /// GitHub: `owner/name`.
     pub repository: Option<String>,
     /// GitHub: file holding the token.
@@ -71,7 +73,7 @@ pub struct ReceiverFile {
 }
 
 /// What is sent, and how.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum ReceiverKind {
     /// Each notice as JSON.
     Webhook,
@@ -86,8 +88,9 @@ pub enum ReceiverKind {
     },
 }
 
-/// One receiver, checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One receiver, checked. Its `Debug` shows no secret: not the key, the token, nor the URL's
+/// path (Slack's holds its secret).
+#[derive(Clone, PartialEq, Eq)]
 pub struct ReceiverConfig {
     /// Its name.
     pub name: String,
@@ -109,6 +112,46 @@ pub struct ReceiverConfig {
     pub max_attempts: u32,
     /// The dashboard's address, for links.
     pub dashboard_url: Option<String>,
+}
+
+impl std::fmt::Debug for ReceiverKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ReceiverKind::Webhook => f.write_str("Webhook"),
+            ReceiverKind::Slack => f.write_str("Slack"),
+            ReceiverKind::GitHub { repository, .. } => f
+                .debug_struct("GitHub")
+                .field("repository", repository)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ReceiverConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiverConfig")
+            .field("name", &self.name)
+            .field("kind", &self.kind)
+            .field("url", &redacted(&self.url))
+            .field("signed", &self.secret.is_some())
+            .field("events", &self.events)
+            .field("stages", &self.stages)
+            .field("timeout", &self.timeout)
+            .field("max_attempts", &self.max_attempts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A URL as logs and errors may show it: scheme and host, no path or query (which may hold a
+/// secret, as Slack's do).
+pub fn redacted(url: &str) -> String {
+    match url.parse::<axum::http::Uri>() {
+        Ok(uri) => match (uri.scheme_str(), uri.authority()) {
+            (Some(scheme), Some(authority)) => format!("{scheme}://{authority}/…"),
+            _ => "(not a URL)".to_owned(),
+        },
+        Err(_) => "(not a URL)".to_owned(),
+    }
 }
 
 /// Checks every item of `notifications`.
@@ -210,10 +253,26 @@ fn receiver(
             ));
         }
     };
-    let url = match (&file.url, &kind) {
-        (Some(url), _) => url.trim_end_matches('/').to_owned(),
-        (None, ReceiverKind::GitHub { .. }) => GITHUB_API.to_owned(),
-        (None, _) => return Err(invalid("url", "where to send is required".into())),
+    let url = match (&file.url, &file.url_file, &kind) {
+        (Some(_), Some(_), _) => {
+            return Err(invalid(
+                "url / urlFile",
+                "give the URL or the file holding it, not both".into(),
+            ));
+        }
+        (Some(url), None, _) => url.trim().trim_end_matches('/').to_owned(),
+        (None, Some(path), _) => String::from_utf8(read("urlFile", path)?)
+            .map_err(|_| invalid("urlFile", format!("{} is not text", path.display())))?
+            .trim()
+            .trim_end_matches('/')
+            .to_owned(),
+        (None, None, ReceiverKind::GitHub { .. }) => GITHUB_API.to_owned(),
+        (None, None, _) => {
+            return Err(invalid(
+                "url",
+                "where to send is required (`url`, or `urlFile` for a secret one)".into(),
+            ));
+        }
     };
     check_url(&url).map_err(|problem| invalid("url", problem))?;
     if let Some(dashboard) = &file.dashboard_url {
@@ -268,18 +327,19 @@ fn receiver(
 /// An `https://` URL, or `http://` to this machine (a receiver beside the hub): a notice's body
 /// and a GitHub token never cross a network in the clear.
 fn check_url(url: &str) -> Result<(), String> {
+    let shown = redacted(url);
     let uri: axum::http::Uri = url
         .parse()
-        .map_err(|e| format!("`{url}` is not a URL: {e}"))?;
+        .map_err(|e| format!("{shown} is not a URL: {e}"))?;
     let host = uri.host().unwrap_or_default();
     match uri.scheme_str() {
         Some("https") if !host.is_empty() => Ok(()),
         Some("http") if matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "::1") => Ok(()),
         Some("http") => Err(format!(
-            "`{url}` is plain HTTP to another machine; use https:// (plain http:// only to \
+            "`{shown}` is plain HTTP to another machine; use https:// (plain http:// only to \
              localhost)"
         )),
-        _ => Err(format!("`{url}` is not an https:// URL")),
+        _ => Err(format!("`{shown}` is not an https:// URL")),
     }
 }
 
@@ -323,7 +383,7 @@ mod tests {
         let cases = [
             (
                 "- {name: ops, type: webhook, url: 'http://ops.example/x'}",
-                "item 1 (`ops`): url: `http://ops.example/x` is plain HTTP",
+                "item 1 (`ops`): url: `http://ops.example/…` is plain HTTP",
             ),
             (
                 "- {name: ops, type: webhook}",

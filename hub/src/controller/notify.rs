@@ -78,7 +78,14 @@ impl Controller for NotifyController {
             };
             tasks.spawn(run.run());
         }
-        Box::pin(async move { while tasks.join_next().await.is_some() {} })
+        // A receiver's task that panicked ends the run, so the supervisor starts it again.
+        Box::pin(async move {
+            while let Some(ended) = tasks.join_next().await {
+                if ended.is_err() {
+                    return;
+                }
+            }
+        })
     }
 }
 
@@ -142,7 +149,7 @@ impl Run {
             match next {
                 Next::Start { after } => {
                     tracing::info!(receiver = %name, after, "notifications: a new receiver starts after the last notice");
-                    if !self.done(after).await && !self.context.pause(BACKOFF_FIRST).await {
+                    if !self.record_done(after).await {
                         return;
                     }
                 }
@@ -167,12 +174,15 @@ impl Run {
                             return;
                         };
                         self.count(if delivered { "delivered" } else { "failed" }, 1);
-                        if !self.done(notice.seq).await {
-                            break;
+                        // Sent: only the record is retried, never the notice.
+                        if !self.record_done(notice.seq).await {
+                            return;
                         }
                     }
-                    if let Some(seq) = skipped {
-                        self.done(seq).await;
+                    if let Some(seq) = skipped
+                        && !self.record_done(seq).await
+                    {
+                        return;
                     }
                 }
             }
@@ -229,6 +239,34 @@ impl Run {
             }
         }
         Some(false)
+    }
+
+    /// Records the receiver done through `through`, trying again (with backoff) until the
+    /// record applies; false when the run was stopped first. A notice already sent is not sent
+    /// again while its record is retried (a record that applied late is harmless: records never
+    /// move back).
+    async fn record_done(&self, through: u64) -> bool {
+        let mut wait = BACKOFF_FIRST;
+        loop {
+            if self.done(through).await {
+                return true;
+            }
+            if self
+                .context
+                .node
+                .state()
+                .notices
+                .done
+                .get(&self.receiver.config.name)
+                >= Some(&through)
+            {
+                return true;
+            }
+            if !self.context.pause(wait).await {
+                return false;
+            }
+            wait = (wait * 2).min(BACKOFF_MAX);
+        }
     }
 
     /// Records the receiver done through `seq`; whether that applied.

@@ -22,6 +22,7 @@ fn config(kind: ReceiverKind) -> ReceiverConfig {
 fn notice(kind: NoticeKind) -> Notice {
     Notice {
         seq: 7,
+        epoch: Timestamp(1_600_000_000_000),
         kind,
         at: Timestamp(1_700_000_000_000),
         stage: Some("prod".into()),
@@ -46,7 +47,7 @@ async fn a_webhook_gets_the_notice_as_signed_json() {
     let message = receiver.message(&notice(NoticeKind::RolloutFailed), Some("prod"));
     assert_eq!(message.url, "https://ops.example/hook");
     let body: serde_json::Value = serde_json::from_slice(&message.body).expect("test set-up");
-    assert_eq!(body["id"], "flotilla-7");
+    assert_eq!(body["id"], "flotilla-1600000000000-7");
     assert_eq!(body["type"], "rolloutFailed");
     assert_eq!(body["stage"], "prod");
     assert_eq!(body["rollout"], 3);
@@ -55,7 +56,10 @@ async fn a_webhook_gets_the_notice_as_signed_json() {
         body["url"],
         "https://flotilla.example/#/commit/0123456789abcdef0123456789abcdef01234567"
     );
-    assert_eq!(header(&message, "X-Flotilla-Delivery"), Some("flotilla-7"));
+    assert_eq!(
+        header(&message, "X-Flotilla-Delivery"),
+        Some("flotilla-1600000000000-7")
+    );
     assert_eq!(header(&message, "X-Flotilla-Event"), Some("rolloutFailed"));
     // The signature is the HMAC of exactly these bytes under the key.
     assert_eq!(

@@ -227,20 +227,6 @@ pub(super) fn record(state: &mut State, reports: &[HealthReport]) {
             if let Some(note) = &report.last_drift
                 && drift_log.last() != Some(note)
             {
-                if note.kind == DriftKind::Corrected {
-                    let about = super::notice::About {
-                        cluster: Some(report.key.cluster.clone()),
-                        ..Default::default()
-                    };
-                    let message = format!(
-                        "bundle {}: re-applied {}",
-                        report.key.bundle,
-                        note.objects.join(", ")
-                    );
-                    state
-                        .notices
-                        .push(NoticeKind::DriftCorrected, note.at, about, &message);
-                }
                 // The same finding again (a correction that keeps failing) updates its time
                 // instead of pushing the others out of the log.
                 if let Some(last) = drift_log
@@ -249,6 +235,22 @@ pub(super) fn record(state: &mut State, reports: &[HealthReport]) {
                 {
                     last.at = note.at;
                 } else {
+                    // A new finding: a correction of the same objects again (another
+                    // controller fighting Flotilla) updates the time above, not the notices.
+                    if note.kind == DriftKind::Corrected {
+                        let about = super::notice::About {
+                            cluster: Some(report.key.cluster.clone()),
+                            ..Default::default()
+                        };
+                        let message = format!(
+                            "bundle {}: re-applied {}",
+                            report.key.bundle,
+                            note.objects.join(", ")
+                        );
+                        state
+                            .notices
+                            .push(NoticeKind::DriftCorrected, note.at, about, &message);
+                    }
                     drift_log.push(note.clone());
                 }
                 let excess = drift_log.len().saturating_sub(DRIFT_LOG_LEN);

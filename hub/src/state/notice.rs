@@ -1,6 +1,6 @@
 //! Notices: the events the hub tells the outside world about (a revision that failed to render,
-//! a rollout started, awaiting approval, held by the deletion guard, completed, failed or rolled
-//! back, a cluster offline, unreachable or back, drift corrected), kept in the replicated state
+//! a rollout started, awaiting approval, held by the deletion guard, completed, failed, rolled
+//! back, superseded or abandoned, a cluster offline, unreachable or back, drift corrected), kept in the replicated state
 //! as the commands that cause them apply.
 //!
 //! Each notice gets the next sequence number, so every replica numbers it alike and a notice is
@@ -40,6 +40,10 @@ pub enum NoticeKind {
     RolloutFailed,
     /// A stage went back to an earlier revision (by its gate, or by hand).
     RolloutRolledBack,
+    /// A newer rollout of the stage replaced a rollout before it ended.
+    RolloutSuperseded,
+    /// A rollout ended because its stage left `flotilla.yaml`.
+    RolloutAbandoned,
     /// A cluster's agent stopped reporting.
     ClusterOffline,
     /// A cluster's agent reports its API server unreachable.
@@ -52,7 +56,7 @@ pub enum NoticeKind {
 
 impl NoticeKind {
     /// Every kind, in order.
-    pub const ALL: [NoticeKind; 11] = [
+    pub const ALL: [NoticeKind; 13] = [
         NoticeKind::RenderFailed,
         NoticeKind::RolloutStarted,
         NoticeKind::RolloutAwaitingApproval,
@@ -60,6 +64,8 @@ impl NoticeKind {
         NoticeKind::RolloutCompleted,
         NoticeKind::RolloutFailed,
         NoticeKind::RolloutRolledBack,
+        NoticeKind::RolloutSuperseded,
+        NoticeKind::RolloutAbandoned,
         NoticeKind::ClusterOffline,
         NoticeKind::ClusterUnreachable,
         NoticeKind::ClusterBack,
@@ -76,6 +82,8 @@ impl NoticeKind {
             NoticeKind::RolloutCompleted => "rolloutCompleted",
             NoticeKind::RolloutFailed => "rolloutFailed",
             NoticeKind::RolloutRolledBack => "rolloutRolledBack",
+            NoticeKind::RolloutSuperseded => "rolloutSuperseded",
+            NoticeKind::RolloutAbandoned => "rolloutAbandoned",
             NoticeKind::ClusterOffline => "clusterOffline",
             NoticeKind::ClusterUnreachable => "clusterUnreachable",
             NoticeKind::ClusterBack => "clusterBack",
@@ -98,6 +106,8 @@ impl NoticeKind {
             NoticeKind::RolloutCompleted => "rollout completed",
             NoticeKind::RolloutFailed => "rollout failed",
             NoticeKind::RolloutRolledBack => "rolled back",
+            NoticeKind::RolloutSuperseded => "rollout superseded",
+            NoticeKind::RolloutAbandoned => "rollout abandoned",
             NoticeKind::ClusterOffline => "cluster offline",
             NoticeKind::ClusterUnreachable => "cluster API unreachable",
             NoticeKind::ClusterBack => "cluster back",
@@ -111,6 +121,9 @@ impl NoticeKind {
 pub struct Notice {
     /// Its number: one more than the notice before it.
     pub seq: u64,
+    /// When this state recorded its first notice: with the group's name and the number, it
+    /// makes the notice's id unique even across a group founded again (numbers restart).
+    pub epoch: Timestamp,
     /// What happened.
     pub kind: NoticeKind,
     /// When (the proposer's clock; an agent's for what an agent reported).
@@ -126,6 +139,13 @@ pub struct Notice {
     pub rollout: Option<u64>,
     /// What happened, in words (at most 300 characters).
     pub message: String,
+}
+
+impl Notice {
+    /// Its id, the same from every node of group `group`: `GROUP-EPOCH-SEQ`.
+    pub fn id(&self, group: &str) -> String {
+        format!("{group}-{}-{}", self.epoch.0, self.seq)
+    }
 }
 
 /// What a notice is about.
@@ -146,6 +166,8 @@ pub struct About {
 pub struct Notices {
     /// The number the next notice gets (the first is 1).
     pub next: u64,
+    /// When the first notice was recorded.
+    pub epoch: Timestamp,
     /// The newest notices ([`NOTICES_KEPT`] at most), oldest first.
     pub recent: VecDeque<Notice>,
     /// Per receiver (by its configured name), the last notice it is done with: delivered, given
@@ -157,9 +179,13 @@ impl Notices {
     /// Records a notice.
     pub(super) fn push(&mut self, kind: NoticeKind, at: Timestamp, about: About, message: &str) {
         let seq = self.next.max(1);
+        if seq == 1 {
+            self.epoch = at;
+        }
         self.next = seq + 1;
         self.recent.push_back(Notice {
             seq,
+            epoch: self.epoch,
             kind,
             at,
             stage: about.stage,

@@ -268,6 +268,7 @@ pub(super) fn start(state: &mut State, new: NewRollout<'_>) -> Result<(), Comman
         )));
     }
     let id = state.next_rollout_id.max(1);
+    let mut superseded = None;
     let from = match active {
         Some((active, _)) if !new.supersede => {
             return Err(CommandError::RolloutActive {
@@ -279,6 +280,7 @@ pub(super) fn start(state: &mut State, new: NewRollout<'_>) -> Result<(), Comman
             if let Some(old) = state.rollouts.get_mut(&active) {
                 old.status = RolloutStatus::Superseded { by: id };
                 old.updated_at = new.at;
+                superseded = Some((active, old.to.commit.clone()));
             }
             from
         }
@@ -360,6 +362,21 @@ pub(super) fn start(state: &mut State, new: NewRollout<'_>) -> Result<(), Comman
             deletion_hold,
         },
     );
+    if let Some((old, commit)) = superseded {
+        let message = format!(
+            "rollout {old} to {} superseded by rollout {id} to {}",
+            pipeline::short(&commit),
+            pipeline::short(&new.to.commit)
+        );
+        notice(
+            state,
+            NoticeKind::RolloutSuperseded,
+            (new.stage, Some(old)),
+            &commit,
+            new.at,
+            &message,
+        );
+    }
     let rollout = &state.rollouts[&id];
     let (kind, message) = match (&rollout.deletion_hold, &rollout.status) {
         (Some(hold), _) => (
@@ -427,8 +444,6 @@ fn complete_if_done(state: &mut State, id: u64, at: Timestamp) {
     );
 }
 
-/// Records an audit event about a stage; rollout decisions are audited as they apply, so the
-/// record can never miss one.
 /// Records a notice about rollout `rollout` of `stage`, concerning `commit`.
 pub(super) fn notice(
     state: &mut State,
@@ -447,6 +462,8 @@ pub(super) fn notice(
     state.notices.push(kind, at, about, message);
 }
 
+/// Records an audit event about a stage; rollout decisions are audited as they apply, so the
+/// record can never miss one.
 fn audit(state: &mut State, actor: &str, action: &str, stage: &str, detail: String, at: Timestamp) {
     state.audit.push(AuditEvent {
         actor: actor.to_owned(),

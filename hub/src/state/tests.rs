@@ -1048,12 +1048,25 @@ fn a_drift_correction_is_a_notice_once() {
         "{}",
         drift[0].message
     );
+    // The same objects corrected again later (something keeps changing them): one notice.
     let mut later = report("a", Health::Healthy, 200);
     later.last_drift = Some(corrected(199));
     apply_ok(
         &mut state,
         Command::RecordHealth {
             reports: vec![later],
+        },
+    );
+    // Other objects: a new notice.
+    let mut other = report("a", Health::Healthy, 300);
+    other.last_drift = Some(super::health::DriftNote {
+        objects: vec!["Deployment app/app: spec.replicas (by kubectl)".into()],
+        ..corrected(299)
+    });
+    apply_ok(
+        &mut state,
+        Command::RecordHealth {
+            reports: vec![other],
         },
     );
     assert_eq!(
@@ -1064,7 +1077,7 @@ fn a_drift_correction_is_a_notice_once() {
             .filter(|n| n.kind == super::notice::NoticeKind::DriftCorrected)
             .count(),
         2,
-        "a new correction is a new notice"
+        "a correction of other objects is a new notice, the same again is not"
     );
 }
 

@@ -44,12 +44,22 @@ fn api(reachable: bool) -> Command {
     }
 }
 
+/// A delivery id (`GROUP-EPOCH-SEQ`) without its epoch: `flotilla-2`.
+fn short_id(received: &Received) -> String {
+    let id = received.delivery();
+    let parts: Vec<&str> = id.rsplitn(3, '-').collect();
+    match parts.as_slice() {
+        [seq, epoch, group] if epoch.parse::<u64>().is_ok() => format!("{group}-{seq}"),
+        _ => format!("malformed id `{id}`"),
+    }
+}
+
 /// Requests answered with a 2xx, by delivery id.
 fn answered(received: &[Received]) -> Vec<String> {
     received
         .iter()
         .filter(|r| r.answered.is_some_and(|s| (200..300).contains(&s)))
-        .map(|r| r.delivery().to_owned())
+        .map(short_id)
         .collect()
 }
 
@@ -59,7 +69,7 @@ async fn each_notice_is_delivered_once_across_a_leader_kill() -> Result<()> {
     let webhook = ReceiverServer::with_policy(
         true,
         Arc::new(|received: &Received, before: usize| {
-            if received.delivery() == "flotilla-2" && before == 0 {
+            if short_id(received) == "flotilla-2" && before == 0 {
                 Answer::Hold
             } else {
                 Answer::Status(200)
@@ -138,7 +148,7 @@ async fn each_notice_is_delivered_once_across_a_leader_kill() -> Result<()> {
         .await?;
     let statuses: Vec<Option<u16>> = chat.iter().map(|r| r.answered).collect();
     assert_eq!(statuses, [Some(503), Some(503), Some(200)]);
-    assert!(chat.iter().all(|r| r.delivery() == "flotilla-1"));
+    assert!(chat.iter().all(|r| short_id(r) == "flotilla-1"));
     let text = chat[2].json()["text"]
         .as_str()
         .unwrap_or_default()
@@ -152,7 +162,7 @@ async fn each_notice_is_delivered_once_across_a_leader_kill() -> Result<()> {
     group.propose(&api(true)).await?;
     webhook
         .wait_for(PATIENCE, "notice 2 held", |r| {
-            r.iter().any(|r| r.delivery() == "flotilla-2")
+            r.iter().any(|r| short_id(r) == "flotilla-2")
         })
         .await?;
     group.kill(leader)?;
@@ -172,7 +182,12 @@ async fn each_notice_is_delivered_once_across_a_leader_kill() -> Result<()> {
         })
         .await?;
     // Each notice answered once; the only repeat is the one in flight at the kill.
-    let ids: Vec<&str> = received.iter().map(|r| r.delivery()).collect();
+    let ids: Vec<String> = received.iter().map(short_id).collect();
+    let epochs: std::collections::BTreeSet<&str> = received
+        .iter()
+        .filter_map(|r| r.delivery().split('-').nth(1))
+        .collect();
+    assert_eq!(epochs.len(), 1, "one group, one epoch: {epochs:?}");
     assert_eq!(
         ids,
         ["flotilla-1", "flotilla-2", "flotilla-2", "flotilla-3"],
@@ -195,10 +210,10 @@ async fn each_notice_is_delivered_once_across_a_leader_kill() -> Result<()> {
     // The chat receiver takes only unreachable notices: 1, then 3 (on its first try now).
     let chat = slack
         .wait_for(PATIENCE, "notice 3 on chat", |r| {
-            r.iter().any(|r| r.delivery() == "flotilla-3")
+            r.iter().any(|r| short_id(r) == "flotilla-3")
         })
         .await?;
-    let ids: Vec<&str> = chat.iter().map(|r| r.delivery()).collect();
+    let ids: Vec<String> = chat.iter().map(short_id).collect();
     assert_eq!(
         ids,
         ["flotilla-1", "flotilla-1", "flotilla-1", "flotilla-3"]

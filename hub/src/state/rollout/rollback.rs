@@ -125,6 +125,16 @@ pub(in crate::state) fn abandon(
         reason: reason.to_owned(),
     };
     rollout.updated_at = at;
+    let commit = rollout.to.commit.clone();
+    let message = format!("rollout {id} to {} abandoned: {reason}", short(&commit));
+    super::notice(
+        state,
+        NoticeKind::RolloutAbandoned,
+        (&stage, Some(id)),
+        &commit,
+        at,
+        &message,
+    );
     if let Some(from) = back {
         set_pin(
             state,
@@ -226,7 +236,13 @@ fn return_stage(state: &mut State, back: ReturnTo<'_>) {
             rollout.updated_at = back.at;
         }
     }
-    let failed_commit = failed.last().map(|r| r.commit.clone());
+    // What the stage leaves: the newest of its pin and the rollout's target that is not where
+    // it goes back to.
+    let failed_commit = failed
+        .iter()
+        .rev()
+        .find(|r| *r != back.to)
+        .map(|r| r.commit.clone());
     if let Some(stage) = state.stages.get_mut(back.stage) {
         for revision in failed.into_iter().filter(|r| r != back.to) {
             stage.passed.remove(&revision);

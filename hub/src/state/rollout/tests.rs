@@ -575,6 +575,14 @@ fn a_second_rollout_is_refused_unless_it_supersedes_and_keeps_the_first_start() 
         state.rollouts[&first].status,
         RolloutStatus::Superseded { by: first + 1 }
     );
+    let kinds: Vec<_> = notices(&state).into_iter().map(|n| (n.0, n.3)).collect();
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        [
+            (NoticeKind::RolloutSuperseded, Some(first)),
+            (NoticeKind::RolloutStarted, Some(first + 1))
+        ]
+    );
     let second = &state.rollouts[&(first + 1)];
     assert!(second.is_active());
     assert_eq!(
@@ -735,6 +743,10 @@ fn abandoning_ends_an_active_rollout_and_pins_a_moved_stage_back_to_its_start() 
     assert!(stage.failed.is_empty());
     assert_eq!(assigned(&state, "a"), "c2");
     assert_eq!(state.active_rollout("prod"), None);
+    assert_eq!(
+        notices(&state).last(),
+        Some(&notice(NoticeKind::RolloutAbandoned, "c2", id))
+    );
     let (_, event) = state.audit.since(0).last().expect("audited");
     assert_eq!(
         (event.action.as_str(), event.target.as_str()),
