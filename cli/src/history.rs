@@ -110,7 +110,7 @@ impl HistoryView {
                 short(&pin.revision).to_owned(),
                 pin.by.clone(),
                 match (pin.rollout, &pin.rollout_status) {
-                    (Some(id), Some(status)) => format!("{id} {status}"),
+                    (Some(id), Some(status)) => format!("{id} {}", crate::output::words(status)),
                     (Some(id), None) => id.to_string(),
                     _ => "-".to_owned(),
                 },

@@ -86,6 +86,21 @@ impl Table {
     }
 }
 
+/// A status as JSON and YAML carry it (one camelCase word, `awaitingApproval`) as a table
+/// shows it (`awaiting approval`).
+pub(crate) fn words(key: &str) -> String {
+    let mut out = String::with_capacity(key.len() + 4);
+    for c in key.chars() {
+        if c.is_ascii_uppercase() {
+            out.push(' ');
+            out.push(c.to_ascii_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// A commit id shortened for tables.
 pub(crate) fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)

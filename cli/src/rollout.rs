@@ -17,7 +17,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 
 use crate::hub::HubArgs;
-use crate::output::{OutputFormat, Table, emit, or_dash, print_structured, short};
+use crate::output::{OutputFormat, Table, emit, or_dash, print_structured, short, words};
 use crate::time::rfc3339;
 
 /// Arguments of `flotilla rollout`.
@@ -156,7 +156,7 @@ impl Counts {
         for phase in phases {
             match phase {
                 "done" => counts.done += 1,
-                "in progress" => counts.in_progress += 1,
+                "inProgress" => counts.in_progress += 1,
                 "failed" => counts.failed += 1,
                 "waiting" => counts.waiting += 1,
                 _ => counts.skipped += 1,
@@ -284,7 +284,7 @@ impl RolloutView {
     fn ended(&self) -> bool {
         matches!(
             self.status.as_str(),
-            "completed" | "rolled back" | "superseded" | "abandoned"
+            "completed" | "rolledBack" | "superseded" | "abandoned"
         ) || self.paused_by_failure()
     }
 
@@ -300,7 +300,7 @@ impl RolloutView {
     /// Whether the target did not reach the stage: rolled back, abandoned, or stopped by a
     /// failed health gate.
     fn failed(&self) -> bool {
-        matches!(self.status.as_str(), "rolled back" | "abandoned") || self.paused_by_failure()
+        matches!(self.status.as_str(), "rolledBack" | "abandoned") || self.paused_by_failure()
     }
 
     /// One line: `rollout 7 prod abc → def: running; canary done 1/1, remaining in progress 1/2`.
@@ -328,7 +328,7 @@ impl RolloutView {
             self.stage,
             or_dash(short(self.from_revision.as_deref().unwrap_or_default())),
             short(&self.to_revision),
-            self.status
+            words(&self.status)
         );
         if let Some(reason) = &self.status_reason {
             line.push_str(&format!(" ({reason})"));
@@ -348,7 +348,7 @@ impl RolloutView {
             let left = (wave.soak_until_ms - self.now_ms).max(0);
             format!("soaking ({} left)", duration(left - left % 1000))
         } else {
-            wave.phase.clone()
+            words(&wave.phase)
         }
     }
 
@@ -363,7 +363,7 @@ impl RolloutView {
             self.change,
             self.by,
             self.reason,
-            self.status,
+            words(&self.status),
             self.status_reason
                 .as_ref()
                 .map(|r| format!(": {r}"))
@@ -399,7 +399,7 @@ impl RolloutView {
                 clusters.row(vec![
                     cluster.name.clone(),
                     wave.name.clone(),
-                    cluster.phase.clone(),
+                    words(&cluster.phase),
                     or_dash(&cluster.detail),
                 ]);
             }
@@ -418,7 +418,7 @@ impl RolloutView {
             out.push_str(&format!("BLOCKED      {blocked}\n"));
         }
         if let Some(hold) = &self.deletion_hold {
-            let state = if self.status == "awaiting approval" {
+            let state = if self.status == "awaitingApproval" {
                 format!(
                     "holds it until `flotilla approve {} --rollout {}`",
                     self.stage, self.id

@@ -686,7 +686,7 @@ fn table(view: &StatusView) -> String {
     let held: Vec<String> = view
         .rollouts
         .iter()
-        .filter(|r| r.status == "awaiting approval")
+        .filter(|r| r.status == "awaitingApproval")
         .filter_map(|r| {
             let why = r.deletion_hold.as_ref()?;
             Some(format!(
@@ -713,7 +713,7 @@ fn table(view: &StatusView) -> String {
                 r.stage.clone(),
                 or_dash(short(r.from_revision.as_deref().unwrap_or_default())),
                 short(&r.to_revision).to_owned(),
-                r.status.clone(),
+                crate::output::words(&r.status),
                 format!("{}/{}", r.waves_started, r.waves),
             ]);
         }

@@ -563,12 +563,17 @@ fn fleet_families(fleet: &FleetStatus, now: Timestamp, config: &MetricsConfig) -
         if !seen.insert(r.stage.as_str()) {
             continue;
         }
-        let active = matches!(
-            r.status.as_str(),
-            "running" | "paused" | "awaiting approval"
-        );
+        let active = matches!(r.status.as_str(), "running" | "paused" | "awaitingApproval");
         let end = if active { now } else { r.updated_at };
-        let status = r.status.replace(' ', "_");
+        // Label values in Prometheus' own style: `rolled_back`, `awaiting_approval`.
+        let status: String = r
+            .status
+            .chars()
+            .flat_map(|c| match c.is_ascii_uppercase() {
+                true => vec!['_', c.to_ascii_lowercase()],
+                false => vec![c],
+            })
+            .collect();
         rollout.sample(
             &[("stage", &r.stage), ("status", &status)],
             seconds(r.started_at.unwrap_or(r.updated_at), end),

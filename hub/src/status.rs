@@ -808,7 +808,7 @@ fn rollouts(state: &State) -> Vec<RolloutSummary> {
             stage: r.stage.clone(),
             from_revision: r.from.as_ref().map(|f| f.commit.clone()),
             to_revision: r.to.commit.clone(),
-            status: r.status.name().to_owned(),
+            status: r.status.key().to_owned(),
             waves_started: r.waves.iter().filter(|w| w.started_at.is_some()).count(),
             waves: r.waves.len(),
             started_at: r.started_at,

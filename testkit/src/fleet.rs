@@ -290,7 +290,7 @@ impl Fleet {
                     .find(|r| r["stage"] == stage && r["toRevision"] == commit);
                 Ok(match found {
                     Some(r)
-                        if r["status"] == "awaiting approval" && r["deletionHold"].is_string() =>
+                        if r["status"] == "awaitingApproval" && r["deletionHold"].is_string() =>
                     {
                         Probe::Done(r)
                     }

@@ -25,7 +25,7 @@ fn a_watch_ends_on_a_failed_health_gate_but_not_on_an_operators_pause() {
     for (status, failed) in [
         ("completed", false),
         ("superseded", false),
-        ("rolled back", true),
+        ("rolledBack", true),
         ("abandoned", true),
     ] {
         let view = view(status, "");
@@ -33,5 +33,5 @@ fn a_watch_ends_on_a_failed_health_gate_but_not_on_an_operators_pause() {
         assert_eq!(view.failed(), failed, "{status}");
     }
     assert!(!view("running", "").ended());
-    assert!(!view("awaiting approval", "").ended());
+    assert!(!view("awaitingApproval", "").ended());
 }

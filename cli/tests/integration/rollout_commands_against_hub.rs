@@ -271,7 +271,7 @@ fn promote_pause_resume_watch_history_and_rollback_drive_a_real_fleet() -> Resul
         "bad 3",
     ])?;
     assert_eq!(rolled["pinnedRevision"], first.as_str());
-    assert_eq!(rolled["rollout"]["status"], "rolled back");
+    assert_eq!(rolled["rollout"]["status"], "rolledBack");
     for cluster in ["sim-1", "sim-2", "sim-3"] {
         assert_eq!(assigned(&hub, cluster)?, first, "{cluster}");
     }
@@ -284,7 +284,7 @@ fn promote_pause_resume_watch_history_and_rollback_drive_a_real_fleet() -> Resul
     let history = hub.json(&["history", "prod"])?;
     assert_eq!(history["pins"][0]["change"], "rollback");
     assert_eq!(history["pins"][0]["reason"], "bad 3");
-    assert_eq!(history["pins"][0]["rolloutStatus"], "rolled back");
+    assert_eq!(history["pins"][0]["rolloutStatus"], "rolledBack");
     assert_eq!(
         history["failedRevisions"],
         serde_json::json!([third]),

@@ -95,7 +95,7 @@ pub(super) fn progress(
             .map(|r| r.commit.clone())
             .unwrap_or_default(),
         to_revision: rollout.to.commit.clone(),
-        status: rollout.status.name().to_owned(),
+        status: rollout.status.key().to_owned(),
         status_reason,
         paused_by: match &rollout.status {
             RolloutStatus::Paused { by, .. } => by.clone(),
@@ -120,7 +120,7 @@ pub(super) fn progress(
             .into_iter()
             .map(|wave| AdminWaveProgress {
                 name: wave.name,
-                phase: wave.phase.name().to_owned(),
+                phase: wave.phase.key().to_owned(),
                 soak_ms: i64::try_from(wave.soak_ms).unwrap_or(i64::MAX),
                 soak_until_ms: match wave.phase {
                     WavePhase::Soaking(until) => until.0 as i64,
@@ -133,7 +133,7 @@ pub(super) fn progress(
                     .into_iter()
                     .map(|cluster| AdminClusterProgress {
                         name: cluster.name,
-                        phase: cluster.phase.name().to_owned(),
+                        phase: cluster.phase.key().to_owned(),
                         detail: cluster.detail,
                         assigned_at_ms: ms(cluster.assigned_at),
                         deadline_ms: ms(cluster.deadline),

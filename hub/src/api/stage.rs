@@ -439,7 +439,7 @@ pub(super) fn history(hub: &HubContext, name: &str) -> Result<AdminStageHistory,
                 rollout_status: pin
                     .rollout
                     .and_then(|id| state.rollouts.get(&id))
-                    .map(|r| r.status.name().to_owned())
+                    .map(|r| r.status.key().to_owned())
                     .unwrap_or_default(),
             })
             .collect(),

@@ -145,6 +145,21 @@ pub enum RolloutStatus {
 }
 
 impl RolloutStatus {
+    /// The status as outputs carry it, one camelCase word (a stable contract of the JSON and
+    /// YAML the API and CLI print): `awaitingApproval`, `running`, `paused`, `completed`,
+    /// `rolledBack`, `superseded`, `abandoned`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            RolloutStatus::AwaitingApproval => "awaitingApproval",
+            RolloutStatus::Running => "running",
+            RolloutStatus::Paused { .. } => "paused",
+            RolloutStatus::Completed => "completed",
+            RolloutStatus::RolledBack { .. } => "rolledBack",
+            RolloutStatus::Superseded { .. } => "superseded",
+            RolloutStatus::Abandoned { .. } => "abandoned",
+        }
+    }
+
     /// The status as people read it: `running`, `paused`, `rolled back`, ...
     pub fn name(&self) -> &'static str {
         match self {

@@ -540,7 +540,7 @@ fn rollout_detail(id: u64, rollout: &Rollout) -> RolloutDetail {
         id,
         from_revision: rollout.from.as_ref().map(|f| f.commit.clone()),
         to_revision: rollout.to.commit.clone(),
-        status: rollout.status.name().to_owned(),
+        status: rollout.status.key().to_owned(),
         status_reason,
         by: rollout.by.clone(),
         reason: rollout.reason.clone(),

@@ -70,7 +70,7 @@ async fn an_emptied_bundle_list_waits_for_approval_and_prunes_only_once_approved
     );
 
     let dev = fleet.cli.json(&["rollout", "status", "dev"]).await?;
-    assert_eq!(dev["status"], "awaiting approval", "{dev}");
+    assert_eq!(dev["status"], "awaitingApproval", "{dev}");
     let id = dev["id"].as_u64().context("a rollout id")?.to_string();
     let reason = dev["statusReason"].as_str().unwrap_or_default();
     assert!(
@@ -150,7 +150,7 @@ async fn an_emptied_bundle_list_waits_for_approval_and_prunes_only_once_approved
         );
     }
     let prod = fleet.cli.json(&["rollout", "status", "prod"]).await?;
-    assert_eq!(prod["status"], "awaiting approval", "{prod}");
+    assert_eq!(prod["status"], "awaitingApproval", "{prod}");
     let audit = fleet.cli.text(&["audit"]).await?;
     assert!(audit.contains("rollout.hold"), "{audit}");
     Ok(())

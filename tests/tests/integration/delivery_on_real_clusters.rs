@@ -182,7 +182,7 @@ async fn commits_roll_out_roll_back_and_prune_on_real_clusters() -> Result<()> {
                 .into_iter()
                 .find(|r| r["stage"] == "prod" && r["toRevision"] == bad.as_str());
             Ok(match found {
-                Some(r) if r["status"] == "rolled back" => Probe::Done(r),
+                Some(r) if r["status"] == "rolledBack" => Probe::Done(r),
                 Some(r) => Probe::NotYet(r.to_string()),
                 None => Probe::NotYet(format!("no prod rollout yet: {}", status["rollouts"])),
             })

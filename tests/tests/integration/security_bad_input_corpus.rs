@@ -203,7 +203,7 @@ impl Corpus {
                 list.iter().find(|r| {
                     r["stage"] == stage
                         && r["toRevision"] == commit
-                        && r["status"] == "awaiting approval"
+                        && r["status"] == "awaitingApproval"
                 })
             });
             Ok(match held.and_then(|r| r["deletionHold"].as_str()) {

@@ -69,6 +69,14 @@ pub enum WavePhase {
 }
 
 impl WavePhase {
+    /// As outputs carry it, one camelCase word: `done`, `soaking`, `inProgress`, `waiting`.
+    pub fn key(self) -> &'static str {
+        match self {
+            WavePhase::InProgress => "inProgress",
+            other => other.name(),
+        }
+    }
+
     /// As people read it.
     pub fn name(self) -> &'static str {
         match self {
@@ -111,6 +119,15 @@ pub enum ClusterPhase {
 }
 
 impl ClusterPhase {
+    /// As outputs carry it, one camelCase word: `done`, `inProgress`, `failed`, `waiting`,
+    /// `skipped`.
+    pub fn key(self) -> &'static str {
+        match self {
+            ClusterPhase::InProgress => "inProgress",
+            other => other.name(),
+        }
+    }
+
     /// As people read it.
     pub fn name(self) -> &'static str {
         match self {
