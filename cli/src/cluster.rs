@@ -1,5 +1,6 @@
 //! `flotilla cluster add NAME --labels k=v,...`, `cluster label NAME k=v k2-`, `cluster token NAME`,
-//! `cluster reset-identity NAME [--uid UID]` and `cluster remove NAME`.
+//! `cluster reset-identity NAME [--uid UID]`, `cluster get NAME` (`detail`) and
+//! `cluster remove NAME`.
 
 use std::collections::BTreeMap;
 
@@ -75,6 +76,16 @@ enum ClusterAction {
         #[arg(skip = crate::global::hub())]
         hub: HubArgs,
         /// Output format.
+        #[arg(skip = crate::global::output())]
+        output: OutputFormat,
+    },
+    /// Show a cluster: its agent and API, its bundles, and every object of them with its own
+    /// sync state, health and message.
+    Get {
+        /// Cluster name.
+        name: String,
+        #[arg(skip = crate::global::hub())]
+        hub: HubArgs,
         #[arg(skip = crate::global::output())]
         output: OutputFormat,
     },
@@ -315,6 +326,9 @@ pub(crate) async fn run(args: &ClusterArgs) -> anyhow::Result<()> {
                 }),
                 format => print_structured(&identity, *format),
             }
+        }
+        ClusterAction::Get { name, hub, output } => {
+            crate::detail::cluster_get(name, hub, *output).await
         }
         ClusterAction::Remove { name, hub } => {
             let mut admin = hub.connect().await?;

@@ -1,5 +1,6 @@
 //! `flotilla diff REV_A REV_B [--cluster C]`: per cluster, the objects a move from one revision
-//! to another adds, removes or changes, with every changed field. Revisions are commit ids or
+//! to another adds, removes or changes, with every changed field; clusters with identical
+//! changes are listed together, their changes once (`groups` in JSON, beside `clusters`). Revisions are commit ids or
 //! unique prefixes of at least 4 digits, as `flotilla revisions` lists them. Exits 0 whether or
 //! not there are differences.
 
@@ -39,6 +40,15 @@ struct DiffView {
     from_revision: String,
     to_revision: String,
     clusters: Vec<ClusterDiff>,
+    /// Clusters with identical changes, listed once: what a table prints.
+    groups: Vec<DiffGroup>,
+}
+
+/// Clusters whose changes are the same, with those changes.
+#[derive(Debug, Serialize)]
+struct DiffGroup {
+    clusters: Vec<String>,
+    bundles: Vec<BundleDiff>,
 }
 
 #[derive(Debug, Serialize)]
@@ -47,14 +57,14 @@ struct ClusterDiff {
     bundles: Vec<BundleDiff>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct BundleDiff {
     bundle: String,
     change: String,
     objects: Vec<ObjectDiff>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct ObjectDiff {
     object: String,
     change: String,
@@ -62,7 +72,7 @@ struct ObjectDiff {
     fields: Vec<FieldDiff>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize)]
 struct FieldDiff {
     path: String,
     change: String,
@@ -77,11 +87,31 @@ fn json(text: String) -> Option<serde_json::Value> {
         .then(|| serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
 }
 
+/// Groups clusters whose changes are identical, in order of their first cluster.
+fn group(clusters: &[ClusterDiff]) -> Vec<DiffGroup> {
+    let mut groups: Vec<(String, DiffGroup)> = Vec::new();
+    for cluster in clusters {
+        let key = serde_json::to_string(&cluster.bundles).unwrap_or_default();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, group)) => group.clusters.push(cluster.cluster.clone()),
+            None => groups.push((
+                key,
+                DiffGroup {
+                    clusters: vec![cluster.cluster.clone()],
+                    bundles: cluster.bundles.clone(),
+                },
+            )),
+        }
+    }
+    groups.into_iter().map(|(_, group)| group).collect()
+}
+
 impl DiffView {
     fn of(reply: AdminDiffReply) -> Self {
-        DiffView {
+        let mut view = DiffView {
             from_revision: reply.from_revision,
             to_revision: reply.to_revision,
+            groups: Vec::new(),
             clusters: reply
                 .clusters
                 .into_iter()
@@ -115,7 +145,9 @@ impl DiffView {
                         .collect(),
                 })
                 .collect(),
-        }
+        };
+        view.groups = group(&view.clusters);
+        view
     }
 }
 
@@ -165,9 +197,13 @@ fn text(view: &DiffView) -> String {
         out.push_str("no differences\n");
         return out;
     }
-    for cluster in &view.clusters {
-        out.push_str(&format!("\ncluster {}\n", cluster.cluster));
-        for bundle in &cluster.bundles {
+    for group in &view.groups {
+        let (noun, count) = match group.clusters.len() {
+            1 => ("cluster", String::new()),
+            n => ("clusters", format!(" ({n})")),
+        };
+        out.push_str(&format!("\n{noun} {}{count}\n", group.clusters.join(", ")));
+        for bundle in &group.bundles {
             out.push_str(&format!(
                 "  {} bundle {} ({})\n",
                 mark(&bundle.change),

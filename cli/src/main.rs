@@ -10,6 +10,7 @@ mod cluster;
 mod clusters;
 mod contexts;
 mod demo;
+mod detail;
 mod diff;
 mod global;
 mod history;
@@ -47,8 +48,10 @@ enum Command {
     Render(render::RenderArgs),
     /// List the registered clusters with their stage, liveness and revision.
     Clusters(clusters::ClustersArgs),
-    /// Add or remove a cluster.
+    /// Add, label, show (`get`) or remove a cluster.
     Cluster(cluster::ClusterArgs),
+    /// Show a bundle across the fleet (`get`): per cluster, every object with its state.
+    Bundle(detail::BundleArgs),
     /// List the revisions the hub keeps, newest first, with render errors.
     Revisions(revisions::RevisionsArgs),
     /// Show the fleet: per stage, cluster and bundle, desired and applied revision and health.
@@ -111,6 +114,7 @@ async fn main() -> ExitCode {
         Command::Render(args) => render::run(&args),
         Command::Clusters(args) => clusters::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Cluster(args) => cluster::run(&args).await.map(|()| ExitCode::SUCCESS),
+        Command::Bundle(args) => detail::run_bundle(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Revisions(args) => revisions::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Status(args) => status::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Diff(args) => diff::run(&args).await,

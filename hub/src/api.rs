@@ -8,9 +8,10 @@ use std::time::Duration;
 use flotilla_core::inventory::Cluster as InventoryCluster;
 use flotilla_proto::v1::admin_server::Admin;
 use flotilla_proto::v1::{
-    AdminAddClusterRequest, AdminAuditList, AdminCluster, AdminClusterIdentity, AdminClusterList,
-    AdminCreateTokenReply, AdminCreateTokenRequest, AdminDiffReply, AdminDiffRequest,
-    AdminFleetStatus, AdminFleetStatusRequest, AdminIssueBootstrapTokenRequest,
+    AdminAddClusterRequest, AdminAuditList, AdminBundleDetailRequest, AdminCluster,
+    AdminClusterDetailRequest, AdminClusterIdentity, AdminClusterList, AdminCreateTokenReply,
+    AdminCreateTokenRequest, AdminDiffReply, AdminDiffRequest, AdminFleetStatus,
+    AdminFleetStatusRequest, AdminIssueBootstrapTokenRequest, AdminJsonReply,
     AdminLabelClusterRequest, AdminListAuditRequest, AdminListClustersRequest,
     AdminListRevisionsRequest, AdminListTokensRequest, AdminPromoteRequest,
     AdminRemoveClusterReply, AdminRemoveClusterRequest, AdminRequestFetchReply,
@@ -864,6 +865,60 @@ impl Admin for AdminService {
             request.get_ref(),
         )))
     }
+
+    async fn cluster_detail(
+        &self,
+        request: Request<AdminClusterDetailRequest>,
+    ) -> Result<Response<AdminJsonReply>, Status> {
+        let caller = self.viewer(&request, None)?;
+        let name = &request.get_ref().name;
+        let detail = self
+            .hub
+            .cluster_detail(name)
+            .filter(|d| caller.can(Action::View, d.status.stage.as_deref()))
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "cluster '{name}' is not registered (or not on a stage you may view); \
+                     `flotilla clusters` lists them"
+                ))
+            })?;
+        json_reply(&detail)
+    }
+
+    async fn bundle_detail(
+        &self,
+        request: Request<AdminBundleDetailRequest>,
+    ) -> Result<Response<AdminJsonReply>, Status> {
+        let caller = self.viewer(&request, None)?;
+        let query = request.get_ref();
+        let stage = Some(query.stage.as_str()).filter(|s| !s.is_empty());
+        let select = |cluster: &status::ClusterStatus, bundle: &status::BundleStatus| {
+            caller.can(Action::View, cluster.stage.as_deref())
+                && stage.is_none_or(|s| cluster.stage.as_deref() == Some(s))
+                && (!query.problems || status::bundle_problem(bundle))
+        };
+        let limit = match query.limit {
+            0 => BUNDLE_DETAIL_LIMIT,
+            n => n as usize,
+        };
+        let detail = self.hub.bundle_detail(&query.name, &select, limit);
+        if detail.matched == 0 && !query.problems && stage.is_none() {
+            return Err(Status::not_found(format!(
+                "no cluster you may view holds bundle '{}'; `flotilla status` lists the bundles",
+                query.name
+            )));
+        }
+        json_reply(&detail)
+    }
+}
+
+/// Clusters `BundleDetail` shows unless asked for another number.
+const BUNDLE_DETAIL_LIMIT: usize = 100;
+
+fn json_reply<T: serde::Serialize>(value: &T) -> Result<Response<AdminJsonReply>, Status> {
+    let json = serde_json::to_string(value)
+        .map_err(|e| Status::internal(format!("encoding the answer: {e}")))?;
+    Ok(Response::new(AdminJsonReply { json }))
 }
 
 /// A rollout's progress on this node's replica, judged at the hub's clock.

@@ -127,6 +127,26 @@ impl HubContext {
         status::cluster_detail(&state, self.source_view().as_ref(), name)
     }
 
+    /// `bundle` across the clusters `select` lets through (at most `limit`, problems first).
+    pub fn bundle_detail(
+        &self,
+        bundle: &str,
+        select: &dyn Fn(&status::ClusterStatus, &status::BundleStatus) -> bool,
+        limit: usize,
+    ) -> status::BundleDetail {
+        // The status first: it reads the replica itself (see `stage_detail`).
+        let fleet = self.status();
+        let state = self.node.state();
+        status::bundle_detail(
+            &state,
+            self.source_view().as_ref(),
+            &fleet,
+            bundle,
+            select,
+            limit,
+        )
+    }
+
     /// A stage in detail, with the fleet status it is part of; none when there is no such stage.
     pub fn stage_detail(&self, name: &str) -> Option<StageDetail> {
         // The status first: it reads the replica itself, and a second read lock taken by the

@@ -19,8 +19,8 @@ mod detail;
 mod query;
 
 pub use detail::{
-    ClusterDetail, StageDetail, Timeline, TimelineError, cluster_detail, resolve_commit,
-    stage_detail, timeline,
+    BundleDetail, BundleOnCluster, ClusterDetail, StageDetail, Timeline, TimelineError,
+    bundle_detail, bundle_problem, cluster_detail, resolve_commit, stage_detail, timeline,
 };
 pub use query::{ClusterPage, ClusterQuery, Scope, Sort};
 

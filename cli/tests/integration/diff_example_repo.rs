@@ -1,6 +1,6 @@
 //! `flotilla diff` on the example repository between two commits, against a hub process: per
 //! cluster, the changed object and field with old and new values; clusters that did not change
-//! are left out.
+//! are left out, and clusters that changed alike are listed together with their change once.
 
 use crate::support::hub as support;
 
@@ -75,6 +75,21 @@ fn diff_between_two_commits_of_the_example_repository() -> Result<()> {
         (field["from"].as_u64(), field["to"].as_u64()),
         (Some(3), Some(5))
     );
+
+    // The three prod clusters changed alike: one group, its change printed once.
+    let groups = json["groups"].as_array().context("no groups")?;
+    assert_eq!(groups.len(), 1, "{json}");
+    assert_eq!(
+        groups[0]["clusters"],
+        serde_json::json!(["prod-ap-1", "prod-eu-1", "prod-us-1"])
+    );
+    let grouped = hub.text(&["diff", &first, &second])?;
+    assert!(
+        grouped
+            .contains("\nclusters prod-ap-1, prod-eu-1, prod-us-1 (3)\n  ~ bundle web (changed)\n"),
+        "{grouped}"
+    );
+    assert_eq!(grouped.matches("/spec/replicas").count(), 1, "{grouped}");
 
     let unchanged = hub.text(&["diff", &first, &second, "--cluster", "dev-1"])?;
     assert!(unchanged.ends_with("no differences\n"), "{unchanged}");

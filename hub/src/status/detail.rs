@@ -8,9 +8,9 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::{
-    ClusterStatus, EVENT_LIMIT, Event, FleetStatus, RevisionSummary, SourceView, StageStatus,
-    audit_event, cluster_status, current_spec, drift_event, revision_summary, stage_namer,
-    stages_in_order,
+    BundleStatus, ClusterStatus, EVENT_LIMIT, Event, FleetStatus, RevisionSummary, SourceView,
+    StageStatus, audit_event, cluster_status, current_spec, drift_event, revision_summary,
+    stage_namer, stages_in_order,
 };
 use crate::state::delivery::Delivery;
 use crate::state::health::{HealthRecord, SyncState, records_of};
@@ -79,6 +79,82 @@ pub struct DeliveryView {
     pub replaced_by: Option<String>,
     /// When.
     pub replaced_at: Option<Timestamp>,
+}
+
+/// One bundle across the fleet.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleDetail {
+    /// The bundle.
+    pub bundle: String,
+    /// Clusters holding it that the query selects (before the limit).
+    pub matched: usize,
+    /// Those shown: problems first, then by name.
+    pub clusters: Vec<BundleOnCluster>,
+}
+
+/// One bundle on one cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BundleOnCluster {
+    /// The cluster.
+    pub cluster: String,
+    /// Its stage.
+    pub stage: Option<String>,
+    /// The bundle's state there, as the fleet status says.
+    #[serde(flatten)]
+    pub status: BundleStatus,
+    /// Every object of the bundle there, with its state.
+    pub objects: Vec<ObjectStatus>,
+}
+
+/// Whether a bundle on a cluster needs attention: not Synced, or not Healthy.
+pub fn bundle_problem(bundle: &BundleStatus) -> bool {
+    bundle.sync_state != SyncState::Synced || bundle.health != "Healthy"
+}
+
+/// `bundle` on the clusters of `fleet` that `select` lets through, problems first then by name,
+/// at most `limit`, each with its objects (read from `state`).
+pub fn bundle_detail(
+    state: &State,
+    source: Option<&SourceView>,
+    fleet: &FleetStatus,
+    bundle: &str,
+    select: &dyn Fn(&ClusterStatus, &BundleStatus) -> bool,
+    limit: usize,
+) -> BundleDetail {
+    let mut holding: Vec<(&ClusterStatus, &BundleStatus)> = fleet
+        .clusters
+        .iter()
+        .filter_map(|c| Some((c, c.bundles.iter().find(|b| b.name == bundle)?)))
+        .filter(|(c, b)| select(c, b))
+        .collect();
+    holding.sort_by(|(a, x), (b, y)| {
+        (!bundle_problem(x), &a.name).cmp(&(!bundle_problem(y), &b.name))
+    });
+    let matched = holding.len();
+    let clusters = holding
+        .into_iter()
+        .take(limit)
+        .map(|(cluster, status)| BundleOnCluster {
+            cluster: cluster.name.clone(),
+            stage: cluster.stage.clone(),
+            status: status.clone(),
+            objects: cluster_detail(state, source, &cluster.name)
+                .map(|d| {
+                    d.objects
+                        .into_iter()
+                        .filter(|o| o.bundle == bundle)
+                        .collect()
+                })
+                .unwrap_or_default(),
+        })
+        .collect();
+    BundleDetail {
+        bundle: bundle.to_owned(),
+        matched,
+        clusters,
+    }
 }
 
 /// How many of the agent's unhealthy objects a bundle's message names at most (the agent's

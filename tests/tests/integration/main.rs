@@ -13,6 +13,7 @@ mod bench_dashboard_runs_in_chromium;
 mod chart_bundle_rolls_out_stage_by_stage;
 mod chart_bundles_from_chart_sources;
 mod chart_sources_serve_charts;
+mod cli_cluster_and_bundle_get;
 mod cli_lint_and_diff_agree_with_the_clusters;
 mod dashboard_reconnects_after_failover;
 mod delivery_broken_commit_changes_no_cluster;
