@@ -1,6 +1,7 @@
-//! `flotilla status [--watch]`: the fleet by stage and cluster — for every bundle the desired and
-//! applied revision, sync state, health and drift — with liveness, the latest revision and its
-//! error, and the bundles counted by sync state and health per stage and for the fleet.
+//! `flotilla status [--watch]`: the fleet by stage, then one row per cluster — its desired and
+//! applied revision, sync state, health and drift over its bundles (`cluster get` shows each),
+//! with liveness — the latest revision and its error, and the bundles counted by sync state and
+//! health per stage and for the fleet.
 //!
 //! With `--watch` the hub streams a new status whenever it changes: a terminal is redrawn,
 //! anything else gets one document after another (JSON: one per line; YAML and tables:
@@ -439,6 +440,28 @@ fn page_note(page: &PageView, view: &StatusView) -> Option<String> {
 }
 
 /// The objects of a bundle someone changed or added fields to, each once.
+/// What `value` says of a cluster's bundles: the one value when they agree, else each value
+/// with how many bundles have it (`Synced 2, ApplyFailed 1`); `-` without bundles.
+fn summarize(bundles: &[BundleView], value: impl Fn(&BundleView) -> String) -> String {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for bundle in bundles {
+        let v = value(bundle);
+        match counts.iter_mut().find(|(seen, _)| *seen == v) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((v, 1)),
+        }
+    }
+    match counts.as_slice() {
+        [] => "-".to_owned(),
+        [(one, _)] => one.clone(),
+        many => many
+            .iter()
+            .map(|(v, n)| format!("{v} {n}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+    }
+}
+
 fn changed_objects(bundle: &BundleView) -> Vec<String> {
     let mut objects = bundle.drifted.clone();
     for line in &bundle.added {
@@ -523,15 +546,17 @@ fn table(view: &StatusView) -> String {
         );
         return out;
     }
+    // One row per cluster (`flotilla cluster get NAME` shows its bundles and objects one by
+    // one); a column whose bundles disagree counts them.
     let mut table = Table::new(&[
         "STAGE",
         "CLUSTER",
         "AGENT",
         "API",
         "LAST SEEN",
-        "BUNDLE",
         "DESIRED",
         "APPLIED",
+        "BUNDLES",
         "SYNC",
         "HEALTH",
         "DRIFT",
@@ -546,47 +571,37 @@ fn table(view: &StatusView) -> String {
     }
     ordered.extend(view.clusters.iter().filter(|c| c.stage.is_none()));
     for cluster in ordered {
-        let cells = |bundle: Option<&BundleView>| {
-            vec![
-                or_dash(cluster.stage.as_deref().unwrap_or_default()),
-                cluster.name.clone(),
-                if cluster.online { "online" } else { "offline" }.to_owned(),
-                match cluster.api_reachable {
-                    Some(true) => "ok",
-                    Some(false) => "UNREACHABLE",
-                    None => "-",
-                }
-                .to_owned(),
-                ago(cluster.last_seen_ms, now),
-                bundle.map_or("-".to_owned(), |b| b.name.clone()),
-                or_dash(short(
-                    bundle
-                        .and_then(|b| b.desired_revision.as_deref())
-                        .unwrap_or_default(),
-                )),
-                or_dash(short(
-                    bundle
-                        .and_then(|b| b.applied_revision.as_deref())
-                        .unwrap_or_default(),
-                )),
-                bundle.map_or("-".to_owned(), |b| b.sync_state.clone()),
-                bundle.map_or("-".to_owned(), |b| b.health.clone()),
-                bundle.map_or("-".to_owned(), |b| {
-                    let objects = changed_objects(b);
-                    if objects.is_empty() {
-                        "-".to_owned()
-                    } else {
-                        objects.join(",")
-                    }
-                }),
-            ]
-        };
-        if cluster.bundles.is_empty() {
-            table.row(cells(None));
-        }
-        for bundle in &cluster.bundles {
-            table.row(cells(Some(bundle)));
-        }
+        let drift: Vec<String> = cluster
+            .bundles
+            .iter()
+            .flat_map(|b| {
+                changed_objects(b)
+                    .into_iter()
+                    .map(move |o| format!("{}:{o}", b.name))
+            })
+            .collect();
+        table.row(vec![
+            or_dash(cluster.stage.as_deref().unwrap_or_default()),
+            cluster.name.clone(),
+            if cluster.online { "online" } else { "offline" }.to_owned(),
+            match cluster.api_reachable {
+                Some(true) => "ok",
+                Some(false) => "UNREACHABLE",
+                None => "-",
+            }
+            .to_owned(),
+            ago(cluster.last_seen_ms, now),
+            summarize(&cluster.bundles, |b| {
+                short(b.desired_revision.as_deref().unwrap_or("-")).to_owned()
+            }),
+            summarize(&cluster.bundles, |b| {
+                short(b.applied_revision.as_deref().unwrap_or("-")).to_owned()
+            }),
+            cluster.bundles.len().to_string(),
+            summarize(&cluster.bundles, |b| b.sync_state.clone()),
+            summarize(&cluster.bundles, |b| b.health.clone()),
+            or_dash(&drift.join(",")),
+        ]);
     }
     out.push_str(&table.render());
     if let Some(note) = view
