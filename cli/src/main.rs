@@ -18,6 +18,7 @@ mod hub;
 mod lint;
 mod login;
 mod output;
+mod preview;
 mod promote;
 mod render;
 mod revisions;
@@ -58,6 +59,11 @@ enum Command {
     Status(status::StatusArgs),
     /// Show what changes, per cluster, from one revision to another.
     Diff(diff::DiffArgs),
+    /// Offline, what merging a branch would do: render two refs of a local repository for
+    /// every cluster, list which clusters change which objects (alike ones together) and what
+    /// each stage would do. Exits 0 when nothing changes, 1 when something does, 2 on errors;
+    /// `-o markdown` for a pull request's comment.
+    Preview(preview::PreviewArgs),
     /// Start a rollout of a revision into a stage (default: the newest its upstream passed).
     Promote(promote::PromoteArgs),
     /// Return a stage to an earlier revision at once.
@@ -107,6 +113,7 @@ async fn main() -> ExitCode {
     // `diff --exit-code` says "they differ" with 1, so its failures need another code.
     let failure = match &cli.command {
         Command::Diff(args) if args.exit_code => ExitCode::from(2),
+        Command::Preview(_) => ExitCode::from(2),
         _ => ExitCode::FAILURE,
     };
     let outcome = match cli.command {
@@ -118,6 +125,7 @@ async fn main() -> ExitCode {
         Command::Revisions(args) => revisions::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Status(args) => status::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Diff(args) => diff::run(&args).await,
+        Command::Preview(args) => preview::run(&args),
         Command::Demo(args) => demo::run(&args),
         Command::Promote(args) => promote::run(&args).await.map(|()| ExitCode::SUCCESS),
         Command::Rollback(args) => rollback::run(&args).await.map(|()| ExitCode::SUCCESS),
@@ -162,7 +170,7 @@ fn parse() -> anyhow::Result<Cli> {
     // stop them.
     let own = matches!(
         matches.subcommand_name(),
-        Some("login" | "config" | "completion" | "lint" | "render" | "demo")
+        Some("login" | "config" | "completion" | "lint" | "render" | "demo" | "preview")
     );
     let contexts = if own {
         contexts::Contexts::default()

@@ -7,14 +7,17 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 /// How a command prints its result.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
 pub(crate) enum OutputFormat {
     /// Aligned columns for people.
+    #[default]
     Table,
     /// JSON for scripts.
     Json,
     /// YAML for scripts and people.
     Yaml,
+    /// Markdown, for a pull request's comment (`flotilla preview` only).
+    Markdown,
 }
 
 /// Prints `value` as JSON or YAML (tables are each command's own).
@@ -26,6 +29,9 @@ pub(crate) fn print_structured<T: Serialize>(
         OutputFormat::Json => serde_json::to_string_pretty(value).context("encoding JSON")?,
         OutputFormat::Yaml => serde_saphyr::to_string(value).context("encoding YAML")?,
         OutputFormat::Table => anyhow::bail!("a table is printed by the command itself"),
+        OutputFormat::Markdown => {
+            anyhow::bail!("-o markdown is for `flotilla preview`; use table, json or yaml")
+        }
     };
     emit(&format!("{}\n", text.trim_end()))
 }

@@ -532,6 +532,7 @@ impl Display {
                         }
                         print_structured(view, OutputFormat::Yaml)?;
                     }
+                    OutputFormat::Markdown => print_structured(view, OutputFormat::Markdown)?,
                 }
                 *first = false;
                 Ok(())

@@ -9,4 +9,5 @@ mod contexts_and_global_flags;
 mod demo_command_runs_the_demo_binary;
 mod diff_example_repo;
 mod lint_example_repo;
+mod preview_a_branch;
 mod rollout_commands_against_hub;

@@ -133,6 +133,25 @@ impl IntOrPercent {
         };
         wanted.clamp(1, total.max(1))
     }
+
+    /// Whether `part` of `whole` is more than this allows; a percentage is exact (no rounding),
+    /// so `50%` lets 1 of 2 go and holds 2 of 3 (the deletion guard's objects).
+    pub fn exceeded_by(self, part: u64, whole: u64) -> bool {
+        match self {
+            IntOrPercent::Count(count) => part > u64::from(count),
+            IntOrPercent::Percent(percent) => part * 100 > u64::from(percent.min(100)) * whole,
+        }
+    }
+
+    /// The most of `whole` this allows: a percentage rounded down to at least 1 (the deletion
+    /// guard's clusters: one cluster losing a bundle is an everyday change, many at once is
+    /// what the guard is for).
+    pub fn allowance(self, whole: u64) -> u64 {
+        match self {
+            IntOrPercent::Count(count) => u64::from(count),
+            IntOrPercent::Percent(percent) => (whole * u64::from(percent.min(100)) / 100).max(1),
+        }
+    }
 }
 
 impl fmt::Display for IntOrPercent {

@@ -44,22 +44,22 @@ impl Limit {
         }
     }
 
-    /// Whether `part` of `whole` is more than the limit allows; a percentage is exact (no
-    /// rounding), so `50%` lets 1 of 2 go and holds 2 of 3.
-    fn exceeded(self, part: u64, whole: u64) -> bool {
+    /// The limit as the spec writes it.
+    fn spec(self) -> IntOrPercent {
         match self {
-            Limit::Count(count) => part > u64::from(count),
-            Limit::Percent(percent) => part * 100 > u64::from(percent) * whole,
+            Limit::Count(count) => IntOrPercent::Count(count),
+            Limit::Percent(percent) => IntOrPercent::Percent(percent),
         }
     }
 
-    /// The largest allowed count out of `whole`, a percentage rounded down to at least 1: one
-    /// cluster losing a bundle is an everyday change, many at once is what the guard is for.
+    /// Whether `part` of `whole` is more than the limit allows ([`IntOrPercent::exceeded_by`]).
+    fn exceeded(self, part: u64, whole: u64) -> bool {
+        self.spec().exceeded_by(part, whole)
+    }
+
+    /// The largest allowed count out of `whole` ([`IntOrPercent::allowance`]).
     fn clusters(self, whole: u64) -> u64 {
-        match self {
-            Limit::Count(count) => u64::from(count),
-            Limit::Percent(percent) => (whole * u64::from(percent) / 100).max(1),
-        }
+        self.spec().allowance(whole)
     }
 
     fn describe(self) -> String {
