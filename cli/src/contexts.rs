@@ -4,8 +4,8 @@
 //! delete-context` manage them.
 //!
 //! The file is `$FLOTILLA_CONFIG`, else `$XDG_CONFIG_HOME/flotilla/config.yaml`, else
-//! `~/.config/flotilla/config.yaml`; it holds tokens, so it is written with mode 0600 (and
-//! made 0600 when it was not).
+//! `~/.config/flotilla/config.yaml`; it holds tokens, so it is written with mode 0600 (and a
+//! file others may read is warned about).
 //!
 //! ```yaml
 //! currentContext: prod
@@ -81,6 +81,7 @@ impl Contexts {
 
     /// Reads `path`; a missing file is an empty config.
     pub(crate) fn load_from(path: &Path) -> anyhow::Result<Contexts> {
+        warn_if_readable_by_others(path);
         let text = match std::fs::read_to_string(path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Contexts::default()),
@@ -97,26 +98,19 @@ impl Contexts {
         })
     }
 
-    /// Writes `path` with mode 0600 (created, or replaced whole through a temporary file).
+    /// Writes `path` whole through a temporary file of its own (mode 0600, as `tempfile`
+    /// creates them), renamed over it: a reader never sees half a file, and two writers never
+    /// share a temporary file.
     pub(crate) fn save_to(&self, path: &Path) -> anyhow::Result<()> {
         let dir = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         let text = serde_saphyr::to_string(self).context("encoding the config")?;
-        let temporary = path.with_extension("yaml.tmp");
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            let _ = std::fs::remove_file(&temporary);
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&temporary)
-                .with_context(|| format!("writing {}", temporary.display()))?;
-            file.write_all(text.as_bytes())?;
-            file.sync_all()?;
-        }
-        std::fs::rename(&temporary, path)
-            .with_context(|| format!("replacing {}", path.display()))?;
+        let mut file = tempfile::NamedTempFile::new_in(dir)
+            .with_context(|| format!("writing a temporary file in {}", dir.display()))?;
+        file.write_all(text.as_bytes())?;
+        file.as_file().sync_all()?;
+        file.persist(path)
+            .map_err(|e| anyhow::anyhow!("replacing {}: {}", path.display(), e.error))?;
         Ok(())
     }
 
@@ -152,6 +146,26 @@ impl Contexts {
             format!("known: {}", names.join(", "))
         }
     }
+}
+
+/// Says so when the config file (which holds tokens) is readable by others; the next write
+/// makes it 0600.
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(meta) = std::fs::metadata(path)
+            && meta.permissions().mode() & 0o077 != 0
+        {
+            eprintln!(
+                "warning: {} holds tokens but others may read it; `chmod 600 {}`",
+                path.display(),
+                path.display()
+            );
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
 }
 
 /// Arguments of `flotilla config`.

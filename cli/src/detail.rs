@@ -30,7 +30,7 @@ enum BundleAction {
         /// Only clusters where it is not Synced and Healthy.
         #[arg(long)]
         problems: bool,
-        /// At most this many clusters (default 100).
+        /// At most this many clusters (0: the hub's default, 100; at most 1000).
         #[arg(long, default_value_t = 0)]
         limit: u32,
         #[arg(skip = crate::global::hub())]
@@ -61,8 +61,9 @@ pub(crate) async fn run_bundle(args: &BundleArgs) -> anyhow::Result<()> {
         .await
         .map_err(|s| hub.call_error(&format!("reading bundle `{name}`"), s))?
         .into_inner();
-    let detail: Value = serde_json::from_str(&reply.json)?;
+    let mut detail: Value = serde_json::from_str(&reply.json)?;
     if *output != OutputFormat::Table {
+        times_as_text(&mut detail);
         return print_structured(&detail, *output);
     }
     let clusters = detail["clusters"].as_array().cloned().unwrap_or_default();
@@ -126,8 +127,9 @@ pub(crate) async fn cluster_get(
         .await
         .map_err(|s| hub.call_error(&format!("reading cluster `{name}`"), s))?
         .into_inner();
-    let detail: Value = serde_json::from_str(&reply.json)?;
+    let mut detail: Value = serde_json::from_str(&reply.json)?;
     if output != OutputFormat::Table {
+        times_as_text(&mut detail);
         return print_structured(&detail, output);
     }
     let labels: Vec<String> = detail["labels"]
@@ -179,6 +181,26 @@ pub(crate) async fn cluster_get(
     out.push('\n');
     out.push_str(&objects.render());
     emit(&out)
+}
+
+/// The hub's times (milliseconds, as its HTTP API gives them) as the CLI prints every time:
+/// RFC 3339 in UTC. A time is a number under a key ending in `At`, `Seen` or `Since`.
+fn times_as_text(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for (key, value) in map.iter_mut() {
+                let time = key.ends_with("At") || key.ends_with("Seen") || key.ends_with("Since");
+                match value.as_i64() {
+                    Some(ms) if time => {
+                        *value = crate::time::rfc3339(ms).map_or(Value::Null, Value::String);
+                    }
+                    _ => times_as_text(value),
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(times_as_text),
+        _ => {}
+    }
 }
 
 fn object_cells(object: &Value) -> Vec<String> {

@@ -40,7 +40,7 @@ pub(crate) struct Global {
     #[arg(long, global = true, env = "FLOTILLA_CONTEXT")]
     context: Option<String>,
     /// Output format: table (for people), json or yaml (for scripts); `preview` also takes
-    /// markdown.
+    /// markdown (a pull request's comment).
     #[arg(short, long, global = true, value_enum)]
     output: Option<OutputFormat>,
 }
@@ -68,9 +68,25 @@ impl Global {
         )
     }
 
-    /// Resolves the settings against the contexts and records them for the commands.
-    pub(crate) fn resolve(&self, contexts: &Contexts) -> anyhow::Result<Resolved> {
-        let (_, context) = contexts.select(self.context.as_deref())?;
+    /// Whether the config file could matter: a context is named, or the hub is not given.
+    pub(crate) fn needs_contexts(&self) -> bool {
+        self.context.is_some() || self.hub.is_none()
+    }
+
+    /// Resolves the settings against the contexts (none when `ignore_context`) and records
+    /// them for the commands.
+    pub(crate) fn resolve(
+        &self,
+        contexts: &Contexts,
+        ignore_context: bool,
+    ) -> anyhow::Result<Resolved> {
+        let (_, context) = match ignore_context {
+            true => (None, None),
+            false => contexts.select(self.context.as_deref())?,
+        };
+        // A context's token, CA and transport go only to its own hub: a hub given by flag or
+        // environment that is another takes nothing from the context.
+        let context = context.filter(|c| self.hub.as_ref().is_none_or(|hub| *hub == c.hub));
         let hub = HubArgs {
             hub: self
                 .hub

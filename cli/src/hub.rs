@@ -223,8 +223,9 @@ fn tls_error(address: &str, error: &rustls::Error) -> anyhow::Error {
     use rustls::{CertificateError, Error};
     let hint = match error {
         Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
-            "the hub's certificate is not signed by the CA in --ca-file: pass the CA of this \
-             hub's group (`<data-dir>/ca.crt` on one of its nodes)"
+            "the hub's certificate is not signed by the CA in --ca-file (or the context's, from \
+             `flotilla login`): pass the CA of this hub's group (`<data-dir>/ca.crt` on one of \
+             its nodes), or `flotilla login` again"
         }
         Error::InvalidCertificate(
             CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },

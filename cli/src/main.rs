@@ -105,9 +105,9 @@ async fn main() -> ExitCode {
     flotilla_pki::install_crypto_provider();
     let cli = match parse() {
         Ok(cli) => cli,
-        Err(error) => {
+        Err((error, code)) => {
             eprintln!("error: {error:#}");
-            return ExitCode::FAILURE;
+            return code;
         }
     };
     // `diff --exit-code` says "they differ" with 1, so its failures need another code.
@@ -163,20 +163,27 @@ async fn main() -> ExitCode {
 
 /// Parses the command line: the global flags first, resolved against the contexts (so that a
 /// command's `#[arg(skip = …)]` fields read the settings in force), then the command.
-fn parse() -> anyhow::Result<Cli> {
+fn parse() -> Result<Cli, (anyhow::Error, ExitCode)> {
     let matches = Cli::command().get_matches();
+    // A command whose exit code 1 means something (`diff --exit-code`: they differ;
+    // `preview`: something changes) fails with 2, here as after.
+    let failure = match matches.subcommand() {
+        Some(("diff", diff)) if diff.get_flag("exit_code") => ExitCode::from(2),
+        Some(("preview", _)) => ExitCode::from(2),
+        _ => ExitCode::FAILURE,
+    };
     let global = global::Global::from_arg_matches(&matches).map_err(|e| e.exit())?;
-    // `login` and `config` work on the contexts themselves: a broken or unknown one must not
-    // stop them.
+    // Commands that talk to no hub, and `login` and `config`, which work on the contexts
+    // themselves: no context (nor a broken or unknown one) bears on them.
     let own = matches!(
         matches.subcommand_name(),
         Some("login" | "config" | "completion" | "lint" | "render" | "demo" | "preview")
     );
-    let contexts = if own {
+    let contexts = if own || !global.needs_contexts() {
         contexts::Contexts::default()
     } else {
-        contexts::Contexts::load()?
+        contexts::Contexts::load().map_err(|e| (e, failure))?
     };
-    global.resolve(&contexts)?;
+    global.resolve(&contexts, own).map_err(|e| (e, failure))?;
     Cli::from_arg_matches(&matches).map_err(|e| e.exit())
 }

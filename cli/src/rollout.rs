@@ -582,7 +582,7 @@ impl Bars {
             view.stage,
             or_dash(short(view.from_revision.as_deref().unwrap_or_default())),
             short(&view.to_revision),
-            view.status,
+            words(&view.status),
             view.blocked
                 .as_ref()
                 .map(|b| format!("  (blocked: {b})"))

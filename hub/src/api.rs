@@ -875,7 +875,7 @@ impl Admin for AdminService {
         let detail = self
             .hub
             .cluster_detail(name)
-            .filter(|d| caller.can(Action::View, d.status.stage.as_deref()))
+            .filter(|d| caller.may_view(d.status.stage.as_deref()))
             .ok_or_else(|| {
                 Status::not_found(format!(
                     "cluster '{name}' is not registered (or not on a stage you may view); \
@@ -893,13 +893,13 @@ impl Admin for AdminService {
         let query = request.get_ref();
         let stage = Some(query.stage.as_str()).filter(|s| !s.is_empty());
         let select = |cluster: &status::ClusterStatus, bundle: &status::BundleStatus| {
-            caller.can(Action::View, cluster.stage.as_deref())
+            caller.may_view(cluster.stage.as_deref())
                 && stage.is_none_or(|s| cluster.stage.as_deref() == Some(s))
                 && (!query.problems || status::bundle_problem(bundle))
         };
         let limit = match query.limit {
             0 => BUNDLE_DETAIL_LIMIT,
-            n => n as usize,
+            n => (n as usize).min(BUNDLE_DETAIL_MAX),
         };
         let detail = self.hub.bundle_detail(&query.name, &select, limit);
         if detail.matched == 0 && !query.problems && stage.is_none() {
@@ -914,6 +914,9 @@ impl Admin for AdminService {
 
 /// Clusters `BundleDetail` shows unless asked for another number.
 const BUNDLE_DETAIL_LIMIT: usize = 100;
+
+/// Most clusters one `BundleDetail` shows, however many are asked for.
+const BUNDLE_DETAIL_MAX: usize = 1000;
 
 fn json_reply<T: serde::Serialize>(value: &T) -> Result<Response<AdminJsonReply>, Status> {
     let json = serde_json::to_string(value)

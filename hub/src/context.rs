@@ -137,14 +137,7 @@ impl HubContext {
         // The status first: it reads the replica itself (see `stage_detail`).
         let fleet = self.status();
         let state = self.node.state();
-        status::bundle_detail(
-            &state,
-            self.source_view().as_ref(),
-            &fleet,
-            bundle,
-            select,
-            limit,
-        )
+        status::bundle_detail(&state, &fleet, bundle, select, limit)
     }
 
     /// A stage in detail, with the fleet status it is part of; none when there is no such stage.

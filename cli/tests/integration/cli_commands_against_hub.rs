@@ -280,6 +280,7 @@ fn status_watch_prints_each_change() -> Result<()> {
     })?;
     let mut watch = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args(["status", "--watch", "-o", "json", "--hub", &hub.api])
+        .env("FLOTILLA_CONFIG", "/nonexistent/flotilla/config.yaml")
         .env("FLOTILLA_INSECURE", "1")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -311,6 +312,7 @@ fn an_unreachable_hub_is_named_with_how_to_set_it() -> Result<()> {
     drop(listener);
     let output = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args(["status", "--hub", &address])
+        .env("FLOTILLA_CONFIG", "/nonexistent/flotilla/config.yaml")
         .env("FLOTILLA_INSECURE", "1")
         .output()?;
     assert_eq!(output.status.code(), Some(1));

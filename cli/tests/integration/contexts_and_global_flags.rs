@@ -147,6 +147,25 @@ fn login_saves_a_context_and_flags_go_anywhere() -> Result<()> {
         stderr(&plain)
     );
 
+    // A context named in the environment bears on no command that talks to no hub, nor on
+    // `config`; a hub given by flag that is not the context's gets none of its token.
+    let lint = Command::new(env!("CARGO_BIN_EXE_flotilla"))
+        .args(["lint", "/nonexistent-repository"])
+        .env("FLOTILLA_CONFIG", &config)
+        .env("FLOTILLA_CONTEXT", "staging")
+        .output()?;
+    assert!(
+        !stderr(&lint).contains("context `staging`"),
+        "{}",
+        stderr(&lint)
+    );
+    let other = flotilla(&config, &["status", "--hub", "127.0.0.1:1"], "")?;
+    assert!(
+        stderr(&other).contains("the hub speaks TLS: pass --ca-file"),
+        "{}",
+        stderr(&other)
+    );
+
     // Completion scripts.
     for shell in ["bash", "zsh", "fish"] {
         let script = flotilla(&config, &["completion", shell], "")?;

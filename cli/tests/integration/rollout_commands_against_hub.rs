@@ -203,6 +203,7 @@ fn promote_pause_resume_watch_history_and_rollback_drive_a_real_fleet() -> Resul
     // Not a terminal: one plain line per change, ending when the rollout does.
     let watch = Command::new(env!("CARGO_BIN_EXE_flotilla"))
         .args(["rollout", "status", "prod", "--watch"])
+        .env("FLOTILLA_CONFIG", "/nonexistent/flotilla/config.yaml")
         .env("FLOTILLA_HUB", &hub.api)
         .env("FLOTILLA_INSECURE", "1")
         .stdout(Stdio::piped())

@@ -301,4 +301,20 @@ mod tests {
         assert_eq!(IntOrPercent::Count(5).resolve(3), 3);
         assert_eq!(IntOrPercent::Count(2).resolve(0), 1);
     }
+
+    #[test]
+    fn int_or_percent_as_a_deletion_limit_is_exact_and_allows_at_least_one_cluster() {
+        let half = IntOrPercent::Percent(50);
+        assert!(!half.exceeded_by(1, 2));
+        assert!(half.exceeded_by(2, 3));
+        assert!(IntOrPercent::Count(3).exceeded_by(4, 100));
+        assert!(!IntOrPercent::Count(3).exceeded_by(3, 3));
+        assert!(
+            !IntOrPercent::Percent(150).exceeded_by(3, 3),
+            "at most 100%"
+        );
+        assert_eq!(IntOrPercent::Percent(10).allowance(5), 1);
+        assert_eq!(IntOrPercent::Percent(10).allowance(40), 4);
+        assert_eq!(IntOrPercent::Count(2).allowance(40), 2);
+    }
 }

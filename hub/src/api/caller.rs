@@ -134,6 +134,13 @@ impl Caller {
         self.allow(action, stage).is_ok()
     }
 
+    /// Whether the caller may view what belongs to `stage` (none: a cluster no stage selects,
+    /// which only a viewer of every stage sees, as in the fleet status).
+    pub fn may_view(&self, stage: Option<&str>) -> bool {
+        self.sees_everything()
+            || stage.is_some_and(|s| self.can(crate::auth::Action::View, Some(s)))
+    }
+
     /// Whether the caller may read everything: a viewer (or more) of every stage.
     pub fn sees_everything(&self) -> bool {
         match &self.grants {

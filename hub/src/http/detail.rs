@@ -10,13 +10,11 @@ use axum::http::{HeaderMap, StatusCode};
 use super::HttpContext;
 use super::session::{HttpError, reader};
 use crate::api::caller::Caller;
-use crate::auth::Action;
 use crate::status::{ClusterDetail, StageDetail, Timeline, TimelineError};
 
-/// Whether `caller` may view what belongs to `stage` (none: a cluster no stage selects, which
-/// only a viewer of every stage sees, as in the fleet status).
+/// Whether `caller` may view what belongs to `stage` ([`Caller::may_view`]).
 fn may_view(caller: &Caller, stage: Option<&str>) -> bool {
-    caller.sees_everything() || stage.is_some_and(|s| caller.can(Action::View, Some(s)))
+    caller.may_view(stage)
 }
 
 fn not_found(what: String) -> HttpError {

@@ -108,16 +108,17 @@ pub struct BundleOnCluster {
     pub objects: Vec<ObjectStatus>,
 }
 
-/// Whether a bundle on a cluster needs attention: not Synced, or not Healthy.
+/// Whether a bundle on a cluster needs attention: not Synced, or neither Healthy nor
+/// Suspended (as `--problems` everywhere).
 pub fn bundle_problem(bundle: &BundleStatus) -> bool {
-    bundle.sync_state != SyncState::Synced || bundle.health != "Healthy"
+    bundle.sync_state != SyncState::Synced
+        || !matches!(bundle.health.as_str(), "Healthy" | "Suspended")
 }
 
 /// `bundle` on the clusters of `fleet` that `select` lets through, problems first then by name,
 /// at most `limit`, each with its objects (read from `state`).
 pub fn bundle_detail(
     state: &State,
-    source: Option<&SourceView>,
     fleet: &FleetStatus,
     bundle: &str,
     select: &dyn Fn(&ClusterStatus, &BundleStatus) -> bool,
@@ -140,14 +141,9 @@ pub fn bundle_detail(
             cluster: cluster.name.clone(),
             stage: cluster.stage.clone(),
             status: status.clone(),
-            objects: cluster_detail(state, source, &cluster.name)
-                .map(|d| {
-                    d.objects
-                        .into_iter()
-                        .filter(|o| o.bundle == bundle)
-                        .collect()
-                })
-                .unwrap_or_default(),
+            // Only this bundle's objects, from the status already computed: no spec parse,
+            // events or deliveries per cluster.
+            objects: objects_of(state, &cluster.name, std::iter::once(status)),
         })
         .collect();
     BundleDetail {
@@ -191,21 +187,7 @@ pub fn cluster_detail(
     let cluster = state.clusters.get(name)?;
     let spec = current_spec(state, source);
     let status = cluster_status(state, name, &stage_namer(spec.as_ref()))?;
-    let reported: BTreeMap<&str, &HealthRecord> = records_of(&state.health, name).collect();
-    let mut objects = Vec::new();
-    let desired = state.desired_bundles(name);
-    for bundle in &status.bundles {
-        let Some(hash) = desired.get(&bundle.name) else {
-            continue;
-        };
-        let keys = state
-            .blobs
-            .get(hash)
-            .and_then(|blob| state.object_sets.get(&blob.objects));
-        let names: Vec<String> = keys.into_iter().flatten().map(object_name).collect();
-        let record = reported.get(bundle.name.as_str()).copied();
-        objects.extend(bundle_objects(bundle, record, &names));
-    }
+    let objects = objects_of(state, name, status.bundles.iter());
     Some(ClusterDetail {
         agent_version: cluster
             .capabilities
@@ -218,6 +200,30 @@ pub fn cluster_detail(
         events: cluster_events(state, name),
         status,
     })
+}
+
+/// Every object of `bundles` on cluster `name`, with its state.
+fn objects_of<'a>(
+    state: &State,
+    name: &str,
+    bundles: impl Iterator<Item = &'a BundleStatus>,
+) -> Vec<ObjectStatus> {
+    let reported: BTreeMap<&str, &HealthRecord> = records_of(&state.health, name).collect();
+    let desired = state.desired_bundles(name);
+    let mut objects = Vec::new();
+    for bundle in bundles {
+        let Some(hash) = desired.get(&bundle.name) else {
+            continue;
+        };
+        let keys = state
+            .blobs
+            .get(hash)
+            .and_then(|blob| state.object_sets.get(&blob.objects));
+        let names: Vec<String> = keys.into_iter().flatten().map(object_name).collect();
+        let record = reported.get(bundle.name.as_str()).copied();
+        objects.extend(bundle_objects(bundle, record, &names));
+    }
+    objects
 }
 
 /// How the agent names an object.

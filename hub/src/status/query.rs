@@ -153,8 +153,7 @@ impl ClusterStatus {
             return Some("agents of another cluster use its name".to_owned());
         }
         bundles.find_map(|b| {
-            let healthy = matches!(b.health.as_str(), "Healthy" | "Suspended");
-            (b.sync_state != SyncState::Synced || !healthy).then(|| {
+            super::bundle_problem(b).then(|| {
                 format!(
                     "bundle {}: {} / {}",
                     b.name,

@@ -779,6 +779,7 @@ impl Caller {
         let mut command = self.net.command("agents", bin);
         command
             .args(args)
+            .env("FLOTILLA_CONFIG", "/nonexistent/flotilla/config.yaml")
             .env("FLOTILLA_HUB", api)
             .env("FLOTILLA_CA_FILE", &self.ca)
             .env("FLOTILLA_TOKEN", &self.token)

@@ -118,6 +118,7 @@ impl Corpus {
         let mut command = tokio::process::Command::new(binaries::FLOTILLA.path()?);
         command
             .args(args)
+            .env("FLOTILLA_CONFIG", "/nonexistent/flotilla/config.yaml")
             .env("FLOTILLA_HUB", self.hub.api())
             .env("FLOTILLA_CA_FILE", &self.ca_file)
             .env_remove("FLOTILLA_INSECURE")
