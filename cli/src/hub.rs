@@ -193,21 +193,10 @@ impl HubArgs {
     /// certificate does not hold, a hub that does not speak TLS), with what to do.
     fn connect_error(&self, error: &(dyn std::error::Error + 'static)) -> anyhow::Error {
         let address = self.address();
-        let mut source = Some(error);
-        let mut deepest = error.to_string();
-        while let Some(e) = source {
-            if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-                return tls_error(address, tls);
-            }
-            deepest = e.to_string();
-            source = match e
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-            {
-                Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-                None => e.source(),
-            };
-        }
+        let deepest = match flotilla_pki::tls::cause_of(error) {
+            Ok(tls) => return tls_error(address, tls),
+            Err(deepest) => deepest,
+        };
         if self.insecure && (deepest.contains("canceled") || deepest.contains("closed")) {
             return anyhow!(
                 "cannot talk to the hub at {address} without TLS ({deepest}): it speaks TLS; \

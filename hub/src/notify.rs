@@ -342,23 +342,10 @@ fn cut(text: &str, chars: usize) -> String {
 
 /// What went wrong below HTTP, named: a TLS failure says so, with rustls' reason.
 fn describe_send_error(error: &hyper_util::client::legacy::Error) -> String {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    let mut deepest = error.to_string();
-    while let Some(e) = source {
-        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return format!("TLS: {tls}");
-        }
-        deepest = e.to_string();
-        // An I/O error carries the TLS error as its payload, not as its source.
-        source = match e
-            .downcast_ref::<std::io::Error>()
-            .and_then(|io| io.get_ref())
-        {
-            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
-            None => e.source(),
-        };
+    match flotilla_pki::tls::cause_of(error) {
+        Ok(tls) => format!("TLS: {tls}"),
+        Err(deepest) => format!("cannot send: {deepest}"),
     }
-    format!("cannot send: {deepest}")
 }
 
 /// Receivers set up from their configs.

@@ -191,6 +191,30 @@ impl TrustRoot {
     }
 }
 
+/// Why a connection failed, read through `error`'s causes: the TLS error under it, if one caused
+/// it, else the innermost cause's words. An I/O error carries a TLS error as its payload, not
+/// as its source, so payloads are looked into too.
+pub fn cause_of<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> Result<&'a rustls::Error, String> {
+    let mut source = Some(error);
+    let mut deepest = error.to_string();
+    while let Some(e) = source {
+        if let Some(tls) = e.downcast_ref::<rustls::Error>() {
+            return Ok(tls);
+        }
+        deepest = e.to_string();
+        source = match e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            Some(inner) => Some(inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    Err(deepest)
+}
+
 /// The crypto provider every Flotilla TLS configuration uses: ring.
 pub fn crypto_provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
