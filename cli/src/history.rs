@@ -106,7 +106,7 @@ impl HistoryView {
         for pin in &self.pins {
             pins.row(vec![
                 or_dash(pin.at.as_deref().unwrap_or_default()),
-                pin.change.clone(),
+                crate::output::words(&pin.change),
                 short(&pin.revision).to_owned(),
                 pin.by.clone(),
                 match (pin.rollout, &pin.rollout_status) {

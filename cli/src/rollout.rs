@@ -360,7 +360,7 @@ impl RolloutView {
             self.stage,
             or_dash(short(self.from_revision.as_deref().unwrap_or_default())),
             short(&self.to_revision),
-            self.change,
+            words(&self.change),
             self.by,
             self.reason,
             words(&self.status),

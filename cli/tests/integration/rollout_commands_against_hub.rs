@@ -173,7 +173,7 @@ fn promote_pause_resume_watch_history_and_rollback_drive_a_real_fleet() -> Resul
         "hotfix",
     ])?;
     assert_eq!(promoted["pinnedRevision"], second.as_str());
-    assert_eq!(promoted["rollout"]["change"], "force-promote");
+    assert_eq!(promoted["rollout"]["change"], "forcePromote");
     assert_eq!(promoted["rollout"]["status"], "running");
 
     let paused = hub.json(&["pause", "prod", "--reason", "looking"])?;
@@ -235,7 +235,7 @@ fn promote_pause_resume_watch_history_and_rollback_drive_a_real_fleet() -> Resul
 
     let history = hub.json(&["history", "prod"])?;
     let pin = &history["pins"][0];
-    assert_eq!(pin["change"], "force-promote");
+    assert_eq!(pin["change"], "forcePromote");
     assert_eq!(pin["by"], "anonymous (insecure hub)");
     assert_eq!(pin["reason"], "hotfix");
     assert_eq!(pin["rolloutStatus"], "completed");

@@ -101,7 +101,7 @@ pub(super) fn progress(
             RolloutStatus::Paused { by, .. } => by.clone(),
             _ => String::new(),
         },
-        change: rollout.change.name().to_owned(),
+        change: rollout.change.key().to_owned(),
         by: rollout.by.clone(),
         reason: rollout.reason.clone(),
         created_at_ms: rollout.created_at.0 as i64,

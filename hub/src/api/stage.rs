@@ -431,7 +431,7 @@ pub(super) fn history(hub: &HubContext, name: &str) -> Result<AdminStageHistory,
             .rev()
             .map(|pin| AdminPin {
                 revision: pin.revision.commit.clone(),
-                change: pin.change.name().to_owned(),
+                change: pin.change.key().to_owned(),
                 by: pin.by.clone(),
                 reason: pin.reason.clone(),
                 at_ms: pin.at.0 as i64,

@@ -179,7 +179,7 @@ pub(super) async fn act(
 #[serde(rename_all = "camelCase")]
 pub(super) struct Pin {
     revision: String,
-    /// track, promote, force-promote or rollback.
+    /// track, promote, forcePromote or rollback.
     change: String,
     by: String,
     reason: String,

@@ -59,7 +59,17 @@ pub enum StageChange {
 }
 
 impl StageChange {
-    /// The change as people read it: `track`, `promote`, `force-promote`, `rollback`.
+    /// The change as outputs carry it, one camelCase word: `track`, `promote`, `forcePromote`,
+    /// `rollback`.
+    pub fn key(self) -> &'static str {
+        match self {
+            StageChange::ForcePromote => "forcePromote",
+            other => other.name(),
+        }
+    }
+
+    /// The change as commands and audit actions name it: `track`, `promote`, `force-promote`,
+    /// `rollback`.
     pub fn name(self) -> &'static str {
         match self {
             StageChange::Track => "track",

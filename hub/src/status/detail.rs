@@ -520,7 +520,7 @@ pub struct WaveDetail {
 pub struct PinView {
     /// The commit.
     pub revision: String,
-    /// `track`, `promote`, `force-promote` or `rollback`.
+    /// `track`, `promote`, `forcePromote` or `rollback`.
     pub change: &'static str,
     /// Who.
     pub by: String,
@@ -545,14 +545,9 @@ impl PinView {
     }
 }
 
-/// How a pin's change is named.
+/// How a pin's change is named in outputs ([`StageChange::key`]).
 pub(crate) fn change_name(change: StageChange) -> &'static str {
-    match change {
-        StageChange::Track => "track",
-        StageChange::Promote => "promote",
-        StageChange::ForcePromote => "force-promote",
-        StageChange::Rollback => "rollback",
-    }
+    change.key()
 }
 
 /// `name` in detail, from a replica and the status computed from it; none when `status` has
