@@ -449,9 +449,37 @@ impl Metrics {
             SyncState::ALL.iter().map(|s| (*s, 0)).collect();
         {
             let state = node.state();
-            self.clusters.set(state.clusters.len() as i64);
-            self.clusters_online
-                .set(state.clusters.values().filter(|c| c.online).count() as i64);
+            // With the fleet status (computed once per applied index for every reader), the
+            // cluster and sync counts are read from it; without one, from the replica.
+            match fleet {
+                Some(fleet) => {
+                    let online = fleet.clusters.iter().filter(|c| c.online);
+                    self.clusters.set(fleet.clusters.len() as i64);
+                    self.clusters_online.set(online.clone().count() as i64);
+                    self.clusters_api_unreachable
+                        .set(online.filter(|c| c.api_reachable == Some(false)).count() as i64);
+                    for (sync, count) in &fleet.counts.sync {
+                        by_sync.insert(*sync, i64::try_from(*count).unwrap_or(i64::MAX));
+                    }
+                }
+                None => {
+                    self.clusters.set(state.clusters.len() as i64);
+                    self.clusters_online
+                        .set(state.clusters.values().filter(|c| c.online).count() as i64);
+                    self.clusters_api_unreachable.set(
+                        state
+                            .clusters
+                            .values()
+                            .filter(|c| c.online && !c.reporting())
+                            .count() as i64,
+                    );
+                    for cluster in state.clusters.keys() {
+                        for (_, sync) in cluster_sync_states(&state, cluster) {
+                            *by_sync.entry(sync).or_default() += 1;
+                        }
+                    }
+                }
+            }
             let mut corrections = 0u64;
             for (key, record) in &state.health {
                 if let Some(cluster) = state.clusters.get(&key.cluster) {
@@ -463,18 +491,6 @@ impl Metrics {
             }
             self.drift_corrections
                 .set(i64::try_from(corrections).unwrap_or(i64::MAX));
-            self.clusters_api_unreachable.set(
-                state
-                    .clusters
-                    .values()
-                    .filter(|c| c.online && !c.reporting())
-                    .count() as i64,
-            );
-            for cluster in state.clusters.keys() {
-                for (_, sync) in cluster_sync_states(&state, cluster) {
-                    *by_sync.entry(sync).or_default() += 1;
-                }
-            }
         }
         for (sync, count) in by_sync {
             self.bundles_sync

@@ -191,13 +191,28 @@ impl Browser {
         Ok(())
     }
 
-    /// Clicks the element matching `selector`.
+    /// Clicks the element matching `selector`. A live page may redraw between finding the
+    /// element and clicking it (the element is then stale): it is found again, for up to two
+    /// seconds.
     pub async fn click(&self, selector: &str) -> Result<()> {
-        self.client
-            .find(Locator::Css(selector))
-            .await?
-            .click()
-            .await?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
+        loop {
+            let clicked = match self.client.find(Locator::Css(selector)).await {
+                Ok(element) => element.click().await,
+                Err(e) => Err(e),
+            };
+            match clicked {
+                Err(e)
+                    if e.is_stale_element_reference() && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => {
+                    other?;
+                    break;
+                }
+            }
+        }
         Ok(())
     }
 

@@ -9,6 +9,7 @@ pub mod agent;
 pub mod attacker;
 pub mod binaries;
 pub mod browser;
+pub mod built;
 pub mod charts;
 pub mod cli;
 pub mod differential;

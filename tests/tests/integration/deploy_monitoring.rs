@@ -97,7 +97,7 @@ fn served(text: &str, into: &mut BTreeSet<String>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn alert_rules_and_dashboard_are_valid_and_name_only_served_metrics() -> Result<()> {
     let test = "alert_rules_and_dashboard_are_valid_and_name_only_served_metrics";
-    let Some(promtool_bin) = flotilla_testkit::helm::built_or_skip(test, "promtool") else {
+    let Some(promtool_bin) = flotilla_testkit::built::built_or_skip(test, "promtool") else {
         return Ok(());
     };
     let dir = monitoring();

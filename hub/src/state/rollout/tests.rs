@@ -843,3 +843,63 @@ fn a_controller_decision_made_before_the_stage_asked_for_approval_is_refused() {
     // A person approves.
     apply_ok(&mut state, status(id, RolloutAction::Approve, 102));
 }
+
+#[test]
+fn a_revision_that_removes_a_bundle_is_applied_once_the_agent_has_pruned_it() {
+    let mut state = fleet();
+    online(&mut state, "a", true, 50);
+    report(&mut state, &["a"], Health::Healthy, 100);
+    render_with(&mut state, "empty", "", &[]);
+    apply_ok(
+        &mut state,
+        Command::PinStage {
+            stage: "prod".into(),
+            revision: rev("empty"),
+            change: StageChange::Track,
+            by: "alice".into(),
+            reason: "the bundle is gone".into(),
+            at: t(200),
+        },
+    );
+    apply_ok(
+        &mut state,
+        Command::AssignRevision {
+            clusters: vec!["a".into()],
+            revision: rev("empty"),
+            at: t(200),
+        },
+    );
+    let newest = |state: &State| state.clusters["a"].deliveries.last().cloned();
+    let given = newest(&state).expect("a delivery");
+    assert_eq!(given.commit, "empty");
+    assert_eq!(
+        given.applied_at, None,
+        "the agent still reports the removed bundle's objects applied"
+    );
+    // The agent pruned the bundle: it reports holding nothing of it.
+    let bundle = state.revisions[&rev("c1")]
+        .bundles_for("a")
+        .and_then(|b| b.keys().next().cloned())
+        .expect("a holds a bundle at c1");
+    apply_ok(
+        &mut state,
+        Command::RecordHealth {
+            reports: vec![HealthReport {
+                key: HealthKey {
+                    cluster: "a".into(),
+                    bundle,
+                },
+                applied: None,
+                health: Health::Healthy,
+                message: String::new(),
+                drifted: Vec::new(),
+                failed: None,
+                last_drift: None,
+                drift_corrections: 0,
+                added: Vec::new(),
+                at: t(300),
+            }],
+        },
+    );
+    assert_eq!(newest(&state).expect("a delivery").applied_at, Some(t(300)));
+}
