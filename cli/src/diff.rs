@@ -89,22 +89,10 @@ fn json(text: String) -> Option<serde_json::Value> {
 
 /// Groups clusters whose changes are identical, in order of their first cluster.
 fn group(clusters: &[ClusterDiff]) -> Vec<DiffGroup> {
-    let mut groups: Vec<DiffGroup> = Vec::new();
-    let mut index: std::collections::HashMap<String, usize> = Default::default();
-    for cluster in clusters {
-        let key = serde_json::to_string(&cluster.bundles).unwrap_or_default();
-        match index.get(&key) {
-            Some(&at) => groups[at].clusters.push(cluster.cluster.clone()),
-            None => {
-                index.insert(key, groups.len());
-                groups.push(DiffGroup {
-                    clusters: vec![cluster.cluster.clone()],
-                    bundles: cluster.bundles.clone(),
-                });
-            }
-        }
-    }
-    groups
+    crate::output::group_alike(clusters.iter().map(|c| (&c.cluster, &c.bundles)))
+        .into_iter()
+        .map(|(clusters, bundles)| DiffGroup { clusters, bundles })
+        .collect()
 }
 
 impl DiffView {

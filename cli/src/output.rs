@@ -107,6 +107,26 @@ pub(crate) fn words(key: &str) -> String {
     out
 }
 
+/// Clusters with identical changes together: each distinct change (compared by its JSON) with
+/// the clusters that have it, in order of their first cluster.
+pub(crate) fn group_alike<'a, T: Serialize + Clone + 'a>(
+    changes: impl IntoIterator<Item = (&'a String, &'a T)>,
+) -> Vec<(Vec<String>, T)> {
+    let mut groups: Vec<(Vec<String>, T)> = Vec::new();
+    let mut index: std::collections::HashMap<String, usize> = Default::default();
+    for (cluster, change) in changes {
+        let key = serde_json::to_string(change).unwrap_or_default();
+        match index.get(&key) {
+            Some(&at) => groups[at].0.push(cluster.clone()),
+            None => {
+                index.insert(key, groups.len());
+                groups.push((vec![cluster.clone()], change.clone()));
+            }
+        }
+    }
+    groups
+}
+
 /// A commit id shortened for tables.
 pub(crate) fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)

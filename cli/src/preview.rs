@@ -17,7 +17,7 @@ use anyhow::{Context, anyhow, bail};
 use clap::Args;
 use flotilla_core::diff::{BundleDiff, Change, diff_cluster};
 use flotilla_core::inventory::{Cluster, load_inventory};
-use flotilla_core::render::{FleetRender, RenderedBundle, render_fleet};
+use flotilla_core::render::{FleetRender, ObjectKey, RenderedBundle, render_fleet};
 use flotilla_core::spec::{Approval, FleetSpec, StageSource};
 use flotilla_core::{Limits, Repository};
 use serde::Serialize;
@@ -257,20 +257,6 @@ fn preview(args: &PreviewArgs) -> anyhow::Result<Preview> {
         }
         holdings.insert(cluster.name.clone(), (from, to));
     }
-    let mut groups: Vec<(String, Group)> = Vec::new();
-    for (cluster, bundles) in &changes {
-        let key = serde_json::to_string(bundles).unwrap_or_default();
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, group)) => group.clusters.push(cluster.clone()),
-            None => groups.push((
-                key,
-                Group {
-                    clusters: vec![cluster.clone()],
-                    bundles: bundles.clone(),
-                },
-            )),
-        }
-    }
     let stages = spec
         .stages
         .iter()
@@ -325,7 +311,10 @@ fn preview(args: &PreviewArgs) -> anyhow::Result<Preview> {
         changed: !changes.is_empty(),
         clusters: clusters.len(),
         changed_clusters: changes.len(),
-        groups: groups.into_iter().map(|(_, g)| g).collect(),
+        groups: crate::output::group_alike(&changes)
+            .into_iter()
+            .map(|(clusters, bundles)| Group { clusters, bundles })
+            .collect(),
         stages,
     })
 }
@@ -337,22 +326,13 @@ fn display(path: &Path, head: &Checkout) -> String {
     }
 }
 
-/// An object's identity as the deletion guard counts it: group, kind, namespace, name (a new
-/// API version of the same object is not a deletion).
-type Identity = (String, String, Option<String>, String);
-
-fn identities(bundles: &BTreeMap<String, RenderedBundle>) -> BTreeSet<Identity> {
+/// The objects' identities as the deletion guard counts them (a new API version of the same
+/// object is not a deletion).
+fn identities(bundles: &Bundles) -> BTreeSet<ObjectKey> {
     bundles
         .values()
         .flat_map(|b| &b.objects)
-        .map(|o| {
-            (
-                o.id.group.clone(),
-                o.id.kind.clone(),
-                o.id.namespace.clone(),
-                o.id.name.clone(),
-            )
-        })
+        .map(|o| o.id.key())
         .collect()
 }
 

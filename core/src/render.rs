@@ -32,7 +32,7 @@ pub use applied::{BUNDLE_LABEL, MANAGED_BY_LABEL, MANAGED_BY_VALUE, PRUNE_ANNOTA
 pub use fleet::{BundleOutcome, FleetRender, render_fleet};
 pub use helm::{ChartDir, ChartFetcher, ChartUsed, DEFAULT_KUBE_VERSION, Helm};
 pub use kustomize::Kustomize;
-pub use object::{ObjectId, RenderedObject};
+pub use object::{ObjectId, ObjectKey, RenderedObject};
 
 /// The `kind` of a rendered bundle blob.
 pub const RENDERED_BUNDLE_KIND: &str = "RenderedBundle";

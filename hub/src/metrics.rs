@@ -48,14 +48,13 @@ pub struct StreamCounts {
 }
 
 impl Metrics {
-    fn pending_notices(&self, node: &NodeHandle) -> Sampled {
+    fn pending_notices(&self, state: &crate::state::State) -> Sampled {
         let mut pending = Sampled::new(
             "notifications_pending",
             "Notices recorded that a receiver is not done with yet (delivered, given up on, or \
              not for it): it grows while a receiver fails",
             Kind::Gauge,
         );
-        let state = node.state();
         let last = state.notices.last();
         for receiver in &self.receivers {
             let done = state.notices.done.get(receiver).copied().unwrap_or(last);
@@ -431,11 +430,6 @@ impl Metrics {
             families.extend(fleet_families(fleet, now, &self.config));
         }
         families.extend(stream_families(streams));
-        if !self.receivers.is_empty() {
-            families.push(self.pending_notices(node));
-        }
-        families.push(wave_durations(&node.state(), now));
-        self.scraped.set(families);
         self.process.set(process_families());
         let expiry = node.security().tls().map_or(0, |tls| {
             let not_after = tls.credentials().not_after;
@@ -448,7 +442,12 @@ impl Metrics {
         let mut by_sync: BTreeMap<SyncState, i64> =
             SyncState::ALL.iter().map(|s| (*s, 0)).collect();
         {
+            // One read of the replica for everything scraped from it.
             let state = node.state();
+            if !self.receivers.is_empty() {
+                families.push(self.pending_notices(&state));
+            }
+            families.push(wave_durations(&state, now));
             // With the fleet status (computed once per applied index for every reader), the
             // cluster and sync counts are read from it; without one, from the replica.
             match fleet {
@@ -492,6 +491,7 @@ impl Metrics {
             self.drift_corrections
                 .set(i64::try_from(corrections).unwrap_or(i64::MAX));
         }
+        self.scraped.set(families);
         for (sync, count) in by_sync {
             self.bundles_sync
                 .get_or_create(&vec![("sync_state".to_owned(), sync.as_str().to_owned())])

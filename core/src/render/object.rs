@@ -62,7 +62,21 @@ pub struct ObjectId {
     pub name: String,
 }
 
+/// An object's identity across API versions: group, kind, namespace, name (what the hub's
+/// index, the deletion guard and a preview's prune count key objects by).
+pub type ObjectKey = (String, String, Option<String>, String);
+
 impl ObjectId {
+    /// The identity across API versions ([`ObjectKey`]).
+    pub fn key(&self) -> ObjectKey {
+        (
+            self.group.clone(),
+            self.kind.clone(),
+            self.namespace.clone(),
+            self.name.clone(),
+        )
+    }
+
     /// Reads the identity of an object; the error says which field is missing or wrong.
     pub fn of(object: &Value) -> Result<ObjectId, String> {
         let Value::Object(map) = object else {

@@ -263,8 +263,8 @@ impl Blob {
     }
 }
 
-/// An object's identity across API versions: group, kind, namespace, name.
-pub type ObjectKey = (String, String, Option<String>, String);
+/// An object's identity across API versions: group, kind, namespace, name (core's).
+pub use flotilla_core::render::ObjectKey;
 
 /// What the replicated state knows of a blob: never its content (that lives in each node's
 /// content store, `node::content`), only what decisions need.
@@ -389,18 +389,7 @@ pub(crate) fn test_index(blobs: &[Blob]) -> BlobIndex {
 
 /// The object ids of a rendered bundle, as the index and the deletion guard key them.
 pub fn object_keys(bundle: &flotilla_core::render::RenderedBundle) -> Vec<ObjectKey> {
-    bundle
-        .objects
-        .iter()
-        .map(|o| {
-            (
-                o.id.group.clone(),
-                o.id.kind.clone(),
-                o.id.namespace.clone(),
-                o.id.name.clone(),
-            )
-        })
-        .collect()
+    bundle.objects.iter().map(|o| o.id.key()).collect()
 }
 
 /// A render recorded in several entries: the parts staged so far (`Command::StageRender`),
